@@ -1,0 +1,77 @@
+// TESSERA_HOME: this machine's keys, certificates and linked coordinator, one file each.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import * as v from "valibot";
+import { ConfigError } from "../errors.ts";
+
+const Config = v.object({ coordinator: v.optional(v.string()), http: v.optional(v.string()) });
+export type Config = v.InferOutput<typeof Config>;
+
+export function homeDir(): string {
+  if (process.env.TESSERA_HOME) return path.resolve(process.env.TESSERA_HOME);
+  if (process.platform === "win32" && process.env.APPDATA) return path.join(process.env.APPDATA, "tessera");
+  if (process.platform === "darwin") return path.join(os.homedir(), "Library", "Application Support", "tessera");
+  return path.join(process.env.XDG_CONFIG_HOME || path.join(os.homedir(), ".config"), "tessera");
+}
+
+export const homeFile = (name: "config.json" | "ca.crt" | "host.key" | "host.crt" | "operator-token") => path.join(homeDir(), name);
+
+export function readConfig(): Config {
+  const file = homeFile("config.json");
+  if (!fs.existsSync(file)) return {};
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new ConfigError(`${file} is not valid JSON; fix or delete it and run \`tessera link\` again`, { cause: err });
+  }
+  const r = v.safeParse(Config, json);
+  if (!r.success) throw new ConfigError(`${file}: ${r.issues[0].message}`);
+  return r.output;
+}
+
+export function writeConfig(c: Config): void {
+  writePrivate(homeFile("config.json"), JSON.stringify(c, null, 2) + "\n");
+}
+
+export function coordinatorAddress(): string {
+  const addr = process.env.TESSERA_COORDINATOR || readConfig().coordinator;
+  if (!addr) throw new ConfigError("no coordinator linked: run `tessera link HOST:PORT ...` or set TESSERA_COORDINATOR");
+  return addr;
+}
+
+export function readCa(): string {
+  return readRequired(homeFile("ca.crt"), "this machine does not trust a coordinator CA yet: run `tessera link HOST:PORT --ca-file ca.crt` (or --ca-pin sha256:...)");
+}
+
+export function readHostIdentity(): { keyPem: string; certPem: string } {
+  const hint = "this machine is not enrolled as a host: run `tessera link HOST:PORT --token TOKEN` first";
+  return { keyPem: readRequired(homeFile("host.key"), hint), certPem: readRequired(homeFile("host.crt"), hint) };
+}
+
+export function readRequired(file: string, hint: string): string {
+  try {
+    return fs.readFileSync(file, "utf8");
+  } catch (err) {
+    if ((err as { code?: string }).code === "ENOENT") throw new ConfigError(`${hint} (${file} not found)`);
+    throw new ConfigError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Secrets and keys: 0600 from the first byte (never chmod after writing). */
+export function writePrivate(file: string, data: string, opts: { force?: boolean } = { force: true }): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const fd = fs.openSync(file, opts.force ? "w" : "wx", 0o600);
+  try {
+    fs.fchmodSync(fd, 0o600);
+    fs.writeFileSync(fd, data);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export function writePublic(file: string, data: string): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  fs.writeFileSync(file, data, { mode: 0o644 });
+}

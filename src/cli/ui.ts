@@ -1,0 +1,37 @@
+// Terminal helpers: a spinner that only spins on a TTY, and one-line questions.
+import readline from "node:readline";
+
+export function spinner(text: string): { stop(): void } {
+  if (!process.stderr.isTTY) {
+    process.stderr.write(`${text}\n`);
+    return { stop() {} };
+  }
+  const frames = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+  let i = 0;
+  const t = setInterval(() => process.stderr.write(`\r${frames[i++ % frames.length]} ${text}`), 100);
+  return {
+    stop() {
+      clearInterval(t);
+      process.stderr.write("\r\x1b[K");
+    },
+  };
+}
+
+/** Asks one question on the terminal; resolves with the trimmed answer ("" on end of input). */
+export function ask(question: string): Promise<string> {
+  const rl = readline.createInterface({ input: process.stdin, output: process.stderr, terminal: false });
+  process.stderr.write(question);
+  return new Promise((resolve) => {
+    let done = false;
+    rl.once("line", (line) => { done = true; rl.close(); resolve(line.trim()); });
+    rl.once("close", () => { if (!done) resolve(""); });
+  });
+}
+
+export function osUser(): string {
+  try {
+    return (process.env.USER || process.env.USERNAME || require("node:os").userInfo().username || "guest").slice(0, 64);
+  } catch {
+    return "guest";
+  }
+}

@@ -1,0 +1,37 @@
+// `tessera agent`: long-running host service for a share; dials out only and reaches only --allow targets.
+import { defineCommand } from "citty";
+import { ConfigError, errorMessage } from "../errors.ts";
+import { logger } from "../log.ts";
+import { Agent } from "../relay/agent.ts";
+import { TargetPolicy } from "../relay/policy.ts";
+import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
+import { untilInterrupted } from "../cli/signals.ts";
+import { VERSION } from "../version.ts";
+
+const log = logger("agent");
+
+export default defineCommand({
+  meta: { name: "agent", description: "Serve a share in the background: approved guests reach only the --allow targets" },
+  args: {
+    "share-id": { type: "string", required: true, description: "Id of the share this agent serves (approve with `tessera share --share-id ID`)" },
+    allow: { type: "string", required: true, description: "HOST:PORT guests may reach; repeat for more" },
+  },
+  async run({ args }) {
+    const allow = [args.allow].flat().flatMap((a) => String(a).split(",")).filter(Boolean);
+    let policy: TargetPolicy;
+    try {
+      policy = new TargetPolicy(allow);
+    } catch (err) {
+      throw new ConfigError(`--allow: ${errorMessage(err)}`);
+    }
+    const stop = untilInterrupted();
+    const agent = new Agent({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION, shareId: args["share-id"], policy, approver: false, reconnect: true }, {
+      onConnected: () => log.info(`serving share ${args["share-id"]}: ${policy.targets.join(", ")}`),
+      onDisconnected: (err, retry) => retry !== undefined && log.warn(`disconnected${err ? ` (${err.message})` : ""}; reconnecting in ${(retry / 1000).toFixed(1)}s`),
+      onStream: (sid, error) => error && log.warn(`session ${sid}: ${error}`),
+    });
+    await agent.start();
+    await stop.promise;
+    agent.stop();
+  },
+});

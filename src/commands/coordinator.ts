@@ -1,0 +1,79 @@
+// `tessera coordinator`: the public rendezvous: control plane over mTLS, data plane splice, HTTP health/revoke.
+import fs from "node:fs";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import { defineCommand } from "citty";
+import * as v from "valibot";
+import { AuditLog } from "../audit/log.ts";
+import { ConfigError } from "../errors.ts";
+import { logger } from "../log.ts";
+import { Coordinator } from "../relay/coordinator.ts";
+import { EnrollRecords } from "../relay/enroll.ts";
+import { hashToken, startHttp } from "../relay/http.ts";
+import { LIMITS } from "../relay/limits.ts";
+import { splitAddress } from "../relay/client.ts";
+import { Store } from "../store/store.ts";
+import { parseDuration } from "../cli/duration.ts";
+import { readRequired } from "../cli/home.ts";
+import { VERSION } from "../version.ts";
+
+const log = logger("coordinator");
+
+export default defineCommand({
+  meta: { name: "coordinator", description: "Run the coordinator (brokers requests and approvals, relays ciphertext, keeps the audit log)" },
+  args: {
+    certs: { type: "string", default: "pki", description: "Directory written by `tessera ca`" },
+    listen: { type: "string", default: "0.0.0.0:8443", description: "TLS address for agents, shares and guests (control and data on one port)" },
+    http: { type: "string", default: "127.0.0.1:8080", description: "HTTP address for /healthz and the revoke endpoint" },
+    audit: { type: "string", default: "audit.jsonl", description: "Append-only audit log file" },
+    db: { type: "string", default: "tessera.db", description: "State database: SQLite file path, or postgres://..." },
+    "idle-timeout": { type: "string", default: "30m", description: "End a session after this long without traffic" },
+    "code-ttl": { type: "string", default: "10m", description: "How long an unredeemed code stays valid" },
+    "approval-timeout": { type: "string", default: "2m", description: "Deny a request the host has not answered in this time" },
+  },
+  async run({ args }) {
+    const dir = args.certs;
+    const need = (f: string) => readRequired(path.join(dir, f), `${dir} is missing ${f}: run \`tessera ca --coordinator-name NAME --dir ${dir}\``);
+    const ca = { certPem: need("ca.crt"), keyPem: need("ca.key") };
+    const tokenFile = path.join(dir, "operator-token");
+    const operatorToken = fs.existsSync(tokenFile) ? fs.readFileSync(tokenFile, "utf8").trim() : "";
+    const limits = {
+      ...LIMITS,
+      idleTimeoutMs: parseDuration(args["idle-timeout"], "idle-timeout"),
+      codeTtlMs: parseDuration(args["code-ttl"], "code-ttl"),
+      approvalTimeoutMs: parseDuration(args["approval-timeout"], "approval-timeout"),
+    };
+    const store = await Store.open(args.db);
+    const audit = AuditLog.open(args.audit);
+    // The code-hash key lives with the state so codes stay valid across restarts.
+    const codeKey = Buffer.from(await store.initMeta("code_key", randomBytes(32).toString("hex")), "hex");
+    const enrollFile = path.join(dir, "enroll-tokens.json");
+    const coordinator = new Coordinator({
+      ca, certPem: need("coordinator.crt"), keyPem: need("coordinator.key"), store, audit, limits, codeKey, version: VERSION,
+      enrollRecords: () => {
+        if (!fs.existsSync(enrollFile)) return [];
+        const r = v.safeParse(EnrollRecords, JSON.parse(fs.readFileSync(enrollFile, "utf8")));
+        if (!r.success) throw new ConfigError(`${enrollFile} is malformed`);
+        return r.output;
+      },
+    });
+    const l = splitAddress(args.listen);
+    const bound = await coordinator.listen(l.host, l.port);
+    const h = splitAddress(args.http, 8080);
+    const http = startHttp({ host: h.host, port: h.port, version: VERSION, broker: coordinator.broker, operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined });
+    audit.append("coordinator.start", { version: VERSION, listen: `${bound.host}:${bound.port}` });
+    log.info(`tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (http ${http.hostname}:${http.port})`);
+    if (!operatorToken) log.warn("no operator-token in the certs directory: revoke is disabled");
+    await new Promise<void>((resolve) => {
+      const stop = () => resolve();
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+    log.info("shutting down");
+    await coordinator.close();
+    http.stop(true);
+    audit.append("coordinator.stop", {});
+    audit.close();
+    await store.close();
+  },
+});

@@ -1,0 +1,27 @@
+// `tessera revoke SESSION_ID`: operator ends a session now, cutting its live streams.
+import { defineCommand } from "citty";
+import { TesseraError } from "../errors.ts";
+import { splitAddress } from "../relay/client.ts";
+import { coordinatorAddress, homeFile, readConfig, readRequired } from "../cli/home.ts";
+
+export default defineCommand({
+  meta: { name: "revoke", description: "End a session at once (needs the operator token: `tessera token HEX`)" },
+  args: {
+    session: { type: "positional", required: true, description: "Session id (from the audit log or the host's terminal)" },
+    url: { type: "string", description: "Coordinator HTTP base URL (default http://COORDINATOR-HOST:8080)" },
+  },
+  async run({ args }) {
+    const token = readRequired(homeFile("operator-token"), "no operator token on this machine: run `tessera token HEX` first").trim();
+    const base = args.url || readConfig().http || `http://${splitAddress(coordinatorAddress()).host}:8080`;
+    const url = `${base.replace(/\/$/, "")}/s/${encodeURIComponent(args.session)}/revoke`;
+    let res: Response;
+    try {
+      res = await fetch(url, { method: "POST", headers: { authorization: `Bearer ${token}` } });
+    } catch (err) {
+      throw new TesseraError("connect", `cannot reach ${base}: ${(err as Error).message}`);
+    }
+    const body = (await res.text()).trim();
+    if (!res.ok) throw new TesseraError("revoke", `revoke refused (${res.status}): ${body}`);
+    console.log(`revoked ${args.session}`);
+  },
+});

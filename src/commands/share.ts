@@ -1,0 +1,63 @@
+// `tessera share`: offer one local port (embedded agent) or approve for a running agent; prints a code and prompts per request.
+import { randomBytes } from "node:crypto";
+import { defineCommand } from "citty";
+import { ConfigError, errorMessage } from "../errors.ts";
+import { logger } from "../log.ts";
+import { Agent } from "../relay/agent.ts";
+import { ControlClient } from "../relay/client.ts";
+import { TargetPolicy } from "../relay/policy.ts";
+import { formatTarget } from "../relay/protocol.ts";
+import { Approver } from "../cli/approver.ts";
+import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
+import { untilInterrupted } from "../cli/signals.ts";
+import { VERSION } from "../version.ts";
+
+const log = logger("share");
+
+export default defineCommand({
+  meta: { name: "share", description: "Share a local port: print a code, ask you about each guest, forward once you say y" },
+  args: {
+    port: { type: "string", description: "Local port to share (runs an embedded agent for exactly this target)" },
+    host: { type: "string", default: "127.0.0.1", description: "Host of the target to share" },
+    "share-id": { type: "string", description: "Approve requests for a running `tessera agent --share-id ID` instead" },
+    target: { type: "string", description: "With --share-id: which of the agent's targets the code is for (default: its first)" },
+  },
+  async run({ args }) {
+    const dial = { address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION };
+    const stop = untilInterrupted();
+    let client: ControlClient;
+    let shareId: string;
+    let agent: Agent | undefined;
+    if (args.port !== undefined) {
+      const port = Number(args.port);
+      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`--port must be 1-65535 (got "${args.port}")`);
+      shareId = `sh-${randomBytes(6).toString("hex")}`;
+      const policy = new TargetPolicy([formatTarget(args.host, port)]);
+      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: false }, {
+        onDisconnected: (err) => stop.trigger(`lost the coordinator${err ? `: ${err.message}` : ""}`),
+        onStream: (sid, error) => error && log.warn(`session ${sid}: ${error}`),
+      });
+      client = await agent.start();
+      log.info(`sharing ${policy.targets[0]} as ${shareId}`);
+    } else if (args["share-id"]) {
+      shareId = args["share-id"];
+      client = await ControlClient.dial(dial);
+      client.send({ t: "attach", shareId });
+      await client.next("registered");
+      client.onClose((err) => stop.trigger(`lost the coordinator${err ? `: ${err.message}` : ""}`));
+    } else {
+      throw new ConfigError("say what to share: --port N (and --host), or --share-id ID of a running agent");
+    }
+    const approver = new Approver(client, shareId);
+    approver.start();
+    await approver.mint(args.target);
+    const why = await stop.promise;
+    approver.stop();
+    if (agent) agent.stop();
+    else client.close();
+    if (why.startsWith("lost")) {
+      log.error(why);
+      process.exitCode = 1;
+    } else log.info(`stopped sharing (${why}); every session of this share is closed`);
+  },
+});

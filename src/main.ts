@@ -1,0 +1,58 @@
+#!/usr/bin/env bun
+// Entry point: the root command with lazily loaded subcommands; the only place the process exits.
+import "reflect-metadata"; // @peculiar/x509 needs the polyfill loaded before anything else
+import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
+import { TesseraError } from "./errors.ts";
+import { VERSION } from "./version.ts";
+
+const main = defineCommand({
+  meta: { name: "tessera", version: VERSION.replace(/^v/, ""), description: "Consent-gated remote access: share one local port or shell with one guest, for one session, with your explicit yes." },
+  subCommands: {
+    ca: () => import("./commands/ca.ts").then((m) => m.default),
+    coordinator: () => import("./commands/coordinator.ts").then((m) => m.default),
+    link: () => import("./commands/link.ts").then((m) => m.default),
+    share: () => import("./commands/share.ts").then((m) => m.default),
+    agent: () => import("./commands/agent.ts").then((m) => m.default),
+    join: () => import("./commands/join.ts").then((m) => m.default),
+    connect: () => import("./commands/connect.ts").then((m) => m.default),
+    token: () => import("./commands/token.ts").then((m) => m.default),
+    revoke: () => import("./commands/revoke.ts").then((m) => m.default),
+    version: () => import("./commands/version.ts").then((m) => m.default),
+  },
+});
+
+async function run(cmd: CommandDef, rawArgs: string[]): Promise<number> {
+  try {
+    if (rawArgs.length === 0 || rawArgs.some((a) => a === "--help" || a === "-h")) {
+      await showUsage(...(await resolveForHelp(cmd, rawArgs)));
+      return 0;
+    }
+    if (rawArgs.length === 1 && (rawArgs[0] === "--version" || rawArgs[0] === "-v")) {
+      console.log(VERSION);
+      return 0;
+    }
+    await runCommand(cmd, { rawArgs });
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof TesseraError) {
+      process.stderr.write(`error: ${err.message}\n`);
+    } else if (err instanceof Error && err.name === "CLIError") {
+      process.stderr.write(`error: ${err.message}\nrun \`tessera ${rawArgs[0] ?? ""} --help\` for usage\n`);
+    } else {
+      process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+      if (process.env.TESSERA_DEBUG) console.error(err);
+    }
+    return 1;
+  }
+}
+
+async function resolveForHelp(cmd: CommandDef, rawArgs: string[]): Promise<[CommandDef, CommandDef?]> {
+  const name = rawArgs.find((a) => !a.startsWith("-"));
+  const subs = (cmd.subCommands ?? {}) as Record<string, () => Promise<CommandDef>>;
+  if (name && subs[name]) return [await subs[name](), cmd];
+  return [cmd];
+}
+
+const code = await run(main, process.argv.slice(2));
+// Commands that keep running (coordinator, share, join) never reach here until they are done.
+process.exit(code);

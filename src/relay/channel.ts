@@ -1,0 +1,121 @@
+// A framed control connection: decodes and validates incoming frames, handles them one at a time,
+// and turns a handler's failure into an error frame for that peer alone.
+import type { Duplex } from "node:stream";
+import type * as v from "valibot";
+import { ProtocolError, TesseraError, errorMessage } from "../errors.ts";
+import { logger } from "../log.ts";
+import { encodeFrame, FrameDecoder } from "./codec.ts";
+
+const log = logger("channel");
+
+export interface ChannelOptions<In> {
+  onFrame: (frame: In) => void | Promise<void>;
+  onClose?: (err?: Error) => void;
+  /** Close the connection if no frame arrives within this time (a silent peer holds no slot). */
+  firstFrameTimeoutMs?: number;
+  /** Most frames that may wait behind a slow handler before the peer is cut off. */
+  maxQueued?: number;
+}
+
+export class Channel<In extends { t: string }, Out extends { t: string }> {
+  private readonly decoder: FrameDecoder<v.GenericSchema<unknown, In>>;
+  private queue: Promise<void> = Promise.resolve();
+  private queued = 0;
+  private firstTimer: ReturnType<typeof setTimeout> | undefined;
+  private closedWith: Error | undefined | null = null;
+
+  constructor(
+    readonly socket: Duplex,
+    schema: v.GenericSchema<unknown, In>,
+    private readonly opts: ChannelOptions<In>,
+  ) {
+    this.decoder = new FrameDecoder(schema);
+    if (opts.firstFrameTimeoutMs) {
+      this.firstTimer = setTimeout(() => this.fail(new ProtocolError("no frame received in time", "timeout")), opts.firstFrameTimeoutMs);
+    }
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("error", (err) => this.finish(err));
+    socket.on("close", () => this.finish());
+    socket.on("end", () => socket.end());
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== null;
+  }
+
+  send(frame: Out): void {
+    if (this.closed || this.socket.destroyed) return;
+    this.socket.write(encodeFrame(frame));
+  }
+
+  /** Refuse the peer with an error frame and close the connection. */
+  fail(err: TesseraError): void {
+    if (this.closed) return;
+    this.sendError(err);
+    this.socket.end();
+    this.finish(err);
+    // A peer that never reads must not keep the socket open forever.
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.socket.end();
+    this.finish();
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+  }
+
+  sendError(err: TesseraError, ref?: string): void {
+    const frame: Record<string, unknown> = { t: "error", code: safeCode(err.code), message: err.message.slice(0, 1000) };
+    if (ref) frame.ref = ref;
+    this.send(frame as unknown as Out);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    let frames: In[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      this.fail(err instanceof TesseraError ? err : new ProtocolError(errorMessage(err)));
+      return;
+    }
+    if (frames.length && this.firstTimer) {
+      clearTimeout(this.firstTimer);
+      this.firstTimer = undefined;
+    }
+    for (const frame of frames) {
+      if (++this.queued > (this.opts.maxQueued ?? 64)) {
+        this.fail(new ProtocolError("too many frames in flight", "flood"));
+        return;
+      }
+      this.queue = this.queue.then(() => this.handle(frame));
+    }
+  }
+
+  private async handle(frame: In): Promise<void> {
+    this.queued--;
+    if (this.closed) return;
+    try {
+      await this.opts.onFrame(frame);
+    } catch (err) {
+      if (err instanceof ProtocolError) this.fail(err);
+      else if (err instanceof TesseraError) this.sendError(err, (err as { ref?: string }).ref);
+      else {
+        log.error(`internal error handling "${frame.t}":`, err);
+        this.fail(new TesseraError("internal", "internal error; see the coordinator's log"));
+      }
+    }
+  }
+
+  private finish(err?: Error): void {
+    if (this.closed) return;
+    this.closedWith = err;
+    if (this.firstTimer) clearTimeout(this.firstTimer);
+    this.opts.onClose?.(err);
+  }
+}
+
+function safeCode(code: string): string {
+  return /^[A-Za-z0-9_.-]{1,64}$/.test(code) ? code : "error";
+}

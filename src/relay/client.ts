@@ -1,0 +1,140 @@
+// Client end of a control connection: dial with TLS 1.3, say hello, then await frames by type.
+import net from "node:net";
+import tls from "node:tls";
+import { RefusedError, TesseraError } from "../errors.ts";
+import { certFingerprint, derToPem, verifyIssuedBy } from "../pki/index.ts";
+import { Channel } from "./channel.ts";
+import { PROTOCOL_VERSION, ServerFrame, type ClientFrame, type FrameOf } from "./protocol.ts";
+
+export interface DialOptions {
+  /** host:port of the coordinator. */
+  address: string;
+  /** The CA to verify the coordinator against; omitted only to fetch and pin it (link). */
+  caPem?: string;
+  /** With caPem omitted: the CA's SHA-256 (hex) that must match what the coordinator presents. */
+  caPinHex?: string;
+  keyPem?: string;
+  certPem?: string;
+  version: string;
+}
+
+type Waiter = { types: string[]; resolve: (f: ServerFrame) => void; reject: (e: Error) => void };
+
+export class ControlClient {
+  private readonly waiters: Waiter[] = [];
+  private readonly handlers = new Map<string, ((f: ServerFrame) => void)[]>();
+  private closeHandler: ((err?: Error) => void) | undefined;
+  readonly ch: Channel<ServerFrame, ClientFrame>;
+  /** The CA certificate the coordinator announced in its welcome. */
+  caPem = "";
+
+  private constructor(readonly socket: tls.TLSSocket) {
+    this.ch = new Channel<ServerFrame, ClientFrame>(socket, ServerFrame, {
+      onFrame: (f) => this.dispatch(f),
+      onClose: (err) => {
+        const e = new TesseraError("disconnected", `lost the connection to the coordinator${err ? `: ${err.message}` : ""}`);
+        for (const w of this.waiters.splice(0)) w.reject(e);
+        this.closeHandler?.(err);
+      },
+    });
+  }
+
+  static async dial(o: DialOptions): Promise<ControlClient> {
+    const { host, port } = splitAddress(o.address);
+    const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      const s = tls.connect({
+        host, port, minVersion: "TLSv1.3",
+        ca: o.caPem, key: o.keyPem, cert: o.certPem,
+        servername: net.isIP(host) ? undefined : host,
+        rejectUnauthorized: o.caPem !== undefined,
+      });
+      s.once("secureConnect", () => resolve(s));
+      s.once("error", (err) => reject(dialError(o.address, err)));
+      s.setTimeout(10_000, () => s.destroy(new Error("timed out")));
+    });
+    socket.setTimeout(0);
+    socket.setNoDelay(true);
+    const c = new ControlClient(socket);
+    c.ch.send({ t: "hello", v: PROTOCOL_VERSION, client: o.version });
+    const welcome = await c.next("welcome");
+    c.caPem = welcome.ca;
+    if (o.caPem === undefined) await c.checkPinned(host, o.caPinHex);
+    return c;
+  }
+
+  /** Without a trusted CA yet: the announced CA must match the pin and must have signed the server's certificate. */
+  private async checkPinned(host: string, pinHex?: string): Promise<void> {
+    const got = certFingerprint(this.caPem);
+    if (pinHex !== undefined && got !== pinHex) {
+      this.close();
+      throw new TesseraError("ca_mismatch", `the coordinator's CA has fingerprint sha256:${got}, not the expected sha256:${pinHex}; someone may be intercepting, or the token is for another coordinator`);
+    }
+    const raw = this.socket.getPeerCertificate()?.raw;
+    const leaf = raw ? derToPem(raw, "CERTIFICATE") : "";
+    await verifyIssuedBy(leaf, this.caPem, new Date());
+    const bad = tls.checkServerIdentity(host, this.socket.getPeerCertificate());
+    if (bad) throw new TesseraError("ca_mismatch", `the coordinator's certificate does not name ${host}: ${bad.message}`);
+  }
+
+  send(f: ClientFrame): void {
+    this.ch.send(f);
+  }
+
+  /** Resolves with the next frame of one of these types; an unreferenced error frame rejects it. */
+  next<T extends ServerFrame["t"]>(...types: T[]): Promise<FrameOf<ServerFrame, T>> {
+    if (this.ch.closed) return Promise.reject(new TesseraError("disconnected", "not connected to the coordinator"));
+    return new Promise((resolve, reject) => this.waiters.push({ types, resolve: resolve as (f: ServerFrame) => void, reject }));
+  }
+
+  on<T extends ServerFrame["t"]>(type: T, fn: (f: FrameOf<ServerFrame, T>) => void): void {
+    const list = this.handlers.get(type) ?? [];
+    list.push(fn as (f: ServerFrame) => void);
+    this.handlers.set(type, list);
+  }
+
+  onClose(fn: (err?: Error) => void): void {
+    this.closeHandler = fn;
+  }
+
+  close(): void {
+    this.ch.close();
+  }
+
+  private dispatch(f: ServerFrame): void {
+    if (f.t === "ping") return this.send({ t: "pong" });
+    if (f.t === "error" && !f.ref && this.waiters.length) {
+      this.waiters.shift()!.reject(new RefusedError(f.code, f.message));
+      return;
+    }
+    const i = this.waiters.findIndex((w) => w.types.includes(f.t));
+    if (i >= 0) return this.waiters.splice(i, 1)[0]!.resolve(f);
+    const hs = this.handlers.get(f.t);
+    if (hs) for (const h of hs) h(f);
+    else if (f.t === "error") throw new RefusedError(f.code, f.message);
+  }
+}
+
+export function splitAddress(address: string, defaultPort = 8443): { host: string; port: number } {
+  const a = address.trim();
+  let host: string | undefined = a;
+  let portText: string | undefined;
+  const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(a);
+  if (bracketed) [, host, portText] = bracketed;
+  else if (a.split(":").length === 2) [host, portText] = a.split(":");
+  const port = portText === undefined ? defaultPort : /^\d{1,5}$/.test(portText) ? Number(portText) : 0;
+  if (!host || !(port >= 1 && port <= 65535)) throw new TesseraError("bad_address", `"${address}" is not HOST[:PORT]`);
+  return { host, port };
+}
+
+function dialError(address: string, err: Error & { code?: string }): TesseraError {
+  const why: Record<string, string> = {
+    ECONNREFUSED: "connection refused (is the coordinator running?)",
+    ENOTFOUND: "host not found",
+    ETIMEDOUT: "timed out",
+    UNABLE_TO_VERIFY_LEAF_SIGNATURE: "its certificate is not signed by the CA this machine trusts",
+    DEPTH_ZERO_SELF_SIGNED_CERT: "it presented a self-signed certificate",
+    ERR_TLS_CERT_ALTNAME_INVALID: "its certificate does not name this address",
+    CERT_HAS_EXPIRED: "its certificate has expired",
+  };
+  return new TesseraError("connect", `cannot reach the coordinator at ${address}: ${why[err.code ?? ""] ?? err.message}`, { cause: err });
+}

@@ -1,0 +1,48 @@
+// The coordinator's HTTP side: health check and the operator's revoke endpoint.
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { Broker } from "./broker.ts";
+
+export interface HttpOptions {
+  host: string;
+  port: number;
+  version: string;
+  /** SHA-256 of the operator token; undefined disables operator endpoints. */
+  operatorTokenHash?: Buffer;
+  broker: Broker;
+}
+
+export function startHttp(o: HttpOptions) {
+  return Bun.serve({
+    hostname: o.host,
+    port: o.port,
+    fetch(req) {
+      const url = new URL(req.url);
+      if (url.pathname === "/healthz" && req.method === "GET") return new Response(`ok ${o.version}\n`);
+      const m = /^\/s\/([A-Za-z0-9_.-]{1,64})\/revoke$/.exec(url.pathname);
+      if (m) {
+        if (req.method !== "POST") return text(405, "use POST");
+        if (!o.operatorTokenHash) return text(403, "revoke is disabled: this coordinator has no operator token (put one in operator-token in its --certs directory)");
+        if (!checkBearer(req.headers.get("authorization"), o.operatorTokenHash)) return text(401, "missing or wrong operator token");
+        return o.broker.revoke(m[1]!, "operator") ? Response.json({ revoked: m[1] }) : text(404, `no live session "${m[1]}"`);
+      }
+      return text(404, "not found");
+    },
+    error() {
+      return text(500, "internal error");
+    },
+  });
+}
+
+export function hashToken(token: string): Buffer {
+  return createHash("sha256").update(token.trim()).digest();
+}
+
+function checkBearer(header: string | null, expected: Buffer): boolean {
+  const m = /^Bearer\s+(\S{1,512})$/.exec(header ?? "");
+  // Compare hashes so the comparison is constant-time whatever the lengths.
+  return m !== null && timingSafeEqual(hashToken(m[1]!), expected);
+}
+
+function text(status: number, body: string): Response {
+  return new Response(body + "\n", { status });
+}

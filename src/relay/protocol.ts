@@ -1,0 +1,81 @@
+// The control-plane wire format: every frame type, defined once as a valibot schema.
+import * as v from "valibot";
+
+export const PROTOCOL_VERSION = 1;
+/** Hard cap on one control frame, checked before a byte of it is buffered. */
+export const MAX_FRAME_BYTES = 64 * 1024;
+/** Data-plane preamble: magic (never 0x16, so it can't be mistaken for a TLS ClientHello) + 32-byte token. */
+export const DATA_MAGIC = Buffer.from("TSR1");
+export const STREAM_TOKEN_BYTES = 32;
+export const PREAMBLE_BYTES = DATA_MAGIC.length + STREAM_TOKEN_BYTES;
+
+const id = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '.', '_' or '-'"));
+const name = v.pipe(v.string(), v.minLength(1), v.maxLength(64), v.regex(/^[^\x00-\x1f\x7f]+$/, "must not contain control characters"));
+const text = (max: number) => v.pipe(v.string(), v.maxLength(max), v.regex(/^[^\x00-\x08\x0b-\x1f\x7f]*$/, "must not contain control characters"));
+const pem = v.pipe(v.string(), v.maxLength(16 * 1024), v.startsWith("-----BEGIN "));
+/** HOST:PORT or [IPv6]:PORT; parsed properly by parseTarget. */
+export const target = v.pipe(v.string(), v.maxLength(300), v.regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "must be HOST:PORT"));
+const spki = v.pipe(v.string(), v.regex(/^SHA256:[A-Za-z0-9+/]{43}$/));
+const token = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{43}$/));
+const code = v.pipe(v.string(), v.maxLength(32));
+const epochMs = v.pipe(v.number(), v.integer(), v.minValue(0));
+
+const frame = <T extends string, E extends v.ObjectEntries>(t: T, entries: E) =>
+  v.strictObject({ t: v.literal(t), ...entries });
+
+export const guestInfo = v.strictObject({ name, addr: text(80), spki });
+
+/** Frames a client (agent, share, guest, link) sends to the coordinator. */
+export const ClientFrame = v.variant("t", [
+  frame("hello", { v: v.pipe(v.number(), v.integer()), client: text(64) }),
+  frame("enroll", { token: v.pipe(v.string(), v.maxLength(256)), csr: pem, name }),
+  frame("register", { shareId: id, targets: v.pipe(v.array(target), v.minLength(1), v.maxLength(64)), approver: v.boolean() }),
+  frame("attach", { shareId: id }),
+  frame("mint", { shareId: id, target: v.optional(target) }),
+  frame("decision", { requestId: id, allow: v.boolean() }),
+  frame("redeem", { code, csr: pem, name, reason: text(500) }),
+  frame("request", { shareId: id, target, csr: pem, name, reason: text(500) }),
+  frame("open", { sessionId: id, ref: id }),
+  frame("end", { sessionId: id }),
+  frame("ping", {}),
+  frame("pong", {}),
+  frame("error", { code: id, message: text(1000) }),
+]);
+export type ClientFrame = v.InferOutput<typeof ClientFrame>;
+
+/** Frames the coordinator sends to clients. */
+export const ServerFrame = v.variant("t", [
+  frame("welcome", { v: v.number(), server: text(64), ca: pem }),
+  frame("enrolled", { cert: pem }),
+  frame("registered", { shareId: id, targets: v.array(target) }),
+  frame("code", { shareId: id, code, target, expiresAt: epochMs }),
+  frame("ask", { requestId: id, shareId: id, guest: guestInfo, target, reason: text(500), deadline: epochMs }),
+  frame("cancel", { requestId: id, reason: text(200) }),
+  frame("pending", { requestId: id, shareId: id, target }),
+  frame("approved", { requestId: id, sessionId: id, cert: pem, hostSpki: spki, target, idleTimeoutSec: v.number() }),
+  frame("denied", { requestId: id, reason: text(200) }),
+  frame("session", { sessionId: id, shareId: id, target, guest: guestInfo }),
+  frame("incoming", { sessionId: id, streamId: id, token }),
+  frame("stream", { sessionId: id, streamId: id, token, ref: id }),
+  frame("closed", { sessionId: id, reason: text(200) }),
+  frame("ping", {}),
+  frame("pong", {}),
+  frame("error", { code: id, message: text(1000), ref: v.optional(id) }),
+]);
+export type ServerFrame = v.InferOutput<typeof ServerFrame>;
+
+export type Frame = ClientFrame | ServerFrame;
+export type FrameOf<F extends { t: string }, T extends F["t"]> = Extract<F, { t: T }>;
+
+/** Splits HOST:PORT, rejecting ports out of range. Returns host without IPv6 brackets. */
+export function parseTarget(s: string): { host: string; port: number } {
+  const r = v.safeParse(target, s);
+  const m = r.success ? /^\[?(.+?)\]?:(\d+)$/.exec(s) : null;
+  const port = m ? Number(m[2]) : 0;
+  if (!m || port < 1 || port > 65535) throw new TypeError(`"${s}" is not HOST:PORT with a port from 1 to 65535`);
+  return { host: m[1]!, port };
+}
+
+export function formatTarget(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}

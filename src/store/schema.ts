@@ -1,0 +1,11 @@
+// Schema migrations, applied in order on start; the same SQL runs on SQLite and PostgreSQL.
+export const MIGRATIONS: string[][] = [
+  [
+    `CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)`,
+    `CREATE TABLE IF NOT EXISTS hosts (spki TEXT PRIMARY KEY, name TEXT NOT NULL, enrolled_at BIGINT NOT NULL)`,
+    `CREATE TABLE IF NOT EXISTS enroll_used (token_id TEXT PRIMARY KEY, host_spki TEXT NOT NULL, used_at BIGINT NOT NULL)`,
+    `CREATE TABLE IF NOT EXISTS shares (id TEXT PRIMARY KEY, host_spki TEXT NOT NULL, targets TEXT NOT NULL, created_at BIGINT NOT NULL, closed_at BIGINT)`,
+    `CREATE TABLE IF NOT EXISTS codes (hash TEXT PRIMARY KEY, share_id TEXT NOT NULL, target TEXT NOT NULL, expires_at BIGINT NOT NULL, used_at BIGINT)`,
+    `CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, share_id TEXT NOT NULL, guest_spki TEXT NOT NULL, guest_name TEXT NOT NULL, target TEXT NOT NULL, opened_at BIGINT NOT NULL, closed_at BIGINT, close_reason TEXT)`,
+  ],
+];

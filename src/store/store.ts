@@ -1,0 +1,122 @@
+// Coordinator state over Bun's SQL client: SQLite file by default, PostgreSQL by URL.
+import { SQL } from "bun";
+import { MIGRATIONS } from "./schema.ts";
+
+export interface ShareRow { id: string; hostSpki: string; targets: string[] }
+export interface CodeRow { shareId: string; target: string; expiresAt: number; usedAt: number | null }
+
+export class Store {
+  private constructor(private readonly sql: SQL, readonly kind: "sqlite" | "postgres") {}
+
+  /** `path` is a file path, `sqlite://...`, `:memory:`, or `postgres://...`. */
+  static async open(path: string): Promise<Store> {
+    const isPg = /^postgres(ql)?:\/\//.test(path);
+    const url = isPg || path.startsWith("sqlite:") ? path : path === ":memory:" ? "sqlite://:memory:" : `sqlite://${path}`;
+    const sql = new SQL(url);
+    const store = new Store(sql, isPg ? "postgres" : "sqlite");
+    if (!isPg) {
+      await sql`PRAGMA journal_mode = WAL`;
+      await sql`PRAGMA synchronous = FULL`;
+      await sql`PRAGMA busy_timeout = 5000`;
+    }
+    await store.migrate();
+    return store;
+  }
+
+  private async migrate(): Promise<void> {
+    await this.sql.unsafe(`CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)`);
+    const [row] = await this.sql`SELECT v FROM meta WHERE k = 'schema_version'`;
+    let version = row ? Number(row.v) : 0;
+    if (version > MIGRATIONS.length) {
+      throw new Error(`database schema version ${version} is newer than this tessera understands (${MIGRATIONS.length}); upgrade tessera`);
+    }
+    for (; version < MIGRATIONS.length; version++) {
+      const steps = MIGRATIONS[version]!;
+      await this.sql.begin(async (tx) => {
+        for (const step of steps) await tx.unsafe(step);
+        await tx`INSERT INTO meta (k, v) VALUES ('schema_version', ${String(version + 1)})
+                 ON CONFLICT (k) DO UPDATE SET v = excluded.v`;
+      });
+    }
+  }
+
+  async schemaVersion(): Promise<number> {
+    const [row] = await this.sql`SELECT v FROM meta WHERE k = 'schema_version'`;
+    return Number(row?.v ?? 0);
+  }
+
+  async getMeta(k: string): Promise<string | undefined> {
+    const [row] = await this.sql`SELECT v FROM meta WHERE k = ${k}`;
+    return row?.v;
+  }
+
+  /** Sets k only if unset; returns the value that won (so concurrent starts agree). */
+  async initMeta(k: string, v: string): Promise<string> {
+    await this.sql`INSERT INTO meta (k, v) VALUES (${k}, ${v}) ON CONFLICT (k) DO NOTHING`;
+    return (await this.getMeta(k))!;
+  }
+
+  async addHost(spki: string, name: string, now: number): Promise<void> {
+    await this.sql`INSERT INTO hosts (spki, name, enrolled_at) VALUES (${spki}, ${name}, ${now})
+                   ON CONFLICT (spki) DO UPDATE SET name = excluded.name`;
+  }
+
+  async hostExists(spki: string): Promise<boolean> {
+    const rows = await this.sql`SELECT 1 AS x FROM hosts WHERE spki = ${spki}`;
+    return rows.length > 0;
+  }
+
+  /** Marks an enrolment token used; false if it already was (single use). */
+  async useEnrollToken(tokenId: string, hostSpki: string, now: number): Promise<boolean> {
+    const r = await this.sql`INSERT INTO enroll_used (token_id, host_spki, used_at) VALUES (${tokenId}, ${hostSpki}, ${now})
+                             ON CONFLICT (token_id) DO NOTHING`;
+    return r.count === 1;
+  }
+
+  async getShare(id: string): Promise<ShareRow | undefined> {
+    const [row] = await this.sql`SELECT id, host_spki, targets FROM shares WHERE id = ${id} AND closed_at IS NULL`;
+    return row ? { id: row.id, hostSpki: row.host_spki, targets: JSON.parse(row.targets) } : undefined;
+  }
+
+  async putShare(s: ShareRow, now: number): Promise<void> {
+    await this.sql`INSERT INTO shares (id, host_spki, targets, created_at) VALUES (${s.id}, ${s.hostSpki}, ${JSON.stringify(s.targets)}, ${now})
+                   ON CONFLICT (id) DO UPDATE SET targets = excluded.targets, closed_at = NULL`;
+  }
+
+  async closeShare(id: string, now: number): Promise<void> {
+    await this.sql`UPDATE shares SET closed_at = ${now} WHERE id = ${id}`;
+  }
+
+  async putCode(hash: string, shareId: string, target: string, expiresAt: number): Promise<void> {
+    await this.sql`INSERT INTO codes (hash, share_id, target, expires_at) VALUES (${hash}, ${shareId}, ${target}, ${expiresAt})`;
+  }
+
+  async getCode(hash: string): Promise<CodeRow | undefined> {
+    const [row] = await this.sql`SELECT share_id, target, expires_at, used_at FROM codes WHERE hash = ${hash}`;
+    return row ? { shareId: row.share_id, target: row.target, expiresAt: Number(row.expires_at), usedAt: row.used_at == null ? null : Number(row.used_at) } : undefined;
+  }
+
+  /** Atomically marks a code used; false if another redemption won the race. */
+  async useCode(hash: string, now: number): Promise<boolean> {
+    const r = await this.sql`UPDATE codes SET used_at = ${now} WHERE hash = ${hash} AND used_at IS NULL AND expires_at > ${now}`;
+    return r.count === 1;
+  }
+
+  async pruneCodes(now: number): Promise<void> {
+    // Keep used/expired codes a day so a late redeemer hears "expired" or "used", not "unknown".
+    await this.sql`DELETE FROM codes WHERE expires_at < ${now - 86_400_000}`;
+  }
+
+  async openSession(s: { id: string; shareId: string; guestSpki: string; guestName: string; target: string }, now: number): Promise<void> {
+    await this.sql`INSERT INTO sessions (id, share_id, guest_spki, guest_name, target, opened_at)
+                   VALUES (${s.id}, ${s.shareId}, ${s.guestSpki}, ${s.guestName}, ${s.target}, ${now})`;
+  }
+
+  async closeSession(id: string, reason: string, now: number): Promise<void> {
+    await this.sql`UPDATE sessions SET closed_at = ${now}, close_reason = ${reason} WHERE id = ${id} AND closed_at IS NULL`;
+  }
+
+  async close(): Promise<void> {
+    await this.sql.close();
+  }
+}
