@@ -57,9 +57,9 @@ export default defineCommand({
         return r.output;
       },
     });
-    const l = splitAddress(args.listen);
+    const l = splitAddress(args.listen, 8443, true);
     const bound = await coordinator.listen(l.host, l.port);
-    const h = splitAddress(args.http, 8080);
+    const h = splitAddress(args.http, 8080, true);
     const http = startHttp({ host: h.host, port: h.port, version: VERSION, broker: coordinator.broker, operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined });
     audit.append("coordinator.start", { version: VERSION, listen: `${bound.host}:${bound.port}` });
     log.info(`tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (http ${http.hostname}:${http.port})`);

@@ -114,15 +114,16 @@ export class ControlClient {
   }
 }
 
-export function splitAddress(address: string, defaultPort = 8443): { host: string; port: number } {
+/** Parses HOST[:PORT] / [V6][:PORT]; port 0 (any free port) only when listening. */
+export function splitAddress(address: string, defaultPort = 8443, listening = false): { host: string; port: number } {
   const a = address.trim();
   let host: string | undefined = a;
   let portText: string | undefined;
   const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(a);
   if (bracketed) [, host, portText] = bracketed;
   else if (a.split(":").length === 2) [host, portText] = a.split(":");
-  const port = portText === undefined ? defaultPort : /^\d{1,5}$/.test(portText) ? Number(portText) : 0;
-  if (!host || !(port >= 1 && port <= 65535)) throw new TesseraError("bad_address", `"${address}" is not HOST[:PORT]`);
+  const port = portText === undefined ? defaultPort : /^\d{1,5}$/.test(portText) ? Number(portText) : -1;
+  if (!host || !(port >= (listening ? 0 : 1) && port <= 65535)) throw new TesseraError("bad_address", `"${address}" is not HOST[:PORT]`);
   return { host, port };
 }
 

@@ -1,0 +1,312 @@
+// Unit tests for src/relay/codec.ts (length-prefixed JSON frames) and src/relay/protocol.ts (frame schemas, targets).
+import { describe, expect, test } from "bun:test";
+import { encodeFrame, FrameDecoder } from "../src/relay/codec.ts";
+import { ClientFrame, formatTarget, MAX_FRAME_BYTES, parseTarget, ServerFrame } from "../src/relay/protocol.ts";
+import { ProtocolError } from "../src/errors.ts";
+
+const PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2xhc3NpY1Rlc3RDZXJ0aWZpY2F0ZTAKBggqhkjOPQQDAjAS\nMRAwDgYDVQQDDAd0ZXNzZXJhMB4XDTMwMDEwMTAwMDAwMFoXDTMxMDEwMTAwMDAwMFow\n-----END CERTIFICATE-----\n";
+const CSR = "-----BEGIN CERTIFICATE REQUEST-----\nMIHhMIGIAgEAMCYxJDAiBgNVBAMMG2d1ZXN0\n-----END CERTIFICATE REQUEST-----\n";
+const SPKI = "SHA256:" + "Ab3+/xYz0123456789abcdefghijklmnopqrstuvwxy"; // 43 base64 chars
+const TOKEN = "Ab3_-xYz0123456789abcdefghijklmnopqrstuvwxy"; // 43 base64url chars
+const GUEST = { name: "alice laptop", addr: "203.0.113.7:51234", spki: SPKI };
+
+const clientExamples: ClientFrame[] = [
+  { t: "hello", v: 1, client: "tessera-agent/0.1.0" },
+  { t: "enroll", token: "TSE1.0a1b2c3d.secret.abc", csr: CSR, name: "db-host" },
+  { t: "register", shareId: "share_1", targets: ["127.0.0.1:5432", "[::1]:22", "db.internal:5432"], approver: true },
+  { t: "attach", shareId: "share-2.x" },
+  { t: "mint", shareId: "share_1", target: "127.0.0.1:5432" },
+  { t: "decision", requestId: "req.42", allow: false },
+  { t: "redeem", code: "ABCD-EFGH", csr: CSR, name: "bob", reason: "debugging the\nmigration" },
+  { t: "request", shareId: "share_1", target: "localhost:80", csr: CSR, name: "carol", reason: "" },
+  { t: "open", sessionId: "sess_1", ref: "r1" },
+  { t: "end", sessionId: "sess_1" },
+  { t: "ping" },
+  { t: "pong" },
+  { t: "error", code: "not_allowed", message: "nope" },
+];
+
+const serverExamples: ServerFrame[] = [
+  { t: "welcome", v: 1, server: "tessera-coordinator/0.1.0", ca: PEM },
+  { t: "enrolled", cert: PEM },
+  { t: "registered", shareId: "share_1", targets: ["127.0.0.1:5432"] },
+  { t: "code", shareId: "share_1", code: "ABCD-EFGH", target: "127.0.0.1:5432", expiresAt: 1_900_000_000_000 },
+  { t: "ask", requestId: "req1", shareId: "share_1", guest: GUEST, target: "127.0.0.1:5432", reason: "please", deadline: 1_900_000_000_000 },
+  { t: "cancel", requestId: "req1", reason: "timed out" },
+  { t: "pending", requestId: "req1", shareId: "share_1", target: "[::1]:22" },
+  { t: "approved", requestId: "req1", sessionId: "sess_1", cert: PEM, hostSpki: SPKI, target: "127.0.0.1:5432", idleTimeoutSec: 1800 },
+  { t: "denied", requestId: "req1", reason: "no" },
+  { t: "session", sessionId: "sess_1", shareId: "share_1", target: "127.0.0.1:5432", guest: GUEST },
+  { t: "incoming", sessionId: "sess_1", streamId: "st1", token: TOKEN },
+  { t: "stream", sessionId: "sess_1", streamId: "st1", token: TOKEN, ref: "r1" },
+  { t: "closed", sessionId: "sess_1", reason: "idle" },
+  { t: "ping" },
+  { t: "pong" },
+  { t: "error", code: "rate_limited", message: "slow down", ref: "r1" },
+];
+
+/** Runs fn, expecting it to throw a ProtocolError; returns the error. */
+function protocolError(fn: () => unknown): ProtocolError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (err) {
+    caught = err;
+  }
+  expect(caught).toBeInstanceOf(ProtocolError);
+  return caught as ProtocolError;
+}
+
+/** A raw length-prefixed frame from an arbitrary body, bypassing encodeFrame. */
+function rawFrame(body: string | Buffer): Buffer {
+  const b = typeof body === "string" ? Buffer.from(body, "utf8") : body;
+  const h = Buffer.alloc(4);
+  h.writeUInt32BE(b.length, 0);
+  return Buffer.concat([h, b]);
+}
+
+describe("schema coverage", () => {
+  test("examples cover every ClientFrame and ServerFrame variant", () => {
+    const clientTypes = ClientFrame.options.map((o) => o.entries.t.literal).sort();
+    const serverTypes = ServerFrame.options.map((o) => o.entries.t.literal).sort();
+    expect(clientExamples.map((f) => f.t).sort()).toEqual(clientTypes);
+    expect(serverExamples.map((f) => f.t).sort()).toEqual(serverTypes);
+  });
+});
+
+describe("encodeFrame", () => {
+  test("writes a u32 big-endian length then the UTF-8 JSON", () => {
+    const f = { t: "error", code: "x", message: "héllo ✓" };
+    const out = encodeFrame(f);
+    const body = Buffer.from(JSON.stringify(f), "utf8");
+    expect(out.readUInt32BE(0)).toBe(body.length);
+    expect(out.length).toBe(4 + body.length);
+    expect(out.subarray(4).equals(body)).toBe(true);
+  });
+
+  test("refuses a frame whose JSON exceeds MAX_FRAME_BYTES", () => {
+    const big = { t: "error", code: "x", message: "a".repeat(MAX_FRAME_BYTES) };
+    const err = protocolError(() => encodeFrame(big));
+    expect(err.code).toBe("frame_too_large");
+  });
+
+  test("accepts a frame of exactly MAX_FRAME_BYTES", () => {
+    const overhead = JSON.stringify({ m: "" }).length;
+    const f = { m: "a".repeat(MAX_FRAME_BYTES - overhead) };
+    const out = encodeFrame(f);
+    expect(out.readUInt32BE(0)).toBe(MAX_FRAME_BYTES);
+  });
+});
+
+describe("round trip", () => {
+  for (const f of clientExamples) {
+    test(`ClientFrame "${f.t}"`, () => {
+      const dec = new FrameDecoder(ClientFrame);
+      expect(dec.push(encodeFrame(f))).toEqual([f]);
+      expect(dec.rest().length).toBe(0);
+    });
+  }
+  for (const f of serverExamples) {
+    test(`ServerFrame "${f.t}"`, () => {
+      const dec = new FrameDecoder(ServerFrame);
+      expect(dec.push(encodeFrame(f))).toEqual([f]);
+      expect(dec.rest().length).toBe(0);
+    });
+  }
+
+  test("several frames in one chunk decode in order", () => {
+    const dec = new FrameDecoder(ServerFrame);
+    const stream = Buffer.concat(serverExamples.map(encodeFrame));
+    expect(dec.push(stream)).toEqual(serverExamples);
+  });
+
+  test("a stream fed one byte at a time yields the same frames in order", () => {
+    const dec = new FrameDecoder(ClientFrame);
+    const stream = Buffer.concat(clientExamples.map(encodeFrame));
+    const got: ClientFrame[] = [];
+    for (let i = 0; i < stream.length; i++) {
+      const out = dec.push(stream.subarray(i, i + 1));
+      // A frame can only complete on its last byte, and never more than one per byte.
+      expect(out.length).toBeLessThanOrEqual(1);
+      got.push(...out);
+    }
+    expect(got).toEqual(clientExamples);
+    expect(dec.rest().length).toBe(0);
+  });
+
+  test("a partial frame yields nothing until it completes", () => {
+    const dec = new FrameDecoder(ClientFrame);
+    const enc = encodeFrame({ t: "ping" });
+    expect(dec.push(enc.subarray(0, 3))).toEqual([]);
+    expect(dec.push(enc.subarray(3, enc.length - 1))).toEqual([]);
+    expect(dec.push(enc.subarray(enc.length - 1))).toEqual([{ t: "ping" }]);
+  });
+});
+
+describe("FrameDecoder errors", () => {
+  test("a length prefix of MAX_FRAME_BYTES + 1 throws frame_too_large from the header alone", () => {
+    const dec = new FrameDecoder(ClientFrame);
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(MAX_FRAME_BYTES + 1, 0);
+    const err = protocolError(() => dec.push(header));
+    expect(err.code).toBe("frame_too_large");
+  });
+
+  test("a length prefix of exactly MAX_FRAME_BYTES waits for the body", () => {
+    const dec = new FrameDecoder(ClientFrame);
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(MAX_FRAME_BYTES, 0);
+    expect(dec.push(header)).toEqual([]);
+  });
+
+  test("invalid JSON is bad_frame", () => {
+    const dec = new FrameDecoder(ClientFrame);
+    const err = protocolError(() => dec.push(rawFrame("{not json")));
+    expect(err.code).toBe("bad_frame");
+  });
+
+  test("invalid UTF-8 / non-JSON bytes are bad_frame", () => {
+    const dec = new FrameDecoder(ClientFrame);
+    const err = protocolError(() => dec.push(rawFrame(Buffer.from([0xff, 0xfe, 0x00]))));
+    expect(err.code).toBe("bad_frame");
+  });
+
+  test("an unknown frame type is bad_frame naming the type", () => {
+    const dec = new FrameDecoder(ClientFrame);
+    const err = protocolError(() => dec.push(encodeFrame({ t: "launch_missiles" })));
+    expect(err.code).toBe("bad_frame");
+    expect(err.message).toContain('"launch_missiles"');
+  });
+
+  test("a server-only frame type is refused by the client schema", () => {
+    const dec = new FrameDecoder(ClientFrame);
+    const err = protocolError(() => dec.push(encodeFrame(serverExamples[0]!)));
+    expect(err.code).toBe("bad_frame");
+    expect(err.message).toContain('"welcome"');
+  });
+
+  test("an extra property is bad_frame (strict objects)", () => {
+    const dec = new FrameDecoder(ClientFrame);
+    const err = protocolError(() => dec.push(encodeFrame({ t: "attach", shareId: "s1", admin: true })));
+    expect(err.code).toBe("bad_frame");
+    expect(err.message).toContain('"attach"');
+  });
+
+  test("an extra property in a nested object is bad_frame", () => {
+    const dec = new FrameDecoder(ServerFrame);
+    const f = { t: "session", sessionId: "s", shareId: "s", target: "h:1", guest: { ...GUEST, extra: 1 } };
+    const err = protocolError(() => dec.push(encodeFrame(f)));
+    expect(err.code).toBe("bad_frame");
+    expect(err.message).toContain('"session"');
+  });
+
+  test("a wrong field type is bad_frame naming the type and field", () => {
+    const dec = new FrameDecoder(ClientFrame);
+    const err = protocolError(() => dec.push(encodeFrame({ t: "decision", requestId: "r1", allow: "yes" })));
+    expect(err.code).toBe("bad_frame");
+    expect(err.message).toContain('"decision"');
+    expect(err.message).toContain("allow");
+  });
+
+  test("a missing field is bad_frame", () => {
+    const dec = new FrameDecoder(ClientFrame);
+    const err = protocolError(() => dec.push(encodeFrame({ t: "end" })));
+    expect(err.code).toBe("bad_frame");
+    expect(err.message).toContain('"end"');
+  });
+
+  test("field constraints are enforced (id pattern, spki, token, pem, target)", () => {
+    const bad: [typeof ClientFrame | typeof ServerFrame, object][] = [
+      [ClientFrame, { t: "attach", shareId: "has space" }],
+      [ClientFrame, { t: "attach", shareId: "x".repeat(65) }],
+      [ClientFrame, { t: "attach", shareId: "" }],
+      [ClientFrame, { t: "mint", shareId: "s", target: "no-port" }],
+      [ClientFrame, { t: "register", shareId: "s", targets: [], approver: false }],
+      [ClientFrame, { t: "enroll", token: "t", csr: "not a pem", name: "n" }],
+      [ClientFrame, { t: "enroll", token: "t", csr: CSR, name: "bad\u0001name" }],
+      [ClientFrame, { t: "hello", v: 1.5, client: "c" }],
+      [ServerFrame, { t: "incoming", sessionId: "s", streamId: "s", token: TOKEN.slice(1) }],
+      [ServerFrame, { t: "incoming", sessionId: "s", streamId: "s", token: TOKEN.slice(1) + "+" }],
+      [ServerFrame, { t: "approved", requestId: "r", sessionId: "s", cert: PEM, hostSpki: "SHA256:short", target: "h:1", idleTimeoutSec: 1 }],
+      [ServerFrame, { t: "code", shareId: "s", code: "c", target: "h:1", expiresAt: -1 }],
+    ];
+    for (const [schema, f] of bad) {
+      const dec = new FrameDecoder(schema);
+      const err = protocolError(() => dec.push(encodeFrame(f)));
+      expect(err.code).toBe("bad_frame");
+    }
+  });
+
+  test("non-object JSON is bad_frame", () => {
+    for (const body of ["null", "42", '"ping"', "[]"]) {
+      const dec = new FrameDecoder(ClientFrame);
+      expect(protocolError(() => dec.push(rawFrame(body))).code).toBe("bad_frame");
+    }
+  });
+
+  test("once failed, every later push throws the same error", () => {
+    const dec = new FrameDecoder(ClientFrame);
+    const first = protocolError(() => dec.push(rawFrame("{oops")));
+    expect(first.code).toBe("bad_frame");
+    // Even perfectly valid input afterwards is refused with the identical error object.
+    expect(() => dec.push(encodeFrame({ t: "ping" }))).toThrow(first);
+    let again: unknown;
+    try {
+      dec.push(new Uint8Array(0));
+    } catch (err) {
+      again = err;
+    }
+    expect(again).toBe(first);
+  });
+
+  test("frames before the bad one in the same chunk are not returned, and the decoder stays failed", () => {
+    const dec = new FrameDecoder(ClientFrame);
+    const chunk = Buffer.concat([encodeFrame({ t: "ping" }), rawFrame("nope")]);
+    const err = protocolError(() => dec.push(chunk));
+    expect(err.code).toBe("bad_frame");
+    expect(() => dec.push(encodeFrame({ t: "pong" }))).toThrow(err);
+  });
+});
+
+describe("FrameDecoder.rest", () => {
+  test("returns the bytes after the last whole frame", () => {
+    const dec = new FrameDecoder(ClientFrame);
+    const tail = Buffer.from("TSR1 raw bytes follow \x00\x01\x02");
+    const out = dec.push(Buffer.concat([encodeFrame({ t: "ping" }), encodeFrame({ t: "end", sessionId: "s1" }), tail]));
+    expect(out).toEqual([{ t: "ping" }, { t: "end", sessionId: "s1" }]);
+    expect(dec.rest().equals(tail)).toBe(true);
+  });
+
+  test("is empty after a clean frame boundary and holds a partial header", () => {
+    const dec = new FrameDecoder(ClientFrame);
+    expect(dec.rest().length).toBe(0);
+    dec.push(encodeFrame({ t: "ping" }));
+    expect(dec.rest().length).toBe(0);
+    dec.push(Buffer.from([0, 0]));
+    expect(dec.rest().equals(Buffer.from([0, 0]))).toBe(true);
+  });
+});
+
+describe("parseTarget / formatTarget", () => {
+  test("accepts HOST:PORT and [IPv6]:PORT", () => {
+    expect(parseTarget("127.0.0.1:5432")).toEqual({ host: "127.0.0.1", port: 5432 });
+    expect(parseTarget("localhost:80")).toEqual({ host: "localhost", port: 80 });
+    expect(parseTarget("[::1]:22")).toEqual({ host: "::1", port: 22 });
+    expect(parseTarget("[2001:db8::1]:65535")).toEqual({ host: "2001:db8::1", port: 65535 });
+    expect(parseTarget("db.internal:1")).toEqual({ host: "db.internal", port: 1 });
+  });
+
+  test("rejects missing host, missing port and out-of-range ports", () => {
+    for (const bad of ["host", "host:0", "host:70000", "host:65536", ":80", "host:", "[::1]", "::1:22", "host:80:90", "ho st:80", ""]) {
+      expect(() => parseTarget(bad)).toThrow(TypeError);
+    }
+  });
+
+  test("formatTarget brackets IPv6 and round-trips through parseTarget", () => {
+    expect(formatTarget("127.0.0.1", 5432)).toBe("127.0.0.1:5432");
+    expect(formatTarget("::1", 22)).toBe("[::1]:22");
+    for (const [host, port] of [["::1", 22], ["fe80::1", 8080], ["example.com", 443], ["10.0.0.1", 1]] as const) {
+      expect(parseTarget(formatTarget(host, port))).toEqual({ host, port });
+    }
+  });
+});
