@@ -118,10 +118,16 @@ describe("AuditLog", () => {
     const text = fs.readFileSync(file, "utf8");
     expect(text.endsWith("\n")).toBe(true);
     const lines = text.split("\n").slice(0, -1);
-    const last = JSON.parse(lines[lines.length - 1]!) as { seq: number; event: string; prev: string };
+    // The torn fragment is moved aside and a "recovered" event continues the chain from the last whole line.
+    const recovered = JSON.parse(lines[2]!) as { seq: number; event: string; prev: string; tornLineMovedTo: string };
+    expect(recovered.event).toBe("recovered");
+    expect(recovered.seq).toBe(3);
+    expect(recovered.prev).toBe(sha256(good[1]!));
+    expect(fs.readFileSync(recovered.tornLineMovedTo, "utf8")).toBe('{"seq":3,"ts":"2030-');
+    const last = JSON.parse(lines[3]!) as { seq: number; event: string; prev: string };
     expect(last.event).toBe("after-crash");
-    expect(last.seq).toBe(3);
-    expect(last.prev).toBe(sha256(good[1]!));
+    expect(last.seq).toBe(4);
+    expect(last.prev).toBe(sha256(lines[2]! + "\n"));
   });
 
   test("the file is created with mode 0600", () => {

@@ -18,18 +18,27 @@ export class AuditLog {
   static open(path: string): AuditLog {
     let seq = 0;
     let prev = GENESIS;
+    let torn: string | undefined;
     if (fs.existsSync(path)) {
-      const text = fs.readFileSync(path, "utf8");
-      const lines = text.split("\n");
-      // The last complete line gives the chain's head.
-      const last = text.endsWith("\n") ? lines[lines.length - 2] : lines[lines.length - 2];
+      let text = fs.readFileSync(path, "utf8");
+      const cut = text.lastIndexOf("\n") + 1;
+      if (cut < text.length) {
+        // A crash mid-write leaves a torn last line: keep it aside for inspection, never build on it.
+        torn = `${path}.torn-${Date.now()}`;
+        fs.writeFileSync(torn, text.slice(cut), { mode: 0o600 });
+        fs.truncateSync(path, Buffer.byteLength(text.slice(0, cut)));
+        text = text.slice(0, cut);
+      }
+      const last = text.slice(text.lastIndexOf("\n", text.length - 2) + 1);
       if (last) {
-        prev = sha256(last + "\n");
-        seq = Number((JSON.parse(last) as { seq: number }).seq) || lines.length - 1;
+        prev = sha256(last);
+        seq = Number((JSON.parse(last) as { seq: number }).seq);
       }
     }
     const fd = fs.openSync(path, "a", 0o600);
-    return new AuditLog(fd, path, seq, prev);
+    const log = new AuditLog(fd, path, seq, prev);
+    if (torn) log.append("recovered", { tornLineMovedTo: torn });
+    return log;
   }
 
   /** Writes one event durably; throws if the disk refuses, so the caller never acts unrecorded. */

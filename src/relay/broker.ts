@@ -315,9 +315,11 @@ export class Broker {
   }
 
   private closeSession(s: Session, reason: string): void {
-    if (!this.sessions.delete(s.id)) return;
-    s.share.sessions.delete(s);
+    if (!this.sessions.has(s.id)) return;
+    // Streams end first, while the session is still found, so their bytes count in its total.
     for (const st of [...s.streams]) this.splicer.end(st, reason);
+    this.sessions.delete(s.id);
+    s.share.sessions.delete(s);
     this.o.audit.append("session.close", { sessionId: s.id, shareId: s.share.id, guest: s.guestInfo.name, reason, streams: s.streamCount, bytesUp: s.up, bytesDown: s.down });
     void this.o.store.closeSession(s.id, reason, Date.now()).catch(() => {});
     const frame: ServerFrame = { t: "closed", sessionId: s.id, reason };

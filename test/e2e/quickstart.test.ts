@@ -44,6 +44,9 @@ test("quickstart: code, prompt at the host's terminal, y, forwarding with many p
   guest.kill("SIGINT");
   expect(await guest.exit()).toBe(0);
   await host.waitFor(/session s-\S+ ended: the guest ended the session/);
+  const sessionClose = d.audit().find((e) => e.event === "session.close")!;
+  expect(sessionClose.streams).toBe(24);
+  expect(Number(sessionClose.bytesUp)).toBe(up);
   host.kill("SIGINT");
   expect(await host.exit()).toBe(0);
 });

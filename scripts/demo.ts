@@ -1,0 +1,85 @@
+// A local end-to-end demo on loopback with the compiled binary: CA, coordinator, a host sharing a
+// small HTTP server, a guest joining, the host's "y" typed at its real prompt, a request through the tunnel.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+const BIN = path.resolve(import.meta.dir, "../dist/tessera");
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-demo-"));
+const procs: import("bun").Subprocess[] = [];
+const say = (s: string) => console.log(`\x1b[1m» ${s}\x1b[0m`);
+
+function start(args: string[], home?: string) {
+  const p = Bun.spawn([BIN, ...args], { cwd: dir, env: { ...process.env, ...(home ? { TESSERA_HOME: path.join(dir, home) } : {}) }, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  procs.push(p);
+  let text = "";
+  const dec = new TextDecoder();
+  const tag = home ?? args[0];
+  for (const s of [p.stdout, p.stderr] as ReadableStream<Uint8Array>[]) {
+    void (async () => {
+      for await (const c of s) {
+        const t = dec.decode(c);
+        text += t;
+        for (const line of t.split("\n")) if (line.trim()) console.log(`  [${tag}] ${line}`);
+      }
+    })();
+  }
+  return {
+    p,
+    async waitFor(re: RegExp): Promise<RegExpMatchArray> {
+      for (let i = 0; i < 300; i++) {
+        const m = text.match(re);
+        if (m) return m;
+        if (p.exitCode !== null) break;
+        await Bun.sleep(50);
+      }
+      throw new Error(`${tag}: never printed ${re}`);
+    },
+  };
+}
+
+async function runOk(args: string[], home?: string) {
+  const s = start(args, home);
+  if ((await s.p.exited) !== 0) throw new Error(`tessera ${args[0]} failed`);
+}
+
+const target = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("hello from the host's dev server\n") });
+try {
+  say(`working in ${dir}; the host's dev server listens on 127.0.0.1:${target.port}`);
+  say("operator: tessera ca --coordinator-name localhost --dir pki");
+  await runOk(["ca", "--coordinator-name", "localhost", "--dir", "pki"]);
+  say("operator: tessera coordinator --certs pki --listen 127.0.0.1:0 ...");
+  const coord = start(["coordinator", "--certs", "pki", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--audit", "audit.jsonl", "--db", "tessera.db"]);
+  const port = (await coord.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
+  say("host: tessera link --token (enrols once)");
+  await runOk(["link", `localhost:${port}`, "--token", fs.readFileSync(path.join(dir, "pki/enroll-token"), "utf8").trim()], "host");
+  say("guest: tessera link --ca-file pki/ca.crt (trusts the CA once)");
+  await runOk(["link", `localhost:${port}`, "--ca-file", "pki/ca.crt"], "guest");
+  say(`host: tessera share --port ${target.port}`);
+  const host = start(["share", "--port", String(target.port)], "host");
+  const code = (await host.waitFor(/code: (\S+)/))[1]!;
+  say(`guest: tessera join ${code} --reason "look at the dev server"`);
+  const guest = start(["join", code, "--reason", "look at the dev server", "--name", "demo-guest", "--local", "127.0.0.1:0"], "guest");
+  await host.waitFor(/\[y\/N\]/);
+  say("host reads the prompt above and types: y");
+  (host.p.stdin as import("bun").FileSink).write("y\n");
+  (host.p.stdin as import("bun").FileSink).flush();
+  const local = (await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1];
+  say(`guest: curl http://127.0.0.1:${local}/`);
+  console.log(`  ${(await (await fetch(`http://127.0.0.1:${local}/`)).text()).trim()}`);
+  say("guest presses Ctrl-C; the session ends for both sides");
+  guest.p.kill("SIGINT");
+  await guest.p.exited;
+  await host.waitFor(/ended: the guest ended the session/);
+  say("the audit log (one JSON line an event, each chained to the previous line's hash):");
+  for (const line of fs.readFileSync(path.join(dir, "audit.jsonl"), "utf8").trim().split("\n")) {
+    const e = JSON.parse(line);
+    console.log(`  #${e.seq} ${e.event}${e.guest ? ` guest=${e.guest}` : ""}${e.bytesUp !== undefined ? ` up=${e.bytesUp} down=${e.bytesDown}` : ""}`);
+  }
+  say("demo complete");
+} finally {
+  for (const p of procs) p.kill("SIGTERM");
+  await Promise.all(procs.map((p) => p.exited));
+  target.stop(true);
+  fs.rmSync(dir, { recursive: true, force: true });
+}

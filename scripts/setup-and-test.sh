@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# One command from a fresh clone to a full test run (unit + end-to-end against the compiled binary).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source ./scripts/setup.sh
+bunx tsc --noEmit -p .
+bun test
