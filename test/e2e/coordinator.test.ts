@@ -134,3 +134,20 @@ test("tessera ca refuses to overwrite without --force, keeps keys 0600, and vers
   expect(info.ipAddresses).toEqual(["127.0.0.1"]);
   expect(info.dnsNames).toEqual([]);
 });
+
+test("guest trust by --ca-pin: the right pin links, a wrong pin is refused, no pin without a terminal asks for one", async () => {
+  const d = await deploy();
+  const { run } = await import("./harness.ts");
+  const pin = fs.readFileSync(path.join(d.dir, "pki/ca.sha256"), "utf8").trim();
+  const home = (n: string) => ({ TESSERA_HOME: path.join(d.dir, n) });
+  const good = await run(["link", d.address, "--ca-pin", pin], home("g1"));
+  expect(good.code).toBe(0);
+  expect(fs.readFileSync(path.join(d.dir, "g1/ca.crt"), "utf8")).toBe(fs.readFileSync(path.join(d.dir, "pki/ca.crt"), "utf8"));
+  const wrong = await run(["link", d.address, "--ca-pin", "sha256:" + "ab".repeat(32)], home("g2"));
+  expect(wrong.code).toBe(1);
+  expect(wrong.err).toContain("not the expected sha256:");
+  expect(fs.existsSync(path.join(d.dir, "g2/ca.crt"))).toBe(false);
+  const tofu = await run(["link", d.address], home("g3"));
+  expect(tofu.code).toBe(1);
+  expect(tofu.err).toContain(`--ca-pin ${pin}`);
+});

@@ -148,3 +148,18 @@ test("a machine without a host certificate cannot serve a share", async () => {
   agent.kill("SIGINT");
   await agent.exit();
 });
+
+test("a session with no traffic ends after the idle timeout", async () => {
+  const d = await deploy(["--idle-timeout", "1s"]);
+  const echo = await echoServer();
+  const { host, code } = await share(d, echo.port);
+  const guest = spawn(["join", code, "--name", "idle", "--local", "127.0.0.1:0"], d.guestEnv);
+  await host.waitFor(/Allow idle/);
+  host.write("y\n");
+  await guest.waitFor(/forwarding/);
+  expect(await guest.exit()).toBe(1);
+  expect(guest.err).toContain("idle for 1s");
+  expect(d.audit().map((e) => e.event)).toContain("session.idle");
+  host.kill("SIGINT");
+  await host.exit();
+});
