@@ -5,9 +5,10 @@ import tls from "node:tls";
 import { errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { derToPem, spkiFingerprint } from "../pki/index.ts";
-import { ControlClient, splitAddress, type DialOptions } from "./client.ts";
+import { ControlClient, type DialOptions } from "./client.ts";
+import { dialData } from "./data-dial.ts";
 import type { TargetPolicy } from "./policy.ts";
-import { DATA_MAGIC, type FrameOf, type ServerFrame } from "./protocol.ts";
+import type { FrameOf, ServerFrame } from "./protocol.ts";
 
 const log = logger("agent");
 
@@ -103,17 +104,13 @@ export class Agent {
       this.events.onStream?.(f.sessionId, errorMessage(err));
       return;
     }
-    const { host, port } = splitAddress(this.o.address);
-    // Bun's TLS only keeps half-close semantics when it wraps an already-connected socket.
-    const raw = net.connect({ host, port, allowHalfOpen: true }, () => this.secure(raw, s, f, dest));
-    raw.setNoDelay(true);
+    const raw = dialData(this.o.address, f.token, () => this.secure(raw, s, f, dest));
     raw.on("error", () => raw.destroy());
     s.streams.add(raw);
     raw.on("close", () => s.streams.delete(raw));
   }
 
   private secure(raw: net.Socket, s: AgentSession, f: FrameOf<ServerFrame, "incoming">, dest: { host: string; port: number }): void {
-    raw.write(Buffer.concat([DATA_MAGIC, Buffer.from(f.token, "base64url")]));
     const inner = new tls.TLSSocket(raw, {
       isServer: true, secureContext: this.ctx, requestCert: true, rejectUnauthorized: true,
       // @ts-expect-error node's TLSSocket accepts allowHalfOpen so a half-close reaches the target.

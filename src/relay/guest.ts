@@ -4,9 +4,10 @@ import net from "node:net";
 import tls from "node:tls";
 import { TesseraError, errorMessage } from "../errors.ts";
 import { createCsr, derToPem, exportPrivateKeyPem, generateKeyPair, spkiFingerprint } from "../pki/index.ts";
-import { ControlClient, splitAddress, type DialOptions } from "./client.ts";
+import { ControlClient, type DialOptions } from "./client.ts";
+import { dialData } from "./data-dial.ts";
 import { cleanlyDone } from "./agent.ts";
-import { DATA_MAGIC, type FrameOf, type ServerFrame } from "./protocol.ts";
+import type { FrameOf, ServerFrame } from "./protocol.ts";
 
 export type AccessRequest =
   | { code: string; name: string; reason: string }
@@ -114,17 +115,13 @@ export class Guest {
     this.opening.delete(f.ref);
     this.socks.add(local);
     local.on("close", () => this.socks.delete(local));
-    const { host, port } = splitAddress(this.o.address);
-    // Bun's TLS only keeps half-close semantics when it wraps an already-connected socket.
-    const raw = net.connect({ host, port, allowHalfOpen: true }, () => this.secure(raw, local, f.token, approved));
-    raw.setNoDelay(true);
+    const raw = dialData(this.o.address, f.token, () => this.secure(raw, local, approved));
     raw.on("error", () => local.destroy());
     this.socks.add(raw);
     raw.on("close", () => this.socks.delete(raw));
   }
 
-  private secure(raw: net.Socket, local: net.Socket, token: string, approved: Approved): void {
-    raw.write(Buffer.concat([DATA_MAGIC, Buffer.from(token, "base64url")]));
+  private secure(raw: net.Socket, local: net.Socket, approved: Approved): void {
     const inner = tls.connect({
       socket: raw, minVersion: "TLSv1.3" as const, key: this.keyPem, cert: approved.cert, ca: this.o.caPem,
       // Only the host the coordinator named for this session may answer; the CA alone is not enough.
