@@ -31,7 +31,7 @@ export async function runGuest(req: AccessRequest, local: string | undefined): P
     spin.stop();
   }
   const target = parseTarget(approved.target);
-  const want = local ? splitAddress(local, defaultLocalPort(target.port), true) : { host: "127.0.0.1", port: defaultLocalPort(target.port) };
+  const want = splitAddress(local ?? "127.0.0.1", defaultLocalPort(target.port), true);
   let bound: { host: string; port: number };
   try {
     bound = await guest.listen(want.host, want.port);

@@ -171,3 +171,11 @@ export async function share(d: Deployment, targetPort: number, pty = false): Pro
   const m = await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?$/m);
   return { host, code: m[1]! };
 }
+
+/** A guest joins with `code`, the host types y at its prompt, and the guest's local port is returned. */
+export async function joinApproved(d: Deployment, host: Proc, code: string, name: string): Promise<{ guest: Proc; local: number }> {
+  const guest = spawn(["join", code, "--name", name, "--local", "127.0.0.1:0"], d.guestEnv);
+  await host.waitFor(new RegExp(`Allow ${name} `));
+  host.write("y\n");
+  return { guest, local: Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]) };
+}

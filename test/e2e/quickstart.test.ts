@@ -1,7 +1,7 @@
 // The README quickstart for real: host answers through a PTY, guest forwards, bytes arrive intact.
 import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { deploy, echoServer, killAll, roundTrip, share, spawn } from "./harness.ts";
+import { deploy, echoServer, joinApproved, killAll, roundTrip, share, spawn } from "./harness.ts";
 
 setDefaultTimeout(60_000);
 afterAll(killAll);
@@ -30,6 +30,8 @@ test("quickstart: code, prompt at the host's terminal, y, forwarding with many p
 
   const events = d.audit().map((e) => e.event);
   for (const e of ["share.open", "code.mint", "request", "approve", "session.open", "stream.open", "stream.close"]) expect(events).toContain(e);
+  // The client sees its echo a moment before the coordinator has seen both sockets close.
+  while (d.audit().filter((e) => e.event === "stream.close").length < 24) await Bun.sleep(20);
   const closes = d.audit().filter((e) => e.event === "stream.close");
   expect(closes.length).toBe(24);
   const up = closes.reduce((n, e) => n + Number(e.bytesUp), 0);
@@ -82,10 +84,7 @@ test("Ctrl-C on the host closes the guest's live stream and ends its session", a
   const d = await deploy();
   const echo = await echoServer();
   const { host, code } = await share(d, echo.port);
-  const guest = spawn(["join", code, "--name", "carol", "--local", "127.0.0.1:0"], d.guestEnv);
-  await host.waitFor(/Allow carol/);
-  host.write("y\n");
-  const local = Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]);
+  const { guest, local } = await joinApproved(d, host, code, "carol");
   const net = await import("node:net");
   const sock = net.connect({ port: local, host: "127.0.0.1" });
   sock.write("ping");

@@ -5,7 +5,7 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { ControlClient } from "../../src/relay/client.ts";
-import { deploy, echoServer, killAll, run, share, spawn } from "./harness.ts";
+import { deploy, echoServer, joinApproved, killAll, run, share, spawn } from "./harness.ts";
 
 setDefaultTimeout(60_000);
 afterAll(killAll);
@@ -50,10 +50,7 @@ test("a second guest holding the first guest's session id gets nothing", async (
   const d = await deploy();
   const echo = await echoServer();
   const { host, code } = await share(d, echo.port);
-  const guest = spawn(["join", code, "--name", "first", "--local", "127.0.0.1:0"], d.guestEnv);
-  await host.waitFor(/Allow first/);
-  host.write("y\n");
-  await guest.waitFor(/forwarding/);
+  const { guest } = await joinApproved(d, host, code, "first");
   const sessionId = d.audit().find((e) => e.event === "session.open")!.sessionId as string;
   const intruder = await ControlClient.dial({ address: d.address, caPem: fs.readFileSync(path.join(d.dir, "pki/ca.crt"), "utf8"), version: "test" });
   intruder.send({ t: "open", sessionId, ref: "x1" });
@@ -71,10 +68,7 @@ test("operator revoke cuts a live stream at once and ends the guest", async () =
   const d = await deploy();
   const echo = await echoServer();
   const { host, code } = await share(d, echo.port);
-  const guest = spawn(["join", code, "--name", "eve", "--local", "127.0.0.1:0"], d.guestEnv);
-  await host.waitFor(/Allow eve/);
-  host.write("y\n");
-  const local = Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]);
+  const { guest, local } = await joinApproved(d, host, code, "eve");
   const sock = net.connect({ port: local, host: "127.0.0.1" });
   sock.write("still here?");
   await new Promise((r) => sock.once("data", r));
@@ -153,10 +147,7 @@ test("a session with no traffic ends after the idle timeout", async () => {
   const d = await deploy(["--idle-timeout", "1s"]);
   const echo = await echoServer();
   const { host, code } = await share(d, echo.port);
-  const guest = spawn(["join", code, "--name", "idle", "--local", "127.0.0.1:0"], d.guestEnv);
-  await host.waitFor(/Allow idle/);
-  host.write("y\n");
-  await guest.waitFor(/forwarding/);
+  const { guest } = await joinApproved(d, host, code, "idle");
   expect(await guest.exit()).toBe(1);
   expect(guest.err).toContain("idle for 1s");
   expect(d.audit().map((e) => e.event)).toContain("session.idle");
