@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source ./scripts/setup.sh
+source ./scripts/test-services.sh
 bunx tsc --noEmit -p .
 bun test
