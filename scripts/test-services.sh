@@ -44,7 +44,8 @@ start_postgres() {
     || { echo "test-services: PostgreSQL did not start (see $dir/server.log)"; return 0; }
   export TESSERA_TEST_PG_URL="postgres://$user@127.0.0.1:$port/postgres"
   export TESSERA_TEST_PG_DIR="$dir"
-  trap '"${run[@]}" "'"$bin"'/pg_ctl" -D "'"$dir"'/data" -m immediate stop >/dev/null 2>&1 || true' EXIT
+  TESSERA_TEST_PG_STOP="${run[*]} $bin/pg_ctl -D $dir/data -m immediate stop"
+  trap '$TESSERA_TEST_PG_STOP >/dev/null 2>&1 || true' EXIT
   echo "test-services: PostgreSQL on 127.0.0.1:$port"
 }
 
