@@ -4,6 +4,7 @@ import "reflect-metadata"; // @peculiar/x509 needs the polyfill loaded before an
 import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
 import { TesseraError } from "./errors.ts";
 import { VERSION } from "./version.ts";
+import { fatalLine } from "./log.ts";
 
 const main = defineCommand({
   meta: { name: "tessera", version: VERSION.replace(/^v/, ""), description: "Consent-gated remote access: share one local port or shell with one guest, for one session, with your explicit yes." },
@@ -35,11 +36,11 @@ async function run(cmd: CommandDef, rawArgs: string[]): Promise<number> {
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof TesseraError) {
-      process.stderr.write(`error: ${err.message}\n`);
+      process.stderr.write(fatalLine(err.message));
     } else if (err instanceof Error && err.name === "CLIError") {
       process.stderr.write(`error: ${err.message}\nrun \`tessera ${rawArgs[0] ?? ""} --help\` for usage\n`);
     } else {
-      process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.stderr.write(fatalLine(err instanceof Error ? err.message : String(err)));
       if (process.env.TESSERA_DEBUG) console.error(err);
     }
     return 1;

@@ -1,7 +1,7 @@
 // `tessera agent`: long-running host service for a share; dials out only and reaches only --allow targets.
 import { defineCommand } from "citty";
 import { ConfigError, errorMessage } from "../errors.ts";
-import { logger } from "../log.ts";
+import { logger, setLogFormat } from "../log.ts";
 import { Agent } from "../relay/agent.ts";
 import { TargetPolicy } from "../relay/policy.ts";
 import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
@@ -15,8 +15,10 @@ export default defineCommand({
   args: {
     "share-id": { type: "string", required: true, description: "Id of the share this agent serves (approve with `tessera share --share-id ID`)" },
     allow: { type: "string", required: true, description: "HOST:PORT guests may reach; repeat for more" },
+    "log-format": { type: "string", description: "pretty or json (one JSON object a line on stderr); default $TESSERA_LOG_FORMAT or pretty" },
   },
   async run({ args }) {
+    setLogFormat(args["log-format"]);
     const allow = [args.allow].flat().flatMap((a) => String(a).split(",")).filter(Boolean);
     let policy: TargetPolicy;
     try {

@@ -6,7 +6,7 @@ import { defineCommand } from "citty";
 import * as v from "valibot";
 import { AuditLog } from "../audit/log.ts";
 import { ConfigError } from "../errors.ts";
-import { logger } from "../log.ts";
+import { logger, setLogFormat } from "../log.ts";
 import { Coordinator } from "../relay/coordinator.ts";
 import { EnrollRecords } from "../relay/enroll.ts";
 import { hashToken, startHttp } from "../relay/http.ts";
@@ -24,7 +24,10 @@ export default defineCommand({
   args: {
     certs: { type: "string", default: "pki", description: "Directory written by `tessera ca`" },
     listen: { type: "string", default: "0.0.0.0:8443", description: "TLS address for agents, shares and guests (control and data on one port)" },
-    http: { type: "string", default: "127.0.0.1:8080", description: "HTTP address for /healthz and the revoke endpoint" },
+    http: { type: "string", default: "127.0.0.1:8080", description: "HTTP address for /healthz, /metrics and the revoke endpoint" },
+    "http-cert": { type: "string", description: "PEM certificate (chain) file: serve the HTTP endpoints over HTTPS (needs --http-key)" },
+    "http-key": { type: "string", description: "PEM private key file for --http-cert" },
+    "log-format": { type: "string", description: "pretty or json (one JSON object a line on stderr); default $TESSERA_LOG_FORMAT or pretty" },
     audit: { type: "string", default: "audit.jsonl", description: "Append-only audit log file" },
     db: { type: "string", default: "tessera.db", description: "State database: SQLite file path, or postgres://..." },
     "idle-timeout": { type: "string", default: "30m", description: "End a session after this long without traffic" },
@@ -32,6 +35,8 @@ export default defineCommand({
     "approval-timeout": { type: "string", default: "2m", description: "Deny a request the host has not answered in this time" },
   },
   async run({ args }) {
+    setLogFormat(args["log-format"]);
+    const httpTls = readHttpTls(args["http-cert"], args["http-key"]);
     const dir = args.certs;
     const need = (f: string) => readRequired(path.join(dir, f), `${dir} is missing ${f}: run \`tessera ca --coordinator-name NAME --dir ${dir}\``);
     const ca = { certPem: need("ca.crt"), keyPem: need("ca.key") };
@@ -60,9 +65,9 @@ export default defineCommand({
     const l = splitAddress(args.listen, 8443, true);
     const bound = await coordinator.listen(l.host, l.port);
     const h = splitAddress(args.http, 8080, true);
-    const http = startHttp({ host: h.host, port: h.port, version: VERSION, broker: coordinator.broker, operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined });
+    const http = startHttp({ host: h.host, port: h.port, version: VERSION, broker: coordinator.broker, operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined, tls: httpTls });
     audit.append("coordinator.start", { version: VERSION, listen: `${bound.host}:${bound.port}` });
-    log.info(`tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (http ${http.hostname}:${http.port})`);
+    log.info(`tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (${httpTls ? "https" : "http"} ${http.hostname}:${http.port})`);
     if (!operatorToken) log.warn("no operator-token in the certs directory: revoke is disabled");
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
@@ -77,3 +82,14 @@ export default defineCommand({
     await store.close();
   },
 });
+
+/** Both or neither; each must be a readable PEM file, checked here so a typo fails before any socket opens. */
+function readHttpTls(certFile: string | undefined, keyFile: string | undefined): { cert: string; key: string } | undefined {
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new ConfigError("--http-cert and --http-key go together: give both to serve HTTPS, or neither for plain HTTP");
+  const cert = readRequired(certFile, "--http-cert file not found");
+  const key = readRequired(keyFile, "--http-key file not found");
+  if (!cert.includes("-----BEGIN CERTIFICATE-----")) throw new ConfigError(`--http-cert ${certFile} is not a PEM certificate`);
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) throw new ConfigError(`--http-key ${keyFile} is not a PEM private key`);
+  return { cert, key };
+}

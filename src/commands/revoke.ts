@@ -1,8 +1,10 @@
 // `tessera revoke SESSION_ID`: operator ends a session now, cutting its live streams.
+import fs from "node:fs";
+import { rootCertificates } from "node:tls";
 import { defineCommand } from "citty";
 import { TesseraError } from "../errors.ts";
 import { splitAddress } from "../relay/client.ts";
-import { coordinatorAddress, homeFile, readConfig, readRequired } from "../cli/home.ts";
+import { coordinatorAddress, homeFile, readCa, readConfig, readRequired } from "../cli/home.ts";
 
 export default defineCommand({
   meta: { name: "revoke", description: "End a session at once (needs the operator token: `tessera token HEX`)" },
@@ -14,9 +16,11 @@ export default defineCommand({
     const token = readRequired(homeFile("operator-token"), "no operator token on this machine: run `tessera token HEX` first").trim();
     const base = args.url || readConfig().http || `http://${splitAddress(coordinatorAddress()).host}:8080`;
     const url = `${base.replace(/\/$/, "")}/s/${encodeURIComponent(args.session)}/revoke`;
+    // An HTTPS endpoint may use a certificate from the deployment's CA or from a public one: trust both.
+    const tls = url.startsWith("https:") && fs.existsSync(homeFile("ca.crt")) ? { tls: { ca: [...rootCertificates, readCa()] } } : {};
     let res: Response;
     try {
-      res = await fetch(url, { method: "POST", headers: { authorization: `Bearer ${token}` } });
+      res = await fetch(url, { method: "POST", headers: { authorization: `Bearer ${token}` }, ...tls });
     } catch (err) {
       throw new TesseraError("connect", `cannot reach ${base}: ${(err as Error).message}`);
     }

@@ -11,6 +11,7 @@ import { checkEnrollToken, type EnrollRecord } from "./enroll.ts";
 import { RateLimiter, type Limits } from "./limits.ts";
 import { PROTOCOL_VERSION, type ClientFrame, type FrameOf, type ServerFrame } from "./protocol.ts";
 import { Splicer, type Stream } from "./splice.ts";
+import { metrics, redeemFailed } from "./metrics.ts";
 
 type CF<T extends ClientFrame["t"]> = FrameOf<ClientFrame, T>;
 
@@ -174,12 +175,16 @@ export class Broker {
   private async redeem(peer: Peer, f: CF<"redeem">): Promise<void> {
     this.rateLimit(peer);
     const code = normalizeCode(f.code);
-    if (!code) throw new RefusedError("bad_code", "that is not a tessera code (expected 8 letters and digits, like K7QF-M2XD)");
+    if (!code) {
+      redeemFailed("bad_code");
+      throw new RefusedError("bad_code", "that is not a tessera code (expected 8 letters and digits, like K7QF-M2XD)");
+    }
     const hash = hashCode(this.o.codeKey, code);
     const now = Date.now();
     const row = await this.o.store.getCode(hash);
     const fail = (why: string, message: string) => {
       this.o.audit.append("redeem.fail", { addr: peer.addr, guest: f.name, reason: why, shareId: row?.shareId });
+      redeemFailed(why);
       return new RefusedError(`code_${why}`, message);
     };
     if (!row) throw fail("unknown", `code ${formatCode(code)} is not known to this coordinator; check it with the host`);
@@ -220,6 +225,7 @@ export class Broker {
     if (!this.requests.has(req.id)) return;
     const mins = Math.round(this.o.limits.approvalTimeoutMs / 60_000);
     this.o.audit.append("request.expire", { requestId: req.id, shareId: req.share.id, guest: req.guestInfo.name });
+    metrics.requests.inc(1, { outcome: "expired" });
     this.dropRequest(req, `the host did not answer within ${mins >= 1 ? `${mins} minute${mins === 1 ? "" : "s"}` : `${this.o.limits.approvalTimeoutMs / 1000}s`}`);
   }
 
@@ -238,11 +244,13 @@ export class Broker {
     const who = { requestId: req.id, shareId: req.share.id, host: req.share.hostName, guest: req.guestInfo.name, guestKey: req.guestInfo.spki };
     if (!f.allow) {
       this.o.audit.append("deny", who);
+      metrics.requests.inc(1, { outcome: "denied" });
       this.dropRequest(req, "the host declined the request");
       return;
     }
     if (this.sessions.size >= this.o.limits.maxSessions) {
       this.o.audit.append("deny", { ...who, reason: "session limit" });
+      metrics.requests.inc(1, { outcome: "denied" });
       this.dropRequest(req, "the coordinator has reached its session limit");
       return;
     }
@@ -259,8 +267,10 @@ export class Broker {
       uris: [`tessera://guest/${session.id}`], usage: "client", now: new Date(now), validForSeconds: this.o.limits.guestCertSeconds,
     });
     this.o.audit.append("approve", who);
+    metrics.requests.inc(1, { outcome: "approved" });
     await this.o.store.openSession({ id: session.id, shareId: req.share.id, guestSpki: req.guestInfo.spki, guestName: req.guestInfo.name, target: req.target }, now);
     this.o.audit.append("session.open", { ...who, sessionId: session.id, target: req.target, addr: req.guestInfo.addr });
+    metrics.sessionsTotal.inc();
     this.sessions.set(session.id, session);
     req.share.sessions.add(session);
     req.share.agent.ch.send({ t: "session", sessionId: session.id, shareId: req.share.id, target: req.target, guest: req.guestInfo });
@@ -277,6 +287,7 @@ export class Broker {
     }
     const { stream, guestToken, agentToken } = this.splicer.create(newId("t"), s.id);
     this.streamTotal++;
+    metrics.streamsTotal.inc();
     s.streams.add(stream);
     s.streamCount++;
     s.lastActive = Date.now();
@@ -375,6 +386,7 @@ export class Broker {
   private rateLimit(peer: Peer): void {
     if (!this.redeemLimiter.allow(ip(peer.addr))) {
       this.o.audit.append("redeem.fail", { addr: peer.addr, reason: "rate_limited" });
+      redeemFailed("rate_limited");
       throw new RefusedError("rate_limited", `too many attempts from ${ip(peer.addr)}; wait a minute and try again`);
     }
   }

@@ -1,6 +1,8 @@
-// The coordinator's HTTP side: health check and the operator's revoke endpoint.
+// The coordinator's HTTP side: health check, Prometheus metrics and the operator's revoke endpoint,
+// over plain HTTP or, given a certificate and key, HTTPS.
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Broker } from "./broker.ts";
+import { renderMetrics } from "./metrics.ts";
 
 export interface HttpOptions {
   host: string;
@@ -9,15 +11,21 @@ export interface HttpOptions {
   /** SHA-256 of the operator token; undefined disables operator endpoints. */
   operatorTokenHash?: Buffer;
   broker: Broker;
+  /** PEM certificate chain and key: serve HTTPS instead of HTTP. */
+  tls?: { cert: string; key: string };
 }
+
+const METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
 export function startHttp(o: HttpOptions) {
   return Bun.serve({
     hostname: o.host,
     port: o.port,
+    ...(o.tls ? { tls: { cert: o.tls.cert, key: o.tls.key } } : {}),
     fetch(req) {
       const url = new URL(req.url);
       if (url.pathname === "/healthz" && req.method === "GET") return new Response(`ok ${o.version}\n`);
+      if (url.pathname === "/metrics" && req.method === "GET") return new Response(renderMetrics(o.broker.counts), { headers: { "content-type": METRICS_TYPE } });
       const m = /^\/s\/([A-Za-z0-9_.-]{1,64})\/revoke$/.exec(url.pathname);
       if (m) {
         if (req.method !== "POST") return text(405, "use POST");

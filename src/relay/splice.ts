@@ -3,6 +3,7 @@
 import type net from "node:net";
 import { createHash, randomBytes } from "node:crypto";
 import { DATA_MAGIC, PREAMBLE_BYTES, STREAM_TOKEN_BYTES } from "./protocol.ts";
+import { metrics } from "./metrics.ts";
 
 export interface Stream {
   readonly id: string;
@@ -90,8 +91,8 @@ export class Splicer {
       if (hadError) this.end(stream, "connection reset");
       else if (--open === 0) this.end(stream, "closed");
     };
-    guest.on("data", (c: Buffer) => { stream.up += c.length; });
-    agent.on("data", (c: Buffer) => { stream.down += c.length; });
+    guest.on("data", (c: Buffer) => { stream.up += c.length; metrics.bytesRelayed.inc(c.length, { direction: "guest_to_agent" }); });
+    agent.on("data", (c: Buffer) => { stream.down += c.length; metrics.bytesRelayed.inc(c.length, { direction: "agent_to_guest" }); });
     // pipe() keeps backpressure (pauses the reader while the writer is full) and forwards a
     // half-close as end(), so each direction finishes on its own.
     guest.pipe(agent);

@@ -149,7 +149,7 @@ export async function deploy(extraCoordinatorArgs: string[] = []): Promise<Deplo
   const ca = await run(["ca", "--coordinator-name", "localhost", "--dir", "pki"], {}, dir);
   if (ca.code !== 0) throw new Error(`ca failed: ${ca.err}`);
   const coordinator = spawn(["coordinator", "--certs", "pki", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--audit", "audit.jsonl", "--db", "tessera.db", ...extraCoordinatorArgs], {}, { cwd: dir });
-  const m = await coordinator.waitFor(/listening on 127\.0\.0\.1:(\d+) \(http 127\.0\.0\.1:(\d+)\)/);
+  const m = await coordinator.waitFor(/listening on 127\.0\.0\.1:(\d+) \(https? 127\.0\.0\.1:(\d+)\)/);
   const port = Number(m[1]);
   const address = `localhost:${port}`;
   const hostEnv = { TESSERA_HOME: path.join(dir, "host") };

@@ -1,0 +1,123 @@
+// The coordinator's counters and gauges, and their Prometheus text exposition (format 0.0.4).
+// One registry a process: the broker and the splicer bump counters with one call each; gauges are
+// read from the broker's live state at scrape time, so they can never drift from it.
+
+type Labels = Record<string, string>;
+
+interface Family {
+  name: string;
+  help: string;
+  type: "counter" | "gauge";
+  /** Keyed by the rendered label set ("" for none), so a series is created once and kept. */
+  series: Map<string, number>;
+}
+
+const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+export class Registry {
+  private readonly families: Family[] = [];
+
+  counter(name: string, help: string, initial: Labels[] = [{}]): Counter {
+    return new Counter(this.add(name, help, "counter", initial));
+  }
+
+  gauge(name: string, help: string): Gauge {
+    return new Gauge(this.add(name, help, "gauge", [{}]));
+  }
+
+  /** Prometheus text format: HELP and TYPE before each family, one line a series. */
+  render(): string {
+    const out: string[] = [];
+    for (const f of this.families) {
+      out.push(`# HELP ${f.name} ${f.help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`, `# TYPE ${f.name} ${f.type}`);
+      for (const [labels, value] of f.series) out.push(`${f.name}${labels} ${value}`);
+    }
+    return out.join("\n") + "\n";
+  }
+
+  private add(name: string, help: string, type: Family["type"], initial: Labels[]): Family {
+    if (!NAME.test(name)) throw new Error(`bad metric name ${name}`);
+    if (this.families.some((f) => f.name === name)) throw new Error(`metric ${name} registered twice`);
+    // Series named up front start at 0, so a rate() over them works before the first event.
+    const f: Family = { name, help, type, series: new Map(initial.map((l) => [labelKey(l), 0])) };
+    this.families.push(f);
+    return f;
+  }
+}
+
+export class Counter {
+  constructor(private readonly f: Family) {}
+
+  inc(by = 1, labels: Labels = {}): void {
+    if (!(by >= 0)) return; // counters only go up; a negative or NaN step is a bug, not data
+    const k = labelKey(labels);
+    this.f.series.set(k, (this.f.series.get(k) ?? 0) + by);
+  }
+
+  value(labels: Labels = {}): number {
+    return this.f.series.get(labelKey(labels)) ?? 0;
+  }
+}
+
+export class Gauge {
+  constructor(private readonly f: Family) {}
+
+  set(value: number): void {
+    this.f.series.set("", value);
+  }
+}
+
+function labelKey(labels: Labels): string {
+  const keys = Object.keys(labels).sort();
+  if (keys.length === 0) return "";
+  const parts = keys.map((k) => {
+    if (!LABEL.test(k)) throw new Error(`bad label name ${k}`);
+    const val = labels[k]!.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+    return `${k}="${val}"`;
+  });
+  return `{${parts.join(",")}}`;
+}
+
+const registry = new Registry();
+
+/** Redemption failure reasons; anything else is counted as "other" so labels stay a small fixed set. */
+const REDEEM_REASONS = ["unknown", "used", "expired", "offline", "bad_code", "rate_limited"] as const;
+
+export const metrics = {
+  registry,
+  sessionsActive: registry.gauge("tessera_sessions_active", "Sessions currently open."),
+  streamsActive: registry.gauge("tessera_streams_active", "Data streams currently open or waiting to be paired."),
+  agentsConnected: registry.gauge("tessera_agents_connected", "Agents connected and serving a share."),
+  requestsPending: registry.gauge("tessera_requests_pending", "Access requests waiting for the host's answer."),
+  sessionsTotal: registry.counter("tessera_sessions_total", "Sessions opened since start."),
+  streamsTotal: registry.counter("tessera_streams_total", "Data streams opened since start."),
+  bytesRelayed: registry.counter("tessera_relayed_bytes_total", "Ciphertext bytes relayed between guests and agents.", [
+    { direction: "guest_to_agent" }, { direction: "agent_to_guest" },
+  ]),
+  requests: registry.counter("tessera_requests_total", "Access requests by outcome.", [
+    { outcome: "approved" }, { outcome: "denied" }, { outcome: "expired" },
+  ]),
+  redeemFailures: registry.counter("tessera_code_redemption_failures_total", "Code redemptions (and share-id requests) refused, by reason.",
+    REDEEM_REASONS.map((reason) => ({ reason }))),
+};
+
+export function redeemFailed(reason: string): void {
+  metrics.redeemFailures.inc(1, { reason: (REDEEM_REASONS as readonly string[]).includes(reason) ? reason : "other" });
+}
+
+/** Live state read at scrape time. */
+export interface LiveCounts {
+  shares: number;
+  sessions: number;
+  requests: number;
+  streams: number;
+}
+
+export function renderMetrics(live: LiveCounts): string {
+  metrics.sessionsActive.set(live.sessions);
+  metrics.streamsActive.set(live.streams);
+  metrics.agentsConnected.set(live.shares);
+  metrics.requestsPending.set(live.requests);
+  return registry.render();
+}
