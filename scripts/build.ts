@@ -1,13 +1,67 @@
-// Builds the single executable dist/tessera; CI and the release workflow both call this.
-// TESSERA_VERSION (e.g. a git tag) overrides the version; BUN_TARGET cross-compiles.
+// Builds the single executable; CI, the release workflow and the Dockerfile all call this.
+//   bun scripts/build.ts                      dist/tessera for this machine (TESSERA_OUTFILE, BUN_TARGET override)
+//   bun scripts/build.ts --release [--targets linux-x64,darwin-arm64]
+//                                             dist/release/tessera-OS-ARCH[.exe] for each target + SHA256SUMS
+// TESSERA_VERSION (the git tag, e.g. v1.2.3) is compiled in and is what `tessera version` prints.
+import fs from "node:fs";
+import path from "node:path";
+import { createHash } from "node:crypto";
+import { parseArgs } from "node:util";
 import pkg from "../package.json" with { type: "json" };
 
+/** Release asset name suffix -> Bun's compile target. install.sh and the formula use the same names. */
+const TARGETS: Record<string, string> = {
+  "linux-x64": "bun-linux-x64",
+  "linux-arm64": "bun-linux-arm64",
+  "darwin-x64": "bun-darwin-x64",
+  "darwin-arm64": "bun-darwin-arm64",
+  "windows-x64": "bun-windows-x64",
+};
+const RELEASE_DIR = "dist/release";
+const SUMS_FILE = "SHA256SUMS";
+
+const { values: flags } = parseArgs({
+  options: { release: { type: "boolean", default: false }, targets: { type: "string" } },
+  strict: true,
+});
+
 const version = process.env.TESSERA_VERSION || `v${pkg.version}`;
-const target = process.env.BUN_TARGET;
-const outfile = process.env.TESSERA_OUTFILE || "dist/tessera";
-const args = ["build", "--compile", "--minify", "--sourcemap=none", `--define=TESSERA_BUILD_VERSION=${JSON.stringify(version)}`, `--outfile=${outfile}`];
-if (target) args.push(`--target=${target}`);
-args.push("src/main.ts");
-const proc = Bun.spawnSync(["bun", ...args], { stdout: "inherit", stderr: "inherit" });
-if (proc.exitCode !== 0) process.exit(proc.exitCode ?? 1);
-console.log(`built ${outfile} ${version}${target ? ` for ${target}` : ""}`);
+// The version ends up in binaries, checksums and the formula: accept only what a tag should look like.
+if (!/^v\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/.test(version)) fail(`TESSERA_VERSION must look like v1.2.3 or v1.2.3-rc.1, not "${version}"`);
+
+if (flags.release) {
+  const names = flags.targets ? flags.targets.split(",").map((t) => t.trim()).filter(Boolean) : Object.keys(TARGETS);
+  const unknown = names.filter((n) => !TARGETS[n]);
+  if (unknown.length) fail(`unknown target ${unknown.join(", ")}; known: ${Object.keys(TARGETS).join(", ")}`);
+  fs.rmSync(RELEASE_DIR, { recursive: true, force: true });
+  fs.mkdirSync(RELEASE_DIR, { recursive: true });
+  const sums: string[] = [];
+  for (const name of names) {
+    const asset = `tessera-${name}${name.startsWith("windows-") ? ".exe" : ""}`;
+    compile(path.join(RELEASE_DIR, asset), TARGETS[name]);
+    sums.push(`${sha256(path.join(RELEASE_DIR, asset))}  ${asset}`);
+  }
+  // sha256sum's own format, so `sha256sum -c SHA256SUMS` checks a download by hand.
+  fs.writeFileSync(path.join(RELEASE_DIR, SUMS_FILE), sums.join("\n") + "\n");
+  console.log(`wrote ${path.join(RELEASE_DIR, SUMS_FILE)} (${names.length} assets, ${version})`);
+} else {
+  compile(process.env.TESSERA_OUTFILE || "dist/tessera", process.env.BUN_TARGET);
+}
+
+function compile(outfile: string, target: string | undefined): void {
+  const args = ["build", "--compile", "--minify", "--sourcemap=none", `--define=TESSERA_BUILD_VERSION=${JSON.stringify(version)}`, `--outfile=${outfile}`];
+  if (target) args.push(`--target=${target}`);
+  args.push("src/main.ts");
+  const proc = Bun.spawnSync(["bun", ...args], { stdout: "inherit", stderr: "inherit" });
+  if (proc.exitCode !== 0) fail(`bun build failed for ${target ?? "this machine"} (exit ${proc.exitCode})`);
+  console.log(`built ${outfile} ${version}${target ? ` for ${target}` : ""}`);
+}
+
+function sha256(file: string): string {
+  return createHash("sha256").update(fs.readFileSync(file)).digest("hex");
+}
+
+function fail(message: string): never {
+  console.error(`build: ${message}`);
+  process.exit(1);
+}
