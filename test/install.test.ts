@@ -52,7 +52,7 @@ beforeAll(async () => {
       if (p === "/releases/latest") return Response.redirect(`${base}/tag/v9.8.7`, 302);
       if (p.startsWith("/releases/tag/")) return new Response("release page");
       const body = files.get(p);
-      return body === undefined ? new Response("not found", { status: 404 }) : new Response(body);
+      return body === undefined ? new Response("not found", { status: 404 }) : new Response(body as BodyInit);
     },
   });
   base = `http://127.0.0.1:${server.port}/releases`;
