@@ -2,6 +2,7 @@
 //   bun scripts/build.ts                      dist/tessera for this machine (TESSERA_OUTFILE, BUN_TARGET override)
 //   bun scripts/build.ts --release [--targets linux-x64,darwin-arm64]
 //                                             dist/release/tessera-OS-ARCH[.exe] for each target + SHA256SUMS
+//                                             (TESSERA_RELEASE_DIR moves dist/release)
 // TESSERA_VERSION (the git tag, e.g. v1.2.3) is compiled in and is what `tessera version` prints.
 import fs from "node:fs";
 import path from "node:path";
@@ -17,7 +18,7 @@ const TARGETS: Record<string, string> = {
   "darwin-arm64": "bun-darwin-arm64",
   "windows-x64": "bun-windows-x64",
 };
-const RELEASE_DIR = "dist/release";
+const RELEASE_DIR = process.env.TESSERA_RELEASE_DIR || "dist/release";
 const SUMS_FILE = "SHA256SUMS";
 
 const { values: flags } = parseArgs({
@@ -33,8 +34,9 @@ if (flags.release) {
   const names = flags.targets ? flags.targets.split(",").map((t) => t.trim()).filter(Boolean) : Object.keys(TARGETS);
   const unknown = names.filter((n) => !TARGETS[n]);
   if (unknown.length) fail(`unknown target ${unknown.join(", ")}; known: ${Object.keys(TARGETS).join(", ")}`);
-  fs.rmSync(RELEASE_DIR, { recursive: true, force: true });
   fs.mkdirSync(RELEASE_DIR, { recursive: true });
+  // Only our own leftovers go, so SHA256SUMS never lists a stale asset (and a wrong directory loses nothing else).
+  for (const f of fs.readdirSync(RELEASE_DIR)) if (f.startsWith("tessera-") || f === SUMS_FILE) fs.rmSync(path.join(RELEASE_DIR, f));
   const sums: string[] = [];
   for (const name of names) {
     const asset = `tessera-${name}${name.startsWith("windows-") ? ".exe" : ""}`;

@@ -13,6 +13,9 @@ need=()
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+# Linters and interpreters for the shipping files: install.sh (shellcheck), the Homebrew formula (ruby).
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+command -v ruby >/dev/null 2>&1 || need+=(ruby)
 if [ ${#need[@]} -gt 0 ]; then
   if have_sudo && command -v apt-get >/dev/null 2>&1; then
     echo "test-services: installing ${need[*]} from Debian's packages"
