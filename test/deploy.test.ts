@@ -16,7 +16,8 @@ const read = (f: string) => fs.readFileSync(path.join(ROOT, f), "utf8");
 async function flagsOf(cmd: string): Promise<Set<string>> {
   const r = await run([cmd, "--help"]);
   expect(r.code).toBe(0);
-  return new Set([...r.out.matchAll(/--([a-z][a-z-]*)=/g)].map((m) => m[1]!));
+  // The option column only: "--flag=<value>" or a bare boolean "--flag", then the description.
+  return new Set([...r.out.matchAll(/^\s*--([a-z][a-z-]*)(?:=<\w+>)?\s{2,}/gm)].map((m) => m[1]!));
 }
 
 /** ["coordinator", "--a", "x", "--b", "y"] -> { a: "x", b: "y" }, refusing flags the binary lacks. */
@@ -200,4 +201,26 @@ test("systemd-analyze verify accepts both units; their exposure score stays low 
     console.log(`${name}: systemd exposure ${score[1]}`);
     expect(Number(score[1])).toBeLessThanOrEqual(2);
   }
+});
+
+test("DEPLOYING.md: every tessera command it shows exists with those flags, and it quotes the unit's real command line", async () => {
+  const doc = read("deploy/DEPLOYING.md");
+  const blocks = [...doc.matchAll(/```(?:sh|yaml)?\n([\s\S]*?)```/g)].map((m) => m[1]!).join("\n");
+  const cache = new Map<string, Set<string>>();
+  let seen = 0;
+  for (const m of blocks.matchAll(/\btessera(?::\S+)? (ca|coordinator|link|share|agent|join|connect|token|revoke|version)\b([^\n|;&)]*)/g)) {
+    const sub = m[1]!;
+    if (!cache.has(sub)) cache.set(sub, await flagsOf(sub));
+    for (const f of m[2]!.matchAll(/(?:^|\s)--([a-z][a-z-]*)/g)) {
+      if (!cache.get(sub)!.has(f[1]!)) throw new Error(`DEPLOYING.md: \`tessera ${sub}\` has no --${f[1]} (in: tessera ${sub}${m[2]})`);
+      seen++;
+    }
+  }
+  expect(seen).toBeGreaterThan(10);
+  // The prose describing the unit quotes its ExecStart word for word.
+  const exec = unit(read("deploy/systemd/tessera-coordinator.service")).Service!.ExecStart![0]!.replace("/usr/local/bin/", "").replace(" $TESSERA_FLAGS", "");
+  expect(doc.replace(/`\n/g, "` ").replace(/\s+/g, " ")).toContain("`" + exec + "`");
+  // Paths it names are the ones the unit and compose files use.
+  for (const p of ["/etc/tessera/coordinator.env", "/etc/tessera/agent-db.env", "/var/lib/tessera-agent", "./certs", "tessera-data"]) expect(doc).toContain(p);
+  expect(read("deploy/systemd/tessera-coordinator.service")).toContain("EnvironmentFile=-/etc/tessera/coordinator.env");
 });
