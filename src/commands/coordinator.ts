@@ -15,6 +15,7 @@ import { splitAddress } from "../relay/client.ts";
 import { Store } from "../store/store.ts";
 import { parseDuration } from "../cli/duration.ts";
 import { readRequired } from "../cli/home.ts";
+import { readHttpTls } from "../cli/http-tls.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("coordinator");
@@ -82,14 +83,3 @@ export default defineCommand({
     await store.close();
   },
 });
-
-/** Both or neither; each must be a readable PEM file, checked here so a typo fails before any socket opens. */
-function readHttpTls(certFile: string | undefined, keyFile: string | undefined): { cert: string; key: string } | undefined {
-  if (!certFile && !keyFile) return undefined;
-  if (!certFile || !keyFile) throw new ConfigError("--http-cert and --http-key go together: give both to serve HTTPS, or neither for plain HTTP");
-  const cert = readRequired(certFile, "--http-cert file not found");
-  const key = readRequired(keyFile, "--http-key file not found");
-  if (!cert.includes("-----BEGIN CERTIFICATE-----")) throw new ConfigError(`--http-cert ${certFile} is not a PEM certificate`);
-  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) throw new ConfigError(`--http-key ${keyFile} is not a PEM private key`);
-  return { cert, key };
-}

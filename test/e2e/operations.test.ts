@@ -182,6 +182,8 @@ test("the agent logs JSON lines too, and bad operations flags fail before anythi
   expect(onlyCert.err).toContain("--http-cert and --http-key go together");
   const notPem = await run([...base, "--http-cert", "pki/ca.sha256", "--http-key", "pki/coordinator.key"], {}, dir);
   expect(notPem.err).toContain("is not a PEM certificate");
+  const mismatch = await run([...base, "--http-cert", "pki/coordinator.crt", "--http-key", "pki/ca.key"], {}, dir);
+  expect(mismatch.err).toContain("--http-key pki/ca.key is not the key of the certificate in pki/coordinator.crt");
   const badFormat = await run([...base, "--log-format", "xml"], {}, dir);
   expect(badFormat.err).toContain("--log-format must be one of pretty, json");
   // A fatal error in JSON mode is itself one JSON line.
