@@ -7,7 +7,7 @@
 ARG BUN_VERSION=1.4.4
 
 # The build stage runs on the builder's own platform and cross-compiles for the target one, so a
-# multi-arch build needs no emulation.
+# multi-arch build needs no emulation. x64 gets Bun's baseline runtime (no AVX2 needed), as releases do.
 FROM --platform=$BUILDPLATFORM oven/bun:${BUN_VERSION} AS build
 ARG TARGETARCH
 ARG TESSERA_VERSION=
@@ -18,7 +18,7 @@ COPY tsconfig.json ./
 COPY scripts ./scripts
 COPY src ./src
 RUN case "$TARGETARCH" in \
-      amd64) target=bun-linux-x64 ;; \
+      amd64) target=bun-linux-x64-baseline ;; \
       arm64) target=bun-linux-arm64 ;; \
       *) echo "no tessera build for linux/$TARGETARCH" >&2; exit 1 ;; \
     esac \

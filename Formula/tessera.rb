@@ -10,22 +10,22 @@ class Tessera < Formula
   on_macos do
     on_arm do
       url "https://github.com/tessera-dev/tessera/releases/download/v0.1.0/tessera-darwin-arm64"
-      sha256 "5c4e424b6f61883b6155814373c5976280624dd76529d41d5343c218439edec9"
+      sha256 "12c54dedce9121dc28cf70292800fecef5737cafb01fa3107ca52dba06653871"
     end
     on_intel do
       url "https://github.com/tessera-dev/tessera/releases/download/v0.1.0/tessera-darwin-x64"
-      sha256 "0822ca42d237064704b85aa836a96832e96c798689a34a2a84a7558f08b60b63"
+      sha256 "d57185322b732ffe0faff84841848864dfccb3e68357d097dcd0ed9b8bd9d1fe"
     end
   end
 
   on_linux do
     on_arm do
       url "https://github.com/tessera-dev/tessera/releases/download/v0.1.0/tessera-linux-arm64"
-      sha256 "7b1e78e88b5b3c7a94cc99aa585898e1a57d5fdf2177e0dd49720c13328d09bf"
+      sha256 "55e1825f876ba3c346a74a90e8a6d581af4bded57e9a05fa5642b95342b3c92f"
     end
     on_intel do
       url "https://github.com/tessera-dev/tessera/releases/download/v0.1.0/tessera-linux-x64"
-      sha256 "02d264baaf3357796770174ac80c7c6fb6ad3ece49e3d680a48d6a696b3521e3"
+      sha256 "2af2cf3e5b2397bae2e3e4c26243db73ad60d3028cf50aa432aca5cd43470c31"
     end
   end
 

@@ -11,12 +11,14 @@ import { parseArgs } from "node:util";
 import pkg from "../package.json" with { type: "json" };
 
 /** Release asset name suffix -> Bun's compile target. install.sh and the formula use the same names. */
+// x64 uses Bun's baseline runtime (x86-64-v2): the default one needs AVX2 and dies with "Illegal
+// instruction" on older CPUs and on VMs with a conservative CPU model, which cheap VPSes often are.
 const TARGETS: Record<string, string> = {
-  "linux-x64": "bun-linux-x64",
+  "linux-x64": "bun-linux-x64-baseline",
   "linux-arm64": "bun-linux-arm64",
-  "darwin-x64": "bun-darwin-x64",
+  "darwin-x64": "bun-darwin-x64-baseline",
   "darwin-arm64": "bun-darwin-arm64",
-  "windows-x64": "bun-windows-x64",
+  "windows-x64": "bun-windows-x64-baseline",
 };
 const RELEASE_DIR = process.env.TESSERA_RELEASE_DIR || "dist/release";
 const SUMS_FILE = "SHA256SUMS";

@@ -17,8 +17,8 @@ interface Job { needs?: string | string[]; steps: Step[]; permissions?: Record<s
 interface Workflow { on: { push?: { tags?: string[] } }; env?: Record<string, string>; permissions: Record<string, string>; jobs: Record<string, Job> }
 
 const release = Bun.YAML.parse(read(".github/workflows/release.yml")) as Workflow;
-/** Release targets as build.ts declares them: "linux-x64" -> "bun-linux-x64". */
-const targets = [...read("scripts/build.ts").matchAll(/^ {2}"([a-z]+-[a-z0-9]+)": "bun-\1",$/gm)].map((m) => m[1]!);
+/** Release targets as build.ts declares them: "linux-x64" -> "bun-linux-x64-baseline". */
+const targets = [...read("scripts/build.ts").matchAll(/^ {2}"([a-z]+-[a-z0-9]+)": "bun-\1(?:-baseline)?",$/gm)].map((m) => m[1]!);
 
 test("the workflow is well formed: tag trigger, jobs wired, least privilege, pinned action versions", () => {
   expect(targets).toEqual(["linux-x64", "linux-arm64", "darwin-x64", "darwin-arm64", "windows-x64"]);
