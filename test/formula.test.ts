@@ -1,12 +1,14 @@
 // The Homebrew formula: generated from a release's SHA256SUMS, naming exactly the assets install.sh
 // and the build script use; when Ruby is here, its install and `test do` blocks really run against
 // a minimal stand-in for Homebrew's DSL, with the compiled binary.
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { createHash } from "node:crypto";
 import { parseSums, renderFormula } from "../scripts/formula.ts";
 import { tmpDir } from "./e2e/harness.ts";
+
+setDefaultTimeout(60_000);
 
 const ROOT = path.resolve(import.meta.dir, "..");
 const BIN = path.join(ROOT, "dist/tessera");
