@@ -67,7 +67,13 @@ main() {
         die "checksum mismatch for $asset: expected $want, got $got. Nothing was installed; the download may be corrupt or tampered with."
       fi
       say "sha256 verified: $got"
-      built="$tmp/tessera"
+      chmod 0755 "$tmp/tessera"
+      # A binary for the right OS and CPU can still fail here (musl libc, too old a kernel or glibc).
+      if "$tmp/tessera" version >/dev/null 2>&1; then
+        built="$tmp/tessera"
+      else
+        say "the release binary for $platform does not run on this system; building from source"
+      fi
     else
       say "release $version has no binary for $platform; building from source"
     fi
@@ -77,11 +83,12 @@ main() {
   [ -n "$built" ] || built="$(build_from_source "$version" "$tmp")"
 
   chmod 0755 "$built"
+  "$built" version >/dev/null || die "the binary built here does not run: $built"
   # Install via a temporary name and rename, so a running tessera is never left half-written.
   cp "$built" "$bindir/.tessera.new.$$"
   mv -f "$bindir/.tessera.new.$$" "$bindir/tessera"
   local installed
-  installed="$("$bindir/tessera" version)" || die "the installed binary does not run: $bindir/tessera"
+  installed="$("$bindir/tessera" version)"
   say "installed tessera $installed to $bindir/tessera"
   case ":$PATH:" in
     *":$bindir:"*) ;;

@@ -36,6 +36,8 @@ beforeAll(async () => {
   release("v9.8.7", { "tessera-linux-x64": real, "tessera-linux-arm64": fakeBinary("v9.8.7-linux-arm64"), "tessera-darwin-arm64": fakeBinary("v9.8.7-darwin-arm64"), "tessera-darwin-x64": fakeBinary("v9.8.7-darwin-x64") });
   release("v6.6.6", { "tessera-linux-x64": real }, { "tessera-linux-x64": sha("something else") });
   release("v5.0.0", { "tessera-darwin-arm64": fakeBinary("v5.0.0-darwin-arm64") });
+  // Right platform, right checksum, but it cannot start here (as a glibc binary on musl would).
+  release("v4.0.0", { "tessera-linux-x64": "#!/bin/sh\necho 'error while loading shared libraries' >&2\nexit 127\n" });
   // The source tarball the fallback builds: this checkout's files under one top directory, like GitHub's archives.
   const list = Bun.spawnSync(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: ROOT }).stdout.toString().split("\0").filter((f) => f && fs.existsSync(path.join(ROOT, f)));
   fs.writeFileSync(path.join(work, "list"), list.join("\0"));
@@ -118,6 +120,15 @@ test("a checksum mismatch is refused and nothing is installed", async () => {
   expect(r.code).toBe(1);
   expect(r.err).toContain("checksum mismatch for tessera-linux-x64");
   expect(r.got).toContain("/releases/download/v6.6.6/tessera-linux-x64");
+  expect(fs.readdirSync(r.bindir)).toEqual([]);
+});
+
+test("a verified binary that does not run here is not installed: the source build is tried instead", async () => {
+  const r = await install({ TESSERA_VERSION: "v4.0.0", TESSERA_SOURCE_URL: `http://127.0.0.1:${server.port}/no-such-source.tar.gz` });
+  expect(r.err).toContain("sha256 verified");
+  expect(r.err).toContain("the release binary for linux-x64 does not run on this system; building from source");
+  expect(r.err).toContain("no source at");
+  expect(r.code).toBe(1);
   expect(fs.readdirSync(r.bindir)).toEqual([]);
 });
 
