@@ -211,7 +211,9 @@ offer_link() {
   read -r addr </dev/tty || addr=""
   [ -n "$addr" ] || { say "skipped; later: tessera link HOST:PORT"; return 0; }
   printf 'Host enrolment token from the operator (Enter to link as a guest): ' >/dev/tty
-  read -r token </dev/tty || token=""
+  # The token is a secret: no echo.
+  read -rs token </dev/tty || token=""
+  printf '\n' >/dev/tty
   if [ -n "$token" ]; then
     "$bin" link "$addr" --token "$token" </dev/tty || say "link failed; run it again with: tessera link $addr --token TOKEN"
   else

@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { createHash } from "node:crypto";
 import type { Server } from "bun";
-import { tmpDir } from "./e2e/harness.ts";
+import { deploy, killAll, run, tmpDir } from "./e2e/harness.ts";
 
 setDefaultTimeout(180_000);
 
@@ -66,7 +66,8 @@ beforeAll(async () => {
   fs.writeFileSync(path.join(shim, "uname"), `#!/bin/sh\ncase "$1" in -s) echo "$FAKE_UNAME_S";; -m) echo "$FAKE_UNAME_M";; *) exec ${realUname} "$@";; esac\n`, { mode: 0o755 });
 });
 
-afterAll(() => {
+afterAll(async () => {
+  await killAll();
   server?.stop(true);
   fs.rmSync(work, { recursive: true, force: true });
 });
@@ -146,6 +147,39 @@ test("without a terminal, the link offer becomes a hint instead of a prompt", as
   const r = await install({ TESSERA_SKIP_LINK: "", TESSERA_HOME: path.join(work, "never-linked") }, { setsid: true });
   expect(r.code).toBe(0);
   expect(r.err).toContain("next: tessera link HOST:PORT");
+});
+
+test("at a terminal, the installer offers to link, and a host enrols with the token typed in", async () => {
+  const d = await deploy();
+  // deploy() enrolled its own host with the first token: mint this machine its own.
+  expect((await run(["ca", "--dir", "pki", "--add-enroll-token"], {}, d.dir)).code).toBe(0);
+  const token = fs.readFileSync(path.join(d.dir, "pki/enroll-token"), "utf8").trim();
+  const home = path.join(work, "fresh-host");
+  const bindir = fs.mkdtempSync(path.join(work, "bin-"));
+  let screen = "";
+  const dec = new TextDecoder();
+  // A PTY becomes the installer's controlling terminal, which is where it asks (stdin is the script).
+  const proc = Bun.spawn(["bash", path.join(ROOT, "install.sh")], {
+    env: { PATH: `${shim}:${process.env.PATH}`, HOME: work, FAKE_UNAME_S: "Linux", FAKE_UNAME_M: "x86_64", TESSERA_BASE_URL: base, TESSERA_BINDIR: bindir, TESSERA_HOME: home, NO_COLOR: "1" },
+    terminal: { cols: 200, rows: 50, data: (_t, b) => { screen += dec.decode(b); } },
+  });
+  const waitFor = async (text: string) => {
+    while (!screen.includes(text)) {
+      if (proc.exitCode !== null) throw new Error(`installer exited before "${text}":\n${screen}`);
+      await Bun.sleep(50);
+    }
+  };
+  await waitFor("Address HOST:PORT (Enter to skip): ");
+  proc.terminal!.write(`${d.address}\r`);
+  await waitFor("(Enter to link as a guest): ");
+  proc.terminal!.write(`${token}\r`);
+  expect(await proc.exited).toBe(0);
+  expect(screen).toContain(`enrolled as host`);
+  // The token is a secret: typed without echo.
+  expect(screen).not.toContain(token);
+  expect(JSON.parse(fs.readFileSync(path.join(home, "config.json"), "utf8")).coordinator).toBe(d.address);
+  expect(fs.existsSync(path.join(home, "host.crt"))).toBe(true);
+  expect(d.audit().some((e) => e.event === "host.enrol")).toBe(true);
 });
 
 test("no binary for this platform in the release: built from the source tarball with Bun, and it runs", async () => {
