@@ -13,7 +13,7 @@ import { hashToken, startHttp } from "../relay/http.ts";
 import { LIMITS } from "../relay/limits.ts";
 import { splitAddress } from "../relay/client.ts";
 import { Store } from "../store/store.ts";
-import { parseDuration } from "../cli/duration.ts";
+import { parseDuration, parseSize } from "../cli/duration.ts";
 import { readRequired } from "../cli/home.ts";
 import { VERSION } from "../version.ts";
 
@@ -26,6 +26,8 @@ export default defineCommand({
     listen: { type: "string", default: "0.0.0.0:8443", description: "TLS address for agents, shares and guests (control and data on one port)" },
     http: { type: "string", default: "127.0.0.1:8080", description: "HTTP address for /healthz and the revoke endpoint" },
     audit: { type: "string", default: "audit.jsonl", description: "Append-only audit log file" },
+    "audit-rotate": { type: "string", default: "64MiB", description: "Start a new audit file (chained to the old one) past this size; 0 never" },
+    "audit-checkpoint": { type: "string", default: "1000", description: "Sign a checkpoint line with the coordinator key every N events; 0 never" },
     db: { type: "string", default: "tessera.db", description: "State database: SQLite file path, or postgres://..." },
     "idle-timeout": { type: "string", default: "30m", description: "End a session after this long without traffic" },
     "code-ttl": { type: "string", default: "10m", description: "How long an unredeemed code stays valid" },
@@ -44,12 +46,15 @@ export default defineCommand({
       approvalTimeoutMs: parseDuration(args["approval-timeout"], "approval-timeout"),
     };
     const store = await Store.open(args.db);
-    const audit = AuditLog.open(args.audit);
+    const checkpointEvery = Number(args["audit-checkpoint"]);
+    if (!Number.isInteger(checkpointEvery) || checkpointEvery < 0) throw new ConfigError(`--audit-checkpoint must be a whole number (got "${args["audit-checkpoint"]}")`);
+    const keyPem = need("coordinator.key");
+    const audit = AuditLog.open(args.audit, { rotateBytes: parseSize(args["audit-rotate"], "audit-rotate"), checkpointEvery, signingKeyPem: keyPem });
     // The code-hash key lives with the state so codes stay valid across restarts.
     const codeKey = Buffer.from(await store.initMeta("code_key", randomBytes(32).toString("hex")), "hex");
     const enrollFile = path.join(dir, "enroll-tokens.json");
     const coordinator = new Coordinator({
-      ca, certPem: need("coordinator.crt"), keyPem: need("coordinator.key"), store, audit, limits, codeKey, version: VERSION,
+      ca, certPem: need("coordinator.crt"), keyPem, store, audit, limits, codeKey, version: VERSION,
       enrollRecords: () => {
         if (!fs.existsSync(enrollFile)) return [];
         const r = v.safeParse(EnrollRecords, JSON.parse(fs.readFileSync(enrollFile, "utf8")));
@@ -73,6 +78,7 @@ export default defineCommand({
     await coordinator.close();
     http.stop(true);
     audit.append("coordinator.stop", {});
+    audit.checkpoint();
     audit.close();
     await store.close();
   },
