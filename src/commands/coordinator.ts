@@ -32,6 +32,7 @@ export default defineCommand({
     "idle-timeout": { type: "string", default: "30m", description: "End a session after this long without traffic" },
     "code-ttl": { type: "string", default: "10m", description: "How long an unredeemed code stays valid" },
     "approval-timeout": { type: "string", default: "2m", description: "Deny a request the host has not answered in this time" },
+    "resume-grace": { type: "string", default: "2m", description: "How long a share waits for its agent, and a session for its guest, after a lost connection or a restart" },
   },
   async run({ args }) {
     const dir = args.certs;
@@ -44,6 +45,7 @@ export default defineCommand({
       idleTimeoutMs: parseDuration(args["idle-timeout"], "idle-timeout"),
       codeTtlMs: parseDuration(args["code-ttl"], "code-ttl"),
       approvalTimeoutMs: parseDuration(args["approval-timeout"], "approval-timeout"),
+      resumeGraceMs: parseDuration(args["resume-grace"], "resume-grace"),
     };
     const store = await Store.open(args.db);
     const checkpointEvery = Number(args["audit-checkpoint"]);
@@ -62,11 +64,13 @@ export default defineCommand({
         return r.output;
       },
     });
+    const restored = await coordinator.broker.restore();
     const l = splitAddress(args.listen, 8443, true);
     const bound = await coordinator.listen(l.host, l.port);
     const h = splitAddress(args.http, 8080, true);
     const http = startHttp({ host: h.host, port: h.port, version: VERSION, broker: coordinator.broker, operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined });
-    audit.append("coordinator.start", { version: VERSION, listen: `${bound.host}:${bound.port}` });
+    audit.append("coordinator.start", { version: VERSION, listen: `${bound.host}:${bound.port}`, restoredShares: restored.shares, restoredSessions: restored.sessions, voidedRequests: restored.voided });
+    if (restored.shares || restored.sessions) log.info(`restored ${restored.shares} share(s) and ${restored.sessions} session(s); waiting ${args["resume-grace"]} for their agents and guests to come back`);
     log.info(`tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (http ${http.hostname}:${http.port})`);
     if (!operatorToken) log.warn("no operator-token in the certs directory: revoke is disabled");
     await new Promise<void>((resolve) => {
@@ -77,7 +81,7 @@ export default defineCommand({
     log.info("shutting down");
     await coordinator.close();
     http.stop(true);
-    audit.append("coordinator.stop", {});
+    audit.append("coordinator.stop", { keptShares: coordinator.broker.counts.shares + coordinator.broker.counts.sharesAway, keptSessions: coordinator.broker.counts.sessions });
     audit.checkpoint();
     audit.close();
     await store.close();

@@ -28,16 +28,28 @@ export default defineCommand({
     let client: ControlClient;
     let shareId: string;
     let agent: Agent | undefined;
+    let approver: Approver | undefined;
     if (args.port !== undefined) {
       const port = Number(args.port);
       if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`--port must be 1-65535 (got "${args.port}")`);
       shareId = `sh-${randomBytes(6).toString("hex")}`;
       const policy = new TargetPolicy([formatTarget(args.host, port)]);
-      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: false }, {
-        onDisconnected: (err) => stop.trigger(`lost the coordinator${err ? `: ${err.message}` : ""}`),
+      let approverRef: Approver | undefined;
+      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: true }, {
+        onDisconnected: (err, retry) => {
+          if (retry === undefined) return stop.trigger(`lost the coordinator${err ? `: ${err.message}` : ""}`);
+          approverRef?.pause();
+          log.warn(`lost the coordinator${err ? ` (${err.message})` : ""}; reconnecting in ${(retry / 1000).toFixed(1)}s. Codes and approved sessions stay valid meanwhile`);
+        },
+        onConnected: (c) => {
+          if (!approverRef) return;
+          approverRef.rebind(c);
+          log.info("reconnected to the coordinator; the share is live again");
+        },
         onStream: (sid, error) => error && log.warn(`session ${sid}: ${error}`),
       });
       client = await agent.start();
+      approver = approverRef = new Approver(client, shareId);
       log.info(`sharing ${policy.targets[0]} as ${shareId}`);
     } else if (args["share-id"]) {
       shareId = args["share-id"];
@@ -48,13 +60,17 @@ export default defineCommand({
     } else {
       throw new ConfigError("say what to share: --port N (and --host), or --share-id ID of a running agent");
     }
-    const approver = new Approver(client, shareId);
+    approver ??= new Approver(client, shareId);
     approver.start();
     await approver.mint(args.target);
     const why = await stop.promise;
     approver.stop();
-    if (agent) agent.stop();
-    else client.close();
+    if (agent) await agent.stop();
+    else {
+      client.send({ t: "leave", shareId });
+      await Promise.race([client.next("left").catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
+      client.close();
+    }
     if (why.startsWith("lost")) {
       log.error(why);
       process.exitCode = 1;
