@@ -3,7 +3,7 @@
 import { RefusedError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { issueCert, readCsr } from "../pki/index.ts";
-import { background, newId, type BrokerOptions, type LiveShare, type Peer, type Request, type Session } from "./broker-state.ts";
+import { background, ip, newId, type BrokerOptions, type LiveShare, type Peer, type Request, type Session } from "./broker-state.ts";
 import { formatCode, hashCode, normalizeCode } from "./codes.ts";
 import { RateLimiter } from "./limits.ts";
 import type { ClientFrame, FrameOf } from "./protocol.ts";
@@ -175,7 +175,7 @@ export class Consent {
   }
 
   private rateLimit(peer: Peer): void {
-    const addr = peer.addr.replace(/:\d+$/, "");
+    const addr = ip(peer.addr);
     if (!this.limiter.allow(addr)) {
       this.o.audit.append("redeem.fail", { addr: peer.addr, reason: "rate_limited" });
       throw new RefusedError("rate_limited", `too many attempts from ${addr}; wait a minute and try again`);
