@@ -13,9 +13,32 @@ export class Approver {
   private current: Ask | undefined;
   private rl: readline.Interface | undefined;
 
-  constructor(private readonly client: ControlClient, private readonly shareId: string, private readonly what = "port") {}
+  constructor(private client: ControlClient, private readonly shareId: string, private readonly what = "port") {}
 
   start(): void {
+    this.listen();
+    this.rl = readline.createInterface({ input: process.stdin, terminal: false });
+    this.rl.on("line", (line) => this.onLine(line.trim()));
+    this.rl.on("close", () => {
+      if (!process.stdin.isTTY) log.warn("standard input closed: requests can no longer be answered here and will expire");
+    });
+  }
+
+  /** The connection dropped: whatever was waiting is void (the coordinator denies it, the guest may ask again). */
+  pause(): void {
+    if (this.current || this.queue.length) process.stderr.write(`\n  ${this.queue.length + (this.current ? 1 : 0)} waiting request(s) were cancelled: the connection to the coordinator dropped\n`);
+    this.current = undefined;
+    this.queue.length = 0;
+  }
+
+  /** Carries on over a new connection after a reconnect. */
+  rebind(client: ControlClient): void {
+    this.pause();
+    this.client = client;
+    this.listen();
+  }
+
+  private listen(): void {
     this.client.on("ask", (f) => {
       this.queue.push(f);
       if (!this.current) this.showNext();
@@ -32,11 +55,6 @@ export class Approver {
     });
     this.client.on("session", (f) => log.info(`session ${f.sessionId} open: ${f.guest.name} -> ${f.target}`));
     this.client.on("closed", (f) => log.info(`session ${f.sessionId} ended: ${f.reason}`));
-    this.rl = readline.createInterface({ input: process.stdin, terminal: false });
-    this.rl.on("line", (line) => this.onLine(line.trim()));
-    this.rl.on("close", () => {
-      if (!process.stdin.isTTY) log.warn("standard input closed: requests can no longer be answered here and will expire");
-    });
   }
 
   /** Asks the coordinator for a fresh single-use code and prints it on a line of its own. */

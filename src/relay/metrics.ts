@@ -89,14 +89,15 @@ export const metrics = {
   sessionsActive: registry.gauge("tessera_sessions_active", "Sessions currently open."),
   streamsActive: registry.gauge("tessera_streams_active", "Data streams currently open or waiting to be paired."),
   agentsConnected: registry.gauge("tessera_agents_connected", "Agents connected and serving a share."),
+  sharesAway: registry.gauge("tessera_shares_away", "Shares whose agent is gone, kept for the resume grace period."),
   requestsPending: registry.gauge("tessera_requests_pending", "Access requests waiting for the host's answer."),
   sessionsTotal: registry.counter("tessera_sessions_total", "Sessions opened since start."),
   streamsTotal: registry.counter("tessera_streams_total", "Data streams opened since start."),
   bytesRelayed: registry.counter("tessera_relayed_bytes_total", "Ciphertext bytes relayed between guests and agents.", [
     { direction: "guest_to_agent" }, { direction: "agent_to_guest" },
   ]),
-  requests: registry.counter("tessera_requests_total", "Access requests by outcome.", [
-    { outcome: "approved" }, { outcome: "denied" }, { outcome: "expired" },
+  requests: registry.counter("tessera_requests_total", "Access requests by outcome (voided: left waiting by a restart).", [
+    { outcome: "approved" }, { outcome: "denied" }, { outcome: "expired" }, { outcome: "voided" },
   ]),
   redeemFailures: registry.counter("tessera_code_redemption_failures_total", "Code redemptions (and share-id requests) refused, by reason.",
     REDEEM_REASONS.map((reason) => ({ reason }))),
@@ -112,12 +113,14 @@ export interface LiveCounts {
   sessions: number;
   requests: number;
   streams: number;
+  sharesAway?: number;
 }
 
 export function renderMetrics(live: LiveCounts): string {
   metrics.sessionsActive.set(live.sessions);
   metrics.streamsActive.set(live.streams);
   metrics.agentsConnected.set(live.shares);
+  metrics.sharesAway.set(live.sharesAway ?? 0);
   metrics.requestsPending.set(live.requests);
   return registry.render();
 }
