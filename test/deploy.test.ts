@@ -14,10 +14,10 @@ const read = (f: string) => fs.readFileSync(path.join(ROOT, f), "utf8");
 
 /** The long flags a subcommand really accepts, from its own --help. */
 async function flagsOf(cmd: string): Promise<Set<string>> {
-  const r = await run([cmd, "--help"]);
+  const r = await run([...cmd.split(" "), "--help"]);
   expect(r.code).toBe(0);
-  // The option column only: "--flag=<value>" or a bare boolean "--flag", then the description.
-  return new Set([...r.out.matchAll(/^\s*--([a-z][a-z-]*)(?:=<\w+>)?\s{2,}/gm)].map((m) => m[1]!));
+  // The option column only: "--flag=<value>" or a bare boolean "--flag" (maybe after "-f, "), then the description.
+  return new Set([...r.out.matchAll(/^\s*(?:-[a-z], )?--([a-z][a-z-]*)(?:=<\w+>)?\s{2,}/gm)].map((m) => m[1]!));
 }
 
 /** ["coordinator", "--a", "x", "--b", "y"] -> { a: "x", b: "y" }, refusing flags the binary lacks. */
@@ -208,7 +208,7 @@ test("DEPLOYING.md: every tessera command it shows exists with those flags, and 
   const blocks = [...doc.matchAll(/```(?:sh|yaml)?\n([\s\S]*?)```/g)].map((m) => m[1]!).join("\n");
   const cache = new Map<string, Set<string>>();
   let seen = 0;
-  for (const m of blocks.matchAll(/\btessera(?::\S+)? (ca|coordinator|link|share|agent|join|connect|token|revoke|version)\b([^\n|;&)]*)/g)) {
+  for (const m of blocks.matchAll(/\btessera(?::\S+)? (audit verify|audit tail|ca|coordinator|link|share|agent|join|connect|token|revoke|version)\b([^\n|;&)]*)/g)) {
     const sub = m[1]!;
     if (!cache.has(sub)) cache.set(sub, await flagsOf(sub));
     for (const f of m[2]!.matchAll(/(?:^|\s)--([a-z][a-z-]*)/g)) {
