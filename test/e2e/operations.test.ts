@@ -32,15 +32,16 @@ function parseMetrics(text: string): Map<string, number> {
   return out;
 }
 
-async function scrape(d: Deployment, ca: string): Promise<Map<string, number>> {
-  const res = await fetch(`https://localhost:${d.httpPort}/metrics`, { tls: { ca } });
+/** GET /metrics over HTTPS trusting `ca`, or over plain HTTP without one. */
+async function scrape(d: Deployment, ca?: string): Promise<Map<string, number>> {
+  const res = await fetch(ca ? `https://localhost:${d.httpPort}/metrics` : `http://127.0.0.1:${d.httpPort}/metrics`, ca ? { tls: { ca } } : {});
   expect(res.status).toBe(200);
   expect(res.headers.get("content-type")).toContain("text/plain; version=0.0.4");
   return parseMetrics(await res.text());
 }
 
 /** Polls /metrics until `want` holds (the coordinator sees a close a moment after the client does). */
-async function scrapeUntil(d: Deployment, ca: string, want: (m: Map<string, number>) => boolean): Promise<Map<string, number>> {
+async function scrapeUntil(d: Deployment, ca: string | undefined, want: (m: Map<string, number>) => boolean): Promise<Map<string, number>> {
   for (;;) {
     const m = await scrape(d, ca);
     if (want(m)) return m;
@@ -167,8 +168,11 @@ test("the agent logs JSON lines too, and bad operations flags fail before anythi
   const echo = await echoServer();
   const agent = spawn(["agent", "--share-id", "db", "--allow", `127.0.0.1:${echo.port}`, "--log-format", "json"], d.hostEnv);
   await agent.waitFor(/serving share db/);
+  // Plain HTTP /metrics sees the agent come and go.
+  expect((await scrape(d)).get("tessera_agents_connected")).toBe(1);
   agent.kill("SIGTERM");
   await agent.exit();
+  await scrapeUntil(d, undefined, (m) => m.get("tessera_agents_connected") === 0);
   const lines = jsonLines(agent);
   expect(lines[0]).toMatchObject({ level: "info", tag: "agent" });
   expect(String(lines[0]!.msg)).toContain(`serving share db: 127.0.0.1:${echo.port}`);
