@@ -179,3 +179,25 @@ export async function joinApproved(d: Deployment, host: Proc, code: string, name
   host.write("y\n");
   return { guest, local: Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]) };
 }
+
+/** Starts any program (psql, ssh, sshd) as a tracked process, killed by killAll like tessera's own. */
+export function spawnProgram(argv: string[], env: Record<string, string> = {}, opts: { cwd?: string } = {}): Proc {
+  const proc = Bun.spawn(argv, { env: { ...process.env, ...env }, cwd: opts.cwd, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  const p = new Proc(proc, false);
+  live.add(proc);
+  void proc.exited.then(() => live.delete(proc));
+  void pump(proc.stdout as ReadableStream<Uint8Array>, (s) => p.feed("out", s));
+  void pump(proc.stderr as ReadableStream<Uint8Array>, (s) => p.feed("err", s));
+  return p;
+}
+
+/** Waits until the audit log holds `count` lines of `event` (it is written just after the action it records). */
+export async function auditEvents(d: Deployment, event: string, count = 1, timeoutMs = 20_000): Promise<{ event: string; [k: string]: unknown }[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = d.audit().filter((e) => e.event === event);
+    if (found.length >= count) return found;
+    if (Date.now() > deadline) throw new Error(`audit log has ${found.length} ${event} line(s), expected ${count}:\n${JSON.stringify(d.audit(), null, 1)}`);
+    await Bun.sleep(25);
+  }
+}
