@@ -1,7 +1,9 @@
 // `join CODE -- CMD`: the command runs against the tunnel, its exit status is tessera's, and the session
 // lives exactly as long as the command (a real psql against a real PostgreSQL through the tunnel).
 import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
-import { auditEvents, deploy, echoServer, killAll, share, spawn } from "./harness.ts";
+import fs from "node:fs";
+import path from "node:path";
+import { auditEvents, deploy, echoServer, killAll, run, share, spawn } from "./harness.ts";
 
 setDefaultTimeout(60_000);
 afterAll(killAll);
@@ -137,7 +139,6 @@ test("connect --share-id ... -- CMD works the same way through a running agent",
 
 test("bad combinations are refused before anything is asked", async () => {
   const d = await deploy();
-  const { run } = await import("./harness.ts");
   const both = await run(["join", "K7QF-M2XD", "--stdio", "--", "true"], d.guestEnv);
   expect(both.code).toBe(1);
   expect(both.err).toContain("--stdio carries the stream over stdin/stdout");
@@ -147,4 +148,13 @@ test("bad combinations are refused before anything is asked", async () => {
   expect(noCode.code).toBe(1);
   expect(noCode.err).toContain("give the code before `--`");
   expect(d.audit().map((e) => e.event)).not.toContain("request");
+});
+
+test("without TESSERA_HOME the binary keeps its files under $XDG_CONFIG_HOME/tessera (Linux)", async () => {
+  const d = await deploy();
+  const xdg = path.join(d.dir, "xdg");
+  const r = await run(["link", d.address, "--ca-file", "pki/ca.crt"], { TESSERA_HOME: "", XDG_CONFIG_HOME: xdg, HOME: path.join(d.dir, "nohome") }, d.dir);
+  expect(r.code, r.err).toBe(0);
+  expect(r.out).toContain(`config in ${xdg}/tessera`);
+  expect(fs.existsSync(path.join(xdg, "tessera", "ca.crt"))).toBe(true);
 });
