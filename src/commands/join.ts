@@ -6,7 +6,7 @@ import { guestMode, runGuest } from "../cli/guest-run.ts";
 import { osUser } from "../cli/os-user.ts";
 
 export default defineCommand({
-  meta: { name: "join", description: "Ask the host for access with their code; once they approve, forward a local port to their target. `join CODE -- CMD {host} {port}` runs CMD through it; `--stdio` carries one stream over stdin/stdout (ssh ProxyCommand)" },
+  meta: { name: "join", description: "Ask the host for access with their code; once they approve, forward a local port (or run `-- CMD {host} {port}` through it, or carry stdin/stdout with --stdio)" },
   args: {
     code: { type: "positional", required: true, description: "The code the host gave you (XXXX-XXXX)" },
     reason: { type: "string", default: "", description: "Why you need access; shown to the host and kept in the audit log" },

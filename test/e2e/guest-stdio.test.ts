@@ -48,6 +48,28 @@ test("--stdio: a denied request prints nothing on stdout and exits non-zero", as
   await host.exit();
 });
 
+test("connect --stdio through a running agent; the host ending the session ends the carrier with status 1", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const agent = spawn(["agent", "--share-id", "ssh7", "--allow", `127.0.0.1:${echo.port}`], d.hostEnv);
+  await agent.waitFor(/serving share ssh7/);
+  const approver = spawn(["share", "--share-id", "ssh7"], d.hostEnv);
+  await approver.waitFor(/code: /);
+  const guest = spawn(["connect", "--share-id", "ssh7", "--target", `127.0.0.1:${echo.port}`, "--stdio", "--name", "carrier"], d.guestEnv);
+  await approver.waitFor(/Allow carrier/);
+  approver.write("y\n");
+  // Input stays open: the stream lives until someone ends the session.
+  (guest.proc.stdin as import("bun").FileSink).write("still here\n");
+  await guest.waitFor(/still here/);
+  expect(guest.out).toBe("still here\n");
+  approver.kill("SIGINT");
+  expect(await guest.exit()).toBe(1);
+  expect(guest.err).toMatch(/session ended: /);
+  await auditEvents(d, "session.close");
+  agent.kill("SIGINT");
+  await Promise.all([approver.exit(), agent.exit()]);
+});
+
 /** A private sshd on a loopback port: own host key, one authorized user key, config in a temp dir. */
 async function privateSshd(): Promise<{ port: number; dir: string; user: string; hostKeyPub: string; stop(): void } | undefined> {
   const sshd = "/usr/sbin/sshd";
