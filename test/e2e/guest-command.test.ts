@@ -3,10 +3,21 @@
 import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { auditEvents, deploy, echoServer, killAll, run, share, spawn } from "./harness.ts";
+import { agentShare, auditEvents, deploy, echoServer, killAll, run, share, spawn, type Deployment, type Proc } from "./harness.ts";
 
 setDefaultTimeout(60_000);
 afterAll(killAll);
+
+/** An echo server shared from a PTY, and `join CODE --name NAME -- ARGV` that the host approves with y. */
+async function approvedCommand(name: string, argv: string[]): Promise<{ d: Deployment; host: Proc; guest: Proc }> {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await share(d, echo.port, true);
+  const guest = spawn(["join", code, "--name", name, "--", ...argv], d.guestEnv);
+  await host.waitFor(new RegExp(`Allow ${name} to reach`));
+  host.write("y\r");
+  return { d, host, guest };
+}
 
 test("join -- CMD: {host}/{port} and TESSERA_HOST/PORT point at the tunnel, exit status passes through, the session ends with the command", async () => {
   const d = await deploy();
@@ -74,12 +85,7 @@ test("join -- psql: a real PostgreSQL answers a query through the tunnel", async
 });
 
 test("the session ends first: the command is stopped and tessera exits 1 saying why", async () => {
-  const d = await deploy();
-  const echo = await echoServer();
-  const { host, code } = await share(d, echo.port, true);
-  const guest = spawn(["join", code, "--name", "sleeper", "--", "sleep", "600"], d.guestEnv);
-  await host.waitFor(/Allow sleeper to reach/);
-  host.write("y\r");
+  const { d, host, guest } = await approvedCommand("sleeper", ["sleep", "600"]);
   await guest.waitFor(/running sleep/);
   host.kill("SIGINT");
   expect(await guest.exit()).toBe(1);
@@ -88,12 +94,7 @@ test("the session ends first: the command is stopped and tessera exits 1 saying 
 });
 
 test("Ctrl-C is the command's to handle; SIGTERM to tessera is passed on and the command's status (143) comes back", async () => {
-  const d = await deploy();
-  const echo = await echoServer();
-  const { host, code } = await share(d, echo.port, true);
-  const guest = spawn(["join", code, "--name", "signals", "--", "sleep", "600"], d.guestEnv);
-  await host.waitFor(/Allow signals to reach/);
-  host.write("y\r");
+  const { d, host, guest } = await approvedCommand("signals", ["sleep", "600"]);
   await guest.waitFor(/running sleep/);
   // Had tessera acted on SIGINT it would have ended the session and exited 1 (or died with 130).
   guest.kill("SIGINT");
@@ -106,12 +107,7 @@ test("Ctrl-C is the command's to handle; SIGTERM to tessera is passed on and the
 });
 
 test("a command that does not exist: status 127, a clear message, and the session is closed", async () => {
-  const d = await deploy();
-  const echo = await echoServer();
-  const { host, code } = await share(d, echo.port, true);
-  const guest = spawn(["join", code, "--name", "typo", "--", "no-such-client-xyz", "{port}"], d.guestEnv);
-  await host.waitFor(/Allow typo to reach/);
-  host.write("y\r");
+  const { d, host, guest } = await approvedCommand("typo", ["no-such-client-xyz", "{port}"]);
   expect(await guest.exit()).toBe(127);
   expect(guest.err).toContain('cannot run "no-such-client-xyz": command not found');
   await auditEvents(d, "session.close");
@@ -122,10 +118,7 @@ test("a command that does not exist: status 127, a clear message, and the sessio
 test("connect --share-id ... -- CMD works the same way through a running agent", async () => {
   const d = await deploy();
   const echo = await echoServer();
-  const agent = spawn(["agent", "--share-id", "db7", "--allow", `127.0.0.1:${echo.port}`], d.hostEnv);
-  await agent.waitFor(/serving share db7/);
-  const approver = spawn(["share", "--share-id", "db7"], d.hostEnv);
-  await approver.waitFor(/code: /);
+  const { agent, approver } = await agentShare(d, "db7", echo.port);
   const guest = spawn(["connect", "--share-id", "db7", "--target", `127.0.0.1:${echo.port}`, "--name", "conn", "--",
     "bash", "-c", 'exec 3<>/dev/tcp/{host}/{port}; echo via-connect >&3; read -r l <&3; echo "$l"; exit 5'], d.guestEnv);
   await approver.waitFor(/Allow conn/);

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { auditEvents, deploy, echoServer, killAll, run, share, spawn, spawnProgram, tmpDir } from "./harness.ts";
+import { agentShare, auditEvents, deploy, echoServer, killAll, run, share, spawn, spawnProgram, tmpDir } from "./harness.ts";
 
 setDefaultTimeout(90_000);
 afterAll(killAll);
@@ -51,10 +51,7 @@ test("--stdio: a denied request prints nothing on stdout and exits non-zero", as
 test("connect --stdio through a running agent; the host ending the session ends the carrier with status 1", async () => {
   const d = await deploy();
   const echo = await echoServer();
-  const agent = spawn(["agent", "--share-id", "ssh7", "--allow", `127.0.0.1:${echo.port}`], d.hostEnv);
-  await agent.waitFor(/serving share ssh7/);
-  const approver = spawn(["share", "--share-id", "ssh7"], d.hostEnv);
-  await approver.waitFor(/code: /);
+  const { agent, approver } = await agentShare(d, "ssh7", echo.port);
   const guest = spawn(["connect", "--share-id", "ssh7", "--target", `127.0.0.1:${echo.port}`, "--stdio", "--name", "carrier"], d.guestEnv);
   await approver.waitFor(/Allow carrier/);
   approver.write("y\n");

@@ -201,3 +201,12 @@ export async function auditEvents(d: Deployment, event: string, count = 1, timeo
     await Bun.sleep(25);
   }
 }
+
+/** `tessera agent --share-id ID --allow 127.0.0.1:PORT` plus `tessera share --share-id ID` answering its prompts. */
+export async function agentShare(d: Deployment, shareId: string, targetPort: number): Promise<{ agent: Proc; approver: Proc }> {
+  const agent = spawn(["agent", "--share-id", shareId, "--allow", `127.0.0.1:${targetPort}`], d.hostEnv);
+  await agent.waitFor(new RegExp(`serving share ${shareId}`));
+  const approver = spawn(["share", "--share-id", shareId], d.hostEnv);
+  await approver.waitFor(/code: /);
+  return { agent, approver };
+}
