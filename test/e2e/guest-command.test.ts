@@ -106,6 +106,25 @@ test("Ctrl-C is the command's to handle; SIGTERM to tessera is passed on and the
   await host.exit();
 });
 
+test("Ctrl-C at the guest's terminal goes to the command (as in psql, it cancels, it does not end the session)", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await share(d, echo.port, true);
+  // On SIGINT the script uses the tunnel once more: that only works if the session survived the Ctrl-C.
+  const script = 'trap \'exec 3<>/dev/tcp/$TESSERA_HOST/$TESSERA_PORT; echo after-ctrl-c >&3; read -r l <&3; echo "echoed $l"; exit 4\' INT; echo ready; while :; do sleep 1; done';
+  const guest = spawn(["join", code, "--name", "tty", "--", "bash", "-c", script], d.guestEnv, { pty: true });
+  await host.waitFor(/Allow tty to reach/);
+  host.write("y\r");
+  await guest.waitFor(/ready/);
+  guest.write("\x03");
+  expect(await guest.exit()).toBe(4);
+  expect(guest.out).toContain("echoed after-ctrl-c");
+  expect(guest.out).not.toContain("interrupted");
+  await auditEvents(d, "session.close");
+  host.kill("SIGINT");
+  await host.exit();
+});
+
 test("a command that does not exist: status 127, a clear message, and the session is closed", async () => {
   const { d, host, guest } = await approvedCommand("typo", ["no-such-client-xyz", "{port}"]);
   expect(await guest.exit()).toBe(127);
