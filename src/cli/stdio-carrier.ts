@@ -13,6 +13,8 @@ const log = logger("join");
 export function stdioDuplex(input: Readable, output: Writable): Duplex {
   const duplex = new Duplex({
     allowHalfOpen: true,
+    // Pipe reads come in ~32-64 KiB; a small buffer would pause and resume stdin on nearly every chunk.
+    readableHighWaterMark: 1024 * 1024,
     read() {
       input.resume();
     },

@@ -1,5 +1,5 @@
 // The guest: asks for access with a fresh key, and once approved turns each local TCP connection
-// into a stream whose end-to-end TLS only the approved host's key can answer.
+// (or the one duplex it is given, for --stdio) into a stream whose end-to-end TLS only the approved host's key can answer.
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import tls from "node:tls";
