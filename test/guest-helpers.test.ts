@@ -92,12 +92,12 @@ describe("stdioDuplex", () => {
     let total = 0;
     io.on("data", (d: Buffer) => (total += d.length));
     io.pause();
-    for (let i = 0; i < 64; i++) input.write(Buffer.alloc(16 * 1024, i));
+    for (let i = 0; i < 160; i++) input.write(Buffer.alloc(16 * 1024, i));
     while (!input.isPaused()) await Bun.sleep(1);
     expect(total).toBe(0);
     io.resume();
-    while (total < 64 * 16 * 1024) await Bun.sleep(1);
-    expect(total).toBe(64 * 16 * 1024);
+    while (total < 160 * 16 * 1024) await Bun.sleep(1);
+    expect(total).toBe(160 * 16 * 1024);
     io.destroy();
   });
 });
