@@ -1,6 +1,7 @@
 // The guest: asks for access with a fresh key, and once approved turns each local TCP connection
-// into a stream whose end-to-end TLS only the approved host's key can answer.
+// (or the one duplex it is given, for --stdio) into a stream whose end-to-end TLS only the approved host's key can answer.
 import net from "node:net";
+import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import { RefusedError, TesseraError, errorMessage } from "../errors.ts";
 import { createCsr, derToPem, exportPrivateKeyPem, generateKeyPair, spkiFingerprint } from "../pki/index.ts";
@@ -31,8 +32,8 @@ export class Guest {
   private keyPem = "";
   private approved: Approved | undefined;
   private server: net.Server | undefined;
-  private readonly socks = new Set<net.Socket>();
-  private readonly opening = new Map<string, net.Socket>();
+  private readonly socks = new Set<Duplex>();
+  private readonly opening = new Map<string, Duplex>();
   private nextRef = 0;
   private ended = false;
   private detached = false;
@@ -148,11 +149,32 @@ export class Guest {
     });
   }
 
-  /** Ends the session for everyone: tells the coordinator, then closes every stream at once. */
-  close(reason = "the guest ended the session"): void {
+  /**
+   * Carries exactly one stream over `local` (stdin/stdout, say) instead of listening. Resolves once the
+   * stream is over: true when both directions ended cleanly, false when it was refused or cut.
+   */
+  carry(local: Duplex): Promise<boolean> {
+    return new Promise((resolve) => {
+      local.pause();
+      local.once("close", () => resolve(cleanlyDone(local)));
+      this.accept(local);
+    });
+  }
+
+  /**
+   * Ends the session for everyone: tells the coordinator, then closes every stream at once. Resolves
+   * when the coordinator has closed the control connection too (so it has seen the end), or after 3 s.
+   */
+  close(reason = "the guest ended the session"): Promise<void> {
     if (this.approved && !this.ended) this.client.send({ t: "end", sessionId: this.approved.sessionId });
     this.end(reason, false);
+    const sock = this.client.socket;
+    const gone = sock.closed ? Promise.resolve() : new Promise<void>((r) => {
+      sock.once("close", () => r());
+      setTimeout(r, 3000).unref();
+    });
     this.client.close();
+    return gone;
   }
 
   private end(reason: string, notify = true): void {
@@ -164,9 +186,9 @@ export class Guest {
     if (notify) this.events.onClosed?.(reason);
   }
 
-  private accept(sock: net.Socket): void {
+  private accept(sock: Duplex): void {
     if (this.ended || !this.approved || this.detached) return void sock.destroy();
-    sock.setNoDelay(true);
+    if (sock instanceof net.Socket) sock.setNoDelay(true);
     sock.on("error", () => {});
     const ref = `o${++this.nextRef}`;
     this.opening.set(ref, sock);
@@ -195,7 +217,7 @@ export class Guest {
     raw.on("close", () => this.socks.delete(raw));
   }
 
-  private secure(raw: net.Socket, local: net.Socket, approved: Approved): void {
+  private secure(raw: net.Socket, local: Duplex, approved: Approved): void {
     const inner = tls.connect({
       socket: raw, minVersion: "TLSv1.3" as const, key: this.keyPem, cert: approved.cert, ca: this.o.caPem,
       // Only the host the coordinator named for this session may answer; the CA alone is not enough.
