@@ -28,6 +28,7 @@ export class Guest {
   private server: net.Server | undefined;
   private readonly socks = new Set<net.Socket>();
   private readonly opening = new Map<string, net.Socket>();
+  private readonly dialing = new Map<string, { resolve: (s: tls.TLSSocket) => void; reject: (e: Error) => void }>();
   private nextRef = 0;
   private ended = false;
 
@@ -74,6 +75,17 @@ export class Guest {
     });
   }
 
+  /** Opens one stream without a local listener (a shell's terminal): resolves with the verified end-to-end TLS socket. */
+  openStream(): Promise<tls.TLSSocket> {
+    const approved = this.approved;
+    if (this.ended || !approved) return Promise.reject(new TesseraError("no_session", "the session is not open"));
+    const ref = `d${++this.nextRef}`;
+    return new Promise((resolve, reject) => {
+      this.dialing.set(ref, { resolve, reject });
+      this.client.send({ t: "open", sessionId: approved.sessionId, ref });
+    });
+  }
+
   /** Ends the session for everyone: tells the coordinator, then closes every stream at once. */
   close(reason = "the guest ended the session"): void {
     if (this.approved && !this.ended) this.client.send({ t: "end", sessionId: this.approved.sessionId });
@@ -87,6 +99,8 @@ export class Guest {
     this.server?.close();
     for (const s of this.socks) s.destroy();
     for (const s of this.opening.values()) s.destroy();
+    for (const d of this.dialing.values()) d.reject(new TesseraError("closed", reason));
+    this.dialing.clear();
     if (notify) this.events.onClosed?.(reason);
   }
 
@@ -101,6 +115,11 @@ export class Guest {
   }
 
   private streamRefused(f: FrameOf<ServerFrame, "error">): void {
+    const d = f.ref ? this.dialing.get(f.ref) : undefined;
+    if (d) {
+      this.dialing.delete(f.ref!);
+      return d.reject(new TesseraError(f.code, f.message));
+    }
     const sock = f.ref ? this.opening.get(f.ref) : undefined;
     if (!sock) return;
     this.opening.delete(f.ref!);
@@ -109,6 +128,20 @@ export class Guest {
   }
 
   private streamReady(f: FrameOf<ServerFrame, "stream">): void {
+    const d = this.dialing.get(f.ref);
+    if (d && this.approved) {
+      this.dialing.delete(f.ref);
+      const approved = this.approved;
+      const raw = dialData(this.o.address, f.token, () => {
+        const inner = this.innerTls(raw, approved);
+        inner.once("secureConnect", () => d.resolve(inner));
+        inner.once("error", (err) => d.reject(new TesseraError("stream", `stream failed: ${errorMessage(err)}`)));
+      });
+      raw.once("error", (err) => d.reject(new TesseraError("stream", `cannot reach the coordinator's data port: ${errorMessage(err)}`)));
+      this.socks.add(raw);
+      raw.on("close", () => this.socks.delete(raw));
+      return;
+    }
     const local = this.opening.get(f.ref);
     const approved = this.approved;
     if (!local || !approved) return;
@@ -121,7 +154,8 @@ export class Guest {
     raw.on("close", () => this.socks.delete(raw));
   }
 
-  private secure(raw: net.Socket, local: net.Socket, approved: Approved): void {
+  /** The guest's end of the end-to-end TLS: its own key, and only the approved host's key accepted. */
+  private innerTls(raw: net.Socket, approved: Approved): tls.TLSSocket {
     const inner = tls.connect({
       socket: raw, minVersion: "TLSv1.3" as const, key: this.keyPem, cert: approved.cert, ca: this.o.caPem,
       // Only the host the coordinator named for this session may answer; the CA alone is not enough.
@@ -133,6 +167,11 @@ export class Guest {
     this.socks.add(inner);
     inner.on("close", () => this.socks.delete(inner));
     raw.on("error", () => inner.destroy());
+    return inner;
+  }
+
+  private secure(raw: net.Socket, local: net.Socket, approved: Approved): void {
+    const inner = this.innerTls(raw, approved);
     inner.on("error", (err) => {
       this.events.onStreamError?.(`stream failed: ${errorMessage(err)}`);
       inner.destroy();

@@ -1,0 +1,244 @@
+// The host's side of a shared shell: one PTY per approved session, driven by the guest's frames over
+// the end-to-end stream. Read-only is enforced here, where the PTY is: guest input never reaches it.
+import type { Duplex } from "node:stream";
+import type { Subprocess, Terminal } from "bun";
+import { errorMessage } from "../errors.ts";
+import { logger } from "../log.ts";
+import { encodeControl, encodeData, GuestControl, SHELL_PROTOCOL_VERSION, ShellDecoder } from "./frames.ts";
+import { Recorder } from "./recorder.ts";
+
+const log = logger("shell");
+/** Output the guest has not read yet; past this the session ends rather than the host buffering without bound. */
+export const MAX_UNREAD_BYTES = 8 * 1024 * 1024;
+const HELLO_TIMEOUT_MS = 10_000;
+/** After the shell exits: how long to wait for the PTY's last output, and for the guest to hang up. */
+const DRAIN_GRACE_MS = 300;
+const HANGUP_GRACE_MS = 5_000;
+
+export interface ShellOptions {
+  /** The program to run in the PTY, e.g. the host's login shell. */
+  argv: string[];
+  /** The guest watches; only the host's own keystrokes (hostInput) reach the PTY. */
+  readOnly: boolean;
+  /** Directory for asciicast recordings; undefined turns recording off. */
+  recordDir?: string;
+  env: Record<string, string | undefined>;
+}
+
+export interface ShellEvents {
+  /** The PTY is running (and the recording open). */
+  onStart?(s: ShellSession): void;
+  /** The session's terminal is gone: the shell exited, the guest left, or it was refused. */
+  onEnd?(s: ShellSession, result: ShellResult): void;
+}
+
+export interface ShellResult {
+  code: number | null;
+  signal: string | null;
+  /** Why it ended early, when it did not end by the shell exiting. */
+  error?: string;
+}
+
+export interface ShellSessionInfo {
+  sessionId: string;
+  guest: { name: string };
+}
+
+export class ShellHost {
+  private readonly live = new Map<string, ShellSession>();
+  private readonly served = new Set<string>();
+
+  constructor(private readonly o: ShellOptions, private readonly events: ShellEvents = {}) {}
+
+  /** Takes the verified end-to-end stream of a session; a session gets one terminal, once. */
+  serve(stream: Duplex, info: ShellSessionInfo): void {
+    if (this.served.has(info.sessionId)) {
+      log.warn(`session ${info.sessionId}: a second terminal stream was refused (one terminal a session)`);
+      stream.destroy();
+      return;
+    }
+    this.served.add(info.sessionId);
+    const s = new ShellSession(stream, info, this.o, {
+      onStart: (x) => this.events.onStart?.(x),
+      onEnd: (x, r) => {
+        this.live.delete(x.sessionId);
+        this.events.onEnd?.(x, r);
+      },
+    });
+    this.live.set(info.sessionId, s);
+  }
+
+  stop(): void {
+    for (const s of [...this.live.values()]) s.end("the host stopped sharing");
+  }
+}
+
+export class ShellSession {
+  readonly sessionId: string;
+  readonly guestName: string;
+  recording: string | undefined;
+  cols = 80;
+  rows = 24;
+  private proc: Subprocess | undefined;
+  private term: Terminal | undefined;
+  private recorder: Recorder | undefined;
+  private readonly decoder = new ShellDecoder(GuestControl);
+  private readonly watchers = new Set<(data: Uint8Array) => void>();
+  private helloTimer: ReturnType<typeof setTimeout> | undefined;
+  private ptyDrained: (() => void) | undefined;
+  private result: ShellResult | undefined;
+  private finished = false;
+
+  constructor(private readonly stream: Duplex, info: ShellSessionInfo, private readonly o: ShellOptions, private readonly events: ShellEvents) {
+    this.sessionId = info.sessionId;
+    this.guestName = info.guest.name;
+    stream.on("data", (chunk: Buffer) => this.onData(chunk));
+    stream.on("error", (err) => log.debug(`session ${this.sessionId}: ${err.message}`));
+    stream.on("close", () => this.finish());
+    this.helloTimer = setTimeout(() => this.fail("the guest's terminal did not say hello in time"), HELLO_TIMEOUT_MS);
+  }
+
+  get readOnly(): boolean {
+    return this.o.readOnly;
+  }
+
+  /** The host's own keystrokes (from --watch / --read-only): always reach the PTY. */
+  hostInput(data: Uint8Array): void {
+    if (this.term && !this.term.closed) this.term.write(data);
+  }
+
+  /** Resizes the PTY on the host's behalf (the host drives the size in read-only mode). */
+  hostResize(cols: number, rows: number): void {
+    this.resize(cols, rows);
+  }
+
+  /** Tees the terminal's output to fn (the host's --watch view); returns the unsubscribe. */
+  watch(fn: (data: Uint8Array) => void): () => void {
+    this.watchers.add(fn);
+    return () => this.watchers.delete(fn);
+  }
+
+  /** Ends the session's terminal now: the stream is cut and the shell hung up. */
+  end(reason: string): void {
+    if (!this.result) this.result = { code: null, signal: null, error: reason };
+    this.stream.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    let frames;
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      this.fail(`the guest broke the shell protocol: ${errorMessage(err)}`);
+      return;
+    }
+    for (const f of frames) {
+      if (!this.proc) {
+        if (f.t !== "hello") return this.fail(`the guest's first shell frame was "${f.t}", not hello`);
+        if (f.v !== SHELL_PROTOCOL_VERSION) return this.fail(`the guest speaks shell protocol ${f.v}; this host speaks ${SHELL_PROTOCOL_VERSION}`);
+        this.start(f);
+        continue;
+      }
+      // Read-only is decided here and nowhere else: every frame that could touch the PTY is dropped.
+      if (this.o.readOnly || f.t === "hello") continue;
+      if (f.t === "data") this.term?.write(f.data);
+      else if (f.t === "resize") this.resize(f.cols, f.rows);
+      else if (f.t === "eof") this.term?.write("\x04"); // VEOF: the shell reads end of input, as from a terminal
+    }
+  }
+
+  private start(hello: { cols: number; rows: number; term: string; tty: boolean }): void {
+    clearTimeout(this.helloTimer);
+    this.cols = hello.cols;
+    this.rows = hello.rows;
+    try {
+      if (this.o.recordDir) {
+        // Fail closed: a session that was promised a recording does not run without one.
+        this.recorder = Recorder.open(this.o.recordDir, {
+          sessionId: this.sessionId, cols: hello.cols, rows: hello.rows,
+          title: `tessera shell session ${this.sessionId} for ${this.guestName}${this.o.readOnly ? " (read-only)" : ""}`,
+          env: { TERM: hello.term, SHELL: this.o.argv[0] ?? "" },
+        });
+        this.recording = this.recorder.file;
+      }
+      this.proc = Bun.spawn(this.o.argv, {
+        env: { ...this.o.env, TERM: hello.term, TESSERA_SESSION: this.sessionId },
+        terminal: {
+          cols: hello.cols, rows: hello.rows, name: hello.term,
+          data: (_t, data) => this.output(data),
+          exit: () => this.ptyDrained?.(),
+        },
+      });
+      this.term = this.proc.terminal;
+    } catch (err) {
+      this.fail(`cannot start ${this.o.argv.join(" ")}: ${errorMessage(err)}`);
+      return;
+    }
+    this.stream.write(encodeControl({ t: "ready", v: SHELL_PROTOCOL_VERSION, readOnly: this.o.readOnly, recorded: !!this.recorder }));
+    this.events.onStart?.(this);
+    void this.proc.exited.then(() => this.exited());
+  }
+
+  private output(data: Uint8Array): void {
+    this.recorder?.output(data);
+    for (const w of this.watchers) w(data);
+    if (this.stream.destroyed) return;
+    if (this.stream.writableLength > MAX_UNREAD_BYTES) {
+      this.fail(`the guest stopped reading (over ${MAX_UNREAD_BYTES >> 20} MiB of output unread)`);
+      return;
+    }
+    for (const f of encodeData(data)) this.stream.write(f);
+  }
+
+  private resize(cols: number, rows: number): void {
+    if (!this.term || this.term.closed || (cols === this.cols && rows === this.rows)) return;
+    this.cols = cols;
+    this.rows = rows;
+    this.term.resize(cols, rows);
+    this.recorder?.resize(cols, rows);
+  }
+
+  private async exited(): Promise<void> {
+    const proc = this.proc!;
+    // The exit status may arrive before the last output: wait for the PTY's end (or a moment, when a
+    // background job still holds it open) so the guest sees everything before the status.
+    await new Promise<void>((resolve) => {
+      this.ptyDrained = resolve;
+      if (this.term?.closed) resolve();
+      setTimeout(resolve, DRAIN_GRACE_MS);
+    });
+    if (!this.result) this.result = { code: proc.exitCode, signal: signalOf(proc) };
+    if (!this.stream.destroyed) {
+      const code = proc.exitCode === null ? null : Math.min(255, Math.max(0, proc.exitCode));
+      this.stream.write(encodeControl({ t: "exit", code, signal: signalOf(proc) }));
+      this.stream.end();
+      setTimeout(() => this.stream.destroy(), HANGUP_GRACE_MS).unref();
+    }
+  }
+
+  private fail(reason: string): void {
+    log.warn(`session ${this.sessionId}: ${reason}`);
+    this.end(reason);
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.helloTimer);
+    const proc = this.proc;
+    if (proc && proc.exitCode === null && proc.signalCode === null) {
+      // Closing the PTY hangs up its foreground jobs; the shell itself gets SIGHUP, then SIGKILL if it lingers.
+      proc.kill("SIGHUP");
+      const t = setTimeout(() => proc.kill("SIGKILL"), 3000);
+      void proc.exited.then(() => clearTimeout(t));
+    }
+    this.term?.close();
+    this.recorder?.close();
+    this.watchers.clear();
+    this.events.onEnd?.(this, this.result ?? { code: proc?.exitCode ?? null, signal: proc ? signalOf(proc) : null, error: proc ? "the guest disconnected" : "the guest left before the shell started" });
+  }
+}
+
+function signalOf(proc: Subprocess): string | null {
+  return typeof proc.signalCode === "string" ? proc.signalCode : null;
+}
