@@ -3,9 +3,10 @@ import { ConfigError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { splitAddress } from "../relay/client.ts";
 import { Guest, type AccessRequest } from "../relay/guest.ts";
-import { parseTarget } from "../relay/protocol.ts";
+import { parseTarget, SHELL_TARGET } from "../relay/protocol.ts";
 import { coordinatorAddress, readCa } from "./home.ts";
 import { untilInterrupted } from "./signals.ts";
+import { runShellGuest } from "./shell-guest.ts";
 import { spinner } from "./ui.ts";
 import { VERSION } from "../version.ts";
 
@@ -30,6 +31,7 @@ export async function runGuest(req: AccessRequest, local: string | undefined): P
   } finally {
     spin.stop();
   }
+  if (approved.target === SHELL_TARGET) return runShellGuest(guest, approved, stop.promise);
   const target = parseTarget(approved.target);
   const want = splitAddress(local ?? "127.0.0.1", defaultLocalPort(target.port), true);
   let bound: { host: string; port: number };

@@ -1,4 +1,4 @@
-// `tessera share`: offer one local port (embedded agent) or approve for a running agent; prints a code and prompts per request.
+// `tessera share`: offer one local port or a shell (embedded agent) or approve for a running agent; prints a code and prompts per request.
 import { randomBytes } from "node:crypto";
 import { defineCommand } from "citty";
 import { ConfigError, errorMessage } from "../errors.ts";
@@ -8,8 +8,10 @@ import { ControlClient } from "../relay/client.ts";
 import { TargetPolicy } from "../relay/policy.ts";
 import { formatTarget } from "../relay/protocol.ts";
 import { Approver } from "../cli/approver.ts";
+import { ShellShare } from "../cli/shell-share.ts";
 import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
 import { untilInterrupted } from "../cli/signals.ts";
+import { osUser } from "../cli/ui.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("share");
@@ -21,6 +23,11 @@ export default defineCommand({
     host: { type: "string", default: "127.0.0.1", description: "Host of the target to share" },
     "share-id": { type: "string", description: "Approve requests for a running `tessera agent --share-id ID` instead" },
     target: { type: "string", description: "With --share-id: which of the agent's targets the code is for (default: its first)" },
+    shell: { type: "boolean", description: "Share an interactive shell on this machine (a PTY a session, as your user) instead of a port" },
+    command: { type: "string", description: "With --shell: what to run in the terminal (default: your login shell, as a login shell)" },
+    "read-only": { type: "boolean", description: "With --shell: the guest only watches; you type in this terminal (implies --watch)" },
+    watch: { type: "boolean", description: "With --shell: mirror the shared shell here and let you type too; Ctrl-] ends the session" },
+    record: { type: "string", description: "With --shell: directory for asciicast recordings (default TESSERA_HOME/recordings; --no-record turns them off)" },
   },
   async run({ args }) {
     const dial = { address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION };
@@ -28,17 +35,26 @@ export default defineCommand({
     let client: ControlClient;
     let shareId: string;
     let agent: Agent | undefined;
-    if (args.port !== undefined) {
-      const port = Number(args.port);
-      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`--port must be 1-65535 (got "${args.port}")`);
+    let shell: ShellShare | undefined;
+    if (args.shell && (args.port !== undefined || args["share-id"])) throw new ConfigError("--shell shares this machine's shell; leave out --port and --share-id");
+    if (!args.shell && (args["read-only"] || args.watch || args.command !== undefined)) throw new ConfigError("--read-only, --watch and --command go with --shell");
+    if (args.port !== undefined || args.shell) {
+      let policy: TargetPolicy;
+      if (args.shell) {
+        shell = new ShellShare({ command: args.command, readOnly: !!args["read-only"], watch: !!args.watch, record: args.record as string | boolean | undefined });
+        policy = new TargetPolicy([]);
+      } else {
+        const port = Number(args.port);
+        if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`--port must be 1-65535 (got "${args.port}")`);
+        policy = new TargetPolicy([formatTarget(args.host, port)]);
+      }
       shareId = `sh-${randomBytes(6).toString("hex")}`;
-      const policy = new TargetPolicy([formatTarget(args.host, port)]);
-      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: false }, {
+      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: false, shell: shell?.host }, {
         onDisconnected: (err) => stop.trigger(`lost the coordinator${err ? `: ${err.message}` : ""}`),
         onStream: (sid, error) => error && log.warn(`session ${sid}: ${error}`),
       });
       client = await agent.start();
-      log.info(`sharing ${policy.targets[0]} as ${shareId}`);
+      log.info(`sharing ${shell ? `a shell as ${osUser()}${shell.recordDir ? `, recorded to ${shell.recordDir}` : ", not recorded"}` : policy.targets[0]} as ${shareId}`);
     } else if (args["share-id"]) {
       shareId = args["share-id"];
       client = await ControlClient.dial(dial);
@@ -48,10 +64,12 @@ export default defineCommand({
     } else {
       throw new ConfigError("say what to share: --port N (and --host), or --share-id ID of a running agent");
     }
-    const approver = new Approver(client, shareId);
+    const approver = new Approver(client, shareId, shell?.what);
     approver.start();
+    shell?.bind(client, approver);
     await approver.mint(args.target);
     const why = await stop.promise;
+    shell?.stop();
     approver.stop();
     if (agent) agent.stop();
     else client.close();

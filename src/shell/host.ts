@@ -28,6 +28,8 @@ export interface ShellOptions {
 export interface ShellEvents {
   /** The PTY is running (and the recording open). */
   onStart?(s: ShellSession): void;
+  /** First guest input thrown away by read-only (once a session, so the host knows they tried). */
+  onInputDropped?(s: ShellSession): void;
   /** The session's terminal is gone: the shell exited, the guest left, or it was refused. */
   onEnd?(s: ShellSession, result: ShellResult): void;
 }
@@ -60,6 +62,7 @@ export class ShellHost {
     this.served.add(info.sessionId);
     const s = new ShellSession(stream, info, this.o, {
       onStart: (x) => this.events.onStart?.(x),
+      onInputDropped: (x) => this.events.onInputDropped?.(x),
       onEnd: (x, r) => {
         this.live.delete(x.sessionId);
         this.events.onEnd?.(x, r);
@@ -79,6 +82,8 @@ export class ShellSession {
   recording: string | undefined;
   cols = 80;
   rows = 24;
+  /** Bytes of keystrokes (and resizes) from the guest that read-only threw away. */
+  droppedBytes = 0;
   private proc: Subprocess | undefined;
   private term: Terminal | undefined;
   private recorder: Recorder | undefined;
@@ -140,7 +145,12 @@ export class ShellSession {
         continue;
       }
       // Read-only is decided here and nowhere else: every frame that could touch the PTY is dropped.
-      if (this.o.readOnly || f.t === "hello") continue;
+      if (f.t === "hello") continue;
+      if (this.o.readOnly) {
+        if (this.droppedBytes === 0) this.events.onInputDropped?.(this);
+        this.droppedBytes += f.t === "data" ? f.data.length : 1;
+        continue;
+      }
       if (f.t === "data") this.term?.write(f.data);
       else if (f.t === "resize") this.resize(f.cols, f.rows);
       else if (f.t === "eof") this.term?.write("\x04"); // VEOF: the shell reads end of input, as from a terminal

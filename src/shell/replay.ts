@@ -18,7 +18,8 @@ export async function replay(file: string, o: ReplayOptions): Promise<{ header: 
   try {
     fd = fs.openSync(file, "r");
   } catch (err) {
-    throw new CastError(`cannot open ${file}: ${(err as Error).message}`);
+    const code = (err as { code?: string }).code;
+    throw new CastError(code === "ENOENT" ? "no such file" : `cannot open it (${code ?? (err as Error).message})`);
   }
   let header: Header | undefined;
   let lineNo = 0;
@@ -39,7 +40,7 @@ export async function replay(file: string, o: ReplayOptions): Promise<{ header: 
     if (code === "o") await o.write(data);
     events++;
   }
-  if (!header) throw new CastError(`${file} is empty: an asciicast v2 file starts with a JSON header line`);
+  if (!header) throw new CastError("the file is empty; an asciicast v2 file starts with a JSON header line");
   return { header, events };
 }
 
