@@ -176,11 +176,18 @@ test("piped stdin: a script runs remotely, its exit status comes back, and --wat
   await host.exit();
 });
 
-test("a shell share refuses a port target and a port share refuses a shell request", async () => {
+test("flags that do not fit together, and a file that is not a recording, are refused clearly", async () => {
   const d = await deploy();
   const bad = await run(["share", "--shell", "--port", "5432"], d.hostEnv, d.dir);
   expect(bad.code).toBe(1);
   expect(bad.err).toContain("leave out --port");
   const ro = await run(["share", "--port", "5432", "--read-only"], d.hostEnv, d.dir);
   expect(ro.err).toContain("go with --shell");
+  // replay refuses what is not a recording, saying where and why.
+  fs.writeFileSync(path.join(d.dir, "bad.cast"), '{"version":2,"width":80,"height":24}\n[0.5,"o","ok"]\n[0.1,"o","back in time"]\n');
+  const replayBad = await run(["replay", "bad.cast"], {}, d.dir);
+  expect(replayBad.code).toBe(1);
+  expect(replayBad.err).toContain("error: bad.cast: line 3: event time 0.1 goes backwards");
+  const speed = await run(["replay", "bad.cast", "--speed", "0"], {}, d.dir);
+  expect(speed.err).toContain("--speed must be a number above 0");
 });
