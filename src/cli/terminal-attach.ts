@@ -103,7 +103,7 @@ export function attachTerminal(stream: Duplex, events: AttachEvents = {}): { don
         start();
       } else if (f.t === "data") {
         // Backpressure: stop reading the host while the local terminal is behind.
-        if (!out.write(f.data)) {
+        if (!out.write(f.data) && !stream.isPaused()) {
           stream.pause();
           out.once("drain", () => stream.resume());
         }

@@ -82,7 +82,7 @@ export class ShellSession {
   recording: string | undefined;
   cols = 80;
   rows = 24;
-  /** Bytes of keystrokes (and resizes) from the guest that read-only threw away. */
+  /** Bytes of keystrokes from the guest that read-only threw away (resizes and eof are dropped too, uncounted). */
   droppedBytes = 0;
   private proc: Subprocess | undefined;
   private term: Terminal | undefined;
@@ -90,6 +90,7 @@ export class ShellSession {
   private readonly decoder = new ShellDecoder(GuestControl);
   private readonly watchers = new Set<(data: Uint8Array) => void>();
   private helloTimer: ReturnType<typeof setTimeout> | undefined;
+  private ptyEof = false;
   private ptyDrained: (() => void) | undefined;
   private result: ShellResult | undefined;
   private finished = false;
@@ -147,8 +148,9 @@ export class ShellSession {
       // Read-only is decided here and nowhere else: every frame that could touch the PTY is dropped.
       if (f.t === "hello") continue;
       if (this.o.readOnly) {
+        if (f.t !== "data" || f.data.length === 0) continue;
         if (this.droppedBytes === 0) this.events.onInputDropped?.(this);
-        this.droppedBytes += f.t === "data" ? f.data.length : 1;
+        this.droppedBytes += f.data.length;
         continue;
       }
       if (f.t === "data") this.term?.write(f.data);
@@ -176,7 +178,10 @@ export class ShellSession {
         terminal: {
           cols: hello.cols, rows: hello.rows, name: hello.term,
           data: (_t, data) => this.output(data),
-          exit: () => this.ptyDrained?.(),
+          exit: () => {
+            this.ptyEof = true;
+            this.ptyDrained?.();
+          },
         },
       });
       this.term = this.proc.terminal;
@@ -190,7 +195,18 @@ export class ShellSession {
   }
 
   private output(data: Uint8Array): void {
-    this.recorder?.output(data);
+    try {
+      this.recorder?.output(data);
+    } catch (err) {
+      // Fail closed, as at the start: no unrecorded remainder of a recorded session.
+      const r = this.recorder;
+      this.recorder = undefined;
+      try {
+        r?.close();
+      } catch {}
+      this.fail(`the recording stopped (${errorMessage(err)}); ending the session`);
+      return;
+    }
     for (const w of this.watchers) w(data);
     if (this.stream.destroyed) return;
     if (this.stream.writableLength > MAX_UNREAD_BYTES) {
@@ -205,7 +221,9 @@ export class ShellSession {
     this.cols = cols;
     this.rows = rows;
     this.term.resize(cols, rows);
-    this.recorder?.resize(cols, rows);
+    try {
+      this.recorder?.resize(cols, rows);
+    } catch {} // the next output write reports a failing disk and ends the session
   }
 
   private async exited(): Promise<void> {
@@ -214,7 +232,7 @@ export class ShellSession {
     // background job still holds it open) so the guest sees everything before the status.
     await new Promise<void>((resolve) => {
       this.ptyDrained = resolve;
-      if (this.term?.closed) resolve();
+      if (this.ptyEof) resolve();
       setTimeout(resolve, DRAIN_GRACE_MS);
     });
     if (!this.result) this.result = { code: proc.exitCode, signal: signalOf(proc) };
@@ -243,7 +261,11 @@ export class ShellSession {
       void proc.exited.then(() => clearTimeout(t));
     }
     this.term?.close();
-    this.recorder?.close();
+    try {
+      this.recorder?.close();
+    } catch (err) {
+      log.warn(`session ${this.sessionId}: could not finish the recording ${this.recording}: ${errorMessage(err)}`);
+    }
     this.watchers.clear();
     this.events.onEnd?.(this, this.result ?? { code: proc?.exitCode ?? null, signal: proc ? signalOf(proc) : null, error: proc ? "the guest disconnected" : "the guest left before the shell started" });
   }
