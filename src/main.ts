@@ -19,6 +19,7 @@ const main = defineCommand({
     revoke: () => import("./commands/revoke.ts").then((m) => m.default),
     replay: () => import("./commands/replay.ts").then((m) => m.default),
     version: () => import("./commands/version.ts").then((m) => m.default),
+    audit: () => import("./commands/audit.ts").then((m) => m.default),
   },
 });
 
@@ -47,11 +48,17 @@ async function run(cmd: CommandDef, rawArgs: string[]): Promise<number> {
   }
 }
 
+/** Follows `tessera a b --help` down to the deepest named subcommand. */
 async function resolveForHelp(cmd: CommandDef, rawArgs: string[]): Promise<[CommandDef, CommandDef?]> {
-  const name = rawArgs.find((a) => !a.startsWith("-"));
-  const subs = (cmd.subCommands ?? {}) as Record<string, () => Promise<CommandDef>>;
-  if (name && subs[name]) return [await subs[name](), cmd];
-  return [cmd];
+  let parent: CommandDef | undefined;
+  for (const name of rawArgs.filter((a) => !a.startsWith("-"))) {
+    const subs = (cmd.subCommands ?? {}) as Record<string, CommandDef | (() => Promise<CommandDef>)>;
+    const sub = subs[name];
+    if (!sub) break;
+    parent = cmd;
+    cmd = typeof sub === "function" ? await sub() : sub;
+  }
+  return [cmd, parent];
 }
 
 const code = await run(main, process.argv.slice(2));

@@ -1,32 +1,46 @@
 // Append-only audit log: one JSON line an event, each chained to the previous line's SHA-256,
 // written and fsync'd before the action it records is acknowledged.
 import fs from "node:fs";
+import path from "node:path";
 import { createHash } from "node:crypto";
+import { signCheckpoint } from "./checkpoint.ts";
 
 export const GENESIS = "0".repeat(64);
 
 export type AuditFields = Record<string, string | number | boolean | null | undefined>;
 
+export interface AuditOptions {
+  /** Start a new file once the current one passes this many bytes (0: never). */
+  rotateBytes?: number;
+  /** Every this many events, append a checkpoint line signed with `signingKeyPem` (0: never). */
+  checkpointEvery?: number;
+  signingKeyPem?: string;
+}
+
 export class AuditLog {
+  private sinceCheckpoint = 0;
+
   private constructor(
-    private readonly fd: number,
+    private fd: number,
+    private size: number,
     readonly path: string,
     private seq: number,
     private prev: string,
+    private readonly o: AuditOptions,
   ) {}
 
-  static open(path: string): AuditLog {
+  static open(file: string, o: AuditOptions = {}): AuditLog {
     let seq = 0;
     let prev = GENESIS;
     let torn: string | undefined;
-    if (fs.existsSync(path)) {
-      let text = fs.readFileSync(path, "utf8");
+    if (fs.existsSync(file)) {
+      let text = fs.readFileSync(file, "utf8");
       const cut = text.lastIndexOf("\n") + 1;
       if (cut < text.length) {
         // A crash mid-write leaves a torn last line: keep it aside for inspection, never build on it.
-        torn = `${path}.torn-${Date.now()}`;
+        torn = `${file}.torn-${Date.now()}`;
         fs.writeFileSync(torn, text.slice(cut), { mode: 0o600 });
-        fs.truncateSync(path, Buffer.byteLength(text.slice(0, cut)));
+        fs.truncateSync(file, Buffer.byteLength(text.slice(0, cut)));
         text = text.slice(0, cut);
       }
       const last = text.slice(text.lastIndexOf("\n", text.length - 2) + 1);
@@ -35,23 +49,54 @@ export class AuditLog {
         seq = Number((JSON.parse(last) as { seq: number }).seq);
       }
     }
-    const fd = fs.openSync(path, "a", 0o600);
-    const log = new AuditLog(fd, path, seq, prev);
+    const fd = fs.openSync(file, "a", 0o600);
+    const log = new AuditLog(fd, fs.fstatSync(fd).size, file, seq, prev, o);
     if (torn) log.append("recovered", { tornLineMovedTo: torn });
     return log;
   }
 
   /** Writes one event durably; throws if the disk refuses, so the caller never acts unrecorded. */
   append(event: string, fields: AuditFields = {}): void {
-    const line = JSON.stringify({ seq: this.seq + 1, ts: new Date().toISOString(), event, ...dropUndefined(fields), prev: this.prev }) + "\n";
-    fs.writeSync(this.fd, line);
-    fs.fdatasyncSync(this.fd);
-    this.seq++;
-    this.prev = sha256(line);
+    if (this.o.rotateBytes && this.size >= this.o.rotateBytes) this.rotate();
+    this.write(event, fields);
+    if (this.o.checkpointEvery && this.o.signingKeyPem && ++this.sinceCheckpoint >= this.o.checkpointEvery) this.checkpoint();
+  }
+
+  /** Signs the chain so far: whoever holds the coordinator's certificate can check nothing before it changed. */
+  checkpoint(): void {
+    if (!this.o.signingKeyPem) return;
+    this.sinceCheckpoint = 0;
+    this.write("checkpoint", { sig: signCheckpoint(this.o.signingKeyPem, this.seq + 1, this.prev) });
+  }
+
+  /**
+   * Moves the current file aside as `<file>.<seq of its last line>` and starts a new one whose first
+   * line carries on the chain: its `prev` is the hash of the old file's last line.
+   */
+  rotate(): string {
+    const old = `${this.path}.${String(this.seq).padStart(12, "0")}`;
+    fs.fsyncSync(this.fd);
+    fs.closeSync(this.fd);
+    fs.renameSync(this.path, old);
+    this.fd = fs.openSync(this.path, "a", 0o600);
+    this.size = 0;
+    this.write("rotate", { previousFile: path.basename(old) });
+    syncDir(path.dirname(this.path));
+    return old;
   }
 
   close(): void {
     fs.closeSync(this.fd);
+  }
+
+  private write(event: string, fields: AuditFields): void {
+    const line = JSON.stringify({ seq: this.seq + 1, ts: new Date().toISOString(), event, ...dropUndefined(fields), prev: this.prev }) + "\n";
+    const bytes = Buffer.from(line);
+    fs.writeSync(this.fd, bytes);
+    fs.fdatasyncSync(this.fd);
+    this.size += bytes.length;
+    this.seq++;
+    this.prev = sha256(bytes);
   }
 }
 
@@ -61,6 +106,16 @@ function dropUndefined(f: AuditFields): AuditFields {
   return out;
 }
 
-function sha256(s: string): string {
+export function sha256(s: string | Uint8Array): string {
   return createHash("sha256").update(s).digest("hex");
+}
+
+function syncDir(dir: string): void {
+  try {
+    const fd = fs.openSync(dir, "r");
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+  } catch {
+    // Not every platform can fsync a directory; the rename is still atomic.
+  }
 }

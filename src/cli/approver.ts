@@ -16,26 +16,10 @@ export class Approver {
   /** While the host's terminal is attached to a shared shell, prompts wait and keystrokes go to the shell. */
   private suspended = false;
 
-  constructor(private readonly client: ControlClient, private readonly shareId: string, private readonly what: "port" | "shell" | "shell-read-only" = "port") {}
+  constructor(private client: ControlClient, private readonly shareId: string, private readonly what: "port" | "shell" | "shell-read-only" = "port") {}
 
   start(): void {
-    this.client.on("ask", (f) => {
-      this.queue.push(f);
-      if (this.suspended) process.stderr.write(`\r\n[tessera] ${f.guest.name} is asking for access; the prompt shows once this session ends (Ctrl-] ends it)\r\n`);
-      else if (!this.current) this.showNext();
-    });
-    this.client.on("cancel", (f) => {
-      if (this.current?.requestId === f.requestId) {
-        process.stderr.write(`\n  request ${f.requestId} is no longer waiting: ${f.reason}\n`);
-        this.current = undefined;
-        this.showNext();
-      } else {
-        const i = this.queue.findIndex((q) => q.requestId === f.requestId);
-        if (i >= 0) this.queue.splice(i, 1);
-      }
-    });
-    this.client.on("session", (f) => log.info(`session ${f.sessionId} open: ${f.guest.name} -> ${f.target}`));
-    this.client.on("closed", (f) => log.info(`session ${f.sessionId} ended: ${f.reason}`));
+    this.listen();
     this.openInput();
   }
 
@@ -63,6 +47,40 @@ export class Approver {
     this.suspended = false;
     this.openInput();
     this.showNext();
+  }
+
+  /** The connection dropped: whatever was waiting is void (the coordinator denies it, the guest may ask again). */
+  pause(): void {
+    if (this.current || this.queue.length) process.stderr.write(`\n  ${this.queue.length + (this.current ? 1 : 0)} waiting request(s) were cancelled: the connection to the coordinator dropped\n`);
+    this.current = undefined;
+    this.queue.length = 0;
+  }
+
+  /** Carries on over a new connection after a reconnect. */
+  rebind(client: ControlClient): void {
+    this.pause();
+    this.client = client;
+    this.listen();
+  }
+
+  private listen(): void {
+    this.client.on("ask", (f) => {
+      this.queue.push(f);
+      if (this.suspended) process.stderr.write(`\r\n[tessera] ${f.guest.name} is asking for access; the prompt shows once this session ends (Ctrl-] ends it)\r\n`);
+      else if (!this.current) this.showNext();
+    });
+    this.client.on("cancel", (f) => {
+      if (this.current?.requestId === f.requestId) {
+        process.stderr.write(`\n  request ${f.requestId} is no longer waiting: ${f.reason}\n`);
+        this.current = undefined;
+        this.showNext();
+      } else {
+        const i = this.queue.findIndex((q) => q.requestId === f.requestId);
+        if (i >= 0) this.queue.splice(i, 1);
+      }
+    });
+    this.client.on("session", (f) => log.info(`session ${f.sessionId} open: ${f.guest.name} -> ${f.target}`));
+    this.client.on("closed", (f) => log.info(`session ${f.sessionId} ended: ${f.reason}`));
   }
 
   /** Asks the coordinator for a fresh single-use code and prints it on a line of its own. */

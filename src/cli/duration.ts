@@ -9,3 +9,13 @@ export function parseDuration(text: string, flag: string): number {
   if (!(ms > 0)) throw new ConfigError(`--${flag} must be a duration like 30m, 90s or 2h (got "${text}")`);
   return ms;
 }
+
+const SIZES: Record<string, number> = { "": 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
+
+/** "64MiB", "500k", "1g" or bare bytes; "0" means off. */
+export function parseSize(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
+  const mult = m ? SIZES[m[2]!.toLowerCase()] : undefined;
+  if (!m || mult === undefined) throw new ConfigError(`--${flag} must be a size like 64MiB, 500k or 0 for never (got "${text}")`);
+  return Math.floor(Number(m[1]) * mult);
+}

@@ -16,6 +16,8 @@ export async function runGuest(req: AccessRequest, local: string | undefined): P
   const stop = untilInterrupted();
   const guest = await Guest.connect({ address: coordinatorAddress(), caPem: readCa(), version: VERSION }, {
     onStreamError: (m) => log.warn(m),
+    onDetached: (m, retry) => log.warn(`${m}; resuming the session in ${(retry / 1000).toFixed(1)}s`),
+    onResumed: (f) => log.info(`session ${f.sessionId} resumed${f.restarted ? " (the coordinator had restarted; streams open before it ended)" : ""}${f.hostOnline ? "" : "; the host's agent is still reconnecting"}`),
     onClosed: (reason) => stop.trigger(`session ended: ${reason}`),
   });
   const spin = spinner("waiting for the host to approve... (Ctrl-C to cancel)");

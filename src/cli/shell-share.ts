@@ -45,6 +45,11 @@ export class ShellShare {
     if (this.args.watch || this.args.readOnly) this.console = new HostConsole(approver, (s) => this.endByHost(s));
   }
 
+  /** After a reconnect: ending sessions goes over the new control connection. */
+  rebind(client: ControlClient): void {
+    this.client = client;
+  }
+
   stop(): void {
     this.console?.close();
     this.host.stop();

@@ -27,11 +27,14 @@ export default defineCommand({
     const stop = untilInterrupted();
     const agent = new Agent({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION, shareId: args["share-id"], policy, approver: false, reconnect: true }, {
       onConnected: () => log.info(`serving share ${args["share-id"]}: ${policy.targets.join(", ")}`),
-      onDisconnected: (err, retry) => retry !== undefined && log.warn(`disconnected${err ? ` (${err.message})` : ""}; reconnecting in ${(retry / 1000).toFixed(1)}s`),
+      onDisconnected: (err, retry) => {
+        if (retry !== undefined) log.warn(`disconnected${err ? ` (${err.message})` : ""}; reconnecting in ${(retry / 1000).toFixed(1)}s`);
+        else if (err) stop.trigger(`giving up: ${err.message}`);
+      },
       onStream: (sid, error) => error && log.warn(`session ${sid}: ${error}`),
     });
     await agent.start();
     await stop.promise;
-    agent.stop();
+    await agent.stop();
   },
 });

@@ -13,7 +13,7 @@ import { hashToken, startHttp } from "../relay/http.ts";
 import { LIMITS } from "../relay/limits.ts";
 import { splitAddress } from "../relay/client.ts";
 import { Store } from "../store/store.ts";
-import { parseDuration } from "../cli/duration.ts";
+import { parseDuration, parseSize } from "../cli/duration.ts";
 import { readRequired } from "../cli/home.ts";
 import { VERSION } from "../version.ts";
 
@@ -26,10 +26,13 @@ export default defineCommand({
     listen: { type: "string", default: "0.0.0.0:8443", description: "TLS address for agents, shares and guests (control and data on one port)" },
     http: { type: "string", default: "127.0.0.1:8080", description: "HTTP address for /healthz and the revoke endpoint" },
     audit: { type: "string", default: "audit.jsonl", description: "Append-only audit log file" },
+    "audit-rotate": { type: "string", default: "64MiB", description: "Start a new audit file (chained to the old one) past this size; 0 never" },
+    "audit-checkpoint": { type: "string", default: "1000", description: "Sign a checkpoint line with the coordinator key every N events; 0 never" },
     db: { type: "string", default: "tessera.db", description: "State database: SQLite file path, or postgres://..." },
     "idle-timeout": { type: "string", default: "30m", description: "End a session after this long without traffic" },
     "code-ttl": { type: "string", default: "10m", description: "How long an unredeemed code stays valid" },
     "approval-timeout": { type: "string", default: "2m", description: "Deny a request the host has not answered in this time" },
+    "resume-grace": { type: "string", default: "2m", description: "How long a share waits for its agent, and a session for its guest, after a lost connection or a restart" },
   },
   async run({ args }) {
     const dir = args.certs;
@@ -42,14 +45,18 @@ export default defineCommand({
       idleTimeoutMs: parseDuration(args["idle-timeout"], "idle-timeout"),
       codeTtlMs: parseDuration(args["code-ttl"], "code-ttl"),
       approvalTimeoutMs: parseDuration(args["approval-timeout"], "approval-timeout"),
+      resumeGraceMs: parseDuration(args["resume-grace"], "resume-grace"),
     };
     const store = await Store.open(args.db);
-    const audit = AuditLog.open(args.audit);
+    const checkpointEvery = Number(args["audit-checkpoint"]);
+    if (!Number.isInteger(checkpointEvery) || checkpointEvery < 0) throw new ConfigError(`--audit-checkpoint must be a whole number (got "${args["audit-checkpoint"]}")`);
+    const keyPem = need("coordinator.key");
+    const audit = AuditLog.open(args.audit, { rotateBytes: parseSize(args["audit-rotate"], "audit-rotate"), checkpointEvery, signingKeyPem: keyPem });
     // The code-hash key lives with the state so codes stay valid across restarts.
     const codeKey = Buffer.from(await store.initMeta("code_key", randomBytes(32).toString("hex")), "hex");
     const enrollFile = path.join(dir, "enroll-tokens.json");
     const coordinator = new Coordinator({
-      ca, certPem: need("coordinator.crt"), keyPem: need("coordinator.key"), store, audit, limits, codeKey, version: VERSION,
+      ca, certPem: need("coordinator.crt"), keyPem, store, audit, limits, codeKey, version: VERSION,
       enrollRecords: () => {
         if (!fs.existsSync(enrollFile)) return [];
         const r = v.safeParse(EnrollRecords, JSON.parse(fs.readFileSync(enrollFile, "utf8")));
@@ -57,11 +64,13 @@ export default defineCommand({
         return r.output;
       },
     });
+    const restored = await coordinator.broker.restore();
     const l = splitAddress(args.listen, 8443, true);
     const bound = await coordinator.listen(l.host, l.port);
     const h = splitAddress(args.http, 8080, true);
     const http = startHttp({ host: h.host, port: h.port, version: VERSION, broker: coordinator.broker, operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined });
-    audit.append("coordinator.start", { version: VERSION, listen: `${bound.host}:${bound.port}` });
+    audit.append("coordinator.start", { version: VERSION, listen: `${bound.host}:${bound.port}`, restoredShares: restored.shares, restoredSessions: restored.sessions, voidedRequests: restored.voided });
+    if (restored.shares || restored.sessions) log.info(`restored ${restored.shares} share(s) and ${restored.sessions} session(s); waiting ${args["resume-grace"]} for their agents and guests to come back`);
     log.info(`tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (http ${http.hostname}:${http.port})`);
     if (!operatorToken) log.warn("no operator-token in the certs directory: revoke is disabled");
     await new Promise<void>((resolve) => {
@@ -72,7 +81,8 @@ export default defineCommand({
     log.info("shutting down");
     await coordinator.close();
     http.stop(true);
-    audit.append("coordinator.stop", {});
+    audit.append("coordinator.stop", { keptShares: coordinator.broker.counts.shares + coordinator.broker.counts.sharesAway, keptSessions: coordinator.broker.counts.sessions });
+    audit.checkpoint();
     audit.close();
     await store.close();
   },

@@ -35,6 +35,7 @@ export default defineCommand({
     let client: ControlClient;
     let shareId: string;
     let agent: Agent | undefined;
+    let approver: Approver | undefined;
     let shell: ShellShare | undefined;
     if (args.shell && (args.port !== undefined || args["share-id"])) throw new ConfigError("--shell shares this machine's shell; leave out --port and --share-id");
     if (!args.shell && (args["read-only"] || args.watch || args.command !== undefined)) throw new ConfigError("--read-only, --watch and --command go with --shell");
@@ -49,11 +50,23 @@ export default defineCommand({
         policy = new TargetPolicy([formatTarget(args.host, port)]);
       }
       shareId = `sh-${randomBytes(6).toString("hex")}`;
-      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: false, shell: shell?.host }, {
-        onDisconnected: (err) => stop.trigger(`lost the coordinator${err ? `: ${err.message}` : ""}`),
+      let approverRef: Approver | undefined;
+      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: true, shell: shell?.host }, {
+        onDisconnected: (err, retry) => {
+          if (retry === undefined) return stop.trigger(`lost the coordinator${err ? `: ${err.message}` : ""}`);
+          approverRef?.pause();
+          log.warn(`lost the coordinator${err ? ` (${err.message})` : ""}; reconnecting in ${(retry / 1000).toFixed(1)}s. Codes and approved sessions stay valid meanwhile`);
+        },
+        onConnected: (c) => {
+          if (!approverRef) return;
+          approverRef.rebind(c);
+          shell?.rebind(c);
+          log.info("reconnected to the coordinator; the share is live again");
+        },
         onStream: (sid, error) => error && log.warn(`session ${sid}: ${error}`),
       });
       client = await agent.start();
+      approver = approverRef = new Approver(client, shareId, shell?.what);
       log.info(`sharing ${shell ? `a shell as ${osUser()}${shell.recordDir ? `, recorded to ${shell.recordDir}` : ", not recorded"}` : policy.targets[0]} as ${shareId}`);
     } else if (args["share-id"]) {
       shareId = args["share-id"];
@@ -64,15 +77,19 @@ export default defineCommand({
     } else {
       throw new ConfigError("say what to share: --port N (and --host), or --share-id ID of a running agent");
     }
-    const approver = new Approver(client, shareId, shell?.what);
+    approver ??= new Approver(client, shareId);
     approver.start();
     shell?.bind(client, approver);
     await approver.mint(args.target);
     const why = await stop.promise;
     shell?.stop();
     approver.stop();
-    if (agent) agent.stop();
-    else client.close();
+    if (agent) await agent.stop();
+    else {
+      client.send({ t: "leave", shareId });
+      await Promise.race([client.next("left").catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
+      client.close();
+    }
     if (why.startsWith("lost")) {
       log.error(why);
       process.exitCode = 1;

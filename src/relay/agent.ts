@@ -2,7 +2,7 @@
 // dials the coordinator's data plane, terminates the guest's end-to-end TLS and pipes to the target.
 import net from "node:net";
 import tls from "node:tls";
-import { errorMessage } from "../errors.ts";
+import { RefusedError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { derToPem, spkiFingerprint } from "../pki/index.ts";
 import { ControlClient, type DialOptions } from "./client.ts";
@@ -17,7 +17,7 @@ export interface AgentOptions extends Required<Pick<DialOptions, "address" | "ca
   policy: TargetPolicy;
   /** Also approve requests on this connection (the embedded agent of `tessera share --port`). */
   approver: boolean;
-  /** Keep reconnecting (standalone agent) rather than fail on the first disconnect. */
+  /** Keep reconnecting (with backoff) rather than fail on the first disconnect. */
   reconnect: boolean;
   /** Serves sessions whose target is SHELL_TARGET (`share --shell`); without it such streams are refused. */
   shell?: StreamService;
@@ -35,6 +35,7 @@ interface AgentSession {
 
 export interface AgentEvents {
   onConnected?(client: ControlClient): void;
+  /** retryInMs is undefined when the agent gives up (stopped, or refused for good). */
   onDisconnected?(err: Error | undefined, retryInMs: number | undefined): void;
   onStream?(sessionId: string, error?: string): void;
 }
@@ -69,15 +70,24 @@ export class Agent {
     return c;
   }
 
-  stop(): void {
+  /** Stops on purpose: the coordinator closes the share and its sessions (a lost connection would not). */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
     this.stopped = true;
-    this.client?.close();
+    const c = this.client;
+    if (c && !c.ch.closed) {
+      c.send({ t: "leave", shareId: this.o.shareId });
+      await Promise.race([c.next("left").catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
+      c.close();
+    }
     for (const id of [...this.sessions.keys()]) this.endSession(id);
   }
 
   private lost(err?: Error): void {
     for (const id of [...this.sessions.keys()]) this.endSession(id);
-    if (this.stopped || !this.o.reconnect) {
+    // Refusals that no retry can fix: someone else's share id, or a host the coordinator does not know.
+    const fatal = err instanceof RefusedError && ["share_taken", "not_host", "version"].includes(err.code);
+    if (this.stopped || !this.o.reconnect || fatal) {
       this.events.onDisconnected?.(err, undefined);
       return;
     }

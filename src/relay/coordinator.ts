@@ -42,7 +42,7 @@ export class Coordinator {
   }
 
   async close(): Promise<void> {
-    this.broker.close();
+    await this.broker.close();
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((r) => this.server.close(() => r()));
   }
@@ -84,9 +84,9 @@ export class Coordinator {
     });
     t.once("secure", () => {
       clearTimeout(timer);
-      void this.identify(t).then((host) => {
+      void this.identify(t).then((who) => {
         const peer: Peer = {
-          id: newId("c"), addr, host, helloed: false,
+          id: newId("c"), addr, ...who, helloed: false,
           ch: new Channel<ClientFrame, ServerFrame>(t, ClientFrame, {
             firstFrameTimeoutMs: this.o.limits.handshakeTimeoutMs,
             onFrame: (f) => this.broker.handle(peer, f),
@@ -100,14 +100,16 @@ export class Coordinator {
     });
   }
 
-  /** A verified client certificate naming an enrolled host makes the peer that host. */
-  private async identify(t: tls.TLSSocket): Promise<Peer["host"]> {
-    if (!t.authorized) return undefined;
+  /** A verified client certificate makes the peer an enrolled host, or the guest of the session it names. */
+  private async identify(t: tls.TLSSocket): Promise<Pick<Peer, "host" | "guest">> {
+    if (!t.authorized) return {};
     const raw = t.getPeerCertificate()?.raw;
-    if (!raw) return undefined;
+    if (!raw) return {};
     const info = certInfo(derToPem(raw, "CERTIFICATE"));
-    if (!info.uris.some((u) => u.startsWith("tessera://host/"))) return undefined;
+    const guest = info.uris.find((u) => u.startsWith("tessera://guest/"));
+    if (guest) return { guest: { sessionId: guest.slice("tessera://guest/".length), spki: info.spki } };
+    if (!info.uris.some((u) => u.startsWith("tessera://host/"))) return {};
     if (!(await this.o.store.hostExists(info.spki))) throw new ProtocolError(`host certificate ${info.spki} is not enrolled here`);
-    return { spki: info.spki, name: info.commonName };
+    return { host: { spki: info.spki, name: info.commonName } };
   }
 }

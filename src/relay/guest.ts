@@ -2,7 +2,7 @@
 // into a stream whose end-to-end TLS only the approved host's key can answer.
 import net from "node:net";
 import tls from "node:tls";
-import { TesseraError, errorMessage } from "../errors.ts";
+import { RefusedError, TesseraError, errorMessage } from "../errors.ts";
 import { createCsr, derToPem, exportPrivateKeyPem, generateKeyPair, spkiFingerprint } from "../pki/index.ts";
 import { ControlClient, type DialOptions } from "./client.ts";
 import { dialData } from "./data-dial.ts";
@@ -18,6 +18,10 @@ export type Approved = FrameOf<ServerFrame, "approved">;
 export interface GuestEvents {
   onPending?(f: FrameOf<ServerFrame, "pending">): void;
   onStreamError?(message: string): void;
+  /** The coordinator connection dropped (restart, network): streams ended, reconnecting in retryInMs. */
+  onDetached?(message: string, retryInMs: number): void;
+  /** Back on a new connection; `restarted` when the coordinator had restarted meanwhile. */
+  onResumed?(f: FrameOf<ServerFrame, "resumed">): void;
   /** The session ended (revoked, host left, idle, coordinator gone). */
   onClosed?(reason: string): void;
 }
@@ -31,8 +35,11 @@ export class Guest {
   private readonly dialing = new Map<string, { resolve: (s: tls.TLSSocket) => void; reject: (e: Error) => void }>();
   private nextRef = 0;
   private ended = false;
+  private detached = false;
+  private resumeAttempt = 0;
+  private detachedAt = 0;
 
-  private constructor(private readonly client: ControlClient, private readonly o: DialOptions, private readonly events: GuestEvents) {}
+  private constructor(private client: ControlClient, private readonly o: DialOptions, private readonly events: GuestEvents) {}
 
   static async connect(o: DialOptions, events: GuestEvents = {}): Promise<Guest> {
     return new Guest(await ControlClient.dial(o), o, events);
@@ -47,18 +54,84 @@ export class Guest {
     this.client.send("code" in req
       ? { t: "redeem", code: req.code, csr, name: req.name, reason: req.reason }
       : { t: "request", shareId: req.shareId, target: req.target, csr, name: req.name, reason: req.reason });
-    this.events.onPending?.(await this.client.next("pending"));
-    const answer = await this.client.next("approved", "denied");
+    const pending = await this.client.next("pending");
+    this.events.onPending?.(pending);
+    const answer = await this.client.next("approved", "denied").catch((err) => this.recheck(pending.requestId, err));
     if (answer.t === "denied") {
       this.client.close();
       throw new TesseraError("denied", `access denied: ${answer.reason}`);
     }
     this.approved = answer;
-    this.client.on("stream", (f) => this.streamReady(f));
-    this.client.on("error", (f) => this.streamRefused(f));
-    this.client.on("closed", (f) => this.end(f.reason));
-    this.client.onClose((err) => this.end(`lost the connection to the coordinator${err ? ` (${err.message})` : ""}`));
+    this.bind(this.client);
     return answer;
+  }
+
+  /** Lost the coordinator while waiting: ask a reconnected coordinator what became of the request. */
+  private async recheck(requestId: string, lost: Error): Promise<FrameOf<ServerFrame, "denied">> {
+    for (let attempt = 0; attempt < 6; attempt++) {
+      await sleep(backoff(attempt, 5_000));
+      try {
+        const c = await ControlClient.dial(this.o);
+        c.send({ t: "recheck", requestId });
+        const f = await c.next("denied");
+        c.close();
+        return f;
+      } catch (err) {
+        if (err instanceof RefusedError) throw new TesseraError("denied", `access denied: ${err.message}`);
+      }
+    }
+    throw new TesseraError("disconnected", `${lost.message} before the host answered, and could not get back to it; if the coordinator restarted, your code works again: run the same command`);
+  }
+
+  private bind(c: ControlClient): void {
+    c.on("stream", (f) => this.streamReady(f));
+    c.on("error", (f) => this.streamRefused(f));
+    c.on("closed", (f) => this.end(f.reason));
+    c.onClose((err) => this.detach(err));
+  }
+
+  /**
+   * The control connection dropped with the session approved. Streams end now (the coordinator cuts
+   * them anyway); the guest reconnects with its session certificate and resumes, without asking the host again.
+   */
+  private detach(err?: Error): void {
+    if (this.ended) return;
+    if (!this.detached) {
+      this.detached = true;
+      this.detachedAt = Date.now();
+      this.resumeAttempt = 0;
+      for (const s of this.socks) s.destroy();
+      for (const s of this.opening.values()) s.destroy();
+    }
+    if (Date.now() - this.detachedAt > RESUME_GIVE_UP_MS) {
+      return this.end(`lost the connection to the coordinator${err ? ` (${err.message})` : ""} and could not resume the session`);
+    }
+    const delay = backoff(this.resumeAttempt++, 10_000);
+    this.events.onDetached?.(`lost the connection to the coordinator${err ? ` (${err.message})` : ""}; open connections were closed`, delay);
+    setTimeout(() => void this.resume(), delay);
+  }
+
+  private async resume(): Promise<void> {
+    if (this.ended || !this.approved) return;
+    let c: ControlClient;
+    try {
+      c = await ControlClient.dial({ ...this.o, keyPem: this.keyPem, certPem: this.approved.cert });
+    } catch (err) {
+      return this.detach(err instanceof Error ? err : undefined);
+    }
+    try {
+      c.send({ t: "resume", sessionId: this.approved.sessionId });
+      const f = await c.next("resumed");
+      if (this.ended) return c.close();
+      this.client = c;
+      this.detached = false;
+      this.bind(c);
+      this.events.onResumed?.(f);
+    } catch (err) {
+      c.close();
+      if (err instanceof RefusedError) return this.end(err.message);
+      this.detach(err instanceof Error ? err : undefined);
+    }
   }
 
   /** Listens on host:port and forwards every connection; resolves with the bound address. */
@@ -105,7 +178,7 @@ export class Guest {
   }
 
   private accept(sock: net.Socket): void {
-    if (this.ended || !this.approved) return void sock.destroy();
+    if (this.ended || !this.approved || this.detached) return void sock.destroy();
     sock.setNoDelay(true);
     sock.on("error", () => {});
     const ref = `o${++this.nextRef}`;
@@ -185,4 +258,16 @@ export class Guest {
       local.resume();
     });
   }
+}
+
+/** How long a guest keeps trying to resume its session before it gives up. */
+const RESUME_GIVE_UP_MS = 10 * 60_000;
+
+/** Exponential backoff with full jitter, capped; never below 200 ms so a restart has time to happen. */
+function backoff(attempt: number, capMs: number): number {
+  return 200 + Math.random() * Math.min(capMs, 500 * 2 ** attempt);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }

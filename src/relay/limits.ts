@@ -3,6 +3,8 @@ export const LIMITS = {
   codeTtlMs: 10 * 60_000,
   approvalTimeoutMs: 2 * 60_000,
   idleTimeoutMs: 30 * 60_000,
+  /** How long a share waits for its agent, and a session for its guest, to come back. */
+  resumeGraceMs: 2 * 60_000,
   streamTokenTtlMs: 10_000,
   guestCertSeconds: 12 * 3600,
   hostCertSeconds: 365 * 86400,

@@ -39,6 +39,12 @@ export const ClientFrame = v.variant("t", [
   frame("request", { shareId: id, target, csr: pem, name, reason: text(500) }),
   frame("open", { sessionId: id, ref: id }),
   frame("end", { sessionId: id }),
+  /** The host stops: from the agent it closes the share, from an approver the sessions it approved. */
+  frame("leave", { shareId: id }),
+  /** A guest back after losing the coordinator, on a connection authenticated by its session certificate. */
+  frame("resume", { sessionId: id }),
+  /** A guest that lost the coordinator while waiting asks what became of its request. */
+  frame("recheck", { requestId: id }),
   frame("ping", {}),
   frame("pong", {}),
   frame("error", { code: id, message: text(1000) }),
@@ -60,6 +66,8 @@ export const ServerFrame = v.variant("t", [
   frame("incoming", { sessionId: id, streamId: id, token }),
   frame("stream", { sessionId: id, streamId: id, token, ref: id }),
   frame("closed", { sessionId: id, reason: text(200) }),
+  frame("resumed", { sessionId: id, target, idleTimeoutSec: v.number(), restarted: v.boolean(), hostOnline: v.boolean() }),
+  frame("left", { shareId: id }),
   frame("ping", {}),
   frame("pong", {}),
   frame("error", { code: id, message: text(1000), ref: v.optional(id) }),

@@ -8,4 +8,15 @@ export const MIGRATIONS: string[][] = [
     `CREATE TABLE IF NOT EXISTS codes (hash TEXT PRIMARY KEY, share_id TEXT NOT NULL, target TEXT NOT NULL, expires_at BIGINT NOT NULL, used_at BIGINT)`,
     `CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, share_id TEXT NOT NULL, guest_spki TEXT NOT NULL, guest_name TEXT NOT NULL, target TEXT NOT NULL, opened_at BIGINT NOT NULL, closed_at BIGINT, close_reason TEXT)`,
   ],
+  // 2: what a restart needs to carry live shares, sessions and pending requests over.
+  [
+    `ALTER TABLE shares ADD COLUMN host_name TEXT NOT NULL DEFAULT ''`,
+    `ALTER TABLE sessions ADD COLUMN host_name TEXT NOT NULL DEFAULT ''`,
+    `ALTER TABLE sessions ADD COLUMN guest_addr TEXT NOT NULL DEFAULT ''`,
+    `ALTER TABLE sessions ADD COLUMN streams BIGINT NOT NULL DEFAULT 0`,
+    `ALTER TABLE sessions ADD COLUMN bytes_up BIGINT NOT NULL DEFAULT 0`,
+    `ALTER TABLE sessions ADD COLUMN bytes_down BIGINT NOT NULL DEFAULT 0`,
+    `CREATE TABLE IF NOT EXISTS requests (id TEXT PRIMARY KEY, share_id TEXT NOT NULL, code_hash TEXT, guest_name TEXT NOT NULL, guest_spki TEXT NOT NULL, target TEXT NOT NULL, created_at BIGINT NOT NULL)`,
+    `CREATE INDEX IF NOT EXISTS sessions_open ON sessions (closed_at)`,
+  ],
 ];

@@ -2,7 +2,12 @@
 import { SQL } from "bun";
 import { MIGRATIONS } from "./schema.ts";
 
-export interface ShareRow { id: string; hostSpki: string; targets: string[] }
+export interface ShareRow { id: string; hostSpki: string; hostName: string; targets: string[] }
+export interface SessionRow {
+  id: string; shareId: string; guestSpki: string; guestName: string; guestAddr: string; hostName: string; target: string;
+  openedAt: number; streams: number; bytesUp: number; bytesDown: number;
+}
+export interface RequestRow { id: string; shareId: string; codeHash: string | null; guestName: string; guestSpki: string; target: string; createdAt: number }
 export interface CodeRow { shareId: string; target: string; expiresAt: number; usedAt: number | null }
 
 export class Store {
@@ -74,13 +79,19 @@ export class Store {
   }
 
   async getShare(id: string): Promise<ShareRow | undefined> {
-    const [row] = await this.sql`SELECT id, host_spki, targets FROM shares WHERE id = ${id} AND closed_at IS NULL`;
-    return row ? { id: row.id, hostSpki: row.host_spki, targets: JSON.parse(row.targets) } : undefined;
+    const [row] = await this.sql`SELECT id, host_spki, host_name, targets FROM shares WHERE id = ${id} AND closed_at IS NULL`;
+    return row ? shareRow(row) : undefined;
+  }
+
+  /** Shares no one has closed: after a restart their agents are expected back. */
+  async openShares(): Promise<ShareRow[]> {
+    const rows = await this.sql`SELECT id, host_spki, host_name, targets FROM shares WHERE closed_at IS NULL ORDER BY created_at`;
+    return rows.map(shareRow);
   }
 
   async putShare(s: ShareRow, now: number): Promise<void> {
-    await this.sql`INSERT INTO shares (id, host_spki, targets, created_at) VALUES (${s.id}, ${s.hostSpki}, ${JSON.stringify(s.targets)}, ${now})
-                   ON CONFLICT (id) DO UPDATE SET targets = excluded.targets, closed_at = NULL`;
+    await this.sql`INSERT INTO shares (id, host_spki, host_name, targets, created_at) VALUES (${s.id}, ${s.hostSpki}, ${s.hostName}, ${JSON.stringify(s.targets)}, ${now})
+                   ON CONFLICT (id) DO UPDATE SET targets = excluded.targets, host_name = excluded.host_name, closed_at = NULL`;
   }
 
   async closeShare(id: string, now: number): Promise<void> {
@@ -107,16 +118,62 @@ export class Store {
     await this.sql`DELETE FROM codes WHERE expires_at < ${now - 86_400_000}`;
   }
 
-  async openSession(s: { id: string; shareId: string; guestSpki: string; guestName: string; target: string }, now: number): Promise<void> {
-    await this.sql`INSERT INTO sessions (id, share_id, guest_spki, guest_name, target, opened_at)
-                   VALUES (${s.id}, ${s.shareId}, ${s.guestSpki}, ${s.guestName}, ${s.target}, ${now})`;
+  async openSession(s: Omit<SessionRow, "streams" | "bytesUp" | "bytesDown">): Promise<void> {
+    await this.sql`INSERT INTO sessions (id, share_id, guest_spki, guest_name, guest_addr, host_name, target, opened_at)
+                   VALUES (${s.id}, ${s.shareId}, ${s.guestSpki}, ${s.guestName}, ${s.guestAddr}, ${s.hostName}, ${s.target}, ${s.openedAt})`;
+  }
+
+  async openSessions(): Promise<SessionRow[]> {
+    const rows = await this.sql`SELECT * FROM sessions WHERE closed_at IS NULL ORDER BY opened_at`;
+    return rows.map((r: Record<string, unknown>) => ({
+      id: String(r.id), shareId: String(r.share_id), guestSpki: String(r.guest_spki), guestName: String(r.guest_name),
+      guestAddr: String(r.guest_addr), hostName: String(r.host_name), target: String(r.target), openedAt: Number(r.opened_at),
+      streams: Number(r.streams), bytesUp: Number(r.bytes_up), bytesDown: Number(r.bytes_down),
+    }));
+  }
+
+  /** Adds one finished stream's bytes to its session, so totals survive a restart. */
+  async addStream(sessionId: string, up: number, down: number): Promise<void> {
+    await this.sql`UPDATE sessions SET streams = streams + 1, bytes_up = bytes_up + ${up}, bytes_down = bytes_down + ${down} WHERE id = ${sessionId}`;
+  }
+
+  async putRequest(r: RequestRow): Promise<void> {
+    await this.sql`INSERT INTO requests (id, share_id, code_hash, guest_name, guest_spki, target, created_at)
+                   VALUES (${r.id}, ${r.shareId}, ${r.codeHash}, ${r.guestName}, ${r.guestSpki}, ${r.target}, ${r.createdAt})`;
+  }
+
+  async deleteRequest(id: string): Promise<void> {
+    await this.sql`DELETE FROM requests WHERE id = ${id}`;
+  }
+
+  /** Requests left waiting by a coordinator that stopped; the caller denies them. */
+  async takeRequests(): Promise<RequestRow[]> {
+    const rows = await this.sql`SELECT * FROM requests ORDER BY created_at`;
+    await this.sql`DELETE FROM requests`;
+    return rows.map((r: Record<string, unknown>) => ({
+      id: String(r.id), shareId: String(r.share_id), codeHash: r.code_hash == null ? null : String(r.code_hash), guestName: String(r.guest_name),
+      guestSpki: String(r.guest_spki), target: String(r.target), createdAt: Number(r.created_at),
+    }));
+  }
+
+  /** A code whose request the host never answered becomes usable again (if it has not expired). */
+  async releaseCode(hash: string): Promise<void> {
+    await this.sql`UPDATE codes SET used_at = NULL WHERE hash = ${hash}`;
   }
 
   async closeSession(id: string, reason: string, now: number): Promise<void> {
     await this.sql`UPDATE sessions SET closed_at = ${now}, close_reason = ${reason} WHERE id = ${id} AND closed_at IS NULL`;
   }
 
+  async closeSessionsOfShare(shareId: string, reason: string, now: number): Promise<void> {
+    await this.sql`UPDATE sessions SET closed_at = ${now}, close_reason = ${reason} WHERE share_id = ${shareId} AND closed_at IS NULL`;
+  }
+
   async close(): Promise<void> {
     await this.sql.close();
   }
+}
+
+function shareRow(row: Record<string, unknown>): ShareRow {
+  return { id: String(row.id), hostSpki: String(row.host_spki), hostName: String(row.host_name), targets: JSON.parse(String(row.targets)) };
 }

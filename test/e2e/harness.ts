@@ -145,6 +145,8 @@ export interface Deployment {
   address: string;
   hostEnv: Record<string, string>;
   guestEnv: Record<string, string>;
+  /** The coordinator's arguments after --listen/--http, reused by restartCoordinator. */
+  coordinatorArgs: string[];
   audit(): { event: string; [k: string]: unknown }[];
 }
 
@@ -153,7 +155,8 @@ export async function deploy(extraCoordinatorArgs: string[] = []): Promise<Deplo
   const dir = tmpDir();
   const ca = await run(["ca", "--coordinator-name", "localhost", "--dir", "pki"], {}, dir);
   if (ca.code !== 0) throw new Error(`ca failed: ${ca.err}`);
-  const coordinator = spawn(["coordinator", "--certs", "pki", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--audit", "audit.jsonl", "--db", "tessera.db", ...extraCoordinatorArgs], {}, { cwd: dir });
+  const coordinatorArgs = ["--certs", "pki", "--audit", "audit.jsonl", "--db", "tessera.db", ...extraCoordinatorArgs];
+  const coordinator = spawn(["coordinator", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", ...coordinatorArgs], {}, { cwd: dir });
   const m = await coordinator.waitFor(/listening on 127\.0\.0\.1:(\d+) \(http 127\.0\.0\.1:(\d+)\)/);
   const port = Number(m[1]);
   const address = `localhost:${port}`;
@@ -165,7 +168,7 @@ export async function deploy(extraCoordinatorArgs: string[] = []): Promise<Deplo
   const glink = await run(["link", address, "--ca-file", "pki/ca.crt"], guestEnv, dir);
   if (glink.code !== 0) throw new Error(`guest link failed: ${glink.err}`);
   return {
-    dir, coordinator, port, httpPort: Number(m[2]), address, hostEnv, guestEnv,
+    dir, coordinator, port, httpPort: Number(m[2]), address, hostEnv, guestEnv, coordinatorArgs,
     audit: () => fs.readFileSync(path.join(dir, "audit.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)),
   };
 }
@@ -183,6 +186,15 @@ export async function joinApproved(d: Deployment, host: Proc, code: string, name
   await host.waitFor(new RegExp(`Allow ${name} `));
   host.write("y\n");
   return { guest, local: Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]) };
+}
+
+/** Stops the coordinator (SIGTERM: clean; SIGKILL: a crash) and starts it again on the same port and state. */
+export async function restartCoordinator(d: Deployment, signal: NodeJS.Signals): Promise<void> {
+  d.coordinator.kill(signal);
+  await d.coordinator.exit();
+  d.coordinator = spawn(["coordinator", "--listen", `127.0.0.1:${d.port}`, "--http", "127.0.0.1:0", ...d.coordinatorArgs], {}, { cwd: d.dir });
+  const m = await d.coordinator.waitFor(/listening on 127\.0\.0\.1:(\d+) \(http 127\.0\.0\.1:(\d+)\)/);
+  d.httpPort = Number(m[2]);
 }
 
 /** Starts `tessera share --shell ...extra` (through a PTY unless told otherwise) and returns it with its code. */

@@ -1,0 +1,44 @@
+// Human-readable rendering of audit lines for `tessera audit tail`: who, what, when, bytes.
+import type { AuditLine } from "../audit/verify.ts";
+
+const HIDDEN = new Set(["seq", "ts", "event", "prev", "sig"]);
+
+export function header(): string {
+  return `${"TIME".padEnd(20)} ${"SEQ".padStart(6)}  ${"EVENT".padEnd(15)} ${"WHO".padEnd(22)} ${"SESSION/SHARE".padEnd(22)} DETAIL`;
+}
+
+export function row(rec: AuditLine): string {
+  const f = rec as Record<string, unknown>;
+  const who = str(f.guest) ? `${f.guest}${str(f.host) ? ` @${f.host}` : ""}` : str(f.host) ? `host ${f.host}` : str(f.by) ? `operator` : "";
+  const where = str(f.sessionId) || str(f.shareId) || str(f.requestId) || "";
+  const details: string[] = [];
+  if (typeof f.bytesUp === "number" || typeof f.bytesDown === "number") details.push(`↑${bytes(Number(f.bytesUp ?? 0))} ↓${bytes(Number(f.bytesDown ?? 0))}`);
+  for (const [k, val] of Object.entries(f)) {
+    if (HIDDEN.has(k) || ["guest", "host", "sessionId", "bytesUp", "bytesDown"].includes(k)) continue;
+    if (k === "shareId" && where === val) continue;
+    if (val === null || val === undefined || val === "") continue;
+    details.push(`${k}=${typeof val === "string" && /\s/.test(val) ? JSON.stringify(val) : String(val)}`);
+  }
+  const ts = rec.ts.replace("T", " ").replace(/\.\d+Z$/, "Z");
+  return `${ts.padEnd(20)} ${String(rec.seq).padStart(6)}  ${rec.event.padEnd(15)} ${clip(who, 22).padEnd(22)} ${clip(where, 22).padEnd(22)} ${details.join(" ")}`;
+}
+
+function str(x: unknown): string {
+  return typeof x === "string" ? x : "";
+}
+
+function clip(s: string, n: number): string {
+  return s.length <= n ? s : `${s.slice(0, n - 1)}…`;
+}
+
+export function bytes(n: number): string {
+  if (n < 1024) return `${n}B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let x = n;
+  let u = -1;
+  while (x >= 1024 && u < units.length - 1) {
+    x /= 1024;
+    u++;
+  }
+  return `${x.toFixed(x < 10 ? 1 : 0)}${units[u]}`;
+}

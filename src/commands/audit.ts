@@ -1,0 +1,105 @@
+// `tessera audit verify|tail`: prove the log's chain is whole, or read it as a table or raw JSON.
+import fs from "node:fs";
+import path from "node:path";
+import { defineCommand } from "citty";
+import { ConfigError, TesseraError } from "../errors.ts";
+import { parseLine, splitLines, verifyAudit } from "../audit/verify.ts";
+import { header, row } from "../cli/audit-table.ts";
+import { untilInterrupted } from "../cli/signals.ts";
+
+function files(args: { _: string[] }, name: string): string[] {
+  const list = args._.filter(Boolean);
+  if (list.length === 0) throw new ConfigError(`say which audit log to ${name}: tessera audit ${name} FILE`);
+  for (const f of list) if (!fs.existsSync(f)) throw new ConfigError(`${f}: no such file`);
+  return list;
+}
+
+const verify = defineCommand({
+  meta: { name: "verify", description: "Walk the hash chain (following rotated files beside it); exit 0 with a summary, or 1 naming the first bad line" },
+  args: {
+    file: { type: "positional", required: true, description: "Audit log file(s), oldest first; rotated files it continues are found next to it" },
+    cert: { type: "string", description: "Coordinator certificate (PEM) to check the signed checkpoints with, e.g. pki/coordinator.crt" },
+    json: { type: "boolean", default: false, description: "Print the result as JSON" },
+  },
+  run({ args }) {
+    const certPem = args.cert ? fs.readFileSync(args.cert, "utf8") : undefined;
+    const r = verifyAudit(files(args, "verify"), { certPem });
+    if (args.json) console.log(JSON.stringify(r));
+    else if (r.ok) {
+      const span = r.events ? `seq ${r.firstSeq}-${r.lastSeq}, ${r.firstTs} .. ${r.lastTs}` : "empty";
+      console.log(`ok: ${r.events} events (${span}) in ${r.files.map((f) => path.basename(f)).join(", ")}`);
+      const sig = r.checkpoints === 0 ? "no signed checkpoints" : r.signaturesChecked ? `${r.checkpoints} checkpoint signatures valid` : `${r.checkpoints} checkpoints (signatures not checked: pass --cert)`;
+      console.log(`     ${sig}`);
+      if (r.continuesFrom) console.log(`     continues from ${r.continuesFrom}, which is not here: that link is not checked`);
+    }
+    if (!r.ok) {
+      if (!args.json) process.stderr.write(`FAILED: ${r.bad!.file}: ${r.bad!.message}\n`);
+      throw new TesseraError("audit_broken", `the audit chain is broken (${r.bad!.kind} at line ${r.bad!.line} of ${path.basename(r.bad!.file)})`);
+    }
+  },
+});
+
+const tail = defineCommand({
+  meta: { name: "tail", description: "Show audit events as a table (who, what, when, bytes), or raw JSON lines with --json" },
+  args: {
+    file: { type: "positional", required: true, description: "Audit log file" },
+    lines: { type: "string", alias: "n", default: "20", description: "How many of the last events to show (0: all)" },
+    follow: { type: "boolean", alias: "f", default: false, description: "Keep printing events as they are appended (follows rotation)" },
+    json: { type: "boolean", default: false, description: "Raw JSON lines, for piping to jq and friends" },
+  },
+  async run({ args }) {
+    const [file] = files(args, "tail");
+    const n = Number(args.lines);
+    if (!Number.isInteger(n) || n < 0) throw new ConfigError(`--lines must be a whole number (got "${args.lines}")`);
+    const print = (b: Buffer) => {
+      if (args.json) return void process.stdout.write(b.toString("utf8").endsWith("\n") ? b : Buffer.concat([b, Buffer.from("\n")]));
+      const rec = parseLine(b);
+      console.log(rec ? row(rec) : `(unreadable line) ${b.toString("utf8").trim().slice(0, 120)}`);
+    };
+    if (!args.json) console.log(header());
+    let buf = fs.readFileSync(file!);
+    const whole = buf.lastIndexOf(10) + 1;
+    const lines = splitLines(buf.subarray(0, whole));
+    for (const l of n === 0 ? lines : lines.slice(-n)) print(l);
+    if (!args.follow) return;
+    await follow(file!, whole, print);
+  },
+});
+
+/** Polls for appended lines; a replaced or shrunk file (rotation) is read again from its start. */
+async function follow(file: string, from: number, print: (b: Buffer) => void): Promise<void> {
+  const stop = untilInterrupted();
+  let offset = from;
+  let ino = fs.statSync(file).ino;
+  let partial = Buffer.alloc(0);
+  const timer = setInterval(() => {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(file);
+    } catch {
+      return; // between rename and re-create
+    }
+    if (st.ino !== ino || st.size < offset) {
+      ino = st.ino;
+      offset = 0;
+      partial = Buffer.alloc(0);
+    }
+    if (st.size <= offset) return;
+    const fd = fs.openSync(file, "r");
+    const chunk = Buffer.alloc(st.size - offset);
+    fs.readSync(fd, chunk, 0, chunk.length, offset);
+    fs.closeSync(fd);
+    offset = st.size;
+    const data = Buffer.concat([partial, chunk]);
+    const cut = data.lastIndexOf(10) + 1;
+    for (const l of splitLines(data.subarray(0, cut))) print(l);
+    partial = Buffer.from(data.subarray(cut));
+  }, 200);
+  await stop.promise;
+  clearInterval(timer);
+}
+
+export default defineCommand({
+  meta: { name: "audit", description: "Check and read the coordinator's append-only audit log" },
+  subCommands: { verify, tail },
+});

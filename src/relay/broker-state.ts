@@ -1,0 +1,104 @@
+// What the coordinator holds in memory about connections, shares, requests and sessions.
+import { randomBytes } from "node:crypto";
+import { RefusedError } from "../errors.ts";
+import type { AuditLog } from "../audit/log.ts";
+import type { Store } from "../store/store.ts";
+import type { Channel } from "./channel.ts";
+import type { EnrollRecord } from "./enroll.ts";
+import type { Limits } from "./limits.ts";
+import type { ClientFrame, ServerFrame } from "./protocol.ts";
+import type { Stream } from "./splice.ts";
+
+export interface Peer {
+  readonly id: string;
+  readonly addr: string;
+  readonly ch: Channel<ClientFrame, ServerFrame>;
+  /** Set when the peer presented an enrolled host certificate. */
+  readonly host?: { spki: string; name: string };
+  /** Set when the peer presented a guest certificate issued for a session (a guest coming back). */
+  readonly guest?: { sessionId: string; spki: string };
+  helloed: boolean;
+}
+
+export interface GuestInfo { name: string; addr: string; spki: string }
+
+export interface LiveShare {
+  id: string;
+  hostSpki: string;
+  hostName: string;
+  targets: string[];
+  /** Absent while the agent is away (lost connection, coordinator restarted); see offlineSince. */
+  agent?: Peer;
+  offlineSince?: number;
+  approvers: Set<Peer>;
+  requests: Set<Request>;
+  sessions: Set<Session>;
+}
+
+export interface Request {
+  id: string;
+  share: LiveShare;
+  guest: Peer;
+  guestInfo: GuestInfo;
+  publicKey: CryptoKey;
+  target: string;
+  /** The redeemed code's hash, given back if the host never gets to answer. */
+  codeHash?: string;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+export interface Session {
+  id: string;
+  share: LiveShare;
+  /** Absent while the guest is away; see detachedSince. */
+  guest?: Peer;
+  detachedSince?: number;
+  /** Restored from the store by a restarted coordinator and not yet resumed. */
+  restored: boolean;
+  approver?: Peer;
+  guestInfo: GuestInfo;
+  target: string;
+  streams: Set<Stream>;
+  streamCount: number;
+  up: number;
+  down: number;
+  lastActive: number;
+  lastBytes: number;
+}
+
+export interface BrokerOptions {
+  ca: { certPem: string; keyPem: string };
+  store: Store;
+  audit: AuditLog;
+  limits: Limits;
+  codeKey: Buffer;
+  version: string;
+  enrollRecords: () => EnrollRecord[];
+}
+
+export function requireHost(peer: Peer): { spki: string; name: string } {
+  if (!peer.host) throw new RefusedError("not_host", "this needs an enrolled host certificate; run `tessera link COORDINATOR --token TOKEN` on this machine first");
+  return peer.host;
+}
+
+export function refusedRef(code: string, message: string, ref: string): RefusedError {
+  return Object.assign(new RefusedError(code, message), { ref });
+}
+
+export function newId(prefix: string): string {
+  return `${prefix}-${randomBytes(9).toString("base64url")}`;
+}
+
+export function ip(addr: string): string {
+  return addr.replace(/:\d+$/, "");
+}
+
+export function formatDuration(ms: number): string {
+  if (ms % 60_000 === 0) return `${ms / 60_000} minute${ms === 60_000 ? "" : "s"}`;
+  return `${ms / 1000}s`;
+}
+
+/** Store writes that follow an audited action: a failure is logged, never silently dropped. */
+export function background(p: Promise<unknown>, what: string, warn: (m: string) => void): void {
+  p.catch((err) => warn(`store: ${what} failed: ${err instanceof Error ? err.message : String(err)}`));
+}

@@ -1,0 +1,145 @@
+// Approved sessions: their streams, how they end (guest, host, operator, idle, absence) and how a guest
+// that lost the coordinator picks its session up again.
+import { RefusedError } from "../errors.ts";
+import { logger } from "../log.ts";
+import { background, formatDuration, newId, refusedRef, type BrokerOptions, type LiveShare, type Peer, type Session } from "./broker-state.ts";
+import type { ServerFrame } from "./protocol.ts";
+import { Splicer, type Stream } from "./splice.ts";
+
+const log = logger("coordinator");
+
+export class SessionBook {
+  readonly all = new Map<string, Session>();
+  readonly splicer: Splicer;
+  private streamTotal = 0;
+
+  constructor(private readonly o: BrokerOptions) {
+    this.splicer = new Splicer({ onSpliced: () => {}, onClosed: (s, r) => this.onStreamClosed(s, r) }, o.limits.streamTokenTtlMs);
+  }
+
+  get streams(): number {
+    return this.streamTotal;
+  }
+
+  add(s: Session): void {
+    this.all.set(s.id, s);
+    s.share.sessions.add(s);
+  }
+
+  open(peer: Peer, sessionId: string, ref: string): void {
+    const s = this.all.get(sessionId);
+    // The same answer whether the session is unknown or someone else's: ids are not capabilities.
+    if (!s || s.guest !== peer) throw refusedRef("no_session", `no session "${sessionId}" belongs to this guest`, ref);
+    const agent = s.share.agent;
+    if (!agent) throw refusedRef("host_offline", "the host's agent is reconnecting to the coordinator; try again in a moment", ref);
+    if (s.streams.size >= this.o.limits.maxStreamsPerSession || this.streamTotal >= this.o.limits.maxStreams) {
+      throw refusedRef("limit", "stream limit reached for this session", ref);
+    }
+    const { stream, guestToken, agentToken } = this.splicer.create(newId("t"), s.id);
+    this.streamTotal++;
+    s.streams.add(stream);
+    s.streamCount++;
+    s.lastActive = Date.now();
+    this.o.audit.append("stream.open", { sessionId: s.id, streamId: stream.id, shareId: s.share.id, guest: s.guestInfo.name, target: s.target });
+    agent.ch.send({ t: "incoming", sessionId: s.id, streamId: stream.id, token: agentToken });
+    peer.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: guestToken, ref });
+  }
+
+  private onStreamClosed(stream: Stream, reason: string): void {
+    this.streamTotal--;
+    const s = this.all.get(stream.sessionId);
+    if (s) {
+      s.streams.delete(stream);
+      s.up += stream.up;
+      s.down += stream.down;
+      s.lastActive = Date.now();
+    }
+    this.o.audit.append("stream.close", { sessionId: stream.sessionId, streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason });
+    background(this.o.store.addStream(stream.sessionId, stream.up, stream.down), "stream totals", log.warn);
+  }
+
+  /** Ends a session's live streams at once (its guest or agent went away) without ending the session. */
+  cutStreams(s: Session, reason: string): void {
+    for (const st of [...s.streams]) this.splicer.end(st, reason);
+  }
+
+  /** A `resume` on a connection whose certificate the coordinator issued for this very session. */
+  resume(peer: Peer, sessionId: string): void {
+    const s = this.all.get(sessionId);
+    if (!s || !peer.guest || peer.guest.sessionId !== sessionId || peer.guest.spki !== s.guestInfo.spki) {
+      throw new RefusedError("no_session", `session "${sessionId}" has ended (or was never yours); ask the host for a new code`);
+    }
+    const old = s.guest;
+    if (old && old !== peer) old.ch.fail(new RefusedError("replaced", "this session was resumed on another connection"));
+    const wasRestored = s.restored;
+    s.guest = peer;
+    s.detachedSince = undefined;
+    s.restored = false;
+    s.lastActive = Date.now();
+    this.o.audit.append("session.resume", { sessionId: s.id, shareId: s.share.id, guest: s.guestInfo.name, guestKey: s.guestInfo.spki, addr: peer.addr, afterRestart: wasRestored });
+    peer.ch.send({
+      t: "resumed", sessionId: s.id, target: s.target, idleTimeoutSec: Math.round(this.o.limits.idleTimeoutMs / 1000),
+      restarted: wasRestored, hostOnline: s.share.agent !== undefined,
+    });
+  }
+
+  /** The guest's connection went away: its streams end now, the session waits a grace period for it. */
+  detach(s: Session, now: number): void {
+    s.guest = undefined;
+    s.detachedSince = now;
+    this.cutStreams(s, "the guest lost its connection to the coordinator");
+    this.o.audit.append("session.detach", { sessionId: s.id, shareId: s.share.id, guest: s.guestInfo.name, graceMs: this.o.limits.resumeGraceMs });
+  }
+
+  end(peer: Peer, sessionId: string, shares: Map<string, LiveShare>): void {
+    const s = this.all.get(sessionId);
+    if (!s) return;
+    if (s.guest === peer) this.close(s, "the guest ended the session");
+    else if (s.share.approvers.has(peer) || s.share.agent === peer) this.close(s, "the host ended the session");
+    else if (!shares.has(s.share.id)) return;
+    else throw new RefusedError("no_session", `no session "${sessionId}" belongs to you`);
+  }
+
+  /** Operator revoke: streams are destroyed at once, not drained. */
+  revoke(sessionId: string, by: string): boolean {
+    const s = this.all.get(sessionId);
+    if (!s) return false;
+    this.o.audit.append("revoke", { sessionId, shareId: s.share.id, guest: s.guestInfo.name, by });
+    this.close(s, "revoked by the operator");
+    return true;
+  }
+
+  close(s: Session, reason: string): void {
+    if (!this.all.has(s.id)) return;
+    // Streams end first, while the session is still found, so their bytes count in its total.
+    this.cutStreams(s, reason);
+    this.all.delete(s.id);
+    s.share.sessions.delete(s);
+    this.o.audit.append("session.close", { sessionId: s.id, shareId: s.share.id, guest: s.guestInfo.name, reason, streams: s.streamCount, bytesUp: s.up, bytesDown: s.down });
+    background(this.o.store.closeSession(s.id, reason, Date.now()), "session close", log.warn);
+    const frame: ServerFrame = { t: "closed", sessionId: s.id, reason };
+    s.guest?.ch.send(frame);
+    s.share.agent?.ch.send(frame);
+    for (const a of s.share.approvers) if (a !== s.share.agent) a.ch.send(frame);
+  }
+
+  /** Idle sessions end; so do sessions whose guest has not come back within the grace period. */
+  sweep(now: number): void {
+    const { idleTimeoutMs, resumeGraceMs } = this.o.limits;
+    for (const s of [...this.all.values()]) {
+      if (s.detachedSince !== undefined && now - s.detachedSince >= resumeGraceMs) {
+        this.close(s, s.restored ? "the guest did not come back after the coordinator restarted" : "the guest disconnected");
+        continue;
+      }
+      let bytes = s.up + s.down;
+      for (const st of s.streams) bytes += st.up + st.down;
+      if (bytes !== s.lastBytes) {
+        s.lastBytes = bytes;
+        s.lastActive = now;
+      } else if (now - s.lastActive >= idleTimeoutMs) {
+        this.o.audit.append("session.idle", { sessionId: s.id, idleMs: now - s.lastActive });
+        this.close(s, `idle for ${formatDuration(idleTimeoutMs)}`);
+      }
+    }
+  }
+}
