@@ -26,6 +26,8 @@ export interface AgentOptions extends Required<Pick<DialOptions, "address" | "ca
 /** Something on the host that takes a verified end-to-end stream directly instead of a TCP target. */
 export interface StreamService {
   serve(stream: tls.TLSSocket, session: { sessionId: string; guest: { name: string } }): void;
+  /** The coordinator closed the session (its streams merely dropping does not mean that). */
+  closed?(sessionId: string, reason: string): void;
 }
 
 interface AgentSession {
@@ -64,7 +66,10 @@ export class Agent {
     this.client = c;
     c.on("session", (f) => this.sessions.set(f.sessionId, { frame: f, streams: new Set() }));
     c.on("incoming", (f) => void this.incoming(f));
-    c.on("closed", (f) => this.endSession(f.sessionId));
+    c.on("closed", (f) => {
+      this.o.shell?.closed?.(f.sessionId, f.reason);
+      this.endSession(f.sessionId);
+    });
     c.onClose((err) => this.lost(err));
     this.events.onConnected?.(c);
     return c;

@@ -1,19 +1,11 @@
-// The host's side of a shared shell: one PTY per approved session, driven by the guest's frames over
-// the end-to-end stream. Read-only is enforced here, where the PTY is: guest input never reaches it.
+// The host's side of shared shells: one terminal (a ShellSession with its PTY) per approved session,
+// found again by session id when the guest's stream comes back after a lost connection.
 import type { Duplex } from "node:stream";
-import type { Subprocess, Terminal } from "bun";
-import { errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
-import { encodeControl, encodeData, GuestControl, SHELL_PROTOCOL_VERSION, ShellDecoder } from "./frames.ts";
-import { Recorder } from "./recorder.ts";
+import { ShellSession } from "./session.ts";
 
+export { ShellSession };
 const log = logger("shell");
-/** Output the guest has not read yet; past this the session ends rather than the host buffering without bound. */
-export const MAX_UNREAD_BYTES = 8 * 1024 * 1024;
-const HELLO_TIMEOUT_MS = 10_000;
-/** After the shell exits: how long to wait for the PTY's last output, and for the guest to hang up. */
-const DRAIN_GRACE_MS = 300;
-const HANGUP_GRACE_MS = 5_000;
 
 export interface ShellOptions {
   /** The program to run in the PTY, e.g. the host's login shell. */
@@ -52,10 +44,15 @@ export class ShellHost {
 
   constructor(private readonly o: ShellOptions, private readonly events: ShellEvents = {}) {}
 
-  /** Takes the verified end-to-end stream of a session; a session gets one terminal, once. */
+  /**
+   * Takes a verified end-to-end stream of a session (the agent checked it is the approved guest's key).
+   * A session gets one terminal: a later stream re-attaches to it, and once it has ended none starts again.
+   */
   serve(stream: Duplex, info: ShellSessionInfo): void {
+    const live = this.live.get(info.sessionId);
+    if (live) return live.attach(stream);
     if (this.served.has(info.sessionId)) {
-      log.warn(`session ${info.sessionId}: a second terminal stream was refused (one terminal a session)`);
+      log.warn(`session ${info.sessionId}: refused a new terminal; this session's shell has already ended`);
       stream.destroy();
       return;
     }
@@ -71,206 +68,13 @@ export class ShellHost {
     this.live.set(info.sessionId, s);
   }
 
+  /** The coordinator closed the session: its terminal ends now, however its stream is doing. */
+  closed(sessionId: string, reason: string): void {
+    this.live.get(sessionId)?.end(reason);
+  }
+
   stop(): void {
     for (const s of [...this.live.values()]) s.end("the host stopped sharing");
   }
 }
 
-export class ShellSession {
-  readonly sessionId: string;
-  readonly guestName: string;
-  recording: string | undefined;
-  cols = 80;
-  rows = 24;
-  /** Bytes of keystrokes from the guest that read-only threw away (resizes and eof are dropped too, uncounted). */
-  droppedBytes = 0;
-  private proc: Subprocess | undefined;
-  private term: Terminal | undefined;
-  private recorder: Recorder | undefined;
-  private readonly decoder = new ShellDecoder(GuestControl);
-  private readonly watchers = new Set<(data: Uint8Array) => void>();
-  private helloTimer: ReturnType<typeof setTimeout> | undefined;
-  private ptyEof = false;
-  private ptyDrained: (() => void) | undefined;
-  private result: ShellResult | undefined;
-  private finished = false;
-
-  constructor(private readonly stream: Duplex, info: ShellSessionInfo, private readonly o: ShellOptions, private readonly events: ShellEvents) {
-    this.sessionId = info.sessionId;
-    this.guestName = info.guest.name;
-    stream.on("data", (chunk: Buffer) => this.onData(chunk));
-    stream.on("error", (err) => log.debug(`session ${this.sessionId}: ${err.message}`));
-    stream.on("close", () => this.finish());
-    this.helloTimer = setTimeout(() => this.fail("the guest's terminal did not say hello in time"), HELLO_TIMEOUT_MS);
-  }
-
-  get readOnly(): boolean {
-    return this.o.readOnly;
-  }
-
-  /** The host's own keystrokes (from --watch / --read-only): always reach the PTY. */
-  hostInput(data: Uint8Array): void {
-    if (this.term && !this.term.closed) this.term.write(data);
-  }
-
-  /** Resizes the PTY on the host's behalf (the host drives the size in read-only mode). */
-  hostResize(cols: number, rows: number): void {
-    this.resize(cols, rows);
-  }
-
-  /** Tees the terminal's output to fn (the host's --watch view); returns the unsubscribe. */
-  watch(fn: (data: Uint8Array) => void): () => void {
-    this.watchers.add(fn);
-    return () => this.watchers.delete(fn);
-  }
-
-  /** Ends the session's terminal now: the stream is cut and the shell hung up. */
-  end(reason: string): void {
-    if (!this.result) this.result = { code: null, signal: null, error: reason };
-    this.stream.destroy();
-  }
-
-  private onData(chunk: Buffer): void {
-    let frames;
-    try {
-      frames = this.decoder.push(chunk);
-    } catch (err) {
-      this.fail(`the guest broke the shell protocol: ${errorMessage(err)}`);
-      return;
-    }
-    for (const f of frames) {
-      if (!this.proc) {
-        if (f.t !== "hello") return this.fail(`the guest's first shell frame was "${f.t}", not hello`);
-        if (f.v !== SHELL_PROTOCOL_VERSION) return this.fail(`the guest speaks shell protocol ${f.v}; this host speaks ${SHELL_PROTOCOL_VERSION}`);
-        this.start(f);
-        continue;
-      }
-      // Read-only is decided here and nowhere else: every frame that could touch the PTY is dropped.
-      if (f.t === "hello") continue;
-      if (this.o.readOnly) {
-        if (f.t !== "data" || f.data.length === 0) continue;
-        if (this.droppedBytes === 0) this.events.onInputDropped?.(this);
-        this.droppedBytes += f.data.length;
-        continue;
-      }
-      if (f.t === "data") this.term?.write(f.data);
-      else if (f.t === "resize") this.resize(f.cols, f.rows);
-      else if (f.t === "eof") this.term?.write("\x04"); // VEOF: the shell reads end of input, as from a terminal
-    }
-  }
-
-  private start(hello: { cols: number; rows: number; term: string; tty: boolean }): void {
-    clearTimeout(this.helloTimer);
-    this.cols = hello.cols;
-    this.rows = hello.rows;
-    try {
-      if (this.o.recordDir) {
-        // Fail closed: a session that was promised a recording does not run without one.
-        this.recorder = Recorder.open(this.o.recordDir, {
-          sessionId: this.sessionId, cols: hello.cols, rows: hello.rows,
-          title: `tessera shell session ${this.sessionId} for ${this.guestName}${this.o.readOnly ? " (read-only)" : ""}`,
-          env: { TERM: hello.term, SHELL: this.o.argv[0] ?? "" },
-        });
-        this.recording = this.recorder.file;
-      }
-      this.proc = Bun.spawn(this.o.argv, {
-        env: { ...this.o.env, TERM: hello.term, TESSERA_SESSION: this.sessionId },
-        terminal: {
-          cols: hello.cols, rows: hello.rows, name: hello.term,
-          data: (_t, data) => this.output(data),
-          exit: () => {
-            this.ptyEof = true;
-            this.ptyDrained?.();
-          },
-        },
-      });
-      this.term = this.proc.terminal;
-    } catch (err) {
-      this.fail(`cannot start ${this.o.argv.join(" ")}: ${errorMessage(err)}`);
-      return;
-    }
-    this.stream.write(encodeControl({ t: "ready", v: SHELL_PROTOCOL_VERSION, readOnly: this.o.readOnly, recorded: !!this.recorder }));
-    this.events.onStart?.(this);
-    void this.proc.exited.then(() => this.exited());
-  }
-
-  private output(data: Uint8Array): void {
-    try {
-      this.recorder?.output(data);
-    } catch (err) {
-      // Fail closed, as at the start: no unrecorded remainder of a recorded session.
-      const r = this.recorder;
-      this.recorder = undefined;
-      try {
-        r?.close();
-      } catch {}
-      this.fail(`the recording stopped (${errorMessage(err)}); ending the session`);
-      return;
-    }
-    for (const w of this.watchers) w(data);
-    if (this.stream.destroyed) return;
-    if (this.stream.writableLength > MAX_UNREAD_BYTES) {
-      this.fail(`the guest stopped reading (over ${MAX_UNREAD_BYTES >> 20} MiB of output unread)`);
-      return;
-    }
-    for (const f of encodeData(data)) this.stream.write(f);
-  }
-
-  private resize(cols: number, rows: number): void {
-    if (!this.term || this.term.closed || (cols === this.cols && rows === this.rows)) return;
-    this.cols = cols;
-    this.rows = rows;
-    this.term.resize(cols, rows);
-    try {
-      this.recorder?.resize(cols, rows);
-    } catch {} // the next output write reports a failing disk and ends the session
-  }
-
-  private async exited(): Promise<void> {
-    const proc = this.proc!;
-    // The exit status may arrive before the last output: wait for the PTY's end (or a moment, when a
-    // background job still holds it open) so the guest sees everything before the status.
-    await new Promise<void>((resolve) => {
-      this.ptyDrained = resolve;
-      if (this.ptyEof) resolve();
-      setTimeout(resolve, DRAIN_GRACE_MS);
-    });
-    if (!this.result) this.result = { code: proc.exitCode, signal: signalOf(proc) };
-    if (!this.stream.destroyed) {
-      const code = proc.exitCode === null ? null : Math.min(255, Math.max(0, proc.exitCode));
-      this.stream.write(encodeControl({ t: "exit", code, signal: signalOf(proc) }));
-      this.stream.end();
-      setTimeout(() => this.stream.destroy(), HANGUP_GRACE_MS).unref();
-    }
-  }
-
-  private fail(reason: string): void {
-    log.warn(`session ${this.sessionId}: ${reason}`);
-    this.end(reason);
-  }
-
-  private finish(): void {
-    if (this.finished) return;
-    this.finished = true;
-    clearTimeout(this.helloTimer);
-    const proc = this.proc;
-    if (proc && proc.exitCode === null && proc.signalCode === null) {
-      // Closing the PTY hangs up its foreground jobs; the shell itself gets SIGHUP, then SIGKILL if it lingers.
-      proc.kill("SIGHUP");
-      const t = setTimeout(() => proc.kill("SIGKILL"), 3000);
-      void proc.exited.then(() => clearTimeout(t));
-    }
-    this.term?.close();
-    try {
-      this.recorder?.close();
-    } catch (err) {
-      log.warn(`session ${this.sessionId}: could not finish the recording ${this.recording}: ${errorMessage(err)}`);
-    }
-    this.watchers.clear();
-    this.events.onEnd?.(this, this.result ?? { code: proc?.exitCode ?? null, signal: proc ? signalOf(proc) : null, error: proc ? "the guest disconnected" : "the guest left before the shell started" });
-  }
-}
-
-function signalOf(proc: Subprocess): string | null {
-  return typeof proc.signalCode === "string" ? proc.signalCode : null;
-}
