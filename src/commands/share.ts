@@ -1,10 +1,11 @@
 // `tessera share`: offer one local port or a shell (embedded agent) or approve for a running agent; prints a code and prompts per request.
 import { randomBytes } from "node:crypto";
 import { defineCommand } from "citty";
-import { ConfigError, errorMessage } from "../errors.ts";
+import { ConfigError, RefusedError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { Agent } from "../relay/agent.ts";
-import { ControlClient } from "../relay/client.ts";
+import { ControlClient, type DialOptions } from "../relay/client.ts";
+import { backoff } from "../relay/backoff.ts";
 import { TargetPolicy } from "../relay/policy.ts";
 import { formatTarget } from "../relay/protocol.ts";
 import { Approver } from "../cli/approver.ts";
@@ -70,10 +71,27 @@ export default defineCommand({
       log.info(`sharing ${shell ? `a shell as ${osUser()}${shell.recordDir ? `, recorded to ${shell.recordDir}` : ", not recorded"}` : policy.targets[0]} as ${shareId}`);
     } else if (args["share-id"]) {
       shareId = args["share-id"];
-      client = await ControlClient.dial(dial);
-      client.send({ t: "attach", shareId });
-      await client.next("registered");
-      client.onClose((err) => stop.trigger(`lost the coordinator${err ? `: ${err.message}` : ""}`));
+      const id = shareId;
+      client = await attachApprover(dial, id);
+      const a = (approver = new Approver(client, id));
+      // Like the agent, an approver rides out a lost connection or a coordinator restart.
+      let attempt = 0;
+      const lost = (err?: Error) => {
+        if (stop.done) return;
+        a.pause();
+        const delay = backoff(attempt++);
+        log.warn(`lost the coordinator${err ? ` (${err.message})` : ""}; reconnecting in ${(delay / 1000).toFixed(1)}s`);
+        setTimeout(() => {
+          attachApprover(dial, id).then((c) => {
+            attempt = 0;
+            client = c;
+            c.onClose(lost);
+            a.rebind(c);
+            log.info("reconnected to the coordinator; approving again");
+          }, (e) => (e instanceof RefusedError && e.code === "no_share" ? stop.trigger(`stopped: ${e.message}`) : lost(e)));
+        }, delay);
+      };
+      client.onClose(lost);
     } else {
       throw new ConfigError("say what to share: --port N (and --host), or --share-id ID of a running agent");
     }
@@ -85,7 +103,7 @@ export default defineCommand({
     shell?.stop();
     approver.stop();
     if (agent) await agent.stop();
-    else {
+    else if (!client.ch.closed) {
       client.send({ t: "leave", shareId });
       await Promise.race([client.next("left").catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
       client.close();
@@ -93,6 +111,19 @@ export default defineCommand({
     if (why.startsWith("lost")) {
       log.error(why);
       process.exitCode = 1;
-    } else log.info(`stopped sharing (${why}); every session of this share is closed`);
+    } else if (agent) log.info(`stopped sharing (${why}); every session of this share is closed`);
+    else log.info(`stopped approving (${why}); the sessions approved here are closed, the agent keeps serving`);
   },
 });
+
+async function attachApprover(dial: DialOptions, shareId: string): Promise<ControlClient> {
+  const c = await ControlClient.dial(dial);
+  c.send({ t: "attach", shareId });
+  try {
+    await c.next("registered");
+  } catch (err) {
+    c.close();
+    throw err;
+  }
+  return c;
+}

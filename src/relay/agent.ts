@@ -6,6 +6,7 @@ import { RefusedError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { derToPem, spkiFingerprint } from "../pki/index.ts";
 import { ControlClient, type DialOptions } from "./client.ts";
+import { backoff } from "./backoff.ts";
 import { dialData } from "./data-dial.ts";
 import type { TargetPolicy } from "./policy.ts";
 import { SHELL_TARGET, type FrameOf, type ServerFrame } from "./protocol.ts";
@@ -96,8 +97,7 @@ export class Agent {
       this.events.onDisconnected?.(err, undefined);
       return;
     }
-    // Exponential backoff with full jitter, capped, so a restarted coordinator isn't stampeded.
-    const delay = Math.random() * Math.min(30_000, 500 * 2 ** this.attempt++);
+    const delay = backoff(this.attempt++);
     this.events.onDisconnected?.(err, delay);
     setTimeout(() => {
       if (this.stopped) return;

@@ -199,7 +199,7 @@ export class Broker {
     const now = Date.now();
     for (const req of [...this.consent.pending.values()]) {
       if (req.guest === peer) {
-        this.o.audit.append("request.withdraw", { requestId: req.id, shareId: req.share.id, guest: req.guestInfo.name });
+        this.o.audit.append("request.withdraw", { requestId: req.id, shareId: req.share.id, host: req.share.hostName, guest: req.guestInfo.name, guestKey: req.guestInfo.spki, addr: req.guestInfo.addr });
         this.consent.drop(req, "withdrawn", true);
       }
     }

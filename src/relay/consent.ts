@@ -3,7 +3,7 @@
 import { RefusedError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { issueCert, readCsr } from "../pki/index.ts";
-import { background, newId, type BrokerOptions, type LiveShare, type Peer, type Request, type Session } from "./broker-state.ts";
+import { background, ip, newId, type BrokerOptions, type LiveShare, type Peer, type Request, type Session } from "./broker-state.ts";
 import { formatCode, hashCode, normalizeCode } from "./codes.ts";
 import { RateLimiter } from "./limits.ts";
 import type { ClientFrame, FrameOf } from "./protocol.ts";
@@ -84,7 +84,7 @@ export class Consent {
   private expire(req: Request): void {
     if (!this.pending.has(req.id)) return;
     const mins = Math.round(this.o.limits.approvalTimeoutMs / 60_000);
-    this.o.audit.append("request.expire", { requestId: req.id, shareId: req.share.id, guest: req.guestInfo.name });
+    this.o.audit.append("request.expire", { requestId: req.id, shareId: req.share.id, host: req.share.hostName, guest: req.guestInfo.name, guestKey: req.guestInfo.spki, addr: req.guestInfo.addr });
     this.drop(req, `the host did not answer within ${mins >= 1 ? `${mins} minute${mins === 1 ? "" : "s"}` : `${this.o.limits.approvalTimeoutMs / 1000}s`}`);
   }
 
@@ -117,7 +117,7 @@ export class Consent {
       clearTimeout(req.timer);
       this.pending.delete(req.id);
       req.share.requests.delete(req);
-      this.o.audit.append("deny", { requestId: req.id, shareId: req.share.id, guest: req.guestInfo.name, guestKey: req.guestInfo.spki, reason });
+      this.o.audit.append("deny", { requestId: req.id, shareId: req.share.id, host: req.share.hostName, guest: req.guestInfo.name, guestKey: req.guestInfo.spki, addr: req.guestInfo.addr, reason });
       await this.o.store.deleteRequest(req.id);
       if (req.codeHash) await this.o.store.releaseCode(req.codeHash);
       req.guest.ch.send({ t: "denied", requestId: req.id, reason });
@@ -138,7 +138,7 @@ export class Consent {
     const req = this.pending.get(f.requestId);
     if (!req) throw new RefusedError("no_request", "that request is no longer waiting (answered, withdrawn or expired)");
     if (!req.share.approvers.has(peer)) throw new RefusedError("forbidden", "you are not an approver of this share");
-    const who = { requestId: req.id, shareId: req.share.id, host: req.share.hostName, guest: req.guestInfo.name, guestKey: req.guestInfo.spki };
+    const who = { requestId: req.id, shareId: req.share.id, host: req.share.hostName, guest: req.guestInfo.name, guestKey: req.guestInfo.spki, addr: req.guestInfo.addr };
     if (!f.allow) {
       this.o.audit.append("deny", who);
       this.drop(req, "the host declined the request");
@@ -167,7 +167,7 @@ export class Consent {
     // Stored before anyone hears of it: a restart right after this still knows the session.
     await this.o.store.openSession({ id: session.id, shareId: req.share.id, guestSpki: req.guestInfo.spki, guestName: req.guestInfo.name, guestAddr: req.guestInfo.addr, hostName: req.share.hostName, target: req.target, openedAt: now });
     await this.o.store.deleteRequest(req.id);
-    this.o.audit.append("session.open", { ...who, sessionId: session.id, target: req.target, addr: req.guestInfo.addr });
+    this.o.audit.append("session.open", { ...who, sessionId: session.id, target: req.target });
     this.sessions.add(session);
     agent.ch.send({ t: "session", sessionId: session.id, shareId: req.share.id, target: req.target, guest: req.guestInfo });
     req.guest.ch.send({ t: "approved", requestId: req.id, sessionId: session.id, cert, hostSpki: req.share.hostSpki, target: req.target, idleTimeoutSec: Math.round(this.o.limits.idleTimeoutMs / 1000) });
@@ -175,7 +175,7 @@ export class Consent {
   }
 
   private rateLimit(peer: Peer): void {
-    const addr = peer.addr.replace(/:\d+$/, "");
+    const addr = ip(peer.addr);
     if (!this.limiter.allow(addr)) {
       this.o.audit.append("redeem.fail", { addr: peer.addr, reason: "rate_limited" });
       throw new RefusedError("rate_limited", `too many attempts from ${addr}; wait a minute and try again`);

@@ -5,6 +5,7 @@ import tls from "node:tls";
 import { RefusedError, TesseraError, errorMessage } from "../errors.ts";
 import { createCsr, derToPem, exportPrivateKeyPem, generateKeyPair, spkiFingerprint } from "../pki/index.ts";
 import { ControlClient, type DialOptions } from "./client.ts";
+import { backoff, sleep } from "./backoff.ts";
 import { dialData } from "./data-dial.ts";
 import { cleanlyDone } from "./agent.ts";
 import type { FrameOf, ServerFrame } from "./protocol.ts";
@@ -263,11 +264,3 @@ export class Guest {
 /** How long a guest keeps trying to resume its session before it gives up. */
 const RESUME_GIVE_UP_MS = 10 * 60_000;
 
-/** Exponential backoff with full jitter, capped; never below 200 ms so a restart has time to happen. */
-function backoff(attempt: number, capMs: number): number {
-  return 200 + Math.random() * Math.min(capMs, 500 * 2 ** attempt);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}

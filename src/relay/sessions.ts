@@ -40,7 +40,7 @@ export class SessionBook {
     s.streams.add(stream);
     s.streamCount++;
     s.lastActive = Date.now();
-    this.o.audit.append("stream.open", { sessionId: s.id, streamId: stream.id, shareId: s.share.id, guest: s.guestInfo.name, target: s.target });
+    this.o.audit.append("stream.open", { ...actors(s), streamId: stream.id, target: s.target });
     agent.ch.send({ t: "incoming", sessionId: s.id, streamId: stream.id, token: agentToken });
     peer.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: guestToken, ref });
   }
@@ -54,7 +54,7 @@ export class SessionBook {
       s.down += stream.down;
       s.lastActive = Date.now();
     }
-    this.o.audit.append("stream.close", { sessionId: stream.sessionId, streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason });
+    this.o.audit.append("stream.close", { ...(s ? actors(s) : { sessionId: stream.sessionId }), streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason });
     background(this.o.store.addStream(stream.sessionId, stream.up, stream.down), "stream totals", log.warn);
   }
 
@@ -76,7 +76,7 @@ export class SessionBook {
     s.detachedSince = undefined;
     s.restored = false;
     s.lastActive = Date.now();
-    this.o.audit.append("session.resume", { sessionId: s.id, shareId: s.share.id, guest: s.guestInfo.name, guestKey: s.guestInfo.spki, addr: peer.addr, afterRestart: wasRestored });
+    this.o.audit.append("session.resume", { ...actors(s), addr: peer.addr, afterRestart: wasRestored });
     peer.ch.send({
       t: "resumed", sessionId: s.id, target: s.target, idleTimeoutSec: Math.round(this.o.limits.idleTimeoutMs / 1000),
       restarted: wasRestored, hostOnline: s.share.agent !== undefined,
@@ -88,7 +88,7 @@ export class SessionBook {
     s.guest = undefined;
     s.detachedSince = now;
     this.cutStreams(s, "the guest lost its connection to the coordinator");
-    this.o.audit.append("session.detach", { sessionId: s.id, shareId: s.share.id, guest: s.guestInfo.name, graceMs: this.o.limits.resumeGraceMs });
+    this.o.audit.append("session.detach", { ...actors(s), graceMs: this.o.limits.resumeGraceMs });
   }
 
   end(peer: Peer, sessionId: string, shares: Map<string, LiveShare>): void {
@@ -104,7 +104,7 @@ export class SessionBook {
   revoke(sessionId: string, by: string): boolean {
     const s = this.all.get(sessionId);
     if (!s) return false;
-    this.o.audit.append("revoke", { sessionId, shareId: s.share.id, guest: s.guestInfo.name, by });
+    this.o.audit.append("revoke", { ...actors(s), by });
     this.close(s, "revoked by the operator");
     return true;
   }
@@ -115,7 +115,7 @@ export class SessionBook {
     this.cutStreams(s, reason);
     this.all.delete(s.id);
     s.share.sessions.delete(s);
-    this.o.audit.append("session.close", { sessionId: s.id, shareId: s.share.id, guest: s.guestInfo.name, reason, streams: s.streamCount, bytesUp: s.up, bytesDown: s.down });
+    this.o.audit.append("session.close", { ...actors(s), reason, streams: s.streamCount, bytesUp: s.up, bytesDown: s.down });
     background(this.o.store.closeSession(s.id, reason, Date.now()), "session close", log.warn);
     const frame: ServerFrame = { t: "closed", sessionId: s.id, reason };
     s.guest?.ch.send(frame);
@@ -137,9 +137,14 @@ export class SessionBook {
         s.lastBytes = bytes;
         s.lastActive = now;
       } else if (now - s.lastActive >= idleTimeoutMs) {
-        this.o.audit.append("session.idle", { sessionId: s.id, idleMs: now - s.lastActive });
+        this.o.audit.append("session.idle", { ...actors(s), idleMs: now - s.lastActive });
         this.close(s, `idle for ${formatDuration(idleTimeoutMs)}`);
       }
     }
   }
+}
+
+/** Who a session line is about: the guest (name, key, address it asked from), the host and the share. */
+function actors(s: Session) {
+  return { sessionId: s.id, shareId: s.share.id, host: s.share.hostName, guest: s.guestInfo.name, guestKey: s.guestInfo.spki, addr: s.guestInfo.addr };
 }

@@ -146,3 +146,62 @@ test("a session whose guest never comes back ends after the grace period", async
   expect(events.some((e) => e.event === "session.detach")).toBe(true);
   expect(events.find((e) => e.event === "session.close")).toMatchObject({ guest: "ann", reason: "the guest disconnected" });
 }, 60_000);
+
+test("a standalone agent and an approver-only share reconnect by themselves after a crash", async () => {
+  const d = await deploy(["--resume-grace", "60s"]);
+  const echo = await echoServer();
+  const agent = spawn(["agent", "--share-id", "db1", "--allow", `127.0.0.1:${echo.port}`], d.hostEnv);
+  await agent.waitFor(/serving share db1/);
+  const approver = spawn(["share", "--share-id", "db1"], d.hostEnv);
+  const code = (await approver.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m))[1]!;
+  const { guest, local } = await joinApproved(d, approver, code, "ann");
+  const one = randomBytes(4000);
+  expect((await roundTrip(local, one)).equals(one)).toBe(true);
+
+  await restartCoordinator(d, "SIGKILL");
+
+  await agent.waitFor(/disconnected[\s\S]*reconnecting in/);
+  await agent.waitFor(/serving share db1[\s\S]*serving share db1/);
+  await approver.waitFor(/reconnected to the coordinator; approving again/);
+  await guest.waitFor(/resumed/);
+  const two = randomBytes(4000);
+  let ok = false;
+  for (let i = 0; i < 50 && !ok; i++) {
+    ok = (await roundTrip(local, two).catch(() => Buffer.alloc(0))).equals(two);
+    if (!ok) await Bun.sleep(200);
+  }
+  expect(ok).toBe(true);
+  // The approver can still mint and approve after the reconnect.
+  approver.write("c\n");
+  const again = (await approver.waitFor(/code: [0-9A-Z-]+\n[\s\S]*code: ([0-9A-Z]{4}-[0-9A-Z]{4})/))[1]!;
+  const bob = await joinApproved(d, approver, again, "bob");
+  const three = randomBytes(100);
+  expect((await roundTrip(bob.local, three)).equals(three)).toBe(true);
+  // The agent stopping on purpose closes the share and every session at once.
+  agent.kill("SIGINT");
+  expect(await agent.exit()).toBe(0);
+  await guest.waitFor(/session ended: the host stopped sharing/);
+  expect(d.audit().some((e) => e.event === "share.close" && e.reason === "the host stopped sharing")).toBe(true);
+}, 90_000);
+
+test("audit tail shows a table, raw JSON, and follows new events", async () => {
+  const d = await deploy();
+  const file = path.join(d.dir, "audit.jsonl");
+  const table = await run(["audit", "tail", file, "-n", "5"]);
+  expect(table.code).toBe(0);
+  expect(table.out).toMatch(/^TIME\s+SEQ\s+EVENT\s+WHO/);
+  expect(table.out).toMatch(/host\.enrol\s+host hosty/);
+  const json = await run(["audit", "tail", file, "--json", "-n", "0"]);
+  const lines = json.out.trim().split("\n").map((l) => JSON.parse(l));
+  expect(lines.map((l) => l.seq)).toEqual(d.audit().map((e) => e.seq));
+  const follow = spawn(["audit", "tail", file, "--follow", "-n", "1"]);
+  await follow.waitFor(/host\.enrol/);
+  const echo = await echoServer();
+  const { host } = await share(d, echo.port);
+  await follow.waitFor(/share\.open\s+host hosty\s+sh-\w+\s+.*targets=127\.0\.0\.1:\d+/);
+  await follow.waitFor(/code\.mint/);
+  host.kill("SIGINT");
+  await follow.waitFor(/share\.close/);
+  follow.kill("SIGINT");
+  expect(await follow.exit()).toBe(0);
+}, 60_000);
