@@ -34,6 +34,8 @@ export class Guest {
   private readonly socks = new Set<net.Socket>();
   private readonly opening = new Map<string, net.Socket>();
   private readonly dialing = new Map<string, { resolve: (s: tls.TLSSocket) => void; reject: (e: Error) => void }>();
+  /** openStream calls made while detached: they go ahead once the session is resumed. */
+  private readonly resumeWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private nextRef = 0;
   private ended = false;
   private detached = false;
@@ -103,6 +105,8 @@ export class Guest {
       this.resumeAttempt = 0;
       for (const s of this.socks) s.destroy();
       for (const s of this.opening.values()) s.destroy();
+      for (const d of this.dialing.values()) d.reject(new TesseraError("detached", "lost the connection to the coordinator while opening a stream"));
+      this.dialing.clear();
     }
     if (Date.now() - this.detachedAt > RESUME_GIVE_UP_MS) {
       return this.end(`lost the connection to the coordinator${err ? ` (${err.message})` : ""} and could not resume the session`);
@@ -128,6 +132,7 @@ export class Guest {
       this.detached = false;
       this.bind(c);
       this.events.onResumed?.(f);
+      for (const w of this.resumeWaiters.splice(0)) w.resolve();
     } catch (err) {
       c.close();
       if (err instanceof RefusedError) return this.end(err.message);
@@ -153,6 +158,8 @@ export class Guest {
   openStream(): Promise<tls.TLSSocket> {
     const approved = this.approved;
     if (this.ended || !approved) return Promise.reject(new TesseraError("no_session", "the session is not open"));
+    // While the guest is resuming, wait for it rather than fail: the host keeps the terminal meanwhile.
+    if (this.detached) return new Promise<void>((resolve, reject) => this.resumeWaiters.push({ resolve, reject })).then(() => this.openStream());
     const ref = `d${++this.nextRef}`;
     return new Promise((resolve, reject) => {
       this.dialing.set(ref, { resolve, reject });
@@ -175,6 +182,7 @@ export class Guest {
     for (const s of this.opening.values()) s.destroy();
     for (const d of this.dialing.values()) d.reject(new TesseraError("closed", reason));
     this.dialing.clear();
+    for (const w of this.resumeWaiters.splice(0)) w.reject(new TesseraError("closed", reason));
     if (notify) this.events.onClosed?.(reason);
   }
 
