@@ -3,7 +3,7 @@
 import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { deploy, killAll, run, shareShell, spawn, spawnArgv, TESSERA, type Deployment, type Proc } from "./harness.ts";
+import { deploy, killAll, restartCoordinator, run, shareShell, spawn, spawnArgv, TESSERA, type Proc } from "./harness.ts";
 
 setDefaultTimeout(90_000);
 afterAll(killAll);
@@ -190,4 +190,25 @@ test("flags that do not fit together, and a file that is not a recording, are re
   expect(replayBad.err).toContain("error: bad.cast: line 3: event time 0.1 goes backwards");
   const speed = await run(["replay", "bad.cast", "--speed", "0"], {}, d.dir);
   expect(speed.err).toContain("--speed must be a number above 0");
+});
+
+test("the coordinator restarts mid-session (SIGKILL): the guest comes back to the same running shell", async () => {
+  const d = await deploy(["--resume-grace", "60s"]);
+  const { host, code } = await shareShell(d, [...SH, "--no-record"], { env: SH_ENV });
+  const guest = spawn(["join", code, "--name", "rita"], d.guestEnv, { pty: true });
+  await approve(host, "rita");
+  await guest.waitFor(/connected to a shell on the host/);
+  guest.write("X=kept; echo set-$((4+4))\r");
+  await guest.waitFor(/set-8/);
+  await restartCoordinator(d, "SIGKILL");
+  // Same shell process: the variable set before the restart is still there.
+  await guest.waitFor(/back on the same shell/, 60_000);
+  await host.waitFor(/rita is back on the same shell/);
+  guest.write("echo got-$X-$((1+1))\r");
+  await guest.waitFor(/got-kept-2/);
+  guest.write("exit 4\r");
+  expect(await guest.exit()).toBe(4);
+  await host.waitFor(/terminal closed \(the shell exited with status 4\)/);
+  host.kill("SIGINT");
+  await host.exit();
 });
