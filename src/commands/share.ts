@@ -18,7 +18,7 @@ import { VERSION } from "../version.ts";
 const log = logger("share");
 
 export default defineCommand({
-  meta: { name: "share", description: "Share a local port: print a code, ask you about each guest, forward once you say y" },
+  meta: { name: "share", description: "Share a local port or your shell: print a code, ask you about each guest, open access once you say y" },
   args: {
     port: { type: "string", description: "Local port to share (runs an embedded agent for exactly this target)" },
     host: { type: "string", default: "127.0.0.1", description: "Host of the target to share" },

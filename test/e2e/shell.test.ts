@@ -206,7 +206,9 @@ test("the coordinator restarts mid-session (SIGKILL): the guest comes back to th
   await host.waitFor(/rita is back on the same shell/);
   guest.write("echo got-$X-$((1+1))\r");
   await guest.waitFor(/got-kept-2/);
-  guest.write("exit 4\r");
+  // Ctrl-D is passed through too: end of input at the prompt, and sh leaves with the last status.
+  guest.write("(exit 4)\r");
+  guest.write("\x04");
   expect(await guest.exit()).toBe(4);
   await host.waitFor(/terminal closed \(the shell exited with status 4\)/);
   host.kill("SIGINT");
