@@ -20,12 +20,15 @@ const main = defineCommand({
     replay: () => import("./commands/replay.ts").then((m) => m.default),
     version: () => import("./commands/version.ts").then((m) => m.default),
     audit: () => import("./commands/audit.ts").then((m) => m.default),
+    "ssh-config": () => import("./commands/ssh-config.ts").then((m) => m.default),
   },
 });
 
 async function run(cmd: CommandDef, rawArgs: string[]): Promise<number> {
   try {
-    if (rawArgs.length === 0 || rawArgs.some((a) => a === "--help" || a === "-h")) {
+    // Words after `--` belong to the command a guest runs (`join CODE -- psql -h {host}`), not to us.
+    const ours = rawArgs.includes("--") ? rawArgs.slice(0, rawArgs.indexOf("--")) : rawArgs;
+    if (rawArgs.length === 0 || ours.some((a) => a === "--help" || a === "-h")) {
       await showUsage(...(await resolveForHelp(cmd, rawArgs)));
       return 0;
     }

@@ -1,18 +1,36 @@
-// Shared by join and connect: ask, wait with a spinner, then forward a local port until the session ends.
+// Shared by join and connect: ask, wait with a spinner, then forward a local port, run a command
+// through it, or carry one stream over stdin/stdout, until the session ends.
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { splitAddress } from "../relay/client.ts";
-import { Guest, type AccessRequest } from "../relay/guest.ts";
+import { Guest, type AccessRequest, type Approved } from "../relay/guest.ts";
 import { parseTarget, SHELL_TARGET } from "../relay/protocol.ts";
+import { runCommand } from "./command-runner.ts";
 import { coordinatorAddress, readCa } from "./home.ts";
 import { untilInterrupted } from "./signals.ts";
 import { runShellGuest } from "./shell-guest.ts";
+import { carryStdio } from "./stdio-carrier.ts";
 import { spinner } from "./ui.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("join");
 
-export async function runGuest(req: AccessRequest, local: string | undefined): Promise<void> {
+/** What the guest does once approved: forward a port, run one command through it, or carry stdin/stdout. */
+export type GuestMode =
+  | { kind: "forward"; local?: string }
+  | { kind: "command"; argv: string[]; local?: string }
+  | { kind: "stdio" };
+
+/** Checks the flags that pick a mode; `--stdio` has no local listener and runs no command. */
+export function guestMode(o: { local?: string; stdio?: boolean; command?: string[] }): GuestMode {
+  if (o.stdio && o.command) throw new ConfigError("--stdio carries the stream over stdin/stdout; it cannot also run a command after `--`");
+  if (o.stdio && o.local) throw new ConfigError("--stdio opens no local port; drop --local");
+  if (o.stdio) return { kind: "stdio" };
+  if (o.command) return { kind: "command", argv: o.command, local: o.local };
+  return { kind: "forward", local: o.local };
+}
+
+export async function runGuest(req: AccessRequest, mode: GuestMode): Promise<void> {
   const stop = untilInterrupted();
   const guest = await Guest.connect({ address: coordinatorAddress(), caPem: readCa(), version: VERSION }, {
     onStreamError: (m) => log.warn(m),
@@ -20,39 +38,54 @@ export async function runGuest(req: AccessRequest, local: string | undefined): P
     onResumed: (f) => log.info(`session ${f.sessionId} resumed${f.restarted ? " (the coordinator had restarted; streams open before it ended)" : ""}${f.hostOnline ? "" : "; the host's agent is still reconnecting"}`),
     onClosed: (reason) => stop.trigger(`session ended: ${reason}`),
   });
-  const spin = spinner("waiting for the host to approve... (Ctrl-C to cancel)");
-  let approved;
+  const approved = await awaitApproval(guest, req, stop.promise);
+  log.info(`session ${approved.sessionId} approved (idle timeout ${Math.round(approved.idleTimeoutSec / 60)} min)`);
+  if (approved.target === SHELL_TARGET) return runShellGuest(guest, approved, stop.promise, mode);
+  if (mode.kind === "stdio") {
+    process.exitCode = await carryStdio(guest, stop.promise);
+    return;
+  }
+  const target = parseTarget(approved.target);
+  // A command gets any free port ({port} tells it which); a plain forward gets a predictable one.
+  const want = splitAddress(mode.local ?? (mode.kind === "command" ? "127.0.0.1:0" : "127.0.0.1"), defaultLocalPort(target.port), true);
+  let bound: { host: string; port: number };
   try {
-    approved = await Promise.race([
+    bound = await guest.listen(want.host, want.port);
+  } catch (err) {
+    await guest.close();
+    throw err;
+  }
+  if (mode.kind === "command") {
+    // The command owns stdout (it may be piped to a file), so our status goes to stderr.
+    log.info(`forwarding ${bound.host}:${bound.port} -> ${approved.target}`);
+    const status = await runCommand(mode.argv, bound, stop.promise, stop.release);
+    await guest.close();
+    process.exitCode = status;
+    return;
+  }
+  console.log(`forwarding ${bound.host}:${bound.port} -> ${approved.target}`);
+  log.info("Ctrl-C ends the session");
+  const why = await stop.promise;
+  await guest.close();
+  if (why.startsWith("session ended")) {
+    log.warn(why);
+    process.exitCode = 1;
+  } else log.info("session closed");
+}
+
+/** Sends the request and waits for the host's answer, showing a spinner; Ctrl-C cancels. */
+async function awaitApproval(guest: Guest, req: AccessRequest, stop: Promise<string>): Promise<Approved> {
+  const spin = spinner("waiting for the host to approve... (Ctrl-C to cancel)");
+  try {
+    return await Promise.race([
       guest.request(req),
-      stop.promise.then((why): never => {
-        guest.close();
+      stop.then((why): never => {
+        void guest.close();
         throw new ConfigError(`cancelled (${why}) before the host answered`);
       }),
     ]);
   } finally {
     spin.stop();
-  }
-  if (approved.target === SHELL_TARGET) return runShellGuest(guest, approved, stop.promise);
-  const target = parseTarget(approved.target);
-  const want = splitAddress(local ?? "127.0.0.1", defaultLocalPort(target.port), true);
-  let bound: { host: string; port: number };
-  try {
-    bound = await guest.listen(want.host, want.port);
-  } catch (err) {
-    guest.close();
-    throw err;
-  }
-  console.log(`forwarding ${bound.host}:${bound.port} -> ${approved.target}`);
-  log.info(`session ${approved.sessionId} approved; Ctrl-C ends it (idle timeout ${Math.round(approved.idleTimeoutSec / 60)} min)`);
-  const why = await stop.promise;
-  if (why.startsWith("session ended")) {
-    log.warn(why);
-    guest.close();
-    process.exitCode = 1;
-  } else {
-    guest.close();
-    log.info("session closed");
   }
 }
 

@@ -9,10 +9,26 @@ const Config = v.object({ coordinator: v.optional(v.string()), http: v.optional(
 export type Config = v.InferOutput<typeof Config>;
 
 export function homeDir(): string {
-  if (process.env.TESSERA_HOME) return path.resolve(process.env.TESSERA_HOME);
-  if (process.platform === "win32" && process.env.APPDATA) return path.join(process.env.APPDATA, "tessera");
-  if (process.platform === "darwin") return path.join(os.homedir(), "Library", "Application Support", "tessera");
-  return path.join(process.env.XDG_CONFIG_HOME || path.join(os.homedir(), ".config"), "tessera");
+  return resolveHome({ platform: process.platform, env: process.env, homedir: os.homedir() });
+}
+
+/**
+ * Where a machine keeps its Tessera files, the platform's way: TESSERA_HOME always wins, then
+ * %APPDATA%\tessera on Windows, ~/Library/Application Support/tessera on macOS, and
+ * $XDG_CONFIG_HOME/tessera (else ~/.config/tessera) elsewhere. Pure, so every platform is testable anywhere.
+ */
+export function resolveHome(o: { platform: string; env: Record<string, string | undefined>; homedir: string }): string {
+  const p = o.platform === "win32" ? path.win32 : path.posix;
+  if (o.env.TESSERA_HOME) return p.resolve(o.env.TESSERA_HOME);
+  if (o.platform === "win32") {
+    // APPDATA is set for every interactive Windows user; a service account may lack it.
+    const appData = o.env.APPDATA && p.isAbsolute(o.env.APPDATA) ? o.env.APPDATA : p.join(o.homedir, "AppData", "Roaming");
+    return p.join(appData, "tessera");
+  }
+  if (o.platform === "darwin") return p.join(o.homedir, "Library", "Application Support", "tessera");
+  // The XDG spec says a relative XDG_CONFIG_HOME is invalid and must be ignored.
+  const xdg = o.env.XDG_CONFIG_HOME && p.isAbsolute(o.env.XDG_CONFIG_HOME) ? o.env.XDG_CONFIG_HOME : p.join(o.homedir, ".config");
+  return p.join(xdg, "tessera");
 }
 
 export const homeFile = (name: "config.json" | "ca.crt" | "host.key" | "host.crt" | "operator-token") => path.join(homeDir(), name);

@@ -1,10 +1,11 @@
 // `join` on a shell share: open the session's terminal stream, attach the local terminal, carry on
 // over a new stream when the session resumes after a lost connection, and leave with the remote
 // shell's exit status.
-import { TesseraError, errorMessage } from "../errors.ts";
+import { ConfigError, TesseraError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { backoff, sleep } from "../relay/backoff.ts";
 import type { Approved, Guest } from "../relay/guest.ts";
+import type { GuestMode } from "./guest-run.ts";
 import { exitStatus, TerminalAttachment, type StreamResult } from "./terminal-attach.ts";
 
 const log = logger("join");
@@ -13,7 +14,11 @@ const MAX_FAILED_STREAMS = 4;
 /** Refusals worth waiting out: the host's agent or this guest is still reconnecting. */
 const TRANSIENT = new Set(["host_offline", "detached", "stream"]);
 
-export async function runShellGuest(guest: Guest, approved: Approved, stopped: Promise<string>): Promise<void> {
+export async function runShellGuest(guest: Guest, approved: Approved, stopped: Promise<string>, mode: GuestMode): Promise<void> {
+  if (mode.kind !== "forward" || mode.local) {
+    await guest.close();
+    throw new ConfigError("this share is a shell: join it without --local, --stdio or `-- COMMAND` (pipe commands into join's stdin instead)");
+  }
   const term = new TerminalAttachment({
     onReady: ({ readOnly, recorded, escape, again }) => {
       if (again) return void process.stderr.write("\r\n[tessera] back on the same shell\r\n");
@@ -59,7 +64,7 @@ export async function runShellGuest(guest: Guest, approved: Approved, stopped: P
   term.close();
   // A stream can close a moment before the control connection says why (host ended it, revoke): wait for the reason.
   if (stop === undefined && !last?.exit && !last?.error && !term.disconnected) await Promise.race([stopped, sleep(2000)]);
-  guest.close();
+  await guest.close();
   if (last?.exit) {
     const status = exitStatus(last.exit);
     process.stderr.write(`\r\nremote shell exited with status ${status}${last.exit.signal ? ` (${last.exit.signal})` : ""}\n`);

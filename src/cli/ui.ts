@@ -28,10 +28,5 @@ export function ask(question: string): Promise<string> {
   });
 }
 
-export function osUser(): string {
-  try {
-    return (process.env.USER || process.env.USERNAME || require("node:os").userInfo().username || "guest").slice(0, 64);
-  } catch {
-    return "guest";
-  }
-}
+// Kept here too so existing imports keep working; the lookup lives in its own module.
+export { osUser } from "./os-user.ts";

@@ -186,6 +186,6 @@ export class Agent {
   }
 }
 
-export function cleanlyDone(sock: net.Socket): boolean {
+export function cleanlyDone(sock: { readableEnded: boolean; writableFinished: boolean }): boolean {
   return sock.readableEnded && sock.writableFinished;
 }

@@ -1,6 +1,7 @@
 // The guest: asks for access with a fresh key, and once approved turns each local TCP connection
-// into a stream whose end-to-end TLS only the approved host's key can answer.
+// (or the one duplex it is given, for --stdio) into a stream whose end-to-end TLS only the approved host's key can answer.
 import net from "node:net";
+import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import { RefusedError, TesseraError, errorMessage } from "../errors.ts";
 import { createCsr, derToPem, exportPrivateKeyPem, generateKeyPair, spkiFingerprint } from "../pki/index.ts";
@@ -31,8 +32,8 @@ export class Guest {
   private keyPem = "";
   private approved: Approved | undefined;
   private server: net.Server | undefined;
-  private readonly socks = new Set<net.Socket>();
-  private readonly opening = new Map<string, net.Socket>();
+  private readonly socks = new Set<Duplex>();
+  private readonly opening = new Map<string, Duplex>();
   private readonly dialing = new Map<string, { resolve: (s: tls.TLSSocket) => void; reject: (e: Error) => void }>();
   /** openStream calls made while detached: they go ahead once the session is resumed. */
   private readonly resumeWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
@@ -167,11 +168,32 @@ export class Guest {
     });
   }
 
-  /** Ends the session for everyone: tells the coordinator, then closes every stream at once. */
-  close(reason = "the guest ended the session"): void {
+  /**
+   * Carries exactly one stream over `local` (stdin/stdout, say) instead of listening. Resolves once the
+   * stream is over: true when both directions ended cleanly, false when it was refused or cut.
+   */
+  carry(local: Duplex): Promise<boolean> {
+    return new Promise((resolve) => {
+      local.pause();
+      local.once("close", () => resolve(cleanlyDone(local)));
+      this.accept(local);
+    });
+  }
+
+  /**
+   * Ends the session for everyone: tells the coordinator, then closes every stream at once. Resolves
+   * when the coordinator has closed the control connection too (so it has seen the end), or after 3 s.
+   */
+  close(reason = "the guest ended the session"): Promise<void> {
     if (this.approved && !this.ended) this.client.send({ t: "end", sessionId: this.approved.sessionId });
     this.end(reason, false);
+    const sock = this.client.socket;
+    const gone = sock.closed ? Promise.resolve() : new Promise<void>((r) => {
+      sock.once("close", () => r());
+      setTimeout(r, 3000).unref();
+    });
     this.client.close();
+    return gone;
   }
 
   private end(reason: string, notify = true): void {
@@ -186,9 +208,9 @@ export class Guest {
     if (notify) this.events.onClosed?.(reason);
   }
 
-  private accept(sock: net.Socket): void {
+  private accept(sock: Duplex): void {
     if (this.ended || !this.approved || this.detached) return void sock.destroy();
-    sock.setNoDelay(true);
+    if (sock instanceof net.Socket) sock.setNoDelay(true);
     sock.on("error", () => {});
     const ref = `o${++this.nextRef}`;
     this.opening.set(ref, sock);
@@ -252,7 +274,7 @@ export class Guest {
     return inner;
   }
 
-  private secure(raw: net.Socket, local: net.Socket, approved: Approved): void {
+  private secure(raw: net.Socket, local: Duplex, approved: Approved): void {
     const inner = this.innerTls(raw, approved);
     inner.on("error", (err) => {
       this.events.onStreamError?.(`stream failed: ${errorMessage(err)}`);

@@ -197,6 +197,37 @@ export async function restartCoordinator(d: Deployment, signal: NodeJS.Signals):
   d.httpPort = Number(m[2]);
 }
 
+/** Starts any program (psql, ssh, sshd) as a tracked process, killed by killAll like tessera's own. */
+export function spawnProgram(argv: string[], env: Record<string, string> = {}, opts: { cwd?: string } = {}): Proc {
+  const proc = Bun.spawn(argv, { env: { ...process.env, ...env }, cwd: opts.cwd, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  const p = new Proc(proc, false);
+  live.add(proc);
+  void proc.exited.then(() => live.delete(proc));
+  void pump(proc.stdout as ReadableStream<Uint8Array>, (s) => p.feed("out", s));
+  void pump(proc.stderr as ReadableStream<Uint8Array>, (s) => p.feed("err", s));
+  return p;
+}
+
+/** Waits until the audit log holds `count` lines of `event` (it is written just after the action it records). */
+export async function auditEvents(d: Deployment, event: string, count = 1, timeoutMs = 20_000): Promise<{ event: string; [k: string]: unknown }[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = d.audit().filter((e) => e.event === event);
+    if (found.length >= count) return found;
+    if (Date.now() > deadline) throw new Error(`audit log has ${found.length} ${event} line(s), expected ${count}:\n${JSON.stringify(d.audit(), null, 1)}`);
+    await Bun.sleep(25);
+  }
+}
+
+/** `tessera agent --share-id ID --allow 127.0.0.1:PORT` plus `tessera share --share-id ID` answering its prompts. */
+export async function agentShare(d: Deployment, shareId: string, targetPort: number): Promise<{ agent: Proc; approver: Proc }> {
+  const agent = spawn(["agent", "--share-id", shareId, "--allow", `127.0.0.1:${targetPort}`], d.hostEnv);
+  await agent.waitFor(new RegExp(`serving share ${shareId}`));
+  const approver = spawn(["share", "--share-id", shareId], d.hostEnv);
+  await approver.waitFor(/code: /);
+  return { agent, approver };
+}
+
 /** Starts `tessera share --shell ...extra` (through a PTY unless told otherwise) and returns it with its code. */
 export async function shareShell(d: Deployment, extra: string[], opts: { pty?: boolean; env?: Record<string, string> } = {}): Promise<{ host: Proc; code: string }> {
   const host = spawn(["share", "--shell", ...extra], { ...d.hostEnv, ...opts.env }, { pty: opts.pty ?? true, cwd: d.dir });
