@@ -3,7 +3,8 @@ import readline from "node:readline";
 import { errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import type { ControlClient } from "../relay/client.ts";
-import type { FrameOf, ServerFrame } from "../relay/protocol.ts";
+import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../relay/protocol.ts";
+import { osUser } from "./ui.ts";
 
 type Ask = FrameOf<ServerFrame, "ask">;
 const log = logger("share");
@@ -12,16 +13,40 @@ export class Approver {
   private readonly queue: Ask[] = [];
   private current: Ask | undefined;
   private rl: readline.Interface | undefined;
+  /** While the host's terminal is attached to a shared shell, prompts wait and keystrokes go to the shell. */
+  private suspended = false;
 
-  constructor(private client: ControlClient, private readonly shareId: string, private readonly what = "port") {}
+  constructor(private client: ControlClient, private readonly shareId: string, private readonly what: "port" | "shell" | "shell-read-only" = "port") {}
 
   start(): void {
     this.listen();
-    this.rl = readline.createInterface({ input: process.stdin, terminal: false });
-    this.rl.on("line", (line) => this.onLine(line.trim()));
-    this.rl.on("close", () => {
-      if (!process.stdin.isTTY) log.warn("standard input closed: requests can no longer be answered here and will expire");
+    this.openInput();
+  }
+
+  private openInput(): void {
+    const rl = readline.createInterface({ input: process.stdin, terminal: false });
+    this.rl = rl;
+    rl.on("line", (line) => this.onLine(line.trim()));
+    rl.on("close", () => {
+      if (this.rl === rl && !process.stdin.isTTY) log.warn("standard input closed: requests can no longer be answered here and will expire");
     });
+  }
+
+  /** Hands the terminal to something else (a watched shell); a prompt on screen is shown again on resume. */
+  suspend(): void {
+    if (this.current) this.queue.unshift(this.current);
+    this.current = undefined;
+    this.suspended = true;
+    const rl = this.rl;
+    this.rl = undefined;
+    rl?.close();
+  }
+
+  resume(): void {
+    if (!this.suspended) return;
+    this.suspended = false;
+    this.openInput();
+    this.showNext();
   }
 
   /** The connection dropped: whatever was waiting is void (the coordinator denies it, the guest may ask again). */
@@ -41,7 +66,8 @@ export class Approver {
   private listen(): void {
     this.client.on("ask", (f) => {
       this.queue.push(f);
-      if (!this.current) this.showNext();
+      if (this.suspended) process.stderr.write(`\r\n[tessera] ${f.guest.name} is asking for access; the prompt shows once this session ends (Ctrl-] ends it)\r\n`);
+      else if (!this.current) this.showNext();
     });
     this.client.on("cancel", (f) => {
       if (this.current?.requestId === f.requestId) {
@@ -71,18 +97,21 @@ export class Approver {
   }
 
   private showNext(): void {
+    if (this.suspended) return;
     const f = this.queue.shift();
     this.current = f;
     if (!f) return;
     const secs = Math.max(0, Math.round((f.deadline - Date.now()) / 1000));
+    const shell = f.target === SHELL_TARGET;
+    const wants = shell ? `an interactive SHELL on this machine as user ${osUser()}${this.what === "shell-read-only" ? " (read-only: you type, they watch)" : ""}` : f.target;
     process.stderr.write(
       `\n── access request ${f.requestId} ──\n` +
         `  guest   ${f.guest.name}\n` +
         `  from    ${f.guest.addr}\n` +
-        `  wants   ${this.what === "shell" ? "an interactive SHELL on this machine" : f.target}\n` +
+        `  wants   ${wants}\n` +
         `  reason  ${f.reason || "(none given)"}\n` +
         `  key     ${f.guest.spki}\n` +
-        `Allow ${f.guest.name} to reach ${this.what === "shell" ? "a shell" : f.target}? [y/N] (${secs}s to answer) `,
+        `Allow ${f.guest.name} ${shell ? `a SHELL as ${osUser()}` : `to reach ${f.target}`}? [y/N] (${secs}s to answer) `,
     );
   }
 

@@ -4,10 +4,11 @@ import { ConfigError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { splitAddress } from "../relay/client.ts";
 import { Guest, type AccessRequest, type Approved } from "../relay/guest.ts";
-import { parseTarget } from "../relay/protocol.ts";
+import { parseTarget, SHELL_TARGET } from "../relay/protocol.ts";
 import { runCommand } from "./command-runner.ts";
 import { coordinatorAddress, readCa } from "./home.ts";
 import { untilInterrupted } from "./signals.ts";
+import { runShellGuest } from "./shell-guest.ts";
 import { carryStdio } from "./stdio-carrier.ts";
 import { spinner } from "./ui.ts";
 import { VERSION } from "../version.ts";
@@ -39,6 +40,7 @@ export async function runGuest(req: AccessRequest, mode: GuestMode): Promise<voi
   });
   const approved = await awaitApproval(guest, req, stop.promise);
   log.info(`session ${approved.sessionId} approved (idle timeout ${Math.round(approved.idleTimeoutSec / 60)} min)`);
+  if (approved.target === SHELL_TARGET) return runShellGuest(guest, approved, stop.promise, mode);
   if (mode.kind === "stdio") {
     process.exitCode = await carryStdio(guest, stop.promise);
     return;

@@ -1,4 +1,4 @@
-// `tessera share`: offer one local port (embedded agent) or approve for a running agent; prints a code and prompts per request.
+// `tessera share`: offer one local port or a shell (embedded agent) or approve for a running agent; prints a code and prompts per request.
 import { randomBytes } from "node:crypto";
 import { defineCommand } from "citty";
 import { ConfigError, RefusedError, errorMessage } from "../errors.ts";
@@ -9,19 +9,26 @@ import { backoff } from "../relay/backoff.ts";
 import { TargetPolicy } from "../relay/policy.ts";
 import { formatTarget } from "../relay/protocol.ts";
 import { Approver } from "../cli/approver.ts";
+import { ShellShare } from "../cli/shell-share.ts";
 import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
 import { untilInterrupted } from "../cli/signals.ts";
+import { osUser } from "../cli/ui.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("share");
 
 export default defineCommand({
-  meta: { name: "share", description: "Share a local port: print a code, ask you about each guest, forward once you say y" },
+  meta: { name: "share", description: "Share a local port or your shell: print a code, ask you about each guest, open access once you say y" },
   args: {
     port: { type: "string", description: "Local port to share (runs an embedded agent for exactly this target)" },
     host: { type: "string", default: "127.0.0.1", description: "Host of the target to share" },
     "share-id": { type: "string", description: "Approve requests for a running `tessera agent --share-id ID` instead" },
     target: { type: "string", description: "With --share-id: which of the agent's targets the code is for (default: its first)" },
+    shell: { type: "boolean", description: "Share an interactive shell on this machine (a PTY a session, as your user) instead of a port" },
+    command: { type: "string", description: "With --shell: what to run in the terminal (default: your login shell, as a login shell)" },
+    "read-only": { type: "boolean", description: "With --shell: the guest only watches; you type in this terminal (implies --watch)" },
+    watch: { type: "boolean", description: "With --shell: mirror the shared shell here and let you type too; Ctrl-] ends the session" },
+    record: { type: "string", description: "With --shell: directory for asciicast recordings (default TESSERA_HOME/recordings; --no-record turns them off)" },
   },
   async run({ args }) {
     const dial = { address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION };
@@ -30,13 +37,22 @@ export default defineCommand({
     let shareId: string;
     let agent: Agent | undefined;
     let approver: Approver | undefined;
-    if (args.port !== undefined) {
-      const port = Number(args.port);
-      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`--port must be 1-65535 (got "${args.port}")`);
+    let shell: ShellShare | undefined;
+    if (args.shell && (args.port !== undefined || args["share-id"])) throw new ConfigError("--shell shares this machine's shell; leave out --port and --share-id");
+    if (!args.shell && (args["read-only"] || args.watch || args.command !== undefined)) throw new ConfigError("--read-only, --watch and --command go with --shell");
+    if (args.port !== undefined || args.shell) {
+      let policy: TargetPolicy;
+      if (args.shell) {
+        shell = new ShellShare({ command: args.command, readOnly: !!args["read-only"], watch: !!args.watch, record: args.record as string | boolean | undefined });
+        policy = new TargetPolicy([]);
+      } else {
+        const port = Number(args.port);
+        if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`--port must be 1-65535 (got "${args.port}")`);
+        policy = new TargetPolicy([formatTarget(args.host, port)]);
+      }
       shareId = `sh-${randomBytes(6).toString("hex")}`;
-      const policy = new TargetPolicy([formatTarget(args.host, port)]);
       let approverRef: Approver | undefined;
-      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: true }, {
+      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: true, shell: shell?.host }, {
         onDisconnected: (err, retry) => {
           if (retry === undefined) return stop.trigger(`lost the coordinator${err ? `: ${err.message}` : ""}`);
           approverRef?.pause();
@@ -45,13 +61,14 @@ export default defineCommand({
         onConnected: (c) => {
           if (!approverRef) return;
           approverRef.rebind(c);
+          shell?.rebind(c);
           log.info("reconnected to the coordinator; the share is live again");
         },
         onStream: (sid, error) => error && log.warn(`session ${sid}: ${error}`),
       });
       client = await agent.start();
-      approver = approverRef = new Approver(client, shareId);
-      log.info(`sharing ${policy.targets[0]} as ${shareId}`);
+      approver = approverRef = new Approver(client, shareId, shell?.what);
+      log.info(`sharing ${shell ? `a shell as ${osUser()}${shell.recordDir ? `, recorded to ${shell.recordDir}` : ", not recorded"}` : policy.targets[0]} as ${shareId}`);
     } else if (args["share-id"]) {
       shareId = args["share-id"];
       const id = shareId;
@@ -80,8 +97,10 @@ export default defineCommand({
     }
     approver ??= new Approver(client, shareId);
     approver.start();
+    shell?.bind(client, approver);
     await approver.mint(args.target);
     const why = await stop.promise;
+    shell?.stop();
     approver.stop();
     if (agent) await agent.stop();
     else if (!client.ch.closed) {

@@ -9,7 +9,7 @@ import { ControlClient, type DialOptions } from "./client.ts";
 import { backoff } from "./backoff.ts";
 import { dialData } from "./data-dial.ts";
 import type { TargetPolicy } from "./policy.ts";
-import type { FrameOf, ServerFrame } from "./protocol.ts";
+import { SHELL_TARGET, type FrameOf, type ServerFrame } from "./protocol.ts";
 
 const log = logger("agent");
 
@@ -20,6 +20,15 @@ export interface AgentOptions extends Required<Pick<DialOptions, "address" | "ca
   approver: boolean;
   /** Keep reconnecting (with backoff) rather than fail on the first disconnect. */
   reconnect: boolean;
+  /** Serves sessions whose target is SHELL_TARGET (`share --shell`); without it such streams are refused. */
+  shell?: StreamService;
+}
+
+/** Something on the host that takes a verified end-to-end stream directly instead of a TCP target. */
+export interface StreamService {
+  serve(stream: tls.TLSSocket, session: { sessionId: string; guest: { name: string } }): void;
+  /** The coordinator closed the session (its streams merely dropping does not mean that). */
+  closed?(sessionId: string, reason: string): void;
 }
 
 interface AgentSession {
@@ -48,7 +57,8 @@ export class Agent {
   /** Connects and registers; resolves once the share is live. Rejects on refusal (id taken, not enrolled). */
   async start(): Promise<ControlClient> {
     const c = await ControlClient.dial(this.o);
-    c.send({ t: "register", shareId: this.o.shareId, targets: this.o.policy.targets, approver: this.o.approver });
+    const targets = [...this.o.policy.targets, ...(this.o.shell ? [SHELL_TARGET] : [])];
+    c.send({ t: "register", shareId: this.o.shareId, targets, approver: this.o.approver });
     await c.next("registered").catch((err) => {
       c.close();
       throw err;
@@ -57,7 +67,10 @@ export class Agent {
     this.client = c;
     c.on("session", (f) => this.sessions.set(f.sessionId, { frame: f, streams: new Set() }));
     c.on("incoming", (f) => void this.incoming(f));
-    c.on("closed", (f) => this.endSession(f.sessionId));
+    c.on("closed", (f) => {
+      this.o.shell?.closed?.(f.sessionId, f.reason);
+      this.endSession(f.sessionId);
+    });
     c.onClose((err) => this.lost(err));
     this.events.onConnected?.(c);
     return c;
@@ -105,22 +118,32 @@ export class Agent {
   private async incoming(f: FrameOf<ServerFrame, "incoming">): Promise<void> {
     const s = this.sessions.get(f.sessionId);
     if (!s) return;
-    let dest: { host: string; port: number };
-    try {
-      // The coordinator is not trusted to pick targets: the agent's own list decides.
-      dest = await this.o.policy.resolve(s.frame.target);
-    } catch (err) {
-      log.warn(`refused stream to ${s.frame.target}: ${errorMessage(err)}`);
-      this.events.onStream?.(f.sessionId, errorMessage(err));
-      return;
+    let verified: (inner: tls.TLSSocket) => void;
+    if (s.frame.target === SHELL_TARGET) {
+      const shell = this.o.shell;
+      // The agent's own options decide whether a shell is offered, whatever the coordinator asks.
+      if (!shell) return this.events.onStream?.(f.sessionId, "refused a shell stream: this agent does not share a shell");
+      verified = (inner) => shell.serve(inner, s.frame);
+    } else {
+      let dest: { host: string; port: number };
+      try {
+        // The coordinator is not trusted to pick targets: the agent's own list decides.
+        dest = await this.o.policy.resolve(s.frame.target);
+      } catch (err) {
+        log.warn(`refused stream to ${s.frame.target}: ${errorMessage(err)}`);
+        this.events.onStream?.(f.sessionId, errorMessage(err));
+        return;
+      }
+      verified = (inner) => this.pipeTo(inner, s, f, dest);
     }
-    const raw = dialData(this.o.address, f.token, () => this.secure(raw, s, f, dest));
+    const raw = dialData(this.o.address, f.token, () => this.secure(raw, s, f, verified));
     raw.on("error", () => raw.destroy());
     s.streams.add(raw);
     raw.on("close", () => s.streams.delete(raw));
   }
 
-  private secure(raw: net.Socket, s: AgentSession, f: FrameOf<ServerFrame, "incoming">, dest: { host: string; port: number }): void {
+  /** Terminates the guest's end-to-end TLS and hands the stream on once the peer is the approved key. */
+  private secure(raw: net.Socket, s: AgentSession, f: FrameOf<ServerFrame, "incoming">, verified: (inner: tls.TLSSocket) => void): void {
     const inner = new tls.TLSSocket(raw, {
       isServer: true, secureContext: this.ctx, requestCert: true, rejectUnauthorized: true,
       // @ts-expect-error node's TLSSocket accepts allowHalfOpen so a half-close reaches the target.
@@ -141,21 +164,25 @@ export class Agent {
         inner.destroy();
         return;
       }
-      const up = net.connect({ ...dest, allowHalfOpen: true });
-      up.setNoDelay(true);
-      up.on("error", (err) => {
-        this.events.onStream?.(f.sessionId, `cannot reach ${s.frame.target}: ${err.message}`);
-        inner.destroy();
-      });
-      s.streams.add(up);
-      up.on("close", () => s.streams.delete(up));
-      // A clean close in both directions lets pending bytes drain; anything else cuts the pair.
-      up.on("close", () => { if (!cleanlyDone(up)) inner.destroy(); });
-      inner.on("close", () => { if (!cleanlyDone(inner)) up.destroy(); });
-      inner.pipe(up);
-      up.pipe(inner);
-      this.events.onStream?.(f.sessionId);
+      verified(inner);
     });
+  }
+
+  private pipeTo(inner: tls.TLSSocket, s: AgentSession, f: FrameOf<ServerFrame, "incoming">, dest: { host: string; port: number }): void {
+    const up = net.connect({ ...dest, allowHalfOpen: true });
+    up.setNoDelay(true);
+    up.on("error", (err) => {
+      this.events.onStream?.(f.sessionId, `cannot reach ${s.frame.target}: ${err.message}`);
+      inner.destroy();
+    });
+    s.streams.add(up);
+    up.on("close", () => s.streams.delete(up));
+    // A clean close in both directions lets pending bytes drain; anything else cuts the pair.
+    up.on("close", () => { if (!cleanlyDone(up)) inner.destroy(); });
+    inner.on("close", () => { if (!cleanlyDone(inner)) up.destroy(); });
+    inner.pipe(up);
+    up.pipe(inner);
+    this.events.onStream?.(f.sessionId);
   }
 }
 

@@ -34,6 +34,9 @@ export class Guest {
   private server: net.Server | undefined;
   private readonly socks = new Set<Duplex>();
   private readonly opening = new Map<string, Duplex>();
+  private readonly dialing = new Map<string, { resolve: (s: tls.TLSSocket) => void; reject: (e: Error) => void }>();
+  /** openStream calls made while detached: they go ahead once the session is resumed. */
+  private readonly resumeWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private nextRef = 0;
   private ended = false;
   private detached = false;
@@ -103,6 +106,8 @@ export class Guest {
       this.resumeAttempt = 0;
       for (const s of this.socks) s.destroy();
       for (const s of this.opening.values()) s.destroy();
+      for (const d of this.dialing.values()) d.reject(new TesseraError("detached", "lost the connection to the coordinator while opening a stream"));
+      this.dialing.clear();
     }
     if (Date.now() - this.detachedAt > RESUME_GIVE_UP_MS) {
       return this.end(`lost the connection to the coordinator${err ? ` (${err.message})` : ""} and could not resume the session`);
@@ -128,6 +133,7 @@ export class Guest {
       this.detached = false;
       this.bind(c);
       this.events.onResumed?.(f);
+      for (const w of this.resumeWaiters.splice(0)) w.resolve();
     } catch (err) {
       c.close();
       if (err instanceof RefusedError) return this.end(err.message);
@@ -146,6 +152,19 @@ export class Guest {
         const a = server.address() as net.AddressInfo;
         resolve({ host: a.address, port: a.port });
       });
+    });
+  }
+
+  /** Opens one stream without a local listener (a shell's terminal): resolves with the verified end-to-end TLS socket. */
+  openStream(): Promise<tls.TLSSocket> {
+    const approved = this.approved;
+    if (this.ended || !approved) return Promise.reject(new TesseraError("no_session", "the session is not open"));
+    // While the guest is resuming, wait for it rather than fail: the host keeps the terminal meanwhile.
+    if (this.detached) return new Promise<void>((resolve, reject) => this.resumeWaiters.push({ resolve, reject })).then(() => this.openStream());
+    const ref = `d${++this.nextRef}`;
+    return new Promise((resolve, reject) => {
+      this.dialing.set(ref, { resolve, reject });
+      this.client.send({ t: "open", sessionId: approved.sessionId, ref });
     });
   }
 
@@ -183,6 +202,9 @@ export class Guest {
     this.server?.close();
     for (const s of this.socks) s.destroy();
     for (const s of this.opening.values()) s.destroy();
+    for (const d of this.dialing.values()) d.reject(new TesseraError("closed", reason));
+    this.dialing.clear();
+    for (const w of this.resumeWaiters.splice(0)) w.reject(new TesseraError("closed", reason));
     if (notify) this.events.onClosed?.(reason);
   }
 
@@ -197,6 +219,11 @@ export class Guest {
   }
 
   private streamRefused(f: FrameOf<ServerFrame, "error">): void {
+    const d = f.ref ? this.dialing.get(f.ref) : undefined;
+    if (d) {
+      this.dialing.delete(f.ref!);
+      return d.reject(new TesseraError(f.code, f.message));
+    }
     const sock = f.ref ? this.opening.get(f.ref) : undefined;
     if (!sock) return;
     this.opening.delete(f.ref!);
@@ -205,6 +232,20 @@ export class Guest {
   }
 
   private streamReady(f: FrameOf<ServerFrame, "stream">): void {
+    const d = this.dialing.get(f.ref);
+    if (d && this.approved) {
+      this.dialing.delete(f.ref);
+      const approved = this.approved;
+      const raw = dialData(this.o.address, f.token, () => {
+        const inner = this.innerTls(raw, approved);
+        inner.once("secureConnect", () => d.resolve(inner));
+        inner.once("error", (err) => d.reject(new TesseraError("stream", `stream failed: ${errorMessage(err)}`)));
+      });
+      raw.once("error", (err) => d.reject(new TesseraError("stream", `cannot reach the coordinator's data port: ${errorMessage(err)}`)));
+      this.socks.add(raw);
+      raw.on("close", () => this.socks.delete(raw));
+      return;
+    }
     const local = this.opening.get(f.ref);
     const approved = this.approved;
     if (!local || !approved) return;
@@ -217,7 +258,8 @@ export class Guest {
     raw.on("close", () => this.socks.delete(raw));
   }
 
-  private secure(raw: net.Socket, local: Duplex, approved: Approved): void {
+  /** The guest's end of the end-to-end TLS: its own key, and only the approved host's key accepted. */
+  private innerTls(raw: net.Socket, approved: Approved): tls.TLSSocket {
     const inner = tls.connect({
       socket: raw, minVersion: "TLSv1.3" as const, key: this.keyPem, cert: approved.cert, ca: this.o.caPem,
       // Only the host the coordinator named for this session may answer; the CA alone is not enough.
@@ -229,6 +271,11 @@ export class Guest {
     this.socks.add(inner);
     inner.on("close", () => this.socks.delete(inner));
     raw.on("error", () => inner.destroy());
+    return inner;
+  }
+
+  private secure(raw: net.Socket, local: Duplex, approved: Approved): void {
+    const inner = this.innerTls(raw, approved);
     inner.on("error", (err) => {
       this.events.onStreamError?.(`stream failed: ${errorMessage(err)}`);
       inner.destroy();

@@ -13,8 +13,10 @@ const id = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 le
 const name = v.pipe(v.string(), v.minLength(1), v.maxLength(64), v.regex(/^[^\x00-\x1f\x7f]+$/, "must not contain control characters"));
 const text = (max: number) => v.pipe(v.string(), v.maxLength(max), v.regex(/^[^\x00-\x08\x0b-\x1f\x7f]*$/, "must not contain control characters"));
 const pem = v.pipe(v.string(), v.maxLength(16 * 1024), v.startsWith("-----BEGIN "));
-/** HOST:PORT or [IPv6]:PORT; parsed properly by parseTarget. */
-export const target = v.pipe(v.string(), v.maxLength(300), v.regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "must be HOST:PORT"));
+/** The target of a shell share: an interactive terminal on the host, not a network address. */
+export const SHELL_TARGET = "shell";
+/** HOST:PORT or [IPv6]:PORT (parsed properly by parseTarget), or the literal SHELL_TARGET. */
+export const target = v.pipe(v.string(), v.maxLength(300), v.regex(/^(shell|(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5})$/, "must be HOST:PORT or shell"));
 const spki = v.pipe(v.string(), v.regex(/^SHA256:[A-Za-z0-9+/]{43}$/));
 const token = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{43}$/));
 const code = v.pipe(v.string(), v.maxLength(32));

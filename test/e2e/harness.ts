@@ -73,12 +73,17 @@ export class Proc {
 }
 
 export function spawn(args: string[], env: Record<string, string> = {}, opts: { pty?: boolean; cwd?: string } = {}): Proc {
+  return spawnArgv([...TESSERA, ...args], env, opts);
+}
+
+/** Like spawn, for any program (e.g. `sh -c` around tessera inside one PTY). */
+export function spawnArgv(argv: string[], env: Record<string, string> = {}, opts: { pty?: boolean; cwd?: string } = {}): Proc {
   const fullEnv = { ...process.env, NO_COLOR: "1", ...env };
   let p!: Proc;
   const dec = new TextDecoder();
   const proc = opts.pty
-    ? Bun.spawn([...TESSERA, ...args], { env: fullEnv, cwd: opts.cwd, terminal: { cols: 120, rows: 40, data: (_t, d) => p.feed("out", dec.decode(d)) } })
-    : Bun.spawn([...TESSERA, ...args], { env: fullEnv, cwd: opts.cwd, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    ? Bun.spawn(argv, { env: fullEnv, cwd: opts.cwd, terminal: { cols: 120, rows: 40, data: (_t, d) => p.feed("out", dec.decode(d, { stream: true })) } })
+    : Bun.spawn(argv, { env: fullEnv, cwd: opts.cwd, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
   p = new Proc(proc, !!opts.pty);
   live.add(proc);
   void proc.exited.then(() => live.delete(proc));
@@ -221,4 +226,11 @@ export async function agentShare(d: Deployment, shareId: string, targetPort: num
   const approver = spawn(["share", "--share-id", shareId], d.hostEnv);
   await approver.waitFor(/code: /);
   return { agent, approver };
+}
+
+/** Starts `tessera share --shell ...extra` (through a PTY unless told otherwise) and returns it with its code. */
+export async function shareShell(d: Deployment, extra: string[], opts: { pty?: boolean; env?: Record<string, string> } = {}): Promise<{ host: Proc; code: string }> {
+  const host = spawn(["share", "--shell", ...extra], { ...d.hostEnv, ...opts.env }, { pty: opts.pty ?? true, cwd: d.dir });
+  const m = await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?$/m);
+  return { host, code: m[1]! };
 }

@@ -1,0 +1,56 @@
+// The asciicast v2 format (asciinema's): a JSON header line, then one [seconds, code, data] event a line.
+// Written by the host's recorder, read back (and validated line by line) by `tessera replay`.
+import * as v from "valibot";
+
+export const ASCIICAST_VERSION = 2;
+/** A replayed line longer than this is refused rather than buffered: recordings write chunks of 16 KiB. */
+export const MAX_LINE_BYTES = 1024 * 1024;
+
+const dim = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000));
+
+export const Header = v.object({
+  version: v.literal(ASCIICAST_VERSION),
+  width: dim,
+  height: dim,
+  timestamp: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  title: v.optional(v.string()),
+  env: v.optional(v.record(v.string(), v.string())),
+});
+export type Header = v.InferOutput<typeof Header>;
+
+/** "o" output, "i" input, "r" resize ("COLSxROWS"), "m" marker; other codes are kept but not played. */
+export const Event = v.pipe(
+  v.tuple([v.pipe(v.number(), v.minValue(0)), v.pipe(v.string(), v.regex(/^[a-z]$/, "must be an event code like \"o\"")), v.string()]),
+  v.check(([, code, data]) => code !== "r" || /^\d{1,5}x\d{1,5}$/.test(data), "a resize (\"r\") event's data must be COLSxROWS"),
+);
+export type Event = v.InferOutput<typeof Event>;
+
+export class CastError extends Error {
+  override name = "CastError";
+}
+
+export function parseHeader(line: string): Header {
+  return parseLine(Header, line, 1, "header");
+}
+
+export function parseEvent(line: string, lineNo: number, prevTime: number): Event {
+  const e = parseLine(Event, line, lineNo, "event");
+  if (e[0] < prevTime) throw new CastError(`line ${lineNo}: event time ${e[0]} goes backwards (previous ${prevTime})`);
+  return e;
+}
+
+function parseLine<S extends v.GenericSchema>(schema: S, line: string, lineNo: number, what: string): v.InferOutput<S> {
+  let json: unknown;
+  try {
+    json = JSON.parse(line);
+  } catch {
+    throw new CastError(`line ${lineNo}: the ${what} is not valid JSON`);
+  }
+  const r = v.safeParse(schema, json);
+  if (!r.success) {
+    const issue = r.issues[0];
+    const path = issue.path?.map((p: { key: unknown }) => String(p.key)).join(".") ?? "";
+    throw new CastError(`line ${lineNo}: invalid ${what}${path ? ` at ${path}` : ""}: ${issue.message}`);
+  }
+  return r.output;
+}
