@@ -1,6 +1,7 @@
 // `bun run bench`: measures direct TCP, ssh -L and tessera on loopback in one run, the same way with the
 // same client, and prints each tessera figure as a ratio to ssh -L and to direct from the same run.
 // Options: --runs N  --duration MS  --setup N  --rtt N  --idle N  --paths direct,ssh,tessera  --json FILE  --quick
+//          --profile DIR (CPU profiles of coordinator, share and join, written when they exit)
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -21,6 +22,7 @@ const { values: a } = parseArgs({
     paths: { type: "string", default: "direct,ssh,tessera" },
     json: { type: "string", default: path.join(ROOT, "dist/bench.json") },
     quick: { type: "boolean", default: false },
+    profile: { type: "string" },
   },
 });
 const num = (s: string, name: string, min: number) => {
@@ -61,7 +63,7 @@ try {
     if (fs.existsSync("/usr/sbin/sshd")) paths.push(await ssh(target.port, dir));
     else say("no /usr/sbin/sshd (apt-get install openssh-server): ssh -L skipped");
   }
-  if (wanted.has("tessera")) paths.push(await tessera(target.port, dir));
+  if (wanted.has("tessera")) paths.push(await tessera(target.port, dir, a.profile));
   say(`paths up: ${paths.map((p) => `${p.name} -> 127.0.0.1:${p.port}`).join(", ")}`);
 
   // results[path][metric][run]

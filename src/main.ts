@@ -3,6 +3,7 @@
 import "reflect-metadata"; // @peculiar/x509 needs the polyfill loaded before anything else
 import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
 import { TesseraError } from "./errors.ts";
+import { SUMMARIES } from "./commands/summaries.ts";
 import { VERSION } from "./version.ts";
 
 const main = defineCommand({
@@ -50,7 +51,10 @@ async function resolveForHelp(cmd: CommandDef, rawArgs: string[]): Promise<[Comm
   const name = rawArgs.find((a) => !a.startsWith("-"));
   const subs = (cmd.subCommands ?? {}) as Record<string, () => Promise<CommandDef>>;
   if (name && subs[name]) return [await subs[name](), cmd];
-  return [cmd];
+  // The root listing needs only names and one-liners: stand-ins keep every command module unloaded.
+  const listed = Object.fromEntries(Object.entries(subs).map(([n, load]) =>
+    [n, SUMMARIES[n] ? defineCommand({ meta: { name: n, description: SUMMARIES[n] } }) : load]));
+  return [{ ...cmd, subCommands: listed }];
 }
 
 const code = await run(main, process.argv.slice(2));

@@ -108,14 +108,16 @@ export async function ssh(targetPort: number, dir: string): Promise<Path> {
   };
 }
 
-export async function tessera(targetPort: number, dir: string): Promise<Path> {
+/** With `profileDir`, the long-running tessera processes write CPU profiles there when they exit. */
+export async function tessera(targetPort: number, dir: string, profileDir?: string): Promise<Path> {
   if (!fs.existsSync(TESSERA)) throw new Error(`${TESSERA} is missing: run \`bun run build\` first`);
   const d = path.join(dir, "tessera");
   fs.mkdirSync(d);
-  const hostEnv = { TESSERA_HOME: path.join(d, "host") };
-  const guestEnv = { TESSERA_HOME: path.join(d, "guest") };
+  const prof: Record<string, string> = profileDir ? { BUN_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.resolve(profileDir)}` } : {};
+  const hostEnv = { TESSERA_HOME: path.join(d, "host"), ...prof };
+  const guestEnv = { TESSERA_HOME: path.join(d, "guest"), ...prof };
   await run("tessera ca", [TESSERA, "ca", "--coordinator-name", "localhost", "--dir", "pki"], { cwd: d });
-  const coordinator = spawn("coordinator", [TESSERA, "coordinator", "--certs", "pki", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--audit", "audit.jsonl", "--db", "tessera.db"], { cwd: d });
+  const coordinator = spawn("coordinator", [TESSERA, "coordinator", "--certs", "pki", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--audit", "audit.jsonl", "--db", "tessera.db"], { cwd: d, env: prof });
   const port = Number((await coordinator.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
   const address = `localhost:${port}`;
   const token = fs.readFileSync(path.join(d, "pki/enroll-token"), "utf8").trim();
