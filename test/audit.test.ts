@@ -50,6 +50,23 @@ describe("AuditLog", () => {
     expect("skipped" in recs[1]!).toBe(false);
   });
 
+  test("appendDurable: concurrent lines share fsyncs, keep their order and the chain", async () => {
+    const log = AuditLog.open(file);
+    const pending = [log.appendDurable("a", { i: 1 }), log.appendDurable("b", { i: 2 })];
+    log.append("c");
+    pending.push(log.appendDurable("d"));
+    await Promise.all(pending);
+    await log.appendDurable("e");
+    log.close();
+    const lines = rawLines();
+    expect(lines.map((l) => (JSON.parse(l) as { event: string }).event)).toEqual(["a", "b", "c", "d", "e"]);
+    let prev = GENESIS;
+    for (const l of lines) {
+      expect((JSON.parse(l) as { prev: string }).prev).toBe(prev);
+      prev = sha256(l);
+    }
+  });
+
   test("reopening continues seq at 4 with prev = hash of line 3", () => {
     const a = AuditLog.open(file);
     a.append("one");

@@ -8,6 +8,10 @@ export const GENESIS = "0".repeat(64);
 export type AuditFields = Record<string, string | number | boolean | null | undefined>;
 
 export class AuditLog {
+  /** The fdatasync now running (group commit), and the one queued behind it for lines written meanwhile. */
+  private syncing: Promise<void> | undefined;
+  private queued: Promise<void> | undefined;
+
   private constructor(
     private readonly fd: number,
     readonly path: string,
@@ -43,14 +47,36 @@ export class AuditLog {
 
   /** Writes one event durably; throws if the disk refuses, so the caller never acts unrecorded. */
   append(event: string, fields: AuditFields = {}): void {
+    this.write(event, fields);
+    fs.fdatasyncSync(this.fd);
+  }
+
+  /**
+   * Group commit: writes the line now (its place in the chain is fixed at once) and resolves when a
+   * fdatasync that began after the write has finished. Concurrent callers share one fsync, and the
+   * event loop is not blocked while the disk works. Callers must not act on the event before it resolves.
+   */
+  appendDurable(event: string, fields: AuditFields = {}): Promise<void> {
+    this.write(event, fields);
+    // A sync already running may have started before this write: ride on the next one.
+    this.queued ??= (this.syncing ?? Promise.resolve()).catch(() => {}).then(() => {
+      this.queued = undefined;
+      this.syncing = new Promise<void>((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
+      return this.syncing;
+    });
+    return this.queued;
+  }
+
+  private write(event: string, fields: AuditFields): void {
     const line = JSON.stringify({ seq: this.seq + 1, ts: new Date().toISOString(), event, ...dropUndefined(fields), prev: this.prev }) + "\n";
     fs.writeSync(this.fd, line);
-    fs.fdatasyncSync(this.fd);
     this.seq++;
     this.prev = sha256(line);
   }
 
   close(): void {
+    // Lines written through appendDurable may still await their fsync: make them durable first.
+    fs.fdatasyncSync(this.fd);
     fs.closeSync(this.fd);
   }
 }

@@ -24,6 +24,8 @@ export interface AgentOptions extends Required<Pick<DialOptions, "address" | "ca
 interface AgentSession {
   frame: FrameOf<ServerFrame, "session">;
   streams: Set<net.Socket>;
+  /** The guest certificate (DER) already checked against the approved key: later streams compare bytes, not parse. */
+  checked?: Buffer;
 }
 
 export interface AgentEvents {
@@ -104,7 +106,9 @@ export class Agent {
       this.events.onStream?.(f.sessionId, errorMessage(err));
       return;
     }
-    const raw = dialData(this.o.address, f.token, () => this.secure(raw, s, f, dest));
+    const client = this.client;
+    if (!client) return;
+    const raw = dialData(client.peer, f.token, () => this.secure(raw, s, f, dest));
     raw.on("error", () => raw.destroy());
     s.streams.add(raw);
     raw.on("close", () => s.streams.delete(raw));
@@ -124,9 +128,8 @@ export class Agent {
       inner.destroy();
     });
     inner.once("secure", () => {
-      const peer = inner.getPeerCertificate();
       // Only the key the host approved may use this session, whatever the CA signed.
-      if (!peer?.raw || spkiFingerprint(derToPem(peer.raw, "CERTIFICATE")) !== s.frame.guest.spki) {
+      if (!peerKeyIs(inner, s.frame.guest.spki, s)) {
         log.warn(`stream ${f.streamId}: guest key does not match the approved key; dropped`);
         inner.destroy();
         return;
@@ -147,6 +150,21 @@ export class Agent {
       this.events.onStream?.(f.sessionId);
     });
   }
+}
+
+/**
+ * Whether the TLS peer's certificate carries the key with this SPKI fingerprint. Parsing a certificate
+ * costs milliseconds, so the DER that passed once is remembered in `cache` and later streams of the same
+ * session compare bytes (a different certificate is parsed and checked in full).
+ */
+export function peerKeyIs(sock: tls.TLSSocket, spki: string, cache: { checked?: Buffer }): boolean {
+  // getPeerCertificate is cheaper than getPeerX509Certificate in Bun, and it also answers on a resumed session.
+  const raw = sock.getPeerCertificate()?.raw;
+  if (!raw) return false;
+  if (cache.checked?.equals(raw)) return true;
+  if (spkiFingerprint(derToPem(raw, "CERTIFICATE")) !== spki) return false;
+  cache.checked = Buffer.from(raw);
+  return true;
 }
 
 export function cleanlyDone(sock: net.Socket): boolean {

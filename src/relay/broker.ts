@@ -1,7 +1,8 @@
 // The coordinator's rules: who may register, mint, ask, approve and open streams, and what each
 // step writes to the audit log before anyone hears about it.
 import { randomBytes } from "node:crypto";
-import { RefusedError, ProtocolError } from "../errors.ts";
+import { RefusedError, ProtocolError, errorMessage } from "../errors.ts";
+import { logger } from "../log.ts";
 import type { AuditLog } from "../audit/log.ts";
 import type { Store } from "../store/store.ts";
 import { issueCert, readCsr } from "../pki/index.ts";
@@ -11,6 +12,8 @@ import { checkEnrollToken, type EnrollRecord } from "./enroll.ts";
 import { RateLimiter, type Limits } from "./limits.ts";
 import { PROTOCOL_VERSION, type ClientFrame, type FrameOf, type ServerFrame } from "./protocol.ts";
 import { Splicer, type Stream } from "./splice.ts";
+
+const log = logger("coordinator");
 
 type CF<T extends ClientFrame["t"]> = FrameOf<ClientFrame, T>;
 
@@ -275,12 +278,14 @@ export class Broker {
     if (s.streams.size >= this.o.limits.maxStreamsPerSession || this.streamTotal >= this.o.limits.maxStreams) {
       throw refusedRef("limit", "stream limit reached for this session", f.ref);
     }
-    const { stream, guestToken, agentToken } = this.splicer.create(newId("t"), s.id);
+    const streamId = newId("t");
+    // Group commit: the splicer holds both halves until this line is on disk (see Splicer.create).
+    const durable = this.o.audit.appendDurable("stream.open", { sessionId: s.id, streamId, shareId: s.share.id, guest: s.guestInfo.name, target: s.target });
+    const { stream, guestToken, agentToken } = this.splicer.create(streamId, s.id, durable);
     this.streamTotal++;
     s.streams.add(stream);
     s.streamCount++;
     s.lastActive = Date.now();
-    this.o.audit.append("stream.open", { sessionId: s.id, streamId: stream.id, shareId: s.share.id, guest: s.guestInfo.name, target: s.target });
     s.share.agent.ch.send({ t: "incoming", sessionId: s.id, streamId: stream.id, token: agentToken });
     peer.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: guestToken, ref: f.ref });
   }
@@ -294,7 +299,9 @@ export class Broker {
       s.down += stream.down;
       s.lastActive = Date.now();
     }
-    this.o.audit.append("stream.close", { sessionId: stream.sessionId, streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason });
+    // Records what already happened (nothing waits on it): group-committed off the event loop.
+    this.o.audit.appendDurable("stream.close", { sessionId: stream.sessionId, streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason })
+      .catch((err) => log.error(`audit log: ${errorMessage(err)}`));
   }
 
   private endByPeer(peer: Peer, f: CF<"end">): void {

@@ -76,6 +76,11 @@ export class ControlClient {
     if (bad) throw new TesseraError("ca_mismatch", `the coordinator's certificate does not name ${host}: ${bad.message}`);
   }
 
+  /** The coordinator's resolved address as this connection reached it; data connections dial the same. */
+  get peer(): { host: string; port: number } {
+    return { host: this.socket.remoteAddress!, port: this.socket.remotePort! };
+  }
+
   send(f: ClientFrame): void {
     this.ch.send(f);
   }

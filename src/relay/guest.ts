@@ -3,10 +3,10 @@
 import net from "node:net";
 import tls from "node:tls";
 import { TesseraError, errorMessage } from "../errors.ts";
-import { createCsr, derToPem, exportPrivateKeyPem, generateKeyPair, spkiFingerprint } from "../pki/index.ts";
+import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../pki/index.ts";
 import { ControlClient, type DialOptions } from "./client.ts";
 import { dialData } from "./data-dial.ts";
-import { cleanlyDone } from "./agent.ts";
+import { cleanlyDone, peerKeyIs } from "./agent.ts";
 import type { FrameOf, ServerFrame } from "./protocol.ts";
 
 export type AccessRequest =
@@ -30,6 +30,16 @@ export class Guest {
   private readonly opening = new Map<string, net.Socket>();
   private nextRef = 0;
   private ended = false;
+  /** Built once per session: a context per stream would re-parse the key and certificates every time. */
+  private ctx: tls.SecureContext | undefined;
+  /**
+   * The latest TLS session ticket from this session's host: later streams resume with it, skipping the
+   * certificate signatures of a full handshake (several times faster). The resumed session still carries
+   * the host's certificate, and each stream checks it against the approved key as before.
+   */
+  private tlsSession: Buffer | undefined;
+  /** The host certificate already checked against the approved key (see peerKeyIs). */
+  private readonly hostCert: { checked?: Buffer } = {};
 
   private constructor(private readonly client: ControlClient, private readonly o: DialOptions, private readonly events: GuestEvents) {}
 
@@ -53,6 +63,7 @@ export class Guest {
       throw new TesseraError("denied", `access denied: ${answer.reason}`);
     }
     this.approved = answer;
+    this.ctx = tls.createSecureContext({ key: this.keyPem, cert: answer.cert, ca: this.o.caPem, minVersion: "TLSv1.3" });
     this.client.on("stream", (f) => this.streamReady(f));
     this.client.on("error", (f) => this.streamRefused(f));
     this.client.on("closed", (f) => this.end(f.reason));
@@ -115,7 +126,7 @@ export class Guest {
     this.opening.delete(f.ref);
     this.socks.add(local);
     local.on("close", () => this.socks.delete(local));
-    const raw = dialData(this.o.address, f.token, () => this.secure(raw, local, approved));
+    const raw = dialData(this.client.peer, f.token, () => this.secure(raw, local, approved));
     raw.on("error", () => local.destroy());
     this.socks.add(raw);
     raw.on("close", () => this.socks.delete(raw));
@@ -123,14 +134,14 @@ export class Guest {
 
   private secure(raw: net.Socket, local: net.Socket, approved: Approved): void {
     const inner = tls.connect({
-      socket: raw, minVersion: "TLSv1.3" as const, key: this.keyPem, cert: approved.cert, ca: this.o.caPem,
-      // Only the host the coordinator named for this session may answer; the CA alone is not enough.
-      checkServerIdentity: (_h, cert) =>
-        cert.raw && spkiFingerprint(derToPem(cert.raw, "CERTIFICATE")) === approved.hostSpki ? undefined : new Error("the host's key is not the one this session was approved for"),
+      socket: raw, minVersion: "TLSv1.3" as const, secureContext: this.ctx, session: this.tlsSession,
+      // The chain is checked against the CA by TLS; the key is checked below, against this session's host.
+      checkServerIdentity: () => undefined,
       // Accepted by node's TLSSocket though not in its types; lets the local client half-close.
       ...{ allowHalfOpen: true },
     });
     this.socks.add(inner);
+    inner.on("session", (ticket: Buffer) => { this.tlsSession = ticket; });
     inner.on("close", () => this.socks.delete(inner));
     raw.on("error", () => inner.destroy());
     inner.on("error", (err) => {
@@ -139,6 +150,13 @@ export class Guest {
       local.destroy();
     });
     inner.once("secureConnect", () => {
+      // Only the host the coordinator named for this session may answer; the CA alone is not enough.
+      if (!peerKeyIs(inner, approved.hostSpki, this.hostCert)) {
+        this.events.onStreamError?.("stream failed: the host's key is not the one this session was approved for");
+        inner.destroy();
+        local.destroy();
+        return;
+      }
       local.on("close", () => { if (!cleanlyDone(local)) inner.destroy(); });
       inner.on("close", () => { if (!cleanlyDone(inner)) local.destroy(); });
       local.pipe(inner);

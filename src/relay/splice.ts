@@ -14,6 +14,8 @@ export interface Stream {
   down: number;
   spliced: boolean;
   ended: boolean;
+  /** True once the stream's opening is on disk (see create); both halves wait for it. */
+  durable: boolean;
 }
 
 export interface SpliceEvents {
@@ -30,9 +32,17 @@ export class Splicer {
 
   constructor(private readonly events: SpliceEvents, private readonly tokenTtlMs: number) {}
 
-  /** Creates a stream and its two single-use tokens (base64url); only their hashes are kept. */
-  create(id: string, sessionId: string): { stream: Stream; guestToken: string; agentToken: string } {
-    const stream: Stream = { id, sessionId, up: 0, down: 0, spliced: false, ended: false };
+  /**
+   * Creates a stream and its two single-use tokens (base64url); only their hashes are kept.
+   * `durable` is the audit record of the opening: no byte crosses the splice before it resolves, so
+   * guest and agent can dial while the disk syncs, yet nothing happens that the log does not hold.
+   */
+  create(id: string, sessionId: string, durable: Promise<void> = Promise.resolve()): { stream: Stream; guestToken: string; agentToken: string } {
+    const stream: Stream = { id, sessionId, up: 0, down: 0, spliced: false, ended: false, durable: false };
+    durable.then(() => {
+      stream.durable = true;
+      if (stream.guest && stream.agent && !stream.ended) this.splice(stream);
+    }, () => this.end(stream, "the audit log could not record the stream"));
     const guestToken = randomBytes(STREAM_TOKEN_BYTES);
     const agentToken = randomBytes(STREAM_TOKEN_BYTES);
     this.byToken.set(tokenKey(guestToken), { stream, side: "guest" });
@@ -63,7 +73,7 @@ export class Splicer {
       if (!stream.spliced) this.end(stream, `${side} left before the stream opened`);
     });
     stream[side] = sock;
-    if (stream.guest && stream.agent) this.splice(stream);
+    if (stream.guest && stream.agent && stream.durable) this.splice(stream);
   }
 
   /** Cuts a stream now (revoke, session end): both sockets are destroyed, pending bytes dropped. */
