@@ -4,9 +4,8 @@ import net from "node:net";
 import tls from "node:tls";
 import { errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
-import { derToPem, spkiFingerprint } from "../pki/index.ts";
 import { ControlClient, type DialOptions } from "./client.ts";
-import { dialData } from "./data-dial.ts";
+import { dialData, peerKeyIs } from "./data-dial.ts";
 import type { TargetPolicy } from "./policy.ts";
 import type { FrameOf, ServerFrame } from "./protocol.ts";
 
@@ -150,21 +149,6 @@ export class Agent {
       this.events.onStream?.(f.sessionId);
     });
   }
-}
-
-/**
- * Whether the TLS peer's certificate carries the key with this SPKI fingerprint. Parsing a certificate
- * costs milliseconds, so the DER that passed once is remembered in `cache` and later streams of the same
- * session compare bytes (a different certificate is parsed and checked in full).
- */
-export function peerKeyIs(sock: tls.TLSSocket, spki: string, cache: { checked?: Buffer }): boolean {
-  // getPeerCertificate is cheaper than getPeerX509Certificate in Bun, and it also answers on a resumed session.
-  const raw = sock.getPeerCertificate()?.raw;
-  if (!raw) return false;
-  if (cache.checked?.equals(raw)) return true;
-  if (spkiFingerprint(derToPem(raw, "CERTIFICATE")) !== spki) return false;
-  cache.checked = Buffer.from(raw);
-  return true;
 }
 
 export function cleanlyDone(sock: net.Socket): boolean {

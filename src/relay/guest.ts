@@ -1,12 +1,11 @@
 // The guest: asks for access with a fresh key, and once approved turns each local TCP connection
 // into a stream whose end-to-end TLS only the approved host's key can answer.
-import net from "node:net";
-import tls from "node:tls";
+import type { Socket, TCPSocketListener } from "bun";
 import { TesseraError, errorMessage } from "../errors.ts";
 import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../pki/index.ts";
 import { ControlClient, type DialOptions } from "./client.ts";
-import { dialData } from "./data-dial.ts";
-import { cleanlyDone, peerKeyIs } from "./agent.ts";
+import { dialDataNative, peerKeyIs, TLS_1_3, type InnerTls } from "./data-dial.ts";
+import { cut, newEnd, pair, type End, PIPE_HANDLERS } from "./pipe.ts";
 import type { FrameOf, ServerFrame } from "./protocol.ts";
 
 export type AccessRequest =
@@ -25,19 +24,14 @@ export interface GuestEvents {
 export class Guest {
   private keyPem = "";
   private approved: Approved | undefined;
-  private server: net.Server | undefined;
-  private readonly socks = new Set<net.Socket>();
-  private readonly opening = new Map<string, net.Socket>();
+  private server: TCPSocketListener<End> | undefined;
+  /** Every live socket of every stream (local, raw and TLS), so the session's end cuts them all. */
+  private readonly socks = new Set<Socket<End>>();
+  private readonly opening = new Map<string, Socket<End>>();
   private nextRef = 0;
   private ended = false;
-  /** Built once per session: a context per stream would re-parse the key and certificates every time. */
-  private ctx: tls.SecureContext | undefined;
-  /**
-   * The latest TLS session ticket from this session's host: later streams resume with it, skipping the
-   * certificate signatures of a full handshake (several times faster). The resumed session still carries
-   * the host's certificate, and each stream checks it against the approved key as before.
-   */
-  private tlsSession: Buffer | undefined;
+  /** The inner TLS client's options, fixed once approved: this session's key and certificate. */
+  private tls: InnerTls | undefined;
   /** The host certificate already checked against the approved key (see peerKeyIs). */
   private readonly hostCert: { checked?: Buffer } = {};
 
@@ -63,7 +57,8 @@ export class Guest {
       throw new TesseraError("denied", `access denied: ${answer.reason}`);
     }
     this.approved = answer;
-    this.ctx = tls.createSecureContext({ key: this.keyPem, cert: answer.cert, ca: this.o.caPem, minVersion: "TLSv1.3" });
+    // The chain is checked against the CA (see secured()); the key per stream against this session's host.
+    this.tls = { key: this.keyPem, cert: answer.cert, ca: this.o.caPem, rejectUnauthorized: false, minVersion: TLS_1_3 } as InnerTls;
     this.client.on("stream", (f) => this.streamReady(f));
     this.client.on("error", (f) => this.streamRefused(f));
     this.client.on("closed", (f) => this.end(f.reason));
@@ -72,17 +67,17 @@ export class Guest {
   }
 
   /** Listens on host:port and forwards every connection; resolves with the bound address. */
-  listen(host: string, port: number): Promise<{ host: string; port: number }> {
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (sock) => this.accept(sock));
-    this.server = server;
-    return new Promise((resolve, reject) => {
-      server.once("error", (err: Error & { code?: string }) =>
-        reject(new TesseraError("listen", err.code === "EADDRINUSE" ? `local port ${host}:${port} is already in use; pick another with --local` : `cannot listen on ${host}:${port}: ${err.message}`)));
-      server.listen(port, host, () => {
-        const a = server.address() as net.AddressInfo;
-        resolve({ host: a.address, port: a.port });
+  async listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    try {
+      this.server = Bun.listen<End>({
+        hostname: host, port, allowHalfOpen: true,
+        socket: { ...PIPE_HANDLERS, open: (sock) => this.accept(sock) },
       });
-    });
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      throw new TesseraError("listen", code === "EADDRINUSE" ? `local port ${host}:${port} is already in use; pick another with --local` : `cannot listen on ${host}:${port}: ${errorMessage(err)}`);
+    }
+    return { host, port: this.server.port };
   }
 
   /** Ends the session for everyone: tells the coordinator, then closes every stream at once. */
@@ -95,19 +90,20 @@ export class Guest {
   private end(reason: string, notify = true): void {
     if (this.ended) return;
     this.ended = true;
-    this.server?.close();
-    for (const s of this.socks) s.destroy();
-    for (const s of this.opening.values()) s.destroy();
+    this.server?.stop(true);
+    for (const s of [...this.socks]) s.terminate();
+    for (const s of [...this.opening.values()]) s.terminate();
     if (notify) this.events.onClosed?.(reason);
   }
 
-  private accept(sock: net.Socket): void {
-    if (this.ended || !this.approved) return void sock.destroy();
-    sock.setNoDelay(true);
-    sock.on("error", () => {});
+  private accept(sock: Socket<End>): void {
+    // Nothing is read from the local client until its stream is up (then pair() resumes it).
+    sock.pause();
     const ref = `o${++this.nextRef}`;
+    sock.data = newEnd({ onClose: (s) => { this.opening.delete(ref); this.socks.delete(s); } });
+    if (this.ended || !this.approved) return void sock.terminate();
+    sock.setNoDelay(true);
     this.opening.set(ref, sock);
-    sock.on("close", () => this.opening.delete(ref));
     this.client.send({ t: "open", sessionId: this.approved.sessionId, ref });
   }
 
@@ -115,53 +111,58 @@ export class Guest {
     const sock = f.ref ? this.opening.get(f.ref) : undefined;
     if (!sock) return;
     this.opening.delete(f.ref!);
-    sock.destroy();
+    sock.terminate();
     this.events.onStreamError?.(f.message);
   }
 
-  private streamReady(f: FrameOf<ServerFrame, "stream">): void {
+  private async streamReady(f: FrameOf<ServerFrame, "stream">): Promise<void> {
     const local = this.opening.get(f.ref);
     const approved = this.approved;
-    if (!local || !approved) return;
+    if (!local || !approved || !this.tls) return;
     this.opening.delete(f.ref);
     this.socks.add(local);
-    local.on("close", () => this.socks.delete(local));
-    const raw = dialData(this.client.peer, f.token, () => this.secure(raw, local, approved));
-    raw.on("error", () => local.destroy());
+    const end = newEnd({
+      onHandshake: (inner, ok, err) => this.secured(inner, local, ok, err, approved),
+      onClose: (inner) => {
+        this.socks.delete(inner);
+        // Closed before it was paired (refused, failed handshake): the local client goes too.
+        if (!inner.data.peer) local.terminate();
+      },
+    });
+    let dialed: { raw: Socket<End>; inner: Socket<End> };
+    try {
+      dialed = await dialDataNative(this.client.peer, f.token, this.tls, end);
+    } catch (err) {
+      this.events.onStreamError?.(`stream failed: ${errorMessage(err)}`);
+      return local.terminate();
+    }
+    const { raw, inner } = dialed;
+    if (this.ended || local.data.closed) return cut(inner);
     this.socks.add(raw);
-    raw.on("close", () => this.socks.delete(raw));
+    this.socks.add(inner);
+    raw.data.onClose = () => this.socks.delete(raw);
+    // The local client leaving before the handshake ends the stream.
+    local.data.onClose = (s) => {
+      this.socks.delete(s);
+      if (!s.data.peer) cut(inner);
+    };
   }
 
-  private secure(raw: net.Socket, local: net.Socket, approved: Approved): void {
-    const inner = tls.connect({
-      socket: raw, minVersion: "TLSv1.3" as const, secureContext: this.ctx, session: this.tlsSession,
-      // The chain is checked against the CA by TLS; the key is checked below, against this session's host.
-      checkServerIdentity: () => undefined,
-      // Accepted by node's TLSSocket though not in its types; lets the local client half-close.
-      ...{ allowHalfOpen: true },
-    });
-    this.socks.add(inner);
-    inner.on("session", (ticket: Buffer) => { this.tlsSession = ticket; });
-    inner.on("close", () => this.socks.delete(inner));
-    raw.on("error", () => inner.destroy());
-    inner.on("error", (err) => {
-      this.events.onStreamError?.(`stream failed: ${errorMessage(err)}`);
-      inner.destroy();
-      local.destroy();
-    });
-    inner.once("secureConnect", () => {
-      // Only the host the coordinator named for this session may answer; the CA alone is not enough.
-      if (!peerKeyIs(inner, approved.hostSpki, this.hostCert)) {
-        this.events.onStreamError?.("stream failed: the host's key is not the one this session was approved for");
-        inner.destroy();
-        local.destroy();
-        return;
-      }
-      local.on("close", () => { if (!cleanlyDone(local)) inner.destroy(); });
-      inner.on("close", () => { if (!cleanlyDone(inner)) local.destroy(); });
-      local.pipe(inner);
-      inner.pipe(local);
-      local.resume();
-    });
+  private secured(inner: Socket<End>, local: Socket<End>, _ok: boolean, err: Error | null, approved: Approved): void {
+    // Bun reports a chain that does not lead to the CA first, and only then that no name matches. Names
+    // mean nothing here (the host is pinned by key below), so only a clean chain or a name miss passes.
+    if (err && (err as { code?: string }).code !== "ERR_TLS_CERT_ALTNAME_INVALID") {
+      this.events.onStreamError?.(`stream failed: ${err?.message ?? "TLS handshake failed"}`);
+      cut(inner);
+      return local.terminate();
+    }
+    // Only the host the coordinator named for this session may answer; the CA alone is not enough.
+    if (!peerKeyIs(inner, approved.hostSpki, this.hostCert)) {
+      this.events.onStreamError?.("stream failed: the host's key is not the one this session was approved for");
+      cut(inner);
+      return local.terminate();
+    }
+    if (local.data.closed) return cut(inner);
+    pair(local, inner);
   }
 }
