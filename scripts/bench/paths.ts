@@ -141,6 +141,7 @@ export async function tessera(targetPort: number, dir: string, profileDir?: stri
       { role: "join (guest)", pid: guest.pid },
     ],
     stop: async () => {
+      if (process.env.TESSERA_BENCH_DEBUG) for (const q of [coordinator, host, guest]) console.error(`--- ${q.name} output (tail)\n${q.out.slice(-4000)}`);
       await guest.stop();
       await host.stop();
       await coordinator.stop();
