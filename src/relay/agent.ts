@@ -1,11 +1,11 @@
 // The host's agent: keeps a control connection to the coordinator, and for each approved stream
 // dials the coordinator's data plane, terminates the guest's end-to-end TLS and pipes to the target.
-import net from "node:net";
-import tls from "node:tls";
+import type { Socket } from "bun";
 import { errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { ControlClient, type DialOptions } from "./client.ts";
-import { dialData, peerKeyIs } from "./data-dial.ts";
+import { dialDataNative, peerKeyIs, TLS_1_3, type InnerTls } from "./data-dial.ts";
+import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "./pipe.ts";
 import type { TargetPolicy } from "./policy.ts";
 import type { FrameOf, ServerFrame } from "./protocol.ts";
 
@@ -22,7 +22,8 @@ export interface AgentOptions extends Required<Pick<DialOptions, "address" | "ca
 
 interface AgentSession {
   frame: FrameOf<ServerFrame, "session">;
-  streams: Set<net.Socket>;
+  /** Every live socket of the session's streams, so a session's end cuts them all at once. */
+  streams: Set<Socket<End>>;
   /** The guest certificate (DER) already checked against the approved key: later streams compare bytes, not parse. */
   checked?: Buffer;
 }
@@ -36,12 +37,13 @@ export interface AgentEvents {
 export class Agent {
   private client: ControlClient | undefined;
   private readonly sessions = new Map<string, AgentSession>();
-  private readonly ctx: tls.SecureContext;
+  /** The inner TLS server's options: TLS 1.3 only, and a client certificate from the CA is required. */
+  private readonly tls: InnerTls;
   private stopped = false;
   private attempt = 0;
 
   constructor(private readonly o: AgentOptions, private readonly events: AgentEvents = {}) {
-    this.ctx = tls.createSecureContext({ key: o.keyPem, cert: o.certPem, ca: o.caPem, minVersion: "TLSv1.3" });
+    this.tls = { key: o.keyPem, cert: o.certPem, ca: o.caPem, requestCert: true, rejectUnauthorized: true, minVersion: TLS_1_3 } as InnerTls;
   }
 
   /** Connects and registers; resolves once the share is live. Rejects on refusal (id taken, not enrolled). */
@@ -90,7 +92,7 @@ export class Agent {
     const s = this.sessions.get(id);
     if (!s) return;
     this.sessions.delete(id);
-    for (const sock of s.streams) sock.destroy();
+    for (const sock of [...s.streams]) sock.terminate();
   }
 
   private async incoming(f: FrameOf<ServerFrame, "incoming">): Promise<void> {
@@ -107,50 +109,43 @@ export class Agent {
     }
     const client = this.client;
     if (!client) return;
-    const raw = dialData(client.peer, f.token, () => this.secure(raw, s, f, dest));
-    raw.on("error", () => raw.destroy());
-    s.streams.add(raw);
-    raw.on("close", () => s.streams.delete(raw));
+    const end = newEnd({
+      onHandshake: (inner, ok, err) => this.secured(inner, ok, err, s, f, dest),
+      onClose: (inner) => s.streams.delete(inner),
+    });
+    try {
+      const { raw, inner } = await dialDataNative(client.peer, f.token, this.tls, end, true);
+      if (!this.sessions.has(f.sessionId)) return cut(inner);
+      s.streams.add(raw);
+      s.streams.add(inner);
+      raw.data.onClose = () => s.streams.delete(raw);
+    } catch (err) {
+      log.debug(`stream ${f.streamId}: ${errorMessage(err)}`);
+    }
   }
 
-  private secure(raw: net.Socket, s: AgentSession, f: FrameOf<ServerFrame, "incoming">, dest: { host: string; port: number }): void {
-    const inner = new tls.TLSSocket(raw, {
-      isServer: true, secureContext: this.ctx, requestCert: true, rejectUnauthorized: true,
-      // @ts-expect-error node's TLSSocket accepts allowHalfOpen so a half-close reaches the target.
-      allowHalfOpen: true,
-    });
-    s.streams.add(inner);
-    const cleanup = () => s.streams.delete(inner);
-    inner.on("close", cleanup);
-    inner.on("error", (err) => {
-      log.debug(`stream ${f.streamId}: ${err.message}`);
-      inner.destroy();
-    });
-    inner.once("secure", () => {
-      // Only the key the host approved may use this session, whatever the CA signed.
-      if (!peerKeyIs(inner, s.frame.guest.spki, s)) {
-        log.warn(`stream ${f.streamId}: guest key does not match the approved key; dropped`);
-        inner.destroy();
-        return;
-      }
-      const up = net.connect({ ...dest, allowHalfOpen: true });
+  private secured(inner: Socket<End>, ok: boolean, err: Error | null, s: AgentSession, f: FrameOf<ServerFrame, "incoming">, dest: { host: string; port: number }): void {
+    // The server side checks no names: with requestCert and rejectUnauthorized a chain that does not
+    // lead to the CA fails the handshake, and the key itself is checked next.
+    if (!ok || err) {
+      log.debug(`stream ${f.streamId}: ${err?.message ?? "TLS handshake failed"}`);
+      return cut(inner);
+    }
+    // Only the key the host approved may use this session, whatever the CA signed.
+    if (!peerKeyIs(inner, s.frame.guest.spki, s)) {
+      log.warn(`stream ${f.streamId}: guest key does not match the approved key; dropped`);
+      return cut(inner);
+    }
+    // Bytes the guest sends meanwhile wait in the inner socket (bounded; see pipe.ts).
+    Bun.connect<End>({ hostname: dest.host, port: dest.port, allowHalfOpen: true, data: newEnd({ onClose: (up) => s.streams.delete(up) }), socket: PIPE_HANDLERS }).then((up) => {
       up.setNoDelay(true);
-      up.on("error", (err) => {
-        this.events.onStream?.(f.sessionId, `cannot reach ${s.frame.target}: ${err.message}`);
-        inner.destroy();
-      });
+      if (inner.data.closed || !this.sessions.has(f.sessionId)) return cut(up);
       s.streams.add(up);
-      up.on("close", () => s.streams.delete(up));
-      // A clean close in both directions lets pending bytes drain; anything else cuts the pair.
-      up.on("close", () => { if (!cleanlyDone(up)) inner.destroy(); });
-      inner.on("close", () => { if (!cleanlyDone(inner)) up.destroy(); });
-      inner.pipe(up);
-      up.pipe(inner);
+      pair(inner, up);
       this.events.onStream?.(f.sessionId);
+    }, (e) => {
+      this.events.onStream?.(f.sessionId, `cannot reach ${s.frame.target}: ${errorMessage(e)}`);
+      cut(inner);
     });
   }
-}
-
-export function cleanlyDone(sock: net.Socket): boolean {
-  return sock.readableEnded && sock.writableFinished;
 }

@@ -1,8 +1,6 @@
 // Opens one data-plane connection to the coordinator, presents its stream token, and starts the
-// end-to-end TLS over it: natively for the guest (a TLS client), with node:tls for the agent, because
-// Bun's native upgradeTLS can only be a TLS client on a socket it dialled, and the agent's must serve.
-import net from "node:net";
-import type { Socket, TLSOptions } from "bun";
+// end-to-end TLS over it on Bun's native sockets (the guest is the TLS client, the agent the server).
+import type { Socket, SocketHandler, TLSOptions } from "bun";
 import { derToPem, spkiFingerprint } from "../pki/index.ts";
 import { newEnd, PIPE_HANDLERS, type End } from "./pipe.ts";
 import { DATA_MAGIC } from "./protocol.ts";
@@ -10,31 +8,35 @@ import { DATA_MAGIC } from "./protocol.ts";
 /** Bun's native TLS takes protocol versions as numbers (TLS1_3_VERSION). */
 export const TLS_1_3 = 0x0304;
 
-export type InnerTls = TLSOptions & { isServer?: boolean; minVersion?: number };
+export type InnerTls = TLSOptions & { minVersion?: number };
+
+/**
+ * The socket under the TLS: Bun still reports its ciphertext here after upgradeTLS, and it must be
+ * dropped (the TLS socket has it), not buffered as a pipe end would.
+ */
+const RAW_HANDLERS: SocketHandler<End> = {
+  data() {},
+  error() {},
+  close(s, err) {
+    s.data.closed = true;
+    s.data.onClose?.(s, !err);
+  },
+};
 
 /**
  * Resolves with the TLS socket (handshake under way; `end.onHandshake` hears the outcome) and the raw
  * socket under it. `to` is the address the control connection already reached (ControlClient.peer),
  * so no stream pays for a name lookup and every stream goes to its control connection's coordinator.
  */
-export async function dialDataNative(to: { host: string; port: number }, token: string, tls: InnerTls, end: End): Promise<{ raw: Socket<End>; inner: Socket<End> }> {
-  const raw = await Bun.connect<End>({ hostname: to.host, port: to.port, allowHalfOpen: true, data: newEnd(), socket: PIPE_HANDLERS });
+export async function dialDataNative(to: { host: string; port: number }, token: string, tls: InnerTls, end: End, isServer = false): Promise<{ raw: Socket<End>; inner: Socket<End> }> {
+  const raw = await Bun.connect<End>({ hostname: to.host, port: to.port, allowHalfOpen: true, data: newEnd(), socket: RAW_HANDLERS });
   raw.setNoDelay(true);
   raw.write(Buffer.concat([DATA_MAGIC, Buffer.from(token, "base64url")]));
   // The preamble goes out in clear first; everything after it is the end-to-end TLS.
-  const [, inner] = raw.upgradeTLS<End>({ data: end, tls, socket: PIPE_HANDLERS });
+  // isServer (not in bun-types, but honoured by upgradeTLS as node:tls uses it) makes the dialled
+  // socket the TLS server: the agent dials out, yet serves the end-to-end TLS.
+  const [, inner] = raw.upgradeTLS<End>({ data: end, tls, socket: PIPE_HANDLERS, ...(isServer ? { isServer: true } : {}) } as Parameters<typeof raw.upgradeTLS<End>>[0]);
   return { raw, inner };
-}
-
-/** node:net flavour (the agent): calls `ready` once connected and the preamble is written; the caller wraps it in TLS. */
-export function dialData(to: { host: string; port: number }, token: string, ready: (raw: net.Socket) => void): net.Socket {
-  // Bun's TLS only keeps half-close semantics when it wraps an already-connected socket.
-  const raw = net.connect({ host: to.host, port: to.port, allowHalfOpen: true }, () => {
-    raw.write(Buffer.concat([DATA_MAGIC, Buffer.from(token, "base64url")]));
-    ready(raw);
-  });
-  raw.setNoDelay(true);
-  return raw;
 }
 
 /**

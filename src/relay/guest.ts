@@ -103,8 +103,8 @@ export class Guest {
   }
 
   private accept(sock: Socket<End>): void {
-    // Nothing is read from the local client until its stream is up (then pair() resumes it).
-    sock.pause();
+    // What the local client sends before its stream is up waits in memory, bounded (see pipe.ts);
+    // pausing instead would let Bun report a half-close ahead of the unread bytes before it.
     const ref = `o${++this.nextRef}`;
     sock.data = newEnd({ onClose: (s) => { this.opening.delete(ref); this.socks.delete(s); } });
     if (this.ended || !this.approved) return void sock.terminate();

@@ -85,7 +85,8 @@ function finishWrite(s: Socket<End>): void {
     return;
   }
   s.data.writeEnded = true;
-  s.end();
+  // shutdown() half-closes; end() on a native TLS socket closes both directions.
+  s.shutdown();
 }
 
 export const PIPE_HANDLERS: SocketHandler<End> = {
@@ -126,12 +127,17 @@ export const PIPE_HANDLERS: SocketHandler<End> = {
   handshake(s, ok, err) {
     s.data.onHandshake?.(s, ok, err);
   },
-  close(s) {
+  close(s, err) {
     s.data.closed = true;
-    const clean = s.data.readEnded && s.data.writeEnded;
-    // A clean close in both directions lets the peer finish on its own; anything else cuts it.
+    // Bun may skip `end` when FIN arrives after we sent ours and close at once: a close without an
+    // error after either side's FIN is an orderly end, and the peer's write side ends once drained.
+    // Anything else (an error, a reset before any FIN) cuts the peer.
+    const clean = !err && (s.data.readEnded || s.data.writeEnded);
     const peer = s.data.peer;
-    if (!clean && peer && !peer.data.closed) peer.terminate();
+    if (peer && !peer.data.closed) {
+      if (clean) finishWrite(peer);
+      else peer.terminate();
+    }
     s.data.onClose?.(s, clean);
   },
   error() {
