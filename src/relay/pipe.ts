@@ -20,13 +20,15 @@ export interface End {
   readEnded: boolean;
   writeEnded: boolean;
   closed: boolean;
+  /** Bytes read from this socket (the coordinator's per-stream counts). */
+  bytesRead: number;
   /** Set by the owner: TLS handshake outcome (TLS sockets) and close notification. */
   onHandshake?: (s: Socket<End>, ok: boolean, err: Error | null) => void;
   onClose?: (s: Socket<End>, clean: boolean) => void;
 }
 
 export function newEnd(init: Partial<End> = {}): End {
-  return { peer: undefined, early: [], earlyBytes: 0, pending: undefined, endAfterDrain: false, readEnded: false, writeEnded: false, closed: false, ...init };
+  return { peer: undefined, early: [], earlyBytes: 0, pending: undefined, endAfterDrain: false, readEnded: false, writeEnded: false, closed: false, bytesRead: 0, ...init };
 }
 
 /** Pairs two sockets: whatever each read before is delivered, then bytes flow both ways. */
@@ -79,12 +81,15 @@ function finishWrite(s: Socket<End>): void {
     return;
   }
   s.data.writeEnded = true;
-  // shutdown() half-closes; end() on a native TLS socket closes both directions.
-  s.shutdown();
+  // shutdown() half-closes (end() on a native TLS socket closes both directions); once both
+  // directions are done, end() lets the socket close (a half-open Bun socket never closes by itself).
+  if (s.data.readEnded) s.end();
+  else s.shutdown();
 }
 
 export const PIPE_HANDLERS: SocketHandler<End> = {
   data(s, chunk) {
+    s.data.bytesRead += chunk.length;
     const peer = s.data.peer;
     if (peer) return forward(s, peer, chunk);
     s.data.early.push(Buffer.from(chunk));
@@ -108,6 +113,7 @@ export const PIPE_HANDLERS: SocketHandler<End> = {
   end(s) {
     s.data.readEnded = true;
     if (s.data.peer) finishWrite(s.data.peer);
+    if (s.data.writeEnded) s.end();
   },
   handshake(s, ok, err) {
     s.data.onHandshake?.(s, ok, err);
