@@ -32,6 +32,12 @@ export class Guest {
   private ended = false;
   /** The inner TLS client's options, fixed once approved: this session's key and certificate. */
   private tls: InnerTls | undefined;
+  /**
+   * The latest TLS ticket from this session's host: later streams resume with it and skip the
+   * certificate signatures of a full handshake. A resumed session still carries the host's
+   * certificate, and every stream checks it against the approved key as before.
+   */
+  private readonly resume: { ticket?: Buffer } = {};
   /** The host certificate already checked against the approved key (see peerKeyIs). */
   private readonly hostCert: { checked?: Buffer } = {};
 
@@ -122,6 +128,7 @@ export class Guest {
     this.opening.delete(f.ref);
     this.socks.add(local);
     const end = newEnd({
+      resume: this.resume,
       onHandshake: (inner, ok, err) => this.secured(inner, local, ok, err, approved),
       onClose: (inner) => {
         this.socks.delete(inner);

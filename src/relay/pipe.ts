@@ -22,6 +22,12 @@ export interface End {
   closed: boolean;
   /** Bytes read from this socket (the coordinator's per-stream counts). */
   bytesRead: number;
+  /**
+   * TLS client only: where this session keeps its latest ticket. Offered when the socket opens and
+   * replaced from the first bytes received (a TLS 1.3 ticket arrives just after the handshake).
+   */
+  resume?: { ticket?: Buffer };
+  ticketTaken?: boolean;
   /** Set by the owner: TLS handshake outcome (TLS sockets) and close notification. */
   onHandshake?: (s: Socket<End>, ok: boolean, err: Error | null) => void;
   onClose?: (s: Socket<End>, clean: boolean) => void;
@@ -88,7 +94,16 @@ function finishWrite(s: Socket<End>): void {
 }
 
 export const PIPE_HANDLERS: SocketHandler<End> = {
+  open(s) {
+    const ticket = s.data?.resume?.ticket;
+    if (ticket) s.setSession(ticket);
+  },
   data(s, chunk) {
+    if (s.data.resume && !s.data.ticketTaken) {
+      s.data.ticketTaken = true;
+      const ticket = s.getSession() as unknown as Buffer | undefined;
+      if (ticket) s.data.resume.ticket = ticket;
+    }
     s.data.bytesRead += chunk.length;
     const peer = s.data.peer;
     if (peer) return forward(s, peer, chunk);
