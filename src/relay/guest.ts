@@ -21,6 +21,11 @@ export interface GuestEvents {
   onClosed?(reason: string): void;
 }
 
+/** Most "open" frames unanswered at once: well under the coordinator's per-connection frame queue (64). */
+const MAX_ASKED = 32;
+/** Most local connections waiting for their turn to ask; past it new ones are refused. */
+const MAX_WAITING_OPENS = 4096;
+
 export class Guest {
   private keyPem = "";
   private approved: Approved | undefined;
@@ -28,6 +33,13 @@ export class Guest {
   /** Every live socket of every stream (local, raw and TLS), so the session's end cuts them all. */
   private readonly socks = new Set<Socket<End>>();
   private readonly opening = new Map<string, Socket<End>>();
+  /**
+   * Local connections whose "open" is not sent yet, and the refs of those sent and unanswered. A
+   * burst of connections (a client's pool) is asked for a few at a time: the coordinator cuts a
+   * control connection that floods it with frames (Channel's maxQueued).
+   */
+  private readonly waiting: string[] = [];
+  private readonly asked = new Set<string>();
   private nextRef = 0;
   private ended = false;
   /** The inner TLS client's options, fixed once approved: this session's key and certificate. */
@@ -108,12 +120,32 @@ export class Guest {
     const ref = `o${++this.nextRef}`;
     sock.data = newEnd({ onClose: (s) => { this.opening.delete(ref); this.socks.delete(s); } });
     if (this.ended || !this.approved) return void sock.terminate();
+    if (this.waiting.length >= MAX_WAITING_OPENS) {
+      this.events.onStreamError?.(`more than ${MAX_WAITING_OPENS} connections are waiting for a stream; refused one`);
+      return void sock.terminate();
+    }
     sock.setNoDelay(true);
     this.opening.set(ref, sock);
-    this.client.send({ t: "open", sessionId: this.approved.sessionId, ref });
+    this.waiting.push(ref);
+    this.askMore();
+  }
+
+  /** Sends "open" for waiting connections while fewer than MAX_ASKED are unanswered. */
+  private askMore(): void {
+    while (this.asked.size < MAX_ASKED && this.waiting.length && this.approved && !this.ended) {
+      const ref = this.waiting.shift()!;
+      if (!this.opening.has(ref)) continue; // the local client left while it waited
+      this.asked.add(ref);
+      this.client.send({ t: "open", sessionId: this.approved.sessionId, ref });
+    }
+  }
+
+  private answered(ref: string | undefined): void {
+    if (ref && this.asked.delete(ref)) this.askMore();
   }
 
   private streamRefused(f: FrameOf<ServerFrame, "error">): void {
+    this.answered(f.ref);
     const sock = f.ref ? this.opening.get(f.ref) : undefined;
     if (!sock) return;
     this.opening.delete(f.ref!);
@@ -122,6 +154,7 @@ export class Guest {
   }
 
   private async streamReady(f: FrameOf<ServerFrame, "stream">): Promise<void> {
+    this.answered(f.ref);
     const local = this.opening.get(f.ref);
     const approved = this.approved;
     if (!local || !approved || !this.tls) return;
