@@ -55,6 +55,7 @@ const cleanup = async () => {
 killOnSignal(cleanup);
 const say = (s: string) => console.error(`bench: ${s}`);
 
+const loadAtStart = os.loadavg();
 try {
   say(`${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}; ${opt.runs} run(s)`);
   const target = await startTarget();
@@ -72,14 +73,18 @@ try {
   for (let r = 0; r < opt.runs; r++) {
     // Each metric is taken on every path back to back, so the ratios compare like with like in time.
     const order = paths.map((_, i) => paths[(i + r) % paths.length]!);
-    for (const p of order) results[p.name]!.tp1.push(await throughput(p.port, 1, opt.duration));
-    for (const p of order) results[p.name]!.tp8.push(await throughput(p.port, 8, opt.duration));
+    // A short pause before each measurement lets the previous one's teardown finish off the clock.
+    const settle = () => Bun.sleep(300);
+    for (const p of order) { await settle(); results[p.name]!.tp1.push(await throughput(p.port, 1, opt.duration)); }
+    for (const p of order) { await settle(); results[p.name]!.tp8.push(await throughput(p.port, 8, opt.duration)); }
     for (const p of order) {
+      await settle();
       const t = await setupTimes(p.port, opt.setup);
       results[p.name]!.setupP50.push(percentile(t, 50));
       results[p.name]!.setupP99.push(percentile(t, 99));
     }
     for (const p of order) {
+      await settle();
       const t = await roundTrips(p.port, opt.rtt);
       results[p.name]!.rttP50.push(percentile(t, 50));
       results[p.name]!.rttP99.push(percentile(t, 99));
@@ -127,7 +132,8 @@ try {
       ...(results.tessera && results.direct ? [`${fmt(summary.ratios.direct?.[m.key])}x`] : []),
     ]);
   }
-  console.log(`\nmedian of ${opt.runs} run(s); ratios are medians of per-run ratios; MB = 10^6 bytes\n`);
+  console.log(`\nmedian of ${opt.runs} run(s); ratios are medians of per-run ratios; MB = 10^6 bytes`);
+  console.log(`load average at start ${loadAtStart.map((l) => l.toFixed(2)).join(" ")}, at end ${os.loadavg().map((l) => l.toFixed(2)).join(" ")} (${os.cpus().length} cores; other work on the machine lowers every figure)\n`);
   console.log(table(rows));
   console.log("\npeak RSS (VmHWM) of each process of each path:");
   console.log(table([["path", "process", "pid", "peak RSS (MB)"], ...rss.map((r) => [r.path, r.role, String(r.pid), fmt(r.peakRssMb, 1)])]));
@@ -138,14 +144,14 @@ try {
       ["coordinator CPU to open them (s)", fmt(idle.coordinatorCpuSecondsToOpen)], ["coordinator CPU while idle (%)", fmt(idle.coordinatorCpuPercentIdle)],
       ["agent RSS (MB)", fmt(idle.agentRssMb, 1)], ["guest RSS (MB)", fmt(idle.guestRssMb, 1)], ["time to open all (s)", fmt(idle.openSeconds)]]));
   }
-  console.log(`\ntessera --help: median ${fmt(median(help), 1)} ms, min ${fmt(Math.min(...help), 1)} ms over ${help.length} runs`);
+  console.log(`\ntessera --help: median ${fmt(median(help.map((h) => h.wallMs)), 1)} ms wall (min ${fmt(Math.min(...help.map((h) => h.wallMs)), 1)}), median ${fmt(median(help.map((h) => h.cpuMs)), 1)} ms CPU, over ${help.length} runs`);
 
-  const targets = checkTargets(summary, idle, median(help));
+  const targets = checkTargets(summary, idle, median(help.map((h) => h.wallMs)));
   console.log("\ntargets:");
   for (const tg of targets) console.log(`  ${tg.met === undefined ? "n/a " : tg.met ? "MET " : "MISS"}  ${tg.what}: ${tg.value}`);
 
   const info = Object.fromEntries(paths.map((p) => [p.name, p.info]));
-  const json = { when: new Date().toISOString(), machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, loadavg: os.loadavg(), bun: Bun.version }, options: opt, info, results, ...summary, rss, idle, helpMs: help, targets };
+  const json = { when: new Date().toISOString(), machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, loadavgAtStart: loadAtStart, loadavgAtEnd: os.loadavg(), bun: Bun.version }, options: opt, info, results, ...summary, rss, idle, helpMs: help, targets };
   fs.mkdirSync(path.dirname(a.json!), { recursive: true });
   fs.writeFileSync(a.json!, JSON.stringify(json, null, 2) + "\n");
   console.log(`\nwrote ${a.json}`);

@@ -149,14 +149,15 @@ export async function tessera(targetPort: number, dir: string, profileDir?: stri
   };
 }
 
-/** `tessera --help` wall time from the compiled binary, ms per run. */
-export function helpTimes(n: number): number[] {
-  const out: number[] = [];
+/** `tessera --help` from the compiled binary: wall time and CPU time (user + system; steadier on a busy machine), ms per run. */
+export function helpTimes(n: number): { wallMs: number; cpuMs: number }[] {
+  const out: { wallMs: number; cpuMs: number }[] = [];
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
     const r = Bun.spawnSync([TESSERA, "--help"], { stdout: "ignore", stderr: "ignore" });
-    out.push(performance.now() - t0);
+    const wallMs = performance.now() - t0;
     if (r.exitCode !== 0) throw new Error(`tessera --help exited ${r.exitCode}`);
+    out.push({ wallMs, cpuMs: Number(r.resourceUsage.cpuTime.total) / 1000 });
   }
   return out;
 }
