@@ -67,6 +67,13 @@ try {
   if (wanted.has("tessera")) paths.push(await tessera(target.port, dir, a.profile));
   say(`paths up: ${paths.map((p) => `${p.name} -> 127.0.0.1:${p.port}`).join(", ")}`);
 
+  // Warm-up, the same for every path, not measured: fresh processes are still compiling their hot code.
+  for (const p of paths) {
+    await setupTimes(p.port, 50);
+    await roundTrips(p.port, 200);
+    await throughput(p.port, 1, 300, 100);
+  }
+
   // results[path][metric][run]
   const results: Record<string, Record<Metric, number[]>> = {};
   for (const p of paths) results[p.name] = { tp1: [], tp8: [], setupP50: [], setupP99: [], rttP50: [], rttP99: [] };
