@@ -67,6 +67,18 @@ describe("AuditLog", () => {
     }
   });
 
+  test("appendSoon: resolves with the next sync (or its own timer), in chain order", async () => {
+    const log = AuditLog.open(file);
+    const soon = log.appendSoon("closed-1");
+    await log.appendDurable("opened-2");
+    await soon; // the sync for opened-2 covered it
+    await log.appendSoon("closed-3", {}, 5); // nobody else syncs: its timer does
+    log.appendSoon("closed-4");
+    log.close(); // close makes the waiting line durable
+    const lines = rawLines();
+    expect(lines.map((l) => (JSON.parse(l) as { event: string }).event)).toEqual(["closed-1", "opened-2", "closed-3", "closed-4"]);
+  });
+
   test("reopening continues seq at 4 with prev = hash of line 3", () => {
     const a = AuditLog.open(file);
     a.append("one");

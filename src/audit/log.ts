@@ -11,6 +11,8 @@ export class AuditLog {
   /** The fdatasync now running (group commit), and the one queued behind it for lines written meanwhile. */
   private syncing: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
+  /** Lines from appendSoon waiting for a sync: who to tell, and the timer that forces one. */
+  private soon: { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void; timer: ReturnType<typeof setTimeout> } | undefined;
 
   private constructor(
     private readonly fd: number,
@@ -58,10 +60,36 @@ export class AuditLog {
    */
   appendDurable(event: string, fields: AuditFields = {}): Promise<void> {
     this.write(event, fields);
-    // A sync already running may have started before this write: ride on the next one.
+    return this.sync();
+  }
+
+  /**
+   * For events that record what already happened and gate nothing (a stream's close): written now,
+   * made durable by the next sync anyone asks for, and at the latest `withinMs` later. Sequential
+   * streams then need one fsync each (their open) instead of two.
+   */
+  appendSoon(event: string, fields: AuditFields = {}, withinMs = 50): Promise<void> {
+    this.write(event, fields);
+    if (!this.soon) {
+      let resolve!: () => void;
+      let reject!: (e: unknown) => void;
+      const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej; });
+      this.soon = { promise, resolve, reject, timer: setTimeout(() => void this.sync().catch(() => {}), withinMs) };
+    }
+    return this.soon.promise;
+  }
+
+  /** Resolves when a fdatasync that began after every line written so far has finished (group commit). */
+  private sync(): Promise<void> {
+    // A sync already running may have started before the last write: ride on the next one, which
+    // also covers the lines waiting from appendSoon.
     this.queued ??= (this.syncing ?? Promise.resolve()).catch(() => {}).then(() => {
       this.queued = undefined;
+      const soon = this.soon;
+      this.soon = undefined;
+      if (soon) clearTimeout(soon.timer);
       this.syncing = new Promise<void>((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
+      this.syncing.then(() => soon?.resolve(), (err) => soon?.reject(err));
       return this.syncing;
     });
     return this.queued;
@@ -75,8 +103,12 @@ export class AuditLog {
   }
 
   close(): void {
-    // Lines written through appendDurable may still await their fsync: make them durable first.
+    // Lines written through appendDurable or appendSoon may still await their fsync: make them durable first.
+    const soon = this.soon;
+    this.soon = undefined;
+    if (soon) clearTimeout(soon.timer);
     fs.fdatasyncSync(this.fd);
+    soon?.resolve();
     fs.closeSync(this.fd);
   }
 }

@@ -299,8 +299,8 @@ export class Broker {
       s.down += stream.down;
       s.lastActive = Date.now();
     }
-    // Records what already happened (nothing waits on it): group-committed off the event loop.
-    this.o.audit.appendDurable("stream.close", { sessionId: stream.sessionId, streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason })
+    // Records what already happened (nothing waits on it): durable with the next sync, within 50 ms.
+    this.o.audit.appendSoon("stream.close", { sessionId: stream.sessionId, streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason })
       .catch((err) => log.error(`audit log: ${errorMessage(err)}`));
   }
 

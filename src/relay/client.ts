@@ -30,6 +30,10 @@ export class ControlClient {
 
   private constructor(readonly socket: tls.TLSSocket) {
     this.ch = new Channel<ServerFrame, ClientFrame>(socket, ServerFrame, {
+      // The coordinator is authenticated and answers a burst of streams with a burst of frames (an
+      // agent gets one "incoming" per stream of every guest): the flood guard sized for untrusted
+      // peers would cut the agent off. Still bounded, by the coordinator's own stream caps.
+      maxQueued: 4096,
       onFrame: (f) => this.dispatch(f),
       onClose: (err) => {
         const e = new TesseraError("disconnected", `lost the connection to the coordinator${err ? `: ${err.message}` : ""}`);

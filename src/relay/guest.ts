@@ -206,10 +206,10 @@ export class Guest {
     };
   }
 
-  private secured(inner: Socket<End>, local: Socket<End>, _ok: boolean, err: Error | null, approved: Approved): void {
+  private secured(inner: Socket<End>, local: Socket<End>, ok: boolean, err: Error | null, approved: Approved): void {
     // Bun reports a chain that does not lead to the CA first, and only then that no name matches. Names
     // mean nothing here (the host is pinned by key below), so only a clean chain or a name miss passes.
-    if (err && (err as { code?: string }).code !== "ERR_TLS_CERT_ALTNAME_INVALID") {
+    if ((!ok && !err) || (err && (err as { code?: string }).code !== "ERR_TLS_CERT_ALTNAME_INVALID")) {
       this.events.onStreamError?.(`stream failed: ${err?.message ?? "TLS handshake failed"}`);
       cut(inner);
       return local.terminate();
