@@ -1,14 +1,14 @@
 // The coordinator's listener: one TCP port carrying both planes. A first byte of 0x16 is a TLS
 // ClientHello (control plane, mTLS); the data preamble's magic is anything else. The listener is
-// Bun's native one, so the data plane splices native sockets (pipe.ts); control connections are
-// bridged into node:tls (small frames, where a stream adapter costs nothing that matters).
-import tls from "node:tls";
+// Bun's native one: the data plane splices native sockets (pipe.ts), and a control connection gets
+// a native TLS server on the sniffed socket, read by the Channel through a small Duplex adapter.
 import type { Socket, TCPSocketListener } from "bun";
-import { ProtocolError } from "../errors.ts";
+import { ProtocolError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { certInfo, derToPem } from "../pki/index.ts";
 import { Broker, newId, type BrokerOptions, type Peer } from "./broker.ts";
 import { Channel } from "./channel.ts";
+import { TLS_1_3, type InnerTls } from "./data-dial.ts";
 import { newEnd, PIPE_HANDLERS, type End } from "./pipe.ts";
 import { ClientFrame, PREAMBLE_BYTES, type ServerFrame } from "./protocol.ts";
 import { SocketDuplex } from "./socket-duplex.ts";
@@ -19,6 +19,10 @@ export interface CoordinatorOptions extends BrokerOptions {
   /** The coordinator's own TLS identity (signed by the CA). */
   certPem: string;
   keyPem: string;
+}
+
+interface ControlTls {
+  duplex: SocketDuplex | undefined;
 }
 
 /** Per connection: a pipe end (data plane) plus what the listener needs before it knows the plane. */
@@ -32,12 +36,10 @@ interface Conn extends End {
 export class Coordinator {
   readonly broker: Broker;
   private server: TCPSocketListener<Conn> | undefined;
-  private readonly ctx: tls.SecureContext;
   private readonly sockets = new Set<Socket<Conn>>();
 
   constructor(private readonly o: CoordinatorOptions) {
     this.broker = new Broker(o);
-    this.ctx = tls.createSecureContext({ key: o.keyPem, cert: o.certPem, ca: o.ca.certPem, minVersion: "TLSv1.3" });
   }
 
   async listen(host: string, port: number): Promise<{ host: string; port: number }> {
@@ -48,24 +50,22 @@ export class Coordinator {
       socket: {
         open: (s) => this.onOpen(s),
         data: (s, chunk) => {
+          // A control connection's raw socket still hears its ciphertext: its TLS socket has it.
           if (s.data.kind === "data") pipe.data(s, chunk);
-          else if (s.data.kind === "control") s.data.control!.feed(chunk);
-          else this.sniff(s, chunk);
+          else if (s.data.kind === "sniff") this.sniff(s, chunk);
         },
         drain: (s) => {
           if (s.data.kind === "data") pipe.drain(s);
-          else if (s.data.kind === "control") s.data.control!.drained();
         },
         end: (s) => {
           if (s.data.kind === "data") pipe.end(s);
-          else if (s.data.kind === "control") s.data.control!.push(null);
-          else s.terminate();
+          else if (s.data.kind === "sniff") s.terminate();
         },
         close: (s, err) => {
           this.sockets.delete(s);
           if (s.data.timer) clearTimeout(s.data.timer);
           if (s.data.kind === "data") pipe.close(s, err);
-          else if (s.data.kind === "control") s.data.control!.destroy();
+          else if (s.data.kind === "control") s.data.control?.destroy();
         },
         error: () => {},
       },
@@ -93,12 +93,10 @@ export class Coordinator {
     const head = c.head.length ? Buffer.concat([c.head, chunk]) : Buffer.from(chunk);
     c.head = head;
     if (head[0] === 0x16) {
-      clearTimeout(c.timer);
+      // The handshake timer keeps running until the TLS handshake is done.
       c.kind = "control";
       c.head = Buffer.alloc(0);
-      c.control = new SocketDuplex(sock as Socket<unknown>);
-      this.startControl(c.control, `${sock.remoteAddress}:${sock.remotePort}`);
-      c.control.feed(head);
+      this.startControl(sock, head);
     } else if (head.length >= PREAMBLE_BYTES) {
       clearTimeout(c.timer);
       c.kind = "data";
@@ -109,34 +107,50 @@ export class Coordinator {
     }
   }
 
-  private startControl(sock: SocketDuplex, addr: string): void {
-    const t = new tls.TLSSocket(sock, { isServer: true, secureContext: this.ctx, requestCert: true, rejectUnauthorized: false });
-    const timer = setTimeout(() => t.destroy(), this.o.limits.handshakeTimeoutMs);
-    t.on("error", (err) => {
-      log.debug(`${addr}: ${err.message}`);
-      t.destroy();
-    });
-    t.once("secure", () => {
-      clearTimeout(timer);
-      void this.identify(t).then((host) => {
-        const peer: Peer = {
-          id: newId("c"), addr, host, helloed: false,
-          ch: new Channel<ClientFrame, ServerFrame>(t, ClientFrame, {
-            firstFrameTimeoutMs: this.o.limits.handshakeTimeoutMs,
-            onFrame: (f) => this.broker.handle(peer, f),
-            onClose: () => this.broker.drop(peer),
-          }),
-        };
-      }, (err) => {
-        log.warn(`${addr}: refused: ${err.message}`);
-        t.destroy();
-      });
-    });
+  /**
+   * Native TLS server on the sniffed socket (the bytes already read are replayed as initialData), then
+   * a node Duplex over the TLS socket for the Channel: frames are small, so the adapter costs little.
+   */
+  private startControl(sock: Socket<Conn>, head: Buffer): void {
+    const addr = `${sock.remoteAddress}:${sock.remotePort}`;
+    const [, t] = sock.upgradeTLS<ControlTls>({
+      data: { duplex: undefined },
+      tls: { key: this.o.keyPem, cert: this.o.certPem, ca: this.o.ca.certPem, requestCert: true, rejectUnauthorized: false, minVersion: TLS_1_3 } as InnerTls,
+      initialData: head,
+      socket: {
+        handshake: (t, ok, err) => {
+          if (sock.data.timer) clearTimeout(sock.data.timer);
+          sock.data.timer = undefined;
+          // rejectUnauthorized is off so guests (no certificate) get in; a verified chain marks a host.
+          void this.identify(t, ok && !err).then((host) => {
+            const peer: Peer = {
+              id: newId("c"), addr, host, helloed: false,
+              ch: new Channel<ClientFrame, ServerFrame>(t.data.duplex!, ClientFrame, {
+                firstFrameTimeoutMs: this.o.limits.handshakeTimeoutMs,
+                onFrame: (f) => this.broker.handle(peer, f),
+                onClose: () => this.broker.drop(peer),
+              }),
+            };
+          }, (e) => {
+            log.warn(`${addr}: refused: ${errorMessage(e)}`);
+            t.terminate();
+          });
+        },
+        // Bytes that arrive before the Channel listens wait in the Duplex's readable buffer.
+        data: (t, chunk) => t.data.duplex?.feed(chunk),
+        drain: (t) => t.data.duplex?.drained(),
+        end: (t) => void t.data.duplex?.push(null),
+        close: (t) => t.data.duplex?.destroy(),
+        error: (_t, e) => log.debug(`${addr}: ${e.message}`),
+      },
+    } as Parameters<typeof sock.upgradeTLS<ControlTls>>[0]);
+    t.data.duplex = new SocketDuplex(t as Socket<unknown>);
+    sock.data.control = t.data.duplex;
   }
 
   /** A verified client certificate naming an enrolled host makes the peer that host. */
-  private async identify(t: tls.TLSSocket): Promise<Peer["host"]> {
-    if (!t.authorized) return undefined;
+  private async identify(t: Socket<ControlTls>, authorized: boolean): Promise<Peer["host"]> {
+    if (!authorized) return undefined;
     const raw = t.getPeerCertificate()?.raw;
     if (!raw) return undefined;
     const info = certInfo(derToPem(raw, "CERTIFICATE"));

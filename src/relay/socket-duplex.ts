@@ -1,5 +1,5 @@
-// A node Duplex over a Bun native socket, for the control plane only: node:tls needs a stream to
-// wrap, and control frames are small, so the stream machinery's cost does not matter there.
+// A node Duplex over a Bun native socket, for the control plane only: the Channel reads and writes a
+// node stream, and control frames are small, so the stream machinery's cost does not matter there.
 import { Duplex } from "node:stream";
 import type { Socket } from "bun";
 
