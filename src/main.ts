@@ -3,6 +3,7 @@
 import "reflect-metadata"; // @peculiar/x509 needs the polyfill loaded before anything else
 import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
 import { TesseraError } from "./errors.ts";
+import { SUMMARIES } from "./commands/summaries.ts";
 import { VERSION } from "./version.ts";
 import { fatalLine } from "./log.ts";
 
@@ -62,7 +63,12 @@ async function resolveForHelp(cmd: CommandDef, rawArgs: string[]): Promise<[Comm
     parent = cmd;
     cmd = typeof sub === "function" ? await sub() : sub;
   }
-  return [cmd, parent];
+  if (parent) return [cmd, parent];
+  // The root listing needs only names and one-liners: stand-ins keep every command module unloaded.
+  const subs = (cmd.subCommands ?? {}) as Record<string, () => Promise<CommandDef>>;
+  const listed = Object.fromEntries(Object.entries(subs).map(([n, load]) =>
+    [n, SUMMARIES[n] ? defineCommand({ meta: { name: n, description: SUMMARIES[n] } }) : load]));
+  return [{ ...cmd, subCommands: listed }];
 }
 
 const code = await run(main, process.argv.slice(2));

@@ -50,6 +50,35 @@ describe("AuditLog", () => {
     expect("skipped" in recs[1]!).toBe(false);
   });
 
+  test("appendDurable: concurrent lines share fsyncs, keep their order and the chain", async () => {
+    const log = AuditLog.open(file);
+    const pending = [log.appendDurable("a", { i: 1 }), log.appendDurable("b", { i: 2 })];
+    log.append("c");
+    pending.push(log.appendDurable("d"));
+    await Promise.all(pending);
+    await log.appendDurable("e");
+    log.close();
+    const lines = rawLines();
+    expect(lines.map((l) => (JSON.parse(l) as { event: string }).event)).toEqual(["a", "b", "c", "d", "e"]);
+    let prev = GENESIS;
+    for (const l of lines) {
+      expect((JSON.parse(l) as { prev: string }).prev).toBe(prev);
+      prev = sha256(l);
+    }
+  });
+
+  test("appendSoon: resolves with the next sync (or its own timer), in chain order", async () => {
+    const log = AuditLog.open(file);
+    const soon = log.appendSoon("closed-1");
+    await log.appendDurable("opened-2");
+    await soon; // the sync for opened-2 covered it
+    await log.appendSoon("closed-3", {}, 5); // nobody else syncs: its timer does
+    log.appendSoon("closed-4");
+    log.close(); // close makes the waiting line durable
+    const lines = rawLines();
+    expect(lines.map((l) => (JSON.parse(l) as { event: string }).event)).toEqual(["closed-1", "opened-2", "closed-3", "closed-4"]);
+  });
+
   test("reopening continues seq at 4 with prev = hash of line 3", () => {
     const a = AuditLog.open(file);
     a.append("one");

@@ -19,6 +19,10 @@ export interface AuditOptions {
 
 export class AuditLog {
   private sinceCheckpoint = 0;
+  /** The fdatasync now running (group commit), the one queued behind it, and appendSoon's waiters. */
+  private syncing: Promise<void> | undefined;
+  private queued: Promise<void> | undefined;
+  private soon: { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void; timer: ReturnType<typeof setTimeout> } | undefined;
 
   private constructor(
     private fd: number,
@@ -57,16 +61,47 @@ export class AuditLog {
 
   /** Writes one event durably; throws if the disk refuses, so the caller never acts unrecorded. */
   append(event: string, fields: AuditFields = {}): void {
-    if (this.o.rotateBytes && this.size >= this.o.rotateBytes) this.rotate();
+    this.beforeWrite();
     this.write(event, fields);
-    if (this.o.checkpointEvery && this.o.signingKeyPem && ++this.sinceCheckpoint >= this.o.checkpointEvery) this.checkpoint();
+    fs.fdatasyncSync(this.fd);
+    this.afterWrite(true);
+  }
+
+  /**
+   * Group commit: writes the line now (its place in the chain is fixed at once) and resolves when a
+   * fdatasync that began after the write has finished. Concurrent callers share one fsync, and the
+   * event loop is not blocked while the disk works. Callers must not act on the event before it resolves.
+   */
+  appendDurable(event: string, fields: AuditFields = {}): Promise<void> {
+    this.beforeWrite();
+    this.write(event, fields);
+    this.afterWrite(false);
+    return this.sync();
+  }
+
+  /**
+   * For events that record what already happened and gate nothing (a stream's close): written now,
+   * made durable by the next sync anyone asks for, and at the latest `withinMs` later. Sequential
+   * streams then need one fsync each (their open) instead of two.
+   */
+  appendSoon(event: string, fields: AuditFields = {}, withinMs = 50): Promise<void> {
+    this.beforeWrite();
+    this.write(event, fields);
+    this.afterWrite(false);
+    if (!this.soon) {
+      let resolve!: () => void;
+      let reject!: (e: unknown) => void;
+      const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej; });
+      this.soon = { promise, resolve, reject, timer: setTimeout(() => void this.sync().catch(() => {}), withinMs) };
+    }
+    return this.soon.promise;
   }
 
   /** Signs the chain so far: whoever holds the coordinator's certificate can check nothing before it changed. */
   checkpoint(): void {
     if (!this.o.signingKeyPem) return;
-    this.sinceCheckpoint = 0;
-    this.write("checkpoint", { sig: signCheckpoint(this.o.signingKeyPem, this.seq + 1, this.prev) });
+    this.writeCheckpoint();
+    fs.fdatasyncSync(this.fd);
   }
 
   /**
@@ -75,17 +110,62 @@ export class AuditLog {
    */
   rotate(): string {
     const old = `${this.path}.${String(this.seq).padStart(12, "0")}`;
+    // Everything written to the old file is made durable here, whatever group sync is still pending.
     fs.fsyncSync(this.fd);
     fs.closeSync(this.fd);
     fs.renameSync(this.path, old);
     this.fd = fs.openSync(this.path, "a", 0o600);
     this.size = 0;
     this.write("rotate", { previousFile: path.basename(old) });
+    fs.fdatasyncSync(this.fd);
     syncDir(path.dirname(this.path));
     return old;
   }
 
+  /** Resolves when a fdatasync that began after every line written so far has finished (group commit). */
+  private sync(): Promise<void> {
+    // A sync already running may have started before the last write: ride on the next one, which
+    // also covers the lines waiting from appendSoon.
+    this.queued ??= (this.syncing ?? Promise.resolve()).catch(() => {}).then(() => {
+      this.queued = undefined;
+      const soon = this.soon;
+      this.soon = undefined;
+      if (soon) clearTimeout(soon.timer);
+      const fd = this.fd;
+      this.syncing = new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => {
+        // A rotation synced and closed that file already: its lines are durable.
+        if (err && !(err.code === "EBADF" && fd !== this.fd)) reject(err);
+        else resolve();
+      }));
+      this.syncing.then(() => soon?.resolve(), (err) => soon?.reject(err));
+      return this.syncing;
+    });
+    return this.queued;
+  }
+
+  private beforeWrite(): void {
+    if (this.o.rotateBytes && this.size >= this.o.rotateBytes) this.rotate();
+  }
+
+  /** Every N events a signed checkpoint follows, made durable with the line before it. */
+  private afterWrite(sync: boolean): void {
+    if (!this.o.checkpointEvery || !this.o.signingKeyPem || ++this.sinceCheckpoint < this.o.checkpointEvery) return;
+    this.writeCheckpoint();
+    if (sync) fs.fdatasyncSync(this.fd);
+  }
+
+  private writeCheckpoint(): void {
+    this.sinceCheckpoint = 0;
+    this.write("checkpoint", { sig: signCheckpoint(this.o.signingKeyPem!, this.seq + 1, this.prev) });
+  }
+
   close(): void {
+    // Lines written through appendDurable or appendSoon may still await their fsync: make them durable first.
+    const soon = this.soon;
+    this.soon = undefined;
+    if (soon) clearTimeout(soon.timer);
+    fs.fdatasyncSync(this.fd);
+    soon?.resolve();
     fs.closeSync(this.fd);
   }
 
@@ -93,7 +173,6 @@ export class AuditLog {
     const line = JSON.stringify({ seq: this.seq + 1, ts: new Date().toISOString(), event, ...dropUndefined(fields), prev: this.prev }) + "\n";
     const bytes = Buffer.from(line);
     fs.writeSync(this.fd, bytes);
-    fs.fdatasyncSync(this.fd);
     this.size += bytes.length;
     this.seq++;
     this.prev = sha256(bytes);

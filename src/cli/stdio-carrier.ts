@@ -47,7 +47,12 @@ export function stdioDuplex(input: Readable, output: Writable): Duplex {
 export async function carryStdio(guest: Guest, stop: Promise<string>): Promise<number> {
   const io = stdioDuplex(process.stdin, process.stdout);
   const outcome = await Promise.race([
-    guest.carry(io).then((clean) => ({ clean, why: clean ? "the stream ended" : "the stream was cut" })),
+    guest.carry(io).then(async (clean) => {
+      if (clean) return { clean, why: "the stream ended" };
+      // A cut stream is often the session ending: its reason may be a moment behind on the control connection.
+      const why = await Promise.race([stop, new Promise<string>((r) => setTimeout(() => r("the stream was cut"), 500))]);
+      return { clean: false, why };
+    }),
     stop.then((why) => ({ clean: !why.startsWith("session ended"), why })),
   ]);
   io.destroy();

@@ -1,15 +1,16 @@
 // The host's agent: keeps a control connection to the coordinator, and for each approved stream
 // dials the coordinator's data plane, terminates the guest's end-to-end TLS and pipes to the target.
-import net from "node:net";
-import tls from "node:tls";
+import type { Duplex } from "node:stream";
+import type { Socket } from "bun";
 import { RefusedError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
-import { derToPem, spkiFingerprint } from "../pki/index.ts";
-import { ControlClient, type DialOptions } from "./client.ts";
 import { backoff } from "./backoff.ts";
-import { dialData } from "./data-dial.ts";
+import { ControlClient, type DialOptions } from "./client.ts";
+import { dialDataNative, peerKeyIs, TLS_1_3, type InnerTls } from "./data-dial.ts";
+import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "./pipe.ts";
 import type { TargetPolicy } from "./policy.ts";
 import { SHELL_TARGET, type FrameOf, type ServerFrame } from "./protocol.ts";
+import { asDuplex } from "./socket-duplex.ts";
 
 const log = logger("agent");
 
@@ -26,14 +27,17 @@ export interface AgentOptions extends Required<Pick<DialOptions, "address" | "ca
 
 /** Something on the host that takes a verified end-to-end stream directly instead of a TCP target. */
 export interface StreamService {
-  serve(stream: tls.TLSSocket, session: { sessionId: string; guest: { name: string } }): void;
+  serve(stream: Duplex, session: { sessionId: string; guest: { name: string } }): void;
   /** The coordinator closed the session (its streams merely dropping does not mean that). */
   closed?(sessionId: string, reason: string): void;
 }
 
 interface AgentSession {
   frame: FrameOf<ServerFrame, "session">;
-  streams: Set<net.Socket>;
+  /** Every live socket of the session's streams, so a session's end cuts them all at once. */
+  streams: Set<Socket<End>>;
+  /** The guest certificate (DER) already checked against the approved key: later streams compare bytes, not parse. */
+  checked?: Buffer;
 }
 
 export interface AgentEvents {
@@ -46,12 +50,13 @@ export interface AgentEvents {
 export class Agent {
   private client: ControlClient | undefined;
   private readonly sessions = new Map<string, AgentSession>();
-  private readonly ctx: tls.SecureContext;
+  /** The inner TLS server's options: TLS 1.3 only, and a client certificate from the CA is required. */
+  private readonly tls: InnerTls;
   private stopped = false;
   private attempt = 0;
 
   constructor(private readonly o: AgentOptions, private readonly events: AgentEvents = {}) {
-    this.ctx = tls.createSecureContext({ key: o.keyPem, cert: o.certPem, ca: o.caPem, minVersion: "TLSv1.3" });
+    this.tls = { key: o.keyPem, cert: o.certPem, ca: o.caPem, requestCert: true, rejectUnauthorized: true, minVersion: TLS_1_3 } as InnerTls;
   }
 
   /** Connects and registers; resolves once the share is live. Rejects on refusal (id taken, not enrolled). */
@@ -112,80 +117,111 @@ export class Agent {
     const s = this.sessions.get(id);
     if (!s) return;
     this.sessions.delete(id);
-    for (const sock of s.streams) sock.destroy();
+    for (const sock of [...s.streams]) sock.terminate();
   }
 
   private async incoming(f: FrameOf<ServerFrame, "incoming">): Promise<void> {
     const s = this.sessions.get(f.sessionId);
     if (!s) return;
-    let verified: (inner: tls.TLSSocket) => void;
-    if (s.frame.target === SHELL_TARGET) {
-      const shell = this.o.shell;
-      // The agent's own options decide whether a shell is offered, whatever the coordinator asks.
-      if (!shell) return this.events.onStream?.(f.sessionId, "refused a shell stream: this agent does not share a shell");
-      verified = (inner) => shell.serve(inner, s.frame);
-    } else {
-      let dest: { host: string; port: number };
-      try {
-        // The coordinator is not trusted to pick targets: the agent's own list decides.
-        dest = await this.o.policy.resolve(s.frame.target);
-      } catch (err) {
-        log.warn(`refused stream to ${s.frame.target}: ${errorMessage(err)}`);
-        this.events.onStream?.(f.sessionId, errorMessage(err));
-        return;
-      }
-      verified = (inner) => this.pipeTo(inner, s, f, dest);
+    if (s.frame.target === SHELL_TARGET) return this.incomingShell(f, s);
+    let dest: { host: string; port: number };
+    try {
+      // The coordinator is not trusted to pick targets: the agent's own list decides.
+      dest = await this.o.policy.resolve(s.frame.target);
+    } catch (err) {
+      log.warn(`refused stream to ${s.frame.target}: ${errorMessage(err)}`);
+      this.events.onStream?.(f.sessionId, errorMessage(err));
+      return;
     }
-    const raw = dialData(this.o.address, f.token, () => this.secure(raw, s, f, verified));
-    raw.on("error", () => raw.destroy());
-    s.streams.add(raw);
-    raw.on("close", () => s.streams.delete(raw));
+    const client = this.client;
+    if (!client) return;
+    // The target is dialled while the guest's TLS handshake runs (one round trip less per stream);
+    // no byte moves between them until the guest's key has been checked in secured().
+    const target = Bun.connect<End>({ hostname: dest.host, port: dest.port, allowHalfOpen: true, data: newEnd({ onClose: (up) => s.streams.delete(up) }), socket: PIPE_HANDLERS })
+      .then((up) => {
+        up.setNoDelay(true);
+        s.streams.add(up);
+        return up;
+      }, (e: unknown) => new Error(`cannot reach ${s.frame.target}: ${errorMessage(e)}`));
+    const end = newEnd({
+      onHandshake: (inner, ok, err) => this.secured(inner, ok, err, s, f, target),
+      onClose: (inner) => s.streams.delete(inner),
+    });
+    try {
+      const { raw, inner } = await dialDataNative(client.peer, f.token, this.tls, end, true);
+      if (!this.sessions.has(f.sessionId)) return cutAll(inner, target);
+      s.streams.add(raw);
+      s.streams.add(inner);
+      raw.data.onClose = () => s.streams.delete(raw);
+    } catch (err) {
+      log.debug(`stream ${f.streamId}: ${errorMessage(err)}`);
+      void target.then((up) => up instanceof Error || cut(up));
+    }
   }
 
-  /** Terminates the guest's end-to-end TLS and hands the stream on once the peer is the approved key. */
-  private secure(raw: net.Socket, s: AgentSession, f: FrameOf<ServerFrame, "incoming">, verified: (inner: tls.TLSSocket) => void): void {
-    const inner = new tls.TLSSocket(raw, {
-      isServer: true, secureContext: this.ctx, requestCert: true, rejectUnauthorized: true,
-      // @ts-expect-error node's TLSSocket accepts allowHalfOpen so a half-close reaches the target.
-      allowHalfOpen: true,
-    });
-    s.streams.add(inner);
-    const cleanup = () => s.streams.delete(inner);
-    inner.on("close", cleanup);
-    inner.on("error", (err) => {
-      log.debug(`stream ${f.streamId}: ${err.message}`);
-      inner.destroy();
-    });
-    inner.once("secure", () => {
-      const peer = inner.getPeerCertificate();
-      // Only the key the host approved may use this session, whatever the CA signed.
-      if (!peer?.raw || spkiFingerprint(derToPem(peer.raw, "CERTIFICATE")) !== s.frame.guest.spki) {
-        log.warn(`stream ${f.streamId}: guest key does not match the approved key; dropped`);
-        inner.destroy();
-        return;
+  private secured(inner: Socket<End>, ok: boolean, err: Error | null, s: AgentSession, f: FrameOf<ServerFrame, "incoming">, target: Promise<Socket<End> | Error>): void {
+    // The server side checks no names: with requestCert and rejectUnauthorized a chain that does not
+    // lead to the CA fails the handshake, and the key itself is checked next.
+    if (!ok || err) {
+      log.debug(`stream ${f.streamId}: ${err?.message ?? "TLS handshake failed"}`);
+      return cutAll(inner, target);
+    }
+    // Only the key the host approved may use this session, whatever the CA signed.
+    if (!peerKeyIs(inner, s.frame.guest.spki, s)) {
+      log.warn(`stream ${f.streamId}: guest key does not match the approved key; dropped`);
+      return cutAll(inner, target);
+    }
+    // Bytes either side sends meanwhile wait in its socket (bounded; see pipe.ts).
+    void target.then((up) => {
+      if (up instanceof Error) {
+        this.events.onStream?.(f.sessionId, up.message);
+        return cut(inner);
       }
-      verified(inner);
+      if (inner.data.closed || up.data.closed || !this.sessions.has(f.sessionId)) return cutAll(inner, target);
+      pair(inner, up);
+      this.events.onStream?.(f.sessionId);
     });
   }
 
-  private pipeTo(inner: tls.TLSSocket, s: AgentSession, f: FrameOf<ServerFrame, "incoming">, dest: { host: string; port: number }): void {
-    const up = net.connect({ ...dest, allowHalfOpen: true });
-    up.setNoDelay(true);
-    up.on("error", (err) => {
-      this.events.onStream?.(f.sessionId, `cannot reach ${s.frame.target}: ${err.message}`);
-      inner.destroy();
+  /** A shell session: the verified stream goes to the shell service (the host's PTY), not to a TCP target. */
+  private async incomingShell(f: FrameOf<ServerFrame, "incoming">, s: AgentSession): Promise<void> {
+    const shell = this.o.shell;
+    // The agent's own options decide whether a shell is offered, whatever the coordinator asks.
+    if (!shell) return this.events.onStream?.(f.sessionId, "refused a shell stream: this agent does not share a shell");
+    const client = this.client;
+    if (!client) return;
+    const end = newEnd({
+      onHandshake: (inner, ok, err) => {
+        if (!ok || err) return void cut(inner);
+        if (!peerKeyIs(inner, s.frame.guest.spki, s)) {
+          log.warn(`stream ${f.streamId}: guest key does not match the approved key; dropped`);
+          return void cut(inner);
+        }
+        if (!this.sessions.has(f.sessionId)) return void cut(inner);
+        shell.serve(asDuplex(inner), s.frame);
+        this.events.onStream?.(f.sessionId);
+      },
+      onClose: (inner) => s.streams.delete(inner),
     });
-    s.streams.add(up);
-    up.on("close", () => s.streams.delete(up));
-    // A clean close in both directions lets pending bytes drain; anything else cuts the pair.
-    up.on("close", () => { if (!cleanlyDone(up)) inner.destroy(); });
-    inner.on("close", () => { if (!cleanlyDone(inner)) up.destroy(); });
-    inner.pipe(up);
-    up.pipe(inner);
-    this.events.onStream?.(f.sessionId);
+    try {
+      const { raw, inner } = await dialDataNative(client.peer, f.token, this.tls, end, true);
+      if (!this.sessions.has(f.sessionId)) return cut(inner);
+      s.streams.add(raw);
+      s.streams.add(inner);
+      raw.data.onClose = () => s.streams.delete(raw);
+    } catch (err) {
+      log.debug(`stream ${f.streamId}: ${errorMessage(err)}`);
+    }
   }
 }
 
+/** Cuts the guest's side and, once it is connected, the target's. */
+function cutAll(inner: Socket<End>, target: Promise<Socket<End> | Error>): void {
+  cut(inner);
+  void target.then((up) => up instanceof Error || cut(up));
+}
+
+/** Both directions of a node stream finished (a clean end rather than a cut). */
 export function cleanlyDone(sock: { readableEnded: boolean; writableFinished: boolean }): boolean {
   return sock.readableEnded && sock.writableFinished;
 }

@@ -30,6 +30,10 @@ export class ControlClient {
 
   private constructor(readonly socket: tls.TLSSocket) {
     this.ch = new Channel<ServerFrame, ClientFrame>(socket, ServerFrame, {
+      // The coordinator is authenticated and answers a burst of streams with a burst of frames (an
+      // agent gets one "incoming" per stream of every guest): the flood guard sized for untrusted
+      // peers would cut the agent off. Still bounded, by the coordinator's own stream caps.
+      maxQueued: 4096,
       onFrame: (f) => this.dispatch(f),
       onClose: (err) => {
         const e = new TesseraError("disconnected", `lost the connection to the coordinator${err ? `: ${err.message}` : ""}`);
@@ -74,6 +78,11 @@ export class ControlClient {
     await verifyIssuedBy(leaf, this.caPem, new Date());
     const bad = tls.checkServerIdentity(host, this.socket.getPeerCertificate());
     if (bad) throw new TesseraError("ca_mismatch", `the coordinator's certificate does not name ${host}: ${bad.message}`);
+  }
+
+  /** The coordinator's resolved address as this connection reached it; data connections dial the same. */
+  get peer(): { host: string; port: number } {
+    return { host: this.socket.remoteAddress!, port: this.socket.remotePort! };
   }
 
   send(f: ClientFrame): void {

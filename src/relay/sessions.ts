@@ -36,13 +36,15 @@ export class SessionBook {
     if (s.streams.size >= this.o.limits.maxStreamsPerSession || this.streamTotal >= this.o.limits.maxStreams) {
       throw refusedRef("limit", "stream limit reached for this session", ref);
     }
-    const { stream, guestToken, agentToken } = this.splicer.create(newId("t"), s.id);
+    const streamId = newId("t");
+    // Group commit: the splicer holds both halves until this line is on disk (see Splicer.create).
+    const durable = this.o.audit.appendDurable("stream.open", { ...actors(s), streamId, target: s.target });
+    const { stream, guestToken, agentToken } = this.splicer.create(streamId, s.id, durable);
     this.streamTotal++;
     metrics.streamsTotal.inc();
     s.streams.add(stream);
     s.streamCount++;
     s.lastActive = Date.now();
-    this.o.audit.append("stream.open", { ...actors(s), streamId: stream.id, target: s.target });
     agent.ch.send({ t: "incoming", sessionId: s.id, streamId: stream.id, token: agentToken });
     peer.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: guestToken, ref });
   }
@@ -56,7 +58,9 @@ export class SessionBook {
       s.down += stream.down;
       s.lastActive = Date.now();
     }
-    this.o.audit.append("stream.close", { ...(s ? actors(s) : { sessionId: stream.sessionId }), streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason });
+    // Records what already happened and gates nothing: durable with the next sync, within 50 ms.
+    this.o.audit.appendSoon("stream.close", { ...(s ? actors(s) : { sessionId: stream.sessionId }), streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason })
+      .catch((err) => log.error(`audit log: ${err instanceof Error ? err.message : String(err)}`));
     background(this.o.store.addStream(stream.sessionId, stream.up, stream.down), "stream totals", log.warn);
   }
 

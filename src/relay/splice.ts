@@ -1,20 +1,23 @@
 // Data plane: pairs the guest's and the agent's raw connections by single-use token and copies
 // bytes between them. The bytes are the end-to-end TLS of guest and agent; nothing here can read them.
-import type net from "node:net";
 import { createHash, randomBytes } from "node:crypto";
+import type { Socket } from "bun";
+import { cut, pair, type End } from "./pipe.ts";
 import { DATA_MAGIC, PREAMBLE_BYTES, STREAM_TOKEN_BYTES } from "./protocol.ts";
 import { metrics } from "./metrics.ts";
 
 export interface Stream {
   readonly id: string;
   readonly sessionId: string;
-  guest?: net.Socket;
-  agent?: net.Socket;
-  /** Bytes guest → agent and agent → guest. */
-  up: number;
-  down: number;
+  guest?: Socket<End>;
+  agent?: Socket<End>;
+  /** Bytes guest → agent and agent → guest (live counts). */
+  readonly up: number;
+  readonly down: number;
   spliced: boolean;
   ended: boolean;
+  /** True once the stream's opening is on disk (see create); both halves wait for it. */
+  durable: boolean;
 }
 
 export interface SpliceEvents {
@@ -31,9 +34,21 @@ export class Splicer {
 
   constructor(private readonly events: SpliceEvents, private readonly tokenTtlMs: number) {}
 
-  /** Creates a stream and its two single-use tokens (base64url); only their hashes are kept. */
-  create(id: string, sessionId: string): { stream: Stream; guestToken: string; agentToken: string } {
-    const stream: Stream = { id, sessionId, up: 0, down: 0, spliced: false, ended: false };
+  /**
+   * Creates a stream and its two single-use tokens (base64url); only their hashes are kept.
+   * `durable` is the audit record of the opening: no byte crosses the splice before it resolves, so
+   * guest and agent can dial while the disk syncs, yet nothing happens that the log does not hold.
+   */
+  create(id: string, sessionId: string, durable: Promise<void> = Promise.resolve()): { stream: Stream; guestToken: string; agentToken: string } {
+    const stream: Stream = {
+      id, sessionId, spliced: false, ended: false, durable: false,
+      get up() { return this.guest?.data.bytesRead ?? 0; },
+      get down() { return this.agent?.data.bytesRead ?? 0; },
+    };
+    durable.then(() => {
+      stream.durable = true;
+      if (stream.guest && stream.agent && !stream.ended) this.splice(stream);
+    }, () => this.end(stream, "the audit log could not record the stream"));
     const guestToken = randomBytes(STREAM_TOKEN_BYTES);
     const agentToken = randomBytes(STREAM_TOKEN_BYTES);
     this.byToken.set(tokenKey(guestToken), { stream, side: "guest" });
@@ -42,32 +57,39 @@ export class Splicer {
     return { stream, guestToken: guestToken.toString("base64url"), agentToken: agentToken.toString("base64url") };
   }
 
-  /** Takes a connection whose first bytes are a data preamble. Unknown tokens are dropped silently. */
-  accept(sock: net.Socket, head: Buffer): void {
+  /**
+   * Takes a connection whose first bytes are a data preamble (a pipe end: see pipe.ts). Unknown tokens
+   * are dropped silently. Bytes after the preamble wait in the socket's early buffer until the splice.
+   */
+  accept(sock: Socket<End>, head: Buffer): void {
     if (head.length < PREAMBLE_BYTES || !head.subarray(0, DATA_MAGIC.length).equals(DATA_MAGIC)) {
-      sock.destroy();
+      sock.terminate();
       return;
     }
     const key = tokenKey(head.subarray(DATA_MAGIC.length, PREAMBLE_BYTES));
     const entry = this.byToken.get(key);
     if (!entry || entry.stream.ended) {
-      sock.destroy();
+      sock.terminate();
       return;
     }
     this.byToken.delete(key);
     const { stream, side } = entry;
     const rest = head.subarray(PREAMBLE_BYTES);
-    sock.pause();
-    if (rest.length) sock.unshift(rest);
-    sock.on("error", () => {});
-    sock.on("close", () => {
+    if (rest.length) {
+      sock.data.early.push(Buffer.from(rest));
+      sock.data.earlyBytes += rest.length;
+    }
+    sock.data.bytesRead = rest.length;
+    sock.data.onClose = (_s, clean) => {
       if (!stream.spliced) this.end(stream, `${side} left before the stream opened`);
-    });
+      else if (!clean) this.end(stream, "connection reset");
+      else if (stream.guest?.data.closed && stream.agent?.data.closed) this.end(stream, "closed");
+    };
     stream[side] = sock;
-    if (stream.guest && stream.agent) this.splice(stream);
+    if (stream.guest && stream.agent && stream.durable) this.splice(stream);
   }
 
-  /** Cuts a stream now (revoke, session end): both sockets are destroyed, pending bytes dropped. */
+  /** Cuts a stream now (revoke, session end): both sockets are closed, pending bytes dropped. */
   end(stream: Stream, reason: string): void {
     if (stream.ended) return;
     stream.ended = true;
@@ -75,8 +97,11 @@ export class Splicer {
     if (t) clearTimeout(t);
     this.timers.delete(stream);
     for (const [k, e] of this.byToken) if (e.stream === stream) this.byToken.delete(k);
-    stream.guest?.destroy();
-    stream.agent?.destroy();
+    if (stream.guest) cut(stream.guest);
+    if (stream.agent) cut(stream.agent);
+    // Counted once a stream ends: nothing is added per chunk on the hot path.
+    metrics.bytesRelayed.inc(stream.up, { direction: "guest_to_agent" });
+    metrics.bytesRelayed.inc(stream.down, { direction: "agent_to_guest" });
     this.events.onClosed(stream, reason);
   }
 
@@ -86,21 +111,9 @@ export class Splicer {
     this.timers.delete(stream);
     stream.spliced = true;
     this.events.onSpliced(stream);
-    let open = 2;
-    const done = (hadError: boolean) => {
-      if (hadError) this.end(stream, "connection reset");
-      else if (--open === 0) this.end(stream, "closed");
-    };
-    guest.on("data", (c: Buffer) => { stream.up += c.length; metrics.bytesRelayed.inc(c.length, { direction: "guest_to_agent" }); });
-    agent.on("data", (c: Buffer) => { stream.down += c.length; metrics.bytesRelayed.inc(c.length, { direction: "agent_to_guest" }); });
-    // pipe() keeps backpressure (pauses the reader while the writer is full) and forwards a
-    // half-close as end(), so each direction finishes on its own.
-    guest.pipe(agent);
-    agent.pipe(guest);
-    guest.on("close", done);
-    agent.on("close", done);
-    guest.resume();
-    agent.resume();
+    // pair() keeps backpressure (a reader pauses while its peer is full) and forwards a half-close,
+    // so each direction finishes on its own.
+    pair(guest, agent);
   }
 }
 

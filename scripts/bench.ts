@@ -1,0 +1,199 @@
+// `bun run bench`: measures direct TCP, ssh -L and tessera on loopback in one run, the same way with the
+// same client, and prints each tessera figure as a ratio to ssh -L and to direct from the same run.
+// Options: --runs N  --duration MS  --setup N  --rtt N  --idle N  --paths direct,ssh,tessera  --json FILE  --quick
+//          --profile DIR (CPU profiles of coordinator, share and join, written when they exit)
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { openIdle, roundTrips, setupTimes, throughput } from "./bench/client.ts";
+import { direct, helpTimes, ROOT, ssh, startTarget, tessera, type Path } from "./bench/paths.ts";
+import { cpuSeconds, killAll, killOnSignal, peakRssMb, processName, rssMb } from "./bench/procs.ts";
+import { fmt, median, percentile, table } from "./bench/stats.ts";
+
+const { values: a } = parseArgs({
+  options: {
+    runs: { type: "string", default: "5" },
+    duration: { type: "string", default: "2000" },
+    setup: { type: "string", default: "200" },
+    rtt: { type: "string", default: "2000" },
+    idle: { type: "string", default: "1000" },
+    help: { type: "string", default: "20" },
+    paths: { type: "string", default: "direct,ssh,tessera" },
+    json: { type: "string", default: path.join(ROOT, "dist/bench.json") },
+    quick: { type: "boolean", default: false },
+    profile: { type: "string" },
+  },
+});
+const num = (s: string, name: string, min: number) => {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}`);
+  return n;
+};
+const opt = a.quick
+  ? { runs: 1, duration: 1000, setup: 200, rtt: 2000, idle: num(a.idle!, "idle", 0), help: 5 }
+  : { runs: num(a.runs!, "runs", 1), duration: num(a.duration!, "duration", 200), setup: num(a.setup!, "setup", 1), rtt: num(a.rtt!, "rtt", 1), idle: num(a.idle!, "idle", 0), help: num(a.help!, "help", 1) };
+const wanted = new Set(a.paths!.split(","));
+
+type Metric = "tp1" | "tp8" | "setupP50" | "setupP99" | "rttP50" | "rttP99";
+const METRICS: { key: Metric; label: string; unit: string; higherIsBetter: boolean }[] = [
+  { key: "tp1", label: "throughput, 1 stream", unit: "MB/s", higherIsBetter: true },
+  { key: "tp8", label: "throughput, 8 streams", unit: "MB/s", higherIsBetter: true },
+  { key: "setupP50", label: "stream setup p50", unit: "ms", higherIsBetter: false },
+  { key: "setupP99", label: "stream setup p99", unit: "ms", higherIsBetter: false },
+  { key: "rttP50", label: "64 B round trip p50", unit: "ms", higherIsBetter: false },
+  { key: "rttP99", label: "64 B round trip p99", unit: "ms", higherIsBetter: false },
+];
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-bench-"));
+const paths: Path[] = [];
+const cleanup = async () => {
+  for (const p of paths) await p.stop().catch(() => {});
+  await killAll();
+  fs.rmSync(dir, { recursive: true, force: true });
+};
+killOnSignal(cleanup);
+const say = (s: string) => console.error(`bench: ${s}`);
+
+const loadAtStart = os.loadavg();
+try {
+  say(`${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}; ${opt.runs} run(s)`);
+  const target = await startTarget();
+  if (wanted.has("direct")) paths.push(direct(target));
+  if (wanted.has("ssh")) {
+    if (fs.existsSync("/usr/sbin/sshd")) paths.push(await ssh(target.port, dir));
+    else say("no /usr/sbin/sshd (apt-get install openssh-server): ssh -L skipped");
+  }
+  if (wanted.has("tessera")) paths.push(await tessera(target.port, dir, a.profile));
+  say(`paths up: ${paths.map((p) => `${p.name} -> 127.0.0.1:${p.port}`).join(", ")}`);
+
+  // Warm-up, the same for every path, not measured: fresh processes are still compiling their hot code.
+  for (const p of paths) {
+    await setupTimes(p.port, 50);
+    await roundTrips(p.port, 200);
+    await throughput(p.port, 1, 300, 100);
+  }
+
+  // results[path][metric][run]
+  const results: Record<string, Record<Metric, number[]>> = {};
+  for (const p of paths) results[p.name] = { tp1: [], tp8: [], setupP50: [], setupP99: [], rttP50: [], rttP99: [] };
+  for (let r = 0; r < opt.runs; r++) {
+    // Each metric is taken on every path back to back, so the ratios compare like with like in time.
+    const order = paths.map((_, i) => paths[(i + r) % paths.length]!);
+    // A short pause before each measurement lets the previous one's teardown finish off the clock.
+    const settle = () => Bun.sleep(300);
+    for (const p of order) { await settle(); results[p.name]!.tp1.push(await throughput(p.port, 1, opt.duration)); }
+    for (const p of order) { await settle(); results[p.name]!.tp8.push(await throughput(p.port, 8, opt.duration)); }
+    for (const p of order) {
+      await settle();
+      const t = await setupTimes(p.port, opt.setup);
+      results[p.name]!.setupP50.push(percentile(t, 50));
+      results[p.name]!.setupP99.push(percentile(t, 99));
+    }
+    for (const p of order) {
+      await settle();
+      const t = await roundTrips(p.port, opt.rtt);
+      results[p.name]!.rttP50.push(percentile(t, 50));
+      results[p.name]!.rttP99.push(percentile(t, 99));
+    }
+    say(`run ${r + 1}/${opt.runs}: ` + paths.map((p) => `${p.name} ${fmt(results[p.name]!.tp1.at(-1))}/${fmt(results[p.name]!.tp8.at(-1))} MB/s, setup ${fmt(results[p.name]!.setupP50.at(-1))} ms, rtt ${fmt(results[p.name]!.rttP50.at(-1), 3)} ms`).join("; "));
+  }
+
+  const rss = paths.flatMap((p) => p.processes().map((q) => ({ path: p.name, role: q.role, pid: q.pid, cmd: processName(q.pid), peakRssMb: peakRssMb(q.pid) })));
+
+  let idle: Record<string, number> | undefined;
+  const t = paths.find((p) => p.name === "tessera");
+  if (t && opt.idle > 0) {
+    const [coord, agent, guest] = t.processes();
+    const before = rssMb(coord!.pid);
+    const cpu0 = cpuSeconds(coord!.pid);
+    const t0 = performance.now();
+    const streams = await openIdle(t.port, opt.idle);
+    const openSecs = (performance.now() - t0) / 1000;
+    const cpu1 = cpuSeconds(coord!.pid);
+    const holdMs = 5000;
+    await Bun.sleep(holdMs);
+    const cpu2 = cpuSeconds(coord!.pid);
+    idle = {
+      streams: streams.open,
+      coordinatorRssBeforeMb: before,
+      coordinatorRssMb: rssMb(coord!.pid),
+      coordinatorCpuSecondsToOpen: cpu1 - cpu0,
+      coordinatorCpuPercentIdle: ((cpu2 - cpu1) / (holdMs / 1000)) * 100,
+      openSeconds: openSecs,
+      agentRssMb: rssMb(agent!.pid),
+      guestRssMb: rssMb(guest!.pid),
+    };
+    streams.close();
+    say(`${streams.open} idle streams: coordinator ${fmt(idle.coordinatorRssMb)} MB RSS, ${fmt(idle.coordinatorCpuPercentIdle)}% CPU while idle`);
+  }
+
+  const help = helpTimes(opt.help);
+  const summary = summarize(results);
+  const rows: string[][] = [["metric", ...paths.map((p) => p.name), ...(results.tessera && results.ssh ? ["tessera/ssh"] : []), ...(results.tessera && results.direct ? ["tessera/direct"] : [])]];
+  for (const m of METRICS) {
+    rows.push([
+      `${m.label} (${m.unit})`,
+      ...paths.map((p) => fmt(summary.medians[p.name]![m.key], m.unit === "ms" ? 3 : 2)),
+      ...(results.tessera && results.ssh ? [`${fmt(summary.ratios.ssh?.[m.key])}x`] : []),
+      ...(results.tessera && results.direct ? [`${fmt(summary.ratios.direct?.[m.key])}x`] : []),
+    ]);
+  }
+  console.log(`\nmedian of ${opt.runs} run(s); ratios are medians of per-run ratios; MB = 10^6 bytes`);
+  console.log(`load average at start ${loadAtStart.map((l) => l.toFixed(2)).join(" ")}, at end ${os.loadavg().map((l) => l.toFixed(2)).join(" ")} (${os.cpus().length} cores; other work on the machine lowers every figure)\n`);
+  console.log(table(rows));
+  console.log("\npeak RSS (VmHWM) of each process of each path:");
+  console.log(table([["path", "process", "pid", "peak RSS (MB)"], ...rss.map((r) => [r.path, r.role, String(r.pid), fmt(r.peakRssMb, 1)])]));
+  if (idle) {
+    console.log(`\ntessera with ${idle.streams} concurrent idle streams through one session:`);
+    console.log(table([["", "value"],
+      ["coordinator RSS before (MB)", fmt(idle.coordinatorRssBeforeMb, 1)], ["coordinator RSS with streams (MB)", fmt(idle.coordinatorRssMb, 1)],
+      ["coordinator CPU to open them (s)", fmt(idle.coordinatorCpuSecondsToOpen)], ["coordinator CPU while idle (%)", fmt(idle.coordinatorCpuPercentIdle)],
+      ["agent RSS (MB)", fmt(idle.agentRssMb, 1)], ["guest RSS (MB)", fmt(idle.guestRssMb, 1)], ["time to open all (s)", fmt(idle.openSeconds)]]));
+  }
+  console.log(`\ntessera --help: median ${fmt(median(help.map((h) => h.wallMs)), 1)} ms wall (min ${fmt(Math.min(...help.map((h) => h.wallMs)), 1)}), median ${fmt(median(help.map((h) => h.cpuMs)), 1)} ms CPU, over ${help.length} runs`);
+
+  const targets = checkTargets(summary, idle, median(help.map((h) => h.wallMs)));
+  console.log("\ntargets:");
+  for (const tg of targets) console.log(`  ${tg.met === undefined ? "n/a " : tg.met ? "MET " : "MISS"}  ${tg.what}: ${tg.value}`);
+
+  const info = Object.fromEntries(paths.map((p) => [p.name, p.info]));
+  const json = { when: new Date().toISOString(), machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, loadavgAtStart: loadAtStart, loadavgAtEnd: os.loadavg(), bun: Bun.version }, options: opt, info, results, ...summary, rss, idle, helpMs: help, targets };
+  fs.mkdirSync(path.dirname(a.json!), { recursive: true });
+  fs.writeFileSync(a.json!, JSON.stringify(json, null, 2) + "\n");
+  console.log(`\nwrote ${a.json}`);
+} finally {
+  await cleanup();
+}
+
+function summarize(results: Record<string, Record<Metric, number[]>>) {
+  const medians: Record<string, Record<Metric, number>> = {};
+  for (const [name, r] of Object.entries(results)) {
+    medians[name] = Object.fromEntries(METRICS.map((m) => [m.key, median(r[m.key])])) as Record<Metric, number>;
+  }
+  const ratios: Partial<Record<"ssh" | "direct", Record<Metric, number>>> = {};
+  const t = results.tessera;
+  for (const base of ["ssh", "direct"] as const) {
+    const b = results[base];
+    if (!t || !b) continue;
+    ratios[base] = Object.fromEntries(METRICS.map((m) => [m.key, median(t[m.key].map((x, i) => x / b[m.key][i]!))])) as Record<Metric, number>;
+  }
+  return { medians, ratios };
+}
+
+function checkTargets(s: ReturnType<typeof summarize>, idle: Record<string, number> | undefined, helpMs: number) {
+  const t = s.medians.tessera;
+  const r = s.ratios;
+  const out: { what: string; value: string; met?: boolean }[] = [];
+  const add = (what: string, x: number | undefined, ok: (x: number) => boolean, show: (x: number) => string) =>
+    out.push({ what, value: x === undefined || Number.isNaN(x) ? "not measured" : show(x), met: x === undefined || Number.isNaN(x) ? undefined : ok(x) });
+  add("1-stream throughput >= 2.0x ssh -L", r.ssh?.tp1, (x) => x >= 2, (x) => `${fmt(x)}x`);
+  add("1-stream throughput >= 0.4x direct", r.direct?.tp1, (x) => x >= 0.4, (x) => `${fmt(x)}x`);
+  add("8-stream throughput >= 2.5x ssh -L", r.ssh?.tp8, (x) => x >= 2.5, (x) => `${fmt(x)}x`);
+  add("stream setup p50 <= 3 ms", t?.setupP50, (x) => x <= 3, (x) => `${fmt(x, 3)} ms`);
+  add("stream setup p99 <= 10 ms", t?.setupP99, (x) => x <= 10, (x) => `${fmt(x, 3)} ms`);
+  add("64 B round trip p50 <= ssh -L's", r.ssh?.rttP50, (x) => x <= 1, (x) => `${fmt(x)}x ssh (${fmt(t?.rttP50, 3)} vs ${fmt(s.medians.ssh?.rttP50, 3)} ms)`);
+  add("1,000 idle streams: coordinator < 150 MB RSS", idle?.coordinatorRssMb, (x) => x < 150, (x) => `${fmt(x, 1)} MB`);
+  add("tessera --help < 60 ms", helpMs, (x) => x < 60, (x) => `${fmt(x, 1)} ms`);
+  return out;
+}

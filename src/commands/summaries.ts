@@ -1,0 +1,18 @@
+// One-line descriptions for the root `tessera --help`, kept here so that listing them loads no
+// subcommand module (citty would otherwise import every command just to read its description).
+// test/help.test.ts checks they match each command's own meta.description.
+export const SUMMARIES: Record<string, string> = {
+  ca: "Create the CA, the coordinator certificate, the operator token and a first host enrolment token",
+  coordinator: "Run the coordinator (brokers requests and approvals, relays ciphertext, keeps the audit log)",
+  link: "Trust a coordinator (guests), or enrol this machine as a host with --token",
+  share: "Share a local port or your shell: print a code, ask you about each guest, open access once you say y",
+  agent: "Serve a share in the background: approved guests reach only the --allow targets",
+  join: "Ask the host for access with their code; once they approve, forward a local port (or run `-- CMD {host} {port}` through it, or carry stdin/stdout with --stdio)",
+  connect: "Ask a running share for access by id and target; forward a local port once approved (`-- CMD` and `--stdio` as for join)",
+  token: "Save the operator token (from the coordinator's operator-token file) for revoke",
+  revoke: "End a session at once (needs the operator token: `tessera token HEX`)",
+  replay: "Play back a recorded shell session (asciicast v2) with its original timing",
+  version: "Print the version",
+  audit: "Check and read the coordinator's append-only audit log",
+  "ssh-config": "Print an ssh config Host block that reaches a shared ssh port through `tessera join --stdio` (append it to ~/.ssh/config)",
+};
