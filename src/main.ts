@@ -5,7 +5,6 @@ import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
 import { TesseraError } from "./errors.ts";
 import { SUMMARIES } from "./commands/summaries.ts";
 import { VERSION } from "./version.ts";
-import { fatalLine } from "./log.ts";
 
 const main = defineCommand({
   meta: { name: "tessera", version: VERSION.replace(/^v/, ""), description: "Consent-gated remote access: share one local port or shell with one guest, for one session, with your explicit yes." },
@@ -42,15 +41,20 @@ async function run(cmd: CommandDef, rawArgs: string[]): Promise<number> {
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof TesseraError) {
-      process.stderr.write(fatalLine(err.message));
+      process.stderr.write(await fatal(err.message));
     } else if (err instanceof Error && err.name === "CLIError") {
       process.stderr.write(`error: ${err.message}\nrun \`tessera ${rawArgs[0] ?? ""} --help\` for usage\n`);
     } else {
-      process.stderr.write(fatalLine(err instanceof Error ? err.message : String(err)));
+      process.stderr.write(await fatal(err instanceof Error ? err.message : String(err)));
       if (process.env.TESSERA_DEBUG) console.error(err);
     }
     return 1;
   }
+}
+
+/** The logger (and consola) load only when something failed: `--help` and `--version` stay fast. */
+async function fatal(message: string): Promise<string> {
+  return (await import("./log.ts")).fatalLine(message);
 }
 
 /** Follows `tessera a b --help` down to the deepest named subcommand. */
