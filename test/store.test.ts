@@ -89,8 +89,8 @@ for (const kind of ["sqlite", "postgres"] as const) {
 
     test("sessions keep their stream totals and close once", async () => {
       await store.openSession({ id: "s-1", shareId: "sh-1", guestSpki: "SHA256:g", guestName: "ann", guestAddr: "127.0.0.1:5", hostName: "laptop", target: "127.0.0.1:5432", openedAt: 20 });
-      await store.addStream("s-1", 100, 7);
-      await store.addStream("s-1", 1, 1);
+      await store.setTotals("s-1", 1, 100, 7);
+      await store.setTotals("s-1", 2, 101, 8);
       const [s] = await store.openSessions();
       expect(s).toMatchObject({ id: "s-1", guestName: "ann", guestAddr: "127.0.0.1:5", streams: 2, bytesUp: 101, bytesDown: 8 });
       await store.closeSession("s-1", "revoked by the operator", 30);

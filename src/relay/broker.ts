@@ -232,8 +232,10 @@ export class Broker {
   /** Shutting down keeps shares and sessions in the store for the next start; waiting requests are denied. */
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+    this.sessions.stop();
     this.closing = true;
     await this.consent.shutdown("the coordinator is shutting down; the code works again, ask again in a moment");
     for (const s of this.sessions.all.values()) this.sessions.cutStreams(s, "the coordinator is shutting down");
+    await this.sessions.flush();
   }
 }

@@ -14,8 +14,31 @@ export class SessionBook {
   readonly splicer: Splicer;
   private streamTotal = 0;
 
+  /**
+   * Sessions whose totals changed since the last store write. A database write per stream close would
+   * sit on the stream-setup path (SQLite syncs each commit); the audit log has every stream's bytes at
+   * once, the store catches up every few seconds, at a session's end and at shutdown.
+   */
+  private readonly dirty = new Set<Session>();
+  private readonly flusher: ReturnType<typeof setInterval>;
+
   constructor(private readonly o: BrokerOptions) {
     this.splicer = new Splicer({ onSpliced: () => {}, onClosed: (s, r) => this.onStreamClosed(s, r) }, o.limits.streamTokenTtlMs);
+    this.flusher = setInterval(() => void this.flush(), 5_000);
+    this.flusher.unref?.();
+  }
+
+  /** Writes the changed sessions' totals to the store. */
+  async flush(): Promise<void> {
+    const batch = [...this.dirty];
+    this.dirty.clear();
+    for (const s of batch) {
+      await this.o.store.setTotals(s.id, s.streamCount, s.up, s.down).catch((err) => log.warn(`store: stream totals failed: ${err instanceof Error ? err.message : String(err)}`));
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.flusher);
   }
 
   get streams(): number {
@@ -61,7 +84,7 @@ export class SessionBook {
     // Records what already happened and gates nothing: durable with the next sync, within 50 ms.
     this.o.audit.appendSoon("stream.close", { ...(s ? actors(s) : { sessionId: stream.sessionId }), streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason })
       .catch((err) => log.error(`audit log: ${err instanceof Error ? err.message : String(err)}`));
-    background(this.o.store.addStream(stream.sessionId, stream.up, stream.down), "stream totals", log.warn);
+    if (s) this.dirty.add(s);
   }
 
   /** Ends a session's live streams at once (its guest or agent went away) without ending the session. */
@@ -122,7 +145,8 @@ export class SessionBook {
     this.all.delete(s.id);
     s.share.sessions.delete(s);
     this.o.audit.append("session.close", { ...actors(s), reason, streams: s.streamCount, bytesUp: s.up, bytesDown: s.down });
-    background(this.o.store.closeSession(s.id, reason, Date.now()), "session close", log.warn);
+    this.dirty.delete(s);
+    background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down).then(() => this.o.store.closeSession(s.id, reason, Date.now())), "session close", log.warn);
     const frame: ServerFrame = { t: "closed", sessionId: s.id, reason };
     s.guest?.ch.send(frame);
     s.share.agent?.ch.send(frame);

@@ -132,9 +132,9 @@ export class Store {
     }));
   }
 
-  /** Adds one finished stream's bytes to its session, so totals survive a restart. */
-  async addStream(sessionId: string, up: number, down: number): Promise<void> {
-    await this.sql`UPDATE sessions SET streams = streams + 1, bytes_up = bytes_up + ${up}, bytes_down = bytes_down + ${down} WHERE id = ${sessionId}`;
+  /** A session's stream count and byte totals so far, so they survive a restart. */
+  async setTotals(sessionId: string, streams: number, up: number, down: number): Promise<void> {
+    await this.sql`UPDATE sessions SET streams = ${streams}, bytes_up = ${up}, bytes_down = ${down} WHERE id = ${sessionId}`;
   }
 
   async putRequest(r: RequestRow): Promise<void> {
