@@ -22,6 +22,7 @@ const clientExamples: ClientFrame[] = [
   { t: "open", sessionId: "sess_1", ref: "r1" },
   { t: "end", sessionId: "sess_1" },
   { t: "leave", shareId: "share_1" },
+  { t: "refuse", sessionId: "sess_1", streamId: "t_1", reason: "cannot resolve db.internal" },
   { t: "resume", sessionId: "sess_1" },
   { t: "recheck", requestId: "req_1" },
   { t: "ping" },

@@ -131,7 +131,7 @@ export class Agent {
     } catch (err) {
       log.warn(`refused stream to ${s.frame.target}: ${errorMessage(err)}`);
       this.events.onStream?.(f.sessionId, errorMessage(err));
-      return;
+      return this.refuse(f, errorMessage(err));
     }
     const client = this.client;
     if (!client) return;
@@ -183,11 +183,18 @@ export class Agent {
     });
   }
 
+  private refuse(f: FrameOf<ServerFrame, "incoming">, reason: string): void {
+    this.client?.send({ t: "refuse", sessionId: f.sessionId, streamId: f.streamId, reason: reason.slice(0, 200) });
+  }
+
   /** A shell session: the verified stream goes to the shell service (the host's PTY), not to a TCP target. */
   private async incomingShell(f: FrameOf<ServerFrame, "incoming">, s: AgentSession): Promise<void> {
     const shell = this.o.shell;
     // The agent's own options decide whether a shell is offered, whatever the coordinator asks.
-    if (!shell) return this.events.onStream?.(f.sessionId, "refused a shell stream: this agent does not share a shell");
+    if (!shell) {
+      this.events.onStream?.(f.sessionId, "refused a shell stream: this agent does not share a shell");
+      return this.refuse(f, "this host does not share a shell");
+    }
     const client = this.client;
     if (!client) return;
     const end = newEnd({

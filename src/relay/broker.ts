@@ -81,6 +81,7 @@ export class Broker {
       case "decision": return this.consent.decide(peer, f);
       case "open": return this.sessions.open(peer, f.sessionId, f.ref);
       case "resume": return this.sessions.resume(peer, f.sessionId);
+      case "refuse": return this.sessions.refuse(peer, f);
       case "end": return this.sessions.end(peer, f.sessionId, this.shares);
       case "ping": return peer.ch.send({ t: "pong" });
       case "pong": return;

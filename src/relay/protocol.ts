@@ -41,6 +41,8 @@ export const ClientFrame = v.variant("t", [
   frame("end", { sessionId: id }),
   /** The host stops: from the agent it closes the share, from an approver the sessions it approved. */
   frame("leave", { shareId: id }),
+  /** The agent will not serve a stream it was offered (its own target policy): end it now, not at the token's expiry. */
+  frame("refuse", { sessionId: id, streamId: id, reason: text(200) }),
   /** A guest back after losing the coordinator, on a connection authenticated by its session certificate. */
   frame("resume", { sessionId: id }),
   /** A guest that lost the coordinator while waiting asks what became of its request. */

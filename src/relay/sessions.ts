@@ -87,6 +87,13 @@ export class SessionBook {
     if (s) this.dirty.add(s);
   }
 
+  /** The agent refused a stream it was offered: it ends now, with the agent's reason in its close line. */
+  refuse(peer: Peer, f: { sessionId: string; streamId: string; reason: string }): void {
+    const s = this.all.get(f.sessionId);
+    if (!s || s.share.agent !== peer) throw new RefusedError("no_session", `no session "${f.sessionId}" is served by you`);
+    for (const st of s.streams) if (st.id === f.streamId) return this.splicer.end(st, `the host refused the stream: ${f.reason}`);
+  }
+
   /** Ends a session's live streams at once (its guest or agent went away) without ending the session. */
   cutStreams(s: Session, reason: string): void {
     for (const st of [...s.streams]) this.splicer.end(st, reason);

@@ -5,7 +5,7 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { ControlClient } from "../../src/relay/client.ts";
-import { deploy, echoServer, joinApproved, killAll, run, share, spawn } from "./harness.ts";
+import { auditEvents, deploy, echoServer, joinApproved, killAll, run, share, spawn } from "./harness.ts";
 
 setDefaultTimeout(60_000);
 afterAll(killAll);
@@ -153,4 +153,23 @@ test("a session with no traffic ends after the idle timeout", async () => {
   expect(d.audit().map((e) => e.event)).toContain("session.idle");
   host.kill("SIGINT");
   await host.exit();
+});
+
+test("the agent's own policy refusing a stream ends it at once, with the agent's reason in the audit log", async () => {
+  const d = await deploy();
+  // A cloud-metadata name: the coordinator passes it (it is the share's own target), the agent's policy refuses it.
+  const host = spawn(["share", "--host", "metadata", "--port", "80"], d.hostEnv);
+  const code = (await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m))[1]!;
+  const { guest, local } = await joinApproved(d, host, code, "ann");
+  const closed = await new Promise<string>((resolve) => {
+    const s = net.connect({ port: local, host: "127.0.0.1" }, () => s.write("GET / HTTP/1.0\r\n\r\n"));
+    s.on("error", () => {});
+    s.on("close", () => resolve("closed"));
+  });
+  expect(closed).toBe("closed");
+  const [line] = await auditEvents(d, "stream.close");
+  expect(String(line!.reason)).toMatch(/^the host refused the stream: target metadata:80 is a cloud metadata name/);
+  await host.waitFor(/refused stream to metadata:80/);
+  guest.kill("SIGINT");
+  await guest.exit();
 });
