@@ -6,8 +6,9 @@ import type { Socket, TCPSocketListener } from "bun";
 import { RefusedError, TesseraError, errorMessage } from "../errors.ts";
 import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../pki/index.ts";
 import { cleanlyDone } from "./agent.ts";
-import { backoff, sleep } from "./backoff.ts";
+import { backoff } from "./backoff.ts";
 import { ControlClient, type DialOptions } from "./client.ts";
+import { recheckRequest } from "./recheck.ts";
 import { asDuplex } from "./socket-duplex.ts";
 import { connectData, peerKeyIs, startData, TLS_1_3, type InnerTls } from "./data-dial.ts";
 import { cut, newEnd, pair, type End, PIPE_HANDLERS } from "./pipe.ts";
@@ -92,7 +93,7 @@ export class Guest {
       : { t: "request", shareId: req.shareId, target: req.target, csr, name: req.name, reason: req.reason });
     const pending = await this.client.next("pending");
     this.events.onPending?.(pending);
-    const answer = await this.client.next("approved", "denied").catch((err) => this.recheck(pending.requestId, err));
+    const answer = await this.client.next("approved", "denied").catch((err) => recheckRequest(this.o, pending.requestId, err));
     if (answer.t === "denied") {
       this.client.close();
       throw new TesseraError("denied", `access denied: ${answer.reason}`);
@@ -102,23 +103,6 @@ export class Guest {
     this.tls = { key: this.keyPem, cert: answer.cert, ca: this.o.caPem, rejectUnauthorized: false, minVersion: TLS_1_3 } as InnerTls;
     this.bind(this.client);
     return answer;
-  }
-
-  /** Lost the coordinator while waiting: ask a reconnected coordinator what became of the request. */
-  private async recheck(requestId: string, lost: Error): Promise<FrameOf<ServerFrame, "denied">> {
-    for (let attempt = 0; attempt < 6; attempt++) {
-      await sleep(backoff(attempt, 5_000));
-      try {
-        const c = await ControlClient.dial(this.o);
-        c.send({ t: "recheck", requestId });
-        const f = await c.next("denied");
-        c.close();
-        return f;
-      } catch (err) {
-        if (err instanceof RefusedError) throw new TesseraError("denied", `access denied: ${err.message}`);
-      }
-    }
-    throw new TesseraError("disconnected", `${lost.message} before the host answered, and could not get back to it; if the coordinator restarted, your code works again: run the same command`);
   }
 
   private bind(c: ControlClient): void {
