@@ -76,6 +76,10 @@ try {
     const e = JSON.parse(line);
     console.log(`  #${e.seq} ${e.event}${e.guest ? ` guest=${e.guest}` : ""}${e.bytesUp !== undefined ? ` up=${e.bytesUp} down=${e.bytesDown}` : ""}`);
   }
+  say("tessera audit verify audit.jsonl --cert pki/coordinator.crt");
+  const verify = Bun.spawnSync([BIN, "audit", "verify", "audit.jsonl", "--cert", "pki/coordinator.crt"], { cwd: dir });
+  for (const line of `${verify.stdout}${verify.stderr}`.trim().split("\n")) console.log(`  ${line}`);
+  if (verify.exitCode !== 0) throw new Error("the audit chain did not verify");
   say("demo complete");
 } finally {
   for (const p of procs) p.kill("SIGTERM");
