@@ -2,7 +2,7 @@
 // Entry point: the root command with lazily loaded subcommands; the only place the process exits.
 import "reflect-metadata"; // @peculiar/x509 needs the polyfill loaded before anything else
 import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
-import { TesseraError } from "./errors.ts";
+import { TesseraError, errorMessage } from "./errors.ts";
 import { SUMMARIES } from "./commands/summaries.ts";
 import { VERSION } from "./version.ts";
 
@@ -45,7 +45,7 @@ async function run(cmd: CommandDef, rawArgs: string[]): Promise<number> {
     } else if (err instanceof Error && err.name === "CLIError") {
       process.stderr.write(`error: ${err.message}\nrun \`tessera ${rawArgs[0] ?? ""} --help\` for usage\n`);
     } else {
-      process.stderr.write(await fatal(err instanceof Error ? err.message : String(err)));
+      process.stderr.write(await fatal(errorMessage(err)));
       if (process.env.TESSERA_DEBUG) console.error(err);
     }
     return 1;

@@ -103,11 +103,7 @@ export default defineCommand({
     shell?.stop();
     approver.stop();
     if (agent) await agent.stop();
-    else if (!client.ch.closed) {
-      client.send({ t: "leave", shareId });
-      await Promise.race([client.next("left").catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
-      client.close();
-    }
+    else await client.leave(shareId);
     if (why.startsWith("lost")) {
       log.error(why);
       process.exitCode = 1;

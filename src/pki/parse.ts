@@ -1,11 +1,8 @@
 // Parses certificates and CSRs, turning library exceptions into PkiErrors that say which input was bad.
+import { errorMessage as reason } from "../errors.ts";
 import { PkiError } from "./errors.ts";
 import { readPem } from "./pem.ts";
 import { x509 } from "./x509.ts";
-
-function reason(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 export function parseCertificate(pem: string, what = "certificate"): x509.X509Certificate {
   const { label, der } = readPem(pem, what);

@@ -85,12 +85,7 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    const c = this.client;
-    if (c && !c.ch.closed) {
-      c.send({ t: "leave", shareId: this.o.shareId });
-      await Promise.race([c.next("left").catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
-      c.close();
-    }
+    await this.client?.leave(this.o.shareId);
     for (const id of [...this.sessions.keys()]) this.endSession(id);
   }
 

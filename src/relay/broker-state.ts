@@ -1,6 +1,6 @@
 // What the coordinator holds in memory about connections, shares, requests and sessions.
 import { randomBytes } from "node:crypto";
-import { RefusedError } from "../errors.ts";
+import { RefusedError, errorMessage } from "../errors.ts";
 import type { AuditLog } from "../audit/log.ts";
 import type { Store } from "../store/store.ts";
 import type { Channel } from "./channel.ts";
@@ -98,7 +98,7 @@ export function formatDuration(ms: number): string {
   return `${ms / 1000}s`;
 }
 
-/** Store writes that follow an audited action: a failure is logged, never silently dropped. */
-export function background(p: Promise<unknown>, what: string, warn: (m: string) => void): void {
-  p.catch((err) => warn(`store: ${what} failed: ${err instanceof Error ? err.message : String(err)}`));
+/** Store writes that follow an audited action: a failure is logged, never silently dropped (the promise never rejects). */
+export function background(p: Promise<unknown>, what: string, warn: (m: string) => void): Promise<void> {
+  return p.then(() => {}, (err) => warn(`store: ${what} failed: ${errorMessage(err)}`));
 }

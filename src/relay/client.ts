@@ -101,6 +101,18 @@ export class ControlClient {
     this.handlers.set(type, list);
   }
 
+  /**
+   * Stops serving or approving a share on purpose (the coordinator acts on it, unlike a dropped
+   * connection), waits a moment for the acknowledgement, and closes.
+   */
+  async leave(shareId: string): Promise<void> {
+    if (!this.ch.closed) {
+      this.send({ t: "leave", shareId });
+      await Promise.race([this.next("left").catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
+    }
+    this.close();
+  }
+
   onClose(fn: (err?: Error) => void): void {
     this.closeHandler = fn;
   }

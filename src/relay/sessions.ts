@@ -1,6 +1,6 @@
 // Approved sessions: their streams, how they end (guest, host, operator, idle, absence) and how a guest
 // that lost the coordinator picks its session up again.
-import { RefusedError } from "../errors.ts";
+import { RefusedError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { background, formatDuration, newId, refusedRef, type BrokerOptions, type LiveShare, type Peer, type Session } from "./broker-state.ts";
 import type { ServerFrame } from "./protocol.ts";
@@ -32,9 +32,7 @@ export class SessionBook {
   async flush(): Promise<void> {
     const batch = [...this.dirty];
     this.dirty.clear();
-    for (const s of batch) {
-      await this.o.store.setTotals(s.id, s.streamCount, s.up, s.down).catch((err) => log.warn(`store: stream totals failed: ${err instanceof Error ? err.message : String(err)}`));
-    }
+    await Promise.all(batch.map((s) => background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down), "stream totals", log.warn)));
   }
 
   stop(): void {
@@ -83,7 +81,7 @@ export class SessionBook {
     }
     // Records what already happened and gates nothing: durable with the next sync, within 50 ms.
     this.o.audit.appendSoon("stream.close", { ...(s ? actors(s) : { sessionId: stream.sessionId }), streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason })
-      .catch((err) => log.error(`audit log: ${err instanceof Error ? err.message : String(err)}`));
+      .catch((err) => log.error(`audit log: ${errorMessage(err)}`));
     if (s) this.dirty.add(s);
   }
 
