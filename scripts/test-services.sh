@@ -27,6 +27,10 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+free_port() {
+  bun -e 'const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } }); console.log(s.port); s.stop(true);'
+}
+
 start_postgres() {
   local bin port dir user
   bin="$(pg_bin)"; [ -n "$bin" ] || return 0
@@ -42,9 +46,20 @@ start_postgres() {
     local run=()
   fi
   "${run[@]}" "$bin/initdb" -D "$dir/data" -U "$user" --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 || { echo "test-services: initdb failed (see $dir/initdb.log)"; return 0; }
-  "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=off" start >/dev/null \
-    || { echo "test-services: PostgreSQL did not start (see $dir/server.log)"; return 0; }
+  # A fixed port can be taken (any process's ephemeral port may land on it): without an explicit
+  # TESSERA_TEST_PG_PORT, a port that fails is replaced by one the kernel says is free, a few times.
+  local attempt
+  for attempt in 1 2 3 4; do
+    if "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+      -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=off" start >/dev/null; then
+      break
+    fi
+    if [ -n "${TESSERA_TEST_PG_PORT:-}" ] || [ "$attempt" = 4 ]; then
+      echo "test-services: PostgreSQL did not start (see $dir/server.log)"; return 0
+    fi
+    port="$(free_port)" || { echo "test-services: PostgreSQL did not start (see $dir/server.log)"; return 0; }
+    echo "test-services: port taken, retrying PostgreSQL on $port"
+  done
   export TESSERA_TEST_PG_URL="postgres://$user@127.0.0.1:$port/postgres"
   export TESSERA_TEST_PG_DIR="$dir"
   TESSERA_TEST_PG_STOP="${run[*]} $bin/pg_ctl -D $dir/data -m immediate stop"
