@@ -2,8 +2,8 @@
 import readline from "node:readline";
 import { errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
-import type { ControlClient } from "../relay/client.ts";
-import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../relay/protocol.ts";
+import type { ControlClient } from "../wire/control-client.ts";
+import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
 import { osUser } from "./ui.ts";
 
 type Ask = FrameOf<ServerFrame, "ask">;

@@ -2,9 +2,9 @@
 // through it, or carry one stream over stdin/stdout, until the session ends.
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log.ts";
-import { splitAddress } from "../relay/client.ts";
-import { Guest, type AccessRequest, type Approved } from "../relay/guest.ts";
-import { parseTarget, SHELL_TARGET } from "../relay/protocol.ts";
+import { splitAddress } from "../wire/control-client.ts";
+import { Guest, type AccessRequest, type Approved } from "../guest/guest.ts";
+import { parseTarget, SHELL_TARGET } from "../wire/protocol.ts";
 import { runCommand } from "./command-runner.ts";
 import { coordinatorAddress, readCa } from "./home.ts";
 import { untilInterrupted } from "./signals.ts";

@@ -3,8 +3,8 @@
 // shell's exit status.
 import { ConfigError, TesseraError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
-import { backoff, sleep } from "../relay/backoff.ts";
-import type { Approved, Guest } from "../relay/guest.ts";
+import { backoff, sleep } from "../wire/backoff.ts";
+import type { Approved, Guest } from "../guest/guest.ts";
 import type { GuestMode } from "./guest-run.ts";
 import { exitStatus, TerminalAttachment, type StreamResult } from "./terminal-attach.ts";
 

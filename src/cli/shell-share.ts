@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { ConfigError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
-import type { ControlClient } from "../relay/client.ts";
+import type { ControlClient } from "../wire/control-client.ts";
 import { ShellHost, type ShellResult, type ShellSession } from "../shell/host.ts";
 import type { Approver } from "./approver.ts";
 import { homeDir } from "./home.ts";

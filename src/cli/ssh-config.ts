@@ -1,8 +1,8 @@
 // The `Host` block `tessera ssh-config` prints: ssh reaches the share through `join --stdio` as its
 // ProxyCommand, so the user's own agent, keys and certificates do the ssh authentication untouched.
 import { ConfigError } from "../errors.ts";
-import { formatCode, normalizeCode } from "../relay/codes.ts";
-import { parseTarget } from "../relay/protocol.ts";
+import { formatCode, normalizeCode } from "../wire/codes.ts";
+import { parseTarget } from "../wire/protocol.ts";
 
 export interface SshConfigOptions {
   via: { code: string } | { shareId: string; target: string };

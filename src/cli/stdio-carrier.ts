@@ -2,7 +2,7 @@
 // with no local listener. Everything the user should read goes to stderr; stdout carries only the stream.
 import { Duplex, type Readable, type Writable } from "node:stream";
 import { logger } from "../log.ts";
-import type { Guest } from "../relay/guest.ts";
+import type { Guest } from "../guest/guest.ts";
 
 const log = logger("join");
 

@@ -2,8 +2,8 @@
 import { defineCommand } from "citty";
 import { ConfigError, errorMessage } from "../errors.ts";
 import { logger, setLogFormat } from "../log.ts";
-import { Agent } from "../relay/agent.ts";
-import { TargetPolicy } from "../relay/policy.ts";
+import { Agent } from "../host/agent.ts";
+import { TargetPolicy } from "../host/policy.ts";
 import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
 import { untilInterrupted } from "../cli/signals.ts";
 import { VERSION } from "../version.ts";

@@ -6,7 +6,7 @@ import { defineCommand } from "citty";
 import * as v from "valibot";
 import { ConfigError } from "../errors.ts";
 import { certFingerprint, createCA, exportPrivateKeyPem, generateKeyPair, issueCert, sanForName } from "../pki/index.ts";
-import { EnrollRecords, makeEnrollToken, type EnrollRecord } from "../relay/enroll.ts";
+import { EnrollRecords, makeEnrollToken, type EnrollRecord } from "../coordinator/enroll.ts";
 import { parseDuration } from "../cli/duration.ts";
 import { readRequired, writePrivate, writePublic } from "../cli/home.ts";
 

@@ -5,8 +5,8 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import tls from "node:tls";
-import { ControlClient } from "../../src/relay/client.ts";
-import { encodeFrame } from "../../src/relay/codec.ts";
+import { ControlClient } from "../../src/wire/control-client.ts";
+import { encodeFrame } from "../../src/wire/codec.ts";
 import { deploy, echoServer, killAll, roundTrip, spawn } from "./harness.ts";
 
 setDefaultTimeout(60_000);

@@ -4,7 +4,7 @@ import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { ControlClient } from "../../src/relay/client.ts";
+import { ControlClient } from "../../src/wire/control-client.ts";
 import { auditEvents, deploy, echoServer, joinApproved, killAll, run, share, spawn } from "./harness.ts";
 
 setDefaultTimeout(60_000);

@@ -3,10 +3,10 @@
 import { RefusedError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { issueCert, readCsr } from "../pki/index.ts";
-import { background, ip, newId, type BrokerOptions, type LiveShare, type Peer, type Request, type Session } from "./broker-state.ts";
-import { formatCode, hashCode, normalizeCode } from "./codes.ts";
+import { background, ip, newId, type BrokerOptions, type LiveShare, type Peer, type Request, type Session } from "./state.ts";
+import { formatCode, hashCode, normalizeCode } from "../wire/codes.ts";
 import { RateLimiter } from "./limits.ts";
-import type { ClientFrame, FrameOf } from "./protocol.ts";
+import type { ClientFrame, FrameOf } from "../wire/protocol.ts";
 import type { SessionBook } from "./sessions.ts";
 import { metrics, redeemFailed } from "./metrics.ts";
 

@@ -1,8 +1,8 @@
-// Unit tests for src/relay/codec.ts (length-prefixed JSON frames) and src/relay/protocol.ts (frame schemas, targets).
+// Unit tests for src/wire/codec.ts (length-prefixed JSON frames) and src/wire/protocol.ts (frame schemas, targets).
 import { describe, expect, test } from "bun:test";
-import { encodeFrame, FrameDecoder } from "../src/relay/codec.ts";
-import { ClientFrame, formatTarget, MAX_FRAME_BYTES, parseTarget, ServerFrame } from "../src/relay/protocol.ts";
-import { ProtocolError } from "../src/errors.ts";
+import { encodeFrame, FrameDecoder } from "../../src/wire/codec.ts";
+import { ClientFrame, formatTarget, MAX_FRAME_BYTES, parseTarget, ServerFrame } from "../../src/wire/protocol.ts";
+import { ProtocolError } from "../../src/errors.ts";
 
 const PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2xhc3NpY1Rlc3RDZXJ0aWZpY2F0ZTAKBggqhkjOPQQDAjAS\nMRAwDgYDVQQDDAd0ZXNzZXJhMB4XDTMwMDEwMTAwMDAwMFoXDTMxMDEwMTAwMDAwMFow\n-----END CERTIFICATE-----\n";
 const CSR = "-----BEGIN CERTIFICATE REQUEST-----\nMIHhMIGIAgEAMCYxJDAiBgNVBAMMG2d1ZXN0\n-----END CERTIFICATE REQUEST-----\n";

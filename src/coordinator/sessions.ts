@@ -2,8 +2,8 @@
 // that lost the coordinator picks its session up again.
 import { RefusedError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
-import { background, formatDuration, newId, refusedRef, type BrokerOptions, type LiveShare, type Peer, type Session } from "./broker-state.ts";
-import type { ServerFrame } from "./protocol.ts";
+import { background, formatDuration, newId, refusedRef, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
+import type { ServerFrame } from "../wire/protocol.ts";
 import { Splicer, type Stream } from "./splice.ts";
 import { metrics } from "./metrics.ts";
 

@@ -3,14 +3,14 @@
 import { RefusedError, ProtocolError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { issueCert, readCsr } from "../pki/index.ts";
-import { background, ip, requireHost, type BrokerOptions, type LiveShare, type Peer, type Session } from "./broker-state.ts";
-import { generateCode, hashCode, normalizeCode } from "./codes.ts";
+import { background, ip, requireHost, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
+import { generateCode, hashCode, normalizeCode } from "../wire/codes.ts";
 import { Consent } from "./consent.ts";
 import { checkEnrollToken } from "./enroll.ts";
-import { PROTOCOL_VERSION, type ClientFrame, type FrameOf } from "./protocol.ts";
+import { PROTOCOL_VERSION, type ClientFrame, type FrameOf } from "../wire/protocol.ts";
 import { SessionBook } from "./sessions.ts";
 
-export { newId, formatDuration, type Peer, type BrokerOptions } from "./broker-state.ts";
+export { newId, formatDuration, type Peer, type BrokerOptions } from "./state.ts";
 
 type CF<T extends ClientFrame["t"]> = FrameOf<ClientFrame, T>;
 const log = logger("coordinator");

@@ -1,8 +1,8 @@
-// Unit tests for src/relay/policy.ts: the agent's --allow list and link-local / metadata refusals.
+// Unit tests for src/host/policy.ts: the agent's --allow list and link-local / metadata refusals.
 import { describe, expect, test } from "bun:test";
 import net from "node:net";
-import { isLinkLocalOrMetadata, TargetPolicy } from "../src/relay/policy.ts";
-import { TesseraError } from "../src/errors.ts";
+import { isLinkLocalOrMetadata, TargetPolicy } from "../../src/host/policy.ts";
+import { TesseraError } from "../../src/errors.ts";
 
 async function refusal(p: Promise<unknown>): Promise<TesseraError> {
   let caught: unknown;

@@ -7,11 +7,11 @@ import { ProtocolError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { certInfo, derToPem } from "../pki/index.ts";
 import { Broker, newId, type BrokerOptions, type Peer } from "./broker.ts";
-import { Channel } from "./channel.ts";
-import { TLS_1_3, type InnerTls } from "./data-dial.ts";
-import { newEnd, PIPE_HANDLERS, type End } from "./pipe.ts";
-import { ClientFrame, PREAMBLE_BYTES, type ServerFrame } from "./protocol.ts";
-import { SocketDuplex } from "./socket-duplex.ts";
+import { Channel } from "../wire/channel.ts";
+import { TLS_1_3, type InnerTls } from "../data/data-dial.ts";
+import { newEnd, PIPE_HANDLERS, type End } from "../data/pipe.ts";
+import { ClientFrame, PREAMBLE_BYTES, type ServerFrame } from "../wire/protocol.ts";
+import { SocketDuplex } from "../data/socket-duplex.ts";
 
 const log = logger("coordinator");
 

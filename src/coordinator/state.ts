@@ -3,10 +3,10 @@ import { randomBytes } from "node:crypto";
 import { RefusedError, errorMessage } from "../errors.ts";
 import type { AuditLog } from "../audit/log.ts";
 import type { Store } from "../store/store.ts";
-import type { Channel } from "./channel.ts";
+import type { Channel } from "../wire/channel.ts";
 import type { EnrollRecord } from "./enroll.ts";
 import type { Limits } from "./limits.ts";
-import type { ClientFrame, ServerFrame } from "./protocol.ts";
+import type { ClientFrame, ServerFrame } from "../wire/protocol.ts";
 import type { Stream } from "./splice.ts";
 
 export interface Peer {

@@ -4,13 +4,13 @@ import type { Duplex } from "node:stream";
 import type { Socket } from "bun";
 import { RefusedError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
-import { backoff } from "./backoff.ts";
-import { ControlClient, type DialOptions } from "./client.ts";
-import { dialDataNative, peerKeyIs, TLS_1_3, type InnerTls } from "./data-dial.ts";
-import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "./pipe.ts";
+import { backoff } from "../wire/backoff.ts";
+import { ControlClient, type DialOptions } from "../wire/control-client.ts";
+import { dialDataNative, peerKeyIs, TLS_1_3, type InnerTls } from "../data/data-dial.ts";
+import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import type { TargetPolicy } from "./policy.ts";
-import { SHELL_TARGET, type FrameOf, type ServerFrame } from "./protocol.ts";
-import { asDuplex } from "./socket-duplex.ts";
+import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
+import { asDuplex } from "../data/socket-duplex.ts";
 
 const log = logger("agent");
 

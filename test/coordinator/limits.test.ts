@@ -1,6 +1,6 @@
-// Unit tests for src/relay/limits.ts: the fixed-window RateLimiter, driven with explicit clock values.
+// Unit tests for src/coordinator/limits.ts: the fixed-window RateLimiter, driven with explicit clock values.
 import { describe, expect, test } from "bun:test";
-import { LIMITS, RateLimiter } from "../src/relay/limits.ts";
+import { LIMITS, RateLimiter } from "../../src/coordinator/limits.ts";
 
 describe("RateLimiter", () => {
   test("allows N per window and refuses N+1", () => {

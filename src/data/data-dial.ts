@@ -3,7 +3,7 @@
 import type { Socket, SocketHandler, TLSOptions } from "bun";
 import { derToPem, spkiFingerprint } from "../pki/index.ts";
 import { newEnd, PIPE_HANDLERS, type End } from "./pipe.ts";
-import { DATA_MAGIC } from "./protocol.ts";
+import { DATA_MAGIC } from "../wire/protocol.ts";
 
 /** Bun's native TLS takes protocol versions as numbers (TLS1_3_VERSION). */
 export const TLS_1_3 = 0x0304;

@@ -1,6 +1,6 @@
 // The Prometheus exposition: HELP/TYPE before each family, labels escaped, counters only go up.
 import { expect, test } from "bun:test";
-import { Registry } from "../src/relay/metrics.ts";
+import { Registry } from "../../src/coordinator/metrics.ts";
 
 test("families render HELP and TYPE, preset series start at 0, labels are sorted and escaped", () => {
   const r = new Registry();

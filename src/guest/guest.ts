@@ -5,14 +5,14 @@ import type { Duplex } from "node:stream";
 import type { Socket, TCPSocketListener } from "bun";
 import { RefusedError, TesseraError, errorMessage } from "../errors.ts";
 import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../pki/index.ts";
-import { cleanlyDone } from "./agent.ts";
-import { backoff } from "./backoff.ts";
-import { ControlClient, type DialOptions } from "./client.ts";
+import { cleanlyDone } from "../host/agent.ts";
+import { backoff } from "../wire/backoff.ts";
+import { ControlClient, type DialOptions } from "../wire/control-client.ts";
 import { recheckRequest } from "./recheck.ts";
-import { asDuplex } from "./socket-duplex.ts";
-import { connectData, peerKeyIs, startData, TLS_1_3, type InnerTls } from "./data-dial.ts";
-import { cut, newEnd, pair, type End, PIPE_HANDLERS } from "./pipe.ts";
-import type { FrameOf, ServerFrame } from "./protocol.ts";
+import { asDuplex } from "../data/socket-duplex.ts";
+import { connectData, peerKeyIs, startData, TLS_1_3, type InnerTls } from "../data/data-dial.ts";
+import { cut, newEnd, pair, type End, PIPE_HANDLERS } from "../data/pipe.ts";
+import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
 
 export type AccessRequest =
   | { code: string; name: string; reason: string }

@@ -1,9 +1,9 @@
 // A guest that lost the coordinator while its request waited asks a reconnected coordinator what became
 // of it: after a restart the answer is a denial with the reason (and the code works again).
 import { RefusedError, TesseraError } from "../errors.ts";
-import { backoff, sleep } from "./backoff.ts";
-import { ControlClient, type DialOptions } from "./client.ts";
-import type { FrameOf, ServerFrame } from "./protocol.ts";
+import { backoff, sleep } from "../wire/backoff.ts";
+import { ControlClient, type DialOptions } from "../wire/control-client.ts";
+import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
 
 export async function recheckRequest(o: DialOptions, requestId: string, lost: Error): Promise<FrameOf<ServerFrame, "denied">> {
   for (let attempt = 0; attempt < 6; attempt++) {

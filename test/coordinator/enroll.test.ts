@@ -1,8 +1,8 @@
-// Unit tests for src/relay/enroll.ts: host enrolment tokens (make / parse / check).
+// Unit tests for src/coordinator/enroll.ts: host enrolment tokens (make / parse / check).
 import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
-import { checkEnrollToken, EnrollRecord, makeEnrollToken, parseEnrollToken } from "../src/relay/enroll.ts";
-import { RefusedError } from "../src/errors.ts";
+import { checkEnrollToken, EnrollRecord, makeEnrollToken, parseEnrollToken } from "../../src/coordinator/enroll.ts";
+import { RefusedError } from "../../src/errors.ts";
 
 const CA_HEX = "0123456789abcdef".repeat(4);
 const NOW = 1_900_000_000_000;

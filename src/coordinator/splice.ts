@@ -2,8 +2,8 @@
 // bytes between them. The bytes are the end-to-end TLS of guest and agent; nothing here can read them.
 import { createHash, randomBytes } from "node:crypto";
 import type { Socket } from "bun";
-import { cut, pair, type End } from "./pipe.ts";
-import { DATA_MAGIC, PREAMBLE_BYTES, STREAM_TOKEN_BYTES } from "./protocol.ts";
+import { cut, pair, type End } from "../data/pipe.ts";
+import { DATA_MAGIC, PREAMBLE_BYTES, STREAM_TOKEN_BYTES } from "../wire/protocol.ts";
 import { metrics } from "./metrics.ts";
 
 export interface Stream {
