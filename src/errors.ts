@@ -1,8 +1,28 @@
 // Typed errors: every failure a user can see carries a stable code and a message they can act on.
+
+/**
+ * Every error code tessera uses, on the wire (error frames) and locally. A code is compared across
+ * files and processes, so it is named here once; a coordinator of another version may still send one
+ * this list does not know, which then reads as a plain refusal.
+ */
+export type ErrorCode =
+  // the wire: a peer broke the protocol
+  | "protocol" | "bad_frame" | "frame_too_large" | "flood" | "timeout" | "version" | "internal"
+  // the coordinator refused a request
+  | "rate_limited" | "bad_code" | "code_unknown" | "code_used" | "code_expired" | "code_offline"
+  | "bad_token" | "token_used" | "token_expired" | "bad_csr" | "not_host" | "share_taken" | "share_busy"
+  | "no_share" | "no_approver" | "no_request" | "still_pending" | "forbidden" | "bad_target" | "limit"
+  | "no_session" | "host_offline" | "replaced"
+  // a client's view of its connection and session
+  | "connect" | "ca_mismatch" | "disconnected" | "detached" | "denied" | "closed" | "stream" | "listen"
+  | "bad_address" | "not_allowed"
+  // local files, flags and tools
+  | "config" | "pki" | "revoke" | "not_trusted" | "code_key" | "bad_recording" | "audit_broken";
+
 export class TesseraError extends Error {
   override name = "TesseraError";
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     options?: { cause?: unknown },
   ) {
@@ -13,7 +33,7 @@ export class TesseraError extends Error {
 /** A peer sent something we refuse; the connection ends, the process does not. */
 export class ProtocolError extends TesseraError {
   override name = "ProtocolError";
-  constructor(message: string, code = "protocol") {
+  constructor(message: string, code: ErrorCode = "protocol") {
     super(code, message);
   }
 }
@@ -26,9 +46,17 @@ export class ConfigError extends TesseraError {
   }
 }
 
-/** The coordinator refused a request; `code` is the refusal's code from the error frame. */
+/**
+ * The coordinator refused a request; `code` is the refusal's code from the error frame. `ref` names
+ * the request it answers (a stream's open), so one refused stream does not read as the session's end.
+ */
 export class RefusedError extends TesseraError {
   override name = "RefusedError";
+  readonly ref: string | undefined;
+  constructor(code: ErrorCode, message: string, options?: { ref?: string }) {
+    super(code, message);
+    this.ref = options?.ref;
+  }
 }
 
 export function errorMessage(err: unknown): string {

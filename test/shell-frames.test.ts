@@ -2,7 +2,8 @@
 import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
 import { ProtocolError } from "../src/errors.ts";
-import { ClientFrame, parseTarget, SHELL_TARGET } from "../src/wire/protocol.ts";
+import { ClientFrame, SHELL_TARGET } from "../src/wire/protocol.ts";
+import { parseTarget } from "../src/wire/address.ts";
 import { DATA_CHUNK, encodeControl, encodeData, GuestControl, HostControl, MAX_SHELL_FRAME, ShellDecoder, type ShellFrame } from "../src/shell/frames.ts";
 
 const guestExamples: GuestControl[] = [

@@ -2,9 +2,10 @@
 // through it, or carry one stream over stdin/stdout, until the session ends.
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log.ts";
-import { splitAddress } from "../wire/control-client.ts";
+import { splitAddress } from "../wire/address.ts";
 import { Guest, type AccessRequest, type Approved } from "../guest/guest.ts";
-import { parseTarget, SHELL_TARGET } from "../wire/protocol.ts";
+import { SHELL_TARGET } from "../wire/protocol.ts";
+import { parseTarget } from "../wire/address.ts";
 import { runCommand } from "./command-runner.ts";
 import { coordinatorAddress, readCa } from "./home.ts";
 import { untilInterrupted } from "./signals.ts";

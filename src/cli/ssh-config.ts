@@ -2,7 +2,7 @@
 // ProxyCommand, so the user's own agent, keys and certificates do the ssh authentication untouched.
 import { ConfigError } from "../errors.ts";
 import { formatCode, normalizeCode } from "../wire/codes.ts";
-import { parseTarget } from "../wire/protocol.ts";
+import { parseTarget } from "../wire/address.ts";
 
 export interface SshConfigOptions {
   via: { code: string } | { shareId: string; target: string };

@@ -11,7 +11,7 @@ import { Coordinator } from "../coordinator/listener.ts";
 import { EnrollRecords } from "../coordinator/enroll.ts";
 import { hashToken, startHttp } from "../coordinator/http.ts";
 import { LIMITS } from "../coordinator/limits.ts";
-import { splitAddress } from "../wire/control-client.ts";
+import { splitAddress } from "../wire/address.ts";
 import { Store } from "../store/store.ts";
 import { parseDuration, parseSize } from "../cli/duration.ts";
 import { readRequired } from "../cli/home.ts";

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import { rootCertificates } from "node:tls";
 import { defineCommand } from "citty";
 import { TesseraError } from "../errors.ts";
-import { splitAddress } from "../wire/control-client.ts";
+import { splitAddress } from "../wire/address.ts";
 import { coordinatorAddress, homeFile, readCa, readConfig, readRequired } from "../cli/home.ts";
 
 export default defineCommand({

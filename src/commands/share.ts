@@ -7,7 +7,7 @@ import { Agent } from "../host/agent.ts";
 import { ControlClient, type DialOptions } from "../wire/control-client.ts";
 import { backoff } from "../wire/backoff.ts";
 import { TargetPolicy } from "../host/policy.ts";
-import { formatTarget } from "../wire/protocol.ts";
+import { formatTarget } from "../wire/address.ts";
 import { Approver } from "../cli/approver.ts";
 import { ShellShare } from "../cli/shell-share.ts";
 import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";

@@ -34,7 +34,7 @@ export class Consent {
     const hash = hashCode(this.o.codeKey, code);
     const now = Date.now();
     const row = await this.o.store.getCode(hash);
-    const fail = (why: string, message: string) => {
+    const fail = (why: "unknown" | "used" | "expired" | "offline", message: string) => {
       this.o.audit.append("redeem.fail", { addr: peer.addr, guest: f.name, reason: why, shareId: row?.shareId });
       redeemFailed(why);
       return new RefusedError(`code_${why}`, message);

@@ -2,7 +2,7 @@
 // that lost the coordinator picks its session up again.
 import { RefusedError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
-import { background, formatDuration, newId, refusedRef, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
+import { background, formatDuration, newId, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
 import type { ServerFrame } from "../wire/protocol.ts";
 import { Splicer, type Stream } from "./splice.ts";
 import { metrics } from "./metrics.ts";
@@ -51,11 +51,11 @@ export class SessionBook {
   open(peer: Peer, sessionId: string, ref: string): void {
     const s = this.all.get(sessionId);
     // The same answer whether the session is unknown or someone else's: ids are not capabilities.
-    if (!s || s.guest !== peer) throw refusedRef("no_session", `no session "${sessionId}" belongs to this guest`, ref);
+    if (!s || s.guest !== peer) throw new RefusedError("no_session", `no session "${sessionId}" belongs to this guest`, { ref });
     const agent = s.share.agent;
-    if (!agent) throw refusedRef("host_offline", "the host's agent is reconnecting to the coordinator; try again in a moment", ref);
+    if (!agent) throw new RefusedError("host_offline", "the host's agent is reconnecting to the coordinator; try again in a moment", { ref });
     if (s.streams.size >= this.o.limits.maxStreamsPerSession || this.streamTotal >= this.o.limits.maxStreams) {
-      throw refusedRef("limit", "stream limit reached for this session", ref);
+      throw new RefusedError("limit", "stream limit reached for this session", { ref });
     }
     const streamId = newId("t");
     // Group commit: the splicer holds both halves until this line is on disk (see Splicer.create).

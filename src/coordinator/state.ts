@@ -87,9 +87,6 @@ export function requireHost(peer: Peer): { spki: string; name: string } {
   return peer.host;
 }
 
-export function refusedRef(code: string, message: string, ref: string): RefusedError {
-  return Object.assign(new RefusedError(code, message), { ref });
-}
 
 export function newId(prefix: string): string {
   return `${prefix}-${randomBytes(9).toString("base64url")}`;

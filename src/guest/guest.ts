@@ -7,7 +7,7 @@ import { RefusedError, TesseraError, errorMessage } from "../errors.ts";
 import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../pki/index.ts";
 import { cleanlyDone } from "../host/agent.ts";
 import { backoff } from "../wire/backoff.ts";
-import { ControlClient, type DialOptions } from "../wire/control-client.ts";
+import { ControlClient, refusal, type DialOptions } from "../wire/control-client.ts";
 import { recheckRequest } from "./recheck.ts";
 import { asDuplex } from "../data/socket-duplex.ts";
 import { connectData, peerKeyIs, startData, TLS_1_3, type InnerTls } from "../data/data-dial.ts";
@@ -288,7 +288,7 @@ export class Guest {
     const d = f.ref ? this.dialing.get(f.ref) : undefined;
     if (d) {
       this.dialing.delete(f.ref!);
-      return d.reject(new TesseraError(f.code, f.message));
+      return d.reject(refusal(f));
     }
     void this.answered(f.ref)?.then((raw) => raw instanceof Error || raw.terminate());
     const sock = f.ref ? this.opening.get(f.ref) : undefined;

@@ -3,7 +3,7 @@
 import dns from "node:dns/promises";
 import net from "node:net";
 import { TesseraError } from "../errors.ts";
-import { parseTarget } from "../wire/protocol.ts";
+import { parseTarget } from "../wire/address.ts";
 
 const METADATA_NAMES = new Set(["metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"]);
 

@@ -2,7 +2,7 @@
 // and turns a handler's failure into an error frame for that peer alone.
 import type { Duplex } from "node:stream";
 import type * as v from "valibot";
-import { ProtocolError, TesseraError, errorMessage } from "../errors.ts";
+import { ProtocolError, RefusedError, TesseraError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { encodeFrame, FrameDecoder } from "./codec.ts";
 
@@ -100,7 +100,7 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
       await this.opts.onFrame(frame);
     } catch (err) {
       if (err instanceof ProtocolError) this.fail(err);
-      else if (err instanceof TesseraError) this.sendError(err, (err as { ref?: string }).ref);
+      else if (err instanceof TesseraError) this.sendError(err, err instanceof RefusedError ? err.ref : undefined);
       else {
         log.error(`internal error handling "${frame.t}":`, err);
         this.fail(new TesseraError("internal", "internal error; see the coordinator's log"));

@@ -1,8 +1,9 @@
 // Client end of a control connection: dial with TLS 1.3, say hello, then await frames by type.
 import net from "node:net";
 import tls from "node:tls";
-import { RefusedError, TesseraError } from "../errors.ts";
+import { RefusedError, TesseraError, type ErrorCode } from "../errors.ts";
 import { certFingerprint, derToPem, verifyIssuedBy } from "../pki/index.ts";
+import { splitAddress } from "./address.ts";
 import { Channel } from "./channel.ts";
 import { PROTOCOL_VERSION, ServerFrame, type ClientFrame, type FrameOf } from "./protocol.ts";
 
@@ -124,28 +125,20 @@ export class ControlClient {
   private dispatch(f: ServerFrame): void {
     if (f.t === "ping") return this.send({ t: "pong" });
     if (f.t === "error" && !f.ref && this.waiters.length) {
-      this.waiters.shift()!.reject(new RefusedError(f.code, f.message));
+      this.waiters.shift()!.reject(refusal(f));
       return;
     }
     const i = this.waiters.findIndex((w) => w.types.includes(f.t));
     if (i >= 0) return this.waiters.splice(i, 1)[0]!.resolve(f);
     const hs = this.handlers.get(f.t);
     if (hs) for (const h of hs) h(f);
-    else if (f.t === "error") throw new RefusedError(f.code, f.message);
+    else if (f.t === "error") throw refusal(f);
   }
 }
 
-/** Parses HOST[:PORT] / [V6][:PORT]; port 0 (any free port) only when listening. */
-export function splitAddress(address: string, defaultPort = 8443, listening = false): { host: string; port: number } {
-  const a = address.trim();
-  let host: string | undefined = a;
-  let portText: string | undefined;
-  const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(a);
-  if (bracketed) [, host, portText] = bracketed;
-  else if (a.split(":").length === 2) [host, portText] = a.split(":");
-  const port = portText === undefined ? defaultPort : /^\d{1,5}$/.test(portText) ? Number(portText) : -1;
-  if (!host || !(port >= (listening ? 0 : 1) && port <= 65535)) throw new TesseraError("bad_address", `"${address}" is not HOST[:PORT]`);
-  return { host, port };
+/** An error frame from the coordinator as a typed refusal (a newer coordinator may send a code we do not list). */
+export function refusal(f: FrameOf<ServerFrame, "error">): RefusedError {
+  return new RefusedError(f.code as ErrorCode, f.message, { ref: f.ref });
 }
 
 function dialError(address: string, err: Error & { code?: string }): TesseraError {

@@ -78,16 +78,3 @@ export type ServerFrame = v.InferOutput<typeof ServerFrame>;
 
 export type Frame = ClientFrame | ServerFrame;
 export type FrameOf<F extends { t: string }, T extends F["t"]> = Extract<F, { t: T }>;
-
-/** Splits HOST:PORT, rejecting ports out of range. Returns host without IPv6 brackets. */
-export function parseTarget(s: string): { host: string; port: number } {
-  const r = v.safeParse(target, s);
-  const m = r.success ? /^\[?(.+?)\]?:(\d+)$/.exec(s) : null;
-  const port = m ? Number(m[2]) : 0;
-  if (!m || port < 1 || port > 65535) throw new TypeError(`"${s}" is not HOST:PORT with a port from 1 to 65535`);
-  return { host: m[1]!, port };
-}
-
-export function formatTarget(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-}

@@ -1,8 +1,9 @@
 // Unit tests for src/wire/codec.ts (length-prefixed JSON frames) and src/wire/protocol.ts (frame schemas, targets).
 import { describe, expect, test } from "bun:test";
 import { encodeFrame, FrameDecoder } from "../../src/wire/codec.ts";
-import { ClientFrame, formatTarget, MAX_FRAME_BYTES, parseTarget, ServerFrame } from "../../src/wire/protocol.ts";
-import { ProtocolError } from "../../src/errors.ts";
+import { ClientFrame, MAX_FRAME_BYTES, ServerFrame } from "../../src/wire/protocol.ts";
+import { formatTarget, parseTarget } from "../../src/wire/address.ts";
+import { ProtocolError, TesseraError } from "../../src/errors.ts";
 
 const PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2xhc3NpY1Rlc3RDZXJ0aWZpY2F0ZTAKBggqhkjOPQQDAjAS\nMRAwDgYDVQQDDAd0ZXNzZXJhMB4XDTMwMDEwMTAwMDAwMFoXDTMxMDEwMTAwMDAwMFow\n-----END CERTIFICATE-----\n";
 const CSR = "-----BEGIN CERTIFICATE REQUEST-----\nMIHhMIGIAgEAMCYxJDAiBgNVBAMMG2d1ZXN0\n-----END CERTIFICATE REQUEST-----\n";
@@ -315,7 +316,7 @@ describe("parseTarget / formatTarget", () => {
 
   test("rejects missing host, missing port and out-of-range ports", () => {
     for (const bad of ["host", "host:0", "host:70000", "host:65536", ":80", "host:", "[::1]", "::1:22", "host:80:90", "ho st:80", ""]) {
-      expect(() => parseTarget(bad)).toThrow(TypeError);
+      expect(() => parseTarget(bad)).toThrow(TesseraError);
     }
   });
 
