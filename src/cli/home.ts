@@ -3,6 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import * as v from "valibot";
+import { issueText } from "../validate.ts";
 import { ConfigError } from "../errors.ts";
 
 const Config = v.object({ coordinator: v.optional(v.string()), http: v.optional(v.string()) });
@@ -43,7 +44,7 @@ export function readConfig(): Config {
     throw new ConfigError(`${file} is not valid JSON; fix or delete it and run \`tessera link\` again`, { cause: err });
   }
   const r = v.safeParse(Config, json);
-  if (!r.success) throw new ConfigError(`${file}: ${r.issues[0].message}`);
+  if (!r.success) throw new ConfigError(`${file}${issueText(r.issues)}`);
   return r.output;
 }
 

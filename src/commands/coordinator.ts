@@ -4,6 +4,7 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { defineCommand } from "citty";
 import * as v from "valibot";
+import { issueText } from "../validate.ts";
 import { AuditLog } from "../audit/log.ts";
 import { ConfigError } from "../errors.ts";
 import { logger, setLogFormat } from "../log.ts";
@@ -66,7 +67,7 @@ export default defineCommand({
       enrollRecords: () => {
         if (!fs.existsSync(enrollFile)) return [];
         const r = v.safeParse(EnrollRecords, JSON.parse(fs.readFileSync(enrollFile, "utf8")));
-        if (!r.success) throw new ConfigError(`${enrollFile} is malformed`);
+        if (!r.success) throw new ConfigError(`${enrollFile} is malformed${issueText(r.issues)}`);
         return r.output;
       },
     });

@@ -1,6 +1,7 @@
 // The asciicast v2 format (asciinema's): a JSON header line, then one [seconds, code, data] event a line.
 // Written by the host's recorder, read back (and validated line by line) by `tessera replay`.
 import * as v from "valibot";
+import { checked, parseJsonText } from "../validate.ts";
 
 export const ASCIICAST_VERSION = 2;
 /** A replayed line longer than this is refused rather than buffered: recordings write chunks of 16 KiB. */
@@ -40,17 +41,6 @@ export function parseEvent(line: string, lineNo: number, prevTime: number): Even
 }
 
 function parseLine<S extends v.GenericSchema>(schema: S, line: string, lineNo: number, what: string): v.InferOutput<S> {
-  let json: unknown;
-  try {
-    json = JSON.parse(line);
-  } catch {
-    throw new CastError(`line ${lineNo}: the ${what} is not valid JSON`);
-  }
-  const r = v.safeParse(schema, json);
-  if (!r.success) {
-    const issue = r.issues[0];
-    const path = issue.path?.map((p: { key: unknown }) => String(p.key)).join(".") ?? "";
-    throw new CastError(`line ${lineNo}: invalid ${what}${path ? ` at ${path}` : ""}: ${issue.message}`);
-  }
-  return r.output;
+  const fail = (m: string) => new CastError(`line ${lineNo}: ${m}`);
+  return checked(schema, parseJsonText(line, `the ${what}`, fail), what, fail);
 }

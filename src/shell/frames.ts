@@ -2,6 +2,8 @@
 // defined once here. Terminal bytes travel raw; the few control messages are JSON checked by schema.
 import * as v from "valibot";
 import { ProtocolError } from "../errors.ts";
+import { decodeJson } from "../validate.ts";
+import { LengthPrefixed, withLengthPrefix, type Framing } from "../wire/length-prefix.ts";
 
 export const SHELL_PROTOCOL_VERSION = 1;
 /** Hard cap on one frame's payload, checked before it is buffered. */
@@ -52,57 +54,31 @@ export function encodeControl(msg: GuestControl | HostControl): Buffer {
   return withHeader(KIND_CONTROL, Buffer.from(JSON.stringify(msg), "utf8"));
 }
 
+const SHELL: Framing = {
+  header: HEADER,
+  max: MAX_SHELL_FRAME,
+  what: "shell frame",
+  check: (h) => {
+    const kind = h.readUInt8(0);
+    if (kind !== KIND_DATA && kind !== KIND_CONTROL) throw new ProtocolError(`unknown shell frame kind ${kind}`, "bad_frame");
+  },
+};
+
 function withHeader(kind: number, body: Uint8Array): Buffer {
-  if (body.length > MAX_SHELL_FRAME) throw new ProtocolError(`shell frame of ${body.length} bytes exceeds the ${MAX_SHELL_FRAME}-byte limit`, "frame_too_large");
-  const out = Buffer.allocUnsafe(HEADER + body.length);
-  out.writeUInt8(kind, 0);
-  out.writeUInt32BE(body.length, 1);
-  out.set(body, HEADER);
-  return out;
+  return withLengthPrefix(SHELL, Uint8Array.of(kind), body);
 }
 
 /** Incremental decoder for one direction; once it has thrown it keeps throwing, since framing is lost. */
 export class ShellDecoder<C extends { t: string }> {
-  private buf: Buffer = Buffer.alloc(0);
-  private failed: ProtocolError | undefined;
+  private readonly frames: LengthPrefixed<ShellFrame<C>>;
 
-  constructor(private readonly schema: v.GenericSchema<unknown, C>) {}
-
-  push(chunk: Uint8Array): ShellFrame<C>[] {
-    if (this.failed) throw this.failed;
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : Buffer.from(chunk);
-    const out: ShellFrame<C>[] = [];
-    try {
-      while (this.buf.length >= HEADER) {
-        const kind = this.buf.readUInt8(0);
-        const len = this.buf.readUInt32BE(1);
-        if (kind !== KIND_DATA && kind !== KIND_CONTROL) throw new ProtocolError(`unknown shell frame kind ${kind}`, "bad_frame");
-        if (len > MAX_SHELL_FRAME) throw new ProtocolError(`shell frame of ${len} bytes exceeds the ${MAX_SHELL_FRAME}-byte limit`, "frame_too_large");
-        if (this.buf.length < HEADER + len) break;
-        const body = Buffer.from(this.buf.subarray(HEADER, HEADER + len));
-        this.buf = this.buf.subarray(HEADER + len);
-        out.push(kind === KIND_DATA ? { t: "data", data: body } : this.control(body));
-      }
-    } catch (err) {
-      this.failed = err as ProtocolError;
-      throw err;
-    }
-    return out;
+  constructor(schema: v.GenericSchema<unknown, C>) {
+    const bad = (m: string) => new ProtocolError(m, "bad_frame");
+    this.frames = new LengthPrefixed(SHELL, (h, body) =>
+      h.readUInt8(0) === KIND_DATA ? { t: "data", data: Buffer.from(body) } : decodeJson(schema, body.toString("utf8"), "shell control frame", bad));
   }
 
-  private control(body: Buffer): C {
-    let json: unknown;
-    try {
-      json = JSON.parse(body.toString("utf8"));
-    } catch {
-      throw new ProtocolError("shell control frame is not valid JSON", "bad_frame");
-    }
-    const r = v.safeParse(this.schema, json);
-    if (!r.success) {
-      const issue = r.issues[0];
-      const path = issue.path?.map((p: { key: unknown }) => String(p.key)).join(".") ?? "";
-      throw new ProtocolError(`invalid shell control frame${path ? ` at ${path}` : ""}: ${issue.message}`, "bad_frame");
-    }
-    return r.output;
+  push(chunk: Uint8Array): ShellFrame<C>[] {
+    return this.frames.push(chunk);
   }
 }

@@ -1,66 +1,40 @@
 // The only place control frames are parsed: u32 big-endian length, then UTF-8 JSON, validated by schema.
 import * as v from "valibot";
 import { ProtocolError } from "../errors.ts";
+import { checked, parseJsonText } from "../validate.ts";
+import { LengthPrefixed, withLengthPrefix, type Framing } from "./length-prefix.ts";
 import { MAX_FRAME_BYTES } from "./protocol.ts";
 
+const CONTROL: Framing = { header: 4, max: MAX_FRAME_BYTES, what: "frame" };
+const NO_HEAD = new Uint8Array(0);
+
 export function encodeFrame(frame: object): Buffer {
-  const body = Buffer.from(JSON.stringify(frame), "utf8");
-  if (body.length > MAX_FRAME_BYTES) throw new ProtocolError(`frame of ${body.length} bytes exceeds the ${MAX_FRAME_BYTES}-byte limit`, "frame_too_large");
-  const out = Buffer.allocUnsafe(4 + body.length);
-  out.writeUInt32BE(body.length, 0);
-  body.copy(out, 4);
-  return out;
+  return withLengthPrefix(CONTROL, NO_HEAD, Buffer.from(JSON.stringify(frame), "utf8"));
 }
 
 /** Incremental decoder: feed it chunks of any size; it yields validated frames or throws ProtocolError. */
 export class FrameDecoder<S extends v.GenericSchema> {
-  private buf: Buffer = Buffer.alloc(0);
-  private failed: ProtocolError | undefined;
+  private readonly frames: LengthPrefixed<v.InferOutput<S>>;
 
-  constructor(private readonly schema: S) {}
+  constructor(schema: S) {
+    this.frames = new LengthPrefixed(CONTROL, (_h, body) => decodeBody(schema, body));
+  }
 
   push(chunk: Uint8Array): v.InferOutput<S>[] {
-    // Once broken, stay broken: a stream that lost framing can never be trusted again.
-    if (this.failed) throw this.failed;
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : Buffer.from(chunk);
-    const out: v.InferOutput<S>[] = [];
-    try {
-      while (this.buf.length >= 4) {
-        const len = this.buf.readUInt32BE(0);
-        if (len > MAX_FRAME_BYTES) throw new ProtocolError(`frame of ${len} bytes exceeds the ${MAX_FRAME_BYTES}-byte limit`, "frame_too_large");
-        if (this.buf.length < 4 + len) break;
-        const body = this.buf.subarray(4, 4 + len);
-        this.buf = this.buf.subarray(4 + len);
-        out.push(decodeBody(this.schema, body));
-      }
-    } catch (err) {
-      this.failed = err as ProtocolError;
-      throw err;
-    }
-    return out;
+    return this.frames.push(chunk);
   }
 
   /** Bytes received after the last whole frame (for handing a connection over to raw bytes). */
   rest(): Buffer {
-    return this.buf;
+    return this.frames.rest();
   }
 }
 
 function decodeBody<S extends v.GenericSchema>(schema: S, body: Buffer): v.InferOutput<S> {
-  let json: unknown;
-  try {
-    json = JSON.parse(body.toString("utf8"));
-  } catch {
-    throw new ProtocolError("frame is not valid JSON", "bad_frame");
-  }
-  const r = v.safeParse(optionFor(schema, json), json);
-  if (!r.success) {
-    const issue = r.issues[0];
-    const path = issue.path?.map((p: { key: unknown }) => String(p.key)).join(".") ?? "";
-    const t = typeof json === "object" && json && "t" in json ? String((json as { t: unknown }).t).slice(0, 32) : "?";
-    throw new ProtocolError(`invalid "${t}" frame${path ? ` at ${path}` : ""}: ${issue.message}`, "bad_frame");
-  }
-  return r.output;
+  const bad = (m: string) => new ProtocolError(m, "bad_frame");
+  const json = parseJsonText(body.toString("utf8"), "frame", bad);
+  const t = typeof json === "object" && json && "t" in json ? String((json as { t: unknown }).t).slice(0, 32) : "?";
+  return checked(optionFor(schema, json), json, `"${t}" frame`, bad);
 }
 
 /**
