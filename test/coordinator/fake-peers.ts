@@ -8,7 +8,7 @@ import { AuditLog } from "../../src/audit/log.ts";
 import { Broker } from "../../src/coordinator/broker.ts";
 import { makeEnrollToken, type EnrollRecord } from "../../src/coordinator/enroll.ts";
 import { LIMITS, type Limits } from "../../src/coordinator/limits.ts";
-import type { Peer, PeerLink } from "../../src/coordinator/state.ts";
+import type { BrokerOptions, Peer, PeerLink } from "../../src/coordinator/state.ts";
 import { TesseraError } from "../../src/errors.ts";
 import { certFingerprint, certInfo, createCA, createCsr, generateKeyPair } from "../../src/pki/index.ts";
 import { Store } from "../../src/store/store.ts";
@@ -85,14 +85,15 @@ export class World {
   private readonly records: EnrollRecord[] = [];
   private constructor(
     readonly dir: string,
-    readonly broker: Broker,
+    private readonly options: BrokerOptions,
+    public broker: Broker,
     readonly store: Store,
     readonly audit: AuditLog,
     readonly ca: { certPem: string; keyPem: string },
     readonly codeKey: Buffer,
   ) {}
 
-  /** Short approval/grace limits so timers fire in a test; the sweeper stays rare unless a test shortens grace or idle. */
+  /** Production limits but a high redeem rate (fake peers are many addresses, not many minutes); each test shortens what it exercises. */
   static async open(over: Partial<Limits> = {}): Promise<World> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-broker-"));
     const store = await Store.open(path.join(dir, "state.db"));
@@ -101,14 +102,21 @@ export class World {
     const codeKey = randomBytes(32);
     const limits: Limits = { ...LIMITS, approvalTimeoutMs: 60_000, redeemPerMinute: 1000, ...over };
     let w: World | undefined;
-    const broker = new Broker({ ca, store, audit, limits, codeKey, version: "test", enrollRecords: () => w!.records });
-    w = new World(dir, broker, store, audit, ca, codeKey);
+    const options: BrokerOptions = { ca, store, audit, limits, codeKey, version: "test", enrollRecords: () => w!.records };
+    w = new World(dir, options, new Broker(options), store, audit, ca, codeKey);
     return w;
+  }
+
+  /** A coordinator restart: the broker closes and a new one restores from the same store and audit log. */
+  async restart(): Promise<Awaited<ReturnType<Broker["restore"]>>> {
+    await this.broker.close();
+    this.broker = new Broker(this.options);
+    return this.broker.restore();
   }
 
   async close(): Promise<void> {
     await this.broker.close();
-    // Let background store writes (session close, code release) that are already queued finish first.
+    // One round-trip so background writes already issued (session close, code release) settle; a later one only logs a warning.
     await this.store.getMeta("schema_version");
     await this.store.close();
     this.audit.close();
