@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import { PassThrough } from "node:stream";
 import { commandAfterDashes, exitStatus, substitute } from "../src/cli/command-runner.ts";
-import { guestMode } from "../src/cli/guest-run.ts";
+import { guestMode } from "../src/cli/guest-mode.ts";
 import { osUser, passwdName } from "../src/cli/os-user.ts";
 import { sshConfigBlock } from "../src/cli/ssh-config.ts";
 import { stdioDuplex } from "../src/cli/stdio-carrier.ts";
@@ -23,10 +23,10 @@ describe("command words", () => {
   });
 
   test("exit status the shell's way: the code, or 128 + the signal", () => {
-    expect(exitStatus({ exitCode: 7, signalCode: null })).toBe(7);
-    expect(exitStatus({ exitCode: 0, signalCode: null })).toBe(0);
-    expect(exitStatus({ exitCode: null, signalCode: "SIGTERM" })).toBe(143);
-    expect(exitStatus({ exitCode: null, signalCode: "SIGKILL" })).toBe(137);
+    expect(exitStatus({ code: 7, signal: null })).toBe(7);
+    expect(exitStatus({ code: 0, signal: null })).toBe(0);
+    expect(exitStatus({ code: null, signal: "SIGTERM" })).toBe(143);
+    expect(exitStatus({ code: null, signal: "SIGKILL" })).toBe(137);
   });
 });
 

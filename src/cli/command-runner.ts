@@ -22,11 +22,11 @@ export function substitute(argv: string[], at: { host: string; port: number }): 
   return argv.map((a) => a.replaceAll("{host}", at.host).replaceAll("{port}", String(at.port)));
 }
 
-/** A command's exit status the shell's way: its code, or 128 + the signal that killed it. */
-export function exitStatus(proc: Pick<Subprocess, "exitCode" | "signalCode">): number {
-  if (proc.exitCode !== null) return proc.exitCode;
-  const n = proc.signalCode ? os.constants.signals[proc.signalCode as keyof typeof os.constants.signals] : undefined;
-  return 128 + (n ?? 1);
+/** An exit status the shell's way: the code, 128 + the number of the signal that killed it, or 1 when neither is known. */
+export function exitStatus(exit: { code: number | null; signal: string | null }): number {
+  if (exit.code !== null) return exit.code;
+  const n = exit.signal ? (os.constants.signals as Record<string, number>)[exit.signal] : undefined;
+  return n ? 128 + n : 1;
 }
 
 /**
@@ -62,7 +62,7 @@ export async function runCommand(argv: string[], at: { host: string; port: numbe
     log.info(`running ${words[0]} (pid ${proc.pid}); the session ends when it exits`);
     const running = proc;
     const first = await Promise.race([running.exited.then(() => undefined), sessionOver]);
-    if (first === undefined) return exitStatus(running);
+    if (first === undefined) return exitStatus({ code: running.exitCode, signal: running.signalCode === null ? null : String(running.signalCode) });
     log.warn(`${first}; stopping ${words[0]}`);
     running.kill("SIGTERM");
     const t = setTimeout(() => running.kill("SIGKILL"), GRACE_MS);

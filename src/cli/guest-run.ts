@@ -7,6 +7,7 @@ import { Guest, type AccessRequest, type Approved } from "../guest/guest.ts";
 import { SHELL_TARGET } from "../wire/protocol.ts";
 import { parseTarget } from "../wire/address.ts";
 import { runCommand } from "./command-runner.ts";
+import type { GuestMode } from "./guest-mode.ts";
 import { coordinatorAddress, readCa } from "./home.ts";
 import { untilInterrupted } from "./signals.ts";
 import { runShellGuest } from "./shell-guest.ts";
@@ -15,21 +16,6 @@ import { spinner } from "./ui.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("join");
-
-/** What the guest does once approved: forward a port, run one command through it, or carry stdin/stdout. */
-export type GuestMode =
-  | { kind: "forward"; local?: string }
-  | { kind: "command"; argv: string[]; local?: string }
-  | { kind: "stdio" };
-
-/** Checks the flags that pick a mode; `--stdio` has no local listener and runs no command. */
-export function guestMode(o: { local?: string; stdio?: boolean; command?: string[] }): GuestMode {
-  if (o.stdio && o.command) throw new ConfigError("--stdio carries the stream over stdin/stdout; it cannot also run a command after `--`");
-  if (o.stdio && o.local) throw new ConfigError("--stdio opens no local port; drop --local");
-  if (o.stdio) return { kind: "stdio" };
-  if (o.command) return { kind: "command", argv: o.command, local: o.local };
-  return { kind: "forward", local: o.local };
-}
 
 export async function runGuest(req: AccessRequest, mode: GuestMode): Promise<void> {
   const stop = untilInterrupted();

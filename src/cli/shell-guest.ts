@@ -5,8 +5,9 @@ import { ConfigError, TesseraError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { backoff, sleep } from "../wire/backoff.ts";
 import type { Approved, Guest } from "../guest/guest.ts";
-import type { GuestMode } from "./guest-run.ts";
-import { exitStatus, TerminalAttachment, type StreamResult } from "./terminal-attach.ts";
+import type { GuestMode } from "./guest-mode.ts";
+import { exitStatus } from "./command-runner.ts";
+import { TerminalAttachment, type StreamResult } from "./terminal-attach.ts";
 
 const log = logger("join");
 /** Streams in a row that close before the host says ready: past this the host's terminal is gone. */

@@ -181,13 +181,6 @@ export class TerminalAttachment {
   }
 }
 
-/** The exit status to leave with: the shell's own code, 128 + signal number, or 1 when unknown. */
-export function exitStatus(exit: { code: number | null; signal: string | null }): number {
-  if (exit.code !== null) return exit.code;
-  const n = exit.signal ? (os.constants.signals as Record<string, number>)[exit.signal] : undefined;
-  return n ? 128 + n : 1;
-}
-
 function windowSize(): { cols: number; rows: number } | undefined {
   for (const s of [process.stdout, process.stderr]) {
     if (s.isTTY && s.columns > 0 && s.rows > 0) return { cols: Math.min(1000, s.columns), rows: Math.min(1000, s.rows) };

@@ -1,7 +1,8 @@
 // `tessera connect`: like join, but names the share and target directly instead of redeeming a code.
 import { defineCommand } from "citty";
 import { commandAfterDashes } from "../cli/command-runner.ts";
-import { guestMode, runGuest } from "../cli/guest-run.ts";
+import { guestMode } from "../cli/guest-mode.ts";
+import { runGuest } from "../cli/guest-run.ts";
 import { osUser } from "../cli/os-user.ts";
 
 export default defineCommand({

@@ -2,7 +2,8 @@
 import { defineCommand } from "citty";
 import { ConfigError } from "../errors.ts";
 import { commandAfterDashes } from "../cli/command-runner.ts";
-import { guestMode, runGuest } from "../cli/guest-run.ts";
+import { guestMode } from "../cli/guest-mode.ts";
+import { runGuest } from "../cli/guest-run.ts";
 import { osUser } from "../cli/os-user.ts";
 
 export default defineCommand({

@@ -5,7 +5,7 @@ import { ConfigError, RefusedError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { Agent } from "../host/agent.ts";
 import { ControlClient, type DialOptions } from "../wire/control-client.ts";
-import { backoff } from "../wire/backoff.ts";
+import { Reconnector } from "../wire/reconnect.ts";
 import { TargetPolicy } from "../host/policy.ts";
 import { formatTarget } from "../wire/address.ts";
 import { Approver } from "../cli/approver.ts";
@@ -38,6 +38,7 @@ export default defineCommand({
     let agent: Agent | undefined;
     let approver: Approver | undefined;
     let shell: ShellShare | undefined;
+    let reconnector: Reconnector | undefined;
     if (args.shell && (args.port !== undefined || args["share-id"])) throw new ConfigError("--shell shares this machine's shell; leave out --port and --share-id");
     if (!args.shell && (args["read-only"] || args.watch || args.command !== undefined)) throw new ConfigError("--read-only, --watch and --command go with --shell");
     if (args.port !== undefined || args.shell) {
@@ -75,23 +76,23 @@ export default defineCommand({
       client = await attachApprover(dial, id);
       const a = (approver = new Approver(client, id));
       // Like the agent, an approver rides out a lost connection or a coordinator restart.
-      let attempt = 0;
-      const lost = (err?: Error) => {
-        if (stop.done) return;
-        a.pause();
-        const delay = backoff(attempt++);
-        log.warn(`lost the coordinator${err ? ` (${err.message})` : ""}; reconnecting in ${(delay / 1000).toFixed(1)}s`);
-        setTimeout(() => {
-          attachApprover(dial, id).then((c) => {
-            attempt = 0;
-            client = c;
-            c.onClose(lost);
-            a.rebind(c);
-            log.info("reconnected to the coordinator; approving again");
-          }, (e) => (e instanceof RefusedError && e.code === "no_share" ? stop.trigger(`stopped: ${e.message}`) : lost(e)));
-        }, delay);
-      };
-      client.onClose(lost);
+      const again: Reconnector = new Reconnector({
+        connect: async () => {
+          const c = await attachApprover(dial, id);
+          client = c;
+          c.onClose((e) => again.lost(e));
+          a.rebind(c);
+          log.info("reconnected to the coordinator; approving again");
+        },
+        fatal: (e) => e instanceof RefusedError && e.code === "no_share",
+        onRetry: (err, delay) => {
+          a.pause();
+          log.warn(`lost the coordinator${err ? ` (${err.message})` : ""}; reconnecting in ${(delay / 1000).toFixed(1)}s`);
+        },
+        onGiveUp: (e) => stop.trigger(`stopped: ${e?.message ?? "the share is gone"}`),
+      });
+      reconnector = again;
+      client.onClose((e) => again.lost(e));
     } else {
       throw new ConfigError("say what to share: --port N (and --host), or --share-id ID of a running agent");
     }
@@ -100,6 +101,7 @@ export default defineCommand({
     shell?.bind(client, approver);
     await approver.mint(args.target);
     const why = await stop.promise;
+    reconnector?.stop();
     shell?.stop();
     approver.stop();
     if (agent) await agent.stop();

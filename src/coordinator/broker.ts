@@ -5,7 +5,7 @@ import { logger } from "../log.ts";
 import { issueCert, readCsr } from "../pki/index.ts";
 import { background, ip, requireHost, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
 import { generateCode, hashCode, normalizeCode } from "../wire/codes.ts";
-import { Consent } from "./consent.ts";
+import { Consent, requestActors } from "./consent.ts";
 import { checkEnrollToken } from "./enroll.ts";
 import { PROTOCOL_VERSION, type ClientFrame, type FrameOf } from "../wire/protocol.ts";
 import { SessionBook } from "./sessions.ts";
@@ -200,7 +200,7 @@ export class Broker {
     const now = Date.now();
     for (const req of [...this.consent.pending.values()]) {
       if (req.guest === peer) {
-        this.o.audit.append("request.withdraw", { requestId: req.id, shareId: req.share.id, host: req.share.hostName, guest: req.guestInfo.name, guestKey: req.guestInfo.spki, addr: req.guestInfo.addr });
+        this.o.audit.append("request.withdraw", requestActors(req));
         this.consent.drop(req, "withdrawn", true);
       }
     }

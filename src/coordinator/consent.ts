@@ -78,7 +78,7 @@ export class Consent {
       timer: setTimeout(() => this.expire(req), this.o.limits.approvalTimeoutMs),
     };
     await this.o.store.putRequest({ id: req.id, shareId: share.id, codeHash: codeHash ?? null, guestName: f.name, guestSpki: csr.spki, target, createdAt: Date.now() });
-    this.o.audit.append("request", { requestId: req.id, shareId: share.id, host: share.hostName, target, guest: f.name, guestKey: csr.spki, addr: peer.addr, reason: f.reason, via });
+    this.o.audit.append("request", { ...requestActors(req), target, reason: f.reason, via });
     this.pending.set(req.id, req);
     share.requests.add(req);
     peer.ch.send({ t: "pending", requestId: req.id, shareId: share.id, target });
@@ -89,16 +89,14 @@ export class Consent {
   private expire(req: Request): void {
     if (!this.pending.has(req.id)) return;
     const mins = Math.round(this.o.limits.approvalTimeoutMs / 60_000);
-    this.o.audit.append("request.expire", { requestId: req.id, shareId: req.share.id, host: req.share.hostName, guest: req.guestInfo.name, guestKey: req.guestInfo.spki, addr: req.guestInfo.addr });
+    this.o.audit.append("request.expire", requestActors(req));
     metrics.requests.inc(1, { outcome: "expired" });
     this.drop(req, `the host did not answer within ${mins >= 1 ? `${mins} minute${mins === 1 ? "" : "s"}` : `${this.o.limits.approvalTimeoutMs / 1000}s`}`);
   }
 
   /** Ends a request; `unanswered` means the host never had its say, so the code works again. */
   drop(req: Request, reason: string, unanswered = false): void {
-    clearTimeout(req.timer);
-    this.pending.delete(req.id);
-    req.share.requests.delete(req);
+    this.forget(req);
     background(this.o.store.deleteRequest(req.id), "request delete", log.warn);
     if (unanswered && req.codeHash) background(this.o.store.releaseCode(req.codeHash), "code release", log.warn);
     this.remember(req.id, reason);
@@ -121,10 +119,8 @@ export class Consent {
   /** Denies every waiting request now, durably, before the store closes. */
   async shutdown(reason: string): Promise<void> {
     for (const req of [...this.pending.values()]) {
-      clearTimeout(req.timer);
-      this.pending.delete(req.id);
-      req.share.requests.delete(req);
-      this.o.audit.append("deny", { requestId: req.id, shareId: req.share.id, host: req.share.hostName, guest: req.guestInfo.name, guestKey: req.guestInfo.spki, addr: req.guestInfo.addr, reason });
+      this.forget(req);
+      this.o.audit.append("deny", { ...requestActors(req), reason });
       await this.o.store.deleteRequest(req.id);
       if (req.codeHash) await this.o.store.releaseCode(req.codeHash);
       req.guest.ch.send({ t: "denied", requestId: req.id, reason });
@@ -136,6 +132,13 @@ export class Consent {
     peer.ch.send({ t: "denied", requestId: f.requestId, reason: this.voided.get(f.requestId) ?? "that request is no longer waiting (answered, withdrawn or expired)" });
   }
 
+  /** The request stops waiting: no timer, no longer pending, no longer the share's. */
+  private forget(req: Request): void {
+    clearTimeout(req.timer);
+    this.pending.delete(req.id);
+    req.share.requests.delete(req);
+  }
+
   private remember(id: string, reason: string): void {
     if (this.voided.size >= RECHECK_MEMORY) this.voided.delete(this.voided.keys().next().value!);
     this.voided.set(id, reason);
@@ -145,7 +148,7 @@ export class Consent {
     const req = this.pending.get(f.requestId);
     if (!req) throw new RefusedError("no_request", "that request is no longer waiting (answered, withdrawn or expired)");
     if (!req.share.approvers.has(peer)) throw new RefusedError("forbidden", "you are not an approver of this share");
-    const who = { requestId: req.id, shareId: req.share.id, host: req.share.hostName, guest: req.guestInfo.name, guestKey: req.guestInfo.spki, addr: req.guestInfo.addr };
+    const who = requestActors(req);
     if (!f.allow) {
       this.o.audit.append("deny", who);
       metrics.requests.inc(1, { outcome: "denied" });
@@ -160,9 +163,7 @@ export class Consent {
       this.drop(req, why);
       return;
     }
-    clearTimeout(req.timer);
-    this.pending.delete(req.id);
-    req.share.requests.delete(req);
+    this.forget(req);
     const now = Date.now();
     const session: Session = {
       id: newId("s"), share: req.share, guest: req.guest, approver: peer, guestInfo: req.guestInfo, target: req.target, restored: false,
@@ -193,4 +194,9 @@ export class Consent {
       throw new RefusedError("rate_limited", `too many attempts from ${addr}; wait a minute and try again`);
     }
   }
+}
+
+/** Who a request's audit lines are about: the request, its share and host, and the guest who asked. */
+export function requestActors(req: Request) {
+  return { requestId: req.id, shareId: req.share.id, host: req.share.hostName, guest: req.guestInfo.name, guestKey: req.guestInfo.spki, addr: req.guestInfo.addr };
 }

@@ -99,3 +99,8 @@ export function asDuplex(sock: Socket<End>): SocketDuplex {
   else sock.resume();
   return d;
 }
+
+/** Both directions of a node stream finished (a clean end rather than a cut). */
+export function cleanlyDone(sock: { readableEnded: boolean; writableFinished: boolean }): boolean {
+  return sock.readableEnded && sock.writableFinished;
+}

@@ -4,9 +4,10 @@ import type { Duplex } from "node:stream";
 import type { Socket } from "bun";
 import { RefusedError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
-import { backoff } from "../wire/backoff.ts";
+import { Reconnector } from "../wire/reconnect.ts";
 import { ControlClient, type DialOptions } from "../wire/control-client.ts";
-import { dialDataNative, peerKeyIs, TLS_1_3, type InnerTls } from "../data/data-dial.ts";
+import { TLS_1_3, type InnerTls } from "../data/data-dial.ts";
+import { dialVerified, type VerifiedStreamOptions } from "../data/verified-stream.ts";
 import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import type { TargetPolicy } from "./policy.ts";
 import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
@@ -53,10 +54,20 @@ export class Agent {
   /** The inner TLS server's options: TLS 1.3 only, and a client certificate from the CA is required. */
   private readonly tls: InnerTls;
   private stopped = false;
-  private attempt = 0;
+  private readonly reconnect: Reconnector;
 
   constructor(private readonly o: AgentOptions, private readonly events: AgentEvents = {}) {
     this.tls = { key: o.keyPem, cert: o.certPem, ca: o.caPem, requestCert: true, rejectUnauthorized: true, minVersion: TLS_1_3 } as InnerTls;
+    this.reconnect = new Reconnector({
+      connect: () => this.start().then(() => {}, (e: unknown) => {
+        log.warn(errorMessage(e));
+        throw e;
+      }),
+      // Refusals that no retry can fix: someone else's share id, or a host the coordinator does not know.
+      fatal: (err) => err instanceof RefusedError && ["share_taken", "not_host", "version"].includes(err.code),
+      onRetry: (err, delay) => this.events.onDisconnected?.(err, delay),
+      onGiveUp: (err) => this.events.onDisconnected?.(err, undefined),
+    });
   }
 
   /** Connects and registers; resolves once the share is live. Rejects on refusal (id taken, not enrolled). */
@@ -68,7 +79,6 @@ export class Agent {
       c.close();
       throw err;
     });
-    this.attempt = 0;
     this.client = c;
     c.on("session", (f) => this.sessions.set(f.sessionId, { frame: f, streams: new Set() }));
     c.on("incoming", (f) => void this.incoming(f));
@@ -85,27 +95,15 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.reconnect.stop();
     await this.client?.leave(this.o.shareId);
     for (const id of [...this.sessions.keys()]) this.endSession(id);
   }
 
   private lost(err?: Error): void {
     for (const id of [...this.sessions.keys()]) this.endSession(id);
-    // Refusals that no retry can fix: someone else's share id, or a host the coordinator does not know.
-    const fatal = err instanceof RefusedError && ["share_taken", "not_host", "version"].includes(err.code);
-    if (this.stopped || !this.o.reconnect || fatal) {
-      this.events.onDisconnected?.(err, undefined);
-      return;
-    }
-    const delay = backoff(this.attempt++);
-    this.events.onDisconnected?.(err, delay);
-    setTimeout(() => {
-      if (this.stopped) return;
-      this.start().catch((e) => {
-        log.warn(errorMessage(e));
-        this.lost(e);
-      });
-    }, delay);
+    if (this.stopped || !this.o.reconnect) return this.events.onDisconnected?.(err, undefined);
+    this.reconnect.lost(err);
   }
 
   private endSession(id: string): void {
@@ -128,54 +126,60 @@ export class Agent {
       this.events.onStream?.(f.sessionId, errorMessage(err));
       return this.refuse(f, errorMessage(err));
     }
-    const client = this.client;
-    if (!client) return;
+    if (!this.client) return;
     // The target is dialled while the guest's TLS handshake runs (one round trip less per stream);
-    // no byte moves between them until the guest's key has been checked in secured().
+    // no byte moves between them until the guest's key has been checked (onVerified).
     const target = Bun.connect<End>({ hostname: dest.host, port: dest.port, allowHalfOpen: true, data: newEnd({ onClose: (up) => s.streams.delete(up) }), socket: PIPE_HANDLERS })
       .then((up) => {
         up.setNoDelay(true);
         s.streams.add(up);
         return up;
       }, (e: unknown) => new Error(`cannot reach ${s.frame.target}: ${errorMessage(e)}`));
-    const end = newEnd({
-      onHandshake: (inner, ok, err) => this.secured(inner, ok, err, s, f, target),
-      onClose: (inner) => s.streams.delete(inner),
-    });
     try {
-      const { raw, inner } = await dialDataNative(client.peer, f.token, this.tls, end, true);
-      if (!this.sessions.has(f.sessionId)) return cutAll(inner, target);
-      s.streams.add(raw);
-      s.streams.add(inner);
-      raw.data.onClose = () => s.streams.delete(raw);
+      const started = await this.dial(f, s, {
+        onVerified: (inner) => void target.then((up) => {
+          // Bytes either side sent meanwhile wait in its socket (bounded; see pipe.ts).
+          if (up instanceof Error) {
+            this.events.onStream?.(f.sessionId, up.message);
+            return cut(inner);
+          }
+          if (inner.data.closed || up.data.closed || !this.sessions.has(f.sessionId)) return cutAll(inner, target);
+          pair(inner, up);
+          this.events.onStream?.(f.sessionId);
+        }),
+        onRejected: (why) => {
+          log.warn(`stream ${f.streamId}: ${why}; dropped`);
+          void target.then((up) => up instanceof Error || cut(up));
+        },
+      });
+      if (!started) void target.then((up) => up instanceof Error || cut(up));
     } catch (err) {
       log.debug(`stream ${f.streamId}: ${errorMessage(err)}`);
       void target.then((up) => up instanceof Error || cut(up));
     }
   }
 
-  private secured(inner: Socket<End>, ok: boolean, err: Error | null, s: AgentSession, f: FrameOf<ServerFrame, "incoming">, target: Promise<Socket<End> | Error>): void {
-    // The server side checks no names: with requestCert and rejectUnauthorized a chain that does not
-    // lead to the CA fails the handshake, and the key itself is checked next.
-    if (!ok || err) {
-      log.debug(`stream ${f.streamId}: ${err?.message ?? "TLS handshake failed"}`);
-      return cutAll(inner, target);
-    }
-    // Only the key the host approved may use this session, whatever the CA signed.
-    if (!peerKeyIs(inner, s.frame.guest.spki, s)) {
-      log.warn(`stream ${f.streamId}: guest key does not match the approved key; dropped`);
-      return cutAll(inner, target);
-    }
-    // Bytes either side sends meanwhile wait in its socket (bounded; see pipe.ts).
-    void target.then((up) => {
-      if (up instanceof Error) {
-        this.events.onStream?.(f.sessionId, up.message);
-        return cut(inner);
-      }
-      if (inner.data.closed || up.data.closed || !this.sessions.has(f.sessionId)) return cutAll(inner, target);
-      pair(inner, up);
-      this.events.onStream?.(f.sessionId);
+  /**
+   * Dials the stream's data connection and serves the guest's end-to-end TLS on it; only the key the
+   * host approved may use this session, whatever the CA signed. The stream's sockets are the session's.
+   * False when there is no stream after all (no connection, or the session ended meanwhile).
+   */
+  private async dial(f: FrameOf<ServerFrame, "incoming">, s: AgentSession, on: Pick<VerifiedStreamOptions, "onVerified" | "onRejected">): Promise<boolean> {
+    const client = this.client;
+    if (!client) return false;
+    const { raw, inner } = await dialVerified(client.peer, {
+      token: f.token, tls: this.tls, isServer: true, peerRole: "guest", peerSpki: s.frame.guest.spki, checked: s,
+      ...on,
+      onClose: (inner) => s.streams.delete(inner),
     });
+    if (!this.sessions.has(f.sessionId)) {
+      cut(inner);
+      return false;
+    }
+    s.streams.add(raw);
+    s.streams.add(inner);
+    raw.data.onClose = () => s.streams.delete(raw);
+    return true;
   }
 
   private refuse(f: FrameOf<ServerFrame, "incoming">, reason: string): void {
@@ -190,27 +194,15 @@ export class Agent {
       this.events.onStream?.(f.sessionId, "refused a shell stream: this agent does not share a shell");
       return this.refuse(f, "this host does not share a shell");
     }
-    const client = this.client;
-    if (!client) return;
-    const end = newEnd({
-      onHandshake: (inner, ok, err) => {
-        if (!ok || err) return void cut(inner);
-        if (!peerKeyIs(inner, s.frame.guest.spki, s)) {
-          log.warn(`stream ${f.streamId}: guest key does not match the approved key; dropped`);
-          return void cut(inner);
-        }
-        if (!this.sessions.has(f.sessionId)) return void cut(inner);
-        shell.serve(asDuplex(inner), s.frame);
-        this.events.onStream?.(f.sessionId);
-      },
-      onClose: (inner) => s.streams.delete(inner),
-    });
     try {
-      const { raw, inner } = await dialDataNative(client.peer, f.token, this.tls, end, true);
-      if (!this.sessions.has(f.sessionId)) return cut(inner);
-      s.streams.add(raw);
-      s.streams.add(inner);
-      raw.data.onClose = () => s.streams.delete(raw);
+      await this.dial(f, s, {
+        onVerified: (inner) => {
+          if (!this.sessions.has(f.sessionId)) return void cut(inner);
+          shell.serve(asDuplex(inner), s.frame);
+          this.events.onStream?.(f.sessionId);
+        },
+        onRejected: (why) => log.warn(`stream ${f.streamId}: ${why}; dropped`),
+      });
     } catch (err) {
       log.debug(`stream ${f.streamId}: ${errorMessage(err)}`);
     }
@@ -221,9 +213,4 @@ export class Agent {
 function cutAll(inner: Socket<End>, target: Promise<Socket<End> | Error>): void {
   cut(inner);
   void target.then((up) => up instanceof Error || cut(up));
-}
-
-/** Both directions of a node stream finished (a clean end rather than a cut). */
-export function cleanlyDone(sock: { readableEnded: boolean; writableFinished: boolean }): boolean {
-  return sock.readableEnded && sock.writableFinished;
 }

@@ -2,41 +2,13 @@
 // found again by session id when the guest's stream comes back after a lost connection.
 import type { Duplex } from "node:stream";
 import { logger } from "../log.ts";
-import { ShellSession } from "./session.ts";
+import { ShellSession, type ShellEvents } from "./session.ts";
+import type { ShellOptions, ShellSessionInfo } from "./types.ts";
 
 export { ShellSession };
+export type { ShellEvents } from "./session.ts";
+export type { ShellOptions, ShellResult, ShellSessionInfo } from "./types.ts";
 const log = logger("shell");
-
-export interface ShellOptions {
-  /** The program to run in the PTY, e.g. the host's login shell. */
-  argv: string[];
-  /** The guest watches; only the host's own keystrokes (hostInput) reach the PTY. */
-  readOnly: boolean;
-  /** Directory for asciicast recordings; undefined turns recording off. */
-  recordDir?: string;
-  env: Record<string, string | undefined>;
-}
-
-export interface ShellEvents {
-  /** The PTY is running (and the recording open). */
-  onStart?(s: ShellSession): void;
-  /** First guest input thrown away by read-only (once a session, so the host knows they tried). */
-  onInputDropped?(s: ShellSession): void;
-  /** The session's terminal is gone: the shell exited, the guest left, or it was refused. */
-  onEnd?(s: ShellSession, result: ShellResult): void;
-}
-
-export interface ShellResult {
-  code: number | null;
-  signal: string | null;
-  /** Why it ended early, when it did not end by the shell exiting. */
-  error?: string;
-}
-
-export interface ShellSessionInfo {
-  sessionId: string;
-  guest: { name: string };
-}
 
 export class ShellHost {
   private readonly live = new Map<string, ShellSession>();

@@ -6,7 +6,7 @@ import type { Subprocess, Terminal } from "bun";
 import { errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { encodeControl, encodeData, GuestControl, SHELL_PROTOCOL_VERSION, ShellDecoder } from "./frames.ts";
-import type { ShellEvents, ShellOptions, ShellResult, ShellSessionInfo } from "./host.ts";
+import type { ShellOptions, ShellResult, ShellSessionInfo } from "./types.ts";
 import { Recorder } from "./recorder.ts";
 
 const log = logger("shell");
@@ -20,6 +20,15 @@ const HELLO_TIMEOUT_MS = 10_000;
 /** After the shell exits: how long to wait for the PTY's last output, and for the guest to hang up. */
 const DRAIN_GRACE_MS = 300;
 const HANGUP_GRACE_MS = 5_000;
+
+export interface ShellEvents {
+  /** The PTY is running (and the recording open). */
+  onStart?(s: ShellSession): void;
+  /** First guest input thrown away by read-only (once a session, so the host knows they tried). */
+  onInputDropped?(s: ShellSession): void;
+  /** The session's terminal is gone: the shell exited, the guest left, or it was refused. */
+  onEnd?(s: ShellSession, result: ShellResult): void;
+}
 
 export class ShellSession {
   readonly sessionId: string;

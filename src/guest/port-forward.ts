@@ -1,0 +1,149 @@
+// The guest's local listener: every TCP connection to it becomes one stream of the session. A burst of
+// connections (a client's pool) is asked for a few at a time, since the coordinator cuts a control
+// connection that floods it with frames, and each stream's data connection is dialled while its token
+// is on the way (one round trip less per stream).
+import type { Socket, TCPSocketListener } from "bun";
+import { TesseraError, errorMessage } from "../errors.ts";
+import { connectData } from "../data/data-dial.ts";
+import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "../data/pipe.ts";
+import { startVerified } from "../data/verified-stream.ts";
+import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
+import type { StreamContext } from "./stream-context.ts";
+
+/** Most "open" frames unanswered at once: well under the coordinator's per-connection frame queue (64). */
+const MAX_ASKED = 32;
+/** Most local connections waiting for their turn to ask; past it new ones are refused. */
+const MAX_WAITING_OPENS = 4096;
+
+export class PortForward {
+  private server: TCPSocketListener<End> | undefined;
+  private readonly opening = new Map<string, Socket<End>>();
+  /** Local connections whose "open" is not sent yet, and the refs of those sent and unanswered. */
+  private readonly waiting: string[] = [];
+  private readonly asked = new Set<string>();
+  /** The data connection of each asked stream; closed if the stream is refused (the coordinator drops one left silent). */
+  private readonly predialed = new Map<string, Promise<Socket<End> | Error>>();
+
+  constructor(private readonly ctx: StreamContext) {}
+
+  /** Listens on host:port and forwards every connection; resolves with the bound address. */
+  listen(host: string, port: number): { host: string; port: number } {
+    try {
+      this.server = Bun.listen<End>({
+        hostname: host, port, allowHalfOpen: true,
+        socket: { ...PIPE_HANDLERS, open: (sock) => this.accept(sock) },
+      });
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      throw new TesseraError("listen", code === "EADDRINUSE" ? `local port ${host}:${port} is already in use; pick another with --local` : `cannot listen on ${host}:${port}: ${errorMessage(err)}`);
+    }
+    return { host, port: this.server.port };
+  }
+
+  owns(ref: string | undefined): boolean {
+    return ref !== undefined && (this.asked.has(ref) || this.opening.has(ref));
+  }
+
+  /** Every stream in the making ends (the session ended or the guest is resuming). */
+  drop(): void {
+    for (const s of [...this.opening.values()]) s.terminate();
+    this.opening.clear();
+    this.waiting.length = 0;
+    this.asked.clear();
+    for (const p of this.predialed.values()) void p.then((raw) => raw instanceof Error || raw.terminate());
+    this.predialed.clear();
+  }
+
+  stop(): void {
+    this.server?.stop(true);
+  }
+
+  private accept(sock: Socket<End>): void {
+    // What the local client sends before its stream is up waits in memory, bounded, and is delivered
+    // in order with an early half-close once the stream is paired (see pipe.ts).
+    const ref = this.ctx.nextRef("o");
+    sock.data = newEnd({ onClose: (s) => { this.opening.delete(ref); this.ctx.socks.delete(s); } });
+    if (!this.ctx.live()) return void sock.terminate();
+    if (this.waiting.length >= MAX_WAITING_OPENS) {
+      this.ctx.onStreamError?.(`more than ${MAX_WAITING_OPENS} connections are waiting for a stream; refused one`);
+      return void sock.terminate();
+    }
+    sock.setNoDelay(true);
+    this.opening.set(ref, sock);
+    this.waiting.push(ref);
+    this.askMore();
+  }
+
+  /** Sends "open" for waiting connections while fewer than MAX_ASKED are unanswered. */
+  askMore(): void {
+    let live;
+    while (this.asked.size < MAX_ASKED && this.waiting.length && (live = this.ctx.live())) {
+      const ref = this.waiting.shift()!;
+      if (!this.opening.has(ref)) continue; // the local client left while it waited
+      this.asked.add(ref);
+      this.ctx.send({ t: "open", sessionId: live.approved.sessionId, ref });
+      this.predialed.set(ref, connectData(this.ctx.dataAddress()).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))));
+    }
+  }
+
+  /** The reply to an "open" came: returns its pre-dialled data connection and asks for the next. */
+  private answered(ref: string): Promise<Socket<End> | Error> | undefined {
+    if (!this.asked.delete(ref)) return undefined;
+    const raw = this.predialed.get(ref);
+    this.predialed.delete(ref);
+    this.askMore();
+    return raw;
+  }
+
+  refused(f: FrameOf<ServerFrame, "error">): void {
+    void this.answered(f.ref!)?.then((raw) => raw instanceof Error || raw.terminate());
+    const sock = this.opening.get(f.ref!);
+    if (!sock) return;
+    this.opening.delete(f.ref!);
+    sock.terminate();
+    this.ctx.onStreamError?.(f.message);
+  }
+
+  async ready(f: FrameOf<ServerFrame, "stream">): Promise<void> {
+    const predialed = this.answered(f.ref);
+    const local = this.opening.get(f.ref);
+    if (!local || !this.ctx.live()) {
+      void predialed?.then((raw) => raw instanceof Error || raw.terminate());
+      return;
+    }
+    this.opening.delete(f.ref);
+    const socks = this.ctx.socks;
+    socks.add(local);
+    let dialed: { raw: Socket<End>; inner: Socket<End> };
+    try {
+      const raw = await (predialed ?? connectData(this.ctx.dataAddress()));
+      if (raw instanceof Error) throw raw;
+      dialed = startVerified(raw, {
+        ...this.ctx.verify(), token: f.token,
+        onVerified: (inner) => (local.data.closed ? cut(inner) : pair(local, inner)),
+        onRejected: (why) => {
+          this.ctx.onStreamError?.(`stream failed: ${why}`);
+          local.terminate();
+        },
+        onClose: (inner) => {
+          socks.delete(inner);
+          // Closed before it was paired (refused, failed handshake): the local client goes too.
+          if (!inner.data.peer) local.terminate();
+        },
+      });
+    } catch (err) {
+      this.ctx.onStreamError?.(`stream failed: ${errorMessage(err)}`);
+      return local.terminate();
+    }
+    const { raw, inner } = dialed;
+    if (!this.ctx.live() || local.data.closed) return cut(inner);
+    socks.add(raw);
+    socks.add(inner);
+    raw.data.onClose = () => socks.delete(raw);
+    // The local client leaving before the handshake ends the stream.
+    local.data.onClose = (s) => {
+      socks.delete(s);
+      if (!s.data.peer) cut(inner);
+    };
+  }
+}
