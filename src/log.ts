@@ -37,10 +37,6 @@ export function setLogFormat(value: string | undefined): void {
   format = v as LogFormat;
 }
 
-export function logFormat(): LogFormat {
-  return format;
-}
-
 /** A fatal error in the current format, so a JSON log stays parseable to its last line. */
 export function fatalLine(message: string): string {
   return format === "json" ? jsonLine({ type: "fatal", tag: "", args: [message], date: new Date() }) : `error: ${message}\n`;

@@ -179,8 +179,13 @@ export class Broker {
     if (!share || !share.approvers.has(peer)) throw new RefusedError("forbidden", `you are not approving share "${f.shareId}"`);
     const target = f.target ?? share.targets[0]!;
     if (!share.targets.includes(target)) throw new RefusedError("bad_target", `share "${share.id}" does not allow ${target} (allowed: ${share.targets.join(", ")})`);
+    const now = Date.now();
+    const max = this.o.limits.maxCodesPerShare;
+    if ((await this.o.store.liveCodes(share.id, now)) >= max) {
+      throw new RefusedError("limit", `share "${share.id}" already has ${max} unused codes (the per-share cap); use one, or wait for some to expire`);
+    }
     const code = generateCode();
-    const expiresAt = Date.now() + this.o.limits.codeTtlMs;
+    const expiresAt = now + this.o.limits.codeTtlMs;
     await this.o.store.putCode(hashCode(this.o.codeKey, normalizeCode(code)!), share.id, target, expiresAt);
     this.o.audit.append("code.mint", { shareId: share.id, host: share.hostName, target, expiresAt: new Date(expiresAt).toISOString() });
     peer.ch.send({ t: "code", shareId: share.id, code, target, expiresAt });

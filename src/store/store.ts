@@ -113,6 +113,12 @@ export class Store {
     return r.count === 1;
   }
 
+  /** Codes of a share that could still be redeemed (unused, unexpired). */
+  async liveCodes(shareId: string, now: number): Promise<number> {
+    const [row] = await this.sql`SELECT count(*) AS n FROM codes WHERE share_id = ${shareId} AND used_at IS NULL AND expires_at > ${now}`;
+    return Number(row.n);
+  }
+
   async pruneCodes(now: number): Promise<void> {
     // Keep used/expired codes a day so a late redeemer hears "expired" or "used", not "unknown".
     await this.sql`DELETE FROM codes WHERE expires_at < ${now - 86_400_000}`;

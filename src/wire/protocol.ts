@@ -76,5 +76,4 @@ export const ServerFrame = v.variant("t", [
 ]);
 export type ServerFrame = v.InferOutput<typeof ServerFrame>;
 
-export type Frame = ClientFrame | ServerFrame;
 export type FrameOf<F extends { t: string }, T extends F["t"]> = Extract<F, { t: T }>;

@@ -92,6 +92,19 @@ describe("enroll and register", () => {
   });
 });
 
+describe("code cap", () => {
+  test("maxCodesPerShare caps the unused codes of a share, with a message naming the cap", async () => {
+    w = await World.open({ maxCodesPerShare: 2 });
+    const agent = await w.agent();
+    await w.mint(agent);
+    await w.mint(agent);
+    const refused = await refusal(w.send(agent, { t: "mint", shareId: "web" }));
+    expect(refused.code).toBe("limit");
+    expect(refused.message).toContain("2 unused codes");
+    expect(w.events().filter((e) => e.event === "code.mint")).toHaveLength(2);
+  });
+});
+
 describe("agent away and back", () => {
   test("agent drop: share.away, pending requests end with the code given back, redeem says the host is reconnecting", async () => {
     w = await World.open();
