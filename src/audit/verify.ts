@@ -5,10 +5,13 @@ import fs from "node:fs";
 import path from "node:path";
 import * as v from "valibot";
 import { chainFiles, GENESIS, sha256, splitLines } from "./files.ts";
-import { Coverage, type CoverageSummary } from "./coverage.ts";
+import { Coverage, duration, type CoverageSummary } from "./coverage.ts";
 import type { AuditHead } from "./checkpoint.ts";
 
 export { splitLines };
+
+/** A head signed longer ago than this (either way) may be a replay: said, not failed, as clocks drift. */
+const HEAD_MAX_AGE_MS = 5 * 60_000;
 
 export const AuditLine = v.looseObject({
   seq: v.pipe(v.number(), v.integer(), v.minValue(1)),
@@ -131,5 +134,9 @@ export function verifyAudit(inputs: string[], o: VerifyOptions = {}): VerifyResu
     return fail(end.file, end.line, "cut", `the coordinator's signed head is seq ${h.seq}, before this log's first line (seq ${r.firstSeq}): these files are not the log that coordinator writes`);
   }
   r.head = { seq: h.seq, ts: h.ts, at: h.at };
+  const age = (o.now ?? Date.now()) - Date.parse(h.at);
+  if (Math.abs(age) > HEAD_MAX_AGE_MS) {
+    r.warnings.push(`the coordinator's head was signed at ${h.at}, ${duration(Math.abs(age))} ${age > 0 ? "ago" : "from now"}: the clocks disagree, or an old head was replayed; it vouches for the log only up to seq ${h.seq}`);
+  }
   return r;
 }
