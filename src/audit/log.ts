@@ -1,11 +1,15 @@
 // Append-only audit log: one JSON line an event, each chained to the previous line's SHA-256,
-// written and fsync'd before the action it records is acknowledged.
+// written and fsync'd before the action it records is acknowledged; signed checkpoints (signer.ts).
 import fs from "node:fs";
 import path from "node:path";
-import { createHash } from "node:crypto";
-import { signCheckpoint } from "./checkpoint.ts";
+import { GENESIS, sha256 } from "./files.ts";
+import { signHead, type AuditHead, type CheckpointReason } from "./checkpoint.ts";
+import { resumeFrom, Signer } from "./signer.ts";
+import { logger } from "../log.ts";
 
-export const GENESIS = "0".repeat(64);
+export { GENESIS, sha256 };
+
+const log = logger("audit");
 
 export type AuditFields = Record<string, string | number | boolean | null | undefined>;
 
@@ -14,11 +18,25 @@ export interface AuditOptions {
   rotateBytes?: number;
   /** Every this many events, append a checkpoint line signed with `signingKeyPem` (0: never). */
   checkpointEvery?: number;
+  /**
+   * Sign the log's first line (a checkpoint when a log is started or reopened) and every line at most
+   * this long after it is written, so a verifier can tell a cut or forged log (0: neither, only the
+   * count, as coordinators did before; a verifier can then only require some checkpoint).
+   */
+  checkpointIntervalMs?: number;
   signingKeyPem?: string;
+  /** The clock for line times and the interval (tests drive it). */
+  now?: () => number;
 }
 
+interface Point { seq: number; hash: string; ts: string }
+
 export class AuditLog {
-  private sinceCheckpoint = 0;
+  private readonly signer: Signer | undefined;
+  private readonly now: () => number;
+  /** The last line known to be on disk, which is what the signed head states. */
+  private durable: Point;
+  private closed = false;
   /** The fdatasync now running (group commit), the one queued behind it, and appendSoon's waiters. */
   private syncing: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
@@ -30,15 +48,22 @@ export class AuditLog {
     readonly path: string,
     private seq: number,
     private prev: string,
+    private lastTs: string,
     private readonly o: AuditOptions,
-  ) {}
+  ) {
+    this.now = o.now ?? Date.now;
+    this.durable = { seq, hash: prev, ts: lastTs };
+    if (o.signingKeyPem) this.signer = new Signer(o.signingKeyPem, o.checkpointEvery ?? 0, o.checkpointIntervalMs ?? 0, () => this.onInterval());
+  }
 
   static open(file: string, o: AuditOptions = {}): AuditLog {
     let seq = 0;
     let prev = GENESIS;
+    let lastTs = "";
     let torn: string | undefined;
+    let text = "";
     if (fs.existsSync(file)) {
-      let text = fs.readFileSync(file, "utf8");
+      text = fs.readFileSync(file, "utf8");
       const cut = text.lastIndexOf("\n") + 1;
       if (cut < text.length) {
         // A crash mid-write leaves a torn last line: keep it aside for inspection, never build on it.
@@ -50,21 +75,27 @@ export class AuditLog {
       const last = text.slice(text.lastIndexOf("\n", text.length - 2) + 1);
       if (last) {
         prev = sha256(last);
-        seq = Number((JSON.parse(last) as { seq: number }).seq);
+        const rec = JSON.parse(last) as { seq: number; ts: string };
+        seq = Number(rec.seq);
+        lastTs = String(rec.ts);
       }
     }
     const fd = fs.openSync(file, "a", 0o600);
-    const log = new AuditLog(fd, fs.fstatSync(fd).size, file, seq, prev, o);
-    if (torn) log.append("recovered", { tornLineMovedTo: torn });
-    return log;
+    const audit = new AuditLog(fd, fs.fstatSync(fd).size, file, seq, prev, lastTs, o);
+    if (audit.signer) {
+      audit.signer.resume(resumeFrom(file, text));
+      // The first line of every run is signed: a log with no signature at all was not written here.
+      if (audit.signer.intervalMs > 0) audit.checkpoint(seq === 0 ? "start" : "open");
+    }
+    if (torn) audit.append("recovered", { tornLineMovedTo: torn });
+    return audit;
   }
 
   /** Writes one event durably; throws if the disk refuses, so the caller never acts unrecorded. */
   append(event: string, fields: AuditFields = {}): void {
-    this.beforeWrite();
-    this.write(event, fields);
+    this.writeEvent(event, fields);
     fs.fdatasyncSync(this.fd);
-    this.afterWrite(true);
+    this.durable = this.point();
   }
 
   /**
@@ -73,9 +104,7 @@ export class AuditLog {
    * event loop is not blocked while the disk works. Callers must not act on the event before it resolves.
    */
   appendDurable(event: string, fields: AuditFields = {}): Promise<void> {
-    this.beforeWrite();
-    this.write(event, fields);
-    this.afterWrite(false);
+    this.writeEvent(event, fields);
     return this.sync();
   }
 
@@ -85,9 +114,7 @@ export class AuditLog {
    * streams then need one fsync each (their open) instead of two.
    */
   appendSoon(event: string, fields: AuditFields = {}, withinMs = 50): Promise<void> {
-    this.beforeWrite();
-    this.write(event, fields);
-    this.afterWrite(false);
+    this.writeEvent(event, fields);
     if (!this.soon) {
       let resolve!: () => void;
       let reject!: (e: unknown) => void;
@@ -97,18 +124,27 @@ export class AuditLog {
     return this.soon.promise;
   }
 
-  /** Signs the chain so far: whoever holds the coordinator's certificate can check nothing before it changed. */
-  checkpoint(): void {
-    if (!this.o.signingKeyPem) return;
-    this.writeCheckpoint();
+  /** Signs the chain so far (by default as a clean stop): whoever holds the coordinator's certificate can check nothing before it changed. */
+  checkpoint(reason: CheckpointReason = "stop"): void {
+    if (!this.signer) return;
+    this.writeCheckpoint(reason, this.now());
     fs.fdatasyncSync(this.fd);
+    this.durable = this.point();
+  }
+
+  /** The last line on disk (seq, its hash, its time), signed now with the coordinator key; undefined without a key. */
+  signedHead(): AuditHead | undefined {
+    if (!this.o.signingKeyPem) return undefined;
+    return signHead(this.o.signingKeyPem, { ...this.durable, at: new Date(this.now()).toISOString() });
   }
 
   /**
    * Moves the current file aside as `<file>.<seq of its last line>` and starts a new one whose first
-   * line carries on the chain: its `prev` is the hash of the old file's last line.
+   * line carries on the chain: its `prev` is the hash of the old file's last line. With a key, the old
+   * file ends signed and the new one starts signed, so each verifies on its own.
    */
-  rotate(): string {
+  rotate(now = this.now()): string {
+    if (this.signer?.pending) this.writeCheckpoint("rotate", now);
     const old = `${this.path}.${String(this.seq).padStart(12, "0")}`;
     // Everything written to the old file is made durable here, whatever group sync is still pending.
     fs.fsyncSync(this.fd);
@@ -116,9 +152,11 @@ export class AuditLog {
     fs.renameSync(this.path, old);
     this.fd = fs.openSync(this.path, "a", 0o600);
     this.size = 0;
-    this.write("rotate", { previousFile: path.basename(old) });
+    this.write("rotate", { previousFile: path.basename(old) }, now);
+    if (this.signer) this.writeCheckpoint("rotate", now);
     fs.fdatasyncSync(this.fd);
     syncDir(path.dirname(this.path));
+    this.durable = this.point();
     return old;
   }
 
@@ -132,10 +170,12 @@ export class AuditLog {
       this.soon = undefined;
       if (soon) clearTimeout(soon.timer);
       const fd = this.fd;
+      const upto = this.point();
       this.syncing = new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => {
         // A rotation synced and closed that file already: its lines are durable.
-        if (err && !(err.code === "EBADF" && fd !== this.fd)) reject(err);
-        else resolve();
+        if (err && !(err.code === "EBADF" && fd !== this.fd)) return reject(err);
+        if (upto.seq > this.durable.seq) this.durable = upto;
+        resolve();
       }));
       this.syncing.then(() => soon?.resolve(), (err) => soon?.reject(err));
       return this.syncing;
@@ -143,39 +183,62 @@ export class AuditLog {
     return this.queued;
   }
 
-  private beforeWrite(): void {
-    if (this.o.rotateBytes && this.size >= this.o.rotateBytes) this.rotate();
+  /**
+   * One event line, with the checkpoints it makes due: rotation and the interval before it (an event
+   * never lands more than the interval after an unsigned one), the count after it.
+   */
+  private writeEvent(event: string, fields: AuditFields): void {
+    const now = this.now();
+    if (this.o.rotateBytes && this.size >= this.o.rotateBytes) this.rotate(now);
+    else if (this.signer?.intervalDue(now)) this.writeCheckpoint("interval", now);
+    this.write(event, fields, now);
+    if (this.signer?.countDue()) this.writeCheckpoint("count", now);
   }
 
-  /** Every N events a signed checkpoint follows, made durable with the line before it. */
-  private afterWrite(sync: boolean): void {
-    if (!this.o.checkpointEvery || !this.o.signingKeyPem || ++this.sinceCheckpoint < this.o.checkpointEvery) return;
-    this.writeCheckpoint();
-    if (sync) fs.fdatasyncSync(this.fd);
+  private writeCheckpoint(reason: CheckpointReason, now: number): void {
+    const ts = new Date(now).toISOString();
+    this.write("checkpoint", this.signer!.fields(this.seq + 1, ts, this.prev, reason), now);
+    this.signer!.signed(this.prev);
   }
 
-  private writeCheckpoint(): void {
-    this.sinceCheckpoint = 0;
-    this.write("checkpoint", { sig: signCheckpoint(this.o.signingKeyPem!, this.seq + 1, this.prev) });
+  /** The timer: lines have waited the whole interval unsigned, and no write came to sign them. */
+  private onInterval(): void {
+    if (this.closed || !this.signer?.pending) return;
+    try {
+      this.writeCheckpoint("interval", this.now());
+      this.sync().catch((e: unknown) => log.error(`audit log: could not sync a checkpoint: ${String(e)}`));
+    } catch (e) {
+      log.error(`audit log: could not write a checkpoint: ${String(e)}`);
+    }
   }
 
   close(): void {
+    this.closed = true;
+    this.signer?.stop();
     // Lines written through appendDurable or appendSoon may still await their fsync: make them durable first.
     const soon = this.soon;
     this.soon = undefined;
     if (soon) clearTimeout(soon.timer);
     fs.fdatasyncSync(this.fd);
+    this.durable = this.point();
     soon?.resolve();
     fs.closeSync(this.fd);
   }
 
-  private write(event: string, fields: AuditFields): void {
-    const line = JSON.stringify({ seq: this.seq + 1, ts: new Date().toISOString(), event, ...dropUndefined(fields), prev: this.prev }) + "\n";
+  private point(): Point {
+    return { seq: this.seq, hash: this.prev, ts: this.lastTs };
+  }
+
+  private write(event: string, fields: AuditFields, now: number): void {
+    const ts = new Date(now).toISOString();
+    const line = JSON.stringify({ seq: this.seq + 1, ts, event, ...dropUndefined(fields), prev: this.prev }) + "\n";
     const bytes = Buffer.from(line);
     fs.writeSync(this.fd, bytes);
     this.size += bytes.length;
     this.seq++;
     this.prev = sha256(bytes);
+    this.lastTs = ts;
+    if (event !== "checkpoint") this.signer?.wrote(now);
   }
 }
 
@@ -183,10 +246,6 @@ function dropUndefined(f: AuditFields): AuditFields {
   const out: AuditFields = {};
   for (const [k, v] of Object.entries(f)) if (v !== undefined) out[k] = v;
   return out;
-}
-
-export function sha256(s: string | Uint8Array): string {
-  return createHash("sha256").update(s).digest("hex");
 }
 
 function syncDir(dir: string): void {

@@ -1,9 +1,17 @@
-// Walks an audit chain across its rotated files and names the first line that breaks it, and how.
+// Walks an audit chain across its rotated files and names the first line that breaks it, and how;
+// with the coordinator's certificate, also what its signatures cover (coverage.ts), and with its
+// signed head, whether the file reaches what the coordinator has written.
 import fs from "node:fs";
 import path from "node:path";
 import * as v from "valibot";
-import { GENESIS, sha256 } from "./log.ts";
-import { verifyCheckpoint } from "./checkpoint.ts";
+import { chainFiles, GENESIS, sha256, splitLines } from "./files.ts";
+import { Coverage, duration, type CoverageSummary } from "./coverage.ts";
+import type { AuditHead } from "./checkpoint.ts";
+
+export { splitLines };
+
+/** A head signed longer ago than this (either way) may be a replay: said, not failed, as clocks drift. */
+const HEAD_MAX_AGE_MS = 5 * 60_000;
 
 export const AuditLine = v.looseObject({
   seq: v.pipe(v.number(), v.integer(), v.minValue(1)),
@@ -13,9 +21,9 @@ export const AuditLine = v.looseObject({
 });
 export type AuditLine = v.InferOutput<typeof AuditLine>;
 
-export type Breakage = "torn" | "malformed" | "edited" | "removed" | "reordered" | "bad-signature";
+export type Breakage = "torn" | "malformed" | "edited" | "removed" | "reordered" | "bad-signature" | "unsigned" | "missing-checkpoint" | "cut";
 
-export interface VerifyResult {
+export interface VerifyResult extends Omit<CoverageSummary, "cleanStop"> {
   ok: boolean;
   files: string[];
   events: number;
@@ -28,19 +36,11 @@ export interface VerifyResult {
   signaturesChecked: boolean;
   /** Set when the oldest file continues a chain whose earlier file was not found. */
   continuesFrom?: string;
+  /** With a certificate: the log ends with the checkpoint of a clean stop. */
+  cleanStop?: boolean;
+  /** The coordinator's signed head the file was found to reach (`head` given and met). */
+  head?: { seq: number; ts: string; at: string };
   bad?: { file: string; line: number; kind: Breakage; message: string };
-}
-
-/** Splits into lines keeping each line's exact bytes (with its "\n"), which is what `prev` hashes. */
-export function splitLines(buf: Buffer): Buffer[] {
-  const out: Buffer[] = [];
-  let start = 0;
-  for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, start)) {
-    out.push(buf.subarray(start, i + 1));
-    start = i + 1;
-  }
-  if (start < buf.length) out.push(buf.subarray(start));
-  return out;
 }
 
 export function parseLine(b: Buffer): AuditLine | undefined {
@@ -52,42 +52,23 @@ export function parseLine(b: Buffer): AuditLine | undefined {
   }
 }
 
-/** The file `file` continues, when its first line is a rotation and that file sits beside it. */
-function previousOf(file: string): string | undefined {
-  const fd = fs.openSync(file, "r");
-  try {
-    const head = Buffer.alloc(4096);
-    const n = fs.readSync(fd, head, 0, head.length, 0);
-    const first = head.subarray(0, n).toString("utf8").split("\n")[0]!;
-    const rec = JSON.parse(first) as { event?: string; previousFile?: unknown };
-    if (rec.event !== "rotate" || typeof rec.previousFile !== "string" || rec.previousFile.includes("/")) return undefined;
-    return path.join(path.dirname(file), rec.previousFile);
-  } catch {
-    return undefined;
-  } finally {
-    fs.closeSync(fd);
-  }
+export interface VerifyOptions {
+  /** The coordinator's certificate: check checkpoint signatures and what they promise. */
+  certPem?: string;
+  /** The coordinator's head, its signature already checked: the file must reach it, unchanged. */
+  head?: AuditHead;
+  now?: number;
 }
 
-/** Orders `files` oldest first, adding the rotated files each one continues when they are present. */
-export function chainFiles(files: string[]): { files: string[]; missing?: string } {
-  const out = [...files];
-  for (let guard = 0; guard < 100_000; guard++) {
-    const prev = previousOf(out[0]!);
-    if (!prev || out.includes(prev)) break;
-    if (!fs.existsSync(prev)) return { files: out, missing: path.basename(prev) };
-    out.unshift(prev);
-  }
-  return { files: out };
-}
-
-export function verifyAudit(inputs: string[], o: { certPem?: string } = {}): VerifyResult {
+export function verifyAudit(inputs: string[], o: VerifyOptions = {}): VerifyResult {
   const { files, missing } = chainFiles(inputs);
-  const r: VerifyResult = { ok: true, files, events: 0, checkpoints: 0, signaturesChecked: o.certPem !== undefined, continuesFrom: missing };
+  const r: VerifyResult = { ok: true, files, events: 0, checkpoints: 0, signaturesChecked: o.certPem !== undefined, continuesFrom: missing, warnings: [] };
+  const coverage = new Coverage(o.certPem, missing !== undefined);
   let prevHash: string | undefined;
   let prevAt: { file: string; line: number } | undefined;
   let expected: number | undefined;
-  const fail = (file: string, line: number, kind: Breakage, message: string): VerifyResult => ({ ...r, ok: false, bad: { file, line, kind, message } });
+  let headAt: { file: string; line: number } | undefined;
+  const fail = (file: string, line: number, kind: Breakage, message: string): VerifyResult => ({ ...r, checkpoints: coverage.checkpoints, ok: false, bad: { file, line, kind, message } });
 
   for (const file of files) {
     const lines = splitLines(fs.readFileSync(file));
@@ -117,21 +98,45 @@ export function verifyAudit(inputs: string[], o: { certPem?: string } = {}): Ver
         const where = prevAt!.file === file ? `line ${prevAt!.line}` : `line ${prevAt!.line} of ${path.basename(prevAt!.file)}`;
         return fail(prevAt!.file, prevAt!.line, "edited", `${where} was edited: its hash no longer matches the prev recorded on line ${n}`);
       }
-      if (rec.event === "checkpoint") {
-        r.checkpoints++;
-        if (o.certPem && !verifyCheckpoint(o.certPem, rec.seq, rec.prev, String((rec as { sig?: unknown }).sig ?? ""))) {
-          return fail(file, n, "bad-signature", `line ${n} is a checkpoint whose signature does not verify with the given certificate`);
+      const hash = sha256(b);
+      const found = coverage.line(rec, hash);
+      if (found) return fail(file, n, found.kind, `line ${n} (seq ${rec.seq}) ${found.message}`);
+      if (o.head && rec.seq === o.head.seq) {
+        if (hash !== o.head.hash) {
+          return fail(file, n, "edited", `line ${n} (seq ${rec.seq}) differs from the coordinator's signed head (seq ${o.head.seq}, written ${o.head.ts}, served ${o.head.at}): it or lines before it were edited and the chain rebuilt`);
         }
+        headAt = { file, line: n };
       }
       r.events++;
       r.firstSeq ??= rec.seq;
       r.firstTs ??= rec.ts;
       r.lastSeq = rec.seq;
       r.lastTs = rec.ts;
-      prevHash = sha256(b);
+      prevHash = hash;
       prevAt = { file, line: n };
       expected = rec.seq + 1;
     }
+  }
+  r.checkpoints = coverage.checkpoints;
+  const s = coverage.finish(o.now ?? Date.now(), headAt ? o.head!.seq : undefined);
+  const end = prevAt ?? { file: files.at(-1)!, line: 0 };
+  if ("kind" in s) return fail(end.file, end.line, s.kind, s.message);
+  Object.assign(r, s);
+  if (o.certPem === undefined) delete r.cleanStop;
+  const h = o.head;
+  if (!h) return r;
+  if (!headAt) {
+    const ends = r.lastSeq === undefined ? "has no lines" : `ends at seq ${r.lastSeq} (${r.lastTs})`;
+    if ((r.lastSeq ?? 0) < h.seq) {
+      const gone = (r.lastSeq ?? 0) + 1 === h.seq ? `seq ${h.seq} is` : `seq ${(r.lastSeq ?? 0) + 1}-${h.seq} are`;
+      return fail(end.file, end.line, "cut", `the log ${ends}, but the coordinator's signed head is seq ${h.seq} (written ${h.ts}, served ${h.at}): ${gone} missing from the end. Lines were removed, or this copy is older than the coordinator's log`);
+    }
+    return fail(end.file, end.line, "cut", `the coordinator's signed head is seq ${h.seq}, before this log's first line (seq ${r.firstSeq}): these files are not the log that coordinator writes`);
+  }
+  r.head = { seq: h.seq, ts: h.ts, at: h.at };
+  const age = (o.now ?? Date.now()) - Date.parse(h.at);
+  if (Math.abs(age) > HEAD_MAX_AGE_MS) {
+    r.warnings.push(`the coordinator's head was signed at ${h.at}, ${duration(Math.abs(age))} ${age > 0 ? "ago" : "from now"}: the clocks disagree, or an old head was replayed; it vouches for the log only up to seq ${h.seq}`);
   }
   return r;
 }

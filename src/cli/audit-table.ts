@@ -1,7 +1,7 @@
 // Human-readable rendering of audit lines for `tessera audit tail`: who, what, when, bytes.
 import type { AuditLine } from "../audit/verify.ts";
 
-const HIDDEN = new Set(["seq", "ts", "event", "prev", "sig"]);
+const HIDDEN = new Set(["seq", "ts", "event", "prev", "sig", "prevCheckpoint"]);
 
 export function header(): string {
   return `${"TIME".padEnd(20)} ${"SEQ".padStart(6)}  ${"EVENT".padEnd(15)} ${"WHO".padEnd(22)} ${"SESSION/SHARE".padEnd(22)} DETAIL`;

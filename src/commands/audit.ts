@@ -4,6 +4,8 @@ import path from "node:path";
 import { defineCommand } from "citty";
 import { ConfigError, TesseraError } from "../errors.ts";
 import { parseLine, splitLines, verifyAudit } from "../audit/verify.ts";
+import { duration } from "../audit/coverage.ts";
+import { fetchHead, headUrl } from "../audit/head.ts";
 import { header, row } from "../cli/audit-table.ts";
 import { untilInterrupted } from "../cli/signals.ts";
 
@@ -15,22 +17,31 @@ function files(args: { _: string[] }, name: string): string[] {
 }
 
 const verify = defineCommand({
-  meta: { name: "verify", description: "Walk the hash chain (following rotated files beside it); exit 0 with a summary, or 1 naming the first bad line" },
+  meta: { name: "verify", description: "Walk the hash chain (following rotated files beside it); exit 0 with a summary and any warnings, or 1 naming the first bad line" },
   args: {
     file: { type: "positional", required: true, description: "Audit log file(s), oldest first; rotated files it continues are found next to it" },
-    cert: { type: "string", description: "Coordinator certificate (PEM) to check the signed checkpoints with, e.g. pki/coordinator.crt" },
+    cert: { type: "string", description: "Coordinator certificate (PEM), e.g. pki/coordinator.crt: check the signed checkpoints, require a signed start and the checkpoints the coordinator promised, and report the unsigned tail" },
+    against: { type: "string", description: "The running coordinator's HTTP address, e.g. http://127.0.0.1:8080: fetch its signed head (GET /audit/head) and fail unless the file reaches it unchanged (needs --cert)" },
     json: { type: "boolean", default: false, description: "Print the result as JSON" },
   },
-  run({ args }) {
+  async run({ args }) {
     const certPem = args.cert ? fs.readFileSync(args.cert, "utf8") : undefined;
-    const r = verifyAudit(files(args, "verify"), { certPem });
+    const list = files(args, "verify");
+    if (args.against && !certPem) throw new ConfigError("--against needs --cert: the head the coordinator serves is checked with its certificate");
+    // The head first, then the file: a live log only grows, so it must reach a head read before it.
+    const head = args.against ? await fetchHead(headUrl(args.against), certPem!) : undefined;
+    const r = verifyAudit(list, { certPem, head });
     if (args.json) console.log(JSON.stringify(r));
     else if (r.ok) {
       const span = r.events ? `seq ${r.firstSeq}-${r.lastSeq}, ${r.firstTs} .. ${r.lastTs}` : "empty";
       console.log(`ok: ${r.events} events (${span}) in ${r.files.map((f) => path.basename(f)).join(", ")}`);
       const sig = r.checkpoints === 0 ? "no signed checkpoints" : r.signaturesChecked ? `${r.checkpoints} checkpoint signatures valid` : `${r.checkpoints} checkpoints (signatures not checked: pass --cert)`;
-      console.log(`     ${sig}`);
+      const promise = r.signaturesChecked && r.policy && (r.policy.every || r.policy.intervalMs) ? `; the coordinator signs ${promised(r.policy)}` : "";
+      console.log(`     ${sig}${promise}`);
+      if (r.cleanStop) console.log(`     ends with the signed checkpoint of a clean stop (seq ${r.lastCheckpoint!.seq}, ${r.lastCheckpoint!.ts})`);
+      if (r.head) console.log(`     reaches the running coordinator's signed head: seq ${r.head.seq} (written ${r.head.ts}, served ${r.head.at})`);
       if (r.continuesFrom) console.log(`     continues from ${r.continuesFrom}, which is not here: that link is not checked`);
+      for (const w of r.warnings) console.log(`warning: ${w}`);
     }
     if (!r.ok) {
       if (!args.json) process.stderr.write(`FAILED: ${r.bad!.file}: ${r.bad!.message}\n`);
@@ -38,6 +49,11 @@ const verify = defineCommand({
     }
   },
 });
+
+function promised(p: { every: number; intervalMs: number }): string {
+  const parts = [p.every ? `every ${p.every} events` : "", p.intervalMs ? `within ${duration(p.intervalMs)} of any event` : ""];
+  return parts.filter(Boolean).join(" and ");
+}
 
 const tail = defineCommand({
   meta: { name: "tail", description: "Show audit events as a table (who, what, when, bytes), or raw JSON lines with --json" },

@@ -26,13 +26,14 @@ export default defineCommand({
   args: {
     certs: { type: "string", default: "pki", description: "Directory written by `tessera ca`" },
     listen: { type: "string", default: "0.0.0.0:8443", description: "TLS address for agents, shares and guests (control and data on one port)" },
-    http: { type: "string", default: "127.0.0.1:8080", description: "HTTP address for /healthz, /metrics and the revoke endpoint" },
+    http: { type: "string", default: "127.0.0.1:8080", description: "HTTP address for /healthz, /metrics, /audit/head and the revoke endpoint" },
     "http-cert": { type: "string", description: "PEM certificate (chain) file: serve the HTTP endpoints over HTTPS (needs --http-key)" },
     "http-key": { type: "string", description: "PEM private key file for --http-cert" },
     "log-format": { type: "string", description: "pretty or json (one JSON object a line on stderr); default $TESSERA_LOG_FORMAT or pretty" },
     audit: { type: "string", default: "audit.jsonl", description: "Append-only audit log file" },
     "audit-rotate": { type: "string", default: "64MiB", description: "Start a new audit file (chained to the old one) past this size; 0 never" },
     "audit-checkpoint": { type: "string", default: "1000", description: "Sign a checkpoint line with the coordinator key every N events; 0 never" },
+    "audit-checkpoint-interval": { type: "string", default: "60s", description: "Also sign at most this long after any event (the log's first line and a clean stop are always signed); 1s to 24h" },
     db: { type: "string", default: "tessera.db", description: "State database: SQLite file path, or postgres://..." },
     "idle-timeout": { type: "string", default: "30m", description: "End a session after this long without traffic" },
     "code-ttl": { type: "string", default: "10m", description: "How long an unredeemed code stays valid" },
@@ -57,8 +58,10 @@ export default defineCommand({
     const store = await Store.open(args.db);
     const checkpointEvery = Number(args["audit-checkpoint"]);
     if (!Number.isInteger(checkpointEvery) || checkpointEvery < 0) throw new ConfigError(`--audit-checkpoint must be a whole number (got "${args["audit-checkpoint"]}")`);
+    const checkpointIntervalMs = parseDuration(args["audit-checkpoint-interval"], "audit-checkpoint-interval");
+    if (checkpointIntervalMs < 1000 || checkpointIntervalMs > 86_400_000) throw new ConfigError(`--audit-checkpoint-interval must be between 1s and 24h (got "${args["audit-checkpoint-interval"]}")`);
     const keyPem = need("coordinator.key");
-    const audit = AuditLog.open(args.audit, { rotateBytes: parseSize(args["audit-rotate"], "audit-rotate"), checkpointEvery, signingKeyPem: keyPem });
+    const audit = AuditLog.open(args.audit, { rotateBytes: parseSize(args["audit-rotate"], "audit-rotate"), checkpointEvery, checkpointIntervalMs, signingKeyPem: keyPem });
     // The code-hash key lives with the state so codes stay valid across restarts.
     const codeKey = Buffer.from(await store.initMeta("code_key", randomBytes(32).toString("hex")), "hex");
     const enrollFile = path.join(dir, "enroll-tokens.json");
@@ -75,7 +78,7 @@ export default defineCommand({
     const l = splitAddress(args.listen, 8443, true);
     const bound = await coordinator.listen(l.host, l.port);
     const h = splitAddress(args.http, 8080, true);
-    const http = startHttp({ host: h.host, port: h.port, version: VERSION, broker: coordinator.broker, operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined, tls: httpTls });
+    const http = startHttp({ host: h.host, port: h.port, version: VERSION, broker: coordinator.broker, operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined, tls: httpTls, auditHead: () => audit.signedHead() });
     audit.append("coordinator.start", { version: VERSION, listen: `${bound.host}:${bound.port}`, restoredShares: restored.shares, restoredSessions: restored.sessions, voidedRequests: restored.voided });
     if (restored.shares || restored.sessions) log.info(`restored ${restored.shares} share(s) and ${restored.sessions} session(s); waiting ${args["resume-grace"]} for their agents and guests to come back`);
     log.info(`tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (${httpTls ? "https" : "http"} ${http.hostname}:${http.port})`);

@@ -10,6 +10,8 @@ export interface HttpOptions {
   version: string;
   /** SHA-256 of the operator token; undefined disables operator endpoints. */
   operatorTokenHash?: Buffer;
+  /** The audit log's last durable line signed with the coordinator key, served at GET /audit/head. */
+  auditHead?: () => unknown;
   broker: Broker;
   /** PEM certificate chain and key: serve HTTPS instead of HTTP. */
   tls?: { cert: string; key: string };
@@ -33,6 +35,7 @@ export function startHttp(o: HttpOptions) {
         if (!checkBearer(req.headers.get("authorization"), o.operatorTokenHash)) return text(401, "missing or wrong operator token");
         return o.broker.revoke(m[1]!, "operator") ? Response.json({ revoked: m[1] }) : text(404, `no live session "${m[1]}"`);
       }
+      if (url.pathname === "/audit/head" && req.method === "GET" && o.auditHead) return Response.json(o.auditHead(), { headers: { "cache-control": "no-store" } });
       return text(404, "not found");
     },
     error() {
