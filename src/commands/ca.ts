@@ -26,6 +26,8 @@ export default defineCommand({
     if (args["add-enroll-token"]) {
       const caPem = readRequired(path.join(dir, "ca.crt"), `no CA in ${dir}: run \`tessera ca --coordinator-name NAME --dir ${dir}\` first`);
       const token = addEnrollToken(dir, certFingerprint(caPem), ttl, now.getTime());
+      // A CA directory from before the code key moved out of the database gets one here too.
+      if (!fs.existsSync(path.join(dir, "code-key"))) writePrivate(path.join(dir, "code-key"), randomBytes(32).toString("hex") + "\n");
       console.log(`enrolment token written to ${path.join(dir, "enroll-token")} (valid ${args["token-ttl"]}, single use)`);
       return void token;
     }
@@ -46,6 +48,7 @@ export default defineCommand({
     writePublic(path.join(dir, "coordinator.crt"), coordCert);
     writePrivate(path.join(dir, "coordinator.key"), await exportPrivateKeyPem(keys.privateKey));
     writePrivate(path.join(dir, "operator-token"), randomBytes(32).toString("hex") + "\n");
+    writePrivate(path.join(dir, "code-key"), randomBytes(32).toString("hex") + "\n");
     writePublic(path.join(dir, "ca.sha256"), `sha256:${fp}\n`);
     writePrivate(path.join(dir, "enroll-tokens.json"), "[]\n");
     addEnrollToken(dir, fp, ttl, now.getTime());

@@ -1,7 +1,6 @@
 // `tessera coordinator`: the public rendezvous: control plane over mTLS, data plane splice, HTTP health/revoke.
 import fs from "node:fs";
 import path from "node:path";
-import { randomBytes } from "node:crypto";
 import { defineCommand } from "citty";
 import * as v from "valibot";
 import { issueText } from "../validate.ts";
@@ -11,6 +10,7 @@ import { logger, setLogFormat } from "../log.ts";
 import { Coordinator } from "../coordinator/listener.ts";
 import { EnrollRecords } from "../coordinator/enroll.ts";
 import { hashToken, startHttp } from "../coordinator/http.ts";
+import { loadCodeKey } from "../coordinator/code-key.ts";
 import { LIMITS } from "../coordinator/limits.ts";
 import { splitAddress } from "../wire/address.ts";
 import { Store } from "../store/store.ts";
@@ -62,8 +62,7 @@ export default defineCommand({
     if (checkpointIntervalMs < 1000 || checkpointIntervalMs > 86_400_000) throw new ConfigError(`--audit-checkpoint-interval must be between 1s and 24h (got "${args["audit-checkpoint-interval"]}")`);
     const keyPem = need("coordinator.key");
     const audit = AuditLog.open(args.audit, { rotateBytes: parseSize(args["audit-rotate"], "audit-rotate"), checkpointEvery, checkpointIntervalMs, signingKeyPem: keyPem });
-    // The code-hash key lives with the state so codes stay valid across restarts.
-    const codeKey = Buffer.from(await store.initMeta("code_key", randomBytes(32).toString("hex")), "hex");
+    const codeKey = await loadCodeKey(path.join(dir, "code-key"), store);
     const enrollFile = path.join(dir, "enroll-tokens.json");
     const coordinator = new Coordinator({
       ca, certPem: need("coordinator.crt"), keyPem, store, audit, limits, codeKey, version: VERSION,

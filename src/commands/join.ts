@@ -2,6 +2,7 @@
 import { defineCommand } from "citty";
 import { ConfigError } from "../errors.ts";
 import { commandAfterDashes } from "../cli/command-runner.ts";
+import { readCode } from "../cli/code-input.ts";
 import { guestMode } from "../cli/guest-mode.ts";
 import { runGuest } from "../cli/guest-run.ts";
 import { osUser } from "../cli/os-user.ts";
@@ -9,7 +10,7 @@ import { osUser } from "../cli/os-user.ts";
 export default defineCommand({
   meta: { name: "join", description: "Ask the host for access with their code; once they approve, forward a local port (or run `-- CMD {host} {port}` through it, or carry stdin/stdout with --stdio)" },
   args: {
-    code: { type: "positional", required: true, description: "The code the host gave you (XXXX-XXXX)" },
+    code: { type: "positional", required: false, description: "The code the host gave you (XXXX-XXXX); leave it out to type it unseen (or pipe it as stdin's first line), so `ps` never shows it" },
     reason: { type: "string", default: "", description: "Why you need access; shown to the host and kept in the audit log" },
     name: { type: "string", description: "Your name as the host sees it (default: your OS user)" },
     local: { type: "string", description: "Local HOST:PORT to listen on (default 127.0.0.1 and the target's port + 10000; any free port with a command)" },
@@ -17,9 +18,13 @@ export default defineCommand({
   },
   async run({ args, rawArgs }) {
     const command = commandAfterDashes(rawArgs);
-    // citty folds the words after `--` into the positionals, so a missing code would be taken from the command.
-    if (command && !rawArgs.slice(0, rawArgs.indexOf("--")).includes(args.code)) throw new ConfigError("give the code before `--`: tessera join CODE -- CMD ARGS");
+    // citty folds the words after `--` into the positionals: a code counts only if it stands before `--`.
+    const before = command ? rawArgs.slice(0, rawArgs.indexOf("--")) : rawArgs;
+    const given = args.code !== undefined && before.includes(args.code) ? args.code : undefined;
+    // A command owns the terminal and stdin once it runs: its code comes on the command line.
+    if (command && given === undefined) throw new ConfigError("give the code before `--`: tessera join CODE -- CMD ARGS");
     const mode = guestMode({ local: args.local, stdio: args.stdio, command });
-    await runGuest({ code: args.code, name: args.name || osUser(), reason: args.reason }, mode);
+    const code = given ?? (await readCode(mode.kind === "stdio"));
+    await runGuest({ code, name: args.name || osUser(), reason: args.reason }, mode);
   },
 });

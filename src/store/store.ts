@@ -1,4 +1,5 @@
 // Coordinator state over Bun's SQL client: SQLite file by default, PostgreSQL by URL.
+import fs from "node:fs";
 import { SQL } from "bun";
 import { MIGRATIONS } from "./schema.ts";
 
@@ -17,6 +18,7 @@ export class Store {
   static async open(path: string): Promise<Store> {
     const isPg = /^postgres(ql)?:\/\//.test(path);
     const url = isPg || path.startsWith("sqlite:") ? path : path === ":memory:" ? "sqlite://:memory:" : `sqlite://${path}`;
+    if (!isPg) privateFile(url.slice("sqlite://".length));
     const sql = new SQL(url);
     const store = new Store(sql, isPg ? "postgres" : "sqlite");
     if (!isPg) {
@@ -53,6 +55,10 @@ export class Store {
   async getMeta(k: string): Promise<string | undefined> {
     const [row] = await this.sql`SELECT v FROM meta WHERE k = ${k}`;
     return row?.v;
+  }
+
+  async deleteMeta(k: string): Promise<void> {
+    await this.sql`DELETE FROM meta WHERE k = ${k}`;
   }
 
   /** Sets k only if unset; returns the value that won (so concurrent starts agree). */
@@ -182,4 +188,18 @@ export class Store {
 
 function shareRow(row: Record<string, unknown>): ShareRow {
   return { id: String(row.id), hostSpki: String(row.host_spki), hostName: String(row.host_name), targets: JSON.parse(String(row.targets)) };
+}
+
+/**
+ * The state file holds code hashes, sessions and host keys: it is created 0600, and an existing one
+ * readable by others is tightened (SQLite gives its -wal and -shm files the database file's mode).
+ */
+function privateFile(file: string): void {
+  if (!file || file === ":memory:" || file.startsWith("file:")) return;
+  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+  try {
+    if ((fs.fstatSync(fd).mode & 0o077) !== 0) fs.fchmodSync(fd, 0o600);
+  } finally {
+    fs.closeSync(fd);
+  }
 }

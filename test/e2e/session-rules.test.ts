@@ -80,6 +80,10 @@ test("operator revoke cuts a live stream at once and ends the guest", async () =
   const tok = await run(["token", fs.readFileSync(path.join(d.dir, "pki/operator-token"), "utf8").trim()], opEnv);
   expect(tok.code).toBe(0);
   expect(fs.statSync(path.join(d.dir, "operator/operator-token")).mode & 0o777).toBe(0o600);
+  // The token never goes over plain HTTP to another machine: refused before anything is sent.
+  const clear = await run(["revoke", sessionId, "--url", "http://coordinator.example:8080"], opEnv);
+  expect(clear.code).toBe(1);
+  expect(clear.err).toContain("refusing to send the operator token over plain HTTP");
   const r = await run(["revoke", sessionId, "--url", url], opEnv);
   expect(r.code).toBe(0);
   await closed;
