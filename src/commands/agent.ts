@@ -6,6 +6,7 @@ import { Agent } from "../host/agent.ts";
 import { TargetPolicy } from "../host/policy.ts";
 import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
 import { untilInterrupted } from "../cli/signals.ts";
+import { parseDuration } from "../cli/duration.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("agent");
@@ -15,6 +16,7 @@ export default defineCommand({
   args: {
     "share-id": { type: "string", required: true, description: "Id of the share this agent serves (approve with `tessera share --share-id ID`)" },
     allow: { type: "string", required: true, description: "HOST:PORT guests may reach; repeat for more" },
+    "stream-setup-timeout": { type: "string", default: "30s", description: "Drop a stream (and its target connection) whose guest has not completed the end-to-end TLS within this time; keep it above the coordinator's --stream-token-ttl" },
     "log-format": { type: "string", description: "pretty or json (one JSON object a line on stderr); default $TESSERA_LOG_FORMAT or pretty" },
   },
   async run({ args }) {
@@ -26,8 +28,9 @@ export default defineCommand({
     } catch (err) {
       throw new ConfigError(`--allow: ${errorMessage(err)}`);
     }
+    const streamSetupTimeoutMs = parseDuration(args["stream-setup-timeout"], "stream-setup-timeout");
     const stop = untilInterrupted();
-    const agent = new Agent({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION, shareId: args["share-id"], policy, approver: false, reconnect: true }, {
+    const agent = new Agent({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION, shareId: args["share-id"], policy, approver: false, reconnect: true, streamSetupTimeoutMs }, {
       onConnected: () => log.info(`serving share ${args["share-id"]}: ${policy.targets.join(", ")}`),
       onDisconnected: (err, retry) => {
         if (retry !== undefined) log.warn(`disconnected${err ? ` (${err.message})` : ""}; reconnecting in ${(retry / 1000).toFixed(1)}s`);

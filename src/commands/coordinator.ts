@@ -14,7 +14,7 @@ import { loadCodeKey } from "../coordinator/code-key.ts";
 import { LIMITS } from "../coordinator/limits.ts";
 import { splitAddress } from "../wire/address.ts";
 import { Store } from "../store/store.ts";
-import { parseDuration, parseSize } from "../cli/duration.ts";
+import { parseCount, parseDuration, parseSize } from "../cli/duration.ts";
 import { readRequired } from "../cli/home.ts";
 import { readHttpTls } from "../cli/http-tls.ts";
 import { VERSION } from "../version.ts";
@@ -39,6 +39,8 @@ export default defineCommand({
     "code-ttl": { type: "string", default: "10m", description: "How long an unredeemed code stays valid" },
     "approval-timeout": { type: "string", default: "2m", description: "Deny a request the host has not answered in this time" },
     "resume-grace": { type: "string", default: "2m", description: "How long a share waits for its agent, and a session for its guest, after a lost connection or a restart" },
+    "stream-token-ttl": { type: "string", default: "10s", description: "How long a stream's guest and agent have to dial the data plane before it is dropped" },
+    "max-pending-streams": { type: "string", default: String(LIMITS.maxPendingStreamsPerSession), description: "Streams of one session offered but not yet connected; more opens are refused until they connect or lapse" },
   },
   async run({ args }) {
     setLogFormat(args["log-format"]);
@@ -54,6 +56,8 @@ export default defineCommand({
       codeTtlMs: parseDuration(args["code-ttl"], "code-ttl"),
       approvalTimeoutMs: parseDuration(args["approval-timeout"], "approval-timeout"),
       resumeGraceMs: parseDuration(args["resume-grace"], "resume-grace"),
+      streamTokenTtlMs: parseDuration(args["stream-token-ttl"], "stream-token-ttl"),
+      maxPendingStreamsPerSession: parseCount(args["max-pending-streams"], "max-pending-streams"),
     };
     const store = await Store.open(args.db);
     const checkpointEvery = Number(args["audit-checkpoint"]);

@@ -36,7 +36,7 @@ export class Broker {
 
   get counts() {
     const online = [...this.shares.values()].filter((s) => s.agent).length;
-    return { shares: online, sharesAway: this.shares.size - online, sessions: this.sessions.all.size, requests: this.consent.pending.size, streams: this.sessions.streams };
+    return { shares: online, sharesAway: this.shares.size - online, sessions: this.sessions.all.size, requests: this.consent.pending.size, streams: this.sessions.streams, pendingStreams: this.sessions.pendingStreams };
   }
 
   /**

@@ -12,6 +12,8 @@ export const LIMITS = {
   maxShares: 1000,
   maxSessions: 1000,
   maxStreamsPerSession: 4096,
+  /** Streams of one session offered and not yet paired: each may hold a target connection on the host. */
+  maxPendingStreamsPerSession: 256,
   maxStreams: 20_000,
   maxPendingPerShare: 16,
   maxCodesPerShare: 64,

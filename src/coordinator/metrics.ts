@@ -87,7 +87,8 @@ const REDEEM_REASONS = ["unknown", "used", "expired", "offline", "bad_code", "ra
 export const metrics = {
   registry,
   sessionsActive: registry.gauge("tessera_sessions_active", "Sessions currently open."),
-  streamsActive: registry.gauge("tessera_streams_active", "Data streams currently open or waiting to be paired."),
+  streamsActive: registry.gauge("tessera_streams_active", "Data streams currently paired (guest and agent connected)."),
+  streamsPending: registry.gauge("tessera_streams_pending", "Data streams opened and still waiting for the guest or the agent to connect (each may hold a target connection on the host)."),
   agentsConnected: registry.gauge("tessera_agents_connected", "Agents connected and serving a share."),
   sharesAway: registry.gauge("tessera_shares_away", "Shares whose agent is gone, kept for the resume grace period."),
   requestsPending: registry.gauge("tessera_requests_pending", "Access requests waiting for the host's answer."),
@@ -112,13 +113,16 @@ export interface LiveCounts {
   shares: number;
   sessions: number;
   requests: number;
+  /** Streams offered and not ended, paired or not; pendingStreams of them not paired yet. */
   streams: number;
+  pendingStreams?: number;
   sharesAway?: number;
 }
 
 export function renderMetrics(live: LiveCounts): string {
   metrics.sessionsActive.set(live.sessions);
-  metrics.streamsActive.set(live.streams);
+  metrics.streamsActive.set(live.streams - (live.pendingStreams ?? 0));
+  metrics.streamsPending.set(live.pendingStreams ?? 0);
   metrics.agentsConnected.set(live.shares);
   metrics.sharesAway.set(live.sharesAway ?? 0);
   metrics.requestsPending.set(live.requests);

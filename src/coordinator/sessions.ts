@@ -39,8 +39,14 @@ export class SessionBook {
     clearInterval(this.flusher);
   }
 
+  /** Streams offered and not yet ended, paired or not. */
   get streams(): number {
     return this.streamTotal;
+  }
+
+  /** Of those, the ones still waiting for their guest or agent to connect. */
+  get pendingStreams(): number {
+    return this.splicer.pending;
   }
 
   add(s: Session): void {
@@ -54,8 +60,14 @@ export class SessionBook {
     if (!s || s.guest !== peer) throw new RefusedError("no_session", `no session "${sessionId}" belongs to this guest`, { ref });
     const agent = s.share.agent;
     if (!agent) throw new RefusedError("host_offline", "the host's agent is reconnecting to the coordinator; try again in a moment", { ref });
+    // An offered stream counts from its open until it is paired or its token lapses: until then it may
+    // hold a connection to the host's target (the agent dials ahead of the guest's TLS).
     if (s.streams.size >= this.o.limits.maxStreamsPerSession || this.streamTotal >= this.o.limits.maxStreams) {
       throw new RefusedError("limit", "stream limit reached for this session", { ref });
+    }
+    const waiting = pendingOf(s);
+    if (waiting >= this.o.limits.maxPendingStreamsPerSession) {
+      throw new RefusedError("limit", `${waiting} streams of this session are still waiting to connect; open more once they connect or lapse`, { ref });
     }
     const streamId = newId("t");
     // Group commit: the splicer holds both halves until this line is on disk (see Splicer.create).
@@ -64,8 +76,8 @@ export class SessionBook {
     this.streamTotal++;
     metrics.streamsTotal.inc();
     s.streams.add(stream);
+    // Not activity: only bytes moved keep a session from idling out (see sweep).
     s.streamCount++;
-    s.lastActive = Date.now();
     agent.ch.send({ t: "incoming", sessionId: s.id, streamId: stream.id, token: agentToken });
     peer.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: guestToken, ref });
   }
@@ -77,7 +89,6 @@ export class SessionBook {
       s.streams.delete(stream);
       s.up += stream.up;
       s.down += stream.down;
-      s.lastActive = Date.now();
     }
     // Records what already happened and gates nothing: durable with the next sync, within 50 ms.
     this.o.audit.appendSoon("stream.close", { ...(s ? actors(s) : { sessionId: stream.sessionId }), streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason })
@@ -177,6 +188,13 @@ export class SessionBook {
       }
     }
   }
+}
+
+/** A session's streams offered and not yet paired (bounded by maxStreamsPerSession). */
+function pendingOf(s: Session): number {
+  let n = 0;
+  for (const st of s.streams) if (!st.spliced) n++;
+  return n;
 }
 
 /** Who a session line is about: the guest (name, key, address it asked from), the host and the share. */

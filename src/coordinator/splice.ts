@@ -34,6 +34,11 @@ export class Splicer {
 
   constructor(private readonly events: SpliceEvents, private readonly tokenTtlMs: number) {}
 
+  /** Streams waiting for their guest or agent (each holds a lapse timer until paired or ended). */
+  get pending(): number {
+    return this.timers.size;
+  }
+
   /**
    * Creates a stream and its two single-use tokens (base64url); only their hashes are kept.
    * `durable` is the audit record of the opening: no byte crosses the splice before it resolves, so

@@ -24,7 +24,17 @@ export interface AgentOptions extends Required<Pick<DialOptions, "address" | "ca
   reconnect: boolean;
   /** Serves sessions whose target is SHELL_TARGET (`share --shell`); without it such streams are refused. */
   shell?: StreamService;
+  /** A stream not verified within this time is dropped with its target connection (default STREAM_SETUP_TIMEOUT_MS). */
+  streamSetupTimeoutMs?: number;
 }
+
+/**
+ * The agent's own bound on a stream's setup, whatever the coordinator does: three times the
+ * coordinator's default token lifetime (10 s), as the end-to-end handshake follows the pairing.
+ */
+export const STREAM_SETUP_TIMEOUT_MS = 30_000;
+/** The agent's own cap on a session's streams in setup, above the coordinator's default (256) since it counts until verified, not paired. */
+const MAX_SETUPS_PER_SESSION = 1024;
 
 /** Something on the host that takes a verified end-to-end stream directly instead of a TCP target. */
 export interface StreamService {
@@ -39,6 +49,8 @@ interface AgentSession {
   streams: Set<Socket<End>>;
   /** The guest certificate (DER) already checked against the approved key: later streams compare bytes, not parse. */
   checked?: Buffer;
+  /** Streams offered and not yet verified (or dropped): each may hold a target connection. */
+  settingUp: number;
 }
 
 export interface AgentEvents {
@@ -80,7 +92,7 @@ export class Agent {
       throw err;
     });
     this.client = c;
-    c.on("session", (f) => this.sessions.set(f.sessionId, { frame: f, streams: new Set() }));
+    c.on("session", (f) => this.sessions.set(f.sessionId, { frame: f, streams: new Set(), settingUp: 0 }));
     c.on("incoming", (f) => void this.incoming(f));
     c.on("closed", (f) => {
       this.o.shell?.closed?.(f.sessionId, f.reason);
@@ -117,69 +129,101 @@ export class Agent {
     const s = this.sessions.get(f.sessionId);
     if (!s) return;
     if (s.frame.target === SHELL_TARGET) return this.incomingShell(f, s);
+    if (s.settingUp >= MAX_SETUPS_PER_SESSION) return this.refuse(f, `${s.settingUp} streams of this session are already waiting for the guest's TLS`);
+    // Counted before the first await, so a burst of offers cannot slip past the cap; dial releases it.
+    s.settingUp++;
     let dest: { host: string; port: number };
     try {
       // The coordinator is not trusted to pick targets: the agent's own list decides.
       dest = await this.o.policy.resolve(s.frame.target);
     } catch (err) {
+      s.settingUp--;
       log.warn(`refused stream to ${s.frame.target}: ${errorMessage(err)}`);
       this.events.onStream?.(f.sessionId, errorMessage(err));
       return this.refuse(f, errorMessage(err));
     }
-    if (!this.client) return;
+    if (!this.client || !this.sessions.has(f.sessionId)) return void s.settingUp--;
     // The target is dialled while the guest's TLS handshake runs (one round trip less per stream);
-    // no byte moves between them until the guest's key has been checked (onVerified).
+    // no byte moves between them until the guest's key has been checked (onVerified), and the target
+    // connection lives no longer than the stream's setup: see dial.
     const target = Bun.connect<End>({ hostname: dest.host, port: dest.port, allowHalfOpen: true, data: newEnd({ onClose: (up) => s.streams.delete(up) }), socket: PIPE_HANDLERS })
       .then((up) => {
         up.setNoDelay(true);
         s.streams.add(up);
         return up;
       }, (e: unknown) => new Error(`cannot reach ${s.frame.target}: ${errorMessage(e)}`));
-    try {
-      const started = await this.dial(f, s, {
-        onVerified: (inner) => void target.then((up) => {
-          // Bytes either side sent meanwhile wait in its socket (bounded; see pipe.ts).
-          if (up instanceof Error) {
-            this.events.onStream?.(f.sessionId, up.message);
-            return cut(inner);
-          }
-          if (inner.data.closed || up.data.closed || !this.sessions.has(f.sessionId)) return cutAll(inner, target);
-          pair(inner, up);
-          this.events.onStream?.(f.sessionId);
-        }),
-        onRejected: (why) => {
-          log.warn(`stream ${f.streamId}: ${why}; dropped`);
-          void target.then((up) => up instanceof Error || cut(up));
-        },
-      });
-      if (!started) void target.then((up) => up instanceof Error || cut(up));
-    } catch (err) {
-      log.debug(`stream ${f.streamId}: ${errorMessage(err)}`);
-      void target.then((up) => up instanceof Error || cut(up));
-    }
+    await this.dial(f, s, {
+      onVerified: (inner) => void target.then((up) => {
+        // Bytes either side sent meanwhile wait in its socket (bounded; see pipe.ts).
+        if (up instanceof Error) {
+          this.events.onStream?.(f.sessionId, up.message);
+          return cut(inner);
+        }
+        if (inner.data.closed || up.data.closed || !this.sessions.has(f.sessionId)) return cutAll(inner, target);
+        pair(inner, up);
+        this.events.onStream?.(f.sessionId);
+      }),
+      onFailed: () => void target.then((up) => up instanceof Error || cut(up)),
+    });
   }
 
   /**
    * Dials the stream's data connection and serves the guest's end-to-end TLS on it; only the key the
-   * host approved may use this session, whatever the CA signed. The stream's sockets are the session's.
-   * False when there is no stream after all (no connection, or the session ended meanwhile).
+   * host approved may use this session, whatever the CA signed. The stream's sockets are the session's;
+   * the caller counted the stream in s.settingUp, released here once it is verified or failed. Exactly one of onVerified and onFailed is called. onFailed: no connection; the coordinator dropped
+   * the stream (its token lapsed unpicked, it was refused or revoked); a wrong key; the session ended;
+   * or no verified TLS within the setup deadline, the agent's own bound whatever the coordinator does
+   * (a paired stream whose guest never starts its TLS is invisible to the coordinator).
    */
-  private async dial(f: FrameOf<ServerFrame, "incoming">, s: AgentSession, on: Pick<VerifiedStreamOptions, "onVerified" | "onRejected">): Promise<boolean> {
+  private async dial(f: FrameOf<ServerFrame, "incoming">, s: AgentSession, on: { onVerified(inner: Socket<End>): void; onFailed(why: string): void }): Promise<void> {
+    let state = "setup" as "setup" | "verified" | "failed";
+    let conn: { raw: Socket<End>; inner: Socket<End> } | undefined;
+    const settle = (to: "verified" | "failed"): boolean => {
+      if (state !== "setup") return false;
+      state = to;
+      s.settingUp--;
+      clearTimeout(timer);
+      return true;
+    };
+    const fail = (why: string): void => {
+      if (!settle("failed")) return;
+      if (conn) cutBoth(conn);
+      log.debug(`stream ${f.streamId}: ${why}; dropped`);
+      on.onFailed(why);
+    };
+    const ms = this.o.streamSetupTimeoutMs ?? STREAM_SETUP_TIMEOUT_MS;
+    const timer = setTimeout(() => fail(`the guest's TLS was not verified within ${ms / 1000}s`), ms);
+    timer.unref?.();
     const client = this.client;
-    if (!client) return false;
-    const { raw, inner } = await dialVerified(client.peer, {
-      token: f.token, tls: this.tls, isServer: true, peerRole: "guest", peerSpki: s.frame.guest.spki, checked: s,
-      ...on,
-      onClose: (inner) => s.streams.delete(inner),
-    });
-    if (!this.sessions.has(f.sessionId)) {
-      cut(inner);
-      return false;
+    if (!client) return fail("not connected to the coordinator");
+    try {
+      conn = await dialVerified(client.peer, {
+        token: f.token, tls: this.tls, isServer: true, peerRole: "guest", peerSpki: s.frame.guest.spki, checked: s,
+        onVerified: (inner) => {
+          if (settle("verified")) on.onVerified(inner);
+          else cut(inner);
+        },
+        onRejected: (why) => {
+          log.warn(`stream ${f.streamId}: ${why}; dropped`);
+          fail(why);
+        },
+        onClose: (inner) => {
+          s.streams.delete(inner);
+          fail("the data connection closed before the guest's TLS was verified");
+        },
+      });
+    } catch (err) {
+      return fail(errorMessage(err));
     }
+    const { raw, inner } = conn;
+    raw.data.onClose = () => {
+      s.streams.delete(raw);
+      fail("the coordinator dropped the data connection before the guest's TLS was verified");
+    };
+    if (state === "failed") return cutBoth(conn);
+    if (!this.sessions.has(f.sessionId)) return fail("the session ended");
     s.streams.add(raw);
     s.streams.add(inner);
-    raw.data.onClose = () => s.streams.delete(raw);
-    return true;
   }
 
   private refuse(f: FrameOf<ServerFrame, "incoming">, reason: string): void {
@@ -194,18 +238,16 @@ export class Agent {
       this.events.onStream?.(f.sessionId, "refused a shell stream: this agent does not share a shell");
       return this.refuse(f, "this host does not share a shell");
     }
-    try {
-      await this.dial(f, s, {
-        onVerified: (inner) => {
-          if (!this.sessions.has(f.sessionId)) return void cut(inner);
-          shell.serve(asDuplex(inner), s.frame);
-          this.events.onStream?.(f.sessionId);
-        },
-        onRejected: (why) => log.warn(`stream ${f.streamId}: ${why}; dropped`),
-      });
-    } catch (err) {
-      log.debug(`stream ${f.streamId}: ${errorMessage(err)}`);
-    }
+    if (s.settingUp >= MAX_SETUPS_PER_SESSION) return this.refuse(f, `${s.settingUp} streams of this session are already waiting for the guest's TLS`);
+    s.settingUp++;
+    await this.dial(f, s, {
+      onVerified: (inner) => {
+        if (!this.sessions.has(f.sessionId)) return void cut(inner);
+        shell.serve(asDuplex(inner), s.frame);
+        this.events.onStream?.(f.sessionId);
+      },
+      onFailed: () => {},
+    });
   }
 }
 
@@ -213,4 +255,10 @@ export class Agent {
 function cutAll(inner: Socket<End>, target: Promise<Socket<End> | Error>): void {
   cut(inner);
   void target.then((up) => up instanceof Error || cut(up));
+}
+
+/** A data connection and the TLS over it. */
+function cutBoth(conn: { raw: Socket<End>; inner: Socket<End> }): void {
+  cut(conn.inner);
+  cut(conn.raw);
 }

@@ -1,25 +1,48 @@
-// The agent's own rule for where it may connect: only what --allow names, and never a link-local
-// or cloud-metadata address unless that address itself was named.
+// The agent's own rule for where it may connect: only what --allow names, and never an unspecified,
+// link-local or cloud-metadata address unless that very address (not a name for it) was named.
 import dns from "node:dns/promises";
 import net from "node:net";
 import { TesseraError } from "../errors.ts";
-import { parseTarget } from "../wire/address.ts";
+import { formatTarget, parseTarget } from "../wire/address.ts";
 
-const METADATA_NAMES = new Set(["metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"]);
+/** Metadata service names, compared after normalising (lower case, no trailing dot). */
+const METADATA_NAMES = new Set(["metadata.google.internal", "metadata.goog", "metadata", "instance-data", "instance-data.ec2.internal"]);
 
-export function isLinkLocalOrMetadata(ip: string): boolean {
-  const v = ip.toLowerCase();
-  if (net.isIPv4(v)) return v.startsWith("169.254.") || v === "100.100.100.200"; // link-local incl. AWS/GCP/Azure metadata; Alibaba
-  if (v.startsWith("::ffff:")) return isLinkLocalOrMetadata(v.slice(7));
-  return /^fe[89ab][0-9a-f]:/.test(v) || v === "fd00:ec2::254";
+/** What a name may never resolve to. IPv4 rules also match IPv4-mapped IPv6 (::ffff:a.b.c.d, in any spelling). */
+const DENIED: { what: string; list: net.BlockList }[] = [
+  // Connecting to 0.0.0.0 (or ::) reaches this machine's own listeners on Linux: a back door to local targets.
+  deny("an unspecified address (it reaches this machine)", ["0.0.0.0/8"], ["::/128"]),
+  deny("link-local", ["169.254.0.0/16"], ["fe80::/10"]),
+  // AWS/GCP/Azure/DigitalOcean use 169.254.169.254 (link-local, above); these are the others.
+  deny("a cloud metadata or host endpoint", ["100.100.100.200/32", "168.63.129.16/32", "192.0.0.192/32"], ["fd00:ec2::254/128"]),
+];
+
+function deny(what: string, v4: string[], v6: string[]): { what: string; list: net.BlockList } {
+  const list = new net.BlockList();
+  for (const [cidrs, family] of [[v4, "ipv4"], [v6, "ipv6"]] as const) {
+    for (const cidr of cidrs) {
+      const [base, bits] = cidr.split("/");
+      list.addSubnet(base!, Number(bits), family);
+    }
+  }
+  return { what, list };
 }
+
+/** Why the agent will not dial this address unless it was named exactly, or undefined when it may. */
+export function deniedAddress(ip: string): string | undefined {
+  const family = net.isIPv4(ip) ? "ipv4" : net.isIPv6(ip) ? "ipv6" : undefined;
+  if (!family) return undefined;
+  return DENIED.find((d) => d.list.check(ip, family))?.what;
+}
+
+/** Name to address, as the operating system resolves it (tests give their own). */
+export type Lookup = (host: string) => Promise<{ address: string }>;
 
 export class TargetPolicy {
   private readonly allowed: Set<string>;
 
-  constructor(allow: string[]) {
-    for (const a of allow) parseTarget(a);
-    this.allowed = new Set(allow.map(normalize));
+  constructor(allow: string[], private readonly lookup: Lookup = (host) => dns.lookup(host)) {
+    this.allowed = new Set(allow.map((a) => normalize(a)));
   }
 
   get targets(): string[] {
@@ -28,19 +51,31 @@ export class TargetPolicy {
 
   /** Resolves the target and returns the address to dial, or throws saying why it is refused. */
   async resolve(target: string): Promise<{ host: string; port: number }> {
-    const t = normalize(target);
+    let t: string;
+    try {
+      t = normalize(target);
+    } catch {
+      throw new TesseraError("not_allowed", `target ${target} is not on this agent's --allow list`);
+    }
     if (!this.allowed.has(t)) throw new TesseraError("not_allowed", `target ${target} is not on this agent's --allow list`);
     const { host, port } = parseTarget(t);
+    // An address named exactly in --allow is the host's own choice, whatever range it is in.
     if (net.isIP(host)) return { host, port };
     if (METADATA_NAMES.has(host)) throw new TesseraError("not_allowed", `target ${target} is a cloud metadata name; name its address explicitly in --allow if you really mean it`);
-    const { address } = await dns.lookup(host);
-    if (isLinkLocalOrMetadata(address)) {
-      throw new TesseraError("not_allowed", `target ${target} resolves to link-local/metadata address ${address}; name that address explicitly in --allow if you really mean it`);
-    }
+    const { address } = await this.lookup(host);
+    const why = deniedAddress(address);
+    if (why) throw new TesseraError("not_allowed", `target ${target} resolves to ${address}, ${why}; name that address explicitly in --allow if you really mean it`);
     return { host: address, port };
   }
 }
 
+/**
+ * One spelling per target, so the allow list and the names checked against it cannot be told apart by
+ * case or by a fully qualified name's trailing dot ("Metadata.Google.Internal.:80" is "metadata.google.internal:80").
+ */
 function normalize(target: string): string {
-  return target.trim().toLowerCase();
+  const { host, port } = parseTarget(target.trim().toLowerCase());
+  const bare = net.isIP(host) ? host : host.replace(/\.+$/, "");
+  if (!bare) throw new TesseraError("bad_address", `"${target}" has no host name`);
+  return formatTarget(bare, port);
 }
