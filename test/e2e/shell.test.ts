@@ -40,9 +40,12 @@ test("a guest runs commands in the host's shell: output, Ctrl-C passed through, 
   await guest.waitFor(/\b40 120\r/);
 
   // Ctrl-C interrupts the remote command (the guest's terminal is raw, so it is a keystroke, not a signal here).
-  guest.write("echo sleeping-$((1+1)) && sleep 30 && echo not-interrupted\r");
+  // The program announces itself only once its SIGINT handler is in place, so the Ctrl-C cannot race
+  // the shell starting it (a signal before then is taken by the shell and lost).
+  guest.write(`sh -c 'trap "echo interrupted-\\$((1+1)); exit 130" INT; echo sleeping-$((1+1)); sleep 30; echo not-interrupted'\r`);
   await guest.waitFor(/sleeping-2/);
   guest.write("\x03");
+  await guest.waitFor(/interrupted-2/);
   guest.write("echo after-$((1+1))\r");
   await guest.waitFor(/after-2/);
   expect(guest.out).not.toContain("\nnot-interrupted");
@@ -107,9 +110,10 @@ test("the guest's terminal modes come back exactly, after raw mode and after ~. 
   await guest.waitFor(/~\. disconnects\)/);
   await guest.waitFor(/tsh\$ /);
   // Raw mode is on: Ctrl-C reaches the remote shell instead of interrupting join.
-  guest.write("echo sleeping-$((1+1)) && sleep 30\r");
+  guest.write(`sh -c 'trap "echo interrupted-\\$((1+1)); exit 130" INT; echo sleeping-$((1+1)); sleep 30'\r`);
   await guest.waitFor(/sleeping-2/);
   guest.write("\x03");
+  await guest.waitFor(/interrupted-2/);
   guest.write("echo alive-$((2+3))\r");
   await guest.waitFor(/alive-5/);
   guest.write("\r~.");
