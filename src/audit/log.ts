@@ -4,6 +4,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { createHash } from "node:crypto";
 import { signCheckpoint } from "./checkpoint.ts";
+import { escapeUnsafe } from "../wire/untrusted-text.ts";
 
 export const GENESIS = "0".repeat(64);
 
@@ -179,9 +180,10 @@ export class AuditLog {
   }
 }
 
+/** Fields as written: undefined left out, and no string carries a control or bidi character (a peer chose some). */
 function dropUndefined(f: AuditFields): AuditFields {
   const out: AuditFields = {};
-  for (const [k, v] of Object.entries(f)) if (v !== undefined) out[k] = v;
+  for (const [k, v] of Object.entries(f)) if (v !== undefined) out[k] = typeof v === "string" ? escapeUnsafe(v) : v;
   return out;
 }
 

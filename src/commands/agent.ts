@@ -15,6 +15,7 @@ export default defineCommand({
   args: {
     "share-id": { type: "string", required: true, description: "Id of the share this agent serves (approve with `tessera share --share-id ID`)" },
     allow: { type: "string", required: true, description: "HOST:PORT guests may reach; repeat for more" },
+    "allow-requests-by-id": { type: "boolean", description: "Let guests ask by share id (`tessera connect --share-id`) without a code; off by default, as anyone who knows the id could then prompt you" },
     "log-format": { type: "string", description: "pretty or json (one JSON object a line on stderr); default $TESSERA_LOG_FORMAT or pretty" },
   },
   async run({ args }) {
@@ -27,7 +28,7 @@ export default defineCommand({
       throw new ConfigError(`--allow: ${errorMessage(err)}`);
     }
     const stop = untilInterrupted();
-    const agent = new Agent({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION, shareId: args["share-id"], policy, approver: false, reconnect: true }, {
+    const agent = new Agent({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION, shareId: args["share-id"], policy, approver: false, reconnect: true, requestsById: !!args["allow-requests-by-id"] }, {
       onConnected: () => log.info(`serving share ${args["share-id"]}: ${policy.targets.join(", ")}`),
       onDisconnected: (err, retry) => {
         if (retry !== undefined) log.warn(`disconnected${err ? ` (${err.message})` : ""}; reconnecting in ${(retry / 1000).toFixed(1)}s`);
