@@ -24,8 +24,7 @@ describe("refusals are counted, not synced one by one (item 4)", () => {
     const syncedAppend = spyOn(w.audit, "append");
     const codes: string[] = [];
     for (let i = 0; i < 200; i++) codes.push((await refusal(redeem(g, "ZZZZ-ZZZZ"))).code);
-    expect(codes.slice(0, 3)).toEqual(["code_invalid", "code_invalid", "code_invalid"]);
-    expect(new Set(codes.slice(3))).toEqual(new Set(["rate_limited"]));
+    expect(codes.slice(3)).toEqual(Array(197).fill("rate_limited"));
     // Nothing was written, let alone synced, on the refusals' path.
     expect(syncedAppend).not.toHaveBeenCalled();
     expect(w.events().length).toBe(before);
