@@ -6,6 +6,7 @@ import { GENESIS, sha256 } from "./files.ts";
 import { signHead, type AuditHead, type CheckpointReason } from "./checkpoint.ts";
 import { resumeFrom, Signer } from "./signer.ts";
 import { logger } from "../log.ts";
+import { escapeUnsafe } from "../wire/untrusted-text.ts";
 
 export { GENESIS, sha256 };
 
@@ -242,9 +243,10 @@ export class AuditLog {
   }
 }
 
+/** Fields as written: undefined left out, and no string carries a control or bidi character (a peer chose some). */
 function dropUndefined(f: AuditFields): AuditFields {
   const out: AuditFields = {};
-  for (const [k, v] of Object.entries(f)) if (v !== undefined) out[k] = v;
+  for (const [k, v] of Object.entries(f)) if (v !== undefined) out[k] = typeof v === "string" ? escapeUnsafe(v) : v;
   return out;
 }
 

@@ -4,6 +4,7 @@ import { errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import type { ControlClient } from "../wire/control-client.ts";
 import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
+import { escapeUnsafe, quoteText, showName } from "../wire/untrusted-text.ts";
 import { osUser } from "./ui.ts";
 
 type Ask = FrameOf<ServerFrame, "ask">;
@@ -66,7 +67,7 @@ export class Approver {
   private listen(): void {
     this.client.on("ask", (f) => {
       this.queue.push(f);
-      if (this.suspended) process.stderr.write(`\r\n[tessera] ${f.guest.name} is asking for access; the prompt shows once this session ends (Ctrl-] ends it)\r\n`);
+      if (this.suspended) process.stderr.write(`\r\n[tessera] ${showName(f.guest.name)} is asking for access; the prompt shows once this session ends (Ctrl-] ends it)\r\n`);
       else if (!this.current) this.showNext();
     });
     this.client.on("cancel", (f) => {
@@ -79,7 +80,7 @@ export class Approver {
         if (i >= 0) this.queue.splice(i, 1);
       }
     });
-    this.client.on("session", (f) => log.info(`session ${f.sessionId} open: ${f.guest.name} -> ${f.target}`));
+    this.client.on("session", (f) => log.info(`session ${f.sessionId} open: ${showName(f.guest.name)} -> ${f.target}`));
     this.client.on("closed", (f) => log.info(`session ${f.sessionId} ended: ${f.reason}`));
   }
 
@@ -104,14 +105,16 @@ export class Approver {
     const secs = Math.max(0, Math.round((f.deadline - Date.now()) / 1000));
     const shell = f.target === SHELL_TARGET;
     const wants = shell ? `an interactive SHELL on this machine as user ${osUser()}${this.what === "shell-read-only" ? " (read-only: you type, they watch)" : ""}` : f.target;
+    // Name and reason are the guest's own words: escaped and delimited, so they cannot draw lines of their own.
+    const name = showName(f.guest.name);
     process.stderr.write(
       `\n── access request ${f.requestId} ──\n` +
-        `  guest   ${f.guest.name}\n` +
-        `  from    ${f.guest.addr}\n` +
+        `  guest   ${name}\n` +
+        `  from    ${escapeUnsafe(f.guest.addr)}\n` +
         `  wants   ${wants}\n` +
-        `  reason  ${f.reason || "(none given)"}\n` +
+        `  reason  ${f.reason ? quoteText(f.reason) : "(none given)"}\n` +
         `  key     ${f.guest.spki}\n` +
-        `Allow ${f.guest.name} ${shell ? `a SHELL as ${osUser()}` : `to reach ${f.target}`}? [y/N] (${secs}s to answer) `,
+        `Allow ${name} ${shell ? `a SHELL as ${osUser()}` : `to reach ${f.target}`}? [y/N] (${secs}s to answer) `,
     );
   }
 
@@ -130,7 +133,7 @@ export class Approver {
       return;
     }
     this.client.send({ t: "decision", requestId: f.requestId, allow });
-    process.stderr.write(allow ? `  approved ${f.guest.name}\n` : `  denied ${f.guest.name}\n`);
+    process.stderr.write(allow ? `  approved ${showName(f.guest.name)}\n` : `  denied ${showName(f.guest.name)}\n`);
     this.current = undefined;
     this.showNext();
   }

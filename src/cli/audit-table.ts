@@ -1,5 +1,6 @@
 // Human-readable rendering of audit lines for `tessera audit tail`: who, what, when, bytes.
 import type { AuditLine } from "../audit/verify.ts";
+import { escapeUnsafe } from "../wire/untrusted-text.ts";
 
 const HIDDEN = new Set(["seq", "ts", "event", "prev", "sig", "prevCheckpoint"]);
 
@@ -20,7 +21,8 @@ export function row(rec: AuditLine): string {
     details.push(`${k}=${typeof val === "string" && /\s/.test(val) ? JSON.stringify(val) : String(val)}`);
   }
   const ts = rec.ts.replace("T", " ").replace(/\.\d+Z$/, "Z");
-  return `${ts.padEnd(20)} ${String(rec.seq).padStart(6)}  ${rec.event.padEnd(15)} ${clip(who, 22).padEnd(22)} ${clip(where, 22).padEnd(22)} ${details.join(" ")}`;
+  // A log written before guest text was escaped at write time may still hold control or bidi characters.
+  return escapeUnsafe(`${ts.padEnd(20)} ${String(rec.seq).padStart(6)}  ${rec.event.padEnd(15)} ${clip(who, 22).padEnd(22)} ${clip(where, 22).padEnd(22)} ${details.join(" ")}`);
 }
 
 function str(x: unknown): string {

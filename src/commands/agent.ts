@@ -17,6 +17,7 @@ export default defineCommand({
     "share-id": { type: "string", required: true, description: "Id of the share this agent serves (approve with `tessera share --share-id ID`)" },
     allow: { type: "string", required: true, description: "HOST:PORT guests may reach; repeat for more" },
     "stream-setup-timeout": { type: "string", default: "30s", description: "Drop a stream (and its target connection) whose guest has not completed the end-to-end TLS within this time; keep it above the coordinator's --stream-token-ttl" },
+    "allow-requests-by-id": { type: "boolean", description: "Let guests ask by share id (`tessera connect --share-id`) without a code; off by default, as anyone who knows the id could then prompt you" },
     "log-format": { type: "string", description: "pretty or json (one JSON object a line on stderr); default $TESSERA_LOG_FORMAT or pretty" },
   },
   async run({ args }) {
@@ -30,7 +31,7 @@ export default defineCommand({
     }
     const streamSetupTimeoutMs = parseDuration(args["stream-setup-timeout"], "stream-setup-timeout");
     const stop = untilInterrupted();
-    const agent = new Agent({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION, shareId: args["share-id"], policy, approver: false, reconnect: true, streamSetupTimeoutMs }, {
+    const agent = new Agent({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION, shareId: args["share-id"], policy, approver: false, reconnect: true, streamSetupTimeoutMs, requestsById: !!args["allow-requests-by-id"] }, {
       onConnected: () => log.info(`serving share ${args["share-id"]}: ${policy.targets.join(", ")}`),
       onDisconnected: (err, retry) => {
         if (retry !== undefined) log.warn(`disconnected${err ? ` (${err.message})` : ""}; reconnecting in ${(retry / 1000).toFixed(1)}s`);

@@ -29,6 +29,7 @@ export default defineCommand({
     "read-only": { type: "boolean", description: "With --shell: the guest only watches; you type in this terminal (implies --watch)" },
     watch: { type: "boolean", description: "With --shell: mirror the shared shell here and let you type too; Ctrl-] ends the session" },
     record: { type: "string", description: "With --shell: directory for asciicast recordings (default TESSERA_HOME/recordings; --no-record turns them off)" },
+    "allow-requests-by-id": { type: "boolean", description: "With --port or --shell: also let guests ask by this share's id (`tessera connect --share-id`), without a code; off by default" },
   },
   async run({ args }) {
     const dial = { address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION };
@@ -41,6 +42,7 @@ export default defineCommand({
     let reconnector: Reconnector | undefined;
     if (args.shell && (args.port !== undefined || args["share-id"])) throw new ConfigError("--shell shares this machine's shell; leave out --port and --share-id");
     if (!args.shell && (args["read-only"] || args.watch || args.command !== undefined)) throw new ConfigError("--read-only, --watch and --command go with --shell");
+    if (args["allow-requests-by-id"] && args["share-id"]) throw new ConfigError("--allow-requests-by-id is the agent's to set: start it with `tessera agent --share-id ID --allow-requests-by-id`");
     if (args.port !== undefined || args.shell) {
       let policy: TargetPolicy;
       if (args.shell) {
@@ -53,7 +55,7 @@ export default defineCommand({
       }
       shareId = `sh-${randomBytes(6).toString("hex")}`;
       let approverRef: Approver | undefined;
-      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: true, shell: shell?.host }, {
+      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: true, shell: shell?.host, requestsById: !!args["allow-requests-by-id"] }, {
         onDisconnected: (err, retry) => {
           if (retry === undefined) return stop.trigger(`lost the coordinator${err ? `: ${err.message}` : ""}`);
           approverRef?.pause();
@@ -70,6 +72,7 @@ export default defineCommand({
       client = await agent.start();
       approver = approverRef = new Approver(client, shareId, shell?.what);
       log.info(`sharing ${shell ? `a shell as ${osUser()}${shell.recordDir ? `, recorded to ${shell.recordDir}` : ", not recorded"}` : policy.targets[0]} as ${shareId}`);
+      if (args["allow-requests-by-id"]) log.info(`guests may also ask without a code: tessera connect --share-id ${shareId} --target ${shell ? "shell" : policy.targets[0]}`);
     } else if (args["share-id"]) {
       shareId = args["share-id"];
       const id = shareId;

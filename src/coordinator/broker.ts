@@ -3,7 +3,7 @@
 import { RefusedError, ProtocolError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { issueCert, readCsr } from "../pki/index.ts";
-import { background, ip, requireHost, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
+import { background, requireHost, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
 import { generateCode, hashCode, normalizeCode } from "../wire/codes.ts";
 import { Consent, requestActors } from "./consent.ts";
 import { checkEnrollToken } from "./enroll.ts";
@@ -100,10 +100,17 @@ export class Broker {
 
   private async enroll(peer: Peer, f: CF<"enroll">): Promise<void> {
     const now = Date.now();
-    if (!this.consent.limiter.allow(`enroll:${ip(peer.addr)}`, now)) throw new RefusedError("rate_limited", "too many attempts from this address; wait a minute");
-    const tokenId = checkEnrollToken(f.token, this.o.enrollRecords(), now);
+    this.consent.rateLimit(peer, "enrol");
+    let tokenId: string;
+    try {
+      tokenId = checkEnrollToken(f.token, this.o.enrollRecords(), now);
+    } catch (e) {
+      if (e instanceof RefusedError) this.consent.enrolRefused(peer, e.code);
+      throw e;
+    }
     const csr = await readCsr(f.csr).catch((e) => { throw new RefusedError("bad_csr", `certificate request refused: ${e.message}`); });
     if (!(await this.o.store.useEnrollToken(tokenId, csr.spki, now))) {
+      this.consent.enrolRefused(peer, "token_used");
       throw new RefusedError("token_used", "this enrolment token was already used; ask the operator for a new one (`tessera ca --dir DIR --add-enroll-token`)");
     }
     const cert = await issueCert({
@@ -129,11 +136,12 @@ export class Broker {
     await this.o.store.putShare({ id: f.shareId, hostSpki: host.spki, hostName: host.name, targets: f.targets }, now);
     const share: LiveShare = known ?? { id: f.shareId, hostSpki: host.spki, hostName: host.name, targets: f.targets, approvers: new Set(), requests: new Set(), sessions: new Set() };
     share.targets = f.targets;
+    share.requestsById = f.requestsById ?? false;
     share.agent = peer;
     share.offlineSince = undefined;
     if (f.approver) share.approvers.add(peer);
     this.shares.set(share.id, share);
-    this.o.audit.append(known ? "share.back" : "share.open", { shareId: share.id, host: host.name, hostKey: host.spki, targets: f.targets.join(","), addr: peer.addr });
+    this.o.audit.append(known ? "share.back" : "share.open", { shareId: share.id, host: host.name, hostKey: host.spki, targets: f.targets.join(","), addr: peer.addr, requestsById: f.requestsById || undefined });
     peer.ch.send({ t: "registered", shareId: share.id, targets: share.targets });
     // The agent forgot its sessions when it lost us; tell it again which guests it serves.
     for (const s of [...share.sessions]) {

@@ -4,57 +4,70 @@ import { RefusedError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { issueCert, readCsr } from "../pki/index.ts";
 import { background, ip, newId, type BrokerOptions, type LiveShare, type Peer, type Request, type Session } from "./state.ts";
-import { formatCode, hashCode, normalizeCode } from "../wire/codes.ts";
+import { hashCode, normalizeCode } from "../wire/codes.ts";
 import { RateLimiter } from "./limits.ts";
+import { RefusalTally } from "./refusals.ts";
 import type { ClientFrame, FrameOf } from "../wire/protocol.ts";
 import type { SessionBook } from "./sessions.ts";
-import { metrics, redeemFailed } from "./metrics.ts";
+import { enrolFailed, metrics, redeemFailed } from "./metrics.ts";
 
 type CF<T extends ClientFrame["t"]> = FrameOf<ClientFrame, T>;
 const log = logger("coordinator");
 const RECHECK_MEMORY = 1000;
+/** One answer for a code that is unknown, used or expired, so a guesser learns nothing; the audit log keeps which. */
+export const INVALID_CODE = "this code is not valid: it may be mistyped, used or expired; ask the host for a new one";
 
 export class Consent {
   readonly pending = new Map<string, Request>();
   /** Requests ended without the host's answer, kept (bounded) so a returning guest hears why. */
   private readonly voided = new Map<string, string>();
   readonly limiter: RateLimiter;
+  /** Refusals that cost the asker nothing, audited as one line per address per window. */
+  readonly refusals: RefusalTally;
 
   constructor(private readonly o: BrokerOptions, private readonly shares: Map<string, LiveShare>, private readonly sessions: SessionBook) {
     this.limiter = new RateLimiter(o.limits.redeemPerMinute);
+    this.refusals = new RefusalTally(o.audit, o.limits.refusalAuditWindowMs, o.limits.maxRefusalAddresses, (m) => log.warn(m));
   }
 
   async redeem(peer: Peer, f: CF<"redeem">): Promise<void> {
-    this.rateLimit(peer);
+    this.rateLimit(peer, "redeem");
+    const fail = (why: "bad_code" | "unknown" | "used" | "expired" | "offline", err: RefusedError, shareId?: string) => {
+      this.refusals.note(ip(peer.addr), `redeem.${why}`, shareId);
+      redeemFailed(why);
+      return err;
+    };
     const code = normalizeCode(f.code);
-    if (!code) {
-      redeemFailed("bad_code");
-      throw new RefusedError("bad_code", "that is not a tessera code (expected 8 letters and digits, like K7QF-M2XD)");
-    }
+    if (!code) throw fail("bad_code", new RefusedError("bad_code", "that is not a tessera code (expected 8 letters and digits, like K7QF-M2XD)"));
     const hash = hashCode(this.o.codeKey, code);
     const now = Date.now();
     const row = await this.o.store.getCode(hash);
-    const fail = (why: "unknown" | "used" | "expired" | "offline", message: string) => {
-      this.o.audit.append("redeem.fail", { addr: peer.addr, guest: f.name, reason: why, shareId: row?.shareId });
-      redeemFailed(why);
-      return new RefusedError(`code_${why}`, message);
-    };
-    if (!row) throw fail("unknown", `code ${formatCode(code)} is not known to this coordinator; check it with the host`);
-    if (row.usedAt !== null) throw fail("used", "this code was already used; codes work once, ask the host for a new one");
-    if (row.expiresAt <= now) throw fail("expired", `this code expired at ${new Date(row.expiresAt).toISOString()}; ask the host for a new one`);
+    const invalid = (why: "unknown" | "used" | "expired") => fail(why, new RefusedError("code_invalid", INVALID_CODE), row?.shareId);
+    if (!row) throw invalid("unknown");
+    if (row.usedAt !== null) throw invalid("used");
+    if (row.expiresAt <= now) throw invalid("expired");
     // Checked before the code is spent, so a host that is reconnecting does not cost the guest its code.
     const share = this.shares.get(row.shareId);
-    if (!share) throw fail("offline", "the host who made this code has stopped sharing; ask them for a new code");
-    if (!share.agent) throw fail("offline", "the host is reconnecting to the coordinator right now; try the same code again in a moment");
-    if (!(await this.o.store.useCode(hash, now))) throw fail("used", "this code was already used; codes work once, ask the host for a new one");
+    if (!share) throw fail("offline", new RefusedError("code_offline", "the host who made this code has stopped sharing; ask them for a new code"), row.shareId);
+    if (!share.agent) throw fail("offline", new RefusedError("code_offline", "the host is reconnecting to the coordinator right now; try the same code again in a moment"), row.shareId);
+    if (!(await this.o.store.useCode(hash, now))) throw invalid("used");
     await this.ask(peer, share, row.target, f, "code", hash);
   }
 
+  /** A request by share id: only for shares whose host turned it on (`--allow-requests-by-id`). */
   async request(peer: Peer, f: CF<"request">): Promise<void> {
-    this.rateLimit(peer);
+    this.rateLimit(peer, "request");
     const share = this.shares.get(f.shareId);
-    if (!share?.agent) throw new RefusedError("no_share", `share "${f.shareId}" is not online`);
-    if (!share.targets.includes(f.target)) throw new RefusedError("bad_target", `share "${share.id}" does not offer ${f.target}`);
+    const refuse = (why: "no_share" | "bad_target", message: string) => {
+      this.refusals.note(ip(peer.addr), `request.${why}`);
+      redeemFailed(why);
+      return new RefusedError(why, message);
+    };
+    // Offline and closed to requests by id read the same, so the answer does not tell which share ids exist.
+    if (!share?.agent || !share.requestsById) {
+      throw refuse("no_share", `share "${f.shareId}" is not online or does not take requests by share id; ask the host for a code (or to share with --allow-requests-by-id)`);
+    }
+    if (!share.targets.includes(f.target)) throw refuse("bad_target", `share "${share.id}" does not offer ${f.target}`);
     await this.ask(peer, share, f.target, f, "share-id");
   }
 
@@ -62,16 +75,28 @@ export class Consent {
     const giveBack = async () => { if (codeHash) await this.o.store.releaseCode(codeHash); };
     if (share.approvers.size === 0) {
       await giveBack();
-      throw new RefusedError("no_approver", `nobody is approving requests for share "${share.id}" right now; ask the host to run \`tessera share --share-id ${share.id}\``);
+      // The share id stays unsaid: a code holder must not learn it (it may be taken for requests by id).
+      throw new RefusedError("no_approver", "nobody is approving requests for this share right now; ask the host to run `tessera share --share-id` for it");
     }
     if (share.requests.size >= this.o.limits.maxPendingPerShare) {
       await giveBack();
       throw new RefusedError("limit", "the host has too many requests waiting; try again shortly");
     }
+    // One asker cannot fill the host's queue: caps per address and per guest key, below the share's.
+    const addr = ip(peer.addr);
+    const fromAddr = [...share.requests].filter((r) => ip(r.guestInfo.addr) === addr).length;
+    if (fromAddr >= this.o.limits.maxPendingPerAddress) {
+      await giveBack();
+      throw new RefusedError("limit", `${fromAddr} request(s) from your address are already waiting for this host (the per-address cap); wait for their answers`);
+    }
     const csr = await readCsr(f.csr).catch(async (e) => {
       await giveBack();
       throw new RefusedError("bad_csr", `certificate request refused: ${e.message}`);
     });
+    if ([...share.requests].filter((r) => r.guestInfo.spki === csr.spki).length >= this.o.limits.maxPendingPerGuestKey) {
+      await giveBack();
+      throw new RefusedError("limit", "a request with this key is already waiting for this host (the per-key cap); wait for its answer");
+    }
     const req: Request = {
       id: newId("r"), share, guest: peer, target, publicKey: csr.publicKey, codeHash,
       guestInfo: { name: f.name, addr: peer.addr, spki: csr.spki },
@@ -81,7 +106,7 @@ export class Consent {
     this.o.audit.append("request", { ...requestActors(req), target, reason: f.reason, via });
     this.pending.set(req.id, req);
     share.requests.add(req);
-    peer.ch.send({ t: "pending", requestId: req.id, shareId: share.id, target });
+    peer.ch.send({ t: "pending", requestId: req.id, target });
     const deadline = Date.now() + this.o.limits.approvalTimeoutMs;
     for (const a of share.approvers) a.ch.send({ t: "ask", requestId: req.id, shareId: share.id, guest: req.guestInfo, target, reason: f.reason, deadline });
   }
@@ -125,6 +150,7 @@ export class Consent {
       if (req.codeHash) await this.o.store.releaseCode(req.codeHash);
       req.guest.ch.send({ t: "denied", requestId: req.id, reason });
     }
+    await this.refusals.flush();
   }
 
   recheck(peer: Peer, f: CF<"recheck">): void {
@@ -186,13 +212,20 @@ export class Consent {
     for (const a of req.share.approvers) if (a !== peer) a.ch.send({ t: "cancel", requestId: req.id, reason: "approved elsewhere" });
   }
 
-  private rateLimit(peer: Peer): void {
+  /** Redeems and requests share one budget per address; enrolments have their own. Counted, not synced. */
+  rateLimit(peer: Peer, what: "redeem" | "request" | "enrol"): void {
     const addr = ip(peer.addr);
-    if (!this.limiter.allow(addr)) {
-      this.o.audit.append("redeem.fail", { addr: peer.addr, reason: "rate_limited" });
-      redeemFailed("rate_limited");
-      throw new RefusedError("rate_limited", `too many attempts from ${addr}; wait a minute and try again`);
-    }
+    if (this.limiter.allow(what === "enrol" ? `enroll:${addr}` : addr)) return;
+    this.refusals.note(addr, `${what}.rate_limited`);
+    if (what === "enrol") enrolFailed("rate_limited");
+    else redeemFailed("rate_limited");
+    throw new RefusedError("rate_limited", `too many attempts from ${addr}; wait a minute and try again`);
+  }
+
+  /** An enrolment refused for its token (unknown, expired, used): counted and audited in the window's line. */
+  enrolRefused(peer: Peer, why: string): void {
+    this.refusals.note(ip(peer.addr), `enrol.${why}`);
+    enrolFailed(why);
   }
 }
 

@@ -16,6 +16,13 @@ export const LIMITS = {
   maxPendingStreamsPerSession: 256,
   maxStreams: 20_000,
   maxPendingPerShare: 16,
+  /** Requests one source address, and one guest key, may have waiting on one share: nobody fills the host's queue. */
+  maxPendingPerAddress: 4,
+  maxPendingPerGuestKey: 1,
+  /** Free refusals (rate-limited, bad codes, bad enrolment tokens) are audited once per address per window... */
+  refusalAuditWindowMs: 60_000,
+  /** ...for at most this many addresses a window; attempts from more are counted on one "(other addresses)" line. */
+  maxRefusalAddresses: 1000,
   maxCodesPerShare: 64,
   maxConnections: 10_000,
   handshakeTimeoutMs: 10_000,

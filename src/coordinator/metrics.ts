@@ -82,7 +82,9 @@ function labelKey(labels: Labels): string {
 const registry = new Registry();
 
 /** Redemption failure reasons; anything else is counted as "other" so labels stay a small fixed set. */
-const REDEEM_REASONS = ["unknown", "used", "expired", "offline", "bad_code", "rate_limited"] as const;
+const REDEEM_REASONS = ["unknown", "used", "expired", "offline", "bad_code", "rate_limited", "no_share", "bad_target"] as const;
+/** Host enrolment failure reasons (the token's error codes), likewise a fixed set. */
+const ENROL_REASONS = ["bad_token", "token_expired", "token_used", "rate_limited"] as const;
 
 export const metrics = {
   registry,
@@ -102,10 +104,15 @@ export const metrics = {
   ]),
   redeemFailures: registry.counter("tessera_code_redemption_failures_total", "Code redemptions (and share-id requests) refused, by reason.",
     REDEEM_REASONS.map((reason) => ({ reason }))),
+  enrolFailures: registry.counter("tessera_enrol_failures_total", "Host enrolments refused, by reason.", ENROL_REASONS.map((reason) => ({ reason }))),
 };
 
 export function redeemFailed(reason: string): void {
   metrics.redeemFailures.inc(1, { reason: (REDEEM_REASONS as readonly string[]).includes(reason) ? reason : "other" });
+}
+
+export function enrolFailed(reason: string): void {
+  metrics.enrolFailures.inc(1, { reason: (ENROL_REASONS as readonly string[]).includes(reason) ? reason : "other" });
 }
 
 /** Live state read at scrape time. */

@@ -33,6 +33,8 @@ export interface LiveShare {
   hostSpki: string;
   hostName: string;
   targets: string[];
+  /** The host lets guests ask by share id, without a code (set by each register). */
+  requestsById?: boolean;
   /** Absent while the agent is away (lost connection, coordinator restarted); see offlineSince. */
   agent?: Peer;
   offlineSince?: number;

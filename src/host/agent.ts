@@ -20,6 +20,8 @@ export interface AgentOptions extends Required<Pick<DialOptions, "address" | "ca
   policy: TargetPolicy;
   /** Also approve requests on this connection (the embedded agent of `tessera share --port`). */
   approver: boolean;
+  /** Let guests ask by share id, without a code (`--allow-requests-by-id`); off by default. */
+  requestsById?: boolean;
   /** Keep reconnecting (with backoff) rather than fail on the first disconnect. */
   reconnect: boolean;
   /** Serves sessions whose target is SHELL_TARGET (`share --shell`); without it such streams are refused. */
@@ -86,7 +88,7 @@ export class Agent {
   async start(): Promise<ControlClient> {
     const c = await ControlClient.dial(this.o);
     const targets = [...this.o.policy.targets, ...(this.o.shell ? [SHELL_TARGET] : [])];
-    c.send({ t: "register", shareId: this.o.shareId, targets, approver: this.o.approver });
+    c.send({ t: "register", shareId: this.o.shareId, targets, approver: this.o.approver, requestsById: this.o.requestsById });
     await c.next("registered").catch((err) => {
       c.close();
       throw err;

@@ -8,6 +8,7 @@ import { logger } from "../log.ts";
 import { encodeControl, encodeData, GuestControl, SHELL_PROTOCOL_VERSION, ShellDecoder } from "./frames.ts";
 import type { ShellOptions, ShellResult, ShellSessionInfo } from "./types.ts";
 import { Recorder } from "./recorder.ts";
+import { showName } from "../wire/untrusted-text.ts";
 
 const log = logger("shell");
 /** Output the guest has not read yet; past this the session ends rather than the host buffering without bound. */
@@ -57,7 +58,8 @@ export class ShellSession {
 
   constructor(stream: Duplex, info: ShellSessionInfo, private readonly o: ShellOptions, private readonly events: ShellEvents) {
     this.sessionId = info.sessionId;
-    this.guestName = info.guest.name;
+    // Shown on the host's screen and in the recording's title: the guest's own words, escaped.
+    this.guestName = showName(info.guest.name);
     this.attach(stream);
   }
 

@@ -1,7 +1,7 @@
 // The control-plane wire format: every frame type, defined once as a valibot schema.
 import * as v from "valibot";
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** Hard cap on one control frame, checked before a byte of it is buffered. */
 export const MAX_FRAME_BYTES = 64 * 1024;
 /** Data-plane preamble: magic (never 0x16, so it can't be mistaken for a TLS ClientHello) + 32-byte token. */
@@ -31,7 +31,8 @@ export const guestInfo = v.strictObject({ name, addr: text(80), spki });
 export const ClientFrame = v.variant("t", [
   frame("hello", { v: v.pipe(v.number(), v.integer()), client: text(64) }),
   frame("enroll", { token: v.pipe(v.string(), v.maxLength(256)), csr: pem, name }),
-  frame("register", { shareId: id, targets: v.pipe(v.array(target), v.minLength(1), v.maxLength(64)), approver: v.boolean() }),
+  /** requestsById: guests may ask by share id, without a code (`--allow-requests-by-id`); off when absent. */
+  frame("register", { shareId: id, targets: v.pipe(v.array(target), v.minLength(1), v.maxLength(64)), approver: v.boolean(), requestsById: v.optional(v.boolean()) }),
   frame("attach", { shareId: id }),
   frame("mint", { shareId: id, target: v.optional(target) }),
   frame("decision", { requestId: id, allow: v.boolean() }),
@@ -61,7 +62,8 @@ export const ServerFrame = v.variant("t", [
   frame("code", { shareId: id, code, target, expiresAt: epochMs }),
   frame("ask", { requestId: id, shareId: id, guest: guestInfo, target, reason: text(500), deadline: epochMs }),
   frame("cancel", { requestId: id, reason: text(200) }),
-  frame("pending", { requestId: id, shareId: id, target }),
+  /** No share id: it would let a code holder ask again by id, without a code (version 2). */
+  frame("pending", { requestId: id, target }),
   frame("approved", { requestId: id, sessionId: id, cert: pem, hostSpki: spki, target, idleTimeoutSec: v.number() }),
   frame("denied", { requestId: id, reason: text(200) }),
   frame("session", { sessionId: id, shareId: id, target, guest: guestInfo }),

@@ -91,24 +91,27 @@ describe("approve and deny", () => {
 });
 
 describe("codes", () => {
-  test("a code works once: the second redeem is refused code_used and audited", async () => {
+  // Issue 12 item 8 changed these two: a used code now gets the one answer for every invalid code
+  // (code_invalid), and the detail reaches the audit log in the address's aggregated "refused" line.
+  test("a code works once: the second redeem is refused code_invalid, the detail audited", async () => {
     w = await World.open();
     const agent = await w.agent();
     const code = await w.mint(agent);
     await w.redeem(await w.guest("alice"), code);
     const bob = await w.guest("bob");
     const err = await refusal(w.redeem(bob, code));
-    expect(err.code).toBe("code_used");
+    expect(err.code).toBe("code_invalid");
     expect(bob.peer.ch.of("pending")).toEqual([]);
-    expect(w.one("redeem.fail")).toMatchObject({ reason: "used", guest: "bob", shareId: "web" });
     expect(agent.ch.of("ask")).toHaveLength(1);
+    await w.restart();
+    expect(w.refusedLine(bob.peer.addr.replace(/:\d+$/, ""))).toMatchObject({ attempts: 1, reasons: "redeem.used=1", shareIds: "web" });
   });
 
   test("an unknown or malformed code is refused without a request", async () => {
     w = await World.open();
     await w.agent();
     const g = await w.guest();
-    expect((await refusal(w.redeem(g, "AAAA-AAAA"))).code).toBe("code_unknown");
+    expect((await refusal(w.redeem(g, "AAAA-AAAA"))).code).toBe("code_invalid");
     expect((await refusal(w.redeem(g, "nope"))).code).toBe("bad_code");
     expect(w.broker.counts.requests).toBe(0);
   });
@@ -184,9 +187,10 @@ describe("limits and timers", () => {
     expect((await refusal(w.send((await w.guest()).peer, { t: "recheck", requestId }))).code).toBe("still_pending");
   });
 
+  // Issue 12 item 6: asking by share id now needs a share registered with requestsById (see requests-by-id.test.ts).
   test("asking by share id: unknown share is no_share, a target the share does not offer is bad_target", async () => {
     w = await World.open();
-    await w.agent();
+    await w.agent("web", [TARGET], "box", true);
     const g = await w.guest();
     const ask = (shareId: string, target: string) => w.send(g.peer, { t: "request", shareId, target, csr: g.csr, name: g.name, reason: "" });
     expect((await refusal(ask("nope", TARGET))).code).toBe("no_share");

@@ -143,10 +143,10 @@ export class World {
     return token;
   }
 
-  /** A bare connection: `identity` is what the listener would derive from a client certificate. */
-  peer(identity: Pick<Peer, "host" | "guest"> = {}): FakePeer {
+  /** A bare connection: `identity` is what the listener would derive from a client certificate; `ip` its source address (default: a new one). */
+  peer(identity: Pick<Peer, "host" | "guest"> = {}, ip?: string): FakePeer {
     const n = ++this.n;
-    return { id: `c-${n}`, addr: `10.0.${n >> 8}.${n & 255}:${40000 + n}`, ch: new FakeLink(), helloed: false, ...identity };
+    return { id: `c-${n}`, addr: `${ip ?? `10.0.${n >> 8}.${n & 255}`}:${40000 + n}`, ch: new FakeLink(), helloed: false, ...identity };
   }
 
   async hello(p: FakePeer): Promise<FakePeer> {
@@ -167,16 +167,24 @@ export class World {
     return this.hello(this.peer({ host: { spki: info.spki, name: info.commonName } }));
   }
 
-  /** An enrolled host whose agent serves (and approves for) `shareId`. */
-  async agent(shareId = "web", targets = [TARGET], name = "box"): Promise<FakePeer> {
+  /** An enrolled host whose agent serves (and approves for) `shareId`; `requestsById` as `--allow-requests-by-id`. */
+  async agent(shareId = "web", targets = [TARGET], name = "box", requestsById?: boolean): Promise<FakePeer> {
     const a = await this.host(name);
-    await this.send(a, { t: "register", shareId, targets, approver: true });
+    await this.send(a, { t: "register", shareId, targets, approver: true, requestsById });
     return a;
   }
 
-  async guest(name = "alice"): Promise<Guest> {
-    const csr = await createCsr({ keys: await generateKeyPair(), commonName: name });
-    return { peer: await this.hello(this.peer()), csr, name };
+  /** A guest with a fresh key (or `csr`'s), from a new address (or `ip`). */
+  async guest(name = "alice", o: { ip?: string; csr?: string } = {}): Promise<Guest> {
+    const csr = o.csr ?? (await createCsr({ keys: await generateKeyPair(), commonName: name }));
+    return { peer: await this.hello(this.peer({}, o.ip)), csr, name };
+  }
+
+  /** The one "refused" line (aggregated refusals) of address `ip`; the tally writes it at the window's end or at shutdown. */
+  refusedLine(ip: string): AuditEvent | undefined {
+    const lines = this.events().filter((e) => e.event === "refused" && e.addr === ip);
+    expect(lines.length).toBeLessThanOrEqual(1);
+    return lines[0];
   }
 
   /** A guest coming back with the certificate it was approved with (identified as listener.identify does). */

@@ -137,7 +137,7 @@ test("a command that does not exist: status 127, a clear message, and the sessio
 test("connect --share-id ... -- CMD works the same way through a running agent", async () => {
   const d = await deploy();
   const echo = await echoServer();
-  const { agent, approver } = await agentShare(d, "db7", echo.port);
+  const { agent, approver } = await agentShare(d, "db7", echo.port, ["--allow-requests-by-id"]);
   const guest = spawn(["connect", "--share-id", "db7", "--target", `127.0.0.1:${echo.port}`, "--name", "conn", "--",
     "bash", "-c", 'exec 3<>/dev/tcp/{host}/{port}; echo via-connect >&3; read -r l <&3; echo "$l"; exit 5'], d.guestEnv);
   await approver.waitFor(/Allow conn/);

@@ -51,7 +51,7 @@ test("--stdio: a denied request prints nothing on stdout and exits non-zero", as
 test("connect --stdio through a running agent; the host ending the session ends the carrier with status 1", async () => {
   const d = await deploy();
   const echo = await echoServer();
-  const { agent, approver } = await agentShare(d, "ssh7", echo.port);
+  const { agent, approver } = await agentShare(d, "ssh7", echo.port, ["--allow-requests-by-id"]);
   const guest = spawn(["connect", "--share-id", "ssh7", "--target", `127.0.0.1:${echo.port}`, "--stdio", "--name", "carrier"], d.guestEnv);
   await approver.waitFor(/Allow carrier/);
   approver.write("y\n");
@@ -126,7 +126,7 @@ test("ssh through `join --stdio` as ProxyCommand (from `tessera ssh-config`): th
   ].join("\n"));
   const ssh = spawnProgram(["ssh", "-F", cfg, "devbox", "echo", "hello-from-sshd", "&&", "echo", "exit-status-next", "&&", "exit", "3"], d.guestEnv);
   // The ProxyCommand's request reaches the host's prompt, with ssh's %r@%h:%p filled into the reason.
-  await host.waitFor(new RegExp(`reason  ssh ${sshd.user}@devbox:22`));
+  await host.waitFor(new RegExp(`reason  "ssh ${sshd.user}@devbox:22"`));
   await host.waitFor(/Allow \S+ to reach 127\.0\.0\.1:\d+\?/);
   host.write("y\r");
   expect(await ssh.exit()).toBe(3);

@@ -219,9 +219,9 @@ export async function auditEvents(d: Deployment, event: string, count = 1, timeo
   }
 }
 
-/** `tessera agent --share-id ID --allow 127.0.0.1:PORT` plus `tessera share --share-id ID` answering its prompts. */
-export async function agentShare(d: Deployment, shareId: string, targetPort: number): Promise<{ agent: Proc; approver: Proc }> {
-  const agent = spawn(["agent", "--share-id", shareId, "--allow", `127.0.0.1:${targetPort}`], d.hostEnv);
+/** `tessera agent --share-id ID --allow 127.0.0.1:PORT ...agentArgs` plus `tessera share --share-id ID` answering its prompts. */
+export async function agentShare(d: Deployment, shareId: string, targetPort: number, agentArgs: string[] = []): Promise<{ agent: Proc; approver: Proc }> {
+  const agent = spawn(["agent", "--share-id", shareId, "--allow", `127.0.0.1:${targetPort}`, ...agentArgs], d.hostEnv);
   await agent.waitFor(new RegExp(`serving share ${shareId}`));
   const approver = spawn(["share", "--share-id", shareId], d.hostEnv);
   await approver.waitFor(/code: /);

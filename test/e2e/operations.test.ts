@@ -153,7 +153,8 @@ test("a request nobody answers counts as expired; a used code counts as a redemp
   expect(await guest.exit()).not.toBe(0);
   expect(guest.err).toContain("did not answer");
   const again = await run(["join", code, "--name", "bob", "--local", "127.0.0.1:0"], d.guestEnv);
-  expect(again.err).toContain("already used");
+  // Issue 12 item 8: the guest hears the one answer for any invalid code; the metric still says "used".
+  expect(again.err).toContain("this code is not valid");
   const m = await scrape(d, ca);
   expect(m.get('tessera_requests_total{outcome="expired"}')).toBe(1);
   expect(m.get('tessera_requests_total{outcome="approved"}')).toBe(0);

@@ -16,7 +16,7 @@ test("quickstart: code, prompt at the host's terminal, y, forwarding with many p
   expect(prompt[0]).toContain(`127.0.0.1:${echo.port}`);
   expect(host.out).toContain("guest   alice");
   expect(host.out).toMatch(/from    127\.0\.0\.1:\d+/);
-  expect(host.out).toContain("reason  debug the checkout query");
+  expect(host.out).toContain("reason  \"debug the checkout query\"");
   expect(host.out).toMatch(/key     SHA256:[A-Za-z0-9+/]{43}/);
   host.write("y\r");
   const fwd = await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+) -> 127\.0\.0\.1:(\d+)/);
