@@ -1,4 +1,4 @@
-// "30m", "90s", "2h", "500ms" or bare seconds, for timeout flags.
+// "30m", "90s", "2h", "500ms" or bare seconds, for timeout flags; sizes and counts for the other limits.
 import { ConfigError } from "../errors.ts";
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -18,4 +18,11 @@ export function parseSize(text: string, flag: string): number {
   const mult = m ? SIZES[m[2]!.toLowerCase()] : undefined;
   if (!m || mult === undefined) throw new ConfigError(`--${flag} must be a size like 64MiB, 500k or 0 for never (got "${text}")`);
   return Math.floor(Number(m[1]) * mult);
+}
+
+/** A whole number of at least 1, for cap flags. */
+export function parseCount(text: string, flag: string): number {
+  const n = /^\d+$/.test(text.trim()) ? Number(text.trim()) : NaN;
+  if (!(Number.isSafeInteger(n) && n >= 1)) throw new ConfigError(`--${flag} must be a whole number of at least 1 (got "${text}")`);
+  return n;
 }

@@ -14,7 +14,7 @@ import { hashToken, startHttp } from "../coordinator/http.ts";
 import { LIMITS } from "../coordinator/limits.ts";
 import { splitAddress } from "../wire/address.ts";
 import { Store } from "../store/store.ts";
-import { parseDuration, parseSize } from "../cli/duration.ts";
+import { parseCount, parseDuration, parseSize } from "../cli/duration.ts";
 import { readRequired } from "../cli/home.ts";
 import { readHttpTls } from "../cli/http-tls.ts";
 import { VERSION } from "../version.ts";
@@ -38,6 +38,11 @@ export default defineCommand({
     "code-ttl": { type: "string", default: "10m", description: "How long an unredeemed code stays valid" },
     "approval-timeout": { type: "string", default: "2m", description: "Deny a request the host has not answered in this time" },
     "resume-grace": { type: "string", default: "2m", description: "How long a share waits for its agent, and a session for its guest, after a lost connection or a restart" },
+    "max-connections": { type: "string", default: String(LIMITS.maxConnections), description: "Connections held at once (control, data and not yet identified); past it new ones are refused and /healthz answers 503" },
+    "max-connections-per-address": { type: "string", default: String(LIMITS.maxConnectionsPerAddress), description: "Connections from one source address (an IPv6 /64), data streams with a valid token aside" },
+    "role-timeout": { type: "string", default: `${LIMITS.roleTimeoutMs / 1000}s`, description: "Close a control connection that serves, approves, asks for and holds nothing for this long" },
+    "max-shares-per-host": { type: "string", default: String(LIMITS.maxSharesPerHost), description: "Shares one enrolled host may hold at once" },
+    "max-codes-per-share": { type: "string", default: String(LIMITS.maxCodesPerShare), description: "Unused codes one share may hold at once" },
   },
   async run({ args }) {
     setLogFormat(args["log-format"]);
@@ -53,6 +58,11 @@ export default defineCommand({
       codeTtlMs: parseDuration(args["code-ttl"], "code-ttl"),
       approvalTimeoutMs: parseDuration(args["approval-timeout"], "approval-timeout"),
       resumeGraceMs: parseDuration(args["resume-grace"], "resume-grace"),
+      maxConnections: parseCount(args["max-connections"], "max-connections"),
+      maxConnectionsPerAddress: parseCount(args["max-connections-per-address"], "max-connections-per-address"),
+      roleTimeoutMs: parseDuration(args["role-timeout"], "role-timeout"),
+      maxSharesPerHost: parseCount(args["max-shares-per-host"], "max-shares-per-host"),
+      maxCodesPerShare: parseCount(args["max-codes-per-share"], "max-codes-per-share"),
     };
     const store = await Store.open(args.db);
     const checkpointEvery = Number(args["audit-checkpoint"]);
@@ -75,7 +85,7 @@ export default defineCommand({
     const l = splitAddress(args.listen, 8443, true);
     const bound = await coordinator.listen(l.host, l.port);
     const h = splitAddress(args.http, 8080, true);
-    const http = startHttp({ host: h.host, port: h.port, version: VERSION, broker: coordinator.broker, operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined, tls: httpTls });
+    const http = startHttp({ host: h.host, port: h.port, version: VERSION, broker: coordinator.broker, operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined, tls: httpTls, health: () => coordinator.health() });
     audit.append("coordinator.start", { version: VERSION, listen: `${bound.host}:${bound.port}`, restoredShares: restored.shares, restoredSessions: restored.sessions, voidedRequests: restored.voided });
     if (restored.shares || restored.sessions) log.info(`restored ${restored.shares} share(s) and ${restored.sessions} session(s); waiting ${args["resume-grace"]} for their agents and guests to come back`);
     log.info(`tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (${httpTls ? "https" : "http"} ${http.hostname}:${http.port})`);
