@@ -31,6 +31,13 @@ export async function eventually<T>(attempt: () => Promise<T>, what: string): Pr
   }
 }
 
+/** `p`, or a rejection naming `what` after a bounded wait. */
+export function within<T>(p: Promise<T>, what: string): Promise<T> {
+  let t: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => { t = setTimeout(() => reject(new Error(`no ${what} within ${WAIT_MS} ms`)), WAIT_MS); });
+  return Promise.race([p, late]).finally(() => clearTimeout(t));
+}
+
 /** Resolves once `sock` closes; rejects after a bounded wait (a socket the coordinator never closes). */
 export function closed(sock: net.Socket, what: string): Promise<void> {
   if (sock.destroyed) return Promise.resolve();
