@@ -18,6 +18,7 @@ export interface Slot {
 
 export class Admission {
   private used = 0;
+  private closedSinceCollect = 0;
   private readonly bySource = new Map<string, number>();
   /** One warning a minute per refused source, so a flood cannot flood the log as well. */
   private readonly warned = new RateLimiter(1, 60_000, 10_000);
@@ -66,7 +67,15 @@ export class Admission {
     slot.released = true;
     this.unbind(slot);
     this.used--;
+    this.closedSinceCollect++;
     metrics.connectionsOpen.set(this.used);
+  }
+
+  /** Connections closed since the last call. */
+  takeClosed(): number {
+    const n = this.closedSinceCollect;
+    this.closedSinceCollect = 0;
+    return n;
   }
 
   /** Why a new connection would be refused whatever its source, or undefined when there is room. */

@@ -15,6 +15,9 @@ test("a slot is given back once, however many closes report it", () => {
   expect(a.admit("10.0.0.3")).toBeDefined();
   a.release(s2);
   expect(a.open).toBe(1);
+  // Each connection counts once among the closes that prompt a garbage collection.
+  expect(a.takeClosed()).toBe(2);
+  expect(a.takeClosed()).toBe(0);
 });
 
 test("the per-source cap counts until a connection is unbound (a data stream with a valid token)", () => {
