@@ -38,6 +38,16 @@ export async function healthz(d: Deployment): Promise<string> {
   }
 }
 
+/** The coordinator's /metrics samples whose name starts with `prefix` (none from a build without them). */
+export async function metrics(d: Deployment, prefix: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${d.httpPort}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+    for (const line of text.split("\n")) if (line.startsWith(prefix)) out[line.slice(0, line.lastIndexOf(" "))] = Number(line.slice(line.lastIndexOf(" ") + 1));
+  } catch {}
+  return out;
+}
+
 /** An echo server for the shared port; closed with the returned function. */
 export async function echo(): Promise<{ port: number; close: () => void }> {
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
