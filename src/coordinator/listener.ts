@@ -111,8 +111,10 @@ export class Coordinator {
     if (!slot) return void sock.terminate();
     this.conns.add(sock.data);
     sock.setNoDelay(true);
-    // Nobody holds a socket open without saying what it is.
-    sock.data.timer = setTimeout(() => sock.terminate(), this.o.limits.handshakeTimeoutMs);
+    // Nobody holds a socket open without saying what it is. The TLS socket once upgraded: ending the
+    // raw socket object that `open` got does nothing after upgradeTLS, which left a stalled handshake forever.
+    const c = sock.data;
+    c.timer = setTimeout(() => c.sock.terminate(), this.o.limits.handshakeTimeoutMs);
   }
 
   /** A connection's one goodbye: the raw and the TLS socket of a control connection both report it. */

@@ -1,6 +1,7 @@
 // Issue 12 item 2: a control connection that only said hello is closed after the role deadline, a frame
 // left half-sent is cut after the frame deadline, and one source address cannot hold more than its cap.
 import { afterEach, expect, setDefaultTimeout, test } from "bun:test";
+import net from "node:net";
 import type tls from "node:tls";
 import { RefusedError } from "../../src/errors.ts";
 import { FrameDecoder } from "../../src/wire/codec.ts";
@@ -50,6 +51,20 @@ test("a frame left half-sent is cut after the frame deadline, with an error fram
   const frames = await framesUntilClosed(s, "a connection holding half a frame");
   expect(frames[0]?.t).toBe("welcome");
   expect(frames.at(-1)).toMatchObject({ t: "error", code: "timeout", message: "a frame was left half-sent for 0.3s" });
+});
+
+test("a TLS handshake left half-done, and a connection that never says what it is, are cut after the handshake deadline", async () => {
+  live = await Live.start({ handshakeTimeoutMs: 300 });
+  const stalled = net.connect({ port: live.port, host: "127.0.0.1" });
+  const silent = net.connect({ port: live.port, host: "127.0.0.1" });
+  for (const s of [stalled, silent]) s.on("error", () => {});
+  // The start of a ClientHello whose record promises 256 bytes: the TLS server waits for the rest.
+  stalled.write(Buffer.from([0x16, 0x03, 0x01, 0x01, 0x00, 0x01, 0x00, 0x00, 0xfc, 0x03, 0x03, 9, 9, 9]));
+  await Promise.all([closed(stalled, "a half-done TLS handshake"), closed(silent, "a connection that sent nothing")]);
+  const l = live;
+  await eventually(async () => {
+    if (l.coordinator.admission.open !== 0) throw new Error(`${l.coordinator.admission.open} slots still taken`);
+  }, "both slots to come back");
 });
 
 test("one source address holds at most maxConnectionsPerAddress; other addresses are not affected", async () => {
