@@ -1,14 +1,15 @@
 // `bun scripts/flood.ts`: a bounded flood from loopback against a compiled coordinator (issue 12): TLS
-// handshakes opened and closed, silent connections (some holding half a 64 KiB frame) and a burst from one
+// handshakes opened and closed, silent connections (some holding half a 64 KiB frame, some stalled in the
+// TLS handshake) and a burst from one
 // address. Around each, a host shares, a guest joins and opens streams, /healthz is read and the
 // coordinator's RSS recorded. Loopback only, bounded in count and time; every process it starts is killed by pid.
-// Options: --bin PATH (default dist/tessera)  --handshakes N  --silent N  --half N  --burst N
+// Options: --bin PATH (default dist/tessera)  --handshakes N  --silent N  --half N  --stalled N  --burst N
 //          --hold-max SECONDS (how long silent connections may stay before the script cuts them)  --json FILE
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { handshake, hold, pool, sources, type Held, type Target } from "./flood/attack.ts";
+import { handshake, hold, pool, sources, stall, type Held, type Target } from "./flood/attack.ts";
 import { deploy, echo, healthz, legitRound, metrics, type Deployment, type LegitResult } from "./flood/legit.ts";
 import { killAll, killOnSignal, rssMb, run } from "./bench/procs.ts";
 
@@ -19,6 +20,7 @@ const { values: a } = parseArgs({
     handshakes: { type: "string", default: "10000" },
     silent: { type: "string", default: "2000" },
     half: { type: "string", default: "500" },
+    stalled: { type: "string", default: "500" },
     burst: { type: "string", default: "1000" },
     "hold-max": { type: "string", default: "60" },
     json: { type: "string" },
@@ -30,7 +32,7 @@ const count = (name: keyof typeof a, max: number): number => {
   return n;
 };
 const opt = {
-  handshakes: count("handshakes", 20_000), silent: count("silent", 5_000), half: count("half", 2_000),
+  handshakes: count("handshakes", 20_000), silent: count("silent", 5_000), half: count("half", 2_000), stalled: count("stalled", 2_000),
   burst: count("burst", 5_000), holdMaxMs: count("hold-max", 180) * 1000,
 };
 const WIDTH = 64; // connections in flight at once
@@ -108,14 +110,17 @@ try {
   const halfFrom = sources(6, opt.half, PER_ADDRESS);
   const silent = (await pool(opt.silent, WIDTH, (i) => hold(t, silentFrom[i]!))).filter((h): h is Held => !!h);
   const half = (await pool(opt.half, WIDTH, (i) => hold(t, halfFrom[i]!, true))).filter((h): h is Held => !!h);
-  held.push(...silent, ...half);
-  const during = { silentHeld: silent.length, halfHeld: half.length, healthz: await healthz(d), rssMb: Math.round(rssMb(d.coordinator.pid)), legit: await legitRound(d, target.port, "duringsilent") };
-  say(`holding ${silent.length}/${opt.silent} silent and ${half.length}/${opt.half} half-frame connections; /healthz ${during.healthz}; RSS ${during.rssMb} MB; guest ${legit(during.legit)}`);
+  const stalledFrom = sources(8, opt.stalled, PER_ADDRESS);
+  const stalled = (await pool(opt.stalled, WIDTH, (i) => stall(t, stalledFrom[i]!))).filter((h): h is Held => !!h);
+  held.push(...silent, ...half, ...stalled);
+  const during = { silentHeld: silent.length, halfHeld: half.length, stalledHeld: stalled.length, healthz: await healthz(d), rssMb: Math.round(rssMb(d.coordinator.pid)), legit: await legitRound(d, target.port, "duringsilent") };
+  say(`holding ${silent.length}/${opt.silent} silent, ${half.length}/${opt.half} half-frame and ${stalled.length}/${opt.stalled} stalled-handshake connections; /healthz ${during.healthz}; RSS ${during.rssMb} MB; guest ${legit(during.legit)}`);
   const closedAt: (number | undefined)[] = await Promise.all(held.map((h) => Promise.race([h.closed, Bun.sleep(Math.max(0, holdStart + opt.holdMaxMs - Date.now())).then(() => undefined)])));
   const byCoordinator = (hs: Held[], from: number) => closedAt.slice(from, from + hs.length).filter((x) => x !== undefined) as number[];
   const cut = (xs: number[]) => ({ closedByCoordinator: xs.length, lastClosedAfterS: xs.length ? (Math.max(...xs) - holdStart) / 1000 : null });
-  report.silent = { ...during, silent: cut(byCoordinator(silent, 0)), half: cut(byCoordinator(half, silent.length)), holdMaxS: opt.holdMaxMs / 1000, peakRssMb: Math.round(rssMb(d.coordinator.pid)) };
-  say(`silent: ${JSON.stringify((report.silent as { silent: unknown }).silent)}; half-frame: ${JSON.stringify((report.silent as { half: unknown }).half)}`);
+  report.silent = { ...during, silent: cut(byCoordinator(silent, 0)), half: cut(byCoordinator(half, silent.length)), stalled: cut(byCoordinator(stalled, silent.length + half.length)), holdMaxS: opt.holdMaxMs / 1000, peakRssMb: Math.round(rssMb(d.coordinator.pid)) };
+  const cuts = report.silent as Record<"silent" | "half" | "stalled", unknown>;
+  say(`closed by the coordinator: silent ${JSON.stringify(cuts.silent)}; half-frame ${JSON.stringify(cuts.half)}; stalled handshake ${JSON.stringify(cuts.stalled)}`);
   for (const h of held.splice(0)) h.sock.destroy();
 
   // 3. A burst from one address: the per-address cap admits only so many.

@@ -1,5 +1,6 @@
 // The flood's hostile side: TLS control connections to a loopback coordinator from chosen loopback source
 // addresses (all of 127/8 is local on Linux), made in bounded batches, each with its own time limit.
+import net from "node:net";
 import tls from "node:tls";
 import { encodeFrame } from "../../src/wire/codec.ts";
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from "../../src/wire/protocol.ts";
@@ -65,6 +66,26 @@ export function hold(t: Target, localAddress: string, halfFrame = false): Promis
     });
     // Keep reading so a close by the coordinator is seen; its error frame is not needed.
     s.on("data", () => {});
+  });
+}
+
+/** The start of a ClientHello whose record promises 256 bytes: a TLS server waits for the rest. */
+const PARTIAL_HELLO = Buffer.from([0x16, 0x03, 0x01, 0x01, 0x00, 0x01, 0x00, 0x00, 0xfc, 0x03, 0x03, 9, 9, 9]);
+
+/** A TCP connection that starts a TLS handshake and stalls; undefined when refused before it connected. */
+export function stall(t: Target, localAddress: string): Promise<Held | undefined> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: "127.0.0.1", port: t.port, localAddress });
+    s.on("error", () => {});
+    s.on("data", () => {});
+    const closed = new Promise<number>((r) => s.once("close", () => {
+      resolve(undefined);
+      r(Date.now());
+    }));
+    s.once("connect", () => {
+      s.write(PARTIAL_HELLO);
+      resolve({ sock: s as tls.TLSSocket, closed });
+    });
   });
 }
 
