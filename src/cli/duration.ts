@@ -1,4 +1,4 @@
-// "30m", "90s", "2h", "500ms" or bare seconds, for timeout flags; whole numbers for cap flags.
+// "30m", "90s", "2h", "500ms" or bare seconds, for timeout flags; sizes and counts for the other limits.
 import { ConfigError } from "../errors.ts";
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -22,7 +22,7 @@ export function parseSize(text: string, flag: string): number {
 
 /** A whole number of at least 1, for cap flags. */
 export function parseCount(text: string, flag: string): number {
-  const n = /^\d{1,9}$/.test(text.trim()) ? Number(text.trim()) : NaN;
-  if (!(n >= 1)) throw new ConfigError(`--${flag} must be a whole number of at least 1 (got "${text}")`);
+  const n = /^\d+$/.test(text.trim()) ? Number(text.trim()) : NaN;
+  if (!(Number.isSafeInteger(n) && n >= 1)) throw new ConfigError(`--${flag} must be a whole number of at least 1 (got "${text}")`);
   return n;
 }

@@ -41,6 +41,11 @@ export default defineCommand({
     "resume-grace": { type: "string", default: "2m", description: "How long a share waits for its agent, and a session for its guest, after a lost connection or a restart" },
     "stream-token-ttl": { type: "string", default: "10s", description: "How long a stream's guest and agent have to dial the data plane before it is dropped" },
     "max-pending-streams": { type: "string", default: String(LIMITS.maxPendingStreamsPerSession), description: "Streams of one session offered but not yet connected; more opens are refused until they connect or lapse" },
+    "max-connections": { type: "string", default: String(LIMITS.maxConnections), description: "Connections held at once (control, data and not yet identified); past it new ones are refused and /healthz answers 503" },
+    "max-connections-per-address": { type: "string", default: String(LIMITS.maxConnectionsPerAddress), description: "Connections from one source address (an IPv6 /64), data streams with a valid token aside" },
+    "role-timeout": { type: "string", default: `${LIMITS.roleTimeoutMs / 1000}s`, description: "Close a control connection that serves, approves, asks for and holds nothing for this long" },
+    "max-shares-per-host": { type: "string", default: String(LIMITS.maxSharesPerHost), description: "Shares one enrolled host may hold at once" },
+    "max-codes-per-share": { type: "string", default: String(LIMITS.maxCodesPerShare), description: "Unused codes one share may hold at once" },
   },
   async run({ args }) {
     setLogFormat(args["log-format"]);
@@ -58,6 +63,11 @@ export default defineCommand({
       resumeGraceMs: parseDuration(args["resume-grace"], "resume-grace"),
       streamTokenTtlMs: parseDuration(args["stream-token-ttl"], "stream-token-ttl"),
       maxPendingStreamsPerSession: parseCount(args["max-pending-streams"], "max-pending-streams"),
+      maxConnections: parseCount(args["max-connections"], "max-connections"),
+      maxConnectionsPerAddress: parseCount(args["max-connections-per-address"], "max-connections-per-address"),
+      roleTimeoutMs: parseDuration(args["role-timeout"], "role-timeout"),
+      maxSharesPerHost: parseCount(args["max-shares-per-host"], "max-shares-per-host"),
+      maxCodesPerShare: parseCount(args["max-codes-per-share"], "max-codes-per-share"),
     };
     const store = await Store.open(args.db);
     const checkpointEvery = Number(args["audit-checkpoint"]);
@@ -81,7 +91,7 @@ export default defineCommand({
     const l = splitAddress(args.listen, 8443, true);
     const bound = await coordinator.listen(l.host, l.port);
     const h = splitAddress(args.http, 8080, true);
-    const http = startHttp({ host: h.host, port: h.port, version: VERSION, broker: coordinator.broker, operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined, tls: httpTls, auditHead: () => audit.signedHead() });
+    const http = startHttp({ host: h.host, port: h.port, version: VERSION, broker: coordinator.broker, operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined, tls: httpTls, auditHead: () => audit.signedHead(), health: () => coordinator.health() });
     audit.append("coordinator.start", { version: VERSION, listen: `${bound.host}:${bound.port}`, restoredShares: restored.shares, restoredSessions: restored.sessions, voidedRequests: restored.voided });
     if (restored.shares || restored.sessions) log.info(`restored ${restored.shares} share(s) and ${restored.sessions} session(s); waiting ${args["resume-grace"]} for their agents and guests to come back`);
     log.info(`tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (${httpTls ? "https" : "http"} ${http.hostname}:${http.port})`);

@@ -17,6 +17,8 @@ const log = logger("coordinator");
 
 export class Broker {
   private readonly shares = new Map<string, LiveShare>();
+  /** New share ids whose registration awaits the store, with their host's key. */
+  private readonly opening = new Map<string, string>();
   readonly sessions: SessionBook;
   private readonly consent: Consent;
   private readonly sweeper: ReturnType<typeof setInterval>;
@@ -127,13 +129,21 @@ export class Broker {
     const known = this.shares.get(f.shareId);
     if (known && known.hostSpki !== host.spki) throw new RefusedError("share_taken", `share id "${f.shareId}" belongs to another host; pick another id`);
     if (known?.agent) throw new RefusedError("share_busy", `an agent is already serving share "${f.shareId}"`);
-    if (!known) {
-      const row = await this.o.store.getShare(f.shareId);
-      if (row && row.hostSpki !== host.spki) throw new RefusedError("share_taken", `share id "${f.shareId}" belongs to another host; pick another id`);
-      if (this.shares.size >= this.o.limits.maxShares) throw new RefusedError("limit", "this coordinator has reached its share limit; try again later");
-    }
     const now = Date.now();
-    await this.o.store.putShare({ id: f.shareId, hostSpki: host.spki, hostName: host.name, targets: f.targets }, now);
+    const put = () => this.o.store.putShare({ id: f.shareId, hostSpki: host.spki, hostName: host.name, targets: f.targets }, now);
+    if (known) await put();
+    else {
+      this.checkShareCaps(f.shareId, host);
+      // Held while the store answers, so racing registrations cannot overshoot the caps.
+      this.opening.set(f.shareId, host.spki);
+      try {
+        const row = await this.o.store.getShare(f.shareId);
+        if (row && row.hostSpki !== host.spki) throw new RefusedError("share_taken", `share id "${f.shareId}" belongs to another host; pick another id`);
+        await put();
+      } finally {
+        this.opening.delete(f.shareId);
+      }
+    }
     const share: LiveShare = known ?? { id: f.shareId, hostSpki: host.spki, hostName: host.name, targets: f.targets, approvers: new Set(), requests: new Set(), sessions: new Set() };
     share.targets = f.targets;
     share.requestsById = f.requestsById ?? false;
@@ -147,6 +157,19 @@ export class Broker {
     for (const s of [...share.sessions]) {
       if (!share.targets.includes(s.target)) this.sessions.close(s, "the host no longer offers this target");
       else peer.ch.send({ t: "session", sessionId: s.id, shareId: share.id, target: s.target, guest: s.guestInfo });
+    }
+  }
+
+  /** A new share must fit the coordinator's cap and its host's (shares being registered count too). */
+  private checkShareCaps(shareId: string, host: { spki: string; name: string }): void {
+    if (this.opening.has(shareId)) throw new RefusedError("share_busy", `an agent is already registering share "${shareId}"`);
+    const { maxShares, maxSharesPerHost } = this.o.limits;
+    if (this.shares.size + this.opening.size >= maxShares) throw new RefusedError("limit", `this coordinator has reached its share limit (${maxShares} shares); try again later`);
+    let mine = 0;
+    for (const s of this.shares.values()) if (s.hostSpki === host.spki) mine++;
+    for (const spki of this.opening.values()) if (spki === host.spki) mine++;
+    if (mine >= maxSharesPerHost) {
+      throw new RefusedError("limit", `host "${host.name}" already holds ${mine} shares, the per-host cap; stop one of them (a share whose agent went away counts until its resume grace ends), or ask the coordinator's operator to raise --max-shares-per-host`);
     }
   }
 
@@ -190,13 +213,25 @@ export class Broker {
     const now = Date.now();
     const max = this.o.limits.maxCodesPerShare;
     if ((await this.o.store.liveCodes(share.id, now)) >= max) {
-      throw new RefusedError("limit", `share "${share.id}" already has ${max} unused codes (the per-share cap); use one, or wait for some to expire`);
+      throw new RefusedError("limit", `share "${share.id}" already has ${max} unused codes, the per-share cap; use one or wait for some to expire (the coordinator's operator sets the cap with --max-codes-per-share)`);
     }
     const code = generateCode();
     const expiresAt = now + this.o.limits.codeTtlMs;
     await this.o.store.putCode(hashCode(this.o.codeKey, normalizeCode(code)!), share.id, target, expiresAt);
     this.o.audit.append("code.mint", { shareId: share.id, host: share.hostName, target, expiresAt: new Date(expiresAt).toISOString() });
     peer.ch.send({ t: "code", shareId: share.id, code, target, expiresAt });
+  }
+
+  /** Connections doing something: serving or approving a share, waiting on a request, or holding a session. */
+  peersWithRole(): Set<Peer> {
+    const busy = new Set<Peer>();
+    for (const share of this.shares.values()) {
+      if (share.agent) busy.add(share.agent);
+      for (const a of share.approvers) busy.add(a);
+    }
+    for (const r of this.consent.pending.values()) busy.add(r.guest);
+    for (const s of this.sessions.all.values()) if (s.guest) busy.add(s.guest);
+    return busy;
   }
 
   /** Operator revoke. */

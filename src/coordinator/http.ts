@@ -15,6 +15,8 @@ export interface HttpOptions {
   broker: Broker;
   /** PEM certificate chain and key: serve HTTPS instead of HTTP. */
   tls?: { cert: string; key: string };
+  /** Why the coordinator cannot take new work now; /healthz answers 503 with it. */
+  health?: () => string | undefined;
 }
 
 const METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -26,7 +28,10 @@ export function startHttp(o: HttpOptions) {
     ...(o.tls ? { tls: { cert: o.tls.cert, key: o.tls.key } } : {}),
     fetch(req) {
       const url = new URL(req.url);
-      if (url.pathname === "/healthz" && req.method === "GET") return new Response(`ok ${o.version}\n`);
+      if (url.pathname === "/healthz" && req.method === "GET") {
+        const down = o.health?.();
+        return down ? text(503, `unavailable ${o.version}: ${down}`) : new Response(`ok ${o.version}\n`);
+      }
       if (url.pathname === "/metrics" && req.method === "GET") return new Response(renderMetrics(o.broker.counts), { headers: { "content-type": METRICS_TYPE } });
       const m = /^\/s\/([A-Za-z0-9_.-]{1,64})\/revoke$/.exec(url.pathname);
       if (m) {

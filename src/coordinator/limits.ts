@@ -26,6 +26,14 @@ export const LIMITS = {
   maxCodesPerShare: 64,
   maxConnections: 10_000,
   handshakeTimeoutMs: 10_000,
+  /** Connections from one source address (an IPv6 /64) until they turn out to be data streams (bounded by the stream caps). */
+  maxConnectionsPerAddress: 256,
+  /** A control connection that serves, approves, asks for or holds nothing for this long is closed. */
+  roleTimeoutMs: 30_000,
+  /** Once a frame's first byte has arrived, the rest must arrive within this. */
+  frameTimeoutMs: 10_000,
+  /** Shares one enrolled host may hold at once (online or waiting for their agent), so no host takes every share slot. */
+  maxSharesPerHost: 64,
 };
 export type Limits = typeof LIMITS;
 

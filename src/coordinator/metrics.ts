@@ -105,6 +105,10 @@ export const metrics = {
   redeemFailures: registry.counter("tessera_code_redemption_failures_total", "Code redemptions (and share-id requests) refused, by reason.",
     REDEEM_REASONS.map((reason) => ({ reason }))),
   enrolFailures: registry.counter("tessera_enrol_failures_total", "Host enrolments refused, by reason.", ENROL_REASONS.map((reason) => ({ reason }))),
+  connectionsOpen: registry.gauge("tessera_connections_open", "Connections holding a slot: control, data and not yet identified."),
+  connectionsRefused: registry.counter("tessera_connections_refused_total", "Connections refused on arrival: every slot in use (full) or the source's cap reached (per_address).", [
+    { reason: "full" }, { reason: "per_address" },
+  ]),
 };
 
 export function redeemFailed(reason: string): void {

@@ -13,6 +13,8 @@ export interface ChannelOptions<In> {
   onClose?: (err?: Error) => void;
   /** Close the connection if no frame arrives within this time (a silent peer holds no slot). */
   firstFrameTimeoutMs?: number;
+  /** Once a frame's first byte has arrived, close the connection if the rest takes longer than this (a half-sent frame holds its buffer). */
+  frameTimeoutMs?: number;
   /** Most frames that may wait behind a slow handler before the peer is cut off. */
   maxQueued?: number;
 }
@@ -22,6 +24,7 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
   private queue: Promise<void> = Promise.resolve();
   private queued = 0;
   private firstTimer: ReturnType<typeof setTimeout> | undefined;
+  private partialTimer: ReturnType<typeof setTimeout> | undefined;
   private closedWith: Error | undefined | null = null;
 
   constructor(
@@ -84,12 +87,27 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
       clearTimeout(this.firstTimer);
       this.firstTimer = undefined;
     }
+    this.watchPartial(frames.length > 0);
     for (const frame of frames) {
       if (++this.queued > (this.opts.maxQueued ?? 64)) {
         this.fail(new ProtocolError("too many frames in flight", "flood"));
         return;
       }
       this.queue = this.queue.then(() => this.handle(frame));
+    }
+  }
+
+  /** Times the frame now being received: from its first byte, whatever was completed before it. */
+  private watchPartial(completed: boolean): void {
+    const ms = this.opts.frameTimeoutMs;
+    if (!ms) return;
+    const partial = this.decoder.rest().length > 0;
+    if (this.partialTimer && (completed || !partial)) {
+      clearTimeout(this.partialTimer);
+      this.partialTimer = undefined;
+    }
+    if (partial && !this.partialTimer) {
+      this.partialTimer = setTimeout(() => this.fail(new ProtocolError(`a frame was left half-sent for ${ms / 1000}s`, "timeout")), ms);
     }
   }
 
@@ -112,6 +130,7 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
     if (this.closed) return;
     this.closedWith = err;
     if (this.firstTimer) clearTimeout(this.firstTimer);
+    if (this.partialTimer) clearTimeout(this.partialTimer);
     this.opts.onClose?.(err);
   }
 }
