@@ -17,6 +17,9 @@ export const LIMITS = {
   maxCodesPerShare: 64,
   maxConnections: 10_000,
   handshakeTimeoutMs: 10_000,
+  /** A control connection quiet this long is pinged; silent this long it is gone (its session waits out the grace). */
+  heartbeatPingMs: 15_000,
+  heartbeatDeadMs: 45_000,
 };
 export type Limits = typeof LIMITS;
 

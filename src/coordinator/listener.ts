@@ -8,7 +8,7 @@ import { logger } from "../log.ts";
 import { certInfo, derToPem } from "../pki/index.ts";
 import { Broker, newId, type BrokerOptions, type Peer } from "./broker.ts";
 import { Channel } from "../wire/channel.ts";
-import { TLS_1_3, type InnerTls } from "../data/data-dial.ts";
+import { KEEPALIVE_MS, TLS_1_3, type InnerTls } from "../data/data-dial.ts";
 import { newEnd, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import { ClientFrame, PREAMBLE_BYTES, type ServerFrame } from "../wire/protocol.ts";
 import { SocketDuplex } from "../data/socket-duplex.ts";
@@ -84,6 +84,7 @@ export class Coordinator {
     if (this.sockets.size >= this.o.limits.maxConnections) return void sock.terminate();
     this.sockets.add(sock);
     sock.setNoDelay(true);
+    sock.setKeepAlive(true, KEEPALIVE_MS);
     // Nobody holds a socket open without saying what it is.
     sock.data.timer = setTimeout(() => sock.terminate(), this.o.limits.handshakeTimeoutMs);
   }
@@ -127,8 +128,9 @@ export class Coordinator {
               id: newId("c"), addr, ...who, helloed: false,
               ch: new Channel<ClientFrame, ServerFrame>(t.data.duplex!, ClientFrame, {
                 firstFrameTimeoutMs: this.o.limits.handshakeTimeoutMs,
+                heartbeat: { pingMs: this.o.limits.heartbeatPingMs, deadMs: this.o.limits.heartbeatDeadMs },
                 onFrame: (f) => this.broker.handle(peer, f),
-                onClose: () => this.broker.drop(peer),
+                onClose: (err) => this.broker.drop(peer, err),
               }),
             };
           }, (e) => {

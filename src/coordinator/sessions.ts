@@ -108,6 +108,7 @@ export class SessionBook {
     const wasRestored = s.restored;
     s.guest = peer;
     s.detachedSince = undefined;
+    s.awayReason = undefined;
     s.restored = false;
     s.lastActive = Date.now();
     this.o.audit.append("session.resume", { ...actors(s), addr: peer.addr, afterRestart: wasRestored });
@@ -118,11 +119,12 @@ export class SessionBook {
   }
 
   /** The guest's connection went away: its streams end now, the session waits a grace period for it. */
-  detach(s: Session, now: number): void {
+  detach(s: Session, now: number, reason?: string): void {
     s.guest = undefined;
     s.detachedSince = now;
-    this.cutStreams(s, "the guest lost its connection to the coordinator");
-    this.o.audit.append("session.detach", { ...actors(s), graceMs: this.o.limits.resumeGraceMs });
+    s.awayReason = reason;
+    this.cutStreams(s, reason ?? "the guest lost its connection to the coordinator");
+    this.o.audit.append("session.detach", { ...actors(s), graceMs: this.o.limits.resumeGraceMs, ...(reason ? { reason } : {}) });
   }
 
   end(peer: Peer, sessionId: string, shares: Map<string, LiveShare>): void {
@@ -163,7 +165,7 @@ export class SessionBook {
     const { idleTimeoutMs, resumeGraceMs } = this.o.limits;
     for (const s of [...this.all.values()]) {
       if (s.detachedSince !== undefined && now - s.detachedSince >= resumeGraceMs) {
-        this.close(s, s.restored ? "the guest did not come back after the coordinator restarted" : "the guest disconnected");
+        this.close(s, s.restored ? "the guest did not come back after the coordinator restarted" : s.awayReason ?? "the guest disconnected");
         continue;
       }
       let bytes = s.up + s.down;

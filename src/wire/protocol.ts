@@ -1,7 +1,7 @@
 // The control-plane wire format: every frame type, defined once as a valibot schema.
 import * as v from "valibot";
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** Hard cap on one control frame, checked before a byte of it is buffered. */
 export const MAX_FRAME_BYTES = 64 * 1024;
 /** Data-plane preamble: magic (never 0x16, so it can't be mistaken for a TLS ClientHello) + 32-byte token. */
@@ -55,7 +55,8 @@ export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 
 /** Frames the coordinator sends to clients. */
 export const ServerFrame = v.variant("t", [
-  frame("welcome", { v: v.number(), server: text(64), ca: pem }),
+  /** heartbeat: how this coordinator pings a quiet connection and when it calls one silent; clients do the same. */
+  frame("welcome", { v: v.number(), server: text(64), ca: pem, heartbeat: v.strictObject({ pingMs: v.pipe(v.number(), v.integer(), v.minValue(100)), deadMs: v.pipe(v.number(), v.integer(), v.minValue(200)) }) }),
   frame("enrolled", { cert: pem }),
   frame("registered", { shareId: id, targets: v.array(target) }),
   frame("code", { shareId: id, code, target, expiresAt: epochMs }),
