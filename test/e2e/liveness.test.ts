@@ -18,9 +18,10 @@ async function silencer(port: number): Promise<{ port: number; silent: boolean; 
     pairs.push([a, b]);
     for (const [from, to] of [[a, b], [b, a]] as const) {
       from.on("data", (d) => { if (!state.silent) to.write(d); });
-      from.on("end", () => to.end());
-      from.on("error", () => to.destroy());
-      from.on("close", () => to.destroy());
+      // While silent, not even a close gets through: the far side hears nothing at all.
+      from.on("end", () => { if (!state.silent) to.end(); });
+      from.on("error", () => { if (!state.silent) to.destroy(); });
+      from.on("close", () => { if (!state.silent) to.destroy(); });
     }
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -48,7 +49,7 @@ async function silentGuest(d: Deployment, name: string) {
 
 test("a guest that goes silent is noticed within the bound; after the grace its session ends saying so, on the host and in the audit log", async () => {
   const d = await deploy([...FAST, "--resume-grace", "2s"]);
-  const { host, path, local } = await silentGuest(d, "lidclosed");
+  const { host, guest, path, local } = await silentGuest(d, "lidclosed");
   // A long-lived stream is open when the silence starts; it must be cut and counted.
   const sock = net.connect({ port: local, host: "127.0.0.1" });
   sock.write("hello");
@@ -64,6 +65,10 @@ test("a guest that goes silent is noticed within the bound; after the grace its 
   expect(streamClose.reason).toBe(detach!.reason);
   expect(Number(streamClose.bytesUp)).toBeGreaterThan(0);
   await host.waitFor(/session \S+ ended: the guest's connection went silent at \d\d:\d\d:\d\d UTC/);
+  // The guest's network comes back after the grace: its terminal hears why the session is gone.
+  path.silent = false;
+  await guest.waitFor(/session ended: the guest's connection went silent at \d\d:\d\d:\d\d UTC/);
+  expect(await guest.exit()).toBe(1);
   path.close();
 });
 
@@ -77,7 +82,7 @@ test("a silence shorter than the grace resumes the session with no new approval"
   await guest.waitFor(/session \S+ resumed/);
   expect((await auditEvents(d, "session.resume"))[0]!.afterRestart).toBe(false);
   // New connections work again, and the host was never asked a second time.
-  let echoed = Buffer.alloc(0);
+  let echoed: Buffer = Buffer.alloc(0);
   for (let i = 0; i < 50 && echoed.toString() !== "again"; i++) echoed = await roundTrip(local, Buffer.from("again")).catch(() => Buffer.alloc(0));
   expect(echoed.toString()).toBe("again");
   expect(host.all.match(/Allow blip /g)).toHaveLength(1);
