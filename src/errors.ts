@@ -14,7 +14,7 @@ export type ErrorCode =
   | "no_share" | "no_approver" | "no_request" | "still_pending" | "forbidden" | "bad_target" | "limit"
   | "no_session" | "host_offline" | "replaced"
   // a client's view of its connection and session
-  | "connect" | "ca_mismatch" | "disconnected" | "detached" | "denied" | "closed" | "stream" | "listen"
+  | "connect" | "ca_mismatch" | "disconnected" | "detached" | "denied" | "closed" | "stream" | "listen" | "silent"
   | "bad_address" | "not_allowed"
   // local files, flags and tools
   | "config" | "pki" | "revoke" | "not_trusted" | "code_key" | "bad_recording" | "audit_broken";

@@ -38,6 +38,8 @@ export default defineCommand({
     "idle-timeout": { type: "string", default: "30m", description: "End a session after this long without traffic" },
     "code-ttl": { type: "string", default: "10m", description: "How long an unredeemed code stays valid" },
     "approval-timeout": { type: "string", default: "2m", description: "Deny a request the host has not answered in this time" },
+    "heartbeat-interval": { type: "string", default: "15s", description: "Ping a control connection (agent, share, guest) that has been quiet this long; clients are told to do the same" },
+    "heartbeat-timeout": { type: "string", default: "45s", description: "A control connection silent this long is gone: its session or share waits out --resume-grace, then closes saying it went silent" },
     "resume-grace": { type: "string", default: "2m", description: "How long a share waits for its agent, and a session for its guest, after a lost connection or a restart" },
     "stream-token-ttl": { type: "string", default: "10s", description: "How long a stream's guest and agent have to dial the data plane before it is dropped" },
     "max-pending-streams": { type: "string", default: String(LIMITS.maxPendingStreamsPerSession), description: "Streams of one session offered but not yet connected; more opens are refused until they connect or lapse" },
@@ -68,7 +70,12 @@ export default defineCommand({
       roleTimeoutMs: parseDuration(args["role-timeout"], "role-timeout"),
       maxSharesPerHost: parseCount(args["max-shares-per-host"], "max-shares-per-host"),
       maxCodesPerShare: parseCount(args["max-codes-per-share"], "max-codes-per-share"),
+      heartbeatPingMs: parseDuration(args["heartbeat-interval"], "heartbeat-interval"),
+      heartbeatDeadMs: parseDuration(args["heartbeat-timeout"], "heartbeat-timeout"),
     };
+    if (limits.heartbeatPingMs < 100 || limits.heartbeatDeadMs <= limits.heartbeatPingMs) {
+      throw new ConfigError(`--heartbeat-timeout (${args["heartbeat-timeout"]}) must be longer than --heartbeat-interval (${args["heartbeat-interval"]}), and the interval at least 100ms`);
+    }
     const store = await Store.open(args.db);
     const checkpointEvery = Number(args["audit-checkpoint"]);
     if (!Number.isInteger(checkpointEvery) || checkpointEvery < 0) throw new ConfigError(`--audit-checkpoint must be a whole number (got "${args["audit-checkpoint"]}")`);

@@ -7,6 +7,7 @@ import { background, requireHost, type BrokerOptions, type LiveShare, type Peer,
 import { generateCode, hashCode, normalizeCode } from "../wire/codes.ts";
 import { Consent, requestActors } from "./consent.ts";
 import { checkEnrollToken } from "./enroll.ts";
+import { clock, SilentError } from "../wire/heartbeat.ts";
 import { PROTOCOL_VERSION, type ClientFrame, type FrameOf } from "../wire/protocol.ts";
 import { SessionBook } from "./sessions.ts";
 
@@ -97,7 +98,8 @@ export class Broker {
       throw new ProtocolError(`protocol version ${f.v} is not supported; this coordinator (${this.o.version}) speaks version ${PROTOCOL_VERSION}`, "version");
     }
     peer.helloed = true;
-    peer.ch.send({ t: "welcome", v: PROTOCOL_VERSION, server: this.o.version, ca: this.o.ca.certPem });
+    const heartbeat = { pingMs: this.o.limits.heartbeatPingMs, deadMs: this.o.limits.heartbeatDeadMs };
+    peer.ch.send({ t: "welcome", v: PROTOCOL_VERSION, server: this.o.version, ca: this.o.ca.certPem, heartbeat });
   }
 
   private async enroll(peer: Peer, f: CF<"enroll">): Promise<void> {
@@ -149,6 +151,7 @@ export class Broker {
     share.requestsById = f.requestsById ?? false;
     share.agent = peer;
     share.offlineSince = undefined;
+    share.awayReason = undefined;
     if (f.approver) share.approvers.add(peer);
     this.shares.set(share.id, share);
     this.o.audit.append(known ? "share.back" : "share.open", { shareId: share.id, host: host.name, hostKey: host.spki, targets: f.targets.join(","), addr: peer.addr, requestsById: f.requestsById || undefined });
@@ -243,22 +246,25 @@ export class Broker {
    * A connection went away. Requests it made end (their codes come back); a guest's session and an
    * agent's share wait out the grace period for it to return, with their streams cut now.
    */
-  drop(peer: Peer): void {
+  drop(peer: Peer, err?: Error): void {
     if (this.closing) return;
     const now = Date.now();
+    // A connection that went silent (its peer vanished without a word) says when, in the lines that follow.
+    const silent = err instanceof SilentError ? ` went silent at ${clock(err.since)}` : undefined;
     for (const req of [...this.consent.pending.values()]) {
       if (req.guest === peer) {
         this.o.audit.append("request.withdraw", requestActors(req));
         this.consent.drop(req, "withdrawn", true);
       }
     }
-    for (const s of this.sessions.all.values()) if (s.guest === peer) this.sessions.detach(s, now);
+    for (const s of this.sessions.all.values()) if (s.guest === peer) this.sessions.detach(s, now, silent && `the guest's connection${silent}`);
     for (const share of this.shares.values()) {
       share.approvers.delete(peer);
       if (share.agent !== peer) continue;
       share.agent = undefined;
       share.offlineSince = now;
-      this.o.audit.append("share.away", { shareId: share.id, host: share.hostName, graceMs: this.o.limits.resumeGraceMs });
+      share.awayReason = silent && `the host's agent${silent}`;
+      this.o.audit.append("share.away", { shareId: share.id, host: share.hostName, graceMs: this.o.limits.resumeGraceMs, ...(share.awayReason ? { reason: share.awayReason } : {}) });
       for (const r of [...share.requests]) this.consent.drop(r, "the host went offline", true);
       for (const s of share.sessions) this.sessions.cutStreams(s, "the host's agent lost its connection to the coordinator");
     }
@@ -268,7 +274,7 @@ export class Broker {
     const now = Date.now();
     for (const share of [...this.shares.values()]) {
       if (share.offlineSince !== undefined && now - share.offlineSince >= this.o.limits.resumeGraceMs) {
-        this.closeShare(share, "the host's agent disconnected");
+        this.closeShare(share, share.awayReason ?? "the host's agent disconnected");
       }
     }
     this.sessions.sweep(now);

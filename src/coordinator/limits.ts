@@ -34,6 +34,9 @@ export const LIMITS = {
   frameTimeoutMs: 10_000,
   /** Shares one enrolled host may hold at once (online or waiting for their agent), so no host takes every share slot. */
   maxSharesPerHost: 64,
+  /** A control connection quiet this long is pinged; silent this long it is gone (its session waits out the grace). */
+  heartbeatPingMs: 15_000,
+  heartbeatDeadMs: 45_000,
 };
 export type Limits = typeof LIMITS;
 

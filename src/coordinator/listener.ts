@@ -9,7 +9,7 @@ import { logger } from "../log.ts";
 import { certInfo, derToPem } from "../pki/index.ts";
 import { Broker, newId, type BrokerOptions, type Peer } from "./broker.ts";
 import { Channel } from "../wire/channel.ts";
-import { TLS_1_3, type InnerTls } from "../data/data-dial.ts";
+import { KEEPALIVE_MS, TLS_1_3, type InnerTls } from "../data/data-dial.ts";
 import { newEnd, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import { ClientFrame, PREAMBLE_BYTES, type ServerFrame } from "../wire/protocol.ts";
 import { SocketDuplex } from "../data/socket-duplex.ts";
@@ -113,6 +113,7 @@ export class Coordinator {
     sock.setNoDelay(true);
     // Nobody holds a socket open without saying what it is. The TLS socket once upgraded: ending the
     // raw socket object that `open` got does nothing after upgradeTLS, which left a stalled handshake forever.
+    sock.setKeepAlive(true, KEEPALIVE_MS);
     const c = sock.data;
     c.timer = setTimeout(() => c.sock.terminate(), this.o.limits.handshakeTimeoutMs);
   }
@@ -197,8 +198,9 @@ export class Coordinator {
               ch: new Channel<ClientFrame, ServerFrame>(t.data.duplex!, ClientFrame, {
                 firstFrameTimeoutMs: this.o.limits.handshakeTimeoutMs,
                 frameTimeoutMs: this.o.limits.frameTimeoutMs,
+                heartbeat: { pingMs: this.o.limits.heartbeatPingMs, deadMs: this.o.limits.heartbeatDeadMs },
                 onFrame: (f) => this.broker.handle(peer, f),
-                onClose: () => this.broker.drop(peer),
+                onClose: (err) => this.broker.drop(peer, err),
               }),
             };
             if (!conn.slot?.released) {

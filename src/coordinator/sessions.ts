@@ -8,11 +8,14 @@ import { Splicer, type Stream } from "./splice.ts";
 import { metrics } from "./metrics.ts";
 
 const log = logger("coordinator");
+const ENDED_MEMORY = 1000;
 
 export class SessionBook {
   readonly all = new Map<string, Session>();
   readonly splicer: Splicer;
   private streamTotal = 0;
+  /** Why recent sessions ended (bounded), for a guest that comes back after its session closed. */
+  private readonly ended = new Map<string, string>();
 
   /**
    * Sessions whose totals changed since the last store write. A database write per stream close would
@@ -112,13 +115,16 @@ export class SessionBook {
   resume(peer: Peer, sessionId: string): void {
     const s = this.all.get(sessionId);
     if (!s || !peer.guest || peer.guest.sessionId !== sessionId || peer.guest.spki !== s.guestInfo.spki) {
-      throw new RefusedError("no_session", `session "${sessionId}" has ended (or was never yours); ask the host for a new code`);
+      // The session's own guest (its certificate names the session) hears why it ended; anyone else, nothing.
+      const why = !s && peer.guest?.sessionId === sessionId ? this.ended.get(sessionId) : undefined;
+      throw new RefusedError("no_session", why ?? `session "${sessionId}" has ended (or was never yours); ask the host for a new code`);
     }
     const old = s.guest;
     if (old && old !== peer) old.ch.fail(new RefusedError("replaced", "this session was resumed on another connection"));
     const wasRestored = s.restored;
     s.guest = peer;
     s.detachedSince = undefined;
+    s.awayReason = undefined;
     s.restored = false;
     s.lastActive = Date.now();
     this.o.audit.append("session.resume", { ...actors(s), addr: peer.addr, afterRestart: wasRestored });
@@ -129,11 +135,12 @@ export class SessionBook {
   }
 
   /** The guest's connection went away: its streams end now, the session waits a grace period for it. */
-  detach(s: Session, now: number): void {
+  detach(s: Session, now: number, reason?: string): void {
     s.guest = undefined;
     s.detachedSince = now;
-    this.cutStreams(s, "the guest lost its connection to the coordinator");
-    this.o.audit.append("session.detach", { ...actors(s), graceMs: this.o.limits.resumeGraceMs });
+    s.awayReason = reason;
+    this.cutStreams(s, reason ?? "the guest lost its connection to the coordinator");
+    this.o.audit.append("session.detach", { ...actors(s), graceMs: this.o.limits.resumeGraceMs, ...(reason ? { reason } : {}) });
   }
 
   end(peer: Peer, sessionId: string, shares: Map<string, LiveShare>): void {
@@ -160,6 +167,8 @@ export class SessionBook {
     this.cutStreams(s, reason);
     this.all.delete(s.id);
     s.share.sessions.delete(s);
+    if (this.ended.size >= ENDED_MEMORY) this.ended.delete(this.ended.keys().next().value!);
+    this.ended.set(s.id, reason);
     this.o.audit.append("session.close", { ...actors(s), reason, streams: s.streamCount, bytesUp: s.up, bytesDown: s.down });
     this.dirty.delete(s);
     background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down).then(() => this.o.store.closeSession(s.id, reason, Date.now())), "session close", log.warn);
@@ -174,7 +183,7 @@ export class SessionBook {
     const { idleTimeoutMs, resumeGraceMs } = this.o.limits;
     for (const s of [...this.all.values()]) {
       if (s.detachedSince !== undefined && now - s.detachedSince >= resumeGraceMs) {
-        this.close(s, s.restored ? "the guest did not come back after the coordinator restarted" : "the guest disconnected");
+        this.close(s, s.restored ? "the guest did not come back after the coordinator restarted" : s.awayReason ?? "the guest disconnected");
         continue;
       }
       let bytes = s.up + s.down;

@@ -38,6 +38,8 @@ export interface LiveShare {
   /** Absent while the agent is away (lost connection, coordinator restarted); see offlineSince. */
   agent?: Peer;
   offlineSince?: number;
+  /** Why the agent is away, for the share's close line if it does not come back. */
+  awayReason?: string;
   approvers: Set<Peer>;
   requests: Set<Request>;
   sessions: Set<Session>;
@@ -61,6 +63,8 @@ export interface Session {
   /** Absent while the guest is away; see detachedSince. */
   guest?: Peer;
   detachedSince?: number;
+  /** Why the guest is away, for the session's close line if it does not come back. */
+  awayReason?: string;
   /** Restored from the store by a restarted coordinator and not yet resumed. */
   restored: boolean;
   approver?: Peer;

@@ -8,6 +8,9 @@ import { DATA_MAGIC } from "../wire/protocol.ts";
 /** Bun's native TLS takes protocol versions as numbers (TLS1_3_VERSION). */
 export const TLS_1_3 = 0x0304;
 
+/** Idle time before TCP keepalive probes a data connection (the kernel's own default is 2 hours). */
+export const KEEPALIVE_MS = 15_000;
+
 export type InnerTls = TLSOptions & { minVersion?: number };
 
 /**
@@ -27,6 +30,8 @@ const RAW_HANDLERS: SocketHandler<End> = {
 export async function connectData(to: { host: string; port: number }): Promise<Socket<End>> {
   const raw = await Bun.connect<End>({ hostname: to.host, port: to.port, allowHalfOpen: true, data: newEnd(), socket: RAW_HANDLERS });
   raw.setNoDelay(true);
+  // A stream whose far end vanished (no FIN, no RST) is found by TCP keepalive, not held for ever.
+  raw.setKeepAlive(true, KEEPALIVE_MS);
   return raw;
 }
 

@@ -5,6 +5,7 @@ import type * as v from "valibot";
 import { ProtocolError, RefusedError, TesseraError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { encodeFrame, FrameDecoder } from "./codec.ts";
+import { watchLiveness, type Beating, type HeartbeatOptions } from "./heartbeat.ts";
 
 const log = logger("channel");
 
@@ -17,6 +18,8 @@ export interface ChannelOptions<In> {
   frameTimeoutMs?: number;
   /** Most frames that may wait behind a slow handler before the peer is cut off. */
   maxQueued?: number;
+  /** Ping a quiet peer and end the connection once it has been silent too long (see heartbeat.ts). */
+  heartbeat?: HeartbeatOptions;
 }
 
 export class Channel<In extends { t: string }, Out extends { t: string }> {
@@ -26,6 +29,8 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
   private firstTimer: ReturnType<typeof setTimeout> | undefined;
   private partialTimer: ReturnType<typeof setTimeout> | undefined;
   private closedWith: Error | undefined | null = null;
+  private live: Beating | undefined;
+  private unwatch: (() => void) | undefined;
 
   constructor(
     readonly socket: Duplex,
@@ -36,10 +41,20 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
     if (opts.firstFrameTimeoutMs) {
       this.firstTimer = setTimeout(() => this.fail(new ProtocolError("no frame received in time", "timeout")), opts.firstFrameTimeoutMs);
     }
+    if (opts.heartbeat) this.beat(opts.heartbeat);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("error", (err) => this.finish(err));
     socket.on("close", () => this.finish());
     socket.on("end", () => socket.end());
+  }
+
+  /** Starts (or retunes) the heartbeat: from now on a quiet peer is pinged, and a silent one is cut. */
+  beat(heartbeat: HeartbeatOptions): void {
+    if (this.closed) return;
+    this.unwatch?.();
+    const now = Date.now();
+    this.live = { heardAt: now, pingedAt: now, heartbeat, ping: () => this.send({ t: "ping" } as Out), gone: (err) => this.fail(err) };
+    this.unwatch = watchLiveness(this.live);
   }
 
   get closed(): boolean {
@@ -76,6 +91,7 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
 
   private onData(chunk: Buffer): void {
     if (this.closed) return;
+    if (this.live) this.live.heardAt = Date.now();
     let frames: In[];
     try {
       frames = this.decoder.push(chunk);
@@ -129,6 +145,7 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
   private finish(err?: Error): void {
     if (this.closed) return;
     this.closedWith = err;
+    this.unwatch?.();
     if (this.firstTimer) clearTimeout(this.firstTimer);
     if (this.partialTimer) clearTimeout(this.partialTimer);
     this.opts.onClose?.(err);

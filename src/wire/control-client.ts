@@ -63,6 +63,9 @@ export class ControlClient {
     c.ch.send({ t: "hello", v: PROTOCOL_VERSION, client: o.version });
     const welcome = await c.next("welcome");
     c.caPem = welcome.ca;
+    // A coordinator that went silent (its machine vanished, a network path died) is noticed as fast
+    // as it notices us, and the caller reconnects as after a restart.
+    c.ch.beat(welcome.heartbeat);
     if (o.caPem === undefined) await c.checkPinned(host, o.caPinHex);
     return c;
   }

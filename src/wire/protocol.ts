@@ -56,7 +56,8 @@ export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 
 /** Frames the coordinator sends to clients. */
 export const ServerFrame = v.variant("t", [
-  frame("welcome", { v: v.number(), server: text(64), ca: pem }),
+  /** heartbeat: how this coordinator pings a quiet connection and when it calls one silent; clients do the same. */
+  frame("welcome", { v: v.number(), server: text(64), ca: pem, heartbeat: v.strictObject({ pingMs: v.pipe(v.number(), v.integer(), v.minValue(100)), deadMs: v.pipe(v.number(), v.integer(), v.minValue(200)) }) }),
   frame("enrolled", { cert: pem }),
   frame("registered", { shareId: id, targets: v.array(target) }),
   frame("code", { shareId: id, code, target, expiresAt: epochMs }),

@@ -1,5 +1,6 @@
 // In-process tests of the broker's own rules (hello, enroll, register, attach, mint, leave, drop, restore) against a real Broker.
 import { afterEach, describe, expect, test } from "bun:test";
+import { LIMITS } from "../../src/coordinator/limits.ts";
 import { ProtocolError } from "../../src/errors.ts";
 import { createCsr, generateKeyPair } from "../../src/pki/index.ts";
 import { PROTOCOL_VERSION } from "../../src/wire/protocol.ts";
@@ -20,7 +21,7 @@ describe("hello", () => {
     expect(err.code).toBe("protocol");
     expect(p.ch.frames).toEqual([]);
     await w.hello(p);
-    expect(p.ch.frames).toEqual([{ t: "welcome", v: PROTOCOL_VERSION, server: "test", ca: w.ca.certPem }]);
+    expect(p.ch.frames).toEqual([{ t: "welcome", v: PROTOCOL_VERSION, server: "test", ca: w.ca.certPem, heartbeat: { pingMs: LIMITS.heartbeatPingMs, deadMs: LIMITS.heartbeatDeadMs } }]);
     await w.send(p, { t: "ping" });
     expect(p.ch.frames.at(-1)).toEqual({ t: "pong" });
   });

@@ -33,7 +33,7 @@ const clientExamples: ClientFrame[] = [
 ];
 
 const serverExamples: ServerFrame[] = [
-  { t: "welcome", v: 1, server: "tessera-coordinator/0.1.0", ca: PEM },
+  { t: "welcome", v: 1, server: "tessera-coordinator/0.1.0", ca: PEM, heartbeat: { pingMs: 15_000, deadMs: 45_000 } },
   { t: "enrolled", cert: PEM },
   { t: "registered", shareId: "share_1", targets: ["127.0.0.1:5432"] },
   { t: "code", shareId: "share_1", code: "ABCD-EFGH", target: "127.0.0.1:5432", expiresAt: 1_900_000_000_000 },
