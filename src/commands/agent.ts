@@ -5,6 +5,7 @@ import { logger, setLogFormat } from "../log.ts";
 import { Agent } from "../host/agent.ts";
 import { TargetPolicy } from "../host/policy.ts";
 import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
+import { repeatedValues } from "../cli/flags.ts";
 import { untilInterrupted } from "../cli/signals.ts";
 import { VERSION } from "../version.ts";
 
@@ -14,12 +15,13 @@ export default defineCommand({
   meta: { name: "agent", description: "Serve a share in the background: approved guests reach only the --allow targets" },
   args: {
     "share-id": { type: "string", required: true, description: "Id of the share this agent serves (approve with `tessera share --share-id ID`)" },
-    allow: { type: "string", required: true, description: "HOST:PORT guests may reach; repeat for more" },
+    allow: { type: "string", required: true, description: "HOST:PORT guests may reach; repeat the flag (or separate with commas) for more" },
     "log-format": { type: "string", description: "pretty or json (one JSON object a line on stderr); default $TESSERA_LOG_FORMAT or pretty" },
   },
-  async run({ args }) {
+  async run({ args, rawArgs }) {
     setLogFormat(args["log-format"]);
-    const allow = [args.allow].flat().flatMap((a) => String(a).split(",")).filter(Boolean);
+    // citty keeps only the last of a repeated flag; every --allow counts.
+    const allow = repeatedValues(rawArgs, "allow").flatMap((a) => a.split(",")).filter(Boolean);
     let policy: TargetPolicy;
     try {
       policy = new TargetPolicy(allow);

@@ -28,7 +28,8 @@ export default defineCommand({
     command: { type: "string", description: "With --shell: what to run in the terminal (default: your login shell, as a login shell)" },
     "read-only": { type: "boolean", description: "With --shell: the guest only watches; you type in this terminal (implies --watch)" },
     watch: { type: "boolean", description: "With --shell: mirror the shared shell here and let you type too; Ctrl-] ends the session" },
-    record: { type: "string", description: "With --shell: directory for asciicast recordings (default TESSERA_HOME/recordings; --no-record turns them off)" },
+    record: { type: "string", description: "With --shell: directory for asciicast recordings (default TESSERA_HOME/recordings)" },
+    "no-record": { type: "boolean", description: "With --shell: do not record the session" },
   },
   async run({ args }) {
     const dial = { address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION };

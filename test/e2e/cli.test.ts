@@ -1,0 +1,53 @@
+// The command line as a new user meets it: mistyped commands and flags are errors with a suggestion,
+// `help` works, help fits 80 columns with no escape codes when piped, and repeated flags keep every value.
+import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
+import { deploy, echoServer, killAll, run, spawn } from "./harness.ts";
+
+setDefaultTimeout(60_000);
+afterAll(killAll);
+
+test("a mistyped command or flag is an error naming the closest real one; nothing runs", async () => {
+  const cmd = await run(["shre", "--port", "5432"]);
+  expect(cmd.code).toBe(1);
+  expect(cmd.err).toContain('unknown command "shre"; did you mean `tessera share`?');
+  const flag = await run(["share", "--prot", "5432"]);
+  expect(flag.code).toBe(1);
+  expect(flag.err).toContain("unknown option --prot for `tessera share`; did you mean --port?");
+  const join = await run(["join", "K7QF-M2XD", "--resaon", "x"]);
+  expect(join.code).toBe(1);
+  expect(join.err).toContain("did you mean --reason?");
+  const sub = await run(["audit", "verfy", "x.jsonl"]);
+  expect(sub.err).toContain("did you mean `tessera audit verify`?");
+  // Words after `--` are the guest's command, not ours.
+  const after = await run(["join", "K7QF-M2XD", "--", "psql", "--no-psqlrc"], { TESSERA_HOME: "/nonexistent-tessera-home" });
+  expect(after.code).toBe(1);
+  expect(after.err).not.toContain("unknown option");
+});
+
+test("tessera help and tessera help CMD print usage; help fits 80 columns and is plain text when piped", async () => {
+  const root = await run(["help"], { COLUMNS: "" });
+  expect(root.code).toBe(0);
+  expect(root.out).toContain("Usage: tessera COMMAND");
+  const share = await run(["help", "share"]);
+  expect(share.code).toBe(0);
+  expect(share.out).toContain("--no-record");
+  for (const c of ["", "ca", "coordinator", "link", "share", "agent", "join", "connect", "revoke", "audit", "audit verify", "ssh-config"]) {
+    const r = await run([...c.split(" ").filter(Boolean), "--help"]);
+    expect(r.code).toBe(0);
+    for (const line of r.out.split("\n")) expect(line.length, `${c}: ${line}`).toBeLessThanOrEqual(80);
+    expect(r.out).not.toContain("\x1b[");
+  }
+  // Errors piped to a file carry no escape codes either.
+  expect((await run(["shre"])).err).not.toContain("\x1b[");
+});
+
+test("every --allow counts: an agent given two targets serves both", async () => {
+  const d = await deploy();
+  const a = await echoServer();
+  const b = await echoServer();
+  const agent = spawn(["agent", "--share-id", "two", "--allow", `127.0.0.1:${a.port}`, "--allow", `127.0.0.1:${b.port}`], d.hostEnv);
+  const line = await agent.waitFor(/serving share two: (.*)/);
+  expect(line[1]).toContain(`127.0.0.1:${a.port}`);
+  expect(line[1]).toContain(`127.0.0.1:${b.port}`);
+  expect(d.audit().find((e) => e.event === "share.open")!.targets).toBe(`127.0.0.1:${a.port},127.0.0.1:${b.port}`);
+});
