@@ -34,7 +34,7 @@ test("the Quickstart runs as written: ca, coordinator, link, share, link, join, 
   const env = { PATH: `${bin}:${process.env.PATH}` };
   // The Quickstart's target: something listening on 5432 (an echo server stands in for PostgreSQL).
   const received: Buffer[] = [];
-  const target = net.createServer((s) => s.on("data", (d) => { received.push(d); s.write(d); }));
+  const target = net.createServer((s) => s.on("data", (d: Buffer) => { received.push(d); s.write(d); }));
   await new Promise<void>((resolve, reject) => target.once("error", (e) => reject(new Error(`port 5432 must be free for this test: ${e.message}`))).listen(5432, "127.0.0.1", resolve));
   try {
     let code = "";
