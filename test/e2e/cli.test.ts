@@ -51,3 +51,31 @@ test("every --allow counts: an agent given two targets serves both", async () =>
   expect(line[1]).toContain(`127.0.0.1:${b.port}`);
   expect(d.audit().find((e) => e.event === "share.open")!.targets).toBe(`127.0.0.1:${a.port},127.0.0.1:${b.port}`);
 });
+
+test("--local is checked before the host is asked: a busy port, a bad port, and a bare port meaning 127.0.0.1:PORT", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { share } = await import("./harness.ts");
+  const { host, code } = await share(d, echo.port);
+  const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const taken = await run(["join", code, "--name", "early", "--local", `127.0.0.1:${busy.port}`], d.guestEnv);
+    expect(taken.code).toBe(1);
+    expect(taken.err).toContain(`local port 127.0.0.1:${busy.port} is already in use`);
+    const bad = await run(["join", code, "--name", "early", "--local", "99999"], d.guestEnv);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain("--local 99999: give PORT, HOST or HOST:PORT");
+    expect(d.audit().map((e) => e.event)).not.toContain("request");
+    expect(host.out).not.toContain("Allow early");
+  } finally {
+    busy.stop(true);
+  }
+  // The code was not spent: a bare port is 127.0.0.1:PORT.
+  const free = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = free.port;
+  free.stop(true);
+  const guest = spawn(["join", code, "--name", "bare", "--local", String(port)], d.guestEnv);
+  await host.waitFor(/Allow bare /);
+  host.write("y\n");
+  await guest.waitFor(new RegExp(`forwarding 127\\.0\\.0\\.1:${port} -> `));
+});
