@@ -1,14 +1,14 @@
 // `tessera share`: offer one local port or a shell (embedded agent) or approve for a running agent; prints a code and prompts per request.
 import { randomBytes } from "node:crypto";
 import { defineCommand } from "citty";
-import { ConfigError, RefusedError, errorMessage } from "../errors.ts";
+import { ConfigError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { Agent } from "../host/agent.ts";
-import { ControlClient, type DialOptions } from "../wire/control-client.ts";
-import { Reconnector } from "../wire/reconnect.ts";
+import type { ControlClient } from "../wire/control-client.ts";
 import { TargetPolicy } from "../host/policy.ts";
 import { formatTarget } from "../wire/address.ts";
 import { Approver } from "../cli/approver.ts";
+import { AttachedApprover } from "../cli/attached-approver.ts";
 import { ShellShare } from "../cli/shell-share.ts";
 import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
 import { untilInterrupted } from "../cli/signals.ts";
@@ -39,7 +39,7 @@ export default defineCommand({
     let agent: Agent | undefined;
     let approver: Approver | undefined;
     let shell: ShellShare | undefined;
-    let reconnector: Reconnector | undefined;
+    let attached: AttachedApprover | undefined;
     if (args.shell && (args.port !== undefined || args["share-id"])) throw new ConfigError("--shell shares this machine's shell; leave out --port and --share-id");
     if (!args.shell && (args["read-only"] || args.watch || args.command !== undefined)) throw new ConfigError("--read-only, --watch and --command go with --shell");
     if (args.port !== undefined || args.shell) {
@@ -73,27 +73,10 @@ export default defineCommand({
       log.info(`sharing ${shell ? `a shell as ${osUser()}${shell.recordDir ? `, recorded to ${shell.recordDir}` : ", not recorded"}` : policy.targets[0]} as ${shareId}`);
     } else if (args["share-id"]) {
       shareId = args["share-id"];
-      const id = shareId;
-      client = await attachApprover(dial, id);
-      const a = (approver = new Approver(client, id));
-      // Like the agent, an approver rides out a lost connection or a coordinator restart.
-      const again: Reconnector = new Reconnector({
-        connect: async () => {
-          const c = await attachApprover(dial, id);
-          client = c;
-          c.onClose((e) => again.lost(e));
-          a.rebind(c);
-          log.info("reconnected to the coordinator; approving again");
-        },
-        fatal: (e) => e instanceof RefusedError && e.code === "no_share",
-        onRetry: (err, delay) => {
-          a.pause();
-          log.warn(`lost the coordinator${err ? ` (${err.message})` : ""}; reconnecting in ${(delay / 1000).toFixed(1)}s`);
-        },
-        onGiveUp: (e) => stop.trigger(`stopped: ${e?.message ?? "the share is gone"}`),
-      });
-      reconnector = again;
-      client.onClose((e) => again.lost(e));
+      attached = new AttachedApprover(dial, shareId, (why) => stop.trigger(why), args.target);
+      await attached.start();
+      client = attached.client;
+      approver = attached.approver;
     } else {
       throw new ConfigError("say what to share: --port N (and --host), or --share-id ID of a running agent");
     }
@@ -102,27 +85,15 @@ export default defineCommand({
     shell?.bind(client, approver);
     await approver.mint(args.target);
     const why = await stop.promise;
-    reconnector?.stop();
+    attached?.stop();
     shell?.stop();
     approver.stop();
     if (agent) await agent.stop();
-    else await client.leave(shareId);
-    if (why.startsWith("lost")) {
+    else await (attached?.client ?? client).leave(shareId);
+    if (why.startsWith("lost") || why.startsWith("stopped:")) {
       log.error(why);
       process.exitCode = 1;
     } else if (agent) log.info(`stopped sharing (${why}); every session of this share is closed`);
     else log.info(`stopped approving (${why}); the sessions approved here are closed, the agent keeps serving`);
   },
 });
-
-async function attachApprover(dial: DialOptions, shareId: string): Promise<ControlClient> {
-  const c = await ControlClient.dial(dial);
-  c.send({ t: "attach", shareId });
-  try {
-    await c.next("registered");
-  } catch (err) {
-    c.close();
-    throw err;
-  }
-  return c;
-}

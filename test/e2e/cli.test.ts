@@ -79,3 +79,22 @@ test("--local is checked before the host is asked: a busy port, a bad port, and 
   host.write("y\n");
   await guest.waitFor(new RegExp(`forwarding 127\\.0\\.0\\.1:${port} -> `));
 });
+
+test("an approver attached to a running agent's share notices the agent stop, waits, and approves again when it is back", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { agentShare } = await import("./harness.ts");
+  const { agent, approver } = await agentShare(d, "db", echo.port);
+  agent.kill("SIGINT");
+  await agent.exit();
+  await approver.waitFor(/the agent serving share db stopped; its codes no longer work\. Waiting for it to come back; if it is not running, start it: tessera agent --share-id db --allow HOST:PORT/);
+  const back = spawn(["agent", "--share-id", "db", "--allow", `127.0.0.1:${echo.port}`], d.hostEnv);
+  await back.waitFor(/serving share db/);
+  await approver.waitFor(/share db is served again; approving again with a new code/);
+  const code = (await approver.waitFor(/^code: [0-9A-Z]{4}-[0-9A-Z]{4}\ncode: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m))[1]!;
+  expect(approver.err).not.toContain("lost the coordinator");
+  const guest = spawn(["join", code, "--name", "after", "--local", "127.0.0.1:0"], d.guestEnv);
+  await approver.waitFor(/Allow after /);
+  approver.write("y\n");
+  await guest.waitFor(/forwarding 127\.0\.0\.1:\d+/);
+});
