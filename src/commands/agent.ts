@@ -1,7 +1,7 @@
 // `tessera agent`: long-running host service for a share; dials out only and reaches only --allow targets.
 import { defineCommand } from "citty";
 import { ConfigError, errorMessage } from "../errors.ts";
-import { logger, setLogFormat } from "../log.ts";
+import { logger, setLogFormat, stampLines } from "../log.ts";
 import { Agent } from "../host/agent.ts";
 import { TargetPolicy } from "../host/policy.ts";
 import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
@@ -20,6 +20,7 @@ export default defineCommand({
   },
   async run({ args, rawArgs }) {
     setLogFormat(args["log-format"]);
+    stampLines(true);
     // citty keeps only the last of a repeated flag; every --allow counts.
     const allow = repeatedValues(rawArgs, "allow").flatMap((a) => a.split(",")).filter(Boolean);
     let policy: TargetPolicy;

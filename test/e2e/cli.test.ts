@@ -98,3 +98,29 @@ test("an approver attached to a running agent's share notices the agent stop, wa
   approver.write("y\n");
   await guest.waitFor(/forwarding 127\.0\.0\.1:\d+/);
 });
+
+test("a log line never tears the host's prompt: it goes above, and the whole question is shown again", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { share } = await import("./harness.ts");
+  const { host, code } = await share(d, echo.port, true);
+  const first = spawn(["join", code, "--name", "alice", "--local", "127.0.0.1:0"], d.guestEnv);
+  await host.waitFor(/Allow alice to reach/);
+  host.write("y\r");
+  await first.waitFor(/forwarding/);
+  host.write("c\r");
+  const second = (await host.waitFor(/code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?\n[\s\S]*code: ([0-9A-Z]{4}-[0-9A-Z]{4})/))[2]!;
+  spawn(["join", second, "--name", "bob", "--local", "127.0.0.1:0"], d.guestEnv);
+  await host.waitFor(/Allow bob to reach \S+\? \[y\/N\] \(\d+s to answer\) /);
+  const before = host.out.length;
+  first.kill("SIGINT");
+  // The session's end is logged while bob's question is on screen.
+  await host.waitFor(/\[share\] session \S+ ended: the guest ended the session\r?\n(\r\x1b\[K)?Allow bob to reach \S+\? \[y\/N\]/);
+  const after = host.out.slice(before);
+  // The log line starts on a line of its own (the question was cleared first), in the one plain format.
+  expect(after).toMatch(/(\r\x1b\[K|\n)\[share\] session \S+ ended/);
+  expect(after).not.toMatch(/\[y\/N\] \(\d+s to answer\) \[share\]/);
+  expect(host.out).not.toMatch(/\d{1,2}:\d{2}:\d{2} (AM|PM)/);
+  host.write("n\r");
+  await host.waitFor(/denied bob/);
+});
