@@ -6,6 +6,7 @@ import { logger } from "../log.ts";
 import { ControlClient, type DialOptions } from "../wire/control-client.ts";
 import { Reconnector } from "../wire/reconnect.ts";
 import { Approver } from "./approver.ts";
+import { OutageReport } from "./outage.ts";
 
 const log = logger("share");
 /** How long the approver waits for a share whose agent is gone before it gives up. */
@@ -16,6 +17,7 @@ export class AttachedApprover {
   approver!: Approver;
   private waitingForAgent = false;
   private readonly again: Reconnector;
+  private readonly outage = new OutageReport("share");
 
   constructor(private readonly dial: DialOptions, private readonly shareId: string, stop: (why: string) => void, private readonly target?: string) {
     this.again = new Reconnector({
@@ -26,7 +28,7 @@ export class AttachedApprover {
         this.approver.pause();
         if (this.waitingForAgent) return;
         if (err instanceof RefusedError && err.code === "no_share") this.waitForAgent(`share ${shareId} has no agent right now (it stopped or is restarting)`);
-        else log.warn(`lost the coordinator${err ? ` (${err.message})` : ""}; reconnecting in ${(delay / 1000).toFixed(1)}s`);
+        else this.outage.retrying(err?.message, delay, "lost the coordinator");
       },
       onGiveUp: (err) => stop(err instanceof RefusedError && err.code === "no_share"
         ? `stopped: share ${shareId} has had no agent for ${AGENT_WAIT_MS / 60_000} minutes; start \`tessera agent --share-id ${shareId} --allow HOST:PORT\`, then run \`tessera share --share-id ${shareId}\` again`
@@ -73,6 +75,6 @@ export class AttachedApprover {
       this.waitingForAgent = false;
       log.info(`share ${this.shareId} is served again; approving again with a new code`);
       await this.approver.mint(this.target);
-    } else log.info("reconnected to the coordinator; approving again");
+    } else this.outage.back("reconnected to the coordinator; approving again");
   }
 }

@@ -6,6 +6,7 @@ import { Guest, type AccessRequest, type Approved } from "../guest/guest.ts";
 import { SHELL_TARGET } from "../wire/protocol.ts";
 import { parseTarget } from "../wire/address.ts";
 import { runCommand } from "./command-runner.ts";
+import { OutageReport } from "./outage.ts";
 import { localAddress, type GuestMode } from "./guest-mode.ts";
 import { coordinatorAddress, readCa } from "./home.ts";
 import { untilInterrupted } from "./signals.ts";
@@ -18,10 +19,11 @@ const log = logger("join");
 
 export async function runGuest(req: AccessRequest, mode: GuestMode): Promise<void> {
   const stop = untilInterrupted();
+  const outage = new OutageReport("join");
   const guest = await Guest.connect({ address: coordinatorAddress(), caPem: readCa(), version: VERSION }, {
     onStreamError: (m) => log.warn(m),
-    onDetached: (m, retry) => log.warn(`${m}; resuming the session in ${(retry / 1000).toFixed(1)}s`),
-    onResumed: (f) => log.info(`session ${f.sessionId} resumed${f.restarted ? " (the coordinator had restarted; streams open before it ended)" : ""}${f.hostOnline ? "" : "; the host's agent is still reconnecting"}`),
+    onDetached: (reason, retry) => outage.retrying(reason, retry, "lost the connection to the coordinator; open connections were closed, the session is kept"),
+    onResumed: (f) => outage.back(`session ${f.sessionId} resumed${f.restarted ? " after the coordinator restarted" : ""}: new connections work${f.hostOnline ? "" : " once the host's agent is back (it is still reconnecting)"}`),
     onClosed: (reason) => stop.trigger(`session ended: ${reason}`),
   });
   // A local port named explicitly is taken before the host is asked: in use or not ours, the answer

@@ -6,6 +6,7 @@ import { Agent } from "../host/agent.ts";
 import { TargetPolicy } from "../host/policy.ts";
 import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
 import { repeatedValues } from "../cli/flags.ts";
+import { OutageReport } from "../cli/outage.ts";
 import { untilInterrupted } from "../cli/signals.ts";
 import { VERSION } from "../version.ts";
 
@@ -30,10 +31,14 @@ export default defineCommand({
       throw new ConfigError(`--allow: ${errorMessage(err)}`);
     }
     const stop = untilInterrupted();
+    const outage = new OutageReport("agent");
     const agent = new Agent({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION, shareId: args["share-id"], policy, approver: false, reconnect: true }, {
-      onConnected: () => log.info(`serving share ${args["share-id"]}: ${policy.targets.join(", ")}`),
+      onConnected: () => {
+        outage.back("reconnected to the coordinator");
+        log.info(`serving share ${args["share-id"]}: ${policy.targets.join(", ")}`);
+      },
       onDisconnected: (err, retry) => {
-        if (retry !== undefined) log.warn(`disconnected${err ? ` (${err.message})` : ""}; reconnecting in ${(retry / 1000).toFixed(1)}s`);
+        if (retry !== undefined) outage.retrying(err?.message, retry, "lost the coordinator");
         else if (err) stop.trigger(`giving up: ${err.message}`);
       },
       onStream: (sid, error) => error && log.warn(`session ${sid}: ${error}`),

@@ -9,6 +9,7 @@ import { TargetPolicy } from "../host/policy.ts";
 import { formatTarget } from "../wire/address.ts";
 import { Approver } from "../cli/approver.ts";
 import { AttachedApprover } from "../cli/attached-approver.ts";
+import { OutageReport } from "../cli/outage.ts";
 import { ShellShare } from "../cli/shell-share.ts";
 import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
 import { untilInterrupted } from "../cli/signals.ts";
@@ -54,17 +55,18 @@ export default defineCommand({
       }
       shareId = `sh-${randomBytes(6).toString("hex")}`;
       let approverRef: Approver | undefined;
+      const outage = new OutageReport("share");
       agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: true, shell: shell?.host }, {
         onDisconnected: (err, retry) => {
           if (retry === undefined) return stop.trigger(`lost the coordinator${err ? `: ${err.message}` : ""}`);
           approverRef?.pause();
-          log.warn(`lost the coordinator${err ? ` (${err.message})` : ""}; reconnecting in ${(retry / 1000).toFixed(1)}s. Codes and approved sessions stay valid meanwhile`);
+          outage.retrying(err?.message, retry, "lost the coordinator; codes and approved sessions stay valid meanwhile");
         },
         onConnected: (c) => {
           if (!approverRef) return;
           approverRef.rebind(c);
           shell?.rebind(c);
-          log.info("reconnected to the coordinator; the share is live again");
+          outage.back("reconnected to the coordinator; the share is live again");
         },
         onStream: (sid, error) => error && log.warn(`session ${sid}: ${error}`),
       });

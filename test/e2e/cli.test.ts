@@ -124,3 +124,20 @@ test("a log line never tears the host's prompt: it goes above, and the whole que
   host.write("n\r");
   await host.waitFor(/denied bob/);
 });
+
+test("a coordinator outage: the host hears it once, one status line keeps count in place, and one line says it is back", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { share, restartCoordinator } = await import("./harness.ts");
+  const { host } = await share(d, echo.port, true);
+  d.coordinator.kill("SIGKILL");
+  await d.coordinator.exit();
+  // At least two retries have failed and been shown on the status line.
+  await host.waitFor(/still reconnecting[\s\S]*still reconnecting[\s\S]*still reconnecting/);
+  await restartCoordinator(d, "SIGKILL");
+  await host.waitFor(/reconnected to the coordinator; the share is live again \(after \d+\.\ds\)/);
+  expect(host.out.match(/lost the coordinator/g)).toHaveLength(1);
+  expect(host.out).not.toContain("reconnecting in");
+  // The status line is rewritten in place (carriage return, erase line), not printed anew each time.
+  expect(host.out).toMatch(/\r\x1b\[K {2}… still reconnecting/);
+});
