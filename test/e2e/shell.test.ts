@@ -225,3 +225,32 @@ test("the coordinator restarts mid-session (SIGKILL): the guest comes back to th
   host.kill("SIGINT");
   await host.exit();
 });
+
+test("--watch: the shell takes the smallest attached window, so neither the host nor the guest sees it wrapped", async () => {
+  const d = await deploy();
+  const { host, code } = await shareShell(d, [...SH, "--watch", "--no-record"], { env: SH_ENV });
+  host.proc.terminal!.resize(80, 24);
+  const guest = spawn(["join", code, "--name", "wide"], d.guestEnv, { pty: true });
+  await approve(host, "wide");
+  await host.waitFor(/watching session s-\S+ of wide/);
+  await guest.waitFor(/tsh\$ /);
+  // The host (80x24) is smaller than the guest (120x40): the PTY is 80x24. The host's SIGWINCH and the
+  // guest's first keystrokes race, so ask until the size settles.
+  const sizes = () => [...guest.out.matchAll(/\b(\d+ \d+)\r/g)].map((m) => m[1]);
+  for (let i = 0; i < 50 && sizes().at(-1) !== "24 80"; i++) {
+    const n = sizes().length;
+    guest.write("stty size\r");
+    await guest.waitFor(new RegExp(`(\\b\\d+ \\d+\\r[^]*){${n + 1}}`));
+  }
+  expect(sizes().at(-1)).toBe("24 80");
+  // The host's window grows past the guest's: now the guest's window is the smaller one.
+  host.proc.terminal!.resize(150, 50);
+  for (let i = 0; i < 50 && sizes().at(-1) !== "40 120"; i++) {
+    const n = sizes().length;
+    guest.write("stty size\r");
+    await guest.waitFor(new RegExp(`(\\b\\d+ \\d+\\r[^]*){${n + 1}}`));
+  }
+  expect(sizes().at(-1)).toBe("40 120");
+  guest.write("exit\r");
+  await guest.exit();
+});
