@@ -141,3 +141,13 @@ test("a coordinator outage: the host hears it once, one status line keeps count 
   // The status line is rewritten in place (carriage return, erase line), not printed anew each time.
   expect(host.out).toMatch(/\r\x1b\[K {2}… still reconnecting/);
 });
+
+test("a wrong CA file says the coordinator was reached but not trusted, and what to do", async () => {
+  const d = await deploy();
+  expect((await run(["ca", "--coordinator-name", "localhost", "--dir", "other"], {}, d.dir)).code).toBe(0);
+  const r = await run(["link", d.address, "--ca-file", "other/ca.crt"], { TESSERA_HOME: `${d.dir}/wrong` }, d.dir);
+  expect(r.code).toBe(1);
+  expect(r.err).toContain(`reached the coordinator at ${d.address}, but its certificate is not signed by the CA this machine linked`);
+  expect(r.err).toContain("tessera link");
+  expect(r.err).not.toContain("cannot reach");
+});
