@@ -10,6 +10,7 @@ import type { ShellOptions, ShellResult, ShellSessionInfo } from "./types.ts";
 import { Recorder } from "./recorder.ts";
 
 const log = logger("shell");
+const ECHO = 0o10; // termios c_lflag ECHO, the same bit on Linux and macOS
 /** Output the guest has not read yet; past this the session ends rather than the host buffering without bound. */
 export const MAX_UNREAD_BYTES = 8 * 1024 * 1024;
 /** Output produced while no stream is attached, replayed on resume (older output is dropped). */
@@ -177,6 +178,8 @@ export class ShellSession {
         },
       });
       this.term = this.proc.terminal;
+      // A guest piping commands in is no person at a keyboard: the terminal does not echo them back.
+      if (!hello.tty && this.term) this.term.localFlags &= ~ECHO;
     } catch (err) {
       this.fail(`cannot start ${this.o.argv.join(" ")}: ${errorMessage(err)}`);
       return;

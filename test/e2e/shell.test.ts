@@ -169,6 +169,10 @@ test("piped stdin: a script runs remotely, its exit status comes back, and --wat
   (guest.proc.stdin as import("bun").FileSink).end();
   expect(await guest.exit()).toBe(5);
   expect(guest.out).toContain("piped-12");
+  // Piped, stdout carries what the shell printed: not the commands echoed back, not escape codes.
+  expect(guest.out).not.toContain("echo piped-");
+  expect(guest.out).not.toContain("\x1b");
+  expect(guest.out).not.toContain("\r");
   expect(guest.err).toContain("remote shell exited with status 5");
   await host.waitFor(/piped-12/);
   await host.waitFor(/terminal closed \(the shell exited with status 5\)/);
