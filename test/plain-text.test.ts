@@ -1,6 +1,6 @@
+// Unit test for src/cli/plain-text.ts: escape codes dropped across chunk boundaries, CR LF made LF.
 import { expect, test } from "bun:test";
 import { plainTextFilter } from "../src/cli/plain-text.ts";
-// Unit test for src/cli/plain-text.ts: escape codes dropped across chunk boundaries, CR LF made LF.
 test("escape sequences straddling chunks are dropped; CR LF becomes LF", () => {
   const f = plainTextFilter();
   const a = f(Buffer.from("\x1b[?2004hhello\x1b[0m\r"));
