@@ -14,3 +14,11 @@ fi
 echo "setup: bun $(bun --version)"
 bun install --frozen-lockfile
 bun run build
+# The Quickstart types `tessera`: link the binary beside bun, whose directory is on PATH already.
+bindir="$(dirname "$(command -v bun)")"
+if [ -w "$bindir" ] && ln -sf "$PWD/dist/tessera" "$bindir/tessera" 2>/dev/null; then
+  echo "setup: tessera is on PATH ($bindir/tessera -> dist/tessera)"
+else
+  mkdir -p "$HOME/.local/bin" && ln -sf "$PWD/dist/tessera" "$HOME/.local/bin/tessera"
+  echo "setup: tessera linked as $HOME/.local/bin/tessera; if \`tessera\` is not found, run: export PATH=\"\$HOME/.local/bin:\$PATH\""
+fi

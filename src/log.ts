@@ -16,15 +16,49 @@ export const baseLogger = createConsola({
 });
 
 // Children made by withTag copy the reporter list when they are created (at import time, before any
-// flag is parsed), so the one reporter they all share picks the format per line instead.
-const pretty = [...baseLogger.options.reporters];
+// flag is parsed), so the one reporter they all share picks the format per line instead. The human
+// format is one quiet line: "[tag] warning: message", a timestamp in front only for the daemons
+// (coordinator, agent), colour only on a terminal and never with NO_COLOR.
 const dispatch: ConsolaReporter = {
-  log(obj, ctx) {
+  log(obj) {
     if (format === "json") process.stderr.write(jsonLine(obj));
-    else for (const r of pretty) r.log(obj, ctx);
+    else write(humanLine(obj));
   },
 };
 baseLogger.setReporters([dispatch]);
+
+let stamped = false;
+let prompt: string | undefined;
+
+/** Daemons (coordinator, agent) put the time in front of each line; interactive commands do not. */
+export function stampLines(on: boolean): void {
+  stamped = on;
+}
+
+/**
+ * The question now on screen, waiting for an answer (undefined once answered). A line logged meanwhile
+ * goes above it, and the question is shown again whole below, instead of being torn in two.
+ */
+export function setPrompt(text: string | undefined): void {
+  prompt = text;
+}
+
+function write(line: string): void {
+  if (prompt === undefined) return void process.stderr.write(line);
+  process.stderr.write(`${process.stderr.isTTY ? "\r\x1b[K" : "\n"}${line}${prompt}`);
+}
+
+const WORDS: Partial<Record<string, [string, string]>> = {
+  warn: ["warning", "33"], error: ["error", "31"], fatal: ["error", "31"], debug: ["debug", "90"], trace: ["trace", "90"],
+};
+
+function humanLine(obj: Pick<LogObject, "type" | "tag" | "args" | "date">): string {
+  const color = !!process.stderr.isTTY && !process.env.NO_COLOR && process.env.TERM !== "dumb";
+  const w = WORDS[obj.type];
+  const word = w ? (color ? `\x1b[${w[1]}m${w[0]}:\x1b[39m ` : `${w[0]}: `) : "";
+  const msg = obj.args.map((a) => (a instanceof Error ? a.message : typeof a === "string" ? a : safeString(a))).join(" ");
+  return `${stamped ? `${obj.date.toISOString()} ` : ""}${obj.tag ? `[${obj.tag}] ` : ""}${word}${msg}\n`;
+}
 
 export function logger(tag: string) {
   return baseLogger.withTag(tag);

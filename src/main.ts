@@ -1,8 +1,8 @@
 #!/usr/bin/env bun
 // Entry point: the root command with lazily loaded subcommands; the only place the process exits.
 import "reflect-metadata"; // @peculiar/x509 needs the polyfill loaded before anything else
-import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
-import { TesseraError, errorMessage } from "./errors.ts";
+import { defineCommand, runCommand, type ArgsDef, type CommandDef } from "citty";
+import { ConfigError, TesseraError, errorMessage } from "./errors.ts";
 import { SUMMARIES } from "./commands/summaries.ts";
 import { VERSION } from "./version.ts";
 
@@ -25,25 +25,33 @@ const main = defineCommand({
   },
 });
 
-async function run(cmd: CommandDef, rawArgs: string[]): Promise<number> {
+async function run(root: CommandDef, argv: string[]): Promise<number> {
+  // `tessera help [CMD...]` is `tessera [CMD...] --help`.
+  const rawArgs = argv[0] === "help" ? [...argv.slice(1), "--help"] : argv;
   try {
     // Words after `--` belong to the command a guest runs (`join CODE -- psql -h {host}`), not to us.
     const ours = rawArgs.includes("--") ? rawArgs.slice(0, rawArgs.indexOf("--")) : rawArgs;
-    if (rawArgs.length === 0 || ours.some((a) => a === "--help" || a === "-h")) {
-      await showUsage(...(await resolveForHelp(cmd, rawArgs)));
-      return 0;
-    }
     if (rawArgs.length === 1 && (rawArgs[0] === "--version" || rawArgs[0] === "-v")) {
       console.log(VERSION);
       return 0;
     }
-    await runCommand(cmd, { rawArgs });
+    const { cmd, path, depth } = await resolve(root, ours);
+    if (rawArgs.length === 0 || ours.some((a) => a === "--help" || a === "-h")) {
+      const { renderUsage, usageOf } = await import("./cli/usage.ts");
+      process.stdout.write(renderUsage(await usageOf(cmd, path, depth === 0 ? SUMMARIES : undefined)));
+      return 0;
+    }
+    if (!cmd.subCommands) {
+      const { checkFlags } = await import("./cli/flags.ts");
+      checkFlags((typeof cmd.args === "function" ? await cmd.args() : await cmd.args) as ArgsDef, rawArgs.slice(depth), path);
+    }
+    await runCommand(root, { rawArgs });
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof TesseraError) {
       process.stderr.write(await fatal(err.message));
     } else if (err instanceof Error && err.name === "CLIError") {
-      process.stderr.write(`error: ${err.message}\nrun \`tessera ${rawArgs[0] ?? ""} --help\` for usage\n`);
+      process.stderr.write(`error: ${err.message.replace(/\x1b\[[0-9;]*m/g, "")}\nrun \`tessera ${rawArgs[0] ?? ""} --help\` for usage\n`);
     } else {
       process.stderr.write(await fatal(errorMessage(err)));
       if (process.env.TESSERA_DEBUG) console.error(err);
@@ -57,22 +65,27 @@ async function fatal(message: string): Promise<string> {
   return (await import("./log.ts")).fatalLine(message);
 }
 
-/** Follows `tessera a b --help` down to the deepest named subcommand. */
-async function resolveForHelp(cmd: CommandDef, rawArgs: string[]): Promise<[CommandDef, CommandDef?]> {
-  let parent: CommandDef | undefined;
-  for (const name of rawArgs.filter((a) => !a.startsWith("-"))) {
-    const subs = (cmd.subCommands ?? {}) as Record<string, CommandDef | (() => Promise<CommandDef>)>;
-    const sub = subs[name];
-    if (!sub) break;
-    parent = cmd;
+/**
+ * Follows the leading command words down to the deepest subcommand (loading only those). A first word
+ * that names no command is an error with the closest command suggested; the root listing itself needs
+ * only names and one-liners (SUMMARIES), so no command module loads for `tessera --help`.
+ */
+async function resolve(root: CommandDef, words: string[]): Promise<{ cmd: CommandDef; path: string; depth: number }> {
+  let cmd = root;
+  const path: string[] = [];
+  for (const w of words) {
+    if (w.startsWith("-") || !cmd.subCommands) break;
+    const subs = (typeof cmd.subCommands === "function" ? await cmd.subCommands() : await cmd.subCommands) as Record<string, CommandDef | (() => Promise<CommandDef>)>;
+    const sub = subs[w];
+    if (!sub) {
+      const { closest } = await import("./cli/flags.ts");
+      const near = closest(w, Object.keys(subs));
+      throw new ConfigError(`unknown command "${[...path, w].join(" ")}"${near ? `; did you mean \`tessera ${[...path, near].join(" ")}\`?` : ""} (see \`tessera ${path.join(" ")}${path.length ? " " : ""}--help\`)`);
+    }
     cmd = typeof sub === "function" ? await sub() : sub;
+    path.push(w);
   }
-  if (parent) return [cmd, parent];
-  // The root listing needs only names and one-liners: stand-ins keep every command module unloaded.
-  const subs = (cmd.subCommands ?? {}) as Record<string, () => Promise<CommandDef>>;
-  const listed = Object.fromEntries(Object.entries(subs).map(([n, load]) =>
-    [n, SUMMARIES[n] ? defineCommand({ meta: { name: n, description: SUMMARIES[n] } }) : load]));
-  return [{ ...cmd, subCommands: listed }];
+  return { cmd, path: path.join(" "), depth: path.length };
 }
 
 const code = await run(main, process.argv.slice(2));

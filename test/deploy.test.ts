@@ -16,8 +16,9 @@ const read = (f: string) => fs.readFileSync(path.join(ROOT, f), "utf8");
 async function flagsOf(cmd: string): Promise<Set<string>> {
   const r = await run([...cmd.split(" "), "--help"]);
   expect(r.code).toBe(0);
-  // The option column only: "--flag=<value>" or a bare boolean "--flag" (maybe after "-f, "), then the description.
-  return new Set([...r.out.matchAll(/^\s*(?:-[a-z], )?--([a-z][a-z-]*)(?:=<\w+>)?\s{2,}/gm)].map((m) => m[1]!));
+  // The option column only: "--flag VALUE" or a bare boolean "--flag", then the description (or, for a
+  // long option, the description on the next line).
+  return new Set([...r.out.matchAll(/^ {2}--([a-z][a-z-]*)(?: [A-Z_]+)?(?: {2,}|$)/gm)].map((m) => m[1]!));
 }
 
 /** ["coordinator", "--a", "x", "--b", "y"] -> { a: "x", b: "y" }, refusing flags the binary lacks. */

@@ -1,7 +1,7 @@
 // The host's side of consent: shows each request as a prompt, one at a time, and sends the answer.
 import readline from "node:readline";
 import { errorMessage } from "../errors.ts";
-import { logger } from "../log.ts";
+import { logger, setPrompt } from "../log.ts";
 import type { ControlClient } from "../wire/control-client.ts";
 import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
 import { escapeUnsafe, quoteText, showName } from "../wire/untrusted-text.ts";
@@ -101,6 +101,7 @@ export class Approver {
     if (this.suspended) return;
     const f = this.queue.shift();
     this.current = f;
+    setPrompt(undefined);
     if (!f) return;
     const secs = Math.max(0, Math.round((f.deadline - Date.now()) / 1000));
     const shell = f.target === SHELL_TARGET;
@@ -114,8 +115,14 @@ export class Approver {
         `  wants   ${wants}\n` +
         `  reason  ${f.reason ? quoteText(f.reason) : "(none given)"}\n` +
         `  key     ${f.guest.spki}\n` +
-        `Allow ${name} ${shell ? `a SHELL as ${osUser()}` : `to reach ${f.target}`}? [y/N] (${secs}s to answer) `,
+        this.question(f, shell, secs),
     );
+    setPrompt(this.question(f, shell, secs));
+  }
+
+  private question(f: Ask, shell: boolean, secs: number): string {
+    // The guest's name is their own word, shown escaped; the OS user is ours, named as such.
+    return `Allow ${showName(f.guest.name)} ${shell ? `a SHELL as your user ${osUser()}` : `to reach ${f.target}`}? [y/N] (${secs}s to answer) `;
   }
 
   private onLine(line: string): void {

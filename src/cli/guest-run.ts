@@ -2,12 +2,12 @@
 // through it, or carry one stream over stdin/stdout, until the session ends.
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log.ts";
-import { splitAddress } from "../wire/address.ts";
 import { Guest, type AccessRequest, type Approved } from "../guest/guest.ts";
 import { SHELL_TARGET } from "../wire/protocol.ts";
 import { parseTarget } from "../wire/address.ts";
 import { runCommand } from "./command-runner.ts";
-import type { GuestMode } from "./guest-mode.ts";
+import { OutageReport } from "./outage.ts";
+import { localAddress, type GuestMode } from "./guest-mode.ts";
 import { coordinatorAddress, readCa } from "./home.ts";
 import { untilInterrupted } from "./signals.ts";
 import { runShellGuest } from "./shell-guest.ts";
@@ -19,11 +19,20 @@ const log = logger("join");
 
 export async function runGuest(req: AccessRequest, mode: GuestMode): Promise<void> {
   const stop = untilInterrupted();
+  const outage = new OutageReport("join");
   const guest = await Guest.connect({ address: coordinatorAddress(), caPem: readCa(), version: VERSION }, {
     onStreamError: (m) => log.warn(m),
-    onDetached: (m, retry) => log.warn(`${m}; resuming the session in ${(retry / 1000).toFixed(1)}s`),
-    onResumed: (f) => log.info(`session ${f.sessionId} resumed${f.restarted ? " (the coordinator had restarted; streams open before it ended)" : ""}${f.hostOnline ? "" : "; the host's agent is still reconnecting"}`),
+    onDetached: (reason, retry) => outage.retrying(reason, retry, "lost the connection to the coordinator; open connections were closed, the session is kept"),
+    onResumed: (f) => outage.back(`session ${f.sessionId} resumed${f.restarted ? " after the coordinator restarted" : ""}: new connections work${f.hostOnline ? "" : " once the host's agent is back (it is still reconnecting)"}`),
     onClosed: (reason) => stop.trigger(`session ended: ${reason}`),
+  });
+  // A local port named explicitly is taken before the host is asked: in use or not ours, the answer
+  // comes now, not after the host's yes and the code are spent. (Connections before approval are refused.)
+  const early = mode.kind !== "stdio" && mode.local !== undefined ? localAddress(mode.local, 0) : undefined;
+  let bound: { host: string; port: number } | undefined;
+  if (early && early.port !== 0) bound = await guest.listen(early.host, early.port).catch(async (err) => {
+    await guest.close();
+    throw err;
   });
   const approved = await awaitApproval(guest, req, stop.promise);
   log.info(`session ${approved.sessionId} approved (idle timeout ${Math.round(approved.idleTimeoutSec / 60)} min)`);
@@ -32,15 +41,19 @@ export async function runGuest(req: AccessRequest, mode: GuestMode): Promise<voi
     process.exitCode = await carryStdio(guest, stop.promise);
     return;
   }
-  const target = parseTarget(approved.target);
-  // A command gets any free port ({port} tells it which); a plain forward gets a predictable one.
-  const want = splitAddress(mode.local ?? (mode.kind === "command" ? "127.0.0.1:0" : "127.0.0.1"), defaultLocalPort(target.port), true);
-  let bound: { host: string; port: number };
-  try {
-    bound = await guest.listen(want.host, want.port);
-  } catch (err) {
-    await guest.close();
-    throw err;
+  if (!bound) {
+    // A command gets any free port ({port} tells it which); a plain forward gets a predictable one.
+    const want = early ?? localAddress(mode.kind === "command" ? "127.0.0.1:0" : "127.0.0.1", defaultLocalPort(parseTarget(approved.target).port));
+    bound = await guest.listen(want.host, want.port).catch(async (err) => {
+      // The predictable port is only a default: when it is taken, any free port will do.
+      if (early || want.port === 0) throw err;
+      const any = await guest.listen(want.host, 0);
+      log.warn(`${want.host}:${want.port} is in use; forwarding from ${any.host}:${any.port} instead`);
+      return any;
+    }).catch(async (err) => {
+      await guest.close();
+      throw err;
+    });
   }
   if (mode.kind === "command") {
     // The command owns stdout (it may be piped to a file), so our status goes to stderr.

@@ -44,9 +44,9 @@ export class HostConsole {
       if (i > 0) s.hostInput(chunk.subarray(0, i));
       this.endSession(s);
     };
-    // In read-only mode the host is the one typing, so the shell takes the host's window size.
+    // The shell fits the smallest attached window (the host's alone in read-only mode).
     const onWinch = () => {
-      if (s.readOnly && process.stdout.isTTY) s.hostResize(process.stdout.columns, process.stdout.rows);
+      if (process.stdout.isTTY) s.hostSize({ cols: process.stdout.columns, rows: process.stdout.rows });
     };
     const unwatch = s.watch((data) => process.stdout.write(data));
     if (tty) stdin.setRawMode(true);
@@ -64,6 +64,7 @@ export class HostConsole {
         unwatch();
         stdin.off("data", onKeys);
         process.off("SIGWINCH", onWinch);
+        s.hostSize(undefined);
         process.off("exit", restore);
         restore();
       },

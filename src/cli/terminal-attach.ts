@@ -4,6 +4,7 @@
 import os from "node:os";
 import type { Duplex } from "node:stream";
 import { errorMessage } from "../errors.ts";
+import { plainTextFilter } from "./plain-text.ts";
 import { encodeControl, encodeData, HostControl, SHELL_PROTOCOL_VERSION, ShellDecoder } from "../shell/frames.ts";
 
 export interface StreamResult {
@@ -31,6 +32,8 @@ export class TerminalAttachment {
   private readonly stdin = process.stdin;
   private readonly tty = !!process.stdin.isTTY;
   private readonly escape = escapeFilter();
+  /** Output to a file or pipe gets no escape codes (colours, cursor moves) and plain line ends. */
+  private readonly plain = process.stdout.isTTY ? undefined : plainTextFilter();
   private stream: Duplex | undefined;
   private ready = false;
   private everReady = false;
@@ -119,7 +122,7 @@ export class TerminalAttachment {
 
   private show(stream: Duplex, data: Buffer): void {
     // Backpressure: stop reading the host while the local terminal is behind.
-    if (!process.stdout.write(data) && !stream.isPaused()) {
+    if (!process.stdout.write(this.plain ? this.plain(data) : data) && !stream.isPaused()) {
       stream.pause();
       process.stdout.once("drain", () => stream.resume());
     }

@@ -1,10 +1,12 @@
 // `tessera agent`: long-running host service for a share; dials out only and reaches only --allow targets.
 import { defineCommand } from "citty";
 import { ConfigError, errorMessage } from "../errors.ts";
-import { logger, setLogFormat } from "../log.ts";
+import { logger, setLogFormat, stampLines } from "../log.ts";
 import { Agent } from "../host/agent.ts";
 import { TargetPolicy } from "../host/policy.ts";
 import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
+import { repeatedValues } from "../cli/flags.ts";
+import { OutageReport } from "../cli/outage.ts";
 import { untilInterrupted } from "../cli/signals.ts";
 import { parseDuration } from "../cli/duration.ts";
 import { VERSION } from "../version.ts";
@@ -15,14 +17,16 @@ export default defineCommand({
   meta: { name: "agent", description: "Serve a share in the background: approved guests reach only the --allow targets" },
   args: {
     "share-id": { type: "string", required: true, description: "Id of the share this agent serves (approve with `tessera share --share-id ID`)" },
-    allow: { type: "string", required: true, description: "HOST:PORT guests may reach; repeat for more" },
+    allow: { type: "string", required: true, description: "HOST:PORT guests may reach; repeat the flag (or separate with commas) for more" },
     "stream-setup-timeout": { type: "string", default: "30s", description: "Drop a stream (and its target connection) whose guest has not completed the end-to-end TLS within this time; keep it above the coordinator's --stream-token-ttl" },
     "allow-requests-by-id": { type: "boolean", description: "Let guests ask by share id (`tessera connect --share-id`) without a code; off by default, as anyone who knows the id could then prompt you" },
     "log-format": { type: "string", description: "pretty or json (one JSON object a line on stderr); default $TESSERA_LOG_FORMAT or pretty" },
   },
-  async run({ args }) {
+  async run({ args, rawArgs }) {
     setLogFormat(args["log-format"]);
-    const allow = [args.allow].flat().flatMap((a) => String(a).split(",")).filter(Boolean);
+    stampLines(true);
+    // citty keeps only the last of a repeated flag; every --allow counts.
+    const allow = repeatedValues(rawArgs, "allow").flatMap((a) => a.split(",")).filter(Boolean);
     let policy: TargetPolicy;
     try {
       policy = new TargetPolicy(allow);
@@ -31,10 +35,14 @@ export default defineCommand({
     }
     const streamSetupTimeoutMs = parseDuration(args["stream-setup-timeout"], "stream-setup-timeout");
     const stop = untilInterrupted();
+    const outage = new OutageReport("agent");
     const agent = new Agent({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION, shareId: args["share-id"], policy, approver: false, reconnect: true, streamSetupTimeoutMs, requestsById: !!args["allow-requests-by-id"] }, {
-      onConnected: () => log.info(`serving share ${args["share-id"]}: ${policy.targets.join(", ")}`),
+      onConnected: () => {
+        outage.back("reconnected to the coordinator");
+        log.info(`serving share ${args["share-id"]}: ${policy.targets.join(", ")}`);
+      },
       onDisconnected: (err, retry) => {
-        if (retry !== undefined) log.warn(`disconnected${err ? ` (${err.message})` : ""}; reconnecting in ${(retry / 1000).toFixed(1)}s`);
+        if (retry !== undefined) outage.retrying(err?.message, retry, "lost the coordinator");
         else if (err) stop.trigger(`giving up: ${err.message}`);
       },
       onStream: (sid, error) => error && log.warn(`session ${sid}: ${error}`),

@@ -6,7 +6,7 @@ import * as v from "valibot";
 import { issueText } from "../validate.ts";
 import { AuditLog } from "../audit/log.ts";
 import { ConfigError } from "../errors.ts";
-import { logger, setLogFormat } from "../log.ts";
+import { logger, setLogFormat, stampLines } from "../log.ts";
 import { Coordinator } from "../coordinator/listener.ts";
 import { EnrollRecords } from "../coordinator/enroll.ts";
 import { hashToken, startHttp } from "../coordinator/http.ts";
@@ -51,6 +51,7 @@ export default defineCommand({
   },
   async run({ args }) {
     setLogFormat(args["log-format"]);
+    stampLines(true);
     const httpTls = readHttpTls(args["http-cert"], args["http-key"]);
     const dir = args.certs;
     const need = (f: string) => readRequired(path.join(dir, f), `${dir} is missing ${f}: run \`tessera ca --coordinator-name NAME --dir ${dir}\``);

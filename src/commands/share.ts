@@ -1,14 +1,15 @@
 // `tessera share`: offer one local port or a shell (embedded agent) or approve for a running agent; prints a code and prompts per request.
 import { randomBytes } from "node:crypto";
 import { defineCommand } from "citty";
-import { ConfigError, RefusedError, errorMessage } from "../errors.ts";
+import { ConfigError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { Agent } from "../host/agent.ts";
-import { ControlClient, type DialOptions } from "../wire/control-client.ts";
-import { Reconnector } from "../wire/reconnect.ts";
+import type { ControlClient } from "../wire/control-client.ts";
 import { TargetPolicy } from "../host/policy.ts";
 import { formatTarget } from "../wire/address.ts";
 import { Approver } from "../cli/approver.ts";
+import { AttachedApprover } from "../cli/attached-approver.ts";
+import { OutageReport } from "../cli/outage.ts";
 import { ShellShare } from "../cli/shell-share.ts";
 import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
 import { untilInterrupted } from "../cli/signals.ts";
@@ -28,7 +29,8 @@ export default defineCommand({
     command: { type: "string", description: "With --shell: what to run in the terminal (default: your login shell, as a login shell)" },
     "read-only": { type: "boolean", description: "With --shell: the guest only watches; you type in this terminal (implies --watch)" },
     watch: { type: "boolean", description: "With --shell: mirror the shared shell here and let you type too; Ctrl-] ends the session" },
-    record: { type: "string", description: "With --shell: directory for asciicast recordings (default TESSERA_HOME/recordings; --no-record turns them off)" },
+    record: { type: "string", description: "With --shell: directory for asciicast recordings (default TESSERA_HOME/recordings)" },
+    "no-record": { type: "boolean", description: "With --shell: do not record the session" },
     "allow-requests-by-id": { type: "boolean", description: "With --port or --shell: also let guests ask by this share's id (`tessera connect --share-id`), without a code; off by default" },
   },
   async run({ args }) {
@@ -39,7 +41,7 @@ export default defineCommand({
     let agent: Agent | undefined;
     let approver: Approver | undefined;
     let shell: ShellShare | undefined;
-    let reconnector: Reconnector | undefined;
+    let attached: AttachedApprover | undefined;
     if (args.shell && (args.port !== undefined || args["share-id"])) throw new ConfigError("--shell shares this machine's shell; leave out --port and --share-id");
     if (!args.shell && (args["read-only"] || args.watch || args.command !== undefined)) throw new ConfigError("--read-only, --watch and --command go with --shell");
     if (args["allow-requests-by-id"] && args["share-id"]) throw new ConfigError("--allow-requests-by-id is the agent's to set: start it with `tessera agent --share-id ID --allow-requests-by-id`");
@@ -55,17 +57,18 @@ export default defineCommand({
       }
       shareId = `sh-${randomBytes(6).toString("hex")}`;
       let approverRef: Approver | undefined;
+      const outage = new OutageReport("share");
       agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: true, shell: shell?.host, requestsById: !!args["allow-requests-by-id"] }, {
         onDisconnected: (err, retry) => {
           if (retry === undefined) return stop.trigger(`lost the coordinator${err ? `: ${err.message}` : ""}`);
           approverRef?.pause();
-          log.warn(`lost the coordinator${err ? ` (${err.message})` : ""}; reconnecting in ${(retry / 1000).toFixed(1)}s. Codes and approved sessions stay valid meanwhile`);
+          outage.retrying(err?.message, retry, "lost the coordinator; codes and approved sessions stay valid meanwhile");
         },
         onConnected: (c) => {
           if (!approverRef) return;
           approverRef.rebind(c);
           shell?.rebind(c);
-          log.info("reconnected to the coordinator; the share is live again");
+          outage.back("reconnected to the coordinator; the share is live again");
         },
         onStream: (sid, error) => error && log.warn(`session ${sid}: ${error}`),
       });
@@ -75,27 +78,10 @@ export default defineCommand({
       if (args["allow-requests-by-id"]) log.info(`guests may also ask without a code: tessera connect --share-id ${shareId} --target ${shell ? "shell" : policy.targets[0]}`);
     } else if (args["share-id"]) {
       shareId = args["share-id"];
-      const id = shareId;
-      client = await attachApprover(dial, id);
-      const a = (approver = new Approver(client, id));
-      // Like the agent, an approver rides out a lost connection or a coordinator restart.
-      const again: Reconnector = new Reconnector({
-        connect: async () => {
-          const c = await attachApprover(dial, id);
-          client = c;
-          c.onClose((e) => again.lost(e));
-          a.rebind(c);
-          log.info("reconnected to the coordinator; approving again");
-        },
-        fatal: (e) => e instanceof RefusedError && e.code === "no_share",
-        onRetry: (err, delay) => {
-          a.pause();
-          log.warn(`lost the coordinator${err ? ` (${err.message})` : ""}; reconnecting in ${(delay / 1000).toFixed(1)}s`);
-        },
-        onGiveUp: (e) => stop.trigger(`stopped: ${e?.message ?? "the share is gone"}`),
-      });
-      reconnector = again;
-      client.onClose((e) => again.lost(e));
+      attached = new AttachedApprover(dial, shareId, (why) => stop.trigger(why), args.target);
+      await attached.start();
+      client = attached.client;
+      approver = attached.approver;
     } else {
       throw new ConfigError("say what to share: --port N (and --host), or --share-id ID of a running agent");
     }
@@ -104,27 +90,15 @@ export default defineCommand({
     shell?.bind(client, approver);
     await approver.mint(args.target);
     const why = await stop.promise;
-    reconnector?.stop();
+    attached?.stop();
     shell?.stop();
     approver.stop();
     if (agent) await agent.stop();
-    else await client.leave(shareId);
-    if (why.startsWith("lost")) {
+    else await (attached?.client ?? client).leave(shareId);
+    if (why.startsWith("lost") || why.startsWith("stopped:")) {
       log.error(why);
       process.exitCode = 1;
     } else if (agent) log.info(`stopped sharing (${why}); every session of this share is closed`);
     else log.info(`stopped approving (${why}); the sessions approved here are closed, the agent keeps serving`);
   },
 });
-
-async function attachApprover(dial: DialOptions, shareId: string): Promise<ControlClient> {
-  const c = await ControlClient.dial(dial);
-  c.send({ t: "attach", shareId });
-  try {
-    await c.next("registered");
-  } catch (err) {
-    c.close();
-    throw err;
-  }
-  return c;
-}

@@ -204,6 +204,8 @@ export class Broker {
     for (const r of [...share.requests]) this.consent.drop(r, reason, true);
     for (const s of [...share.sessions]) this.sessions.close(s, reason);
     this.shares.delete(share.id);
+    // Approvers in other terminals hear it, rather than keep showing codes that no longer work.
+    for (const a of share.approvers) if (a !== share.agent) a.ch.send({ t: "left", shareId: share.id });
     this.o.audit.append("share.close", { shareId: share.id, host: share.hostName, reason });
     background(this.o.store.closeShare(share.id, Date.now()), "share close", log.warn);
   }

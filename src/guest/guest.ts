@@ -26,7 +26,7 @@ export interface GuestEvents {
   onPending?(f: FrameOf<ServerFrame, "pending">): void;
   onStreamError?(message: string): void;
   /** The coordinator connection dropped (restart, network): streams ended, reconnecting in retryInMs. */
-  onDetached?(message: string, retryInMs: number): void;
+  onDetached?(reason: string | undefined, retryInMs: number): void;
   /** Back on a new connection; `restarted` when the coordinator had restarted meanwhile. */
   onResumed?(f: FrameOf<ServerFrame, "resumed">): void;
   /** The session ended (revoked, host left, idle, coordinator gone). */
@@ -70,7 +70,7 @@ export class Guest {
       connect: () => this.resume(),
       capMs: 10_000,
       giveUpAfterMs: RESUME_GIVE_UP_MS,
-      onRetry: (err, delay) => this.events.onDetached?.(`lost the connection to the coordinator${err ? ` (${err.message})` : ""}; open connections were closed`, delay),
+      onRetry: (err, delay) => this.events.onDetached?.(err?.message, delay),
       onGiveUp: (err) => this.end(`lost the connection to the coordinator${err ? ` (${err.message})` : ""} and could not resume the session`),
     });
   }

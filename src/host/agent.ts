@@ -73,10 +73,8 @@ export class Agent {
   constructor(private readonly o: AgentOptions, private readonly events: AgentEvents = {}) {
     this.tls = { key: o.keyPem, cert: o.certPem, ca: o.caPem, requestCert: true, rejectUnauthorized: true, minVersion: TLS_1_3 } as InnerTls;
     this.reconnect = new Reconnector({
-      connect: () => this.start().then(() => {}, (e: unknown) => {
-        log.warn(errorMessage(e));
-        throw e;
-      }),
+      // A failed attempt is reported once, by onRetry: the embedding command decides how to show it.
+      connect: () => this.start().then(() => {}),
       // Refusals that no retry can fix: someone else's share id, or a host the coordinator does not know.
       fatal: (err) => err instanceof RefusedError && ["share_taken", "not_host", "version"].includes(err.code),
       onRetry: (err, delay) => this.events.onDisconnected?.(err, delay),

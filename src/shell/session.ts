@@ -11,6 +11,7 @@ import { Recorder } from "./recorder.ts";
 import { showName } from "../wire/untrusted-text.ts";
 
 const log = logger("shell");
+const ECHO = 0o10; // termios c_lflag ECHO, the same bit on Linux and macOS
 /** Output the guest has not read yet; past this the session ends rather than the host buffering without bound. */
 export const MAX_UNREAD_BYTES = 8 * 1024 * 1024;
 /** Output produced while no stream is attached, replayed on resume (older output is dropped). */
@@ -35,8 +36,9 @@ export class ShellSession {
   readonly sessionId: string;
   readonly guestName: string;
   recording: string | undefined;
-  cols = 80;
-  rows = 24;
+  private size = { cols: 80, rows: 24 };
+  private guestWindow: { cols: number; rows: number } | undefined;
+  private hostWindow: { cols: number; rows: number } | undefined;
   /** Bytes of keystrokes from the guest that read-only threw away (resizes and eof are dropped too, uncounted). */
   droppedBytes = 0;
   private proc: Subprocess | undefined;
@@ -91,9 +93,10 @@ export class ShellSession {
     if (this.term && !this.term.closed) this.term.write(data);
   }
 
-  /** Resizes the PTY on the host's behalf (the host drives the size in read-only mode). */
-  hostResize(cols: number, rows: number): void {
-    this.resize(cols, rows);
+  /** The host's window while it watches: the PTY takes the smallest attached window, as tmux does (read-only: the host's). */
+  hostSize(size: { cols: number; rows: number } | undefined): void {
+    this.hostWindow = size;
+    this.fit();
   }
 
   /** Tees the terminal's output to fn (the host's --watch view); returns the unsubscribe. */
@@ -145,14 +148,16 @@ export class ShellSession {
         continue;
       }
       if (f.t === "data") this.term?.write(f.data);
-      else if (f.t === "resize") this.resize(f.cols, f.rows);
+      else if (f.t === "resize") {
+        this.guestWindow = { cols: f.cols, rows: f.rows };
+        this.fit();
+      }
       else if (f.t === "eof") this.term?.write("\x04"); // VEOF: the shell reads end of input, as from a terminal
     }
   }
 
   private start(hello: { cols: number; rows: number; term: string; tty: boolean }): void {
-    this.cols = hello.cols;
-    this.rows = hello.rows;
+    this.guestWindow = this.size = { cols: hello.cols, rows: hello.rows };
     try {
       if (this.o.recordDir) {
         // Fail closed: a session that was promised a recording does not run without one.
@@ -175,6 +180,8 @@ export class ShellSession {
         },
       });
       this.term = this.proc.terminal;
+      // A guest piping commands in is no person at a keyboard: the terminal does not echo them back.
+      if (!hello.tty && this.term) this.term.localFlags &= ~ECHO;
     } catch (err) {
       this.fail(`cannot start ${this.o.argv.join(" ")}: ${errorMessage(err)}`);
       return;
@@ -186,7 +193,8 @@ export class ShellSession {
 
   /** The guest is back on a new stream: same shell, its window size (unless read-only), what it missed. */
   private resumed(hello: { cols: number; rows: number }): void {
-    if (!this.o.readOnly) this.resize(hello.cols, hello.rows);
+    this.guestWindow = { cols: hello.cols, rows: hello.rows };
+    this.fit();
     this.sendReady();
     const missed = Buffer.concat(this.missed);
     this.missed = [];
@@ -228,10 +236,14 @@ export class ShellSession {
     while (this.missedBytes > MAX_MISSED_BYTES && this.missed.length > 1) this.missedBytes -= this.missed.shift()!.length;
   }
 
+  private fit(): void {
+    const wins = [this.o.readOnly ? undefined : this.guestWindow, this.hostWindow].filter((w) => w !== undefined);
+    if (wins.length) this.resize(Math.min(...wins.map((w) => w.cols)), Math.min(...wins.map((w) => w.rows)));
+  }
+
   private resize(cols: number, rows: number): void {
-    if (!this.term || this.term.closed || (cols === this.cols && rows === this.rows)) return;
-    this.cols = cols;
-    this.rows = rows;
+    if (!this.term || this.term.closed || (cols === this.size.cols && rows === this.size.rows)) return;
+    this.size = { cols, rows };
     this.term.resize(cols, rows);
     try {
       this.recorder?.resize(cols, rows);

@@ -145,14 +145,22 @@ export function refusal(f: FrameOf<ServerFrame, "error">): RefusedError {
 }
 
 function dialError(address: string, err: Error & { code?: string }): TesseraError {
-  const why: Record<string, string> = {
+  const unreachable: Record<string, string> = {
     ECONNREFUSED: "connection refused (is the coordinator running?)",
     ENOTFOUND: "host not found",
     ETIMEDOUT: "timed out",
-    UNABLE_TO_VERIFY_LEAF_SIGNATURE: "its certificate is not signed by the CA this machine trusts",
-    DEPTH_ZERO_SELF_SIGNED_CERT: "it presented a self-signed certificate",
+  };
+  // These mean the coordinator answered, but not with a certificate this machine trusts.
+  const untrusted: Record<string, string> = {
+    UNABLE_TO_VERIFY_LEAF_SIGNATURE: "its certificate is not signed by the CA this machine linked",
+    SELF_SIGNED_CERT_IN_CHAIN: "its certificate is not signed by the CA this machine linked",
+    DEPTH_ZERO_SELF_SIGNED_CERT: "it presented a self-signed certificate, not one from the CA this machine linked",
     ERR_TLS_CERT_ALTNAME_INVALID: "its certificate does not name this address",
     CERT_HAS_EXPIRED: "its certificate has expired",
   };
-  return new TesseraError("connect", `cannot reach the coordinator at ${address}: ${why[err.code ?? ""] ?? err.message}`, { cause: err });
+  const code = err.code ?? "";
+  if (untrusted[code]) {
+    return new TesseraError("ca_mismatch", `reached the coordinator at ${address}, but ${untrusted[code]}; if the CA file or address is wrong, link again: \`tessera link ${address} --ca-file CA.crt\` (or --ca-pin sha256:... from the operator)`, { cause: err });
+  }
+  return new TesseraError("connect", `cannot reach the coordinator at ${address}: ${unreachable[code] ?? err.message}`, { cause: err });
 }

@@ -19,6 +19,7 @@ export interface ReconnectOptions {
 
 export class Reconnector {
   private attempt = 0;
+  private lastDelay = 0;
   private since: number | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private stopped = false;
@@ -34,7 +35,10 @@ export class Reconnector {
       this.stop();
       return this.o.onGiveUp(err);
     }
-    const delay = backoff(this.attempt++, this.o.capMs);
+    // Jittered, so restarted coordinators are not stampeded, yet never shorter than the wait before:
+    // a user watching sees the waits grow to the cap, not jump up and down.
+    const delay = Math.max(this.lastDelay, backoff(this.attempt++, this.o.capMs));
+    this.lastDelay = delay;
     this.o.onRetry(err, delay);
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
@@ -42,6 +46,7 @@ export class Reconnector {
       if (this.stopped) return;
       this.o.connect().then(() => {
         this.attempt = 0;
+        this.lastDelay = 0;
         this.since = undefined;
       }, (e: unknown) => this.lost(e instanceof Error ? e : new Error(String(e))));
     }, delay);

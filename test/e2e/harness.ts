@@ -7,7 +7,7 @@ import path from "node:path";
 import type { Subprocess } from "bun";
 
 const ROOT = path.resolve(import.meta.dir, "../..");
-const BIN = path.join(ROOT, "dist/tessera");
+export const BIN = path.join(ROOT, "dist/tessera");
 /** The compiled binary when built (bun run test builds it), else the CLI entry under bun. */
 export const TESSERA: string[] = fs.existsSync(BIN) ? [BIN] : ["bun", path.join(ROOT, "src/main.ts")];
 

@@ -13,7 +13,7 @@ const SH = ["--command", "sh"];
 const SH_ENV = { PS1: "tsh$ ", ENV: "" };
 
 async function approve(host: Proc, name: string): Promise<void> {
-  await host.waitFor(new RegExp(`Allow ${name} a SHELL as \\S+\\? \\[y/N\\]`));
+  await host.waitFor(new RegExp(`Allow ${name} a SHELL as your user \\S+\\? \\[y/N\\]`));
   host.write("y\r");
 }
 
@@ -173,6 +173,10 @@ test("piped stdin: a script runs remotely, its exit status comes back, and --wat
   (guest.proc.stdin as import("bun").FileSink).end();
   expect(await guest.exit()).toBe(5);
   expect(guest.out).toContain("piped-12");
+  // Piped, stdout carries what the shell printed: not the commands echoed back, not escape codes.
+  expect(guest.out).not.toContain("echo piped-");
+  expect(guest.out).not.toContain("\x1b");
+  expect(guest.out).not.toContain("\r");
   expect(guest.err).toContain("remote shell exited with status 5");
   await host.waitFor(/piped-12/);
   await host.waitFor(/terminal closed \(the shell exited with status 5\)/);
@@ -228,4 +232,33 @@ test("the coordinator restarts mid-session (SIGKILL): the guest comes back to th
   await host.waitFor(/terminal closed \(the shell exited with status 4\)/);
   host.kill("SIGINT");
   await host.exit();
+});
+
+test("--watch: the shell takes the smallest attached window, so neither the host nor the guest sees it wrapped", async () => {
+  const d = await deploy();
+  const { host, code } = await shareShell(d, [...SH, "--watch", "--no-record"], { env: SH_ENV });
+  host.proc.terminal!.resize(80, 24);
+  const guest = spawn(["join", code, "--name", "wide"], d.guestEnv, { pty: true });
+  await approve(host, "wide");
+  await host.waitFor(/watching session s-\S+ of wide/);
+  await guest.waitFor(/tsh\$ /);
+  // The host (80x24) is smaller than the guest (120x40): the PTY is 80x24. The host's SIGWINCH and the
+  // guest's first keystrokes race, so ask until the size settles.
+  const sizes = () => [...guest.out.matchAll(/\b(\d+ \d+)\r/g)].map((m) => m[1]);
+  for (let i = 0; i < 50 && sizes().at(-1) !== "24 80"; i++) {
+    const n = sizes().length;
+    guest.write("stty size\r");
+    await guest.waitFor(new RegExp(`(\\b\\d+ \\d+\\r[^]*){${n + 1}}`));
+  }
+  expect(sizes().at(-1)).toBe("24 80");
+  // The host's window grows past the guest's: now the guest's window is the smaller one.
+  host.proc.terminal!.resize(150, 50);
+  for (let i = 0; i < 50 && sizes().at(-1) !== "40 120"; i++) {
+    const n = sizes().length;
+    guest.write("stty size\r");
+    await guest.waitFor(new RegExp(`(\\b\\d+ \\d+\\r[^]*){${n + 1}}`));
+  }
+  expect(sizes().at(-1)).toBe("40 120");
+  guest.write("exit\r");
+  await guest.exit();
 });

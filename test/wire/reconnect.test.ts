@@ -49,3 +49,23 @@ test("gives up once the allowed time since the first loss has passed; stop() end
   await Bun.sleep(300); // longer than the shortest backoff (200 ms): a stopped loop never calls connect
   expect(tries).toBe(0);
 });
+
+test("waits only grow, up to the cap, however the jitter falls", async () => {
+  const delays: number[] = [];
+  let tries = 0;
+  let done!: () => void;
+  const finished = new Promise<void>((r) => (done = r));
+  const r = new Reconnector({
+    connect: async () => {
+      if (++tries < 6) throw new Error("still down");
+      done();
+    },
+    capMs: 1,
+    onRetry: (_e, d) => delays.push(d),
+    onGiveUp: () => {},
+  });
+  r.lost();
+  await finished;
+  for (let i = 1; i < delays.length; i++) expect(delays[i]!).toBeGreaterThanOrEqual(delays[i - 1]!);
+  r.stop();
+});

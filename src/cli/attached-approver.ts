@@ -1,0 +1,80 @@
+// `share --share-id ID`: approving for a running agent's share from another terminal. It rides out a lost
+// coordinator and an agent that stops or restarts: it says so, waits for the share to come back, attaches
+// again by itself and mints a fresh code, and when it cannot, it says why and what to run.
+import { RefusedError } from "../errors.ts";
+import { logger } from "../log.ts";
+import { ControlClient, type DialOptions } from "../wire/control-client.ts";
+import { Reconnector } from "../wire/reconnect.ts";
+import { Approver } from "./approver.ts";
+import { OutageReport } from "./outage.ts";
+
+const log = logger("share");
+/** How long the approver waits for a share whose agent is gone before it gives up. */
+const AGENT_WAIT_MS = 10 * 60_000;
+
+export class AttachedApprover {
+  client!: ControlClient;
+  approver!: Approver;
+  private waitingForAgent = false;
+  private readonly again: Reconnector;
+  private readonly outage = new OutageReport("share");
+
+  constructor(private readonly dial: DialOptions, private readonly shareId: string, stop: (why: string) => void, private readonly target?: string) {
+    this.again = new Reconnector({
+      connect: () => this.attach().then(() => {}),
+      capMs: 5_000,
+      giveUpAfterMs: AGENT_WAIT_MS,
+      onRetry: (err, delay) => {
+        this.approver.pause();
+        if (this.waitingForAgent) return;
+        if (err instanceof RefusedError && err.code === "no_share") this.waitForAgent(`share ${shareId} has no agent right now (it stopped or is restarting)`);
+        else this.outage.retrying(err?.message, delay, "lost the coordinator");
+      },
+      onGiveUp: (err) => stop(err instanceof RefusedError && err.code === "no_share"
+        ? `stopped: share ${shareId} has had no agent for ${AGENT_WAIT_MS / 60_000} minutes; start \`tessera agent --share-id ${shareId} --allow HOST:PORT\`, then run \`tessera share --share-id ${shareId}\` again`
+        : `stopped: ${err?.message ?? "cannot reach the coordinator"}`),
+    });
+  }
+
+  /** Attaches for the first time; a refusal here (no such share) is the caller's to report. */
+  async start(): Promise<void> {
+    await this.attach();
+  }
+
+  stop(): void {
+    this.again.stop();
+  }
+
+  private waitForAgent(why: string): void {
+    this.waitingForAgent = true;
+    this.approver.pause();
+    log.warn(`${why}. Waiting for it to come back; if it is not running, start it: tessera agent --share-id ${this.shareId} --allow HOST:PORT`);
+  }
+
+  private async attach(): Promise<void> {
+    const c = await ControlClient.dial(this.dial);
+    c.send({ t: "attach", shareId: this.shareId });
+    try {
+      await c.next("registered");
+    } catch (err) {
+      c.close();
+      throw err;
+    }
+    const first = !this.approver;
+    this.client = c;
+    if (first) this.approver = new Approver(c, this.shareId);
+    else this.approver.rebind(c);
+    // The agent stopped serving the share: its codes are void; wait for the share to come back.
+    c.on("left", () => {
+      this.waitForAgent(`the agent serving share ${this.shareId} stopped; its codes no longer work`);
+      c.close();
+    });
+    c.onClose((e) => this.again.lost(e));
+    if (first) return;
+    if (this.waitingForAgent) {
+      this.waitingForAgent = false;
+      log.info(`share ${this.shareId} is served again; approving again with a new code`);
+      await this.approver.mint(this.target);
+    } else this.outage.back("reconnected to the coordinator; approving again");
+  }
+}
