@@ -84,7 +84,7 @@ export default defineCommand({
           a.rebind(c);
           log.info("reconnected to the coordinator; approving again");
         },
-        fatal: (e) => e instanceof RefusedError && e.code === "no_share",
+        fatal: (e) => e instanceof RefusedError && (e.code === "no_share" || e.code === "host_removed"),
         onRetry: (err, delay) => {
           a.pause();
           log.warn(`lost the coordinator${err ? ` (${err.message})` : ""}; reconnecting in ${(delay / 1000).toFixed(1)}s`);

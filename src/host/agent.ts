@@ -63,8 +63,8 @@ export class Agent {
         log.warn(errorMessage(e));
         throw e;
       }),
-      // Refusals that no retry can fix: someone else's share id, or a host the coordinator does not know.
-      fatal: (err) => err instanceof RefusedError && ["share_taken", "not_host", "version"].includes(err.code),
+      // Refusals that no retry can fix: someone else's share id, a host the coordinator does not know or removed.
+      fatal: (err) => err instanceof RefusedError && ["share_taken", "not_host", "host_removed", "version"].includes(err.code),
       onRetry: (err, delay) => this.events.onDisconnected?.(err, delay),
       onGiveUp: (err) => this.events.onDisconnected?.(err, undefined),
     });

@@ -25,6 +25,8 @@ export class ControlClient {
   private readonly waiters: Waiter[] = [];
   private readonly handlers = new Map<string, ((f: ServerFrame) => void)[]>();
   private closeHandler: ((err?: Error) => void) | undefined;
+  /** An error frame nobody was waiting for: the coordinator's reason for closing, if it then closes. */
+  private refused: RefusedError | undefined;
   readonly ch: Channel<ServerFrame, ClientFrame>;
   /** The CA certificate the coordinator announced in its welcome. */
   caPem = "";
@@ -36,7 +38,8 @@ export class ControlClient {
       // peers would cut the agent off. Still bounded, by the coordinator's own stream caps.
       maxQueued: 4096,
       onFrame: (f) => this.dispatch(f),
-      onClose: (err) => {
+      onClose: (closedWith) => {
+        const err = closedWith ?? this.refused;
         const e = new TesseraError("disconnected", `lost the connection to the coordinator${err ? `: ${err.message}` : ""}`);
         for (const w of this.waiters.splice(0)) w.reject(e);
         this.closeHandler?.(err);
@@ -123,6 +126,8 @@ export class ControlClient {
   }
 
   private dispatch(f: ServerFrame): void {
+    // Only the last word before a close explains it; a refusal the connection outlived explains nothing.
+    this.refused = undefined;
     if (f.t === "ping") return this.send({ t: "pong" });
     if (f.t === "error" && !f.ref && this.waiters.length) {
       this.waiters.shift()!.reject(refusal(f));
@@ -132,7 +137,7 @@ export class ControlClient {
     if (i >= 0) return this.waiters.splice(i, 1)[0]!.resolve(f);
     const hs = this.handlers.get(f.t);
     if (hs) for (const h of hs) h(f);
-    else if (f.t === "error") throw refusal(f);
+    else if (f.t === "error") this.refused = refusal(f);
   }
 }
 

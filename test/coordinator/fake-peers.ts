@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { expect } from "bun:test";
 import { AuditLog } from "../../src/audit/log.ts";
 import { Broker } from "../../src/coordinator/broker.ts";
+import { Admin } from "../../src/coordinator/admin.ts";
 import { makeEnrollToken, type EnrollRecord } from "../../src/coordinator/enroll.ts";
 import { LIMITS, type Limits } from "../../src/coordinator/limits.ts";
 import type { BrokerOptions, Peer, PeerLink } from "../../src/coordinator/state.ts";
@@ -105,6 +106,11 @@ export class World {
     const options: BrokerOptions = { ca, store, audit, limits, codeKey, version: "test", enrollRecords: () => w!.records };
     w = new World(dir, options, new Broker(options), store, audit, ca, codeKey);
     return w;
+  }
+
+  /** The operator's view and controls over this world's broker (what the HTTP /admin/ endpoints call). */
+  admin(): Admin {
+    return new Admin(this.broker, this.options);
   }
 
   /** A coordinator restart: the broker closes and a new one restores from the same store and audit log. */
