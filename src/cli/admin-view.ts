@@ -35,7 +35,8 @@ export function sessionsTable(sessions: v.InferOutput<typeof SessionView>[], now
   for (const s of sessions) {
     const age = ago(now - Date.parse(s.openedAt));
     lines.push(`${cell(s.id, 14)}  ${cell(s.host, 10)} ${cell(s.guest, 10)} ${cell(s.target, 18)} ${age.padStart(4)} ${ago(s.idleSec * 1000).padStart(5)}  ${clip(s.state, 10)}`);
-    lines.push(`${INDENT}from ${clip(s.guestAddr, 24)}  streams ${s.streams.live} live/${s.streams.total}  ↑${bytes(s.bytesUp)} ↓${bytes(s.bytesDown)}`);
+    const streams = `${s.streams.total} stream${s.streams.total === 1 ? "" : "s"} (${s.streams.live} live)`;
+    lines.push(`${INDENT}from ${clip(s.guestAddr, 24)}  ${streams}  ↑${bytes(s.bytesUp)} ↓${bytes(s.bytesDown)}`);
   }
   return lines.join("\n") + "\n";
 }
@@ -46,7 +47,7 @@ export function hostsTable(hosts: v.InferOutput<typeof HostView>[]): string {
   for (const h of hosts) {
     const seen = h.removedAt ? "removed" : h.connections > 0 ? `online (${h.connections})` : h.lastSeen ? when(h.lastSeen) : "never";
     lines.push(`${cell(h.name, 12)}  ${cell(shortKey(h.key), 20)}  ${cell(when(h.enrolledAt), 16)}  ${cell(seen, 16)}  ${h.shares.length}`);
-    if (h.removedAt) lines.push(`${" ".repeat(14)}${clip(`removed ${when(h.removedAt)} by ${h.removedBy ?? "the operator"}`, 64)}`);
+    if (h.removedAt) lines.push(`${" ".repeat(14)}${clip(`removed ${when(h.removedAt)} by ${h.removedBy ?? "the operator"}`, 66)}`);
   }
   return lines.join("\n") + "\n";
 }

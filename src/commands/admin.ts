@@ -19,16 +19,18 @@ function post(body: unknown): RequestInit {
   return { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ ...(body as object), operator: operator() }) };
 }
 
-function print(asJson: boolean | undefined, answer: unknown, table: () => string): void {
-  process.stdout.write(asJson ? JSON.stringify(answer, null, 2) + "\n" : table());
+/** --json prints the coordinator's answer as it came (once it has been checked); else the table. */
+function print(asJson: boolean | undefined, raw: unknown, table: () => string): void {
+  process.stdout.write(asJson ? JSON.stringify(raw, null, 2) + "\n" : table());
 }
 
 const sessions = defineCommand({
   meta: { name: "sessions", description: "List live sessions: host, guest and address, target, age, idle time, streams, bytes each way" },
   args: { url, json },
   async run({ args }) {
-    const answer = checkAnswer(SessionsAnswer, await operatorJson(args.url, "/admin/sessions"), "sessions");
-    print(args.json, answer, () => sessionsTable(answer.sessions));
+    const raw = await operatorJson(args.url, "/admin/sessions");
+    const answer = checkAnswer(SessionsAnswer, raw, "sessions");
+    print(args.json, raw, () => sessionsTable(answer.sessions));
   },
 });
 
@@ -36,8 +38,9 @@ const listHosts = defineCommand({
   meta: { name: "list", description: "List enrolled hosts: name, key fingerprint, enrolled, last seen, live shares" },
   args: { url, json, all: { type: "boolean", description: "Include removed hosts" } },
   async run({ args }) {
-    const answer = checkAnswer(HostsAnswer, await operatorJson(args.url, `/admin/hosts${args.all ? "?all=1" : ""}`), "hosts");
-    print(args.json, answer, () => hostsTable(answer.hosts));
+    const raw = await operatorJson(args.url, `/admin/hosts${args.all ? "?all=1" : ""}`);
+    const answer = checkAnswer(HostsAnswer, raw, "hosts");
+    print(args.json, raw, () => hostsTable(answer.hosts));
   },
 });
 
@@ -49,9 +52,9 @@ const removeHost = defineCommand({
   },
   async run({ args }) {
     const host = args.host.replace(/…$/, "");
-    const answer = checkAnswer(RemovedAnswer, await operatorJson(args.url, "/admin/hosts/remove", post({ host })), "hosts remove");
-    const r = answer.removed;
-    print(args.json, answer, () =>
+    const raw = await operatorJson(args.url, "/admin/hosts/remove", post({ host }));
+    const r = checkAnswer(RemovedAnswer, raw, "hosts remove").removed;
+    print(args.json, raw, () =>
       `removed host "${r.host}" (${r.key}): ${r.shares} share(s) closed, ${r.sessions} session(s) ended; its certificate is refused from now on\n`);
   },
 });
@@ -69,8 +72,9 @@ const enrollToken = defineCommand({
   async run({ args }) {
     const ttlSec = Math.round(parseDuration(args.ttl, "ttl") / 1000);
     if (ttlSec < 60 || ttlSec > 30 * 86_400) throw new ConfigError(`--ttl must be between 1m and 720h (got "${args.ttl}")`);
-    const answer = checkAnswer(TokenAnswer, await operatorJson(args.url, "/admin/enroll-tokens", post({ ttlSec })), "enroll-token");
-    if (args.json) return print(true, answer, () => "");
+    const raw = await operatorJson(args.url, "/admin/enroll-tokens", post({ ttlSec }));
+    const answer = checkAnswer(TokenAnswer, raw, "enroll-token");
+    if (args.json) return print(true, raw, () => "");
     // The token alone on stdout (TOKEN=$(tessera admin enroll-token)); how to use it on stderr.
     console.log(answer.token);
     process.stderr.write(`single use, valid until ${answer.expiresAt}; on the new host run: tessera link COORDINATOR:PORT --token TOKEN\n`);

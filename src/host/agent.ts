@@ -63,8 +63,7 @@ export class Agent {
         log.warn(errorMessage(e));
         throw e;
       }),
-      // Refusals that no retry can fix: someone else's share id, a host the coordinator does not know or removed.
-      fatal: (err) => err instanceof RefusedError && ["share_taken", "not_host", "host_removed", "version"].includes(err.code),
+      fatal: refusedForGood,
       onRetry: (err, delay) => this.events.onDisconnected?.(err, delay),
       onGiveUp: (err) => this.events.onDisconnected?.(err, undefined),
     });
@@ -207,6 +206,11 @@ export class Agent {
       log.debug(`stream ${f.streamId}: ${errorMessage(err)}`);
     }
   }
+}
+
+/** Refusals that no retry can fix: someone else's share id, a host the coordinator does not know or removed, another protocol. */
+export function refusedForGood(err: Error | undefined): boolean {
+  return err instanceof RefusedError && ["share_taken", "not_host", "host_removed", "version"].includes(err.code);
 }
 
 /** Cuts the guest's side and, once it is connected, the target's. */
