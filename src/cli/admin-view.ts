@@ -27,7 +27,7 @@ export function checkAnswer<S extends v.GenericSchema>(schema: S, json: unknown,
   return r.output;
 }
 
-const INDENT = " ".repeat(16);
+const INDENT = "    ";
 
 export function sessionsTable(sessions: v.InferOutput<typeof SessionView>[], now = Date.now()): string {
   if (sessions.length === 0) return "no live sessions\n";
@@ -36,7 +36,7 @@ export function sessionsTable(sessions: v.InferOutput<typeof SessionView>[], now
     const age = ago(now - Date.parse(s.openedAt));
     lines.push(`${cell(s.id, 14)}  ${cell(s.host, 10)} ${cell(s.guest, 10)} ${cell(s.target, 18)} ${age.padStart(4)} ${ago(s.idleSec * 1000).padStart(5)}  ${clip(s.state, 10)}`);
     const streams = `${s.streams.total} stream${s.streams.total === 1 ? "" : "s"} (${s.streams.live} live)`;
-    lines.push(`${INDENT}from ${clip(s.guestAddr, 24)}  ${streams}  ↑${bytes(s.bytesUp)} ↓${bytes(s.bytesDown)}`);
+    lines.push(`${INDENT}from ${clip(s.guestAddr, 21)}  ${clip(streams, 24)}  ↑${bytes(s.bytesUp)} ↓${bytes(s.bytesDown)}`);
   }
   return lines.join("\n") + "\n";
 }

@@ -266,7 +266,7 @@ export class Broker {
       if (failed) this.closeShare(share, failed.reason, failed.condition);
     }
     this.sessions.revalidate(c);
-    void this.hosts.poll(now).then((keys) => { if (!this.closing) for (const k of keys) this.cutHost(k); }, (err) => log.warn(`store: host removals: ${errorMessage(err)}`));
+    void this.hosts.poll(now).then((keys) => { if (!this.closing) for (const k of keys) this.cutHost(k); }, (err) => this.closing || log.warn(`store: host removals: ${errorMessage(err)}`));
     if (now - this.lastPrune >= 60_000) {
       this.lastPrune = now;
       background(this.o.store.pruneCodes(now), "code prune", log.warn);

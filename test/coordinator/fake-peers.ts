@@ -101,7 +101,8 @@ export class World {
     const audit = AuditLog.open(path.join(dir, "audit.log"));
     const ca = await createCA({ commonName: "test CA", now: new Date() });
     const codeKey = randomBytes(32);
-    const limits: Limits = { ...LIMITS, approvalTimeoutMs: 60_000, redeemPerMinute: 1000, ...over };
+    // Re-validation every 100 ms: a grace or idle limit a test shortens is acted on promptly.
+    const limits: Limits = { ...LIMITS, approvalTimeoutMs: 60_000, redeemPerMinute: 1000, revalidateMs: 100, ...over };
     let w: World | undefined;
     const options: BrokerOptions = { ca, store, audit, limits, codeKey, version: "test", enrollRecords: () => w!.records };
     w = new World(dir, options, new Broker(options), store, audit, ca, codeKey);
