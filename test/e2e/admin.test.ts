@@ -206,7 +206,10 @@ test("operator errors name the fix: no token here, wrong token (401), plain HTTP
   d.coordinator.kill("SIGTERM");
   await d.coordinator.exit();
   fs.rmSync(path.join(d.dir, "pki/operator-token"));
-  const c = spawn(["coordinator", "--certs", "pki", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--db", "tessera.db"], {}, { cwd: d.dir });
-  const http = Number((await c.waitFor(/http 127\.0\.0\.1:(\d+)/))[1]);
-  expect(await fails(["enroll-token", "--url", `http://127.0.0.1:${http}`])).toContain("has no operator token configured (403): create operator-token in its --certs directory");
+  // This time over HTTPS (the operator trusts the deployment's CA, as `link` would set up): plain HTTP to it says to use https.
+  const c = spawn(["coordinator", "--certs", "pki", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--db", "tessera.db", "--http-cert", "pki/coordinator.crt", "--http-key", "pki/coordinator.key"], {}, { cwd: d.dir });
+  const http = Number((await c.waitFor(/https 127\.0\.0\.1:(\d+)/))[1]);
+  fs.copyFileSync(path.join(d.dir, "pki/ca.crt"), path.join(env.TESSERA_HOME, "ca.crt"));
+  expect(await fails(["sessions", "--url", `http://127.0.0.1:${http}`])).toContain("it may serve HTTPS there: use --url https://");
+  expect(await fails(["enroll-token", "--url", `https://localhost:${http}`])).toContain("has no operator token configured (403): create operator-token in its --certs directory");
 });
