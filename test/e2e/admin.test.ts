@@ -99,6 +99,8 @@ test("admin hosts remove cuts a live stream at once; the host's terminal says wh
   // The host's terminal says what happened and what to do; the share gives up instead of retrying.
   await host.waitFor(/this host was removed by the operator; enrol it again with a new token/);
   expect(await host.exit()).toBe(1);
+  // It gave up on the refusal itself: not one reconnect attempt.
+  expect(host.all).not.toContain("reconnecting");
   await guest.waitFor(/session ended: the host was removed by the operator/);
   expect(await guest.exit()).toBe(1);
   // Nor can it come back: refused at once, with the exit status the agent's systemd unit does not restart on.
