@@ -12,12 +12,14 @@ export type ErrorCode =
   | "rate_limited" | "bad_code" | "code_invalid" | "code_offline"
   | "bad_token" | "token_used" | "token_expired" | "bad_csr" | "not_host" | "share_taken" | "share_busy"
   | "no_share" | "no_approver" | "no_request" | "still_pending" | "forbidden" | "bad_target" | "limit"
-  | "no_session" | "host_offline" | "replaced"
+  | "no_session" | "host_offline" | "replaced" | "host_removed"
   // a client's view of its connection and session
   | "connect" | "ca_mismatch" | "disconnected" | "detached" | "denied" | "closed" | "stream" | "listen" | "silent"
   | "bad_address" | "not_allowed"
   // local files, flags and tools
-  | "config" | "pki" | "revoke" | "not_trusted" | "code_key" | "bad_recording" | "audit_broken";
+  | "config" | "pki" | "revoke" | "not_trusted" | "code_key" | "bad_recording" | "audit_broken"
+  // the operator's HTTP calls (admin, revoke)
+  | "admin" | "unauthorized";
 
 export class TesseraError extends Error {
   override name = "TesseraError";

@@ -18,6 +18,7 @@ const main = defineCommand({
     connect: () => import("./commands/connect.ts").then((m) => m.default),
     token: () => import("./commands/token.ts").then((m) => m.default),
     revoke: () => import("./commands/revoke.ts").then((m) => m.default),
+    admin: () => import("./commands/admin.ts").then((m) => m.default),
     replay: () => import("./commands/replay.ts").then((m) => m.default),
     version: () => import("./commands/version.ts").then((m) => m.default),
     audit: () => import("./commands/audit.ts").then((m) => m.default),

@@ -209,7 +209,7 @@ test("DEPLOYING.md: every tessera command it shows exists with those flags, and 
   const blocks = [...doc.matchAll(/```(?:sh|yaml)?\n([\s\S]*?)```/g)].map((m) => m[1]!).join("\n");
   const cache = new Map<string, Set<string>>();
   let seen = 0;
-  for (const m of blocks.matchAll(/\btessera(?::\S+)? (audit verify|audit tail|ca|coordinator|link|share|agent|join|connect|token|revoke|version)\b([^\n|;&)]*)/g)) {
+  for (const m of blocks.matchAll(/\btessera(?::\S+)? (audit verify|audit tail|admin sessions|admin hosts remove|admin hosts|admin enroll-token|admin revoke|ca|coordinator|link|share|agent|join|connect|token|revoke|version)\b([^\n|;&)]*)/g)) {
     const sub = m[1]!;
     if (!cache.has(sub)) cache.set(sub, await flagsOf(sub));
     for (const f of m[2]!.matchAll(/(?:^|\s)--([a-z][a-z-]*)/g)) {

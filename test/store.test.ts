@@ -65,6 +65,26 @@ for (const kind of ["sqlite", "postgres"] as const) {
       expect(await store.useEnrollToken("tok1", "SHA256:h2", 3)).toBe(false);
     });
 
+    test("a removed host stays on record, refused, and is seen by every node's poll; operator-minted tokens are kept as hashes", async () => {
+      await store.addHost("SHA256:r1", "lost", 5);
+      await store.touchHost("SHA256:r1", 6);
+      expect(await store.hostStatus("SHA256:r1")).toBe("enrolled");
+      expect(await store.removeHost("SHA256:r1", "operator ops from 127.0.0.1:1", 7)).toBe(true);
+      expect(await store.removeHost("SHA256:r1", "again", 8)).toBe(false);
+      expect([await store.hostStatus("SHA256:r1"), await store.hostExists("SHA256:r1"), await store.hostStatus("SHA256:none")]).toEqual(["removed", false, undefined]);
+      expect((await store.hosts()).find((h) => h.spki === "SHA256:r1")).toEqual({ spki: "SHA256:r1", name: "lost", enrolledAt: 5, lastSeen: 6, removedAt: 7, removedBy: "operator ops from 127.0.0.1:1" });
+      expect(await store.removedHostsSince(7)).toEqual([{ spki: "SHA256:r1", name: "lost" }]);
+      expect(await store.removedHostsSince(8)).toEqual([]);
+      const tok = { id: "0a0b0c0d", hash: "f".repeat(64), expiresAt: 1_000 };
+      expect(await store.putEnrollToken(tok, "ops", 9)).toBe(true);
+      expect(await store.putEnrollToken({ ...tok, hash: "e".repeat(64) }, "ops", 9)).toBe(false);
+      expect(await store.getEnrollToken("0a0b0c0d")).toEqual(tok);
+      // An id already used (by a token from the CA directory's file) is not handed out again.
+      expect(await store.putEnrollToken({ ...tok, id: "tok1" }, "ops", 9)).toBe(false);
+      await store.pruneCodes(1_000 + 86_400_001);
+      expect(await store.getEnrollToken("0a0b0c0d")).toBeUndefined();
+    });
+
     test("shares survive until closed, and come back as open after a reopen", async () => {
       await store.putShare({ id: "sh-1", hostSpki: "SHA256:h1", hostName: "laptop", targets: ["127.0.0.1:5432"] }, 10);
       await store.putShare({ id: "sh-2", hostSpki: "SHA256:h1", hostName: "laptop", targets: ["127.0.0.1:80", "127.0.0.1:81"] }, 11);

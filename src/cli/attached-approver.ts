@@ -23,6 +23,8 @@ export class AttachedApprover {
     this.again = new Reconnector({
       connect: () => this.attach().then(() => {}),
       capMs: 5_000,
+      // A removed host can do nothing here until it enrols again: say so and stop.
+      fatal: (err) => err instanceof RefusedError && err.code === "host_removed",
       giveUpAfterMs: AGENT_WAIT_MS,
       onRetry: (err, delay) => {
         this.approver.pause();
@@ -30,7 +32,7 @@ export class AttachedApprover {
         if (err instanceof RefusedError && err.code === "no_share") this.waitForAgent(`share ${shareId} has no agent right now (it stopped or is restarting)`);
         else this.outage.retrying(err?.message, delay, "lost the coordinator");
       },
-      onGiveUp: (err) => stop(err instanceof RefusedError && err.code === "no_share"
+      onGiveUp: (err) => stop(err instanceof RefusedError && err.code === "host_removed" ? `stopped: ${err.message}` : err instanceof RefusedError && err.code === "no_share"
         ? `stopped: share ${shareId} has had no agent for ${AGENT_WAIT_MS / 60_000} minutes; start \`tessera agent --share-id ${shareId} --allow HOST:PORT\`, then run \`tessera share --share-id ${shareId}\` again`
         : `stopped: ${err?.message ?? "cannot reach the coordinator"}`),
     });

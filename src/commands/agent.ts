@@ -2,7 +2,7 @@
 import { defineCommand } from "citty";
 import { ConfigError, errorMessage } from "../errors.ts";
 import { logger, setLogFormat, stampLines } from "../log.ts";
-import { Agent } from "../host/agent.ts";
+import { Agent, refusedForGood } from "../host/agent.ts";
 import { TargetPolicy } from "../host/policy.ts";
 import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
 import { repeatedValues } from "../cli/flags.ts";
@@ -12,6 +12,8 @@ import { parseDuration } from "../cli/duration.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("agent");
+/** EX_CONFIG: this machine must be enrolled again (or the share id changed); deploy/systemd/tessera-agent@.service does not restart on it. */
+const EXIT_REFUSED_FOR_GOOD = 78;
 
 export default defineCommand({
   meta: { name: "agent", description: "Serve a share in the background: approved guests reach only the --allow targets" },
@@ -47,8 +49,18 @@ export default defineCommand({
       },
       onStream: (sid, error) => error && log.warn(`session ${sid}: ${error}`),
     });
-    await agent.start();
-    await stop.promise;
+    try {
+      await agent.start();
+    } catch (err) {
+      if (!refusedForGood(err as Error)) throw err;
+      stop.trigger(`giving up: ${errorMessage(err)}`);
+    }
+    const why = await stop.promise;
     await agent.stop();
+    // A refusal no reconnect can fix (host removed, share taken): a status the service manager does not restart on.
+    if (why.startsWith("giving up")) {
+      log.error(why);
+      process.exitCode = EXIT_REFUSED_FOR_GOOD;
+    }
   },
 });

@@ -10,6 +10,7 @@ import { logger, setLogFormat, stampLines } from "../log.ts";
 import { Coordinator } from "../coordinator/listener.ts";
 import { EnrollRecords } from "../coordinator/enroll.ts";
 import { hashToken, startHttp } from "../coordinator/http.ts";
+import { Admin } from "../coordinator/admin.ts";
 import { loadCodeKey } from "../coordinator/code-key.ts";
 import { LIMITS } from "../coordinator/limits.ts";
 import { splitAddress } from "../wire/address.ts";
@@ -26,7 +27,7 @@ export default defineCommand({
   args: {
     certs: { type: "string", default: "pki", description: "Directory written by `tessera ca`" },
     listen: { type: "string", default: "0.0.0.0:8443", description: "TLS address for agents, shares and guests (control and data on one port)" },
-    http: { type: "string", default: "127.0.0.1:8080", description: "HTTP address for /healthz, /metrics, /audit/head and the revoke endpoint" },
+    http: { type: "string", default: "127.0.0.1:8080", description: "HTTP address for /healthz, /metrics, /audit/head and the operator's revoke and /admin/ endpoints" },
     "http-cert": { type: "string", description: "PEM certificate (chain) file: serve the HTTP endpoints over HTTPS (needs --http-key)" },
     "http-key": { type: "string", description: "PEM private key file for --http-cert" },
     "log-format": { type: "string", description: "pretty or json (one JSON object a line on stderr); default $TESSERA_LOG_FORMAT or pretty" },
@@ -48,6 +49,7 @@ export default defineCommand({
     "role-timeout": { type: "string", default: `${LIMITS.roleTimeoutMs / 1000}s`, description: "Close a control connection that serves, approves, asks for and holds nothing for this long" },
     "max-shares-per-host": { type: "string", default: String(LIMITS.maxSharesPerHost), description: "Shares one enrolled host may hold at once" },
     "max-codes-per-share": { type: "string", default: String(LIMITS.maxCodesPerShare), description: "Unused codes one share may hold at once" },
+    "revalidate-interval": { type: "string", default: "1s", description: "How often every live session is checked again (host removed, agent or guest away past the grace, idle); 100ms to 1m" },
   },
   async run({ args }) {
     setLogFormat(args["log-format"]);
@@ -73,10 +75,12 @@ export default defineCommand({
       maxCodesPerShare: parseCount(args["max-codes-per-share"], "max-codes-per-share"),
       heartbeatPingMs: parseDuration(args["heartbeat-interval"], "heartbeat-interval"),
       heartbeatDeadMs: parseDuration(args["heartbeat-timeout"], "heartbeat-timeout"),
+      revalidateMs: parseDuration(args["revalidate-interval"], "revalidate-interval"),
     };
     if (limits.heartbeatPingMs < 100 || limits.heartbeatDeadMs <= limits.heartbeatPingMs) {
       throw new ConfigError(`--heartbeat-timeout (${args["heartbeat-timeout"]}) must be longer than --heartbeat-interval (${args["heartbeat-interval"]}), and the interval at least 100ms`);
     }
+    if (limits.revalidateMs < 100 || limits.revalidateMs > 60_000) throw new ConfigError(`--revalidate-interval must be between 100ms and 1m (got "${args["revalidate-interval"]}")`);
     const store = await Store.open(args.db);
     const checkpointEvery = Number(args["audit-checkpoint"]);
     if (!Number.isInteger(checkpointEvery) || checkpointEvery < 0) throw new ConfigError(`--audit-checkpoint must be a whole number (got "${args["audit-checkpoint"]}")`);
@@ -86,24 +90,23 @@ export default defineCommand({
     const audit = AuditLog.open(args.audit, { rotateBytes: parseSize(args["audit-rotate"], "audit-rotate"), checkpointEvery, checkpointIntervalMs, signingKeyPem: keyPem });
     const codeKey = await loadCodeKey(path.join(dir, "code-key"), store);
     const enrollFile = path.join(dir, "enroll-tokens.json");
-    const coordinator = new Coordinator({
-      ca, certPem: need("coordinator.crt"), keyPem, store, audit, limits, codeKey, version: VERSION,
-      enrollRecords: () => {
-        if (!fs.existsSync(enrollFile)) return [];
-        const r = v.safeParse(EnrollRecords, JSON.parse(fs.readFileSync(enrollFile, "utf8")));
-        if (!r.success) throw new ConfigError(`${enrollFile} is malformed${issueText(r.issues)}`);
-        return r.output;
-      },
-    });
+    const enrollRecords = () => {
+      if (!fs.existsSync(enrollFile)) return [];
+      const r = v.safeParse(EnrollRecords, JSON.parse(fs.readFileSync(enrollFile, "utf8")));
+      if (!r.success) throw new ConfigError(`${enrollFile} is malformed${issueText(r.issues)}`);
+      return r.output;
+    };
+    const coordinator = new Coordinator({ ca, certPem: need("coordinator.crt"), keyPem, store, audit, limits, codeKey, version: VERSION, enrollRecords });
+    const admin = new Admin(coordinator.broker, { store, audit, limits, ca, enrollRecords });
     const restored = await coordinator.broker.restore();
     const l = splitAddress(args.listen, 8443, true);
     const bound = await coordinator.listen(l.host, l.port);
     const h = splitAddress(args.http, 8080, true);
-    const http = startHttp({ host: h.host, port: h.port, version: VERSION, broker: coordinator.broker, operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined, tls: httpTls, auditHead: () => audit.signedHead(), health: () => coordinator.health() });
+    const http = startHttp({ host: h.host, port: h.port, version: VERSION, broker: coordinator.broker, operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined, tls: httpTls, admin, auditHead: () => audit.signedHead(), health: () => coordinator.health() });
     audit.append("coordinator.start", { version: VERSION, listen: `${bound.host}:${bound.port}`, restoredShares: restored.shares, restoredSessions: restored.sessions, voidedRequests: restored.voided });
     if (restored.shares || restored.sessions) log.info(`restored ${restored.shares} share(s) and ${restored.sessions} session(s); waiting ${args["resume-grace"]} for their agents and guests to come back`);
     log.info(`tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (${httpTls ? "https" : "http"} ${http.hostname}:${http.port})`);
-    if (!operatorToken) log.warn("no operator-token in the certs directory: revoke is disabled");
+    if (!operatorToken) log.warn("no operator-token in the certs directory: revoke and admin are disabled");
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
       process.once("SIGINT", stop);

@@ -1,13 +1,15 @@
 // The coordinator's rules: who may enrol, register, mint, ask, approve and open streams, and what
 // survives a restart: shares and sessions live in the store, and their peers are expected back.
-import { RefusedError, ProtocolError } from "../errors.ts";
+import { RefusedError, ProtocolError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { issueCert, readCsr } from "../pki/index.ts";
 import { background, requireHost, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
 import { generateCode, hashCode, normalizeCode } from "../wire/codes.ts";
 import { Consent, requestActors } from "./consent.ts";
-import { checkEnrollToken } from "./enroll.ts";
+import { checkEnrollToken, parseEnrollToken } from "./enroll.ts";
 import { clock, SilentError } from "../wire/heartbeat.ts";
+import { HOST_REMOVED, HostBook } from "./host-book.ts";
+import { HOST_REMOVED_REASON, shareFails, type CheckContext, type Condition } from "./revalidate.ts";
 import { PROTOCOL_VERSION, type ClientFrame, type FrameOf } from "../wire/protocol.ts";
 import { SessionBook } from "./sessions.ts";
 
@@ -21,6 +23,7 @@ export class Broker {
   /** New share ids whose registration awaits the store, with their host's key. */
   private readonly opening = new Map<string, string>();
   readonly sessions: SessionBook;
+  readonly hosts: HostBook;
   private readonly consent: Consent;
   private readonly sweeper: ReturnType<typeof setInterval>;
   private closing = false;
@@ -28,9 +31,14 @@ export class Broker {
 
   constructor(private readonly o: BrokerOptions) {
     this.sessions = new SessionBook(o);
+    this.hosts = new HostBook(o);
     this.consent = new Consent(o, this.shares, this.sessions);
-    const every = Math.min(30_000, o.limits.idleTimeoutMs / 4, o.limits.resumeGraceMs / 4);
-    this.sweeper = setInterval(() => this.sweep(), Math.max(250, every));
+    this.sweeper = setInterval(() => this.revalidate(), o.limits.revalidateMs);
+  }
+
+  /** The shares open now, by id (the operator's view reads them). */
+  get liveShares(): ReadonlyMap<string, LiveShare> {
+    return this.shares;
   }
 
   get splicer() {
@@ -48,6 +56,7 @@ export class Broker {
    */
   async restore(): Promise<{ shares: number; sessions: number; voided: number }> {
     const now = Date.now();
+    await this.hosts.load();
     for (const row of await this.o.store.openShares()) {
       this.shares.set(row.id, { ...row, offlineSince: now, approvers: new Set(), requests: new Set(), sessions: new Set() });
     }
@@ -60,7 +69,7 @@ export class Broker {
       }
       const s: Session = {
         id: row.id, share, detachedSince: now, restored: true, guestInfo: { name: row.guestName, addr: row.guestAddr, spki: row.guestSpki },
-        target: row.target, streams: new Set(), streamCount: row.streams, up: row.bytesUp, down: row.bytesDown, lastActive: now, lastBytes: row.bytesUp + row.bytesDown,
+        target: row.target, openedAt: row.openedAt, streams: new Set(), streamCount: row.streams, up: row.bytesUp, down: row.bytesDown, lastActive: now, lastBytes: row.bytesUp + row.bytesDown,
       };
       this.sessions.add(s);
       sessions++;
@@ -97,6 +106,8 @@ export class Broker {
     if (f.v !== PROTOCOL_VERSION) {
       throw new ProtocolError(`protocol version ${f.v} is not supported; this coordinator (${this.o.version}) speaks version ${PROTOCOL_VERSION}`, "version");
     }
+    // A removed host's connection that got past the listener's check (removed meanwhile) stops here.
+    if (peer.host && !this.hosts.connected(peer, Date.now())) throw new ProtocolError(HOST_REMOVED, "host_removed");
     peer.helloed = true;
     const heartbeat = { pingMs: this.o.limits.heartbeatPingMs, deadMs: this.o.limits.heartbeatDeadMs };
     peer.ch.send({ t: "welcome", v: PROTOCOL_VERSION, server: this.o.version, ca: this.o.ca.certPem, heartbeat });
@@ -107,15 +118,20 @@ export class Broker {
     this.consent.rateLimit(peer, "enrol");
     let tokenId: string;
     try {
-      tokenId = checkEnrollToken(f.token, this.o.enrollRecords(), now);
+      // Tokens come from the CA directory's file (`tessera ca --add-enroll-token`) or the store (`tessera admin enroll-token`).
+      const minted = await this.o.store.getEnrollToken(parseEnrollToken(f.token).id);
+      tokenId = checkEnrollToken(f.token, [...this.o.enrollRecords(), ...(minted ? [minted] : [])], now);
     } catch (e) {
       if (e instanceof RefusedError) this.consent.enrolRefused(peer, e.code);
       throw e;
     }
     const csr = await readCsr(f.csr).catch((e) => { throw new RefusedError("bad_csr", `certificate request refused: ${e.message}`); });
+    if ((await this.o.store.hostStatus(csr.spki)) === "removed") {
+      throw new RefusedError("host_removed", "this key belongs to a host the operator removed; enrol with a fresh key (`tessera link --token` makes one)");
+    }
     if (!(await this.o.store.useEnrollToken(tokenId, csr.spki, now))) {
       this.consent.enrolRefused(peer, "token_used");
-      throw new RefusedError("token_used", "this enrolment token was already used; ask the operator for a new one (`tessera ca --dir DIR --add-enroll-token`)");
+      throw new RefusedError("token_used", "this enrolment token was already used; ask the operator for a new one (`tessera admin enroll-token`)");
     }
     const cert = await issueCert({
       caCertPem: this.o.ca.certPem, caKeyPem: this.o.ca.keyPem, publicKey: csr.publicKey, commonName: f.name,
@@ -199,14 +215,14 @@ export class Broker {
     peer.ch.send({ t: "left", shareId: f.shareId });
   }
 
-  private closeShare(share: LiveShare, reason: string): void {
+  private closeShare(share: LiveShare, reason: string, condition?: Condition): void {
     if (!this.shares.has(share.id)) return;
     for (const r of [...share.requests]) this.consent.drop(r, reason, true);
-    for (const s of [...share.sessions]) this.sessions.close(s, reason);
+    for (const s of [...share.sessions]) this.sessions.close(s, reason, condition);
     this.shares.delete(share.id);
     // Approvers in other terminals hear it, rather than keep showing codes that no longer work.
     for (const a of share.approvers) if (a !== share.agent) a.ch.send({ t: "left", shareId: share.id });
-    this.o.audit.append("share.close", { shareId: share.id, host: share.hostName, reason });
+    this.o.audit.append("share.close", { shareId: share.id, host: share.hostName, reason, condition });
     background(this.o.store.closeShare(share.id, Date.now()), "share close", log.warn);
   }
 
@@ -245,6 +261,23 @@ export class Broker {
   }
 
   /**
+   * The operator removed a host (its row in the store already says so): its shares close now, their
+   * sessions with them, and its connections are refused with a reason no reconnect can fix.
+   */
+  removeHost(spki: string): { shares: number; sessions: number } {
+    if (!this.hosts.markRemoved(spki)) return { shares: 0, sessions: 0 };
+    return this.cutHost(spki);
+  }
+
+  private cutHost(spki: string): { shares: number; sessions: number } {
+    const mine = [...this.shares.values()].filter((sh) => sh.hostSpki === spki);
+    const sessions = mine.reduce((n, sh) => n + sh.sessions.size, 0);
+    for (const share of mine) this.closeShare(share, HOST_REMOVED_REASON, "host_removed");
+    for (const peer of this.hosts.connections(spki)) peer.ch.fail(new RefusedError("host_removed", HOST_REMOVED));
+    return { shares: mine.length, sessions };
+  }
+
+  /**
    * A connection went away. Requests it made end (their codes come back); a guest's session and an
    * agent's share wait out the grace period for it to return, with their streams cut now.
    */
@@ -253,6 +286,7 @@ export class Broker {
     const now = Date.now();
     // A connection that went silent (its peer vanished without a word) says when, in the lines that follow.
     const silent = err instanceof SilentError ? ` went silent at ${clock(err.since)}` : undefined;
+    this.hosts.disconnected(peer, now);
     for (const req of [...this.consent.pending.values()]) {
       if (req.guest === peer) {
         this.o.audit.append("request.withdraw", requestActors(req));
@@ -272,14 +306,18 @@ export class Broker {
     }
   }
 
-  private sweep(): void {
-    const now = Date.now();
+  /**
+   * Every few moments (--revalidate-interval): each share and session is checked again (revalidate.ts) and
+   * the first failed condition ends it; host removals made on another node are picked up from the store.
+   */
+  revalidate(now = Date.now()): void {
+    const c: CheckContext = { now, limits: this.o.limits, removed: this.hosts.removed, shares: this.shares };
     for (const share of [...this.shares.values()]) {
-      if (share.offlineSince !== undefined && now - share.offlineSince >= this.o.limits.resumeGraceMs) {
-        this.closeShare(share, share.awayReason ?? "the host's agent disconnected");
-      }
+      const failed = shareFails(share, c);
+      if (failed) this.closeShare(share, failed.reason, failed.condition);
     }
-    this.sessions.sweep(now);
+    this.sessions.revalidate(c);
+    void this.hosts.poll(now).then((keys) => { if (!this.closing) for (const k of keys) this.cutHost(k); }, (err) => this.closing || log.warn(`store: host removals: ${errorMessage(err)}`));
     if (now - this.lastPrune >= 60_000) {
       this.lastPrune = now;
       background(this.o.store.pruneCodes(now), "code prune", log.warn);

@@ -192,7 +192,7 @@ export class Consent {
     this.forget(req);
     const now = Date.now();
     const session: Session = {
-      id: newId("s"), share: req.share, guest: req.guest, approver: peer, guestInfo: req.guestInfo, target: req.target, restored: false,
+      id: newId("s"), share: req.share, guest: req.guest, approver: peer, guestInfo: req.guestInfo, target: req.target, restored: false, openedAt: now,
       streams: new Set(), streamCount: 0, up: 0, down: 0, lastActive: now, lastBytes: 0,
     };
     const cert = await issueCert({

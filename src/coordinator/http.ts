@@ -1,8 +1,14 @@
-// The coordinator's HTTP side: health check, Prometheus metrics and the operator's revoke endpoint,
-// over plain HTTP or, given a certificate and key, HTTPS.
+// The coordinator's HTTP side: health check, Prometheus metrics, the audit head, and the operator's
+// endpoints (revoke, /admin/...) behind the operator token, over plain HTTP or, given a certificate and key, HTTPS.
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Broker } from "./broker.ts";
+import type { Admin } from "./admin.ts";
+import { adminRoute, text, MAX_ADMIN_BODY } from "./admin-http.ts";
 import { renderMetrics } from "./metrics.ts";
+import { errorMessage } from "../errors.ts";
+import { logger } from "../log.ts";
+
+const log = logger("coordinator");
 
 export interface HttpOptions {
   host: string;
@@ -13,6 +19,8 @@ export interface HttpOptions {
   /** The audit log's last durable line signed with the coordinator key, served at GET /audit/head. */
   auditHead?: () => unknown;
   broker: Broker;
+  /** The operator's view and controls, served under /admin/. */
+  admin?: Admin;
   /** PEM certificate chain and key: serve HTTPS instead of HTTP. */
   tls?: { cert: string; key: string };
   /** Why the coordinator cannot take new work now; /healthz answers 503 with it. */
@@ -25,26 +33,31 @@ export function startHttp(o: HttpOptions) {
   return Bun.serve({
     hostname: o.host,
     port: o.port,
+    // Nothing here takes more than a small JSON body.
+    maxRequestBodySize: 16 * MAX_ADMIN_BODY,
     ...(o.tls ? { tls: { cert: o.tls.cert, key: o.tls.key } } : {}),
-    fetch(req) {
+    fetch(req, server) {
       const url = new URL(req.url);
       if (url.pathname === "/healthz" && req.method === "GET") {
         const down = o.health?.();
         return down ? text(503, `unavailable ${o.version}: ${down}`) : new Response(`ok ${o.version}\n`);
       }
       if (url.pathname === "/metrics" && req.method === "GET") return new Response(renderMetrics(o.broker.counts), { headers: { "content-type": METRICS_TYPE } });
-      const m = /^\/s\/([A-Za-z0-9_.-]{1,64})\/revoke$/.exec(url.pathname);
-      if (m) {
-        if (req.method !== "POST") return text(405, "use POST");
-        if (!o.operatorTokenHash) return text(403, "revoke is disabled: this coordinator has no operator token (put one in operator-token in its --certs directory)");
-        if (!checkBearer(req.headers.get("authorization"), o.operatorTokenHash)) return text(401, "missing or wrong operator token");
-        return o.broker.revoke(m[1]!, "operator") ? Response.json({ revoked: m[1] }) : text(404, `no live session "${m[1]}"`);
-      }
       if (url.pathname === "/audit/head" && req.method === "GET" && o.auditHead) return Response.json(o.auditHead(), { headers: { "cache-control": "no-store" } });
-      return text(404, "not found");
+      const m = /^\/s\/([A-Za-z0-9_.-]{1,64})\/revoke$/.exec(url.pathname);
+      if (m && req.method !== "POST") return text(405, "use POST");
+      if (!m && !url.pathname.startsWith("/admin/")) return text(404, "not found");
+      if (!o.operatorTokenHash) {
+        return text(403, "operator endpoints (revoke, admin) are disabled: this coordinator has no operator token; put one in operator-token in its --certs directory and restart it");
+      }
+      if (!checkBearer(req.headers.get("authorization"), o.operatorTokenHash)) return text(401, "missing or wrong operator token");
+      if (m) return o.broker.revoke(m[1]!, "operator") ? Response.json({ revoked: m[1] }) : text(404, `no live session "${m[1]}"`);
+      const ip = server.requestIP(req);
+      return o.admin ? adminRoute(req, url, o.admin, ip ? `${ip.address}:${ip.port}` : "unknown") : text(404, "not found");
     },
-    error() {
-      return text(500, "internal error");
+    error(err) {
+      log.error(`http: ${errorMessage(err)}`);
+      return text(500, "internal error; see the coordinator's log");
     },
   });
 }
@@ -57,8 +70,4 @@ function checkBearer(header: string | null, expected: Buffer): boolean {
   const m = /^Bearer\s+(\S{1,512})$/.exec(header ?? "");
   // Compare hashes so the comparison is constant-time whatever the lengths.
   return m !== null && timingSafeEqual(hashToken(m[1]!), expected);
-}
-
-function text(status: number, body: string): Response {
-  return new Response(body + "\n", { status });
 }

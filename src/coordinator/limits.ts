@@ -6,6 +6,8 @@ export const LIMITS = {
   /** How long a share waits for its agent, and a session for its guest, to come back. */
   resumeGraceMs: 2 * 60_000,
   streamTokenTtlMs: 10_000,
+  /** How often every live share and session is checked again (host removed, agent or guest away, idle). */
+  revalidateMs: 1000,
   guestCertSeconds: 12 * 3600,
   hostCertSeconds: 365 * 86400,
   redeemPerMinute: 10,

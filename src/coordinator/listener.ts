@@ -3,12 +3,13 @@
 // Bun's native one: the data plane splices native sockets (pipe.ts), and a control connection gets
 // a native TLS server on the sniffed socket, read by the Channel through a small Duplex adapter.
 import type { Socket, TCPSocketListener } from "bun";
-import { ProtocolError, errorMessage } from "../errors.ts";
+import { ProtocolError, RefusedError, errorMessage } from "../errors.ts";
 import { Admission, type Slot } from "./admission.ts";
 import { logger } from "../log.ts";
 import { certInfo, derToPem } from "../pki/index.ts";
 import { Broker, newId, type BrokerOptions, type Peer } from "./broker.ts";
 import { Channel } from "../wire/channel.ts";
+import { HOST_REMOVED } from "./host-book.ts";
 import { KEEPALIVE_MS, TLS_1_3, type InnerTls } from "../data/data-dial.ts";
 import { newEnd, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import { ClientFrame, PREAMBLE_BYTES, type ServerFrame } from "../wire/protocol.ts";
@@ -209,7 +210,9 @@ export class Coordinator {
             }
           }, (e) => {
             log.warn(`${addr}: refused: ${errorMessage(e)}`);
-            t.terminate();
+            // A refusal the client can act on goes to it as an error frame (its reconnect loop gives up).
+            if (e instanceof RefusedError) new Channel<ClientFrame, ServerFrame>(t.data.duplex!, ClientFrame, { onFrame: () => {} }).fail(e);
+            else t.terminate();
           });
         },
         // Bytes that arrive before the Channel listens wait in the Duplex's readable buffer.
@@ -237,7 +240,9 @@ export class Coordinator {
     const guest = info.uris.find((u) => u.startsWith("tessera://guest/"));
     if (guest) return { guest: { sessionId: guest.slice("tessera://guest/".length), spki: info.spki } };
     if (!info.uris.some((u) => u.startsWith("tessera://host/"))) return {};
-    if (!(await this.o.store.hostExists(info.spki))) throw new ProtocolError(`host certificate ${info.spki} is not enrolled here`);
+    const status = await this.o.store.hostStatus(info.spki);
+    if (status === "removed") throw new RefusedError("host_removed", HOST_REMOVED);
+    if (!status) throw new RefusedError("not_host", `host certificate ${info.spki} is not enrolled here; enrol this machine with \`tessera link COORDINATOR --token TOKEN\``);
     return { host: { spki: info.spki, name: info.commonName } };
   }
 }

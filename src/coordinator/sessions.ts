@@ -2,10 +2,11 @@
 // that lost the coordinator picks its session up again.
 import { RefusedError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
-import { background, formatDuration, newId, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
+import { background, newId, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
 import type { ServerFrame } from "../wire/protocol.ts";
 import { Splicer, type Stream } from "./splice.ts";
 import { metrics } from "./metrics.ts";
+import { noteActivity, sessionFails, type CheckContext, type Condition } from "./revalidate.ts";
 
 const log = logger("coordinator");
 const ENDED_MEMORY = 1000;
@@ -161,7 +162,8 @@ export class SessionBook {
     return true;
   }
 
-  close(s: Session, reason: string): void {
+  /** `condition` names the re-validation check that failed, when one did (see revalidate.ts). */
+  close(s: Session, reason: string, condition?: Condition): void {
     if (!this.all.has(s.id)) return;
     // Streams end first, while the session is still found, so their bytes count in its total.
     this.cutStreams(s, reason);
@@ -169,7 +171,7 @@ export class SessionBook {
     s.share.sessions.delete(s);
     if (this.ended.size >= ENDED_MEMORY) this.ended.delete(this.ended.keys().next().value!);
     this.ended.set(s.id, reason);
-    this.o.audit.append("session.close", { ...actors(s), reason, streams: s.streamCount, bytesUp: s.up, bytesDown: s.down });
+    this.o.audit.append("session.close", { ...actors(s), reason, condition, streams: s.streamCount, bytesUp: s.up, bytesDown: s.down });
     this.dirty.delete(s);
     background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down).then(() => this.o.store.closeSession(s.id, reason, Date.now())), "session close", log.warn);
     const frame: ServerFrame = { t: "closed", sessionId: s.id, reason };
@@ -178,23 +180,17 @@ export class SessionBook {
     for (const a of s.share.approvers) if (a !== s.share.agent) a.ch.send(frame);
   }
 
-  /** Idle sessions end; so do sessions whose guest has not come back within the grace period. */
-  sweep(now: number): void {
-    const { idleTimeoutMs, resumeGraceMs } = this.o.limits;
+  /**
+   * Re-checks every live session (revalidate.ts): the first condition that fails ends it, with that
+   * condition as the reason on both terminals and in the audit log.
+   */
+  revalidate(c: CheckContext): void {
     for (const s of [...this.all.values()]) {
-      if (s.detachedSince !== undefined && now - s.detachedSince >= resumeGraceMs) {
-        this.close(s, s.restored ? "the guest did not come back after the coordinator restarted" : s.awayReason ?? "the guest disconnected");
-        continue;
-      }
-      let bytes = s.up + s.down;
-      for (const st of s.streams) bytes += st.up + st.down;
-      if (bytes !== s.lastBytes) {
-        s.lastBytes = bytes;
-        s.lastActive = now;
-      } else if (now - s.lastActive >= idleTimeoutMs) {
-        this.o.audit.append("session.idle", { ...actors(s), idleMs: now - s.lastActive });
-        this.close(s, `idle for ${formatDuration(idleTimeoutMs)}`);
-      }
+      noteActivity(s, c.now);
+      const failed = sessionFails(s, c);
+      if (!failed) continue;
+      if (failed.condition === "idle") this.o.audit.append("session.idle", { ...actors(s), idleMs: c.now - s.lastActive });
+      this.close(s, failed.reason, failed.condition);
     }
   }
 }

@@ -70,6 +70,7 @@ export interface Session {
   approver?: Peer;
   guestInfo: GuestInfo;
   target: string;
+  openedAt: number;
   streams: Set<Stream>;
   streamCount: number;
   up: number;

@@ -75,8 +75,7 @@ export class Agent {
     this.reconnect = new Reconnector({
       // A failed attempt is reported once, by onRetry: the embedding command decides how to show it.
       connect: () => this.start().then(() => {}),
-      // Refusals that no retry can fix: someone else's share id, or a host the coordinator does not know.
-      fatal: (err) => err instanceof RefusedError && ["share_taken", "not_host", "version"].includes(err.code),
+      fatal: refusedForGood,
       onRetry: (err, delay) => this.events.onDisconnected?.(err, delay),
       onGiveUp: (err) => this.events.onDisconnected?.(err, undefined),
     });
@@ -249,6 +248,11 @@ export class Agent {
       onFailed: () => {},
     });
   }
+}
+
+/** Refusals that no retry can fix: someone else's share id, a host the coordinator does not know or removed, another protocol. */
+export function refusedForGood(err: Error | undefined): boolean {
+  return err instanceof RefusedError && ["share_taken", "not_host", "host_removed", "version"].includes(err.code);
 }
 
 /** Cuts the guest's side and, once it is connected, the target's. */

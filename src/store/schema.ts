@@ -19,4 +19,13 @@ export const MIGRATIONS: string[][] = [
     `CREATE TABLE IF NOT EXISTS requests (id TEXT PRIMARY KEY, share_id TEXT NOT NULL, code_hash TEXT, guest_name TEXT NOT NULL, guest_spki TEXT NOT NULL, target TEXT NOT NULL, created_at BIGINT NOT NULL)`,
     `CREATE INDEX IF NOT EXISTS sessions_open ON sessions (closed_at)`,
   ],
+  // 3: the operator's view: a host can be removed (its certificate is refused from then on) and has a
+  // last-seen time; enrolment tokens minted over the admin API live here, as hashes only.
+  [
+    `ALTER TABLE hosts ADD COLUMN last_seen BIGINT`,
+    `ALTER TABLE hosts ADD COLUMN removed_at BIGINT`,
+    `ALTER TABLE hosts ADD COLUMN removed_by TEXT`,
+    `CREATE INDEX IF NOT EXISTS hosts_removed ON hosts (removed_at)`,
+    `CREATE TABLE IF NOT EXISTS enroll_tokens (id TEXT PRIMARY KEY, hash TEXT NOT NULL, expires_at BIGINT NOT NULL, created_at BIGINT NOT NULL, created_by TEXT NOT NULL DEFAULT '')`,
+  ],
 ];

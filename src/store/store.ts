@@ -10,6 +10,9 @@ export interface SessionRow {
 }
 export interface RequestRow { id: string; shareId: string; codeHash: string | null; guestName: string; guestSpki: string; target: string; createdAt: number }
 export interface CodeRow { shareId: string; target: string; expiresAt: number; usedAt: number | null }
+export interface HostRow { spki: string; name: string; enrolledAt: number; lastSeen: number | null; removedAt: number | null; removedBy: string | null }
+/** An enrolment token as kept at rest: its id and the SHA-256 of its secret, never the secret. */
+export interface EnrollTokenRow { id: string; hash: string; expiresAt: number }
 
 export class Store {
   private constructor(private readonly sql: SQL, readonly kind: "sqlite" | "postgres") {}
@@ -72,9 +75,52 @@ export class Store {
                    ON CONFLICT (spki) DO UPDATE SET name = excluded.name`;
   }
 
+  /** Enrolled and not removed. */
   async hostExists(spki: string): Promise<boolean> {
-    const rows = await this.sql`SELECT 1 AS x FROM hosts WHERE spki = ${spki}`;
-    return rows.length > 0;
+    return (await this.hostStatus(spki)) === "enrolled";
+  }
+
+  async hostStatus(spki: string): Promise<"enrolled" | "removed" | undefined> {
+    const [row] = await this.sql`SELECT removed_at FROM hosts WHERE spki = ${spki}`;
+    return row ? (row.removed_at == null ? "enrolled" : "removed") : undefined;
+  }
+
+  async hosts(): Promise<HostRow[]> {
+    const rows = await this.sql`SELECT spki, name, enrolled_at, last_seen, removed_at, removed_by FROM hosts ORDER BY enrolled_at, name`;
+    return rows.map((r: Record<string, unknown>) => ({
+      spki: String(r.spki), name: String(r.name), enrolledAt: Number(r.enrolled_at), lastSeen: optNumber(r.last_seen),
+      removedAt: optNumber(r.removed_at), removedBy: r.removed_by == null ? null : String(r.removed_by),
+    }));
+  }
+
+  /** Marks a host removed; false if it already was (or is unknown). The row stays, so its key stays refused. */
+  async removeHost(spki: string, by: string, now: number): Promise<boolean> {
+    const r = await this.sql`UPDATE hosts SET removed_at = ${now}, removed_by = ${by} WHERE spki = ${spki} AND removed_at IS NULL`;
+    return r.count === 1;
+  }
+
+  /** Hosts removed at or after `since` (by this node or any other sharing the database). */
+  async removedHostsSince(since: number): Promise<{ spki: string; name: string }[]> {
+    const rows = await this.sql`SELECT spki, name FROM hosts WHERE removed_at IS NOT NULL AND removed_at >= ${since}`;
+    return rows.map((r: Record<string, unknown>) => ({ spki: String(r.spki), name: String(r.name) }));
+  }
+
+  async touchHost(spki: string, now: number): Promise<void> {
+    await this.sql`UPDATE hosts SET last_seen = ${now} WHERE spki = ${spki}`;
+  }
+
+  /** Stores an enrolment token minted by the operator; false if its id is taken (here or among used tokens). */
+  async putEnrollToken(t: EnrollTokenRow, createdBy: string, now: number): Promise<boolean> {
+    const [used] = await this.sql`SELECT 1 AS x FROM enroll_used WHERE token_id = ${t.id}`;
+    if (used) return false;
+    const r = await this.sql`INSERT INTO enroll_tokens (id, hash, expires_at, created_at, created_by) VALUES (${t.id}, ${t.hash}, ${t.expiresAt}, ${now}, ${createdBy})
+                             ON CONFLICT (id) DO NOTHING`;
+    return r.count === 1;
+  }
+
+  async getEnrollToken(id: string): Promise<EnrollTokenRow | undefined> {
+    const [row] = await this.sql`SELECT id, hash, expires_at FROM enroll_tokens WHERE id = ${id}`;
+    return row ? { id: String(row.id), hash: String(row.hash), expiresAt: Number(row.expires_at) } : undefined;
   }
 
   /** Marks an enrolment token used; false if it already was (single use). */
@@ -126,8 +172,9 @@ export class Store {
   }
 
   async pruneCodes(now: number): Promise<void> {
-    // Keep used/expired codes a day so a late redeemer hears "expired" or "used", not "unknown".
+    // Keep used/expired codes (and enrolment tokens) a day so a late redeemer hears "expired" or "used", not "unknown".
     await this.sql`DELETE FROM codes WHERE expires_at < ${now - 86_400_000}`;
+    await this.sql`DELETE FROM enroll_tokens WHERE expires_at < ${now - 86_400_000}`;
   }
 
   async openSession(s: Omit<SessionRow, "streams" | "bytesUp" | "bytesDown">): Promise<void> {
@@ -184,6 +231,10 @@ export class Store {
   async close(): Promise<void> {
     await this.sql.close();
   }
+}
+
+function optNumber(x: unknown): number | null {
+  return x == null ? null : Number(x);
 }
 
 function shareRow(row: Record<string, unknown>): ShareRow {

@@ -19,12 +19,17 @@ export interface DialOptions {
   version: string;
 }
 
+/** The coordinator closes a refused connection at once, and forcibly 2 s later (Channel.fail). */
+const REFUSAL_CLOSE_MS = 5_000;
+
 type Waiter = { types: string[]; resolve: (f: ServerFrame) => void; reject: (e: Error) => void };
 
 export class ControlClient {
   private readonly waiters: Waiter[] = [];
   private readonly handlers = new Map<string, ((f: ServerFrame) => void)[]>();
   private closeHandler: ((err?: Error) => void) | undefined;
+  /** An error frame nobody was waiting for: the coordinator's reason for closing, if it closes right after. */
+  private refused: { err: RefusedError; at: number } | undefined;
   readonly ch: Channel<ServerFrame, ClientFrame>;
   /** The CA certificate the coordinator announced in its welcome. */
   caPem = "";
@@ -36,7 +41,9 @@ export class ControlClient {
       // peers would cut the agent off. Still bounded, by the coordinator's own stream caps.
       maxQueued: 4096,
       onFrame: (f) => this.dispatch(f),
-      onClose: (err) => {
+      onClose: (closedWith) => {
+        // The coordinator refuses (error frame) and closes at once; a refusal from long before explains nothing.
+        const err = closedWith ?? (this.refused && Date.now() - this.refused.at < REFUSAL_CLOSE_MS ? this.refused.err : undefined);
         const e = new TesseraError("disconnected", `lost the connection to the coordinator${err ? `: ${err.message}` : ""}`);
         for (const w of this.waiters.splice(0)) w.reject(e);
         this.closeHandler?.(err);
@@ -126,6 +133,8 @@ export class ControlClient {
   }
 
   private dispatch(f: ServerFrame): void {
+    // Only the last word before a close explains it.
+    this.refused = undefined;
     if (f.t === "ping") return this.send({ t: "pong" });
     if (f.t === "error" && !f.ref && this.waiters.length) {
       this.waiters.shift()!.reject(refusal(f));
@@ -135,7 +144,7 @@ export class ControlClient {
     if (i >= 0) return this.waiters.splice(i, 1)[0]!.resolve(f);
     const hs = this.handlers.get(f.t);
     if (hs) for (const h of hs) h(f);
-    else if (f.t === "error") throw refusal(f);
+    else if (f.t === "error") this.refused = { err: refusal(f), at: Date.now() };
   }
 }
 

@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { expect } from "bun:test";
 import { AuditLog } from "../../src/audit/log.ts";
 import { Broker } from "../../src/coordinator/broker.ts";
+import { Admin } from "../../src/coordinator/admin.ts";
 import { makeEnrollToken, type EnrollRecord } from "../../src/coordinator/enroll.ts";
 import { LIMITS, type Limits } from "../../src/coordinator/limits.ts";
 import type { BrokerOptions, Peer, PeerLink } from "../../src/coordinator/state.ts";
@@ -100,11 +101,17 @@ export class World {
     const audit = AuditLog.open(path.join(dir, "audit.log"));
     const ca = await createCA({ commonName: "test CA", now: new Date() });
     const codeKey = randomBytes(32);
-    const limits: Limits = { ...LIMITS, approvalTimeoutMs: 60_000, redeemPerMinute: 1000, ...over };
+    // Re-validation every 100 ms: a grace or idle limit a test shortens is acted on promptly.
+    const limits: Limits = { ...LIMITS, approvalTimeoutMs: 60_000, redeemPerMinute: 1000, revalidateMs: 100, ...over };
     let w: World | undefined;
     const options: BrokerOptions = { ca, store, audit, limits, codeKey, version: "test", enrollRecords: () => w!.records };
     w = new World(dir, options, new Broker(options), store, audit, ca, codeKey);
     return w;
+  }
+
+  /** The operator's view and controls over this world's broker (what the HTTP /admin/ endpoints call). */
+  admin(): Admin {
+    return new Admin(this.broker, this.options);
   }
 
   /** A coordinator restart: the broker closes and a new one restores from the same store and audit log. */

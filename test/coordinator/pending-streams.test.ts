@@ -49,7 +49,7 @@ test("opens, and their lapsing, are not activity: only bytes moved keep a sessio
   for (const ref of ["a", "b", "c"]) await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref });
   await until(() => lapsed() === 3, "the streams lapsing");
   expect(session.lastActive).toBe(since);
-  w.broker.sessions.sweep(since + idleTimeoutMs);
+  w.broker.revalidate(since + idleTimeoutMs);
   expect(w.one("session.idle")).toMatchObject({ sessionId: s.sessionId });
   expect((await s.guest.ch.wait("closed")).reason).toBe("idle for 1 minute");
 });

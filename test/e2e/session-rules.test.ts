@@ -116,7 +116,7 @@ test("revoke is disabled with a clear 403 when no operator token is configured",
   expect(await (await fetch(`http://127.0.0.1:${http}/healthz`)).text()).toMatch(/^ok v\d+\.\d+\.\d+/);
   const res = await fetch(`http://127.0.0.1:${http}/s/s-x/revoke`, { method: "POST", headers: { authorization: "Bearer x" } });
   expect(res.status).toBe(403);
-  expect(await res.text()).toContain("revoke is disabled");
+  expect(await res.text()).toContain("operator endpoints (revoke, admin) are disabled: this coordinator has no operator token");
 });
 
 test("an agent serves only its --allow list; other targets are refused", async () => {
