@@ -164,7 +164,7 @@ test("re-validation enforces a removal another node wrote to the shared database
 test("re-validation ends a session whose agent stays away past the grace; the guest's and the host's terminals say why", async () => {
   const d = await deploy(["--resume-grace", "1s"]);
   const echo = await echoServer();
-  const { agent, approver } = await agentShare(d, "db1", echo.port);
+  const { agent, approver } = await agentShare(d, "db1", echo.port, ["--allow-requests-by-id"]);
   const guest = spawn(["connect", "--share-id", "db1", "--target", `127.0.0.1:${echo.port}`, "--name", "carol", "--local", "127.0.0.1:0"], d.guestEnv);
   await approver.waitFor(/Allow carol/);
   approver.write("y\n");
