@@ -37,6 +37,8 @@ export interface LiveShare {
   agent?: Peer;
   offlineSince?: number;
   approvers: Set<Peer>;
+  /** Connections attached mint-only (`tessera mcp`): they may mint codes, never answer a request. */
+  minters?: Set<Peer>;
   requests: Set<Request>;
   sessions: Set<Session>;
 }
