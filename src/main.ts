@@ -20,6 +20,7 @@ const main = defineCommand({
     revoke: () => import("./commands/revoke.ts").then((m) => m.default),
     replay: () => import("./commands/replay.ts").then((m) => m.default),
     version: () => import("./commands/version.ts").then((m) => m.default),
+    mcp: () => import("./commands/mcp.ts").then((m) => m.default),
     audit: () => import("./commands/audit.ts").then((m) => m.default),
     "ssh-config": () => import("./commands/ssh-config.ts").then((m) => m.default),
   },
@@ -30,7 +31,11 @@ async function run(cmd: CommandDef, rawArgs: string[]): Promise<number> {
     // Words after `--` belong to the command a guest runs (`join CODE -- psql -h {host}`), not to us.
     const ours = rawArgs.includes("--") ? rawArgs.slice(0, rawArgs.indexOf("--")) : rawArgs;
     if (rawArgs.length === 0 || ours.some((a) => a === "--help" || a === "-h")) {
-      await showUsage(...(await resolveForHelp(cmd, rawArgs)));
+      const [shown, parent] = await resolveForHelp(cmd, rawArgs);
+      await showUsage(shown, parent);
+      // A command may add notes after its flags (`tessera mcp --help`: how to register it with MCP clients).
+      const footer = (shown as { footer?: () => string }).footer;
+      if (footer) process.stdout.write(footer());
       return 0;
     }
     if (rawArgs.length === 1 && (rawArgs[0] === "--version" || rawArgs[0] === "-v")) {
