@@ -3,7 +3,7 @@
 import { afterAll, afterEach, expect, setDefaultTimeout, test } from "bun:test";
 import { Client } from "@modelcontextprotocol/client";
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
-import { auditEvents, deploy, echoServer, killAll, roundTrip, share, shareShell, TESSERA, type Deployment } from "./harness.ts";
+import { auditEvents, deploy, echoServer, killAll, roundTrip, share, shareShell, spawn, TESSERA, type Deployment } from "./harness.ts";
 
 setDefaultTimeout(120_000);
 
@@ -94,6 +94,28 @@ test("tools/list shows the tools, none of which can approve; the etiquette is th
   expect(text(list)).toBe("no sessions");
 });
 
+test("stdout carries only JSON-RPC: a line of garbage is dropped and the next requests are served", async () => {
+  const p = spawn(["mcp"], { TESSERA_HOME: "/nonexistent-tessera-home" });
+  const replies = async (n: number) => {
+    await p.waitFor(new RegExp(`(^\\{.*\\}\\n){${n}}`, "m"));
+    return p.out.trim().split("\n").map((l) => JSON.parse(l) as { id?: number; result?: Record<string, unknown>; error?: { code: number } });
+  };
+  p.write("this is not json\n");
+  p.write(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } } }) + "\n");
+  const got = await replies(1);
+  expect(got[0]).toMatchObject({ id: 1, result: { serverInfo: { name: "tessera" } } });
+  p.write(JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) + "\n");
+  p.write(JSON.stringify({ jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "access_close", arguments: "not an object" } }) + "\n");
+  p.write(JSON.stringify({ jsonrpc: "2.0", id: 3, method: "tools/list" }) + "\n");
+  const all = await replies(3);
+  expect(all[1]!.id).toBe(2);
+  expect(all[1]!.error ?? all[1]!.result?.isError).toBeTruthy();
+  expect(all[2]).toMatchObject({ id: 3, result: { tools: expect.any(Array) } });
+  expect(p.err).toContain("serving MCP on stdio");
+  (p.proc.stdin as import("bun").FileSink).end();
+  expect(await p.exit()).toBe(0);
+});
+
 test("access_request: the host types y at a real PTY and bytes flow through the local address; n is a clear denial; share_invite and share_status from the host's agent; all audited with the reason", async () => {
   const d = await deploy();
   const echo = await echoServer();
@@ -175,6 +197,19 @@ test("a wrong invite and a timeout are clear tool errors; a timed-out request is
   expect(text(r)).toContain("access_request failed: the host did not answer within 3s; the request was withdrawn");
   await host.waitFor(/no longer waiting: withdrawn/);
   await auditEvents(d, "request.withdraw");
+
+  // The MCP client giving up (its own timeout, the user pressing stop) withdraws the request too.
+  host.write("c\r");
+  const next = (await host.waitFor(/code: [\s\S]*code: ([0-9A-Z]{4}-[0-9A-Z]{4})/))[1]!;
+  const abort = new AbortController();
+  const cancelled = guest.client.callTool({ name: "access_request", arguments: { invite: next, reason: "cancelled soon" } }, { ...CALL, signal: abort.signal });
+  await host.waitFor(/reason  cancelled soon/);
+  abort.abort();
+  await expect(cancelled).rejects.toThrow();
+  await host.waitFor(/no longer waiting: withdrawn[\s\S]*no longer waiting: withdrawn/);
+  await auditEvents(d, "request.withdraw", 2);
+  const still = await guest.client.callTool({ name: "access_list", arguments: {} });
+  expect(text(still)).toBe("no sessions");
   host.kill("SIGINT");
   await host.exit();
 });
