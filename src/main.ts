@@ -21,6 +21,7 @@ const main = defineCommand({
     admin: () => import("./commands/admin.ts").then((m) => m.default),
     replay: () => import("./commands/replay.ts").then((m) => m.default),
     version: () => import("./commands/version.ts").then((m) => m.default),
+    mcp: () => import("./commands/mcp.ts").then((m) => m.default),
     audit: () => import("./commands/audit.ts").then((m) => m.default),
     "ssh-config": () => import("./commands/ssh-config.ts").then((m) => m.default),
   },
@@ -40,6 +41,9 @@ async function run(root: CommandDef, argv: string[]): Promise<number> {
     if (rawArgs.length === 0 || ours.some((a) => a === "--help" || a === "-h")) {
       const { renderUsage, usageOf } = await import("./cli/usage.ts");
       process.stdout.write(renderUsage(await usageOf(cmd, path, depth === 0 ? SUMMARIES : undefined)));
+      // A command may add notes after its flags (`tessera mcp --help`: how to register it with MCP clients).
+      const footer = (cmd as { footer?: () => string }).footer;
+      if (footer) process.stdout.write(footer());
       return 0;
     }
     if (!cmd.subCommands) {

@@ -19,8 +19,9 @@ export async function readCode(stdinCarriesStream: boolean): Promise<string> {
 /** One line typed without echo; Ctrl-C or Ctrl-D cancels. */
 function askHidden(prompt: string): Promise<string> {
   const stdin = process.stdin;
-  process.stderr.write(prompt);
+  // Echo off before the prompt shows: a code typed the moment it appears must not be echoed either.
   stdin.setRawMode(true);
+  process.stderr.write(prompt);
   stdin.resume();
   let typed = "";
   return new Promise<string>((resolve, reject) => {

@@ -14,6 +14,7 @@ export const SUMMARIES: Record<string, string> = {
   admin: "Operator's view and controls: live sessions, enrolled hosts, host removal, enrolment tokens, revoke",
   replay: "Play back a recorded shell session (asciicast v2) with its original timing",
   version: "Print the version",
+  mcp: "Serve AI agents over MCP (stdio): they ask for access with a reason or mint invites; only the human host approves",
   audit: "Check and read the coordinator's append-only audit log",
   "ssh-config": "Print an ssh config Host block that reaches a shared ssh port through `tessera join --stdio` (append it to ~/.ssh/config)",
 };

@@ -12,6 +12,7 @@ import { HOST_REMOVED, HostBook } from "./host-book.ts";
 import { HOST_REMOVED_REASON, shareFails, type CheckContext, type Condition } from "./revalidate.ts";
 import { PROTOCOL_VERSION, type ClientFrame, type FrameOf } from "../wire/protocol.ts";
 import { SessionBook } from "./sessions.ts";
+import { shareStatus } from "./share-status.ts";
 
 export { newId, formatDuration, type Peer, type BrokerOptions } from "./state.ts";
 
@@ -95,6 +96,7 @@ export class Broker {
       case "resume": return this.sessions.resume(peer, f.sessionId);
       case "refuse": return this.sessions.refuse(peer, f);
       case "end": return this.sessions.end(peer, f.sessionId, this.shares);
+      case "status": return this.status(peer, f);
       case "ping": return peer.ch.send({ t: "pong" });
       case "pong": return;
       case "error": return; // a client's complaint; its connection closes on its own
@@ -198,13 +200,23 @@ export class Broker {
     if (!share || share.hostSpki !== host.spki) {
       throw new RefusedError("no_share", `no agent of this host is serving share "${f.shareId}"; start \`tessera agent --share-id ${f.shareId} --allow HOST:PORT\` first`);
     }
-    share.approvers.add(peer);
+    // Mint-only (`tessera mcp`): codes yes, answers never; the human's prompt stays the only approver.
+    if (f.approve === false) (share.minters ??= new Set()).add(peer);
+    else share.approvers.add(peer);
     peer.ch.send({ t: "registered", shareId: share.id, targets: share.targets });
+  }
+
+  private status(peer: Peer, f: CF<"status">): void {
+    const host = requireHost(peer);
+    const share = this.shares.get(f.shareId);
+    if (!share || share.hostSpki !== host.spki) throw new RefusedError("no_share", `this host has no share "${f.shareId}" on this coordinator`);
+    peer.ch.send(shareStatus(share, Date.now()));
   }
 
   /** A host stopping on purpose: the agent closes its share; an approver ends the sessions it approved. */
   private leave(peer: Peer, f: CF<"leave">): void {
     const share = this.shares.get(f.shareId);
+    if (share?.minters?.delete(peer)) return peer.ch.send({ t: "left", shareId: f.shareId });
     if (!share || (share.agent !== peer && !share.approvers.has(peer))) throw new RefusedError("no_share", `you are not serving share "${f.shareId}"`);
     if (share.agent === peer) this.closeShare(share, "the host stopped sharing");
     else {
@@ -228,7 +240,8 @@ export class Broker {
 
   private async mint(peer: Peer, f: CF<"mint">): Promise<void> {
     const share = this.shares.get(f.shareId);
-    if (!share || !share.approvers.has(peer)) throw new RefusedError("forbidden", `you are not approving share "${f.shareId}"`);
+    const mintOnly = !!share?.minters?.has(peer);
+    if (!share || !(share.approvers.has(peer) || mintOnly)) throw new RefusedError("forbidden", `you are not approving share "${f.shareId}"`);
     const target = f.target ?? share.targets[0]!;
     if (!share.targets.includes(target)) throw new RefusedError("bad_target", `share "${share.id}" does not allow ${target} (allowed: ${share.targets.join(", ")})`);
     const now = Date.now();
@@ -239,7 +252,7 @@ export class Broker {
     const code = generateCode();
     const expiresAt = now + this.o.limits.codeTtlMs;
     await this.o.store.putCode(hashCode(this.o.codeKey, normalizeCode(code)!), share.id, target, expiresAt);
-    this.o.audit.append("code.mint", { shareId: share.id, host: share.hostName, target, expiresAt: new Date(expiresAt).toISOString() });
+    this.o.audit.append("code.mint", { shareId: share.id, host: share.hostName, target, expiresAt: new Date(expiresAt).toISOString(), mintOnly: mintOnly || undefined });
     peer.ch.send({ t: "code", shareId: share.id, code, target, expiresAt });
   }
 
@@ -249,6 +262,7 @@ export class Broker {
     for (const share of this.shares.values()) {
       if (share.agent) busy.add(share.agent);
       for (const a of share.approvers) busy.add(a);
+      for (const m of share.minters ?? []) busy.add(m);
     }
     for (const r of this.consent.pending.values()) busy.add(r.guest);
     for (const s of this.sessions.all.values()) if (s.guest) busy.add(s.guest);
@@ -296,6 +310,7 @@ export class Broker {
     for (const s of this.sessions.all.values()) if (s.guest === peer) this.sessions.detach(s, now, silent && `the guest's connection${silent}`);
     for (const share of this.shares.values()) {
       share.approvers.delete(peer);
+      share.minters?.delete(peer);
       if (share.agent !== peer) continue;
       share.agent = undefined;
       share.offlineSince = now;

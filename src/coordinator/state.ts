@@ -41,6 +41,8 @@ export interface LiveShare {
   /** Why the agent is away, for the share's close line if it does not come back. */
   awayReason?: string;
   approvers: Set<Peer>;
+  /** Connections attached mint-only (`tessera mcp`): they may mint codes, never answer a request. */
+  minters?: Set<Peer>;
   requests: Set<Request>;
   sessions: Set<Session>;
 }

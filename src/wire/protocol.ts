@@ -26,6 +26,11 @@ const frame = <T extends string, E extends v.ObjectEntries>(t: T, entries: E) =>
   v.strictObject({ t: v.literal(t), ...entries });
 
 export const guestInfo = v.strictObject({ name, addr: text(80), spki });
+const count = v.pipe(v.number(), v.integer(), v.minValue(0));
+/** Most sessions one status frame lists (the rest are counted in `more`), so it stays far below the frame cap. */
+export const MAX_STATUS_SESSIONS = 100;
+/** One session as the coordinator sees it: who, what, how much, and whether the guest is connected. */
+const sessionView = v.strictObject({ sessionId: id, guest: name, addr: text(80), target, streams: count, up: count, down: count, idleSec: count, away: v.boolean() });
 
 /** Frames a client (agent, share, guest, link) sends to the coordinator. */
 export const ClientFrame = v.variant("t", [
@@ -33,7 +38,8 @@ export const ClientFrame = v.variant("t", [
   frame("enroll", { token: v.pipe(v.string(), v.maxLength(256)), csr: pem, name }),
   /** requestsById: guests may ask by share id, without a code (`--allow-requests-by-id`); off when absent. */
   frame("register", { shareId: id, targets: v.pipe(v.array(target), v.minLength(1), v.maxLength(64)), approver: v.boolean(), requestsById: v.optional(v.boolean()) }),
-  frame("attach", { shareId: id }),
+  /** approve: false attaches mint-only (`tessera mcp`): it may mint codes, never answer a request (version 2). */
+  frame("attach", { shareId: id, approve: v.optional(v.boolean()) }),
   frame("mint", { shareId: id, target: v.optional(target) }),
   frame("decision", { requestId: id, allow: v.boolean() }),
   frame("redeem", { code, csr: pem, name, reason: text(500) }),
@@ -48,6 +54,8 @@ export const ClientFrame = v.variant("t", [
   frame("resume", { sessionId: id }),
   /** A guest that lost the coordinator while waiting asks what became of its request. */
   frame("recheck", { requestId: id }),
+  /** The share's host asks what the coordinator knows of it: live sessions, waiting requests (version 2). */
+  frame("status", { shareId: id }),
   frame("ping", {}),
   frame("pong", {}),
   frame("error", { code: id, message: text(1000) }),
@@ -73,6 +81,7 @@ export const ServerFrame = v.variant("t", [
   frame("closed", { sessionId: id, reason: text(200) }),
   frame("resumed", { sessionId: id, target, idleTimeoutSec: v.number(), restarted: v.boolean(), hostOnline: v.boolean() }),
   frame("left", { shareId: id }),
+  frame("status", { shareId: id, online: v.boolean(), targets: v.array(target), sessions: v.pipe(v.array(sessionView), v.maxLength(MAX_STATUS_SESSIONS)), more: count, requests: count }),
   frame("ping", {}),
   frame("pong", {}),
   frame("error", { code: id, message: text(1000), ref: v.optional(id) }),
