@@ -129,7 +129,7 @@ test("access_request: the host types y at a real PTY and bytes flow through the 
     { name: "access_request", arguments: { invite: `${d.address}/${code}`, reason } },
     { ...CALL, onprogress: (p) => progress.push(p.message ?? "") },
   );
-  await host.waitFor(new RegExp(`reason  ${reason}`));
+  await host.waitFor(new RegExp(`reason  "${reason}"`));
   await host.waitFor(/Allow alice-agent to reach 127\.0\.0\.1:\d+\? \[y\/N\]/);
   host.write("y\r");
   const r = await asked;
@@ -155,7 +155,7 @@ test("access_request: the host types y at a real PTY and bytes flow through the 
   expect(text(notMine)).toMatch(/share_invite failed: cannot mint for share "sh-000000000000"/);
 
   const denied = guest.client.callTool({ name: "access_request", arguments: { invite, reason: "a second look" } }, CALL);
-  await host.waitFor(/reason  a second look[\s\S]*Allow alice-agent/);
+  await host.waitFor(/reason  "a second look[\s\S]*Allow alice-agent/);
   host.write("n\r");
   const no = await denied;
   expect(no.isError).toBe(true);
@@ -203,7 +203,7 @@ test("a wrong invite and a timeout are clear tool errors; a timed-out request is
   const next = (await host.waitFor(/code: [\s\S]*code: ([0-9A-Z]{4}-[0-9A-Z]{4})/))[1]!;
   const abort = new AbortController();
   const cancelled = guest.client.callTool({ name: "access_request", arguments: { invite: next, reason: "cancelled soon" } }, { ...CALL, signal: abort.signal });
-  await host.waitFor(/reason  cancelled soon/);
+  await host.waitFor(/reason  "cancelled soon/);
   abort.abort();
   await expect(cancelled).rejects.toThrow();
   await host.waitFor(/no longer waiting: withdrawn[\s\S]*no longer waiting: withdrawn/);
@@ -219,7 +219,7 @@ test("shell_run types into an approved shell and returns its output, fenced as u
   const { host, code } = await shareShell(d, ["--command", "sh"], { env: { PS1: "tsh$ ", ENV: "" } });
   const guest = await mcp(d.guestEnv);
   const asked = guest.client.callTool({ name: "access_request", arguments: { invite: code, reason: "look at the build directory" } }, CALL);
-  await host.waitFor(/Allow alice-agent a SHELL as \S+\? \[y\/N\]/);
+  await host.waitFor(/Allow alice-agent a SHELL as your user \S+\? \[y\/N\]/);
   host.write("y\r");
   const r = await asked;
   expect(r.isError).toBeFalsy();
