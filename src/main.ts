@@ -46,6 +46,12 @@ async function run(root: CommandDef, argv: string[]): Promise<number> {
       if (footer) process.stdout.write(footer());
       return 0;
     }
+    if (cmd.subCommands && !cmd.run && depth > 0) {
+      // `tessera admin` alone: which subcommands there are, rather than citty's bare "No command specified".
+      const { renderUsage, usageOf } = await import("./cli/usage.ts");
+      process.stderr.write(`error: say which \`tessera ${path}\` command to run\n\n${renderUsage(await usageOf(cmd, path))}`);
+      return 1;
+    }
     if (!cmd.subCommands) {
       const { checkFlags } = await import("./cli/flags.ts");
       checkFlags((typeof cmd.args === "function" ? await cmd.args() : await cmd.args) as ArgsDef, rawArgs.slice(depth), path);

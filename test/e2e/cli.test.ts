@@ -151,3 +151,10 @@ test("a wrong CA file says the coordinator was reached but not trusted, and what
   expect(r.err).toContain("tessera link");
   expect(r.err).not.toContain("cannot reach");
 });
+
+test("a command with subcommands, run bare, lists them and exits 1", async () => {
+  const r = await run(["admin"]);
+  expect(r.code).toBe(1);
+  expect(r.err).toContain("say which `tessera admin` command to run");
+  expect(r.err).toContain("enroll-token");
+});
