@@ -46,7 +46,7 @@ async function run(root: CommandDef, argv: string[]): Promise<number> {
       if (footer) process.stdout.write(footer());
       return 0;
     }
-    if (cmd.subCommands && !cmd.run && depth > 0) {
+    if (cmd.subCommands && !cmd.run && !(cmd as { default?: string }).default && depth > 0) {
       // `tessera admin` alone: which subcommands there are, rather than citty's bare "No command specified".
       const { renderUsage, usageOf } = await import("./cli/usage.ts");
       process.stderr.write(`error: say which \`tessera ${path}\` command to run\n\n${renderUsage(await usageOf(cmd, path))}`);
