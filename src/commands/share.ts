@@ -75,6 +75,9 @@ export default defineCommand({
       client = await agent.start();
       approver = approverRef = new Approver(client, shareId, shell?.what);
       log.info(`sharing ${shell ? `a shell as ${osUser()}${shell.recordDir ? `, recorded to ${shell.recordDir}` : ", not recorded"}` : policy.targets[0]} as ${shareId}`);
+      if (!shell && !(await listening(args.host, Number(args.port)))) {
+        log.warn(`nothing is listening on ${policy.targets[0]} right now: guests will be told their connections are refused until something is`);
+      }
       if (args["allow-requests-by-id"]) log.info(`guests may also ask without a code: tessera connect --share-id ${shareId} --target ${shell ? "shell" : policy.targets[0]}`);
     } else if (args["share-id"]) {
       shareId = args["share-id"];
@@ -102,3 +105,14 @@ export default defineCommand({
     else log.info(`stopped approving (${why}); the sessions approved here are closed, the agent keeps serving`);
   },
 });
+
+/** Whether something accepts connections at host:port now (a hint for the host, not a gate). */
+async function listening(hostname: string, port: number): Promise<boolean> {
+  try {
+    const probe = await Bun.connect({ hostname, port, socket: { data() {} } });
+    probe.end();
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -104,7 +104,12 @@ export class SessionBook {
   refuse(peer: Peer, f: { sessionId: string; streamId: string; reason: string }): void {
     const s = this.all.get(f.sessionId);
     if (!s || s.share.agent !== peer) throw new RefusedError("no_session", `no session "${f.sessionId}" is served by you`);
-    for (const st of s.streams) if (st.id === f.streamId) return this.splicer.end(st, `the host refused the stream: ${f.reason}`);
+    for (const st of s.streams) {
+      if (st.id !== f.streamId) continue;
+      this.splicer.end(st, `the host refused the stream: ${f.reason}`);
+      // The guest's client would otherwise only see its connection close, with no word why.
+      return s.guest?.ch.send({ t: "refused", sessionId: s.id, streamId: st.id, reason: f.reason });
+    }
   }
 
   /** Ends a session's live streams at once (its guest or agent went away) without ending the session. */

@@ -151,6 +151,7 @@ export class Guest {
   private bind(c: ControlClient): void {
     c.on("stream", (f) => void (this.nodes.owns(f.ref) ? this.nodes.ready(f) : this.ports.ready(f)));
     c.on("error", (f) => (this.nodes.owns(f.ref) ? this.nodes.refused(f) : this.ports.owns(f.ref) && this.ports.refused(f)));
+    c.on("refused", (f) => this.ports.streamRefused(f));
     c.on("closed", (f) => this.end(f.reason));
     c.onClose((err) => this.detach(err));
   }

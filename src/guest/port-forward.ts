@@ -104,6 +104,11 @@ export class PortForward {
     this.ctx.onStreamError?.(f.message);
   }
 
+  /** The host's agent could not serve one of our streams: say why; the coordinator cuts its connection. */
+  streamRefused(f: FrameOf<ServerFrame, "refused">): void {
+    this.ctx.onStreamError?.(`a connection was refused by the host's side: ${f.reason}`);
+  }
+
   async ready(f: FrameOf<ServerFrame, "stream">): Promise<void> {
     const predialed = this.answered(f.ref);
     const local = this.opening.get(f.ref);

@@ -150,7 +150,13 @@ export class Agent {
         up.setNoDelay(true);
         s.streams.add(up);
         return up;
-      }, (e: unknown) => new Error(`cannot reach ${s.frame.target}: ${errorMessage(e)}`));
+      }, (e: unknown) => {
+        // Said at once, to the guest too: "nothing is listening" is the host's to fix, not a network fault.
+        const refused = (e as { code?: string }).code === "ECONNREFUSED";
+        const err = new Error(refused ? `the host's ${s.frame.target} refused the connection (is anything listening there?)` : `the host cannot reach ${s.frame.target}: ${errorMessage(e)}`);
+        this.refuse(f, err.message);
+        return err;
+      });
     await this.dial(f, s, {
       onVerified: (inner) => void target.then((up) => {
         // Bytes either side sent meanwhile wait in its socket (bounded; see pipe.ts).

@@ -81,6 +81,8 @@ export const ServerFrame = v.variant("t", [
   frame("closed", { sessionId: id, reason: text(200) }),
   frame("resumed", { sessionId: id, target, idleTimeoutSec: v.number(), restarted: v.boolean(), hostOnline: v.boolean() }),
   frame("left", { shareId: id }),
+  /** The host's agent could not serve a stream it was offered (its target refused, its policy said no): the guest is told why. */
+  frame("refused", { sessionId: id, streamId: id, reason: text(200) }),
   frame("status", { shareId: id, online: v.boolean(), targets: v.array(target), sessions: v.pipe(v.array(sessionView), v.maxLength(MAX_STATUS_SESSIONS)), more: count, requests: count }),
   frame("ping", {}),
   frame("pong", {}),

@@ -158,3 +158,22 @@ test("a command with subcommands, run bare, lists them and exits 1", async () =>
   expect(r.err).toContain("say which `tessera admin` command to run");
   expect(r.err).toContain("enroll-token");
 });
+
+test("the host's target is not listening: share warns at start, and the guest is told why its connection closed", async () => {
+  const d = await deploy();
+  const free = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = free.port;
+  free.stop(true);
+  const { share } = await import("./harness.ts");
+  const { host, code } = await share(d, port);
+  await host.waitFor(new RegExp(`nothing is listening on 127\\.0\\.0\\.1:${port} right now`));
+  const guest = spawn(["join", code, "--name", "nolisten", "--local", "127.0.0.1:0"], d.guestEnv);
+  await host.waitFor(/Allow nolisten /);
+  host.write("y\n");
+  const local = Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]);
+  const { roundTrip } = await import("./harness.ts");
+  expect((await roundTrip(local, Buffer.from("hello")).catch(() => Buffer.alloc(0))).length).toBe(0);
+  await guest.waitFor(new RegExp(`a connection was refused by the host's side: the host's 127\\.0\\.0\\.1:${port} refused the connection \\(is anything listening there\\?\\)`));
+  const [close] = await (await import("./harness.ts")).auditEvents(d, "stream.close");
+  expect(close!.reason).toContain("refused the connection");
+});
