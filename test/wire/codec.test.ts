@@ -50,6 +50,7 @@ const serverExamples: ServerFrame[] = [
   { t: "closed", sessionId: "sess_1", reason: "idle" },
   { t: "resumed", sessionId: "sess_1", target: "127.0.0.1:5432", idleTimeoutSec: 1800, restarted: true, hostOnline: false },
   { t: "left", shareId: "share_1" },
+  { t: "refused", sessionId: "sess_1", streamId: "str_1", reason: "the host's 127.0.0.1:5432 refused the connection (is anything listening there?)" },
   {
     t: "status", shareId: "share_1", online: true, targets: ["127.0.0.1:5432"], more: 0, requests: 1,
     sessions: [{ sessionId: "sess_1", guest: "alice", addr: "203.0.113.7:51234", target: "127.0.0.1:5432", streams: 2, up: 10, down: 20, idleSec: 3, away: false }],
