@@ -2,6 +2,8 @@
 import readline from "node:readline";
 import { errorMessage } from "../errors.ts";
 import { logger, setPrompt } from "../log.ts";
+import { describeScope } from "../wire/scope.ts";
+import { ANSWER_HELP, parseAnswer } from "./answer.ts";
 import type { ControlClient } from "../wire/control-client.ts";
 import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
 import { escapeUnsafe, quoteText, showName } from "../wire/untrusted-text.ts";
@@ -115,6 +117,7 @@ export class Approver {
         `  wants   ${wants}\n` +
         `  reason  ${f.reason ? quoteText(f.reason) : "(none given)"}\n` +
         `  key     ${f.guest.spki}\n` +
+        `  answer  y, n, or scoped: y 15m, y 1${shell ? ", ro" : ""}, n REASON (? explains)\n` +
         this.question(f, shell, secs),
     );
     setPrompt(this.question(f, shell, secs));
@@ -132,15 +135,14 @@ export class Approver {
       else if (line) process.stderr.write("  no request is waiting; type c + Enter to mint another code\n");
       return;
     }
-    let allow: boolean;
-    if (/^y(es)?$/i.test(line)) allow = true;
-    else if (/^(n(o)?)?$/i.test(line)) allow = false;
-    else {
-      process.stderr.write("  please answer y or n: ");
+    const a = parseAnswer(line, f.target === SHELL_TARGET);
+    if ("help" in a || "problem" in a) {
+      process.stderr.write(`${"help" in a ? ANSWER_HELP : `  ${a.problem}`}\n${this.question(f, f.target === SHELL_TARGET, Math.max(0, Math.round((f.deadline - Date.now()) / 1000)))}`);
       return;
     }
-    this.client.send({ t: "decision", requestId: f.requestId, allow });
-    process.stderr.write(allow ? `  approved ${showName(f.guest.name)}\n` : `  denied ${showName(f.guest.name)}\n`);
+    this.client.send({ t: "decision", requestId: f.requestId, ...a });
+    const scoped = a.allow && a.scope ? ` (${describeScope(a.scope)})` : "";
+    process.stderr.write(a.allow ? `  approved ${showName(f.guest.name)}${scoped}\n` : `  denied ${showName(f.guest.name)}${a.reason ? `: they are told "${a.reason}"` : ""}\n`);
     this.current = undefined;
     this.showNext();
   }

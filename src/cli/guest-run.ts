@@ -4,6 +4,7 @@ import { ConfigError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { Guest, type AccessRequest, type Approved } from "../guest/guest.ts";
 import { SHELL_TARGET } from "../wire/protocol.ts";
+import { describeScope } from "../wire/scope.ts";
 import { parseTarget } from "../wire/address.ts";
 import { runCommand } from "./command-runner.ts";
 import { OutageReport } from "./outage.ts";
@@ -35,7 +36,8 @@ export async function runGuest(req: AccessRequest, mode: GuestMode): Promise<voi
     throw err;
   });
   const approved = await awaitApproval(guest, req, stop.promise);
-  log.info(`session ${approved.sessionId} approved (idle timeout ${Math.round(approved.idleTimeoutSec / 60)} min)`);
+  const scope = describeScope(approved.scope);
+  log.info(`session ${approved.sessionId} approved (idle timeout ${Math.round(approved.idleTimeoutSec / 60)} min${scope ? `; the host allows it ${scope}` : ""})`);
   if (approved.target === SHELL_TARGET) return runShellGuest(guest, approved, stop.promise, mode);
   if (mode.kind === "stdio") {
     process.exitCode = await carryStdio(guest, stop.promise);

@@ -5,13 +5,15 @@ import { logger } from "../log.ts";
 import { issueCert, readCsr } from "../pki/index.ts";
 import { background, requireHost, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
 import { generateCode, hashCode, normalizeCode } from "../wire/codes.ts";
-import { Consent, requestActors } from "./consent.ts";
+import { Consent, requestActors, sessionFrame } from "./consent.ts";
 import { checkEnrollToken, parseEnrollToken } from "./enroll.ts";
 import { clock, SilentError } from "../wire/heartbeat.ts";
 import { HOST_REMOVED, HostBook } from "./host-book.ts";
 import { HOST_REMOVED_REASON, shareFails, type CheckContext, type Condition } from "./revalidate.ts";
 import { PROTOCOL_VERSION, type ClientFrame, type FrameOf } from "../wire/protocol.ts";
 import { SessionBook } from "./sessions.ts";
+import * as v from "valibot";
+import { Scope } from "../wire/scope.ts";
 import { shareStatus } from "./share-status.ts";
 
 export { newId, formatDuration, type Peer, type BrokerOptions } from "./state.ts";
@@ -71,6 +73,7 @@ export class Broker {
       const s: Session = {
         id: row.id, share, detachedSince: now, restored: true, guestInfo: { name: row.guestName, addr: row.guestAddr, spki: row.guestSpki },
         target: row.target, openedAt: row.openedAt, streams: new Set(), streamCount: row.streams, up: row.bytesUp, down: row.bytesDown, lastActive: now, lastBytes: row.bytesUp + row.bytesDown,
+        scope: storedScope(row.scope ?? null),
       };
       this.sessions.add(s);
       sessions++;
@@ -177,7 +180,7 @@ export class Broker {
     // The agent forgot its sessions when it lost us; tell it again which guests it serves.
     for (const s of [...share.sessions]) {
       if (!share.targets.includes(s.target)) this.sessions.close(s, "the host no longer offers this target");
-      else peer.ch.send({ t: "session", sessionId: s.id, shareId: share.id, target: s.target, guest: s.guestInfo });
+      else peer.ch.send(sessionFrame(s));
     }
   }
 
@@ -347,5 +350,16 @@ export class Broker {
     await this.consent.shutdown("the coordinator is shutting down; the code works again, ask again in a moment");
     for (const s of this.sessions.all.values()) this.sessions.cutStreams(s, "the coordinator is shutting down");
     await this.sessions.flush();
+  }
+}
+
+/** A stored scope, checked like anything read from outside; a damaged one is no scope at all, said loudly. */
+function storedScope(json: string | null): Scope | undefined {
+  if (json === null) return undefined;
+  try {
+    return v.parse(Scope, JSON.parse(json));
+  } catch (err) {
+    log.error(`a stored session scope is damaged (${errorMessage(err)}); the agent still holds the session to the scope it was given`);
+    return undefined;
   }
 }

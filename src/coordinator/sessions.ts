@@ -4,6 +4,7 @@ import { RefusedError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { background, newId, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
 import type { ServerFrame } from "../wire/protocol.ts";
+import { describeScope, streamRefusal } from "../wire/scope.ts";
 import { Splicer, type Stream } from "./splice.ts";
 import { metrics } from "./metrics.ts";
 import { noteActivity, sessionFails, type CheckContext, type Condition } from "./revalidate.ts";
@@ -69,6 +70,9 @@ export class SessionBook {
     if (s.streams.size >= this.o.limits.maxStreamsPerSession || this.streamTotal >= this.o.limits.maxStreams) {
       throw new RefusedError("limit", "stream limit reached for this session", { ref });
     }
+    // The host's scoped yes (`y 15m`, `y 1`): counted in streams opened, as the agent counts them too.
+    const scoped = streamRefusal(s.scope, s.streamCount, s.openedAt, Date.now());
+    if (scoped) throw new RefusedError("limit", scoped, { ref });
     const waiting = pendingOf(s);
     if (waiting >= this.o.limits.maxPendingStreamsPerSession) {
       throw new RefusedError("limit", `${waiting} streams of this session are still waiting to connect; open more once they connect or lapse`, { ref });
@@ -98,6 +102,10 @@ export class SessionBook {
     this.o.audit.appendSoon("stream.close", { ...(s ? actors(s) : { sessionId: stream.sessionId }), streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason })
       .catch((err) => log.error(`audit log: ${errorMessage(err)}`));
     if (s) this.dirty.add(s);
+    // `y 1`: the connection the host allowed is over, and so is the session.
+    if (s?.scope?.streams !== undefined && s.streamCount >= s.scope.streams && s.streams.size === 0) {
+      this.close(s, `the host allowed ${describeScope({ streams: s.scope.streams })}, and it has closed`, "scope");
+    }
   }
 
   /** The agent refused a stream it was offered: it ends now, with the agent's reason in its close line. */

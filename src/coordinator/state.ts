@@ -6,6 +6,7 @@ import type { Store } from "../store/store.ts";
 import type { EnrollRecord } from "./enroll.ts";
 import type { Limits } from "./limits.ts";
 import type { ServerFrame } from "../wire/protocol.ts";
+import type { Scope } from "../wire/scope.ts";
 import type { Stream } from "./splice.ts";
 
 /** What the broker needs of a peer's connection: a Channel in production, a recording fake in unit tests. */
@@ -73,6 +74,8 @@ export interface Session {
   guestInfo: GuestInfo;
   target: string;
   openedAt: number;
+  /** The host's scoped yes, if any: the coordinator holds the session to it (so does the agent). */
+  scope?: Scope;
   streams: Set<Stream>;
   streamCount: number;
   up: number;

@@ -10,6 +10,7 @@ import { TLS_1_3, type InnerTls } from "../data/data-dial.ts";
 import { dialVerified, type VerifiedStreamOptions } from "../data/verified-stream.ts";
 import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import type { TargetPolicy } from "./policy.ts";
+import { ScopeKeeper } from "./scopes.ts";
 import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
 import { asDuplex } from "../data/socket-duplex.ts";
 
@@ -40,7 +41,7 @@ const MAX_SETUPS_PER_SESSION = 1024;
 
 /** Something on the host that takes a verified end-to-end stream directly instead of a TCP target. */
 export interface StreamService {
-  serve(stream: Duplex, session: { sessionId: string; guest: { name: string } }): void;
+  serve(stream: Duplex, session: { sessionId: string; guest: { name: string }; readOnly?: boolean }): void;
   /** The coordinator closed the session (its streams merely dropping does not mean that). */
   closed?(sessionId: string, reason: string): void;
 }
@@ -68,6 +69,7 @@ export class Agent {
   /** The inner TLS server's options: TLS 1.3 only, and a client certificate from the CA is required. */
   private readonly tls: InnerTls;
   private stopped = false;
+  private readonly scopes = new ScopeKeeper();
   private readonly reconnect: Reconnector;
 
   constructor(private readonly o: AgentOptions, private readonly events: AgentEvents = {}) {
@@ -91,10 +93,14 @@ export class Agent {
       throw err;
     });
     this.client = c;
-    c.on("session", (f) => this.sessions.set(f.sessionId, { frame: f, streams: new Set(), settingUp: 0 }));
+    c.on("session", (f) => {
+      this.sessions.set(f.sessionId, { frame: f, streams: new Set(), settingUp: 0 });
+      this.scopes.seen(f, Date.now(), (id) => this.endSession(id));
+    });
     c.on("incoming", (f) => void this.incoming(f));
     c.on("closed", (f) => {
       this.o.shell?.closed?.(f.sessionId, f.reason);
+      this.scopes.forget(f.sessionId);
       this.endSession(f.sessionId);
     });
     c.onClose((err) => this.lost(err));
@@ -127,6 +133,9 @@ export class Agent {
   private async incoming(f: FrameOf<ServerFrame, "incoming">): Promise<void> {
     const s = this.sessions.get(f.sessionId);
     if (!s) return;
+    // The host's scoped yes, held here whatever the coordinator offers.
+    const beyond = this.scopes.take(f.sessionId, Date.now());
+    if (beyond) return this.refuse(f, beyond);
     if (s.frame.target === SHELL_TARGET) return this.incomingShell(f, s);
     if (s.settingUp >= MAX_SETUPS_PER_SESSION) return this.refuse(f, `${s.settingUp} streams of this session are already waiting for the guest's TLS`);
     // Counted before the first await, so a burst of offers cannot slip past the cap; dial releases it.
@@ -248,7 +257,7 @@ export class Agent {
     await this.dial(f, s, {
       onVerified: (inner) => {
         if (!this.sessions.has(f.sessionId)) return void cut(inner);
-        shell.serve(asDuplex(inner), s.frame);
+        shell.serve(asDuplex(inner), { ...s.frame, readOnly: this.scopes.readOnly(f.sessionId) });
         this.events.onStream?.(f.sessionId);
       },
       onFailed: () => {},

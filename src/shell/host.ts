@@ -29,7 +29,7 @@ export class ShellHost {
       return;
     }
     this.served.add(info.sessionId);
-    const s = new ShellSession(stream, info, this.o, {
+    const s = new ShellSession(stream, info, info.readOnly ? { ...this.o, readOnly: true } : this.o, {
       onStart: (x) => this.events.onStart?.(x),
       onInputDropped: (x) => this.events.onInputDropped?.(x),
       onEnd: (x, r) => {

@@ -19,4 +19,6 @@ export interface ShellResult {
 export interface ShellSessionInfo {
   sessionId: string;
   guest: { name: string };
+  /** The host answered `ro` for this guest alone: read-only whatever the share's own setting. */
+  readOnly?: boolean;
 }

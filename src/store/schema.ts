@@ -28,4 +28,8 @@ export const MIGRATIONS: string[][] = [
     `CREATE INDEX IF NOT EXISTS hosts_removed ON hosts (removed_at)`,
     `CREATE TABLE IF NOT EXISTS enroll_tokens (id TEXT PRIMARY KEY, hash TEXT NOT NULL, expires_at BIGINT NOT NULL, created_at BIGINT NOT NULL, created_by TEXT NOT NULL DEFAULT '')`,
   ],
+  // 4: a scoped yes (`y 15m`, `y 1`, `ro`) outlives a restart with its session.
+  [
+    `ALTER TABLE sessions ADD COLUMN scope TEXT`,
+  ],
 ];

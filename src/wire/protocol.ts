@@ -1,5 +1,6 @@
 // The control-plane wire format: every frame type, defined once as a valibot schema.
 import * as v from "valibot";
+import { Scope } from "./scope.ts";
 
 export const PROTOCOL_VERSION = 2;
 /** Hard cap on one control frame, checked before a byte of it is buffered. */
@@ -41,7 +42,8 @@ export const ClientFrame = v.variant("t", [
   /** approve: false attaches mint-only (`tessera mcp`): it may mint codes, never answer a request (version 2). */
   frame("attach", { shareId: id, approve: v.optional(v.boolean()) }),
   frame("mint", { shareId: id, target: v.optional(target) }),
-  frame("decision", { requestId: id, allow: v.boolean() }),
+  /** scope: a scoped yes (`y 15m`, `y 1`, `ro`); reason: a no with words the guest sees (`n too busy`). */
+  frame("decision", { requestId: id, allow: v.boolean(), scope: v.optional(Scope), reason: v.optional(text(200)) }),
   frame("redeem", { code, csr: pem, name, reason: text(500) }),
   frame("request", { shareId: id, target, csr: pem, name, reason: text(500) }),
   frame("open", { sessionId: id, ref: id }),
@@ -73,9 +75,10 @@ export const ServerFrame = v.variant("t", [
   frame("cancel", { requestId: id, reason: text(200) }),
   /** No share id: it would let a code holder ask again by id, without a code (version 2). */
   frame("pending", { requestId: id, target }),
-  frame("approved", { requestId: id, sessionId: id, cert: pem, hostSpki: spki, target, idleTimeoutSec: v.number() }),
+  frame("approved", { requestId: id, sessionId: id, cert: pem, hostSpki: spki, target, idleTimeoutSec: v.number(), scope: v.optional(Scope) }),
   frame("denied", { requestId: id, reason: text(200) }),
-  frame("session", { sessionId: id, shareId: id, target, guest: guestInfo }),
+  /** openedAt: when the host approved it, so the agent holds a time-scoped session to that clock. */
+  frame("session", { sessionId: id, shareId: id, target, guest: guestInfo, scope: v.optional(Scope), openedAt: v.optional(epochMs) }),
   frame("incoming", { sessionId: id, streamId: id, token }),
   frame("stream", { sessionId: id, streamId: id, token, ref: id }),
   frame("closed", { sessionId: id, reason: text(200) }),

@@ -1,0 +1,27 @@
+// Unit tests for src/cli/answer.ts: what the host types at the prompt, parsed before anything is sent.
+import { expect, test } from "bun:test";
+import { parseAnswer } from "../src/cli/answer.ts";
+
+test("y, n, Enter and the scoped answers", () => {
+  expect(parseAnswer("y", false)).toEqual({ allow: true });
+  expect(parseAnswer("YES", false)).toEqual({ allow: true });
+  expect(parseAnswer("", false)).toEqual({ allow: false });
+  expect(parseAnswer("n", false)).toEqual({ allow: false });
+  expect(parseAnswer("n too busy", false)).toEqual({ allow: false, reason: "too busy" });
+  expect(parseAnswer("no  come back at 3\x1b[31m", false)).toEqual({ allow: false, reason: "come back at 3 [31m" });
+  expect(parseAnswer("y 15m", false)).toEqual({ allow: true, scope: { ttlMs: 900_000 } });
+  expect(parseAnswer("y 1", false)).toEqual({ allow: true, scope: { streams: 1 } });
+  expect(parseAnswer("y 20s 3", false)).toEqual({ allow: true, scope: { ttlMs: 20_000, streams: 3 } });
+  expect(parseAnswer("ro", true)).toEqual({ allow: true, scope: { readOnly: true } });
+  expect(parseAnswer("y 2h ro", true)).toEqual({ allow: true, scope: { ttlMs: 7_200_000, readOnly: true } });
+  expect(parseAnswer("?", false)).toEqual({ help: true });
+});
+
+test("anything else is asked again, never taken for a yes", () => {
+  expect(parseAnswer("yy", false)).toHaveProperty("problem");
+  expect(parseAnswer("ro", false)).toEqual({ problem: "ro is for shell shares: this guest asks for a port" });
+  expect(parseAnswer("y 0", false)).toHaveProperty("problem");
+  expect(parseAnswer("y 8d", false)).toHaveProperty("problem");
+  expect(parseAnswer("y forever", false)).toHaveProperty("problem");
+  expect(parseAnswer("sure", false)).toHaveProperty("problem");
+});

@@ -1,0 +1,62 @@
+// In-process tests of scoped answers at the coordinator: y 1, y 15m, n REASON, and a scope that outlives
+// a restart, against a real Broker with fake peers.
+import { afterEach, expect, test } from "bun:test";
+import { refusal, World } from "./fake-peers.ts";
+
+let w: World | undefined;
+afterEach(async () => {
+  await w?.close();
+  w = undefined;
+});
+
+async function scoped(world: World, scope: { ttlMs?: number; streams?: number }) {
+  const host = await world.agent();
+  const g = await world.guest("alice");
+  const requestId = await world.redeem(g, await world.mint(host));
+  await world.send(host, { t: "decision", requestId, allow: true, scope });
+  const ok = await g.peer.ch.wait("approved", (f) => f.requestId === requestId);
+  return { host, guest: g.peer, sessionId: ok.sessionId, approved: ok };
+}
+
+test("y 1: the guest and the agent are told the scope; a second stream is refused with the reason", async () => {
+  w = await World.open();
+  const s = await scoped(w, { streams: 1 });
+  expect(s.approved.scope).toEqual({ streams: 1 });
+  const session = s.host.ch.of("session").at(-1)!;
+  expect(session.scope).toEqual({ streams: 1 });
+  expect(typeof session.openedAt).toBe("number");
+  expect(w.one("approve").scope).toBe("one connection");
+  await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
+  const second = await refusal(w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "b" }));
+  expect(second.code).toBe("limit");
+  expect(second.message).toBe("the host allowed one connection in this session, and it is used");
+});
+
+test("y 2s: the session ends when its time is over, busy or not, saying so", async () => {
+  w = await World.open();
+  const s = await scoped(w, { ttlMs: 2000 });
+  const session = w.broker.sessions.all.get(s.sessionId)!;
+  w.broker.revalidate(session.openedAt + 1999);
+  expect(w.broker.sessions.all.has(s.sessionId)).toBe(true);
+  w.broker.revalidate(session.openedAt + 2000);
+  expect((await s.guest.ch.wait("closed")).reason).toBe("the host allowed this session 2s, and that is over");
+  expect(w.one("session.close")).toMatchObject({ condition: "scope" });
+});
+
+test("n REASON: the guest hears the host's words; the audit line keeps them", async () => {
+  w = await World.open();
+  const host = await w.agent();
+  const g = await w.guest("bob");
+  const requestId = await w.redeem(g, await w.mint(host));
+  await w.send(host, { t: "decision", requestId, allow: false, reason: "too busy" });
+  expect((await g.peer.ch.wait("denied")).reason).toBe("the host declined: too busy");
+  expect(w.one("deny")).toMatchObject({ requestId, reason: "too busy" });
+});
+
+test("a scope outlives a coordinator restart, and the agent is told it again", async () => {
+  w = await World.open();
+  const s = await scoped(w, { streams: 1, ttlMs: 60_000 });
+  await w.restart();
+  const restored = w.broker.sessions.all.get(s.sessionId)!;
+  expect(restored.scope).toEqual({ streams: 1, ttlMs: 60_000 });
+});

@@ -1,0 +1,69 @@
+// Scoped answers at the host's real prompt (a PTY): y 2s ends a busy session on time, y 1 allows one
+// connection, n REASON reaches the guest, ro makes a shell read-only for that guest alone.
+import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { auditEvents, deploy, echoServer, killAll, roundTrip, share, shareShell, spawn } from "./harness.ts";
+
+setDefaultTimeout(60_000);
+afterAll(killAll);
+
+async function ask(d: Awaited<ReturnType<typeof deploy>>, host: Awaited<ReturnType<typeof share>>["host"], code: string, name: string, answer: string) {
+  const guest = spawn(["join", code, "--name", name, "--local", "127.0.0.1:0"], d.guestEnv);
+  await host.waitFor(new RegExp(`answer  y, n, or scoped[\\s\\S]*Allow ${name} `));
+  host.write(`${answer}\r`);
+  return guest;
+}
+
+test("y 2s: a busy session ends when its time is over; the guest, the host and the audit log say why", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await share(d, echo.port, true);
+  const guest = await ask(d, host, code, "timed", "y 2s");
+  await host.waitFor(/approved timed \(for 2s\)/);
+  const local = Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]);
+  expect(guest.err).toContain("the host allows it for 2s");
+  // Busy: bytes keep moving until the session is cut.
+  const sock = net.connect({ port: local, host: "127.0.0.1" });
+  const closed = new Promise((r) => sock.once("close", r));
+  sock.on("data", () => {});
+  sock.on("error", () => {});
+  const pump = setInterval(() => sock.write("busy"), 50);
+  await guest.waitFor(/session ended: the host allowed this session 2s, and that is over/);
+  await closed;
+  clearInterval(pump);
+  await host.waitFor(/ended: the host allowed this session 2s, and that is over/);
+  expect((await auditEvents(d, "session.close"))[0]).toMatchObject({ condition: "scope" });
+});
+
+test("y 1 allows one connection; n REASON is a denial the guest reads", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await share(d, echo.port, true);
+  const guest = await ask(d, host, code, "once", "y 1");
+  const local = Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]);
+  expect((await roundTrip(local, Buffer.from("one"))).toString()).toBe("one");
+  await guest.waitFor(/session ended: the host allowed one connection, and it has closed/);
+  host.write("c\r");
+  const second = (await host.waitFor(/code: [0-9A-Z]{4}-[0-9A-Z]{4}[\s\S]*code: ([0-9A-Z]{4}-[0-9A-Z]{4})/))[1]!;
+  const denied = await ask(d, host, second, "later", "n too busy, try tomorrow");
+  expect(await denied.exit()).toBe(1);
+  expect(denied.err).toContain("access denied: the host declined: too busy, try tomorrow");
+  expect((await auditEvents(d, "deny"))[0]).toMatchObject({ reason: "too busy, try tomorrow" });
+});
+
+test("ro: a shell read-only for this guest alone, whatever the share's own setting", async () => {
+  const d = await deploy();
+  const marks = fs.mkdtempSync(path.join(d.dir, "marks-"));
+  const { host, code } = await shareShell(d, ["--command", "sh", "--no-record"], { env: { PS1: "tsh$ ", ENV: "" } });
+  const guest = spawn(["join", code, "--name", "watcher"], d.guestEnv, { pty: true });
+  await host.waitFor(/answer  y, n, or scoped: y 15m, y 1, ro, n REASON/);
+  await host.waitFor(/Allow watcher /);
+  host.write("ro\r");
+  await guest.waitFor(/read-only: you watch, the host types/);
+  await guest.waitFor(/tsh\$ /);
+  guest.write(`touch ${marks}/guest-was-here\r`);
+  await host.waitFor(/watcher is typing, but this session is read-only: their keystrokes are ignored/);
+  expect(fs.existsSync(path.join(marks, "guest-was-here"))).toBe(false);
+});
