@@ -89,6 +89,36 @@ async function join(env: Record<string, string>, host: Proc, code: string, name:
   return { guest, local: Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]) };
 }
 
+test("--node needs PostgreSQL: with SQLite the coordinator says it stays a single node", async () => {
+  const dir = tmpDir();
+  expect((await run(["ca", "--coordinator-name", "localhost", "--dir", "pki"], {}, dir)).code).toBe(0);
+  const r = await run(["coordinator", "--certs", "pki", "--db", "state.db", "--node", "n1", "--advertise", "127.0.0.1:9443", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"], {}, dir);
+  expect(r.code).not.toBe(0);
+  expect(r.err).toMatch(/--node needs a PostgreSQL database shared by all nodes \(--db postgres:\/\/\.\.\.\); with SQLite \(--db state\.db\) the coordinator runs as a single node: drop --node/);
+  expect(fs.existsSync(path.join(dir, "state.db"))).toBe(false);
+});
+
+describe.skipIf(!PG)("nodes without a balancer", () => {
+  test("a code-guessing address has one budget for the whole deployment, not one per node", async () => {
+    const dir = tmpDir();
+    expect((await run(["ca", "--coordinator-name", "localhost", "--dir", "pki"], {}, dir)).code).toBe(0);
+    const db = await freshDb();
+    const ports = await Promise.all([1, 2, 3, 4].map(() => freePort()));
+    const nodes = [1, 2].map((i) => startNode(dir, db, `n${i}`, ports[i - 1]!, ports[i + 1]!));
+    await Promise.all(nodes.map((n) => n.proc.waitFor(/listening on/)));
+    const envs = await Promise.all(nodes.map((n) => linked(dir, `g-${n.name}`, `localhost:${n.port}`)));
+    const answers: string[] = [];
+    // 10 a minute per address (the default): 14 guesses spread over two nodes must meet the limit.
+    for (let i = 0; i < 14; i++) {
+      const g = spawn(["join", "ZZZZ-ZZZZ", "--name", "guesser", "--local", "127.0.0.1:0"], envs[i % 2]!);
+      await g.exit();
+      answers.push(/too many attempts/.test(g.err) ? "limited" : /this code is not valid/.test(g.err) ? "invalid" : g.err);
+    }
+    expect(answers.filter((a) => a === "invalid").length).toBe(10);
+    expect(answers.slice(10)).toEqual(["limited", "limited", "limited", "limited"]);
+  }, 60_000);
+});
+
 describe.skipIf(!PG || !HAPROXY)("three nodes behind HAProxy", () => {
   test("cross-node data, single-use codes, revoke anywhere, SIGKILL of the agent's node", async () => {
     const dir = tmpDir();
