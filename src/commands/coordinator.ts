@@ -16,6 +16,7 @@ import { LIMITS } from "../coordinator/limits.ts";
 import { splitAddress } from "../wire/address.ts";
 import { Store } from "../store/store.ts";
 import { Cluster } from "../coordinator/cluster.ts";
+import { labelNode } from "../coordinator/metrics.ts";
 import { parseCount, parseDuration, parseSize } from "../cli/duration.ts";
 import { readRequired } from "../cli/home.ts";
 import { readHttpTls } from "../cli/http-tls.ts";
@@ -102,6 +103,7 @@ export default defineCommand({
       return r.output;
     };
     const cluster = node && new Cluster({ store, codeKey, ...node });
+    if (node) labelNode(node.name);
     const coordinator = new Coordinator({ ca, certPem: need("coordinator.crt"), keyPem, store, audit, limits, codeKey, version: VERSION, enrollRecords, cluster: cluster || undefined });
     const admin = new Admin(coordinator.broker, { store, audit, limits, ca, enrollRecords });
     const restored = await coordinator.broker.restore();

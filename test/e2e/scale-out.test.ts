@@ -156,6 +156,10 @@ describe.skipIf(!PG || !HAPROXY)("three nodes behind HAProxy", () => {
     const payload = randomBytes(300_000);
     expect((await roundTrip(ann.local, payload)).equals(payload)).toBe(true);
     expect(events(nodes[0]!, "session.open").length).toBe(1);
+    // Each node's /metrics names it; node 1 splices the stream, node 2 only forwards it.
+    const scrape = async (n: Node) => await (await fetch(`http://127.0.0.1:${n.http}/metrics`)).text();
+    expect(await scrape(nodes[0]!)).toMatch(/^tessera_sessions_active\{node="n1"\} 1$/m);
+    expect(await scrape(nodes[1]!)).toMatch(/^tessera_sessions_active\{node="n2"\} 0$/m);
 
     // The same code on node 3: refused (the claim in PostgreSQL is atomic and single).
     const again = spawn(["join", code, "--name", "eve", "--local", "127.0.0.1:0"], guest3Env);
