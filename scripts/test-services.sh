@@ -16,6 +16,8 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 # Linters and interpreters for the shipping files: install.sh (shellcheck), the Homebrew formula (ruby).
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 command -v ruby >/dev/null 2>&1 || need+=(ruby)
+# The scale-out e2e test runs three nodes behind a private HAProxy on loopback (never the system service).
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   if have_sudo && command -v apt-get >/dev/null 2>&1; then
     echo "test-services: installing ${need[*]} from Debian's packages"

@@ -15,6 +15,8 @@ import { loadCodeKey } from "../coordinator/code-key.ts";
 import { LIMITS } from "../coordinator/limits.ts";
 import { splitAddress } from "../wire/address.ts";
 import { Store } from "../store/store.ts";
+import { Cluster } from "../coordinator/cluster.ts";
+import { labelNode } from "../coordinator/metrics.ts";
 import { parseCount, parseDuration, parseSize } from "../cli/duration.ts";
 import { readRequired } from "../cli/home.ts";
 import { readHttpTls } from "../cli/http-tls.ts";
@@ -36,6 +38,9 @@ export default defineCommand({
     "audit-checkpoint": { type: "string", default: "1000", description: "Sign a checkpoint line with the coordinator key every N events; 0 never" },
     "audit-checkpoint-interval": { type: "string", default: "60s", description: "Also sign at most this long after any event (the log's first line and a clean stop are always signed); 1s to 24h" },
     db: { type: "string", default: "tessera.db", description: "State database: SQLite file path, or postgres://..." },
+    node: { type: "string", description: "Run as one node (this name: lowercase letters, digits, dashes) of a deployment sharing --db postgres://... and the CA; needs --advertise" },
+    advertise: { type: "string", description: "With --node: HOST:PORT where the other nodes reach this node's --listen port" },
+    "node-ttl": { type: "string", default: "10s", description: "With --node: a node whose heartbeat is older than this is gone (its shares are taken over); 1s to 5m" },
     "idle-timeout": { type: "string", default: "30m", description: "End a session after this long without traffic" },
     "code-ttl": { type: "string", default: "10m", description: "How long an unredeemed code stays valid" },
     "approval-timeout": { type: "string", default: "2m", description: "Deny a request the host has not answered in this time" },
@@ -81,6 +86,7 @@ export default defineCommand({
       throw new ConfigError(`--heartbeat-timeout (${args["heartbeat-timeout"]}) must be longer than --heartbeat-interval (${args["heartbeat-interval"]}), and the interval at least 100ms`);
     }
     if (limits.revalidateMs < 100 || limits.revalidateMs > 60_000) throw new ConfigError(`--revalidate-interval must be between 100ms and 1m (got "${args["revalidate-interval"]}")`);
+    const node = nodeArgs(args);
     const store = await Store.open(args.db);
     const checkpointEvery = Number(args["audit-checkpoint"]);
     if (!Number.isInteger(checkpointEvery) || checkpointEvery < 0) throw new ConfigError(`--audit-checkpoint must be a whole number (got "${args["audit-checkpoint"]}")`);
@@ -96,14 +102,17 @@ export default defineCommand({
       if (!r.success) throw new ConfigError(`${enrollFile} is malformed${issueText(r.issues)}`);
       return r.output;
     };
-    const coordinator = new Coordinator({ ca, certPem: need("coordinator.crt"), keyPem, store, audit, limits, codeKey, version: VERSION, enrollRecords });
+    const cluster = node && new Cluster({ store, codeKey, ...node });
+    if (node) labelNode(node.name);
+    const coordinator = new Coordinator({ ca, certPem: need("coordinator.crt"), keyPem, store, audit, limits, codeKey, version: VERSION, enrollRecords, cluster: cluster || undefined });
     const admin = new Admin(coordinator.broker, { store, audit, limits, ca, enrollRecords });
     const restored = await coordinator.broker.restore();
+    if (cluster) await cluster.start(coordinator.broker);
     const l = splitAddress(args.listen, 8443, true);
     const bound = await coordinator.listen(l.host, l.port);
     const h = splitAddress(args.http, 8080, true);
     const http = startHttp({ host: h.host, port: h.port, version: VERSION, broker: coordinator.broker, operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined, tls: httpTls, admin, auditHead: () => audit.signedHead(), health: () => coordinator.health() });
-    audit.append("coordinator.start", { version: VERSION, listen: `${bound.host}:${bound.port}`, restoredShares: restored.shares, restoredSessions: restored.sessions, voidedRequests: restored.voided });
+    audit.append("coordinator.start", { version: VERSION, node: node ? node.name : undefined, listen: `${bound.host}:${bound.port}`, restoredShares: restored.shares, restoredSessions: restored.sessions, voidedRequests: restored.voided });
     if (restored.shares || restored.sessions) log.info(`restored ${restored.shares} share(s) and ${restored.sessions} session(s); waiting ${args["resume-grace"]} for their agents and guests to come back`);
     log.info(`tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (${httpTls ? "https" : "http"} ${http.hostname}:${http.port})`);
     if (!operatorToken) log.warn("no operator-token in the certs directory: revoke and admin are disabled");
@@ -114,6 +123,7 @@ export default defineCommand({
     });
     log.info("shutting down");
     await coordinator.close();
+    if (cluster) await cluster.stop();
     http.stop(true);
     audit.append("coordinator.stop", { keptShares: coordinator.broker.counts.shares + coordinator.broker.counts.sharesAway, keptSessions: coordinator.broker.counts.sessions });
     audit.checkpoint();
@@ -121,3 +131,21 @@ export default defineCommand({
     await store.close();
   },
 });
+
+/** --node, --advertise and --node-ttl, checked together: several nodes need one PostgreSQL. */
+function nodeArgs(args: { node?: string; advertise?: string; db: string; "node-ttl": string }): { name: string; advertise: string; ttlMs: number } | undefined {
+  if (args.node === undefined) {
+    if (args.advertise) throw new ConfigError("--advertise is only for a node of several (--node NAME)");
+    return undefined;
+  }
+  if (!/^postgres(ql)?:\/\//.test(args.db)) {
+    throw new ConfigError(`--node needs a PostgreSQL database shared by all nodes (--db postgres://...); with SQLite (--db ${args.db}) the coordinator runs as a single node: drop --node`);
+  }
+  if (!/^[a-z0-9][a-z0-9-]{0,31}$/.test(args.node)) throw new ConfigError(`--node must be 1 to 32 lowercase letters, digits and dashes (got "${args.node}")`);
+  if (!args.advertise) throw new ConfigError("--node needs --advertise HOST:PORT: where the other nodes reach this node's --listen port");
+  const a = splitAddress(args.advertise, 8443, false);
+  if (!a.host || a.host === "0.0.0.0" || a.host === "::") throw new ConfigError(`--advertise must name an address the other nodes can reach (got "${args.advertise}")`);
+  const ttlMs = parseDuration(args["node-ttl"], "node-ttl");
+  if (ttlMs < 1000 || ttlMs > 300_000) throw new ConfigError(`--node-ttl must be between 1s and 5m (got "${args["node-ttl"]}")`);
+  return { name: args.node, advertise: a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`, ttlMs };
+}

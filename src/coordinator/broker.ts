@@ -15,6 +15,7 @@ import { SessionBook } from "./sessions.ts";
 import * as v from "valibot";
 import { Scope } from "../wire/scope.ts";
 import { shareStatus } from "./share-status.ts";
+import type { SessionRow } from "../store/store.ts";
 
 export { newId, formatDuration, type Peer, type BrokerOptions } from "./state.ts";
 
@@ -60,22 +61,21 @@ export class Broker {
   async restore(): Promise<{ shares: number; sessions: number; voided: number }> {
     const now = Date.now();
     await this.hosts.load();
+    const mine = this.o.cluster && new Set(await this.o.store.nodes.sharesOfNode(this.o.cluster.name));
     for (const row of await this.o.store.openShares()) {
+      if (mine && !mine.has(row.id)) continue;
       this.shares.set(row.id, { ...row, offlineSince: now, approvers: new Set(), requests: new Set(), sessions: new Set() });
     }
     let sessions = 0;
     for (const row of await this.o.store.openSessions()) {
       const share = this.shares.get(row.shareId);
       if (!share) {
+        // Another node's share: not ours to judge.
+        if (mine) continue;
         background(this.o.store.closeSession(row.id, "its share was closed", now), "session close", log.warn);
         continue;
       }
-      const s: Session = {
-        id: row.id, share, detachedSince: now, restored: true, guestInfo: { name: row.guestName, addr: row.guestAddr, spki: row.guestSpki },
-        target: row.target, openedAt: row.openedAt, streams: new Set(), streamCount: row.streams, up: row.bytesUp, down: row.bytesDown, lastActive: now, lastBytes: row.bytesUp + row.bytesDown,
-        scope: storedScope(row.scope ?? null),
-      };
-      this.sessions.add(s);
+      this.sessions.add(restoredSession(row, share, now));
       sessions++;
     }
     const voided = await this.consent.voidLeftovers("the coordinator restarted before the host answered; the code works again, so the guest can simply ask again");
@@ -85,6 +85,14 @@ export class Broker {
   async handle(peer: Peer, f: ClientFrame): Promise<void> {
     if (f.t === "hello") return this.hello(peer, f);
     if (!peer.helloed) throw new ProtocolError(`expected "hello" first, got "${f.t}"`);
+    // One node of several: a frame about a share another node holds goes there (cluster.ts).
+    if (this.o.cluster && (await this.o.cluster.route(peer, f))) return;
+    return this.handleLocal(peer, f);
+  }
+
+  /** The rules, on this node (also for frames other nodes carried here). */
+  async handleLocal(peer: Peer, f: ClientFrame): Promise<void> {
+    if (f.t === "hello") return this.hello(peer, f);
     switch (f.t) {
       case "enroll": return this.enroll(peer, f);
       case "register": return this.register(peer, f);
@@ -120,7 +128,7 @@ export class Broker {
 
   private async enroll(peer: Peer, f: CF<"enroll">): Promise<void> {
     const now = Date.now();
-    this.consent.rateLimit(peer, "enrol");
+    await this.consent.rateLimit(peer, "enrol");
     let tokenId: string;
     try {
       // Tokens come from the CA directory's file (`tessera ca --add-enroll-token`) or the store (`tessera admin enroll-token`).
@@ -153,8 +161,11 @@ export class Broker {
     if (known && known.hostSpki !== host.spki) throw new RefusedError("share_taken", `share id "${f.shareId}" belongs to another host; pick another id`);
     if (known?.agent) throw new RefusedError("share_busy", `an agent is already serving share "${f.shareId}"`);
     const now = Date.now();
-    const put = () => this.o.store.putShare({ id: f.shareId, hostSpki: host.spki, hostName: host.name, targets: f.targets }, now);
-    if (known) await put();
+    const put = async () => this.o.store.putShare({ id: f.shareId, hostSpki: host.spki, hostName: host.name, targets: f.targets }, now);
+    if (known) {
+      await put();
+      await this.o.cluster?.claim(f.shareId);
+    }
     else {
       this.checkShareCaps(f.shareId, host);
       // Held while the store answers, so racing registrations cannot overshoot the caps.
@@ -163,6 +174,7 @@ export class Broker {
         const row = await this.o.store.getShare(f.shareId);
         if (row && row.hostSpki !== host.spki) throw new RefusedError("share_taken", `share id "${f.shareId}" belongs to another host; pick another id`);
         await put();
+        await this.o.cluster?.claim(f.shareId);
       } finally {
         this.opening.delete(f.shareId);
       }
@@ -272,9 +284,51 @@ export class Broker {
     return busy;
   }
 
-  /** Operator revoke. */
-  revoke(sessionId: string, by: string): boolean {
+  /** Operator revoke (on any node: the session's own node ends it). */
+  revoke(sessionId: string, by: string): boolean | Promise<boolean> {
+    return this.o.cluster ? this.o.cluster.revoke(sessionId, by) : this.sessions.revoke(sessionId, by);
+  }
+
+  revokeLocal(sessionId: string, by: string): boolean {
     return this.sessions.revoke(sessionId, by);
+  }
+
+  hasShare(id: string): boolean {
+    return this.shares.has(id);
+  }
+
+  /** One node of several took over a share whose node died or let go: it waits for its agent and guests here. */
+  async adopt(shareId: string): Promise<void> {
+    if (this.shares.has(shareId)) return;
+    const row = await this.o.store.getShare(shareId);
+    if (!row || this.shares.has(shareId)) return;
+    const now = Date.now();
+    const share: LiveShare = { ...row, offlineSince: now, approvers: new Set(), requests: new Set(), sessions: new Set() };
+    this.shares.set(shareId, share);
+    let sessions = 0;
+    for (const s of await this.o.store.openSessions()) {
+      if (s.shareId !== shareId || this.sessions.all.has(s.id)) continue;
+      this.sessions.add(restoredSession(s, share, now));
+      sessions++;
+    }
+    this.o.audit.append("share.adopt", { shareId, host: row.hostName, sessions, node: this.o.cluster?.name });
+  }
+
+  /** Another node holds the share now: it leaves this node's memory (not the store) and its clients reconnect. */
+  release(shareId: string): void {
+    const share = this.shares.get(shareId);
+    if (!share) return;
+    const reason = "the host's agent moved to another coordinator node";
+    for (const r of [...share.requests]) this.consent.drop(r, `${reason}; ask again`, true);
+    const peers = new Set<Peer>([...share.approvers, ...(share.minters ?? [])]);
+    if (share.agent) peers.add(share.agent);
+    for (const s of [...share.sessions]) {
+      if (s.guest) peers.add(s.guest);
+      this.sessions.release(s, reason);
+    }
+    this.shares.delete(shareId);
+    this.o.audit.append("share.moved", { shareId, host: share.hostName, reason });
+    for (const p of peers) p.ch.close ? p.ch.close() : p.ch.fail(new RefusedError("host_offline", `${reason}; reconnect`));
   }
 
   /**
@@ -300,6 +354,7 @@ export class Broker {
    */
   drop(peer: Peer, err?: Error): void {
     if (this.closing) return;
+    this.o.cluster?.dropped(peer, err);
     const now = Date.now();
     // A connection that went silent (its peer vanished without a word) says when, in the lines that follow.
     const silent = err instanceof SilentError ? ` went silent at ${clock(err.since)}` : undefined;
@@ -362,4 +417,13 @@ function storedScope(json: string | null): Scope | undefined {
     log.error(`a stored session scope is damaged (${errorMessage(err)}); the agent still holds the session to the scope it was given`);
     return undefined;
   }
+}
+
+/** A session the store holds open, back in memory: its guest is expected to resume. */
+function restoredSession(row: SessionRow, share: LiveShare, now: number): Session {
+  return {
+    id: row.id, share, detachedSince: now, restored: true, guestInfo: { name: row.guestName, addr: row.guestAddr, spki: row.guestSpki },
+    target: row.target, openedAt: row.openedAt, streams: new Set(), streamCount: row.streams, up: row.bytesUp, down: row.bytesDown, lastActive: now, lastBytes: row.bytesUp + row.bytesDown,
+    scope: storedScope(row.scope ?? null),
+  };
 }

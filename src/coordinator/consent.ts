@@ -32,7 +32,7 @@ export class Consent {
   }
 
   async redeem(peer: Peer, f: CF<"redeem">): Promise<void> {
-    this.rateLimit(peer, "redeem");
+    await this.rateLimit(peer, "redeem");
     const fail = (why: "bad_code" | "unknown" | "used" | "expired" | "offline", err: RefusedError, shareId?: string) => {
       this.refusals.note(ip(peer.addr), `redeem.${why}`, shareId);
       redeemFailed(why);
@@ -57,7 +57,7 @@ export class Consent {
 
   /** A request by share id: only for shares whose host turned it on (`--allow-requests-by-id`). */
   async request(peer: Peer, f: CF<"request">): Promise<void> {
-    this.rateLimit(peer, "request");
+    await this.rateLimit(peer, "request");
     const share = this.shares.get(f.shareId);
     const refuse = (why: "no_share" | "bad_target", message: string) => {
       this.refusals.note(ip(peer.addr), `request.${why}`);
@@ -132,7 +132,7 @@ export class Consent {
 
   /** Requests a stopped coordinator left waiting: denied, with their codes given back. */
   async voidLeftovers(reason: string): Promise<number> {
-    const rows = await this.o.store.takeRequests();
+    const rows = await this.o.store.takeRequests(this.o.cluster?.name);
     for (const r of rows) {
       this.o.audit.append("deny", { requestId: r.id, shareId: r.shareId, guest: r.guestName, guestKey: r.guestSpki, reason });
       metrics.requests.inc(1, { outcome: "voided" });
@@ -215,9 +215,11 @@ export class Consent {
   }
 
   /** Redeems and requests share one budget per address; enrolments have their own. Counted, not synced. */
-  rateLimit(peer: Peer, what: "redeem" | "request" | "enrol"): void {
+  async rateLimit(peer: Peer, what: "redeem" | "request" | "enrol"): Promise<void> {
     const addr = ip(peer.addr);
-    if (this.limiter.allow(what === "enrol" ? `enroll:${addr}` : addr)) return;
+    const key = what === "enrol" ? `enroll:${addr}` : addr;
+    // With several nodes the budget is the deployment's: counted in the shared database too.
+    if (this.limiter.allow(key) && (!this.o.cluster || (await this.o.cluster.allow(key, this.o.limits.redeemPerMinute)))) return;
     this.refusals.note(addr, `${what}.rate_limited`);
     if (what === "enrol") enrolFailed("rate_limited");
     else redeemFailed("rate_limited");

@@ -36,7 +36,7 @@ export function startHttp(o: HttpOptions) {
     // Nothing here takes more than a small JSON body.
     maxRequestBodySize: 16 * MAX_ADMIN_BODY,
     ...(o.tls ? { tls: { cert: o.tls.cert, key: o.tls.key } } : {}),
-    fetch(req, server) {
+    async fetch(req, server) {
       const url = new URL(req.url);
       if (url.pathname === "/healthz" && req.method === "GET") {
         const down = o.health?.();
@@ -51,7 +51,7 @@ export function startHttp(o: HttpOptions) {
         return text(403, "operator endpoints (revoke, admin) are disabled: this coordinator has no operator token; put one in operator-token in its --certs directory and restart it");
       }
       if (!checkBearer(req.headers.get("authorization"), o.operatorTokenHash)) return text(401, "missing or wrong operator token");
-      if (m) return o.broker.revoke(m[1]!, "operator") ? Response.json({ revoked: m[1] }) : text(404, `no live session "${m[1]}"`);
+      if (m) return (await o.broker.revoke(m[1]!, "operator")) ? Response.json({ revoked: m[1] }) : text(404, `no live session "${m[1]}"`);
       const ip = server.requestIP(req);
       return o.admin ? adminRoute(req, url, o.admin, ip ? `${ip.address}:${ip.port}` : "unknown") : text(404, "not found");
     },

@@ -17,6 +17,13 @@ const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
 export class Registry {
   private readonly families: Family[] = [];
+  /** Labels every series carries (a node of several: node="NAME"), rendered once. */
+  private constant = "";
+
+  /** Adds a label to every series, so several nodes' scrapes stay apart when summed. */
+  constantLabel(name: string, value: string): void {
+    this.constant = labelKey({ [name]: value }).slice(1, -1);
+  }
 
   counter(name: string, help: string, initial: Labels[] = [{}]): Counter {
     return new Counter(this.add(name, help, "counter", initial));
@@ -31,9 +38,14 @@ export class Registry {
     const out: string[] = [];
     for (const f of this.families) {
       out.push(`# HELP ${f.name} ${f.help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`, `# TYPE ${f.name} ${f.type}`);
-      for (const [labels, value] of f.series) out.push(`${f.name}${labels} ${value}`);
+      for (const [labels, value] of f.series) out.push(`${f.name}${this.withConstant(labels)} ${value}`);
     }
     return out.join("\n") + "\n";
+  }
+
+  private withConstant(labels: string): string {
+    if (!this.constant) return labels;
+    return labels ? `${labels.slice(0, -1)},${this.constant}}` : `{${this.constant}}`;
   }
 
   private add(name: string, help: string, type: Family["type"], initial: Labels[]): Family {
@@ -80,6 +92,11 @@ function labelKey(labels: Labels): string {
 }
 
 const registry = new Registry();
+
+/** One node of several: every series this process exposes carries node="NAME". */
+export function labelNode(name: string): void {
+  registry.constantLabel("node", name);
+}
 
 /** Redemption failure reasons; anything else is counted as "other" so labels stay a small fixed set. */
 const REDEEM_REASONS = ["unknown", "used", "expired", "offline", "bad_code", "rate_limited", "no_share", "bad_target"] as const;

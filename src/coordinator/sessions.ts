@@ -28,7 +28,9 @@ export class SessionBook {
   private readonly flusher: ReturnType<typeof setInterval>;
 
   constructor(private readonly o: BrokerOptions) {
-    this.splicer = new Splicer({ onSpliced: () => {}, onClosed: (s, r) => this.onStreamClosed(s, r) }, o.limits.streamTokenTtlMs);
+    this.splicer = new Splicer({ onSpliced: () => {}, onClosed: (s, r) => this.onStreamClosed(s, r) }, o.limits.streamTokenTtlMs, o.cluster?.tag);
+    const cluster = o.cluster;
+    if (cluster) this.splicer.forward = (sock, head) => cluster.forwardData(sock, head);
     this.flusher = setInterval(() => void this.flush(), 5_000);
     this.flusher.unref?.();
   }
@@ -173,6 +175,15 @@ export class SessionBook {
     this.o.audit.append("revoke", { ...actors(s), by });
     this.close(s, "revoked by the operator");
     return true;
+  }
+
+  /** Another node holds the session's share now: it leaves memory, its totals go to the store, it stays open. */
+  release(s: Session, reason: string): void {
+    this.cutStreams(s, reason);
+    this.all.delete(s.id);
+    s.share.sessions.delete(s);
+    this.dirty.delete(s);
+    background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down), "stream totals", log.warn);
   }
 
   /** `condition` names the re-validation check that failed, when one did (see revalidate.ts). */

@@ -32,7 +32,11 @@ export class Splicer {
   private readonly byToken = new Map<string, { stream: Stream; side: Side }>();
   private readonly timers = new Map<Stream, ReturnType<typeof setTimeout>>();
 
-  constructor(private readonly events: SpliceEvents, private readonly tokenTtlMs: number) {}
+  /** One node of several: takes a connection whose token another node issued (see cluster.ts). */
+  forward: ((sock: Socket<End>, head: Buffer) => boolean) | undefined;
+
+  /** `tag`: the first bytes of every token, naming this node to the others. */
+  constructor(private readonly events: SpliceEvents, private readonly tokenTtlMs: number, private readonly tag?: Buffer) {}
 
   /** Streams waiting for their guest or agent (each holds a lapse timer until paired or ended). */
   get pending(): number {
@@ -54,8 +58,8 @@ export class Splicer {
       stream.durable = true;
       if (stream.guest && stream.agent && !stream.ended) this.splice(stream);
     }, () => this.end(stream, "the audit log could not record the stream"));
-    const guestToken = randomBytes(STREAM_TOKEN_BYTES);
-    const agentToken = randomBytes(STREAM_TOKEN_BYTES);
+    const guestToken = this.token();
+    const agentToken = this.token();
     this.byToken.set(tokenKey(guestToken), { stream, side: "guest" });
     this.byToken.set(tokenKey(agentToken), { stream, side: "agent" });
     this.timers.set(stream, setTimeout(() => this.end(stream, "stream was not picked up in time"), this.tokenTtlMs));
@@ -73,6 +77,7 @@ export class Splicer {
     }
     const key = tokenKey(head.subarray(DATA_MAGIC.length, PREAMBLE_BYTES));
     const entry = this.byToken.get(key);
+    if (!entry && this.forward?.(sock, head)) return;
     if (!entry || entry.stream.ended) {
       sock.terminate();
       return;
@@ -108,6 +113,12 @@ export class Splicer {
     metrics.bytesRelayed.inc(stream.up, { direction: "guest_to_agent" });
     metrics.bytesRelayed.inc(stream.down, { direction: "agent_to_guest" });
     this.events.onClosed(stream, reason);
+  }
+
+  private token(): Buffer {
+    const t = randomBytes(STREAM_TOKEN_BYTES);
+    this.tag?.copy(t);
+    return t;
   }
 
   private splice(stream: Stream): void {

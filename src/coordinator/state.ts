@@ -8,12 +8,17 @@ import type { Limits } from "./limits.ts";
 import type { ServerFrame } from "../wire/protocol.ts";
 import type { Scope } from "../wire/scope.ts";
 import type { Stream } from "./splice.ts";
+import type { Cluster } from "./cluster.ts";
 
 /** What the broker needs of a peer's connection: a Channel in production, a recording fake in unit tests. */
 export interface PeerLink {
   send(frame: ServerFrame): void;
   /** Refuse the peer with an error frame and close its connection. */
   fail(err: TesseraError): void;
+  /** Answer one frame with an error frame, keeping the connection (a Channel does). */
+  sendError?(err: TesseraError, ref?: string): void;
+  /** Close without an error: the client reconnects (its share moved to another node). */
+  close?(): void;
 }
 
 export interface Peer {
@@ -92,6 +97,8 @@ export interface BrokerOptions {
   codeKey: Buffer;
   version: string;
   enrollRecords: () => EnrollRecord[];
+  /** Set when this coordinator is one node of several sharing PostgreSQL (see cluster.ts). */
+  cluster?: Cluster;
 }
 
 export function requireHost(peer: Peer): { spki: string; name: string } {

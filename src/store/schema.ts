@@ -32,4 +32,14 @@ export const MIGRATIONS: string[][] = [
   [
     `ALTER TABLE sessions ADD COLUMN scope TEXT`,
   ],
+  // 5: scale-out: nodes of one deployment (with a heartbeat), which node holds each share, mail between
+  // nodes (the rows are the message; NOTIFY only wakes the addressee), and rate-limit counts the whole
+  // deployment shares.
+  [
+    `CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, advertise TEXT NOT NULL, started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL)`,
+    `ALTER TABLE shares ADD COLUMN node TEXT NOT NULL DEFAULT ''`,
+    `CREATE TABLE IF NOT EXISTS node_mail (id TEXT PRIMARY KEY, to_node TEXT NOT NULL, from_node TEXT NOT NULL, seq BIGINT NOT NULL, body TEXT NOT NULL, created_at BIGINT NOT NULL)`,
+    `CREATE INDEX IF NOT EXISTS node_mail_to ON node_mail (to_node, from_node, seq)`,
+    `CREATE TABLE IF NOT EXISTS rate_hits (k TEXT NOT NULL, win BIGINT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (k, win))`,
+  ],
 ];

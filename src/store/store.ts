@@ -2,6 +2,7 @@
 import fs from "node:fs";
 import { SQL } from "bun";
 import { MIGRATIONS } from "./schema.ts";
+import { NodeStore } from "./nodes.ts";
 
 export interface ShareRow { id: string; hostSpki: string; hostName: string; targets: string[] }
 export interface SessionRow {
@@ -16,8 +17,16 @@ export interface HostRow { spki: string; name: string; enrolledAt: number; lastS
 /** An enrolment token as kept at rest: its id and the SHA-256 of its secret, never the secret. */
 export interface EnrollTokenRow { id: string; hash: string; expiresAt: number }
 
+/** Any fixed number: the key of the advisory lock nodes take to migrate the schema. */
+const MIGRATION_LOCK = 0x7e55e7a;
+
 export class Store {
-  private constructor(private readonly sql: SQL, readonly kind: "sqlite" | "postgres") {}
+  /** What several nodes of one deployment share (PostgreSQL only; see nodes.ts). */
+  readonly nodes: NodeStore;
+
+  private constructor(private readonly sql: SQL, readonly kind: "sqlite" | "postgres") {
+    this.nodes = new NodeStore(sql);
+  }
 
   /** `path` is a file path, `sqlite://...`, `:memory:`, or `postgres://...`. */
   static async open(path: string): Promise<Store> {
@@ -36,19 +45,34 @@ export class Store {
   }
 
   private async migrate(): Promise<void> {
-    await this.sql.unsafe(`CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)`);
-    const [row] = await this.sql`SELECT v FROM meta WHERE k = 'schema_version'`;
+    if (this.kind === "postgres") {
+      // Nodes starting at once: one transaction under an advisory lock applies every missing step, the
+      // others wait for it and then find nothing to do (even CREATE TABLE IF NOT EXISTS races in PostgreSQL).
+      await this.sql.begin(async (tx) => {
+        await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`;
+        await this.migrateIn(tx);
+      });
+      return;
+    }
+    await this.migrateIn(this.sql);
+  }
+
+  private async migrateIn(sql: SQL): Promise<void> {
+    await sql.unsafe(`CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)`);
+    const [row] = await sql`SELECT v FROM meta WHERE k = 'schema_version'`;
     let version = row ? Number(row.v) : 0;
     if (version > MIGRATIONS.length) {
       throw new Error(`database schema version ${version} is newer than this tessera understands (${MIGRATIONS.length}); upgrade tessera`);
     }
     for (; version < MIGRATIONS.length; version++) {
       const steps = MIGRATIONS[version]!;
-      await this.sql.begin(async (tx) => {
+      const apply = async (tx: SQL) => {
         for (const step of steps) await tx.unsafe(step);
         await tx`INSERT INTO meta (k, v) VALUES ('schema_version', ${String(version + 1)})
                  ON CONFLICT (k) DO UPDATE SET v = excluded.v`;
-      });
+      };
+      if (this.kind === "postgres") await apply(sql);
+      else await sql.begin(apply);
     }
   }
 
@@ -208,13 +232,15 @@ export class Store {
   }
 
   /** Requests left waiting by a coordinator that stopped; the caller denies them. */
-  async takeRequests(): Promise<RequestRow[]> {
+  async takeRequests(node?: string): Promise<RequestRow[]> {
+    if (node !== undefined) {
+      // One node of several restarting: only the requests of the shares it holds.
+      const rows = await this.sql`DELETE FROM requests WHERE share_id IN (SELECT id FROM shares WHERE node = ${node}) RETURNING *`;
+      return rows.map(requestRow);
+    }
     const rows = await this.sql`SELECT * FROM requests ORDER BY created_at`;
     await this.sql`DELETE FROM requests`;
-    return rows.map((r: Record<string, unknown>) => ({
-      id: String(r.id), shareId: String(r.share_id), codeHash: r.code_hash == null ? null : String(r.code_hash), guestName: String(r.guest_name),
-      guestSpki: String(r.guest_spki), target: String(r.target), createdAt: Number(r.created_at),
-    }));
+    return rows.map(requestRow);
   }
 
   /** A code whose request the host never answered becomes usable again (if it has not expired). */
@@ -233,6 +259,13 @@ export class Store {
   async close(): Promise<void> {
     await this.sql.close();
   }
+}
+
+function requestRow(r: Record<string, unknown>): RequestRow {
+  return {
+    id: String(r.id), shareId: String(r.share_id), codeHash: r.code_hash == null ? null : String(r.code_hash), guestName: String(r.guest_name),
+    guestSpki: String(r.guest_spki), target: String(r.target), createdAt: Number(r.created_at),
+  };
 }
 
 function optNumber(x: unknown): number | null {

@@ -1,0 +1,128 @@
+// A node's view of its deployment: its own heartbeat row, which other nodes are alive, and mail to and
+// from them. A message is a row in PostgreSQL; NOTIFY on the addressee's channel only wakes it, and a
+// slow poll catches what a dropped LISTEN connection missed (nothing is replayed to a listener that was away).
+import { createHash } from "node:crypto";
+import { errorMessage } from "../errors.ts";
+import { logger } from "../log.ts";
+import { nodeChannel, type NodeStore, type NodeRow } from "../store/nodes.ts";
+
+const log = logger("coordinator");
+
+export interface NodeMailOptions {
+  store: NodeStore;
+  name: string;
+  advertise: string;
+  /** A node whose heartbeat is older than this is gone; it beats four times per ttl. */
+  ttlMs: number;
+  onMail: (from: string, body: unknown) => void;
+  onNodeLost: (name: string) => void;
+}
+
+/** The first bytes of a stream token name the node that holds the stream (see Splicer). */
+export function nodeTag(name: string): Buffer {
+  return createHash("sha256").update(`tessera-node:${name}`).digest().subarray(0, 4);
+}
+
+export class NodeMail {
+  readonly live = new Map<string, NodeRow>();
+  private seq = 0;
+  private sending: Promise<void> = Promise.resolve();
+  private draining = false;
+  private again = false;
+  private timers: ReturnType<typeof setInterval>[] = [];
+  private sub: { unlisten(): Promise<void> } | undefined;
+  private stopped = false;
+
+  constructor(private readonly o: NodeMailOptions) {}
+
+  get name(): string {
+    return this.o.name;
+  }
+
+  async start(): Promise<void> {
+    await this.beat();
+    this.sub = await this.o.store.listen(nodeChannel(this.o.name), () => this.drain());
+    this.timers.push(setInterval(() => void this.beat(), Math.max(100, this.o.ttlMs / 4)));
+    this.timers.push(setInterval(() => this.drain(), 1_000));
+    this.drain();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.sending;
+    await this.sub?.unlisten().catch(() => {});
+    await this.o.store.leave(this.o.name).catch(() => {});
+  }
+
+  isLive(name: string): boolean {
+    return name === this.o.name || this.live.has(name);
+  }
+
+  /** The live node (not this one) whose tag a stream token carries. */
+  byTag(tag: Uint8Array): NodeRow | undefined {
+    for (const n of this.live.values()) if (nodeTag(n.name).equals(tag)) return n;
+    return undefined;
+  }
+
+  /** Sends in order: one sender's messages are written one after another, numbered. */
+  send(to: string, body: unknown): void {
+    const seq = ++this.seq;
+    const text = JSON.stringify(body);
+    this.sending = this.sending.then(() => this.o.store.send(this.o.name, to, seq, text, Date.now()))
+      .catch((err) => log.warn(`node mail to ${to} failed: ${errorMessage(err)}`));
+  }
+
+  private async beat(): Promise<void> {
+    if (this.stopped) return;
+    const now = Date.now();
+    try {
+      await this.o.store.beat(this.o.name, this.o.advertise, now);
+      const rows = await this.o.store.all();
+      const alive = new Set<string>();
+      for (const r of rows) {
+        if (r.name === this.o.name || now - r.heartbeatAt > this.o.ttlMs) continue;
+        alive.add(r.name);
+        this.live.set(r.name, r);
+      }
+      for (const name of [...this.live.keys()]) {
+        if (alive.has(name)) continue;
+        this.live.delete(name);
+        log.warn(`node ${name} stopped beating; its clients will come back through the load balancer`);
+        void this.o.store.dropMailTo(name).catch(() => {});
+        this.o.onNodeLost(name);
+      }
+    } catch (err) {
+      log.warn(`node heartbeat failed: ${errorMessage(err)}`);
+    }
+  }
+
+  /** One drain at a time; a wake-up during a drain runs another after it. */
+  private drain(): void {
+    if (this.stopped) return;
+    if (this.draining) {
+      this.again = true;
+      return;
+    }
+    this.draining = true;
+    void (async () => {
+      do {
+        this.again = false;
+        try {
+          const batch = await this.o.store.take(this.o.name);
+          if (batch.length >= 500) this.again = true;
+          for (const m of batch) {
+            try {
+              this.o.onMail(m.from, JSON.parse(m.body));
+            } catch (err) {
+              log.warn(`node mail from ${m.from}: ${errorMessage(err)}`);
+            }
+          }
+        } catch (err) {
+          log.warn(`node mail: ${errorMessage(err)}`);
+        }
+      } while (this.again && !this.stopped);
+      this.draining = false;
+    })();
+  }
+}

@@ -1,0 +1,106 @@
+// What the nodes of one deployment share in PostgreSQL: who is alive, which node holds each share, mail
+// between nodes (the row is the message; NOTIFY only wakes its addressee) and deployment-wide rate counts.
+import type { SQL } from "bun";
+
+export interface NodeRow { name: string; advertise: string; heartbeatAt: number }
+export interface Mail { id: string; from: string; body: string }
+
+/** The LISTEN channel of one node (names are checked by the caller: lowercase letters, digits, dashes). */
+export function nodeChannel(name: string): string {
+  return `tessera_node_${name.replace(/-/g, "__")}`;
+}
+
+export class NodeStore {
+  constructor(private readonly sql: SQL) {}
+
+  /** Announces (or refreshes) a node; its row expires when the heartbeat stops. */
+  async beat(name: string, advertise: string, now: number): Promise<void> {
+    await this.sql`INSERT INTO nodes (name, advertise, started_at, heartbeat_at) VALUES (${name}, ${advertise}, ${now}, ${now})
+                   ON CONFLICT (name) DO UPDATE SET advertise = excluded.advertise, heartbeat_at = excluded.heartbeat_at`;
+  }
+
+  async all(): Promise<NodeRow[]> {
+    const rows = await this.sql`SELECT name, advertise, heartbeat_at FROM nodes ORDER BY name`;
+    return rows.map((r: Record<string, unknown>) => ({ name: String(r.name), advertise: String(r.advertise), heartbeatAt: Number(r.heartbeat_at) }));
+  }
+
+  /** A node leaving cleanly: its row goes, so the others do not wait out its heartbeat. */
+  async leave(name: string): Promise<void> {
+    await this.sql`DELETE FROM nodes WHERE name = ${name}`;
+  }
+
+  /** The node holding an open share ('' on a single node), or undefined when the share is closed or unknown. */
+  async shareNode(shareId: string): Promise<string | undefined> {
+    const [row] = await this.sql`SELECT node FROM shares WHERE id = ${shareId} AND closed_at IS NULL`;
+    return row ? String(row.node) : undefined;
+  }
+
+  /** Takes an open share for `me`, only from `from` when given (the node that held it died or let go). */
+  async claimShare(shareId: string, me: string, from?: string): Promise<boolean> {
+    const r = from === undefined
+      ? await this.sql`UPDATE shares SET node = ${me} WHERE id = ${shareId} AND closed_at IS NULL`
+      : await this.sql`UPDATE shares SET node = ${me} WHERE id = ${shareId} AND closed_at IS NULL AND node = ${from}`;
+    return r.count === 1;
+  }
+
+  async sharesOfNode(node: string): Promise<string[]> {
+    const rows = await this.sql`SELECT id FROM shares WHERE node = ${node} AND closed_at IS NULL`;
+    return rows.map((r: Record<string, unknown>) => String(r.id));
+  }
+
+  async sessionShare(sessionId: string): Promise<string | undefined> {
+    const [row] = await this.sql`SELECT share_id FROM sessions WHERE id = ${sessionId} AND closed_at IS NULL`;
+    return row ? String(row.share_id) : undefined;
+  }
+
+  async requestShare(requestId: string): Promise<string | undefined> {
+    const [row] = await this.sql`SELECT share_id FROM requests WHERE id = ${requestId}`;
+    return row ? String(row.share_id) : undefined;
+  }
+
+  async codeShare(hash: string): Promise<string | undefined> {
+    const [row] = await this.sql`SELECT share_id FROM codes WHERE hash = ${hash}`;
+    return row ? String(row.share_id) : undefined;
+  }
+
+  /** Requests of the shares a node holds (a restarted node denies them, leaving other nodes' alone). */
+  async requestIdsOfNode(node: string): Promise<string[]> {
+    const rows = await this.sql`SELECT r.id FROM requests r JOIN shares s ON s.id = r.share_id WHERE s.node = ${node}`;
+    return rows.map((r: Record<string, unknown>) => String(r.id));
+  }
+
+  /** Writes the message, then wakes its addressee; `seq` orders one sender's messages. */
+  async send(from: string, to: string, seq: number, body: string, now: number): Promise<void> {
+    await this.sql`INSERT INTO node_mail (id, to_node, from_node, seq, body, created_at) VALUES (${`${from}:${seq}:${now}`}, ${to}, ${from}, ${seq}, ${body}, ${now})`;
+    await this.sql.notify(nodeChannel(to), "");
+  }
+
+  /** Takes (reads and deletes) a node's mail, each sender's in order. */
+  async take(to: string, max = 500): Promise<Mail[]> {
+    const rows = await this.sql`DELETE FROM node_mail WHERE id IN (SELECT id FROM node_mail WHERE to_node = ${to} ORDER BY from_node, seq LIMIT ${max})
+                                RETURNING id, from_node, seq, body`;
+    return rows
+      .map((r: Record<string, unknown>) => ({ id: String(r.id), from: String(r.from_node), seq: Number(r.seq), body: String(r.body) }))
+      .sort((a: { from: string; seq: number }, b: { from: string; seq: number }) => (a.from < b.from ? -1 : a.from > b.from ? 1 : a.seq - b.seq));
+  }
+
+  /** Mail to a node that is gone is never read: dropped with it. */
+  async dropMailTo(node: string): Promise<void> {
+    await this.sql`DELETE FROM node_mail WHERE to_node = ${node}`;
+  }
+
+  async listen(channel: string, wake: () => void): Promise<{ unlisten(): Promise<void> }> {
+    return await this.sql.listen(channel, () => wake(), () => wake());
+  }
+
+  /** Counts one attempt under `key` in the window starting at `win`; returns the window's count so far. */
+  async hit(key: string, win: number): Promise<number> {
+    const [row] = await this.sql`INSERT INTO rate_hits (k, win, n) VALUES (${key}, ${win}, 1)
+                                 ON CONFLICT (k, win) DO UPDATE SET n = rate_hits.n + 1 RETURNING n`;
+    return Number(row.n);
+  }
+
+  async pruneHits(before: number): Promise<void> {
+    await this.sql`DELETE FROM rate_hits WHERE win < ${before}`;
+  }
+}
