@@ -2,20 +2,16 @@
 // survives a restart: shares and sessions live in the store, and their peers are expected back.
 import { RefusedError, ProtocolError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
-import { issueCert, readCsr } from "../pki/index.ts";
-import { background, requireHost, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
-import { generateCode, hashCode, normalizeCode } from "../wire/codes.ts";
-import { Consent, requestActors, sessionFrame } from "./consent.ts";
-import { checkEnrollToken, parseEnrollToken } from "./enroll.ts";
+import { background, type BrokerOptions, type LiveShare, type Peer } from "./state.ts";
+import { Consent, requestActors } from "./consent.ts";
+import { enrollHost } from "./enrolment.ts";
 import { clock, SilentError } from "../wire/heartbeat.ts";
 import { HOST_REMOVED, HostBook } from "./host-book.ts";
 import { HOST_REMOVED_REASON, shareFails, type CheckContext, type Condition } from "./revalidate.ts";
 import { PROTOCOL_VERSION, type ClientFrame, type FrameOf } from "../wire/protocol.ts";
 import { SessionBook } from "./sessions.ts";
-import * as v from "valibot";
-import { Scope } from "../wire/scope.ts";
-import { shareStatus } from "./share-status.ts";
-import type { SessionRow } from "../store/store.ts";
+import { ShareDesk } from "./share-desk.ts";
+import { restoredSession } from "./restore.ts";
 
 export { newId, formatDuration, type Peer, type BrokerOptions } from "./state.ts";
 
@@ -25,10 +21,10 @@ const log = logger("coordinator");
 export class Broker {
   private readonly shares = new Map<string, LiveShare>();
   /** New share ids whose registration awaits the store, with their host's key. */
-  private readonly opening = new Map<string, string>();
   readonly sessions: SessionBook;
   readonly hosts: HostBook;
   private readonly consent: Consent;
+  private readonly desk: ShareDesk;
   private readonly sweeper: ReturnType<typeof setInterval>;
   private closing = false;
   private lastPrune = 0;
@@ -37,6 +33,7 @@ export class Broker {
     this.sessions = new SessionBook(o);
     this.hosts = new HostBook(o);
     this.consent = new Consent(o, this.shares, this.sessions);
+    this.desk = new ShareDesk(o, this.shares, this.sessions);
     this.sweeper = setInterval(() => this.revalidate(), o.limits.revalidateMs);
   }
 
@@ -94,11 +91,11 @@ export class Broker {
   async handleLocal(peer: Peer, f: ClientFrame): Promise<void> {
     if (f.t === "hello") return this.hello(peer, f);
     switch (f.t) {
-      case "enroll": return this.enroll(peer, f);
-      case "register": return this.register(peer, f);
-      case "attach": return this.attach(peer, f);
+      case "enroll": return enrollHost(this.o, this.consent, peer, f);
+      case "register": return this.desk.register(peer, f);
+      case "attach": return this.desk.attach(peer, f);
       case "leave": return this.leave(peer, f);
-      case "mint": return this.mint(peer, f);
+      case "mint": return this.desk.mint(peer, f);
       case "redeem": return this.consent.redeem(peer, f);
       case "request": return this.consent.request(peer, f);
       case "recheck": return this.consent.recheck(peer, f);
@@ -107,7 +104,7 @@ export class Broker {
       case "resume": return this.sessions.resume(peer, f.sessionId);
       case "refuse": return this.sessions.refuse(peer, f);
       case "end": return this.sessions.end(peer, f.sessionId, this.shares);
-      case "status": return this.status(peer, f);
+      case "status": return this.desk.status(peer, f);
       case "ping": return peer.ch.send({ t: "pong" });
       case "pong": return;
       case "error": return; // a client's complaint; its connection closes on its own
@@ -124,108 +121,6 @@ export class Broker {
     peer.helloed = true;
     const heartbeat = { pingMs: this.o.limits.heartbeatPingMs, deadMs: this.o.limits.heartbeatDeadMs };
     peer.ch.send({ t: "welcome", v: PROTOCOL_VERSION, server: this.o.version, ca: this.o.ca.certPem, heartbeat });
-  }
-
-  private async enroll(peer: Peer, f: CF<"enroll">): Promise<void> {
-    const now = Date.now();
-    await this.consent.rateLimit(peer, "enrol");
-    let tokenId: string;
-    try {
-      // Tokens come from the CA directory's file (`tessera ca --add-enroll-token`) or the store (`tessera admin enroll-token`).
-      const minted = await this.o.store.getEnrollToken(parseEnrollToken(f.token).id);
-      tokenId = checkEnrollToken(f.token, [...this.o.enrollRecords(), ...(minted ? [minted] : [])], now);
-    } catch (e) {
-      if (e instanceof RefusedError) this.consent.enrolRefused(peer, e.code);
-      throw e;
-    }
-    const csr = await readCsr(f.csr).catch((e) => { throw new RefusedError("bad_csr", `certificate request refused: ${e.message}`); });
-    if ((await this.o.store.hostStatus(csr.spki)) === "removed") {
-      throw new RefusedError("host_removed", "this key belongs to a host the operator removed; enrol with a fresh key (`tessera link --token` makes one)");
-    }
-    if (!(await this.o.store.useEnrollToken(tokenId, csr.spki, now))) {
-      this.consent.enrolRefused(peer, "token_used");
-      throw new RefusedError("token_used", "this enrolment token was already used; ask the operator for a new one (`tessera admin enroll-token`)");
-    }
-    const cert = await issueCert({
-      caCertPem: this.o.ca.certPem, caKeyPem: this.o.ca.keyPem, publicKey: csr.publicKey, commonName: f.name,
-      uris: [`tessera://host/${encodeURIComponent(f.name)}`], usage: "both", now: new Date(now), validForSeconds: this.o.limits.hostCertSeconds,
-    });
-    await this.o.store.addHost(csr.spki, f.name, now);
-    this.o.audit.append("host.enrol", { host: f.name, hostKey: csr.spki, addr: peer.addr, tokenId });
-    peer.ch.send({ t: "enrolled", cert });
-  }
-
-  private async register(peer: Peer, f: CF<"register">): Promise<void> {
-    const host = requireHost(peer);
-    const known = this.shares.get(f.shareId);
-    if (known && known.hostSpki !== host.spki) throw new RefusedError("share_taken", `share id "${f.shareId}" belongs to another host; pick another id`);
-    if (known?.agent) throw new RefusedError("share_busy", `an agent is already serving share "${f.shareId}"`);
-    const now = Date.now();
-    const put = async () => this.o.store.putShare({ id: f.shareId, hostSpki: host.spki, hostName: host.name, targets: f.targets }, now);
-    if (known) {
-      await put();
-      await this.o.cluster?.claim(f.shareId);
-    }
-    else {
-      this.checkShareCaps(f.shareId, host);
-      // Held while the store answers, so racing registrations cannot overshoot the caps.
-      this.opening.set(f.shareId, host.spki);
-      try {
-        const row = await this.o.store.getShare(f.shareId);
-        if (row && row.hostSpki !== host.spki) throw new RefusedError("share_taken", `share id "${f.shareId}" belongs to another host; pick another id`);
-        await put();
-        await this.o.cluster?.claim(f.shareId);
-      } finally {
-        this.opening.delete(f.shareId);
-      }
-    }
-    const share: LiveShare = known ?? { id: f.shareId, hostSpki: host.spki, hostName: host.name, targets: f.targets, approvers: new Set(), requests: new Set(), sessions: new Set() };
-    share.targets = f.targets;
-    share.requestsById = f.requestsById ?? false;
-    share.agent = peer;
-    share.offlineSince = undefined;
-    share.awayReason = undefined;
-    if (f.approver) share.approvers.add(peer);
-    this.shares.set(share.id, share);
-    this.o.audit.append(known ? "share.back" : "share.open", { shareId: share.id, host: host.name, hostKey: host.spki, targets: f.targets.join(","), addr: peer.addr, requestsById: f.requestsById || undefined });
-    peer.ch.send({ t: "registered", shareId: share.id, targets: share.targets });
-    // The agent forgot its sessions when it lost us; tell it again which guests it serves.
-    for (const s of [...share.sessions]) {
-      if (!share.targets.includes(s.target)) this.sessions.close(s, "the host no longer offers this target");
-      else peer.ch.send(sessionFrame(s));
-    }
-  }
-
-  /** A new share must fit the coordinator's cap and its host's (shares being registered count too). */
-  private checkShareCaps(shareId: string, host: { spki: string; name: string }): void {
-    if (this.opening.has(shareId)) throw new RefusedError("share_busy", `an agent is already registering share "${shareId}"`);
-    const { maxShares, maxSharesPerHost } = this.o.limits;
-    if (this.shares.size + this.opening.size >= maxShares) throw new RefusedError("limit", `this coordinator has reached its share limit (${maxShares} shares); try again later`);
-    let mine = 0;
-    for (const s of this.shares.values()) if (s.hostSpki === host.spki) mine++;
-    for (const spki of this.opening.values()) if (spki === host.spki) mine++;
-    if (mine >= maxSharesPerHost) {
-      throw new RefusedError("limit", `host "${host.name}" already holds ${mine} shares, the per-host cap; stop one of them (a share whose agent went away counts until its resume grace ends), or ask the coordinator's operator to raise --max-shares-per-host`);
-    }
-  }
-
-  private attach(peer: Peer, f: CF<"attach">): void {
-    const host = requireHost(peer);
-    const share = this.shares.get(f.shareId);
-    if (!share || share.hostSpki !== host.spki) {
-      throw new RefusedError("no_share", `no agent of this host is serving share "${f.shareId}"; start \`tessera agent --share-id ${f.shareId} --allow HOST:PORT\` first`);
-    }
-    // Mint-only (`tessera mcp`): codes yes, answers never; the human's prompt stays the only approver.
-    if (f.approve === false) (share.minters ??= new Set()).add(peer);
-    else share.approvers.add(peer);
-    peer.ch.send({ t: "registered", shareId: share.id, targets: share.targets });
-  }
-
-  private status(peer: Peer, f: CF<"status">): void {
-    const host = requireHost(peer);
-    const share = this.shares.get(f.shareId);
-    if (!share || share.hostSpki !== host.spki) throw new RefusedError("no_share", `this host has no share "${f.shareId}" on this coordinator`);
-    peer.ch.send(shareStatus(share, Date.now()));
   }
 
   /** A host stopping on purpose: the agent closes its share; an approver ends the sessions it approved. */
@@ -251,24 +146,6 @@ export class Broker {
     for (const a of share.approvers) if (a !== share.agent) a.ch.send({ t: "left", shareId: share.id });
     this.o.audit.append("share.close", { shareId: share.id, host: share.hostName, reason, condition });
     background(this.o.store.closeShare(share.id, Date.now()), "share close", log.warn);
-  }
-
-  private async mint(peer: Peer, f: CF<"mint">): Promise<void> {
-    const share = this.shares.get(f.shareId);
-    const mintOnly = !!share?.minters?.has(peer);
-    if (!share || !(share.approvers.has(peer) || mintOnly)) throw new RefusedError("forbidden", `you are not approving share "${f.shareId}"`);
-    const target = f.target ?? share.targets[0]!;
-    if (!share.targets.includes(target)) throw new RefusedError("bad_target", `share "${share.id}" does not allow ${target} (allowed: ${share.targets.join(", ")})`);
-    const now = Date.now();
-    const max = this.o.limits.maxCodesPerShare;
-    if ((await this.o.store.liveCodes(share.id, now)) >= max) {
-      throw new RefusedError("limit", `share "${share.id}" already has ${max} unused codes, the per-share cap; use one or wait for some to expire (the coordinator's operator sets the cap with --max-codes-per-share)`);
-    }
-    const code = generateCode();
-    const expiresAt = now + this.o.limits.codeTtlMs;
-    await this.o.store.putCode(hashCode(this.o.codeKey, normalizeCode(code)!), share.id, target, expiresAt);
-    this.o.audit.append("code.mint", { shareId: share.id, host: share.hostName, target, expiresAt: new Date(expiresAt).toISOString(), mintOnly: mintOnly || undefined });
-    peer.ch.send({ t: "code", shareId: share.id, code, target, expiresAt });
   }
 
   /** Connections doing something: serving or approving a share, waiting on a request, or holding a session. */
@@ -406,24 +283,4 @@ export class Broker {
     for (const s of this.sessions.all.values()) this.sessions.cutStreams(s, "the coordinator is shutting down");
     await this.sessions.flush();
   }
-}
-
-/** A stored scope, checked like anything read from outside; a damaged one is no scope at all, said loudly. */
-function storedScope(json: string | null): Scope | undefined {
-  if (json === null) return undefined;
-  try {
-    return v.parse(Scope, JSON.parse(json));
-  } catch (err) {
-    log.error(`a stored session scope is damaged (${errorMessage(err)}); the agent still holds the session to the scope it was given`);
-    return undefined;
-  }
-}
-
-/** A session the store holds open, back in memory: its guest is expected to resume. */
-function restoredSession(row: SessionRow, share: LiveShare, now: number): Session {
-  return {
-    id: row.id, share, detachedSince: now, restored: true, guestInfo: { name: row.guestName, addr: row.guestAddr, spki: row.guestSpki },
-    target: row.target, openedAt: row.openedAt, streams: new Set(), streamCount: row.streams, up: row.bytesUp, down: row.bytesDown, lastActive: now, lastBytes: row.bytesUp + row.bytesDown,
-    scope: storedScope(row.scope ?? null),
-  };
 }

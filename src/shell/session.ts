@@ -20,8 +20,7 @@ export const MAX_MISSED_BYTES = 64 * 1024;
 export const REATTACH_GRACE_MS = 3 * 60_000;
 const HELLO_TIMEOUT_MS = 10_000;
 /** After the shell exits: how long to wait for the PTY's last output, and for the guest to hang up. */
-const DRAIN_GRACE_MS = 300;
-const HANGUP_GRACE_MS = 5_000;
+const [DRAIN_GRACE_MS, HANGUP_GRACE_MS] = [300, 5_000];
 
 export interface ShellEvents {
   /** The PTY is running (and the recording open). */
@@ -37,8 +36,8 @@ export class ShellSession {
   readonly guestName: string;
   recording: string | undefined;
   private size = { cols: 80, rows: 24 };
-  private guestWindow: { cols: number; rows: number } | undefined;
-  private hostWindow: { cols: number; rows: number } | undefined;
+  private guestWindow: typeof this.size | undefined;
+  private hostWindow: typeof this.size | undefined;
   /** Bytes of keystrokes from the guest that read-only threw away (resizes and eof are dropped too, uncounted). */
   droppedBytes = 0;
   private proc: Subprocess | undefined;

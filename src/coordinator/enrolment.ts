@@ -1,0 +1,37 @@
+// Host enrolment: a single-use token (from the CA directory or minted by the operator) and a CSR made on
+// the host become a host certificate; the key never leaves the host, the token is spent once.
+import { RefusedError } from "../errors.ts";
+import { issueCert, readCsr } from "../pki/index.ts";
+import type { ClientFrame, FrameOf } from "../wire/protocol.ts";
+import type { Consent } from "./consent.ts";
+import { checkEnrollToken, parseEnrollToken } from "./enroll.ts";
+import type { BrokerOptions, Peer } from "./state.ts";
+
+export async function enrollHost(o: BrokerOptions, consent: Consent, peer: Peer, f: FrameOf<ClientFrame, "enroll">): Promise<void> {
+  const now = Date.now();
+  await consent.rateLimit(peer, "enrol");
+  let tokenId: string;
+  try {
+    // Tokens come from the CA directory's file (`tessera ca --add-enroll-token`) or the store (`tessera admin enroll-token`).
+    const minted = await o.store.getEnrollToken(parseEnrollToken(f.token).id);
+    tokenId = checkEnrollToken(f.token, [...o.enrollRecords(), ...(minted ? [minted] : [])], now);
+  } catch (e) {
+    if (e instanceof RefusedError) consent.enrolRefused(peer, e.code);
+    throw e;
+  }
+  const csr = await readCsr(f.csr).catch((e) => { throw new RefusedError("bad_csr", `certificate request refused: ${e.message}`); });
+  if ((await o.store.hostStatus(csr.spki)) === "removed") {
+    throw new RefusedError("host_removed", "this key belongs to a host the operator removed; enrol with a fresh key (`tessera link --token` makes one)");
+  }
+  if (!(await o.store.useEnrollToken(tokenId, csr.spki, now))) {
+    consent.enrolRefused(peer, "token_used");
+    throw new RefusedError("token_used", "this enrolment token was already used; ask the operator for a new one (`tessera admin enroll-token`)");
+  }
+  const cert = await issueCert({
+    caCertPem: o.ca.certPem, caKeyPem: o.ca.keyPem, publicKey: csr.publicKey, commonName: f.name,
+    uris: [`tessera://host/${encodeURIComponent(f.name)}`], usage: "both", now: new Date(now), validForSeconds: o.limits.hostCertSeconds,
+  });
+  await o.store.addHost(csr.spki, f.name, now);
+  o.audit.append("host.enrol", { host: f.name, hostKey: csr.spki, addr: peer.addr, tokenId });
+  peer.ch.send({ t: "enrolled", cert });
+}
