@@ -5,7 +5,7 @@ import type { KeyObject } from "node:crypto";
 import * as v from "valibot";
 import { GENESIS } from "./files.ts";
 import { CheckpointFields, publicKeyOf, verifyCheckpoint, verifyLegacyCheckpoint } from "./checkpoint.ts";
-import type { AuditLine, Breakage } from "./verify.ts";
+import type { AuditLine, Breakage } from "./line.ts";
 
 export interface Finding { kind: Breakage; message: string }
 

@@ -6,6 +6,7 @@ import path from "node:path";
 import * as v from "valibot";
 import { chainFiles, GENESIS, sha256, splitLines } from "./files.ts";
 import { Coverage, duration, type CoverageSummary } from "./coverage.ts";
+import { AuditLine, type Breakage } from "./line.ts";
 import type { AuditHead } from "./checkpoint.ts";
 
 export { splitLines };
@@ -13,15 +14,7 @@ export { splitLines };
 /** A head signed longer ago than this (either way) may be a replay: said, not failed, as clocks drift. */
 const HEAD_MAX_AGE_MS = 5 * 60_000;
 
-export const AuditLine = v.looseObject({
-  seq: v.pipe(v.number(), v.integer(), v.minValue(1)),
-  ts: v.pipe(v.string(), v.isoTimestamp()),
-  event: v.pipe(v.string(), v.minLength(1)),
-  prev: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)),
-});
-export type AuditLine = v.InferOutput<typeof AuditLine>;
-
-export type Breakage = "torn" | "malformed" | "edited" | "removed" | "reordered" | "bad-signature" | "unsigned" | "missing-checkpoint" | "cut";
+export { AuditLine, type Breakage } from "./line.ts";
 
 export interface VerifyResult extends Omit<CoverageSummary, "cleanStop"> {
   ok: boolean;

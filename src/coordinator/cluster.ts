@@ -12,7 +12,7 @@ import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import { splitAddress } from "../wire/address.ts";
 import type { Store } from "../store/store.ts";
 import { NodeMail, nodeTag } from "./node-mail.ts";
-import type { Peer } from "./state.ts";
+import type { Peer } from "./peer.ts";
 
 const log = logger("coordinator");
 

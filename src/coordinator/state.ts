@@ -1,36 +1,16 @@
 // What the coordinator holds in memory about connections, shares, requests and sessions.
 import { randomBytes } from "node:crypto";
-import { RefusedError, errorMessage, type TesseraError } from "../errors.ts";
+import { RefusedError, errorMessage } from "../errors.ts";
 import type { AuditLog } from "../audit/log.ts";
 import type { Store } from "../store/store.ts";
 import type { EnrollRecord } from "./enroll.ts";
 import type { Limits } from "./limits.ts";
-import type { ServerFrame } from "../wire/protocol.ts";
+import type { Peer } from "./peer.ts";
 import type { Scope } from "../wire/scope.ts";
 import type { Stream } from "./splice.ts";
 import type { Cluster } from "./cluster.ts";
 
-/** What the broker needs of a peer's connection: a Channel in production, a recording fake in unit tests. */
-export interface PeerLink {
-  send(frame: ServerFrame): void;
-  /** Refuse the peer with an error frame and close its connection. */
-  fail(err: TesseraError): void;
-  /** Answer one frame with an error frame, keeping the connection (a Channel does). */
-  sendError?(err: TesseraError, ref?: string): void;
-  /** Close without an error: the client reconnects (its share moved to another node). */
-  close?(): void;
-}
-
-export interface Peer {
-  readonly id: string;
-  readonly addr: string;
-  readonly ch: PeerLink;
-  /** Set when the peer presented an enrolled host certificate. */
-  readonly host?: { spki: string; name: string };
-  /** Set when the peer presented a guest certificate issued for a session (a guest coming back). */
-  readonly guest?: { sessionId: string; spki: string };
-  helloed: boolean;
-}
+export type { Peer, PeerLink } from "./peer.ts";
 
 export interface GuestInfo { name: string; addr: string; spki: string }
 
