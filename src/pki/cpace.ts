@@ -27,7 +27,7 @@ export function generatorString(prs: Uint8Array, ci: Uint8Array, sid: Uint8Array
 
 /** The password-dependent generator g: SHA-512 of the generator string, mapped by RFC 9496 element derivation. */
 export function calculateGenerator(prs: Uint8Array, ci: Uint8Array, sid: Uint8Array) {
-  return ristretto255_hasher.deriveToCurve(sha512(generatorString(prs, ci, sid)));
+  return ristretto255_hasher.deriveToCurve!(sha512(generatorString(prs, ci, sid)));
 }
 
 /** A scalar as the draft recommends: 32 random bytes, bits above 252 cleared, little-endian (never zero). */

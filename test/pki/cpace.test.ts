@@ -55,3 +55,50 @@ describe("cpace ristretto255 + SHA-512 vectors", () => {
     expect(scalarMultVfy(s, Buffer.alloc(32))).toBeUndefined();
   });
 });
+
+describe("tessera's code PAKE", () => {
+  const { guestStart, hostRespond, tagsEqual } = require("../../src/pki/code-pake.ts") as typeof import("../../src/pki/code-pake.ts");
+  const guest = { spki: `SHA256:${"g".repeat(43)}`, name: "ana", reason: "debug" };
+  const host = { spki: `SHA256:${"h".repeat(43)}`, target: "127.0.0.1:5432" };
+
+  test("the same secret gives the same keys and tags on both sides", () => {
+    const g = guestStart("K7QF", "M2XD");
+    const h = hostRespond("K7QF", "M2XD", g.msg.sid, g.msg.msg, guest, host)!;
+    const k = g.finish(guest, host, h.msg)!;
+    expect(tagsEqual(h.keys.hostTag, k.hostTag)).toBe(true);
+    expect(tagsEqual(k.guestTag, h.keys.guestTag)).toBe(true);
+    expect(k.verify).toBe(h.keys.verify);
+  });
+
+  test("a wrong secret, another nameplate or any changed claim breaks confirmation", () => {
+    for (const [np, secret, gc, hc] of [
+      ["K7QF", "M2XE", guest, host],
+      ["K7QG", "M2XD", guest, host],
+      ["K7QF", "M2XD", { ...guest, reason: "other" }, host],
+      ["K7QF", "M2XD", guest, { ...host, spki: `SHA256:${"x".repeat(43)}` }],
+    ] as const) {
+      const g = guestStart("K7QF", "M2XD");
+      const h = hostRespond(np, secret, g.msg.sid, g.msg.msg, gc, hc)!;
+      const k = g.finish(guest, host, h.msg)!;
+      expect(tagsEqual(h.keys.hostTag, k.hostTag)).toBe(false);
+      expect(tagsEqual(k.guestTag, h.keys.guestTag)).toBe(false);
+    }
+  });
+
+  test("an identity or undecodable share aborts", () => {
+    const g = guestStart("K7QF", "M2XD");
+    expect(g.finish(guest, host, Buffer.alloc(32).toString("base64url"))).toBeUndefined();
+    expect(hostRespond("K7QF", "M2XD", g.msg.sid, Buffer.alloc(32, 0xff).toString("base64url"), guest, host)).toBeUndefined();
+  });
+
+  test("cost of one side (reported, not asserted)", () => {
+    const n = 20;
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) {
+      const g = guestStart("K7QF", "M2XD");
+      const h = hostRespond("K7QF", "M2XD", g.msg.sid, g.msg.msg, guest, host)!;
+      g.finish(guest, host, h.msg);
+    }
+    console.log(`code PAKE: ${((performance.now() - t0) / n / 2).toFixed(2)} ms CPU per side per join`);
+  });
+});
