@@ -4,7 +4,7 @@ import { RefusedError, ProtocolError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { issueCert, readCsr } from "../pki/index.ts";
 import { background, requireHost, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
-import { generateCode, hashCode, normalizeCode } from "../wire/codes.ts";
+import { generateNameplate, hashCode } from "../wire/codes.ts";
 import { Consent, requestActors } from "./consent.ts";
 import { checkEnrollToken, parseEnrollToken } from "./enroll.ts";
 import { clock, SilentError } from "../wire/heartbeat.ts";
@@ -92,10 +92,12 @@ export class Broker {
       case "request": return this.consent.request(peer, f);
       case "recheck": return this.consent.recheck(peer, f);
       case "decision": return this.consent.decide(peer, f);
+      case "pake": return this.consent.relayPake(peer, f);
+      case "confirm": return this.consent.relayConfirm(peer, f);
       case "open": return this.sessions.open(peer, f.sessionId, f.ref);
       case "resume": return this.sessions.resume(peer, f.sessionId);
       case "refuse": return this.sessions.refuse(peer, f);
-      case "end": return this.sessions.end(peer, f.sessionId, this.shares);
+      case "end": return this.sessions.end(peer, f.sessionId, this.shares, f.reason);
       case "status": return this.status(peer, f);
       case "ping": return peer.ch.send({ t: "pong" });
       case "pong": return;
@@ -249,11 +251,15 @@ export class Broker {
     if ((await this.o.store.liveCodes(share.id, now)) >= max) {
       throw new RefusedError("limit", `share "${share.id}" already has ${max} unused codes, the per-share cap; use one or wait for some to expire (the coordinator's operator sets the cap with --max-codes-per-share)`);
     }
-    const code = generateCode();
+    // Only the nameplate is made here: the secret half is the minter's, and never comes this way.
     const expiresAt = now + this.o.limits.codeTtlMs;
-    await this.o.store.putCode(hashCode(this.o.codeKey, normalizeCode(code)!), share.id, target, expiresAt);
+    let nameplate = generateNameplate();
+    for (let i = 0; !(await this.o.store.claimCode(hashCode(this.o.codeKey, nameplate), share.id, target, expiresAt, now)); i++) {
+      if (i >= 20) throw new RefusedError("limit", "the coordinator could not find a free nameplate for a new code; try again shortly");
+      nameplate = generateNameplate();
+    }
     this.o.audit.append("code.mint", { shareId: share.id, host: share.hostName, target, expiresAt: new Date(expiresAt).toISOString(), mintOnly: mintOnly || undefined });
-    peer.ch.send({ t: "code", shareId: share.id, code, target, expiresAt });
+    peer.ch.send({ t: "code", shareId: share.id, nameplate, target, expiresAt });
   }
 
   /** Connections doing something: serving or approving a share, waiting on a request, or holding a session. */

@@ -26,6 +26,8 @@ export interface AgentOptions extends Required<Pick<DialOptions, "address" | "ca
   reconnect: boolean;
   /** Serves sessions whose target is SHELL_TARGET (`share --shell`); without it such streams are refused. */
   shell?: StreamService;
+  /** Whether this host approved a guest key (share's approver); without it the coordinator's word is taken. */
+  vouch?: (guestSpki: string) => boolean;
   /** A stream not verified within this time is dropped with its target connection (default STREAM_SETUP_TIMEOUT_MS). */
   streamSetupTimeoutMs?: number;
 }
@@ -91,7 +93,15 @@ export class Agent {
       throw err;
     });
     this.client = c;
-    c.on("session", (f) => this.sessions.set(f.sessionId, { frame: f, streams: new Set(), settingUp: 0 }));
+    c.on("session", (f) => {
+      // With a vouch, the agent serves only guest keys its own host approved: not one the coordinator names alone.
+      if (this.o.vouch && !this.o.vouch(f.guest.spki)) {
+        const why = `refused session ${f.sessionId}: the coordinator named guest key ${f.guest.spki}, which this host did not approve; it may be swapping keys, so nothing was served`;
+        this.events.onStream?.(f.sessionId, why);
+        return c.send({ t: "end", sessionId: f.sessionId, reason: "refused by the host: the coordinator named a guest key the host did not approve" });
+      }
+      this.sessions.set(f.sessionId, { frame: f, streams: new Set(), settingUp: 0 });
+    });
     c.on("incoming", (f) => void this.incoming(f));
     c.on("closed", (f) => {
       this.o.shell?.closed?.(f.sessionId, f.reason);
