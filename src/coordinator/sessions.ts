@@ -147,7 +147,8 @@ export class SessionBook {
   end(peer: Peer, sessionId: string, shares: Map<string, LiveShare>, reason?: string): void {
     const s = this.all.get(sessionId);
     if (!s) return;
-    const why = reason ? `: ${reason}` : "";
+    // Frames cap a reason at 200 characters: the side's own words are cut to fit after the prefix.
+    const why = reason ? `: ${reason}`.slice(0, 160) : "";
     if (s.guest === peer) this.close(s, `the guest ended the session${why}`);
     else if (s.share.approvers.has(peer) || s.share.agent === peer) this.close(s, `the host ended the session${why}`);
     else if (!shares.has(s.share.id)) return;

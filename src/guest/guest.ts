@@ -110,7 +110,7 @@ export class Guest {
     }
     const swapped = confirmed && approvalMismatch(answer, confirmed.hostSpki, spki);
     if (swapped) {
-      this.client.send({ t: "end", sessionId: answer.sessionId, reason: `refused by the guest: ${swapped}`.slice(0, 200) });
+      this.client.send({ t: "end", sessionId: answer.sessionId, reason: "refused by the guest: the coordinator named keys the code did not confirm" });
       // The host hears why through the session's close; wait (briefly) for the coordinator to act on it.
       await Promise.race([this.client.next("closed").catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
       this.client.close();

@@ -136,7 +136,8 @@ export class Agent {
 
   private async incoming(f: FrameOf<ServerFrame, "incoming">): Promise<void> {
     const s = this.sessions.get(f.sessionId);
-    if (!s) return;
+    // Not a session this agent holds (ended, or one it refused): say so now rather than let the token lapse.
+    if (!s) return this.refuse(f, "this agent holds no such session");
     if (s.frame.target === SHELL_TARGET) return this.incomingShell(f, s);
     if (s.settingUp >= MAX_SETUPS_PER_SESSION) return this.refuse(f, `${s.settingUp} streams of this session are already waiting for the guest's TLS`);
     // Counted before the first await, so a burst of offers cannot slip past the cap; dial releases it.
