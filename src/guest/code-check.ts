@@ -18,7 +18,7 @@ export interface CodeRun {
 
 export function startCode(input: string, guest: { spki: string; name: string; reason: string }): CodeRun {
   const normalized = normalizeCode(input);
-  if (!normalized) throw new TesseraError("bad_code", `"${input}" is not a tessera code (expected 8 letters and digits, like K7QF-M2XD)`);
+  if (!normalized) throw new TesseraError("bad_code", "that is not a tessera code (expected 8 letters and digits, like K7QF-M2XD, or an invite HOST:PORT/K7QF-M2XD)");
   const { nameplate, secret } = splitCode(normalized);
   const run = guestStart(nameplate, secret);
   return {
