@@ -13,6 +13,8 @@ export type ErrorCode =
   | "bad_token" | "token_used" | "token_expired" | "bad_csr" | "not_host" | "share_taken" | "share_busy"
   | "no_share" | "no_approver" | "no_request" | "still_pending" | "forbidden" | "bad_target" | "limit"
   | "no_session" | "host_offline" | "replaced" | "host_removed"
+  // the code's PAKE: a wrong code, or a coordinator that swapped a key
+  | "code_mismatch" | "key_mismatch"
   // a client's view of its connection and session
   | "connect" | "ca_mismatch" | "disconnected" | "detached" | "denied" | "closed" | "stream" | "listen" | "silent"
   | "bad_address" | "not_allowed"

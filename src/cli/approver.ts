@@ -7,7 +7,11 @@ import { ANSWER_HELP, parseAnswer } from "./answer.ts";
 import type { ControlClient } from "../wire/control-client.ts";
 import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
 import { escapeUnsafe, quoteText, showName } from "../wire/untrusted-text.ts";
+import type { CodeKeeper } from "../host/code-keeper.ts";
 import { osUser } from "./ui.ts";
+
+/** What the approver needs for codes: the keeper of their secret halves, the coordinator's address for invites, --verify. */
+export interface ApproverCodes { keeper: CodeKeeper; address: string; verify?: boolean }
 
 type Ask = FrameOf<ServerFrame, "ask">;
 const log = logger("share");
@@ -18,8 +22,10 @@ export class Approver {
   private rl: readline.Interface | undefined;
   /** While the host's terminal is attached to a shared shell, prompts wait and keystrokes go to the shell. */
   private suspended = false;
+  /** Requests whose guest proved it holds our code, with the string to compare (`--verify`). */
+  private readonly verified = new Map<string, string>();
 
-  constructor(private client: ControlClient, private readonly shareId: string, private readonly what: "port" | "shell" | "shell-read-only" = "port") {}
+  constructor(private client: ControlClient, private readonly shareId: string, private readonly codes: ApproverCodes, private readonly what: "port" | "shell" | "shell-read-only" = "port") {}
 
   start(): void {
     this.listen();
@@ -68,11 +74,27 @@ export class Approver {
 
   private listen(): void {
     this.client.on("ask", (f) => {
-      this.queue.push(f);
-      if (this.suspended) process.stderr.write(`\r\n[tessera] ${showName(f.guest.name)} is asking for access; the prompt shows once this session ends (Ctrl-] ends it)\r\n`);
-      else if (!this.current) this.showNext();
+      if (f.pake) {
+        // A code request is not shown until the guest proves it holds the whole code (see "confirm").
+        const answer = this.codes.keeper.answer(f);
+        if (answer) this.client.send(answer);
+        else process.stderr.write(`\n  a guest used code ${f.pake.nameplate}-????, which this terminal did not make or has already used: not shown here\n`);
+        return;
+      }
+      this.enqueue(f);
+    });
+    this.client.on("confirm", (f) => {
+      const c = this.codes.keeper.confirm(f);
+      if (!c) return;
+      if (c.ok) {
+        this.verified.set(f.requestId, c.verify);
+        return this.enqueue(c.ask);
+      }
+      process.stderr.write(`\n  wrong code: ${showName(c.ask.guest.name)} tried ${c.code} with the wrong second half; the code is burnt and nobody was connected (make a new one with c + Enter)\n`);
+      if (f.tag !== undefined) this.client.send({ t: "decision", requestId: f.requestId, allow: false, mismatch: true });
     });
     this.client.on("cancel", (f) => {
+      this.verified.delete(f.requestId);
       if (this.current?.requestId === f.requestId) {
         process.stderr.write(`\n  request ${f.requestId} is no longer waiting: ${f.reason}\n`);
         this.current = undefined;
@@ -86,13 +108,21 @@ export class Approver {
     this.client.on("closed", (f) => log.info(`session ${f.sessionId} ended: ${f.reason}`));
   }
 
+  private enqueue(f: Ask): void {
+    this.queue.push(f);
+    if (this.suspended) process.stderr.write(`\r\n[tessera] ${showName(f.guest.name)} is asking for access; the prompt shows once this session ends (Ctrl-] ends it)\r\n`);
+    else if (!this.current) this.showNext();
+  }
+
   /** Asks the coordinator for a fresh single-use code and prints it on a line of its own. */
   async mint(target?: string): Promise<void> {
     this.client.send({ t: "mint", shareId: this.shareId, target });
     const f = await this.client.next("code");
+    const code = this.codes.keeper.mint(f.nameplate, f.expiresAt);
     const mins = Math.round((f.expiresAt - Date.now()) / 60_000);
-    console.log(`code: ${f.code}`);
-    process.stderr.write(`  the guest runs: tessera join ${f.code} --reason "..."   (single use, valid ${mins} minutes; type c + Enter for another code)\n`);
+    console.log(`code: ${code}`);
+    console.log(`invite: tessera join ${this.codes.address}/${code}`);
+    process.stderr.write(`  the guest runs the invite line above, adding --reason "..."   (single use, valid ${mins} minutes; type c + Enter for another code)\n`);
   }
 
   stop(): void {
@@ -117,6 +147,8 @@ export class Approver {
         `  wants   ${wants}\n` +
         `  reason  ${f.reason ? quoteText(f.reason) : "(none given)"}\n` +
         `  key     ${f.guest.spki}\n` +
+        (f.pake ? `  code    this guest holds the code you gave out (${f.pake.nameplate}-????)\n` : "  code    not verified by a code: only the coordinator vouches for this guest\n") +
+        (this.codes.verify && this.verified.has(f.requestId) ? `  verify  ${this.verified.get(f.requestId)}   (the guest sees the same with --verify)\n` : "") +
         `  answer  y, n, or scoped: y 15m, y 1${shell ? ", ro" : ""}, n REASON (? explains)\n` +
         this.question(f, shell, secs),
     );
@@ -140,6 +172,8 @@ export class Approver {
       process.stderr.write(`${"help" in a ? ANSWER_HELP : `  ${a.problem}`}\n${this.question(f, f.target === SHELL_TARGET, Math.max(0, Math.round((f.deadline - Date.now()) / 1000)))}`);
       return;
     }
+    if (a.allow) this.codes.keeper.approve(f.guest.spki);
+    this.verified.delete(f.requestId);
     this.client.send({ t: "decision", requestId: f.requestId, ...a });
     const scoped = a.allow && a.scope ? ` (${describeScope(a.scope)})` : "";
     process.stderr.write(a.allow ? `  approved ${showName(f.guest.name)}${scoped}\n` : `  denied ${showName(f.guest.name)}${a.reason ? `: they are told "${a.reason}"` : ""}\n`);

@@ -5,7 +5,7 @@ import { RefusedError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { ControlClient, type DialOptions } from "../wire/control-client.ts";
 import { Reconnector } from "../wire/reconnect.ts";
-import { Approver } from "./approver.ts";
+import { Approver, type ApproverCodes } from "./approver.ts";
 import { OutageReport } from "./outage.ts";
 
 const log = logger("share");
@@ -19,7 +19,7 @@ export class AttachedApprover {
   private readonly again: Reconnector;
   private readonly outage = new OutageReport("share");
 
-  constructor(private readonly dial: DialOptions, private readonly shareId: string, stop: (why: string) => void, private readonly target?: string) {
+  constructor(private readonly dial: DialOptions, private readonly shareId: string, stop: (why: string) => void, private readonly codes: ApproverCodes, private readonly target?: string) {
     this.again = new Reconnector({
       connect: () => this.attach().then(() => {}),
       capMs: 5_000,
@@ -64,7 +64,7 @@ export class AttachedApprover {
     }
     const first = !this.approver;
     this.client = c;
-    if (first) this.approver = new Approver(c, this.shareId);
+    if (first) this.approver = new Approver(c, this.shareId, this.codes);
     else this.approver.rebind(c);
     // The agent stopped serving the share: its codes are void; wait for the share to come back.
     c.on("left", () => {

@@ -18,10 +18,16 @@ import { VERSION } from "../version.ts";
 
 const log = logger("join");
 
-export async function runGuest(req: AccessRequest, mode: GuestMode): Promise<void> {
+/** via: the coordinator an invite named (else the linked one); verify: print the string to compare with the host. */
+export async function runGuest(req: AccessRequest, mode: GuestMode, o: { via?: { address: string; caPem: string }; verify?: boolean } = {}): Promise<void> {
   const stop = untilInterrupted();
   const outage = new OutageReport("join");
-  const guest = await Guest.connect({ address: coordinatorAddress(), caPem: readCa(), version: VERSION }, {
+  const via = o.via ?? { address: coordinatorAddress(), caPem: readCa() };
+  const guest = await Guest.connect({ ...via, version: VERSION }, {
+    onCodeConfirmed: (verify) => {
+      log.info("the host proved it made this code: the tunnel will accept only its key");
+      if (o.verify) log.info(`verify: ${verify}   (the host sees the same string with share --verify; compare them)`);
+    },
     onStreamError: (m) => log.warn(m),
     onDetached: (reason, retry) => outage.retrying(reason, retry, "lost the connection to the coordinator; open connections were closed, the session is kept"),
     onResumed: (f) => outage.back(`session ${f.sessionId} resumed${f.restarted ? " after the coordinator restarted" : ""}: new connections work${f.hostOnline ? "" : " once the host's agent is back (it is still reconnecting)"}`),

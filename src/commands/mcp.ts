@@ -1,4 +1,5 @@
 // `tessera mcp`: serve AI agents over the Model Context Protocol (stdio); only the human host approves.
+import path from "node:path";
 import { defineCommand, type CommandDef } from "citty";
 import { ConfigError } from "../errors.ts";
 import { coordinatorAddress, homeDir, readCa, readHostIdentity } from "../cli/home.ts";
@@ -22,7 +23,7 @@ const command = defineCommand({
       version: VERSION,
       name,
       guestDial: (address) => ({ address: address ?? coordinatorAddress(), caPem: readCa(), version: VERSION }),
-      hostDial: () => ({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION }),
+      hostDial: () => ({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION, secretsDir: path.join(homeDir(), "code-secrets") }),
     }, stop.promise);
   },
 });

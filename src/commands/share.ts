@@ -11,7 +11,10 @@ import { Approver } from "../cli/approver.ts";
 import { AttachedApprover } from "../cli/attached-approver.ts";
 import { OutageReport } from "../cli/outage.ts";
 import { ShellShare } from "../cli/shell-share.ts";
-import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
+import { coordinatorAddress, homeDir, readCa, readHostIdentity } from "../cli/home.ts";
+import { CodeKeeper } from "../host/code-keeper.ts";
+import { certInfo } from "../pki/index.ts";
+import path from "node:path";
 import { untilInterrupted } from "../cli/signals.ts";
 import { osUser } from "../cli/ui.ts";
 import { VERSION } from "../version.ts";
@@ -32,10 +35,14 @@ export default defineCommand({
     record: { type: "string", description: "With --shell: directory for asciicast recordings (default TESSERA_HOME/recordings)" },
     "no-record": { type: "boolean", description: "With --shell: do not record the session" },
     "allow-requests-by-id": { type: "boolean", description: "With --port or --shell: also let guests ask by this share's id (`tessera connect --share-id`), without a code; off by default" },
+    verify: { type: "boolean", description: "Show a short verification string with each code request; the guest sees the same with `join --verify` (compare them on a call)" },
   },
   async run({ args }) {
     const dial = { address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION };
     const stop = untilInterrupted();
+    // Codes' secret halves live in this process only (and in files `tessera mcp` leaves here for it).
+    const keeper = new CodeKeeper(certInfo(dial.certPem).spki, path.join(homeDir(), "code-secrets"));
+    const codes = { keeper, address: dial.address, verify: !!args.verify };
     let client: ControlClient;
     let shareId: string;
     let agent: Agent | undefined;
@@ -58,7 +65,7 @@ export default defineCommand({
       shareId = `sh-${randomBytes(6).toString("hex")}`;
       let approverRef: Approver | undefined;
       const outage = new OutageReport("share");
-      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: true, shell: shell?.host, requestsById: !!args["allow-requests-by-id"] }, {
+      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: true, shell: shell?.host, requestsById: !!args["allow-requests-by-id"], vouch: (spki) => keeper.approvedKey(spki) }, {
         onDisconnected: (err, retry) => {
           if (retry === undefined) return stop.trigger(`lost the coordinator${err ? `: ${err.message}` : ""}`);
           approverRef?.pause();
@@ -73,7 +80,7 @@ export default defineCommand({
         onStream: (sid, error) => error && log.warn(`session ${sid}: ${error}`),
       });
       client = await agent.start();
-      approver = approverRef = new Approver(client, shareId, shell?.what);
+      approver = approverRef = new Approver(client, shareId, codes, shell?.what);
       log.info(`sharing ${shell ? `a shell as ${osUser()}${shell.recordDir ? `, recorded to ${shell.recordDir}` : ", not recorded"}` : policy.targets[0]} as ${shareId}`);
       if (!shell && !(await listening(args.host, Number(args.port)))) {
         log.warn(`nothing is listening on ${policy.targets[0]} right now: guests will be told their connections are refused until something is`);
@@ -81,14 +88,14 @@ export default defineCommand({
       if (args["allow-requests-by-id"]) log.info(`guests may also ask without a code: tessera connect --share-id ${shareId} --target ${shell ? "shell" : policy.targets[0]}`);
     } else if (args["share-id"]) {
       shareId = args["share-id"];
-      attached = new AttachedApprover(dial, shareId, (why) => stop.trigger(why), args.target);
+      attached = new AttachedApprover(dial, shareId, (why) => stop.trigger(why), codes, args.target);
       await attached.start();
       client = attached.client;
       approver = attached.approver;
     } else {
       throw new ConfigError("say what to share: --port N (and --host), or --share-id ID of a running agent");
     }
-    approver ??= new Approver(client, shareId);
+    approver ??= new Approver(client, shareId, codes);
     approver.start();
     shell?.bind(client, approver);
     await approver.mint(args.target);

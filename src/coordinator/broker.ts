@@ -100,10 +100,12 @@ export class Broker {
       case "request": return this.consent.request(peer, f);
       case "recheck": return this.consent.recheck(peer, f);
       case "decision": return this.consent.decide(peer, f);
+      case "pake": return this.consent.relayPake(peer, f);
+      case "confirm": return this.consent.relayConfirm(peer, f);
       case "open": return this.sessions.open(peer, f.sessionId, f.ref);
       case "resume": return this.sessions.resume(peer, f.sessionId);
       case "refuse": return this.sessions.refuse(peer, f);
-      case "end": return this.sessions.end(peer, f.sessionId, this.shares);
+      case "end": return this.sessions.end(peer, f.sessionId, this.shares, f.reason);
       case "status": return this.desk.status(peer, f);
       case "ping": return peer.ch.send({ t: "pong" });
       case "pong": return;

@@ -4,7 +4,7 @@ import { RefusedError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { issueCert, readCsr } from "../pki/index.ts";
 import { background, ip, newId, type BrokerOptions, type LiveShare, type Peer, type Request, type Session } from "./state.ts";
-import { hashCode, normalizeCode } from "../wire/codes.ts";
+import { hashCode, normalizeNameplate } from "../wire/codes.ts";
 import { RateLimiter } from "./limits.ts";
 import { RefusalTally } from "./refusals.ts";
 import type { ClientFrame, FrameOf, ServerFrame } from "../wire/protocol.ts";
@@ -16,6 +16,8 @@ type CF<T extends ClientFrame["t"]> = FrameOf<ClientFrame, T>;
 const log = logger("coordinator");
 const RECHECK_MEMORY = 1000;
 /** One answer for a code that is unknown, used or expired, so a guesser learns nothing; the audit log keeps which. */
+/** What both sides hear when the key confirmation fails: the code is burnt. */
+export const CODE_MISMATCH = "the code did not match: nobody was connected";
 export const INVALID_CODE = "this code is not valid: it may be mistyped, used or expired; ask the host for a new one";
 
 export class Consent {
@@ -38,8 +40,9 @@ export class Consent {
       redeemFailed(why);
       return err;
     };
-    const code = normalizeCode(f.code);
-    if (!code) throw fail("bad_code", new RefusedError("bad_code", "that is not a tessera code (expected 8 letters and digits, like K7QF-M2XD)"));
+    // Only the nameplate comes this way: the secret half stays with the guest and keys the PAKE.
+    const code = normalizeNameplate(f.code);
+    if (!code) throw fail("bad_code", new RefusedError("bad_code", "that is not a tessera code's nameplate (expected its first 4 letters and digits; update tessera if you sent the whole code)"));
     const hash = hashCode(this.o.codeKey, code);
     const now = Date.now();
     const row = await this.o.store.getCode(hash);
@@ -52,7 +55,7 @@ export class Consent {
     if (!share) throw fail("offline", new RefusedError("code_offline", "the host who made this code has stopped sharing; ask them for a new code"), row.shareId);
     if (!share.agent) throw fail("offline", new RefusedError("code_offline", "the host is reconnecting to the coordinator right now; try the same code again in a moment"), row.shareId);
     if (!(await this.o.store.useCode(hash, now))) throw invalid("used");
-    await this.ask(peer, share, row.target, f, "code", hash);
+    await this.ask(peer, share, row.target, f, "code", hash, { nameplate: code, ...f.pake });
   }
 
   /** A request by share id: only for shares whose host turned it on (`--allow-requests-by-id`). */
@@ -72,7 +75,7 @@ export class Consent {
     await this.ask(peer, share, f.target, f, "share-id");
   }
 
-  private async ask(peer: Peer, share: LiveShare, target: string, f: { csr: string; name: string; reason: string }, via: string, codeHash?: string): Promise<void> {
+  private async ask(peer: Peer, share: LiveShare, target: string, f: { csr: string; name: string; reason: string }, via: string, codeHash?: string, pake?: Request["pake"]): Promise<void> {
     const giveBack = async () => { if (codeHash) await this.o.store.releaseCode(codeHash); };
     if (share.approvers.size === 0) {
       await giveBack();
@@ -99,7 +102,7 @@ export class Consent {
       throw new RefusedError("limit", "a request with this key is already waiting for this host (the per-key cap); wait for its answer");
     }
     const req: Request = {
-      id: newId("r"), share, guest: peer, target, publicKey: csr.publicKey, codeHash,
+      id: newId("r"), share, guest: peer, target, publicKey: csr.publicKey, codeHash, pake,
       guestInfo: { name: f.name, addr: peer.addr, spki: csr.spki },
       timer: setTimeout(() => this.expire(req), this.o.limits.approvalTimeoutMs),
     };
@@ -109,7 +112,7 @@ export class Consent {
     share.requests.add(req);
     peer.ch.send({ t: "pending", requestId: req.id, target });
     const deadline = Date.now() + this.o.limits.approvalTimeoutMs;
-    for (const a of share.approvers) a.ch.send({ t: "ask", requestId: req.id, shareId: share.id, guest: req.guestInfo, target, reason: f.reason, deadline });
+    for (const a of share.approvers) a.ch.send({ t: "ask", requestId: req.id, shareId: share.id, guest: req.guestInfo, target, reason: f.reason, deadline, pake });
   }
 
   private expire(req: Request): void {
@@ -124,7 +127,8 @@ export class Consent {
   drop(req: Request, reason: string, unanswered = false): void {
     this.forget(req);
     background(this.o.store.deleteRequest(req.id), "request delete", log.warn);
-    if (unanswered && req.codeHash) background(this.o.store.releaseCode(req.codeHash), "code release", log.warn);
+    // Once the PAKE ran, the code was one guess: it is not given back.
+    if (unanswered && req.codeHash && !req.pakeFrom) background(this.o.store.releaseCode(req.codeHash), "code release", log.warn);
     this.remember(req.id, reason);
     req.guest.ch.send({ t: "denied", requestId: req.id, reason });
     for (const a of req.share.approvers) a.ch.send({ t: "cancel", requestId: req.id, reason });
@@ -154,6 +158,31 @@ export class Consent {
     await this.refusals.flush();
   }
 
+  /** The code's minter answered the guest's CPace share: relayed to the guest, once. */
+  relayPake(peer: Peer, f: CF<"pake">): void {
+    const req = this.pending.get(f.requestId);
+    if (!req?.pake) throw new RefusedError("no_request", "that request is no longer waiting for a code check");
+    if (!req.share.approvers.has(peer)) throw new RefusedError("forbidden", "you are not an approver of this share");
+    if (req.pakeFrom) return;
+    req.pakeFrom = peer;
+    req.guest.ch.send({ t: "pake", requestId: req.id, msg: f.msg, tag: f.tag, hostSpki: f.hostSpki });
+  }
+
+  /** The guest's key confirmation, for the approver that ran the PAKE; none means the host's did not check out. */
+  relayConfirm(peer: Peer, f: CF<"confirm">): void {
+    const req = this.pending.get(f.requestId);
+    if (!req?.pakeFrom || req.guest !== peer) throw new RefusedError("no_request", "that request is not waiting for your confirmation");
+    req.pakeFrom.ch.send({ t: "confirm", requestId: req.id, tag: f.tag });
+    if (f.tag === undefined) this.mismatch(req, "guest");
+  }
+
+  /** A failed key confirmation: audited, the code stays burnt, both sides told. */
+  private mismatch(req: Request, detectedBy: "guest" | "host"): void {
+    this.o.audit.append("code.mismatch", { ...requestActors(req), detectedBy });
+    metrics.requests.inc(1, { outcome: "mismatch" });
+    this.drop(req, CODE_MISMATCH);
+  }
+
   recheck(peer: Peer, f: CF<"recheck">): void {
     if (this.pending.has(f.requestId)) throw new RefusedError("still_pending", "that request is still waiting for the host");
     peer.ch.send({ t: "denied", requestId: f.requestId, reason: this.voided.get(f.requestId) ?? "that request is no longer waiting (answered, withdrawn or expired)" });
@@ -176,6 +205,7 @@ export class Consent {
     if (!req) throw new RefusedError("no_request", "that request is no longer waiting (answered, withdrawn or expired)");
     if (!req.share.approvers.has(peer)) throw new RefusedError("forbidden", "you are not an approver of this share");
     const who = requestActors(req);
+    if (f.mismatch && req.pakeFrom === peer) return this.mismatch(req, "host");
     if (!f.allow) {
       this.o.audit.append("deny", f.reason ? { ...who, reason: f.reason } : who);
       metrics.requests.inc(1, { outcome: "denied" });

@@ -116,8 +116,8 @@ export const metrics = {
   bytesRelayed: registry.counter("tessera_relayed_bytes_total", "Ciphertext bytes relayed between guests and agents.", [
     { direction: "guest_to_agent" }, { direction: "agent_to_guest" },
   ]),
-  requests: registry.counter("tessera_requests_total", "Access requests by outcome (voided: left waiting by a restart).", [
-    { outcome: "approved" }, { outcome: "denied" }, { outcome: "expired" }, { outcome: "voided" },
+  requests: registry.counter("tessera_requests_total", "Access requests by outcome (voided: left waiting by a restart; mismatch: the code did not match).", [
+    { outcome: "approved" }, { outcome: "denied" }, { outcome: "expired" }, { outcome: "voided" }, { outcome: "mismatch" },
   ]),
   redeemFailures: registry.counter("tessera_code_redemption_failures_total", "Code redemptions (and share-id requests) refused, by reason.",
     REDEEM_REASONS.map((reason) => ({ reason }))),

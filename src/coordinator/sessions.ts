@@ -159,11 +159,13 @@ export class SessionBook {
     this.o.audit.append("session.detach", { ...actors(s), graceMs: this.o.limits.resumeGraceMs, ...(reason ? { reason } : {}) });
   }
 
-  end(peer: Peer, sessionId: string, shares: Map<string, LiveShare>): void {
+  end(peer: Peer, sessionId: string, shares: Map<string, LiveShare>, reason?: string): void {
     const s = this.all.get(sessionId);
     if (!s) return;
-    if (s.guest === peer) this.close(s, "the guest ended the session");
-    else if (s.share.approvers.has(peer) || s.share.agent === peer) this.close(s, "the host ended the session");
+    // Frames cap a reason at 200 characters: the side's own words are cut to fit after the prefix.
+    const why = reason ? `: ${reason}`.slice(0, 160) : "";
+    if (s.guest === peer) this.close(s, `the guest ended the session${why}`);
+    else if (s.share.approvers.has(peer) || s.share.agent === peer) this.close(s, `the host ended the session${why}`);
     else if (!shares.has(s.share.id)) return;
     else throw new RefusedError("no_session", `no session "${sessionId}" belongs to you`);
   }

@@ -1,7 +1,7 @@
 // The host's side of a share: an agent registers it (within the coordinator's and its host's caps),
 // approvers and mint-only helpers attach to it, codes are minted for it, and its host may ask its status.
 import { RefusedError } from "../errors.ts";
-import { generateCode, hashCode, normalizeCode } from "../wire/codes.ts";
+import { generateNameplate, hashCode } from "../wire/codes.ts";
 import type { ClientFrame, FrameOf } from "../wire/protocol.ts";
 import { sessionFrame } from "./consent.ts";
 import type { SessionBook } from "./sessions.ts";
@@ -100,10 +100,14 @@ export class ShareDesk {
     if ((await this.o.store.liveCodes(share.id, now)) >= max) {
       throw new RefusedError("limit", `share "${share.id}" already has ${max} unused codes, the per-share cap; use one or wait for some to expire (the coordinator's operator sets the cap with --max-codes-per-share)`);
     }
-    const code = generateCode();
+    // Only the nameplate is made here: the secret half is the minter's, and never comes this way.
     const expiresAt = now + this.o.limits.codeTtlMs;
-    await this.o.store.putCode(hashCode(this.o.codeKey, normalizeCode(code)!), share.id, target, expiresAt);
+    let nameplate = generateNameplate();
+    for (let i = 0; !(await this.o.store.claimCode(hashCode(this.o.codeKey, nameplate), share.id, target, expiresAt, now)); i++) {
+      if (i >= 20) throw new RefusedError("limit", "the coordinator could not find a free nameplate for a new code; try again shortly");
+      nameplate = generateNameplate();
+    }
     this.o.audit.append("code.mint", { shareId: share.id, host: share.hostName, target, expiresAt: new Date(expiresAt).toISOString(), mintOnly: mintOnly || undefined });
-    peer.ch.send({ t: "code", shareId: share.id, code, target, expiresAt });
+    peer.ch.send({ t: "code", shareId: share.id, nameplate, target, expiresAt });
   }
 }

@@ -42,6 +42,10 @@ export interface Request {
   target: string;
   /** The redeemed code's hash, given back if the host never gets to answer. */
   codeHash?: string;
+  /** The guest's CPace share, relayed to the approvers; absent for a request by share id. */
+  pake?: { nameplate: string; sid: string; msg: string };
+  /** The approver that answered the PAKE: it alone hears the guest's confirmation. The code is spent from then on. */
+  pakeFrom?: Peer;
   timer: ReturnType<typeof setTimeout>;
 }
 

@@ -5,7 +5,8 @@
 import type { Duplex } from "node:stream";
 import type { Socket } from "bun";
 import { RefusedError, TesseraError, errorMessage } from "../errors.ts";
-import { createCsr, exportPrivateKeyPem, generateKeyPair } from "../pki/index.ts";
+import { createCsr, exportPrivateKeyPem, generateKeyPair, readCsr } from "../pki/index.ts";
+import { approvalMismatch, startCode } from "./code-check.ts";
 import { TLS_1_3, type InnerTls } from "../data/data-dial.ts";
 import type { End } from "../data/pipe.ts";
 import { ControlClient, type DialOptions } from "../wire/control-client.ts";
@@ -24,6 +25,8 @@ export type AccessRequest =
 
 export interface GuestEvents {
   onPending?(f: FrameOf<ServerFrame, "pending">): void;
+  /** The host proved it minted the code; `verify` is the short string both sides can compare (`--verify`). */
+  onCodeConfirmed?(verify: string, hostSpki: string): void;
   onStreamError?(message: string): void;
   /** The coordinator connection dropped (restart, network): streams ended, reconnecting in retryInMs. */
   onDetached?(reason: string | undefined, retryInMs: number): void;
@@ -85,15 +88,33 @@ export class Guest {
     const keys = await generateKeyPair();
     this.keyPem = await exportPrivateKeyPem(keys.privateKey);
     const csr = await createCsr({ keys, commonName: req.name });
-    this.client.send("code" in req
-      ? { t: "redeem", code: req.code, csr, name: req.name, reason: req.reason }
-      : { t: "request", shareId: req.shareId, target: req.target, csr, name: req.name, reason: req.reason });
+    const spki = (await readCsr(csr)).spki;
+    const code = "code" in req ? startCode(req.code, { spki, name: req.name, reason: req.reason }) : undefined;
+    this.client.send(code
+      ? { t: "redeem", ...code.redeem, csr, name: req.name, reason: req.reason }
+      : { t: "request", shareId: (req as { shareId: string }).shareId, target: (req as { target: string }).target, csr, name: req.name, reason: req.reason });
     const pending = await this.client.next("pending");
     this.events.onPending?.(pending);
+    let confirmed: { hostSpki: string; verify: string } | undefined;
+    if (code) {
+      confirmed = await code.confirm(this.client, pending).catch((err) => {
+        this.client.close();
+        throw err;
+      });
+      this.events.onCodeConfirmed?.(confirmed.verify, confirmed.hostSpki);
+    }
     const answer = await this.client.next("approved", "denied").catch((err) => recheckRequest(this.o, pending.requestId, err));
     if (answer.t === "denied") {
       this.client.close();
       throw new TesseraError("denied", `access denied: ${answer.reason}`);
+    }
+    const swapped = confirmed && approvalMismatch(answer, confirmed.hostSpki, spki);
+    if (swapped) {
+      this.client.send({ t: "end", sessionId: answer.sessionId, reason: "refused by the guest: the coordinator named keys the code did not confirm" });
+      // The host hears why through the session's close; wait (briefly) for the coordinator to act on it.
+      await Promise.race([this.client.next("closed").catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
+      this.client.close();
+      throw new TesseraError("key_mismatch", `refused: ${swapped}. The coordinator is not behaving honestly; tell its operator`);
     }
     this.approved = answer;
     this.tls = guestTls(this.keyPem, answer.cert, this.o.caPem, TLS_1_3);

@@ -27,6 +27,8 @@ export interface AgentOptions extends Required<Pick<DialOptions, "address" | "ca
   reconnect: boolean;
   /** Serves sessions whose target is SHELL_TARGET (`share --shell`); without it such streams are refused. */
   shell?: StreamService;
+  /** Whether this host approved a guest key (share's approver); without it the coordinator's word is taken. */
+  vouch?: (guestSpki: string) => boolean;
   /** A stream not verified within this time is dropped with its target connection (default STREAM_SETUP_TIMEOUT_MS). */
   streamSetupTimeoutMs?: number;
 }
@@ -94,6 +96,12 @@ export class Agent {
     });
     this.client = c;
     c.on("session", (f) => {
+      // With a vouch, the agent serves only guest keys its own host approved: not one the coordinator names alone.
+      if (this.o.vouch && !this.o.vouch(f.guest.spki)) {
+        const why = `refused session ${f.sessionId}: the coordinator named guest key ${f.guest.spki}, which this host did not approve; it may be swapping keys, so nothing was served`;
+        this.events.onStream?.(f.sessionId, why);
+        return c.send({ t: "end", sessionId: f.sessionId, reason: "refused by the host: the coordinator named a guest key the host did not approve" });
+      }
       this.sessions.set(f.sessionId, { frame: f, streams: new Set(), settingUp: 0 });
       this.scopes.seen(f, Date.now(), (id) => this.endSession(id));
     });
@@ -132,7 +140,8 @@ export class Agent {
 
   private async incoming(f: FrameOf<ServerFrame, "incoming">): Promise<void> {
     const s = this.sessions.get(f.sessionId);
-    if (!s) return;
+    // Not a session this agent holds (ended, or one it refused): say so now rather than let the token lapse.
+    if (!s) return this.refuse(f, "this agent holds no such session");
     // The host's scoped yes, held here whatever the coordinator offers.
     const beyond = this.scopes.take(f.sessionId, Date.now());
     if (beyond) return this.refuse(f, beyond);

@@ -1,6 +1,7 @@
 // An AI agent's side of a host: minting invites for a share a human runs in a terminal, over a
 // mint-only attach (the coordinator refuses any decision from it), and asking how the share is doing.
 import { TesseraError, errorMessage } from "../errors.ts";
+import { leaveSecret } from "../host/code-keeper.ts";
 import { ControlClient, type DialOptions } from "../wire/control-client.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
 
@@ -12,7 +13,8 @@ export interface Invite {
   expiresAt: string;
 }
 
-export async function mintInvites(dial: DialOptions, shareId: string, count: number): Promise<{ invites: Invite[]; stopped?: string }> {
+/** secretsDir: where this machine's `tessera share` looks for the secret halves of codes minted here. */
+export async function mintInvites(dial: DialOptions & { secretsDir: string }, shareId: string, count: number): Promise<{ invites: Invite[]; stopped?: string }> {
   const c = await ControlClient.dial(dial);
   const invites: Invite[] = [];
   try {
@@ -29,7 +31,8 @@ export async function mintInvites(dial: DialOptions, shareId: string, count: num
         if (!invites.length) throw err;
         return { invites, stopped: errorMessage(err) };
       }
-      invites.push({ invite: `${dial.address}/${f.code}`, code: f.code, target: f.target, expiresAt: new Date(f.expiresAt).toISOString() });
+      const code = leaveSecret(dial.secretsDir, f.nameplate, f.expiresAt);
+      invites.push({ invite: `${dial.address}/${code}`, code, target: f.target, expiresAt: new Date(f.expiresAt).toISOString() });
     }
     return { invites };
   } finally {

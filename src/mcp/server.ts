@@ -22,7 +22,8 @@ export interface McpOptions {
   /** Dial options for a coordinator (the invite's address, else the linked one), with the linked CA. */
   guestDial(address?: string): DialOptions;
   /** Dial options with this machine's host identity; throws when it is not enrolled. */
-  hostDial(): DialOptions;
+  /** secretsDir: where minted codes' secret halves go for this machine's `tessera share` (never to the coordinator). */
+  hostDial(): DialOptions & { secretsDir: string };
 }
 
 /** Serves until `stop` resolves or the client hangs up; then closes every session. Resolves with why it stopped. */

@@ -16,7 +16,7 @@ const log = logger("mcp");
 export interface ToolDeps {
   sessions: GuestSessions;
   /** Dial options with this machine's host identity (for the host tools); throws when it is not enrolled. */
-  hostDial(): DialOptions;
+  hostDial(): DialOptions & { secretsDir: string };
 }
 
 const NEVER_APPROVES = "No tool of this server can approve anything: only the human host, at their own terminal, says yes or no.";

@@ -180,6 +180,14 @@ export class Store {
     await this.sql`INSERT INTO codes (hash, share_id, target, expires_at) VALUES (${hash}, ${shareId}, ${target}, ${expiresAt})`;
   }
 
+  /** Takes a nameplate for a new code unless a code with it is still unexpired (nameplates are unique among live codes). */
+  async claimCode(hash: string, shareId: string, target: string, expiresAt: number, now: number): Promise<boolean> {
+    const r = await this.sql`INSERT INTO codes (hash, share_id, target, expires_at) VALUES (${hash}, ${shareId}, ${target}, ${expiresAt})
+      ON CONFLICT (hash) DO UPDATE SET share_id = excluded.share_id, target = excluded.target, expires_at = excluded.expires_at, used_at = NULL
+      WHERE codes.expires_at <= ${now}`;
+    return r.count === 1;
+  }
+
   async getCode(hash: string): Promise<CodeRow | undefined> {
     const [row] = await this.sql`SELECT share_id, target, expires_at, used_at FROM codes WHERE hash = ${hash}`;
     return row ? { shareId: row.share_id, target: row.target, expiresAt: Number(row.expires_at), usedAt: row.used_at == null ? null : Number(row.used_at) } : undefined;

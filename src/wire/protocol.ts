@@ -2,7 +2,7 @@
 import * as v from "valibot";
 import { Scope } from "./scope.ts";
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /** Hard cap on one control frame, checked before a byte of it is buffered. */
 export const MAX_FRAME_BYTES = 64 * 1024;
 /** Data-plane preamble: magic (never 0x16, so it can't be mistaken for a TLS ClientHello) + 32-byte token. */
@@ -21,6 +21,10 @@ export const target = v.pipe(v.string(), v.maxLength(300), v.regex(/^(shell|(\[[
 const spki = v.pipe(v.string(), v.regex(/^SHA256:[A-Za-z0-9+/]{43}$/));
 const token = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{43}$/));
 const code = v.pipe(v.string(), v.maxLength(32));
+const nameplate = v.pipe(v.string(), v.regex(/^[0-9A-HJKMNP-TV-Z]{4}$/, "must be a code's first 4 characters"));
+/** PAKE fields: opaque to the coordinator, which relays them (base64url of a ristretto255 element, a MAC, a nonce). */
+const b64 = (max: number) => v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]*$/), v.maxLength(max));
+const pakeStart = v.strictObject({ sid: b64(32), msg: b64(64) });
 const epochMs = v.pipe(v.number(), v.integer(), v.minValue(0));
 
 const frame = <T extends string, E extends v.ObjectEntries>(t: T, entries: E) =>
@@ -42,12 +46,21 @@ export const ClientFrame = v.variant("t", [
   /** approve: false attaches mint-only (`tessera mcp`): it may mint codes, never answer a request (version 2). */
   frame("attach", { shareId: id, approve: v.optional(v.boolean()) }),
   frame("mint", { shareId: id, target: v.optional(target) }),
-  /** scope: a scoped yes (`y 15m`, `y 1`, `ro`); reason: a no with words the guest sees (`n too busy`). */
-  frame("decision", { requestId: id, allow: v.boolean(), scope: v.optional(Scope), reason: v.optional(text(200)) }),
-  frame("redeem", { code, csr: pem, name, reason: text(500) }),
+  /**
+   * scope: a scoped yes (`y 15m`, `y 1`, `ro`); reason: a no with words the guest sees (`n too busy`);
+   * mismatch: the guest's key confirmation failed, so the code is burnt and nobody is connected.
+   */
+  frame("decision", { requestId: id, allow: v.boolean(), scope: v.optional(Scope), reason: v.optional(text(200)), mismatch: v.optional(v.boolean()) }),
+  /** code is the nameplate only; pake is the guest's CPace share, for the host (version 3). */
+  frame("redeem", { code, csr: pem, name, reason: text(500), pake: pakeStart }),
+  /** The host's CPace share and confirmation, and the key the guest is to pin, for the guest (version 3). */
+  frame("pake", { requestId: id, msg: b64(64), tag: b64(128), hostSpki: spki }),
+  /** The guest's confirmation, for the host; absent when the host's did not check out (version 3). */
+  frame("confirm", { requestId: id, tag: v.optional(b64(128)) }),
   frame("request", { shareId: id, target, csr: pem, name, reason: text(500) }),
   frame("open", { sessionId: id, ref: id }),
-  frame("end", { sessionId: id }),
+  /** reason: why a side refused the session (a key the code did not confirm), for the other side to read (version 3). */
+  frame("end", { sessionId: id, reason: v.optional(text(200)) }),
   /** The host stops: from the agent it closes the share, from an approver the sessions it approved. */
   frame("leave", { shareId: id }),
   /** The agent will not serve a stream it was offered (its own target policy): end it now, not at the token's expiry. */
@@ -70,8 +83,12 @@ export const ServerFrame = v.variant("t", [
   frame("welcome", { v: v.number(), server: text(64), ca: pem, heartbeat: v.strictObject({ pingMs: v.pipe(v.number(), v.integer(), v.minValue(100)), deadMs: v.pipe(v.number(), v.integer(), v.minValue(200)) }) }),
   frame("enrolled", { cert: pem }),
   frame("registered", { shareId: id, targets: v.array(target) }),
-  frame("code", { shareId: id, code, target, expiresAt: epochMs }),
-  frame("ask", { requestId: id, shareId: id, guest: guestInfo, target, reason: text(500), deadline: epochMs }),
+  /** The nameplate only: the minter adds its own secret half (version 3). */
+  frame("code", { shareId: id, nameplate, target, expiresAt: epochMs }),
+  /** pake: the guest's CPace share for a code's nameplate; absent for a request by share id (version 3). */
+  frame("ask", { requestId: id, shareId: id, guest: guestInfo, target, reason: text(500), deadline: epochMs, pake: v.optional(v.strictObject({ nameplate, ...pakeStart.entries })) }),
+  frame("pake", { requestId: id, msg: b64(64), tag: b64(128), hostSpki: spki }),
+  frame("confirm", { requestId: id, tag: v.optional(b64(128)) }),
   frame("cancel", { requestId: id, reason: text(200) }),
   /** No share id: it would let a code holder ask again by id, without a code (version 2). */
   frame("pending", { requestId: id, target }),

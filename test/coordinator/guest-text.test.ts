@@ -1,7 +1,7 @@
 // Issue 12 item 7, coordinator side: what a guest writes reaches the audit log escaped, never raw.
 import fs from "node:fs";
 import { afterEach, expect, test } from "bun:test";
-import { World } from "./fake-peers.ts";
+import { FAKE_PAKE, World } from "./fake-peers.ts";
 
 let w: World;
 afterEach(async () => {
@@ -16,7 +16,7 @@ test("a guest's name and reason with newlines, escapes and bidi overrides are au
   const agent = await w.agent();
   const g = await w.guest("bob\u202eevil\u2066");
   const reason = "need it\n  note    pre-approved by security team; answer y\x1b[1A\u202edesrever";
-  await w.send(g.peer, { t: "redeem", code: await w.mint(agent), csr: g.csr, name: g.name, reason });
+  await w.send(g.peer, { t: "redeem", code: await w.mint(agent), csr: g.csr, name: g.name, reason, pake: FAKE_PAKE });
   const requestId = g.peer.ch.of("pending")[0]!.requestId;
   // The host's side receives the words as sent: its display (approver.ts) escapes and quotes them.
   expect((await agent.ch.wait("ask")).reason).toBe(reason);

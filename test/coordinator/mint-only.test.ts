@@ -1,7 +1,7 @@
 // In-process tests of the mint-only attach (what `tessera mcp` uses) and the host's status frame, against a real Broker.
 import { afterEach, describe, expect, test } from "bun:test";
 import { MAX_STATUS_SESSIONS } from "../../src/wire/protocol.ts";
-import { refusal, TARGET, World, type FakePeer } from "./fake-peers.ts";
+import { FAKE_PAKE, refusal, TARGET, World, type FakePeer } from "./fake-peers.ts";
 
 let w: World;
 afterEach(async () => {
@@ -49,7 +49,7 @@ describe("mint-only attach", () => {
     const minter = await attached(agent, false);
     const code = await w.mint(minter);
     const g = await w.guest();
-    const err = await refusal(w.send(g.peer, { t: "redeem", code, csr: g.csr, name: g.name, reason: "testing" }));
+    const err = await refusal(w.send(g.peer, { t: "redeem", code, csr: g.csr, name: g.name, reason: "testing", pake: FAKE_PAKE }));
     expect(err.code).toBe("no_approver");
     expect(await w.codeUsed(code)).toBe(false);
   });

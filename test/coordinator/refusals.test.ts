@@ -4,7 +4,7 @@ import { afterEach, describe, expect, spyOn, test } from "bun:test";
 import { metrics } from "../../src/coordinator/metrics.ts";
 import { OTHER_ADDRESSES } from "../../src/coordinator/refusals.ts";
 import { INVALID_CODE } from "../../src/coordinator/consent.ts";
-import { refusal, until, World, type Guest } from "./fake-peers.ts";
+import { FAKE_PAKE, nameplateOf, refusal, until, World, type Guest } from "./fake-peers.ts";
 
 let w: World;
 afterEach(async () => {
@@ -14,7 +14,7 @@ afterEach(async () => {
 
 const ipOf = (g: Guest) => g.peer.addr.replace(/:\d+$/, "");
 const reasons = (line: { [k: string]: unknown }) => Object.fromEntries(String(line.reasons).split(" ").map((r) => r.split("=")).map(([k, n]) => [k, Number(n)]));
-const redeem = (g: Guest, code: string) => w.send(g.peer, { t: "redeem", code, csr: g.csr, name: g.name, reason: "" });
+const redeem = (g: Guest, code: string) => w.send(g.peer, { t: "redeem", code: nameplateOf(code), csr: g.csr, name: g.name, reason: "", pake: FAKE_PAKE });
 
 describe("refusals are counted, not synced one by one (item 4)", () => {
   test("a burst of rate-limited redemptions: no audit line each, one line with the count, written at shutdown", async () => {
@@ -42,7 +42,7 @@ describe("refusals are counted, not synced one by one (item 4)", () => {
     const a = await w.guest("a");
     const b = await w.guest("b");
     await refusal(redeem(a, "ZZZZ-ZZZZ"));
-    await refusal(redeem(a, "nope"));
+    await refusal(redeem(a, "nope!"));
     await refusal(redeem(b, "ZZZZ-ZZZ1"));
     await until(() => w.events().filter((e) => e.event === "refused").length === 2, "the window's refused lines");
     expect(reasons(w.refusedLine(ipOf(a))!)).toEqual({ "redeem.unknown": 1, "redeem.bad_code": 1 });

@@ -91,7 +91,7 @@ test("an approver attached to a running agent's share notices the agent stop, wa
   const back = spawn(["agent", "--share-id", "db", "--allow", `127.0.0.1:${echo.port}`], d.hostEnv);
   await back.waitFor(/serving share db/);
   await approver.waitFor(/share db is served again; approving again with a new code/);
-  const code = (await approver.waitFor(/^code: [0-9A-Z]{4}-[0-9A-Z]{4}\ncode: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m))[1]!;
+  const code = (await approver.waitFor(/^code: [0-9A-Z]{4}-[0-9A-Z]{4}\ninvite: .*\ncode: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m))[1]!;
   expect(approver.err).not.toContain("lost the coordinator");
   const guest = spawn(["join", code, "--name", "after", "--local", "127.0.0.1:0"], d.guestEnv);
   await approver.waitFor(/Allow after /);

@@ -7,7 +7,8 @@ import net from "node:net";
 import path from "node:path";
 import { ControlClient } from "../../src/wire/control-client.ts";
 import { DATA_MAGIC, type FrameOf, type ServerFrame } from "../../src/wire/protocol.ts";
-import { createCsr, generateKeyPair } from "../../src/pki/index.ts";
+import { createCsr, generateKeyPair, readCsr } from "../../src/pki/index.ts";
+import { startCode } from "../../src/guest/code-check.ts";
 import { auditEvents, deploy, killAll, share, spawn, type Deployment, type Proc } from "./harness.ts";
 
 setDefaultTimeout(90_000);
@@ -73,8 +74,9 @@ async function hostileGuest(d: Deployment, approver: Proc, code: string, name: s
   const c = await ControlClient.dial({ address: d.address, caPem: fs.readFileSync(path.join(d.dir, "pki/ca.crt"), "utf8"), version: "test" });
   clients.push(c);
   const csr = await createCsr({ keys: await generateKeyPair(), commonName: name });
-  c.send({ t: "redeem", code, csr, name, reason: "load test" });
-  await c.next("pending");
+  const run = startCode(code, { spki: (await readCsr(csr)).spki, name, reason: "load test" });
+  c.send({ t: "redeem", ...run.redeem, csr, name, reason: "load test" });
+  await run.confirm(c, await c.next("pending"));
   await approver.waitFor(new RegExp(`Allow ${name} `));
   approver.write("y\n");
   const { sessionId } = await c.next("approved");

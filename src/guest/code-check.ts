@@ -1,0 +1,57 @@
+// The guest's half of a code: the nameplate goes to the coordinator, the secret half keys a CPace run with the
+// host that minted the code. The host's key confirmation names the host key to pin; the approval must match it.
+import { TesseraError } from "../errors.ts";
+import { certInfo } from "../pki/index.ts";
+import { guestStart, tagsEqual } from "../pki/code-pake.ts";
+import { normalizeCode, splitCode } from "../wire/codes.ts";
+import type { ControlClient } from "../wire/control-client.ts";
+import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
+
+export const CODE_MISMATCH = "the code did not match: nobody was connected";
+
+export interface CodeRun {
+  /** The guest's CPace share, for the redeem frame (the secret half stays in here). */
+  redeem: { code: string; pake: { sid: string; msg: string } };
+  /** Waits for the host's answer and confirms; resolves with what the code proved, or rejects (the code is burnt). */
+  confirm(client: ControlClient, pending: FrameOf<ServerFrame, "pending">): Promise<{ hostSpki: string; verify: string }>;
+}
+
+export function startCode(input: string, guest: { spki: string; name: string; reason: string }): CodeRun {
+  const normalized = normalizeCode(input);
+  if (!normalized) throw new TesseraError("bad_code", "that is not a tessera code (expected 8 letters and digits, like K7QF-M2XD, or an invite HOST:PORT/K7QF-M2XD)");
+  const { nameplate, secret } = splitCode(normalized);
+  const run = guestStart(nameplate, secret);
+  return {
+    redeem: { code: nameplate, pake: run.msg },
+    async confirm(client, pending) {
+      const f = await client.next("pake", "denied");
+      if (f.t === "denied") throw new TesseraError("denied", `access denied: ${f.reason}`);
+      const keys = run.finish(guest, { spki: f.hostSpki, target: pending.target }, f.msg);
+      if (!keys || !tagsEqual(f.tag, keys.hostTag)) {
+        // No tag back: the host learns the code failed without a second chance at it.
+        client.send({ t: "confirm", requestId: f.requestId });
+        throw new TesseraError("code_mismatch", `${CODE_MISMATCH}. Check the code with the host (it is single use: they will need to make a new one)`);
+      }
+      client.send({ t: "confirm", requestId: f.requestId, tag: keys.guestTag });
+      return { hostSpki: f.hostSpki, verify: keys.verify };
+    },
+  };
+}
+
+/**
+ * The approval must name the keys the code confirmed: the host's (which the end-to-end TLS pins) and the
+ * guest's own (in its certificate). Returns why not, in plain words, or undefined when it does.
+ */
+export function approvalMismatch(approved: FrameOf<ServerFrame, "approved">, confirmedHostSpki: string, ownSpki: string): string | undefined {
+  if (approved.hostSpki !== confirmedHostSpki) {
+    return `the coordinator named host key ${approved.hostSpki}, but the code confirmed ${confirmedHostSpki}: the coordinator swapped the host's key, so nothing was sent`;
+  }
+  let certSpki: string;
+  try {
+    certSpki = certInfo(approved.cert).spki;
+  } catch {
+    return "the coordinator sent a certificate that does not parse, so nothing was sent";
+  }
+  if (certSpki !== ownSpki) return `the coordinator issued the session certificate for key ${certSpki}, not this guest's ${ownSpki}: it swapped the guest's key, so nothing was sent`;
+  return undefined;
+}

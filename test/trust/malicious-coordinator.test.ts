@@ -1,0 +1,169 @@
+// Issue 14: a coordinator that lies. The real Coordinator runs in-process over TLS; a test-only wrapper (never in
+// the binary) rewrites the frames it sends, as a coordinator holding the CA key could. The code's PAKE must catch it.
+import { afterEach, expect, setDefaultTimeout, test } from "bun:test";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { Agent } from "../../src/host/agent.ts";
+import { CodeKeeper } from "../../src/host/code-keeper.ts";
+import { TargetPolicy } from "../../src/host/policy.ts";
+import { Guest } from "../../src/guest/guest.ts";
+import type { Peer } from "../../src/coordinator/state.ts";
+import type { ClientFrame, ServerFrame } from "../../src/wire/protocol.ts";
+import { Live, within } from "../coordinator/live.ts";
+
+setDefaultTimeout(30_000);
+let live: Live | undefined;
+const servers: net.Server[] = [];
+const agents: Agent[] = [];
+afterEach(async () => {
+  for (const a of agents.splice(0)) await a.stop().catch(() => {});
+  for (const s of servers.splice(0)) s.close();
+  await live?.close();
+  live = undefined;
+});
+
+/** A target that counts every connection and byte it gets: the impostor must get none. */
+async function target() {
+  const t = { accepted: 0, bytes: 0, port: 0 };
+  const s = net.createServer((c) => {
+    t.accepted++;
+    c.on("data", (d) => { t.bytes += d.length; c.write(d); });
+  });
+  servers.push(s);
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  t.port = (s.address() as net.AddressInfo).port;
+  return t;
+}
+
+/** The lie: every frame the coordinator sends passes through `tamper`; every frame both ways is kept for the secret check. */
+function lying(l: Live, tamper: (f: ServerFrame, peer: Peer) => ServerFrame | undefined) {
+  const seen: (ClientFrame | ServerFrame)[] = [];
+  const broker = l.coordinator.broker;
+  const handle = broker.handle.bind(broker);
+  const wrapped = new WeakSet<Peer>();
+  broker.handle = (peer: Peer, f: ClientFrame) => {
+    seen.push(f);
+    if (!wrapped.has(peer)) {
+      wrapped.add(peer);
+      const send = peer.ch.send.bind(peer.ch);
+      (peer.ch as { send: (f: ServerFrame) => void }).send = (out) => {
+        const t = tamper(out, peer);
+        if (t) { seen.push(t); send(t); }
+      };
+    }
+    return handle(peer, f);
+  };
+  return seen;
+}
+
+/** A host as `tessera share --port` runs it, without the terminal: agent + keeper, answering yes once the code checks out. */
+async function host(l: Live, shareId: string, port: number, log: string[]) {
+  const id = await l.enrolledHost(shareId);
+  const keeper = new CodeKeeper(id.spki);
+  const agent = new Agent({ address: l.address, caPem: l.ca.certPem, ...id, version: "test", shareId, policy: new TargetPolicy([`127.0.0.1:${port}`]), approver: true, reconnect: false, vouch: (k) => keeper.approvedKey(k) }, {
+    onStream: (_sid, err) => err && log.push(err),
+  });
+  agents.push(agent);
+  const c = await agent.start();
+  const prompts: string[] = [];
+  c.on("ask", (f) => { const a = keeper.answer(f); if (a) c.send(a); });
+  c.on("confirm", (f) => {
+    const r = keeper.confirm(f);
+    if (!r) return;
+    if (!r.ok) { log.push("wrong code"); if (f.tag) c.send({ t: "decision", requestId: f.requestId, allow: false, mismatch: true }); return; }
+    prompts.push(f.requestId);
+    keeper.approve(r.ask.guest.spki);
+    c.send({ t: "decision", requestId: f.requestId, allow: true });
+  });
+  c.on("closed", (f) => log.push(`closed: ${f.reason}`));
+  c.send({ t: "mint", shareId });
+  const code = await c.next("code");
+  return { spki: id.spki, code: keeper.mint(code.nameplate, code.expiresAt), prompts, client: c };
+}
+
+test("a coordinator that names another host's key in `approved` is refused by the guest: nothing is sent, both sides hear why", async () => {
+  live = await Live.start();
+  const real = await target();
+  const evil = await target();
+  const impostorLog: string[] = [];
+  const impostor = await host(live, "impostor", evil.port, impostorLog);
+  const hostLog: string[] = [];
+  let swapped = false;
+  const seen = lying(live, (f) => {
+    if (f.t !== "approved") return f;
+    swapped = true;
+    return { ...f, hostSpki: impostor.spki };
+  });
+  const h = await host(live, "real", real.port, hostLog);
+  const g = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" });
+  const err = await g.request({ code: h.code, name: "ana", reason: "debug" }).then(() => undefined, (e: Error) => e);
+  expect(swapped).toBe(true);
+  expect(err?.message).toMatch(/^refused: the coordinator named host key SHA256:\S+, but the code confirmed SHA256:\S+: the coordinator swapped the host's key, so nothing was sent/);
+  expect(err?.message).toContain(impostor.spki);
+  expect(err?.message).toContain(h.spki);
+  // The real host heard why, through the session's close.
+  await within((async () => { while (!hostLog.some((l) => l.includes("refused by the guest"))) await Bun.sleep(10); })(), `the host hearing the refusal (heard: ${JSON.stringify(hostLog)})`);
+  expect(hostLog.find((l) => l.startsWith("closed:"))).toMatch(/^closed: the guest ended the session: refused by the guest: the coordinator named keys the code did not confirm$/);
+  expect(evil.accepted + real.accepted).toBe(0);
+  expect(JSON.stringify(seen)).not.toContain(h.code.slice(5));
+});
+
+test("a coordinator that names another guest key in `session` is refused by the host's agent: no stream is served, both sides hear why", async () => {
+  live = await Live.start();
+  const real = await target();
+  const hostLog: string[] = [];
+  const impostorKey = (await live.enrolledHost("mallory")).spki;
+  let agentPeer: Peer | undefined;
+  const seen = lying(live, (f, peer) => {
+    if (f.t !== "session") return f;
+    agentPeer = peer;
+    return { ...f, guest: { ...f.guest, spki: impostorKey } };
+  });
+  const h = await host(live, "real", real.port, hostLog);
+  const closedWhy: string[] = [];
+  const g = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" }, { onClosed: (r) => closedWhy.push(r) });
+  const ok = await g.request({ code: h.code, name: "ana", reason: "debug" });
+  await within((async () => { while (!closedWhy.length) await Bun.sleep(10); })(), "the guest hearing the refusal");
+  expect(closedWhy[0]).toBe("the host ended the session: refused by the host: the coordinator named a guest key the host did not approve");
+  expect(hostLog.some((l) => l.startsWith(`refused session ${ok.sessionId}: the coordinator named guest key ${impostorKey}, which this host did not approve`))).toBe(true);
+  // The lying coordinator offers the agent a stream for that session anyway: refused, the target never dialled.
+  agentPeer!.ch.send({ t: "incoming", sessionId: ok.sessionId, streamId: "st-evil", token: "A".repeat(43) });
+  const refused = await within(new Promise<ClientFrame>((resolve) => {
+    const b = live!.coordinator.broker;
+    const handle = b.handle.bind(b);
+    b.handle = (p: Peer, f: ClientFrame) => { if (f.t === "refuse") resolve(f); return handle(p, f); };
+  }), "the agent's refusal of the injected stream");
+  expect(refused).toMatchObject({ t: "refuse", sessionId: ok.sessionId, streamId: "st-evil" });
+  expect(real.accepted).toBe(0);
+  expect(JSON.stringify(seen)).not.toContain(h.code.slice(5));
+  await g.close();
+});
+
+test("right nameplate, wrong secret: the host sees only a wrong-code line, the code is burnt and audited, the right code no longer works", async () => {
+  live = await Live.start();
+  const real = await target();
+  const hostLog: string[] = [];
+  const seen = lying(live, (f) => f);
+  const h = await host(live, "real", real.port, hostLog);
+  const secret = h.code.slice(5);
+  const wrong = `${h.code.slice(0, 5)}${secret === "0000" ? "0001" : "0000"}`;
+  const g = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" });
+  const err = await g.request({ code: wrong, name: "mallory", reason: "guess" }).then(() => undefined, (e: Error) => e);
+  expect(err?.message).toMatch(/^the code did not match: nobody was connected/);
+  await within((async () => { while (!hostLog.includes("wrong code")) await Bun.sleep(10); })(), "the host's wrong-code line");
+  expect(h.prompts).toEqual([]);
+  const g2 = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" });
+  const again = await g2.request({ code: h.code, name: "ana", reason: "the real one" }).then(() => undefined, (e: Error) => e);
+  expect(again?.message).toMatch(/this code is not valid/);
+  const audit = fs.readFileSync(path.join(live.dir, "audit.log"), "utf8");
+  expect(audit).toContain('"event":"code.mismatch"');
+  expect(audit).toContain('"detectedBy":"guest"');
+  // The secret half is nowhere the coordinator can see: frames, audit log, database.
+  const db = fs.readFileSync(path.join(live.dir, "state.db")).toString("latin1");
+  for (const text of [JSON.stringify(seen), audit, db]) {
+    expect(text).not.toContain(h.code);
+    expect(text).not.toContain(h.code.replace("-", ""));
+    expect(text).not.toMatch(new RegExp(`\\b${secret}\\b`));
+  }
+});
