@@ -6,7 +6,7 @@ import type { Socket } from "bun";
 import { ProtocolError, TesseraError, RefusedError, errorMessage, type ErrorCode } from "../errors.ts";
 import { logger } from "../log.ts";
 import { SilentError } from "../wire/heartbeat.ts";
-import { hashCode, normalizeCode } from "../wire/codes.ts";
+import { hashCode, normalizeNameplate } from "../wire/codes.ts";
 import { DATA_MAGIC, type ClientFrame, type ServerFrame } from "../wire/protocol.ts";
 import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import { splitAddress } from "../wire/address.ts";
@@ -156,11 +156,12 @@ export class Cluster {
     const n = this.o.store.nodes;
     switch (f.t) {
       case "redeem": {
-        const code = normalizeCode(f.code);
-        return code ? await n.codeShare(hashCode(this.o.codeKey, code)) : undefined;
+        // Only the code's nameplate comes this way (its secret half stays with guest and host).
+        const nameplate = normalizeNameplate(f.code);
+        return nameplate ? await n.codeShare(hashCode(this.o.codeKey, nameplate)) : undefined;
       }
       case "request": case "attach": case "mint": case "leave": case "status": return f.shareId;
-      case "decision": case "recheck": return await n.requestShare(f.requestId);
+      case "decision": case "recheck": case "pake": case "confirm": return await n.requestShare(f.requestId);
       case "open": case "end": case "resume": case "refuse": return await n.sessionShare(f.sessionId);
       default: return undefined;
     }
