@@ -12,7 +12,7 @@ export type ErrorCode =
   | "rate_limited" | "bad_code" | "code_invalid" | "code_offline"
   | "bad_token" | "token_used" | "token_expired" | "bad_csr" | "not_host" | "share_taken" | "share_busy"
   | "no_share" | "no_approver" | "no_request" | "still_pending" | "forbidden" | "bad_target" | "limit"
-  | "no_session" | "host_offline" | "replaced" | "host_removed"
+  | "no_session" | "host_offline" | "replaced" | "bad_receipt" | "host_removed"
   // the code's PAKE: a wrong code, or a coordinator that swapped a key
   | "code_mismatch" | "key_mismatch"
   // a client's view of its connection and session

@@ -3,7 +3,7 @@ import { expect, test } from "bun:test";
 import type { CommandDef } from "citty";
 import { SUMMARIES } from "../src/commands/summaries.ts";
 
-const COMMANDS = ["ca", "coordinator", "link", "share", "agent", "join", "connect", "token", "revoke", "admin", "version", "mcp"];
+const COMMANDS = ["ca", "coordinator", "link", "share", "agent", "join", "connect", "token", "revoke", "admin", "version", "mcp", "receipt"];
 
 test("every command's description matches its root-help summary", async () => {
   for (const name of COMMANDS) {

@@ -7,6 +7,7 @@ import * as v from "valibot";
 import { chainFiles, GENESIS, sha256, splitLines } from "./files.ts";
 import { Coverage, duration, type CoverageSummary } from "./coverage.ts";
 import { AuditLine, type Breakage } from "./line.ts";
+import { ReceiptCheck } from "./receipts.ts";
 import type { AuditHead } from "./checkpoint.ts";
 
 export { splitLines };
@@ -18,6 +19,8 @@ export { AuditLine, type Breakage } from "./line.ts";
 
 export interface VerifyResult extends Omit<CoverageSummary, "cleanStop"> {
   ok: boolean;
+  /** Consent receipts (the host's signed decisions) found in the chain and checked. */
+  receipts?: number;
   files: string[];
   events: number;
   firstSeq?: number;
@@ -57,6 +60,7 @@ export function verifyAudit(inputs: string[], o: VerifyOptions = {}): VerifyResu
   const { files, missing } = chainFiles(inputs);
   const r: VerifyResult = { ok: true, files, events: 0, checkpoints: 0, signaturesChecked: o.certPem !== undefined, continuesFrom: missing, warnings: [] };
   const coverage = new Coverage(o.certPem, missing !== undefined);
+  const receipts = new ReceiptCheck();
   let prevHash: string | undefined;
   let prevAt: { file: string; line: number } | undefined;
   let expected: number | undefined;
@@ -94,6 +98,8 @@ export function verifyAudit(inputs: string[], o: VerifyOptions = {}): VerifyResu
       const hash = sha256(b);
       const found = coverage.line(rec, hash);
       if (found) return fail(file, n, found.kind, `line ${n} (seq ${rec.seq}) ${found.message}`);
+      const badReceipt = receipts.line(rec);
+      if (badReceipt) return fail(file, n, "bad-receipt", `line ${n} (seq ${rec.seq}, ${rec.event}) ${badReceipt}`);
       if (o.head && rec.seq === o.head.seq) {
         if (hash !== o.head.hash) {
           return fail(file, n, "edited", `line ${n} (seq ${rec.seq}) differs from the coordinator's signed head (seq ${o.head.seq}, written ${o.head.ts}, served ${o.head.at}): it or lines before it were edited and the chain rebuilt`);
@@ -111,6 +117,7 @@ export function verifyAudit(inputs: string[], o: VerifyOptions = {}): VerifyResu
     }
   }
   r.checkpoints = coverage.checkpoints;
+  r.receipts = receipts.valid;
   const s = coverage.finish(o.now ?? Date.now(), headAt ? o.head!.seq : undefined);
   const end = prevAt ?? { file: files.at(-1)!, line: 0 };
   if ("kind" in s) return fail(end.file, end.line, s.kind, s.message);

@@ -3,6 +3,7 @@ import readline from "node:readline";
 import { errorMessage } from "../errors.ts";
 import { logger, setPrompt } from "../log.ts";
 import { describeScope } from "../wire/scope.ts";
+import { signReceipt } from "../pki/receipt.ts";
 import { ANSWER_HELP, parseAnswer } from "./answer.ts";
 import type { ControlClient } from "../wire/control-client.ts";
 import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
@@ -11,7 +12,13 @@ import type { CodeKeeper } from "../host/code-keeper.ts";
 import { osUser } from "./ui.ts";
 
 /** What the approver needs for codes: the keeper of their secret halves, the coordinator's address for invites, --verify. */
-export interface ApproverCodes { keeper: CodeKeeper; address: string; verify?: boolean }
+export interface ApproverCodes {
+  keeper: CodeKeeper;
+  address: string;
+  verify?: boolean;
+  /** The host's private key: every answer goes out with a receipt signed by it (pki/receipt.ts). */
+  hostKeyPem?: string;
+}
 
 type Ask = FrameOf<ServerFrame, "ask">;
 const log = logger("share");
@@ -174,7 +181,10 @@ export class Approver {
     }
     if (a.allow) this.codes.keeper.approve(f.guest.spki);
     this.verified.delete(f.requestId);
-    this.client.send({ t: "decision", requestId: f.requestId, ...a });
+    const receipt = this.codes.hostKeyPem
+      ? signReceipt(this.codes.hostKeyPem, { requestId: f.requestId, shareId: f.shareId, guestKey: f.guest.spki, target: f.target, decision: a.allow ? "allow" : "deny", ...(a.allow && a.scope ? { scope: a.scope } : {}), at: Date.now() })
+      : undefined;
+    this.client.send({ t: "decision", requestId: f.requestId, ...a, ...(receipt ? { receipt } : {}) });
     const scoped = a.allow && a.scope ? ` (${describeScope(a.scope)})` : "";
     process.stderr.write(a.allow ? `  approved ${showName(f.guest.name)}${scoped}\n` : `  denied ${showName(f.guest.name)}${a.reason ? `: they are told "${a.reason}"` : ""}\n`);
     this.current = undefined;

@@ -1,5 +1,6 @@
 // Shared by join and connect: ask, wait with a spinner, then forward a local port, run a command
 // through it, or carry one stream over stdin/stdout, until the session ends.
+import path from "node:path";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { Guest, type AccessRequest, type Approved } from "../guest/guest.ts";
@@ -9,7 +10,7 @@ import { parseTarget } from "../wire/address.ts";
 import { runCommand } from "./command-runner.ts";
 import { OutageReport } from "./outage.ts";
 import { localAddress, type GuestMode } from "./guest-mode.ts";
-import { coordinatorAddress, readCa } from "./home.ts";
+import { coordinatorAddress, homeDir, readCa, writePublic } from "./home.ts";
 import { untilInterrupted } from "./signals.ts";
 import { runShellGuest } from "./shell-guest.ts";
 import { carryStdio } from "./stdio-carrier.ts";
@@ -42,6 +43,12 @@ export async function runGuest(req: AccessRequest, mode: GuestMode, o: { via?: {
     throw err;
   });
   const approved = await awaitApproval(guest, req, stop.promise);
+  if (approved.receipt) {
+    // The host's signed yes, kept: `tessera receipt verify FILE` checks it offline, whatever the coordinator says.
+    const file = path.join(homeDir(), "receipts", `${approved.sessionId}.json`);
+    writePublic(file, `${JSON.stringify(approved.receipt, null, 2)}\n`);
+    log.info(`the host's signed receipt for this session: ${file}`);
+  }
   const scope = describeScope(approved.scope);
   log.info(`session ${approved.sessionId} approved (idle timeout ${Math.round(approved.idleTimeoutSec / 60)} min${scope ? `; the host allows it ${scope}` : ""})`);
   if (approved.target === SHELL_TARGET) return runShellGuest(guest, approved, stop.promise, mode);

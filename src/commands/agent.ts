@@ -38,7 +38,7 @@ export default defineCommand({
     const streamSetupTimeoutMs = parseDuration(args["stream-setup-timeout"], "stream-setup-timeout");
     const stop = untilInterrupted();
     const outage = new OutageReport("agent");
-    const agent = new Agent({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION, shareId: args["share-id"], policy, approver: false, reconnect: true, streamSetupTimeoutMs, requestsById: !!args["allow-requests-by-id"] }, {
+    const agent = new Agent({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION, shareId: args["share-id"], policy, approver: false, reconnect: true, streamSetupTimeoutMs, requestsById: !!args["allow-requests-by-id"], receipts: true }, {
       onConnected: () => {
         outage.back("reconnected to the coordinator");
         log.info(`serving share ${args["share-id"]}: ${policy.targets.join(", ")}`);

@@ -38,6 +38,7 @@ const verify = defineCommand({
       const sig = r.checkpoints === 0 ? "no signed checkpoints" : r.signaturesChecked ? `${r.checkpoints} checkpoint signatures valid` : `${r.checkpoints} checkpoints (signatures not checked: pass --cert)`;
       const promise = r.signaturesChecked && r.policy && (r.policy.every || r.policy.intervalMs) ? `; the coordinator signs ${promised(r.policy)}` : "";
       console.log(`     ${sig}${promise}`);
+      if (r.receipts) console.log(`     ${r.receipts} consent receipt${r.receipts === 1 ? "" : "s"} signed by the share's host, each matching its decision`);
       if (r.cleanStop) console.log(`     ends with the signed checkpoint of a clean stop (seq ${r.lastCheckpoint!.seq}, ${r.lastCheckpoint!.ts})`);
       if (r.head) console.log(`     reaches the running coordinator's signed head: seq ${r.head.seq} (written ${r.head.ts}, served ${r.head.at})`);
       if (r.continuesFrom) console.log(`     continues from ${r.continuesFrom}, which is not here: that link is not checked`);

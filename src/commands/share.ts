@@ -42,7 +42,7 @@ export default defineCommand({
     const stop = untilInterrupted();
     // Codes' secret halves live in this process only (and in files `tessera mcp` leaves here for it).
     const keeper = new CodeKeeper(certInfo(dial.certPem).spki, path.join(homeDir(), "code-secrets"));
-    const codes = { keeper, address: dial.address, verify: !!args.verify };
+    const codes = { keeper, address: dial.address, verify: !!args.verify, hostKeyPem: dial.keyPem };
     let client: ControlClient;
     let shareId: string;
     let agent: Agent | undefined;
@@ -65,7 +65,7 @@ export default defineCommand({
       shareId = `sh-${randomBytes(6).toString("hex")}`;
       let approverRef: Approver | undefined;
       const outage = new OutageReport("share");
-      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: true, shell: shell?.host, requestsById: !!args["allow-requests-by-id"], vouch: (spki) => keeper.approvedKey(spki) }, {
+      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: true, shell: shell?.host, requestsById: !!args["allow-requests-by-id"], vouch: (spki) => keeper.approvedKey(spki), receipts: true }, {
         onDisconnected: (err, retry) => {
           if (retry === undefined) return stop.trigger(`lost the coordinator${err ? `: ${err.message}` : ""}`);
           approverRef?.pause();

@@ -12,6 +12,7 @@ export const SUMMARIES: Record<string, string> = {
   token: "Save the operator token (from the coordinator's operator-token file) for revoke and admin",
   revoke: "End a session at once (needs the operator token: `tessera token HEX`)",
   admin: "Operator's view and controls: live sessions, enrolled hosts, host removal, enrolment tokens, revoke",
+  receipt: "Read or check a host's signed consent receipt offline",
   replay: "Play back a recorded shell session (asciicast v2) with its original timing",
   version: "Print the version",
   mcp: "Serve AI agents over MCP (stdio): they ask for access with a reason or mint invites; only the human host approves",

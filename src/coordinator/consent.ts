@@ -9,6 +9,7 @@ import { RateLimiter } from "./limits.ts";
 import { RefusalTally } from "./refusals.ts";
 import type { ClientFrame, FrameOf, ServerFrame } from "../wire/protocol.ts";
 import { describeScope } from "../wire/scope.ts";
+import { receiptProblem } from "../pki/receipt.ts";
 import type { SessionBook } from "./sessions.ts";
 import { enrolFailed, metrics, redeemFailed } from "./metrics.ts";
 
@@ -206,8 +207,12 @@ export class Consent {
     if (!req.share.approvers.has(peer)) throw new RefusedError("forbidden", "you are not an approver of this share");
     const who = requestActors(req);
     if (f.mismatch && req.pakeFrom === peer) return this.mismatch(req, "host");
+    // A receipt the host signed must say what the decision says: the coordinator relays it, never makes one.
+    const bad = f.receipt && receiptProblem(f.receipt, { hostKey: req.share.hostSpki, guestKey: req.guestInfo.spki, target: req.target, decision: f.allow ? "allow" : "deny", requestId: req.id, scope: f.scope });
+    if (bad) throw new RefusedError("bad_receipt", `this decision's signed receipt does not match it: ${bad}`);
+    const receipt = f.receipt ? { receipt: JSON.stringify(f.receipt) } : {};
     if (!f.allow) {
-      this.o.audit.append("deny", f.reason ? { ...who, reason: f.reason } : who);
+      this.o.audit.append("deny", { ...who, ...(f.reason ? { reason: f.reason } : {}), ...receipt });
       metrics.requests.inc(1, { outcome: "denied" });
       // The host's words reach the guest; the guest's client shows them escaped, as any text from outside.
       this.drop(req, f.reason ? `the host declined: ${f.reason}` : "the host declined the request");
@@ -225,22 +230,22 @@ export class Consent {
     const now = Date.now();
     const session: Session = {
       id: newId("s"), share: req.share, guest: req.guest, approver: peer, guestInfo: req.guestInfo, target: req.target, restored: false, openedAt: now,
-      streams: new Set(), streamCount: 0, up: 0, down: 0, lastActive: now, lastBytes: 0, scope: f.scope,
+      streams: new Set(), streamCount: 0, up: 0, down: 0, lastActive: now, lastBytes: 0, scope: f.scope, receipt: f.receipt,
     };
     const cert = await issueCert({
       caCertPem: this.o.ca.certPem, caKeyPem: this.o.ca.keyPem, publicKey: req.publicKey, commonName: req.guestInfo.name,
       uris: [`tessera://guest/${session.id}`], usage: "client", now: new Date(now), validForSeconds: this.o.limits.guestCertSeconds,
     });
-    this.o.audit.append("approve", f.scope ? { ...who, scope: describeScope(f.scope) } : who);
+    this.o.audit.append("approve", { ...who, ...(f.scope ? { scope: describeScope(f.scope) } : {}), ...receipt });
     metrics.requests.inc(1, { outcome: "approved" });
     // Stored before anyone hears of it: a restart right after this still knows the session.
-    await this.o.store.openSession({ id: session.id, shareId: req.share.id, guestSpki: req.guestInfo.spki, guestName: req.guestInfo.name, guestAddr: req.guestInfo.addr, hostName: req.share.hostName, target: req.target, openedAt: now, scope: f.scope ? JSON.stringify(f.scope) : null });
+    await this.o.store.openSession({ id: session.id, shareId: req.share.id, guestSpki: req.guestInfo.spki, guestName: req.guestInfo.name, guestAddr: req.guestInfo.addr, hostName: req.share.hostName, target: req.target, openedAt: now, scope: f.scope ? JSON.stringify(f.scope) : null, receipt: receipt.receipt ?? null });
     await this.o.store.deleteRequest(req.id);
     this.o.audit.append("session.open", { ...who, sessionId: session.id, target: req.target });
     metrics.sessionsTotal.inc();
     this.sessions.add(session);
     agent.ch.send(sessionFrame(session));
-    req.guest.ch.send({ t: "approved", requestId: req.id, sessionId: session.id, cert, hostSpki: req.share.hostSpki, target: req.target, idleTimeoutSec: Math.round(this.o.limits.idleTimeoutMs / 1000), scope: f.scope });
+    req.guest.ch.send({ t: "approved", requestId: req.id, sessionId: session.id, cert, hostSpki: req.share.hostSpki, target: req.target, idleTimeoutSec: Math.round(this.o.limits.idleTimeoutMs / 1000), scope: f.scope, receipt: f.receipt });
     for (const a of req.share.approvers) if (a !== peer) a.ch.send({ t: "cancel", requestId: req.id, reason: "approved elsewhere" });
   }
 
@@ -270,5 +275,5 @@ export function requestActors(req: Request) {
 
 /** What the agent is told of a session it serves: who, what, and the scope it must hold it to itself. */
 export function sessionFrame(s: Session): ServerFrame {
-  return { t: "session", sessionId: s.id, shareId: s.share.id, target: s.target, guest: s.guestInfo, ...(s.scope ? { scope: s.scope, openedAt: s.openedAt } : {}) };
+  return { t: "session", sessionId: s.id, shareId: s.share.id, target: s.target, guest: s.guestInfo, ...(s.scope ? { scope: s.scope, openedAt: s.openedAt } : {}), ...(s.receipt ? { receipt: s.receipt } : {}) };
 }

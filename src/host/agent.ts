@@ -11,6 +11,8 @@ import { dialVerified, type VerifiedStreamOptions } from "../data/verified-strea
 import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import type { TargetPolicy } from "./policy.ts";
 import { ScopeKeeper } from "./scopes.ts";
+import { sessionRefusal } from "./session-check.ts";
+import { spkiFingerprint } from "../pki/index.ts";
 import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
 import { asDuplex } from "../data/socket-duplex.ts";
 
@@ -29,6 +31,8 @@ export interface AgentOptions extends Required<Pick<DialOptions, "address" | "ca
   shell?: StreamService;
   /** Whether this host approved a guest key (share's approver); without it the coordinator's word is taken. */
   vouch?: (guestSpki: string) => boolean;
+  /** Serve only sessions whose approval carries a receipt this host's own key signed (pki/receipt.ts). */
+  receipts?: boolean;
   /** A stream not verified within this time is dropped with its target connection (default STREAM_SETUP_TIMEOUT_MS). */
   streamSetupTimeoutMs?: number;
 }
@@ -72,9 +76,11 @@ export class Agent {
   private readonly tls: InnerTls;
   private stopped = false;
   private readonly scopes = new ScopeKeeper();
+  private readonly hostKey: string;
   private readonly reconnect: Reconnector;
 
   constructor(private readonly o: AgentOptions, private readonly events: AgentEvents = {}) {
+    this.hostKey = spkiFingerprint(o.certPem);
     this.tls = { key: o.keyPem, cert: o.certPem, ca: o.caPem, requestCert: true, rejectUnauthorized: true, minVersion: TLS_1_3 } as InnerTls;
     this.reconnect = new Reconnector({
       // A failed attempt is reported once, by onRetry: the embedding command decides how to show it.
@@ -96,11 +102,11 @@ export class Agent {
     });
     this.client = c;
     c.on("session", (f) => {
-      // With a vouch, the agent serves only guest keys its own host approved: not one the coordinator names alone.
-      if (this.o.vouch && !this.o.vouch(f.guest.spki)) {
-        const why = `refused session ${f.sessionId}: the coordinator named guest key ${f.guest.spki}, which this host did not approve; it may be swapping keys, so nothing was served`;
-        this.events.onStream?.(f.sessionId, why);
-        return c.send({ t: "end", sessionId: f.sessionId, reason: "refused by the host: the coordinator named a guest key the host did not approve" });
+      // The coordinator's word alone does not open a session here (see session-check.ts).
+      const why = sessionRefusal(f, { vouch: this.o.vouch, receipts: this.o.receipts, hostKey: this.hostKey });
+      if (why) {
+        this.events.onStream?.(f.sessionId, `refused session ${f.sessionId}: ${why.detail}; nothing was served`);
+        return c.send({ t: "end", sessionId: f.sessionId, reason: `refused by the host: ${why.reason}` });
       }
       this.sessions.set(f.sessionId, { frame: f, streams: new Set(), settingUp: 0 });
       this.scopes.seen(f, Date.now(), (id) => this.endSession(id));

@@ -42,4 +42,8 @@ export const MIGRATIONS: string[][] = [
     `CREATE INDEX IF NOT EXISTS node_mail_to ON node_mail (to_node, from_node, seq)`,
     `CREATE TABLE IF NOT EXISTS rate_hits (k TEXT NOT NULL, win BIGINT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (k, win))`,
   ],
+  // 6: the host's signed consent receipt travels with its session, so the agent still gets it after a restart.
+  [
+    `ALTER TABLE sessions ADD COLUMN receipt TEXT`,
+  ],
 ];

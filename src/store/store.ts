@@ -10,6 +10,8 @@ export interface SessionRow {
   openedAt: number; streams: number; bytesUp: number; bytesDown: number;
   /** The host's scoped yes, as JSON (checked by the reader), or null. */
   scope?: string | null;
+  /** The host's signed receipt, as JSON (checked by the reader), or null. */
+  receipt?: string | null;
 }
 export interface RequestRow { id: string; shareId: string; codeHash: string | null; guestName: string; guestSpki: string; target: string; createdAt: number }
 export interface CodeRow { shareId: string; target: string; expiresAt: number; usedAt: number | null }
@@ -212,8 +214,8 @@ export class Store {
   }
 
   async openSession(s: Omit<SessionRow, "streams" | "bytesUp" | "bytesDown">): Promise<void> {
-    await this.sql`INSERT INTO sessions (id, share_id, guest_spki, guest_name, guest_addr, host_name, target, opened_at, scope)
-                   VALUES (${s.id}, ${s.shareId}, ${s.guestSpki}, ${s.guestName}, ${s.guestAddr}, ${s.hostName}, ${s.target}, ${s.openedAt}, ${s.scope ?? null})`;
+    await this.sql`INSERT INTO sessions (id, share_id, guest_spki, guest_name, guest_addr, host_name, target, opened_at, scope, receipt)
+                   VALUES (${s.id}, ${s.shareId}, ${s.guestSpki}, ${s.guestName}, ${s.guestAddr}, ${s.hostName}, ${s.target}, ${s.openedAt}, ${s.scope ?? null}, ${s.receipt ?? null})`;
   }
 
   async openSessions(): Promise<SessionRow[]> {
@@ -221,7 +223,7 @@ export class Store {
     return rows.map((r: Record<string, unknown>) => ({
       id: String(r.id), shareId: String(r.share_id), guestSpki: String(r.guest_spki), guestName: String(r.guest_name),
       guestAddr: String(r.guest_addr), hostName: String(r.host_name), target: String(r.target), openedAt: Number(r.opened_at),
-      streams: Number(r.streams), bytesUp: Number(r.bytes_up), bytesDown: Number(r.bytes_down), scope: r.scope == null ? null : String(r.scope),
+      streams: Number(r.streams), bytesUp: Number(r.bytes_up), bytesDown: Number(r.bytes_down), scope: r.scope == null ? null : String(r.scope), receipt: r.receipt == null ? null : String(r.receipt),
     }));
   }
 

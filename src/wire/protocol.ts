@@ -1,6 +1,7 @@
 // The control-plane wire format: every frame type, defined once as a valibot schema.
 import * as v from "valibot";
 import { Scope } from "./scope.ts";
+import { Receipt } from "../pki/receipt.ts";
 
 export const PROTOCOL_VERSION = 3;
 /** Hard cap on one control frame, checked before a byte of it is buffered. */
@@ -50,7 +51,7 @@ export const ClientFrame = v.variant("t", [
    * scope: a scoped yes (`y 15m`, `y 1`, `ro`); reason: a no with words the guest sees (`n too busy`);
    * mismatch: the guest's key confirmation failed, so the code is burnt and nobody is connected.
    */
-  frame("decision", { requestId: id, allow: v.boolean(), scope: v.optional(Scope), reason: v.optional(text(200)), mismatch: v.optional(v.boolean()) }),
+  frame("decision", { requestId: id, allow: v.boolean(), scope: v.optional(Scope), reason: v.optional(text(200)), mismatch: v.optional(v.boolean()), receipt: v.optional(Receipt) }),
   /** code is the nameplate only; pake is the guest's CPace share, for the host (version 3). */
   frame("redeem", { code, csr: pem, name, reason: text(500), pake: pakeStart }),
   /** The host's CPace share and confirmation, and the key the guest is to pin, for the guest (version 3). */
@@ -92,10 +93,10 @@ export const ServerFrame = v.variant("t", [
   frame("cancel", { requestId: id, reason: text(200) }),
   /** No share id: it would let a code holder ask again by id, without a code (version 2). */
   frame("pending", { requestId: id, target }),
-  frame("approved", { requestId: id, sessionId: id, cert: pem, hostSpki: spki, target, idleTimeoutSec: v.number(), scope: v.optional(Scope) }),
+  frame("approved", { requestId: id, sessionId: id, cert: pem, hostSpki: spki, target, idleTimeoutSec: v.number(), scope: v.optional(Scope), receipt: v.optional(Receipt) }),
   frame("denied", { requestId: id, reason: text(200) }),
   /** openedAt: when the host approved it, so the agent holds a time-scoped session to that clock. */
-  frame("session", { sessionId: id, shareId: id, target, guest: guestInfo, scope: v.optional(Scope), openedAt: v.optional(epochMs) }),
+  frame("session", { sessionId: id, shareId: id, target, guest: guestInfo, scope: v.optional(Scope), openedAt: v.optional(epochMs), receipt: v.optional(Receipt) }),
   frame("incoming", { sessionId: id, streamId: id, token }),
   frame("stream", { sessionId: id, streamId: id, token, ref: id }),
   frame("closed", { sessionId: id, reason: text(200) }),

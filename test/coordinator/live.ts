@@ -60,7 +60,7 @@ export class Live {
     readonly http: ReturnType<typeof startHttp>,
     readonly ca: { certPem: string; keyPem: string },
     private readonly store: Store,
-    private readonly audit: AuditLog,
+    readonly audit: AuditLog,
   ) {}
 
   static async start(over: Partial<Limits> = {}): Promise<Live> {

@@ -60,3 +60,20 @@ test("a scope outlives a coordinator restart, and the agent is told it again", a
   const restored = w.broker.sessions.all.get(s.sessionId)!;
   expect(restored.scope).toEqual({ streams: 1, ttlMs: 60_000 });
 });
+
+test("a decision whose signed receipt says something else is refused; a matching one is kept in the audit line", async () => {
+  const { exportPrivateKeyPem, generateKeyPair } = await import("../../src/pki/index.ts");
+  const { signReceipt } = await import("../../src/pki/receipt.ts");
+  w = await World.open();
+  const host = await w.agent();
+  const g = await w.guest("cy");
+  const requestId = await w.redeem(g, await w.mint(host));
+  const ask = host.ch.of("ask").at(-1)!;
+  // Signed by a key that is not the share's host: refused, and the request still waits.
+  const stranger = await exportPrivateKeyPem((await generateKeyPair()).privateKey);
+  const forged = signReceipt(stranger, { requestId, shareId: ask.shareId, guestKey: ask.guest.spki, target: ask.target, decision: "allow", at: Date.now() });
+  const err = await refusal(w.send(host, { t: "decision", requestId, allow: true, receipt: forged }));
+  expect(err.code).toBe("bad_receipt");
+  expect(err.message).toMatch(/^this decision's signed receipt does not match it: it is signed by SHA256:\S+, not by the host's key /);
+  expect(w.names()).not.toContain("approve");
+});

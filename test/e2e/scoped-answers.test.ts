@@ -67,3 +67,25 @@ test("ro: a shell read-only for this guest alone, whatever the share's own setti
   await host.waitFor(/watcher is typing, but this session is read-only: their keystrokes are ignored/);
   expect(fs.existsSync(path.join(marks, "guest-was-here"))).toBe(false);
 });
+
+test("the guest keeps the host's signed receipt, and `tessera receipt verify` checks it offline; an edited one fails", async () => {
+  const { certInfo } = await import("../../src/pki/index.ts");
+  const { run } = await import("./harness.ts");
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await share(d, echo.port, true);
+  const guest = await ask(d, host, code, "keeper", "y 1h");
+  const file = (await guest.waitFor(/the host's signed receipt for this session: (\S+\.json)/))[1]!;
+  const hostKey = certInfo(fs.readFileSync(path.join(d.dir, "host/host.crt"), "utf8")).spki;
+  const ok = await run(["receipt", "verify", file, "--host-key", hostKey]);
+  expect(ok.code, ok.err).toBe(0);
+  expect(ok.out).toContain(`ok: allow signed by ${hostKey} (the host key you named)`);
+  expect((await run(["receipt", "show", file])).out).toContain("decision  allow (for 1h)");
+  const edited = JSON.parse(fs.readFileSync(file, "utf8"));
+  edited.body.scope = { ttlMs: 86_400_000 };
+  fs.writeFileSync(`${file}.edited`, JSON.stringify(edited));
+  const bad = await run(["receipt", "verify", `${file}.edited`, "--host-key", hostKey]);
+  expect(bad.code).toBe(1);
+  expect(bad.err).toContain("the receipt does not verify: its signature does not verify");
+  expect((await auditEvents(d, "approve"))[0]!.receipt).toBeString();
+});

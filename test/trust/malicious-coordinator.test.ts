@@ -11,10 +11,10 @@ import { Guest } from "../../src/guest/guest.ts";
 import type { Peer } from "../../src/coordinator/state.ts";
 import type { ClientFrame, ServerFrame } from "../../src/wire/protocol.ts";
 import { Live, within } from "../coordinator/live.ts";
+import { lying, servers, target } from "./lying.ts";
 
 setDefaultTimeout(30_000);
 let live: Live | undefined;
-const servers: net.Server[] = [];
 const agents: Agent[] = [];
 afterEach(async () => {
   for (const a of agents.splice(0)) await a.stop().catch(() => {});
@@ -22,40 +22,6 @@ afterEach(async () => {
   await live?.close();
   live = undefined;
 });
-
-/** A target that counts every connection and byte it gets: the impostor must get none. */
-async function target() {
-  const t = { accepted: 0, bytes: 0, port: 0 };
-  const s = net.createServer((c) => {
-    t.accepted++;
-    c.on("data", (d) => { t.bytes += d.length; c.write(d); });
-  });
-  servers.push(s);
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  t.port = (s.address() as net.AddressInfo).port;
-  return t;
-}
-
-/** The lie: every frame the coordinator sends passes through `tamper`; every frame both ways is kept for the secret check. */
-function lying(l: Live, tamper: (f: ServerFrame, peer: Peer) => ServerFrame | undefined) {
-  const seen: (ClientFrame | ServerFrame)[] = [];
-  const broker = l.coordinator.broker;
-  const handle = broker.handle.bind(broker);
-  const wrapped = new WeakSet<Peer>();
-  broker.handle = (peer: Peer, f: ClientFrame) => {
-    seen.push(f);
-    if (!wrapped.has(peer)) {
-      wrapped.add(peer);
-      const send = peer.ch.send.bind(peer.ch);
-      (peer.ch as { send: (f: ServerFrame) => void }).send = (out) => {
-        const t = tamper(out, peer);
-        if (t) { seen.push(t); send(t); }
-      };
-    }
-    return handle(peer, f);
-  };
-  return seen;
-}
 
 /** A host as `tessera share --port` runs it, without the terminal: agent + keeper, answering yes once the code checks out. */
 async function host(l: Live, shareId: string, port: number, log: string[]) {

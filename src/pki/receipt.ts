@@ -1,0 +1,71 @@
+// Signed consent receipts: the host signs its own decision (request, guest key, target, scope, time,
+// yes or no) with its host key. The coordinator relays and logs the receipt but cannot make one: an
+// approval that verifies came from the holder of the host's key. The agent serves a session only with a
+// receipt its own host key signed for that guest key, so a coordinator that swaps the guest's key, or
+// approves on its own, gets nothing served.
+import { createPublicKey, sign, verify } from "node:crypto";
+import * as v from "valibot";
+import { Scope } from "../wire/scope.ts";
+import { spkiFingerprint } from "./fingerprint.ts";
+
+const id = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/));
+const spki = v.pipe(v.string(), v.regex(/^SHA256:[A-Za-z0-9+/]{43}$/));
+
+export const ReceiptBody = v.strictObject({
+  v: v.literal(1),
+  requestId: id,
+  shareId: id,
+  guestKey: spki,
+  target: v.pipe(v.string(), v.maxLength(300)),
+  decision: v.picklist(["allow", "deny"]),
+  scope: v.optional(Scope),
+  at: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  /** The signer's public key (base64 SubjectPublicKeyInfo DER), so a receipt verifies on its own. */
+  hostPub: v.pipe(v.string(), v.maxLength(400), v.regex(/^[A-Za-z0-9+/=]+$/)),
+});
+export type ReceiptBody = v.InferOutput<typeof ReceiptBody>;
+
+export const Receipt = v.strictObject({ body: ReceiptBody, sig: v.pipe(v.string(), v.maxLength(200), v.regex(/^[A-Za-z0-9+/=]+$/)) });
+export type Receipt = v.InferOutput<typeof Receipt>;
+
+/** The signed bytes: fixed field order, so signer and verifier agree without canonical JSON. */
+function message(b: ReceiptBody): Buffer {
+  const scope = b.scope ? [b.scope.ttlMs ?? "", b.scope.streams ?? "", b.scope.readOnly ? "ro" : ""].join(",") : "";
+  return Buffer.from(["tessera-consent-receipt-v1", b.requestId, b.shareId, b.guestKey, b.target, b.decision, scope, b.at, b.hostPub].join("\n"));
+}
+
+/** Signs a decision with the host's private key (PEM); `hostPub` is taken from that key. */
+export function signReceipt(keyPem: string, b: Omit<ReceiptBody, "v" | "hostPub">): Receipt {
+  const hostPub = createPublicKey(keyPem).export({ type: "spki", format: "der" }).toString("base64");
+  const body: ReceiptBody = { v: 1, ...b, hostPub };
+  return { body, sig: sign("sha256", message(body), keyPem).toString("base64") };
+}
+
+/** The key fingerprint (SHA256:...) of the receipt's signer. */
+export function receiptSigner(r: Receipt): string {
+  return spkiFingerprint(r.body.hostPub);
+}
+
+/**
+ * Why this receipt does not prove the decision expected of it (or undefined if it does): a bad
+ * signature, another signer than `hostKey`, or a field that differs from what is expected.
+ */
+export function receiptProblem(r: Receipt, expect: { hostKey: string; guestKey: string; target: string; decision: "allow" | "deny"; requestId?: string; scope?: Scope }): string | undefined {
+  let signer: string;
+  try {
+    signer = receiptSigner(r);
+    const key = createPublicKey({ key: Buffer.from(r.body.hostPub, "base64"), format: "der", type: "spki" });
+    if (!verify("sha256", message(r.body), key, Buffer.from(r.sig, "base64"))) return "its signature does not verify";
+  } catch {
+    return "its signature does not verify";
+  }
+  if (signer !== expect.hostKey) return `it is signed by ${signer}, not by the host's key ${expect.hostKey}`;
+  const b = r.body;
+  if (b.guestKey !== expect.guestKey) return `it approves guest key ${b.guestKey}, not ${expect.guestKey}`;
+  if (b.target !== expect.target) return `it is for ${b.target}, not ${expect.target}`;
+  if (b.decision !== expect.decision) return `it records "${b.decision}", not "${expect.decision}"`;
+  if (expect.requestId !== undefined && b.requestId !== expect.requestId) return `it is for request ${b.requestId}, not ${expect.requestId}`;
+  const [x, y] = [b.scope ?? {}, expect.scope ?? {}];
+  if (x.ttlMs !== y.ttlMs || x.streams !== y.streams || !!x.readOnly !== !!y.readOnly) return "its scope is not the session's";
+  return undefined;
+}
