@@ -1,8 +1,8 @@
 // Coordinator state over Bun's SQL client: SQLite file by default, PostgreSQL by URL.
-import fs from "node:fs";
 import { SQL } from "bun";
 import { MIGRATIONS } from "./schema.ts";
 import { NodeStore } from "./nodes.ts";
+import { privateFile } from "./private-file.ts";
 
 export interface ShareRow { id: string; hostSpki: string; hostName: string; targets: string[] }
 export interface SessionRow {
@@ -284,18 +284,4 @@ function optNumber(x: unknown): number | null {
 
 function shareRow(row: Record<string, unknown>): ShareRow {
   return { id: String(row.id), hostSpki: String(row.host_spki), hostName: String(row.host_name), targets: JSON.parse(String(row.targets)) };
-}
-
-/**
- * The state file holds code hashes, sessions and host keys: it is created 0600, and an existing one
- * readable by others is tightened (SQLite gives its -wal and -shm files the database file's mode).
- */
-function privateFile(file: string): void {
-  if (!file || file === ":memory:" || file.startsWith("file:")) return;
-  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
-  try {
-    if ((fs.fstatSync(fd).mode & 0o077) !== 0) fs.fchmodSync(fd, 0o600);
-  } finally {
-    fs.closeSync(fd);
-  }
 }
