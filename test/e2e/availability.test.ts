@@ -7,6 +7,7 @@ import tls from "node:tls";
 import { encodeFrame } from "../../src/wire/codec.ts";
 import { PROTOCOL_VERSION } from "../../src/wire/protocol.ts";
 import { deploy, echoServer, joinApproved, killAll, roundTrip, share, type Deployment } from "./harness.ts";
+import { eventually } from "../coordinator/live.ts";
 
 setDefaultTimeout(90_000);
 afterAll(killAll);
@@ -30,18 +31,6 @@ async function healthz(d: Deployment): Promise<{ status: number; body: string }>
   return { status: r.status, body: await r.text() };
 }
 
-/** Retries while the coordinator has not yet heard the previous connection close (bounded). */
-async function eventually<T>(attempt: () => Promise<T>, what: string): Promise<T> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    try {
-      return await attempt();
-    } catch (err) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${(err as Error).message}`);
-      await Bun.sleep(20);
-    }
-  }
-}
 
 test(`after 5x --max-connections ${MAX} control connections a guest still joins and streams; /healthz answers 503 only while every slot is taken`, async () => {
   const d = await deploy(["--max-connections", String(MAX)]);
