@@ -22,7 +22,7 @@ export function recognitionLines(id: string | undefined, r: Recognition | undefi
     case "known":
       return `${head}  known   known as ${showName(r.guest.names[0]!)} (${ordinal(r.guest.visits + 1)} visit, last ${ago(now - r.guest.last)})\n`;
     case "renamed":
-      return `${head}  !!! WARNING: this identity is known here as ${r.guest.names.map(showName).join(", ")} (${r.guest.visits} visit(s)), but now calls itself ${showName(name)}.\n` +
+      return `${head}  !!! WARNING: this identity is known here as ${r.guest.names.map((n) => showName(n)).join(", ")} (${r.guest.visits} visit(s)), but now calls itself ${showName(name)}.\n` +
         "  !!! The same person renamed, or their key is in someone else's hands: ask them before you answer.\n";
     case "impostor":
       return `${head}  !!! WARNING: ${showName(name)} is known here with ANOTHER identity key (${r.others.map((g) => g.id).join(", ")}).\n` +
