@@ -10,7 +10,7 @@ export type ErrorCode =
   | "protocol" | "bad_frame" | "frame_too_large" | "flood" | "timeout" | "version" | "internal"
   // the coordinator refused a request
   | "rate_limited" | "bad_code" | "code_invalid" | "code_offline"
-  | "bad_token" | "token_used" | "token_expired" | "bad_csr" | "not_host" | "share_taken" | "share_busy"
+  | "bad_token" | "token_used" | "token_expired" | "bad_csr" | "bad_identity" | "not_host" | "share_taken" | "share_busy"
   | "no_share" | "no_approver" | "no_request" | "still_pending" | "forbidden" | "bad_target" | "limit"
   | "no_session" | "host_offline" | "replaced" | "bad_receipt" | "host_removed"
   // the code's PAKE: a wrong code, or a coordinator that swapped a key

@@ -2,7 +2,7 @@
 import readline from "node:readline";
 import { errorMessage } from "../errors.ts";
 import { logger, setPrompt } from "../log.ts";
-import { describeScope } from "../wire/scope.ts";
+import { describeScope, type Scope } from "../wire/scope.ts";
 import { signReceipt } from "../pki/receipt.ts";
 import { ANSWER_HELP, parseAnswer } from "./answer.ts";
 import type { ControlClient } from "../wire/control-client.ts";
@@ -10,6 +10,8 @@ import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.t
 import { escapeUnsafe, quoteText, showName } from "../wire/untrusted-text.ts";
 import type { CodeKeeper } from "../host/code-keeper.ts";
 import { osUser } from "./ui.ts";
+import { askIdentity, type KnownGuests } from "../host/known-guests.ts";
+import { recognitionLines } from "./guest-recognition.ts";
 
 /** What the approver needs for codes: the keeper of their secret halves, the coordinator's address for invites, --verify. */
 export interface ApproverCodes {
@@ -18,6 +20,8 @@ export interface ApproverCodes {
   verify?: boolean;
   /** The host's private key: every answer goes out with a receipt signed by it (pki/receipt.ts). */
   hostKeyPem?: string;
+  /** The guests this host has approved before (known_guests); absent: every guest is shown without history. */
+  known?: KnownGuests;
 }
 
 type Ask = FrameOf<ServerFrame, "ask">;
@@ -81,6 +85,13 @@ export class Approver {
 
   private listen(): void {
     this.client.on("ask", (f) => {
+      // Checked before anything else, code or not: a guest whose identity does not hold is never a normal prompt.
+      const id = askIdentity(f);
+      if (id.problem) {
+        process.stderr.write(`\n  wrong identity: ${showName(f.guest.name)} asked with an identity key whose signature does not hold (${id.problem}); refused, nobody was connected\n`);
+        this.decide(f, { allow: false, reason: "the host could not verify your identity key" });
+        return;
+      }
       if (f.pake) {
         // A code request is not shown until the guest proves it holds the whole code (see "confirm").
         const answer = this.codes.keeper.answer(f);
@@ -153,7 +164,8 @@ export class Approver {
         `  from    ${escapeUnsafe(f.guest.addr)}\n` +
         `  wants   ${wants}\n` +
         `  reason  ${f.reason ? quoteText(f.reason) : "(none given)"}\n` +
-        `  key     ${f.guest.spki}\n` +
+        `  key     ${f.guest.spki} (this join's TLS key)\n` +
+        this.recognition(f) +
         (f.pake ? `  code    this guest holds the code you gave out (${f.pake.nameplate}-????)\n` : "  code    not verified by a code: only the coordinator vouches for this guest\n") +
         (this.codes.verify && this.verified.has(f.requestId) ? `  verify  ${this.verified.get(f.requestId)}   (the guest sees the same with --verify)\n` : "") +
         `  answer  y, n, or scoped: y 15m, y 1${shell ? ", ro" : ""}, n REASON (? explains)\n` +
@@ -165,6 +177,20 @@ export class Approver {
   private question(f: Ask, shell: boolean, secs: number): string {
     // The guest's name is their own word, shown escaped; the OS user is ours, named as such.
     return `Allow ${showName(f.guest.name)} ${shell ? `a SHELL as your user ${osUser()}` : `to reach ${f.target}`}? [y/N] (${secs}s to answer) `;
+  }
+
+  /** What known_guests says of this guest, for the prompt. */
+  private recognition(f: Ask): string {
+    const { id } = askIdentity(f);
+    return recognitionLines(id, id ? this.codes.known?.recognise(id, f.guest.name) : undefined, f.guest.name);
+  }
+
+  /** Sends an answer, signed with the host key when there is one (pki/receipt.ts). */
+  private decide(f: Ask, a: { allow: boolean; scope?: Scope; reason?: string }, guestId?: string): void {
+    const receipt = this.codes.hostKeyPem
+      ? signReceipt(this.codes.hostKeyPem, { requestId: f.requestId, shareId: f.shareId, guestKey: f.guest.spki, target: f.target, decision: a.allow ? "allow" : "deny", ...(a.allow && a.scope ? { scope: a.scope } : {}), at: Date.now(), ...(guestId ? { guestId } : {}) })
+      : undefined;
+    this.client.send({ t: "decision", requestId: f.requestId, ...a, ...(receipt ? { receipt } : {}) });
   }
 
   private onLine(line: string): void {
@@ -181,10 +207,15 @@ export class Approver {
     }
     if (a.allow) this.codes.keeper.approve(f.guest.spki);
     this.verified.delete(f.requestId);
-    const receipt = this.codes.hostKeyPem
-      ? signReceipt(this.codes.hostKeyPem, { requestId: f.requestId, shareId: f.shareId, guestKey: f.guest.spki, target: f.target, decision: a.allow ? "allow" : "deny", ...(a.allow && a.scope ? { scope: a.scope } : {}), at: Date.now() })
-      : undefined;
-    this.client.send({ t: "decision", requestId: f.requestId, ...a, ...(receipt ? { receipt } : {}) });
+    const { id } = askIdentity(f);
+    if (a.allow && id) {
+      try {
+        this.codes.known?.visit(id, f.guest.name);
+      } catch (err) {
+        log.warn(`could not record this visit in known_guests: ${errorMessage(err)}`);
+      }
+    }
+    this.decide(f, a, id);
     const scoped = a.allow && a.scope ? ` (${describeScope(a.scope)})` : "";
     process.stderr.write(a.allow ? `  approved ${showName(f.guest.name)}${scoped}\n` : `  denied ${showName(f.guest.name)}${a.reason ? `: they are told "${a.reason}"` : ""}\n`);
     this.current = undefined;

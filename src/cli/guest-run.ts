@@ -13,6 +13,7 @@ import { localAddress, type GuestMode } from "./guest-mode.ts";
 import { coordinatorAddress, homeDir, readCa, writePublic } from "./home.ts";
 import { untilInterrupted } from "./signals.ts";
 import { runShellGuest } from "./shell-guest.ts";
+import { loadGuestIdentity } from "./guest-identity.ts";
 import { carryStdio } from "./stdio-carrier.ts";
 import { spinner } from "./ui.ts";
 import { VERSION } from "../version.ts";
@@ -24,6 +25,8 @@ export async function runGuest(req: AccessRequest, mode: GuestMode, o: { via?: {
   const stop = untilInterrupted();
   const outage = new OutageReport("join");
   const via = o.via ?? { address: coordinatorAddress(), caPem: readCa() };
+  // Before dialling: an unusable identity file is reported before anyone is asked.
+  const identityKeyPem = await loadGuestIdentity();
   const guest = await Guest.connect({ ...via, version: VERSION }, {
     onCodeConfirmed: (verify) => {
       log.info("the host proved it made this code: the tunnel will accept only its key");
@@ -42,7 +45,7 @@ export async function runGuest(req: AccessRequest, mode: GuestMode, o: { via?: {
     await guest.close();
     throw err;
   });
-  const approved = await awaitApproval(guest, req, stop.promise);
+  const approved = await awaitApproval(guest, { ...req, identityKeyPem }, stop.promise);
   if (approved.receipt) {
     // The host's signed yes, kept: `tessera receipt verify FILE` checks it offline, whatever the coordinator says.
     const file = path.join(homeDir(), "receipts", `${approved.sessionId}.json`);

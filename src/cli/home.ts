@@ -32,7 +32,7 @@ export function resolveHome(o: { platform: string; env: Record<string, string | 
   return p.join(xdg, "tessera");
 }
 
-export const homeFile = (name: "config.json" | "ca.crt" | "host.key" | "host.crt" | "operator-token") => path.join(homeDir(), name);
+export const homeFile = (name: "config.json" | "ca.crt" | "host.key" | "host.crt" | "operator-token" | "identity.key" | "known_guests.json") => path.join(homeDir(), name);
 
 export function readConfig(): Config {
   const file = homeFile("config.json");

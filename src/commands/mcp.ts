@@ -1,6 +1,7 @@
 // `tessera mcp`: serve AI agents over the Model Context Protocol (stdio); only the human host approves.
 import path from "node:path";
 import { defineCommand, type CommandDef } from "citty";
+import { loadGuestIdentity } from "../cli/guest-identity.ts";
 import { ConfigError } from "../errors.ts";
 import { coordinatorAddress, homeDir, readCa, readHostIdentity } from "../cli/home.ts";
 import { mcpSetup } from "../cli/mcp-setup.ts";
@@ -22,6 +23,7 @@ const command = defineCommand({
     await serveMcp({
       version: VERSION,
       name,
+      identityKeyPem: await loadGuestIdentity(),
       guestDial: (address) => ({ address: address ?? coordinatorAddress(), caPem: readCa(), version: VERSION }),
       hostDial: () => ({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION, secretsDir: path.join(homeDir(), "code-secrets") }),
     }, stop.promise);

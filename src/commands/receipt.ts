@@ -25,6 +25,7 @@ function show(r: Receipt): string {
     `decision  ${b.decision}${b.scope ? ` (${describeScope(b.scope)})` : ""}`,
     `at        ${new Date(b.at).toISOString()}`,
     `guest     ${b.guestKey}`,
+    ...(b.guestId ? [`identity  ${b.guestId}   (the guest's long-term key)`] : []),
     `target    ${b.target}`,
     `share     ${b.shareId}   request ${b.requestId}`,
     `signed by ${receiptSigner(r)}`,

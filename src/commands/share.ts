@@ -11,7 +11,8 @@ import { Approver } from "../cli/approver.ts";
 import { AttachedApprover } from "../cli/attached-approver.ts";
 import { OutageReport } from "../cli/outage.ts";
 import { ShellShare } from "../cli/shell-share.ts";
-import { coordinatorAddress, homeDir, readCa, readHostIdentity } from "../cli/home.ts";
+import { coordinatorAddress, homeDir, homeFile, readCa, readHostIdentity } from "../cli/home.ts";
+import { KnownGuests } from "../host/known-guests.ts";
 import { CodeKeeper } from "../host/code-keeper.ts";
 import { certInfo } from "../pki/index.ts";
 import path from "node:path";
@@ -42,7 +43,7 @@ export default defineCommand({
     const stop = untilInterrupted();
     // Codes' secret halves live in this process only (and in files `tessera mcp` leaves here for it).
     const keeper = new CodeKeeper(certInfo(dial.certPem).spki, path.join(homeDir(), "code-secrets"));
-    const codes = { keeper, address: dial.address, verify: !!args.verify, hostKeyPem: dial.keyPem };
+    const codes = { keeper, address: dial.address, verify: !!args.verify, hostKeyPem: dial.keyPem, known: KnownGuests.load(homeFile("known_guests.json")) };
     let client: ControlClient;
     let shareId: string;
     let agent: Agent | undefined;

@@ -10,6 +10,7 @@ import { RefusalTally } from "./refusals.ts";
 import type { ClientFrame, FrameOf, ServerFrame } from "../wire/protocol.ts";
 import { describeScope } from "../wire/scope.ts";
 import { receiptProblem } from "../pki/receipt.ts";
+import { identityFingerprint, identityProblem, viaCode, viaShare, type IdentityProof } from "../pki/identity.ts";
 import type { SessionBook } from "./sessions.ts";
 import { enrolFailed, metrics, redeemFailed } from "./metrics.ts";
 
@@ -56,7 +57,7 @@ export class Consent {
     if (!share) throw fail("offline", new RefusedError("code_offline", "the host who made this code has stopped sharing; ask them for a new code"), row.shareId);
     if (!share.agent) throw fail("offline", new RefusedError("code_offline", "the host is reconnecting to the coordinator right now; try the same code again in a moment"), row.shareId);
     if (!(await this.o.store.useCode(hash, now))) throw invalid("used");
-    await this.ask(peer, share, row.target, f, "code", hash, { nameplate: code, ...f.pake });
+    await this.ask(peer, share, row.target, f, "code", hash, { nameplate: code, ...f.pake }, viaCode(code));
   }
 
   /** A request by share id: only for shares whose host turned it on (`--allow-requests-by-id`). */
@@ -73,10 +74,10 @@ export class Consent {
       throw refuse("no_share", `share "${f.shareId}" is not online or does not take requests by share id; ask the host for a code (or to share with --allow-requests-by-id)`);
     }
     if (!share.targets.includes(f.target)) throw refuse("bad_target", `share "${share.id}" does not offer ${f.target}`);
-    await this.ask(peer, share, f.target, f, "share-id");
+    await this.ask(peer, share, f.target, f, "share-id", undefined, undefined, viaShare(share.id, f.target));
   }
 
-  private async ask(peer: Peer, share: LiveShare, target: string, f: { csr: string; name: string; reason: string }, via: string, codeHash?: string, pake?: Request["pake"]): Promise<void> {
+  private async ask(peer: Peer, share: LiveShare, target: string, f: { csr: string; name: string; reason: string; identity?: IdentityProof }, via: string, codeHash?: string, pake?: Request["pake"], idVia = ""): Promise<void> {
     const giveBack = async () => { if (codeHash) await this.o.store.releaseCode(codeHash); };
     if (share.approvers.size === 0) {
       await giveBack();
@@ -102,8 +103,15 @@ export class Consent {
       await giveBack();
       throw new RefusedError("limit", "a request with this key is already waiting for this host (the per-key cap); wait for its answer");
     }
+    // Checked here for a clear refusal; the host checks it again, since it trusts no coordinator with it.
+    const bad = f.identity && identityProblem(f.identity, { tlsSpki: csr.spki, name: f.name, reason: f.reason, via: idVia });
+    if (bad) {
+      await giveBack();
+      throw new RefusedError("bad_identity", `request refused: ${bad} (delete identity.key in TESSERA_HOME only if you mean to become a new guest)`);
+    }
+    const identity = f.identity && { ...f.identity, fingerprint: identityFingerprint(f.identity.pub)! };
     const req: Request = {
-      id: newId("r"), share, guest: peer, target, publicKey: csr.publicKey, codeHash, pake,
+      id: newId("r"), share, guest: peer, target, publicKey: csr.publicKey, codeHash, pake, identity,
       guestInfo: { name: f.name, addr: peer.addr, spki: csr.spki },
       timer: setTimeout(() => this.expire(req), this.o.limits.approvalTimeoutMs),
     };
@@ -113,7 +121,7 @@ export class Consent {
     share.requests.add(req);
     peer.ch.send({ t: "pending", requestId: req.id, target });
     const deadline = Date.now() + this.o.limits.approvalTimeoutMs;
-    for (const a of share.approvers) a.ch.send({ t: "ask", requestId: req.id, shareId: share.id, guest: req.guestInfo, target, reason: f.reason, deadline, pake });
+    for (const a of share.approvers) a.ch.send({ t: "ask", requestId: req.id, shareId: share.id, guest: req.guestInfo, target, reason: f.reason, deadline, pake, ...(identity ? { identity: { pub: identity.pub, sig: identity.sig } } : {}) });
   }
 
   private expire(req: Request): void {
@@ -270,7 +278,7 @@ export class Consent {
 
 /** Who a request's audit lines are about: the request, its share and host, and the guest who asked. */
 export function requestActors(req: Request) {
-  return { requestId: req.id, shareId: req.share.id, host: req.share.hostName, guest: req.guestInfo.name, guestKey: req.guestInfo.spki, addr: req.guestInfo.addr };
+  return { requestId: req.id, shareId: req.share.id, host: req.share.hostName, guest: req.guestInfo.name, guestKey: req.guestInfo.spki, addr: req.guestInfo.addr, ...(req.identity ? { guestId: req.identity.fingerprint } : {}) };
 }
 
 /** What the agent is told of a session it serves: who, what, and the scope it must hold it to itself. */

@@ -2,7 +2,7 @@
 // host that minted the code. The host's key confirmation names the host key to pin; the approval must match it.
 import { TesseraError } from "../errors.ts";
 import { certInfo } from "../pki/index.ts";
-import { guestStart, tagsEqual } from "../pki/code-pake.ts";
+import { guestStart, tagsEqual, type GuestClaims } from "../pki/code-pake.ts";
 import { normalizeCode, splitCode } from "../wire/codes.ts";
 import type { ControlClient } from "../wire/control-client.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
@@ -16,7 +16,7 @@ export interface CodeRun {
   confirm(client: ControlClient, pending: FrameOf<ServerFrame, "pending">): Promise<{ hostSpki: string; verify: string }>;
 }
 
-export function startCode(input: string, guest: { spki: string; name: string; reason: string }): CodeRun {
+export function startCode(input: string, guest: GuestClaims): CodeRun {
   const normalized = normalizeCode(input);
   if (!normalized) throw new TesseraError("bad_code", "that is not a tessera code (expected 8 letters and digits, like K7QF-M2XD, or an invite HOST:PORT/K7QF-M2XD)");
   const { nameplate, secret } = splitCode(normalized);

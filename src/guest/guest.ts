@@ -5,7 +5,8 @@
 import type { Duplex } from "node:stream";
 import type { Socket } from "bun";
 import { RefusedError, TesseraError, errorMessage } from "../errors.ts";
-import { createCsr, exportPrivateKeyPem, generateKeyPair, readCsr } from "../pki/index.ts";
+import { createCsr, exportPrivateKeyPem, generateKeyPair, readCsr, spkiFingerprint } from "../pki/index.ts";
+import { identityPublic, signIdentity, viaCode, viaShare } from "../pki/identity.ts";
 import { approvalMismatch, startCode } from "./code-check.ts";
 import { TLS_1_3, type InnerTls } from "../data/data-dial.ts";
 import type { End } from "../data/pipe.ts";
@@ -19,9 +20,10 @@ import { guestTls, type Approved, type StreamContext } from "./stream-context.ts
 
 export type { Approved } from "./stream-context.ts";
 
+/** identityKeyPem: the guest's long-term identity key (PKCS#8 PEM), which signs the request (pki/identity.ts). */
 export type AccessRequest =
-  | { code: string; name: string; reason: string }
-  | { shareId: string; target: string; name: string; reason: string };
+  | { code: string; name: string; reason: string; identityKeyPem?: string }
+  | { shareId: string; target: string; name: string; reason: string; identityKeyPem?: string };
 
 export interface GuestEvents {
   onPending?(f: FrameOf<ServerFrame, "pending">): void;
@@ -89,10 +91,15 @@ export class Guest {
     this.keyPem = await exportPrivateKeyPem(keys.privateKey);
     const csr = await createCsr({ keys, commonName: req.name });
     const spki = (await readCsr(csr)).spki;
-    const code = "code" in req ? startCode(req.code, { spki, name: req.name, reason: req.reason }) : undefined;
+    // The identity's fingerprint goes into the PAKE too: the code then vouches for the identity the host sees.
+    const idPem = req.identityKeyPem;
+    const identityFp = idPem ? spkiFingerprint(identityPublic(idPem)) : undefined;
+    const code = "code" in req ? startCode(req.code, { spki, name: req.name, reason: req.reason, identity: identityFp }) : undefined;
+    const via = code ? viaCode(code.redeem.code) : viaShare((req as { shareId: string }).shareId, (req as { target: string }).target);
+    const identity = idPem ? { identity: signIdentity(idPem, { tlsSpki: spki, name: req.name, reason: req.reason, via }) } : {};
     this.client.send(code
-      ? { t: "redeem", ...code.redeem, csr, name: req.name, reason: req.reason }
-      : { t: "request", shareId: (req as { shareId: string }).shareId, target: (req as { target: string }).target, csr, name: req.name, reason: req.reason });
+      ? { t: "redeem", ...code.redeem, csr, name: req.name, reason: req.reason, ...identity }
+      : { t: "request", shareId: (req as { shareId: string }).shareId, target: (req as { target: string }).target, csr, name: req.name, reason: req.reason, ...identity });
     const pending = await this.client.next("pending");
     this.events.onPending?.(pending);
     let confirmed: { hostSpki: string; verify: string } | undefined;

@@ -3,6 +3,7 @@
 // share. It also remembers which guest keys this host approved, so the agent pins those and no others.
 import fs from "node:fs";
 import path from "node:path";
+import { identityFingerprint } from "../pki/identity.ts";
 import { hostRespond, tagsEqual, type PakeKeys } from "../pki/code-pake.ts";
 import { formatCode, generateSecret, isNameplate } from "../wire/codes.ts";
 import type { ClientFrame, FrameOf, ServerFrame } from "../wire/protocol.ts";
@@ -35,7 +36,7 @@ export class CodeKeeper {
     if (!ask.pake) return undefined;
     const secret = this.take(ask.pake.nameplate);
     if (!secret) return undefined;
-    const r = hostRespond(ask.pake.nameplate, secret, ask.pake.sid, ask.pake.msg, { spki: ask.guest.spki, name: ask.guest.name, reason: ask.reason }, { spki: this.hostSpki, target: ask.target });
+    const r = hostRespond(ask.pake.nameplate, secret, ask.pake.sid, ask.pake.msg, { spki: ask.guest.spki, name: ask.guest.name, reason: ask.reason, identity: ask.identity && identityFingerprint(ask.identity.pub) }, { spki: this.hostSpki, target: ask.target });
     if (!r) return undefined;
     if (this.runs.size >= MAX_KEPT) this.runs.delete(this.runs.keys().next().value!);
     this.runs.set(ask.requestId, { ask, keys: r.keys });

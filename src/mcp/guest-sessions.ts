@@ -22,6 +22,8 @@ export interface GuestDeps {
   name: string;
   /** Dial options for a coordinator: the invite's address, or the linked one; always the linked CA. */
   dial(address?: string): DialOptions;
+  /** The machine's long-term guest identity key (PKCS#8 PEM), so hosts know this agent again. */
+  identityKeyPem?: string;
 }
 
 export interface Granted {
@@ -81,7 +83,7 @@ export class GuestSessions {
           if (entry) this.ended(entry, reason);
         },
       });
-      const approved = await waitForAnswer(guest, { code, name: this.deps.name, reason: input.reason }, progress, input.timeout_s, signal);
+      const approved = await waitForAnswer(guest, { code, name: this.deps.name, reason: input.reason, identityKeyPem: this.deps.identityKeyPem }, progress, input.timeout_s, signal);
       entry = { id: approved.sessionId, target: approved.target, guest, openedAt: Date.now() };
       const granted: Granted = { session: approved.sessionId, target: approved.target, idleTimeoutSec: approved.idleTimeoutSec };
       if (approved.target === SHELL_TARGET) {
@@ -167,7 +169,7 @@ export class GuestSessions {
  * cancellation (the MCP client gave up): both withdraw the request, which the coordinator audits.
  */
 async function waitForAnswer(
-  guest: Guest, req: { code: string; name: string; reason: string }, progress: (m: string) => void, timeoutS: number | undefined, signal?: AbortSignal,
+  guest: Guest, req: { code: string; name: string; reason: string; identityKeyPem?: string }, progress: (m: string) => void, timeoutS: number | undefined, signal?: AbortSignal,
 ): Promise<Approved> {
   const started = Date.now();
   const answer = guest.request(req);

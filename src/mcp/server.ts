@@ -21,6 +21,8 @@ export interface McpOptions {
   name: string;
   /** Dial options for a coordinator (the invite's address, else the linked one), with the linked CA. */
   guestDial(address?: string): DialOptions;
+  /** The machine's guest identity key (TESSERA_HOME/identity.key), signing each request. */
+  identityKeyPem?: string;
   /** Dial options with this machine's host identity; throws when it is not enrolled. */
   /** secretsDir: where minted codes' secret halves go for this machine's `tessera share` (never to the coordinator). */
   hostDial(): DialOptions & { secretsDir: string };
@@ -28,7 +30,7 @@ export interface McpOptions {
 
 /** Serves until `stop` resolves or the client hangs up; then closes every session. Resolves with why it stopped. */
 export async function serveMcp(o: McpOptions, stop: Promise<string>): Promise<string> {
-  const sessions = new GuestSessions({ name: o.name, dial: o.guestDial });
+  const sessions = new GuestSessions({ name: o.name, dial: o.guestDial, identityKeyPem: o.identityKeyPem });
   const hungUp = new Promise<string>((resolve) => {
     process.stdin.once("end", () => resolve("the MCP client closed stdin"));
     process.stdin.once("close", () => resolve("the MCP client closed stdin"));

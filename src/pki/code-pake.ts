@@ -11,7 +11,7 @@ const unb64 = (s: string) => Buffer.from(s, "base64url");
 const utf8 = (s: string) => Buffer.from(s, "utf8");
 
 /** What the guest says about itself: its per-join TLS key, the name and the reason the host will read. */
-export interface GuestClaims { spki: string; name: string; reason: string }
+export interface GuestClaims { spki: string; name: string; reason: string; /** The long-term identity key's fingerprint, when the guest has one. */ identity?: string }
 /** What the host says: its TLS key (the one the guest will pin) and the target the code opens. */
 export interface HostClaims { spki: string; target: string }
 
@@ -19,7 +19,7 @@ export interface HostClaims { spki: string; target: string }
 export interface PakeKeys { isk: Buffer; guestTag: string; hostTag: string; verify: string }
 
 const ci = (nameplate: string) => lvCat(utf8(CI_LABEL), utf8(nameplate));
-const adGuest = (g: GuestClaims) => lvCat(utf8("guest"), utf8(g.spki), utf8(g.name), utf8(g.reason));
+const adGuest = (g: GuestClaims) => lvCat(utf8("guest"), utf8(g.spki), utf8(g.name), utf8(g.reason), ...(g.identity ? [utf8(g.identity)] : []));
 const adHost = (h: HostClaims) => lvCat(utf8("host"), utf8(h.spki), utf8(h.target));
 
 function keys(sid: Buffer, K: Buffer, Ya: Buffer, ADa: Buffer, Yb: Buffer, ADb: Buffer): PakeKeys {

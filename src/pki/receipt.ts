@@ -22,6 +22,8 @@ export const ReceiptBody = v.strictObject({
   at: v.pipe(v.number(), v.integer(), v.minValue(0)),
   /** The signer's public key (base64 SubjectPublicKeyInfo DER), so a receipt verifies on its own. */
   hostPub: v.pipe(v.string(), v.maxLength(400), v.regex(/^[A-Za-z0-9+/=]+$/)),
+  /** The guest's long-term identity key (SHA256:...), when it sent one (pki/identity.ts). */
+  guestId: v.optional(spki),
 });
 export type ReceiptBody = v.InferOutput<typeof ReceiptBody>;
 
@@ -31,7 +33,7 @@ export type Receipt = v.InferOutput<typeof Receipt>;
 /** The signed bytes: fixed field order, so signer and verifier agree without canonical JSON. */
 function message(b: ReceiptBody): Buffer {
   const scope = b.scope ? [b.scope.ttlMs ?? "", b.scope.streams ?? "", b.scope.readOnly ? "ro" : ""].join(",") : "";
-  return Buffer.from(["tessera-consent-receipt-v1", b.requestId, b.shareId, b.guestKey, b.target, b.decision, scope, b.at, b.hostPub].join("\n"));
+  return Buffer.from(["tessera-consent-receipt-v1", b.requestId, b.shareId, b.guestKey, b.target, b.decision, scope, b.at, b.hostPub, ...(b.guestId ? [`id:${b.guestId}`] : [])].join("\n"));
 }
 
 /** Signs a decision with the host's private key (PEM); `hostPub` is taken from that key. */

@@ -26,6 +26,9 @@ const nameplate = v.pipe(v.string(), v.regex(/^[0-9A-HJKMNP-TV-Z]{4}$/, "must be
 /** PAKE fields: opaque to the coordinator, which relays them (base64url of a ristretto255 element, a MAC, a nonce). */
 const b64 = (max: number) => v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]*$/), v.maxLength(max));
 const pakeStart = v.strictObject({ sid: b64(32), msg: b64(64) });
+/** A guest's long-term identity key (base64 SPKI DER) and its signature over this request (pki/identity.ts). */
+const b64std = (max: number) => v.pipe(v.string(), v.maxLength(max), v.regex(/^[A-Za-z0-9+/=]+$/));
+export const identityProof = v.strictObject({ pub: b64std(400), sig: b64std(200) });
 const epochMs = v.pipe(v.number(), v.integer(), v.minValue(0));
 
 const frame = <T extends string, E extends v.ObjectEntries>(t: T, entries: E) =>
@@ -53,12 +56,13 @@ export const ClientFrame = v.variant("t", [
    */
   frame("decision", { requestId: id, allow: v.boolean(), scope: v.optional(Scope), reason: v.optional(text(200)), mismatch: v.optional(v.boolean()), receipt: v.optional(Receipt) }),
   /** code is the nameplate only; pake is the guest's CPace share, for the host (version 3). */
-  frame("redeem", { code, csr: pem, name, reason: text(500), pake: pakeStart }),
+  frame("redeem", { code, csr: pem, name, reason: text(500), pake: pakeStart, identity: v.optional(identityProof) }),
   /** The host's CPace share and confirmation, and the key the guest is to pin, for the guest (version 3). */
   frame("pake", { requestId: id, msg: b64(64), tag: b64(128), hostSpki: spki }),
   /** The guest's confirmation, for the host; absent when the host's did not check out (version 3). */
   frame("confirm", { requestId: id, tag: v.optional(b64(128)) }),
-  frame("request", { shareId: id, target, csr: pem, name, reason: text(500) }),
+  /** identity: the guest's long-term key and its signature over this request; the host checks it (version 3). */
+  frame("request", { shareId: id, target, csr: pem, name, reason: text(500), identity: v.optional(identityProof) }),
   frame("open", { sessionId: id, ref: id }),
   /** reason: why a side refused the session (a key the code did not confirm), for the other side to read (version 3). */
   frame("end", { sessionId: id, reason: v.optional(text(200)) }),
@@ -87,7 +91,7 @@ export const ServerFrame = v.variant("t", [
   /** The nameplate only: the minter adds its own secret half (version 3). */
   frame("code", { shareId: id, nameplate, target, expiresAt: epochMs }),
   /** pake: the guest's CPace share for a code's nameplate; absent for a request by share id (version 3). */
-  frame("ask", { requestId: id, shareId: id, guest: guestInfo, target, reason: text(500), deadline: epochMs, pake: v.optional(v.strictObject({ nameplate, ...pakeStart.entries })) }),
+  frame("ask", { requestId: id, shareId: id, guest: guestInfo, target, reason: text(500), deadline: epochMs, pake: v.optional(v.strictObject({ nameplate, ...pakeStart.entries })), identity: v.optional(identityProof) }),
   frame("pake", { requestId: id, msg: b64(64), tag: b64(128), hostSpki: spki }),
   frame("confirm", { requestId: id, tag: v.optional(b64(128)) }),
   frame("cancel", { requestId: id, reason: text(200) }),

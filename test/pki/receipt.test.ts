@@ -20,3 +20,15 @@ test("a receipt verifies for its host key and exactly its decision; any edit or 
   expect(receiptProblem(forged, expect_)).toMatch(/^it is signed by SHA256:\S+, not by the host's key /);
   expect(receiptProblem({ ...r, sig: forged.sig }, expect_)).toBe("its signature does not verify");
 });
+
+test("a receipt may name the guest's identity key, and the signature covers it", async () => {
+  const key = await exportPrivateKeyPem((await generateKeyPair()).privateKey);
+  const guestId = `SHA256:${"I".repeat(43)}`;
+  const r = signReceipt(key, { requestId: "r-1", shareId: "db", guestKey: GUEST, target: "127.0.0.1:5432", decision: "allow", at: 1, guestId });
+  const want = { hostKey: receiptSigner(r), guestKey: GUEST, target: "127.0.0.1:5432", decision: "allow" as const };
+  expect(r.body.guestId).toBe(guestId);
+  expect(receiptProblem(r, want)).toBeUndefined();
+  expect(receiptProblem({ ...r, body: { ...r.body, guestId: `SHA256:${"J".repeat(43)}` } }, want)).toBe("its signature does not verify");
+  const { guestId: _dropped, ...without } = r.body;
+  expect(receiptProblem({ ...r, body: without }, want)).toBe("its signature does not verify");
+});
