@@ -43,6 +43,11 @@ export function setPrompt(text: string | undefined): void {
   prompt = text;
 }
 
+/** Whether a question (or a status line kept in place) is on screen now: a panel drawn below it would tear it. */
+export function promptShown(): boolean {
+  return prompt !== undefined;
+}
+
 function write(line: string): void {
   if (prompt === undefined) return void process.stderr.write(line);
   process.stderr.write(`${process.stderr.isTTY ? "\r\x1b[K" : "\n"}${line}${prompt}`);

@@ -35,6 +35,8 @@ export class Approver {
   private suspended = false;
   /** Requests whose guest proved it holds our code, with the string to compare (`--verify`). */
   private readonly verified = new Map<string, string>();
+  /** Lines typed while no request waits, for another part of this terminal (the live view); true when it took the line. */
+  keys?: (line: string) => boolean;
 
   constructor(private client: ControlClient, private readonly shareId: string, private readonly codes: ApproverCodes, private readonly what: "port" | "shell" | "shell-read-only" = "port") {}
 
@@ -196,6 +198,7 @@ export class Approver {
   private onLine(line: string): void {
     const f = this.current;
     if (!f) {
+      if (this.keys?.(line)) return;
       if (/^c(ode)?$/i.test(line)) this.mint().catch((err) => log.error(errorMessage(err)));
       else if (line) process.stderr.write("  no request is waiting; type c + Enter to mint another code\n");
       return;

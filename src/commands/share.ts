@@ -10,6 +10,7 @@ import { formatTarget } from "../wire/address.ts";
 import { Approver } from "../cli/approver.ts";
 import { AttachedApprover } from "../cli/attached-approver.ts";
 import { OutageReport } from "../cli/outage.ts";
+import { LiveView } from "../cli/live-view.ts";
 import { ShellShare } from "../cli/shell-share.ts";
 import { coordinatorAddress, homeDir, homeFile, readCa, readHostIdentity } from "../cli/home.ts";
 import { KnownGuests } from "../host/known-guests.ts";
@@ -75,6 +76,7 @@ export default defineCommand({
         onConnected: (c) => {
           if (!approverRef) return;
           approverRef.rebind(c);
+          client = c;
           shell?.rebind(c);
           outage.back("reconnected to the coordinator; the share is live again");
         },
@@ -100,7 +102,11 @@ export default defineCommand({
     approver.start();
     shell?.bind(client, approver);
     await approver.mint(args.target);
+    // A watched shell owns this terminal while attached: no panel under it.
+    const view = args.watch || args["read-only"] ? undefined : new LiveView({ shareId, client: () => attached?.client ?? client, approver, tty: !!process.stdin.isTTY && !!process.stderr.isTTY });
+    view?.start();
     const why = await stop.promise;
+    view?.stop();
     attached?.stop();
     shell?.stop();
     approver.stop();

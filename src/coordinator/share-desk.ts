@@ -86,7 +86,7 @@ export class ShareDesk {
     const host = requireHost(peer);
     const share = this.shares.get(f.shareId);
     if (!share || share.hostSpki !== host.spki) throw new RefusedError("no_share", `this host has no share "${f.shareId}" on this coordinator`);
-    peer.ch.send(shareStatus(share, Date.now()));
+    peer.ch.send(shareStatus(share, Date.now(), this.o.limits.idleTimeoutMs));
   }
 
   async mint(peer: Peer, f: CF<"mint">): Promise<void> {

@@ -3,7 +3,8 @@
 import { MAX_STATUS_SESSIONS, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
 import type { LiveShare } from "./state.ts";
 
-export function shareStatus(share: LiveShare, now: number): FrameOf<ServerFrame, "status"> {
+/** idleTimeoutMs: the coordinator's idle limit, so the host can count down to it. */
+export function shareStatus(share: LiveShare, now: number, idleTimeoutMs?: number): FrameOf<ServerFrame, "status"> {
   const all = [...share.sessions];
   const sessions = all.slice(0, MAX_STATUS_SESSIONS).map((s) => ({
     sessionId: s.id,
@@ -16,5 +17,5 @@ export function shareStatus(share: LiveShare, now: number): FrameOf<ServerFrame,
     idleSec: Math.max(0, Math.floor((now - s.lastActive) / 1000)),
     away: !s.guest,
   }));
-  return { t: "status", shareId: share.id, online: !!share.agent, targets: share.targets, sessions, more: all.length - sessions.length, requests: share.requests.size };
+  return { t: "status", shareId: share.id, online: !!share.agent, targets: share.targets, sessions, more: all.length - sessions.length, requests: share.requests.size, ...(idleTimeoutMs !== undefined ? { idleTimeoutSec: Math.floor(idleTimeoutMs / 1000) } : {}) };
 }

@@ -3,7 +3,7 @@ import * as v from "valibot";
 import { Scope } from "./scope.ts";
 import { Receipt } from "../pki/receipt.ts";
 
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /** Hard cap on one control frame, checked before a byte of it is buffered. */
 export const MAX_FRAME_BYTES = 64 * 1024;
 /** Data-plane preamble: magic (never 0x16, so it can't be mistaken for a TLS ClientHello) + 32-byte token. */
@@ -108,7 +108,8 @@ export const ServerFrame = v.variant("t", [
   frame("left", { shareId: id }),
   /** The host's agent could not serve a stream it was offered (its target refused, its policy said no): the guest is told why. */
   frame("refused", { sessionId: id, streamId: id, reason: text(200) }),
-  frame("status", { shareId: id, online: v.boolean(), targets: v.array(target), sessions: v.pipe(v.array(sessionView), v.maxLength(MAX_STATUS_SESSIONS)), more: count, requests: count }),
+  /** idleTimeoutSec: how long a session may be idle before it ends, for the host's countdown (version 4). */
+  frame("status", { shareId: id, online: v.boolean(), targets: v.array(target), sessions: v.pipe(v.array(sessionView), v.maxLength(MAX_STATUS_SESSIONS)), more: count, requests: count, idleTimeoutSec: v.optional(count) }),
   frame("ping", {}),
   frame("pong", {}),
   frame("error", { code: id, message: text(1000), ref: v.optional(id) }),
