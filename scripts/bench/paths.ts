@@ -127,7 +127,6 @@ export async function ssh(targetPort: number, dir: string, via: Leg = noDelay): 
 export async function tessera(targetPort: number, dir: string, profileDir?: string, via: Leg = noDelay): Promise<Path> {
   if (!fs.existsSync(TESSERA)) throw new Error(`${TESSERA} is missing: run \`bun run build\` first`);
   const d = fs.mkdtempSync(path.join(dir, "tessera-"));
-  fs.mkdirSync(d);
   const prof: Record<string, string> = profileDir ? { BUN_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.resolve(profileDir)}` } : {};
   const hostEnv = { TESSERA_HOME: path.join(d, "host"), ...prof };
   const guestEnv = { TESSERA_HOME: path.join(d, "guest"), ...prof };
