@@ -9,6 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { openIdle, requestResponse, roundTrips, setupTimes, throughput } from "./bench/client.ts";
+import { cpuMeter, printCpu, type CpuCost } from "./bench/cpu.ts";
 import { measureDelayed, printDelayed, type DelayedResult } from "./bench/delayed.ts";
 import { direct, helpTimes, ROOT, ssh, startTarget, tessera, type Path } from "./bench/paths.ts";
 import { cpuSeconds, killAll, killOnSignal, peakRssMb, processName, rssMb } from "./bench/procs.ts";
@@ -90,6 +91,7 @@ try {
 
   // results[path][metric][run]
   const results: Record<string, Record<Metric, number[]>> = {};
+  const cpu: CpuCost = {};
   for (const p of paths) results[p.name] = { tp1: [], tp8: [], setupP50: [], setupP99: [], rttP50: [], rttP99: [], rr1: [], rr16: [] };
   for (let r = 0; r < opt.runs; r++) {
     // Each metric is taken on every path back to back, so the ratios compare like with like in time.
@@ -98,11 +100,13 @@ try {
     const settle = () => Bun.sleep(300);
     if (only.has("bulk")) for (const p of order) { await settle(); results[p.name]!.tp1.push(await throughput(p.port, 1, opt.duration)); }
     if (only.has("bulk")) for (const p of order) { await settle(); results[p.name]!.tp8.push(await throughput(p.port, 8, opt.duration)); }
-    if (only.has("rr")) for (const p of order) { await settle(); results[p.name]!.rr1.push(await requestResponse(p.port, conns, 1, opt.duration)); }
-    if (only.has("rr")) for (const p of order) { await settle(); results[p.name]!.rr16.push(await requestResponse(p.port, conns, 16, opt.duration)); }
+    if (only.has("rr")) for (const p of order) { await settle(); results[p.name]!.rr1.push(await requestResponse(p.port, conns, 1, opt.duration, 300, () => cpuMeter(cpu, "rr1", p))); }
+    if (only.has("rr")) for (const p of order) { await settle(); results[p.name]!.rr16.push(await requestResponse(p.port, conns, 16, opt.duration, 300, () => cpuMeter(cpu, "rr16", p))); }
     if (only.has("setup")) for (const p of order) {
       await settle();
+      const meter = cpuMeter(cpu, "setup", p);
       const t = await setupTimes(p.port, opt.setup);
+      meter(opt.setup);
       results[p.name]!.setupP50.push(percentile(t, 50));
       results[p.name]!.setupP99.push(percentile(t, 99));
     }
@@ -174,6 +178,7 @@ try {
       ["coordinator CPU to open them (s)", fmt(idle.coordinatorCpuSecondsToOpen)], ["coordinator CPU while idle (%)", fmt(idle.coordinatorCpuPercentIdle)],
       ["agent RSS (MB)", fmt(idle.agentRssMb, 1)], ["guest RSS (MB)", fmt(idle.guestRssMb, 1)], ["time to open all (s)", fmt(idle.openSeconds)]]));
   }
+  printCpu(cpu, { rr1: "per request (µs)", rr16: "per pipelined request (µs)", setup: "per stream setup (µs)" });
   if (delayed) printDelayed(delayed);
   if (help.length) console.log(`\ntessera --help: median ${fmt(median(help.map((h) => h.wallMs)), 1)} ms wall (min ${fmt(Math.min(...help.map((h) => h.wallMs)), 1)}), median ${fmt(median(help.map((h) => h.cpuMs)), 1)} ms CPU, over ${help.length} runs`);
 
@@ -182,7 +187,7 @@ try {
   for (const tg of targets) console.log(`  ${tg.met === undefined ? "n/a " : tg.met ? "MET " : "MISS"}  ${tg.what}: ${tg.value}`);
 
   const info = Object.fromEntries(paths.map((p) => [p.name, p.info]));
-  const json = { when: new Date().toISOString(), machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, loadavgAtStart: loadAtStart, loadavgAtEnd: os.loadavg(), bun: Bun.version }, options: opt, info, results, ...summary, rss, idle, delayed, helpMs: help, targets };
+  const json = { when: new Date().toISOString(), machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, loadavgAtStart: loadAtStart, loadavgAtEnd: os.loadavg(), bun: Bun.version }, options: opt, info, results, ...summary, rss, cpu, idle, delayed, helpMs: help, targets };
   fs.mkdirSync(path.dirname(a.json!), { recursive: true });
   fs.writeFileSync(a.json!, JSON.stringify(json, null, 2) + "\n");
   console.log(`\nwrote ${a.json}`);

@@ -153,7 +153,7 @@ export const reqSize = (i: number) => 64 + ((i * 397) % 961);
  * (depth 1: one request, wait for its whole answer, send the next; 16: pipelined). After every
  * connection has answered once and a warm-up, counts completed requests over `durationMs`. Requests/s.
  */
-export async function requestResponse(port: number, conns: number, depth: number, durationMs: number, warmupMs = 300): Promise<number> {
+export async function requestResponse(port: number, conns: number, depth: number, durationMs: number, warmupMs = 300, onWindow?: () => (requests: number) => void): Promise<number> {
   const socks: Socket<Conn>[] = [];
   let done = 0;
   let seq = 0;
@@ -185,10 +185,12 @@ export async function requestResponse(port: number, conns: number, depth: number
     }
     await withTimeout(Promise.all(firsts), 15_000, "req/resp: first answers");
     await Bun.sleep(warmupMs);
+    const windowEnd = onWindow?.();
     const d0 = done;
     const t0 = performance.now();
     await Bun.sleep(durationMs);
     const n = done - d0;
+    windowEnd?.(n);
     const secs = (performance.now() - t0) / 1000;
     if (socks.some((s) => s.data.closed)) throw new Error("req/resp: a connection closed early");
     return n / secs;
