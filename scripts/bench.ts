@@ -1,12 +1,16 @@
 // `bun run bench`: measures direct TCP, ssh -L and tessera on loopback in one run, the same way with the
 // same client, and prints each tessera figure as a ratio to ssh -L and to direct from the same run.
 // Options: --runs N  --duration MS  --setup N  --rtt N  --idle N  --paths direct,ssh,tessera  --json FILE  --quick
+//          --conns N (request/response connections)  --delay MS (delayed link, each way)  --delay-setup N
+//          --only bulk,setup,rtt,rr,delay,idle,help (which workloads; all by default)
 //          --profile DIR (CPU profiles of coordinator, share and join, written when they exit)
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { openIdle, roundTrips, setupTimes, throughput } from "./bench/client.ts";
+import { openIdle, requestResponse, roundTrips, setupTimes, throughput } from "./bench/client.ts";
+import { cpuMeter, printCpu, type CpuCost } from "./bench/cpu.ts";
+import { measureDelayed, printDelayed, type DelayedResult } from "./bench/delayed.ts";
 import { direct, helpTimes, ROOT, ssh, startTarget, tessera, type Path } from "./bench/paths.ts";
 import { cpuSeconds, killAll, killOnSignal, peakRssMb, processName, rssMb } from "./bench/procs.ts";
 import { fmt, median, percentile, table } from "./bench/stats.ts";
@@ -23,6 +27,10 @@ const { values: a } = parseArgs({
     json: { type: "string", default: path.join(ROOT, "dist/bench.json") },
     quick: { type: "boolean", default: false },
     profile: { type: "string" },
+    conns: { type: "string", default: "50" },
+    delay: { type: "string", default: "10" },
+    "delay-setup": { type: "string", default: "30" },
+    only: { type: "string", default: "bulk,setup,rtt,rr,delay,idle,help" },
   },
 });
 const num = (s: string, name: string, min: number) => {
@@ -34,8 +42,12 @@ const opt = a.quick
   ? { runs: 1, duration: 1000, setup: 200, rtt: 2000, idle: num(a.idle!, "idle", 0), help: 5 }
   : { runs: num(a.runs!, "runs", 1), duration: num(a.duration!, "duration", 200), setup: num(a.setup!, "setup", 1), rtt: num(a.rtt!, "rtt", 1), idle: num(a.idle!, "idle", 0), help: num(a.help!, "help", 1) };
 const wanted = new Set(a.paths!.split(","));
+const only = new Set(a.only!.split(","));
+const conns = num(a.conns!, "conns", 1);
+const delayMs = num(a.delay!, "delay", 1);
+const delaySetups = num(a["delay-setup"]!, "delay-setup", 1);
 
-type Metric = "tp1" | "tp8" | "setupP50" | "setupP99" | "rttP50" | "rttP99";
+type Metric = "tp1" | "tp8" | "setupP50" | "setupP99" | "rttP50" | "rttP99" | "rr1" | "rr16";
 const METRICS: { key: Metric; label: string; unit: string; higherIsBetter: boolean }[] = [
   { key: "tp1", label: "throughput, 1 stream", unit: "MB/s", higherIsBetter: true },
   { key: "tp8", label: "throughput, 8 streams", unit: "MB/s", higherIsBetter: true },
@@ -43,6 +55,8 @@ const METRICS: { key: Metric; label: string; unit: string; higherIsBetter: boole
   { key: "setupP99", label: "stream setup p99", unit: "ms", higherIsBetter: false },
   { key: "rttP50", label: "64 B round trip p50", unit: "ms", higherIsBetter: false },
   { key: "rttP99", label: "64 B round trip p99", unit: "ms", higherIsBetter: false },
+  { key: "rr1", label: `req/resp 64 B-1 KiB, ${conns} conns`, unit: "req/s", higherIsBetter: true },
+  { key: "rr16", label: `req/resp, ${conns} conns, 16 pipelined`, unit: "req/s", higherIsBetter: true },
 ];
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-bench-"));
@@ -59,7 +73,7 @@ const loadAtStart = os.loadavg();
 try {
   say(`${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}; ${opt.runs} run(s)`);
   const target = await startTarget();
-  if (wanted.has("direct")) paths.push(direct(target));
+  if (wanted.has("direct")) paths.push(await direct(target));
   if (wanted.has("ssh")) {
     if (fs.existsSync("/usr/sbin/sshd")) paths.push(await ssh(target.port, dir));
     else say("no /usr/sbin/sshd (apt-get install openssh-server): ssh -L skipped");
@@ -72,38 +86,44 @@ try {
     await setupTimes(p.port, 50);
     await roundTrips(p.port, 200);
     await throughput(p.port, 1, 300, 100);
+    if (only.has("rr")) await requestResponse(p.port, conns, 1, 300, 100);
   }
 
   // results[path][metric][run]
   const results: Record<string, Record<Metric, number[]>> = {};
-  for (const p of paths) results[p.name] = { tp1: [], tp8: [], setupP50: [], setupP99: [], rttP50: [], rttP99: [] };
+  const cpu: CpuCost = {};
+  for (const p of paths) results[p.name] = { tp1: [], tp8: [], setupP50: [], setupP99: [], rttP50: [], rttP99: [], rr1: [], rr16: [] };
   for (let r = 0; r < opt.runs; r++) {
     // Each metric is taken on every path back to back, so the ratios compare like with like in time.
     const order = paths.map((_, i) => paths[(i + r) % paths.length]!);
     // A short pause before each measurement lets the previous one's teardown finish off the clock.
     const settle = () => Bun.sleep(300);
-    for (const p of order) { await settle(); results[p.name]!.tp1.push(await throughput(p.port, 1, opt.duration)); }
-    for (const p of order) { await settle(); results[p.name]!.tp8.push(await throughput(p.port, 8, opt.duration)); }
-    for (const p of order) {
+    if (only.has("bulk")) for (const p of order) { await settle(); results[p.name]!.tp1.push(await throughput(p.port, 1, opt.duration)); }
+    if (only.has("bulk")) for (const p of order) { await settle(); results[p.name]!.tp8.push(await throughput(p.port, 8, opt.duration)); }
+    if (only.has("rr")) for (const p of order) { await settle(); results[p.name]!.rr1.push(await requestResponse(p.port, conns, 1, opt.duration, 300, () => cpuMeter(cpu, "rr1", p))); }
+    if (only.has("rr")) for (const p of order) { await settle(); results[p.name]!.rr16.push(await requestResponse(p.port, conns, 16, opt.duration, 300, () => cpuMeter(cpu, "rr16", p))); }
+    if (only.has("setup")) for (const p of order) {
       await settle();
+      const meter = cpuMeter(cpu, "setup", p);
       const t = await setupTimes(p.port, opt.setup);
+      meter(opt.setup);
       results[p.name]!.setupP50.push(percentile(t, 50));
       results[p.name]!.setupP99.push(percentile(t, 99));
     }
-    for (const p of order) {
+    if (only.has("rtt")) for (const p of order) {
       await settle();
       const t = await roundTrips(p.port, opt.rtt);
       results[p.name]!.rttP50.push(percentile(t, 50));
       results[p.name]!.rttP99.push(percentile(t, 99));
     }
-    say(`run ${r + 1}/${opt.runs}: ` + paths.map((p) => `${p.name} ${fmt(results[p.name]!.tp1.at(-1))}/${fmt(results[p.name]!.tp8.at(-1))} MB/s, setup ${fmt(results[p.name]!.setupP50.at(-1))} ms, rtt ${fmt(results[p.name]!.rttP50.at(-1), 3)} ms`).join("; "));
+    say(`run ${r + 1}/${opt.runs}: ` + paths.map((p) => `${p.name} ${fmt(results[p.name]!.tp1.at(-1))}/${fmt(results[p.name]!.tp8.at(-1))} MB/s, setup ${fmt(results[p.name]!.setupP50.at(-1))} ms, rtt ${fmt(results[p.name]!.rttP50.at(-1), 3)} ms, req/resp ${fmt(results[p.name]!.rr1.at(-1))}/${fmt(results[p.name]!.rr16.at(-1))} req/s`).join("; "));
   }
 
   const rss = paths.flatMap((p) => p.processes().map((q) => ({ path: p.name, role: q.role, pid: q.pid, cmd: processName(q.pid), peakRssMb: peakRssMb(q.pid) })));
 
   let idle: Record<string, number> | undefined;
   const t = paths.find((p) => p.name === "tessera");
-  if (t && opt.idle > 0) {
+  if (t && opt.idle > 0 && only.has("idle")) {
     const [coord, agent, guest] = t.processes();
     const before = rssMb(coord!.pid);
     const cpu0 = cpuSeconds(coord!.pid);
@@ -128,15 +148,22 @@ try {
     say(`${streams.open} idle streams: coordinator ${fmt(idle.coordinatorRssMb)} MB RSS, ${fmt(idle.coordinatorCpuPercentIdle)}% CPU while idle`);
   }
 
-  const help = helpTimes(opt.help);
+  // The delayed-link paths are set up after the loopback ones are measured, so they never overlap.
+  let delayed: DelayedResult | undefined;
+  if (only.has("delay")) {
+    say(`delayed link: ${delayMs} ms each way on every hop`);
+    delayed = await measureDelayed(target, dir, wanted, delayMs, delaySetups);
+  }
+
+  const help = only.has("help") ? helpTimes(opt.help) : [];
   const summary = summarize(results);
   const rows: string[][] = [["metric", ...paths.map((p) => p.name), ...(results.tessera && results.ssh ? ["tessera/ssh"] : []), ...(results.tessera && results.direct ? ["tessera/direct"] : [])]];
   for (const m of METRICS) {
     rows.push([
       `${m.label} (${m.unit})`,
       ...paths.map((p) => fmt(summary.medians[p.name]![m.key], m.unit === "ms" ? 3 : 2)),
-      ...(results.tessera && results.ssh ? [`${fmt(summary.ratios.ssh?.[m.key])}x`] : []),
-      ...(results.tessera && results.direct ? [`${fmt(summary.ratios.direct?.[m.key])}x`] : []),
+      ...(results.tessera && results.ssh ? [ratio(summary.ratios.ssh?.[m.key])] : []),
+      ...(results.tessera && results.direct ? [ratio(summary.ratios.direct?.[m.key])] : []),
     ]);
   }
   console.log(`\nmedian of ${opt.runs} run(s); ratios are medians of per-run ratios; MB = 10^6 bytes`);
@@ -151,19 +178,25 @@ try {
       ["coordinator CPU to open them (s)", fmt(idle.coordinatorCpuSecondsToOpen)], ["coordinator CPU while idle (%)", fmt(idle.coordinatorCpuPercentIdle)],
       ["agent RSS (MB)", fmt(idle.agentRssMb, 1)], ["guest RSS (MB)", fmt(idle.guestRssMb, 1)], ["time to open all (s)", fmt(idle.openSeconds)]]));
   }
-  console.log(`\ntessera --help: median ${fmt(median(help.map((h) => h.wallMs)), 1)} ms wall (min ${fmt(Math.min(...help.map((h) => h.wallMs)), 1)}), median ${fmt(median(help.map((h) => h.cpuMs)), 1)} ms CPU, over ${help.length} runs`);
+  printCpu(cpu, { rr1: "per request (µs)", rr16: "per pipelined request (µs)", setup: "per stream setup (µs)" });
+  if (delayed) printDelayed(delayed);
+  if (help.length) console.log(`\ntessera --help: median ${fmt(median(help.map((h) => h.wallMs)), 1)} ms wall (min ${fmt(Math.min(...help.map((h) => h.wallMs)), 1)}), median ${fmt(median(help.map((h) => h.cpuMs)), 1)} ms CPU, over ${help.length} runs`);
 
-  const targets = checkTargets(summary, idle, median(help.map((h) => h.wallMs)));
+  const targets = checkTargets(summary, idle, median(help.map((h) => h.wallMs)), delayed);
   console.log("\ntargets:");
   for (const tg of targets) console.log(`  ${tg.met === undefined ? "n/a " : tg.met ? "MET " : "MISS"}  ${tg.what}: ${tg.value}`);
 
   const info = Object.fromEntries(paths.map((p) => [p.name, p.info]));
-  const json = { when: new Date().toISOString(), machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, loadavgAtStart: loadAtStart, loadavgAtEnd: os.loadavg(), bun: Bun.version }, options: opt, info, results, ...summary, rss, idle, helpMs: help, targets };
+  const json = { when: new Date().toISOString(), machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, loadavgAtStart: loadAtStart, loadavgAtEnd: os.loadavg(), bun: Bun.version }, options: opt, info, results, ...summary, rss, cpu, idle, delayed, helpMs: help, targets };
   fs.mkdirSync(path.dirname(a.json!), { recursive: true });
   fs.writeFileSync(a.json!, JSON.stringify(json, null, 2) + "\n");
   console.log(`\nwrote ${a.json}`);
 } finally {
   await cleanup();
+}
+
+function ratio(x: number | undefined): string {
+  return x === undefined || !Number.isFinite(x) ? "-" : `${fmt(x)}x`;
 }
 
 function summarize(results: Record<string, Record<Metric, number[]>>) {
@@ -181,7 +214,7 @@ function summarize(results: Record<string, Record<Metric, number[]>>) {
   return { medians, ratios };
 }
 
-function checkTargets(s: ReturnType<typeof summarize>, idle: Record<string, number> | undefined, helpMs: number) {
+function checkTargets(s: ReturnType<typeof summarize>, idle: Record<string, number> | undefined, helpMs: number, delayed: DelayedResult | undefined) {
   const t = s.medians.tessera;
   const r = s.ratios;
   const out: { what: string; value: string; met?: boolean }[] = [];
@@ -193,6 +226,14 @@ function checkTargets(s: ReturnType<typeof summarize>, idle: Record<string, numb
   add("stream setup p50 <= 3 ms", t?.setupP50, (x) => x <= 3, (x) => `${fmt(x, 3)} ms`);
   add("stream setup p99 <= 10 ms", t?.setupP99, (x) => x <= 10, (x) => `${fmt(x, 3)} ms`);
   add("64 B round trip p50 <= ssh -L's", r.ssh?.rttP50, (x) => x <= 1, (x) => `${fmt(x)}x ssh (${fmt(t?.rttP50, 3)} vs ${fmt(s.medians.ssh?.rttP50, 3)} ms)`);
+  add("req/resp 50 conns >= 1.0x ssh -L", r.ssh?.rr1, (x) => x >= 1, (x) => `${fmt(x)}x`);
+  add("req/resp 50 conns >= 0.4x direct", r.direct?.rr1, (x) => x >= 0.4, (x) => `${fmt(x)}x`);
+  add("req/resp 50 conns, 16 pipelined >= 1.0x ssh -L", r.ssh?.rr16, (x) => x >= 1, (x) => `${fmt(x)}x`);
+  add("stream setup p50 <= 2x ssh -L's", r.ssh?.setupP50, (x) => x <= 2, (x) => `${fmt(x)}x ssh`);
+  const dt = delayed?.paths.tessera;
+  const ds = delayed?.paths.ssh;
+  add(`delayed link: setup round trips <= ssh -L's channel open`, dt && ds ? dt.setupLegRtts / ds.setupLegRtts : undefined, (x) => x <= 1,
+    (x) => `${fmt(x)}x (${fmt(dt!.setupLegRtts, 1)} vs ${fmt(ds!.setupLegRtts, 1)} hop round trips; ${fmt(dt!.setupP50, 1)} vs ${fmt(ds!.setupP50, 1)} ms)`);
   add("1,000 idle streams: coordinator < 150 MB RSS", idle?.coordinatorRssMb, (x) => x < 150, (x) => `${fmt(x, 1)} MB`);
   add("tessera --help < 60 ms", helpMs, (x) => x < 60, (x) => `${fmt(x, 1)} ms`);
   return out;

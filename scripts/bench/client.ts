@@ -144,3 +144,58 @@ export async function openIdle(port: number, count: number, parallel = 50): Prom
   }
   return { close, open: socks.length };
 }
+
+/** Request sizes of the request/response workload: a fixed spread over 64 B..1 KiB (mean ~544 B). */
+export const reqSize = (i: number) => 64 + ((i * 397) % 961);
+
+/**
+ * Cache-style load: `conns` connections, each keeping `depth` echo requests of 64 B-1 KiB in flight
+ * (depth 1: one request, wait for its whole answer, send the next; 16: pipelined). After every
+ * connection has answered once and a warm-up, counts completed requests over `durationMs`. Requests/s.
+ */
+export async function requestResponse(port: number, conns: number, depth: number, durationMs: number, warmupMs = 300, onWindow?: () => (requests: number) => void): Promise<number> {
+  const socks: Socket<Conn>[] = [];
+  let done = 0;
+  let seq = 0;
+  let running = true;
+  const firsts: Promise<void>[] = [];
+  try {
+    for (let c = 0; c < conns; c++) {
+      const inFlight: number[] = [];
+      let have = 0;
+      let first!: () => void;
+      firsts.push(new Promise<void>((r) => (first = r)));
+      const send = (s: Socket<Conn>, n: number) => {
+        const parts: Buffer[] = [];
+        for (let k = 0; k < n; k++) { const size = reqSize(seq++); inFlight.push(size); parts.push(Buffer.alloc(size, 0x61)); }
+        s.write(n === 1 ? parts[0]! : Buffer.concat(parts));
+      };
+      const s: Socket<Conn> = await withTimeout(connect(port, (chunk) => {
+        have += chunk.length;
+        let answered = 0;
+        while (inFlight.length && have >= inFlight[0]!) { have -= inFlight.shift()!; answered++; }
+        if (!answered) return;
+        done += answered;
+        first();
+        if (running) send(s, answered);
+      }), 15_000, "req/resp: connect");
+      socks.push(s);
+      s.write(new Uint8Array([ECHO]));
+      send(s, depth);
+    }
+    await withTimeout(Promise.all(firsts), 15_000, "req/resp: first answers");
+    await Bun.sleep(warmupMs);
+    const windowEnd = onWindow?.();
+    const d0 = done;
+    const t0 = performance.now();
+    await Bun.sleep(durationMs);
+    const n = done - d0;
+    windowEnd?.(n);
+    const secs = (performance.now() - t0) / 1000;
+    if (socks.some((s) => s.data.closed)) throw new Error("req/resp: a connection closed early");
+    return n / secs;
+  } finally {
+    running = false;
+    for (const s of socks) s.terminate();
+  }
+}

@@ -49,13 +49,28 @@ export async function startTarget(): Promise<{ port: number; proc: Proc }> {
   return { port, proc };
 }
 
-export function direct(target: { port: number; proc: Proc }): Path {
-  return { name: "direct", port: target.port, processes: () => [], stop: async () => {}, info: {} };
+export async function direct(target: { port: number; proc: Proc }, via: Leg = noDelay): Promise<Path> {
+  return { name: "direct", port: await via("client -> target", target.port), processes: () => [], stop: async () => {}, info: {} };
 }
 
-export async function ssh(targetPort: number, dir: string): Promise<Path> {
-  const d = path.join(dir, "ssh");
-  fs.mkdirSync(d, { mode: 0o700 });
+/** A Leg that puts a forwarder adding `delayMs` each way (its own process, killed by pid) on every hop. */
+export function delayedLegs(delayMs: number, procs: Proc[]): Leg {
+  return async (leg, port) => {
+    const p = spawn(`delay (${leg})`, ["bun", path.join(import.meta.dir, "delay.ts"), "--to", String(port), "--delay", String(delayMs)]);
+    procs.push(p);
+    return Number((await p.waitFor(/port (\d+)/))[1]);
+  };
+}
+
+/**
+ * Where a client reaches a server across the link: by default the server's own port; the delayed-link
+ * path puts a fixed-delay forwarder there (delay.ts) and returns its port. `leg` names the hop.
+ */
+export type Leg = (leg: string, serverPort: number) => Promise<number>;
+const noDelay: Leg = async (_leg, port) => port;
+
+export async function ssh(targetPort: number, dir: string, via: Leg = noDelay): Promise<Path> {
+  const d = fs.mkdtempSync(path.join(dir, "ssh-"));
   await run("ssh-keygen host", ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path.join(d, "host_key")]);
   await run("ssh-keygen user", ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path.join(d, "user_key")]);
   fs.copyFileSync(path.join(d, "user_key.pub"), path.join(d, "authorized_keys"));
@@ -87,7 +102,7 @@ export async function ssh(targetPort: number, dir: string): Promise<Path> {
   // -F /dev/null: the client's defaults (ciphers, MACs) as a user would get them, no personal config.
   const client = spawn("ssh", [
     "ssh", "-F", "/dev/null", "-N", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", `UserKnownHostsFile=${d}/known_hosts`,
-    "-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=ERROR", "-i", path.join(d, "user_key"), "-p", String(sshPort),
+    "-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=ERROR", "-i", path.join(d, "user_key"), "-p", String(await via("ssh -> sshd", sshPort)),
     "-L", `127.0.0.1:${localPort}:127.0.0.1:${targetPort}`, `${user}@127.0.0.1`,
   ]);
   await untilForwarding(localPort, client);
@@ -109,20 +124,21 @@ export async function ssh(targetPort: number, dir: string): Promise<Path> {
 }
 
 /** With `profileDir`, the long-running tessera processes write CPU profiles there when they exit. */
-export async function tessera(targetPort: number, dir: string, profileDir?: string): Promise<Path> {
+export async function tessera(targetPort: number, dir: string, profileDir?: string, via: Leg = noDelay): Promise<Path> {
   if (!fs.existsSync(TESSERA)) throw new Error(`${TESSERA} is missing: run \`bun run build\` first`);
-  const d = path.join(dir, "tessera");
-  fs.mkdirSync(d);
+  const d = fs.mkdtempSync(path.join(dir, "tessera-"));
   const prof: Record<string, string> = profileDir ? { BUN_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.resolve(profileDir)}` } : {};
   const hostEnv = { TESSERA_HOME: path.join(d, "host"), ...prof };
   const guestEnv = { TESSERA_HOME: path.join(d, "guest"), ...prof };
   await run("tessera ca", [TESSERA, "ca", "--coordinator-name", "localhost", "--dir", "pki"], { cwd: d });
   const coordinator = spawn("coordinator", [TESSERA, "coordinator", "--certs", "pki", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--audit", "audit.jsonl", "--db", "tessera.db"], { cwd: d, env: prof });
   const port = Number((await coordinator.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
-  const address = `localhost:${port}`;
+  // The host's and the guest's own hops to the coordinator (control and data both go there).
+  const hostAddress = `localhost:${await via("agent -> coordinator", port)}`;
+  const guestAddress = `localhost:${await via("guest -> coordinator", port)}`;
   const token = fs.readFileSync(path.join(d, "pki/enroll-token"), "utf8").trim();
-  await run("tessera link (host)", [TESSERA, "link", address, "--token", token, "--name", "bench-host"], { cwd: d, env: hostEnv });
-  await run("tessera link (guest)", [TESSERA, "link", address, "--ca-file", "pki/ca.crt"], { cwd: d, env: guestEnv });
+  await run("tessera link (host)", [TESSERA, "link", hostAddress, "--token", token, "--name", "bench-host"], { cwd: d, env: hostEnv });
+  await run("tessera link (guest)", [TESSERA, "link", guestAddress, "--ca-file", "pki/ca.crt"], { cwd: d, env: guestEnv });
   const host = spawn("share", [TESSERA, "share", "--port", String(targetPort)], { cwd: d, env: hostEnv });
   const code = (await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m))[1]!;
   const guest = spawn("join", [TESSERA, "join", code, "--name", "bench-guest", "--reason", "benchmark", "--local", "127.0.0.1:0"], { cwd: d, env: guestEnv });
