@@ -73,6 +73,9 @@ export async function cluster(pgUrl: string, dir: string, n: number, pairs: numb
   const nodes = ports.slice(0, n).map((port, i) => spawn(`node n${i + 1}`, [TESSERA, "coordinator", "--certs", "pki", "--db", u.toString(), "--node", `n${i + 1}`,
     "--advertise", `127.0.0.1:${port}`, "--listen", `127.0.0.1:${port}`, "--http", "127.0.0.1:0", "--audit", `audit-n${i + 1}.jsonl`], { cwd: d }));
   await Promise.all(nodes.map((p) => p.waitFor(/listening on/)));
+  // A node learns of its peers at its heartbeat (every --node-ttl/4, 2.5 s by default), and until then
+  // drops a data connection whose token a peer it has not seen issued: wait one heartbeat out.
+  if (n > 1) await Bun.sleep(3000);
   const ha = ports[n]!;
   fs.writeFileSync(path.join(d, "haproxy.cfg"), [
     "global", "  maxconn 4000", "defaults", "  mode tcp", "  timeout connect 2s", "  timeout client 1h", "  timeout server 1h", "  retries 3", "  option redispatch",
