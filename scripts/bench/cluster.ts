@@ -73,9 +73,6 @@ export async function cluster(pgUrl: string, dir: string, n: number, pairs: numb
   const nodes = ports.slice(0, n).map((port, i) => spawn(`node n${i + 1}`, [TESSERA, "coordinator", "--certs", "pki", "--db", u.toString(), "--node", `n${i + 1}`,
     "--advertise", `127.0.0.1:${port}`, "--listen", `127.0.0.1:${port}`, "--http", "127.0.0.1:0", "--audit", `audit-n${i + 1}.jsonl`], { cwd: d }));
   await Promise.all(nodes.map((p) => p.waitFor(/listening on/)));
-  // A node learns of its peers at its heartbeat (every --node-ttl/4, 2.5 s by default), and until then
-  // drops a data connection whose token a peer it has not seen issued: wait one heartbeat out.
-  if (n > 1) await Bun.sleep(3000);
   const ha = ports[n]!;
   fs.writeFileSync(path.join(d, "haproxy.cfg"), [
     "global", "  maxconn 4000", "defaults", "  mode tcp", "  timeout connect 2s", "  timeout client 1h", "  timeout server 1h", "  retries 3", "  option redispatch",
@@ -96,15 +93,8 @@ export async function cluster(pgUrl: string, dir: string, n: number, pairs: numb
   for (let i = 0; i < pairs; i++) {
     const host = spawn(`share ${i}`, [TESSERA, "share", "--port", String(targetPort)], { cwd: d, env: hostEnv });
     const code = (await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m))[1]!;
-    // A share just registered may not be reachable from every node yet: the guest is told to try the same code again, as a person would.
-    let guest!: Proc;
-    for (let attempt = 1; ; attempt++) {
-      guest = spawn(`join ${i}`, [TESSERA, "join", code, "--name", `bench-guest-${i}`, "--reason", "benchmark", "--local", "127.0.0.1:0"], { cwd: d, env: guestEnv });
-      const r = await Promise.race([host.waitFor(/Allow bench-guest-\d+ .*\[y\/N\]/).then(() => "prompt", () => "timeout"), guest.p.exited.then(() => "exit")]);
-      if (r === "prompt") break;
-      if (attempt >= 10 || !/try the same code again/.test(guest.out)) throw new Error(`${guest.name} ended before the host was asked:\n${guest.out}`);
-      await Bun.sleep(200 * attempt);
-    }
+    const guest = spawn(`join ${i}`, [TESSERA, "join", code, "--name", `bench-guest-${i}`, "--reason", "benchmark", "--local", "127.0.0.1:0"], { cwd: d, env: guestEnv });
+    await host.waitFor(/Allow bench-guest-\d+ .*\[y\/N\]/).catch((e: Error) => { throw new Error(`${e.message}\n--- ${guest.name}:\n${guest.out}`); });
     host.write("y\n");
     const local = Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]);
     await setupTimes(local, 1).catch((e: Error) => {
