@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { SQL } from "bun";
 import { Store } from "../src/store/store.ts";
 import { MIGRATIONS } from "../src/store/schema.ts";
+import { NodeMail, nodeTag } from "../src/coordinator/node-mail.ts";
 
 const PG = process.env.TESSERA_TEST_PG_URL;
 if (!PG) console.warn("store-nodes.test: TESSERA_TEST_PG_URL is not set: SKIPPED (scripts/test-services.sh sets it)");
@@ -48,6 +49,24 @@ describe.skipIf(!PG)("nodes on one PostgreSQL", () => {
     const claims = await Promise.all([a.nodes.claimShare("sh", "n2", "n1"), b.nodes.claimShare("sh", "n3", "n1")]);
     expect(claims.filter(Boolean).length).toBe(1);
     expect(["n2", "n3"]).toContain((await a.nodes.shareNode("sh"))!);
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  test("a node that started after another's last heartbeat is known to it at once: alive, and by its stream tag", async () => {
+    const url = await freshDb();
+    const [a, b] = await Promise.all([Store.open(url), Store.open(url)]);
+    // A long ttl: no heartbeat comes between the two starts and the questions, so only a fresh read can answer.
+    const mail = (store: Store, name: string) => new NodeMail({ store: store.nodes, name, advertise: `127.0.0.1:${name === "n1" ? 1001 : 1002}`, ttlMs: 600_000, onMail: () => {}, onNodeLost: () => {} });
+    const n1 = mail(a, "n1");
+    await n1.start();
+    const n2 = mail(b, "n2");
+    await n2.start();
+    // Before: n1 took n2 for a lost node (and claimed its shares), and dropped streams whose tokens n2 issued.
+    expect(await n1.isLive("n2")).toBe(true);
+    expect((await n1.byTag(nodeTag("n2")))?.advertise).toBe("127.0.0.1:1002");
+    expect(await n1.isLive("n9")).toBe(false);
+    expect(await n1.byTag(nodeTag("n9"))).toBeUndefined();
+    await Promise.all([n1.stop(), n2.stop()]);
     await Promise.all([a.close(), b.close()]);
   });
 });

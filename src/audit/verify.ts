@@ -56,8 +56,14 @@ export interface VerifyOptions {
   now?: number;
 }
 
+/** One chain: `inputs` oldest first, with the rotated files the oldest continues found beside it. */
 export function verifyAudit(inputs: string[], o: VerifyOptions = {}): VerifyResult {
   const { files, missing } = chainFiles(inputs);
+  return verifyChain(files, missing, o);
+}
+
+/** One chain's files, oldest first; `missing`: the file its oldest continues, which is not here. */
+export function verifyChain(files: string[], missing: string | undefined, o: VerifyOptions = {}): VerifyResult {
   const r: VerifyResult = { ok: true, files, events: 0, checkpoints: 0, signaturesChecked: o.certPem !== undefined, continuesFrom: missing, warnings: [] };
   const coverage = new Coverage(o.certPem, missing !== undefined);
   const receipts = new ReceiptCheck();

@@ -3,7 +3,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { defineCommand } from "citty";
 import { ConfigError, TesseraError } from "../errors.ts";
-import { parseLine, splitLines, verifyAudit } from "../audit/verify.ts";
+import { parseLine, splitLines, type VerifyResult } from "../audit/verify.ts";
+import { groupChains, oneChainForHead, verifyChains } from "../audit/chains.ts";
 import { duration } from "../audit/coverage.ts";
 import { fetchHead, headUrl } from "../audit/head.ts";
 import { header, row } from "../cli/audit-table.ts";
@@ -17,39 +18,58 @@ function files(args: { _: string[] }, name: string): string[] {
 }
 
 const verify = defineCommand({
-  meta: { name: "verify", description: "Walk the hash chain (following rotated files beside it); exit 0 with a summary and any warnings, or 1 naming the first bad line" },
+  meta: { name: "verify", description: "Walk the hash chain (following rotated files beside it); several nodes' files at once are grouped into one chain per node by their rotation lines and each is verified; exit 0 with a summary per chain, or 1 naming each chain's first bad line" },
   args: {
-    file: { type: "positional", required: true, description: "Audit log file(s), oldest first; rotated files it continues are found next to it" },
+    file: { type: "positional", required: true, description: "Audit log file(s), of one node or several (e.g. n1/audit.jsonl n2/audit.jsonl); rotated files each continues are found next to it" },
     cert: { type: "string", description: "Coordinator certificate (PEM), e.g. pki/coordinator.crt: check the signed checkpoints, require a signed start and the checkpoints the coordinator promised, and report the unsigned tail" },
-    against: { type: "string", description: "The running coordinator's HTTP address, e.g. http://127.0.0.1:8080: fetch its signed head (GET /audit/head) and fail unless the file reaches it unchanged (needs --cert)" },
+    against: { type: "string", description: "The running coordinator's HTTP address, e.g. http://127.0.0.1:8080: fetch its signed head (GET /audit/head) and fail unless the file reaches it unchanged (needs --cert; one node's chain only)" },
     json: { type: "boolean", default: false, description: "Print the result as JSON" },
   },
   async run({ args }) {
     const certPem = args.cert ? fs.readFileSync(args.cert, "utf8") : undefined;
     const list = files(args, "verify");
     if (args.against && !certPem) throw new ConfigError("--against needs --cert: the head the coordinator serves is checked with its certificate");
+    if (args.against) oneChainForHead(groupChains(list).chains.length);
     // The head first, then the file: a live log only grows, so it must reach a head read before it.
     const head = args.against ? await fetchHead(headUrl(args.against), certPem!) : undefined;
-    const r = verifyAudit(list, { certPem, head });
-    if (args.json) console.log(JSON.stringify(r));
-    else if (r.ok) {
-      const span = r.events ? `seq ${r.firstSeq}-${r.lastSeq}, ${r.firstTs} .. ${r.lastTs}` : "empty";
-      console.log(`ok: ${r.events} events (${span}) in ${r.files.map((f) => path.basename(f)).join(", ")}`);
-      const sig = r.checkpoints === 0 ? "no signed checkpoints" : r.signaturesChecked ? `${r.checkpoints} checkpoint signatures valid` : `${r.checkpoints} checkpoints (signatures not checked: pass --cert)`;
-      const promise = r.signaturesChecked && r.policy && (r.policy.every || r.policy.intervalMs) ? `; the coordinator signs ${promised(r.policy)}` : "";
-      console.log(`     ${sig}${promise}`);
-      if (r.receipts) console.log(`     ${r.receipts} consent receipt${r.receipts === 1 ? "" : "s"} signed by the share's host, each matching its decision`);
-      if (r.cleanStop) console.log(`     ends with the signed checkpoint of a clean stop (seq ${r.lastCheckpoint!.seq}, ${r.lastCheckpoint!.ts})`);
-      if (r.head) console.log(`     reaches the running coordinator's signed head: seq ${r.head.seq} (written ${r.head.ts}, served ${r.head.at})`);
-      if (r.continuesFrom) console.log(`     continues from ${r.continuesFrom}, which is not here: that link is not checked`);
-      for (const w of r.warnings) console.log(`warning: ${w}`);
+    const all = verifyChains(list, { certPem, head });
+    if (args.json) console.log(JSON.stringify(all.chains.length === 1 ? all.chains[0] : all));
+    const many = all.chains.length > 1;
+    all.chains.forEach((r, i) => {
+      // Several nodes' logs share file names (n1/audit.jsonl, n2/audit.jsonl): name each chain by its newest file's path.
+      if (many && !args.json) console.log(`chain ${i + 1} of ${all.chains.length}: ${r.files.at(-1)}`);
+      if (r.ok && !args.json) for (const l of summary(r)) console.log(l);
+      if (!r.ok && !args.json) process.stderr.write(`FAILED: ${r.bad!.file}: ${r.bad!.message}\n`);
+    });
+    if (!args.json) for (const w of all.warnings) console.log(`warning: ${w}`);
+    const broken = all.chains.filter((r) => !r.ok);
+    if (many && !args.json) {
+      console.log(broken.length === 0
+        ? `overall: ok, all ${all.chains.length} chains verify`
+        : `overall: FAILED, ${broken.length} of ${all.chains.length} chains broken (${broken.map((r) => r.bad!.file).join(", ")})`);
     }
-    if (!r.ok) {
-      if (!args.json) process.stderr.write(`FAILED: ${r.bad!.file}: ${r.bad!.message}\n`);
-      throw new TesseraError("audit_broken", `the audit chain is broken (${r.bad!.kind} at line ${r.bad!.line} of ${path.basename(r.bad!.file)})`);
+    if (broken.length > 0) {
+      const where = broken.map((r) => `${r.bad!.kind} at line ${r.bad!.line} of ${many ? r.bad!.file : path.basename(r.bad!.file)}`).join("; ");
+      throw new TesseraError("audit_broken", `the audit chain is broken (${where})`);
     }
   },
 });
+
+/** One chain's summary as printed when it verifies. */
+function summary(r: VerifyResult): string[] {
+  const out: string[] = [];
+  const span = r.events ? `seq ${r.firstSeq}-${r.lastSeq}, ${r.firstTs} .. ${r.lastTs}` : "empty";
+  out.push(`ok: ${r.events} events (${span}) in ${r.files.map((f) => path.basename(f)).join(", ")}`);
+  const sig = r.checkpoints === 0 ? "no signed checkpoints" : r.signaturesChecked ? `${r.checkpoints} checkpoint signatures valid` : `${r.checkpoints} checkpoints (signatures not checked: pass --cert)`;
+  const promise = r.signaturesChecked && r.policy && (r.policy.every || r.policy.intervalMs) ? `; the coordinator signs ${promised(r.policy)}` : "";
+  out.push(`     ${sig}${promise}`);
+  if (r.receipts) out.push(`     ${r.receipts} consent receipt${r.receipts === 1 ? "" : "s"} signed by the share's host, each matching its decision`);
+  if (r.cleanStop) out.push(`     ends with the signed checkpoint of a clean stop (seq ${r.lastCheckpoint!.seq}, ${r.lastCheckpoint!.ts})`);
+  if (r.head) out.push(`     reaches the running coordinator's signed head: seq ${r.head.seq} (written ${r.head.ts}, served ${r.head.at})`);
+  if (r.continuesFrom) out.push(`     continues from ${r.continuesFrom}, which is not here: that link is not checked`);
+  for (const w of r.warnings) out.push(`warning: ${w}`);
+  return out;
+}
 
 function promised(p: { every: number; intervalMs: number }): string {
   const parts = [p.every ? `every ${p.every} events` : "", p.intervalMs ? `within ${duration(p.intervalMs)} of any event` : ""];

@@ -79,7 +79,7 @@ export class Cluster {
     if (!shareId || host.hasShare(shareId)) return false;
     const node = await this.o.store.nodes.shareNode(shareId);
     if (node === undefined) return false;
-    if (node !== this.o.name && this.mail.isLive(node)) {
+    if (node !== this.o.name && (await this.mail.isLive(node))) {
       this.bound.set(peer.id, { peer, node });
       this.forward(peer, node, f);
       return true;
@@ -94,7 +94,7 @@ export class Cluster {
     const node = await this.o.store.nodes.shareNode(shareId);
     if (node === undefined || node === this.o.name) return;
     if (!(await this.o.store.nodes.claimShare(shareId, this.o.name, node))) return;
-    if (this.mail.isLive(node)) this.mail.send(node, { k: "moved", shareId });
+    if (await this.mail.isLive(node)) this.mail.send(node, { k: "moved", shareId });
     await this.host!.adopt(shareId);
   }
 
@@ -108,7 +108,7 @@ export class Cluster {
     if (this.host!.revokeLocal(sessionId, by)) return true;
     const shareId = await this.o.store.nodes.sessionShare(sessionId);
     const node = shareId && (await this.o.store.nodes.shareNode(shareId));
-    if (!node || node === this.o.name || !this.mail.isLive(node)) return false;
+    if (!node || node === this.o.name || !(await this.mail.isLive(node))) return false;
     this.mail.send(node, { k: "revoke", sessionId, by });
     return true;
   }
@@ -134,16 +134,20 @@ export class Cluster {
    * the connection is carried there unchanged (preamble and all); the bytes stay the end-to-end TLS.
    */
   forwardData(sock: Socket<End>, head: Buffer): boolean {
-    const node = this.mail.byTag(head.subarray(DATA_MAGIC.length, DATA_MAGIC.length + this.tag.length));
-    if (!node) return false;
-    const to = splitAddress(node.advertise, 8443, false);
-    Bun.connect<End>({ hostname: to.host, port: to.port, allowHalfOpen: true, data: newEnd(), socket: PIPE_HANDLERS }).then((out) => {
-      out.setNoDelay(true);
-      out.write(head);
-      pair(sock, out);
-    }, (err) => {
-      log.warn(`forwarding a stream to node ${node.name} (${node.advertise}) failed: ${errorMessage(err)}`);
-      cut(sock);
+    const tag = head.subarray(DATA_MAGIC.length, DATA_MAGIC.length + this.tag.length);
+    if (tag.equals(this.tag)) return false;
+    // Bytes that arrive meanwhile wait in the socket's early buffer (bounded), as before a splice.
+    void this.mail.byTag(tag).then((node) => {
+      if (!node || sock.data.closed) return cut(sock);
+      const to = splitAddress(node.advertise, 8443, false);
+      Bun.connect<End>({ hostname: to.host, port: to.port, allowHalfOpen: true, data: newEnd(), socket: PIPE_HANDLERS }).then((out) => {
+        out.setNoDelay(true);
+        out.write(head);
+        pair(sock, out);
+      }, (err) => {
+        log.warn(`forwarding a stream to node ${node.name} (${node.advertise}) failed: ${errorMessage(err)}`);
+        cut(sock);
+      });
     });
     return true;
   }

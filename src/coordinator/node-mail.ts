@@ -8,6 +8,9 @@ import { nodeChannel, type NodeStore, type NodeRow } from "../store/nodes.ts";
 
 const log = logger("coordinator");
 
+/** Fewest milliseconds between two reads of the live nodes outside the heartbeat. */
+const REFRESH_MS = 200;
+
 export interface NodeMailOptions {
   store: NodeStore;
   name: string;
@@ -32,6 +35,10 @@ export class NodeMail {
   private timers: ReturnType<typeof setInterval>[] = [];
   private sub: { unlisten(): Promise<void> } | undefined;
   private stopped = false;
+  /** Reads of the live nodes outside the heartbeat: the one under way, the one queued behind it, when the last began. */
+  private reading: Promise<void> = Promise.resolve();
+  private queued: Promise<void> | undefined;
+  private readAt = 0;
 
   constructor(private readonly o: NodeMailOptions) {}
 
@@ -55,14 +62,52 @@ export class NodeMail {
     await this.o.store.leave(this.o.name).catch(() => {});
   }
 
-  isLive(name: string): boolean {
-    return name === this.o.name || this.live.has(name);
+  /**
+   * Whether `name` is alive. A name not seen yet is looked up afresh first: a node that started after
+   * this one's last heartbeat is alive, and must not be taken for a lost one (its shares claimed here).
+   */
+  async isLive(name: string): Promise<boolean> {
+    if (name === this.o.name || this.live.has(name)) return true;
+    await this.refresh();
+    return this.live.has(name);
   }
 
-  /** The live node (not this one) whose tag a stream token carries. */
-  byTag(tag: Uint8Array): NodeRow | undefined {
-    for (const n of this.live.values()) if (nodeTag(n.name).equals(tag)) return n;
-    return undefined;
+  /** The live node (not this one) whose tag a stream token carries; an unknown tag is looked up afresh. */
+  async byTag(tag: Uint8Array): Promise<NodeRow | undefined> {
+    const find = () => [...this.live.values()].find((n) => nodeTag(n.name).equals(tag));
+    if (find()) return find();
+    await this.refresh();
+    return find();
+  }
+
+  /**
+   * Reads the live nodes between heartbeats (adding, never removing: losing a node is the heartbeat's
+   * call). The caller rides on a read that starts after its call (one under way may predate the node it
+   * asks about); concurrent callers share it, and reads are at least REFRESH_MS apart, so connections
+   * carrying made-up tags cannot turn into a query each.
+   */
+  private refresh(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.queued ??= (async () => {
+      await this.reading;
+      const wait = this.readAt + REFRESH_MS - Date.now();
+      if (wait > 0) await Bun.sleep(wait);
+      this.queued = undefined;
+      this.reading = this.readLive();
+      await this.reading;
+    })();
+    return this.queued;
+  }
+
+  private async readLive(): Promise<void> {
+    this.readAt = Date.now();
+    try {
+      const rows = await this.o.store.all();
+      const now = Date.now();
+      for (const r of rows) if (r.name !== this.o.name && now - r.heartbeatAt <= this.o.ttlMs) this.live.set(r.name, r);
+    } catch (err) {
+      log.warn(`reading the live nodes failed: ${errorMessage(err)}`);
+    }
   }
 
   /** Sends in order: one sender's messages are written one after another, numbered. */

@@ -108,6 +108,10 @@ describe.skipIf(!PG)("nodes without a balancer", () => {
     await Promise.all(nodes.map((n) => n.proc.waitFor(/listening on/)));
     const envs = await Promise.all(nodes.map((n) => linked(dir, `g-${n.name}`, `localhost:${n.port}`)));
     const answers: string[] = [];
+    // The budget is counted per clock minute (in PostgreSQL): guesses that straddle a minute's end
+    // start a fresh budget halfway. Start with at least half a minute left, so all 14 fall in one.
+    const left = 60_000 - (Date.now() % 60_000);
+    if (left < 30_000) await Bun.sleep(left + 100);
     // 10 a minute per address (the default): 14 guesses spread over two nodes must meet the limit.
     for (let i = 0; i < 14; i++) {
       const g = spawn(["join", "ZZZZ-ZZZZ", "--name", "guesser", "--local", "127.0.0.1:0"], envs[i % 2]!);
@@ -208,11 +212,10 @@ describe.skipIf(!PG || !HAPROXY)("three nodes behind HAProxy", () => {
     expect(cid.guest.proc.exitCode).toBeNull();
     console.log(`scale-out: killed ${holder.name}; ${adopted.name} took the share over`);
 
-    // Every node's audit log verifies, the killed one's included.
+    // Every node's audit log verifies, the killed one's included: all of them in one call, one chain each.
     const files = nodes.map((n) => n.audit);
-    for (const f of files) {
-      const r = await run(["audit", "verify", f, "--cert", path.join(dir, "pki/coordinator.crt")]);
-      expect({ f, code: r.code, err: r.err }).toEqual({ f, code: 0, err: "" });
-    }
+    const r = await run(["audit", "verify", ...files, "--cert", path.join(dir, "pki/coordinator.crt")]);
+    expect({ code: r.code, err: r.err }).toEqual({ code: 0, err: "" });
+    expect(r.out).toContain(`overall: ok, all ${files.length} chains verify`);
   }, 120_000);
 });
