@@ -56,7 +56,8 @@ export class LiveView {
   private tick(): void {
     const c = this.o.client();
     if (c !== this.bound) this.bind(c);
-    c.send({ t: "status", shareId: this.o.shareId });
+    // With a ref, a refusal (the share gone a moment) is not taken for the answer to a mint waiting meanwhile.
+    c.send({ t: "status", shareId: this.o.shareId, ref: "live-view" });
   }
 
   private bind(c: ControlClient): void {

@@ -85,7 +85,7 @@ export class ShareDesk {
   status(peer: Peer, f: CF<"status">): void {
     const host = requireHost(peer);
     const share = this.shares.get(f.shareId);
-    if (!share || share.hostSpki !== host.spki) throw new RefusedError("no_share", `this host has no share "${f.shareId}" on this coordinator`);
+    if (!share || share.hostSpki !== host.spki) throw new RefusedError("no_share", `this host has no share "${f.shareId}" on this coordinator`, { ref: f.ref });
     peer.ch.send(shareStatus(share, Date.now(), this.o.limits.idleTimeoutMs));
   }
 

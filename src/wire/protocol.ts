@@ -75,7 +75,8 @@ export const ClientFrame = v.variant("t", [
   /** A guest that lost the coordinator while waiting asks what became of its request. */
   frame("recheck", { requestId: id }),
   /** The share's host asks what the coordinator knows of it: live sessions, waiting requests (version 2). */
-  frame("status", { shareId: id }),
+  /** ref: set by a poller (the host's live view), so a refusal never answers another frame's wait. */
+  frame("status", { shareId: id, ref: v.optional(id) }),
   frame("ping", {}),
   frame("pong", {}),
   frame("error", { code: id, message: text(1000) }),

@@ -95,6 +95,9 @@ describe("status", () => {
     const g = await w.guest();
     expect((await refusal(w.send(g.peer, { t: "status", shareId: "web" }))).code).toBe("not_host");
     expect((await refusal(w.send(asker, { t: "status", shareId: "nope" }))).code).toBe("no_share");
+    // A poller's refusal names its ref, so the client never takes it for the answer to another wait.
+    const polled = await refusal(w.send(asker, { t: "status", shareId: "nope", ref: "live-view" }));
+    expect(polled.ref).toBe("live-view");
   });
 
   test("a detached guest shows as away; past the frame's list cap the rest are counted", async () => {
