@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { AuditLog, type AuditOptions } from "../src/audit/log.ts";
 import { groupChains, verifyChains } from "../src/audit/chains.ts";
-import { createCA, exportPrivateKeyPem, generateKeyPair, issueCert } from "../src/pki/index.ts";
+import { coordinatorIdentity } from "./audit-signer.ts";
 import { run } from "./e2e/harness.ts";
 
 let dir: string;
@@ -14,10 +14,7 @@ let certPem: string;
 let certFile: string;
 
 beforeAll(async () => {
-  const ca = await createCA({ commonName: "t", now: new Date() });
-  const keys = await generateKeyPair();
-  keyPem = await exportPrivateKeyPem(keys.privateKey);
-  certPem = await issueCert({ caCertPem: ca.certPem, caKeyPem: ca.keyPem, publicKey: keys.publicKey, commonName: "coord", usage: "server", now: new Date(), validForSeconds: 3600 });
+  ({ keyPem, certPem } = await coordinatorIdentity());
 });
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-chains-"));

@@ -9,7 +9,7 @@ import { AuditLog } from "../src/audit/log.ts";
 import { verifyAudit } from "../src/audit/verify.ts";
 import { publicKeyOf, signCheckpoint, verifyHead } from "../src/audit/checkpoint.ts";
 import { headUrl } from "../src/audit/head.ts";
-import { createCA, exportPrivateKeyPem, generateKeyPair, issueCert } from "../src/pki/index.ts";
+import { coordinatorIdentity } from "./audit-signer.ts";
 
 let dir: string;
 let file: string;
@@ -18,11 +18,9 @@ let certPem: string;
 let otherCertPem: string;
 
 beforeAll(async () => {
-  const ca = await createCA({ commonName: "t", now: new Date() });
-  const keys = await generateKeyPair();
-  keyPem = await exportPrivateKeyPem(keys.privateKey);
-  certPem = await issueCert({ caCertPem: ca.certPem, caKeyPem: ca.keyPem, publicKey: keys.publicKey, commonName: "coord", usage: "server", now: new Date(), validForSeconds: 3600 });
-  otherCertPem = ca.certPem;
+  let caCertPem: string;
+  ({ keyPem, certPem, caCertPem } = await coordinatorIdentity());
+  otherCertPem = caCertPem;
 });
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-head-"));

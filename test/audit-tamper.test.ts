@@ -6,7 +6,7 @@ import path from "node:path";
 import { createHash } from "node:crypto";
 import { AuditLog, type AuditOptions } from "../src/audit/log.ts";
 import { verifyAudit } from "../src/audit/verify.ts";
-import { createCA, exportPrivateKeyPem, generateKeyPair, issueCert } from "../src/pki/index.ts";
+import { coordinatorIdentity } from "./audit-signer.ts";
 import { run } from "./e2e/harness.ts";
 
 let dir: string;
@@ -15,10 +15,7 @@ let keyPem: string;
 let certPem: string;
 
 beforeAll(async () => {
-  const ca = await createCA({ commonName: "t", now: new Date() });
-  const keys = await generateKeyPair();
-  keyPem = await exportPrivateKeyPem(keys.privateKey);
-  certPem = await issueCert({ caCertPem: ca.certPem, caKeyPem: ca.keyPem, publicKey: keys.publicKey, commonName: "coord", usage: "server", now: new Date(), validForSeconds: 3600 });
+  ({ keyPem, certPem } = await coordinatorIdentity());
 });
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-tamper-"));

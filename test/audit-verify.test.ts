@@ -5,7 +5,8 @@ import os from "node:os";
 import path from "node:path";
 import { AuditLog } from "../src/audit/log.ts";
 import { verifyAudit } from "../src/audit/verify.ts";
-import { createCA, exportPrivateKeyPem, generateKeyPair, issueCert } from "../src/pki/index.ts";
+import { createCA } from "../src/pki/index.ts";
+import { coordinatorIdentity } from "./audit-signer.ts";
 import { run } from "./e2e/harness.ts";
 
 let dir: string;
@@ -114,10 +115,7 @@ describe("audit verify", () => {
   });
 
   test("signed checkpoints verify with the coordinator's certificate and fail with another", async () => {
-    const ca = await createCA({ commonName: "t", now: new Date() });
-    const keys = await generateKeyPair();
-    const keyPem = await exportPrivateKeyPem(keys.privateKey);
-    const cert = await issueCert({ caCertPem: ca.certPem, caKeyPem: ca.keyPem, publicKey: keys.publicKey, commonName: "coord", usage: "server", now: new Date(), validForSeconds: 3600 });
+    const { keyPem, certPem: cert } = await coordinatorIdentity();
     writeLog(25, { checkpointEvery: 10, signingKeyPem: keyPem });
     const r = verifyAudit([file], { certPem: cert });
     expect(r.ok).toBe(true);

@@ -1,31 +1,14 @@
 // What nodes share in PostgreSQL: a schema several nodes migrate at once, ordered mail, atomic share claims.
 import { afterAll, describe, expect, test } from "bun:test";
-import { randomBytes } from "node:crypto";
-import { SQL } from "bun";
 import { Store } from "../src/store/store.ts";
+import { PG, PgDatabases } from "./pg.ts";
 import { MIGRATIONS } from "../src/store/schema.ts";
 import { NodeMail, nodeTag } from "../src/coordinator/node-mail.ts";
 
-const PG = process.env.TESSERA_TEST_PG_URL;
 if (!PG) console.warn("store-nodes.test: TESSERA_TEST_PG_URL is not set: SKIPPED (scripts/test-services.sh sets it)");
-const dbs: string[] = [];
-afterAll(async () => {
-  if (!PG || dbs.length === 0) return;
-  const admin = new SQL(PG);
-  for (const db of dbs) await admin.unsafe(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-  await admin.close();
-});
-
-async function freshDb(): Promise<string> {
-  const name = `tessera_nodes_${randomBytes(5).toString("hex")}`;
-  const admin = new SQL(PG!);
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  await admin.close();
-  dbs.push(name);
-  const u = new URL(PG!);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
+const dbs = new PgDatabases("tessera_nodes");
+afterAll(() => dbs.dropAll());
+const freshDb = () => dbs.fresh();
 
 describe.skipIf(!PG)("nodes on one PostgreSQL", () => {
   test("six nodes starting at once migrate the empty database once, without an error", async () => {

@@ -4,32 +4,18 @@ import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import net from "node:net";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { SQL } from "bun";
+import { PG, PgDatabases } from "../pg.ts";
 import { deploy, echoServer, joinApproved, killAll, restartCoordinator, roundTrip, run, share, spawn, type Deployment } from "./harness.ts";
 
 afterEach(killAll);
 
-const PG = process.env.TESSERA_TEST_PG_URL;
 if (!PG) console.warn("restart.test: TESSERA_TEST_PG_URL is not set: the PostgreSQL runs of these tests are SKIPPED");
-const pgDbs: string[] = [];
-afterAll(async () => {
-  if (!PG || pgDbs.length === 0) return;
-  const admin = new SQL(PG);
-  for (const db of pgDbs) await admin.unsafe(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-  await admin.close();
-});
+const pgDbs = new PgDatabases("tessera_e2e");
+afterAll(() => pgDbs.dropAll());
 
 /** --db for the backend: the default SQLite file, or a fresh PostgreSQL database. */
 async function dbArgs(kind: "sqlite" | "postgres"): Promise<string[]> {
-  if (kind === "sqlite") return [];
-  const name = `tessera_e2e_${randomBytes(5).toString("hex")}`;
-  const admin = new SQL(PG!);
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  await admin.close();
-  pgDbs.push(name);
-  const u = new URL(PG!);
-  u.pathname = `/${name}`;
-  return ["--db", u.toString()];
+  return kind === "sqlite" ? [] : ["--db", await pgDbs.fresh()];
 }
 
 async function verifyChain(d: Deployment): Promise<string> {

@@ -6,33 +6,17 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { SQL } from "bun";
+import { PG, PgDatabases } from "../pg.ts";
 import { echoServer, killAll, roundTrip, run, spawn, spawnProgram, tmpDir, type Proc } from "./harness.ts";
 
 afterEach(killAll);
 
-const PG = process.env.TESSERA_TEST_PG_URL;
 const HAPROXY = ["/usr/sbin/haproxy", "/usr/bin/haproxy"].find((p) => fs.existsSync(p));
 if (!PG) console.warn("scale-out.test: TESSERA_TEST_PG_URL is not set: SKIPPED (scripts/test-services.sh sets it)");
 if (!HAPROXY) console.warn("scale-out.test: haproxy is not installed: SKIPPED (scripts/test-services.sh installs it)");
-const dbs: string[] = [];
-afterAll(async () => {
-  if (!PG || dbs.length === 0) return;
-  const admin = new SQL(PG);
-  for (const db of dbs) await admin.unsafe(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-  await admin.close();
-});
-
-async function freshDb(): Promise<string> {
-  const name = `tessera_scale_${randomBytes(5).toString("hex")}`;
-  const admin = new SQL(PG!);
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  await admin.close();
-  dbs.push(name);
-  const u = new URL(PG!);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
+const dbs = new PgDatabases("tessera_scale");
+afterAll(() => dbs.dropAll());
+const freshDb = () => dbs.fresh();
 
 async function freePort(): Promise<number> {
   const s = net.createServer();
