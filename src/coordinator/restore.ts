@@ -15,29 +15,21 @@ export function restoredSession(row: SessionRow, share: LiveShare, now: number):
   return {
     id: row.id, share, detachedSince: now, restored: true, guestInfo: { name: row.guestName, addr: row.guestAddr, spki: row.guestSpki },
     target: row.target, openedAt: row.openedAt, streams: new Set(), streamCount: row.streams, up: row.bytesUp, down: row.bytesDown, lastActive: now, lastBytes: row.bytesUp + row.bytesDown,
-    scope: storedScope(row.scope ?? null),
-    receipt: storedReceipt(row.receipt ?? null),
+    scope: stored(Scope, row.scope, "session scope", "the agent still holds the session to the scope it was given"),
+    receipt: stored(Receipt, row.receipt, "consent receipt", "the host's agent will refuse its session"),
   };
 }
 
-/** A stored scope, checked like anything read from outside; a damaged one is no scope at all, said loudly. */
-function storedScope(json: string | null): Scope | undefined {
-  if (json === null) return undefined;
+/**
+ * A JSON column read back, checked like anything read from outside (the database is only as trustworthy as
+ * its last writer); a damaged value is dropped and said loudly, with what follows from dropping it.
+ */
+function stored<S extends v.GenericSchema>(schema: S, json: string | null | undefined, what: string, consequence: string): v.InferOutput<S> | undefined {
+  if (json == null) return undefined;
   try {
-    return v.parse(Scope, JSON.parse(json));
+    return v.parse(schema, JSON.parse(json));
   } catch (err) {
-    log.error(`a stored session scope is damaged (${errorMessage(err)}); the agent still holds the session to the scope it was given`);
-    return undefined;
-  }
-}
-
-/** A stored receipt, checked like the scope; a damaged one is dropped (the agent then refuses the session). */
-function storedReceipt(json: string | null): Receipt | undefined {
-  if (json === null) return undefined;
-  try {
-    return v.parse(Receipt, JSON.parse(json));
-  } catch (err) {
-    log.error(`a stored consent receipt is damaged (${errorMessage(err)}); the host's agent will refuse its session`);
+    log.error(`a stored ${what} is damaged (${errorMessage(err)}); ${consequence}`);
     return undefined;
   }
 }
