@@ -2,7 +2,7 @@
 // conditions it was allowed under; the first that fails ends it, and is named as the reason.
 import { formatDuration, type LiveShare, type Session } from "./state.ts";
 import type { Limits } from "./limits.ts";
-import { span } from "../wire/scope.ts";
+import { timeOver } from "../wire/scope.ts";
 
 export type Condition = "host_removed" | "share_closed" | "agent_away" | "guest_away" | "scope" | "idle";
 
@@ -46,7 +46,8 @@ export function sessionFails(s: Session, c: CheckContext): Failed | undefined {
     return { condition: "guest_away", reason: s.restored ? "the guest did not come back after the coordinator restarted" : s.awayReason ?? "the guest disconnected" };
   }
   if (!s.share.targets.includes(s.target)) return { condition: "scope", reason: "the host no longer offers this target" };
-  if (s.scope?.ttlMs !== undefined && c.now - s.openedAt >= s.scope.ttlMs) return { condition: "scope", reason: `the host allowed this session ${span(s.scope.ttlMs)}, and that is over` };
+  const over = timeOver(s.scope, s.openedAt, c.now);
+  if (over) return { condition: "scope", reason: over };
   if (c.now - s.lastActive >= c.limits.idleTimeoutMs) return { condition: "idle", reason: `idle for ${formatDuration(c.limits.idleTimeoutMs)}` };
   return undefined;
 }
