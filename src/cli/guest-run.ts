@@ -41,7 +41,7 @@ export async function runGuest(req: AccessRequest, mode: GuestMode, o: { via?: {
   // comes now, not after the host's yes and the code are spent. (Connections before approval are refused.)
   const early = mode.kind !== "stdio" && mode.local !== undefined ? localAddress(mode.local, 0) : undefined;
   let bound: { host: string; port: number } | undefined;
-  if (early && early.port !== 0) bound = await guest.listen(early.host, early.port).catch(async (err) => {
+  if (early && early.port !== 0) bound = await guest.listen(early.host, early.port, mode.kind === "stdio" ? 0 : mode.pool).catch(async (err) => {
     await guest.close();
     throw err;
   });
@@ -62,10 +62,10 @@ export async function runGuest(req: AccessRequest, mode: GuestMode, o: { via?: {
   if (!bound) {
     // A command gets any free port ({port} tells it which); a plain forward gets a predictable one.
     const want = early ?? localAddress(mode.kind === "command" ? "127.0.0.1:0" : "127.0.0.1", defaultLocalPort(parseTarget(approved.target).port));
-    bound = await guest.listen(want.host, want.port).catch(async (err) => {
+    bound = await guest.listen(want.host, want.port, mode.pool).catch(async (err) => {
       // The predictable port is only a default: when it is taken, any free port will do.
       if (early || want.port === 0) throw err;
-      const any = await guest.listen(want.host, 0);
+      const any = await guest.listen(want.host, 0, mode.pool);
       log.warn(`${want.host}:${want.port} is in use; forwarding from ${any.host}:${any.port} instead`);
       return any;
     }).catch(async (err) => {

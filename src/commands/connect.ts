@@ -13,10 +13,11 @@ export default defineCommand({
     reason: { type: "string", default: "", description: "Why you need access; shown to the host and kept in the audit log" },
     name: { type: "string", description: "Your name as the host sees it (default: your OS user)" },
     local: { type: "string", description: "Local HOST:PORT to listen on (default 127.0.0.1 and the target's port + 10000; any free port with a command)" },
+    pool: { type: "string", description: "Streams kept open and ready, so a new local connection starts at once (default 8, 0 to 64; 0: open each on demand). Unused ones are not audited and reach nothing" },
     stdio: { type: "boolean", description: "No local port: carry one stream over stdin/stdout (for ssh -o ProxyCommand); status goes to stderr" },
   },
   async run({ args, rawArgs }) {
-    const mode = guestMode({ local: args.local, stdio: args.stdio, command: commandAfterDashes(rawArgs) });
+    const mode = guestMode({ local: args.local, stdio: args.stdio, pool: args.pool, command: commandAfterDashes(rawArgs) });
     await runGuest({ shareId: args["share-id"], target: args.target, name: args.name || osUser(), reason: args.reason }, mode);
   },
 });

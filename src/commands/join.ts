@@ -18,6 +18,7 @@ export default defineCommand({
     reason: { type: "string", default: "", description: "Why you need access; shown to the host and kept in the audit log" },
     name: { type: "string", description: "Your name as the host sees it (default: your OS user)" },
     local: { type: "string", description: "Local HOST:PORT to listen on (default 127.0.0.1 and the target's port + 10000; any free port with a command)" },
+    pool: { type: "string", description: "Streams kept open and ready, so a new local connection starts at once (default 8, 0 to 64; 0: open each on demand). Unused ones are not audited and reach nothing" },
     stdio: { type: "boolean", description: "No local port: carry one stream over stdin/stdout (for ssh -o ProxyCommand); status goes to stderr" },
     verify: { type: "boolean", description: "Print a short verification string once the code checks out; the host sees the same with `share --verify`" },
   },
@@ -28,7 +29,7 @@ export default defineCommand({
     const given = args.code !== undefined && before.includes(args.code) ? args.code : undefined;
     // A command owns the terminal and stdin once it runs: its code comes on the command line.
     if (command && given === undefined) throw new ConfigError("give the code before `--`: tessera join CODE -- CMD ARGS");
-    const mode = guestMode({ local: args.local, stdio: args.stdio, command });
+    const mode = guestMode({ local: args.local, stdio: args.stdio, pool: args.pool, command });
     // An invite (HOST:PORT/XXXX-XXXX) names its coordinator: no `link` needed.
     const invite = splitInvite(given ?? (await readCode(mode.kind === "stdio")));
     const via = invite.address ? await coordinatorFor(invite.address, (line) => log.info(line)) : undefined;

@@ -53,9 +53,13 @@ export class Admin {
   private sessionView(s: Session, now: number): SessionView {
     let up = s.up;
     let down = s.down;
+    let live = 0;
     for (const st of s.streams) {
+      // A ready pooled stream is not in use: the operator sees the streams that carry something.
+      if (st.pool === "ready") continue;
       up += st.up;
       down += st.down;
+      live++;
     }
     // Bytes since the last re-validation count as activity now, not at the next check.
     const idleSince = up + down !== s.lastBytes ? now : s.lastActive;
@@ -65,7 +69,7 @@ export class Admin {
       scope: { target: s.target, idleLimitSec: Math.round(this.o.limits.idleTimeoutMs / 1000) },
       state: s.detachedSince !== undefined ? "guest away" : s.share.agent ? "live" : "host away",
       openedAt: new Date(s.openedAt).toISOString(), idleSec: Math.max(0, Math.floor((now - idleSince) / 1000)),
-      streams: { live: s.streams.size, total: s.streamCount }, bytesUp: up, bytesDown: down,
+      streams: { live, total: s.streamCount }, bytesUp: up, bytesDown: down,
     };
   }
 

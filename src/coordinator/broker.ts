@@ -48,7 +48,7 @@ export class Broker {
 
   get counts() {
     const online = [...this.shares.values()].filter((s) => s.agent).length;
-    return { shares: online, sharesAway: this.shares.size - online, sessions: this.sessions.all.size, requests: this.consent.pending.size, streams: this.sessions.streams, pendingStreams: this.sessions.pendingStreams };
+    return { shares: online, sharesAway: this.shares.size - online, sessions: this.sessions.all.size, requests: this.consent.pending.size, streams: this.sessions.streams, pendingStreams: this.sessions.pendingStreams, pooledStreams: this.sessions.pooledStreams };
   }
 
   /**
@@ -102,7 +102,8 @@ export class Broker {
       case "decision": return this.consent.decide(peer, f);
       case "pake": return this.consent.relayPake(peer, f);
       case "confirm": return this.consent.relayConfirm(peer, f);
-      case "open": return this.sessions.open(peer, f.sessionId, f.ref);
+      case "open": return this.sessions.open(peer, f.sessionId, f.ref, f.pool);
+      case "use": return this.sessions.use(peer, f);
       case "resume": return this.sessions.resume(peer, f.sessionId);
       case "refuse": return this.sessions.refuse(peer, f);
       case "end": return this.sessions.end(peer, f.sessionId, this.shares, f.reason);

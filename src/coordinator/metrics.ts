@@ -106,7 +106,8 @@ const ENROL_REASONS = ["bad_token", "token_expired", "token_used", "rate_limited
 export const metrics = {
   registry,
   sessionsActive: registry.gauge("tessera_sessions_active", "Sessions currently open."),
-  streamsActive: registry.gauge("tessera_streams_active", "Data streams currently paired (guest and agent connected)."),
+  streamsActive: registry.gauge("tessera_streams_active", "Data streams currently paired (guest and agent connected) and in use."),
+  streamsPooled: registry.gauge("tessera_streams_pooled", "Streams guests keep ready for their next connection (join --pool): paired, not yet used or audited."),
   streamsPending: registry.gauge("tessera_streams_pending", "Data streams opened and still waiting for the guest or the agent to connect (each may hold a target connection on the host)."),
   agentsConnected: registry.gauge("tessera_agents_connected", "Agents connected and serving a share."),
   sharesAway: registry.gauge("tessera_shares_away", "Shares whose agent is gone, kept for the resume grace period."),
@@ -144,12 +145,15 @@ export interface LiveCounts {
   /** Streams offered and not ended, paired or not; pendingStreams of them not paired yet. */
   streams: number;
   pendingStreams?: number;
+  /** Pooled streams paired and not yet used (the unpaired ones are in pendingStreams). */
+  pooledStreams?: number;
   sharesAway?: number;
 }
 
 export function renderMetrics(live: LiveCounts): string {
   metrics.sessionsActive.set(live.sessions);
-  metrics.streamsActive.set(live.streams - (live.pendingStreams ?? 0));
+  metrics.streamsActive.set(Math.max(0, live.streams - (live.pendingStreams ?? 0) - (live.pooledStreams ?? 0)));
+  metrics.streamsPooled.set(live.pooledStreams ?? 0);
   metrics.streamsPending.set(live.pendingStreams ?? 0);
   metrics.agentsConnected.set(live.shares);
   metrics.sharesAway.set(live.sharesAway ?? 0);

@@ -15,6 +15,11 @@ const ENDED_MEMORY = 1000;
 export class SessionBook {
   readonly all = new Map<string, Session>();
   readonly splicer: Splicer;
+  /**
+   * Whether spares fit: pooled streams hold two connections each ahead of need, so they are refused
+   * once the coordinator's connection slots are half taken, and never crowd out a stream in use.
+   */
+  roomForSpares: () => boolean = () => true;
   private streamTotal = 0;
   /** Why recent sessions ended (bounded), for a guest that comes back after its session closed. */
   private readonly ended = new Map<string, string>();
@@ -56,15 +61,24 @@ export class SessionBook {
     return this.splicer.pending;
   }
 
+  /** Of those, pooled streams paired and not put to work yet (read at scrape time: one pass over the live streams). */
+  get pooledStreams(): number {
+    let n = 0;
+    for (const s of this.all.values()) for (const st of s.streams) if (st.pool === "ready" && st.spliced) n++;
+    return n;
+  }
+
   add(s: Session): void {
     this.all.set(s.id, s);
     s.share.sessions.add(s);
   }
 
-  open(peer: Peer, sessionId: string, ref: string): void {
-    const s = this.all.get(sessionId);
-    // The same answer whether the session is unknown or someone else's: ids are not capabilities.
-    if (!s || s.guest !== peer) throw new RefusedError("no_session", `no session "${sessionId}" belongs to this guest`, { ref });
+  /**
+   * A guest asks for a stream. `pool`: one made ready ahead of need (the guest's pool): paired and
+   * handshaken now, but not audited, counted or served until its `use` (see use).
+   */
+  open(peer: Peer, sessionId: string, ref: string, pool = false): void {
+    const s = this.guestSession(peer, sessionId, ref);
     const agent = s.share.agent;
     if (!agent) throw new RefusedError("host_offline", "the host's agent is reconnecting to the coordinator; try again in a moment", { ref });
     // An offered stream counts from its open until it is paired or its token lapses: until then it may
@@ -72,42 +86,90 @@ export class SessionBook {
     if (s.streams.size >= this.o.limits.maxStreamsPerSession || this.streamTotal >= this.o.limits.maxStreams) {
       throw new RefusedError("limit", "stream limit reached for this session", { ref });
     }
-    // The host's scoped yes (`y 15m`, `y 1`): counted in streams opened, as the agent counts them too.
-    const scoped = streamRefusal(s.scope, s.streamCount, s.openedAt, Date.now());
-    if (scoped) throw new RefusedError("limit", scoped, { ref });
+    if (!pool) this.scopeCheck(s, ref);
+    else if (!this.roomForSpares()) throw new RefusedError("limit", "the coordinator is busy: no spare streams now (each new connection opens its own)", { ref });
     const waiting = pendingOf(s);
     if (waiting >= this.o.limits.maxPendingStreamsPerSession) {
       throw new RefusedError("limit", `${waiting} streams of this session are still waiting to connect; open more once they connect or lapse`, { ref });
     }
     const streamId = newId("t");
     // Group commit: the splicer holds both halves until this line is on disk (see Splicer.create).
-    const durable = this.o.audit.appendDurable("stream.open", { ...actors(s), streamId, target: s.target });
+    const durable = pool ? undefined : this.o.audit.appendDurable("stream.open", { ...actors(s), streamId, target: s.target });
     const { stream, guestToken, agentToken } = this.splicer.create(streamId, s.id, durable);
     this.streamTotal++;
-    metrics.streamsTotal.inc();
     s.streams.add(stream);
+    if (pool) stream.pool = "ready";
+    else this.counted(s);
+    agent.ch.send({ t: "incoming", sessionId: s.id, streamId: stream.id, token: agentToken, ...(pool ? { pool } : {}) });
+    peer.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: guestToken, ref });
+  }
+
+  /**
+   * The guest puts a pooled stream to work. Its opening is audited (durably) before the agent hears
+   * the "use" that lets it reach the target: whatever the guest already wrote waits in the agent.
+   */
+  use(peer: Peer, f: { sessionId: string; streamId: string; ref: string }): void {
+    const s = this.guestSession(peer, f.sessionId, f.ref);
+    const stream = [...s.streams].find((st) => st.id === f.streamId);
+    if (!stream || stream.pool !== "ready") throw new RefusedError("stream", `stream "${f.streamId}" is not a ready pooled stream of this session`, { ref: f.ref });
+    const agent = s.share.agent;
+    if (!agent) throw new RefusedError("host_offline", "the host's agent is reconnecting to the coordinator; try again in a moment", { ref: f.ref });
+    try {
+      this.scopeCheck(s, f.ref);
+    } catch (err) {
+      this.splicer.end(stream, "the pooled stream was refused: " + errorMessage(err));
+      throw err;
+    }
+    stream.pool = "used";
+    this.counted(s);
+    this.o.audit.appendDurable("stream.open", { ...actors(s), streamId: stream.id, target: s.target, pooled: true }).then(
+      () => stream.ended || agent.ch.send({ t: "use", sessionId: s.id, streamId: stream.id }),
+      () => this.splicer.end(stream, "the audit log could not record the stream"),
+    );
+  }
+
+  /** The session, if it is this guest's; the same answer whether it is unknown or someone else's: ids are not capabilities. */
+  private guestSession(peer: Peer, sessionId: string, ref: string): Session {
+    const s = this.all.get(sessionId);
+    if (!s || s.guest !== peer) throw new RefusedError("no_session", `no session "${sessionId}" belongs to this guest`, { ref });
+    return s;
+  }
+
+  /** The host's scoped yes (`y 15m`, `y 1`): counted in streams opened, as the agent counts them too. */
+  private scopeCheck(s: Session, ref: string): void {
+    const scoped = streamRefusal(s.scope, s.streamCount, s.openedAt, Date.now());
+    if (scoped) throw new RefusedError("limit", scoped, { ref });
+  }
+
+  private counted(s: Session): void {
+    metrics.streamsTotal.inc();
     // Not activity: only bytes moved keep a session from idling out (see sweep).
     s.streamCount++;
-    agent.ch.send({ t: "incoming", sessionId: s.id, streamId: stream.id, token: agentToken });
-    peer.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: guestToken, ref });
   }
 
   private onStreamClosed(stream: Stream, reason: string): void {
     this.streamTotal--;
     const s = this.all.get(stream.sessionId);
+    s?.streams.delete(stream);
+    // A pooled stream never used was never opened in the log's eyes: it closes without a line, and
+    // its handshake bytes count in no total (a session's bytes are the sum of its streams' lines).
+    if (stream.pool === "ready") return void (s && this.closeIfScopeDone(s));
     if (s) {
-      s.streams.delete(stream);
       s.up += stream.up;
       s.down += stream.down;
+      this.dirty.add(s);
     }
     // Records what already happened and gates nothing: durable with the next sync, within 50 ms.
     this.o.audit.appendSoon("stream.close", { ...(s ? actors(s) : { sessionId: stream.sessionId }), streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason })
       .catch((err) => log.error(`audit log: ${errorMessage(err)}`));
-    if (s) this.dirty.add(s);
-    // `y 1`: the connection the host allowed is over, and so is the session.
-    if (s?.scope?.streams !== undefined && s.streamCount >= s.scope.streams && s.streams.size === 0) {
-      this.close(s, `the host allowed ${describeScope({ streams: s.scope.streams })}, and it has closed`, "scope");
-    }
+    if (s) this.closeIfScopeDone(s);
+  }
+
+  /** `y 1`: the connection the host allowed is over (ready pooled streams do not count), and so is the session. */
+  private closeIfScopeDone(s: Session): void {
+    if (s.scope?.streams === undefined || s.streamCount < s.scope.streams) return;
+    for (const st of s.streams) if (st.pool !== "ready") return;
+    this.close(s, `the host allowed ${describeScope({ streams: s.scope.streams })}, and it has closed`, "scope");
   }
 
   /** The agent refused a stream it was offered: it ends now, with the agent's reason in its close line. */

@@ -18,6 +18,8 @@ export interface Stream {
   ended: boolean;
   /** True once the stream's opening is on disk (see create); both halves wait for it. */
   durable: boolean;
+  /** A pooled stream: "ready" while it waits unused (no audit line yet), "used" once put to work. */
+  pool?: "ready" | "used";
 }
 
 export interface SpliceEvents {

@@ -126,12 +126,13 @@ export class Guest {
     this.approved = answer;
     this.tls = guestTls(this.keyPem, answer.cert, this.o.caPem, TLS_1_3);
     this.bind(this.client);
+    this.ports.warm();
     return answer;
   }
 
-  /** Listens on host:port and forwards every connection; resolves with the bound address. */
-  async listen(host: string, port: number): Promise<{ host: string; port: number }> {
-    return this.ports.listen(host, port);
+  /** Listens on host:port and forwards every connection; resolves with the bound address. `pool`: ready streams kept (see stream-pool.ts). */
+  async listen(host: string, port: number, pool?: number): Promise<{ host: string; port: number }> {
+    return this.ports.listen(host, port, pool);
   }
 
   /** Opens one stream without a local listener (a shell's terminal): resolves with the verified end-to-end stream. */
@@ -218,6 +219,7 @@ export class Guest {
       this.client = c;
       this.detached = false;
       this.bind(c);
+      this.ports.warm();
       this.events.onResumed?.(f);
       for (const w of this.resumeWaiters.splice(0)) w.resolve();
     } catch (err) {

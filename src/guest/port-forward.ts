@@ -9,6 +9,7 @@ import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import { startVerified } from "../data/verified-stream.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
 import type { StreamContext } from "./stream-context.ts";
+import { DEFAULT_POOL, StreamPool } from "./stream-pool.ts";
 
 /** Most "open" frames unanswered at once: well under the coordinator's per-connection frame queue (64). */
 const MAX_ASKED = 32;
@@ -23,11 +24,15 @@ export class PortForward {
   private readonly asked = new Set<string>();
   /** The data connection of each asked stream; closed if the stream is refused (the coordinator drops one left silent). */
   private readonly predialed = new Map<string, Promise<Socket<End> | Error>>();
+  private pool: StreamPool | undefined;
+  /** Local connections on a pooled stream, by the ref of their "use" (a refusal names it). */
+  private readonly using = new Map<string, Socket<End>>();
 
   constructor(private readonly ctx: StreamContext) {}
 
-  /** Listens on host:port and forwards every connection; resolves with the bound address. */
-  listen(host: string, port: number): { host: string; port: number } {
+  /** Listens on host:port and forwards every connection; resolves with the bound address. `pool`: ready streams kept (0: none). */
+  listen(host: string, port: number, pool = DEFAULT_POOL): { host: string; port: number } {
+    this.pool = pool > 0 ? new StreamPool(this.ctx, pool) : undefined;
     try {
       this.server = Bun.listen<End>({
         hostname: host, port, allowHalfOpen: true,
@@ -37,11 +42,17 @@ export class PortForward {
       const code = (err as { code?: string }).code;
       throw new TesseraError("listen", code === "EADDRINUSE" ? `local port ${host}:${port} is already in use; pick another with --local` : `cannot listen on ${host}:${port}: ${errorMessage(err)}`);
     }
+    this.warm();
     return { host, port: this.server.port };
   }
 
+  /** The session is live (approved, or resumed): the pool fills. */
+  warm(): void {
+    this.pool?.fill();
+  }
+
   owns(ref: string | undefined): boolean {
-    return ref !== undefined && (this.asked.has(ref) || this.opening.has(ref));
+    return ref !== undefined && (this.asked.has(ref) || this.opening.has(ref) || this.using.has(ref) || !!this.pool?.owns(ref));
   }
 
   /** Every stream in the making ends (the session ended or the guest is resuming). */
@@ -52,6 +63,8 @@ export class PortForward {
     this.asked.clear();
     for (const p of this.predialed.values()) void p.then((raw) => raw instanceof Error || raw.terminate());
     this.predialed.clear();
+    this.pool?.drop();
+    this.using.clear();
   }
 
   stop(): void {
@@ -69,9 +82,28 @@ export class PortForward {
       return void sock.terminate();
     }
     sock.setNoDelay(true);
+    const pooled = this.pool?.take();
+    if (pooled) return this.usePooled(sock, pooled.streamId, pooled.inner);
     this.opening.set(ref, sock);
     this.waiting.push(ref);
     this.askMore();
+  }
+
+  /**
+   * A ready stream takes the connection: "use" goes to the coordinator and bytes go into the stream at
+   * once; the agent holds them until the coordinator has logged the opening and said so.
+   */
+  private usePooled(local: Socket<End>, streamId: string, inner: Socket<End>): void {
+    const live = this.ctx.live()!;
+    const ref = this.ctx.nextRef("u");
+    this.using.set(ref, local);
+    this.ctx.socks.add(local);
+    local.data.onClose = (s) => {
+      this.ctx.socks.delete(s);
+      this.using.delete(ref);
+    };
+    this.ctx.send({ t: "use", sessionId: live.approved.sessionId, streamId, ref });
+    pair(local, inner);
   }
 
   /** Sends "open" for waiting connections while fewer than MAX_ASKED are unanswered. */
@@ -96,6 +128,13 @@ export class PortForward {
   }
 
   refused(f: FrameOf<ServerFrame, "error">): void {
+    if (this.pool?.owns(f.ref)) return this.pool.refused(f);
+    const used = this.using.get(f.ref!);
+    if (used) {
+      this.using.delete(f.ref!);
+      used.terminate();
+      return this.ctx.onStreamError?.(f.message);
+    }
     void this.answered(f.ref!)?.then((raw) => raw instanceof Error || raw.terminate());
     const sock = this.opening.get(f.ref!);
     if (!sock) return;
@@ -110,6 +149,7 @@ export class PortForward {
   }
 
   async ready(f: FrameOf<ServerFrame, "stream">): Promise<void> {
+    if (this.pool?.owns(f.ref)) return this.pool.answered(f);
     const predialed = this.answered(f.ref);
     const local = this.opening.get(f.ref);
     if (!local || !this.ctx.live()) {

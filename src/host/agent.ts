@@ -49,6 +49,10 @@ export interface AgentSession {
   checked?: Buffer;
   /** Streams offered and not yet verified (or dropped): each may hold a target connection. */
   settingUp: number;
+  /** Pooled streams waiting for their "use", by stream id: the verified TLS, or undefined while it is set up. */
+  pool: Map<string, Socket<End> | undefined>;
+  /** Pooled streams whose "use" came before their TLS was verified here. */
+  usedEarly: Set<string>;
 }
 
 export interface AgentEvents {
@@ -102,10 +106,11 @@ export class Agent {
         this.events.onStream?.(f.sessionId, `refused session ${f.sessionId}: ${why.detail}; nothing was served`);
         return c.send({ t: "end", sessionId: f.sessionId, reason: `refused by the host: ${why.reason}` });
       }
-      this.sessions.set(f.sessionId, { frame: f, streams: new Set(), settingUp: 0 });
+      this.sessions.set(f.sessionId, { frame: f, streams: new Set(), settingUp: 0, pool: new Map(), usedEarly: new Set() });
       this.scopes.seen(f, Date.now(), (id) => this.endSession(id));
     });
     c.on("incoming", (f) => void this.streams.incoming(f));
+    c.on("use", (f) => void this.streams.use(f));
     c.on("closed", (f) => {
       this.o.shell?.closed?.(f.sessionId, f.reason);
       this.scopes.forget(f.sessionId);

@@ -44,6 +44,7 @@ export class StreamServer {
     const s = this.o.session(f.sessionId);
     // Not a session this agent holds (ended, or one it refused): say so now rather than let the token lapse.
     if (!s) return this.refuse(f, "this agent holds no such session");
+    if (f.pool) return this.incomingPooled(f, s);
     // The host's scoped yes, held here whatever the coordinator offers.
     const beyond = this.o.scopes.take(f.sessionId, Date.now());
     if (beyond) return this.refuse(f, beyond);
@@ -51,21 +52,80 @@ export class StreamServer {
     if (s.settingUp >= MAX_SETUPS_PER_SESSION) return this.refuse(f, `${s.settingUp} streams of this session are already waiting for the guest's TLS`);
     // Counted before the first await, so a burst of offers cannot slip past the cap; dial releases it.
     s.settingUp++;
-    let dest: { host: string; port: number };
-    try {
-      // The coordinator is not trusted to pick targets: the agent's own list decides.
-      dest = await this.o.policy.resolve(s.frame.target);
-    } catch (err) {
-      s.settingUp--;
-      log.warn(`refused stream to ${s.frame.target}: ${errorMessage(err)}`);
-      this.o.events.onStream?.(f.sessionId, errorMessage(err));
-      return this.refuse(f, errorMessage(err));
-    }
-    if (!this.o.client() || !this.o.session(f.sessionId)) return void s.settingUp--;
     // The target is dialled while the guest's TLS handshake runs (one round trip less per stream);
     // no byte moves between them until the guest's key has been checked (onVerified), and the target
     // connection lives no longer than the stream's setup: see dial.
-    const target = Bun.connect<End>({ hostname: dest.host, port: dest.port, allowHalfOpen: true, data: newEnd({ onClose: (up) => s.streams.delete(up) }), socket: PIPE_HANDLERS })
+    const target = (await this.target(f, s))?.conn;
+    if (!target || !this.o.client() || !this.o.session(f.sessionId)) {
+      void target?.then((up) => up instanceof Error || cut(up));
+      return void s.settingUp--;
+    }
+    await this.dial(f, s, {
+      onVerified: (inner) => void target.then((up) => this.join(f, s, inner, up)),
+      onFailed: () => void target.then((up) => up instanceof Error || cut(up)),
+    });
+  }
+
+  /**
+   * A pooled stream: its TLS is served and checked now, but it waits, reaching nothing, until the
+   * coordinator's "use" says it is audited (see use). The scope counts it then, not now.
+   */
+  private async incomingPooled(f: FrameOf<ServerFrame, "incoming">, s: AgentSession): Promise<void> {
+    if (s.frame.target === SHELL_TARGET) return this.refuse(f, "a shell's streams are not pooled");
+    if (s.settingUp >= MAX_SETUPS_PER_SESSION) return this.refuse(f, `${s.settingUp} streams of this session are already waiting for the guest's TLS`);
+    s.settingUp++;
+    s.pool.set(f.streamId, undefined);
+    await this.dial(f, s, {
+      onVerified: (inner) => {
+        if (!s.pool.has(f.streamId)) return cut(inner);
+        s.pool.set(f.streamId, inner);
+        const closed = inner.data.onClose;
+        inner.data.onClose = (sock, clean) => {
+          if (s.pool.get(f.streamId) === inner) s.pool.delete(f.streamId);
+          closed?.(sock, clean);
+        };
+        if (s.usedEarly.delete(f.streamId)) void this.use(f);
+      },
+      onFailed: () => {
+        s.pool.delete(f.streamId);
+        s.usedEarly.delete(f.streamId);
+      },
+    });
+  }
+
+  /** The coordinator says a pooled stream was put to work and is audited: it goes to the target now. */
+  async use(f: { sessionId: string; streamId: string }): Promise<void> {
+    const s = this.o.session(f.sessionId);
+    if (!s || !s.pool.has(f.streamId)) return;
+    const inner = s.pool.get(f.streamId);
+    // The guest's TLS is verified on its side but not yet here (its last flight is on the way).
+    if (!inner) return void s.usedEarly.add(f.streamId);
+    s.pool.delete(f.streamId);
+    const beyond = this.o.scopes.take(f.sessionId, Date.now());
+    if (beyond) {
+      cut(inner);
+      return this.refuse(f, beyond);
+    }
+    const target = await this.target(f, s);
+    if (!target) return cut(inner);
+    this.join(f, s, inner, await target.conn);
+  }
+
+  /**
+   * Resolves the session's target by the agent's own list (the coordinator is not trusted to pick
+   * targets) and starts connecting to it; undefined when the list refuses it (the stream is refused).
+   */
+  private async target(f: { sessionId: string; streamId: string }, s: AgentSession): Promise<{ conn: Promise<Socket<End> | Error> } | undefined> {
+    let dest: { host: string; port: number };
+    try {
+      dest = await this.o.policy.resolve(s.frame.target);
+    } catch (err) {
+      log.warn(`refused stream to ${s.frame.target}: ${errorMessage(err)}`);
+      this.o.events.onStream?.(f.sessionId, errorMessage(err));
+      this.refuse(f, errorMessage(err));
+      return undefined;
+    }
+    const conn = Bun.connect<End>({ hostname: dest.host, port: dest.port, allowHalfOpen: true, data: newEnd({ onClose: (up) => s.streams.delete(up) }), socket: PIPE_HANDLERS })
       .then((up) => {
         up.setNoDelay(true);
         s.streams.add(up);
@@ -77,19 +137,21 @@ export class StreamServer {
         this.refuse(f, err.message);
         return err;
       });
-    await this.dial(f, s, {
-      onVerified: (inner) => void target.then((up) => {
-        // Bytes either side sent meanwhile wait in its socket (bounded; see pipe.ts).
-        if (up instanceof Error) {
-          this.o.events.onStream?.(f.sessionId, up.message);
-          return cut(inner);
-        }
-        if (inner.data.closed || up.data.closed || !this.o.session(f.sessionId)) return cutAll(inner, target);
-        pair(inner, up);
-        this.o.events.onStream?.(f.sessionId);
-      }),
-      onFailed: () => void target.then((up) => up instanceof Error || cut(up)),
-    });
+    return { conn };
+  }
+
+  /** A verified stream meets its target connection; bytes either side sent meanwhile wait in its socket (bounded; see pipe.ts). */
+  private join(f: { sessionId: string }, s: AgentSession, inner: Socket<End>, up: Socket<End> | Error): void {
+    if (up instanceof Error) {
+      this.o.events.onStream?.(f.sessionId, up.message);
+      return cut(inner);
+    }
+    if (inner.data.closed || up.data.closed || !this.o.session(f.sessionId)) {
+      cut(inner);
+      return cut(up);
+    }
+    pair(inner, up);
+    this.o.events.onStream?.(f.sessionId);
   }
 
   /**
@@ -151,7 +213,7 @@ export class StreamServer {
     s.streams.add(inner);
   }
 
-  private refuse(f: FrameOf<ServerFrame, "incoming">, reason: string): void {
+  private refuse(f: { sessionId: string; streamId: string }, reason: string): void {
     this.o.client()?.send({ t: "refuse", sessionId: f.sessionId, streamId: f.streamId, reason: reason.slice(0, 200) });
   }
 
@@ -174,12 +236,6 @@ export class StreamServer {
       onFailed: () => {},
     });
   }
-}
-
-/** Cuts the guest's side and, once it is connected, the target's. */
-function cutAll(inner: Socket<End>, target: Promise<Socket<End> | Error>): void {
-  cut(inner);
-  void target.then((up) => up instanceof Error || cut(up));
 }
 
 /** A data connection and the TLS over it. */

@@ -3,7 +3,7 @@ import * as v from "valibot";
 import { Scope } from "./scope.ts";
 import { Receipt } from "../pki/receipt.ts";
 
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 /** Hard cap on one control frame, checked before a byte of it is buffered. */
 export const MAX_FRAME_BYTES = 64 * 1024;
 /** Data-plane preamble: magic (never 0x16, so it can't be mistaken for a TLS ClientHello) + 32-byte token. */
@@ -63,7 +63,10 @@ export const ClientFrame = v.variant("t", [
   frame("confirm", { requestId: id, tag: v.optional(b64(128)) }),
   /** identity: the guest's long-term key and its signature over this request; the host checks it (version 3). */
   frame("request", { shareId: id, target, csr: pem, name, reason: text(500), identity: v.optional(identityProof) }),
-  frame("open", { sessionId: id, ref: id }),
+  /** pool: a stream made ready before it is needed (the guest's pool); it is audited, and served, only at its "use" (version 5). */
+  frame("open", { sessionId: id, ref: id, pool: v.optional(v.boolean()) }),
+  /** The guest puts a pooled stream to work; ref names it in a refusal (version 5). */
+  frame("use", { sessionId: id, streamId: id, ref: id }),
   /** reason: why a side refused the session (a key the code did not confirm), for the other side to read (version 3). */
   frame("end", { sessionId: id, reason: v.optional(text(200)) }),
   /** The host stops: from the agent it closes the share, from an approver the sessions it approved. */
@@ -102,7 +105,10 @@ export const ServerFrame = v.variant("t", [
   frame("denied", { requestId: id, reason: text(200) }),
   /** openedAt: when the host approved it, so the agent holds a time-scoped session to that clock. */
   frame("session", { sessionId: id, shareId: id, target, guest: guestInfo, scope: v.optional(Scope), openedAt: v.optional(epochMs), receipt: v.optional(Receipt) }),
-  frame("incoming", { sessionId: id, streamId: id, token }),
+  /** pool: set up the stream, but serve it only when its "use" comes (version 5). */
+  frame("incoming", { sessionId: id, streamId: id, token, pool: v.optional(v.boolean()) }),
+  /** A pooled stream was put to work and its opening is in the audit log: the agent may serve it now (version 5). */
+  frame("use", { sessionId: id, streamId: id }),
   frame("stream", { sessionId: id, streamId: id, token, ref: id }),
   frame("closed", { sessionId: id, reason: text(200) }),
   frame("resumed", { sessionId: id, target, idleTimeoutSec: v.number(), restarted: v.boolean(), hostOnline: v.boolean() }),

@@ -1,0 +1,129 @@
+// The guest's pool: a few streams of the session opened, paired and through their end-to-end TLS
+// before any local connection needs them, so a new connection starts moving bytes at once instead of
+// paying the control round trip, two data dials and a TLS handshake. Pooled streams are not audited
+// or served until used: the coordinator logs the opening at "use", and the agent reaches the target
+// only then (see coordinator/sessions.ts use, host/stream-server.ts).
+import type { Socket } from "bun";
+import { connectData } from "../data/data-dial.ts";
+import { cut, type End } from "../data/pipe.ts";
+import { startVerified } from "../data/verified-stream.ts";
+import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
+import type { StreamContext } from "./stream-context.ts";
+
+/** Ready streams a port forward keeps by default (`join --pool`). */
+export const DEFAULT_POOL = 8;
+/** The most a guest may ask for: each pooled stream holds two connections at the coordinator. */
+export const MAX_POOL = 64;
+/** After a pooled stream fails to come up, the pool waits this long before asking again. */
+const RETRY_MS = 1000;
+
+export interface Pooled {
+  streamId: string;
+  inner: Socket<End>;
+}
+
+export class StreamPool {
+  private readonly ready: Pooled[] = [];
+  /**
+   * Asked and not yet answered, by ref. Unlike a waiting connection's stream, a spare's data connection
+   * is dialled only once the coordinator agreed: a refused spare then never holds a connection slot.
+   */
+  private readonly asked = new Set<string>();
+  /** Streams answered whose TLS is still running. */
+  private handshaking = 0;
+  private quietUntil = 0;
+  /** Bumped by drop(): handshakes of an earlier generation no longer count here. */
+  private generation = 0;
+
+  constructor(private readonly ctx: StreamContext, private readonly size: number) {}
+
+  owns(ref: string | undefined): boolean {
+    return ref !== undefined && this.asked.has(ref);
+  }
+
+  /** A ready stream, or undefined (the caller opens one the usual way); the pool asks for its replacement. */
+  take(): Pooled | undefined {
+    let got: Pooled | undefined;
+    while (!got && this.ready.length) {
+      const p = this.ready.shift()!;
+      if (!p.inner.data.closed) got = p;
+    }
+    this.fill();
+    return got;
+  }
+
+  /** Asks for streams until `size` are ready or on their way. */
+  fill(): void {
+    const live = this.ctx.live();
+    // A yes counted in streams (`y 1`) is not spent on spares.
+    if (!live || live.approved.scope?.streams !== undefined || Date.now() < this.quietUntil) return;
+    while (this.ready.length + this.asked.size + this.handshaking < this.size) {
+      const ref = this.ctx.nextRef("p");
+      this.asked.add(ref);
+      this.ctx.send({ t: "open", sessionId: live.approved.sessionId, ref, pool: true });
+    }
+  }
+
+  /** The coordinator refused a pooled open (a limit, the host away): wait before asking again. */
+  refused(f: FrameOf<ServerFrame, "error">): void {
+    this.asked.delete(f.ref!);
+    this.quietUntil = Date.now() + RETRY_MS;
+  }
+
+  async answered(f: FrameOf<ServerFrame, "stream">): Promise<void> {
+    if (!this.asked.delete(f.ref)) return;
+    // Counted from now, so a fill meanwhile does not ask for its replacement.
+    this.handshaking++;
+    const generation = this.generation;
+    let settled = false;
+    const settle = (): boolean => {
+      if (settled || generation !== this.generation) return false;
+      settled = true;
+      this.handshaking--;
+      return true;
+    };
+    const failed = (): void => {
+      if (settle()) this.quietUntil = Date.now() + RETRY_MS;
+    };
+    const raw = await connectData(this.ctx.dataAddress()).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+    if (raw instanceof Error || !this.ctx.live() || generation !== this.generation) {
+      if (!(raw instanceof Error)) raw.terminate();
+      return failed();
+    }
+    const socks = this.ctx.socks;
+    try {
+      const { inner } = startVerified(raw, {
+        ...this.ctx.verify(), token: f.token,
+        onVerified: (inner) => {
+          if (!settle()) return;
+          if (!this.ctx.live()) return cut(inner);
+          this.ready.push({ streamId: f.streamId, inner });
+        },
+        onRejected: (why) => {
+          failed();
+          this.ctx.onStreamError?.(`a pooled stream failed: ${why}`);
+        },
+        onClose: (inner) => {
+          socks.delete(inner);
+          failed();
+          const i = this.ready.findIndex((p) => p.inner === inner);
+          if (i >= 0) this.ready.splice(i, 1);
+        },
+      });
+      socks.add(raw);
+      socks.add(inner);
+      raw.data.onClose = () => socks.delete(raw);
+    } catch {
+      failed();
+    }
+  }
+
+  /** The session ended or the guest is resuming: every pooled stream goes. */
+  drop(): void {
+    for (const p of this.ready.splice(0)) cut(p.inner);
+    this.asked.clear();
+    this.generation++;
+    this.handshaking = 0;
+    this.quietUntil = 0;
+  }
+}
