@@ -70,9 +70,10 @@ export async function throughput(port: number, streams: number, durationMs: numb
 }
 
 /** Time from connect() to the first echoed byte, over `n` sequential fresh connections; ms each. */
-export async function setupTimes(port: number, n: number): Promise<number[]> {
+export async function setupTimes(port: number, n: number, gapMs = 0): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
+    if (gapMs) await Bun.sleep(gapMs);
     let echoed!: () => void;
     const got = new Promise<void>((r) => (echoed = r));
     const t0 = performance.now();

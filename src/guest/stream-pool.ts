@@ -16,6 +16,8 @@ export const DEFAULT_POOL = 8;
 export const MAX_POOL = 64;
 /** After a pooled stream fails to come up, the pool waits this long before asking again. */
 const RETRY_MS = 1000;
+/** How long after a spare is taken its replacement is asked for (see take). */
+const REFILL_DELAY_MS = 5;
 
 export interface Pooled {
   streamId: string;
@@ -32,6 +34,7 @@ export class StreamPool {
   /** Streams answered whose TLS is still running. */
   private handshaking = 0;
   private quietUntil = 0;
+  private refill: ReturnType<typeof setTimeout> | undefined;
   /** Bumped by drop(): handshakes of an earlier generation no longer count here. */
   private generation = 0;
 
@@ -41,15 +44,27 @@ export class StreamPool {
     return ref !== undefined && this.asked.has(ref);
   }
 
-  /** A ready stream, or undefined (the caller opens one the usual way); the pool asks for its replacement. */
+  /**
+   * A ready stream, or undefined (the caller opens one the usual way). Its replacement is asked for a
+   * moment later: a handshake now would take the CPU from the connection that just started.
+   */
   take(): Pooled | undefined {
     let got: Pooled | undefined;
     while (!got && this.ready.length) {
       const p = this.ready.shift()!;
       if (!p.inner.data.closed) got = p;
     }
-    this.fill();
+    this.refillSoon();
     return got;
+  }
+
+  private refillSoon(): void {
+    if (this.refill) return;
+    this.refill = setTimeout(() => {
+      this.refill = undefined;
+      this.fill();
+    }, REFILL_DELAY_MS);
+    this.refill.unref?.();
   }
 
   /** Asks for streams until `size` are ready or on their way. */
@@ -120,6 +135,8 @@ export class StreamPool {
 
   /** The session ended or the guest is resuming: every pooled stream goes. */
   drop(): void {
+    clearTimeout(this.refill);
+    this.refill = undefined;
     for (const p of this.ready.splice(0)) cut(p.inner);
     this.asked.clear();
     this.generation++;
