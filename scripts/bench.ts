@@ -2,7 +2,7 @@
 // same client, and prints each tessera figure as a ratio to ssh -L and to direct from the same run.
 // Options: --runs N  --duration MS  --setup N  --rtt N  --idle N  --paths direct,ssh,tessera  --json FILE  --quick
 //          --conns N (request/response connections)  --delay MS (delayed link, each way)  --delay-setup N
-//          --only bulk,setup,rtt,rr,delay,idle,help (which workloads; all by default)
+//          --only bulk,setup,rtt,rr,delay,idle,help (which workloads; all by default)  --pool N (join --pool)
 //          --profile DIR (CPU profiles of coordinator, share and join, written when they exit)
 import fs from "node:fs";
 import os from "node:os";
@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { openIdle, requestResponse, roundTrips, setupTimes, throughput } from "./bench/client.ts";
 import { cpuMeter, printCpu, type CpuCost } from "./bench/cpu.ts";
 import { measureDelayed, printDelayed, type DelayedResult } from "./bench/delayed.ts";
-import { direct, helpTimes, ROOT, ssh, startTarget, tessera, type Path } from "./bench/paths.ts";
+import { direct, helpTimes, joinFlags, ROOT, ssh, startTarget, tessera, type Path } from "./bench/paths.ts";
 import { cpuSeconds, killAll, killOnSignal, peakRssMb, processName, rssMb } from "./bench/procs.ts";
 import { fmt, median, percentile, table } from "./bench/stats.ts";
 
@@ -31,6 +31,7 @@ const { values: a } = parseArgs({
     delay: { type: "string", default: "10" },
     "delay-setup": { type: "string", default: "30" },
     only: { type: "string", default: "bulk,setup,rtt,rr,delay,idle,help" },
+    pool: { type: "string", description: "join --pool for the tessera paths (default: join's own)" },
   },
 });
 const num = (s: string, name: string, min: number) => {
@@ -46,6 +47,7 @@ const only = new Set(a.only!.split(","));
 const conns = num(a.conns!, "conns", 1);
 const delayMs = num(a.delay!, "delay", 1);
 const delaySetups = num(a["delay-setup"]!, "delay-setup", 1);
+if (a.pool !== undefined) joinFlags.push("--pool", String(num(a.pool, "pool", 0)));
 
 type Metric = "tp1" | "tp8" | "setupP50" | "setupP99" | "setupGapP50" | "rttP50" | "rttP99" | "rr1" | "rr16";
 /** Connections opened one at a time with this pause between them (a person's psql, a page's next request). */

@@ -124,6 +124,9 @@ export async function ssh(targetPort: number, dir: string, via: Leg = noDelay): 
 }
 
 /** With `profileDir`, the long-running tessera processes write CPU profiles there when they exit. */
+/** Extra flags for every tessera `join` the benchmark starts (bench.ts --pool). */
+export const joinFlags: string[] = [];
+
 export async function tessera(targetPort: number, dir: string, profileDir?: string, via: Leg = noDelay): Promise<Path> {
   if (!fs.existsSync(TESSERA)) throw new Error(`${TESSERA} is missing: run \`bun run build\` first`);
   const d = fs.mkdtempSync(path.join(dir, "tessera-"));
@@ -141,7 +144,7 @@ export async function tessera(targetPort: number, dir: string, profileDir?: stri
   await run("tessera link (guest)", [TESSERA, "link", guestAddress, "--ca-file", "pki/ca.crt"], { cwd: d, env: guestEnv });
   const host = spawn("share", [TESSERA, "share", "--port", String(targetPort)], { cwd: d, env: hostEnv });
   const code = (await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m))[1]!;
-  const guest = spawn("join", [TESSERA, "join", code, "--name", "bench-guest", "--reason", "benchmark", "--local", "127.0.0.1:0"], { cwd: d, env: guestEnv });
+  const guest = spawn("join", [TESSERA, "join", code, "--name", "bench-guest", "--reason", "benchmark", "--local", "127.0.0.1:0", ...joinFlags], { cwd: d, env: guestEnv });
   // The host's consent goes through its real prompt, as a person would give it.
   await host.waitFor(/Allow bench-guest .*\[y\/N\]/);
   host.write("y\n");
