@@ -62,8 +62,10 @@ function handshakeProblem(ok: boolean, err: Error | null, isServer: boolean): st
  * costs milliseconds, so the DER that passed once is remembered in `cache` and later streams of the same
  * session compare bytes (a different certificate is parsed and checked in full).
  */
-export function peerKeyIs(sock: { getPeerCertificate(): { raw?: Buffer } | null | undefined }, spki: string, cache: { checked?: Buffer }): boolean {
-  const raw = sock.getPeerCertificate()?.raw;
+export function peerKeyIs(sock: { getPeerX509Certificate(): { raw?: Buffer } | null | undefined }, spki: string, cache: { checked?: Buffer }): boolean {
+  // Not getPeerCertificate(): it builds the certificate's every field and fingerprint (~12 µs a call
+  // here, once per stream on each side); the X509 object's DER alone costs ~1.5 µs.
+  const raw = sock.getPeerX509Certificate()?.raw;
   if (!raw) return false;
   if (cache.checked?.equals(raw)) return true;
   if (spkiFingerprint(derToPem(raw, "CERTIFICATE")) !== spki) return false;
