@@ -3,7 +3,7 @@ import * as v from "valibot";
 import { Scope } from "./scope.ts";
 import { Receipt } from "../pki/receipt.ts";
 
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 /** Hard cap on one control frame, checked before a byte of it is buffered. */
 export const MAX_FRAME_BYTES = 64 * 1024;
 /** Data-plane preamble: magic (never 0x16, so it can't be mistaken for a TLS ClientHello) + 32-byte token. */
@@ -39,7 +39,15 @@ const count = v.pipe(v.number(), v.integer(), v.minValue(0));
 /** Most sessions one status frame lists (the rest are counted in `more`), so it stays far below the frame cap. */
 export const MAX_STATUS_SESSIONS = 100;
 /** One session as the coordinator sees it: who, what, how much, and whether the guest is connected. */
-const sessionView = v.strictObject({ sessionId: id, guest: name, addr: text(80), target, streams: count, up: count, down: count, idleSec: count, away: v.boolean() });
+const sessionView = v.strictObject({ sessionId: id, guest: name, addr: text(80), target, streams: count, up: count, down: count, idleSec: count, away: v.boolean(), path: v.optional(v.picklist(["direct", "relay"])) });
+/** An IP literal (never a name: the agent resolves nothing a guest names) and port a side may be reached on (version 5). */
+export const hint = v.strictObject({ host: v.pipe(v.string(), v.maxLength(45), v.regex(/^[0-9A-Fa-f:.]+$/, "must be an IP address")), port: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535)) });
+/** Most hints one frame may carry: far above what the agent dials (its cap), so an excess is seen and audited, not cut off unseen. */
+export const MAX_HINTS_IN_FRAME = 1024;
+/** Direct-path hints signed with the offering side's session key (wire/hints.ts); the coordinator relays them unchanged (version 5). */
+const hintFields = { sessionId: id, hints: v.pipe(v.array(hint), v.maxLength(MAX_HINTS_IN_FRAME)), key: b64std(400), sig: b64std(200) };
+/** The agent's report on a direct stream: verified and moving ("open"), done with its byte counts ("closed"), or not reachable ("failed": it fell back to the relay). */
+const streamReport = { sessionId: id, streamId: id, state: v.picklist(["open", "closed", "failed"]), up: v.optional(count), down: v.optional(count), reason: v.optional(text(200)) };
 
 /** Frames a client (agent, share, guest, link) sends to the coordinator. */
 export const ClientFrame = v.variant("t", [
@@ -77,6 +85,10 @@ export const ClientFrame = v.variant("t", [
   /** The share's host asks what the coordinator knows of it: live sessions, waiting requests (version 2). */
   /** ref: set by a poller (the host's live view), so a refusal never answers another frame's wait. */
   frame("status", { shareId: id, ref: v.optional(id) }),
+  /** Direct path (version 5): the guest's signed hints; the agent's probe outcome (counts for the audit line); its direct streams' reports. */
+  frame("hints", hintFields),
+  frame("direct", { sessionId: id, ok: v.boolean(), offered: count, dialled: count, refused: count, over: count, reason: v.optional(text(200)) }),
+  frame("direct-stream", streamReport),
   frame("ping", {}),
   frame("pong", {}),
   frame("error", { code: id, message: text(1000) }),
@@ -102,8 +114,13 @@ export const ServerFrame = v.variant("t", [
   frame("denied", { requestId: id, reason: text(200) }),
   /** openedAt: when the host approved it, so the agent holds a time-scoped session to that clock. */
   frame("session", { sessionId: id, shareId: id, target, guest: guestInfo, scope: v.optional(Scope), openedAt: v.optional(epochMs), receipt: v.optional(Receipt) }),
-  frame("incoming", { sessionId: id, streamId: id, token }),
-  frame("stream", { sessionId: id, streamId: id, token, ref: id }),
+  /** direct: the token the agent presents on its direct connection to the guest (version 5); `token` stays the relay's, for a fallback. */
+  frame("incoming", { sessionId: id, streamId: id, token, direct: v.optional(token) }),
+  frame("stream", { sessionId: id, streamId: id, token, ref: id, direct: v.optional(token) }),
+  /** The guest's signed hints, relayed to the agent (version 5). */
+  frame("hints", hintFields),
+  /** A direct stream could not be set up: the guest takes it through the relay with the stream's own token (version 5). */
+  frame("fallback", { sessionId: id, streamId: id }),
   frame("closed", { sessionId: id, reason: text(200) }),
   frame("resumed", { sessionId: id, target, idleTimeoutSec: v.number(), restarted: v.boolean(), hostOnline: v.boolean() }),
   frame("left", { shareId: id }),
