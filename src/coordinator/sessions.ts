@@ -8,6 +8,7 @@ import { describeScope, streamRefusal } from "../wire/scope.ts";
 import { Splicer, type Stream } from "./splice.ts";
 import { metrics } from "./metrics.ts";
 import { noteActivity, sessionFails, type CheckContext, type Condition } from "./revalidate.ts";
+import { DirectBook } from "./direct.ts";
 
 const log = logger("coordinator");
 const ENDED_MEMORY = 1000;
@@ -15,6 +16,8 @@ const ENDED_MEMORY = 1000;
 export class SessionBook {
   readonly all = new Map<string, Session>();
   readonly splicer: Splicer;
+  /** The direct path: hints, path per session, direct streams' reports (direct.ts). */
+  readonly direct: DirectBook;
   private streamTotal = 0;
   /** Why recent sessions ended (bounded), for a guest that comes back after its session closed. */
   private readonly ended = new Map<string, string>();
@@ -29,6 +32,7 @@ export class SessionBook {
 
   constructor(private readonly o: BrokerOptions) {
     this.splicer = new Splicer({ onSpliced: () => {}, onClosed: (s, r) => this.onStreamClosed(s, r) }, o.limits.streamTokenTtlMs, o.cluster?.tag);
+    this.direct = new DirectBook({ audit: o.audit, splicer: this.splicer, actors, session: (id) => this.all.get(id), injectHint: o.injectHint });
     const cluster = o.cluster;
     if (cluster) this.splicer.forward = (sock, head) => cluster.forwardData(sock, head);
     this.flusher = setInterval(() => void this.flush(), 5_000);
@@ -80,20 +84,25 @@ export class SessionBook {
       throw new RefusedError("limit", `${waiting} streams of this session are still waiting to connect; open more once they connect or lapse`, { ref });
     }
     const streamId = newId("t");
+    const direct = this.direct.token(s);
+    const path = direct ? "direct" : "relay";
     // Group commit: the splicer holds both halves until this line is on disk (see Splicer.create).
-    const durable = this.o.audit.appendDurable("stream.open", { ...actors(s), streamId, target: s.target });
-    const { stream, guestToken, agentToken } = this.splicer.create(streamId, s.id, durable);
+    const durable = this.o.audit.appendDurable("stream.open", { ...actors(s), streamId, target: s.target, path });
+    const { stream, guestToken, agentToken } = this.splicer.create(streamId, s.id, durable, !!direct);
     this.streamTotal++;
     metrics.streamsTotal.inc();
+    metrics.streamsByPath.inc(1, { path });
     s.streams.add(stream);
     // Not activity: only bytes moved keep a session from idling out (see sweep).
     s.streamCount++;
+    if (direct) return this.direct.offer(s, stream, { agentToken, guestToken, direct, ref }, durable);
     agent.ch.send({ t: "incoming", sessionId: s.id, streamId: stream.id, token: agentToken });
     peer.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: guestToken, ref });
   }
 
   private onStreamClosed(stream: Stream, reason: string): void {
     this.streamTotal--;
+    this.direct.ended(stream);
     const s = this.all.get(stream.sessionId);
     if (s) {
       s.streams.delete(stream);
@@ -229,6 +238,6 @@ function pendingOf(s: Session): number {
 }
 
 /** Who a session line is about: the guest (name, key, address it asked from), the host and the share. */
-function actors(s: Session) {
+export function actors(s: Session) {
   return { sessionId: s.id, shareId: s.share.id, host: s.share.hostName, guest: s.guestInfo.name, guestKey: s.guestInfo.spki, addr: s.guestInfo.addr };
 }

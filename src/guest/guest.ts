@@ -17,6 +17,8 @@ import { NodeStreams } from "./node-streams.ts";
 import { PortForward } from "./port-forward.ts";
 import { recheckRequest } from "./recheck.ts";
 import { guestTls, type Approved, type StreamContext } from "./stream-context.ts";
+import { DirectListener } from "./direct-listener.ts";
+import { signHints, type Hint } from "../wire/hints.ts";
 
 export type { Approved } from "./stream-context.ts";
 
@@ -36,6 +38,15 @@ export interface GuestEvents {
   onResumed?(f: FrameOf<ServerFrame, "resumed">): void;
   /** The session ended (revoked, host left, idle, coordinator gone). */
   onClosed?(reason: string): void;
+  /** Streams now go direct to the host, or through the coordinator (said when it changes). */
+  onPath?(path: "direct" | "relay"): void;
+}
+
+export interface DirectOptions {
+  /** `--relay-only`: no listener, no hints; every stream goes through the coordinator. */
+  relayOnly?: boolean;
+  /** Which addresses to offer (default: this machine's, see DirectListener.hints); tests offer their own. */
+  hints?: (port: number, coordinatorOnLoopback: boolean) => Hint[];
 }
 
 /** How long a guest keeps trying to resume its session before it gives up. */
@@ -58,8 +69,10 @@ export class Guest {
   private readonly ports: PortForward;
   private readonly nodes: NodeStreams;
   private readonly reconnect: Reconnector;
+  private directListener: DirectListener | undefined;
+  private path: "direct" | "relay" | undefined;
 
-  private constructor(private client: ControlClient, private readonly o: DialOptions, private readonly events: GuestEvents) {
+  private constructor(private client: ControlClient, private readonly o: DialOptions, private readonly events: GuestEvents, private readonly directOpts: DirectOptions = {}) {
     const ctx: StreamContext = {
       send: (f) => this.client.send(f),
       dataAddress: () => this.client.peer,
@@ -68,6 +81,8 @@ export class Guest {
       verify: () => ({ tls: this.tls!, isServer: false, peerRole: "host", peerSpki: this.approved!.hostSpki, checked: this.hostCert, resume: this.ticket }),
       socks: this.socks,
       onStreamError: (m) => this.events.onStreamError?.(m),
+      direct: () => this.directListener,
+      onPath: (p) => this.pathIs(p),
     };
     this.ports = new PortForward(ctx);
     this.nodes = new NodeStreams(ctx);
@@ -80,8 +95,8 @@ export class Guest {
     });
   }
 
-  static async connect(o: DialOptions, events: GuestEvents = {}): Promise<Guest> {
-    return new Guest(await ControlClient.dial(o), o, events);
+  static async connect(o: DialOptions, events: GuestEvents = {}, direct: DirectOptions = {}): Promise<Guest> {
+    return new Guest(await ControlClient.dial(o), o, events, direct);
   }
 
   /** Sends the request and waits for the host's answer; rejects with the reason when denied. */
@@ -126,7 +141,35 @@ export class Guest {
     this.approved = answer;
     this.tls = guestTls(this.keyPem, answer.cert, this.o.caPem, TLS_1_3);
     this.bind(this.client);
+    if (!this.directOpts.relayOnly) this.offerDirect(answer);
     return answer;
+  }
+
+  /**
+   * The direct path: a listener the host's agent may dial, and its addresses sent as hints signed with
+   * this session's key (which the agent pins), so the coordinator that relays them cannot change them.
+   */
+  private offerDirect(approved: Approved): void {
+    const tls = { key: this.keyPem, cert: approved.cert, ca: this.o.caPem, requestCert: true, rejectUnauthorized: true, minVersion: TLS_1_3 } as InnerTls;
+    const listener = new DirectListener({ tls, hostSpki: approved.hostSpki, checked: this.hostCert, socks: this.socks, onPath: (p) => this.pathIs(p), onStreamError: (m) => this.events.onStreamError?.(m) });
+    let port: number;
+    try {
+      port = listener.listen();
+    } catch (err) {
+      this.events.onStreamError?.(`no direct path (cannot listen: ${errorMessage(err)}); streams go through the coordinator`);
+      return;
+    }
+    this.directListener = listener;
+    const local = this.client.socket.localAddress ?? "";
+    const onLoopback = /^(127\.|::1$|::ffff:127\.)/.test(local);
+    const hints = (this.directOpts.hints ?? DirectListener.hints)(port, onLoopback);
+    this.client.send({ t: "hints", ...signHints(this.keyPem, approved.sessionId, "guest", hints) });
+  }
+
+  private pathIs(p: "direct" | "relay"): void {
+    if (this.path === p) return;
+    this.path = p;
+    this.events.onPath?.(p);
   }
 
   /** Listens on host:port and forwards every connection; resolves with the bound address. */
@@ -180,6 +223,7 @@ export class Guest {
     c.on("stream", (f) => void (this.nodes.owns(f.ref) ? this.nodes.ready(f) : this.ports.ready(f)));
     c.on("error", (f) => (this.nodes.owns(f.ref) ? this.nodes.refused(f) : this.ports.owns(f.ref) && this.ports.refused(f)));
     c.on("refused", (f) => this.ports.streamRefused(f));
+    c.on("fallback", (f) => this.directListener?.fallback(f.streamId));
     c.on("closed", (f) => this.end(f.reason));
     c.onClose((err) => this.detach(err));
   }
@@ -189,6 +233,7 @@ export class Guest {
     this.ended = true;
     this.reconnect.stop();
     this.ports.stop();
+    this.directListener?.stop();
     this.dropStreams(new TesseraError("closed", reason));
     for (const w of this.resumeWaiters.splice(0)) w.reject(new TesseraError("closed", reason));
     if (notify) this.events.onClosed?.(reason);

@@ -82,7 +82,8 @@ export class PortForward {
       if (!this.opening.has(ref)) continue; // the local client left while it waited
       this.asked.add(ref);
       this.ctx.send({ t: "open", sessionId: live.approved.sessionId, ref });
-      this.predialed.set(ref, connectData(this.ctx.dataAddress()).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))));
+      // On the direct path the agent dials us: no relay connection is dialled ahead.
+      if (!this.ctx.direct?.()?.active) this.predialed.set(ref, connectData(this.ctx.dataAddress()).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))));
     }
   }
 
@@ -109,9 +110,10 @@ export class PortForward {
     this.ctx.onStreamError?.(`a connection was refused by the host's side: ${f.reason}`);
   }
 
-  async ready(f: FrameOf<ServerFrame, "stream">): Promise<void> {
-    const predialed = this.answered(f.ref);
-    const local = this.opening.get(f.ref);
+  /** `fellBack`: the local connection of a direct stream whose agent could not reach us; it takes the relay now. */
+  async ready(f: FrameOf<ServerFrame, "stream">, fellBack?: Socket<End>): Promise<void> {
+    const predialed = fellBack ? undefined : this.answered(f.ref);
+    const local = fellBack ?? this.opening.get(f.ref);
     if (!local || !this.ctx.live()) {
       void predialed?.then((raw) => raw instanceof Error || raw.terminate());
       return;
@@ -119,6 +121,12 @@ export class PortForward {
     this.opening.delete(f.ref);
     const socks = this.ctx.socks;
     socks.add(local);
+    const direct = f.direct ? this.ctx.direct?.() : undefined;
+    if (direct) {
+      void predialed?.then((raw) => raw instanceof Error || raw.terminate());
+      return direct.expect(f, local, () => void this.ready({ ...f, direct: undefined }, local));
+    }
+    this.ctx.onPath?.("relay");
     let dialed: { raw: Socket<End>; inner: Socket<End> };
     try {
       const raw = await (predialed ?? connectData(this.ctx.dataAddress()));

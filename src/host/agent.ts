@@ -13,6 +13,7 @@ import { sessionRefusal } from "./session-check.ts";
 import { spkiFingerprint } from "../pki/index.ts";
 import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
 import { StreamServer } from "./stream-server.ts";
+import { DirectDialer } from "./direct-dialer.ts";
 
 
 export interface AgentOptions extends Required<Pick<DialOptions, "address" | "caPem" | "keyPem" | "certPem" | "version">> {
@@ -32,6 +33,8 @@ export interface AgentOptions extends Required<Pick<DialOptions, "address" | "ca
   receipts?: boolean;
   /** A stream not verified within this time is dropped with its target connection (default STREAM_SETUP_TIMEOUT_MS in stream-server.ts). */
   streamSetupTimeoutMs?: number;
+  /** `--relay-only`: the agent dials no direct-path hint; every stream goes through the coordinator. */
+  relayOnly?: boolean;
 }
 
 /** Something on the host that takes a verified end-to-end stream directly instead of a TCP target. */
@@ -68,13 +71,17 @@ export class Agent {
   private readonly hostKey: string;
   private readonly reconnect: Reconnector;
   private readonly streams: StreamServer;
+  private readonly direct: DirectDialer;
 
   constructor(private readonly o: AgentOptions, private readonly events: AgentEvents = {}) {
     this.hostKey = spkiFingerprint(o.certPem);
     this.tls = { key: o.keyPem, cert: o.certPem, ca: o.caPem, requestCert: true, rejectUnauthorized: true, minVersion: TLS_1_3 } as InnerTls;
+    // On the direct path the agent dials the guest and is the TLS client; it checks the guest's key itself.
+    const directTls = { key: o.keyPem, cert: o.certPem, ca: o.caPem, rejectUnauthorized: false, minVersion: TLS_1_3 } as InnerTls;
+    this.direct = new DirectDialer({ client: () => this.client, tls: directTls, relayOnly: o.relayOnly });
     this.streams = new StreamServer({
       client: () => this.client, session: (id) => this.sessions.get(id), policy: o.policy, shell: o.shell,
-      scopes: this.scopes, tls: this.tls, events, setupTimeoutMs: o.streamSetupTimeoutMs,
+      scopes: this.scopes, tls: this.tls, events, setupTimeoutMs: o.streamSetupTimeoutMs, direct: o.relayOnly ? undefined : this.direct,
     });
     this.reconnect = new Reconnector({
       // A failed attempt is reported once, by onRetry: the embedding command decides how to show it.
@@ -106,6 +113,10 @@ export class Agent {
       this.scopes.seen(f, Date.now(), (id) => this.endSession(id));
     });
     c.on("incoming", (f) => void this.streams.incoming(f));
+    c.on("hints", (f) => {
+      const s = this.sessions.get(f.sessionId);
+      if (s) void this.direct.hints(f, s);
+    });
     c.on("closed", (f) => {
       this.o.shell?.closed?.(f.sessionId, f.reason);
       this.scopes.forget(f.sessionId);
@@ -121,6 +132,7 @@ export class Agent {
     if (this.stopped) return;
     this.stopped = true;
     this.reconnect.stop();
+    this.direct.stop();
     await this.client?.leave(this.o.shareId);
     for (const id of [...this.sessions.keys()]) this.endSession(id);
   }
@@ -135,6 +147,7 @@ export class Agent {
     const s = this.sessions.get(id);
     if (!s) return;
     this.sessions.delete(id);
+    this.direct.forget(id);
     for (const sock of [...s.streams]) sock.terminate();
   }
 }

@@ -2,6 +2,11 @@
 // key so the coordinator that relays them cannot add, drop or change one (it holds no session key).
 import { createPublicKey, sign, verify } from "node:crypto";
 import { spkiFingerprint } from "../pki/fingerprint.ts";
+import { STREAM_TOKEN_BYTES } from "./protocol.ts";
+
+/** The agent's probe presents this inside the TLS in place of a stream token; the guest answers PROBE_OK and closes. */
+export const PROBE_TOKEN = Buffer.alloc(STREAM_TOKEN_BYTES);
+export const PROBE_OK = Buffer.from([1]);
 
 export interface Hint { host: string; port: number }
 /** Which side offers the hints: signed, so guest hints can never be passed off as the host's or back. */

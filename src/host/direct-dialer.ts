@@ -1,0 +1,199 @@
+// The agent's end of the direct path. It checks a guest's signed hints (wire/hints.ts) against the key
+// the host approved, applies its deny list and cap (hint-check.ts), probes each allowed hint once with
+// the session's end-to-end TLS, and dials only the address that proved to be the guest for the
+// session's later streams; a stream whose direct dial fails goes through the relay instead.
+import type { Socket, SocketHandler } from "bun";
+import { errorMessage } from "../errors.ts";
+import { logger } from "../log.ts";
+import type { ControlClient } from "../wire/control-client.ts";
+import { hintsProblem, PROBE_OK, PROBE_TOKEN, type Hint } from "../wire/hints.ts";
+import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
+import type { InnerTls } from "../data/data-dial.ts";
+import { KEEPALIVE_MS } from "../data/data-dial.ts";
+import { newEnd, PIPE_HANDLERS, type End } from "../data/pipe.ts";
+import { handshakeProblem, peerKeyIs } from "../data/verified-stream.ts";
+import { checkHints, isLoopbackAddr } from "./hint-check.ts";
+import type { AgentSession } from "./agent.ts";
+
+const log = logger("agent:direct");
+
+/** How long one probe, or one stream's direct dial, may take before the hint counts as not working. */
+export const DIRECT_DIAL_TIMEOUT_MS = 2_000;
+/** How often live direct streams' byte counts go to the coordinator (its idle clock sees them). */
+const ACTIVITY_REPORT_MS = 10_000;
+
+export interface DirectDialerOptions {
+  client(): ControlClient | undefined;
+  /** The agent's TLS for the direct path: it is the TLS client here (it dials), and checks the guest's key itself. */
+  tls: InnerTls;
+  /** `--relay-only`: no hint is ever dialled. */
+  relayOnly?: boolean;
+  dialTimeoutMs?: number;
+}
+
+interface Path {
+  /** The one address that proved to be this session's guest; undefined while probing or after a failure. */
+  addr?: Hint;
+  live: Set<Socket<End>>;
+}
+
+export class DirectDialer {
+  private readonly paths = new Map<string, Path>();
+  private readonly reporter: ReturnType<typeof setInterval>;
+  private readonly lastReported = new WeakMap<Socket<End>, number>();
+
+  constructor(private readonly o: DirectDialerOptions) {
+    this.reporter = setInterval(() => this.reportActivity(), ACTIVITY_REPORT_MS);
+    this.reporter.unref?.();
+  }
+
+  /** The guest's hints for a session this agent holds: checked, probed, and the outcome reported for the audit log. */
+  async hints(f: FrameOf<ServerFrame, "hints">, s: AgentSession): Promise<void> {
+    const report = (ok: boolean, counts: { dialled: number; refused: number; over: number }, reason?: string) =>
+      this.o.client()?.send({ t: "direct", sessionId: f.sessionId, ok, offered: f.hints.length, ...counts, ...(reason ? { reason: reason.slice(0, 200) } : {}) });
+    const none = { dialled: 0, refused: 0, over: 0 };
+    if (this.o.relayOnly) return report(false, none, "the host runs with --relay-only");
+    // One set of hints a session: each hint is dialled at most once, whatever is sent again.
+    if (this.paths.has(f.sessionId)) return report(false, none, "hints were already offered for this session");
+    const path: Path = { live: new Set() };
+    this.paths.set(f.sessionId, path);
+    const forged = hintsProblem(f, "guest", s.frame.guest.spki);
+    if (forged) {
+      log.warn(`session ${f.sessionId}: refused the direct-path hints: ${forged}; nothing was dialled`);
+      return report(false, none, `refused: ${forged}`);
+    }
+    const v = checkHints(f.hints, { guestOnLoopback: isLoopbackAddr(s.frame.guest.addr) });
+    if (v.refused.length) log.warn(`session ${f.sessionId}: ${v.refused.length} hint(s) refused by the deny list (${v.refused.slice(0, 3).map((r) => `${r.hint.host}: ${r.why}`).join("; ")})`);
+    if (v.over) log.warn(`session ${f.sessionId}: ${v.over} hint(s) over the cap of ${v.dial.length} were not dialled`);
+    const counts = { dialled: v.dial.length, refused: v.refused.length, over: v.over };
+    if (!v.dial.length) return report(false, counts, "no hint may be dialled");
+    // In parallel, each once; the first that proves to be the guest is the session's direct path.
+    const won = await firstOf(v.dial.map((h) => this.probe(h, s).then(() => h)));
+    if (!this.paths.has(f.sessionId)) return;
+    if (!won) return report(false, counts, "no hint reached the guest");
+    path.addr = won;
+    log.info(`session ${f.sessionId}: direct path to the guest at ${won.host}:${won.port}`);
+    report(true, counts);
+  }
+
+  /** A stream offered on the direct path: served over it, or through the relay (`relay`) when the dial fails. */
+  async serve(f: FrameOf<ServerFrame, "incoming">, s: AgentSession, on: { onVerified(inner: Socket<End>): void; onFailed(why: string): void }, relay: () => Promise<void>): Promise<void> {
+    const path = this.paths.get(f.sessionId);
+    let sock: Socket<End> | Error;
+    if (!path?.addr) sock = new Error("no direct path to the guest");
+    else sock = await this.connect(path.addr, s, Buffer.from(f.direct!, "base64url")).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+    if (!(sock instanceof Error) && this.paths.get(f.sessionId) !== path) {
+      sock.terminate();
+      s.settingUp--;
+      return on.onFailed("the session ended");
+    }
+    if (!(sock instanceof Error) && sock.data.closed) sock = new Error("the direct connection closed at once");
+    if (sock instanceof Error) {
+      // Later streams go through the relay (the coordinator hears it now); this one too, unseen by the guest's client.
+      if (path) path.addr = undefined;
+      log.warn(`stream ${f.streamId}: the direct path failed (${sock.message}); through the coordinator instead`);
+      this.o.client()?.send({ t: "direct-stream", sessionId: f.sessionId, streamId: f.streamId, state: "failed", reason: sock.message.slice(0, 200) });
+      return relay();
+    }
+    const inner = sock;
+    s.settingUp--;
+    s.streams.add(inner);
+    path!.live.add(inner);
+    inner.data.onClose = (x) => {
+      s.streams.delete(x);
+      path!.live.delete(inner);
+      // The agent's counts are the stream's: the coordinator relayed none of these bytes.
+      this.o.client()?.send({ t: "direct-stream", sessionId: f.sessionId, streamId: f.streamId, state: "closed", up: x.data.bytesRead, down: x.data.peer?.data.bytesRead ?? 0 });
+    };
+    this.o.client()?.send({ t: "direct-stream", sessionId: f.sessionId, streamId: f.streamId, state: "open" });
+    (inner.data as End & { streamId?: string }).streamId = f.streamId;
+    on.onVerified(inner);
+  }
+
+  forget(sessionId: string): void {
+    this.paths.delete(sessionId);
+  }
+
+  stop(): void {
+    clearInterval(this.reporter);
+  }
+
+  /** One probe: the end-to-end TLS with the guest's pinned key, then the guest's answer to the probe token. */
+  private async probe(h: Hint, s: AgentSession): Promise<void> {
+    const sock = await this.connect(h, s, PROBE_TOKEN);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no answer to the probe")), this.o.dialTimeoutMs ?? DIRECT_DIAL_TIMEOUT_MS);
+      const answer = (got: Buffer) => {
+        clearTimeout(timer);
+        if (got.subarray(0, PROBE_OK.length).equals(PROBE_OK)) resolve();
+        else reject(new Error("the guest did not answer the probe"));
+      };
+      const early = Buffer.concat(sock.data.early);
+      if (early.length) return answer(early);
+      // The answer is read here, not piped anywhere (see pipe.ts SocketSink).
+      sock.data.sink = { feed: (c) => answer(Buffer.from(c)), drained() {}, ended: () => answer(Buffer.alloc(0)), gone: () => answer(Buffer.alloc(0)) };
+    }).finally(() => sock.terminate());
+  }
+
+  /**
+   * Dials a hint, runs the end-to-end TLS (the agent is its client here) and accepts the far end only
+   * with the guest key this session was approved for; then presents `token`. Resolves with the socket,
+   * whose later bytes wait in its early buffer until it is paired.
+   */
+  private connect(h: Hint, s: AgentSession, token: Buffer): Promise<Socket<End>> {
+    const ms = this.o.dialTimeoutMs ?? DIRECT_DIAL_TIMEOUT_MS;
+    return new Promise<Socket<End>>((resolve, reject) => {
+      let sock: Socket<End> | undefined;
+      const timer = setTimeout(() => {
+        sock?.terminate();
+        reject(new Error(`${h.host}:${h.port} did not complete the guest's TLS within ${ms / 1000}s`));
+      }, ms);
+      const end = newEnd({
+        onHandshake: (x, ok, err) => {
+          const why = handshakeProblem(ok, err, false) ?? (peerKeyIs(x, s.frame.guest.spki, s) ? undefined : "the far end's key is not the approved guest's");
+          clearTimeout(timer);
+          if (why) {
+            x.terminate();
+            return reject(new Error(`${h.host}:${h.port}: ${why}`));
+          }
+          x.write(token);
+          resolve(x);
+        },
+        onClose: () => {
+          clearTimeout(timer);
+          reject(new Error(`${h.host}:${h.port} closed the connection before the guest's TLS was verified`));
+        },
+      });
+      Bun.connect<End>({ hostname: h.host, port: h.port, allowHalfOpen: true, tls: this.o.tls as never, data: end, socket: PIPE_HANDLERS as SocketHandler<End> })
+        .then((x) => {
+          sock = x;
+          x.setNoDelay(true);
+          x.setKeepAlive(true, KEEPALIVE_MS);
+        }, (e: unknown) => {
+          clearTimeout(timer);
+          reject(new Error(`${h.host}:${h.port}: ${errorMessage(e)}`));
+        });
+    });
+  }
+
+  /** Bytes moved on live direct streams since the last report, so the coordinator's idle clock sees them (bounded: one frame a stream every 10 s at most). */
+  private reportActivity(): void {
+    const c = this.o.client();
+    if (!c) return;
+    for (const [sessionId, path] of this.paths) {
+      for (const sock of path.live) {
+        const up = sock.data.bytesRead;
+        const down = sock.data.peer?.data.bytesRead ?? 0;
+        if (this.lastReported.get(sock) === up + down) continue;
+        this.lastReported.set(sock, up + down);
+        const streamId = (sock.data as End & { streamId?: string }).streamId;
+        if (streamId) c.send({ t: "direct-stream", sessionId, streamId, state: "open", up, down });
+      }
+    }
+  }
+}
+
+/** The first promise to resolve, or undefined once all have rejected. */
+function firstOf<T>(ps: Promise<T>[]): Promise<T | undefined> {
+  return Promise.any(ps).catch(() => undefined);
+}
