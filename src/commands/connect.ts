@@ -14,9 +14,10 @@ export default defineCommand({
     name: { type: "string", description: "Your name as the host sees it (default: your OS user)" },
     local: { type: "string", description: "Local HOST:PORT to listen on (default 127.0.0.1 and the target's port + 10000; any free port with a command)" },
     stdio: { type: "boolean", description: "No local port: carry one stream over stdin/stdout (for ssh -o ProxyCommand); status goes to stderr" },
+    "relay-only": { type: "boolean", description: "Offer no direct path: every stream goes through the coordinator" },
   },
   async run({ args, rawArgs }) {
     const mode = guestMode({ local: args.local, stdio: args.stdio, command: commandAfterDashes(rawArgs) });
-    await runGuest({ shareId: args["share-id"], target: args.target, name: args.name || osUser(), reason: args.reason }, mode);
+    await runGuest({ shareId: args["share-id"], target: args.target, name: args.name || osUser(), reason: args.reason }, mode, { relayOnly: !!args["relay-only"] });
   },
 });

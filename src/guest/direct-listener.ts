@@ -1,12 +1,12 @@
 // The guest's end of the direct path: a listener the host's agent dials (the guest's signed hints say
-// where), serving the session's end-to-end TLS with the same pinned keys as the relay. A connection
-// is used only once the host's key is checked and it presents a stream token the coordinator gave both
-// sides for a stream this guest is waiting on; everything else is closed unread.
+// where). A connection opens as a relay data connection does (magic + token, then the agent serves
+// the end-to-end TLS), so the same pinned keys decide: it must present a token the coordinator gave
+// both sides for a stream this guest is waiting on (or the probe's), and the host's key must answer.
 import os from "node:os";
 import { createHash } from "node:crypto";
-import type { Socket, SocketHandler, TCPSocketListener } from "bun";
+import type { Socket, TCPSocketListener } from "bun";
 import { logger } from "../log.ts";
-import { STREAM_TOKEN_BYTES, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
+import { DATA_MAGIC, PREAMBLE_BYTES, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
 import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import { handshakeProblem, peerKeyIs } from "../data/verified-stream.ts";
 import type { InnerTls } from "../data/data-dial.ts";
@@ -23,13 +23,16 @@ const EXPECT_TIMEOUT_MS = 30_000;
 /** Most streams waiting for the agent's direct connection at once (the coordinator caps pending streams lower). */
 const MAX_EXPECTED = 4096;
 
-type DirectEnd = End & { head?: Buffer; verified?: boolean; timer?: ReturnType<typeof setTimeout> };
+/** The raw connection: its preamble until it is read, then nothing (the TLS over it has the bytes). */
+interface Raw { head: Buffer; timer?: ReturnType<typeof setTimeout>; upgraded: boolean; closed: boolean }
 
 interface Expected { local: Socket<End>; timer: ReturnType<typeof setTimeout>; streamId: string; fallback: () => void }
 
 export interface DirectListenerOptions {
-  /** The guest's session key and certificate, and the CA: a client certificate from the CA is required. */
+  /** The inner TLS client's options, as on the relay (stream-context.ts guestTls). */
   tls: InnerTls;
+  /** Where the session keeps its latest TLS ticket (shared with the relay streams). */
+  resume?: { ticket?: Buffer };
   hostSpki: string;
   /** The host certificate already checked (shared with the relay streams). */
   checked: { checked?: Buffer };
@@ -40,7 +43,7 @@ export interface DirectListenerOptions {
 }
 
 export class DirectListener {
-  private server: TCPSocketListener<DirectEnd> | undefined;
+  private server: TCPSocketListener<Raw> | undefined;
   private readonly expected = new Map<string, Expected>();
   private readonly byStream = new Map<string, string>();
   private unmatched = 0;
@@ -51,17 +54,13 @@ export class DirectListener {
 
   /** Listens on every interface, at a port the system picks. */
   listen(): number {
-    this.server = Bun.listen<DirectEnd>({
-      hostname: "0.0.0.0", port: 0, allowHalfOpen: true, tls: this.o.tls as never,
+    this.server = Bun.listen<Raw>({
+      hostname: "0.0.0.0", port: 0, allowHalfOpen: true,
       socket: {
-        ...(PIPE_HANDLERS as SocketHandler<DirectEnd>),
-        open: (s: Socket<DirectEnd>) => this.opened(s),
-        handshake: (s: Socket<DirectEnd>, ok: boolean, err: Error | null) => this.handshake(s, ok, err),
-        data: (s: Socket<DirectEnd>, chunk: Uint8Array) => (s.data.head ? this.head(s, chunk) : PIPE_HANDLERS.data!(s, chunk as Buffer)),
-        close: (s: Socket<DirectEnd>, err?: Error) => {
-          this.unmatch(s, false);
-          PIPE_HANDLERS.close!(s, err as Error);
-        },
+        open: (s) => this.opened(s),
+        data: (s, chunk) => this.head(s, chunk),
+        close: (s) => this.unmatch(s, false),
+        error() {},
       },
     });
     return this.server.port;
@@ -126,58 +125,68 @@ export class DirectListener {
     return e;
   }
 
-  private opened(s: Socket<DirectEnd>): void {
-    s.data = newEnd({ onClose: (sock) => this.o.socks.delete(sock) }) as DirectEnd;
+  private opened(s: Socket<Raw>): void {
+    s.data = { head: Buffer.alloc(0), upgraded: false, closed: false };
     if (this.unmatched >= MAX_UNMATCHED) return void s.terminate();
     this.unmatched++;
-    s.data.head = Buffer.alloc(0);
     s.data.timer = setTimeout(() => s.terminate(), MATCH_TIMEOUT_MS);
     s.data.timer.unref?.();
-    s.setNoDelay(true);
-    this.o.socks.add(s);
   }
 
-  private handshake(s: Socket<DirectEnd>, ok: boolean, err: Error | null): void {
-    // The agent must hold the host's key, whatever else the CA signed.
-    const why = handshakeProblem(ok, err, true) ?? (peerKeyIs(s, this.o.hostSpki, this.o.checked) ? undefined : "the host's key is not the one this session was approved for");
-    if (why) {
-      log.debug(`direct connection refused: ${why}`);
-      return this.unmatch(s, true);
-    }
-    s.data.verified = true;
-  }
-
-  /** The first bytes: a stream token (or the probe's), only after the host's key was checked. */
-  private head(s: Socket<DirectEnd>, chunk: Uint8Array): void {
-    if (!s.data.verified) return this.unmatch(s, true);
-    const head = Buffer.concat([s.data.head!, chunk]);
-    if (head.length < STREAM_TOKEN_BYTES) return void (s.data.head = head);
-    const token = head.subarray(0, STREAM_TOKEN_BYTES);
-    const rest = head.subarray(STREAM_TOKEN_BYTES);
+  /** The preamble: magic and a stream token (or the probe's); then this guest starts the TLS as its client. */
+  private head(s: Socket<Raw>, chunk: Uint8Array): void {
+    // After the upgrade Bun still reports the ciphertext here; the TLS socket has it.
+    if (s.data.upgraded || s.data.closed) return;
+    const head = Buffer.concat([s.data.head, chunk]);
+    if (head.length < PREAMBLE_BYTES) return void (s.data.head = head);
+    // The agent says nothing after its preamble until the guest's ClientHello: more is not an agent.
+    if (head.length > PREAMBLE_BYTES || !head.subarray(0, DATA_MAGIC.length).equals(DATA_MAGIC)) return this.unmatch(s, true);
+    const token = head.subarray(DATA_MAGIC.length);
+    const probe = token.equals(PROBE_TOKEN);
+    const key = tokenKey(token);
+    const e = probe ? undefined : this.expected.get(key);
+    if (!probe && (!e || e.local.data.closed)) return this.unmatch(s, true);
     this.unmatch(s, false);
-    if (token.equals(PROBE_TOKEN)) {
-      s.write(PROBE_OK);
-      return void s.end();
-    }
-    const e = this.forget(tokenKey(token));
-    if (!e || e.local.data.closed) return void s.terminate();
-    if (rest.length) {
-      s.data.early.push(Buffer.from(rest));
-      s.data.earlyBytes += rest.length;
-    }
-    s.data.bytesRead = rest.length;
-    pair(e.local, s);
-    if (!this.active) this.o.onPath?.("direct");
-    this.active = true;
+    s.data.upgraded = true;
+    const end = newEnd({
+      resume: this.o.resume,
+      onHandshake: (inner, ok, err) => {
+        const why = handshakeProblem(ok, err, false) ?? (peerKeyIs(inner, this.o.hostSpki, this.o.checked) ? undefined : "the host's key is not the one this session was approved for");
+        if (why) {
+          log.debug(`direct connection refused: ${why}`);
+          cut(inner);
+          return void s.terminate();
+        }
+        if (probe) {
+          inner.write(PROBE_OK);
+          return void inner.shutdown();
+        }
+        // Matched only now, with the host's key checked: a wrong key never takes the waiting stream.
+        const waiting = this.forget(key);
+        if (!waiting || waiting.local.data.closed) return cut(inner);
+        pair(waiting.local, inner);
+        if (!this.active) this.o.onPath?.("direct");
+        this.active = true;
+      },
+      onClose: (inner) => {
+        this.o.socks.delete(inner);
+        s.terminate();
+      },
+    });
+    const [, inner] = s.upgradeTLS<End>({ isServer: false, data: end, tls: this.o.tls, socket: PIPE_HANDLERS } as Parameters<typeof s.upgradeTLS<End>>[0]);
+    this.o.socks.add(inner);
   }
 
-  private unmatch(s: Socket<DirectEnd>, kill: boolean): void {
-    if (s.data.head) {
-      this.unmatched--;
-      s.data.head = undefined;
+  private unmatch(s: Socket<Raw>, kill: boolean): void {
+    if (!s.data.upgraded && s.data.timer) {
       clearTimeout(s.data.timer);
+      s.data.timer = undefined;
+      this.unmatched--;
     }
-    if (kill) cut(s);
+    if (kill) {
+      s.data.closed = true;
+      s.terminate();
+    }
   }
 }
 

@@ -150,8 +150,7 @@ export class Guest {
    * this session's key (which the agent pins), so the coordinator that relays them cannot change them.
    */
   private offerDirect(approved: Approved): void {
-    const tls = { key: this.keyPem, cert: approved.cert, ca: this.o.caPem, requestCert: true, rejectUnauthorized: true, minVersion: TLS_1_3 } as InnerTls;
-    const listener = new DirectListener({ tls, hostSpki: approved.hostSpki, checked: this.hostCert, socks: this.socks, onPath: (p) => this.pathIs(p), onStreamError: (m) => this.events.onStreamError?.(m) });
+    const listener = new DirectListener({ tls: this.tls!, resume: this.ticket, hostSpki: approved.hostSpki, checked: this.hostCert, socks: this.socks, onPath: (p) => this.pathIs(p), onStreamError: (m) => this.events.onStreamError?.(m) });
     let port: number;
     try {
       port = listener.listen();

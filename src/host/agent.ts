@@ -76,9 +76,7 @@ export class Agent {
   constructor(private readonly o: AgentOptions, private readonly events: AgentEvents = {}) {
     this.hostKey = spkiFingerprint(o.certPem);
     this.tls = { key: o.keyPem, cert: o.certPem, ca: o.caPem, requestCert: true, rejectUnauthorized: true, minVersion: TLS_1_3 } as InnerTls;
-    // On the direct path the agent dials the guest and is the TLS client; it checks the guest's key itself.
-    const directTls = { key: o.keyPem, cert: o.certPem, ca: o.caPem, rejectUnauthorized: false, minVersion: TLS_1_3 } as InnerTls;
-    this.direct = new DirectDialer({ client: () => this.client, tls: directTls, relayOnly: o.relayOnly });
+    this.direct = new DirectDialer({ client: () => this.client, tls: this.tls, relayOnly: o.relayOnly });
     this.streams = new StreamServer({
       client: () => this.client, session: (id) => this.sessions.get(id), policy: o.policy, shell: o.shell,
       scopes: this.scopes, tls: this.tls, events, setupTimeoutMs: o.streamSetupTimeoutMs, direct: o.relayOnly ? undefined : this.direct,

@@ -2,16 +2,16 @@
 // the host approved, applies its deny list and cap (hint-check.ts), probes each allowed hint once with
 // the session's end-to-end TLS, and dials only the address that proved to be the guest for the
 // session's later streams; a stream whose direct dial fails goes through the relay instead.
-import type { Socket, SocketHandler } from "bun";
+import type { Socket } from "bun";
 import { errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import type { ControlClient } from "../wire/control-client.ts";
 import { hintsProblem, PROBE_OK, PROBE_TOKEN, type Hint } from "../wire/hints.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
 import type { InnerTls } from "../data/data-dial.ts";
-import { KEEPALIVE_MS } from "../data/data-dial.ts";
-import { newEnd, PIPE_HANDLERS, type End } from "../data/pipe.ts";
-import { handshakeProblem, peerKeyIs } from "../data/verified-stream.ts";
+import { connectData } from "../data/data-dial.ts";
+import { cut, type End } from "../data/pipe.ts";
+import { startVerified } from "../data/verified-stream.ts";
 import { checkHints, isLoopbackAddr } from "./hint-check.ts";
 import type { AgentSession } from "./agent.ts";
 
@@ -24,7 +24,7 @@ const ACTIVITY_REPORT_MS = 10_000;
 
 export interface DirectDialerOptions {
   client(): ControlClient | undefined;
-  /** The agent's TLS for the direct path: it is the TLS client here (it dials), and checks the guest's key itself. */
+  /** The inner TLS server's options, as on the relay: the agent dials, yet serves the end-to-end TLS. */
   tls: InnerTls;
   /** `--relay-only`: no hint is ever dialled. */
   relayOnly?: boolean;
@@ -68,9 +68,16 @@ export class DirectDialer {
     const counts = { dialled: v.dial.length, refused: v.refused.length, over: v.over };
     if (!v.dial.length) return report(false, counts, "no hint may be dialled");
     // In parallel, each once; the first that proves to be the guest is the session's direct path.
-    const won = await firstOf(v.dial.map((h) => this.probe(h, s).then(() => h)));
+    const why: string[] = [];
+    const won = await firstOf(v.dial.map((h) => this.probe(h, s).then(() => h, (e: unknown) => {
+      why.push(errorMessage(e));
+      throw e;
+    })));
     if (!this.paths.has(f.sessionId)) return;
-    if (!won) return report(false, counts, "no hint reached the guest");
+    if (!won) {
+      log.warn(`session ${f.sessionId}: no direct path (${why.join("; ")}); streams go through the coordinator`);
+      return report(false, counts, `no hint reached the guest (${why.join("; ")})`);
+    }
     path.addr = won;
     log.info(`session ${f.sessionId}: direct path to the guest at ${won.host}:${won.port}`);
     report(true, counts);
@@ -79,26 +86,27 @@ export class DirectDialer {
   /** A stream offered on the direct path: served over it, or through the relay (`relay`) when the dial fails. */
   async serve(f: FrameOf<ServerFrame, "incoming">, s: AgentSession, on: { onVerified(inner: Socket<End>): void; onFailed(why: string): void }, relay: () => Promise<void>): Promise<void> {
     const path = this.paths.get(f.sessionId);
-    let sock: Socket<End> | Error;
-    if (!path?.addr) sock = new Error("no direct path to the guest");
-    else sock = await this.connect(path.addr, s, Buffer.from(f.direct!, "base64url")).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
-    if (!(sock instanceof Error) && this.paths.get(f.sessionId) !== path) {
-      sock.terminate();
+    let conn: { raw: Socket<End>; inner: Socket<End> } | Error;
+    if (!path?.addr) conn = new Error("no direct path to the guest");
+    else conn = await this.connect(path.addr, s, f.direct!).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+    if (!(conn instanceof Error) && this.paths.get(f.sessionId) !== path) {
+      cutBoth(conn);
       s.settingUp--;
       return on.onFailed("the session ended");
     }
-    if (!(sock instanceof Error) && sock.data.closed) sock = new Error("the direct connection closed at once");
-    if (sock instanceof Error) {
+    if (conn instanceof Error) {
       // Later streams go through the relay (the coordinator hears it now); this one too, unseen by the guest's client.
       if (path) path.addr = undefined;
-      log.warn(`stream ${f.streamId}: the direct path failed (${sock.message}); through the coordinator instead`);
-      this.o.client()?.send({ t: "direct-stream", sessionId: f.sessionId, streamId: f.streamId, state: "failed", reason: sock.message.slice(0, 200) });
+      log.warn(`stream ${f.streamId}: the direct path failed (${conn.message}); through the coordinator instead`);
+      this.o.client()?.send({ t: "direct-stream", sessionId: f.sessionId, streamId: f.streamId, state: "failed", reason: conn.message.slice(0, 200) });
       return relay();
     }
-    const inner = sock;
+    const { raw, inner } = conn;
     s.settingUp--;
+    s.streams.add(raw);
     s.streams.add(inner);
     path!.live.add(inner);
+    raw.data.onClose = (x) => s.streams.delete(x);
     inner.data.onClose = (x) => {
       s.streams.delete(x);
       path!.live.delete(inner);
@@ -120,7 +128,7 @@ export class DirectDialer {
 
   /** One probe: the end-to-end TLS with the guest's pinned key, then the guest's answer to the probe token. */
   private async probe(h: Hint, s: AgentSession): Promise<void> {
-    const sock = await this.connect(h, s, PROBE_TOKEN);
+    const { raw, inner: sock } = await this.connect(h, s, PROBE_TOKEN.toString("base64url"));
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("no answer to the probe")), this.o.dialTimeoutMs ?? DIRECT_DIAL_TIMEOUT_MS);
       const answer = (got: Buffer) => {
@@ -132,48 +140,44 @@ export class DirectDialer {
       if (early.length) return answer(early);
       // The answer is read here, not piped anywhere (see pipe.ts SocketSink).
       sock.data.sink = { feed: (c) => answer(Buffer.from(c)), drained() {}, ended: () => answer(Buffer.alloc(0)), gone: () => answer(Buffer.alloc(0)) };
-    }).finally(() => sock.terminate());
+    }).finally(() => cutBoth({ raw, inner: sock }));
   }
 
   /**
-   * Dials a hint, runs the end-to-end TLS (the agent is its client here) and accepts the far end only
-   * with the guest key this session was approved for; then presents `token`. Resolves with the socket,
-   * whose later bytes wait in its early buffer until it is paired.
+   * Dials a hint and runs the session's end-to-end TLS exactly as on the relay (the preamble with the
+   * token, then the agent serves the TLS: data/verified-stream.ts), accepting the far end only with the
+   * guest key this session was approved for. Resolves once verified.
    */
-  private connect(h: Hint, s: AgentSession, token: Buffer): Promise<Socket<End>> {
+  private async connect(h: Hint, s: AgentSession, token: string): Promise<{ raw: Socket<End>; inner: Socket<End> }> {
     const ms = this.o.dialTimeoutMs ?? DIRECT_DIAL_TIMEOUT_MS;
-    return new Promise<Socket<End>>((resolve, reject) => {
-      let sock: Socket<End> | undefined;
-      const timer = setTimeout(() => {
-        sock?.terminate();
-        reject(new Error(`${h.host}:${h.port} did not complete the guest's TLS within ${ms / 1000}s`));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let conn: { raw: Socket<End>; inner: Socket<End> } | undefined;
+    const where = `${h.host}:${h.port}`;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        if (conn) cutBoth(conn);
+        reject(new Error(`${where} did not complete the guest's TLS within ${ms / 1000}s`));
       }, ms);
-      const end = newEnd({
-        onHandshake: (x, ok, err) => {
-          const why = handshakeProblem(ok, err, false) ?? (peerKeyIs(x, s.frame.guest.spki, s) ? undefined : "the far end's key is not the approved guest's");
-          clearTimeout(timer);
-          if (why) {
-            x.terminate();
-            return reject(new Error(`${h.host}:${h.port}: ${why}`));
-          }
-          x.write(token);
-          resolve(x);
-        },
-        onClose: () => {
-          clearTimeout(timer);
-          reject(new Error(`${h.host}:${h.port} closed the connection before the guest's TLS was verified`));
-        },
-      });
-      Bun.connect<End>({ hostname: h.host, port: h.port, allowHalfOpen: true, tls: this.o.tls as never, data: end, socket: PIPE_HANDLERS as SocketHandler<End> })
-        .then((x) => {
-          sock = x;
-          x.setNoDelay(true);
-          x.setKeepAlive(true, KEEPALIVE_MS);
-        }, (e: unknown) => {
-          clearTimeout(timer);
-          reject(new Error(`${h.host}:${h.port}: ${errorMessage(e)}`));
-        });
     });
+    try {
+      return await Promise.race([timeout, (async () => {
+        const raw = await connectData(h).catch((e: unknown) => {
+          throw new Error(`${where}: ${errorMessage(e)}`);
+        });
+        return new Promise<{ raw: Socket<End>; inner: Socket<End> }>((resolve, reject) => {
+          const gone = () => reject(new Error(`${where} closed the connection before the guest's TLS was verified`));
+          conn = startVerified(raw, {
+            token, tls: this.o.tls, isServer: true, peerRole: "guest", peerSpki: s.frame.guest.spki, checked: s,
+            onVerified: () => resolve(conn!),
+            onRejected: (why) => reject(new Error(`${where}: ${why}`)),
+            onClose: gone,
+          });
+          raw.data.onClose = gone;
+        });
+      })()]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Bytes moved on live direct streams since the last report, so the coordinator's idle clock sees them (bounded: one frame a stream every 10 s at most). */
@@ -196,4 +200,10 @@ export class DirectDialer {
 /** The first promise to resolve, or undefined once all have rejected. */
 function firstOf<T>(ps: Promise<T>[]): Promise<T | undefined> {
   return Promise.any(ps).catch(() => undefined);
+}
+
+/** A data connection and the TLS over it. */
+function cutBoth(conn: { raw: Socket<End>; inner: Socket<End> }): void {
+  cut(conn.inner);
+  cut(conn.raw);
 }
