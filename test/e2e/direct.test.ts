@@ -52,6 +52,8 @@ test("a session whose hints work moves byte-exact data on the direct path, and t
   const payloads = [randomBytes(3_000_000), randomBytes(1), randomBytes(65_536)];
   for (const p of payloads) expect((await roundTrip(local, p)).equals(p)).toBe(true);
   await guest.waitFor(/path: direct to the host/);
+  // The host's live view (plain lines without a terminal) shows the path too.
+  await host.waitFor(/#1 \S+ dora -> 127\.0\.0\.1:\d+: 3 streams, .*, direct to the guest\n/);
   // Every stream went direct, and its close line has the agent's byte counts.
   const closes = await auditEvents(d, "stream.close", payloads.length);
   const opens = d.audit().filter((e) => e.event === "stream.open");

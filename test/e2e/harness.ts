@@ -181,8 +181,8 @@ export async function share(d: Deployment, targetPort: number, pty = false): Pro
 }
 
 /** A guest joins with `code`, the host types y at its prompt, and the guest's local port is returned. */
-export async function joinApproved(d: Deployment, host: Proc, code: string, name: string): Promise<{ guest: Proc; local: number }> {
-  const guest = spawn(["join", code, "--name", name, "--local", "127.0.0.1:0"], d.guestEnv);
+export async function joinApproved(d: Deployment, host: Proc, code: string, name: string, extra: string[] = []): Promise<{ guest: Proc; local: number }> {
+  const guest = spawn(["join", code, "--name", name, "--local", "127.0.0.1:0", ...extra], d.guestEnv);
   await host.waitFor(new RegExp(`Allow ${name} `));
   host.write("y\n");
   return { guest, local: Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]) };

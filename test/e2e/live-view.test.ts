@@ -76,7 +76,7 @@ test("without a terminal the view prints plain lines, one per state change, and 
   const echo = await echoServer();
   const { host, code } = await share(d, echo.port, false);
   const alice = await join(d, host, code, "alice", "\n");
-  await host.waitFor(/\[share\] #1 \S+ alice -> 127\.0\.0\.1:\d+: 0 streams, 0B up, 0B down, idle limit in \d+:\d\d\n/);
+  await host.waitFor(/\[share\] #1 \S+ alice -> 127\.0\.0\.1:\d+: 0 streams, 0B up, 0B down, idle limit in \d+:\d\d, (through the coordinator|direct to the guest)\n/);
   await roundTrip(alice.local, Buffer.from("hello"));
   await host.waitFor(/\[share\] #1 \S+ alice -> 127\.0\.0\.1:\d+: 1 stream, \S+ up, \S+ down/);
   host.write("l\n");
