@@ -34,6 +34,8 @@ export interface DirectBookOptions {
   splicer: Splicer;
   actors(s: Session): Record<string, unknown>;
   session(id: string): Session | undefined;
+  /** The idle limit: a direct stream's activity must be reported well within it. */
+  idleTimeoutMs: number;
   /** Test only (TESSERA_TEST_INJECT_HINT): a hint this coordinator adds to every guest's list, to prove the agent refuses it. */
   injectHint?: Hint;
 }
@@ -77,8 +79,10 @@ export class DirectBook {
     this.unreported.set(stream, timer);
     durable.then(() => {
       if (stream.ended) return;
-      s.share.agent?.ch.send({ t: "incoming", sessionId: s.id, streamId: stream.id, token: t.agentToken, direct: t.direct });
+      const reportMs = Math.round(Math.min(10_000, Math.max(250, this.o.idleTimeoutMs / 4)));
+      // The guest hears first, as it waits for the agent's connection (which it holds a moment if it comes first).
       s.guest?.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: t.guestToken, ref: t.ref, direct: t.direct });
+      s.share.agent?.ch.send({ t: "incoming", sessionId: s.id, streamId: stream.id, token: t.agentToken, direct: t.direct, reportMs });
     }, () => this.o.splicer.end(stream, "the audit log could not record the stream"));
   }
 

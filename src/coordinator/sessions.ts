@@ -32,7 +32,7 @@ export class SessionBook {
 
   constructor(private readonly o: BrokerOptions) {
     this.splicer = new Splicer({ onSpliced: () => {}, onClosed: (s, r) => this.onStreamClosed(s, r) }, o.limits.streamTokenTtlMs, o.cluster?.tag);
-    this.direct = new DirectBook({ audit: o.audit, splicer: this.splicer, actors, session: (id) => this.all.get(id), injectHint: o.injectHint });
+    this.direct = new DirectBook({ audit: o.audit, splicer: this.splicer, actors, session: (id) => this.all.get(id), idleTimeoutMs: o.limits.idleTimeoutMs, injectHint: o.injectHint });
     const cluster = o.cluster;
     if (cluster) this.splicer.forward = (sock, head) => cluster.forwardData(sock, head);
     this.flusher = setInterval(() => void this.flush(), 5_000);

@@ -24,7 +24,7 @@ const EXPECT_TIMEOUT_MS = 30_000;
 const MAX_EXPECTED = 4096;
 
 /** The raw connection: its preamble until it is read, then nothing (the TLS over it has the bytes). */
-interface Raw { head: Buffer; timer?: ReturnType<typeof setTimeout>; upgraded: boolean; closed: boolean }
+interface Raw { head: Buffer; timer?: ReturnType<typeof setTimeout>; upgraded: boolean; closed: boolean; parked?: string }
 
 interface Expected { local: Socket<End>; timer: ReturnType<typeof setTimeout>; streamId: string; fallback: () => void }
 
@@ -46,6 +46,8 @@ export class DirectListener {
   private server: TCPSocketListener<Raw> | undefined;
   private readonly expected = new Map<string, Expected>();
   private readonly byStream = new Map<string, string>();
+  /** Connections whose token came before the coordinator's "stream" frame did (two connections race): they wait for it, bounded. */
+  private readonly parked = new Map<string, Socket<Raw>>();
   private unmatched = 0;
   /** Whether the last stream went direct: new connections then skip the relay's pre-dial. */
   active = false;
@@ -59,7 +61,11 @@ export class DirectListener {
       socket: {
         open: (s) => this.opened(s),
         data: (s, chunk) => this.head(s, chunk),
-        close: (s) => this.unmatch(s, false),
+        close: (s) => {
+          s.data.closed = true;
+          if (s.data.parked && this.parked.get(s.data.parked) === s) this.parked.delete(s.data.parked);
+          this.unmatch(s, false);
+        },
         error() {},
       },
     });
@@ -99,6 +105,11 @@ export class DirectListener {
       if (!s.data.peer) this.forget(key);
       onClose?.(s, clean);
     };
+    const early = this.parked.get(key);
+    if (early) {
+      this.parked.delete(key);
+      this.upgrade(early, key, false);
+    }
   }
 
   /** The coordinator says the agent could not reach us for this stream: it goes through the relay. */
@@ -142,12 +153,22 @@ export class DirectListener {
     // The agent says nothing after its preamble until the guest's ClientHello: more is not an agent.
     if (head.length > PREAMBLE_BYTES || !head.subarray(0, DATA_MAGIC.length).equals(DATA_MAGIC)) return this.unmatch(s, true);
     const token = head.subarray(DATA_MAGIC.length);
-    const probe = token.equals(PROBE_TOKEN);
+    if (token.equals(PROBE_TOKEN)) return this.upgrade(s, "", true);
     const key = tokenKey(token);
-    const e = probe ? undefined : this.expected.get(key);
-    if (!probe && (!e || e.local.data.closed)) return this.unmatch(s, true);
+    if (this.expected.has(key)) return this.upgrade(s, key, false);
+    // The agent was quicker than our "stream" frame: wait for it (within the match timeout), one a token.
+    if (this.parked.has(key)) return this.unmatch(s, true);
+    s.data.head = head;
+    s.data.parked = key;
+    this.parked.set(key, s);
+  }
+
+  /** This guest starts the end-to-end TLS as its client; the stream is matched only once the host's key is checked. */
+  private upgrade(s: Socket<Raw>, key: string, probe: boolean): void {
+    if (s.data.closed) return;
     this.unmatch(s, false);
     s.data.upgraded = true;
+    s.data.parked = undefined;
     const end = newEnd({
       resume: this.o.resume,
       onHandshake: (inner, ok, err) => {

@@ -19,8 +19,11 @@ const log = logger("agent:direct");
 
 /** How long one probe, or one stream's direct dial, may take before the hint counts as not working. */
 export const DIRECT_DIAL_TIMEOUT_MS = 2_000;
-/** How often live direct streams' byte counts go to the coordinator (its idle clock sees them). */
-const ACTIVITY_REPORT_MS = 10_000;
+/** How often live direct streams' byte counts go to the coordinator (its idle clock sees them), at most and at least. */
+const REPORT_MAX_MS = 10_000;
+const REPORT_MIN_MS = 250;
+/** Most activity reports one session sends a tick: enough for the idle clock, bounded whatever the stream count. */
+const REPORTS_PER_TICK = 8;
 
 export interface DirectDialerOptions {
   client(): ControlClient | undefined;
@@ -39,11 +42,19 @@ interface Path {
 
 export class DirectDialer {
   private readonly paths = new Map<string, Path>();
-  private readonly reporter: ReturnType<typeof setInterval>;
+  private reporter: ReturnType<typeof setInterval> | undefined;
+  private reportMs = REPORT_MAX_MS;
   private readonly lastReported = new WeakMap<Socket<End>, number>();
 
-  constructor(private readonly o: DirectDialerOptions) {
-    this.reporter = setInterval(() => this.reportActivity(), ACTIVITY_REPORT_MS);
+  constructor(private readonly o: DirectDialerOptions) {}
+
+  /** Reports as often as the coordinator asks (clamped), on one timer for every session. */
+  private reportEvery(ms: number | undefined): void {
+    const want = Math.min(REPORT_MAX_MS, Math.max(REPORT_MIN_MS, ms ?? REPORT_MAX_MS));
+    if (this.reporter && want >= this.reportMs) return;
+    clearInterval(this.reporter);
+    this.reportMs = want;
+    this.reporter = setInterval(() => this.reportActivity(), want);
     this.reporter.unref?.();
   }
 
@@ -114,6 +125,7 @@ export class DirectDialer {
       this.o.client()?.send({ t: "direct-stream", sessionId: f.sessionId, streamId: f.streamId, state: "closed", up: x.data.bytesRead, down: x.data.peer?.data.bytesRead ?? 0 });
     };
     this.o.client()?.send({ t: "direct-stream", sessionId: f.sessionId, streamId: f.streamId, state: "open" });
+    this.reportEvery(f.reportMs);
     (inner.data as End & { streamId?: string }).streamId = f.streamId;
     on.onVerified(inner);
   }
@@ -180,18 +192,21 @@ export class DirectDialer {
     }
   }
 
-  /** Bytes moved on live direct streams since the last report, so the coordinator's idle clock sees them (bounded: one frame a stream every 10 s at most). */
+  /** Bytes moved on live direct streams since the last report, so the coordinator's idle clock sees them (bounded: REPORTS_PER_TICK a session a tick). */
   private reportActivity(): void {
     const c = this.o.client();
     if (!c) return;
     for (const [sessionId, path] of this.paths) {
+      let sent = 0;
       for (const sock of path.live) {
+        if (sent >= REPORTS_PER_TICK) break;
         const up = sock.data.bytesRead;
         const down = sock.data.peer?.data.bytesRead ?? 0;
         if (this.lastReported.get(sock) === up + down) continue;
         this.lastReported.set(sock, up + down);
         const streamId = (sock.data as End & { streamId?: string }).streamId;
         if (streamId) c.send({ t: "direct-stream", sessionId, streamId, state: "open", up, down });
+        sent++;
       }
     }
   }

@@ -114,8 +114,11 @@ export const ServerFrame = v.variant("t", [
   frame("denied", { requestId: id, reason: text(200) }),
   /** openedAt: when the host approved it, so the agent holds a time-scoped session to that clock. */
   frame("session", { sessionId: id, shareId: id, target, guest: guestInfo, scope: v.optional(Scope), openedAt: v.optional(epochMs), receipt: v.optional(Receipt) }),
-  /** direct: the token the agent presents on its direct connection to the guest (version 5); `token` stays the relay's, for a fallback. */
-  frame("incoming", { sessionId: id, streamId: id, token, direct: v.optional(token) }),
+  /**
+   * direct: the token the agent presents on its direct connection to the guest (version 5); `token` stays the
+   * relay's, for a fallback. reportMs: how often the agent reports a direct stream's bytes (the idle clock needs them).
+   */
+  frame("incoming", { sessionId: id, streamId: id, token, direct: v.optional(token), reportMs: v.optional(count) }),
   frame("stream", { sessionId: id, streamId: id, token, ref: id, direct: v.optional(token) }),
   /** The guest's signed hints, relayed to the agent (version 5). */
   frame("hints", hintFields),

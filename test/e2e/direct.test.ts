@@ -239,3 +239,27 @@ test("a guest offering 1,000 hints, some forbidden, gets at most the cap dialled
   await g.guest.close();
   counting.close();
 });
+
+test("the idle clock sees direct traffic (the agent reports it), and a direct session with none still idles out", async () => {
+  const d = await deploy(["--idle-timeout", "3s"]);
+  const echo = await echoServer();
+  const { host, code } = await shareWith(d, echo.port);
+  const { guest, local } = await joinWith(d, host, code, "max");
+  expect((await auditEvents(d, "direct.probe"))[0]!.ok).toBe(true);
+  const sock = net.connect({ port: local, host: "127.0.0.1" });
+  sock.on("error", () => {});
+  // Traffic for twice the idle limit, one echo at a time, on one direct stream the coordinator never sees.
+  const until = Date.now() + 6_000;
+  while (Date.now() < until) {
+    sock.write("ping");
+    await new Promise((r) => sock.once("data", r));
+    await Bun.sleep(200);
+  }
+  expect(d.audit().filter((e) => e.event === "session.idle")).toEqual([]);
+  expect(d.audit().find((e) => e.event === "stream.open")!.path).toBe("direct");
+  // Quiet now: the session ends for idleness, and the direct stream with it.
+  const closed = new Promise((r) => sock.once("close", r));
+  await auditEvents(d, "session.idle");
+  await closed;
+  expect(await guest.exit()).toBe(1);
+});

@@ -57,7 +57,7 @@ const serverExamples: ServerFrame[] = [
   { t: "session", sessionId: "sess_1", shareId: "share_1", target: "127.0.0.1:5432", guest: GUEST },
   { t: "incoming", sessionId: "sess_1", streamId: "st1", token: TOKEN },
   { t: "stream", sessionId: "sess_1", streamId: "st1", token: TOKEN, ref: "r1" },
-  { t: "incoming", sessionId: "sess_1", streamId: "st2", token: TOKEN, direct: TOKEN },
+  { t: "incoming", sessionId: "sess_1", streamId: "st2", token: TOKEN, direct: TOKEN, reportMs: 2500 },
   { t: "stream", sessionId: "sess_1", streamId: "st2", token: TOKEN, ref: "r2", direct: TOKEN },
   { t: "hints", sessionId: "sess_1", hints: [{ host: "10.0.0.2", port: 40001 }], key: "AAAA", sig: "AAAA" },
   { t: "fallback", sessionId: "sess_1", streamId: "st2" },
