@@ -263,3 +263,19 @@ test("the idle clock sees direct traffic (the agent reports it), and a direct se
   await closed;
   expect(await guest.exit()).toBe(1);
 });
+
+test("a burst of 150 connections all get working direct streams", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await shareWith(d, echo.port);
+  const { guest, local } = await joinWith(d, host, code, "ned");
+  expect((await auditEvents(d, "direct.probe"))[0]!.ok).toBe(true);
+  const payloads = Array.from({ length: 150 }, (_, i) => randomBytes(1000 + i));
+  const echoed = await Promise.all(payloads.map((p) => roundTrip(local, p)));
+  echoed.forEach((e, i) => expect(e.equals(payloads[i]!)).toBe(true));
+  const opens = d.audit().filter((e) => e.event === "stream.open");
+  expect(opens.length).toBe(150);
+  expect(opens.every((e) => e.path === "direct")).toBe(true);
+  expect(d.audit().filter((e) => e.event === "stream.fallback")).toEqual([]);
+  expect(guest.err).not.toMatch(/warning|error/i);
+});
