@@ -26,7 +26,19 @@ const MAX_EXPECTED = 4096;
 /** The raw connection: its preamble until it is read, then nothing (the TLS over it has the bytes). */
 interface Raw { head: Buffer; timer?: ReturnType<typeof setTimeout>; upgraded: boolean; closed: boolean; parked?: string }
 
-interface Expected { local: Socket<End>; timer: ReturnType<typeof setTimeout>; streamId: string; fallback: () => void }
+/** Who waits for a stream's direct connection: a local TCP connection (port-forward.ts) or a node stream (node-streams.ts). */
+export interface DirectWaiter {
+  /** The verified direct connection for this stream, theirs now. */
+  take(inner: Socket<End>): void;
+  /** The one waiting went away: a direct connection for it is closed. */
+  gone(): boolean;
+  /** The agent could not reach us for this stream: it goes through the relay. */
+  fallback(): void;
+  /** Nothing came: the stream is over. */
+  fail(why: string): void;
+}
+
+interface Expected { w: DirectWaiter; timer: ReturnType<typeof setTimeout>; streamId: string }
 
 export interface DirectListenerOptions {
   /** The inner TLS client's options, as on the relay (stream-context.ts guestTls). */
@@ -84,32 +96,47 @@ export class DirectListener {
     return out.slice(0, 16);
   }
 
-  /** A stream the coordinator put on the direct path: `local` waits for the agent's connection with this token. */
-  expect(f: FrameOf<ServerFrame, "stream">, local: Socket<End>, fallback: () => void): void {
+  /** A stream the coordinator put on the direct path: `w` waits for the agent's connection with this token. */
+  expect(f: FrameOf<ServerFrame, "stream">, w: DirectWaiter): void {
     const key = tokenKey(Buffer.from(f.direct!, "base64url"));
-    if (this.expected.size >= MAX_EXPECTED) {
-      this.o.onStreamError?.(`more than ${MAX_EXPECTED} streams are waiting for the host's direct connection; refused one`);
-      return void local.terminate();
-    }
+    if (this.expected.size >= MAX_EXPECTED) return w.fail(`more than ${MAX_EXPECTED} streams are waiting for the host's direct connection; refused one`);
     const timer = setTimeout(() => {
       this.forget(key);
-      this.o.onStreamError?.("the host's direct connection did not come; the connection was closed");
-      local.terminate();
+      w.fail("the host's direct connection did not come; the connection was closed");
     }, EXPECT_TIMEOUT_MS);
     timer.unref?.();
-    this.expected.set(key, { local, timer, streamId: f.streamId, fallback });
+    this.expected.set(key, { w, timer, streamId: f.streamId });
     this.byStream.set(f.streamId, key);
-    const onClose = local.data.onClose;
-    // The local client leaving first: the agent's connection, when it comes, finds nothing and is closed.
-    local.data.onClose = (s, clean) => {
-      if (!s.data.peer) this.forget(key);
-      onClose?.(s, clean);
-    };
     const early = this.parked.get(key);
     if (early) {
       this.parked.delete(key);
       this.upgrade(early, key, false);
     }
+  }
+
+  /** A local TCP connection waits: paired with the direct connection, or `relay` if the agent cannot reach us. */
+  expectSocket(f: FrameOf<ServerFrame, "stream">, local: Socket<End>, relay: () => void, onError?: (m: string) => void): void {
+    const onClose = local.data.onClose;
+    // The local client leaving first: the agent's connection, when it comes, finds nothing and is closed.
+    local.data.onClose = (s, clean) => {
+      if (!s.data.peer) this.cancel(f.streamId);
+      onClose?.(s, clean);
+    };
+    this.expect(f, {
+      take: (inner) => pair(local, inner),
+      gone: () => local.data.closed,
+      fallback: relay,
+      fail: (why) => {
+        onError?.(why);
+        local.terminate();
+      },
+    });
+  }
+
+  /** The one waiting for this stream left. */
+  cancel(streamId: string): void {
+    const key = this.byStream.get(streamId);
+    if (key) this.forget(key);
   }
 
   /** The coordinator says the agent could not reach us for this stream: it goes through the relay. */
@@ -119,12 +146,12 @@ export class DirectListener {
     if (!e) return;
     this.active = false;
     this.o.onPath?.("relay");
-    e.fallback();
+    e.w.fallback();
   }
 
   stop(): void {
     this.server?.stop(true);
-    for (const key of [...this.expected.keys()]) this.forget(key)?.local.terminate();
+    for (const key of [...this.expected.keys()]) this.forget(key)?.w.fail("the session ended");
   }
 
   private forget(key: string): Expected | undefined {
@@ -184,8 +211,8 @@ export class DirectListener {
         }
         // Matched only now, with the host's key checked: a wrong key never takes the waiting stream.
         const waiting = this.forget(key);
-        if (!waiting || waiting.local.data.closed) return cut(inner);
-        pair(waiting.local, inner);
+        if (!waiting || waiting.w.gone()) return cut(inner);
+        waiting.w.take(inner);
         if (!this.active) this.o.onPath?.("direct");
         this.active = true;
       },

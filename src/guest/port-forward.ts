@@ -124,7 +124,7 @@ export class PortForward {
     const direct = f.direct ? this.ctx.direct?.() : undefined;
     if (direct) {
       void predialed?.then((raw) => raw instanceof Error || raw.terminate());
-      return direct.expect(f, local, () => void this.ready({ ...f, direct: undefined }, local));
+      return direct.expectSocket(f, local, () => void this.ready({ ...f, direct: undefined }, local), (m) => this.ctx.onStreamError?.(m));
     }
     this.ctx.onPath?.("relay");
     let dialed: { raw: Socket<End>; inner: Socket<End> };

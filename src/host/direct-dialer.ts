@@ -122,7 +122,7 @@ export class DirectDialer {
       s.streams.delete(x);
       path!.live.delete(inner);
       // The agent's counts are the stream's: the coordinator relayed none of these bytes.
-      this.o.client()?.send({ t: "direct-stream", sessionId: f.sessionId, streamId: f.streamId, state: "closed", up: x.data.bytesRead, down: x.data.peer?.data.bytesRead ?? 0 });
+      this.o.client()?.send({ t: "direct-stream", sessionId: f.sessionId, streamId: f.streamId, state: "closed", up: x.data.bytesRead, down: bytesSent(x) });
     };
     this.o.client()?.send({ t: "direct-stream", sessionId: f.sessionId, streamId: f.streamId, state: "open" });
     this.reportEvery(f.reportMs);
@@ -201,7 +201,7 @@ export class DirectDialer {
       for (const sock of path.live) {
         if (sent >= REPORTS_PER_TICK) break;
         const up = sock.data.bytesRead;
-        const down = sock.data.peer?.data.bytesRead ?? 0;
+        const down = bytesSent(sock);
         if (this.lastReported.get(sock) === up + down) continue;
         this.lastReported.set(sock, up + down);
         const streamId = (sock.data as End & { streamId?: string }).streamId;
@@ -221,4 +221,9 @@ function firstOf<T>(ps: Promise<T>[]): Promise<T | undefined> {
 function cutBoth(conn: { raw: Socket<End>; inner: Socket<End> }): void {
   cut(conn.inner);
   cut(conn.raw);
+}
+
+/** Bytes the agent sent the guest on a direct stream: what its target gave (a shell's stream has no peer socket). */
+function bytesSent(inner: Socket<End>): number {
+  return inner.data.peer?.data.bytesRead ?? inner.bytesWritten ?? 0;
 }

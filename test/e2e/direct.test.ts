@@ -250,9 +250,11 @@ test("the idle clock sees direct traffic (the agent reports it), and a direct se
   sock.on("error", () => {});
   // Traffic for twice the idle limit, one echo at a time, on one direct stream the coordinator never sees.
   const until = Date.now() + 6_000;
+  const cut = new Promise<never>((_, reject) => sock.once("close", () => reject(new Error(`the stream was cut while busy: ${JSON.stringify(d.audit().slice(-2))}`))));
+  cut.catch(() => {});
   while (Date.now() < until) {
     sock.write("ping");
-    await new Promise((r) => sock.once("data", r));
+    await Promise.race([new Promise((r) => sock.once("data", r)), cut]);
     await Bun.sleep(200);
   }
   expect(d.audit().filter((e) => e.event === "session.idle")).toEqual([]);
@@ -278,4 +280,28 @@ test("a burst of 150 connections all get working direct streams", async () => {
   expect(opens.every((e) => e.path === "direct")).toBe(true);
   expect(d.audit().filter((e) => e.event === "stream.fallback")).toEqual([]);
   expect(guest.err).not.toMatch(/warning|error/i);
+});
+
+test("a stream handed over as a node stream (a shell's terminal, --stdio) takes the direct path too", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await shareWith(d, echo.port);
+  const g = await guestInProcess(d, host, code, "ora");
+  expect((await auditEvents(d, "direct.probe"))[0]!.ok).toBe(true);
+  const stream = await g.guest.openStream();
+  const got = new Promise<string>((resolve) => {
+    let text = "";
+    stream.on("data", (b: Buffer) => {
+      text += b.toString();
+      if (text.length >= 5) resolve(text);
+    });
+  });
+  stream.write("hello");
+  expect(await got).toBe("hello");
+  stream.end();
+  const close = (await auditEvents(d, "stream.close"))[0]!;
+  expect(d.audit().find((e) => e.event === "stream.open")!.path).toBe("direct");
+  expect([close.bytesUp, close.bytesDown]).toEqual([5, 5]);
+  expect(g.paths).toEqual(["direct"]);
+  await g.guest.close();
 });
