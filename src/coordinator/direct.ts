@@ -20,13 +20,16 @@ const REPORT_TIMEOUT_MS = 30_000;
 interface PathState {
   path: "direct" | "relay";
   hinted: boolean;
+  /** The agent connection that proved the path: a reconnected agent has forgotten it, so it no longer counts. */
+  agent?: Peer;
 }
 
 const paths = new WeakMap<Session, PathState>();
 
 /** The path a session's new streams take. */
 export function pathOf(s: Session): "direct" | "relay" {
-  return paths.get(s)?.path ?? "relay";
+  const st = paths.get(s);
+  return st?.path === "direct" && st.agent === s.share.agent ? "direct" : "relay";
 }
 
 export interface DirectBookOptions {
@@ -60,7 +63,9 @@ export class DirectBook {
   /** The agent's probe outcome: the session's new streams go direct from now on, or stay on the relay. */
   probed(peer: Peer, f: CF<"direct">): void {
     const s = this.served(peer, f.sessionId);
-    state(s).path = f.ok ? "direct" : "relay";
+    const st = state(s);
+    st.path = f.ok ? "direct" : "relay";
+    st.agent = peer;
     const { t: _t, sessionId: _s, ...counts } = f;
     this.o.audit.append("direct.probe", { ...this.o.actors(s), ...counts });
   }

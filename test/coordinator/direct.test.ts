@@ -102,3 +102,14 @@ test("the session's end ends its direct streams, with the bytes the agent last r
   expect(w.one("session.close")).toMatchObject({ bytesUp: 10, bytesDown: 20 });
   expect(s.host.ch.of("closed")).toHaveLength(1);
 });
+
+test("an agent that reconnects has forgotten the session's direct path: new streams go through the relay", async () => {
+  w = await World.open();
+  const s = await directSession();
+  // The same host's agent comes back on a new connection (its old one dropped).
+  w.broker.drop(s.host);
+  const again = await w.hello(w.peer({ host: s.host.host }));
+  await w.send(again, { t: "register", shareId: "web", targets: ["127.0.0.1:22"], approver: true });
+  await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
+  expect((await s.guest.ch.wait("stream", (f) => f.ref === "a")).direct).toBeUndefined();
+});
