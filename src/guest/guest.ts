@@ -150,7 +150,7 @@ export class Guest {
    * this session's key (which the agent pins), so the coordinator that relays them cannot change them.
    */
   private offerDirect(approved: Approved): void {
-    const listener = new DirectListener({ tls: this.tls!, resume: this.ticket, hostSpki: approved.hostSpki, checked: this.hostCert, socks: this.socks, onPath: (p) => this.pathIs(p), onStreamError: (m) => this.events.onStreamError?.(m) });
+    const listener = new DirectListener({ sessionId: approved.sessionId, tls: this.tls!, resume: this.ticket, hostSpki: approved.hostSpki, checked: this.hostCert, socks: this.socks, onPath: (p) => this.pathIs(p) });
     let port: number;
     try {
       port = listener.listen();

@@ -6,7 +6,7 @@ import type { Socket } from "bun";
 import { errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import type { ControlClient } from "../wire/control-client.ts";
-import { hintsProblem, PROBE_OK, PROBE_TOKEN, type Hint } from "../wire/hints.ts";
+import { hintsProblem, PROBE_OK, probeToken, type Hint } from "../wire/hints.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
 import type { InnerTls } from "../data/data-dial.ts";
 import { connectData } from "../data/data-dial.ts";
@@ -140,7 +140,7 @@ export class DirectDialer {
 
   /** One probe: the end-to-end TLS with the guest's pinned key, then the guest's answer to the probe token. */
   private async probe(h: Hint, s: AgentSession): Promise<void> {
-    const { raw, inner: sock } = await this.connect(h, s, PROBE_TOKEN.toString("base64url"));
+    const { raw, inner: sock } = await this.connect(h, s, probeToken(s.frame.sessionId).toString("base64url"));
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("no answer to the probe")), this.o.dialTimeoutMs ?? DIRECT_DIAL_TIMEOUT_MS);
       const answer = (got: Buffer) => {

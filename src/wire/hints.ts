@@ -1,11 +1,13 @@
 // Direct-path hints: the addresses a side of a session may be reached on, signed with that side's session
 // key so the coordinator that relays them cannot add, drop or change one (it holds no session key).
-import { createPublicKey, sign, verify } from "node:crypto";
+import { createHash, createPublicKey, sign, verify } from "node:crypto";
 import { spkiFingerprint } from "../pki/fingerprint.ts";
 import { STREAM_TOKEN_BYTES } from "./protocol.ts";
 
-/** The agent's probe presents this inside the TLS in place of a stream token; the guest answers PROBE_OK and closes. */
-export const PROBE_TOKEN = Buffer.alloc(STREAM_TOKEN_BYTES);
+/** A probe presents its session's probe token in place of a stream token; the far end, once both keys check out, answers PROBE_OK. */
+export function probeToken(sessionId: string): Buffer {
+  return createHash("sha256").update(`tessera-direct-probe-v1 ${sessionId}`).digest().subarray(0, STREAM_TOKEN_BYTES);
+}
 export const PROBE_OK = Buffer.from([1]);
 
 export interface Hint { host: string; port: number }

@@ -123,7 +123,7 @@ test("a direct path that stops working mid-session: the next stream falls back t
   const a = randomBytes(50_000);
   expect((await roundTrip(g.local, a)).equals(a)).toBe(true);
   // The guest's direct listener goes away (a network change): the agent's dial for the next stream fails.
-  (g.guest as unknown as { directListener: { server: { stop(b: boolean): void } } }).directListener.server.stop(true);
+  (g.guest as unknown as { directListener: { acceptor: { server: { stop(b: boolean): void } } } }).directListener.acceptor.server.stop(true);
   const b = randomBytes(50_000);
   expect((await roundTrip(g.local, b)).equals(b)).toBe(true);
   const c = randomBytes(50_000);
@@ -209,6 +209,8 @@ test("--relay-only on share, or on join, keeps every stream on the relay", async
   const p = randomBytes(100_000);
   expect((await roundTrip(j1.local, p)).equals(p)).toBe(true);
   await j1.guest.waitFor(/path: through the coordinator/);
+  // The relayed-bytes counter grows when the coordinator ends the stream.
+  await auditEvents(d, "stream.close");
   expect(await relayedBytes(d)).toBeGreaterThan(before + p.length);
 
   const s2 = await shareWith(d, echo.port);
