@@ -18,18 +18,28 @@ type CF<T extends ClientFrame["t"]> = FrameOf<ClientFrame, T>;
 const REPORT_TIMEOUT_MS = 30_000;
 
 interface PathState {
-  path: "direct" | "relay";
+  /** The agent proved the guest's hint (it dials the guest), with this agent connection: a reconnected agent has forgotten it. */
+  agentDials?: Peer;
+  /** The guest proved the host's hint (`share --direct-listen`: the guest dials), with these connections. */
+  guestDials?: { guest: Peer; agent: Peer };
   hinted: boolean;
-  /** The agent connection that proved the path: a reconnected agent has forgotten it, so it no longer counts. */
-  agent?: Peer;
+  hostHinted: boolean;
 }
 
 const paths = new WeakMap<Session, PathState>();
 
+/** Who dials a session's new direct streams (the agent first, as it never listens by default), or undefined: the relay. */
+function dialerOf(s: Session): "agent" | "guest" | undefined {
+  const st = paths.get(s);
+  if (!st || !s.share.agent) return undefined;
+  if (st.agentDials === s.share.agent) return "agent";
+  if (st.guestDials && st.guestDials.agent === s.share.agent && st.guestDials.guest === s.guest) return "guest";
+  return undefined;
+}
+
 /** The path a session's new streams take. */
 export function pathOf(s: Session): "direct" | "relay" {
-  const st = paths.get(s);
-  return st?.path === "direct" && st.agent === s.share.agent ? "direct" : "relay";
+  return dialerOf(s) ? "direct" : "relay";
 }
 
 export interface DirectBookOptions {
@@ -45,59 +55,75 @@ export interface DirectBookOptions {
 
 export class DirectBook {
   private readonly unreported = new Map<Stream, ReturnType<typeof setTimeout>>();
+  /** Direct streams the guest dials (`share --direct-listen`). */
+  private readonly guestDialled = new WeakSet<Stream>();
 
   constructor(private readonly o: DirectBookOptions) {}
 
-  /** The guest's signed hints: audited, then relayed unchanged to the session's agent (once a session). */
+  /**
+   * A side's signed hints, relayed unchanged to the other side (once a session and side): the guest's to
+   * the agent, and with `share --direct-listen` the agent's to the guest. Audited with their count.
+   */
   hints(peer: Peer, f: CF<"hints">): void {
     const s = this.o.session(f.sessionId);
-    if (!s || s.guest !== peer) throw new RefusedError("no_session", `no session "${f.sessionId}" belongs to this guest`);
+    const from = s?.guest === peer ? "guest" : s && s.share.agent === peer ? "host" : undefined;
+    if (!s || !from) throw new RefusedError("no_session", `no session "${f.sessionId}" is yours`);
     const st = state(s);
-    if (st.hinted) throw new RefusedError("limit", "direct-path hints were already offered for this session");
-    st.hinted = true;
-    this.o.audit.append("direct.hints", { ...this.o.actors(s), offered: f.hints.length, injected: this.o.injectHint ? true : undefined });
+    if (from === "guest" ? st.hinted : st.hostHinted) throw new RefusedError("limit", "direct-path hints were already offered for this session");
+    if (from === "guest") st.hinted = true;
+    else st.hostHinted = true;
+    this.o.audit.append("direct.hints", { ...this.o.actors(s), from, offered: f.hints.length, injected: this.o.injectHint ? true : undefined });
     const relayed = this.o.injectHint ? { ...f, hints: [this.o.injectHint, ...f.hints] } : f;
-    s.share.agent?.ch.send({ ...relayed, t: "hints" });
+    (from === "guest" ? s.share.agent : s.guest)?.ch.send({ ...relayed, t: "hints" });
   }
 
-  /** The agent's probe outcome: the session's new streams go direct from now on, or stay on the relay. */
+  /** A side's probe outcome: the session's new streams go direct from now on (that side dials), or stay on the relay. */
   probed(peer: Peer, f: CF<"direct">): void {
-    const s = this.served(peer, f.sessionId);
+    const s = this.o.session(f.sessionId);
+    const by = s?.share.agent === peer ? "host" : s && s.guest === peer ? "guest" : undefined;
+    if (!s || !by) throw new RefusedError("no_session", `no session "${f.sessionId}" is yours`);
     const st = state(s);
-    st.path = f.ok ? "direct" : "relay";
-    st.agent = peer;
+    if (by === "host") st.agentDials = f.ok ? peer : undefined;
+    else st.guestDials = f.ok && s.share.agent ? { guest: peer, agent: s.share.agent } : undefined;
     const { t: _t, sessionId: _s, ...counts } = f;
-    this.o.audit.append("direct.probe", { ...this.o.actors(s), ...counts });
+    this.o.audit.append("direct.probe", { ...this.o.actors(s), by, ...counts });
   }
 
-  /** A fresh token for the agent to present on its direct connection, if the session is on the direct path. */
-  token(s: Session): string | undefined {
-    return pathOf(s) === "direct" ? randomBytes(STREAM_TOKEN_BYTES).toString("base64url") : undefined;
+  /** A fresh token for the side that dials to present on its direct connection, if the session is on the direct path. */
+  route(s: Session): { token: string; dialer?: "guest" } | undefined {
+    const dialer = dialerOf(s);
+    if (!dialer) return undefined;
+    return { token: randomBytes(STREAM_TOKEN_BYTES).toString("base64url"), ...(dialer === "guest" ? { dialer } : {}) };
   }
 
   /**
    * Sends a direct stream's frames once its opening is on disk (no side knows the direct token before),
    * and bounds the wait for the agent's report.
    */
-  offer(s: Session, stream: Stream, t: { agentToken: string; guestToken: string; direct: string; ref: string }, durable: Promise<void>): void {
+  offer(s: Session, stream: Stream, t: { agentToken: string; guestToken: string; direct: { token: string; dialer?: "guest" }; ref: string }, durable: Promise<void>): void {
+    if (t.direct.dialer) this.guestDialled.add(stream);
+    const d = { direct: t.direct.token, ...(t.direct.dialer ? { dialer: t.direct.dialer } : {}) };
     const timer = setTimeout(() => this.o.splicer.end(stream, "the agent did not report the direct stream in time"), REPORT_TIMEOUT_MS);
     this.unreported.set(stream, timer);
     durable.then(() => {
       if (stream.ended) return;
       const reportMs = Math.round(Math.min(10_000, Math.max(250, this.o.idleTimeoutMs / 4)));
       // The guest hears first, as it waits for the agent's connection (which it holds a moment if it comes first).
-      s.guest?.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: t.guestToken, ref: t.ref, direct: t.direct });
-      s.share.agent?.ch.send({ t: "incoming", sessionId: s.id, streamId: stream.id, token: t.agentToken, direct: t.direct, reportMs });
+      s.guest?.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: t.guestToken, ref: t.ref, ...d });
+      s.share.agent?.ch.send({ t: "incoming", sessionId: s.id, streamId: stream.id, token: t.agentToken, ...d, reportMs });
     }, () => this.o.splicer.end(stream, "the audit log could not record the stream"));
   }
 
-  /** The agent's word on one of its direct streams. */
+  /** The agent's word on one of its direct streams (and the guest's, when it could not dial the host for one). */
   report(peer: Peer, f: CF<"direct-stream">): void {
-    const s = this.served(peer, f.sessionId);
+    const s = this.o.session(f.sessionId);
+    const guest = !!s && s.guest === peer && f.state === "failed";
+    if (!s || (s.share.agent !== peer && !guest)) throw new RefusedError("no_session", `no session "${f.sessionId}" is served by you`);
     const stream = [...s.streams].find((st) => st.id === f.streamId);
     if (!stream || stream.ended) return;
     if (!stream.direct) return; // a relayed stream's counts are the splice's own
-    if (f.state === "failed") return this.fallback(s, stream, f.reason);
+    // Only the side that dials a stream can say it failed.
+    if (f.state === "failed") return guest === this.guestDialled.has(stream) ? this.fallback(s, stream, f.reason) : undefined;
     if (f.up !== undefined || f.down !== undefined) stream.reported = { up: f.up ?? 0, down: f.down ?? 0 };
     if (f.state === "closed") return this.o.splicer.end(stream, f.reason ?? "closed");
     this.reported(stream);
@@ -106,12 +132,16 @@ export class DirectBook {
 
   private fallback(s: Session, stream: Stream, reason?: string): void {
     this.reported(stream);
-    // The agent could not reach the guest: this stream takes its relay tokens, later ones the relay too.
-    state(s).path = "relay";
+    // The dialling side could not reach the other: this stream takes its relay tokens, later ones the relay too.
+    const st = state(s);
+    const byGuest = this.guestDialled.has(stream);
+    if (byGuest) st.guestDials = undefined;
+    else st.agentDials = undefined;
     metrics.directFallbacks.inc();
     this.o.audit.append("stream.fallback", { ...this.o.actors(s), streamId: stream.id, reason: reason ?? "the direct dial failed" });
     this.o.splicer.relay(stream);
-    s.guest?.ch.send({ t: "fallback", sessionId: s.id, streamId: stream.id });
+    // The side that waits for the connection hears it; the dialling side goes to the relay by itself.
+    (byGuest ? s.share.agent : s.guest)?.ch.send({ t: "fallback", sessionId: s.id, streamId: stream.id });
   }
 
   /** A stream ended: its report timer goes. */
@@ -124,16 +154,10 @@ export class DirectBook {
     if (t) clearTimeout(t);
     this.unreported.delete(stream);
   }
-
-  private served(peer: Peer, sessionId: string): Session {
-    const s = this.o.session(sessionId);
-    if (!s || s.share.agent !== peer) throw new RefusedError("no_session", `no session "${sessionId}" is served by you`);
-    return s;
-  }
 }
 
 function state(s: Session): PathState {
   let st = paths.get(s);
-  if (!st) paths.set(s, (st = { path: "relay", hinted: false }));
+  if (!st) paths.set(s, (st = { hinted: false, hostHinted: false }));
   return st;
 }

@@ -84,7 +84,7 @@ export class SessionBook {
       throw new RefusedError("limit", `${waiting} streams of this session are still waiting to connect; open more once they connect or lapse`, { ref });
     }
     const streamId = newId("t");
-    const direct = this.direct.token(s);
+    const direct = this.direct.route(s);
     const path = direct ? "direct" : "relay";
     // Group commit: the splicer holds both halves until this line is on disk (see Splicer.create).
     const durable = this.o.audit.appendDurable("stream.open", { ...actors(s), streamId, target: s.target, path });

@@ -18,7 +18,7 @@ import { PortForward } from "./port-forward.ts";
 import { recheckRequest } from "./recheck.ts";
 import { guestTls, type Approved, type StreamContext } from "./stream-context.ts";
 import { DirectListener } from "./direct-listener.ts";
-import { signHints, type Hint } from "../wire/hints.ts";
+import { localHints, signHints, type Hint } from "../wire/hints.ts";
 
 export type { Approved } from "./stream-context.ts";
 
@@ -71,6 +71,8 @@ export class Guest {
   private readonly reconnect: Reconnector;
   private directListener: DirectListener | undefined;
   private path: "direct" | "relay" | undefined;
+  /** The host's hints when they came before this guest's own direct side was up. */
+  private pendingHints: FrameOf<ServerFrame, "hints"> | undefined;
 
   private constructor(private client: ControlClient, private readonly o: DialOptions, private readonly events: GuestEvents, private readonly directOpts: DirectOptions = {}) {
     const ctx: StreamContext = {
@@ -112,6 +114,8 @@ export class Guest {
     const code = "code" in req ? startCode(req.code, { spki, name: req.name, reason: req.reason, identity: identityFp }) : undefined;
     const via = code ? viaCode(code.redeem.code) : viaShare((req as { shareId: string }).shareId, (req as { target: string }).target);
     const identity = idPem ? { identity: signIdentity(idPem, { tlsSpki: spki, name: req.name, reason: req.reason, via }) } : {};
+    // The host's hints (`share --direct-listen`) may come right behind the approval: heard from now on.
+    this.client.on("hints", (f) => this.hostHints(f));
     this.client.send(code
       ? { t: "redeem", ...code.redeem, csr, name: req.name, reason: req.reason, ...identity }
       : { t: "request", shareId: (req as { shareId: string }).shareId, target: (req as { target: string }).target, csr, name: req.name, reason: req.reason, ...identity });
@@ -150,7 +154,12 @@ export class Guest {
    * this session's key (which the agent pins), so the coordinator that relays them cannot change them.
    */
   private offerDirect(approved: Approved): void {
-    const listener = new DirectListener({ sessionId: approved.sessionId, tls: this.tls!, resume: this.ticket, hostSpki: approved.hostSpki, checked: this.hostCert, socks: this.socks, onPath: (p) => this.pathIs(p) });
+    const local = this.client.socket.localAddress ?? "";
+    const onLoopback = /^(127\.|::1$|::ffff:127\.)/.test(local);
+    const listener = new DirectListener({
+      sessionId: approved.sessionId, tls: this.tls!, resume: this.ticket, hostSpki: approved.hostSpki, checked: this.hostCert, socks: this.socks,
+      send: (f) => this.client.send(f), coordinatorOnLoopback: onLoopback, onPath: (p) => this.pathIs(p),
+    });
     let port: number;
     try {
       port = listener.listen();
@@ -159,10 +168,15 @@ export class Guest {
       return;
     }
     this.directListener = listener;
-    const local = this.client.socket.localAddress ?? "";
-    const onLoopback = /^(127\.|::1$|::ffff:127\.)/.test(local);
-    const hints = (this.directOpts.hints ?? DirectListener.hints)(port, onLoopback);
+    const hints = (this.directOpts.hints ?? localHints)(port, onLoopback);
     this.client.send({ t: "hints", ...signHints(this.keyPem, approved.sessionId, "guest", hints) });
+    if (this.pendingHints) void listener.hostHints(this.pendingHints);
+    this.pendingHints = undefined;
+  }
+
+  private hostHints(f: FrameOf<ServerFrame, "hints">): void {
+    if (this.directListener) void this.directListener.hostHints(f);
+    else this.pendingHints = f;
   }
 
   private pathIs(p: "direct" | "relay"): void {
@@ -262,6 +276,7 @@ export class Guest {
       this.client = c;
       this.detached = false;
       this.bind(c);
+      c.on("hints", (h) => this.hostHints(h));
       this.events.onResumed?.(f);
       for (const w of this.resumeWaiters.splice(0)) w.resolve();
     } catch (err) {

@@ -35,6 +35,8 @@ export interface AgentOptions extends Required<Pick<DialOptions, "address" | "ca
   streamSetupTimeoutMs?: number;
   /** `--relay-only`: the agent dials no direct-path hint; every stream goes through the coordinator. */
   relayOnly?: boolean;
+  /** `--direct-listen`: the agent also listens and offers its addresses, so a guest it cannot reach may reach it. */
+  directListen?: boolean;
 }
 
 /** Something on the host that takes a verified end-to-end stream directly instead of a TCP target. */
@@ -76,7 +78,7 @@ export class Agent {
   constructor(private readonly o: AgentOptions, private readonly events: AgentEvents = {}) {
     this.hostKey = spkiFingerprint(o.certPem);
     this.tls = { key: o.keyPem, cert: o.certPem, ca: o.caPem, requestCert: true, rejectUnauthorized: true, minVersion: TLS_1_3 } as InnerTls;
-    this.direct = new DirectDialer({ client: () => this.client, tls: this.tls, relayOnly: o.relayOnly });
+    this.direct = new DirectDialer({ client: () => this.client, tls: this.tls, relayOnly: o.relayOnly, listen: o.directListen ? { keyPem: o.keyPem } : undefined });
     this.streams = new StreamServer({
       client: () => this.client, session: (id) => this.sessions.get(id), policy: o.policy, shell: o.shell,
       scopes: this.scopes, tls: this.tls, events, setupTimeoutMs: o.streamSetupTimeoutMs, direct: o.relayOnly ? undefined : this.direct,
@@ -107,14 +109,17 @@ export class Agent {
         this.events.onStream?.(f.sessionId, `refused session ${f.sessionId}: ${why.detail}; nothing was served`);
         return c.send({ t: "end", sessionId: f.sessionId, reason: `refused by the host: ${why.reason}` });
       }
-      this.sessions.set(f.sessionId, { frame: f, streams: new Set(), settingUp: 0 });
+      const session: AgentSession = { frame: f, streams: new Set(), settingUp: 0 };
+      this.sessions.set(f.sessionId, session);
       this.scopes.seen(f, Date.now(), (id) => this.endSession(id));
+      this.direct.opened(session);
     });
     c.on("incoming", (f) => void this.streams.incoming(f));
     c.on("hints", (f) => {
       const s = this.sessions.get(f.sessionId);
       if (s) void this.direct.hints(f, s);
     });
+    c.on("fallback", (f) => this.direct.fallback(f.streamId));
     c.on("closed", (f) => {
       this.o.shell?.closed?.(f.sessionId, f.reason);
       this.scopes.forget(f.sessionId);

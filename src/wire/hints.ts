@@ -1,5 +1,6 @@
 // Direct-path hints: the addresses a side of a session may be reached on, signed with that side's session
 // key so the coordinator that relays them cannot add, drop or change one (it holds no session key).
+import os from "node:os";
 import { createHash, createPublicKey, sign, verify } from "node:crypto";
 import { spkiFingerprint } from "../pki/fingerprint.ts";
 import { STREAM_TOKEN_BYTES } from "./protocol.ts";
@@ -46,4 +47,16 @@ export function hintsProblem(f: SignedHints, role: HintRole, pinnedSpki: string)
     // A malformed signature is a signature that does not verify.
   }
   return "the hints' signature does not verify (changed on the way, or made for another session)";
+}
+
+/**
+ * Addresses this machine may be reached on, to offer as hints: every non-internal IPv4 address (16 at
+ * most), and loopback when the coordinator is reached on loopback (everyone on one machine).
+ */
+export function localHints(port: number, coordinatorOnLoopback: boolean): Hint[] {
+  const out: Hint[] = coordinatorOnLoopback ? [{ host: "127.0.0.1", port }] : [];
+  for (const addrs of Object.values(os.networkInterfaces())) {
+    for (const a of addrs ?? []) if (!a.internal && a.family === "IPv4" && !a.address.startsWith("169.254.")) out.push({ host: a.address, port });
+  }
+  return out.slice(0, 16);
 }

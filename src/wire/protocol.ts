@@ -46,6 +46,8 @@ export const hint = v.strictObject({ host: v.pipe(v.string(), v.maxLength(45), v
 export const MAX_HINTS_IN_FRAME = 1024;
 /** Direct-path hints signed with the offering side's session key (wire/hints.ts); the coordinator relays them unchanged (version 5). */
 const hintFields = { sessionId: id, hints: v.pipe(v.array(hint), v.maxLength(MAX_HINTS_IN_FRAME)), key: b64std(400), sig: b64std(200) };
+/** Who dials a direct stream when it is not the agent. */
+const dialer = v.literal("guest");
 /** The agent's report on a direct stream: verified and moving ("open"), done with its byte counts ("closed"), or not reachable ("failed": it fell back to the relay). */
 const streamReport = { sessionId: id, streamId: id, state: v.picklist(["open", "closed", "failed"]), up: v.optional(count), down: v.optional(count), reason: v.optional(text(200)) };
 
@@ -118,11 +120,12 @@ export const ServerFrame = v.variant("t", [
    * direct: the token the agent presents on its direct connection to the guest (version 5); `token` stays the
    * relay's, for a fallback. reportMs: how often the agent reports a direct stream's bytes (the idle clock needs them).
    */
-  frame("incoming", { sessionId: id, streamId: id, token, direct: v.optional(token), reportMs: v.optional(count) }),
-  frame("stream", { sessionId: id, streamId: id, token, ref: id, direct: v.optional(token) }),
+  frame("incoming", { sessionId: id, streamId: id, token, direct: v.optional(token), dialer: v.optional(dialer), reportMs: v.optional(count) }),
+  /** dialer "guest": the host listens (`share --direct-listen`) and the guest dials it; otherwise the agent dials the guest. */
+  frame("stream", { sessionId: id, streamId: id, token, ref: id, direct: v.optional(token), dialer: v.optional(dialer) }),
   /** The guest's signed hints, relayed to the agent (version 5). */
   frame("hints", hintFields),
-  /** A direct stream could not be set up: the guest takes it through the relay with the stream's own token (version 5). */
+  /** A direct stream could not be set up: the side waiting for it takes it through the relay with the stream's own token (version 5). */
   frame("fallback", { sessionId: id, streamId: id }),
   frame("closed", { sessionId: id, reason: text(200) }),
   frame("resumed", { sessionId: id, target, idleTimeoutSec: v.number(), restarted: v.boolean(), hostOnline: v.boolean() }),

@@ -25,8 +25,7 @@ test("a guest's hints are audited and relayed to the agent unchanged, once a ses
   w = await World.open();
   const s = await w.session();
   const other = await w.session(s.host, "bob");
-  // Not yours: the agent, or another session's guest.
-  expect((await refusal(w.send(s.host, { t: "hints", sessionId: s.sessionId, ...HINTS }))).code).toBe("no_session");
+  // Not yours: another session's guest.
   expect((await refusal(w.send(other.guest, { t: "hints", sessionId: s.sessionId, ...HINTS }))).code).toBe("no_session");
   await w.send(s.guest, { t: "hints", sessionId: s.sessionId, ...HINTS });
   const got = await s.host.ch.wait("hints");
@@ -36,13 +35,39 @@ test("a guest's hints are audited and relayed to the agent unchanged, once a ses
   expect(s.host.ch.of("hints")).toHaveLength(1);
 });
 
-test("the probe's outcome comes only from the session's agent, and is audited with its counts", async () => {
+test("share --direct-listen: the agent's hints go to the guest, once; the guest's probe makes it the dialler of later streams", async () => {
   w = await World.open();
   const s = await w.session();
+  await w.send(s.host, { t: "hints", sessionId: s.sessionId, ...HINTS });
+  expect(await s.guest.ch.wait("hints")).toEqual({ t: "hints", sessionId: s.sessionId, ...HINTS });
+  expect(w.one("direct.hints")).toMatchObject({ from: "host", offered: 1 });
+  expect((await refusal(w.send(s.host, { t: "hints", sessionId: s.sessionId, ...HINTS }))).code).toBe("limit");
+  await w.send(s.guest, { t: "direct", sessionId: s.sessionId, ok: true, offered: 1, dialled: 1, refused: 0, over: 0 });
+  expect(w.one("direct.probe")).toMatchObject({ by: "guest", ok: true });
+  await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
+  const st = await s.guest.ch.wait("stream", (f) => f.ref === "a");
+  const inc = await s.host.ch.wait("incoming", (f) => f.streamId === st.streamId);
+  expect([st.dialer, inc.dialer]).toEqual(["guest", "guest"]);
+  expect(inc.direct).toBe(st.direct!);
+  // Only the dialling side says a dial failed: the agent cannot, for a stream the guest dials.
+  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, streamId: st.streamId, state: "failed" });
+  expect(w.events().filter((e) => e.event === "stream.fallback")).toHaveLength(0);
+  await w.send(s.guest, { t: "direct-stream", sessionId: s.sessionId, streamId: st.streamId, state: "failed", reason: "refused" });
+  // The agent waits for the guest's connection: it is the one told to take the relay.
+  expect((await s.host.ch.wait("fallback")).streamId).toBe(st.streamId);
+  expect(s.guest.ch.of("fallback")).toHaveLength(0);
+  // A guest cannot report bytes or an open: that is the agent's word.
+  expect((await refusal(w.send(s.guest, { t: "direct-stream", sessionId: s.sessionId, streamId: st.streamId, state: "closed", up: 1, down: 1 }))).code).toBe("no_session");
+});
+
+test("a probe's outcome comes only from the session's own sides, and is audited with its counts", async () => {
+  w = await World.open();
+  const s = await w.session();
+  const other = await w.session(s.host, "bob");
   const report = { t: "direct" as const, sessionId: s.sessionId, ok: true, offered: 1000, dialled: 8, refused: 3, over: 989 };
-  expect((await refusal(w.send(s.guest, report))).code).toBe("no_session");
+  expect((await refusal(w.send(other.guest, report))).code).toBe("no_session");
   await w.send(s.host, report);
-  expect(w.one("direct.probe")).toMatchObject({ ok: true, offered: 1000, dialled: 8, refused: 3, over: 989 });
+  expect(w.one("direct.probe")).toMatchObject({ by: "host", ok: true, offered: 1000, dialled: 8, refused: 3, over: 989 });
 });
 
 test("on the direct path a stream is audited first, both sides get the same direct token, and its bytes are the agent's", async () => {

@@ -307,3 +307,40 @@ test("a stream handed over as a node stream (a shell's terminal, --stdio) takes 
   expect(g.paths).toEqual(["direct"]);
   await g.guest.close();
 });
+
+test("share --direct-listen: a guest the agent cannot reach dials the host instead, byte-exact, with nothing relayed", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await shareWith(d, echo.port, ["--direct-listen"]);
+  // The guest offers no address of its own: only the host's listener can make the path direct.
+  const g = await guestInProcess(d, host, code, "pia", []);
+  const probes = await auditEvents(d, "direct.probe", 2);
+  expect(probes.find((e) => e.by === "host")).toMatchObject({ ok: false, offered: 0 });
+  expect(probes.find((e) => e.by === "guest")).toMatchObject({ ok: true, refused: 0 });
+  expect(d.audit().find((e) => e.event === "direct.hints" && e.from === "host")).toBeDefined();
+  await host.waitFor(/listening for guests' direct connections on port \d+/);
+  const before = await relayedBytes(d);
+  const payloads = [randomBytes(2_000_000), randomBytes(10)];
+  for (const p of payloads) expect((await roundTrip(g.local, p)).equals(p)).toBe(true);
+  const closes = await auditEvents(d, "stream.close", 2);
+  expect(d.audit().filter((e) => e.event === "stream.open").map((e) => e.path)).toEqual(["direct", "direct"]);
+  expect(closes.map((e) => e.bytesUp).sort()).toEqual(payloads.map((p) => p.length).sort());
+  expect(await relayedBytes(d)).toBe(before);
+  expect(g.errors).toEqual([]);
+  expect(g.paths).toEqual(["direct"]);
+  await g.guest.close();
+});
+
+test("without --direct-listen the agent listens on nothing and offers no hints", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await shareWith(d, echo.port);
+  const g = await guestInProcess(d, host, code, "quin", []);
+  await auditEvents(d, "direct.probe");
+  expect(d.audit().filter((e) => e.event === "direct.hints").map((e) => e.from)).toEqual(["guest"]);
+  expect(host.all).not.toContain("listening for guests");
+  const p = randomBytes(1000);
+  expect((await roundTrip(g.local, p)).equals(p)).toBe(true);
+  expect(d.audit().find((e) => e.event === "stream.open")!.path).toBe("relay");
+  await g.guest.close();
+});
