@@ -344,3 +344,26 @@ test("without --direct-listen the agent listens on nothing and offers no hints",
   expect(d.audit().find((e) => e.event === "stream.open")!.path).toBe("relay");
   await g.guest.close();
 });
+
+test("share --direct-listen: when the guest's dial of the host fails, the stream falls back to the relay unseen", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await shareWith(d, echo.port, ["--direct-listen"]);
+  const g = await guestInProcess(d, host, code, "rex", []);
+  await auditEvents(d, "direct.probe", 2);
+  const a = randomBytes(20_000);
+  expect((await roundTrip(g.local, a)).equals(a)).toBe(true);
+  // The host's proven address stops working (a network change): point the guest at a port nothing listens on.
+  const dead = await countingServers(1);
+  dead.close();
+  (g.guest as unknown as { directListener: { hostAddr: Hint } }).directListener.hostAddr = { host: "127.0.0.1", port: dead.ports[0]! };
+  const b = randomBytes(20_000);
+  expect((await roundTrip(g.local, b)).equals(b)).toBe(true);
+  const c = randomBytes(20_000);
+  expect((await roundTrip(g.local, c)).equals(c)).toBe(true);
+  expect((await auditEvents(d, "stream.fallback"))[0]!.reason).toContain("127.0.0.1");
+  expect(d.audit().filter((e) => e.event === "stream.open").map((e) => e.path)).toEqual(["direct", "direct", "relay"]);
+  expect(g.errors).toEqual([]);
+  expect(g.paths).toEqual(["direct", "relay"]);
+  await g.guest.close();
+});
