@@ -69,7 +69,9 @@ export class DirectBook {
     const from = s?.guest === peer ? "guest" : s && s.share.agent === peer ? "host" : undefined;
     if (!s || !from) throw new RefusedError("no_session", `no session "${f.sessionId}" is yours`);
     const st = state(s);
-    if (from === "guest" ? st.hinted : st.hostHinted) throw new RefusedError("limit", "direct-path hints were already offered for this session");
+    if (from === "guest" && st.hinted) throw new RefusedError("limit", "direct-path hints were already offered for this session");
+    // A reconnected agent offers its hints again with the session's frame: the guest has probed them once already.
+    if (from === "host" && st.hostHinted) return;
     if (from === "guest") st.hinted = true;
     else st.hostHinted = true;
     this.o.audit.append("direct.hints", { ...this.o.actors(s), from, offered: f.hints.length, injected: this.o.injectHint ? true : undefined });
