@@ -4,7 +4,7 @@
 // agent's report at its close, and a failed direct dial falls back to the relay tokens issued with it.
 import { randomBytes } from "node:crypto";
 import { RefusedError } from "../errors.ts";
-import type { FrameOf, ClientFrame } from "../wire/protocol.ts";
+import type { FrameOf, ClientFrame, StreamReport } from "../wire/protocol.ts";
 import { STREAM_TOKEN_BYTES } from "../wire/protocol.ts";
 import type { Hint } from "../wire/hints.ts";
 import type { AuditLog } from "../audit/log.ts";
@@ -116,12 +116,16 @@ export class DirectBook {
     }, () => this.o.splicer.end(stream, "the audit log could not record the stream"));
   }
 
-  /** The agent's word on one of its direct streams (and the guest's, when it could not dial the host for one). */
+  /** The agent's word on its direct streams (and the guest's, when it could not dial the host for one), in order. */
   report(peer: Peer, f: CF<"direct-stream">): void {
     const s = this.o.session(f.sessionId);
-    const guest = !!s && s.guest === peer && f.state === "failed";
+    const guest = !!s && s.guest === peer && f.reports.every((r) => r.state === "failed");
     if (!s || (s.share.agent !== peer && !guest)) throw new RefusedError("no_session", `no session "${f.sessionId}" is served by you`);
-    const stream = [...s.streams].find((st) => st.id === f.streamId);
+    const byId = new Map([...s.streams].map((st) => [st.id, st]));
+    for (const r of f.reports) this.one(s, byId.get(r.streamId), r, guest);
+  }
+
+  private one(s: Session, stream: Stream | undefined, f: StreamReport, guest: boolean): void {
     if (!stream || stream.ended) return;
     if (!stream.direct) return; // a relayed stream's counts are the splice's own
     // Only the side that dials a stream can say it failed.

@@ -10,8 +10,13 @@ import { cut, type End } from "./pipe.ts";
 import { startVerified } from "./verified-stream.ts";
 import type { PeerPin } from "./direct-accept.ts";
 
-/** How long one probe, or one stream's direct dial, may take before the address counts as not working. */
+/** How long one probe, or one stream's TCP connect, may take before the address counts as not working. */
 export const DIRECT_DIAL_TIMEOUT_MS = 2_000;
+/**
+ * A stream's dial, once connected, waits this long for the end-to-end TLS: the far end may already have
+ * taken the stream (its side of the handshake ends first), so giving up early would cut a working stream.
+ */
+export const DIRECT_VERIFY_TIMEOUT_MS = 15_000;
 
 export interface DirectDialOptions {
   tls: InnerTls;
@@ -23,6 +28,8 @@ export interface DirectDialOptions {
   /** TLS client: where the session keeps its latest ticket. */
   resume?: { ticket?: Buffer };
   timeoutMs?: number;
+  /** Streams (not probes): the TLS after a made connection gets DIRECT_VERIFY_TIMEOUT_MS. */
+  patient?: boolean;
 }
 
 export type Conn = { raw: Socket<End>; inner: Socket<End> };
@@ -33,10 +40,12 @@ export async function dialDirect(h: Hint, token: string, o: DirectDialOptions): 
   const where = `${h.host}:${h.port}`;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let conn: Conn | undefined;
+  let fail: (e: Error) => void = () => {};
   const timeout = new Promise<never>((_, reject) => {
+    fail = reject;
     timer = setTimeout(() => {
       if (conn) cutBoth(conn);
-      reject(new Error(`${where} did not complete the ${o.peerRole}'s TLS within ${ms / 1000}s`));
+      reject(new Error(`${where} did not ${conn ? `complete the ${o.peerRole}'s TLS` : "connect"} within ${ms / 1000}s`));
     }, ms);
   });
   try {
@@ -44,6 +53,13 @@ export async function dialDirect(h: Hint, token: string, o: DirectDialOptions): 
       const raw = await connectData(h).catch((e: unknown) => {
         throw new Error(`${where}: ${errorMessage(e)}`);
       });
+      if (o.patient) {
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          if (conn) cutBoth(conn);
+          fail(new Error(`${where} did not complete the ${o.peerRole}'s TLS within ${DIRECT_VERIFY_TIMEOUT_MS / 1000}s`));
+        }, DIRECT_VERIFY_TIMEOUT_MS);
+      }
       return new Promise<Conn>((resolve, reject) => {
         const gone = () => reject(new Error(`${where} closed the connection before the ${o.peerRole}'s TLS was verified`));
         conn = startVerified(raw, {

@@ -10,6 +10,7 @@ import { pair, type End } from "../data/pipe.ts";
 import type { InnerTls } from "../data/data-dial.ts";
 import { DirectAcceptor, type DirectWaiter, type PeerPin } from "../data/direct-accept.ts";
 import { hintsProblem, probeToken, type Hint } from "../wire/hints.ts";
+import { StreamReports } from "../wire/stream-reports.ts";
 import { cutBoth, dialDirect, firstProbe, type DirectDialOptions } from "../data/direct-dial.ts";
 // The agent's deny list and cap, applied to the host's hints as well: one rule for what a side dials.
 import { checkHints } from "../host/hint-check.ts";
@@ -42,11 +43,13 @@ export class DirectListener {
   /** The host's address that proved to be the host (`share --direct-listen`); streams it is to be dialled for go there. */
   private hostAddr: Hint | undefined;
   private hostHinted = false;
+  private readonly reports: StreamReports;
   /** Whether the last stream went direct: new connections then skip the relay's pre-dial. */
   active = false;
 
   constructor(private readonly o: DirectListenerOptions) {
     this.pin = { peerSpki: o.hostSpki, checked: o.checked };
+    this.reports = new StreamReports((f) => o.send(f));
     this.acceptor = new DirectAcceptor({
       tls: o.tls, isServer: false, peerRole: "host", resume: o.resume, socks: o.socks,
       onTaken: () => {
@@ -96,11 +99,11 @@ export class DirectListener {
   /** Dials the host for a stream; a failure is reported, and the stream goes through the relay unseen. */
   private async dialHost(f: FrameOf<ServerFrame, "stream">, w: DirectWaiter): Promise<void> {
     const addr = this.hostAddr;
-    const conn = addr ? await dialDirect(addr, f.direct!, this.dialOptions()).catch((e: unknown) => new Error(errorMessage(e))) : new Error("no direct path to the host");
+    const conn = addr ? await dialDirect(addr, f.direct!, { ...this.dialOptions(), patient: true }).catch((e: unknown) => new Error(errorMessage(e))) : new Error("no direct path to the host");
     if (conn instanceof Error) {
       this.hostAddr = undefined;
       log.debug(`stream ${f.streamId}: the direct path failed (${conn.message}); through the coordinator instead`);
-      this.o.send({ t: "direct-stream", sessionId: f.sessionId, streamId: f.streamId, state: "failed", reason: conn.message.slice(0, 200) });
+      this.reports.add(f.sessionId, { streamId: f.streamId, state: "failed", reason: conn.message.slice(0, 200) });
       this.active = false;
       this.o.onPath?.("relay");
       return w.fallback();

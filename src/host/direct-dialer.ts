@@ -12,6 +12,7 @@ import type { InnerTls } from "../data/data-dial.ts";
 import type { End } from "../data/pipe.ts";
 import { cutBoth, dialDirect, firstProbe, type Conn, type DirectDialOptions } from "../data/direct-dial.ts";
 import { DirectAcceptor, type PeerPin } from "../data/direct-accept.ts";
+import { StreamReports } from "../wire/stream-reports.ts";
 import { checkHints, isLoopbackAddr } from "./hint-check.ts";
 import type { AgentSession } from "./agent.ts";
 
@@ -51,6 +52,7 @@ export class DirectDialer {
   private reporter: ReturnType<typeof setInterval> | undefined;
   private reportMs = REPORT_MAX_MS;
   private readonly lastReported = new WeakMap<Socket<End>, number>();
+  private readonly reports = new StreamReports((f) => this.o.client()?.send(f));
 
   constructor(private readonly o: DirectDialerOptions) {}
 
@@ -109,7 +111,7 @@ export class DirectDialer {
     if (f.dialer === "guest") return this.await(f, s, path, on, relay);
     let conn: Conn | Error;
     if (!path?.addr) conn = new Error("no direct path to the guest");
-    else conn = await dialDirect(path.addr, f.direct!, this.dialOptions(s)).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+    else conn = await dialDirect(path.addr, f.direct!, { ...this.dialOptions(s), patient: true }).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
     if (!(conn instanceof Error) && this.paths.get(f.sessionId) !== path) {
       cutBoth(conn);
       s.settingUp--;
@@ -119,7 +121,7 @@ export class DirectDialer {
       // Later streams go through the relay (the coordinator hears it now); this one too, unseen by the guest's client.
       if (path) path.addr = undefined;
       log.warn(`stream ${f.streamId}: the direct path failed (${conn.message}); through the coordinator instead`);
-      this.o.client()?.send({ t: "direct-stream", sessionId: f.sessionId, streamId: f.streamId, state: "failed", reason: conn.message.slice(0, 200) });
+      this.reports.add(f.sessionId, { streamId: f.streamId, state: "failed", reason: conn.message.slice(0, 200) });
       return relay();
     }
     s.streams.add(conn.raw);
@@ -168,9 +170,9 @@ export class DirectDialer {
       s.streams.delete(x);
       path.live.delete(inner);
       // The agent's counts are the stream's: the coordinator relayed none of these bytes.
-      this.o.client()?.send({ t: "direct-stream", sessionId: f.sessionId, streamId: f.streamId, state: "closed", up: x.data.bytesRead, down: bytesSent(x) });
+      this.reports.add(f.sessionId, { streamId: f.streamId, state: "closed", up: x.data.bytesRead, down: bytesSent(x) });
     };
-    this.o.client()?.send({ t: "direct-stream", sessionId: f.sessionId, streamId: f.streamId, state: "open" });
+    this.reports.add(f.sessionId, { streamId: f.streamId, state: "open" });
     this.reportEvery(f.reportMs);
     (inner.data as End & { streamId?: string }).streamId = f.streamId;
     on.onVerified(inner);
@@ -209,7 +211,7 @@ export class DirectDialer {
         if (this.lastReported.get(sock) === up + down) continue;
         this.lastReported.set(sock, up + down);
         const streamId = (sock.data as End & { streamId?: string }).streamId;
-        if (streamId) c.send({ t: "direct-stream", sessionId, streamId, state: "open", up, down });
+        if (streamId) this.reports.add(sessionId, { streamId, state: "open", up, down });
         sent++;
       }
     }

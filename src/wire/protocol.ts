@@ -48,8 +48,14 @@ export const MAX_HINTS_IN_FRAME = 1024;
 const hintFields = { sessionId: id, hints: v.pipe(v.array(hint), v.maxLength(MAX_HINTS_IN_FRAME)), key: b64std(400), sig: b64std(200) };
 /** Who dials a direct stream when it is not the agent. */
 const dialer = v.literal("guest");
-/** The agent's report on a direct stream: verified and moving ("open"), done with its byte counts ("closed"), or not reachable ("failed": it fell back to the relay). */
-const streamReport = { sessionId: id, streamId: id, state: v.picklist(["open", "closed", "failed"]), up: v.optional(count), down: v.optional(count), reason: v.optional(text(200)) };
+/** Most stream reports one frame carries: a burst of streams is reported in a few frames, not a flood of them. */
+export const MAX_STREAM_REPORTS = 256;
+/**
+ * Reports on a session's direct streams, batched: verified and moving ("open", with the bytes so far), done
+ * with the agent's byte counts ("closed"), or not reachable by the side that dials ("failed": the relay instead).
+ */
+const streamReport = v.strictObject({ streamId: id, state: v.picklist(["open", "closed", "failed"]), up: v.optional(count), down: v.optional(count), reason: v.optional(text(200)) });
+export type StreamReport = v.InferOutput<typeof streamReport>;
 
 /** Frames a client (agent, share, guest, link) sends to the coordinator. */
 export const ClientFrame = v.variant("t", [
@@ -90,7 +96,7 @@ export const ClientFrame = v.variant("t", [
   /** Direct path (version 5): the guest's signed hints; the agent's probe outcome (counts for the audit line); its direct streams' reports. */
   frame("hints", hintFields),
   frame("direct", { sessionId: id, ok: v.boolean(), offered: count, dialled: count, refused: count, over: count, reason: v.optional(text(200)) }),
-  frame("direct-stream", streamReport),
+  frame("direct-stream", { sessionId: id, reports: v.pipe(v.array(streamReport), v.minLength(1), v.maxLength(MAX_STREAM_REPORTS)) }),
   frame("ping", {}),
   frame("pong", {}),
   frame("error", { code: id, message: text(1000) }),

@@ -52,14 +52,14 @@ test("share --direct-listen: the agent's hints go to the guest, once; the guest'
   expect([st.dialer, inc.dialer]).toEqual(["guest", "guest"]);
   expect(inc.direct).toBe(st.direct!);
   // Only the dialling side says a dial failed: the agent cannot, for a stream the guest dials.
-  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, streamId: st.streamId, state: "failed" });
+  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "failed" }] });
   expect(w.events().filter((e) => e.event === "stream.fallback")).toHaveLength(0);
-  await w.send(s.guest, { t: "direct-stream", sessionId: s.sessionId, streamId: st.streamId, state: "failed", reason: "refused" });
+  await w.send(s.guest, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "failed", reason: "refused" }] });
   // The agent waits for the guest's connection: it is the one told to take the relay.
   expect((await s.host.ch.wait("fallback")).streamId).toBe(st.streamId);
   expect(s.guest.ch.of("fallback")).toHaveLength(0);
   // A guest cannot report bytes or an open: that is the agent's word.
-  expect((await refusal(w.send(s.guest, { t: "direct-stream", sessionId: s.sessionId, streamId: st.streamId, state: "closed", up: 1, down: 1 }))).code).toBe("no_session");
+  expect((await refusal(w.send(s.guest, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "closed", up: 1, down: 1 }] }))).code).toBe("no_session");
 });
 
 test("a probe's outcome comes only from the session's own sides, and is audited with its counts", async () => {
@@ -88,9 +88,9 @@ test("on the direct path a stream is audited first, both sides get the same dire
   expect(w.one("stream.open")).toMatchObject({ streamId: st.streamId, path: "direct" });
   expect(metrics.streamsByPath.value({ path: "direct" })).toBe(byPath + 1);
   // Reports about it come only from the agent.
-  expect((await refusal(w.send(s.guest, { t: "direct-stream", sessionId: s.sessionId, streamId: st.streamId, state: "closed", up: 1, down: 1 }))).code).toBe("no_session");
-  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, streamId: st.streamId, state: "open" });
-  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, streamId: st.streamId, state: "closed", up: 1234, down: 5678 });
+  expect((await refusal(w.send(s.guest, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "closed", up: 1, down: 1 }] }))).code).toBe("no_session");
+  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "open" }] });
+  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "closed", up: 1234, down: 5678 }] });
   await until(() => w.events().some((e) => e.event === "stream.close"), "the stream's close line");
   expect(w.one("stream.close")).toMatchObject({ streamId: st.streamId, bytesUp: 1234, bytesDown: 5678 });
   expect(relayed()).toBe(before);
@@ -104,7 +104,7 @@ test("a direct dial that fails: the stream falls back to its relay tokens, the g
   const st = await s.guest.ch.wait("stream", (f) => f.ref === "a");
   // A direct stream has no lapse timer (the agent's report bounds it) until it falls back.
   expect(w.broker.counts.pendingStreams).toBe(0);
-  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, streamId: st.streamId, state: "failed", reason: "192.168.1.20:40001: connection refused" });
+  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "failed", reason: "192.168.1.20:40001: connection refused" }] });
   expect((await s.guest.ch.wait("fallback")).streamId).toBe(st.streamId);
   expect(w.one("stream.fallback")).toMatchObject({ streamId: st.streamId, reason: "192.168.1.20:40001: connection refused" });
   // Its relay tokens now have the usual time to be used; nobody dials here, so it lapses.
@@ -114,7 +114,7 @@ test("a direct dial that fails: the stream falls back to its relay tokens, the g
   expect(next.direct).toBeUndefined();
   expect(w.events().filter((e) => e.event === "stream.open").map((e) => e.path)).toEqual(["direct", "relay"]);
   // A "failed" for a stream that is not direct (any more) changes nothing.
-  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, streamId: next.streamId, state: "failed" });
+  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: next.streamId, state: "failed" }] });
   expect(w.events().filter((e) => e.event === "stream.fallback")).toHaveLength(1);
 });
 
@@ -123,7 +123,7 @@ test("the session's end ends its direct streams, with the bytes the agent last r
   const s = await directSession();
   await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
   const st = await s.guest.ch.wait("stream", (f) => f.ref === "a");
-  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, streamId: st.streamId, state: "open", up: 10, down: 20 });
+  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "open", up: 10, down: 20 }] });
   await w.send(s.guest, { t: "end", sessionId: s.sessionId });
   expect(w.one("stream.close")).toMatchObject({ streamId: st.streamId, bytesUp: 10, bytesDown: 20 });
   expect(w.one("session.close")).toMatchObject({ bytesUp: 10, bytesDown: 20 });

@@ -36,7 +36,7 @@ const clientExamples: ClientFrame[] = [
   { t: "status", shareId: "share_1" },
   { t: "hints", sessionId: "sess_1", hints: [{ host: "192.168.1.20", port: 40001 }, { host: "fd00::1", port: 40001 }], key: "AAAA", sig: "AAAA" },
   { t: "direct", sessionId: "sess_1", ok: true, offered: 2, dialled: 1, refused: 1, over: 0 },
-  { t: "direct-stream", sessionId: "sess_1", streamId: "st1", state: "closed", up: 10, down: 20 },
+  { t: "direct-stream", sessionId: "sess_1", reports: [{ streamId: "st1", state: "closed", up: 10, down: 20 }] },
   { t: "ping" },
   { t: "pong" },
   { t: "error", code: "not_allowed", message: "nope" },
