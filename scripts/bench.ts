@@ -1,6 +1,7 @@
-// `bun run bench`: measures direct TCP, ssh -L and tessera on loopback in one run, the same way with the
-// same client, and prints each tessera figure as a ratio to ssh -L and to direct from the same run.
-// Options: --runs N  --duration MS  --setup N  --rtt N  --idle N  --paths direct,ssh,tessera  --json FILE  --quick
+// `bun run bench`: measures direct TCP, ssh -L, tessera through the coordinator (relay) and tessera's
+// direct path on loopback in one run, the same way with the same client, and prints each tessera
+// figure as a ratio to ssh -L and to direct from the same run.
+// Options: --runs N  --duration MS  --setup N  --rtt N  --idle N  --paths direct,ssh,tessera,tessera-direct  --json FILE  --quick
 //          --conns N (request/response connections)  --delay MS (delayed link, each way)  --delay-setup N
 //          --only bulk,setup,rtt,rr,delay,idle,help (which workloads; all by default)  --pool N (join --pool)
 //          --profile DIR (CPU profiles of coordinator, share and join, written when they exit)
@@ -23,7 +24,7 @@ const { values: a } = parseArgs({
     rtt: { type: "string", default: "2000" },
     idle: { type: "string", default: "1000" },
     help: { type: "string", default: "20" },
-    paths: { type: "string", default: "direct,ssh,tessera" },
+    paths: { type: "string", default: "direct,ssh,tessera,tessera-direct" },
     json: { type: "string", default: path.join(ROOT, "dist/bench.json") },
     quick: { type: "boolean", default: false },
     profile: { type: "string" },
@@ -48,6 +49,9 @@ const conns = num(a.conns!, "conns", 1);
 const delayMs = num(a.delay!, "delay", 1);
 const delaySetups = num(a["delay-setup"]!, "delay-setup", 1);
 if (a.pool !== undefined) joinFlags.push("--pool", String(num(a.pool, "pool", 0)));
+
+/** The tessera paths, each compared with ssh -L and direct TCP. */
+const TESSERA_PATHS = ["tessera", "tessera-direct"] as const;
 
 type Metric = "tp1" | "tp8" | "setupP50" | "setupP99" | "setupGapP50" | "rttP50" | "rttP99" | "rr1" | "rr16";
 /** Connections opened one at a time with this pause between them (a person's psql, a page's next request). */
@@ -84,6 +88,7 @@ try {
     else say("no /usr/sbin/sshd (apt-get install openssh-server): ssh -L skipped");
   }
   if (wanted.has("tessera")) paths.push(await tessera(target.port, dir, a.profile));
+  if (wanted.has("tessera-direct")) paths.push(await tessera(target.port, dir, a.profile, undefined, "direct"));
   say(`paths up: ${paths.map((p) => `${p.name} -> 127.0.0.1:${p.port}`).join(", ")}`);
 
   // Warm-up, the same for every path, not measured: fresh processes are still compiling their hot code.
@@ -167,13 +172,14 @@ try {
 
   const help = only.has("help") ? helpTimes(opt.help) : [];
   const summary = summarize(results);
-  const rows: string[][] = [["metric", ...paths.map((p) => p.name), ...(results.tessera && results.ssh ? ["tessera/ssh"] : []), ...(results.tessera && results.direct ? ["tessera/direct"] : [])]];
+  // Each tessera path (relay, direct) as a ratio to ssh -L and to direct TCP, from the same runs.
+  const ratioCols = TESSERA_PATHS.flatMap((tp) => (["ssh", "direct"] as const).filter((b) => results[tp] && results[b]).map((b) => ({ tp, b, head: `${tp === "tessera" ? "relay" : "t-direct"}/${b}` })));
+  const rows: string[][] = [["metric", ...paths.map((p) => p.name), ...ratioCols.map((c) => c.head)]];
   for (const m of METRICS) {
     rows.push([
       `${m.label} (${m.unit})`,
       ...paths.map((p) => fmt(summary.medians[p.name]![m.key], m.unit === "ms" ? 3 : 2)),
-      ...(results.tessera && results.ssh ? [ratio(summary.ratios.ssh?.[m.key])] : []),
-      ...(results.tessera && results.direct ? [ratio(summary.ratios.direct?.[m.key])] : []),
+      ...ratioCols.map((c) => ratio(summary.ratiosOf[c.tp]?.[c.b]?.[m.key])),
     ]);
   }
   console.log(`\nmedian of ${opt.runs} run(s); ratios are medians of per-run ratios; MB = 10^6 bytes`);
@@ -214,14 +220,19 @@ function summarize(results: Record<string, Record<Metric, number[]>>) {
   for (const [name, r] of Object.entries(results)) {
     medians[name] = Object.fromEntries(METRICS.map((m) => [m.key, median(r[m.key])])) as Record<Metric, number>;
   }
-  const ratios: Partial<Record<"ssh" | "direct", Record<Metric, number>>> = {};
-  const t = results.tessera;
-  for (const base of ["ssh", "direct"] as const) {
-    const b = results[base];
-    if (!t || !b) continue;
-    ratios[base] = Object.fromEntries(METRICS.map((m) => [m.key, median(t[m.key].map((x, i) => x / b[m.key][i]!))])) as Record<Metric, number>;
+  const ratiosOf: Record<string, Partial<Record<"ssh" | "direct", Record<Metric, number>>>> = {};
+  for (const tp of TESSERA_PATHS) {
+    const t = results[tp];
+    if (!t) continue;
+    ratiosOf[tp] = {};
+    for (const base of ["ssh", "direct"] as const) {
+      const b = results[base];
+      if (!b) continue;
+      ratiosOf[tp][base] = Object.fromEntries(METRICS.map((m) => [m.key, median(t[m.key].map((x, i) => x / b[m.key][i]!))])) as Record<Metric, number>;
+    }
   }
-  return { medians, ratios };
+  // `ratios` stays the relay's (the JSON's readers know it by that name).
+  return { medians, ratios: ratiosOf.tessera ?? {}, ratiosOf };
 }
 
 function checkTargets(s: ReturnType<typeof summarize>, idle: Record<string, number> | undefined, helpMs: number, delayed: DelayedResult | undefined) {
@@ -248,5 +259,9 @@ function checkTargets(s: ReturnType<typeof summarize>, idle: Record<string, numb
     (x) => `${fmt(x)}x (${fmt(dt!.setupPathRtts, 2)} vs ${fmt(ds!.setupPathRtts, 2)} path round trips; ${fmt(dt!.setupP50, 1)} vs ${fmt(ds!.setupP50, 1)} ms over ${dt!.hops} vs ${ds!.hops} delayed hops)`);
   add("1,000 idle streams: coordinator < 150 MB RSS", idle?.coordinatorRssMb, (x) => x < 150, (x) => `${fmt(x, 1)} MB`);
   add("tessera --help < 60 ms", helpMs, (x) => x < 60, (x) => `${fmt(x, 1)} ms`);
+  const d = s.ratiosOf["tessera-direct"];
+  add("direct path: 64 B round trip p50 <= ssh -L's", d?.ssh?.rttP50, (x) => x <= 1, (x) => `${fmt(x)}x ssh (${fmt(s.medians["tessera-direct"]?.rttP50, 3)} vs ${fmt(s.medians.ssh?.rttP50, 3)} ms)`);
+  add("direct path: req/resp 50 conns >= 1.0x ssh -L", d?.ssh?.rr1, (x) => x >= 1, (x) => `${fmt(x)}x`);
+  add("direct path: req/resp 50 conns, 16 pipelined >= 1.0x ssh -L", d?.ssh?.rr16, (x) => x >= 1, (x) => `${fmt(x)}x`);
   return out;
 }

@@ -15,7 +15,8 @@ export interface DelayedResult {
   paths: Record<string, { hops: number; setupP50: number; setupMin: number; rttP50: number; setupLegRtts: number; setupPathRtts: number }>;
 }
 
-const HOPS: Record<Path["name"], number> = { direct: 1, ssh: 1, tessera: 2 };
+// tessera-direct is not run on the delayed link (its agent -> guest hop bypasses the forwarders); one hop if it were.
+const HOPS: Record<Path["name"], number> = { direct: 1, ssh: 1, tessera: 2, "tessera-direct": 1 };
 
 /** Sets the delayed paths up, measures them one after another, and stops them (and their forwarders). */
 export async function measureDelayed(target: { port: number; proc: Proc }, dir: string, wanted: Set<string>, delayMs: number, setups: number): Promise<DelayedResult> {

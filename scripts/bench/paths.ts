@@ -1,5 +1,6 @@
-// The three paths a guest could use to reach the host's service, each set up on loopback:
-// direct (the machine's limit), ssh -L through a private sshd, and tessera (the compiled binary).
+// The paths a guest could use to reach the host's service, each set up on loopback: direct (the
+// machine's limit), ssh -L through a private sshd, tessera through the coordinator (the relay, with
+// --relay-only) and tessera-direct (the agent dials the guest: issue 20's direct path).
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -7,7 +8,7 @@ import { descendants, run, spawn, type Proc } from "./procs.ts";
 import { setupTimes } from "./client.ts";
 
 export interface Path {
-  name: "direct" | "ssh" | "tessera";
+  name: "direct" | "ssh" | "tessera" | "tessera-direct";
   /** Where the client connects. */
   port: number;
   /** The processes that make up the path (role and pid), read when RSS is reported. */
@@ -123,11 +124,15 @@ export async function ssh(targetPort: number, dir: string, via: Leg = noDelay): 
   };
 }
 
-/** With `profileDir`, the long-running tessera processes write CPU profiles there when they exit. */
 /** Extra flags for every tessera `join` the benchmark starts (bench.ts --pool). */
 export const joinFlags: string[] = [];
 
-export async function tessera(targetPort: number, dir: string, profileDir?: string, via: Leg = noDelay): Promise<Path> {
+/**
+ * With `profileDir`, the long-running tessera processes write CPU profiles there when they exit.
+ * `mode`: "relay" pins every stream to the coordinator (join --relay-only); "direct" waits until the
+ * session's streams go straight from the agent to the guest.
+ */
+export async function tessera(targetPort: number, dir: string, profileDir?: string, via: Leg = noDelay, mode: "relay" | "direct" = "relay"): Promise<Path> {
   if (!fs.existsSync(TESSERA)) throw new Error(`${TESSERA} is missing: run \`bun run build\` first`);
   const d = fs.mkdtempSync(path.join(dir, "tessera-"));
   const prof: Record<string, string> = profileDir ? { BUN_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.resolve(profileDir)}` } : {};
@@ -144,14 +149,20 @@ export async function tessera(targetPort: number, dir: string, profileDir?: stri
   await run("tessera link (guest)", [TESSERA, "link", guestAddress, "--ca-file", "pki/ca.crt"], { cwd: d, env: guestEnv });
   const host = spawn("share", [TESSERA, "share", "--port", String(targetPort)], { cwd: d, env: hostEnv });
   const code = (await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m))[1]!;
-  const guest = spawn("join", [TESSERA, "join", code, "--name", "bench-guest", "--reason", "benchmark", "--local", "127.0.0.1:0", ...joinFlags], { cwd: d, env: guestEnv });
+  const guest = spawn("join", [TESSERA, "join", code, "--name", "bench-guest", "--reason", "benchmark", "--local", "127.0.0.1:0", ...(mode === "relay" ? ["--relay-only"] : []), ...joinFlags], { cwd: d, env: guestEnv });
   // The host's consent goes through its real prompt, as a person would give it.
   await host.waitFor(/Allow bench-guest .*\[y\/N\]/);
   host.write("y\n");
   const local = Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]);
   await untilForwarding(local, guest);
+  // The first streams may still go through the relay while the agent probes the guest's hints.
+  for (let i = 0; mode === "direct" && !/path: direct to the host/.test(guest.out); i++) {
+    if (i > 200) throw new Error(`tessera never took the direct path:\n${guest.out}\n${host.out}`);
+    await untilForwarding(local, guest);
+    await Bun.sleep(50);
+  }
   return {
-    name: "tessera",
+    name: mode === "direct" ? "tessera-direct" : "tessera",
     port: local,
     info: { version: (await run("tessera version", [TESSERA, "--version"])).trim() },
     processes: () => [

@@ -21,7 +21,7 @@ import { VERSION } from "../version.ts";
 const log = logger("join");
 
 /** via: the coordinator an invite named (else the linked one); verify: print the string to compare with the host. */
-export async function runGuest(req: AccessRequest, mode: GuestMode, o: { via?: { address: string; caPem: string }; verify?: boolean } = {}): Promise<void> {
+export async function runGuest(req: AccessRequest, mode: GuestMode, o: { via?: { address: string; caPem: string }; verify?: boolean; relayOnly?: boolean } = {}): Promise<void> {
   const stop = untilInterrupted();
   const outage = new OutageReport("join");
   const via = o.via ?? { address: coordinatorAddress(), caPem: readCa() };
@@ -36,7 +36,8 @@ export async function runGuest(req: AccessRequest, mode: GuestMode, o: { via?: {
     onDetached: (reason, retry) => outage.retrying(reason, retry, "lost the connection to the coordinator; open connections were closed, the session is kept"),
     onResumed: (f) => outage.back(`session ${f.sessionId} resumed${f.restarted ? " after the coordinator restarted" : ""}: new connections work${f.hostOnline ? "" : " once the host's agent is back (it is still reconnecting)"}`),
     onClosed: (reason) => stop.trigger(`session ended: ${reason}`),
-  });
+    onPath: (p) => log.info(p === "direct" ? "path: direct to the host" : "path: through the coordinator"),
+  }, { relayOnly: o.relayOnly });
   // A local port named explicitly is taken before the host is asked: in use or not ours, the answer
   // comes now, not after the host's yes and the code are spent. (Connections before approval are refused.)
   const early = mode.kind !== "stdio" && mode.local !== undefined ? localAddress(mode.local, 0) : undefined;

@@ -19,6 +19,8 @@ export interface LiveRow {
   /** Seconds since its last activity, as of `seenAt`. */
   idleSec: number;
   away: boolean;
+  /** Which path the session's new streams take: straight to the guest, or through the coordinator. */
+  path?: "direct" | "relay";
   scope?: Scope;
   /** When the host approved it (a time scope counts from then), if this terminal saw it. */
   openedAt?: number;
@@ -76,7 +78,7 @@ export function cell(s: string, width: number): string {
   return (plain.length > width ? `${plain.slice(0, width - 1)}~` : plain).padEnd(width);
 }
 
-const HEAD = ` #  ${"guest".padEnd(12)} ${"target".padEnd(19)} ${"scope".padEnd(7)} strm    up  down idle in ends in`;
+const HEAD = ` #  ${"guest".padEnd(9)} ${"target".padEnd(15)} ${"scope".padEnd(7)} strm    up  down idle in ends in path`;
 
 /** The panel's lines (none when there is no session), each at most `width` columns. */
 export function panelLines(rows: LiveRow[], now: number, idleTimeoutSec: number | undefined, width = PANEL_WIDTH): string[] {
@@ -93,7 +95,7 @@ export function panelLines(rows: LiveRow[], now: number, idleTimeoutSec: number 
 export function rowLine(r: LiveRow, now: number, idleTimeoutSec: number | undefined): string {
   const { idle, left } = countdowns(r, now, idleTimeoutSec);
   const idleText = r.away ? "away" : idle === undefined ? "-" : clock(idle);
-  return `${String(r.n).padStart(2)}  ${cell(r.guest, 12)} ${cell(r.target, 19)} ${cell(scopeShort(r.scope), 7)} ${String(r.streams).padStart(4)} ${bytes(r.up).padStart(5)} ${bytes(r.down).padStart(5)} ${idleText.padStart(7)} ${(left === undefined ? "-" : clock(left)).padStart(7)}`;
+  return `${String(r.n).padStart(2)}  ${cell(r.guest, 9)} ${cell(r.target, 15)} ${cell(scopeShort(r.scope), 7)} ${String(r.streams).padStart(4)} ${bytes(r.up).padStart(5)} ${bytes(r.down).padStart(5)} ${idleText.padStart(7)} ${(left === undefined ? "-" : clock(left)).padStart(7)} ${r.path ?? "-"}`;
 }
 
 /** One session on a line of its own, for `l` and for the plain fallback. */
@@ -101,7 +103,8 @@ export function plainLine(r: LiveRow, now: number, idleTimeoutSec: number | unde
   const { idle, left } = countdowns(r, now, idleTimeoutSec);
   const scope = r.scope ? `, scope ${scopeShort(r.scope)}` : "";
   const timing = r.away ? ", guest away (reconnecting)" : `${idle === undefined ? "" : `, idle limit in ${clock(idle)}`}${left === undefined ? "" : `, ends in ${clock(left)}`}`;
-  return `#${r.n} ${r.sessionId} ${cell(r.guest, 64).trimEnd()} -> ${r.target}${scope}: ${r.streams} stream${r.streams === 1 ? "" : "s"}, ${bytes(r.up)} up, ${bytes(r.down)} down${timing}`;
+  const path = r.path === "direct" ? ", direct to the guest" : r.path === "relay" ? ", through the coordinator" : "";
+  return `#${r.n} ${r.sessionId} ${cell(r.guest, 64).trimEnd()} -> ${r.target}${scope}: ${r.streams} stream${r.streams === 1 ? "" : "s"}, ${bytes(r.up)} up, ${bytes(r.down)} down${timing}${path}`;
 }
 
 export const KEYS_HELP = [

@@ -88,7 +88,7 @@ export class LiveView {
       let n = this.numbers.get(s.sessionId);
       if (n === undefined) this.numbers.set(s.sessionId, (n = this.nextNumber++));
       const a = this.answered.get(s.sessionId);
-      return { n, sessionId: s.sessionId, guest: s.guest, target: s.target, streams: s.streams, up: s.up, down: s.down, idleSec: s.idleSec, away: s.away, scope: a?.scope, openedAt: a?.openedAt, seenAt: now };
+      return { n, sessionId: s.sessionId, guest: s.guest, target: s.target, streams: s.streams, up: s.up, down: s.down, idleSec: s.idleSec, away: s.away, path: s.path, scope: a?.scope, openedAt: a?.openedAt, seenAt: now };
     }).sort((a, b) => a.n - b.n);
     this.render();
   }
@@ -97,7 +97,7 @@ export class LiveView {
     const now = Date.now();
     if (this.screen) return this.screen.show(panelLines(this.rows, now, this.idleTimeoutSec, process.stderr.columns));
     for (const r of this.rows) {
-      const state = `${r.streams}|${r.away}`;
+      const state = `${r.streams}|${r.away}|${r.path}`;
       if (this.printed.get(r.sessionId) === state) continue;
       this.printed.set(r.sessionId, state);
       log.info(plainLine(r, now, this.idleTimeoutSec));

@@ -15,9 +15,10 @@ export default defineCommand({
     local: { type: "string", description: "Local HOST:PORT to listen on (default 127.0.0.1 and the target's port + 10000; any free port with a command)" },
     pool: { type: "string", description: "Streams kept open and ready, so a new local connection starts at once (default 8, 0 to 64; 0: open each on demand). Unused ones are not audited and reach nothing" },
     stdio: { type: "boolean", description: "No local port: carry one stream over stdin/stdout (for ssh -o ProxyCommand); status goes to stderr" },
+    "relay-only": { type: "boolean", description: "Offer no direct path: every stream goes through the coordinator" },
   },
   async run({ args, rawArgs }) {
     const mode = guestMode({ local: args.local, stdio: args.stdio, pool: args.pool, command: commandAfterDashes(rawArgs) });
-    await runGuest({ shareId: args["share-id"], target: args.target, name: args.name || osUser(), reason: args.reason }, mode);
+    await runGuest({ shareId: args["share-id"], target: args.target, name: args.name || osUser(), reason: args.reason }, mode, { relayOnly: !!args["relay-only"] });
   },
 });

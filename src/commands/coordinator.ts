@@ -104,7 +104,7 @@ export default defineCommand({
     };
     const cluster = node && new Cluster({ store, codeKey, ...node });
     if (node) labelNode(node.name);
-    const coordinator = new Coordinator({ ca, certPem: need("coordinator.crt"), keyPem, store, audit, limits, codeKey, version: VERSION, enrollRecords, cluster: cluster || undefined });
+    const coordinator = new Coordinator({ ca, certPem: need("coordinator.crt"), keyPem, store, audit, limits, codeKey, version: VERSION, enrollRecords, cluster: cluster || undefined, injectHint: testInjectHint() });
     const admin = new Admin(coordinator.broker, { store, audit, limits, ca, enrollRecords });
     const restored = await coordinator.broker.restore();
     if (cluster) await cluster.start(coordinator.broker);
@@ -148,4 +148,18 @@ function nodeArgs(args: { node?: string; advertise?: string; db: string; "node-t
   const ttlMs = parseDuration(args["node-ttl"], "node-ttl");
   if (ttlMs < 1000 || ttlMs > 300_000) throw new ConfigError(`--node-ttl must be between 1s and 5m (got "${args["node-ttl"]}")`);
   return { name: args.node, advertise: a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`, ttlMs };
+}
+
+/**
+ * TEST ONLY: TESSERA_TEST_INJECT_HINT=IP:PORT makes this coordinator add a direct-path hint to every
+ * guest's list, as a dishonest coordinator would, so a test can show agents dial nothing. Refused unless
+ * TESSERA_TEST_MODE=1 says the process is under test.
+ */
+function testInjectHint(): { host: string; port: number } | undefined {
+  const raw = process.env.TESSERA_TEST_INJECT_HINT;
+  if (!raw) return undefined;
+  if (process.env.TESSERA_TEST_MODE !== "1") throw new ConfigError("TESSERA_TEST_INJECT_HINT is a test-only switch; it needs TESSERA_TEST_MODE=1 and must never be set in a deployment");
+  const m = /^([0-9A-Fa-f:.]+):(\d{1,5})$/.exec(raw);
+  if (!m) throw new ConfigError(`TESSERA_TEST_INJECT_HINT must be IP:PORT (got "${raw}")`);
+  return { host: m[1]!, port: Number(m[2]) };
 }

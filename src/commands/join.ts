@@ -21,6 +21,7 @@ export default defineCommand({
     pool: { type: "string", description: "Streams kept open and ready, so a new local connection starts at once (default 8, 0 to 64; 0: open each on demand). Unused ones are not audited and reach nothing" },
     stdio: { type: "boolean", description: "No local port: carry one stream over stdin/stdout (for ssh -o ProxyCommand); status goes to stderr" },
     verify: { type: "boolean", description: "Print a short verification string once the code checks out; the host sees the same with `share --verify`" },
+    "relay-only": { type: "boolean", description: "Offer no direct path: every stream goes through the coordinator (by default this machine's addresses are offered, signed, and the host's agent may dial them)" },
   },
   async run({ args, rawArgs }) {
     const command = commandAfterDashes(rawArgs);
@@ -33,6 +34,6 @@ export default defineCommand({
     // An invite (HOST:PORT/XXXX-XXXX) names its coordinator: no `link` needed.
     const invite = splitInvite(given ?? (await readCode(mode.kind === "stdio")));
     const via = invite.address ? await coordinatorFor(invite.address, (line) => log.info(line)) : undefined;
-    await runGuest({ code: invite.code, name: args.name || osUser(), reason: args.reason }, mode, { via, verify: !!args.verify });
+    await runGuest({ code: invite.code, name: args.name || osUser(), reason: args.reason }, mode, { via, verify: !!args.verify, relayOnly: !!args["relay-only"] });
   },
 });

@@ -38,6 +38,8 @@ export default defineCommand({
     "no-record": { type: "boolean", description: "With --shell: do not record the session" },
     "allow-requests-by-id": { type: "boolean", description: "With --port or --shell: also let guests ask by this share's id (`tessera connect --share-id`), without a code; off by default" },
     verify: { type: "boolean", description: "Show a short verification string with each code request; the guest sees the same with `join --verify` (compare them on a call)" },
+    "relay-only": { type: "boolean", description: "Never dial a guest directly: every stream goes through the coordinator (by default the agent dials the guest's signed, deny-listed hints, at most 8)" },
+    "direct-listen": { type: "boolean", description: "Also listen (a random port, all interfaces) and offer this machine's addresses, signed, so a guest the agent cannot reach may reach it; off by default: the agent only dials out" },
   },
   async run({ args }) {
     const dial = { address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION };
@@ -53,6 +55,8 @@ export default defineCommand({
     let attached: AttachedApprover | undefined;
     if (args.shell && (args.port !== undefined || args["share-id"])) throw new ConfigError("--shell shares this machine's shell; leave out --port and --share-id");
     if (!args.shell && (args["read-only"] || args.watch || args.command !== undefined)) throw new ConfigError("--read-only, --watch and --command go with --shell");
+    if ((args["relay-only"] || args["direct-listen"]) && args["share-id"]) throw new ConfigError("--relay-only and --direct-listen are the agent's to set: start it with `tessera agent --share-id ID --relay-only` (or --direct-listen)");
+    if (args["relay-only"] && args["direct-listen"]) throw new ConfigError("--relay-only turns the direct path off; leave out --direct-listen");
     if (args["allow-requests-by-id"] && args["share-id"]) throw new ConfigError("--allow-requests-by-id is the agent's to set: start it with `tessera agent --share-id ID --allow-requests-by-id`");
     if (args.port !== undefined || args.shell) {
       let policy: TargetPolicy;
@@ -67,7 +71,7 @@ export default defineCommand({
       shareId = `sh-${randomBytes(6).toString("hex")}`;
       let approverRef: Approver | undefined;
       const outage = new OutageReport("share");
-      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: true, shell: shell?.host, requestsById: !!args["allow-requests-by-id"], vouch: (spki) => keeper.approvedKey(spki), receipts: true }, {
+      agent = new Agent({ ...dial, shareId, policy, approver: true, reconnect: true, shell: shell?.host, requestsById: !!args["allow-requests-by-id"], vouch: (spki) => keeper.approvedKey(spki), receipts: true, relayOnly: !!args["relay-only"], directListen: !!args["direct-listen"] }, {
         onDisconnected: (err, retry) => {
           if (retry === undefined) return stop.trigger(`lost the coordinator${err ? `: ${err.message}` : ""}`);
           approverRef?.pause();

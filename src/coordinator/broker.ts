@@ -106,6 +106,9 @@ export class Broker {
       case "use": return this.sessions.use(peer, f);
       case "resume": return this.sessions.resume(peer, f.sessionId);
       case "refuse": return this.sessions.refuse(peer, f);
+      case "hints": return this.sessions.direct.hints(peer, f);
+      case "direct": return this.sessions.direct.probed(peer, f);
+      case "direct-stream": return this.sessions.direct.report(peer, f);
       case "end": return this.sessions.end(peer, f.sessionId, this.shares, f.reason);
       case "status": return this.desk.status(peer, f);
       case "ping": return peer.ch.send({ t: "pong" });

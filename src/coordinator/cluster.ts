@@ -166,7 +166,7 @@ export class Cluster {
       }
       case "request": case "attach": case "mint": case "leave": case "status": return f.shareId;
       case "decision": case "recheck": case "pake": case "confirm": return await n.requestShare(f.requestId);
-      case "open": case "use": case "end": case "resume": case "refuse": return await n.sessionShare(f.sessionId);
+      case "open": case "use": case "end": case "resume": case "refuse": case "hints": case "direct": case "direct-stream": return await n.sessionShare(f.sessionId);
       default: return undefined;
     }
   }

@@ -114,6 +114,10 @@ export const metrics = {
   requestsPending: registry.gauge("tessera_requests_pending", "Access requests waiting for the host's answer."),
   sessionsTotal: registry.counter("tessera_sessions_total", "Sessions opened since start."),
   streamsTotal: registry.counter("tessera_streams_total", "Data streams opened since start."),
+  streamsByPath: registry.counter("tessera_streams_path_total", "Data streams opened since start, by path: direct (the host's agent dialled the guest) or relay (spliced here).", [
+    { path: "direct" }, { path: "relay" },
+  ]),
+  directFallbacks: registry.counter("tessera_direct_fallbacks_total", "Streams offered on the direct path that went through the relay instead (the agent could not reach the guest)."),
   bytesRelayed: registry.counter("tessera_relayed_bytes_total", "Ciphertext bytes relayed between guests and agents.", [
     { direction: "guest_to_agent" }, { direction: "agent_to_guest" },
   ]),

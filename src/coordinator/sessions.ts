@@ -8,6 +8,7 @@ import { describeScope, streamRefusal } from "../wire/scope.ts";
 import { Splicer, type Stream } from "./splice.ts";
 import { metrics } from "./metrics.ts";
 import { noteActivity, sessionFails, type CheckContext, type Condition } from "./revalidate.ts";
+import { DirectBook } from "./direct.ts";
 
 const log = logger("coordinator");
 const ENDED_MEMORY = 1000;
@@ -20,6 +21,8 @@ export class SessionBook {
    * once the coordinator's connection slots are half taken, and never crowd out a stream in use.
    */
   roomForSpares: () => boolean = () => true;
+  /** The direct path: hints, path per session, direct streams' reports (direct.ts). */
+  readonly direct: DirectBook;
   private streamTotal = 0;
   /** Why recent sessions ended (bounded), for a guest that comes back after its session closed. */
   private readonly ended = new Map<string, string>();
@@ -34,6 +37,7 @@ export class SessionBook {
 
   constructor(private readonly o: BrokerOptions) {
     this.splicer = new Splicer({ onSpliced: () => {}, onClosed: (s, r) => this.onStreamClosed(s, r) }, o.limits.streamTokenTtlMs, o.cluster?.tag);
+    this.direct = new DirectBook({ audit: o.audit, splicer: this.splicer, actors, session: (id) => this.all.get(id), idleTimeoutMs: o.limits.idleTimeoutMs, injectHint: o.injectHint });
     const cluster = o.cluster;
     if (cluster) this.splicer.forward = (sock, head) => cluster.forwardData(sock, head);
     this.flusher = setInterval(() => void this.flush(), 5_000);
@@ -93,13 +97,17 @@ export class SessionBook {
       throw new RefusedError("limit", `${waiting} streams of this session are still waiting to connect; open more once they connect or lapse`, { ref });
     }
     const streamId = newId("t");
+    const direct = this.direct.route(s);
+    const path = direct ? "direct" : "relay";
     // Group commit: the splicer holds both halves until this line is on disk (see Splicer.create).
-    const durable = pool ? undefined : this.o.audit.appendDurable("stream.open", { ...actors(s), streamId, target: s.target });
-    const { stream, guestToken, agentToken } = this.splicer.create(streamId, s.id, durable);
+    const durable = pool ? undefined : this.o.audit.appendDurable("stream.open", { ...actors(s), streamId, target: s.target, path });
+    const { stream, guestToken, agentToken } = this.splicer.create(streamId, s.id, durable, !!direct);
     this.streamTotal++;
     s.streams.add(stream);
     if (pool) stream.pool = "ready";
-    else this.counted(s);
+    else this.counted(s, path);
+    // A spare's direct token may go out at once: nothing is served on it before its "use".
+    if (direct) return this.direct.offer(s, stream, { agentToken, guestToken, direct, ref, pool }, durable ?? Promise.resolve());
     agent.ch.send({ t: "incoming", sessionId: s.id, streamId: stream.id, token: agentToken, ...(pool ? { pool } : {}) });
     peer.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: guestToken, ref });
   }
@@ -121,8 +129,9 @@ export class SessionBook {
       throw err;
     }
     stream.pool = "used";
-    this.counted(s);
-    this.o.audit.appendDurable("stream.open", { ...actors(s), streamId: stream.id, target: s.target, pooled: true }).then(
+    const path = stream.direct ? "direct" : "relay";
+    this.counted(s, path);
+    this.o.audit.appendDurable("stream.open", { ...actors(s), streamId: stream.id, target: s.target, path, pooled: true }).then(
       () => stream.ended || agent.ch.send({ t: "use", sessionId: s.id, streamId: stream.id }),
       () => this.splicer.end(stream, "the audit log could not record the stream"),
     );
@@ -141,14 +150,16 @@ export class SessionBook {
     if (scoped) throw new RefusedError("limit", scoped, { ref });
   }
 
-  private counted(s: Session): void {
+  private counted(s: Session, path: "direct" | "relay"): void {
     metrics.streamsTotal.inc();
+    metrics.streamsByPath.inc(1, { path });
     // Not activity: only bytes moved keep a session from idling out (see sweep).
     s.streamCount++;
   }
 
   private onStreamClosed(stream: Stream, reason: string): void {
     this.streamTotal--;
+    this.direct.ended(stream);
     const s = this.all.get(stream.sessionId);
     s?.streams.delete(stream);
     // A pooled stream never used was never opened in the log's eyes: it closes without a line, and
@@ -291,6 +302,6 @@ function pendingOf(s: Session): number {
 }
 
 /** Who a session line is about: the guest (name, key, address it asked from), the host and the share. */
-function actors(s: Session) {
+export function actors(s: Session) {
   return { sessionId: s.id, shareId: s.share.id, host: s.share.hostName, guest: s.guestInfo.name, guestKey: s.guestInfo.spki, addr: s.guestInfo.addr };
 }

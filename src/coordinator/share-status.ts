@@ -2,6 +2,7 @@
 // host's own terminal would list them, and how many requests wait for an answer.
 import { MAX_STATUS_SESSIONS, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
 import type { LiveShare } from "./state.ts";
+import { pathOf } from "./direct.ts";
 
 /** idleTimeoutMs: the coordinator's idle limit, so the host can count down to it. */
 export function shareStatus(share: LiveShare, now: number, idleTimeoutMs?: number): FrameOf<ServerFrame, "status"> {
@@ -16,6 +17,7 @@ export function shareStatus(share: LiveShare, now: number, idleTimeoutMs?: numbe
     down: s.down,
     idleSec: Math.max(0, Math.floor((now - s.lastActive) / 1000)),
     away: !s.guest,
+    path: pathOf(s),
   }));
   return { t: "status", shareId: share.id, online: !!share.agent, targets: share.targets, sessions, more: all.length - sessions.length, requests: share.requests.size, ...(idleTimeoutMs !== undefined ? { idleTimeoutSec: Math.floor(idleTimeoutMs / 1000) } : {}) };
 }

@@ -20,6 +20,9 @@ export interface Stream {
   durable: boolean;
   /** A pooled stream: "ready" while it waits unused (no audit line yet), "used" once put to work. */
   pool?: "ready" | "used";
+  /** On the direct path (direct.ts): no lapse timer, and its byte counts are the agent's report. */
+  direct?: boolean;
+  reported?: { up: number; down: number };
 }
 
 export interface SpliceEvents {
@@ -50,11 +53,11 @@ export class Splicer {
    * `durable` is the audit record of the opening: no byte crosses the splice before it resolves, so
    * guest and agent can dial while the disk syncs, yet nothing happens that the log does not hold.
    */
-  create(id: string, sessionId: string, durable: Promise<void> = Promise.resolve()): { stream: Stream; guestToken: string; agentToken: string } {
+  create(id: string, sessionId: string, durable: Promise<void> = Promise.resolve(), direct = false): { stream: Stream; guestToken: string; agentToken: string } {
     const stream: Stream = {
-      id, sessionId, spliced: false, ended: false, durable: false,
-      get up() { return this.guest?.data.bytesRead ?? 0; },
-      get down() { return this.agent?.data.bytesRead ?? 0; },
+      id, sessionId, spliced: false, ended: false, durable: false, direct,
+      get up() { return this.guest?.data.bytesRead ?? this.reported?.up ?? 0; },
+      get down() { return this.agent?.data.bytesRead ?? this.reported?.down ?? 0; },
     };
     durable.then(() => {
       stream.durable = true;
@@ -64,7 +67,8 @@ export class Splicer {
     const agentToken = this.token();
     this.byToken.set(tokenKey(guestToken), { stream, side: "guest" });
     this.byToken.set(tokenKey(agentToken), { stream, side: "agent" });
-    this.timers.set(stream, setTimeout(() => this.end(stream, "stream was not picked up in time"), this.tokenTtlMs));
+    // A direct stream's relay tokens wait, unarmed, for a fallback (direct.ts bounds it instead).
+    if (!direct) this.lapse(stream);
     return { stream, guestToken: guestToken.toString("base64url"), agentToken: agentToken.toString("base64url") };
   }
 
@@ -101,6 +105,16 @@ export class Splicer {
     if (stream.guest && stream.agent && stream.durable) this.splice(stream);
   }
 
+  /** A direct stream falls back: its tokens, issued at its opening, now have the usual time to be used. */
+  relay(stream: Stream): void {
+    stream.direct = false;
+    if (!stream.ended) this.lapse(stream);
+  }
+
+  private lapse(stream: Stream): void {
+    this.timers.set(stream, setTimeout(() => this.end(stream, "stream was not picked up in time"), this.tokenTtlMs));
+  }
+
   /** Cuts a stream now (revoke, session end): both sockets are closed, pending bytes dropped. */
   end(stream: Stream, reason: string): void {
     if (stream.ended) return;
@@ -112,8 +126,9 @@ export class Splicer {
     if (stream.guest) cut(stream.guest);
     if (stream.agent) cut(stream.agent);
     // Counted once a stream ends: nothing is added per chunk on the hot path.
-    metrics.bytesRelayed.inc(stream.up, { direction: "guest_to_agent" });
-    metrics.bytesRelayed.inc(stream.down, { direction: "agent_to_guest" });
+    // Only what crossed this splice: a direct stream's reported bytes never passed through here.
+    metrics.bytesRelayed.inc(stream.guest?.data.bytesRead ?? 0, { direction: "guest_to_agent" });
+    metrics.bytesRelayed.inc(stream.agent?.data.bytesRead ?? 0, { direction: "agent_to_guest" });
     this.events.onClosed(stream, reason);
   }
 

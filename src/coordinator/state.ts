@@ -88,6 +88,8 @@ export interface BrokerOptions {
   enrollRecords: () => EnrollRecord[];
   /** Set when this coordinator is one node of several sharing PostgreSQL (see cluster.ts). */
   cluster?: Cluster;
+  /** Test only (TESSERA_TEST_INJECT_HINT): a direct-path hint added to every guest's, to prove agents refuse it. */
+  injectHint?: { host: string; port: number };
 }
 
 export function requireHost(peer: Peer): { spki: string; name: string } {

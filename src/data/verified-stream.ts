@@ -52,7 +52,7 @@ export async function dialVerified(to: { host: string; port: number }, o: Verifi
  * only then that no name matches. Names mean nothing here (the host is pinned by key), so for the
  * guest a name miss alone passes, and anything else (or a failure without a reason) does not.
  */
-function handshakeProblem(ok: boolean, err: Error | null, isServer: boolean): string | undefined {
+export function handshakeProblem(ok: boolean, err: Error | null, isServer: boolean): string | undefined {
   if (err) return !isServer && (err as { code?: string }).code === "ERR_TLS_CERT_ALTNAME_INVALID" ? undefined : err.message;
   return ok ? undefined : "TLS handshake failed";
 }

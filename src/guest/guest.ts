@@ -17,6 +17,8 @@ import { NodeStreams } from "./node-streams.ts";
 import { PortForward } from "./port-forward.ts";
 import { recheckRequest } from "./recheck.ts";
 import { guestTls, type Approved, type StreamContext } from "./stream-context.ts";
+import { DirectListener } from "./direct-listener.ts";
+import { localHints, signHints, type Hint } from "../wire/hints.ts";
 
 export type { Approved } from "./stream-context.ts";
 
@@ -36,6 +38,15 @@ export interface GuestEvents {
   onResumed?(f: FrameOf<ServerFrame, "resumed">): void;
   /** The session ended (revoked, host left, idle, coordinator gone). */
   onClosed?(reason: string): void;
+  /** Streams now go direct to the host, or through the coordinator (said when it changes). */
+  onPath?(path: "direct" | "relay"): void;
+}
+
+export interface DirectOptions {
+  /** `--relay-only`: no listener, no hints; every stream goes through the coordinator. */
+  relayOnly?: boolean;
+  /** Which addresses to offer (default: this machine's, see DirectListener.hints); tests offer their own. */
+  hints?: (port: number, coordinatorOnLoopback: boolean) => Hint[];
 }
 
 /** How long a guest keeps trying to resume its session before it gives up. */
@@ -58,8 +69,12 @@ export class Guest {
   private readonly ports: PortForward;
   private readonly nodes: NodeStreams;
   private readonly reconnect: Reconnector;
+  private directListener: DirectListener | undefined;
+  private path: "direct" | "relay" | undefined;
+  /** The host's hints when they came before this guest's own direct side was up. */
+  private pendingHints: FrameOf<ServerFrame, "hints"> | undefined;
 
-  private constructor(private client: ControlClient, private readonly o: DialOptions, private readonly events: GuestEvents) {
+  private constructor(private client: ControlClient, private readonly o: DialOptions, private readonly events: GuestEvents, private readonly directOpts: DirectOptions = {}) {
     const ctx: StreamContext = {
       send: (f) => this.client.send(f),
       dataAddress: () => this.client.peer,
@@ -68,6 +83,8 @@ export class Guest {
       verify: () => ({ tls: this.tls!, isServer: false, peerRole: "host", peerSpki: this.approved!.hostSpki, checked: this.hostCert, resume: this.ticket }),
       socks: this.socks,
       onStreamError: (m) => this.events.onStreamError?.(m),
+      direct: () => this.directListener,
+      onPath: (p) => this.pathIs(p),
     };
     this.ports = new PortForward(ctx);
     this.nodes = new NodeStreams(ctx);
@@ -80,8 +97,8 @@ export class Guest {
     });
   }
 
-  static async connect(o: DialOptions, events: GuestEvents = {}): Promise<Guest> {
-    return new Guest(await ControlClient.dial(o), o, events);
+  static async connect(o: DialOptions, events: GuestEvents = {}, direct: DirectOptions = {}): Promise<Guest> {
+    return new Guest(await ControlClient.dial(o), o, events, direct);
   }
 
   /** Sends the request and waits for the host's answer; rejects with the reason when denied. */
@@ -97,6 +114,8 @@ export class Guest {
     const code = "code" in req ? startCode(req.code, { spki, name: req.name, reason: req.reason, identity: identityFp }) : undefined;
     const via = code ? viaCode(code.redeem.code) : viaShare((req as { shareId: string }).shareId, (req as { target: string }).target);
     const identity = idPem ? { identity: signIdentity(idPem, { tlsSpki: spki, name: req.name, reason: req.reason, via }) } : {};
+    // The host's hints (`share --direct-listen`) may come right behind the approval: heard from now on.
+    this.client.on("hints", (f) => this.hostHints(f));
     this.client.send(code
       ? { t: "redeem", ...code.redeem, csr, name: req.name, reason: req.reason, ...identity }
       : { t: "request", shareId: (req as { shareId: string }).shareId, target: (req as { target: string }).target, csr, name: req.name, reason: req.reason, ...identity });
@@ -126,8 +145,46 @@ export class Guest {
     this.approved = answer;
     this.tls = guestTls(this.keyPem, answer.cert, this.o.caPem, TLS_1_3);
     this.bind(this.client);
+    if (!this.directOpts.relayOnly) this.offerDirect(answer);
     this.ports.warm();
     return answer;
+  }
+
+  /**
+   * The direct path: a listener the host's agent may dial, and its addresses sent as hints signed with
+   * this session's key (which the agent pins), so the coordinator that relays them cannot change them.
+   */
+  private offerDirect(approved: Approved): void {
+    const local = this.client.socket.localAddress ?? "";
+    const onLoopback = /^(127\.|::1$|::ffff:127\.)/.test(local);
+    const listener = new DirectListener({
+      sessionId: approved.sessionId, tls: this.tls!, resume: this.ticket, hostSpki: approved.hostSpki, checked: this.hostCert, socks: this.socks,
+      send: (f) => this.client.send(f), coordinatorOnLoopback: onLoopback, onPath: (p) => this.pathIs(p),
+    });
+    let port: number;
+    try {
+      port = listener.listen();
+    } catch (err) {
+      this.events.onStreamError?.(`no direct path (cannot listen: ${errorMessage(err)}); streams go through the coordinator`);
+      return;
+    }
+    this.directListener = listener;
+    const hints = (this.directOpts.hints ?? localHints)(port, onLoopback);
+    this.client.send({ t: "hints", ...signHints(this.keyPem, approved.sessionId, "guest", hints) });
+    if (this.pendingHints) void listener.hostHints(this.pendingHints);
+    this.pendingHints = undefined;
+  }
+
+  private hostHints(f: FrameOf<ServerFrame, "hints">): void {
+    if (this.directListener) void this.directListener.hostHints(f);
+    else this.pendingHints = f;
+  }
+
+  private pathIs(p: "direct" | "relay"): void {
+    if (this.path === p) return;
+    this.path = p;
+    this.ports.pathIs(p);
+    this.events.onPath?.(p);
   }
 
   /** Listens on host:port and forwards every connection; resolves with the bound address. `pool`: ready streams kept (see stream-pool.ts). */
@@ -181,6 +238,8 @@ export class Guest {
     c.on("stream", (f) => void (this.nodes.owns(f.ref) ? this.nodes.ready(f) : this.ports.ready(f)));
     c.on("error", (f) => (this.nodes.owns(f.ref) ? this.nodes.refused(f) : this.ports.owns(f.ref) && this.ports.refused(f)));
     c.on("refused", (f) => this.ports.streamRefused(f));
+    c.on("fallback", (f) => this.directListener?.fallback(f.streamId));
+    c.on("path", (f) => f.sessionId === this.approved?.sessionId && this.directListener && this.pathIs(f.path));
     c.on("closed", (f) => this.end(f.reason));
     c.onClose((err) => this.detach(err));
   }
@@ -190,6 +249,7 @@ export class Guest {
     this.ended = true;
     this.reconnect.stop();
     this.ports.stop();
+    this.directListener?.stop();
     this.dropStreams(new TesseraError("closed", reason));
     for (const w of this.resumeWaiters.splice(0)) w.reject(new TesseraError("closed", reason));
     if (notify) this.events.onClosed?.(reason);
@@ -219,6 +279,7 @@ export class Guest {
       this.client = c;
       this.detached = false;
       this.bind(c);
+      c.on("hints", (h) => this.hostHints(h));
       this.ports.warm();
       this.events.onResumed?.(f);
       for (const w of this.resumeWaiters.splice(0)) w.resolve();

@@ -1,6 +1,8 @@
 // Streams of the session handed over as node Duplexes rather than forwarded from a local port: a
 // shell's terminal, stdin/stdout for --stdio. Same end-to-end TLS and host check as every stream.
 import type { Duplex } from "node:stream";
+import type { Socket } from "bun";
+import type { End } from "../data/pipe.ts";
 import { TesseraError, errorMessage } from "../errors.ts";
 import { connectData } from "../data/data-dial.ts";
 import { asDuplex, cleanlyDone } from "../data/socket-duplex.ts";
@@ -55,21 +57,27 @@ export class NodeStreams {
     d.reject(refusal(f));
   }
 
-  async ready(f: FrameOf<ServerFrame, "stream">): Promise<void> {
-    const d = this.dialing.get(f.ref);
+  async ready(f: FrameOf<ServerFrame, "stream">, fellBack?: Waiter): Promise<void> {
+    const d = fellBack ?? this.dialing.get(f.ref);
     if (!d) return;
     this.dialing.delete(f.ref);
     if (!this.ctx.live()) return d.reject(new TesseraError("no_session", "the session is not open"));
+    const direct = f.direct ? this.ctx.direct?.() : undefined;
+    // The direct path: the host's agent dials us; the relay is the fallback (direct-listener.ts).
+    if (direct) {
+      return direct.expect(f, {
+        take: (inner) => this.handOver(inner, d),
+        gone: () => false,
+        fallback: () => void this.ready({ ...f, direct: undefined }, d),
+        fail: (why) => d.reject(new TesseraError("stream", `stream failed: ${why}`)),
+      });
+    }
+    this.ctx.onPath?.("relay");
     const socks = this.ctx.socks;
     try {
       const { raw, inner } = startVerified(await connectData(this.ctx.dataAddress()), {
         ...this.ctx.verify(), token: f.token,
-        onVerified: (inner) => {
-          const duplex = asDuplex(inner);
-          this.duplexes.add(duplex);
-          duplex.on("close", () => this.duplexes.delete(duplex));
-          d.resolve(duplex);
-        },
+        onVerified: (inner) => this.handOver(inner, d),
         onRejected: (why) => d.reject(new TesseraError("stream", `stream failed: ${why}`)),
         onClose: (inner) => {
           socks.delete(inner);
@@ -83,6 +91,13 @@ export class NodeStreams {
     } catch (err) {
       d.reject(new TesseraError("stream", `cannot reach the coordinator's data port: ${errorMessage(err)}`));
     }
+  }
+
+  private handOver(inner: Socket<End>, d: Waiter): void {
+    const duplex = asDuplex(inner);
+    this.duplexes.add(duplex);
+    duplex.on("close", () => this.duplexes.delete(duplex));
+    d.resolve(duplex);
   }
 
   drop(why: Error): void {

@@ -51,6 +51,11 @@ export class PortForward {
     this.pool?.fill();
   }
 
+  /** The session's streams now go this way: spares of the slower path give way to the new one. */
+  pathIs(p: "direct" | "relay"): void {
+    this.pool?.pathIs(p);
+  }
+
   owns(ref: string | undefined): boolean {
     return ref !== undefined && (this.asked.has(ref) || this.opening.has(ref) || this.using.has(ref) || !!this.pool?.owns(ref));
   }
@@ -83,7 +88,10 @@ export class PortForward {
     }
     sock.setNoDelay(true);
     const pooled = this.pool?.take();
-    if (pooled) return this.usePooled(sock, pooled.streamId, pooled.inner);
+    if (pooled) {
+      this.ctx.onPath?.(pooled.path);
+      return this.usePooled(sock, pooled.streamId, pooled.inner);
+    }
     this.opening.set(ref, sock);
     this.waiting.push(ref);
     this.askMore();
@@ -114,7 +122,8 @@ export class PortForward {
       if (!this.opening.has(ref)) continue; // the local client left while it waited
       this.asked.add(ref);
       this.ctx.send({ t: "open", sessionId: live.approved.sessionId, ref });
-      this.predialed.set(ref, connectData(this.ctx.dataAddress()).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))));
+      // On the direct path the agent dials us: no relay connection is dialled ahead.
+      if (!this.ctx.direct?.()?.active) this.predialed.set(ref, connectData(this.ctx.dataAddress()).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))));
     }
   }
 
@@ -148,10 +157,11 @@ export class PortForward {
     this.ctx.onStreamError?.(`a connection was refused by the host's side: ${f.reason}`);
   }
 
-  async ready(f: FrameOf<ServerFrame, "stream">): Promise<void> {
-    if (this.pool?.owns(f.ref)) return this.pool.answered(f);
-    const predialed = this.answered(f.ref);
-    const local = this.opening.get(f.ref);
+  /** `fellBack`: the local connection of a direct stream whose agent could not reach us; it takes the relay now. */
+  async ready(f: FrameOf<ServerFrame, "stream">, fellBack?: Socket<End>): Promise<void> {
+    if (!fellBack && this.pool?.owns(f.ref)) return this.pool.answered(f);
+    const predialed = fellBack ? undefined : this.answered(f.ref);
+    const local = fellBack ?? this.opening.get(f.ref);
     if (!local || !this.ctx.live()) {
       void predialed?.then((raw) => raw instanceof Error || raw.terminate());
       return;
@@ -159,6 +169,12 @@ export class PortForward {
     this.opening.delete(f.ref);
     const socks = this.ctx.socks;
     socks.add(local);
+    const direct = f.direct ? this.ctx.direct?.() : undefined;
+    if (direct) {
+      void predialed?.then((raw) => raw instanceof Error || raw.terminate());
+      return direct.expectSocket(f, local, () => void this.ready({ ...f, direct: undefined }, local), (m) => this.ctx.onStreamError?.(m));
+    }
+    this.ctx.onPath?.("relay");
     let dialed: { raw: Socket<End>; inner: Socket<End> };
     try {
       const raw = await (predialed ?? connectData(this.ctx.dataAddress()));

@@ -5,6 +5,7 @@ import type { InnerTls } from "../data/data-dial.ts";
 import type { End } from "../data/pipe.ts";
 import type { VerifiedStreamOptions } from "../data/verified-stream.ts";
 import type { ClientFrame, FrameOf, ServerFrame } from "../wire/protocol.ts";
+import type { DirectListener } from "./direct-listener.ts";
 
 export type Approved = FrameOf<ServerFrame, "approved">;
 
@@ -22,6 +23,10 @@ export interface StreamContext {
   /** Every live socket of every stream (local, raw and TLS), so the session's end cuts them all. */
   readonly socks: Set<Socket<End>>;
   onStreamError?(message: string): void;
+  /** The direct path's listener, once the session has one (not with --relay-only). */
+  direct?(): DirectListener | undefined;
+  /** A stream went through the relay (the direct listener reports the direct ones). */
+  onPath?(path: "direct" | "relay"): void;
 }
 
 /** The inner TLS client's options for an approved session: its key and certificate, TLS 1.3. */

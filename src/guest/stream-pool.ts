@@ -22,6 +22,7 @@ const REFILL_DELAY_MS = 5;
 export interface Pooled {
   streamId: string;
   inner: Socket<End>;
+  path: "direct" | "relay";
 }
 
 export class StreamPool {
@@ -35,6 +36,8 @@ export class StreamPool {
   private handshaking = 0;
   private quietUntil = 0;
   private refill: ReturnType<typeof setTimeout> | undefined;
+  /** The path the session's new streams take, as the guest last heard. */
+  private path: Pooled["path"] = "relay";
   /** Bumped by drop(): handshakes of an earlier generation no longer count here. */
   private generation = 0;
 
@@ -100,6 +103,37 @@ export class StreamPool {
     const failed = (): void => {
       if (settle()) this.quietUntil = Date.now() + RETRY_MS;
     };
+    const keep = (inner: Socket<End>, path: Pooled["path"]): void => {
+      if (!settle() || !this.ctx.live()) return cut(inner);
+      // Asked for before the session went direct: a direct spare takes its place.
+      if (path === "relay" && this.path === "direct") {
+        cut(inner);
+        return this.fill();
+      }
+      const spare = { streamId: f.streamId, inner, path };
+      this.ready.push(spare);
+      const closed = inner.data.onClose;
+      inner.data.onClose = (sock, clean) => {
+        const i = this.ready.indexOf(spare);
+        if (i >= 0) this.ready.splice(i, 1);
+        closed?.(sock, clean);
+      };
+    };
+    // On the direct path the agent dials us (or we the host); a failed dial takes the relay unseen.
+    const direct = f.direct ? this.ctx.direct?.() : undefined;
+    if (direct) {
+      return direct.expect(f, {
+        take: (inner) => keep(inner, "direct"),
+        gone: () => generation !== this.generation || !this.ctx.live(),
+        fallback: () => void this.viaRelay(f, generation, keep, failed),
+        fail: failed,
+      });
+    }
+    await this.viaRelay(f, generation, keep, failed);
+  }
+
+  /** The spare's data connection through the coordinator, and its end-to-end TLS. */
+  private async viaRelay(f: FrameOf<ServerFrame, "stream">, generation: number, keep: (inner: Socket<End>, path: Pooled["path"]) => void, failed: () => void): Promise<void> {
     const raw = await connectData(this.ctx.dataAddress()).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
     if (raw instanceof Error || !this.ctx.live() || generation !== this.generation) {
       if (!(raw instanceof Error)) raw.terminate();
@@ -109,11 +143,7 @@ export class StreamPool {
     try {
       const { inner } = startVerified(raw, {
         ...this.ctx.verify(), token: f.token,
-        onVerified: (inner) => {
-          if (!settle()) return;
-          if (!this.ctx.live()) return cut(inner);
-          this.ready.push({ streamId: f.streamId, inner });
-        },
+        onVerified: (inner) => keep(inner, "relay"),
         onRejected: (why) => {
           failed();
           this.ctx.onStreamError?.(`a pooled stream failed: ${why}`);
@@ -121,8 +151,6 @@ export class StreamPool {
         onClose: (inner) => {
           socks.delete(inner);
           failed();
-          const i = this.ready.findIndex((p) => p.inner === inner);
-          if (i >= 0) this.ready.splice(i, 1);
         },
       });
       socks.add(raw);
@@ -131,6 +159,14 @@ export class StreamPool {
     } catch {
       failed();
     }
+  }
+
+  /** The session's streams now go direct: spares through the coordinator give way to direct ones. */
+  pathIs(p: Pooled["path"]): void {
+    this.path = p;
+    if (p !== "direct") return;
+    for (const spare of this.ready.filter((x) => x.path === "relay")) cut(spare.inner);
+    this.fill();
   }
 
   /** The session ended or the guest is resuming: every pooled stream goes. */

@@ -13,6 +13,7 @@ import { sessionRefusal } from "./session-check.ts";
 import { spkiFingerprint } from "../pki/index.ts";
 import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
 import { StreamServer } from "./stream-server.ts";
+import { DirectDialer } from "./direct-dialer.ts";
 
 
 export interface AgentOptions extends Required<Pick<DialOptions, "address" | "caPem" | "keyPem" | "certPem" | "version">> {
@@ -32,6 +33,10 @@ export interface AgentOptions extends Required<Pick<DialOptions, "address" | "ca
   receipts?: boolean;
   /** A stream not verified within this time is dropped with its target connection (default STREAM_SETUP_TIMEOUT_MS in stream-server.ts). */
   streamSetupTimeoutMs?: number;
+  /** `--relay-only`: the agent dials no direct-path hint; every stream goes through the coordinator. */
+  relayOnly?: boolean;
+  /** `--direct-listen`: the agent also listens and offers its addresses, so a guest it cannot reach may reach it. */
+  directListen?: boolean;
 }
 
 /** Something on the host that takes a verified end-to-end stream directly instead of a TCP target. */
@@ -72,13 +77,15 @@ export class Agent {
   private readonly hostKey: string;
   private readonly reconnect: Reconnector;
   private readonly streams: StreamServer;
+  private readonly direct: DirectDialer;
 
   constructor(private readonly o: AgentOptions, private readonly events: AgentEvents = {}) {
     this.hostKey = spkiFingerprint(o.certPem);
     this.tls = { key: o.keyPem, cert: o.certPem, ca: o.caPem, requestCert: true, rejectUnauthorized: true, minVersion: TLS_1_3 } as InnerTls;
+    this.direct = new DirectDialer({ client: () => this.client, tls: this.tls, relayOnly: o.relayOnly, listen: o.directListen ? { keyPem: o.keyPem } : undefined });
     this.streams = new StreamServer({
       client: () => this.client, session: (id) => this.sessions.get(id), policy: o.policy, shell: o.shell,
-      scopes: this.scopes, tls: this.tls, events, setupTimeoutMs: o.streamSetupTimeoutMs,
+      scopes: this.scopes, tls: this.tls, events, setupTimeoutMs: o.streamSetupTimeoutMs, direct: o.relayOnly ? undefined : this.direct,
     });
     this.reconnect = new Reconnector({
       // A failed attempt is reported once, by onRetry: the embedding command decides how to show it.
@@ -106,11 +113,18 @@ export class Agent {
         this.events.onStream?.(f.sessionId, `refused session ${f.sessionId}: ${why.detail}; nothing was served`);
         return c.send({ t: "end", sessionId: f.sessionId, reason: `refused by the host: ${why.reason}` });
       }
-      this.sessions.set(f.sessionId, { frame: f, streams: new Set(), settingUp: 0, pool: new Map(), usedEarly: new Set() });
+      const session: AgentSession = { frame: f, streams: new Set(), settingUp: 0, pool: new Map(), usedEarly: new Set() };
+      this.sessions.set(f.sessionId, session);
       this.scopes.seen(f, Date.now(), (id) => this.endSession(id));
+      this.direct.opened(session);
     });
     c.on("incoming", (f) => void this.streams.incoming(f));
     c.on("use", (f) => void this.streams.use(f));
+    c.on("hints", (f) => {
+      const s = this.sessions.get(f.sessionId);
+      if (s) void this.direct.hints(f, s);
+    });
+    c.on("fallback", (f) => this.direct.fallback(f.streamId));
     c.on("closed", (f) => {
       this.o.shell?.closed?.(f.sessionId, f.reason);
       this.scopes.forget(f.sessionId);
@@ -126,6 +140,7 @@ export class Agent {
     if (this.stopped) return;
     this.stopped = true;
     this.reconnect.stop();
+    this.direct.stop();
     await this.client?.leave(this.o.shareId);
     for (const id of [...this.sessions.keys()]) this.endSession(id);
   }
@@ -140,6 +155,7 @@ export class Agent {
     const s = this.sessions.get(id);
     if (!s) return;
     this.sessions.delete(id);
+    this.direct.forget(id);
     for (const sock of [...s.streams]) sock.terminate();
   }
 }

@@ -12,6 +12,7 @@ import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.t
 import type { TargetPolicy } from "./policy.ts";
 import type { ScopeKeeper } from "./scopes.ts";
 import type { AgentEvents, AgentSession, StreamService } from "./agent.ts";
+import type { DirectDialer } from "./direct-dialer.ts";
 
 const log = logger("agent");
 
@@ -35,6 +36,8 @@ export interface StreamServerOptions {
   tls: InnerTls;
   events: AgentEvents;
   setupTimeoutMs?: number;
+  /** The direct path (direct-dialer.ts); absent with --relay-only. */
+  direct?: DirectDialer;
 }
 
 export class StreamServer {
@@ -60,7 +63,7 @@ export class StreamServer {
       void target?.then((up) => up instanceof Error || cut(up));
       return void s.settingUp--;
     }
-    await this.dial(f, s, {
+    await this.via(f, s, {
       onVerified: (inner) => void target.then((up) => this.join(f, s, inner, up)),
       onFailed: () => void target.then((up) => up instanceof Error || cut(up)),
     });
@@ -75,7 +78,7 @@ export class StreamServer {
     if (s.settingUp >= MAX_SETUPS_PER_SESSION) return this.refuse(f, `${s.settingUp} streams of this session are already waiting for the guest's TLS`);
     s.settingUp++;
     s.pool.set(f.streamId, undefined);
-    await this.dial(f, s, {
+    await this.via(f, s, {
       onVerified: (inner) => {
         if (!s.pool.has(f.streamId)) return cut(inner);
         s.pool.set(f.streamId, inner);
@@ -154,6 +157,12 @@ export class StreamServer {
     this.o.events.onStream?.(f.sessionId);
   }
 
+  /** A stream the coordinator put on the direct path goes there first, and through the relay if that fails. */
+  private via(f: FrameOf<ServerFrame, "incoming">, s: AgentSession, on: { onVerified(inner: Socket<End>): void; onFailed(why: string): void }): Promise<void> {
+    const direct = this.o.direct;
+    return f.direct && direct ? direct.serve(f, s, on, () => this.dial(f, s, on)) : this.dial(f, s, on);
+  }
+
   /**
    * Dials the stream's data connection and serves the guest's end-to-end TLS on it; only the key the
    * host approved may use this session, whatever the CA signed. The stream's sockets are the session's;
@@ -227,7 +236,7 @@ export class StreamServer {
     }
     if (s.settingUp >= MAX_SETUPS_PER_SESSION) return this.refuse(f, `${s.settingUp} streams of this session are already waiting for the guest's TLS`);
     s.settingUp++;
-    await this.dial(f, s, {
+    await this.via(f, s, {
       onVerified: (inner) => {
         if (!this.o.session(f.sessionId)) return void cut(inner);
         shell.serve(asDuplex(inner), { ...s.frame, readOnly: this.o.scopes.readOnly(f.sessionId) });

@@ -39,7 +39,23 @@ const count = v.pipe(v.number(), v.integer(), v.minValue(0));
 /** Most sessions one status frame lists (the rest are counted in `more`), so it stays far below the frame cap. */
 export const MAX_STATUS_SESSIONS = 100;
 /** One session as the coordinator sees it: who, what, how much, and whether the guest is connected. */
-const sessionView = v.strictObject({ sessionId: id, guest: name, addr: text(80), target, streams: count, up: count, down: count, idleSec: count, away: v.boolean() });
+const sessionView = v.strictObject({ sessionId: id, guest: name, addr: text(80), target, streams: count, up: count, down: count, idleSec: count, away: v.boolean(), path: v.optional(v.picklist(["direct", "relay"])) });
+/** An IP literal (never a name: the agent resolves nothing a guest names) and port a side may be reached on (version 5). */
+export const hint = v.strictObject({ host: v.pipe(v.string(), v.maxLength(45), v.regex(/^[0-9A-Fa-f:.]+$/, "must be an IP address")), port: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535)) });
+/** Most hints one frame may carry: far above what the agent dials (its cap), so an excess is seen and audited, not cut off unseen. */
+export const MAX_HINTS_IN_FRAME = 1024;
+/** Direct-path hints signed with the offering side's session key (wire/hints.ts); the coordinator relays them unchanged (version 5). */
+const hintFields = { sessionId: id, hints: v.pipe(v.array(hint), v.maxLength(MAX_HINTS_IN_FRAME)), key: b64std(400), sig: b64std(200) };
+/** Who dials a direct stream when it is not the agent. */
+const dialer = v.literal("guest");
+/** Most stream reports one frame carries: a burst of streams is reported in a few frames, not a flood of them. */
+export const MAX_STREAM_REPORTS = 256;
+/**
+ * Reports on a session's direct streams, batched: verified and moving ("open", with the bytes so far), done
+ * with the agent's byte counts ("closed"), or not reachable by the side that dials ("failed": the relay instead).
+ */
+const streamReport = v.strictObject({ streamId: id, state: v.picklist(["open", "closed", "failed"]), up: v.optional(count), down: v.optional(count), reason: v.optional(text(200)) });
+export type StreamReport = v.InferOutput<typeof streamReport>;
 
 /** Frames a client (agent, share, guest, link) sends to the coordinator. */
 export const ClientFrame = v.variant("t", [
@@ -80,6 +96,10 @@ export const ClientFrame = v.variant("t", [
   /** The share's host asks what the coordinator knows of it: live sessions, waiting requests (version 2). */
   /** ref: set by a poller (the host's live view), so a refusal never answers another frame's wait. */
   frame("status", { shareId: id, ref: v.optional(id) }),
+  /** Direct path (version 5): the guest's signed hints; the agent's probe outcome (counts for the audit line); its direct streams' reports. */
+  frame("hints", hintFields),
+  frame("direct", { sessionId: id, ok: v.boolean(), offered: count, dialled: count, refused: count, over: count, reason: v.optional(text(200)) }),
+  frame("direct-stream", { sessionId: id, reports: v.pipe(v.array(streamReport), v.minLength(1), v.maxLength(MAX_STREAM_REPORTS)) }),
   frame("ping", {}),
   frame("pong", {}),
   frame("error", { code: id, message: text(1000) }),
@@ -105,11 +125,22 @@ export const ServerFrame = v.variant("t", [
   frame("denied", { requestId: id, reason: text(200) }),
   /** openedAt: when the host approved it, so the agent holds a time-scoped session to that clock. */
   frame("session", { sessionId: id, shareId: id, target, guest: guestInfo, scope: v.optional(Scope), openedAt: v.optional(epochMs), receipt: v.optional(Receipt) }),
-  /** pool: set up the stream, but serve it only when its "use" comes (version 5). */
-  frame("incoming", { sessionId: id, streamId: id, token, pool: v.optional(v.boolean()) }),
+  /**
+   * direct: the token the agent presents on its direct connection to the guest (version 5); `token` stays the
+   * relay's, for a fallback. reportMs: how often the agent reports a direct stream's bytes (the idle clock needs them).
+   * pool: set up the stream, but serve it only when its "use" comes (version 5).
+   */
+  frame("incoming", { sessionId: id, streamId: id, token, direct: v.optional(token), dialer: v.optional(dialer), reportMs: v.optional(count), pool: v.optional(v.boolean()) }),
   /** A pooled stream was put to work and its opening is in the audit log: the agent may serve it now (version 5). */
   frame("use", { sessionId: id, streamId: id }),
-  frame("stream", { sessionId: id, streamId: id, token, ref: id }),
+  /** dialer "guest": the host listens (`share --direct-listen`) and the guest dials it; otherwise the agent dials the guest. */
+  frame("stream", { sessionId: id, streamId: id, token, ref: id, direct: v.optional(token), dialer: v.optional(dialer) }),
+  /** The guest's signed hints, relayed to the agent (version 5). */
+  frame("hints", hintFields),
+  /** A direct stream could not be set up: the side waiting for it takes it through the relay with the stream's own token (version 5). */
+  frame("fallback", { sessionId: id, streamId: id }),
+  /** The host's agent proved the guest's hint: the session's new streams go direct (the guest's pool trades its relayed spares) (version 5). */
+  frame("path", { sessionId: id, path: v.literal("direct") }),
   frame("closed", { sessionId: id, reason: text(200) }),
   frame("resumed", { sessionId: id, target, idleTimeoutSec: v.number(), restarted: v.boolean(), hostOnline: v.boolean() }),
   frame("left", { shareId: id }),

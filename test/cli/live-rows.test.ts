@@ -24,7 +24,7 @@ test("every panel line fits 80 columns, even with long, wide or hostile names an
     expect(l.length).toBeLessThanOrEqual(79);
     expect(l).not.toMatch(/[\x00-\x1f]/);
   }
-  expect(lines[2]).toMatch(/^ 1  alice\s+127\.0\.0\.1:5432\s+-\s+3\s+1\.2k\s+5\.6M\s+29:49\s+-$/);
+  expect(lines[2]).toMatch(/^ 1  alice\s+127\.0\.0\.1:5432\s+-\s+3\s+1\.2k\s+5\.6M\s+29:49\s+-\s+-$/);
   expect(lines[4]).toContain("away");
   expect(panelLines(rows, 0, 1800, 40).every((l) => l.length <= 39)).toBe(true);
   expect(panelLines([], 0, 1800)).toEqual([]);
@@ -32,6 +32,14 @@ test("every panel line fits 80 columns, even with long, wide or hostile names an
 
 test("a time scope counts down from the approval", () => {
   const r = row({ scope: { ttlMs: 60_000 }, openedAt: 0, seenAt: 0 });
-  expect(panelLines([r], 15_000, 1800)[2]).toMatch(/1m\s.*0:45$/);
+  expect(panelLines([r], 15_000, 1800)[2]).toMatch(/1m\s.*0:45 -$/);
   expect(plainLine(r, 15_000, 1800)).toBe("#1 se-abc alice -> 127.0.0.1:5432, scope 1m: 3 streams, 1.2k up, 5.6M down, idle limit in 29:35, ends in 0:45");
+});
+
+test("each row says which path the session's streams take", () => {
+  expect(panelLines([row({ path: "direct" })], 0, 1800)[2]).toMatch(/ direct$/);
+  expect(panelLines([row({ path: "relay" })], 0, 1800)[2]).toMatch(/ relay$/);
+  expect(panelLines([row({ path: "direct", target: "[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:65535", guest: "g".repeat(64) })], 0, 1800)[2]!.length).toBeLessThanOrEqual(79);
+  expect(plainLine(row({ path: "direct" }), 0, 1800)).toMatch(/, direct to the guest$/);
+  expect(plainLine(row({ path: "relay" }), 0, 1800)).toMatch(/, through the coordinator$/);
 });

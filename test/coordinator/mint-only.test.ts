@@ -88,7 +88,7 @@ describe("status", () => {
     await w.send(asker, { t: "status", shareId: "web" });
     const st = await asker.ch.wait("status");
     expect(st).toMatchObject({ shareId: "web", online: true, targets: [TARGET], more: 0, requests: 1 });
-    expect(st.sessions).toEqual([{ sessionId: s.sessionId, guest: "alice", addr: expect.any(String), target: TARGET, streams: 0, up: 0, down: 0, idleSec: expect.any(Number), away: false }]);
+    expect(st.sessions).toEqual([{ sessionId: s.sessionId, guest: "alice", addr: expect.any(String), target: TARGET, streams: 0, up: 0, down: 0, idleSec: expect.any(Number), away: false, path: "relay" }]);
 
     const other = await w.host("other-box");
     expect((await refusal(w.send(other, { t: "status", shareId: "web" }))).code).toBe("no_share");

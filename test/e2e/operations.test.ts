@@ -84,7 +84,8 @@ test("metrics over HTTPS count a real session, a refusal, a denial and a revoke;
   const bad = await run(["join", "ZZZZ-ZZZZ", "--name", "eve", "--local", "127.0.0.1:0"], d.guestEnv);
   expect(bad.code).not.toBe(0);
 
-  const { guest, local } = await joinApproved(d, host, code, "alice");
+  // On the relay for sure: this test counts the bytes the coordinator relays (test/e2e/direct.test.ts has the direct path).
+  const { guest, local } = await joinApproved(d, host, code, "alice", ["--relay-only"]);
   const payload = randomBytes(200_000);
   expect((await roundTrip(local, payload)).equals(payload)).toBe(true);
 

@@ -35,8 +35,9 @@ test("quickstart: code, prompt at the host's terminal, y, forwarding with many p
   const closes = d.audit().filter((e) => e.event === "stream.close");
   expect(closes.length).toBe(24);
   const up = closes.reduce((n, e) => n + Number(e.bytesUp), 0);
-  // Every payload byte crossed the coordinator (plus TLS overhead), and it was counted.
-  expect(up).toBeGreaterThan(payloads.reduce((n, p) => n + p.length, 0));
+  // Every payload byte was counted: by the coordinator on the relay (plus TLS overhead), or exactly by
+  // the agent's report on the direct path (streams opened once the agent proved the guest's hint).
+  expect(up).toBeGreaterThanOrEqual(payloads.reduce((n, p) => n + p.length, 0));
   // No secret reaches the audit log: not the code, not a token, not a key.
   const text = JSON.stringify(d.audit());
   expect(text).not.toContain(code);

@@ -1,0 +1,171 @@
+// The coordinator's part in the direct path: it relays each side's signed hints (it cannot forge one:
+// wire/hints.ts), keeps which path a session's new streams take, and audits every step. A direct
+// stream is still opened and audited here before either side learns its token; its bytes are the
+// agent's report at its close, and a failed direct dial falls back to the relay tokens issued with it.
+import { randomBytes } from "node:crypto";
+import { RefusedError } from "../errors.ts";
+import type { FrameOf, ClientFrame, StreamReport } from "../wire/protocol.ts";
+import { STREAM_TOKEN_BYTES } from "../wire/protocol.ts";
+import type { Hint } from "../wire/hints.ts";
+import type { AuditLog } from "../audit/log.ts";
+import type { Peer, Session } from "./state.ts";
+import type { Splicer, Stream } from "./splice.ts";
+import { metrics } from "./metrics.ts";
+
+type CF<T extends ClientFrame["t"]> = FrameOf<ClientFrame, T>;
+
+/** A direct stream the agent has not reported on (open, closed or failed) within this is ended. */
+const REPORT_TIMEOUT_MS = 30_000;
+
+interface PathState {
+  /** The agent proved the guest's hint (it dials the guest), with this agent connection: a reconnected agent has forgotten it. */
+  agentDials?: Peer;
+  /** The guest proved the host's hint (`share --direct-listen`: the guest dials), with these connections. */
+  guestDials?: { guest: Peer; agent: Peer };
+  hinted: boolean;
+  hostHinted: boolean;
+}
+
+const paths = new WeakMap<Session, PathState>();
+
+/** Who dials a session's new direct streams (the agent first, as it never listens by default), or undefined: the relay. */
+function dialerOf(s: Session): "agent" | "guest" | undefined {
+  const st = paths.get(s);
+  if (!st || !s.share.agent) return undefined;
+  if (st.agentDials === s.share.agent) return "agent";
+  if (st.guestDials && st.guestDials.agent === s.share.agent && st.guestDials.guest === s.guest) return "guest";
+  return undefined;
+}
+
+/** The path a session's new streams take. */
+export function pathOf(s: Session): "direct" | "relay" {
+  return dialerOf(s) ? "direct" : "relay";
+}
+
+export interface DirectBookOptions {
+  audit: AuditLog;
+  splicer: Splicer;
+  actors(s: Session): Record<string, unknown>;
+  session(id: string): Session | undefined;
+  /** The idle limit: a direct stream's activity must be reported well within it. */
+  idleTimeoutMs: number;
+  /** Test only (TESSERA_TEST_INJECT_HINT): a hint this coordinator adds to every guest's list, to prove the agent refuses it. */
+  injectHint?: Hint;
+}
+
+export class DirectBook {
+  private readonly unreported = new Map<Stream, ReturnType<typeof setTimeout>>();
+  /** Direct streams the guest dials (`share --direct-listen`). */
+  private readonly guestDialled = new WeakSet<Stream>();
+
+  constructor(private readonly o: DirectBookOptions) {}
+
+  /**
+   * A side's signed hints, relayed unchanged to the other side (once a session and side): the guest's to
+   * the agent, and with `share --direct-listen` the agent's to the guest. Audited with their count.
+   */
+  hints(peer: Peer, f: CF<"hints">): void {
+    const s = this.o.session(f.sessionId);
+    const from = s?.guest === peer ? "guest" : s && s.share.agent === peer ? "host" : undefined;
+    if (!s || !from) throw new RefusedError("no_session", `no session "${f.sessionId}" is yours`);
+    const st = state(s);
+    if (from === "guest" && st.hinted) throw new RefusedError("limit", "direct-path hints were already offered for this session");
+    // A reconnected agent offers its hints again with the session's frame: the guest has probed them once already.
+    if (from === "host" && st.hostHinted) return;
+    if (from === "guest") st.hinted = true;
+    else st.hostHinted = true;
+    this.o.audit.append("direct.hints", { ...this.o.actors(s), from, offered: f.hints.length, injected: this.o.injectHint ? true : undefined });
+    const relayed = this.o.injectHint ? { ...f, hints: [this.o.injectHint, ...f.hints] } : f;
+    (from === "guest" ? s.share.agent : s.guest)?.ch.send({ ...relayed, t: "hints" });
+  }
+
+  /** A side's probe outcome: the session's new streams go direct from now on (that side dials), or stay on the relay. */
+  probed(peer: Peer, f: CF<"direct">): void {
+    const s = this.o.session(f.sessionId);
+    const by = s?.share.agent === peer ? "host" : s && s.guest === peer ? "guest" : undefined;
+    if (!s || !by) throw new RefusedError("no_session", `no session "${f.sessionId}" is yours`);
+    const st = state(s);
+    if (by === "host") st.agentDials = f.ok ? peer : undefined;
+    // The guest learns it now, not at its next stream: its spares made through the relay give way.
+    if (by === "host" && f.ok) s.guest?.ch.send({ t: "path", sessionId: s.id, path: "direct" });
+    else st.guestDials = f.ok && s.share.agent ? { guest: peer, agent: s.share.agent } : undefined;
+    const { t: _t, sessionId: _s, ...counts } = f;
+    this.o.audit.append("direct.probe", { ...this.o.actors(s), by, ...counts });
+  }
+
+  /** A fresh token for the side that dials to present on its direct connection, if the session is on the direct path. */
+  route(s: Session): { token: string; dialer?: "guest" } | undefined {
+    const dialer = dialerOf(s);
+    if (!dialer) return undefined;
+    return { token: randomBytes(STREAM_TOKEN_BYTES).toString("base64url"), ...(dialer === "guest" ? { dialer } : {}) };
+  }
+
+  /**
+   * Sends a direct stream's frames once its opening is on disk (no side knows the direct token before),
+   * and bounds the wait for the agent's report.
+   */
+  offer(s: Session, stream: Stream, t: { agentToken: string; guestToken: string; direct: { token: string; dialer?: "guest" }; ref: string; pool?: boolean }, durable: Promise<void>): void {
+    if (t.direct.dialer) this.guestDialled.add(stream);
+    const d = { direct: t.direct.token, ...(t.direct.dialer ? { dialer: t.direct.dialer } : {}) };
+    const timer = setTimeout(() => this.o.splicer.end(stream, "the agent did not report the direct stream in time"), REPORT_TIMEOUT_MS);
+    this.unreported.set(stream, timer);
+    durable.then(() => {
+      if (stream.ended) return;
+      const reportMs = Math.round(Math.min(10_000, Math.max(250, this.o.idleTimeoutMs / 4)));
+      // The guest hears first, as it waits for the agent's connection (which it holds a moment if it comes first).
+      s.guest?.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: t.guestToken, ref: t.ref, ...d });
+      s.share.agent?.ch.send({ t: "incoming", sessionId: s.id, streamId: stream.id, token: t.agentToken, ...d, reportMs, ...(t.pool ? { pool: true } : {}) });
+    }, () => this.o.splicer.end(stream, "the audit log could not record the stream"));
+  }
+
+  /** The agent's word on its direct streams (and the guest's, when it could not dial the host for one), in order. */
+  report(peer: Peer, f: CF<"direct-stream">): void {
+    const s = this.o.session(f.sessionId);
+    const guest = !!s && s.guest === peer && f.reports.every((r) => r.state === "failed");
+    if (!s || (s.share.agent !== peer && !guest)) throw new RefusedError("no_session", `no session "${f.sessionId}" is served by you`);
+    const byId = new Map([...s.streams].map((st) => [st.id, st]));
+    for (const r of f.reports) this.one(s, byId.get(r.streamId), r, guest);
+  }
+
+  private one(s: Session, stream: Stream | undefined, f: StreamReport, guest: boolean): void {
+    if (!stream || stream.ended) return;
+    if (!stream.direct) return; // a relayed stream's counts are the splice's own
+    // Only the side that dials a stream can say it failed.
+    if (f.state === "failed") return guest === this.guestDialled.has(stream) ? this.fallback(s, stream, f.reason) : undefined;
+    if (f.up !== undefined || f.down !== undefined) stream.reported = { up: f.up ?? 0, down: f.down ?? 0 };
+    if (f.state === "closed") return this.o.splicer.end(stream, f.reason ?? "closed");
+    this.reported(stream);
+    stream.spliced = true;
+  }
+
+  private fallback(s: Session, stream: Stream, reason?: string): void {
+    this.reported(stream);
+    // The dialling side could not reach the other: this stream takes its relay tokens, later ones the relay too.
+    const st = state(s);
+    const byGuest = this.guestDialled.has(stream);
+    if (byGuest) st.guestDials = undefined;
+    else st.agentDials = undefined;
+    metrics.directFallbacks.inc();
+    this.o.audit.append("stream.fallback", { ...this.o.actors(s), streamId: stream.id, reason: reason ?? "the direct dial failed" });
+    this.o.splicer.relay(stream);
+    // The side that waits for the connection hears it; the dialling side goes to the relay by itself.
+    (byGuest ? s.share.agent : s.guest)?.ch.send({ t: "fallback", sessionId: s.id, streamId: stream.id });
+  }
+
+  /** A stream ended: its report timer goes. */
+  ended(stream: Stream): void {
+    this.reported(stream);
+  }
+
+  private reported(stream: Stream): void {
+    const t = this.unreported.get(stream);
+    if (t) clearTimeout(t);
+    this.unreported.delete(stream);
+  }
+}
+
+function state(s: Session): PathState {
+  let st = paths.get(s);
+  if (!st) paths.set(s, (st = { hinted: false, hostHinted: false }));
+  return st;
+}

@@ -1,0 +1,142 @@
+// In-process tests of the coordinator's part in the direct path (coordinator/direct.ts): it relays a
+// guest's hints unchanged and once, takes path and byte reports only from the session's agent, opens
+// and audits every direct stream before either side learns its token, and falls back to the relay.
+import { afterEach, expect, test } from "bun:test";
+import { metrics } from "../../src/coordinator/metrics.ts";
+import { refusal, until, World, type Approved } from "./fake-peers.ts";
+
+let w: World;
+afterEach(async () => {
+  await w?.close();
+  w = undefined!;
+});
+
+const HINTS = { hints: [{ host: "192.168.1.20", port: 40001 }], key: "AAAA", sig: "BBBB" };
+const relayed = () => metrics.bytesRelayed.value({ direction: "guest_to_agent" }) + metrics.bytesRelayed.value({ direction: "agent_to_guest" });
+
+async function directSession(): Promise<Approved> {
+  const s = await w.session();
+  await w.send(s.guest, { t: "hints", sessionId: s.sessionId, ...HINTS });
+  await w.send(s.host, { t: "direct", sessionId: s.sessionId, ok: true, offered: 1, dialled: 1, refused: 0, over: 0 });
+  return s;
+}
+
+test("a guest's hints are audited and relayed to the agent unchanged, once a session, and only from that guest", async () => {
+  w = await World.open();
+  const s = await w.session();
+  const other = await w.session(s.host, "bob");
+  // Not yours: another session's guest.
+  expect((await refusal(w.send(other.guest, { t: "hints", sessionId: s.sessionId, ...HINTS }))).code).toBe("no_session");
+  await w.send(s.guest, { t: "hints", sessionId: s.sessionId, ...HINTS });
+  const got = await s.host.ch.wait("hints");
+  expect(got).toEqual({ t: "hints", sessionId: s.sessionId, ...HINTS });
+  expect(w.one("direct.hints")).toMatchObject({ sessionId: s.sessionId, offered: 1 });
+  expect((await refusal(w.send(s.guest, { t: "hints", sessionId: s.sessionId, ...HINTS }))).code).toBe("limit");
+  expect(s.host.ch.of("hints")).toHaveLength(1);
+});
+
+test("share --direct-listen: the agent's hints go to the guest, once; the guest's probe makes it the dialler of later streams", async () => {
+  w = await World.open();
+  const s = await w.session();
+  await w.send(s.host, { t: "hints", sessionId: s.sessionId, ...HINTS });
+  expect(await s.guest.ch.wait("hints")).toEqual({ t: "hints", sessionId: s.sessionId, ...HINTS });
+  expect(w.one("direct.hints")).toMatchObject({ from: "host", offered: 1 });
+  // Again (a reconnected agent sends them with each session): not relayed a second time.
+  await w.send(s.host, { t: "hints", sessionId: s.sessionId, ...HINTS });
+  expect(s.guest.ch.of("hints")).toHaveLength(1);
+  await w.send(s.guest, { t: "direct", sessionId: s.sessionId, ok: true, offered: 1, dialled: 1, refused: 0, over: 0 });
+  expect(w.one("direct.probe")).toMatchObject({ by: "guest", ok: true });
+  await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
+  const st = await s.guest.ch.wait("stream", (f) => f.ref === "a");
+  const inc = await s.host.ch.wait("incoming", (f) => f.streamId === st.streamId);
+  expect([st.dialer, inc.dialer]).toEqual(["guest", "guest"]);
+  expect(inc.direct).toBe(st.direct!);
+  // Only the dialling side says a dial failed: the agent cannot, for a stream the guest dials.
+  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "failed" }] });
+  expect(w.events().filter((e) => e.event === "stream.fallback")).toHaveLength(0);
+  await w.send(s.guest, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "failed", reason: "refused" }] });
+  // The agent waits for the guest's connection: it is the one told to take the relay.
+  expect((await s.host.ch.wait("fallback")).streamId).toBe(st.streamId);
+  expect(s.guest.ch.of("fallback")).toHaveLength(0);
+  // A guest cannot report bytes or an open: that is the agent's word.
+  expect((await refusal(w.send(s.guest, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "closed", up: 1, down: 1 }] }))).code).toBe("no_session");
+});
+
+test("a probe's outcome comes only from the session's own sides, and is audited with its counts", async () => {
+  w = await World.open();
+  const s = await w.session();
+  const other = await w.session(s.host, "bob");
+  const report = { t: "direct" as const, sessionId: s.sessionId, ok: true, offered: 1000, dialled: 8, refused: 3, over: 989 };
+  expect((await refusal(w.send(other.guest, report))).code).toBe("no_session");
+  await w.send(s.host, report);
+  expect(w.one("direct.probe")).toMatchObject({ by: "host", ok: true, offered: 1000, dialled: 8, refused: 3, over: 989 });
+});
+
+test("on the direct path a stream is audited first, both sides get the same direct token, and its bytes are the agent's", async () => {
+  w = await World.open();
+  const s = await directSession();
+  const before = relayed();
+  const byPath = metrics.streamsByPath.value({ path: "direct" });
+  await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
+  const st = await s.guest.ch.wait("stream", (f) => f.ref === "a");
+  const inc = await s.host.ch.wait("incoming", (f) => f.streamId === st.streamId);
+  expect(st.direct).toBeDefined();
+  expect(inc.direct).toBe(st.direct);
+  expect(inc.token).not.toBe(st.token);
+  expect(inc.reportMs).toBeGreaterThan(0);
+  // The open line came first: frames wait for it to be on disk.
+  expect(w.one("stream.open")).toMatchObject({ streamId: st.streamId, path: "direct" });
+  expect(metrics.streamsByPath.value({ path: "direct" })).toBe(byPath + 1);
+  // Reports about it come only from the agent.
+  expect((await refusal(w.send(s.guest, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "closed", up: 1, down: 1 }] }))).code).toBe("no_session");
+  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "open" }] });
+  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "closed", up: 1234, down: 5678 }] });
+  await until(() => w.events().some((e) => e.event === "stream.close"), "the stream's close line");
+  expect(w.one("stream.close")).toMatchObject({ streamId: st.streamId, bytesUp: 1234, bytesDown: 5678 });
+  expect(relayed()).toBe(before);
+  expect(w.broker.counts.streams).toBe(0);
+});
+
+test("a direct dial that fails: the stream falls back to its relay tokens, the guest is told, later streams go through the relay", async () => {
+  w = await World.open({ streamTokenTtlMs: 200 });
+  const s = await directSession();
+  await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
+  const st = await s.guest.ch.wait("stream", (f) => f.ref === "a");
+  // A direct stream has no lapse timer (the agent's report bounds it) until it falls back.
+  expect(w.broker.counts.pendingStreams).toBe(0);
+  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "failed", reason: "192.168.1.20:40001: connection refused" }] });
+  expect((await s.guest.ch.wait("fallback")).streamId).toBe(st.streamId);
+  expect(w.one("stream.fallback")).toMatchObject({ streamId: st.streamId, reason: "192.168.1.20:40001: connection refused" });
+  // Its relay tokens now have the usual time to be used; nobody dials here, so it lapses.
+  await until(() => w.events().some((e) => e.event === "stream.close" && e.reason === "stream was not picked up in time"), "the fallen-back stream lapsing");
+  await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "b" });
+  const next = await s.guest.ch.wait("stream", (f) => f.ref === "b");
+  expect(next.direct).toBeUndefined();
+  expect(w.events().filter((e) => e.event === "stream.open").map((e) => e.path)).toEqual(["direct", "relay"]);
+  // A "failed" for a stream that is not direct (any more) changes nothing.
+  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: next.streamId, state: "failed" }] });
+  expect(w.events().filter((e) => e.event === "stream.fallback")).toHaveLength(1);
+});
+
+test("the session's end ends its direct streams, with the bytes the agent last reported", async () => {
+  w = await World.open();
+  const s = await directSession();
+  await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
+  const st = await s.guest.ch.wait("stream", (f) => f.ref === "a");
+  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "open", up: 10, down: 20 }] });
+  await w.send(s.guest, { t: "end", sessionId: s.sessionId });
+  expect(w.one("stream.close")).toMatchObject({ streamId: st.streamId, bytesUp: 10, bytesDown: 20 });
+  expect(w.one("session.close")).toMatchObject({ bytesUp: 10, bytesDown: 20 });
+  expect(s.host.ch.of("closed")).toHaveLength(1);
+});
+
+test("an agent that reconnects has forgotten the session's direct path: new streams go through the relay", async () => {
+  w = await World.open();
+  const s = await directSession();
+  // The same host's agent comes back on a new connection (its old one dropped).
+  w.broker.drop(s.host);
+  const again = await w.hello(w.peer({ host: s.host.host }));
+  await w.send(again, { t: "register", shareId: "web", targets: ["127.0.0.1:22"], approver: true });
+  await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
+  expect((await s.guest.ch.wait("stream", (f) => f.ref === "a")).direct).toBeUndefined();
+});

@@ -1,0 +1,138 @@
+// Issue 20 end to end, continued: the idle clock sees direct traffic, bursts and node streams go direct,
+// and `share --direct-listen` lets a guest the agent cannot reach dial the host (with its own fallback).
+import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
+import net from "node:net";
+import { randomBytes } from "node:crypto";
+import type { Hint } from "../../src/wire/hints.ts";
+import { auditEvents, deploy, echoServer, killAll, roundTrip } from "./harness.ts";
+import { countingServers, guestInProcess, joinWith, relayedBytes, shareWith } from "./direct-helpers.ts";
+
+setDefaultTimeout(90_000);
+afterAll(killAll);
+
+test("the idle clock sees direct traffic (the agent reports it), and a direct session with none still idles out", async () => {
+  const d = await deploy(["--idle-timeout", "3s"]);
+  const echo = await echoServer();
+  const { host, code } = await shareWith(d, echo.port);
+  const { guest, local } = await joinWith(d, host, code, "max");
+  expect((await auditEvents(d, "direct.probe"))[0]!.ok).toBe(true);
+  const sock = net.connect({ port: local, host: "127.0.0.1" });
+  sock.on("error", () => {});
+  // Traffic for twice the idle limit, one echo at a time, on one direct stream the coordinator never sees.
+  const until = Date.now() + 6_000;
+  const cut = new Promise<never>((_, reject) => sock.once("close", () => reject(new Error(`the stream was cut while busy: ${JSON.stringify(d.audit().slice(-2))}`))));
+  cut.catch(() => {});
+  while (Date.now() < until) {
+    sock.write("ping");
+    await Promise.race([new Promise((r) => sock.once("data", r)), cut]);
+    await Bun.sleep(200);
+  }
+  expect(d.audit().filter((e) => e.event === "session.idle")).toEqual([]);
+  expect(d.audit().find((e) => e.event === "stream.open")!.path).toBe("direct");
+  // Quiet now: the session ends for idleness, and the direct stream with it.
+  const closed = new Promise((r) => sock.once("close", r));
+  await auditEvents(d, "session.idle");
+  await closed;
+  expect(await guest.exit()).toBe(1);
+});
+
+test("a burst of 150 connections all get working direct streams", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await shareWith(d, echo.port);
+  const { guest, local } = await joinWith(d, host, code, "ned");
+  expect((await auditEvents(d, "direct.probe"))[0]!.ok).toBe(true);
+  const payloads = Array.from({ length: 150 }, (_, i) => randomBytes(1000 + i));
+  const echoed = await Promise.all(payloads.map((p) => roundTrip(local, p)));
+  echoed.forEach((e, i) => expect(e.equals(payloads[i]!)).toBe(true));
+  const opens = d.audit().filter((e) => e.event === "stream.open");
+  expect(opens.length).toBe(150);
+  expect(opens.every((e) => e.path === "direct")).toBe(true);
+  expect(d.audit().filter((e) => e.event === "stream.fallback")).toEqual([]);
+  expect(guest.err).not.toMatch(/warning|error/i);
+});
+
+test("a stream handed over as a node stream (a shell's terminal, --stdio) takes the direct path too", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await shareWith(d, echo.port);
+  const g = await guestInProcess(d, host, code, "ora");
+  expect((await auditEvents(d, "direct.probe"))[0]!.ok).toBe(true);
+  const stream = await g.guest.openStream();
+  const got = new Promise<string>((resolve) => {
+    let text = "";
+    stream.on("data", (b: Buffer) => {
+      text += b.toString();
+      if (text.length >= 5) resolve(text);
+    });
+  });
+  stream.write("hello");
+  expect(await got).toBe("hello");
+  stream.end();
+  const close = (await auditEvents(d, "stream.close"))[0]!;
+  expect(d.audit().find((e) => e.event === "stream.open")!.path).toBe("direct");
+  expect([close.bytesUp, close.bytesDown]).toEqual([5, 5]);
+  expect(g.paths).toEqual(["direct"]);
+  await g.guest.close();
+});
+
+test("share --direct-listen: a guest the agent cannot reach dials the host instead, byte-exact, with nothing relayed", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await shareWith(d, echo.port, ["--direct-listen"]);
+  // The guest offers no address of its own: only the host's listener can make the path direct.
+  const g = await guestInProcess(d, host, code, "pia", []);
+  const probes = await auditEvents(d, "direct.probe", 2);
+  expect(probes.find((e) => e.by === "host")).toMatchObject({ ok: false, offered: 0 });
+  expect(probes.find((e) => e.by === "guest")).toMatchObject({ ok: true, refused: 0 });
+  expect(d.audit().find((e) => e.event === "direct.hints" && e.from === "host")).toBeDefined();
+  await host.waitFor(/listening for guests' direct connections on port \d+/);
+  const before = await relayedBytes(d);
+  const payloads = [randomBytes(2_000_000), randomBytes(10)];
+  for (const p of payloads) expect((await roundTrip(g.local, p)).equals(p)).toBe(true);
+  const closes = await auditEvents(d, "stream.close", 2);
+  expect(d.audit().filter((e) => e.event === "stream.open").map((e) => e.path)).toEqual(["direct", "direct"]);
+  expect(closes.map((e) => e.bytesUp).sort()).toEqual(payloads.map((p) => p.length).sort());
+  expect(await relayedBytes(d)).toBe(before);
+  expect(g.errors).toEqual([]);
+  expect(g.paths).toEqual(["direct"]);
+  await g.guest.close();
+});
+
+test("without --direct-listen the agent listens on nothing and offers no hints", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await shareWith(d, echo.port);
+  const g = await guestInProcess(d, host, code, "quin", []);
+  await auditEvents(d, "direct.probe");
+  expect(d.audit().filter((e) => e.event === "direct.hints").map((e) => e.from)).toEqual(["guest"]);
+  expect(host.all).not.toContain("listening for guests");
+  const p = randomBytes(1000);
+  expect((await roundTrip(g.local, p)).equals(p)).toBe(true);
+  expect(d.audit().find((e) => e.event === "stream.open")!.path).toBe("relay");
+  await g.guest.close();
+});
+
+test("share --direct-listen: when the guest's dial of the host fails, the stream falls back to the relay unseen", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await shareWith(d, echo.port, ["--direct-listen"]);
+  // No spares: a spare made while the path worked would carry the next stream direct (as it should).
+  const g = await guestInProcess(d, host, code, "rex", [], 0);
+  await auditEvents(d, "direct.probe", 2);
+  const a = randomBytes(20_000);
+  expect((await roundTrip(g.local, a)).equals(a)).toBe(true);
+  // The host's proven address stops working (a network change): point the guest at a port nothing listens on.
+  const dead = await countingServers(1);
+  dead.close();
+  (g.guest as unknown as { directListener: { hostAddr: Hint } }).directListener.hostAddr = { host: "127.0.0.1", port: dead.ports[0]! };
+  const b = randomBytes(20_000);
+  expect((await roundTrip(g.local, b)).equals(b)).toBe(true);
+  const c = randomBytes(20_000);
+  expect((await roundTrip(g.local, c)).equals(c)).toBe(true);
+  expect((await auditEvents(d, "stream.fallback"))[0]!.reason).toContain("127.0.0.1");
+  expect(d.audit().filter((e) => e.event === "stream.open").map((e) => e.path)).toEqual(["direct", "direct", "relay"]);
+  expect(g.errors).toEqual([]);
+  expect(g.paths).toEqual(["direct", "relay"]);
+  await g.guest.close();
+});
