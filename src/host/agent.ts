@@ -1,19 +1,17 @@
 // The host's agent: keeps a control connection to the coordinator, holds the sessions it was told of
 // (each checked here: session-check.ts, scopes.ts) and hands their streams to stream-server.ts.
-import type { Duplex } from "node:stream";
-import type { Socket } from "bun";
 import { RefusedError } from "../errors.ts";
 import { Reconnector } from "../wire/reconnect.ts";
 import { ControlClient, type DialOptions } from "../wire/control-client.ts";
 import { TLS_1_3, type InnerTls } from "../data/data-dial.ts";
-import type { End } from "../data/pipe.ts";
 import type { TargetPolicy } from "./policy.ts";
 import { ScopeKeeper } from "./scopes.ts";
 import { sessionRefusal } from "./session-check.ts";
 import { spkiFingerprint } from "../pki/index.ts";
-import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
+import { SHELL_TARGET } from "../wire/protocol.ts";
 import { StreamServer } from "./stream-server.ts";
 import { DirectDialer } from "./direct-dialer.ts";
+import type { AgentEvents, AgentSession, StreamService } from "./types.ts";
 
 
 export interface AgentOptions extends Required<Pick<DialOptions, "address" | "caPem" | "keyPem" | "certPem" | "version">> {
@@ -39,33 +37,7 @@ export interface AgentOptions extends Required<Pick<DialOptions, "address" | "ca
   directListen?: boolean;
 }
 
-/** Something on the host that takes a verified end-to-end stream directly instead of a TCP target. */
-export interface StreamService {
-  serve(stream: Duplex, session: { sessionId: string; guest: { name: string }; readOnly?: boolean }): void;
-  /** The coordinator closed the session (its streams merely dropping does not mean that). */
-  closed?(sessionId: string, reason: string): void;
-}
-
-export interface AgentSession {
-  frame: FrameOf<ServerFrame, "session">;
-  /** Every live socket of the session's streams, so a session's end cuts them all at once. */
-  streams: Set<Socket<End>>;
-  /** The guest certificate (DER) already checked against the approved key: later streams compare bytes, not parse. */
-  checked?: Buffer;
-  /** Streams offered and not yet verified (or dropped): each may hold a target connection. */
-  settingUp: number;
-  /** Pooled streams waiting for their "use", by stream id: the verified TLS, or undefined while it is set up. */
-  pool: Map<string, Socket<End> | undefined>;
-  /** Pooled streams whose "use" came before their TLS was verified here. */
-  usedEarly: Set<string>;
-}
-
-export interface AgentEvents {
-  onConnected?(client: ControlClient): void;
-  /** retryInMs is undefined when the agent gives up (stopped, or refused for good). */
-  onDisconnected?(err: Error | undefined, retryInMs: number | undefined): void;
-  onStream?(sessionId: string, error?: string): void;
-}
+export type { AgentEvents, AgentSession, StreamService } from "./types.ts";
 
 export class Agent {
   private client: ControlClient | undefined;

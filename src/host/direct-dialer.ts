@@ -14,7 +14,7 @@ import { cutBoth, dialDirect, firstProbe, type Conn, type DirectDialOptions } fr
 import { DirectAcceptor, type PeerPin } from "../data/direct-accept.ts";
 import { StreamReports } from "../wire/stream-reports.ts";
 import { checkHints, isLoopbackAddr } from "./hint-check.ts";
-import type { AgentSession } from "./agent.ts";
+import type { AgentSession } from "./types.ts";
 
 const log = logger("agent:direct");
 

@@ -11,7 +11,7 @@ import { asDuplex } from "../data/socket-duplex.ts";
 import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
 import type { TargetPolicy } from "./policy.ts";
 import type { ScopeKeeper } from "./scopes.ts";
-import type { AgentEvents, AgentSession, StreamService } from "./agent.ts";
+import type { AgentEvents, AgentSession, StreamService } from "./types.ts";
 import type { DirectDialer } from "./direct-dialer.ts";
 
 const log = logger("agent");
