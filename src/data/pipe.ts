@@ -85,8 +85,10 @@ function forward(from: Socket<End>, to: Socket<End>, chunk: Uint8Array): void {
   const n = to.write(chunk);
   if (n < 0) return cut(from);
   if (n < chunk.length) {
-    // The chunk belongs to this callback; keep our own copy of the unwritten tail.
-    to.data.pending = Buffer.from(chunk.subarray(n));
+    // Bun hands every data callback a buffer of its own (measured in 1.4.4, TCP and TLS: never reused
+    // afterwards), so the unwritten tail is kept as a view, not copied: under backpressure a copy here
+    // cost up to one extra memcpy per byte per hop.
+    to.data.pending = chunk.subarray(n);
     from.pause();
   }
 }
