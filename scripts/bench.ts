@@ -263,5 +263,10 @@ function checkTargets(s: ReturnType<typeof summarize>, idle: Record<string, numb
   add("direct path: 64 B round trip p50 <= ssh -L's", d?.ssh?.rttP50, (x) => x <= 1, (x) => `${fmt(x)}x ssh (${fmt(s.medians["tessera-direct"]?.rttP50, 3)} vs ${fmt(s.medians.ssh?.rttP50, 3)} ms)`);
   add("direct path: req/resp 50 conns >= 1.0x ssh -L", d?.ssh?.rr1, (x) => x >= 1, (x) => `${fmt(x)}x`);
   add("direct path: req/resp 50 conns, 16 pipelined >= 1.0x ssh -L", d?.ssh?.rr16, (x) => x >= 1, (x) => `${fmt(x)}x`);
+  add("direct path: req/resp 50 conns >= 0.4x direct", d?.direct?.rr1, (x) => x >= 0.4, (x) => `${fmt(x)}x`);
+  add("direct path: 1-stream throughput >= 2.0x ssh -L", d?.ssh?.tp1, (x) => x >= 2, (x) => `${fmt(x)}x`);
+  add("direct path: 8-stream throughput >= 2.5x ssh -L", d?.ssh?.tp8, (x) => x >= 2.5, (x) => `${fmt(x)}x`);
+  add("direct path: stream setup p50 <= 2x ssh -L's (back to back)", d?.ssh?.setupP50, (x) => x <= 2, (x) => `${fmt(x)}x ssh`);
+  add(`direct path: stream setup p50 <= 2x ssh -L's (${SETUP_GAP_MS} ms apart)`, d?.ssh?.setupGapP50, (x) => x <= 2, (x) => `${fmt(x)}x ssh`);
   return out;
 }
