@@ -125,10 +125,14 @@ export class Splicer {
     for (const [k, e] of this.byToken) if (e.stream === stream) this.byToken.delete(k);
     if (stream.guest) cut(stream.guest);
     if (stream.agent) cut(stream.agent);
-    // Counted once a stream ends: nothing is added per chunk on the hot path.
-    // Only what crossed this splice: a direct stream's reported bytes never passed through here.
-    metrics.bytesRelayed.inc(stream.guest?.data.bytesRead ?? 0, { direction: "guest_to_agent" });
-    metrics.bytesRelayed.inc(stream.agent?.data.bytesRead ?? 0, { direction: "agent_to_guest" });
+    // Counted once a stream ends: nothing is added per chunk on the hot path. Only what crossed this
+    // splice (a direct stream's reported bytes never did), and only for streams that were used: a spare
+    // never used carried its handshake alone, and like its bytes in the session's totals it is left out,
+    // so the counter stays the sum of the audit log's stream.close lines.
+    if (stream.pool !== "ready") {
+      metrics.bytesRelayed.inc(stream.guest?.data.bytesRead ?? 0, { direction: "guest_to_agent" });
+      metrics.bytesRelayed.inc(stream.agent?.data.bytesRead ?? 0, { direction: "agent_to_guest" });
+    }
     this.events.onClosed(stream, reason);
   }
 

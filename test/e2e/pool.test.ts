@@ -32,7 +32,8 @@ test("spares are ready before use, reach nothing and are not audited; each used 
   const { host, code } = await share(d, echo.port);
   // share checks once that its target listens: that one connection is not a stream's.
   const probe = echo.accepted();
-  const { guest, local } = await joinApproved(d, host, code, "pooler", ["--pool", "3"]);
+  // On the relay: this test counts what the coordinator relays.
+  const { guest, local } = await joinApproved(d, host, code, "pooler", ["--pool", "3", "--relay-only"]);
   await eventually(async () => {
     const n = await metric(d, "tessera_streams_pooled");
     if (n !== 3) throw new Error(`${n} pooled`);
@@ -70,6 +71,8 @@ test("spares are ready before use, reach nothing and are not audited; each used 
   expect(session.streams).toBe(5);
   expect(session.bytesUp).toBe(closes.reduce((n, e) => n + Number(e.bytesUp), 0));
   expect(await metric(d, "tessera_streams_pooled")).toBe(0);
+  // The relay's byte counter is the sum of the close lines too: the spares' handshakes are not in it.
+  expect(await metric(d, 'tessera_relayed_bytes_total{direction="guest_to_agent"}')).toBe(Number(session.bytesUp));
   expect(echo.accepted()).toBe(probe + 5);
   host.kill("SIGINT");
   await host.exit();
