@@ -2,7 +2,7 @@
 // that lost the coordinator picks its session up again.
 import { RefusedError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
-import { background, newId, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
+import { actors, background, newId, pendingOf, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
 import type { ServerFrame } from "../wire/protocol.ts";
 import { describeScope, streamRefusal } from "../wire/scope.ts";
 import { Splicer, type Stream } from "./splice.ts";
@@ -292,16 +292,4 @@ export class SessionBook {
       this.close(s, failed.reason, failed.condition);
     }
   }
-}
-
-/** A session's streams offered and not yet paired (bounded by maxStreamsPerSession). */
-function pendingOf(s: Session): number {
-  let n = 0;
-  for (const st of s.streams) if (!st.spliced) n++;
-  return n;
-}
-
-/** Who a session line is about: the guest (name, key, address it asked from), the host and the share. */
-export function actors(s: Session) {
-  return { sessionId: s.id, shareId: s.share.id, host: s.share.hostName, guest: s.guestInfo.name, guestKey: s.guestInfo.spki, addr: s.guestInfo.addr };
 }

@@ -115,3 +115,15 @@ export function formatDuration(ms: number): string {
 export function background(p: Promise<unknown>, what: string, warn: (m: string) => void): Promise<void> {
   return p.then(() => {}, (err) => warn(`store: ${what} failed: ${errorMessage(err)}`));
 }
+
+/** A session's streams offered and not yet paired (bounded by maxStreamsPerSession). */
+export function pendingOf(s: Session): number {
+  let n = 0;
+  for (const st of s.streams) if (!st.spliced) n++;
+  return n;
+}
+
+/** Who a session line is about: the guest (name, key, address it asked from), the host and the share. */
+export function actors(s: Session) {
+  return { sessionId: s.id, shareId: s.share.id, host: s.share.hostName, guest: s.guestInfo.name, guestKey: s.guestInfo.spki, addr: s.guestInfo.addr };
+}
