@@ -6,10 +6,9 @@ import type { End } from "../data/pipe.ts";
 import { TesseraError, errorMessage } from "../errors.ts";
 import { connectData } from "../data/data-dial.ts";
 import { asDuplex, cleanlyDone } from "../data/socket-duplex.ts";
-import { startVerified } from "../data/verified-stream.ts";
 import { refusal } from "../wire/control-client.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
-import type { StreamContext } from "./stream-context.ts";
+import { startStream, type StreamContext } from "./stream-context.ts";
 
 type Waiter = { resolve: (d: Duplex) => void; reject: (e: Error) => void };
 
@@ -73,21 +72,13 @@ export class NodeStreams {
       });
     }
     this.ctx.onPath?.("relay");
-    const socks = this.ctx.socks;
     try {
-      const { raw, inner } = startVerified(await connectData(this.ctx.dataAddress()), {
-        ...this.ctx.verify(), token: f.token,
+      startStream(this.ctx, await connectData(this.ctx.dataAddress()), f.token, {
         onVerified: (inner) => this.handOver(inner, d),
         onRejected: (why) => d.reject(new TesseraError("stream", `stream failed: ${why}`)),
-        onClose: (inner) => {
-          socks.delete(inner);
-          // Settles a stream that closed before its handshake did (a no-op once it was handed over).
-          d.reject(new TesseraError("stream", "stream failed: it closed before the host's end answered"));
-        },
+        // Settles a stream that closed before its handshake did (a no-op once it was handed over).
+        onClose: () => d.reject(new TesseraError("stream", "stream failed: it closed before the host's end answered")),
       });
-      socks.add(raw);
-      socks.add(inner);
-      raw.data.onClose = () => socks.delete(raw);
     } catch (err) {
       d.reject(new TesseraError("stream", `cannot reach the coordinator's data port: ${errorMessage(err)}`));
     }

@@ -6,9 +6,8 @@ import type { Socket, TCPSocketListener } from "bun";
 import { TesseraError, errorMessage } from "../errors.ts";
 import { connectData } from "../data/data-dial.ts";
 import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "../data/pipe.ts";
-import { startVerified } from "../data/verified-stream.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
-import type { StreamContext } from "./stream-context.ts";
+import { startStream, type StreamContext } from "./stream-context.ts";
 import { DEFAULT_POOL, StreamPool } from "./stream-pool.ts";
 
 /** Most "open" frames unanswered at once: well under the coordinator's per-connection frame queue (64). */
@@ -175,32 +174,24 @@ export class PortForward {
       return direct.expectSocket(f, local, () => void this.ready({ ...f, direct: undefined }, local), (m) => this.ctx.onStreamError?.(m));
     }
     this.ctx.onPath?.("relay");
-    let dialed: { raw: Socket<End>; inner: Socket<End> };
+    let inner: Socket<End>;
     try {
       const raw = await (predialed ?? connectData(this.ctx.dataAddress()));
       if (raw instanceof Error) throw raw;
-      dialed = startVerified(raw, {
-        ...this.ctx.verify(), token: f.token,
+      inner = startStream(this.ctx, raw, f.token, {
         onVerified: (inner) => (local.data.closed ? cut(inner) : pair(local, inner)),
         onRejected: (why) => {
           this.ctx.onStreamError?.(`stream failed: ${why}`);
           local.terminate();
         },
-        onClose: (inner) => {
-          socks.delete(inner);
-          // Closed before it was paired (refused, failed handshake): the local client goes too.
-          if (!inner.data.peer) local.terminate();
-        },
-      });
+        // Closed before it was paired (refused, failed handshake): the local client goes too.
+        onClose: (inner) => inner.data.peer || local.terminate(),
+      }).inner;
     } catch (err) {
       this.ctx.onStreamError?.(`stream failed: ${errorMessage(err)}`);
       return local.terminate();
     }
-    const { raw, inner } = dialed;
     if (!this.ctx.live() || local.data.closed) return cut(inner);
-    socks.add(raw);
-    socks.add(inner);
-    raw.data.onClose = () => socks.delete(raw);
     // The local client leaving before the handshake ends the stream.
     local.data.onClose = (s) => {
       socks.delete(s);

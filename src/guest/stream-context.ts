@@ -3,7 +3,7 @@
 import type { Socket } from "bun";
 import type { InnerTls } from "../data/data-dial.ts";
 import type { End } from "../data/pipe.ts";
-import type { VerifiedStreamOptions } from "../data/verified-stream.ts";
+import { startVerified, type VerifiedStreamOptions } from "../data/verified-stream.ts";
 import type { ClientFrame, FrameOf, ServerFrame } from "../wire/protocol.ts";
 import type { DirectListener } from "./direct-listener.ts";
 
@@ -33,4 +33,24 @@ export interface StreamContext {
 export function guestTls(keyPem: string, certPem: string, caPem: string | undefined, tls13: number): InnerTls {
   // The chain is checked against the CA; the key per stream against this session's host (verified-stream.ts).
   return { key: keyPem, cert: certPem, ca: caPem, rejectUnauthorized: false, minVersion: tls13 } as InnerTls;
+}
+
+/**
+ * Starts a stream of this session on a connected data socket (its token, the end-to-end TLS, the host's
+ * key checked) and keeps both its sockets in `ctx.socks` until they close, so the session's end cuts
+ * them; `on.onClose` is the caller's part of the TLS socket's close.
+ */
+export function startStream(ctx: StreamContext, raw: Socket<End>, token: string, on: Pick<VerifiedStreamOptions, "onVerified" | "onRejected"> & { onClose?(inner: Socket<End>): void }): { raw: Socket<End>; inner: Socket<End> } {
+  const socks = ctx.socks;
+  const conn = startVerified(raw, {
+    ...ctx.verify(), token, onVerified: on.onVerified, onRejected: on.onRejected,
+    onClose: (inner) => {
+      socks.delete(inner);
+      on.onClose?.(inner);
+    },
+  });
+  socks.add(conn.raw);
+  socks.add(conn.inner);
+  conn.raw.data.onClose = () => socks.delete(conn.raw);
+  return conn;
 }

@@ -6,9 +6,8 @@
 import type { Socket } from "bun";
 import { connectData } from "../data/data-dial.ts";
 import { cut, type End } from "../data/pipe.ts";
-import { startVerified } from "../data/verified-stream.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
-import type { StreamContext } from "./stream-context.ts";
+import { startStream, type StreamContext } from "./stream-context.ts";
 
 /** Ready streams a port forward keeps by default (`join --pool`). */
 export const DEFAULT_POOL = 8;
@@ -139,23 +138,15 @@ export class StreamPool {
       if (!(raw instanceof Error)) raw.terminate();
       return failed();
     }
-    const socks = this.ctx.socks;
     try {
-      const { inner } = startVerified(raw, {
-        ...this.ctx.verify(), token: f.token,
+      startStream(this.ctx, raw, f.token, {
         onVerified: (inner) => keep(inner, "relay"),
         onRejected: (why) => {
           failed();
           this.ctx.onStreamError?.(`a pooled stream failed: ${why}`);
         },
-        onClose: (inner) => {
-          socks.delete(inner);
-          failed();
-        },
+        onClose: failed,
       });
-      socks.add(raw);
-      socks.add(inner);
-      raw.data.onClose = () => socks.delete(raw);
     } catch {
       failed();
     }
