@@ -52,9 +52,7 @@ export class StreamServer {
     const beyond = this.o.scopes.take(f.sessionId, Date.now());
     if (beyond) return this.refuse(f, beyond);
     if (s.frame.target === SHELL_TARGET) return this.incomingShell(f, s);
-    if (s.settingUp >= MAX_SETUPS_PER_SESSION) return this.refuse(f, `${s.settingUp} streams of this session are already waiting for the guest's TLS`);
-    // Counted before the first await, so a burst of offers cannot slip past the cap; dial releases it.
-    s.settingUp++;
+    if (!this.setUp(f, s)) return;
     // The target is dialled while the guest's TLS handshake runs (one round trip less per stream);
     // no byte moves between them until the guest's key has been checked (onVerified), and the target
     // connection lives no longer than the stream's setup: see dial.
@@ -75,8 +73,7 @@ export class StreamServer {
    */
   private async incomingPooled(f: FrameOf<ServerFrame, "incoming">, s: AgentSession): Promise<void> {
     if (s.frame.target === SHELL_TARGET) return this.refuse(f, "a shell's streams are not pooled");
-    if (s.settingUp >= MAX_SETUPS_PER_SESSION) return this.refuse(f, `${s.settingUp} streams of this session are already waiting for the guest's TLS`);
-    s.settingUp++;
+    if (!this.setUp(f, s)) return;
     s.pool.set(f.streamId, undefined);
     await this.via(f, s, {
       onVerified: (inner) => {
@@ -112,6 +109,19 @@ export class StreamServer {
     const target = await this.target(f, s);
     if (!target) return cut(inner);
     this.join(f, s, inner, await target.conn);
+  }
+
+  /**
+   * Counts a stream in the session's setups, or refuses it past the cap. Counted before the first await,
+   * so a burst of offers cannot slip past the cap; dial releases it.
+   */
+  private setUp(f: { sessionId: string; streamId: string }, s: AgentSession): boolean {
+    if (s.settingUp >= MAX_SETUPS_PER_SESSION) {
+      this.refuse(f, `${s.settingUp} streams of this session are already waiting for the guest's TLS`);
+      return false;
+    }
+    s.settingUp++;
+    return true;
   }
 
   /**
@@ -234,8 +244,7 @@ export class StreamServer {
       this.o.events.onStream?.(f.sessionId, "refused a shell stream: this agent does not share a shell");
       return this.refuse(f, "this host does not share a shell");
     }
-    if (s.settingUp >= MAX_SETUPS_PER_SESSION) return this.refuse(f, `${s.settingUp} streams of this session are already waiting for the guest's TLS`);
-    s.settingUp++;
+    if (!this.setUp(f, s)) return;
     await this.via(f, s, {
       onVerified: (inner) => {
         if (!this.o.session(f.sessionId)) return void cut(inner);
