@@ -85,10 +85,12 @@ export class DirectBook {
     const by = s?.share.agent === peer ? "host" : s && s.guest === peer ? "guest" : undefined;
     if (!s || !by) throw new RefusedError("no_session", `no session "${f.sessionId}" is yours`);
     const st = state(s);
-    if (by === "host") st.agentDials = f.ok ? peer : undefined;
-    // The guest learns it now, not at its next stream: its spares made through the relay give way.
-    if (by === "host" && f.ok) s.guest?.ch.send({ t: "path", sessionId: s.id, path: "direct" });
-    else st.guestDials = f.ok && s.share.agent ? { guest: peer, agent: s.share.agent } : undefined;
+    // Each side's outcome is its own: the agent's failed probe does not undo the guest's proof (--direct-listen).
+    if (by === "host") {
+      st.agentDials = f.ok ? peer : undefined;
+      // The guest learns it now, not at its next stream: its spares made through the relay give way.
+      if (f.ok) s.guest?.ch.send({ t: "path", sessionId: s.id, path: "direct" });
+    } else st.guestDials = f.ok && s.share.agent ? { guest: peer, agent: s.share.agent } : undefined;
     const { t: _t, sessionId: _s, ...counts } = f;
     this.o.audit.append("direct.probe", { ...this.o.actors(s), by, ...counts });
   }
