@@ -42,6 +42,16 @@ export function pathOf(s: Session): "direct" | "relay" {
   return dialerOf(s) ? "direct" : "relay";
 }
 
+/**
+ * The session's agent is back on a new connection, its spares gone: the guest hears it now, so its pool
+ * fills. Not a session that was direct: the agent's word on the path it kept (see probed) says it.
+ */
+export function agentBack(s: Session): void {
+  const st = paths.get(s);
+  if (st?.agentDials) return;
+  s.guest?.ch.send({ t: "path", sessionId: s.id, path: "relay" });
+}
+
 export interface DirectBookOptions {
   audit: AuditLog;
   splicer: Splicer;

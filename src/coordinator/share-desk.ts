@@ -4,6 +4,7 @@ import { RefusedError } from "../errors.ts";
 import { generateNameplate, hashCode } from "../wire/codes.ts";
 import type { ClientFrame, FrameOf } from "../wire/protocol.ts";
 import { sessionFrame } from "./consent.ts";
+import { agentBack } from "./direct.ts";
 import type { SessionBook } from "./sessions.ts";
 import { shareStatus } from "./share-status.ts";
 import { requireHost, type BrokerOptions, type LiveShare, type Peer } from "./state.ts";
@@ -53,7 +54,10 @@ export class ShareDesk {
     // The agent forgot its sessions when it lost us; tell it again which guests it serves.
     for (const s of [...share.sessions]) {
       if (!share.targets.includes(s.target)) this.sessions.close(s, "the host no longer offers this target");
-      else peer.ch.send(sessionFrame(s));
+      else {
+        peer.ch.send(sessionFrame(s));
+        agentBack(s);
+      }
     }
   }
 

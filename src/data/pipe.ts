@@ -32,6 +32,8 @@ export interface End {
   /** Set by the owner: TLS handshake outcome (TLS sockets) and close notification. */
   onHandshake?: (s: Socket<End>, ok: boolean, err: Error | null) => void;
   onClose?: (s: Socket<End>, clean: boolean) => void;
+  /** FIN received while this is set (a guest's ready spare: its far end never half-closes one, so it is dead). */
+  onReadEnd?: (s: Socket<End>) => void;
   /** Instead of a peer socket, a node Duplex takes this socket's bytes (a shell, stdin/stdout): see asDuplex. */
   sink?: SocketSink;
 }
@@ -142,6 +144,7 @@ export const PIPE_HANDLERS: SocketHandler<End> = {
   },
   end(s) {
     s.data.readEnded = true;
+    if (s.data.onReadEnd) return s.data.onReadEnd(s);
     if (s.data.sink) return s.data.sink.ended();
     if (s.data.peer) finishWrite(s.data.peer);
     if (s.data.writeEnded) s.end();

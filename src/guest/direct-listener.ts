@@ -93,9 +93,9 @@ export class DirectListener {
     const { won, why } = await firstProbe(v.dial, this.o.sessionId, this.dialOptions());
     if (!won) return report(false, counts, `no hint reached the host (${why.join("; ")})`);
     this.hostAddr = won;
-    // Before the report, so the spares this guest asks for from now on follow it onto the direct path.
-    this.o.onPath?.("direct");
+    // The report first: the coordinator then routes the spares the pool asks for at once onto the direct path.
     report(true, counts);
+    this.o.onPath?.("direct");
   }
 
   /** Dials the host for a stream; a failure is reported, and the stream goes through the relay unseen. */

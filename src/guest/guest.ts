@@ -180,10 +180,12 @@ export class Guest {
     else this.pendingHints = f;
   }
 
-  private pathIs(p: "direct" | "relay"): void {
+  /** `told`: the coordinator said it (again after the host's agent reconnected): the pool, emptied meanwhile, fills on that path. */
+  private pathIs(p: "direct" | "relay", told = false): void {
+    if (this.path === p && !told) return;
+    this.ports.pathIs(p);
     if (this.path === p) return;
     this.path = p;
-    this.ports.pathIs(p);
     this.events.onPath?.(p);
   }
 
@@ -239,7 +241,8 @@ export class Guest {
     c.on("error", (f) => (this.nodes.owns(f.ref) ? this.nodes.refused(f) : this.ports.owns(f.ref) && this.ports.refused(f)));
     c.on("refused", (f) => this.ports.streamRefused(f));
     c.on("fallback", (f) => this.directListener?.fallback(f.streamId));
-    c.on("path", (f) => f.sessionId === this.approved?.sessionId && this.directListener && this.pathIs(f.path));
+    // Only a guest that offered hints goes direct; any guest's pool fills again when told.
+    c.on("path", (f) => f.sessionId === this.approved?.sessionId && this.pathIs(this.directListener ? f.path : "relay", true));
     c.on("closed", (f) => this.end(f.reason));
     c.onClose((err) => this.detach(err));
   }

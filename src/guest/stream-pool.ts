@@ -13,8 +13,12 @@ import { startStream, type StreamContext } from "./stream-context.ts";
 export const DEFAULT_POOL = 8;
 /** The most a guest may ask for: each pooled stream holds two connections at the coordinator. */
 export const MAX_POOL = 64;
-/** After a pooled stream fails to come up, the pool waits this long before asking again. */
+/**
+ * After a pooled stream fails to come up or is refused (the host's agent away, the coordinator busy), the
+ * pool asks again this long after, doubling up to MAX_RETRY_MS while it keeps failing.
+ */
 const RETRY_MS = 1000;
+const MAX_RETRY_MS = 16_000;
 /** How long after a spare is taken its replacement is asked for (see take). */
 const REFILL_DELAY_MS = 5;
 
@@ -30,13 +34,16 @@ export class StreamPool {
    * Asked and not yet answered, by ref. Unlike a waiting connection's stream, a spare's data connection
    * is dialled only once the coordinator agreed: a refused spare then never holds a connection slot.
    */
-  private readonly asked = new Set<string>();
+  private readonly asked = new Map<string, number>();
   /** Streams answered whose TLS is still running. */
   private handshaking = 0;
   private quietUntil = 0;
+  private retryMs = RETRY_MS;
   private refill: ReturnType<typeof setTimeout> | undefined;
   /** The path the session's new streams take, as the guest last heard. */
   private path: Pooled["path"] = "relay";
+  /** Counts the times the guest heard "direct": spares asked for before the last one are of the old path. */
+  private directSince = 0;
   /** Bumped by drop(): handshakes of an earlier generation no longer count here. */
   private generation = 0;
 
@@ -54,18 +61,21 @@ export class StreamPool {
     let got: Pooled | undefined;
     while (!got && this.ready.length) {
       const p = this.ready.shift()!;
-      if (!p.inner.data.closed) got = p;
+      if (p.inner.data.closed) continue;
+      p.inner.data.onReadEnd = undefined;
+      got = p;
     }
-    this.refillSoon();
+    this.fillIn(REFILL_DELAY_MS);
     return got;
   }
 
-  private refillSoon(): void {
+  /** One timer: a fill due sooner than a pending one waits for it (fill reschedules itself while quiet). */
+  private fillIn(ms: number): void {
     if (this.refill) return;
     this.refill = setTimeout(() => {
       this.refill = undefined;
       this.fill();
-    }, REFILL_DELAY_MS);
+    }, ms);
     this.refill.unref?.();
   }
 
@@ -73,10 +83,12 @@ export class StreamPool {
   fill(): void {
     const live = this.ctx.live();
     // A yes counted in streams (`y 1`) is not spent on spares.
-    if (!live || live.approved.scope?.streams !== undefined || Date.now() < this.quietUntil) return;
+    if (!live || live.approved.scope?.streams !== undefined) return;
+    const quiet = this.quietUntil - Date.now();
+    if (quiet > 0) return this.fillIn(quiet);
     while (this.ready.length + this.asked.size + this.handshaking < this.size) {
       const ref = this.ctx.nextRef("p");
-      this.asked.add(ref);
+      this.asked.set(ref, this.directSince);
       this.ctx.send({ t: "open", sessionId: live.approved.sessionId, ref, pool: true });
     }
   }
@@ -84,11 +96,21 @@ export class StreamPool {
   /** The coordinator refused a pooled open (a limit, the host away): wait before asking again. */
   refused(f: FrameOf<ServerFrame, "error">): void {
     this.asked.delete(f.ref!);
-    this.quietUntil = Date.now() + RETRY_MS;
+    this.backOff();
+  }
+
+  /** Once a round: the refusals of one fill's asks come together and count as one failure. */
+  private backOff(): void {
+    if (Date.now() < this.quietUntil) return;
+    this.quietUntil = Date.now() + this.retryMs;
+    this.fillIn(this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, MAX_RETRY_MS);
   }
 
   async answered(f: FrameOf<ServerFrame, "stream">): Promise<void> {
-    if (!this.asked.delete(f.ref)) return;
+    const askedAt = this.asked.get(f.ref);
+    if (askedAt === undefined) return;
+    this.asked.delete(f.ref);
     // Counted from now, so a fill meanwhile does not ask for its replacement.
     this.handshaking++;
     const generation = this.generation;
@@ -100,21 +122,30 @@ export class StreamPool {
       return true;
     };
     const failed = (): void => {
-      if (settle()) this.quietUntil = Date.now() + RETRY_MS;
+      if (settle()) this.backOff();
     };
     const keep = (inner: Socket<End>, path: Pooled["path"]): void => {
       if (!settle() || !this.ctx.live()) return cut(inner);
-      // Asked for before the session went direct: a direct spare takes its place.
-      if (path === "relay" && this.path === "direct") {
+      // Asked for before the session went direct: a direct spare takes its place. (One asked for since
+      // came through the relay because the coordinator routes it so, as after the host's agent restarted: kept.)
+      if (path === "relay" && this.path === "direct" && askedAt < this.directSince) {
         cut(inner);
         return this.fill();
       }
       const spare = { streamId: f.streamId, inner, path };
       this.ready.push(spare);
+      // The host's side never half-closes a spare: a FIN means it is gone (its agent killed, say), and a
+      // spare left half-open would be handed to the next connection and fail it.
+      inner.data.onReadEnd = (sock) => cut(sock);
+      this.retryMs = RETRY_MS;
       const closed = inner.data.onClose;
       inner.data.onClose = (sock, clean) => {
         const i = this.ready.indexOf(spare);
-        if (i >= 0) this.ready.splice(i, 1);
+        // Died unused (the host's agent went away, say): replaced, as a taken one is.
+        if (i >= 0) {
+          this.ready.splice(i, 1);
+          this.fillIn(REFILL_DELAY_MS);
+        }
         closed?.(sock, clean);
       };
     };
@@ -154,9 +185,20 @@ export class StreamPool {
 
   /** The session's streams now go direct: spares through the coordinator give way to direct ones. */
   pathIs(p: Pooled["path"]): void {
+    // "direct" again: the host's agent is back on a new connection and kept its path. Spares it was to dial
+    // on the old one never come (the direct listener would give up on them only after 30 s): not counted.
+    if (p === "direct" && this.path === "direct") {
+      this.generation++;
+      this.handshaking = 0;
+    }
     this.path = p;
-    if (p !== "direct") return;
-    for (const spare of this.ready.filter((x) => x.path === "relay")) cut(spare.inner);
+    if (p === "direct") {
+      this.directSince++;
+      for (const spare of this.ready.filter((x) => x.path === "relay")) cut(spare.inner);
+    }
+    // Said by the coordinator when the host's agent proved (or kept) the path: whatever failed before, ask now.
+    this.quietUntil = 0;
+    this.retryMs = RETRY_MS;
     this.fill();
   }
 
@@ -169,5 +211,6 @@ export class StreamPool {
     this.generation++;
     this.handshaking = 0;
     this.quietUntil = 0;
+    this.retryMs = RETRY_MS;
   }
 }

@@ -89,6 +89,7 @@ export class Agent {
       this.sessions.set(f.sessionId, session);
       this.scopes.seen(f, Date.now(), (id) => this.endSession(id));
       this.direct.opened(session);
+      this.direct.kept(session);
     });
     c.on("incoming", (f) => void this.streams.incoming(f));
     c.on("use", (f) => void this.streams.use(f));
@@ -118,6 +119,7 @@ export class Agent {
   }
 
   private lost(err?: Error): void {
+    this.direct.park();
     for (const id of [...this.sessions.keys()]) this.endSession(id);
     if (this.stopped || !this.o.reconnect) return this.events.onDisconnected?.(err, undefined);
     this.reconnect.lost(err);

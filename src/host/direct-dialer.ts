@@ -47,6 +47,8 @@ type On = { onVerified(inner: Socket<End>): void; onFailed(why: string): void };
 
 export class DirectDialer {
   private readonly paths = new Map<string, Path>();
+  /** Addresses proved before the connection to the coordinator was lost, by session: kept if the session comes back. */
+  private parked = new Map<string, Hint>();
   private acceptor: DirectAcceptor | undefined;
   private port: number | undefined;
   private reporter: ReturnType<typeof setInterval> | undefined;
@@ -71,6 +73,30 @@ export class DirectDialer {
     this.acceptor.allowProbe(probeToken(id), pin(s));
     const onLoopback = isLoopbackAddr(`${c.socket.localAddress ?? ""}:0`);
     c.send({ t: "hints", ...signHints(this.o.listen.keyPem, id, "host", localHints(this.port!, onLoopback)) });
+  }
+
+  /**
+   * The connection to the coordinator is lost: the proved addresses wait for their sessions to come back
+   * (only the last connection's: a session that ended meanwhile is never sent again).
+   */
+  park(): void {
+    this.parked = new Map([...this.paths].flatMap(([id, p]) => (p.addr ? [[id, p.addr] as const] : [])));
+  }
+
+  /**
+   * A session sent again after a reconnect: the address it proved before is its direct path again, said
+   * to the coordinator without dialling anything (the guest's hints are probed once a session).
+   */
+  kept(s: AgentSession): void {
+    const id = s.frame.sessionId;
+    const addr = this.parked.get(id);
+    this.parked.delete(id);
+    if (!addr || this.o.relayOnly) return;
+    const path = this.path(id);
+    path.hinted = true;
+    path.addr = addr;
+    log.info(`session ${id}: direct path to the guest at ${addr.host}:${addr.port} kept across the reconnect`);
+    this.o.client()?.send({ t: "direct", sessionId: id, ok: true, offered: 0, dialled: 0, refused: 0, over: 0, kept: true });
   }
 
   /** The guest's hints for a session this agent holds: checked, probed, and the outcome reported for the audit log. */

@@ -98,7 +98,8 @@ export const ClientFrame = v.variant("t", [
   frame("status", { shareId: id, ref: v.optional(id) }),
   /** Direct path (version 5): the guest's signed hints; the agent's probe outcome (counts for the audit line); its direct streams' reports. */
   frame("hints", hintFields),
-  frame("direct", { sessionId: id, ok: v.boolean(), offered: count, dialled: count, refused: count, over: count, reason: v.optional(text(200)) }),
+  /** kept: the path this agent proved before it reconnected, not probed again (each hint is dialled once a session). */
+  frame("direct", { sessionId: id, ok: v.boolean(), offered: count, dialled: count, refused: count, over: count, reason: v.optional(text(200)), kept: v.optional(v.boolean()) }),
   frame("direct-stream", { sessionId: id, reports: v.pipe(v.array(streamReport), v.minLength(1), v.maxLength(MAX_STREAM_REPORTS)) }),
   frame("ping", {}),
   frame("pong", {}),
@@ -139,8 +140,11 @@ export const ServerFrame = v.variant("t", [
   frame("hints", hintFields),
   /** A direct stream could not be set up: the side waiting for it takes it through the relay with the stream's own token (version 5). */
   frame("fallback", { sessionId: id, streamId: id }),
-  /** The host's agent proved the guest's hint: the session's new streams go direct (the guest's pool trades its relayed spares) (version 5). */
-  frame("path", { sessionId: id, path: v.literal("direct") }),
+  /**
+   * The path the session's new streams take, said when it changes and when the host's agent is back after a
+   * reconnect: on "direct" the guest's pool trades its relayed spares; on either it fills again (version 5).
+   */
+  frame("path", { sessionId: id, path: v.picklist(["direct", "relay"]) }),
   frame("closed", { sessionId: id, reason: text(200) }),
   frame("resumed", { sessionId: id, target, idleTimeoutSec: v.number(), restarted: v.boolean(), hostOnline: v.boolean() }),
   frame("left", { shareId: id }),

@@ -62,6 +62,22 @@ test("share --direct-listen: the agent's hints go to the guest, once; the guest'
   expect((await refusal(w.send(s.guest, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "closed", up: 1, down: 1 }] }))).code).toBe("no_session");
 });
 
+test("--direct-listen: the agent's failed probe of the guest does not undo the guest's proof of the host, whichever comes first", async () => {
+  w = await World.open();
+  let host;
+  for (const agentFirst of [true, false]) {
+    const s = await w.session(host, agentFirst ? "ann" : "ben");
+    host = s.host;
+    const guestOk = { t: "direct" as const, sessionId: s.sessionId, ok: true, offered: 1, dialled: 1, refused: 0, over: 0 };
+    const agentFailed = { ...guestOk, ok: false, reason: "no hint reached the guest" };
+    if (agentFirst) await w.send(s.host, agentFailed);
+    await w.send(s.guest, guestOk);
+    if (!agentFirst) await w.send(s.host, agentFailed);
+    await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
+    expect((await s.guest.ch.wait("stream", (f) => f.ref === "a")).dialer).toBe("guest");
+  }
+});
+
 test("a probe's outcome comes only from the session's own sides, and is audited with its counts", async () => {
   w = await World.open();
   const s = await w.session();
@@ -130,7 +146,7 @@ test("the session's end ends its direct streams, with the bytes the agent last r
   expect(s.host.ch.of("closed")).toHaveLength(1);
 });
 
-test("an agent that reconnects has forgotten the session's direct path: new streams go through the relay", async () => {
+test("an agent that reconnects has forgotten the session's direct path until it says it kept it: new streams go through the relay until then", async () => {
   w = await World.open();
   const s = await directSession();
   // The same host's agent comes back on a new connection (its old one dropped).
@@ -139,4 +155,22 @@ test("an agent that reconnects has forgotten the session's direct path: new stre
   await w.send(again, { t: "register", shareId: "web", targets: ["127.0.0.1:22"], approver: true });
   await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
   expect((await s.guest.ch.wait("stream", (f) => f.ref === "a")).direct).toBeUndefined();
+  // Until it says the path it proved before still holds (it dials nothing to say so): new streams go direct
+  // again, the guest is told (its pool follows), and the audit line says the path was kept, not probed.
+  expect(s.guest.ch.of("path")).toHaveLength(1);
+  await w.send(again, { t: "direct", sessionId: s.sessionId, ok: true, offered: 0, dialled: 0, refused: 0, over: 0, kept: true });
+  expect(s.guest.ch.of("path")).toHaveLength(2);
+  expect(w.events().filter((e) => e.event === "direct.probe").at(-1)).toMatchObject({ by: "host", ok: true, kept: true, dialled: 0 });
+  await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "b" });
+  expect((await s.guest.ch.wait("stream", (f) => f.ref === "b")).direct).toBeString();
+});
+
+test("a session on the relay: when its agent is back on a new connection, the guest hears it (its pool fills again)", async () => {
+  w = await World.open();
+  const s = await w.session();
+  w.broker.drop(s.host);
+  expect(s.guest.ch.of("path")).toHaveLength(0);
+  const again = await w.hello(w.peer({ host: s.host.host }));
+  await w.send(again, { t: "register", shareId: "web", targets: ["127.0.0.1:22"], approver: true });
+  expect(await s.guest.ch.wait("path")).toEqual({ t: "path", sessionId: s.sessionId, path: "relay" });
 });
