@@ -4,7 +4,7 @@
 // the agent proved before is used again after a blip, dialling nothing.
 import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import net from "node:net";
-import { auditEvents, deploy, echoServer, killAll, roundTrip, spawn } from "./harness.ts";
+import { auditEvents, deploy, echoServer, killAll, roundTrip, spawn, type Deployment } from "./harness.ts";
 import { joinWith, metric, relayedBytes } from "./direct-helpers.ts";
 import { eventually } from "../coordinator/live.ts";
 
@@ -39,20 +39,33 @@ async function cuttable(port: number): Promise<{ port: number; cutAll(): number;
   };
 }
 
-test("after the agent's connection drops and comes back, the guest's pool refills by itself and new streams take the direct path again", async () => {
+/** Waits until the coordinator counts `n` ready spares. */
+async function poolReaches(d: Deployment, n: number, what: string): Promise<void> {
+  await eventually(async () => {
+    const got = metric(await (await fetch(`http://127.0.0.1:${d.httpPort}/metrics`)).text(), "tessera_streams_pooled");
+    if (got !== n) throw new Error(`${got} pooled`);
+  }, what);
+}
+
+/**
+ * A share whose host reaches the coordinator through a cuttable forwarder, and a guest joined to it with
+ * `joinArgs`. Only the host's connections pass the forwarder: its streams' data connections go to the
+ * address its control connection reached, so they pass it too.
+ */
+async function shareBehindForwarder(name: string, joinArgs: string[] = []) {
   const d = await deploy();
   const echo = await echoServer();
-  const pooled = async () => metric(await (await fetch(`http://127.0.0.1:${d.httpPort}/metrics`)).text(), "tessera_streams_pooled");
-  // Only the host's control connection passes the forwarder; its streams' data connections reach the
-  // coordinator at the address that connection reached, so they pass it too.
   const fwd = await cuttable(d.port);
   const host = spawn(["share", "--port", String(echo.port)], { ...d.hostEnv, TESSERA_COORDINATOR: `localhost:${fwd.port}` }, { cwd: d.dir });
   const code = (await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?$/m))[1]!;
-  const { guest, local } = await joinWith(d, host, code, "blip");
+  const { guest, local } = await joinWith(d, host, code, name, joinArgs);
+  return { d, fwd, host, guest, local };
+}
+
+test("after the agent's connection drops and comes back, the guest's pool refills by itself and new streams take the direct path again", async () => {
+  const { d, fwd, host, guest, local } = await shareBehindForwarder("blip");
   await guest.waitFor(/path: direct to the host/);
-  await eventually(async () => {
-    if ((await pooled()) !== 8) throw new Error(`${await pooled()} pooled`);
-  }, "eight spares");
+  await poolReaches(d, 8, "eight spares");
 
   expect(fwd.cutAll()).toBeGreaterThan(0);
   await host.waitFor(/reconnected to the coordinator/);
@@ -62,9 +75,7 @@ test("after the agent's connection drops and comes back, the guest's pool refill
   expect(host.all).toMatch(/direct path to the guest at [\d.]+:\d+ kept across the reconnect/);
   // Spares died with the agent's connection; the pool has all eight again, with no local connection asking.
   expect(d.audit().some((e) => e.event === "stream.open")).toBe(false);
-  await eventually(async () => {
-    if ((await pooled()) !== 8) throw new Error(`${await pooled()} pooled`);
-  }, "the pool refilled after the reconnect");
+  await poolReaches(d, 8, "the pool refilled after the reconnect");
 
   // New streams are direct again: byte-exact, and the coordinator relays none of their bytes. (A spare
   // asked for in the moment between the agent's return and its word on the path is relayed, and gives way
@@ -89,21 +100,11 @@ test("after the agent's connection drops and comes back, the guest's pool refill
 });
 
 test("on the relay too (join --relay-only), spares refused while the agent was away are asked for again once it is back", async () => {
-  const d = await deploy();
-  const echo = await echoServer();
-  const pooled = async () => metric(await (await fetch(`http://127.0.0.1:${d.httpPort}/metrics`)).text(), "tessera_streams_pooled");
-  const fwd = await cuttable(d.port);
-  const host = spawn(["share", "--port", String(echo.port)], { ...d.hostEnv, TESSERA_COORDINATOR: `localhost:${fwd.port}` }, { cwd: d.dir });
-  const code = (await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?$/m))[1]!;
-  const { guest, local } = await joinWith(d, host, code, "relayed", ["--relay-only", "--pool", "4"]);
-  await eventually(async () => {
-    if ((await pooled()) !== 4) throw new Error(`${await pooled()} pooled`);
-  }, "four spares");
+  const { d, fwd, host, guest, local } = await shareBehindForwarder("relayed", ["--relay-only", "--pool", "4"]);
+  await poolReaches(d, 4, "four spares");
   fwd.cutAll();
   await host.waitFor(/reconnected to the coordinator/);
-  await eventually(async () => {
-    if ((await pooled()) !== 4) throw new Error(`${await pooled()} pooled`);
-  }, "the pool refilled after the reconnect");
+  await poolReaches(d, 4, "the pool refilled after the reconnect");
   expect(d.audit().some((e) => e.event === "stream.open")).toBe(false);
   const payload = Buffer.alloc(50_000, 3);
   expect((await roundTrip(local, payload)).equals(payload)).toBe(true);
@@ -116,7 +117,6 @@ test("on the relay too (join --relay-only), spares refused while the agent was a
 test("an agent killed and started again: its half-closed spares are not handed to the next connection, and the pool fills again by itself", async () => {
   const d = await deploy();
   const echo = await echoServer();
-  const pooled = async () => metric(await (await fetch(`http://127.0.0.1:${d.httpPort}/metrics`)).text(), "tessera_streams_pooled");
   const args = ["agent", "--share-id", "db1", "--allow", `127.0.0.1:${echo.port}`];
   let agent = spawn(args, d.hostEnv);
   await agent.waitFor(/serving share db1/);
@@ -124,18 +124,14 @@ test("an agent killed and started again: its half-closed spares are not handed t
   const code = (await approver.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m))[1]!;
   const { guest, local } = await joinWith(d, approver, code, "ann");
   await guest.waitFor(/path: direct to the host/);
-  await eventually(async () => {
-    if ((await pooled()) !== 8) throw new Error(`${await pooled()} pooled`);
-  }, "eight spares");
+  await poolReaches(d, 8, "eight spares");
 
   // A killed process's sockets end with a FIN: the guest's direct spares are half-closed, not reset.
   agent.kill("SIGKILL");
   await agent.exit();
   agent = spawn(args, d.hostEnv);
   await agent.waitFor(/serving share db1/);
-  await eventually(async () => {
-    if ((await pooled()) !== 8) throw new Error(`${await pooled()} pooled`);
-  }, "the pool refilled after the restart");
+  await poolReaches(d, 8, "the pool refilled after the restart");
   // The very first connection works: no dead spare was left for it.
   const payload = Buffer.alloc(100_000, 9);
   expect((await roundTrip(local, payload)).equals(payload)).toBe(true);
