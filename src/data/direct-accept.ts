@@ -74,10 +74,18 @@ export class DirectAcceptor {
 
   constructor(private readonly o: DirectAcceptorOptions) {}
 
-  /** Listens on every interface, at a port the system picks. */
+  /** Listens on every interface, IPv6 and IPv4 (IPv4 alone where the system has no IPv6), at a port the system picks. */
   listen(): number {
+    try {
+      return this.listenOn("::");
+    } catch {
+      return this.listenOn("0.0.0.0");
+    }
+  }
+
+  private listenOn(hostname: string): number {
     this.server = Bun.listen<Raw>({
-      hostname: "0.0.0.0", port: 0, allowHalfOpen: true,
+      hostname, port: 0, allowHalfOpen: true,
       socket: {
         open: (s) => this.opened(s),
         data: (s, chunk) => this.head(s, chunk),

@@ -12,6 +12,11 @@ export function probeToken(sessionId: string): Buffer {
 export const PROBE_OK = Buffer.from([1]);
 
 export interface Hint { host: string; port: number }
+
+/** "192.168.1.20:4000", "[fd00::2]:4000": an address as messages show it. */
+export function hintAddr(h: Hint): string {
+  return h.host.includes(":") ? `[${h.host}]:${h.port}` : `${h.host}:${h.port}`;
+}
 /** Which side offers the hints: signed, so guest hints can never be passed off as the host's or back. */
 export type HintRole = "guest" | "host";
 export interface SignedHints { sessionId: string; hints: Hint[]; key: string; sig: string }
@@ -50,13 +55,15 @@ export function hintsProblem(f: SignedHints, role: HintRole, pinnedSpki: string)
 }
 
 /**
- * Addresses this machine may be reached on, to offer as hints: every non-internal IPv4 address (16 at
- * most), and loopback when the coordinator is reached on loopback (everyone on one machine).
+ * Addresses this machine may be reached on, to offer as hints: loopback when the coordinator is reached on
+ * loopback (everyone on one machine), then every non-internal IPv4 address, then every IPv6 one; never
+ * link-local (the far end would need our interface to reach it, and the agent refuses it anyway). 16 at most.
  */
-export function localHints(port: number, coordinatorOnLoopback: boolean): Hint[] {
+export function localHints(port: number, coordinatorOnLoopback: boolean, ifaces: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces()): Hint[] {
+  const all = Object.values(ifaces).flatMap((a) => a ?? []).filter((a) => !a.internal);
+  const v4 = all.filter((a) => a.family === "IPv4" && !a.address.startsWith("169.254."));
+  const v6 = all.filter((a) => a.family === "IPv6" && !/^fe[89ab]/i.test(a.address) && !a.address.includes("%"));
   const out: Hint[] = coordinatorOnLoopback ? [{ host: "127.0.0.1", port }] : [];
-  for (const addrs of Object.values(os.networkInterfaces())) {
-    for (const a of addrs ?? []) if (!a.internal && a.family === "IPv4" && !a.address.startsWith("169.254.")) out.push({ host: a.address, port });
-  }
+  for (const a of [...v4, ...v6]) out.push({ host: a.address, port });
   return out.slice(0, 16);
 }

@@ -35,11 +35,12 @@ export function metric(text: string, series: string): number | undefined {
 
 /** A guest run in this process (so a test can choose its hints), against the real coordinator and share. */
 /** `pool`: the guest's spares (join --pool); 0 makes every stream open on demand, as a fallback test needs. */
-export async function guestInProcess(d: Deployment, host: Proc, code: string, name: string, hints?: Hint[], pool?: number) {
+/** `hints`: the list offered, or made from the guest's direct listener's port. */
+export async function guestInProcess(d: Deployment, host: Proc, code: string, name: string, hints?: Hint[] | ((port: number) => Hint[]), pool?: number) {
   const caPem = fs.readFileSync(path.join(d.dir, "pki/ca.crt"), "utf8");
   const errors: string[] = [];
   const paths: string[] = [];
-  const guest = await Guest.connect({ address: d.address, caPem, version: "test" }, { onStreamError: (m) => errors.push(m), onPath: (p) => paths.push(p) }, hints ? { hints: () => hints } : {});
+  const guest = await Guest.connect({ address: d.address, caPem, version: "test" }, { onStreamError: (m) => errors.push(m), onPath: (p) => paths.push(p) }, hints ? { hints: typeof hints === "function" ? hints : () => hints } : {});
   const approved = guest.request({ code, name, reason: "" });
   await host.waitFor(new RegExp(`Allow ${name} `));
   host.write("y\n");

@@ -136,3 +136,21 @@ test("share --direct-listen: when the guest's dial of the host fails, the stream
   expect(g.paths).toEqual(["direct", "relay"]);
   await g.guest.close();
 });
+
+test("a guest reachable only over IPv6 gets the direct path: its hint is dialled, and the stream is byte-exact with nothing relayed", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await shareWith(d, echo.port);
+  // ::1 stands for an IPv6 address of the guest's (loopback is allowed as everyone is on this machine).
+  const g = await guestInProcess(d, host, code, "v6", (port) => [{ host: "::1", port }]);
+  expect((await auditEvents(d, "direct.probe"))[0]).toMatchObject({ by: "host", ok: true, dialled: 1 });
+  await host.waitFor(/direct path to the guest at \[::1\]:\d+/);
+  const before = await relayedBytes(d);
+  const p = randomBytes(500_000);
+  expect((await roundTrip(g.local, p)).equals(p)).toBe(true);
+  expect((await auditEvents(d, "stream.close"))[0]).toMatchObject({ bytesUp: p.length });
+  expect(d.audit().find((e) => e.event === "stream.open")!.path).toBe("direct");
+  expect(await relayedBytes(d)).toBe(before);
+  expect(g.errors).toEqual([]);
+  await g.guest.close();
+});

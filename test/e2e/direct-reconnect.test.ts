@@ -72,7 +72,7 @@ test("after the agent's connection drops and comes back, the guest's pool refill
   // The agent says the path it proved still holds; it dials no hint again to say so.
   const [kept] = await auditEvents(d, "direct.probe", 2).then((e) => e.slice(1));
   expect(kept).toMatchObject({ by: "host", ok: true, kept: true, dialled: 0 });
-  expect(host.all).toMatch(/direct path to the guest at [\d.]+:\d+ kept across the reconnect/);
+  expect(host.all).toMatch(/direct path to the guest at (\[[\da-f:]+\]|[\d.]+):\d+ kept across the reconnect/);
   // Spares died with the agent's connection; the pool has all eight again, with no local connection asking.
   expect(d.audit().some((e) => e.event === "stream.open")).toBe(false);
   await poolReaches(d, 8, "the pool refilled after the reconnect");

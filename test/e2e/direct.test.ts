@@ -23,7 +23,7 @@ test("a session whose hints work moves byte-exact data on the direct path, and t
   const probe = (await auditEvents(d, "direct.probe"))[0]!;
   // Whichever of the guest's addresses answers first wins (loopback, or this machine's own address when
   // it is quicker under load): either way one of the addresses the guest offered.
-  const won = (await host.waitFor(/direct path to the guest at ([\d.]+):\d+/))[1]!;
+  const won = (await host.waitFor(/direct path to the guest at \[?([\da-f:.]+?)\]?:\d+\n/))[1]!;
   expect(localHints(0, true).map((h) => h.host)).toContain(won);
   expect(probe).toMatchObject({ ok: true, refused: 0, over: 0 });
   // join says so once the probe succeeded (its spares made through the relay give way to direct ones).
