@@ -9,7 +9,7 @@ import type { ClientFrame, FrameOf, ServerFrame } from "../wire/protocol.ts";
 import { pair, type End } from "../data/pipe.ts";
 import type { InnerTls } from "../data/data-dial.ts";
 import { DirectAcceptor, type DirectWaiter, type PeerPin } from "../data/direct-accept.ts";
-import { hintsProblem, probeToken, type Hint } from "../wire/hints.ts";
+import { hintsProblem, probeToken, signHints, type Hint } from "../wire/hints.ts";
 import { StreamReports } from "../wire/stream-reports.ts";
 import { cutBoth, dialDirect, firstProbe, type DirectDialOptions } from "../data/direct-dial.ts";
 // The agent's deny list and cap, applied to the host's hints as well: one rule for what a side dials.
@@ -59,8 +59,17 @@ export class DirectListener {
     });
   }
 
+  /**
+   * Listens, and offers the addresses `hints` gives for the port as hints signed with this session's key
+   * (`keyPem`, which the agent pins), so the coordinator that relays them cannot change them.
+   */
+  offer(keyPem: string, hints: (port: number) => Hint[]): void {
+    const port = this.listen();
+    this.o.send({ t: "hints", ...signHints(keyPem, this.o.sessionId, "guest", hints(port)) });
+  }
+
   /** Listens on every interface, at a port the system picks; the agent's probe is answered from then on. */
-  listen(): number {
+  private listen(): number {
     const port = this.acceptor.listen();
     this.acceptor.allowProbe(probeToken(this.o.sessionId), this.pin);
     return port;

@@ -18,7 +18,7 @@ import { PortForward } from "./port-forward.ts";
 import { recheckRequest } from "./recheck.ts";
 import { guestTls, type Approved, type StreamContext } from "./stream-context.ts";
 import { DirectListener } from "./direct-listener.ts";
-import { localHints, signHints, type Hint } from "../wire/hints.ts";
+import { localHints, type Hint } from "../wire/hints.ts";
 
 export type { Approved } from "./stream-context.ts";
 
@@ -150,27 +150,20 @@ export class Guest {
     return answer;
   }
 
-  /**
-   * The direct path: a listener the host's agent may dial, and its addresses sent as hints signed with
-   * this session's key (which the agent pins), so the coordinator that relays them cannot change them.
-   */
+  /** The direct path: a listener the host's agent may dial, offered with this machine's addresses (see DirectListener.offer). */
   private offerDirect(approved: Approved): void {
-    const local = this.client.socket.localAddress ?? "";
-    const onLoopback = /^(127\.|::1$|::ffff:127\.)/.test(local);
+    const onLoopback = /^(127\.|::1$|::ffff:127\.)/.test(this.client.socket.localAddress ?? "");
     const listener = new DirectListener({
       sessionId: approved.sessionId, tls: this.tls!, resume: this.ticket, hostSpki: approved.hostSpki, checked: this.hostCert, socks: this.socks,
       send: (f) => this.client.send(f), coordinatorOnLoopback: onLoopback, onPath: (p) => this.pathIs(p),
     });
-    let port: number;
     try {
-      port = listener.listen();
+      listener.offer(this.keyPem, (port) => (this.directOpts.hints ?? localHints)(port, onLoopback));
     } catch (err) {
       this.events.onStreamError?.(`no direct path (cannot listen: ${errorMessage(err)}); streams go through the coordinator`);
       return;
     }
     this.directListener = listener;
-    const hints = (this.directOpts.hints ?? localHints)(port, onLoopback);
-    this.client.send({ t: "hints", ...signHints(this.keyPem, approved.sessionId, "guest", hints) });
     if (this.pendingHints) void listener.hostHints(this.pendingHints);
     this.pendingHints = undefined;
   }
