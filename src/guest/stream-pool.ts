@@ -40,6 +40,7 @@ export class StreamPool {
   private quietUntil = 0;
   private retryMs = RETRY_MS;
   private refill: ReturnType<typeof setTimeout> | undefined;
+  private refillAt = 0;
   /** The path the session's new streams take, as the guest last heard. */
   private path: Pooled["path"] = "relay";
   /** Counts the times the guest heard "direct": spares asked for before the last one are of the old path. */
@@ -69,9 +70,12 @@ export class StreamPool {
     return got;
   }
 
-  /** One timer: a fill due sooner than a pending one waits for it (fill reschedules itself while quiet). */
+  /** One timer, at the soonest fill asked for (a fill while quiet reschedules itself for the end of it). */
   private fillIn(ms: number): void {
-    if (this.refill) return;
+    const at = Date.now() + ms;
+    if (this.refill && this.refillAt <= at) return;
+    clearTimeout(this.refill);
+    this.refillAt = at;
     this.refill = setTimeout(() => {
       this.refill = undefined;
       this.fill();

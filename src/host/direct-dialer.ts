@@ -21,6 +21,8 @@ const log = logger("agent:direct");
 /** How often live direct streams' byte counts go to the coordinator (its idle clock sees them), at most and at least. */
 const REPORT_MAX_MS = 10_000;
 const REPORT_MIN_MS = 250;
+/** Proved addresses kept for sessions to come back after a reconnect (see park). */
+const MAX_PARKED = 1024;
 /** Most activity reports one session sends a tick: enough for the idle clock, bounded whatever the stream count. */
 const REPORTS_PER_TICK = 8;
 
@@ -48,7 +50,7 @@ type On = { onVerified(inner: Socket<End>): void; onFailed(why: string): void };
 export class DirectDialer {
   private readonly paths = new Map<string, Path>();
   /** Addresses proved before the connection to the coordinator was lost, by session: kept if the session comes back. */
-  private parked = new Map<string, Hint>();
+  private readonly parked = new Map<string, Hint>();
   private acceptor: DirectAcceptor | undefined;
   private port: number | undefined;
   private reporter: ReturnType<typeof setInterval> | undefined;
@@ -76,11 +78,15 @@ export class DirectDialer {
   }
 
   /**
-   * The connection to the coordinator is lost: the proved addresses wait for their sessions to come back
-   * (only the last connection's: a session that ended meanwhile is never sent again).
+   * The connection to the coordinator is lost: the proved addresses wait for their sessions to come back.
+   * A session that ended meanwhile is never sent again, so only the newest MAX_PARKED are kept.
    */
   park(): void {
-    this.parked = new Map([...this.paths].flatMap(([id, p]) => (p.addr ? [[id, p.addr] as const] : [])));
+    for (const [id, p] of this.paths) if (p.addr) this.parked.set(id, p.addr);
+    for (const id of this.parked.keys()) {
+      if (this.parked.size <= MAX_PARKED) break;
+      this.parked.delete(id);
+    }
   }
 
   /**
