@@ -17,6 +17,7 @@ export interface Hint { host: string; port: number }
 export function hintAddr(h: Hint): string {
   return h.host.includes(":") ? `[${h.host}]:${h.port}` : `${h.host}:${h.port}`;
 }
+
 /** Which side offers the hints: signed, so guest hints can never be passed off as the host's or back. */
 export type HintRole = "guest" | "host";
 export interface SignedHints { sessionId: string; hints: Hint[]; key: string; sig: string }
