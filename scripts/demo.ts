@@ -71,6 +71,9 @@ try {
   guest.p.kill("SIGINT");
   await guest.p.exited;
   await host.waitFor(/ended: the guest ended the session/);
+  // The session's close line follows the agent's final byte counts for its streams by a moment.
+  const auditFile = path.join(dir, "audit.jsonl");
+  for (let i = 0; i < 100 && !fs.readFileSync(auditFile, "utf8").includes('"session.close"'); i++) await Bun.sleep(50);
   say("the audit log (one JSON line an event, each chained to the previous line's hash):");
   for (const line of fs.readFileSync(path.join(dir, "audit.jsonl"), "utf8").trim().split("\n")) {
     const e = JSON.parse(line);

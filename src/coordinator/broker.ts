@@ -287,6 +287,8 @@ export class Broker {
     this.closing = true;
     await this.consent.shutdown("the coordinator is shutting down; the code works again, ask again in a moment");
     for (const s of this.sessions.all.values()) this.sessions.cutStreams(s, "the coordinator is shutting down");
+    // No waiting for agents' final counts on the way out: every line is written with what is known.
+    this.sessions.direct.settleAll();
     await this.sessions.flush();
   }
 }

@@ -16,6 +16,15 @@ type CF<T extends ClientFrame["t"]> = FrameOf<ClientFrame, T>;
 
 /** A direct stream the agent has not reported on (open, closed or failed) within this is ended. */
 const REPORT_TIMEOUT_MS = 30_000;
+/** How long a direct stream ended here waits for the agent's final counts before its line takes the last ones. */
+const FINAL_WAIT_MS = 2_000;
+
+interface Final {
+  s: Session;
+  agent: Peer;
+  write(): void;
+  timer: ReturnType<typeof setTimeout>;
+}
 
 interface PathState {
   /** The agent proved the guest's hint (it dials the guest), with this agent connection: a reconnected agent has forgotten it. */
@@ -67,6 +76,12 @@ export class DirectBook {
   private readonly unreported = new Map<Stream, ReturnType<typeof setTimeout>>();
   /** Direct streams the guest dials (`share --direct-listen`). */
   private readonly guestDialled = new WeakSet<Stream>();
+  /** Direct streams the agent said closed: their counts are final. */
+  private readonly agentClosed = new WeakSet<Stream>();
+  /** Direct streams ended here (session end, revoke, the guest away) whose close line waits for the agent's final counts, by stream id. */
+  private readonly finals = new Map<string, Final & { stream: Stream }>();
+  /** Per session: finals outstanding, and what runs once there are none. */
+  private readonly settling = new Map<Session, { n: number; then?: () => void }>();
 
   constructor(private readonly o: DirectBookOptions) {}
 
@@ -132,6 +147,10 @@ export class DirectBook {
 
   /** The agent's word on its direct streams (and the guest's, when it could not dial the host for one), in order. */
   report(peer: Peer, f: CF<"direct-stream">): void {
+    // Final counts of streams ended here: their session may be over already.
+    const rest = f.reports.filter((r) => !this.finalReport(peer, f.sessionId, r));
+    if (!rest.length) return;
+    f = { ...f, reports: rest };
     const s = this.o.session(f.sessionId);
     const guest = !!s && s.guest === peer && f.reports.every((r) => r.state === "failed");
     if (!s || (s.share.agent !== peer && !guest)) throw new RefusedError("no_session", `no session "${f.sessionId}" is served by you`);
@@ -145,7 +164,10 @@ export class DirectBook {
     // Only the side that dials a stream can say it failed.
     if (f.state === "failed") return guest === this.guestDialled.has(stream) ? this.fallback(s, stream, f.reason) : undefined;
     if (f.up !== undefined || f.down !== undefined) stream.reported = { up: f.up ?? 0, down: f.down ?? 0 };
-    if (f.state === "closed") return this.o.splicer.end(stream, f.reason ?? "closed");
+    if (f.state === "closed") {
+      this.agentClosed.add(stream);
+      return this.o.splicer.end(stream, f.reason ?? "closed");
+    }
     this.reported(stream);
     stream.spliced = true;
   }
@@ -162,6 +184,54 @@ export class DirectBook {
     this.o.splicer.relay(stream);
     // The side that waits for the connection hears it; the dialling side goes to the relay by itself.
     (byGuest ? s.share.agent : s.guest)?.ch.send({ t: "fallback", sessionId: s.id, streamId: stream.id });
+  }
+
+  /**
+   * A direct stream ended here, not by the agent's report: the agent cuts it as it hears (session end,
+   * revoke) or sees its guest go, and reports its final counts, which `write` then records. Without an
+   * agent (or one that never took the stream) there is nothing to wait for: false, write now.
+   */
+  awaitFinal(stream: Stream, s: Session | undefined, write: () => void): boolean {
+    const agent = s?.share.agent;
+    if (!stream.direct || !stream.spliced || this.agentClosed.has(stream) || !s || !agent) return false;
+    const timer = setTimeout(() => this.settle(stream.id), FINAL_WAIT_MS);
+    this.finals.set(stream.id, { stream, s, agent, write, timer });
+    const st = this.settling.get(s) ?? { n: 0 };
+    st.n++;
+    this.settling.set(s, st);
+    return true;
+  }
+
+  /** Runs `then` once the session's direct streams ended here have their lines (at once if none wait). */
+  afterFinals(s: Session, then: () => void): void {
+    const st = this.settling.get(s);
+    if (!st) return then();
+    st.then = then;
+  }
+
+  private finalReport(peer: Peer, sessionId: string, r: StreamReport): boolean {
+    const f = this.finals.get(r.streamId);
+    if (!f || f.agent !== peer || f.s.id !== sessionId) return false;
+    if (r.up !== undefined || r.down !== undefined) f.stream.reported = { up: r.up ?? 0, down: r.down ?? 0 };
+    if (r.state !== "open") this.settle(r.streamId);
+    return true;
+  }
+
+  /** Writes every waiting line now, with the counts known (shutdown). */
+  settleAll(): void {
+    for (const id of [...this.finals.keys()]) this.settle(id);
+  }
+
+  private settle(streamId: string): void {
+    const f = this.finals.get(streamId);
+    if (!f) return;
+    this.finals.delete(streamId);
+    clearTimeout(f.timer);
+    f.write();
+    const st = this.settling.get(f.s);
+    if (!st || --st.n > 0) return;
+    this.settling.delete(f.s);
+    st.then?.();
   }
 
   /** A stream ended: its report timer goes. */

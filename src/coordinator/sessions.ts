@@ -2,9 +2,9 @@
 // that lost the coordinator picks its session up again.
 import { RefusedError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
-import { actors, background, newId, pendingOf, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
+import { actors, background, newId, pendingOf, scopeCheck, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
 import type { ServerFrame } from "../wire/protocol.ts";
-import { describeScope, streamRefusal } from "../wire/scope.ts";
+import { describeScope } from "../wire/scope.ts";
 import { Splicer, type Stream } from "./splice.ts";
 import { metrics } from "./metrics.ts";
 import { noteActivity, sessionFails, type CheckContext, type Condition } from "./revalidate.ts";
@@ -90,7 +90,7 @@ export class SessionBook {
     if (s.streams.size >= this.o.limits.maxStreamsPerSession || this.streamTotal >= this.o.limits.maxStreams) {
       throw new RefusedError("limit", "stream limit reached for this session", { ref });
     }
-    if (!pool) this.scopeCheck(s, ref);
+    if (!pool) scopeCheck(s, ref);
     else if (!this.roomForSpares()) throw new RefusedError("limit", "the coordinator is busy: no spare streams now (each new connection opens its own)", { ref });
     const waiting = pendingOf(s);
     if (waiting >= this.o.limits.maxPendingStreamsPerSession) {
@@ -123,7 +123,7 @@ export class SessionBook {
     const agent = s.share.agent;
     if (!agent) throw new RefusedError("host_offline", "the host's agent is reconnecting to the coordinator; try again in a moment", { ref: f.ref });
     try {
-      this.scopeCheck(s, f.ref);
+      scopeCheck(s, f.ref);
     } catch (err) {
       this.splicer.end(stream, "the pooled stream was refused: " + errorMessage(err));
       throw err;
@@ -144,12 +144,6 @@ export class SessionBook {
     return s;
   }
 
-  /** The host's scoped yes (`y 15m`, `y 1`): counted in streams opened, as the agent counts them too. */
-  private scopeCheck(s: Session, ref: string): void {
-    const scoped = streamRefusal(s.scope, s.streamCount, s.openedAt, Date.now());
-    if (scoped) throw new RefusedError("limit", scoped, { ref });
-  }
-
   private counted(s: Session, path: "direct" | "relay"): void {
     metrics.streamsTotal.inc();
     metrics.streamsByPath.inc(1, { path });
@@ -165,6 +159,12 @@ export class SessionBook {
     // A pooled stream never used was never opened in the log's eyes: it closes without a line, and
     // its handshake bytes count in no total (a session's bytes are the sum of its streams' lines).
     if (stream.pool === "ready") return void (s && this.closeIfScopeDone(s));
+    // A direct stream ended here, not by the agent: its line waits for the agent's final counts (direct.ts).
+    if (!this.direct.awaitFinal(stream, s, () => this.closeLine(stream, s, reason))) this.closeLine(stream, s, reason);
+    if (s) this.closeIfScopeDone(s);
+  }
+
+  private closeLine(stream: Stream, s: Session | undefined, reason: string): void {
     if (s) {
       s.up += stream.up;
       s.down += stream.down;
@@ -173,7 +173,6 @@ export class SessionBook {
     // Records what already happened and gates nothing: durable with the next sync, within 50 ms.
     this.o.audit.appendSoon("stream.close", { ...(s ? actors(s) : { sessionId: stream.sessionId }), streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason })
       .catch((err) => log.error(`audit log: ${errorMessage(err)}`));
-    if (s) this.closeIfScopeDone(s);
   }
 
   /** `y 1`: the connection the host allowed is over (ready pooled streams do not count), and so is the session. */
@@ -270,9 +269,12 @@ export class SessionBook {
     s.share.sessions.delete(s);
     if (this.ended.size >= ENDED_MEMORY) this.ended.delete(this.ended.keys().next().value!);
     this.ended.set(s.id, reason);
-    this.o.audit.append("session.close", { ...actors(s), reason, condition, streams: s.streamCount, bytesUp: s.up, bytesDown: s.down });
-    this.dirty.delete(s);
-    background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down).then(() => this.o.store.closeSession(s.id, reason, Date.now())), "session close", log.warn);
+    // Its totals are the sum of its streams' lines: after the agent's final counts for direct ones.
+    this.direct.afterFinals(s, () => {
+      this.o.audit.append("session.close", { ...actors(s), reason, condition, streams: s.streamCount, bytesUp: s.up, bytesDown: s.down });
+      this.dirty.delete(s);
+      background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down).then(() => this.o.store.closeSession(s.id, reason, Date.now())), "session close", log.warn);
+    });
     const frame: ServerFrame = { t: "closed", sessionId: s.id, reason };
     s.guest?.ch.send(frame);
     s.share.agent?.ch.send(frame);

@@ -6,7 +6,7 @@ import type { Store } from "../store/store.ts";
 import type { EnrollRecord } from "./enroll.ts";
 import type { Limits } from "./limits.ts";
 import type { Peer } from "./peer.ts";
-import type { Scope } from "../wire/scope.ts";
+import { streamRefusal, type Scope } from "../wire/scope.ts";
 import type { Receipt } from "../pki/receipt.ts";
 import type { Stream } from "./splice.ts";
 import type { Cluster } from "./cluster.ts";
@@ -126,4 +126,10 @@ export function pendingOf(s: Session): number {
 /** Who a session line is about: the guest (name, key, address it asked from), the host and the share. */
 export function actors(s: Session) {
   return { sessionId: s.id, shareId: s.share.id, host: s.share.hostName, guest: s.guestInfo.name, guestKey: s.guestInfo.spki, addr: s.guestInfo.addr };
+}
+
+/** The host's scoped yes (`y 15m`, `y 1`): counted in streams opened, as the agent counts them too. */
+export function scopeCheck(s: Session, ref: string): void {
+  const scoped = streamRefusal(s.scope, s.streamCount, s.openedAt, Date.now());
+  if (scoped) throw new RefusedError("limit", scoped, { ref });
 }

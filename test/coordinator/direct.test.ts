@@ -134,16 +134,37 @@ test("a direct dial that fails: the stream falls back to its relay tokens, the g
   expect(w.events().filter((e) => e.event === "stream.fallback")).toHaveLength(1);
 });
 
-test("the session's end ends its direct streams, with the bytes the agent last reported", async () => {
+test("the session's end ends its direct streams; their lines, then the session's, carry the agent's final counts", async () => {
   w = await World.open();
   const s = await directSession();
   await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
   const st = await s.guest.ch.wait("stream", (f) => f.ref === "a");
   await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "open", up: 10, down: 20 }] });
   await w.send(s.guest, { t: "end", sessionId: s.sessionId });
+  // The agent hears at once and cuts; until its final word the lines wait (the last report said 10/20).
+  expect(s.host.ch.of("closed")).toHaveLength(1);
+  expect(w.events().filter((e) => e.event === "stream.close" || e.event === "session.close")).toEqual([]);
+  // The session is gone here, yet its agent's final counts for the stream are taken.
+  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "closed", up: 2583, down: 4600 }] });
+  expect(w.one("stream.close")).toMatchObject({ streamId: st.streamId, bytesUp: 2583, bytesDown: 4600 });
+  expect(w.one("session.close")).toMatchObject({ bytesUp: 2583, bytesDown: 4600 });
+  const order = w.events().map((e) => e.event).filter((e) => e === "stream.close" || e === "session.close");
+  expect(order).toEqual(["stream.close", "session.close"]);
+});
+
+test("an agent that never gives its final counts: the lines come after a bounded wait, with the last counts it reported", async () => {
+  w = await World.open();
+  const s = await directSession();
+  await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
+  const st = await s.guest.ch.wait("stream", (f) => f.ref === "a");
+  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "open", up: 10, down: 20 }] });
+  await w.send(s.guest, { t: "end", sessionId: s.sessionId });
+  await until(() => w.events().some((e) => e.event === "session.close"), "the session's close line");
   expect(w.one("stream.close")).toMatchObject({ streamId: st.streamId, bytesUp: 10, bytesDown: 20 });
   expect(w.one("session.close")).toMatchObject({ bytesUp: 10, bytesDown: 20 });
-  expect(s.host.ch.of("closed")).toHaveLength(1);
+  // Someone else's word on that stream is not taken as final.
+  const other = await w.session(s.host, "bob");
+  expect((await refusal(w.send(other.guest, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "failed" }] }))).code).toBe("no_session");
 });
 
 test("an agent that reconnects has forgotten the session's direct path until it says it kept it: new streams go through the relay until then", async () => {

@@ -154,3 +154,30 @@ test("a guest reachable only over IPv6 gets the direct path: its hint is dialled
   expect(g.errors).toEqual([]);
   await g.guest.close();
 });
+
+test("a session ended while a direct stream is live: the stream's and the session's close lines carry the agent's final counts", async () => {
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await shareWith(d, echo.port);
+  const { guest, local } = await joinWith(d, host, code, "fin", ["--pool", "0"]);
+  await guest.waitFor(/path: direct to the host/);
+  const sock = net.connect({ port: local, host: "127.0.0.1" });
+  sock.on("error", () => {});
+  const payload = randomBytes(50_000);
+  let got = 0;
+  const echoed = new Promise<void>((r) => sock.on("data", (c: Buffer) => (got += c.length) >= payload.length && r()));
+  sock.write(payload);
+  await echoed;
+  // Still open, and no periodic report yet (they come every 10 s at the default idle limit): only the
+  // agent's word after the session's end can say what it carried.
+  guest.kill("SIGINT");
+  await guest.exit();
+  const [open] = await auditEvents(d, "stream.open");
+  expect(open!.path).toBe("direct");
+  const [close] = await auditEvents(d, "stream.close");
+  expect([close!.bytesUp, close!.bytesDown]).toEqual([payload.length, payload.length]);
+  expect((await auditEvents(d, "session.close"))[0]).toMatchObject({ bytesUp: payload.length, bytesDown: payload.length });
+  sock.destroy();
+  host.kill("SIGINT");
+  await host.exit();
+});
