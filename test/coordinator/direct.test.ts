@@ -134,13 +134,19 @@ test("a direct dial that fails: the stream falls back to its relay tokens, the g
   expect(w.events().filter((e) => e.event === "stream.fallback")).toHaveLength(1);
 });
 
-test("the session's end ends its direct streams; their lines, then the session's, carry the agent's final counts", async () => {
+/** A session on the direct path whose guest ends it while a stream is live (the agent last reported 10 up, 20 down). */
+async function endedWithLiveDirectStream() {
   w = await World.open();
   const s = await directSession();
   await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
   const st = await s.guest.ch.wait("stream", (f) => f.ref === "a");
   await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "open", up: 10, down: 20 }] });
   await w.send(s.guest, { t: "end", sessionId: s.sessionId });
+  return { s, st };
+}
+
+test("the session's end ends its direct streams; their lines, then the session's, carry the agent's final counts", async () => {
+  const { s, st } = await endedWithLiveDirectStream();
   // The agent hears at once and cuts; until its final word the lines wait (the last report said 10/20).
   expect(s.host.ch.of("closed")).toHaveLength(1);
   expect(w.events().filter((e) => e.event === "stream.close" || e.event === "session.close")).toEqual([]);
@@ -153,12 +159,7 @@ test("the session's end ends its direct streams; their lines, then the session's
 });
 
 test("an agent that never gives its final counts: the lines come after a bounded wait, with the last counts it reported", async () => {
-  w = await World.open();
-  const s = await directSession();
-  await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
-  const st = await s.guest.ch.wait("stream", (f) => f.ref === "a");
-  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "open", up: 10, down: 20 }] });
-  await w.send(s.guest, { t: "end", sessionId: s.sessionId });
+  const { s, st } = await endedWithLiveDirectStream();
   await until(() => w.events().some((e) => e.event === "session.close"), "the session's close line");
   expect(w.one("stream.close")).toMatchObject({ streamId: st.streamId, bytesUp: 10, bytesDown: 20 });
   expect(w.one("session.close")).toMatchObject({ bytesUp: 10, bytesDown: 20 });
