@@ -168,7 +168,8 @@ export class SessionBook {
     if (s) {
       s.up += stream.up;
       s.down += stream.down;
-      this.dirty.add(s);
+      // A session released to another node is that node's to write (a line may come after the release).
+      if (this.all.has(s.id)) this.dirty.add(s);
     }
     // Records what already happened and gates nothing: durable with the next sync, within 50 ms.
     this.o.audit.appendSoon("stream.close", { ...(s ? actors(s) : { sessionId: stream.sessionId }), streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason })
