@@ -10,6 +10,7 @@ import { HOST_REMOVED, HostBook } from "./host-book.ts";
 import { HOST_REMOVED_REASON, shareFails, type CheckContext, type Condition } from "./revalidate.ts";
 import { PROTOCOL_VERSION, type ClientFrame, type FrameOf } from "../wire/protocol.ts";
 import { SessionBook } from "./sessions.ts";
+import { agentGone } from "./direct.ts";
 import { ShareDesk } from "./share-desk.ts";
 import { restoredSession } from "./restore.ts";
 
@@ -258,7 +259,10 @@ export class Broker {
       share.awayReason = silent && `the host's agent${silent}`;
       this.o.audit.append("share.away", { shareId: share.id, host: share.hostName, graceMs: this.o.limits.resumeGraceMs, ...(share.awayReason ? { reason: share.awayReason } : {}) });
       for (const r of [...share.requests]) this.consent.drop(r, "the host went offline", true);
-      for (const s of share.sessions) this.sessions.cutStreams(s, "the host's agent lost its connection to the coordinator");
+      for (const s of share.sessions) {
+        this.sessions.cutStreams(s, "the host's agent lost its connection to the coordinator");
+        agentGone(s);
+      }
     }
   }
 

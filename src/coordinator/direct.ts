@@ -52,13 +52,21 @@ export function pathOf(s: Session): "direct" | "relay" {
 }
 
 /**
- * The session's agent is back on a new connection, its spares gone: the guest hears it now, so its pool
- * fills. Not a session that was direct: the agent's word on the path it kept (see probed) says it.
+ * The session's agent is gone: the path it or the guest proved was that connection's. The guest hears its
+ * streams go through the relay, so its pool stops waiting for direct spares nobody will dial.
+ */
+export function agentGone(s: Session): void {
+  const st = paths.get(s);
+  if (st) st.agentDials = st.guestDials = undefined;
+  s.guest?.ch.send({ t: "path", sessionId: s.id, path: "relay" });
+}
+
+/**
+ * The session's agent is back on a new connection: the guest hears it now, so its pool fills (through
+ * the relay; an agent that kept its direct path says so next, see probed, and the spares follow).
  */
 export function agentBack(s: Session): void {
-  const st = paths.get(s);
-  if (st?.agentDials) return;
-  s.guest?.ch.send({ t: "path", sessionId: s.id, path: "relay" });
+  s.guest?.ch.send({ t: "path", sessionId: s.id, path: pathOf(s) });
 }
 
 export interface DirectBookOptions {

@@ -176,7 +176,7 @@ export class Guest {
   /** `told`: the coordinator said it (again after the host's agent reconnected): the pool, emptied meanwhile, fills on that path. */
   private pathIs(p: "direct" | "relay", told = false): void {
     if (this.path === p && !told) return;
-    this.ports.pathIs(p);
+    this.ports.pathIs(p, told);
     if (this.path === p) return;
     this.path = p;
     this.events.onPath?.(p);

@@ -51,8 +51,8 @@ export class PortForward {
   }
 
   /** The session's streams now go this way: spares of the slower path give way to the new one. */
-  pathIs(p: "direct" | "relay"): void {
-    this.pool?.pathIs(p);
+  pathIs(p: "direct" | "relay", told = false): void {
+    this.pool?.pathIs(p, told);
   }
 
   owns(ref: string | undefined): boolean {

@@ -187,11 +187,14 @@ export class StreamPool {
     }
   }
 
-  /** The session's streams now go direct: spares through the coordinator give way to direct ones. */
-  pathIs(p: Pooled["path"]): void {
-    // "direct" again: the host's agent is back on a new connection and kept its path. Spares it was to dial
-    // on the old one never come (the direct listener would give up on them only after 30 s): not counted.
-    if (p === "direct" && this.path === "direct") {
+  /**
+   * The session's new streams take path `p`; on "direct" the spares through the coordinator give way.
+   * `told`: the coordinator said so (the agent proved or kept the path, went away or came back). Spares
+   * asked for under the old routing are no longer counted: a direct one whose agent is gone would hold
+   * its place for the direct listener's 30 s.
+   */
+  pathIs(p: Pooled["path"], told = false): void {
+    if (told) {
       this.generation++;
       this.handshaking = 0;
     }

@@ -179,20 +179,23 @@ test("an agent that reconnects has forgotten the session's direct path until it 
   expect((await s.guest.ch.wait("stream", (f) => f.ref === "a")).direct).toBeUndefined();
   // Until it says the path it proved before still holds (it dials nothing to say so): new streams go direct
   // again, the guest is told (its pool follows), and the audit line says the path was kept, not probed.
-  expect(s.guest.ch.of("path")).toHaveLength(1);
+  // The guest heard: direct (the probe), relay (the agent gone), relay (back, nothing kept yet).
+  const paths = () => s.guest.ch.of("path").map((f) => f.path);
+  expect(paths()).toEqual(["direct", "relay", "relay"]);
   await w.send(again, { t: "direct", sessionId: s.sessionId, ok: true, offered: 0, dialled: 0, refused: 0, over: 0, kept: true });
-  expect(s.guest.ch.of("path")).toHaveLength(2);
+  expect(paths()).toEqual(["direct", "relay", "relay", "direct"]);
   expect(w.events().filter((e) => e.event === "direct.probe").at(-1)).toMatchObject({ by: "host", ok: true, kept: true, dialled: 0 });
   await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "b" });
   expect((await s.guest.ch.wait("stream", (f) => f.ref === "b")).direct).toBeString();
 });
 
-test("a session on the relay: when its agent is back on a new connection, the guest hears it (its pool fills again)", async () => {
+test("a session's guest hears when its agent goes and when it is back on a new connection (its pool stops waiting, then fills)", async () => {
   w = await World.open();
   const s = await w.session();
   w.broker.drop(s.host);
-  expect(s.guest.ch.of("path")).toHaveLength(0);
+  expect(s.guest.ch.of("path")).toEqual([{ t: "path", sessionId: s.sessionId, path: "relay" }]);
   const again = await w.hello(w.peer({ host: s.host.host }));
   await w.send(again, { t: "register", shareId: "web", targets: ["127.0.0.1:22"], approver: true });
-  expect(await s.guest.ch.wait("path")).toEqual({ t: "path", sessionId: s.sessionId, path: "relay" });
+  await until(() => s.guest.ch.of("path").length === 2, "the guest told the agent is back");
+  expect(s.guest.ch.of("path")[1]).toEqual({ t: "path", sessionId: s.sessionId, path: "relay" });
 });
