@@ -13,7 +13,7 @@ import { hashToken, startHttp } from "../coordinator/http.ts";
 import { Admin } from "../coordinator/admin.ts";
 import { loadCodeKey } from "../coordinator/code-key.ts";
 import { LIMITS } from "../coordinator/limits.ts";
-import { splitAddress } from "../wire/address.ts";
+import { formatTarget, splitAddress } from "../wire/address.ts";
 import { Store } from "../store/store.ts";
 import { Cluster } from "../coordinator/cluster.ts";
 import { labelNode } from "../coordinator/metrics.ts";
@@ -147,7 +147,7 @@ function nodeArgs(args: { node?: string; advertise?: string; db: string; "node-t
   if (!a.host || a.host === "0.0.0.0" || a.host === "::") throw new ConfigError(`--advertise must name an address the other nodes can reach (got "${args.advertise}")`);
   const ttlMs = parseDuration(args["node-ttl"], "node-ttl");
   if (ttlMs < 1000 || ttlMs > 300_000) throw new ConfigError(`--node-ttl must be between 1s and 5m (got "${args["node-ttl"]}")`);
-  return { name: args.node, advertise: a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`, ttlMs };
+  return { name: args.node, advertise: formatTarget(a.host, a.port), ttlMs };
 }
 
 /**

@@ -20,6 +20,7 @@ const REPORT_TIMEOUT_MS = 30_000;
 const FINAL_WAIT_MS = 2_000;
 
 interface Final {
+  stream: Stream;
   s: Session;
   agent: Peer;
   write(): void;
@@ -87,7 +88,7 @@ export class DirectBook {
   /** Direct streams the agent said closed: their counts are final. */
   private readonly agentClosed = new WeakSet<Stream>();
   /** Direct streams ended here (session end, revoke, the guest away) whose close line waits for the agent's final counts, by stream id. */
-  private readonly finals = new Map<string, Final & { stream: Stream }>();
+  private readonly finals = new Map<string, Final>();
   /** Per session: finals outstanding, and what runs once there are none. */
   private readonly settling = new Map<Session, { n: number; then?: () => void }>();
 

@@ -4,7 +4,8 @@
 // the session's probe token, answered by the far end once both keys check out.
 import type { Socket } from "bun";
 import { errorMessage } from "../errors.ts";
-import { hintAddr, PROBE_OK, probeToken, type Hint } from "../wire/hints.ts";
+import { PROBE_OK, probeToken, type Hint } from "../wire/hints.ts";
+import { formatTarget } from "../wire/address.ts";
 import { connectData, type InnerTls } from "./data-dial.ts";
 import { cut, type End } from "./pipe.ts";
 import { startVerified } from "./verified-stream.ts";
@@ -37,7 +38,7 @@ export type Conn = { raw: Socket<End>; inner: Socket<End> };
 /** Dials `h`, presents `token` (base64url) and resolves once the far end is verified; every failure rejects with where and why. */
 export async function dialDirect(h: Hint, token: string, o: DirectDialOptions): Promise<Conn> {
   const ms = o.timeoutMs ?? DIRECT_DIAL_TIMEOUT_MS;
-  const where = hintAddr(h);
+  const where = formatTarget(h.host, h.port);
   let timer: ReturnType<typeof setTimeout> | undefined;
   let conn: Conn | undefined;
   let fail: (e: Error) => void = () => {};
@@ -81,11 +82,11 @@ export async function probeDirect(h: Hint, sessionId: string, o: DirectDialOptio
   const conn = await dialDirect(h, probeToken(sessionId).toString("base64url"), o);
   const sock = conn.inner;
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${hintAddr(h)}: no answer to the probe`)), o.timeoutMs ?? DIRECT_DIAL_TIMEOUT_MS);
+    const timer = setTimeout(() => reject(new Error(`${formatTarget(h.host, h.port)}: no answer to the probe`)), o.timeoutMs ?? DIRECT_DIAL_TIMEOUT_MS);
     const answer = (got: Buffer) => {
       clearTimeout(timer);
       if (got.subarray(0, PROBE_OK.length).equals(PROBE_OK)) resolve();
-      else reject(new Error(`${hintAddr(h)}: the ${o.peerRole} did not answer the probe`));
+      else reject(new Error(`${formatTarget(h.host, h.port)}: the ${o.peerRole} did not answer the probe`));
     };
     const early = Buffer.concat(sock.data.early);
     if (early.length) return answer(early);

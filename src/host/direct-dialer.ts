@@ -6,8 +6,9 @@
 import type { Socket } from "bun";
 import { logger } from "../log.ts";
 import type { ControlClient } from "../wire/control-client.ts";
-import { hintAddr, hintsProblem, localHints, probeToken, signHints, type Hint } from "../wire/hints.ts";
+import { hintsProblem, localHints, probeToken, signHints, type Hint } from "../wire/hints.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
+import { formatTarget } from "../wire/address.ts";
 import type { InnerTls } from "../data/data-dial.ts";
 import type { End } from "../data/pipe.ts";
 import { cutBoth, dialDirect, firstProbe, type Conn, type DirectDialOptions } from "../data/direct-dial.ts";
@@ -101,7 +102,7 @@ export class DirectDialer {
     const path = this.path(id);
     path.hinted = true;
     path.addr = addr;
-    log.info(`session ${id}: direct path to the guest at ${hintAddr(addr)} kept across the reconnect`);
+    log.info(`session ${id}: direct path to the guest at ${formatTarget(addr.host, addr.port)} kept across the reconnect`);
     this.o.client()?.send({ t: "direct", sessionId: id, ok: true, offered: 0, dialled: 0, refused: 0, over: 0, kept: true });
   }
 
@@ -133,7 +134,7 @@ export class DirectDialer {
       return report(false, counts, `no hint reached the guest (${why.join("; ")})`);
     }
     path.addr = won;
-    log.info(`session ${f.sessionId}: direct path to the guest at ${hintAddr(won)}`);
+    log.info(`session ${f.sessionId}: direct path to the guest at ${formatTarget(won.host, won.port)}`);
     report(true, counts);
   }
 

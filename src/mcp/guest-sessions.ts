@@ -6,6 +6,7 @@ import { logger } from "../log.ts";
 import { Guest, type Approved } from "../guest/guest.ts";
 import type { DialOptions } from "../wire/control-client.ts";
 import { SHELL_TARGET } from "../wire/protocol.ts";
+import { formatTarget } from "../wire/address.ts";
 import { parseInvite, parseLocal, type AccessRequestInput } from "./schemas.ts";
 import { ShellChannel } from "./shell-channel.ts";
 
@@ -93,7 +94,7 @@ export class GuestSessions {
         granted.shell = { readOnly: entry.shell.readOnly, recorded: entry.shell.recorded };
       } else {
         const bound = await guest.listen(local.host, local.port);
-        entry.local = granted.local = `${bound.host.includes(":") ? `[${bound.host}]` : bound.host}:${bound.port}`;
+        entry.local = granted.local = formatTarget(bound.host, bound.port);
       }
       this.entries.set(entry.id, entry);
       this.trimEnded();

@@ -13,11 +13,6 @@ export const PROBE_OK = Buffer.from([1]);
 
 export interface Hint { host: string; port: number }
 
-/** "192.168.1.20:4000", "[fd00::2]:4000": an address as messages show it. */
-export function hintAddr(h: Hint): string {
-  return h.host.includes(":") ? `[${h.host}]:${h.port}` : `${h.host}:${h.port}`;
-}
-
 /** Which side offers the hints: signed, so guest hints can never be passed off as the host's or back. */
 export type HintRole = "guest" | "host";
 export interface SignedHints { sessionId: string; hints: Hint[]; key: string; sig: string }
