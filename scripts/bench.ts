@@ -42,7 +42,14 @@ const num = (s: string, name: string, min: number) => {
 };
 const opt = a.quick
   ? { runs: 1, duration: 1000, setup: 200, rtt: 2000, idle: num(a.idle!, "idle", 0), help: 5 }
-  : { runs: num(a.runs!, "runs", 1), duration: num(a.duration!, "duration", 200), setup: num(a.setup!, "setup", 1), rtt: num(a.rtt!, "rtt", 1), idle: num(a.idle!, "idle", 0), help: num(a.help!, "help", 1) };
+  : {
+      runs: num(a.runs!, "runs", 1),
+      duration: num(a.duration!, "duration", 200),
+      setup: num(a.setup!, "setup", 1),
+      rtt: num(a.rtt!, "rtt", 1),
+      idle: num(a.idle!, "idle", 0),
+      help: num(a.help!, "help", 1),
+    };
 const wanted = new Set(a.paths!.split(","));
 const only = new Set(a.only!.split(","));
 const conns = num(a.conns!, "conns", 1);
@@ -80,7 +87,12 @@ const say = (s: string) => console.error(`bench: ${s}`);
 
 const loadAtStart = os.loadavg();
 try {
-  say(`${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}; ${opt.runs} run(s)`);
+  say(
+    `${os.cpus().length} cores, load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}; ${opt.runs} run(s)`,
+  );
   const target = await startTarget();
   if (wanted.has("direct")) paths.push(await direct(target));
   if (wanted.has("ssh")) {
@@ -102,39 +114,87 @@ try {
   // results[path][metric][run]
   const results: Record<string, Record<Metric, number[]>> = {};
   const cpu: CpuCost = {};
-  for (const p of paths) results[p.name] = { tp1: [], tp8: [], setupP50: [], setupP99: [], setupGapP50: [], rttP50: [], rttP99: [], rr1: [], rr16: [] };
+  for (const p of paths)
+    results[p.name] = {
+      tp1: [],
+      tp8: [],
+      setupP50: [],
+      setupP99: [],
+      setupGapP50: [],
+      rttP50: [],
+      rttP99: [],
+      rr1: [],
+      rr16: [],
+    };
   for (let r = 0; r < opt.runs; r++) {
     // Each metric is taken on every path back to back, so the ratios compare like with like in time.
     const order = paths.map((_, i) => paths[(i + r) % paths.length]!);
     // A short pause before each measurement lets the previous one's teardown finish off the clock.
     const settle = () => Bun.sleep(300);
-    if (only.has("bulk")) for (const p of order) { await settle(); results[p.name]!.tp1.push(await throughput(p.port, 1, opt.duration)); }
-    if (only.has("bulk")) for (const p of order) { await settle(); results[p.name]!.tp8.push(await throughput(p.port, 8, opt.duration)); }
-    if (only.has("rr")) for (const p of order) { await settle(); results[p.name]!.rr1.push(await requestResponse(p.port, conns, 1, opt.duration, 300, () => cpuMeter(cpu, "rr1", p))); }
-    if (only.has("rr")) for (const p of order) { await settle(); results[p.name]!.rr16.push(await requestResponse(p.port, conns, 16, opt.duration, 300, () => cpuMeter(cpu, "rr16", p))); }
-    if (only.has("setup")) for (const p of order) {
-      await settle();
-      const meter = cpuMeter(cpu, "setup", p);
-      const t = await setupTimes(p.port, opt.setup);
-      meter(opt.setup);
-      results[p.name]!.setupP50.push(percentile(t, 50));
-      results[p.name]!.setupP99.push(percentile(t, 99));
-    }
+    if (only.has("bulk"))
+      for (const p of order) {
+        await settle();
+        results[p.name]!.tp1.push(await throughput(p.port, 1, opt.duration));
+      }
+    if (only.has("bulk"))
+      for (const p of order) {
+        await settle();
+        results[p.name]!.tp8.push(await throughput(p.port, 8, opt.duration));
+      }
+    if (only.has("rr"))
+      for (const p of order) {
+        await settle();
+        results[p.name]!.rr1.push(
+          await requestResponse(p.port, conns, 1, opt.duration, 300, () => cpuMeter(cpu, "rr1", p)),
+        );
+      }
+    if (only.has("rr"))
+      for (const p of order) {
+        await settle();
+        results[p.name]!.rr16.push(
+          await requestResponse(p.port, conns, 16, opt.duration, 300, () => cpuMeter(cpu, "rr16", p)),
+        );
+      }
+    if (only.has("setup"))
+      for (const p of order) {
+        await settle();
+        const meter = cpuMeter(cpu, "setup", p);
+        const t = await setupTimes(p.port, opt.setup);
+        meter(opt.setup);
+        results[p.name]!.setupP50.push(percentile(t, 50));
+        results[p.name]!.setupP99.push(percentile(t, 99));
+      }
     // Back to back, setup is bound by each stream's CPU; spaced out, it shows what one new connection waits.
-    if (only.has("setup")) for (const p of order) {
-      await settle();
-      results[p.name]!.setupGapP50.push(percentile(await setupTimes(p.port, Math.max(20, opt.setup / 2), SETUP_GAP_MS), 50));
-    }
-    if (only.has("rtt")) for (const p of order) {
-      await settle();
-      const t = await roundTrips(p.port, opt.rtt);
-      results[p.name]!.rttP50.push(percentile(t, 50));
-      results[p.name]!.rttP99.push(percentile(t, 99));
-    }
-    say(`run ${r + 1}/${opt.runs}: ` + paths.map((p) => `${p.name} ${fmt(results[p.name]!.tp1.at(-1))}/${fmt(results[p.name]!.tp8.at(-1))} MB/s, setup ${fmt(results[p.name]!.setupP50.at(-1))} ms, rtt ${fmt(results[p.name]!.rttP50.at(-1), 3)} ms, req/resp ${fmt(results[p.name]!.rr1.at(-1))}/${fmt(results[p.name]!.rr16.at(-1))} req/s`).join("; "));
+    if (only.has("setup"))
+      for (const p of order) {
+        await settle();
+        results[p.name]!.setupGapP50.push(
+          percentile(await setupTimes(p.port, Math.max(20, opt.setup / 2), SETUP_GAP_MS), 50),
+        );
+      }
+    if (only.has("rtt"))
+      for (const p of order) {
+        await settle();
+        const t = await roundTrips(p.port, opt.rtt);
+        results[p.name]!.rttP50.push(percentile(t, 50));
+        results[p.name]!.rttP99.push(percentile(t, 99));
+      }
+    say(
+      `run ${r + 1}/${opt.runs}: ` +
+        paths
+          .map(
+            (p) =>
+              `${p.name} ${fmt(results[p.name]!.tp1.at(-1))}/${fmt(results[p.name]!.tp8.at(-1))} MB/s, setup ${fmt(results[p.name]!.setupP50.at(-1))} ms, rtt ${fmt(results[p.name]!.rttP50.at(-1), 3)} ms, req/resp ${fmt(results[p.name]!.rr1.at(-1))}/${fmt(results[p.name]!.rr16.at(-1))} req/s`,
+          )
+          .join("; "),
+    );
   }
 
-  const rss = paths.flatMap((p) => p.processes().map((q) => ({ path: p.name, role: q.role, pid: q.pid, cmd: processName(q.pid), peakRssMb: peakRssMb(q.pid) })));
+  const rss = paths.flatMap((p) =>
+    p
+      .processes()
+      .map((q) => ({ path: p.name, role: q.role, pid: q.pid, cmd: processName(q.pid), peakRssMb: peakRssMb(q.pid) })),
+  );
 
   let idle: Record<string, number> | undefined;
   const t = paths.find((p) => p.name === "tessera");
@@ -160,7 +220,9 @@ try {
       guestRssMb: rssMb(guest!.pid),
     };
     streams.close();
-    say(`${streams.open} idle streams: coordinator ${fmt(idle.coordinatorRssMb)} MB RSS, ${fmt(idle.coordinatorCpuPercentIdle)}% CPU while idle`);
+    say(
+      `${streams.open} idle streams: coordinator ${fmt(idle.coordinatorRssMb)} MB RSS, ${fmt(idle.coordinatorCpuPercentIdle)}% CPU while idle`,
+    );
   }
 
   // The delayed-link paths are set up after the loopback ones are measured, so they never overlap.
@@ -173,7 +235,11 @@ try {
   const help = only.has("help") ? helpTimes(opt.help) : [];
   const summary = summarize(results);
   // Each tessera path (relay, direct) as a ratio to ssh -L and to direct TCP, from the same runs.
-  const ratioCols = TESSERA_PATHS.flatMap((tp) => (["ssh", "direct"] as const).filter((b) => results[tp] && results[b]).map((b) => ({ tp, b, head: `${tp === "tessera" ? "relay" : "t-direct"}/${b}` })));
+  const ratioCols = TESSERA_PATHS.flatMap((tp) =>
+    (["ssh", "direct"] as const)
+      .filter((b) => results[tp] && results[b])
+      .map((b) => ({ tp, b, head: `${tp === "tessera" ? "relay" : "t-direct"}/${b}` })),
+  );
   const rows: string[][] = [["metric", ...paths.map((p) => p.name), ...ratioCols.map((c) => c.head)]];
   for (const m of METRICS) {
     rows.push([
@@ -183,27 +249,68 @@ try {
     ]);
   }
   console.log(`\nmedian of ${opt.runs} run(s); ratios are medians of per-run ratios; MB = 10^6 bytes`);
-  console.log(`load average at start ${loadAtStart.map((l) => l.toFixed(2)).join(" ")}, at end ${os.loadavg().map((l) => l.toFixed(2)).join(" ")} (${os.cpus().length} cores; other work on the machine lowers every figure)\n`);
+  console.log(
+    `load average at start ${loadAtStart.map((l) => l.toFixed(2)).join(" ")}, at end ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")} (${os.cpus().length} cores; other work on the machine lowers every figure)\n`,
+  );
   console.log(table(rows));
   console.log("\npeak RSS (VmHWM) of each process of each path:");
-  console.log(table([["path", "process", "pid", "peak RSS (MB)"], ...rss.map((r) => [r.path, r.role, String(r.pid), fmt(r.peakRssMb, 1)])]));
+  console.log(
+    table([
+      ["path", "process", "pid", "peak RSS (MB)"],
+      ...rss.map((r) => [r.path, r.role, String(r.pid), fmt(r.peakRssMb, 1)]),
+    ]),
+  );
   if (idle) {
     console.log(`\ntessera with ${idle.streams} concurrent idle streams through one session:`);
-    console.log(table([["", "value"],
-      ["coordinator RSS before (MB)", fmt(idle.coordinatorRssBeforeMb, 1)], ["coordinator RSS with streams (MB)", fmt(idle.coordinatorRssMb, 1)],
-      ["coordinator CPU to open them (s)", fmt(idle.coordinatorCpuSecondsToOpen)], ["coordinator CPU while idle (%)", fmt(idle.coordinatorCpuPercentIdle)],
-      ["agent RSS (MB)", fmt(idle.agentRssMb, 1)], ["guest RSS (MB)", fmt(idle.guestRssMb, 1)], ["time to open all (s)", fmt(idle.openSeconds)]]));
+    console.log(
+      table([
+        ["", "value"],
+        ["coordinator RSS before (MB)", fmt(idle.coordinatorRssBeforeMb, 1)],
+        ["coordinator RSS with streams (MB)", fmt(idle.coordinatorRssMb, 1)],
+        ["coordinator CPU to open them (s)", fmt(idle.coordinatorCpuSecondsToOpen)],
+        ["coordinator CPU while idle (%)", fmt(idle.coordinatorCpuPercentIdle)],
+        ["agent RSS (MB)", fmt(idle.agentRssMb, 1)],
+        ["guest RSS (MB)", fmt(idle.guestRssMb, 1)],
+        ["time to open all (s)", fmt(idle.openSeconds)],
+      ]),
+    );
   }
   printCpu(cpu, { rr1: "per request (µs)", rr16: "per pipelined request (µs)", setup: "per stream setup (µs)" });
   if (delayed) printDelayed(delayed);
-  if (help.length) console.log(`\ntessera --help: median ${fmt(median(help.map((h) => h.wallMs)), 1)} ms wall (min ${fmt(Math.min(...help.map((h) => h.wallMs)), 1)}), median ${fmt(median(help.map((h) => h.cpuMs)), 1)} ms CPU, over ${help.length} runs`);
+  if (help.length)
+    console.log(
+      `\ntessera --help: median ${fmt(median(help.map((h) => h.wallMs)), 1)} ms wall (min ${fmt(Math.min(...help.map((h) => h.wallMs)), 1)}), median ${fmt(median(help.map((h) => h.cpuMs)), 1)} ms CPU, over ${help.length} runs`,
+    );
 
   const targets = checkTargets(summary, idle, median(help.map((h) => h.wallMs)), delayed);
   console.log("\ntargets:");
-  for (const tg of targets) console.log(`  ${tg.met === undefined ? "n/a " : tg.met ? "MET " : "MISS"}  ${tg.what}: ${tg.value}`);
+  for (const tg of targets)
+    console.log(`  ${tg.met === undefined ? "n/a " : tg.met ? "MET " : "MISS"}  ${tg.what}: ${tg.value}`);
 
   const info = Object.fromEntries(paths.map((p) => [p.name, p.info]));
-  const json = { when: new Date().toISOString(), machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, loadavgAtStart: loadAtStart, loadavgAtEnd: os.loadavg(), bun: Bun.version }, options: opt, info, results, ...summary, rss, cpu, idle, delayed, helpMs: help, targets };
+  const json = {
+    when: new Date().toISOString(),
+    machine: {
+      cores: os.cpus().length,
+      cpu: os.cpus()[0]?.model,
+      loadavgAtStart: loadAtStart,
+      loadavgAtEnd: os.loadavg(),
+      bun: Bun.version,
+    },
+    options: opt,
+    info,
+    results,
+    ...summary,
+    rss,
+    cpu,
+    idle,
+    delayed,
+    helpMs: help,
+    targets,
+  };
   fs.mkdirSync(path.dirname(a.json!), { recursive: true });
   fs.writeFileSync(a.json!, JSON.stringify(json, null, 2) + "\n");
   console.log(`\nwrote ${a.json}`);
@@ -228,45 +335,166 @@ function summarize(results: Record<string, Record<Metric, number[]>>) {
     for (const base of ["ssh", "direct"] as const) {
       const b = results[base];
       if (!b) continue;
-      ratiosOf[tp][base] = Object.fromEntries(METRICS.map((m) => [m.key, median(t[m.key].map((x, i) => x / b[m.key][i]!))])) as Record<Metric, number>;
+      ratiosOf[tp][base] = Object.fromEntries(
+        METRICS.map((m) => [m.key, median(t[m.key].map((x, i) => x / b[m.key][i]!))]),
+      ) as Record<Metric, number>;
     }
   }
   // `ratios` stays the relay's (the JSON's readers know it by that name).
   return { medians, ratios: ratiosOf.tessera ?? {}, ratiosOf };
 }
 
-function checkTargets(s: ReturnType<typeof summarize>, idle: Record<string, number> | undefined, helpMs: number, delayed: DelayedResult | undefined) {
+function checkTargets(
+  s: ReturnType<typeof summarize>,
+  idle: Record<string, number> | undefined,
+  helpMs: number,
+  delayed: DelayedResult | undefined,
+) {
   const t = s.medians.tessera;
   const r = s.ratios;
   const out: { what: string; value: string; met?: boolean }[] = [];
   const add = (what: string, x: number | undefined, ok: (x: number) => boolean, show: (x: number) => string) =>
-    out.push({ what, value: x === undefined || Number.isNaN(x) ? "not measured" : show(x), met: x === undefined || Number.isNaN(x) ? undefined : ok(x) });
-  add("1-stream throughput >= 2.0x ssh -L", r.ssh?.tp1, (x) => x >= 2, (x) => `${fmt(x)}x`);
-  add("1-stream throughput >= 0.4x direct", r.direct?.tp1, (x) => x >= 0.4, (x) => `${fmt(x)}x`);
-  add("8-stream throughput >= 2.5x ssh -L", r.ssh?.tp8, (x) => x >= 2.5, (x) => `${fmt(x)}x`);
-  add("stream setup p50 <= 3 ms", t?.setupP50, (x) => x <= 3, (x) => `${fmt(x, 3)} ms`);
-  add("stream setup p99 <= 10 ms", t?.setupP99, (x) => x <= 10, (x) => `${fmt(x, 3)} ms`);
-  add("64 B round trip p50 <= ssh -L's", r.ssh?.rttP50, (x) => x <= 1, (x) => `${fmt(x)}x ssh (${fmt(t?.rttP50, 3)} vs ${fmt(s.medians.ssh?.rttP50, 3)} ms)`);
-  add("req/resp 50 conns >= 1.0x ssh -L", r.ssh?.rr1, (x) => x >= 1, (x) => `${fmt(x)}x`);
-  add("req/resp 50 conns >= 0.4x direct", r.direct?.rr1, (x) => x >= 0.4, (x) => `${fmt(x)}x`);
-  add("req/resp 50 conns, 16 pipelined >= 1.0x ssh -L", r.ssh?.rr16, (x) => x >= 1, (x) => `${fmt(x)}x`);
-  add("stream setup p50 <= 2x ssh -L's (back to back)", r.ssh?.setupP50, (x) => x <= 2, (x) => `${fmt(x)}x ssh`);
-  add(`stream setup p50 <= 2x ssh -L's (${SETUP_GAP_MS} ms apart)`, r.ssh?.setupGapP50, (x) => x <= 2, (x) => `${fmt(x)}x ssh (${fmt(t?.setupGapP50, 3)} vs ${fmt(s.medians.ssh?.setupGapP50, 3)} ms)`);
+    out.push({
+      what,
+      value: x === undefined || Number.isNaN(x) ? "not measured" : show(x),
+      met: x === undefined || Number.isNaN(x) ? undefined : ok(x),
+    });
+  add(
+    "1-stream throughput >= 2.0x ssh -L",
+    r.ssh?.tp1,
+    (x) => x >= 2,
+    (x) => `${fmt(x)}x`,
+  );
+  add(
+    "1-stream throughput >= 0.4x direct",
+    r.direct?.tp1,
+    (x) => x >= 0.4,
+    (x) => `${fmt(x)}x`,
+  );
+  add(
+    "8-stream throughput >= 2.5x ssh -L",
+    r.ssh?.tp8,
+    (x) => x >= 2.5,
+    (x) => `${fmt(x)}x`,
+  );
+  add(
+    "stream setup p50 <= 3 ms",
+    t?.setupP50,
+    (x) => x <= 3,
+    (x) => `${fmt(x, 3)} ms`,
+  );
+  add(
+    "stream setup p99 <= 10 ms",
+    t?.setupP99,
+    (x) => x <= 10,
+    (x) => `${fmt(x, 3)} ms`,
+  );
+  add(
+    "64 B round trip p50 <= ssh -L's",
+    r.ssh?.rttP50,
+    (x) => x <= 1,
+    (x) => `${fmt(x)}x ssh (${fmt(t?.rttP50, 3)} vs ${fmt(s.medians.ssh?.rttP50, 3)} ms)`,
+  );
+  add(
+    "req/resp 50 conns >= 1.0x ssh -L",
+    r.ssh?.rr1,
+    (x) => x >= 1,
+    (x) => `${fmt(x)}x`,
+  );
+  add(
+    "req/resp 50 conns >= 0.4x direct",
+    r.direct?.rr1,
+    (x) => x >= 0.4,
+    (x) => `${fmt(x)}x`,
+  );
+  add(
+    "req/resp 50 conns, 16 pipelined >= 1.0x ssh -L",
+    r.ssh?.rr16,
+    (x) => x >= 1,
+    (x) => `${fmt(x)}x`,
+  );
+  add(
+    "stream setup p50 <= 2x ssh -L's (back to back)",
+    r.ssh?.setupP50,
+    (x) => x <= 2,
+    (x) => `${fmt(x)}x ssh`,
+  );
+  add(
+    `stream setup p50 <= 2x ssh -L's (${SETUP_GAP_MS} ms apart)`,
+    r.ssh?.setupGapP50,
+    (x) => x <= 2,
+    (x) => `${fmt(x)}x ssh (${fmt(t?.setupGapP50, 3)} vs ${fmt(s.medians.ssh?.setupGapP50, 3)} ms)`,
+  );
   const dt = delayed?.paths.tessera;
   const ds = delayed?.paths.ssh;
   // Round trips of each path's own length: tessera's path has two delayed hops (guest-coordinator-agent), ssh's one.
-  add(`delayed link: setup round trips <= ssh -L's channel open`, dt && ds ? dt.setupPathRtts / ds.setupPathRtts : undefined, (x) => x <= 1,
-    (x) => `${fmt(x)}x (${fmt(dt!.setupPathRtts, 2)} vs ${fmt(ds!.setupPathRtts, 2)} path round trips; ${fmt(dt!.setupP50, 1)} vs ${fmt(ds!.setupP50, 1)} ms over ${dt!.hops} vs ${ds!.hops} delayed hops)`);
-  add("1,000 idle streams: coordinator < 150 MB RSS", idle?.coordinatorRssMb, (x) => x < 150, (x) => `${fmt(x, 1)} MB`);
-  add("tessera --help < 60 ms", helpMs, (x) => x < 60, (x) => `${fmt(x, 1)} ms`);
+  add(
+    `delayed link: setup round trips <= ssh -L's channel open`,
+    dt && ds ? dt.setupPathRtts / ds.setupPathRtts : undefined,
+    (x) => x <= 1,
+    (x) =>
+      `${fmt(x)}x (${fmt(dt!.setupPathRtts, 2)} vs ${fmt(ds!.setupPathRtts, 2)} path round trips; ${fmt(dt!.setupP50, 1)} vs ${fmt(ds!.setupP50, 1)} ms over ${dt!.hops} vs ${ds!.hops} delayed hops)`,
+  );
+  add(
+    "1,000 idle streams: coordinator < 150 MB RSS",
+    idle?.coordinatorRssMb,
+    (x) => x < 150,
+    (x) => `${fmt(x, 1)} MB`,
+  );
+  add(
+    "tessera --help < 60 ms",
+    helpMs,
+    (x) => x < 60,
+    (x) => `${fmt(x, 1)} ms`,
+  );
   const d = s.ratiosOf["tessera-direct"];
-  add("direct path: 64 B round trip p50 <= ssh -L's", d?.ssh?.rttP50, (x) => x <= 1, (x) => `${fmt(x)}x ssh (${fmt(s.medians["tessera-direct"]?.rttP50, 3)} vs ${fmt(s.medians.ssh?.rttP50, 3)} ms)`);
-  add("direct path: req/resp 50 conns >= 1.0x ssh -L", d?.ssh?.rr1, (x) => x >= 1, (x) => `${fmt(x)}x`);
-  add("direct path: req/resp 50 conns, 16 pipelined >= 1.0x ssh -L", d?.ssh?.rr16, (x) => x >= 1, (x) => `${fmt(x)}x`);
-  add("direct path: req/resp 50 conns >= 0.4x direct", d?.direct?.rr1, (x) => x >= 0.4, (x) => `${fmt(x)}x`);
-  add("direct path: 1-stream throughput >= 2.0x ssh -L", d?.ssh?.tp1, (x) => x >= 2, (x) => `${fmt(x)}x`);
-  add("direct path: 8-stream throughput >= 2.5x ssh -L", d?.ssh?.tp8, (x) => x >= 2.5, (x) => `${fmt(x)}x`);
-  add("direct path: stream setup p50 <= 2x ssh -L's (back to back)", d?.ssh?.setupP50, (x) => x <= 2, (x) => `${fmt(x)}x ssh`);
-  add(`direct path: stream setup p50 <= 2x ssh -L's (${SETUP_GAP_MS} ms apart)`, d?.ssh?.setupGapP50, (x) => x <= 2, (x) => `${fmt(x)}x ssh`);
+  add(
+    "direct path: 64 B round trip p50 <= ssh -L's",
+    d?.ssh?.rttP50,
+    (x) => x <= 1,
+    (x) => `${fmt(x)}x ssh (${fmt(s.medians["tessera-direct"]?.rttP50, 3)} vs ${fmt(s.medians.ssh?.rttP50, 3)} ms)`,
+  );
+  add(
+    "direct path: req/resp 50 conns >= 1.0x ssh -L",
+    d?.ssh?.rr1,
+    (x) => x >= 1,
+    (x) => `${fmt(x)}x`,
+  );
+  add(
+    "direct path: req/resp 50 conns, 16 pipelined >= 1.0x ssh -L",
+    d?.ssh?.rr16,
+    (x) => x >= 1,
+    (x) => `${fmt(x)}x`,
+  );
+  add(
+    "direct path: req/resp 50 conns >= 0.4x direct",
+    d?.direct?.rr1,
+    (x) => x >= 0.4,
+    (x) => `${fmt(x)}x`,
+  );
+  add(
+    "direct path: 1-stream throughput >= 2.0x ssh -L",
+    d?.ssh?.tp1,
+    (x) => x >= 2,
+    (x) => `${fmt(x)}x`,
+  );
+  add(
+    "direct path: 8-stream throughput >= 2.5x ssh -L",
+    d?.ssh?.tp8,
+    (x) => x >= 2.5,
+    (x) => `${fmt(x)}x`,
+  );
+  add(
+    "direct path: stream setup p50 <= 2x ssh -L's (back to back)",
+    d?.ssh?.setupP50,
+    (x) => x <= 2,
+    (x) => `${fmt(x)}x ssh`,
+  );
+  add(
+    `direct path: stream setup p50 <= 2x ssh -L's (${SETUP_GAP_MS} ms apart)`,
+    d?.ssh?.setupGapP50,
+    (x) => x <= 2,
+    (x) => `${fmt(x)}x ssh`,
+  );
   return out;
 }

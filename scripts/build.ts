@@ -30,15 +30,22 @@ const { values: flags } = parseArgs({
 
 const version = process.env.TESSERA_VERSION || `v${pkg.version}`;
 // The version ends up in binaries, checksums and the formula: accept only what a tag should look like.
-if (!/^v\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/.test(version)) fail(`TESSERA_VERSION must look like v1.2.3 or v1.2.3-rc.1, not "${version}"`);
+if (!/^v\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/.test(version))
+  fail(`TESSERA_VERSION must look like v1.2.3 or v1.2.3-rc.1, not "${version}"`);
 
 if (flags.release) {
-  const names = flags.targets ? flags.targets.split(",").map((t) => t.trim()).filter(Boolean) : Object.keys(TARGETS);
+  const names = flags.targets
+    ? flags.targets
+        .split(",")
+        .map((t) => t.trim())
+        .filter(Boolean)
+    : Object.keys(TARGETS);
   const unknown = names.filter((n) => !TARGETS[n]);
   if (unknown.length) fail(`unknown target ${unknown.join(", ")}; known: ${Object.keys(TARGETS).join(", ")}`);
   fs.mkdirSync(RELEASE_DIR, { recursive: true });
   // Only our own leftovers go, so SHA256SUMS never lists a stale asset (and a wrong directory loses nothing else).
-  for (const f of fs.readdirSync(RELEASE_DIR)) if (f.startsWith("tessera-") || f === SUMS_FILE) fs.rmSync(path.join(RELEASE_DIR, f));
+  for (const f of fs.readdirSync(RELEASE_DIR))
+    if (f.startsWith("tessera-") || f === SUMS_FILE) fs.rmSync(path.join(RELEASE_DIR, f));
   const sums: string[] = [];
   for (const name of names) {
     const asset = `tessera-${name}${name.startsWith("windows-") ? ".exe" : ""}`;
@@ -55,7 +62,15 @@ if (flags.release) {
 function compile(outfile: string, target: string | undefined): void {
   // --splitting keeps each lazily imported subcommand in its own chunk inside the executable, so
   // `tessera --help` and `--version` parse only the small root chunk (about 3x less CPU at start-up).
-  const args = ["build", "--compile", "--minify", "--splitting", "--sourcemap=none", `--define=TESSERA_BUILD_VERSION=${JSON.stringify(version)}`, `--outfile=${outfile}`];
+  const args = [
+    "build",
+    "--compile",
+    "--minify",
+    "--splitting",
+    "--sourcemap=none",
+    `--define=TESSERA_BUILD_VERSION=${JSON.stringify(version)}`,
+    `--outfile=${outfile}`,
+  ];
   if (target) args.push(`--target=${target}`);
   args.push("src/main.ts");
   const proc = Bun.spawnSync(["bun", ...args], { stdout: "inherit", stderr: "inherit" });

@@ -10,7 +10,13 @@ const procs: import("bun").Subprocess[] = [];
 const say = (s: string) => console.log(`\x1b[1m» ${s}\x1b[0m`);
 
 function start(args: string[], home?: string) {
-  const p = Bun.spawn([BIN, ...args], { cwd: dir, env: { ...process.env, ...(home ? { TESSERA_HOME: path.join(dir, home) } : {}) }, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  const p = Bun.spawn([BIN, ...args], {
+    cwd: dir,
+    env: { ...process.env, ...(home ? { TESSERA_HOME: path.join(dir, home) } : {}) },
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   procs.push(p);
   let text = "";
   const dec = new TextDecoder();
@@ -43,23 +49,45 @@ async function runOk(args: string[], home?: string) {
   if ((await s.p.exited) !== 0) throw new Error(`tessera ${args[0]} failed`);
 }
 
-const target = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("hello from the host's dev server\n") });
+const target = Bun.serve({
+  hostname: "127.0.0.1",
+  port: 0,
+  fetch: () => new Response("hello from the host's dev server\n"),
+});
 try {
   say(`working in ${dir}; the host's dev server listens on 127.0.0.1:${target.port}`);
   say("operator: tessera ca --coordinator-name localhost --dir pki");
   await runOk(["ca", "--coordinator-name", "localhost", "--dir", "pki"]);
   say("operator: tessera coordinator --certs pki --listen 127.0.0.1:0 ...");
-  const coord = start(["coordinator", "--certs", "pki", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--audit", "audit.jsonl", "--db", "tessera.db"]);
+  const coord = start([
+    "coordinator",
+    "--certs",
+    "pki",
+    "--listen",
+    "127.0.0.1:0",
+    "--http",
+    "127.0.0.1:0",
+    "--audit",
+    "audit.jsonl",
+    "--db",
+    "tessera.db",
+  ]);
   const port = (await coord.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
   say("host: tessera link --token (enrols once)");
-  await runOk(["link", `localhost:${port}`, "--token", fs.readFileSync(path.join(dir, "pki/enroll-token"), "utf8").trim()], "host");
+  await runOk(
+    ["link", `localhost:${port}`, "--token", fs.readFileSync(path.join(dir, "pki/enroll-token"), "utf8").trim()],
+    "host",
+  );
   say("guest: tessera link --ca-file pki/ca.crt (trusts the CA once)");
   await runOk(["link", `localhost:${port}`, "--ca-file", "pki/ca.crt"], "guest");
   say(`host: tessera share --port ${target.port}`);
   const host = start(["share", "--port", String(target.port)], "host");
   const code = (await host.waitFor(/code: (\S+)/))[1]!;
   say(`guest: tessera join ${code} --reason "look at the dev server"`);
-  const guest = start(["join", code, "--reason", "look at the dev server", "--name", "demo-guest", "--local", "127.0.0.1:0"], "guest");
+  const guest = start(
+    ["join", code, "--reason", "look at the dev server", "--name", "demo-guest", "--local", "127.0.0.1:0"],
+    "guest",
+  );
   await host.waitFor(/\[y\/N\]/);
   say("host reads the prompt above and types: y");
   (host.p.stdin as import("bun").FileSink).write("y\n");
@@ -77,7 +105,9 @@ try {
   say("the audit log (one JSON line an event, each chained to the previous line's hash):");
   for (const line of fs.readFileSync(path.join(dir, "audit.jsonl"), "utf8").trim().split("\n")) {
     const e = JSON.parse(line);
-    console.log(`  #${e.seq} ${e.event}${e.guest ? ` guest=${e.guest}` : ""}${e.bytesUp !== undefined ? ` up=${e.bytesUp} down=${e.bytesDown}` : ""}`);
+    console.log(
+      `  #${e.seq} ${e.event}${e.guest ? ` guest=${e.guest}` : ""}${e.bytesUp !== undefined ? ` up=${e.bytesUp} down=${e.bytesDown}` : ""}`,
+    );
   }
   say("tessera audit verify audit.jsonl --cert pki/coordinator.crt");
   const verify = Bun.spawnSync([BIN, "audit", "verify", "audit.jsonl", "--cert", "pki/coordinator.crt"], { cwd: dir });

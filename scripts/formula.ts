@@ -16,24 +16,32 @@ export function parseSums(text: string): Map<string, string> {
   for (const [i, line] of text.split("\n").entries()) {
     if (!line.trim()) continue;
     const m = /^([0-9a-f]{64}) [ *]([A-Za-z0-9._-]+)$/.exec(line.trim());
-    if (!m) throw new Error(`SHA256SUMS line ${i + 1} is not "<sha256>  <name>": ${JSON.stringify(line.slice(0, 120))}`);
+    if (!m)
+      throw new Error(`SHA256SUMS line ${i + 1} is not "<sha256>  <name>": ${JSON.stringify(line.slice(0, 120))}`);
     sums.set(m[2]!, m[1]!);
   }
   return sums;
 }
 
 export function renderFormula(o: { version: string; repo: string; sums: Map<string, string> }): string {
-  if (!/^v\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/.test(o.version)) throw new Error(`version must look like v1.2.3, not "${o.version}"`);
-  if (!/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(o.repo)) throw new Error(`repo must look like owner/name, not "${o.repo}"`);
+  if (!/^v\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/.test(o.version))
+    throw new Error(`version must look like v1.2.3, not "${o.version}"`);
+  if (!/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(o.repo))
+    throw new Error(`repo must look like owner/name, not "${o.repo}"`);
   const missing = PLATFORMS.filter((p) => !o.sums.has(p.asset)).map((p) => p.asset);
   if (missing.length) throw new Error(`SHA256SUMS has no entry for ${missing.join(", ")}`);
   const base = `https://github.com/${o.repo}/releases/download/${o.version}`;
-  const block = (os: string) => PLATFORMS.filter((p) => p.os === os).map((p) => [
-    `    on_${p.cpu} do`,
-    `      url "${base}/${p.asset}"`,
-    `      sha256 "${o.sums.get(p.asset)}"`,
-    `    end`,
-  ].join("\n")).join("\n");
+  const block = (os: string) =>
+    PLATFORMS.filter((p) => p.os === os)
+      .map((p) =>
+        [
+          `    on_${p.cpu} do`,
+          `      url "${base}/${p.asset}"`,
+          `      sha256 "${o.sums.get(p.asset)}"`,
+          `    end`,
+        ].join("\n"),
+      )
+      .join("\n");
   return `# Homebrew formula for tessera's release binaries, written by scripts/formula.ts from the release's
 # SHA256SUMS (the release workflow regenerates it for every tag). Install with:
 #   brew tap ${o.repo} https://github.com/${o.repo}
@@ -65,12 +73,21 @@ end
 
 if (import.meta.main) {
   const { values } = parseArgs({
-    options: { version: { type: "string" }, sums: { type: "string" }, repo: { type: "string", default: "tessera-dev/tessera" }, out: { type: "string", default: "Formula/tessera.rb" } },
+    options: {
+      version: { type: "string" },
+      sums: { type: "string" },
+      repo: { type: "string", default: "tessera-dev/tessera" },
+      out: { type: "string", default: "Formula/tessera.rb" },
+    },
     strict: true,
   });
   try {
     if (!values.version || !values.sums) throw new Error("--version and --sums are required");
-    const formula = renderFormula({ version: values.version, repo: values.repo!, sums: parseSums(fs.readFileSync(values.sums, "utf8")) });
+    const formula = renderFormula({
+      version: values.version,
+      repo: values.repo!,
+      sums: parseSums(fs.readFileSync(values.sums, "utf8")),
+    });
     fs.writeFileSync(values.out!, formula);
     console.log(`wrote ${values.out} for ${values.version}`);
   } catch (err) {

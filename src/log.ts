@@ -54,14 +54,20 @@ function write(line: string): void {
 }
 
 const WORDS: Partial<Record<string, [string, string]>> = {
-  warn: ["warning", "33"], error: ["error", "31"], fatal: ["error", "31"], debug: ["debug", "90"], trace: ["trace", "90"],
+  warn: ["warning", "33"],
+  error: ["error", "31"],
+  fatal: ["error", "31"],
+  debug: ["debug", "90"],
+  trace: ["trace", "90"],
 };
 
 function humanLine(obj: Pick<LogObject, "type" | "tag" | "args" | "date">): string {
   const color = !!process.stderr.isTTY && !process.env.NO_COLOR && process.env.TERM !== "dumb";
   const w = WORDS[obj.type];
   const word = w ? (color ? `\x1b[${w[1]}m${w[0]}:\x1b[39m ` : `${w[0]}: `) : "";
-  const msg = obj.args.map((a) => (a instanceof Error ? a.message : typeof a === "string" ? a : safeString(a))).join(" ");
+  const msg = obj.args
+    .map((a) => (a instanceof Error ? a.message : typeof a === "string" ? a : safeString(a)))
+    .join(" ");
   return `${stamped ? `${obj.date.toISOString()} ` : ""}${obj.tag ? `[${obj.tag}] ` : ""}${word}${msg}\n`;
 }
 
@@ -72,26 +78,31 @@ export function logger(tag: string) {
 /** Validates a --log-format value (default from TESSERA_LOG_FORMAT) and switches every logger to it. */
 export function setLogFormat(value: string | undefined): void {
   const v = value || process.env.TESSERA_LOG_FORMAT || "pretty";
-  if (!(LOG_FORMATS as readonly string[]).includes(v)) throw new ConfigError(`--log-format must be one of ${LOG_FORMATS.join(", ")}, not "${v}"`);
+  if (!(LOG_FORMATS as readonly string[]).includes(v))
+    throw new ConfigError(`--log-format must be one of ${LOG_FORMATS.join(", ")}, not "${v}"`);
   format = v as LogFormat;
 }
 
 /** A fatal error in the current format, so a JSON log stays parseable to its last line. */
 export function fatalLine(message: string): string {
-  return format === "json" ? jsonLine({ type: "fatal", tag: "", args: [message], date: new Date() }) : `error: ${message}\n`;
+  return format === "json"
+    ? jsonLine({ type: "fatal", tag: "", args: [message], date: new Date() })
+    : `error: ${message}\n`;
 }
 
 function jsonLine(obj: Pick<LogObject, "type" | "tag" | "args" | "date">): string {
   const errors: { name: string; code?: string; message: string }[] = [];
   // Only messages, names and codes of errors go out: never a whole object that might carry a key.
-  const msg = obj.args.map((a) => {
-    if (a instanceof Error) {
-      const code = (a as { code?: unknown }).code;
-      errors.push({ name: a.name, ...(typeof code === "string" ? { code } : {}), message: a.message });
-      return a.message;
-    }
-    return typeof a === "string" ? a : safeString(a);
-  }).join(" ");
+  const msg = obj.args
+    .map((a) => {
+      if (a instanceof Error) {
+        const code = (a as { code?: unknown }).code;
+        errors.push({ name: a.name, ...(typeof code === "string" ? { code } : {}), message: a.message });
+        return a.message;
+      }
+      return typeof a === "string" ? a : safeString(a);
+    })
+    .join(" ");
   const line: Record<string, unknown> = { time: obj.date.toISOString(), level: obj.type, msg };
   if (obj.tag) line.tag = obj.tag;
   if (errors.length) line.errors = errors;

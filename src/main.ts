@@ -7,7 +7,12 @@ import { SUMMARIES } from "./commands/summaries.ts";
 import { VERSION } from "./version.ts";
 
 const main = defineCommand({
-  meta: { name: "tessera", version: VERSION.replace(/^v/, ""), description: "Consent-gated remote access: share one local port or shell with one guest, for one session, with your explicit yes." },
+  meta: {
+    name: "tessera",
+    version: VERSION.replace(/^v/, ""),
+    description:
+      "Consent-gated remote access: share one local port or shell with one guest, for one session, with your explicit yes.",
+  },
   subCommands: {
     ca: () => import("./commands/ca.ts").then((m) => m.default),
     coordinator: () => import("./commands/coordinator.ts").then((m) => m.default),
@@ -50,12 +55,18 @@ async function run(root: CommandDef, argv: string[]): Promise<number> {
     if (cmd.subCommands && !cmd.run && !(cmd as { default?: string }).default && depth > 0) {
       // `tessera admin` alone: which subcommands there are, rather than citty's bare "No command specified".
       const { renderUsage, usageOf } = await import("./cli/usage.ts");
-      process.stderr.write(`error: say which \`tessera ${path}\` command to run\n\n${renderUsage(await usageOf(cmd, path))}`);
+      process.stderr.write(
+        `error: say which \`tessera ${path}\` command to run\n\n${renderUsage(await usageOf(cmd, path))}`,
+      );
       return 1;
     }
     if (!cmd.subCommands) {
       const { checkFlags } = await import("./cli/flags.ts");
-      checkFlags((typeof cmd.args === "function" ? await cmd.args() : await cmd.args) as ArgsDef, rawArgs.slice(depth), path);
+      checkFlags(
+        (typeof cmd.args === "function" ? await cmd.args() : await cmd.args) as ArgsDef,
+        rawArgs.slice(depth),
+        path,
+      );
     }
     await runCommand(root, { rawArgs });
     return typeof process.exitCode === "number" ? process.exitCode : 0;
@@ -63,7 +74,9 @@ async function run(root: CommandDef, argv: string[]): Promise<number> {
     if (err instanceof TesseraError) {
       process.stderr.write(await fatal(err.message));
     } else if (err instanceof Error && err.name === "CLIError") {
-      process.stderr.write(`error: ${err.message.replace(/\x1b\[[0-9;]*m/g, "")}\nrun \`tessera ${rawArgs[0] ?? ""} --help\` for usage\n`);
+      process.stderr.write(
+        `error: ${err.message.replace(/\x1b\[[0-9;]*m/g, "")}\nrun \`tessera ${rawArgs[0] ?? ""} --help\` for usage\n`,
+      );
     } else {
       process.stderr.write(await fatal(errorMessage(err)));
       if (process.env.TESSERA_DEBUG) console.error(err);
@@ -87,12 +100,17 @@ async function resolve(root: CommandDef, words: string[]): Promise<{ cmd: Comman
   const path: string[] = [];
   for (const w of words) {
     if (w.startsWith("-") || !cmd.subCommands) break;
-    const subs = (typeof cmd.subCommands === "function" ? await cmd.subCommands() : await cmd.subCommands) as Record<string, CommandDef | (() => Promise<CommandDef>)>;
+    const subs = (typeof cmd.subCommands === "function" ? await cmd.subCommands() : await cmd.subCommands) as Record<
+      string,
+      CommandDef | (() => Promise<CommandDef>)
+    >;
     const sub = subs[w];
     if (!sub) {
       const { closest } = await import("./cli/flags.ts");
       const near = closest(w, Object.keys(subs));
-      throw new ConfigError(`unknown command "${[...path, w].join(" ")}"${near ? `; did you mean \`tessera ${[...path, near].join(" ")}\`?` : ""} (see \`tessera ${path.join(" ")}${path.length ? " " : ""}--help\`)`);
+      throw new ConfigError(
+        `unknown command "${[...path, w].join(" ")}"${near ? `; did you mean \`tessera ${[...path, near].join(" ")}\`?` : ""} (see \`tessera ${path.join(" ")}${path.length ? " " : ""}--help\`)`,
+      );
     }
     cmd = typeof sub === "function" ? await sub() : sub;
     path.push(w);

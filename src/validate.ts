@@ -19,13 +19,23 @@ export function parseJsonText(text: string, what: string, fail: (message: string
 }
 
 /** A parsed value checked against `schema`, failing as `fail("invalid <what> at <path>: <issue>")`. */
-export function checked<S extends v.GenericSchema>(schema: S, json: unknown, what: string, fail: (message: string) => Error): v.InferOutput<S> {
+export function checked<S extends v.GenericSchema>(
+  schema: S,
+  json: unknown,
+  what: string,
+  fail: (message: string) => Error,
+): v.InferOutput<S> {
   const r = v.safeParse(schema, json);
   if (!r.success) throw fail(`invalid ${what}${issueText(r.issues)}`);
   return r.output;
 }
 
 /** JSON text checked against `schema`: parseJsonText, then checked. */
-export function decodeJson<S extends v.GenericSchema>(schema: S, text: string, what: string, fail: (message: string) => Error): v.InferOutput<S> {
+export function decodeJson<S extends v.GenericSchema>(
+  schema: S,
+  text: string,
+  what: string,
+  fail: (message: string) => Error,
+): v.InferOutput<S> {
   return checked(schema, parseJsonText(text, what, fail), what, fail);
 }

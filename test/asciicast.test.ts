@@ -18,7 +18,12 @@ function writeCast(lines: unknown[]): string {
 async function play(file: string, speed = 1, maxIdleMs?: number) {
   let out = "";
   const sleeps: number[] = [];
-  const r = await replay(file, { speed, maxIdleMs, write: (t) => void (out += t), sleep: async (ms) => void sleeps.push(ms) });
+  const r = await replay(file, {
+    speed,
+    maxIdleMs,
+    write: (t) => void (out += t),
+    sleep: async (ms) => void sleeps.push(ms),
+  });
   return { ...r, out, sleeps };
 }
 
@@ -38,9 +43,17 @@ describe("recorder", () => {
     expect(r.file).toBe(path.join(d, "s-abc.cast"));
     expect(fs.statSync(r.file).mode & 0o777).toBe(0o600);
     expect(fs.statSync(d).mode & 0o777).toBe(0o700);
-    const lines = fs.readFileSync(r.file, "utf8").trimEnd().split("\n").map((l) => JSON.parse(l));
+    const lines = fs
+      .readFileSync(r.file, "utf8")
+      .trimEnd()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     expect(lines[0]).toMatchObject({ version: 2, width: 100, height: 30, title: "t", env: { TERM: "xterm" } });
-    expect(lines.slice(1).map((e: unknown[]) => e.slice(1))).toEqual([["o", "€ok"], ["r", "90x20"], ["o", "\x1b[1mbold\r\n"]]);
+    expect(lines.slice(1).map((e: unknown[]) => e.slice(1))).toEqual([
+      ["o", "€ok"],
+      ["r", "90x20"],
+      ["o", "\x1b[1mbold\r\n"],
+    ]);
     const played = await play(r.file);
     expect(played.out).toBe("€ok\x1b[1mbold\r\n");
     expect(played.events).toBe(3);
@@ -51,7 +64,14 @@ describe("recorder", () => {
 
 describe("replay", () => {
   test("keeps the recorded pauses, scaled by speed and capped by max idle", async () => {
-    const file = writeCast([HEAD, [0.5, "o", "a"], [1.5, "o", "b"], [1.5, "r", "10x10"], [11.5, "o", "c"], [11.5, "m", "marker"]]);
+    const file = writeCast([
+      HEAD,
+      [0.5, "o", "a"],
+      [1.5, "o", "b"],
+      [1.5, "r", "10x10"],
+      [11.5, "o", "c"],
+      [11.5, "m", "marker"],
+    ]);
     const normal = await play(file);
     expect(normal.out).toBe("abc");
     expect(normal.sleeps).toEqual([500, 1000, 10_000]);
@@ -83,7 +103,7 @@ describe("replay", () => {
 
   test("a line past the limit is refused without buffering the rest of it", async () => {
     const file = path.join(dir(), "long.cast");
-    fs.writeFileSync(file, JSON.stringify(HEAD) + "\n" + "[0.1, \"o\", \"" + "x".repeat(MAX_LINE_BYTES + 10));
+    fs.writeFileSync(file, JSON.stringify(HEAD) + "\n" + '[0.1, "o", "' + "x".repeat(MAX_LINE_BYTES + 10));
     await expect(play(file)).rejects.toThrow(/longer than/);
   });
 });

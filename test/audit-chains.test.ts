@@ -29,7 +29,8 @@ function node(name: string, events: number, o: Partial<AuditOptions> = {}): stri
   const file = path.join(dir, name, "audit.jsonl");
   const log = AuditLog.open(file, { signingKeyPem: keyPem, checkpointEvery: 1000, checkpointIntervalMs: 60_000, ...o });
   log.append("coordinator.start", { node: name });
-  for (let i = 1; i <= events; i++) log.append("stream.close", { sessionId: `${name}-${i}`, guest: "ann", bytesUp: i * 100, bytesDown: i });
+  for (let i = 1; i <= events; i++)
+    log.append("stream.close", { sessionId: `${name}-${i}`, guest: "ann", bytesUp: i * 100, bytesDown: i });
   log.append("coordinator.stop");
   log.checkpoint();
   log.close();
@@ -41,7 +42,11 @@ describe("audit verify over several nodes", () => {
     const files = [node("n1", 5), node("n2", 7), node("n3", 3)];
     const r = verifyChains(files, { certPem });
     expect(r.ok).toBe(true);
-    expect(r.chains.map((c) => [c.files, c.events, c.cleanStop])).toEqual([[[files[0]], 9, true], [[files[1]], 11, true], [[files[2]], 7, true]]);
+    expect(r.chains.map((c) => [c.files, c.events, c.cleanStop])).toEqual([
+      [[files[0]], 9, true],
+      [[files[1]], 11, true],
+      [[files[2]], 7, true],
+    ]);
     const cli = await run(["audit", "verify", ...files, "--cert", certFile]);
     expect({ code: cli.code, err: cli.err }).toEqual({ code: 0, err: "" });
     for (const f of files) expect(cli.out).toContain(`: ${f}\n`);
@@ -67,7 +72,11 @@ describe("audit verify over several nodes", () => {
     const n1 = node("n1", 40, { rotateBytes: 1500 });
     const n2 = node("n2", 4);
     const n3 = node("n3", 6);
-    const rotated = fs.readdirSync(path.dirname(n1)).filter((f) => f.startsWith("audit.jsonl.")).sort().map((f) => path.join(dir, "n1", f));
+    const rotated = fs
+      .readdirSync(path.dirname(n1))
+      .filter((f) => f.startsWith("audit.jsonl."))
+      .sort()
+      .map((f) => path.join(dir, "n1", f));
     expect(rotated.length).toBeGreaterThan(2);
     // The newest file alone finds the files it continues beside it.
     const r = verifyChains([n2, n1, n3], { certPem });
@@ -95,7 +104,10 @@ describe("audit verify over several nodes", () => {
   test("a missing middle file splits nothing: its chain continues from a file that is not here", () => {
     const n1 = node("n1", 40, { rotateBytes: 1500 });
     const n2 = node("n2", 4);
-    const rotated = fs.readdirSync(path.dirname(n1)).filter((f) => f.startsWith("audit.jsonl.")).sort();
+    const rotated = fs
+      .readdirSync(path.dirname(n1))
+      .filter((f) => f.startsWith("audit.jsonl."))
+      .sort();
     fs.rmSync(path.join(dir, "n1", rotated[1]!));
     const r = verifyChains([n1, n2], { certPem });
     expect(r.chains.length).toBe(2);

@@ -29,7 +29,11 @@ beforeEach(() => {
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
-const lines = () => fs.readFileSync(file, "utf8").split(/(?<=\n)/).filter(Boolean);
+const lines = () =>
+  fs
+    .readFileSync(file, "utf8")
+    .split(/(?<=\n)/)
+    .filter(Boolean);
 
 test("the head states the last line on disk, signed with the coordinator key; another key does not verify it", () => {
   const log = AuditLog.open(file, { signingKeyPem: keyPem, checkpointIntervalMs: 60_000 });
@@ -60,7 +64,11 @@ test("a head signed long ago is reported as a possible replay", () => {
   now += 3_600_000;
   const r = verifyAudit([file], { certPem, head, now });
   expect(r.ok).toBe(true);
-  expect(r.warnings).toEqual([expect.stringContaining("signed at 2030-01-01T00:00:00.000Z, 1h ago: the clocks disagree, or an old head was replayed")]);
+  expect(r.warnings).toEqual([
+    expect.stringContaining(
+      "signed at 2030-01-01T00:00:00.000Z, 1h ago: the clocks disagree, or an old head was replayed",
+    ),
+  ]);
 });
 
 test("--against takes the coordinator's HTTP address or the head's URL", () => {
@@ -79,9 +87,19 @@ test("checkpoints from before they were chained still verify, and a log without 
   old.close();
   const prev = sha256(lines().at(-1)!);
   const sig = sign("sha256", Buffer.from(`tessera-audit-checkpoint\n3\n${prev}`), keyPem).toString("base64");
-  fs.appendFileSync(file, JSON.stringify({ seq: 3, ts: new Date().toISOString(), event: "checkpoint", sig, prev }) + "\n");
-  fs.appendFileSync(file, JSON.stringify({ seq: 4, ts: new Date().toISOString(), event: "three", prev: sha256(lines().at(-1)!) }) + "\n");
-  expect(verifyAudit([file], { certPem })).toMatchObject({ ok: true, checkpoints: 1, unsigned: { events: 1, firstSeq: 4 } });
+  fs.appendFileSync(
+    file,
+    JSON.stringify({ seq: 3, ts: new Date().toISOString(), event: "checkpoint", sig, prev }) + "\n",
+  );
+  fs.appendFileSync(
+    file,
+    JSON.stringify({ seq: 4, ts: new Date().toISOString(), event: "three", prev: sha256(lines().at(-1)!) }) + "\n",
+  );
+  expect(verifyAudit([file], { certPem })).toMatchObject({
+    ok: true,
+    checkpoints: 1,
+    unsigned: { events: 1, firstSeq: 4 },
+  });
   expect(verifyAudit([file], { certPem: otherCertPem }).bad).toMatchObject({ kind: "bad-signature", line: 3 });
 
   // Reopened with the interval: an "open" checkpoint chained to the old one signs everything so far.
@@ -100,9 +118,30 @@ test("a validly signed checkpoint that does not follow the previous one breaks t
   log.close();
   // As a second writer of the same coordinator key would append, not knowing the first's checkpoints.
   const prev = sha256(lines().at(-1)!);
-  const body = { seq: 3, ts: new Date().toISOString(), prev, prevCheckpoint: "0".repeat(64), reason: "open" as const, every: 0, intervalMs: 60_000 };
+  const body = {
+    seq: 3,
+    ts: new Date().toISOString(),
+    prev,
+    prevCheckpoint: "0".repeat(64),
+    reason: "open" as const,
+    every: 0,
+    intervalMs: 60_000,
+  };
   const { seq, ts, reason, every, intervalMs, prevCheckpoint } = body;
-  fs.appendFileSync(file, JSON.stringify({ seq, ts, event: "checkpoint", reason, every, intervalMs, prevCheckpoint, sig: signCheckpoint(keyPem, body), prev }) + "\n");
+  fs.appendFileSync(
+    file,
+    JSON.stringify({
+      seq,
+      ts,
+      event: "checkpoint",
+      reason,
+      every,
+      intervalMs,
+      prevCheckpoint,
+      sig: signCheckpoint(keyPem, body),
+      prev,
+    }) + "\n",
+  );
   const r = verifyAudit([file], { certPem });
   expect(r.bad).toMatchObject({ kind: "removed", line: 3 });
   expect(r.bad!.message).toContain("different previous checkpoint than the checkpoint at seq 1");

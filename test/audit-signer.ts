@@ -5,6 +5,14 @@ export async function coordinatorIdentity(): Promise<{ keyPem: string; certPem: 
   const ca = await createCA({ commonName: "t", now: new Date() });
   const keys = await generateKeyPair();
   const keyPem = await exportPrivateKeyPem(keys.privateKey);
-  const certPem = await issueCert({ caCertPem: ca.certPem, caKeyPem: ca.keyPem, publicKey: keys.publicKey, commonName: "coord", usage: "server", now: new Date(), validForSeconds: 3600 });
+  const certPem = await issueCert({
+    caCertPem: ca.certPem,
+    caKeyPem: ca.keyPem,
+    publicKey: keys.publicKey,
+    commonName: "coord",
+    usage: "server",
+    now: new Date(),
+    validForSeconds: 3600,
+  });
   return { keyPem, certPem, caCertPem: ca.certPem };
 }

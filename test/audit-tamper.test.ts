@@ -28,7 +28,8 @@ function openLog(o: Partial<AuditOptions> = {}): AuditLog {
   return AuditLog.open(file, { signingKeyPem: keyPem, checkpointEvery: 1000, checkpointIntervalMs: 60_000, ...o });
 }
 function events(log: AuditLog, n: number): void {
-  for (let i = 1; i <= n; i++) log.append("stream.close", { sessionId: `s-${i}`, guest: "ann", bytesUp: i * 100, bytesDown: i });
+  for (let i = 1; i <= n; i++)
+    log.append("stream.close", { sessionId: `s-${i}`, guest: "ann", bytesUp: i * 100, bytesDown: i });
 }
 /** A clean stop, as the coordinator's: a last event, a signed checkpoint, close. */
 function stop(log: AuditLog): void {
@@ -88,7 +89,9 @@ describe("attacks today's verify did not see", () => {
       const against = verifyAudit([file], { certPem, head });
       expect(against.bad).toMatchObject({ kind: "cut" });
       expect(against.bad!.message).toContain(`ends at seq ${lastSeq}`);
-      expect(against.bad!.message).toContain(cut === 1 ? "seq 123 is missing from the end" : `seq ${lastSeq + 1}-123 are missing from the end`);
+      expect(against.bad!.message).toContain(
+        cut === 1 ? "seq 123 is missing from the end" : `seq ${lastSeq + 1}-123 are missing from the end`,
+      );
     });
   }
 
@@ -139,7 +142,20 @@ describe("attacks today's verify did not see", () => {
   });
 
   test("a fabricated 3-line log with no checkpoint fails, in the library and the CLI", async () => {
-    save(rechain([1, 2, 3].map((i) => JSON.stringify({ seq: i, ts: new Date().toISOString(), event: "session.open", sessionId: `s-${i}`, prev: "" }) + "\n")));
+    save(
+      rechain(
+        [1, 2, 3].map(
+          (i) =>
+            JSON.stringify({
+              seq: i,
+              ts: new Date().toISOString(),
+              event: "session.open",
+              sessionId: `s-${i}`,
+              prev: "",
+            }) + "\n",
+        ),
+      ),
+    );
     expect(verifyAudit([file]).ok).toBe(true);
     expect(verifyAudit([file], { certPem }).bad).toMatchObject({ kind: "unsigned" });
     fs.writeFileSync(path.join(dir, "coordinator.crt"), certPem);
@@ -161,8 +177,20 @@ describe("checkpoints on a time interval, chained", () => {
     now += 1_000;
     stop(log);
     const ls = lines();
-    expect(ls.map((l) => JSON.parse(l).event)).toEqual(["checkpoint", "a", "b", "checkpoint", "c", "coordinator.stop", "checkpoint"]);
-    expect(JSON.parse(ls[3]!)).toMatchObject({ reason: "interval", intervalMs: 60_000, ts: "2030-01-01T00:01:10.000Z" });
+    expect(ls.map((l) => JSON.parse(l).event)).toEqual([
+      "checkpoint",
+      "a",
+      "b",
+      "checkpoint",
+      "c",
+      "coordinator.stop",
+      "checkpoint",
+    ]);
+    expect(JSON.parse(ls[3]!)).toMatchObject({
+      reason: "interval",
+      intervalMs: 60_000,
+      ts: "2030-01-01T00:01:10.000Z",
+    });
     const r = verifyAudit([file], { certPem });
     expect(r.ok).toBe(true);
     expect(r.policy).toEqual({ every: 1000, intervalMs: 60_000 });
@@ -209,16 +237,29 @@ describe("checkpoints on a time interval, chained", () => {
     while (!isCheckpoint(lines().at(-1)!) && Date.now() < deadline) await Bun.sleep(10);
     log.close();
     expect(JSON.parse(lines().at(-1)!)).toMatchObject({ event: "checkpoint", reason: "interval", seq: 3 });
-    expect(verifyAudit([file], { certPem })).toMatchObject({ ok: true, warnings: [expect.stringContaining("ends at a checkpoint the coordinator wrote while running")] });
+    expect(verifyAudit([file], { certPem })).toMatchObject({
+      ok: true,
+      warnings: [expect.stringContaining("ends at a checkpoint the coordinator wrote while running")],
+    });
   }, 15_000);
 
   test("rotation: each file starts signed, so the newest one alone still has a signed start", () => {
     const log = openLog({ rotateBytes: 2000 });
     events(log, 40);
     stop(log);
-    const rotated = fs.readdirSync(dir).filter((f) => f.startsWith("audit.jsonl.")).sort();
+    const rotated = fs
+      .readdirSync(dir)
+      .filter((f) => f.startsWith("audit.jsonl."))
+      .sort();
     expect(rotated.length).toBeGreaterThan(2);
-    expect(lines().slice(0, 2).map((l) => [JSON.parse(l).event, JSON.parse(l).reason])).toEqual([["rotate", undefined], ["checkpoint", "rotate"]]);
+    expect(
+      lines()
+        .slice(0, 2)
+        .map((l) => [JSON.parse(l).event, JSON.parse(l).reason]),
+    ).toEqual([
+      ["rotate", undefined],
+      ["checkpoint", "rotate"],
+    ]);
     expect(verifyAudit([file], { certPem })).toMatchObject({ ok: true, cleanStop: true, warnings: [] });
     for (const f of rotated) fs.rmSync(path.join(dir, f));
     expect(verifyAudit([file], { certPem })).toMatchObject({ ok: true, continuesFrom: rotated.at(-1) });

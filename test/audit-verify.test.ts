@@ -20,7 +20,8 @@ afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function writeLog(n: number, o: Parameters<typeof AuditLog.open>[1] = {}): void {
   const log = AuditLog.open(file, o);
-  for (let i = 1; i <= n; i++) log.append("stream.close", { sessionId: `s-${i}`, guest: "ann", bytesUp: i * 100, bytesDown: i });
+  for (let i = 1; i <= n; i++)
+    log.append("stream.close", { sessionId: `s-${i}`, guest: "ann", bytesUp: i * 100, bytesDown: i });
   log.close();
 }
 
@@ -94,7 +95,10 @@ describe("audit verify", () => {
 
   test("rotation keeps the chain across files, and a missing middle file is found", () => {
     writeLog(30, { rotateBytes: 1000 });
-    const rotated = fs.readdirSync(dir).filter((f) => f.startsWith("audit.jsonl.")).sort();
+    const rotated = fs
+      .readdirSync(dir)
+      .filter((f) => f.startsWith("audit.jsonl."))
+      .sort();
     expect(rotated.length).toBeGreaterThan(2);
     const first = JSON.parse(lines()[0]!);
     expect(first.event).toBe("rotate");

@@ -24,7 +24,10 @@ const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 function rawLines(): string[] {
   const text = fs.readFileSync(file, "utf8");
   expect(text.endsWith("\n")).toBe(true);
-  return text.split("\n").slice(0, -1).map((l) => l + "\n");
+  return text
+    .split("\n")
+    .slice(0, -1)
+    .map((l) => l + "\n");
 }
 
 describe("AuditLog", () => {
@@ -76,7 +79,12 @@ describe("AuditLog", () => {
     log.appendSoon("closed-4");
     log.close(); // close makes the waiting line durable
     const lines = rawLines();
-    expect(lines.map((l) => (JSON.parse(l) as { event: string }).event)).toEqual(["closed-1", "opened-2", "closed-3", "closed-4"]);
+    expect(lines.map((l) => (JSON.parse(l) as { event: string }).event)).toEqual([
+      "closed-1",
+      "opened-2",
+      "closed-3",
+      "closed-4",
+    ]);
   });
 
   test("reopening continues seq at 4 with prev = hash of line 3", () => {

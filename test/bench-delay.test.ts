@@ -18,13 +18,19 @@ test("delay.ts forwards both ways intact and passes the client's FIN on", async 
   const ended = new Promise<void>((r) => (sawEnd = r));
   const server = net.createServer((c) => {
     c.on("data", (d) => c.write(d));
-    c.on("end", () => { sawEnd(); c.end(); });
+    c.on("end", () => {
+      sawEnd();
+      c.end();
+    });
   });
   servers.push(server);
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const to = (server.address() as net.AddressInfo).port;
 
-  const child = Bun.spawn(["bun", path.resolve(import.meta.dir, "../scripts/bench/delay.ts"), "--to", String(to), "--delay", "2"], { stdout: "pipe", stderr: "inherit" });
+  const child = Bun.spawn(
+    ["bun", path.resolve(import.meta.dir, "../scripts/bench/delay.ts"), "--to", String(to), "--delay", "2"],
+    { stdout: "pipe", stderr: "inherit" },
+  );
   children.push(child);
   const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
   let out = "";

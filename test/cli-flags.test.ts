@@ -10,7 +10,11 @@ test("closest suggests a near name and nothing for a far one", () => {
 });
 
 test("checkFlags accepts known flags, --no-X for booleans, -h and anything after --", () => {
-  const args = { port: { type: "string" as const }, shell: { type: "boolean" as const }, code: { type: "positional" as const } };
+  const args = {
+    port: { type: "string" as const },
+    shell: { type: "boolean" as const },
+    code: { type: "positional" as const },
+  };
   expect(() => checkFlags(args, ["--port", "1", "--no-shell", "-h", "--", "--whatever"], "share")).not.toThrow();
   expect(() => checkFlags(args, ["--port=5"], "share")).not.toThrow();
   expect(() => checkFlags(args, ["--code", "x"], "share")).toThrow(/unknown option --code/);
@@ -18,5 +22,7 @@ test("checkFlags accepts known flags, --no-X for booleans, -h and anything after
 });
 
 test("repeatedValues keeps every value, in order, until --", () => {
-  expect(repeatedValues(["--allow", "a:1", "--x", "--allow=b:2", "--allow", "c:3", "--", "--allow", "d:4"], "allow")).toEqual(["a:1", "b:2", "c:3"]);
+  expect(
+    repeatedValues(["--allow", "a:1", "--x", "--allow=b:2", "--allow", "c:3", "--", "--allow", "d:4"], "allow"),
+  ).toEqual(["a:1", "b:2", "c:3"]);
 });

@@ -36,7 +36,11 @@ function flagMap(argv: string[], known: Set<string>): Record<string, string> {
 
 /** Dockerfile instructions with continuations joined and comments dropped. */
 function dockerfile(text: string): { op: string; arg: string }[] {
-  return text.replace(/\\\n/g, " ").split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"))
+  return text
+    .replace(/\\\n/g, " ")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#"))
     .map((l) => ({ op: l.split(/\s+/)[0]!.toUpperCase(), arg: l.slice(l.split(/\s+/)[0]!.length).trim() }));
 }
 
@@ -44,7 +48,8 @@ function dockerfile(text: string): { op: string; arg: string }[] {
 async function startRemapped(argv: string[], dirs: Record<string, string>, env: Record<string, string> = {}) {
   const moved = argv.map((a) => {
     if (/^0\.0\.0\.0:\d+$/.test(a)) return "127.0.0.1:0";
-    for (const [from, to] of Object.entries(dirs)) if (a === from || a.startsWith(from + "/")) return to + a.slice(from.length);
+    for (const [from, to] of Object.entries(dirs))
+      if (a === from || a.startsWith(from + "/")) return to + a.slice(from.length);
     return a;
   });
   const p = spawn(moved, env);
@@ -58,7 +63,9 @@ async function startRemapped(argv: string[], dirs: Record<string, string>, env: 
 
 async function pki(): Promise<string> {
   const dir = tmpDir();
-  expect((await run(["ca", "--coordinator-name", "tessera.example.com", "--dir", path.join(dir, "certs")])).code).toBe(0);
+  expect((await run(["ca", "--coordinator-name", "tessera.example.com", "--dir", path.join(dir, "certs")])).code).toBe(
+    0,
+  );
   fs.mkdirSync(path.join(dir, "data"));
   return dir;
 }
@@ -74,7 +81,9 @@ test("Dockerfile: multi-stage, distroless, non-root, tessera entrypoint, coordin
   expect(ins.find((i) => i.op === "ARG" && i.arg.startsWith("BUN_VERSION="))!.arg).toBe(`BUN_VERSION=${pinned}`);
   const build = ins.slice(0, ins.indexOf(froms[1]!));
   const final = ins.slice(ins.indexOf(froms[1]!));
-  expect(build.some((i) => i.op === "RUN" && i.arg.includes("bun scripts/build.ts") && i.arg.includes("TESSERA_VERSION="))).toBe(true);
+  expect(
+    build.some((i) => i.op === "RUN" && i.arg.includes("bun scripts/build.ts") && i.arg.includes("TESSERA_VERSION=")),
+  ).toBe(true);
   for (const c of build.filter((i) => i.op === "COPY")) {
     for (const src of c.arg.split(/\s+/).slice(0, -1)) expect(fs.existsSync(path.join(ROOT, src))).toBe(true);
   }
@@ -96,8 +105,12 @@ test("Dockerfile: multi-stage, distroless, non-root, tessera entrypoint, coordin
   expect(f.certs).toBe("/certs");
 
   // The build context keeps what the build copies and drops the heavy and the secret.
-  const ignored = read(".dockerignore").split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
-  for (const needed of ["package.json", "bun.lock", "tsconfig.json", "scripts", "src"]) expect(ignored).not.toContain(needed);
+  const ignored = read(".dockerignore")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#"));
+  for (const needed of ["package.json", "bun.lock", "tsconfig.json", "scripts", "src"])
+    expect(ignored).not.toContain(needed);
   for (const dropped of [".git", "node_modules", "dist", "pki", "certs", "*.db"]) expect(ignored).toContain(dropped);
 
   // The image's default command, run for real.
@@ -109,7 +122,18 @@ test("Dockerfile: multi-stage, distroless, non-root, tessera entrypoint, coordin
 
 test("docker-compose.yml: the same command, ./certs read-only, state in a named volume, 8443 and 8080 published", () => {
   const compose = Bun.YAML.parse(read("docker-compose.yml")) as {
-    services: Record<string, { image: string; build: string; command: string[]; ports: string[]; volumes: string[]; read_only: boolean; restart: string }>;
+    services: Record<
+      string,
+      {
+        image: string;
+        build: string;
+        command: string[];
+        ports: string[];
+        volumes: string[];
+        read_only: boolean;
+        restart: string;
+      }
+    >;
     volumes: Record<string, unknown>;
   };
   const svc = compose.services.coordinator!;
@@ -145,10 +169,20 @@ function unit(text: string): Record<string, Record<string, string[]>> {
   return out;
 }
 
-const SANDBOX = { NoNewPrivileges: "yes", ProtectSystem: "strict", ProtectHome: "yes", PrivateTmp: "yes", Restart: "on-failure", CapabilityBoundingSet: "" };
+const SANDBOX = {
+  NoNewPrivileges: "yes",
+  ProtectSystem: "strict",
+  ProtectHome: "yes",
+  PrivateTmp: "yes",
+  Restart: "on-failure",
+  CapabilityBoundingSet: "",
+};
 
 test("systemd units: sandboxed, restarting, and running the binary with flags and paths it really has", async () => {
-  for (const [file, cmd] of [["tessera-coordinator.service", "coordinator"], ["tessera-agent@.service", "agent"]] as const) {
+  for (const [file, cmd] of [
+    ["tessera-coordinator.service", "coordinator"],
+    ["tessera-agent@.service", "agent"],
+  ] as const) {
     const u = unit(read(`deploy/systemd/${file}`));
     const svc = u.Service!;
     for (const [k, v] of Object.entries(SANDBOX)) expect(svc[k]).toEqual([v]);
@@ -160,7 +194,10 @@ test("systemd units: sandboxed, restarting, and running the binary with flags an
     // install.sh puts the binary in /usr/local/bin when run as root.
     const argv = svc.ExecStart![0]!.split(/\s+/);
     expect(argv[0]).toBe("/usr/local/bin/tessera");
-    const flags = flagMap(argv.slice(1).filter((a) => a !== "$TESSERA_FLAGS"), await flagsOf(cmd));
+    const flags = flagMap(
+      argv.slice(1).filter((a) => a !== "$TESSERA_FLAGS"),
+      await flagsOf(cmd),
+    );
     if (cmd === "coordinator") {
       for (const k of ["certs", "audit", "db"]) expect(flags[k]!.startsWith(state + "/")).toBe(true);
       expect(flags.listen).toBe("0.0.0.0:8443");
@@ -177,7 +214,10 @@ test("systemd units: sandboxed, restarting, and running the binary with flags an
   const env = Object.fromEntries(u.Environment!.map((e) => e.split("=", 2) as [string, string]));
   const dir = await pki();
   fs.renameSync(path.join(dir, "certs"), path.join(dir, "data/pki"));
-  const argv = u.ExecStart![0]!.split(/\s+/).slice(1).filter((a) => a !== "$TESSERA_FLAGS");
+  const argv = u
+    .ExecStart![0]!.split(/\s+/)
+    .slice(1)
+    .filter((a) => a !== "$TESSERA_FLAGS");
   const p = await startRemapped(argv, { "/var/lib/tessera": path.join(dir, "data") }, env);
   for (const line of p.err.trim().split("\n")) expect(JSON.parse(line).level).toBeString();
 });
@@ -189,7 +229,10 @@ test("systemd-analyze verify accepts both units; their exposure score stays low 
   const bin = path.resolve(ROOT, "dist/tessera");
   if (!fs.existsSync(bin)) throw new Error("build dist/tessera first (bun run build)");
   // verify checks that ExecStart's binary exists, so the copies point at the one just built.
-  for (const [src, name] of [["tessera-coordinator.service", "tessera-coordinator.service"], ["tessera-agent@.service", "tessera-agent@db.service"]]) {
+  for (const [src, name] of [
+    ["tessera-coordinator.service", "tessera-coordinator.service"],
+    ["tessera-agent@.service", "tessera-agent@db.service"],
+  ]) {
     const file = path.join(dir, name);
     fs.writeFileSync(file, read(`deploy/systemd/${src}`).replaceAll("/usr/local/bin/tessera", bin));
     const v = Bun.spawnSync([sa, "verify", file], { stdout: "pipe", stderr: "pipe" });
@@ -209,19 +252,31 @@ test("DEPLOYING.md: every tessera command it shows exists with those flags, and 
   const blocks = [...doc.matchAll(/```(?:sh|yaml)?\n([\s\S]*?)```/g)].map((m) => m[1]!).join("\n");
   const cache = new Map<string, Set<string>>();
   let seen = 0;
-  for (const m of blocks.matchAll(/\btessera(?::\S+)? (audit verify|audit tail|admin sessions|admin hosts remove|admin hosts|admin enroll-token|admin revoke|ca|coordinator|link|share|agent|join|connect|token|revoke|version)\b([^\n|;&)]*)/g)) {
+  for (const m of blocks.matchAll(
+    /\btessera(?::\S+)? (audit verify|audit tail|admin sessions|admin hosts remove|admin hosts|admin enroll-token|admin revoke|ca|coordinator|link|share|agent|join|connect|token|revoke|version)\b([^\n|;&)]*)/g,
+  )) {
     const sub = m[1]!;
     if (!cache.has(sub)) cache.set(sub, await flagsOf(sub));
     for (const f of m[2]!.matchAll(/(?:^|\s)--([a-z][a-z-]*)/g)) {
-      if (!cache.get(sub)!.has(f[1]!)) throw new Error(`DEPLOYING.md: \`tessera ${sub}\` has no --${f[1]} (in: tessera ${sub}${m[2]})`);
+      if (!cache.get(sub)!.has(f[1]!))
+        throw new Error(`DEPLOYING.md: \`tessera ${sub}\` has no --${f[1]} (in: tessera ${sub}${m[2]})`);
       seen++;
     }
   }
   expect(seen).toBeGreaterThan(10);
   // The prose describing the unit quotes its ExecStart word for word.
-  const exec = unit(read("deploy/systemd/tessera-coordinator.service")).Service!.ExecStart![0]!.replace("/usr/local/bin/", "").replace(" $TESSERA_FLAGS", "");
+  const exec = unit(read("deploy/systemd/tessera-coordinator.service"))
+    .Service!.ExecStart![0]!.replace("/usr/local/bin/", "")
+    .replace(" $TESSERA_FLAGS", "");
   expect(doc.replace(/`\n/g, "` ").replace(/\s+/g, " ")).toContain("`" + exec + "`");
   // Paths it names are the ones the unit and compose files use.
-  for (const p of ["/etc/tessera/coordinator.env", "/etc/tessera/agent-db.env", "/var/lib/tessera-agent", "./certs", "tessera-data"]) expect(doc).toContain(p);
+  for (const p of [
+    "/etc/tessera/coordinator.env",
+    "/etc/tessera/agent-db.env",
+    "/var/lib/tessera-agent",
+    "./certs",
+    "tessera-data",
+  ])
+    expect(doc).toContain(p);
   expect(read("deploy/systemd/tessera-coordinator.service")).toContain("EnvironmentFile=-/etc/tessera/coordinator.env");
 });

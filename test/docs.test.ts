@@ -10,14 +10,19 @@ const DOCS = ["README.md", "SECURITY.md", "deploy/DEPLOYING.md"];
 
 /** GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes. */
 function slug(heading: string): string {
-  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, "").replace(/ /g, "-");
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N} _-]/gu, "")
+    .replace(/ /g, "-");
 }
 
 test("every in-page link names a section of the same document", () => {
   for (const doc of DOCS) {
     const text = fs.readFileSync(path.join(ROOT, doc), "utf8");
     const anchors = new Set([...text.matchAll(/^#{1,6} (.+)$/gm)].map((m) => slug(m[1]!)));
-    for (const m of text.matchAll(/\]\(#([^)]+)\)/g)) expect(anchors.has(m[1]!), `${doc}: link to #${m[1]} has no section`).toBe(true);
+    for (const m of text.matchAll(/\]\(#([^)]+)\)/g))
+      expect(anchors.has(m[1]!), `${doc}: link to #${m[1]} has no section`).toBe(true);
   }
 });
 
@@ -46,7 +51,8 @@ function commandLines(text: string): string[] {
   for (const m of text.matchAll(/`([^`\n]*tessera [^`\n]*)`/g)) lines.push(m[1]!);
   const out: string[] = [];
   for (const line of lines) {
-    for (const m of line.matchAll(/(?:^|[\s$('"=])tessera ((?:[^|&;#>'")]|'[^']*'|"[^"]*")*)/g)) out.push(m[1]!.split(/\s--(?=\s|$)/)[0]!);
+    for (const m of line.matchAll(/(?:^|[\s$('"=])tessera ((?:[^|&;#>'")]|'[^']*'|"[^"]*")*)/g))
+      out.push(m[1]!.split(/\s--(?=\s|$)/)[0]!);
   }
   return out;
 }
@@ -62,12 +68,16 @@ test("every flag of a documented tessera command line exists", async () => {
       if (!(sub in root)) continue;
       let cmd = await resolve((await import(`../src/commands/${sub}.ts`)).default);
       let i = 1;
-      while (cmd.subCommands && words[i] && words[i]! in cmd.subCommands) cmd = await resolve(cmd.subCommands[words[i++]!]);
+      while (cmd.subCommands && words[i] && words[i]! in cmd.subCommands)
+        cmd = await resolve(cmd.subCommands[words[i++]!]);
       const known = flagsOf(cmd);
       for (const w of words.slice(i)) {
         const m = /^--?([a-z][a-z0-9-]*)/.exec(w);
         if (!m || w.startsWith("---")) continue;
-        expect(known.has(m[1]!), `${doc}: "tessera ${line.trim()}" uses --${m[1]}, which \`tessera ${sub}\` does not have`).toBe(true);
+        expect(
+          known.has(m[1]!),
+          `${doc}: "tessera ${line.trim()}" uses --${m[1]}, which \`tessera ${sub}\` does not have`,
+        ).toBe(true);
         checked.push(`${sub} --${m[1]}`);
       }
     }

@@ -16,7 +16,15 @@ const ASSETS = ["tessera-darwin-arm64", "tessera-darwin-x64", "tessera-linux-arm
 const work = tmpDir();
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
-const fakeSums = (extra = "") => new Map(ASSETS.map((a, i) => [a, createHash("sha256").update(a + extra + i).digest("hex")]));
+const fakeSums = (extra = "") =>
+  new Map(
+    ASSETS.map((a, i) => [
+      a,
+      createHash("sha256")
+        .update(a + extra + i)
+        .digest("hex"),
+    ]),
+  );
 
 test("the checked-in formula is exactly what the generator writes for its own version and checksums", () => {
   const text = fs.readFileSync(path.join(ROOT, "Formula/tessera.rb"), "utf8");
@@ -28,7 +36,8 @@ test("the checked-in formula is exactly what the generator writes for its own ve
   // The same asset names the release build writes and install.sh asks for.
   const build = fs.readFileSync(path.join(ROOT, "scripts/build.ts"), "utf8");
   const install = fs.readFileSync(path.join(ROOT, "install.sh"), "utf8");
-  for (const a of ASSETS.map((x) => x.replace("tessera-", ""))) expect(build).toMatch(new RegExp(`"${a}": "bun-${a}(-baseline)?"`));
+  for (const a of ASSETS.map((x) => x.replace("tessera-", "")))
+    expect(build).toMatch(new RegExp(`"${a}": "bun-${a}(-baseline)?"`));
   expect(install).toContain('asset="tessera-$platform"');
   expect(install).toContain('echo "$os-$arch"');
 });
@@ -37,8 +46,12 @@ test("the generator refuses incomplete or malformed input", () => {
   const sums = fakeSums();
   sums.delete("tessera-linux-arm64");
   expect(() => renderFormula({ version: "v1.0.0", repo: "a/b", sums })).toThrow("no entry for tessera-linux-arm64");
-  expect(() => renderFormula({ version: "1.0", repo: "a/b", sums: fakeSums() })).toThrow("version must look like v1.2.3");
-  expect(() => renderFormula({ version: "v1.0.0", repo: "a b", sums: fakeSums() })).toThrow("repo must look like owner/name");
+  expect(() => renderFormula({ version: "1.0", repo: "a/b", sums: fakeSums() })).toThrow(
+    "version must look like v1.2.3",
+  );
+  expect(() => renderFormula({ version: "v1.0.0", repo: "a b", sums: fakeSums() })).toThrow(
+    "repo must look like owner/name",
+  );
   expect(() => parseSums("deadbeef  tessera-linux-x64\n")).toThrow("line 1");
   expect(parseSums(`${"a".repeat(64)} *tessera.exe\n\n`).get("tessera.exe")).toBe("a".repeat(64));
 });
@@ -96,7 +109,12 @@ test("ruby: the formula parses, picks one asset per platform, installs it as bin
   const sums = fakeSums();
   fs.writeFileSync(formula, renderFormula({ version, repo: "tessera-dev/tessera", sums }));
   fs.writeFileSync(path.join(work, "stub.rb"), BREW_STUB);
-  for (const [os, cpu, asset] of [["linux", "intel", "tessera-linux-x64"], ["linux", "arm", "tessera-linux-arm64"], ["macos", "arm", "tessera-darwin-arm64"], ["macos", "intel", "tessera-darwin-x64"]] as const) {
+  for (const [os, cpu, asset] of [
+    ["linux", "intel", "tessera-linux-x64"],
+    ["linux", "arm", "tessera-linux-arm64"],
+    ["macos", "arm", "tessera-darwin-arm64"],
+    ["macos", "intel", "tessera-darwin-x64"],
+  ] as const) {
     const stage = fs.mkdtempSync(path.join(work, "stage-"));
     const prefix = fs.mkdtempSync(path.join(work, "prefix-"));
     // Homebrew stages a bare-file download under its own name; here it is this machine's binary.
@@ -114,7 +132,10 @@ test("ruby: the formula parses, picks one asset per platform, installs it as bin
   fs.writeFileSync(wrong, renderFormula({ version: "v0.0.1", repo: "tessera-dev/tessera", sums }));
   const stage = fs.mkdtempSync(path.join(work, "stage-"));
   fs.copyFileSync(BIN, path.join(stage, "tessera-linux-x64"));
-  const bad = Bun.spawnSync([ruby, path.join(work, "stub.rb"), "linux", "intel", stage, fs.mkdtempSync(path.join(work, "prefix-")), wrong], { stderr: "pipe" });
+  const bad = Bun.spawnSync(
+    [ruby, path.join(work, "stub.rb"), "linux", "intel", stage, fs.mkdtempSync(path.join(work, "prefix-")), wrong],
+    { stderr: "pipe" },
+  );
   expect(bad.exitCode).not.toBe(0);
   expect(bad.stderr.toString()).toContain('expected "v0.0.1"');
 });

@@ -12,15 +12,25 @@ import { ConfigError } from "../src/errors.ts";
 
 describe("command words", () => {
   test("everything after the first -- is the command, untouched (later -- and flags included)", () => {
-    expect(commandAfterDashes(["ABCD", "--reason", "x", "--", "psql", "-h", "{host}", "--", "-x"])).toEqual(["psql", "-h", "{host}", "--", "-x"]);
+    expect(commandAfterDashes(["ABCD", "--reason", "x", "--", "psql", "-h", "{host}", "--", "-x"])).toEqual([
+      "psql",
+      "-h",
+      "{host}",
+      "--",
+      "-x",
+    ]);
     expect(commandAfterDashes(["ABCD", "--local", "127.0.0.1:0"])).toBeUndefined();
     expect(() => commandAfterDashes(["ABCD", "--"])).toThrow(ConfigError);
   });
 
   test("{host} and {port} are replaced everywhere, several times a word; nothing else is", () => {
     const at = { host: "127.0.0.1", port: 15432 };
-    expect(substitute(["psql", "-h", "{host}", "-p", "{port}", "postgres://u@{host}:{port}/db", "{user}", "$TESSERA_PORT"], at))
-      .toEqual(["psql", "-h", "127.0.0.1", "-p", "15432", "postgres://u@127.0.0.1:15432/db", "{user}", "$TESSERA_PORT"]);
+    expect(
+      substitute(
+        ["psql", "-h", "{host}", "-p", "{port}", "postgres://u@{host}:{port}/db", "{user}", "$TESSERA_PORT"],
+        at,
+      ),
+    ).toEqual(["psql", "-h", "127.0.0.1", "-p", "15432", "postgres://u@127.0.0.1:15432/db", "{user}", "$TESSERA_PORT"]);
   });
 
   test("exit status the shell's way: the code, or 128 + the signal", () => {
@@ -34,7 +44,12 @@ describe("command words", () => {
 describe("guestMode", () => {
   test("picks forward, command or stdio, and refuses combinations that make no sense", () => {
     expect(guestMode({})).toEqual({ kind: "forward", local: undefined, pool: DEFAULT_POOL });
-    expect(guestMode({ local: "127.0.0.1:0", command: ["psql"], pool: "0" })).toEqual({ kind: "command", argv: ["psql"], local: "127.0.0.1:0", pool: 0 });
+    expect(guestMode({ local: "127.0.0.1:0", command: ["psql"], pool: "0" })).toEqual({
+      kind: "command",
+      argv: ["psql"],
+      local: "127.0.0.1:0",
+      pool: 0,
+    });
     expect(guestMode({ pool: "64" })).toMatchObject({ pool: 64 });
     expect(() => guestMode({ pool: "65" })).toThrow(/--pool 65: give a number of streams from 0/);
     expect(() => guestMode({ pool: "-1" })).toThrow(/--pool -1/);
@@ -62,7 +77,8 @@ describe("osUser", () => {
   });
 
   test("passwd lookup matches the uid field exactly", () => {
-    const passwd = "root:x:0:0:root:/root:/bin/bash\nsvc:x:10:10::/:/bin/false\nann:x:1000:1000:Ann:/home/ann:/bin/sh\n";
+    const passwd =
+      "root:x:0:0:root:/root:/bin/bash\nsvc:x:10:10::/:/bin/false\nann:x:1000:1000:Ann:/home/ann:/bin/sh\n";
     expect(passwdName(passwd, 1000)).toBe("ann");
     expect(passwdName(passwd, 0)).toBe("root");
     expect(passwdName(passwd, 100)).toBeUndefined();
@@ -119,24 +135,37 @@ describe("sshConfigBlock", () => {
   });
 
   test("--alias, --reason with stray % and quotes, and TESSERA_HOME are all carried safely", () => {
-    const block = sshConfigBlock({ ...base, via: { code: "K7QF-M2XD" }, alias: "devbox", reason: "it's 50% done for %r", home: "/home/a/my tessera" });
+    const block = sshConfigBlock({
+      ...base,
+      via: { code: "K7QF-M2XD" },
+      alias: "devbox",
+      reason: "it's 50% done for %r",
+      home: "/home/a/my tessera",
+    });
     expect(block).toContain("Host devbox\n");
-    expect(block).toContain(`  ProxyCommand env TESSERA_HOME='/home/a/my tessera' /opt/tessera join --stdio K7QF-M2XD --reason 'it'\\''s 50%% done for %r'\n`);
+    expect(block).toContain(
+      `  ProxyCommand env TESSERA_HOME='/home/a/my tessera' /opt/tessera join --stdio K7QF-M2XD --reason 'it'\\''s 50%% done for %r'\n`,
+    );
   });
 
   test("a literal % in the executable path is doubled so ssh does not expand it", () => {
-    expect(sshConfigBlock({ ...base, exe: ["/opt/100%/tessera"], via: { code: "K7QF-M2XD" } })).toContain("ProxyCommand /opt/100%%/tessera join");
+    expect(sshConfigBlock({ ...base, exe: ["/opt/100%/tessera"], via: { code: "K7QF-M2XD" } })).toContain(
+      "ProxyCommand /opt/100%%/tessera join",
+    );
   });
 
   test("--share-id and --target: connect --stdio, reusable", () => {
     const block = sshConfigBlock({ ...base, via: { shareId: "db", target: "127.0.0.1:22" } });
     expect(block).toContain("Host db-22\n");
-    expect(block).toContain("ProxyCommand /opt/tessera connect --stdio --share-id db --target 127.0.0.1:22 --reason 'ssh %r@%h:%p'");
+    expect(block).toContain(
+      "ProxyCommand /opt/tessera connect --stdio --share-id db --target 127.0.0.1:22 --reason 'ssh %r@%h:%p'",
+    );
   });
 
   test("Windows quoting uses double quotes", () => {
-    expect(sshConfigBlock({ exe: ["C:\\Program Files\\tessera.exe"], platform: "win32", via: { code: "K7QF-M2XD" } }))
-      .toContain(`ProxyCommand "C:\\Program Files\\tessera.exe" join --stdio K7QF-M2XD --reason "ssh %r@%h:%p"`);
+    expect(
+      sshConfigBlock({ exe: ["C:\\Program Files\\tessera.exe"], platform: "win32", via: { code: "K7QF-M2XD" } }),
+    ).toContain(`ProxyCommand "C:\\Program Files\\tessera.exe" join --stdio K7QF-M2XD --reason "ssh %r@%h:%p"`);
   });
 
   test("bad codes, aliases, share ids and targets are refused with a clear message", () => {

@@ -3,7 +3,21 @@ import { expect, test } from "bun:test";
 import type { CommandDef } from "citty";
 import { SUMMARIES } from "../src/commands/summaries.ts";
 
-const COMMANDS = ["ca", "coordinator", "link", "share", "agent", "join", "connect", "token", "revoke", "admin", "version", "mcp", "receipt"];
+const COMMANDS = [
+  "ca",
+  "coordinator",
+  "link",
+  "share",
+  "agent",
+  "join",
+  "connect",
+  "token",
+  "revoke",
+  "admin",
+  "version",
+  "mcp",
+  "receipt",
+];
 
 test("every command's description matches its root-help summary", async () => {
   for (const name of COMMANDS) {
@@ -15,6 +29,8 @@ test("every command's description matches its root-help summary", async () => {
 
 test("main.ts registers exactly the summarised commands", async () => {
   const src = await Bun.file(new URL("../src/main.ts", import.meta.url)).text();
-  const registered = [...src.matchAll(/^\s+"?([\w-]+)"?: \(\) => import\("\.\/commands\/([\w-]+)\.ts"\)/gm)].map((m) => m[1]);
+  const registered = [...src.matchAll(/^\s+"?([\w-]+)"?: \(\) => import\("\.\/commands\/([\w-]+)\.ts"\)/gm)].map(
+    (m) => m[1],
+  );
   expect(registered.sort()).toEqual(Object.keys(SUMMARIES).sort());
 });

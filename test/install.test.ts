@@ -30,18 +30,42 @@ function release(tag: string, assets: Record<string, Uint8Array | string>, sums:
 beforeAll(async () => {
   // A real binary with a release tag compiled in, by the same build script CI and releases use.
   const bin = path.join(work, "tessera-build");
-  const build = Bun.spawnSync(["bun", "scripts/build.ts"], { cwd: ROOT, env: { ...process.env, TESSERA_VERSION: "v9.8.7", TESSERA_OUTFILE: bin }, stderr: "pipe" });
+  const build = Bun.spawnSync(["bun", "scripts/build.ts"], {
+    cwd: ROOT,
+    env: { ...process.env, TESSERA_VERSION: "v9.8.7", TESSERA_OUTFILE: bin },
+    stderr: "pipe",
+  });
   expect(build.exitCode).toBe(0);
   const real = fs.readFileSync(bin);
-  release("v9.8.7", { "tessera-linux-x64": real, "tessera-linux-arm64": fakeBinary("v9.8.7-linux-arm64"), "tessera-darwin-arm64": fakeBinary("v9.8.7-darwin-arm64"), "tessera-darwin-x64": fakeBinary("v9.8.7-darwin-x64") });
+  release("v9.8.7", {
+    "tessera-linux-x64": real,
+    "tessera-linux-arm64": fakeBinary("v9.8.7-linux-arm64"),
+    "tessera-darwin-arm64": fakeBinary("v9.8.7-darwin-arm64"),
+    "tessera-darwin-x64": fakeBinary("v9.8.7-darwin-x64"),
+  });
   release("v6.6.6", { "tessera-linux-x64": real }, { "tessera-linux-x64": sha("something else") });
   release("v5.0.0", { "tessera-darwin-arm64": fakeBinary("v5.0.0-darwin-arm64") });
   // Right platform, right checksum, but it cannot start here (as a glibc binary on musl would).
   release("v4.0.0", { "tessera-linux-x64": "#!/bin/sh\necho 'error while loading shared libraries' >&2\nexit 127\n" });
   // The source tarball the fallback builds: this checkout's files under one top directory, like GitHub's archives.
-  const list = Bun.spawnSync(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: ROOT }).stdout.toString().split("\0").filter((f) => f && fs.existsSync(path.join(ROOT, f)));
+  const list = Bun.spawnSync(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: ROOT })
+    .stdout.toString()
+    .split("\0")
+    .filter((f) => f && fs.existsSync(path.join(ROOT, f)));
   fs.writeFileSync(path.join(work, "list"), list.join("\0"));
-  const tar = Bun.spawnSync(["tar", "-czf", path.join(work, "src.tar.gz"), "--null", "-T", path.join(work, "list"), "--transform", "s,^,tessera-5.0.0/,"], { cwd: ROOT, stderr: "pipe" });
+  const tar = Bun.spawnSync(
+    [
+      "tar",
+      "-czf",
+      path.join(work, "src.tar.gz"),
+      "--null",
+      "-T",
+      path.join(work, "list"),
+      "--transform",
+      "s,^,tessera-5.0.0/,",
+    ],
+    { cwd: ROOT, stderr: "pipe" },
+  );
   expect(tar.stderr.toString()).toBe("");
   files.set("/src.tar.gz", fs.readFileSync(path.join(work, "src.tar.gz")));
 
@@ -63,7 +87,11 @@ beforeAll(async () => {
   shim = path.join(work, "shim");
   fs.mkdirSync(shim);
   const realUname = Bun.which("uname")!;
-  fs.writeFileSync(path.join(shim, "uname"), `#!/bin/sh\ncase "$1" in -s) echo "$FAKE_UNAME_S";; -m) echo "$FAKE_UNAME_M";; *) exec ${realUname} "$@";; esac\n`, { mode: 0o755 });
+  fs.writeFileSync(
+    path.join(shim, "uname"),
+    `#!/bin/sh\ncase "$1" in -s) echo "$FAKE_UNAME_S";; -m) echo "$FAKE_UNAME_M";; *) exec ${realUname} "$@";; esac\n`,
+    { mode: 0o755 },
+  );
 });
 
 afterAll(async () => {
@@ -78,13 +106,26 @@ async function install(env: Record<string, string>, opts: { pipe?: boolean; sets
   const script = path.join(ROOT, "install.sh");
   const cmd = opts.pipe ? ["bash"] : ["bash", script];
   const proc = Bun.spawn(opts.setsid ? ["setsid", "-w", ...cmd] : cmd, {
-    env: { PATH: `${shim}:${process.env.PATH}`, HOME: work, FAKE_UNAME_S: "Linux", FAKE_UNAME_M: "x86_64", TESSERA_BASE_URL: base, TESSERA_BINDIR: bindir, TESSERA_SKIP_LINK: "1", ...env },
+    env: {
+      PATH: `${shim}:${process.env.PATH}`,
+      HOME: work,
+      FAKE_UNAME_S: "Linux",
+      FAKE_UNAME_M: "x86_64",
+      TESSERA_BASE_URL: base,
+      TESSERA_BINDIR: bindir,
+      TESSERA_SKIP_LINK: "1",
+      ...env,
+    },
     // `curl ... | bash`: the script arrives on standard input.
     stdin: opts.pipe ? Bun.file(script) : "ignore",
     stdout: "pipe",
     stderr: "pipe",
   });
-  const [code, out, err] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  const [code, out, err] = await Promise.all([
+    proc.exited,
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+  ]);
   const bin = path.join(bindir, "tessera");
   const runs = fs.existsSync(bin) ? Bun.spawnSync([bin, "version"]).stdout.toString().trim() : null;
   return { code, out, err, bindir, runs, got: [...requested] };
@@ -94,7 +135,12 @@ test("curl | bash on linux x64: latest resolves to its tag, the right asset is f
   const r = await install({}, { pipe: true });
   expect(r.err).toContain("sha256 verified");
   expect(r.code).toBe(0);
-  expect(r.got).toEqual(["/releases/latest", "/releases/tag/v9.8.7", "/releases/download/v9.8.7/SHA256SUMS", "/releases/download/v9.8.7/tessera-linux-x64"]);
+  expect(r.got).toEqual([
+    "/releases/latest",
+    "/releases/tag/v9.8.7",
+    "/releases/download/v9.8.7/SHA256SUMS",
+    "/releases/download/v9.8.7/tessera-linux-x64",
+  ]);
   // The real compiled binary, reporting the tag it was built from.
   expect(r.runs).toBe("v9.8.7");
   expect((fs.statSync(path.join(r.bindir, "tessera")).mode & 0o777).toString(8)).toBe("755");
@@ -102,13 +148,22 @@ test("curl | bash on linux x64: latest resolves to its tag, the right asset is f
 });
 
 test("each OS and CPU name maps to its own asset", async () => {
-  for (const [s, m, asset] of [["Linux", "aarch64", "linux-arm64"], ["Darwin", "arm64", "darwin-arm64"], ["Linux", "arm64", "linux-arm64"], ["Darwin", "x86_64", "darwin-x64"]] as const) {
+  for (const [s, m, asset] of [
+    ["Linux", "aarch64", "linux-arm64"],
+    ["Darwin", "arm64", "darwin-arm64"],
+    ["Linux", "arm64", "linux-arm64"],
+    ["Darwin", "x86_64", "darwin-x64"],
+  ] as const) {
     const r = await install({ FAKE_UNAME_S: s, FAKE_UNAME_M: m, TESSERA_VERSION: "v9.8.7" });
     expect(r.code).toBe(0);
     expect(r.got).toContain(`/releases/download/v9.8.7/tessera-${asset}`);
     expect(r.runs).toBe(`v9.8.7-${asset}`);
   }
-  for (const [s, m, msg] of [["FreeBSD", "x86_64", "unsupported OS FreeBSD"], ["Linux", "riscv64", "unsupported CPU riscv64"], ["MINGW64_NT-10.0", "x86_64", "tessera-windows-x64.exe"]] as const) {
+  for (const [s, m, msg] of [
+    ["FreeBSD", "x86_64", "unsupported OS FreeBSD"],
+    ["Linux", "riscv64", "unsupported CPU riscv64"],
+    ["MINGW64_NT-10.0", "x86_64", "tessera-windows-x64.exe"],
+  ] as const) {
     const r = await install({ FAKE_UNAME_S: s, FAKE_UNAME_M: m });
     expect(r.code).toBe(1);
     expect(r.err).toContain(msg);
@@ -125,7 +180,10 @@ test("a checksum mismatch is refused and nothing is installed", async () => {
 });
 
 test("a verified binary that does not run here is not installed: the source build is tried instead", async () => {
-  const r = await install({ TESSERA_VERSION: "v4.0.0", TESSERA_SOURCE_URL: `http://127.0.0.1:${server.port}/no-such-source.tar.gz` });
+  const r = await install({
+    TESSERA_VERSION: "v4.0.0",
+    TESSERA_SOURCE_URL: `http://127.0.0.1:${server.port}/no-such-source.tar.gz`,
+  });
   expect(r.err).toContain("sha256 verified");
   expect(r.err).toContain("the release binary for linux-x64 does not run on this system; building from source");
   expect(r.err).toContain("no source at");
@@ -160,8 +218,23 @@ test("at a terminal, the installer offers to link, and a host enrols with the to
   const dec = new TextDecoder();
   // A PTY becomes the installer's controlling terminal, which is where it asks (stdin is the script).
   const proc = Bun.spawn(["bash", path.join(ROOT, "install.sh")], {
-    env: { PATH: `${shim}:${process.env.PATH}`, HOME: work, FAKE_UNAME_S: "Linux", FAKE_UNAME_M: "x86_64", TESSERA_BASE_URL: base, TESSERA_BINDIR: bindir, TESSERA_HOME: home, NO_COLOR: "1" },
-    terminal: { cols: 200, rows: 50, data: (_t, b) => { screen += dec.decode(b); } },
+    env: {
+      PATH: `${shim}:${process.env.PATH}`,
+      HOME: work,
+      FAKE_UNAME_S: "Linux",
+      FAKE_UNAME_M: "x86_64",
+      TESSERA_BASE_URL: base,
+      TESSERA_BINDIR: bindir,
+      TESSERA_HOME: home,
+      NO_COLOR: "1",
+    },
+    terminal: {
+      cols: 200,
+      rows: 50,
+      data: (_t, b) => {
+        screen += dec.decode(b);
+      },
+    },
   });
   const waitFor = async (text: string) => {
     while (!screen.includes(text)) {
@@ -183,7 +256,10 @@ test("at a terminal, the installer offers to link, and a host enrols with the to
 });
 
 test("no binary for this platform in the release: built from the source tarball with Bun, and it runs", async () => {
-  const r = await install({ TESSERA_VERSION: "v5.0.0", TESSERA_SOURCE_URL: `http://127.0.0.1:${server.port}/src.tar.gz` });
+  const r = await install({
+    TESSERA_VERSION: "v5.0.0",
+    TESSERA_SOURCE_URL: `http://127.0.0.1:${server.port}/src.tar.gz`,
+  });
   expect(r.err).toContain("release v5.0.0 has no binary for linux-x64; building from source");
   expect(r.code).toBe(0);
   expect(r.got).toEqual(["/releases/download/v5.0.0/SHA256SUMS", "/src.tar.gz"]);

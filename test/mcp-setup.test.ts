@@ -11,7 +11,11 @@ test("the snippet is valid JSON naming the executable, and keeps TESSERA_HOME wh
 
   const src = mcpSetup({ exe: ["/usr/bin/bun", "/home/me/tessera/src/main.ts"], home: "/home/me/my tessera" });
   const j2 = JSON.parse(/^  \{[\s\S]*?^  \}$/m.exec(src)![0]);
-  expect(j2.mcpServers.tessera).toEqual({ command: "/usr/bin/bun", args: ["/home/me/tessera/src/main.ts", "mcp"], env: { TESSERA_HOME: "/home/me/my tessera" } });
+  expect(j2.mcpServers.tessera).toEqual({
+    command: "/usr/bin/bun",
+    args: ["/home/me/tessera/src/main.ts", "mcp"],
+    env: { TESSERA_HOME: "/home/me/my tessera" },
+  });
   expect(src).toContain("-e TESSERA_HOME='/home/me/my tessera' -- /usr/bin/bun /home/me/tessera/src/main.ts mcp");
 });
 

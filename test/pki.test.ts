@@ -27,7 +27,12 @@ import {
 
 const NOW = new Date("2030-01-01T00:00:00Z");
 
-async function leaf(ca: { certPem: string; keyPem: string }, names: string[], usage: "server" | "client" | "both", now = NOW) {
+async function leaf(
+  ca: { certPem: string; keyPem: string },
+  names: string[],
+  usage: "server" | "client" | "both",
+  now = NOW,
+) {
   const keys = await generateKeyPair();
   const keyPem = await exportPrivateKeyPem(keys.privateKey);
   const san = names.map(sanForName);
@@ -93,8 +98,13 @@ describe("keys", () => {
   });
 
   test("rejects SEC1 and non-P-256 keys with actionable errors", async () => {
-    await expectPkiError(importPrivateKeyPem(derToPem(new Uint8Array([48, 0]), "EC PRIVATE KEY")), /openssl pkcs8 -topk8/);
-    const p384 = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, true, ["sign"])) as CryptoKeyPair;
+    await expectPkiError(
+      importPrivateKeyPem(derToPem(new Uint8Array([48, 0]), "EC PRIVATE KEY")),
+      /openssl pkcs8 -topk8/,
+    );
+    const p384 = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, true, [
+      "sign",
+    ])) as CryptoKeyPair;
     await expectPkiError(importPrivateKeyPem(await exportPrivateKeyPem(p384.privateKey)), /ECDSA P-256/);
   });
 });
@@ -181,7 +191,15 @@ describe("CA and issuance", () => {
     const other = await createCA({ commonName: "Test CA", now: NOW });
     const keys = await generateKeyPair();
     await expectPkiError(
-      issueCert({ caCertPem: ca.certPem, caKeyPem: other.keyPem, publicKey: keys.publicKey, commonName: "x", usage: "server", now: NOW, validForSeconds: 60 }),
+      issueCert({
+        caCertPem: ca.certPem,
+        caKeyPem: other.keyPem,
+        publicKey: keys.publicKey,
+        commonName: "x",
+        usage: "server",
+        now: NOW,
+        validForSeconds: 60,
+      }),
       /does not match/,
     );
   });
@@ -192,15 +210,24 @@ describe("verifyIssuedBy", () => {
     const ca = await createCA({ commonName: "Test CA", now: NOW });
     const sameName = await createCA({ commonName: "Test CA", now: NOW });
     const otherName = await createCA({ commonName: "Other CA", now: NOW });
-    await expectPkiError(verifyIssuedBy((await leaf(sameName, ["localhost"], "server")).certPem, ca.certPem, NOW), /not issued by this CA/);
-    await expectPkiError(verifyIssuedBy((await leaf(otherName, ["localhost"], "server")).certPem, ca.certPem, NOW), /not issued by this CA/);
+    await expectPkiError(
+      verifyIssuedBy((await leaf(sameName, ["localhost"], "server")).certPem, ca.certPem, NOW),
+      /not issued by this CA/,
+    );
+    await expectPkiError(
+      verifyIssuedBy((await leaf(otherName, ["localhost"], "server")).certPem, ca.certPem, NOW),
+      /not issued by this CA/,
+    );
   });
 
   test("rejects expired and not-yet-valid certs", async () => {
     const ca = await createCA({ commonName: "Test CA", now: NOW });
     const { certPem } = await leaf(ca, ["localhost"], "server");
     const { notAfter } = certInfo(certPem);
-    await expectPkiError(verifyIssuedBy(certPem, ca.certPem, new Date(notAfter.getTime() + 1000)), new RegExp(`expired at ${notAfter.toISOString()}`));
+    await expectPkiError(
+      verifyIssuedBy(certPem, ca.certPem, new Date(notAfter.getTime() + 1000)),
+      new RegExp(`expired at ${notAfter.toISOString()}`),
+    );
     await expectPkiError(verifyIssuedBy(certPem, ca.certPem, new Date(NOW.getTime() - 3_600_000)), /not valid until/);
   });
 });
@@ -218,7 +245,15 @@ describe("CSR", () => {
     );
     // The key in the CSR is the one that ends up certified.
     const ca = await createCA({ commonName: "Test CA", now: NOW });
-    const certPem = await issueCert({ caCertPem: ca.certPem, caKeyPem: ca.keyPem, publicKey: csr.publicKey, commonName: csr.commonName, usage: "client", now: NOW, validForSeconds: 60 });
+    const certPem = await issueCert({
+      caCertPem: ca.certPem,
+      caKeyPem: ca.keyPem,
+      publicKey: csr.publicKey,
+      commonName: csr.commonName,
+      usage: "client",
+      now: NOW,
+      validForSeconds: 60,
+    });
     expect(certInfo(certPem).spki).toBe(csr.spki);
   });
 
@@ -236,8 +271,15 @@ describe("CSR", () => {
   });
 
   test("rejects keys that are not P-256", async () => {
-    const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, true, ["sign", "verify"])) as CryptoKeyPair;
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: "CN=x", keys, signingAlgorithm: { name: "ECDSA", hash: "SHA-384" } as EcdsaParams });
+    const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, true, [
+      "sign",
+      "verify",
+    ])) as CryptoKeyPair;
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: "CN=x",
+      keys,
+      signingAlgorithm: { name: "ECDSA", hash: "SHA-384" } as EcdsaParams,
+    });
     await expectPkiError(readCsr(csr.toString("pem")), /P-256/);
   });
 });
@@ -265,7 +307,15 @@ describe("fingerprints and pins", () => {
     expect(parsePin(`SHA256:${hex.toUpperCase()}`)).toBe(hex);
     expect(parsePin(`sha256:${hex.match(/../g)!.join(":").toUpperCase()}`)).toBe(hex);
     expect(parsePin(formatPin(hex))).toBe(hex);
-    for (const bad of [hex, `sha256:${hex.slice(2)}`, `sha256:${hex}ab`, `sha1:${hex}`, `sha256:${"zz".repeat(32)}`, `sha256::${hex}`, ""]) {
+    for (const bad of [
+      hex,
+      `sha256:${hex.slice(2)}`,
+      `sha256:${hex}ab`,
+      `sha1:${hex}`,
+      `sha256:${"zz".repeat(32)}`,
+      `sha256::${hex}`,
+      "",
+    ]) {
       await expectPkiError(() => parsePin(bad), /invalid pin/);
     }
   });
@@ -325,9 +375,19 @@ describe("node:tls interop", () => {
     const ca = await createCA({ commonName: "Interop CA", now });
     const server = await leaf(ca, ["localhost", "127.0.0.1"], "server", now);
     const client = await leaf(ca, ["client-1"], "client", now);
-    const { server: srv, port, accepted } = await startEchoServer({ key: server.keyPem, cert: server.certPem, ca: ca.certPem });
+    const {
+      server: srv,
+      port,
+      accepted,
+    } = await startEchoServer({ key: server.keyPem, cert: server.certPem, ca: ca.certPem });
     try {
-      const res = await tryClient({ host: "127.0.0.1", port, ca: ca.certPem, key: client.keyPem, cert: client.certPem });
+      const res = await tryClient({
+        host: "127.0.0.1",
+        port,
+        ca: ca.certPem,
+        key: client.keyPem,
+        cert: client.certPem,
+      });
       expect(res.error).toBeUndefined();
       expect(res.authorized).toBe(true);
       expect(res.echoed).toBe("ping");
@@ -343,9 +403,20 @@ describe("node:tls interop", () => {
     const rogue = await createCA({ commonName: "Interop CA", now });
     const server = await leaf(ca, ["127.0.0.1"], "server", now);
     const client = await leaf(rogue, ["client-1"], "client", now);
-    const { server: srv, port, accepted, refused } = await startEchoServer({ key: server.keyPem, cert: server.certPem, ca: ca.certPem });
+    const {
+      server: srv,
+      port,
+      accepted,
+      refused,
+    } = await startEchoServer({ key: server.keyPem, cert: server.certPem, ca: ca.certPem });
     try {
-      const res = await tryClient({ host: "127.0.0.1", port, ca: ca.certPem, key: client.keyPem, cert: client.certPem });
+      const res = await tryClient({
+        host: "127.0.0.1",
+        port,
+        ca: ca.certPem,
+        key: client.keyPem,
+        cert: client.certPem,
+      });
       expect(res.echoed).toBe("");
       expect(accepted).toEqual([]);
       expect(refused.length).toBe(1);

@@ -4,7 +4,16 @@ import * as v from "valibot";
 import { ProtocolError } from "../src/errors.ts";
 import { ClientFrame, SHELL_TARGET } from "../src/wire/protocol.ts";
 import { parseTarget } from "../src/wire/address.ts";
-import { DATA_CHUNK, encodeControl, encodeData, GuestControl, HostControl, MAX_SHELL_FRAME, ShellDecoder, type ShellFrame } from "../src/shell/frames.ts";
+import {
+  DATA_CHUNK,
+  encodeControl,
+  encodeData,
+  GuestControl,
+  HostControl,
+  MAX_SHELL_FRAME,
+  ShellDecoder,
+  type ShellFrame,
+} from "../src/shell/frames.ts";
 
 const guestExamples: GuestControl[] = [
   { t: "hello", v: 1, cols: 120, rows: 40, term: "xterm-256color", tty: true },
@@ -27,7 +36,11 @@ function header(kind: number, len: number): Buffer {
 describe("shell frames", () => {
   test("control frames and raw bytes round-trip, fed one byte at a time", () => {
     const bytes = Buffer.from([0, 1, 2, 3, 0x1b, 0x5b, 0x41, 0xff, 0x03, 0x04]);
-    const stream = Buffer.concat([...guestExamples.map(encodeControl), ...encodeData(bytes), encodeControl({ t: "eof" })]);
+    const stream = Buffer.concat([
+      ...guestExamples.map(encodeControl),
+      ...encodeData(bytes),
+      encodeControl({ t: "eof" }),
+    ]);
     const dec = new ShellDecoder(GuestControl);
     const got: ShellFrame<GuestControl>[] = [];
     for (let i = 0; i < stream.length; i++) got.push(...dec.push(stream.subarray(i, i + 1)));
@@ -54,9 +67,13 @@ describe("shell frames", () => {
 
   test("unknown kinds, bad JSON and frames of the wrong direction or shape are refused", () => {
     expect(() => new ShellDecoder(GuestControl).push(header(9, 0))).toThrow(/unknown shell frame kind 9/);
-    expect(() => new ShellDecoder(GuestControl).push(Buffer.concat([header(1, 3), Buffer.from("{x}")]))).toThrow(/not valid JSON/);
+    expect(() => new ShellDecoder(GuestControl).push(Buffer.concat([header(1, 3), Buffer.from("{x}")]))).toThrow(
+      /not valid JSON/,
+    );
     // A host's message is not something a guest may send, and the other way round.
-    expect(() => new ShellDecoder(GuestControl).push(encodeControl({ t: "exit", code: 0, signal: null }))).toThrow(ProtocolError);
+    expect(() => new ShellDecoder(GuestControl).push(encodeControl({ t: "exit", code: 0, signal: null }))).toThrow(
+      ProtocolError,
+    );
     expect(() => new ShellDecoder(HostControl).push(encodeControl({ t: "eof" }))).toThrow(ProtocolError);
     const bad = (msg: object) => () => new ShellDecoder(GuestControl).push(encodeControl(msg as GuestControl));
     expect(bad({ t: "resize", cols: 0, rows: 24 })).toThrow(/at cols/);
@@ -64,7 +81,15 @@ describe("shell frames", () => {
     expect(bad({ t: "resize", cols: 80, rows: 100_000 })).toThrow(/at rows/);
     expect(bad({ t: "hello", v: 1, cols: 80, rows: 24, term: "xterm; rm -rf /", tty: true })).toThrow(/at term/);
     expect(bad({ t: "eof", extra: 1 })).toThrow(ProtocolError);
-    expect(() => encodeControl({ t: "ready", v: 1, readOnly: false, recorded: false, pad: "x".repeat(MAX_SHELL_FRAME) } as HostControl)).toThrow(/exceeds/);
+    expect(() =>
+      encodeControl({
+        t: "ready",
+        v: 1,
+        readOnly: false,
+        recorded: false,
+        pad: "x".repeat(MAX_SHELL_FRAME),
+      } as HostControl),
+    ).toThrow(/exceeds/);
   });
 });
 

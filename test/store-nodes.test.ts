@@ -39,7 +39,15 @@ describe.skipIf(!PG)("nodes on one PostgreSQL", () => {
     const url = await freshDb();
     const [a, b] = await Promise.all([Store.open(url), Store.open(url)]);
     // A long ttl: no heartbeat comes between the two starts and the questions, so only a fresh read can answer.
-    const mail = (store: Store, name: string) => new NodeMail({ store: store.nodes, name, advertise: `127.0.0.1:${name === "n1" ? 1001 : 1002}`, ttlMs: 600_000, onMail: () => {}, onNodeLost: () => {} });
+    const mail = (store: Store, name: string) =>
+      new NodeMail({
+        store: store.nodes,
+        name,
+        advertise: `127.0.0.1:${name === "n1" ? 1001 : 1002}`,
+        ttlMs: 600_000,
+        onMail: () => {},
+        onNodeLost: () => {},
+      });
     const n1 = mail(a, "n1");
     await n1.start();
     const n2 = mail(b, "n2");

@@ -9,7 +9,10 @@ import { Store } from "../src/store/store.ts";
 import { MIGRATIONS } from "../src/store/schema.ts";
 
 const PG = process.env.TESSERA_TEST_PG_URL;
-if (!PG) console.warn("store.test: TESSERA_TEST_PG_URL is not set: the PostgreSQL half of these tests is SKIPPED (scripts/test-services.sh sets it)");
+if (!PG)
+  console.warn(
+    "store.test: TESSERA_TEST_PG_URL is not set: the PostgreSQL half of these tests is SKIPPED (scripts/test-services.sh sets it)",
+  );
 
 /** A fresh database per backend: a temp SQLite file, or a new PostgreSQL database dropped afterwards. */
 async function fresh(kind: "sqlite" | "postgres"): Promise<{ url: string; drop: () => Promise<void> }> {
@@ -71,8 +74,19 @@ for (const kind of ["sqlite", "postgres"] as const) {
       expect(await store.hostStatus("SHA256:r1")).toBe("enrolled");
       expect(await store.removeHost("SHA256:r1", "operator ops from 127.0.0.1:1", 7)).toBe(true);
       expect(await store.removeHost("SHA256:r1", "again", 8)).toBe(false);
-      expect([await store.hostStatus("SHA256:r1"), await store.hostExists("SHA256:r1"), await store.hostStatus("SHA256:none")]).toEqual(["removed", false, undefined]);
-      expect((await store.hosts()).find((h) => h.spki === "SHA256:r1")).toEqual({ spki: "SHA256:r1", name: "lost", enrolledAt: 5, lastSeen: 6, removedAt: 7, removedBy: "operator ops from 127.0.0.1:1" });
+      expect([
+        await store.hostStatus("SHA256:r1"),
+        await store.hostExists("SHA256:r1"),
+        await store.hostStatus("SHA256:none"),
+      ]).toEqual(["removed", false, undefined]);
+      expect((await store.hosts()).find((h) => h.spki === "SHA256:r1")).toEqual({
+        spki: "SHA256:r1",
+        name: "lost",
+        enrolledAt: 5,
+        lastSeen: 6,
+        removedAt: 7,
+        removedBy: "operator ops from 127.0.0.1:1",
+      });
       expect(await store.removedHostsSince(7)).toEqual([{ spki: "SHA256:r1", name: "lost" }]);
       expect(await store.removedHostsSince(8)).toEqual([]);
       const tok = { id: "0a0b0c0d", hash: "f".repeat(64), expiresAt: 1_000 };
@@ -87,18 +101,32 @@ for (const kind of ["sqlite", "postgres"] as const) {
 
     test("shares survive until closed, and come back as open after a reopen", async () => {
       await store.putShare({ id: "sh-1", hostSpki: "SHA256:h1", hostName: "laptop", targets: ["127.0.0.1:5432"] }, 10);
-      await store.putShare({ id: "sh-2", hostSpki: "SHA256:h1", hostName: "laptop", targets: ["127.0.0.1:80", "127.0.0.1:81"] }, 11);
+      await store.putShare(
+        { id: "sh-2", hostSpki: "SHA256:h1", hostName: "laptop", targets: ["127.0.0.1:80", "127.0.0.1:81"] },
+        11,
+      );
       await store.closeShare("sh-2", 12);
       const reopened = await Store.open(db.url);
-      expect(await reopened.openShares()).toEqual([{ id: "sh-1", hostSpki: "SHA256:h1", hostName: "laptop", targets: ["127.0.0.1:5432"] }]);
+      expect(await reopened.openShares()).toEqual([
+        { id: "sh-1", hostSpki: "SHA256:h1", hostName: "laptop", targets: ["127.0.0.1:5432"] },
+      ]);
       expect(await reopened.getShare("sh-2")).toBeUndefined();
       await reopened.close();
     });
 
     test("codes: used once, atomically; released codes work again; expired codes do not", async () => {
       await store.putCode("hash-a", "sh-1", "127.0.0.1:5432", 1_000);
-      expect(await store.getCode("hash-a")).toEqual({ shareId: "sh-1", target: "127.0.0.1:5432", expiresAt: 1_000, usedAt: null });
-      const wins = await Promise.all([store.useCode("hash-a", 500), store.useCode("hash-a", 500), store.useCode("hash-a", 500)]);
+      expect(await store.getCode("hash-a")).toEqual({
+        shareId: "sh-1",
+        target: "127.0.0.1:5432",
+        expiresAt: 1_000,
+        usedAt: null,
+      });
+      const wins = await Promise.all([
+        store.useCode("hash-a", 500),
+        store.useCode("hash-a", 500),
+        store.useCode("hash-a", 500),
+      ]);
       expect(wins.filter(Boolean)).toHaveLength(1);
       expect((await store.getCode("hash-a"))!.usedAt).toBe(500);
       await store.releaseCode("hash-a");
@@ -108,19 +136,51 @@ for (const kind of ["sqlite", "postgres"] as const) {
     });
 
     test("sessions keep their stream totals and close once", async () => {
-      await store.openSession({ id: "s-1", shareId: "sh-1", guestSpki: "SHA256:g", guestName: "ann", guestAddr: "127.0.0.1:5", hostName: "laptop", target: "127.0.0.1:5432", openedAt: 20 });
+      await store.openSession({
+        id: "s-1",
+        shareId: "sh-1",
+        guestSpki: "SHA256:g",
+        guestName: "ann",
+        guestAddr: "127.0.0.1:5",
+        hostName: "laptop",
+        target: "127.0.0.1:5432",
+        openedAt: 20,
+      });
       await store.setTotals("s-1", 1, 100, 7);
       await store.setTotals("s-1", 2, 101, 8);
       const [s] = await store.openSessions();
-      expect(s).toMatchObject({ id: "s-1", guestName: "ann", guestAddr: "127.0.0.1:5", streams: 2, bytesUp: 101, bytesDown: 8 });
+      expect(s).toMatchObject({
+        id: "s-1",
+        guestName: "ann",
+        guestAddr: "127.0.0.1:5",
+        streams: 2,
+        bytesUp: 101,
+        bytesDown: 8,
+      });
       await store.closeSession("s-1", "revoked by the operator", 30);
       await store.closeSession("s-1", "later reason", 31);
       expect(await store.openSessions()).toEqual([]);
     });
 
     test("pending requests are taken once at start", async () => {
-      await store.putRequest({ id: "r-1", shareId: "sh-1", codeHash: "hash-a", guestName: "ann", guestSpki: "SHA256:g", target: "127.0.0.1:5432", createdAt: 40 });
-      await store.putRequest({ id: "r-2", shareId: "sh-1", codeHash: null, guestName: "bob", guestSpki: "SHA256:g2", target: "127.0.0.1:5432", createdAt: 41 });
+      await store.putRequest({
+        id: "r-1",
+        shareId: "sh-1",
+        codeHash: "hash-a",
+        guestName: "ann",
+        guestSpki: "SHA256:g",
+        target: "127.0.0.1:5432",
+        createdAt: 40,
+      });
+      await store.putRequest({
+        id: "r-2",
+        shareId: "sh-1",
+        codeHash: null,
+        guestName: "bob",
+        guestSpki: "SHA256:g2",
+        target: "127.0.0.1:5432",
+        createdAt: 41,
+      });
       await store.deleteRequest("r-2");
       expect((await store.takeRequests()).map((r) => r.id)).toEqual(["r-1"]);
       expect(await store.takeRequests()).toEqual([]);

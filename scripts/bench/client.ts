@@ -35,7 +35,12 @@ function connect(port: number, onData?: (chunk: Buffer) => void): Promise<Socket
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: ReturnType<typeof setTimeout>;
-  return Promise.race([p, new Promise<T>((_, rej) => { t = setTimeout(() => rej(new Error(`${what}: no answer in ${ms} ms`)), ms); })]).finally(() => clearTimeout(t));
+  return Promise.race([
+    p,
+    new Promise<T>((_, rej) => {
+      t = setTimeout(() => rej(new Error(`${what}: no answer in ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(t));
 }
 
 /**
@@ -50,7 +55,12 @@ export async function throughput(port: number, streams: number, durationMs: numb
       let first!: () => void;
       firsts.push(new Promise<void>((r) => (first = r)));
       let seen = false;
-      const s = await connect(port, () => { if (!seen) { seen = true; first(); } });
+      const s = await connect(port, () => {
+        if (!seen) {
+          seen = true;
+          first();
+        }
+      });
       socks.push(s);
       s.write(new Uint8Array([SOURCE]));
     }
@@ -77,7 +87,11 @@ export async function setupTimes(port: number, n: number, gapMs = 0): Promise<nu
     let echoed!: () => void;
     const got = new Promise<void>((r) => (echoed = r));
     const t0 = performance.now();
-    const s = await withTimeout(connect(port, () => echoed()), 10_000, "setup: connect");
+    const s = await withTimeout(
+      connect(port, () => echoed()),
+      10_000,
+      "setup: connect",
+    );
     s.write(new Uint8Array([ECHO, 0x78]));
     await withTimeout(got, 10_000, "setup: first echoed byte");
     out.push(performance.now() - t0);
@@ -93,7 +107,11 @@ export async function roundTrips(port: number, n: number, size = 64, warmup = 10
   let wake: (() => void) | undefined;
   const s = await connect(port, (c) => {
     have += c.length;
-    if (wake && have >= want) { const w = wake; wake = undefined; w(); }
+    if (wake && have >= want) {
+      const w = wake;
+      wake = undefined;
+      w();
+    }
   });
   try {
     s.write(new Uint8Array([ECHO]));
@@ -126,13 +144,19 @@ export async function openIdle(port: number, count: number, parallel = 50): Prom
       next++;
       let echoed!: () => void;
       const got = new Promise<void>((r) => (echoed = r));
-      const s = await withTimeout(connect(port, () => echoed()), 15_000, "idle: connect");
+      const s = await withTimeout(
+        connect(port, () => echoed()),
+        15_000,
+        "idle: connect",
+      );
       socks.push(s);
       s.write(new Uint8Array([ECHO, 0x78]));
       await withTimeout(got, 15_000, "idle: first echoed byte");
     }
   };
-  const close = () => { for (const s of socks) s.terminate(); };
+  const close = () => {
+    for (const s of socks) s.terminate();
+  };
   try {
     await Promise.all(Array.from({ length: parallel }, one));
   } catch (err) {
@@ -154,7 +178,14 @@ export const reqSize = (i: number) => 64 + ((i * 397) % 961);
  * (depth 1: one request, wait for its whole answer, send the next; 16: pipelined). After every
  * connection has answered once and a warm-up, counts completed requests over `durationMs`. Requests/s.
  */
-export async function requestResponse(port: number, conns: number, depth: number, durationMs: number, warmupMs = 300, onWindow?: () => (requests: number) => void): Promise<number> {
+export async function requestResponse(
+  port: number,
+  conns: number,
+  depth: number,
+  durationMs: number,
+  warmupMs = 300,
+  onWindow?: () => (requests: number) => void,
+): Promise<number> {
   const socks: Socket<Conn>[] = [];
   let done = 0;
   let seq = 0;
@@ -168,18 +199,29 @@ export async function requestResponse(port: number, conns: number, depth: number
       firsts.push(new Promise<void>((r) => (first = r)));
       const send = (s: Socket<Conn>, n: number) => {
         const parts: Buffer[] = [];
-        for (let k = 0; k < n; k++) { const size = reqSize(seq++); inFlight.push(size); parts.push(Buffer.alloc(size, 0x61)); }
+        for (let k = 0; k < n; k++) {
+          const size = reqSize(seq++);
+          inFlight.push(size);
+          parts.push(Buffer.alloc(size, 0x61));
+        }
         s.write(n === 1 ? parts[0]! : Buffer.concat(parts));
       };
-      const s: Socket<Conn> = await withTimeout(connect(port, (chunk) => {
-        have += chunk.length;
-        let answered = 0;
-        while (inFlight.length && have >= inFlight[0]!) { have -= inFlight.shift()!; answered++; }
-        if (!answered) return;
-        done += answered;
-        first();
-        if (running) send(s, answered);
-      }), 15_000, "req/resp: connect");
+      const s: Socket<Conn> = await withTimeout(
+        connect(port, (chunk) => {
+          have += chunk.length;
+          let answered = 0;
+          while (inFlight.length && have >= inFlight[0]!) {
+            have -= inFlight.shift()!;
+            answered++;
+          }
+          if (!answered) return;
+          done += answered;
+          first();
+          if (running) send(s, answered);
+        }),
+        15_000,
+        "req/resp: connect",
+      );
       socks.push(s);
       s.write(new Uint8Array([ECHO]));
       send(s, depth);

@@ -22,14 +22,27 @@ export function printCpu(cost: CpuCost, labels: Record<string, string>): void {
   if (!workloads.length) return;
   const rows = [["path", "process", ...workloads.map((w) => labels[w] ?? w)]];
   const keys = new Set<string>();
-  for (const w of workloads) for (const [path, roles] of Object.entries(cost[w]!)) for (const role of Object.keys(roles)) keys.add(`${path}\t${role}`);
+  for (const w of workloads)
+    for (const [path, roles] of Object.entries(cost[w]!))
+      for (const role of Object.keys(roles)) keys.add(`${path}\t${role}`);
   for (const k of keys) {
     const [path, role] = k.split("\t") as [string, string];
     rows.push([path, role, ...workloads.map((w) => fmt(median(cost[w]![path]?.[role] ?? []), 1))]);
   }
   for (const path of new Set([...keys].map((k) => k.split("\t")[0]!))) {
-    rows.push([path, "all of the path", ...workloads.map((w) => fmt(Object.values(cost[w]![path] ?? {}).reduce((a, r) => a + median(r), 0), 1))]);
+    rows.push([
+      path,
+      "all of the path",
+      ...workloads.map((w) =>
+        fmt(
+          Object.values(cost[w]![path] ?? {}).reduce((a, r) => a + median(r), 0),
+          1,
+        ),
+      ),
+    ]);
   }
-  console.log("\nCPU per unit of work, by process (µs; /proc utime+stime at 10 ms resolution, so small per-stream figures are coarse):");
+  console.log(
+    "\nCPU per unit of work, by process (µs; /proc utime+stime at 10 ms resolution, so small per-stream figures are coarse):",
+  );
   console.log(table(rows));
 }

@@ -35,7 +35,13 @@ class Lane {
 
   arm(): void {
     if (this.timer || this.pending || !this.out || !this.queue.length) return;
-    this.timer = setTimeout(() => { this.timer = undefined; this.flush(); }, Math.max(0, this.queue[0]!.due - performance.now()));
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.flush();
+      },
+      Math.max(0, this.queue[0]!.due - performance.now()),
+    );
   }
 
   flush(): void {
@@ -44,8 +50,14 @@ class Lane {
     const now = performance.now();
     while (!this.pending && this.queue.length && this.queue[0]!.due <= now + 0.5) {
       const { chunk } = this.queue.shift()!;
-      if (chunk === "fin") { out.shutdown(); continue; }
-      if (chunk === "close") { out.end(); continue; }
+      if (chunk === "fin") {
+        out.shutdown();
+        continue;
+      }
+      if (chunk === "close") {
+        out.end();
+        continue;
+      }
       this.queued -= chunk.length;
       const n = out.write(chunk);
       if (n < chunk.length) this.pending = chunk.subarray(Math.max(0, n));
@@ -71,11 +83,19 @@ interface Side {
 }
 
 const handlers = {
-  data(s: Socket<Side>, chunk: Uint8Array) { s.data.lane.push(chunk); },
-  drain(s: Socket<Side>) { s.data.back.drained(); },
-  end(s: Socket<Side>) { s.data.lane.push("fin"); },
+  data(s: Socket<Side>, chunk: Uint8Array) {
+    s.data.lane.push(chunk);
+  },
+  drain(s: Socket<Side>) {
+    s.data.back.drained();
+  },
+  end(s: Socket<Side>) {
+    s.data.lane.push("fin");
+  },
   // The other side learns of a close one delay later, after what was already on its way.
-  close(s: Socket<Side>) { s.data.lane.push("close"); },
+  close(s: Socket<Side>) {
+    s.data.lane.push("close");
+  },
   error() {},
 };
 
@@ -99,14 +119,22 @@ const server = Bun.listen<Side>({
           port: TO,
           allowHalfOpen: true,
           data: { lane: down, back: up, other: s },
-          socket: { ...handlers, open(u) { u.setNoDelay(true); } },
-        }).then((u) => {
-          s.data.other = u;
-          down.from = u;
-          down.out = s;
-          up.out = u;
-          up.arm();
-        }, () => s.terminate());
+          socket: {
+            ...handlers,
+            open(u) {
+              u.setNoDelay(true);
+            },
+          },
+        }).then(
+          (u) => {
+            s.data.other = u;
+            down.from = u;
+            down.out = s;
+            up.out = u;
+            up.arm();
+          },
+          () => s.terminate(),
+        );
       }, DELAY);
     },
   },

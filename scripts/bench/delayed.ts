@@ -12,14 +12,23 @@ export interface DelayedResult {
   /** One forwarder hop's round trip: 2 x delay. */
   legRttMs: number;
   /** Per path: hops crossed, setup p50 (connect to first echoed byte), 64 B round trip p50 on an open stream. */
-  paths: Record<string, { hops: number; setupP50: number; setupMin: number; rttP50: number; setupLegRtts: number; setupPathRtts: number }>;
+  paths: Record<
+    string,
+    { hops: number; setupP50: number; setupMin: number; rttP50: number; setupLegRtts: number; setupPathRtts: number }
+  >;
 }
 
 // tessera-direct is not run on the delayed link (its agent -> guest hop bypasses the forwarders); one hop if it were.
 const HOPS: Record<Path["name"], number> = { direct: 1, ssh: 1, tessera: 2, "tessera-direct": 1 };
 
 /** Sets the delayed paths up, measures them one after another, and stops them (and their forwarders). */
-export async function measureDelayed(target: { port: number; proc: Proc }, dir: string, wanted: Set<string>, delayMs: number, setups: number): Promise<DelayedResult> {
+export async function measureDelayed(
+  target: { port: number; proc: Proc },
+  dir: string,
+  wanted: Set<string>,
+  delayMs: number,
+  setups: number,
+): Promise<DelayedResult> {
   const forwarders: Proc[] = [];
   const via = delayedLegs(delayMs, forwarders);
   const paths: Path[] = [];
@@ -33,7 +42,14 @@ export async function measureDelayed(target: { port: number; proc: Proc }, dir: 
       const t = await setupTimes(p.port, setups);
       const rtt = percentile(await roundTrips(p.port, 20, 64, 3), 50);
       const setupP50 = percentile(t, 50);
-      out.paths[p.name] = { hops: HOPS[p.name], setupP50, setupMin: Math.min(...t), rttP50: rtt, setupLegRtts: setupP50 / (2 * delayMs), setupPathRtts: setupP50 / rtt };
+      out.paths[p.name] = {
+        hops: HOPS[p.name],
+        setupP50,
+        setupMin: Math.min(...t),
+        rttP50: rtt,
+        setupLegRtts: setupP50 / (2 * delayMs),
+        setupPathRtts: setupP50 / rtt,
+      };
     }
     return out;
   } finally {
@@ -43,14 +59,45 @@ export async function measureDelayed(target: { port: number; proc: Proc }, dir: 
 }
 
 export function printDelayed(r: DelayedResult): void {
-  console.log(`\ndelayed link: a forwarder adding ${r.delayMs} ms each way (one hop's round trip ${r.legRttMs} ms) on every hop;`);
-  console.log("setup = connect() to the first echoed byte; a plain TCP connection pays 2 round trips (SYN, then the echo)");
-  const rows = [["path", "delayed hops", "setup p50 (ms)", "setup min (ms)", "64 B rtt p50 (ms)", "setup / hop rtt", "setup / path rtt"]];
+  console.log(
+    `\ndelayed link: a forwarder adding ${r.delayMs} ms each way (one hop's round trip ${r.legRttMs} ms) on every hop;`,
+  );
+  console.log(
+    "setup = connect() to the first echoed byte; a plain TCP connection pays 2 round trips (SYN, then the echo)",
+  );
+  const rows = [
+    [
+      "path",
+      "delayed hops",
+      "setup p50 (ms)",
+      "setup min (ms)",
+      "64 B rtt p50 (ms)",
+      "setup / hop rtt",
+      "setup / path rtt",
+    ],
+  ];
   for (const [name, p] of Object.entries(r.paths)) {
-    rows.push([name, String(p.hops), fmt(p.setupP50, 1), fmt(p.setupMin, 1), fmt(p.rttP50, 1), fmt(p.setupLegRtts), fmt(p.setupPathRtts)]);
+    rows.push([
+      name,
+      String(p.hops),
+      fmt(p.setupP50, 1),
+      fmt(p.setupMin, 1),
+      fmt(p.rttP50, 1),
+      fmt(p.setupLegRtts),
+      fmt(p.setupPathRtts),
+    ]);
   }
   const t = r.paths.tessera;
   const s = r.paths.ssh;
-  if (t && s) rows.push(["tessera/ssh", "", `${fmt(t.setupP50 / s.setupP50)}x`, `${fmt(t.setupMin / s.setupMin)}x`, `${fmt(t.rttP50 / s.rttP50)}x`, "", ""]);
+  if (t && s)
+    rows.push([
+      "tessera/ssh",
+      "",
+      `${fmt(t.setupP50 / s.setupP50)}x`,
+      `${fmt(t.setupMin / s.setupMin)}x`,
+      `${fmt(t.rttP50 / s.rttP50)}x`,
+      "",
+      "",
+    ]);
   console.log(table(rows));
 }

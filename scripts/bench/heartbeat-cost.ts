@@ -8,7 +8,13 @@ const now = Date.now();
 const stops: (() => void)[] = [];
 for (let i = 0; i < n; i++) {
   // Heard from just now, so no one is pinged or cut: the steady state of idle, healthy sessions.
-  const b: Beating = { heardAt: now + 3_600_000, pingedAt: now, heartbeat: { pingMs: 15_000, deadMs: 45_000 }, ping: () => pings++, gone: () => {} };
+  const b: Beating = {
+    heardAt: now + 3_600_000,
+    pingedAt: now,
+    heartbeat: { pingMs: 15_000, deadMs: 45_000 },
+    ping: () => pings++,
+    gone: () => {},
+  };
   stops.push(watchLiveness(b));
 }
 const before = process.cpuUsage();
@@ -18,4 +24,6 @@ const cpu = process.cpuUsage(before);
 const wall = performance.now() - t0;
 for (const s of stops) s();
 const cpuMs = (cpu.user + cpu.system) / 1000;
-console.log(`${n} watched connections, ${(wall / 1000).toFixed(1)} s idle: ${cpuMs.toFixed(1)} ms CPU (${((cpuMs / wall) * 100).toFixed(3)}% of one core), ${pings} pings, RSS ${(process.memoryUsage().rss / 1e6).toFixed(1)} MB`);
+console.log(
+  `${n} watched connections, ${(wall / 1000).toFixed(1)} s idle: ${cpuMs.toFixed(1)} ms CPU (${((cpuMs / wall) * 100).toFixed(3)}% of one core), ${pings} pings, RSS ${(process.memoryUsage().rss / 1e6).toFixed(1)} MB`,
+);

@@ -38,7 +38,8 @@ async function untilForwarding(port: number, who: Proc, timeoutMs = 20_000): Pro
       await setupTimes(port, 1);
       return;
     } catch (err) {
-      if (Date.now() > deadline || who.p.exitCode !== null) throw new Error(`${who.name} never forwarded: ${err}\n${who.out}`);
+      if (Date.now() > deadline || who.p.exitCode !== null)
+        throw new Error(`${who.name} never forwarded: ${err}\n${who.out}`);
       await Bun.sleep(100);
     }
   }
@@ -51,13 +52,26 @@ export async function startTarget(): Promise<{ port: number; proc: Proc }> {
 }
 
 export async function direct(target: { port: number; proc: Proc }, via: Leg = noDelay): Promise<Path> {
-  return { name: "direct", port: await via("client -> target", target.port), processes: () => [], stop: async () => {}, info: {} };
+  return {
+    name: "direct",
+    port: await via("client -> target", target.port),
+    processes: () => [],
+    stop: async () => {},
+    info: {},
+  };
 }
 
 /** A Leg that puts a forwarder adding `delayMs` each way (its own process, killed by pid) on every hop. */
 export function delayedLegs(delayMs: number, procs: Proc[]): Leg {
   return async (leg, port) => {
-    const p = spawn(`delay (${leg})`, ["bun", path.join(import.meta.dir, "delay.ts"), "--to", String(port), "--delay", String(delayMs)]);
+    const p = spawn(`delay (${leg})`, [
+      "bun",
+      path.join(import.meta.dir, "delay.ts"),
+      "--to",
+      String(port),
+      "--delay",
+      String(delayMs),
+    ]);
     procs.push(p);
     return Number((await p.waitFor(/port (\d+)/))[1]);
   };
@@ -82,17 +96,32 @@ export async function ssh(targetPort: number, dir: string, via: Leg = noDelay): 
   if (root) fs.mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
   const sshPort = await freePort();
   const config = [
-    `Port ${sshPort}`, "ListenAddress 127.0.0.1", `HostKey ${d}/host_key`, `PidFile ${d}/sshd.pid`,
-    `AuthorizedKeysFile ${d}/authorized_keys`, "StrictModes no", "UsePAM no", "PasswordAuthentication no",
-    "KbdInteractiveAuthentication no", "PubkeyAuthentication yes", `PermitRootLogin ${root ? "prohibit-password" : "no"}`,
-    "AllowTcpForwarding yes", "X11Forwarding no", "PrintMotd no", `AllowUsers ${user}`, "LogLevel ERROR",
+    `Port ${sshPort}`,
+    "ListenAddress 127.0.0.1",
+    `HostKey ${d}/host_key`,
+    `PidFile ${d}/sshd.pid`,
+    `AuthorizedKeysFile ${d}/authorized_keys`,
+    "StrictModes no",
+    "UsePAM no",
+    "PasswordAuthentication no",
+    "KbdInteractiveAuthentication no",
+    "PubkeyAuthentication yes",
+    `PermitRootLogin ${root ? "prohibit-password" : "no"}`,
+    "AllowTcpForwarding yes",
+    "X11Forwarding no",
+    "PrintMotd no",
+    `AllowUsers ${user}`,
+    "LogLevel ERROR",
   ].join("\n");
   fs.writeFileSync(path.join(d, "sshd_config"), config + "\n");
   const sshd = spawn("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", path.join(d, "sshd_config")]);
   // sshd prints nothing when it is ready: wait until its port accepts.
   for (let i = 0; ; i++) {
     const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(sshPort, "127.0.0.1", () => { s.destroy(); r(true); });
+      const s = net.connect(sshPort, "127.0.0.1", () => {
+        s.destroy();
+        r(true);
+      });
       s.on("error", () => r(false));
     });
     if (ok) break;
@@ -102,12 +131,32 @@ export async function ssh(targetPort: number, dir: string, via: Leg = noDelay): 
   const localPort = await freePort();
   // -F /dev/null: the client's defaults (ciphers, MACs) as a user would get them, no personal config.
   const client = spawn("ssh", [
-    "ssh", "-F", "/dev/null", "-N", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", `UserKnownHostsFile=${d}/known_hosts`,
-    "-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=ERROR", "-i", path.join(d, "user_key"), "-p", String(await via("ssh -> sshd", sshPort)),
-    "-L", `127.0.0.1:${localPort}:127.0.0.1:${targetPort}`, `${user}@127.0.0.1`,
+    "ssh",
+    "-F",
+    "/dev/null",
+    "-N",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    `UserKnownHostsFile=${d}/known_hosts`,
+    "-o",
+    "ExitOnForwardFailure=yes",
+    "-o",
+    "LogLevel=ERROR",
+    "-i",
+    path.join(d, "user_key"),
+    "-p",
+    String(await via("ssh -> sshd", sshPort)),
+    "-L",
+    `127.0.0.1:${localPort}:127.0.0.1:${targetPort}`,
+    `${user}@127.0.0.1`,
   ]);
   await untilForwarding(localPort, client);
-  const cipher = (await run("ssh -G", ["ssh", "-F", "/dev/null", "-G", "127.0.0.1"])).match(/^ciphers (\S+)/m)?.[1]?.split(",")[0] ?? "?";
+  const cipher =
+    (await run("ssh -G", ["ssh", "-F", "/dev/null", "-G", "127.0.0.1"])).match(/^ciphers (\S+)/m)?.[1]?.split(",")[0] ??
+    "?";
   return {
     name: "ssh",
     port: localPort,
@@ -132,24 +181,71 @@ export const joinFlags: string[] = [];
  * `mode`: "relay" pins every stream to the coordinator (join --relay-only); "direct" waits until the
  * session's streams go straight from the agent to the guest.
  */
-export async function tessera(targetPort: number, dir: string, profileDir?: string, via: Leg = noDelay, mode: "relay" | "direct" = "relay"): Promise<Path> {
+export async function tessera(
+  targetPort: number,
+  dir: string,
+  profileDir?: string,
+  via: Leg = noDelay,
+  mode: "relay" | "direct" = "relay",
+): Promise<Path> {
   if (!fs.existsSync(TESSERA)) throw new Error(`${TESSERA} is missing: run \`bun run build\` first`);
   const d = fs.mkdtempSync(path.join(dir, "tessera-"));
-  const prof: Record<string, string> = profileDir ? { BUN_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.resolve(profileDir)}` } : {};
+  const prof: Record<string, string> = profileDir
+    ? { BUN_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.resolve(profileDir)}` }
+    : {};
   const hostEnv = { TESSERA_HOME: path.join(d, "host"), ...prof };
   const guestEnv = { TESSERA_HOME: path.join(d, "guest"), ...prof };
   await run("tessera ca", [TESSERA, "ca", "--coordinator-name", "localhost", "--dir", "pki"], { cwd: d });
-  const coordinator = spawn("coordinator", [TESSERA, "coordinator", "--certs", "pki", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--audit", "audit.jsonl", "--db", "tessera.db"], { cwd: d, env: prof });
+  const coordinator = spawn(
+    "coordinator",
+    [
+      TESSERA,
+      "coordinator",
+      "--certs",
+      "pki",
+      "--listen",
+      "127.0.0.1:0",
+      "--http",
+      "127.0.0.1:0",
+      "--audit",
+      "audit.jsonl",
+      "--db",
+      "tessera.db",
+    ],
+    { cwd: d, env: prof },
+  );
   const port = Number((await coordinator.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
   // The host's and the guest's own hops to the coordinator (control and data both go there).
   const hostAddress = `localhost:${await via("agent -> coordinator", port)}`;
   const guestAddress = `localhost:${await via("guest -> coordinator", port)}`;
   const token = fs.readFileSync(path.join(d, "pki/enroll-token"), "utf8").trim();
-  await run("tessera link (host)", [TESSERA, "link", hostAddress, "--token", token, "--name", "bench-host"], { cwd: d, env: hostEnv });
-  await run("tessera link (guest)", [TESSERA, "link", guestAddress, "--ca-file", "pki/ca.crt"], { cwd: d, env: guestEnv });
+  await run("tessera link (host)", [TESSERA, "link", hostAddress, "--token", token, "--name", "bench-host"], {
+    cwd: d,
+    env: hostEnv,
+  });
+  await run("tessera link (guest)", [TESSERA, "link", guestAddress, "--ca-file", "pki/ca.crt"], {
+    cwd: d,
+    env: guestEnv,
+  });
   const host = spawn("share", [TESSERA, "share", "--port", String(targetPort)], { cwd: d, env: hostEnv });
   const code = (await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m))[1]!;
-  const guest = spawn("join", [TESSERA, "join", code, "--name", "bench-guest", "--reason", "benchmark", "--local", "127.0.0.1:0", ...(mode === "relay" ? ["--relay-only"] : []), ...joinFlags], { cwd: d, env: guestEnv });
+  const guest = spawn(
+    "join",
+    [
+      TESSERA,
+      "join",
+      code,
+      "--name",
+      "bench-guest",
+      "--reason",
+      "benchmark",
+      "--local",
+      "127.0.0.1:0",
+      ...(mode === "relay" ? ["--relay-only"] : []),
+      ...joinFlags,
+    ],
+    { cwd: d, env: guestEnv },
+  );
   // The host's consent goes through its real prompt, as a person would give it.
   await host.waitFor(/Allow bench-guest .*\[y\/N\]/);
   host.write("y\n");
@@ -171,7 +267,8 @@ export async function tessera(targetPort: number, dir: string, profileDir?: stri
       { role: "join (guest)", pid: guest.pid },
     ],
     stop: async () => {
-      if (process.env.TESSERA_BENCH_DEBUG) for (const q of [coordinator, host, guest]) console.error(`--- ${q.name} output (tail)\n${q.out.slice(-4000)}`);
+      if (process.env.TESSERA_BENCH_DEBUG)
+        for (const q of [coordinator, host, guest]) console.error(`--- ${q.name} output (tail)\n${q.out.slice(-4000)}`);
       await guest.stop();
       await host.stop();
       await coordinator.stop();

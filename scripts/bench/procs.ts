@@ -9,7 +9,10 @@ export class Proc {
   out = "";
   private waiters: (() => void)[] = [];
 
-  constructor(readonly name: string, readonly p: Subprocess) {}
+  constructor(
+    readonly name: string,
+    readonly p: Subprocess,
+  ) {}
 
   get pid(): number {
     return this.p.pid;
@@ -71,7 +74,11 @@ export function spawn(name: string, cmd: string[], opts: { env?: Record<string, 
 }
 
 /** Runs a command to completion; throws with its output if it fails. */
-export async function run(name: string, cmd: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): Promise<string> {
+export async function run(
+  name: string,
+  cmd: string[],
+  opts: { env?: Record<string, string>; cwd?: string } = {},
+): Promise<string> {
   const p = spawn(name, cmd, opts);
   const code = await p.p.exited;
   await Bun.sleep(10);
@@ -83,7 +90,9 @@ export async function run(name: string, cmd: string[], opts: { env?: Record<stri
 export async function killAll(): Promise<void> {
   const procs = [...live];
   for (const p of procs) p.kill("SIGTERM");
-  const t = setTimeout(() => { for (const p of procs) p.kill("SIGKILL"); }, 3000);
+  const t = setTimeout(() => {
+    for (const p of procs) p.kill("SIGKILL");
+  }, 3000);
   await Promise.all(procs.map((p) => p.exited));
   clearTimeout(t);
 }
@@ -149,7 +158,11 @@ export function descendants(pid: number): number[] {
   }
   const out: number[] = [];
   const walk = (p: number) => {
-    for (const [c, pp] of parent) if (pp === p) { out.push(c); walk(c); }
+    for (const [c, pp] of parent)
+      if (pp === p) {
+        out.push(c);
+        walk(c);
+      }
   };
   walk(pid);
   return out;

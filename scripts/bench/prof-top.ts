@@ -5,8 +5,18 @@
 // count column is the steadier share of where JavaScript was when the thread was busy.
 import fs from "node:fs";
 
-interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }
-interface Profile { nodes: Node[]; samples: number[]; timeDeltas: number[]; startTime: number; endTime: number }
+interface Node {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+interface Profile {
+  nodes: Node[];
+  samples: number[];
+  timeDeltas: number[];
+  startTime: number;
+  endTime: number;
+}
 
 const [file, nArg] = process.argv.slice(2);
 if (!file) throw new Error("usage: prof-top.ts FILE [N]");
@@ -21,7 +31,8 @@ for (let i = 0; i < prof.samples.length; i++) {
   hits.set(id, (hits.get(id) ?? 0) + 1);
 }
 
-const short = (url: string) => url.replace(/^.*\/(src|scripts|node_modules)\//, "$1/").replace(/^file:\/\//, "") || "(native)";
+const short = (url: string) =>
+  url.replace(/^.*\/(src|scripts|node_modules)\//, "$1/").replace(/^file:\/\//, "") || "(native)";
 const fnKey = new Map<string, number>();
 const fnHits = new Map<string, number>();
 let samples = 0;
@@ -32,7 +43,10 @@ let gc = 0;
 for (const [id, us] of self) {
   const f = byId.get(id)!.callFrame;
   total += us;
-  if (f.functionName === "(idle)") { idle += us; continue; }
+  if (f.functionName === "(idle)") {
+    idle += us;
+    continue;
+  }
   if (f.functionName === "(garbage collector)") gc += us;
   const k = `${f.functionName || "(anonymous)"}  ${short(f.url)}${f.url ? `:${f.lineNumber + 1}` : ""}`;
   fnKey.set(k, (fnKey.get(k) ?? 0) + us);
@@ -43,8 +57,14 @@ for (const [id, us] of self) {
 const busy = total - idle;
 const ms = (us: number) => (us / 1000).toFixed(0).padStart(7);
 const pct = (us: number) => `${((us / busy) * 100).toFixed(1).padStart(5)}%`;
-console.log(`${file}\nsampled ${ms(total)} ms, idle ${ms(idle)} ms, busy ${ms(busy)} ms (GC ${ms(gc)} ms); shares are of busy time`);
+console.log(
+  `${file}\nsampled ${ms(total)} ms, idle ${ms(idle)} ms, busy ${ms(busy)} ms (GC ${ms(gc)} ms); shares are of busy time`,
+);
 console.log("\nself time by function:");
-for (const [k, us] of [...fnKey].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`${ms(us)} ms ${pct(us)}  ${String(fnHits.get(k)).padStart(6)} samples ${((fnHits.get(k)! / samples) * 100).toFixed(1).padStart(5)}%  ${k}`);
+for (const [k, us] of [...fnKey].sort((a, b) => b[1] - a[1]).slice(0, top))
+  console.log(
+    `${ms(us)} ms ${pct(us)}  ${String(fnHits.get(k)).padStart(6)} samples ${((fnHits.get(k)! / samples) * 100).toFixed(1).padStart(5)}%  ${k}`,
+  );
 console.log("\nself time by file:");
-for (const [k, us] of [...fileKey].sort((a, b) => b[1] - a[1]).slice(0, 12)) console.log(`${ms(us)} ms ${pct(us)}  ${k}`);
+for (const [k, us] of [...fileKey].sort((a, b) => b[1] - a[1]).slice(0, 12))
+  console.log(`${ms(us)} ms ${pct(us)}  ${k}`);

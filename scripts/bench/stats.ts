@@ -8,7 +8,10 @@ export function percentile(samples: number[], p: number): number {
 }
 
 export function median(xs: number[]): number {
-  return percentile(xs.filter((x) => Number.isFinite(x)), 50);
+  return percentile(
+    xs.filter((x) => Number.isFinite(x)),
+    50,
+  );
 }
 
 export function fmt(x: number | undefined, digits = 2): string {

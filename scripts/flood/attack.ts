@@ -14,7 +14,14 @@ const CONNECT_MS = 10_000;
 
 function connect(t: Target, localAddress: string): tls.TLSSocket {
   // localAddress is a net option tls.connect passes on (its typings leave it out).
-  const s = tls.connect({ host: "127.0.0.1", port: t.port, localAddress, ca: t.ca, servername: "localhost", minVersion: "TLSv1.3" } as tls.ConnectionOptions);
+  const s = tls.connect({
+    host: "127.0.0.1",
+    port: t.port,
+    localAddress,
+    ca: t.ca,
+    servername: "localhost",
+    minVersion: "TLSv1.3",
+  } as tls.ConnectionOptions);
   s.on("error", () => {});
   return s;
 }
@@ -49,11 +56,13 @@ export function hold(t: Target, localAddress: string, halfFrame = false): Promis
     const s = connect(t, localAddress);
     const timer = setTimeout(() => s.destroy(), CONNECT_MS);
     // Refused before the welcome: undefined (a later resolve does nothing once the socket was handed out).
-    const closed = new Promise<number>((r) => s.once("close", () => {
-      clearTimeout(timer);
-      resolve(undefined);
-      r(Date.now());
-    }));
+    const closed = new Promise<number>((r) =>
+      s.once("close", () => {
+        clearTimeout(timer);
+        resolve(undefined);
+        r(Date.now());
+      }),
+    );
     s.once("secureConnect", () => s.write(encodeFrame({ t: "hello", v: PROTOCOL_VERSION, client: "flood" })));
     s.once("data", () => {
       clearTimeout(timer);
@@ -78,10 +87,12 @@ export function stall(t: Target, localAddress: string): Promise<Held | undefined
     const s = net.connect({ host: "127.0.0.1", port: t.port, localAddress });
     s.on("error", () => {});
     s.on("data", () => {});
-    const closed = new Promise<number>((r) => s.once("close", () => {
-      resolve(undefined);
-      r(Date.now());
-    }));
+    const closed = new Promise<number>((r) =>
+      s.once("close", () => {
+        resolve(undefined);
+        r(Date.now());
+      }),
+    );
     s.once("connect", () => {
       s.write(PARTIAL_HELLO);
       resolve({ sock: s as tls.TLSSocket, closed });

@@ -18,15 +18,47 @@ export interface Deployment {
 
 export async function deploy(bin: string, dir: string): Promise<Deployment> {
   await run("tessera ca", [bin, "ca", "--coordinator-name", "localhost", "--dir", "pki"], { cwd: dir });
-  const coordinator = spawn("coordinator", [bin, "coordinator", "--certs", "pki", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--audit", "audit.jsonl", "--db", "tessera.db"], { cwd: dir });
+  const coordinator = spawn(
+    "coordinator",
+    [
+      bin,
+      "coordinator",
+      "--certs",
+      "pki",
+      "--listen",
+      "127.0.0.1:0",
+      "--http",
+      "127.0.0.1:0",
+      "--audit",
+      "audit.jsonl",
+      "--db",
+      "tessera.db",
+    ],
+    { cwd: dir },
+  );
   const m = await coordinator.waitFor(/listening on 127\.0\.0\.1:(\d+) \(https? 127\.0\.0\.1:(\d+)\)/);
   const port = Number(m[1]);
   const hostEnv = { TESSERA_HOME: path.join(dir, "host") };
   const guestEnv = { TESSERA_HOME: path.join(dir, "guest") };
   const token = fs.readFileSync(path.join(dir, "pki/enroll-token"), "utf8").trim();
-  await run("tessera link (host)", [bin, "link", `localhost:${port}`, "--token", token, "--name", "flood-host"], { cwd: dir, env: hostEnv });
-  await run("tessera link (guest)", [bin, "link", `localhost:${port}`, "--ca-file", "pki/ca.crt"], { cwd: dir, env: guestEnv });
-  return { bin, dir, coordinator, port, httpPort: Number(m[2]), ca: fs.readFileSync(path.join(dir, "pki/ca.crt"), "utf8"), hostEnv, guestEnv };
+  await run("tessera link (host)", [bin, "link", `localhost:${port}`, "--token", token, "--name", "flood-host"], {
+    cwd: dir,
+    env: hostEnv,
+  });
+  await run("tessera link (guest)", [bin, "link", `localhost:${port}`, "--ca-file", "pki/ca.crt"], {
+    cwd: dir,
+    env: guestEnv,
+  });
+  return {
+    bin,
+    dir,
+    coordinator,
+    port,
+    httpPort: Number(m[2]),
+    ca: fs.readFileSync(path.join(dir, "pki/ca.crt"), "utf8"),
+    hostEnv,
+    guestEnv,
+  };
 }
 
 export async function healthz(d: Deployment): Promise<string> {
@@ -42,8 +74,12 @@ export async function healthz(d: Deployment): Promise<string> {
 export async function metrics(d: Deployment, prefix: string): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   try {
-    const text = await (await fetch(`http://127.0.0.1:${d.httpPort}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
-    for (const line of text.split("\n")) if (line.startsWith(prefix)) out[line.slice(0, line.lastIndexOf(" "))] = Number(line.slice(line.lastIndexOf(" ") + 1));
+    const text = await (
+      await fetch(`http://127.0.0.1:${d.httpPort}/metrics`, { signal: AbortSignal.timeout(5_000) })
+    ).text();
+    for (const line of text.split("\n"))
+      if (line.startsWith(prefix))
+        out[line.slice(0, line.lastIndexOf(" "))] = Number(line.slice(line.lastIndexOf(" ") + 1));
   } catch {}
   return out;
 }
@@ -86,10 +122,17 @@ export async function legitRound(d: Deployment, targetPort: number, name: string
   const t0 = Date.now();
   const procs: Proc[] = [];
   try {
-    const host = spawn(`share (${name})`, [d.bin, "share", "--port", String(targetPort)], { cwd: d.dir, env: d.hostEnv });
+    const host = spawn(`share (${name})`, [d.bin, "share", "--port", String(targetPort)], {
+      cwd: d.dir,
+      env: d.hostEnv,
+    });
     procs.push(host);
     const code = (await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m))[1]!;
-    const guest = spawn(`join (${name})`, [d.bin, "join", code, "--name", name, "--reason", "flood check", "--local", "127.0.0.1:0"], { cwd: d.dir, env: d.guestEnv });
+    const guest = spawn(
+      `join (${name})`,
+      [d.bin, "join", code, "--name", name, "--reason", "flood check", "--local", "127.0.0.1:0"],
+      { cwd: d.dir, env: d.guestEnv },
+    );
     procs.push(guest);
     await host.waitFor(new RegExp(`Allow ${name} .*\\[y/N\\]`));
     host.write("y\n");

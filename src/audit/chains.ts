@@ -20,7 +20,11 @@ export interface ChainsResult {
 }
 
 /** A rotation line: this file continues the one whose last line hashes to `prev`, at seq - 1. */
-interface Link { previousFile: string; seq: number; prev: string }
+interface Link {
+  previousFile: string;
+  seq: number;
+  prev: string;
+}
 
 function firstLine(file: string): Buffer | undefined {
   const fd = fs.openSync(file, "r");
@@ -69,7 +73,9 @@ export function groupChains(inputs: string[]): { chains: Chain[]; warnings: stri
       const beside = previousOf(shown);
       if (beside && fs.existsSync(beside)) prev = real(beside);
       else {
-        const match = [...given.keys()].filter((g) => g !== key && end(g)?.hash === r.prev && end(g)?.seq === r.seq - 1);
+        const match = [...given.keys()].filter(
+          (g) => g !== key && end(g)?.hash === r.prev && end(g)?.seq === r.seq - 1,
+        );
         if (match.length === 1) prev = match[0];
         else missing.set(key, path.basename(r.previousFile));
       }
@@ -93,7 +99,10 @@ export function groupChains(inputs: string[]): { chains: Chain[]; warnings: stri
   for (const [k, p] of prevOf) if (p) continued.set(p, [...(continued.get(p) ?? []), k]);
   const warnings: string[] = [];
   for (const [p, next] of continued) {
-    if (next.length > 1) warnings.push(`${shownOf.get(p)} is continued by ${next.length} files (${next.map((n) => shownOf.get(n)).join(", ")}): one writer never forks its chain, so all but one are copies or forgeries`);
+    if (next.length > 1)
+      warnings.push(
+        `${shownOf.get(p)} is continued by ${next.length} files (${next.map((n) => shownOf.get(n)).join(", ")}): one writer never forks its chain, so all but one are copies or forgeries`,
+      );
   }
   const chains: Chain[] = [];
   const placed = new Set<string>();
@@ -123,7 +132,9 @@ export function groupChains(inputs: string[]): { chains: Chain[]; warnings: stri
 /** A signed head belongs to one node's chain: refuse to check several against it. */
 export function oneChainForHead(chains: number): void {
   if (chains > 1) {
-    throw new ConfigError(`--against checks one node's log against that node's signed head, but these files hold ${chains} separate chains: verify each node's files with its own --against, or all of them without it`);
+    throw new ConfigError(
+      `--against checks one node's log against that node's signed head, but these files hold ${chains} separate chains: verify each node's files with its own --against, or all of them without it`,
+    );
   }
 }
 

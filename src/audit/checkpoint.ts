@@ -44,7 +44,9 @@ export const AuditHead = v.object({
 export type AuditHead = v.InferOutput<typeof AuditHead>;
 
 function bodyMessage(c: CheckpointBody): Buffer {
-  return Buffer.from(["tessera-audit-checkpoint-v2", c.seq, c.ts, c.prev, c.prevCheckpoint, c.reason, c.every, c.intervalMs].join("\n"));
+  return Buffer.from(
+    ["tessera-audit-checkpoint-v2", c.seq, c.ts, c.prev, c.prevCheckpoint, c.reason, c.every, c.intervalMs].join("\n"),
+  );
 }
 
 /** Checkpoints written before they were chained signed only (seq, prev). */

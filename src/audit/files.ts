@@ -29,7 +29,8 @@ export function previousOf(file: string): string | undefined {
     const n = fs.readSync(fd, head, 0, head.length, 0);
     const first = head.subarray(0, n).toString("utf8").split("\n")[0]!;
     const rec = JSON.parse(first) as { event?: string; previousFile?: unknown };
-    if (rec.event !== "rotate" || typeof rec.previousFile !== "string" || rec.previousFile.includes("/")) return undefined;
+    if (rec.event !== "rotate" || typeof rec.previousFile !== "string" || rec.previousFile.includes("/"))
+      return undefined;
     return path.join(path.dirname(file), rec.previousFile);
   } catch {
     return undefined;

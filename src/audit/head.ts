@@ -13,9 +13,13 @@ export function headUrl(text: string): URL {
   try {
     u = new URL(text.includes("://") ? text : `http://${text}`);
   } catch {
-    throw new TesseraError("config", `--against must be the coordinator's HTTP address, like http://127.0.0.1:8080 (got "${text}")`);
+    throw new TesseraError(
+      "config",
+      `--against must be the coordinator's HTTP address, like http://127.0.0.1:8080 (got "${text}")`,
+    );
   }
-  if (u.protocol !== "http:" && u.protocol !== "https:") throw new TesseraError("config", `--against must be an http:// or https:// URL (got "${text}")`);
+  if (u.protocol !== "http:" && u.protocol !== "https:")
+    throw new TesseraError("config", `--against must be an http:// or https:// URL (got "${text}")`);
   if (u.pathname === "/" || u.pathname === "") u.pathname = HEAD_PATH;
   return u;
 }
@@ -25,13 +29,19 @@ export async function fetchHead(url: URL, certPem: string, timeoutMs = 10_000): 
   try {
     res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: "error" });
   } catch (e) {
-    throw new TesseraError("connect", `could not fetch the coordinator's audit head from ${url}: ${(e as Error).message}`);
+    throw new TesseraError(
+      "connect",
+      `could not fetch the coordinator's audit head from ${url}: ${(e as Error).message}`,
+    );
   }
   const body = await readCapped(res, url);
   if (!res.ok) throw new TesseraError("connect", `${url} answered ${res.status}: ${body.trim().slice(0, 200)}`);
   const head = decodeJson(AuditHead, body, `audit head from ${url}`, (m) => new TesseraError("audit_broken", m));
   if (!verifyHead(publicKeyOf(certPem), head)) {
-    throw new TesseraError("audit_broken", `the audit head served by ${url} is not signed by the coordinator whose certificate was given: it is another coordinator, or someone between you and it`);
+    throw new TesseraError(
+      "audit_broken",
+      `the audit head served by ${url} is not signed by the coordinator whose certificate was given: it is another coordinator, or someone between you and it`,
+    );
   }
   return head;
 }

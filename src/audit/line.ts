@@ -10,4 +10,14 @@ export const AuditLine = v.looseObject({
 });
 export type AuditLine = v.InferOutput<typeof AuditLine>;
 
-export type Breakage = "torn" | "malformed" | "edited" | "removed" | "reordered" | "bad-signature" | "unsigned" | "missing-checkpoint" | "cut" | "bad-receipt";
+export type Breakage =
+  | "torn"
+  | "malformed"
+  | "edited"
+  | "removed"
+  | "reordered"
+  | "bad-signature"
+  | "unsigned"
+  | "missing-checkpoint"
+  | "cut"
+  | "bad-receipt";

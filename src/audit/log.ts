@@ -30,7 +30,11 @@ export interface AuditOptions {
   now?: () => number;
 }
 
-interface Point { seq: number; hash: string; ts: string }
+interface Point {
+  seq: number;
+  hash: string;
+  ts: string;
+}
 
 export class AuditLog {
   private readonly signer: Signer | undefined;
@@ -41,7 +45,14 @@ export class AuditLog {
   /** The fdatasync now running (group commit), the one queued behind it, and appendSoon's waiters. */
   private syncing: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
-  private soon: { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void; timer: ReturnType<typeof setTimeout> } | undefined;
+  private soon:
+    | {
+        promise: Promise<void>;
+        resolve: () => void;
+        reject: (e: unknown) => void;
+        timer: ReturnType<typeof setTimeout>;
+      }
+    | undefined;
 
   private constructor(
     private fd: number,
@@ -54,7 +65,10 @@ export class AuditLog {
   ) {
     this.now = o.now ?? Date.now;
     this.durable = { seq, hash: prev, ts: lastTs };
-    if (o.signingKeyPem) this.signer = new Signer(o.signingKeyPem, o.checkpointEvery ?? 0, o.checkpointIntervalMs ?? 0, () => this.onInterval());
+    if (o.signingKeyPem)
+      this.signer = new Signer(o.signingKeyPem, o.checkpointEvery ?? 0, o.checkpointIntervalMs ?? 0, () =>
+        this.onInterval(),
+      );
   }
 
   static open(file: string, o: AuditOptions = {}): AuditLog {
@@ -119,7 +133,10 @@ export class AuditLog {
     if (!this.soon) {
       let resolve!: () => void;
       let reject!: (e: unknown) => void;
-      const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej; });
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
       this.soon = { promise, resolve, reject, timer: setTimeout(() => void this.sync().catch(() => {}), withinMs) };
     }
     return this.soon.promise;
@@ -165,22 +182,29 @@ export class AuditLog {
   private sync(): Promise<void> {
     // A sync already running may have started before the last write: ride on the next one, which
     // also covers the lines waiting from appendSoon.
-    this.queued ??= (this.syncing ?? Promise.resolve()).catch(() => {}).then(() => {
-      this.queued = undefined;
-      const soon = this.soon;
-      this.soon = undefined;
-      if (soon) clearTimeout(soon.timer);
-      const fd = this.fd;
-      const upto = this.point();
-      this.syncing = new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => {
-        // A rotation synced and closed that file already: its lines are durable.
-        if (err && !(err.code === "EBADF" && fd !== this.fd)) return reject(err);
-        if (upto.seq > this.durable.seq) this.durable = upto;
-        resolve();
-      }));
-      this.syncing.then(() => soon?.resolve(), (err) => soon?.reject(err));
-      return this.syncing;
-    });
+    this.queued ??= (this.syncing ?? Promise.resolve())
+      .catch(() => {})
+      .then(() => {
+        this.queued = undefined;
+        const soon = this.soon;
+        this.soon = undefined;
+        if (soon) clearTimeout(soon.timer);
+        const fd = this.fd;
+        const upto = this.point();
+        this.syncing = new Promise<void>((resolve, reject) =>
+          fs.fdatasync(fd, (err) => {
+            // A rotation synced and closed that file already: its lines are durable.
+            if (err && !(err.code === "EBADF" && fd !== this.fd)) return reject(err);
+            if (upto.seq > this.durable.seq) this.durable = upto;
+            resolve();
+          }),
+        );
+        this.syncing.then(
+          () => soon?.resolve(),
+          (err) => soon?.reject(err),
+        );
+        return this.syncing;
+      });
     return this.queued;
   }
 

@@ -14,7 +14,11 @@ export class ReceiptCheck {
   /** Why this line's receipt fails, or undefined (no receipt, or a good one). */
   line(rec: AuditLine): string | undefined {
     const f = rec as Record<string, unknown>;
-    if ((rec.event === "share.open" || rec.event === "share.back") && typeof f.shareId === "string" && typeof f.hostKey === "string") {
+    if (
+      (rec.event === "share.open" || rec.event === "share.back") &&
+      typeof f.shareId === "string" &&
+      typeof f.hostKey === "string"
+    ) {
       this.hostOf.set(f.shareId, f.hostKey);
     }
     if ((rec.event !== "approve" && rec.event !== "deny") || f.receipt === undefined) return undefined;
@@ -27,8 +31,12 @@ export class ReceiptCheck {
     // A share opened before the log's first line (rotated away) has no recorded host: its own signer then.
     const hostKey = this.hostOf.get(String(f.shareId)) ?? "";
     const why = receiptProblem(receipt, {
-      hostKey: hostKey || receiptSigner(receipt), guestKey: String(f.guestKey), target: receipt.body.target,
-      decision: rec.event === "approve" ? "allow" : "deny", requestId: String(f.requestId), scope: receipt.body.scope,
+      hostKey: hostKey || receiptSigner(receipt),
+      guestKey: String(f.guestKey),
+      target: receipt.body.target,
+      decision: rec.event === "approve" ? "allow" : "deny",
+      requestId: String(f.requestId),
+      scope: receipt.body.scope,
     });
     if (why) return `has a consent receipt that does not match it: ${why}`;
     this.valid++;

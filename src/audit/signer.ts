@@ -59,8 +59,22 @@ export class Signer {
 
   /** The fields of the checkpoint line at (seq, ts, prev); `signed` must follow with that line's hash. */
   fields(seq: number, ts: string, prev: string, reason: CheckpointReason): Record<string, string | number> {
-    const body = { seq, ts, prev, prevCheckpoint: this.prevCheckpoint, reason, every: this.every, intervalMs: this.intervalMs };
-    return { reason, every: this.every, intervalMs: this.intervalMs, prevCheckpoint: this.prevCheckpoint, sig: signCheckpoint(this.keyPem, body) };
+    const body = {
+      seq,
+      ts,
+      prev,
+      prevCheckpoint: this.prevCheckpoint,
+      reason,
+      every: this.every,
+      intervalMs: this.intervalMs,
+    };
+    return {
+      reason,
+      every: this.every,
+      intervalMs: this.intervalMs,
+      prevCheckpoint: this.prevCheckpoint,
+      sig: signCheckpoint(this.keyPem, body),
+    };
   }
 
   signed(lineHash: string): void {

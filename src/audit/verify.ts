@@ -64,14 +64,27 @@ export function verifyAudit(inputs: string[], o: VerifyOptions = {}): VerifyResu
 
 /** One chain's files, oldest first; `missing`: the file its oldest continues, which is not here. */
 export function verifyChain(files: string[], missing: string | undefined, o: VerifyOptions = {}): VerifyResult {
-  const r: VerifyResult = { ok: true, files, events: 0, checkpoints: 0, signaturesChecked: o.certPem !== undefined, continuesFrom: missing, warnings: [] };
+  const r: VerifyResult = {
+    ok: true,
+    files,
+    events: 0,
+    checkpoints: 0,
+    signaturesChecked: o.certPem !== undefined,
+    continuesFrom: missing,
+    warnings: [],
+  };
   const coverage = new Coverage(o.certPem, missing !== undefined);
   const receipts = new ReceiptCheck();
   let prevHash: string | undefined;
   let prevAt: { file: string; line: number } | undefined;
   let expected: number | undefined;
   let headAt: { file: string; line: number } | undefined;
-  const fail = (file: string, line: number, kind: Breakage, message: string): VerifyResult => ({ ...r, checkpoints: coverage.checkpoints, ok: false, bad: { file, line, kind, message } });
+  const fail = (file: string, line: number, kind: Breakage, message: string): VerifyResult => ({
+    ...r,
+    checkpoints: coverage.checkpoints,
+    ok: false,
+    bad: { file, line, kind, message },
+  });
 
   for (const file of files) {
     const lines = splitLines(fs.readFileSync(file));
@@ -79,27 +92,64 @@ export function verifyChain(files: string[], missing: string | undefined, o: Ver
       const n = i + 1;
       const b = lines[i]!;
       if (b[b.length - 1] !== 10) {
-        return fail(file, n, "torn", `line ${n} is torn: it ends without a newline, as a crash mid-write leaves it (the coordinator moves it aside on its next start)`);
+        return fail(
+          file,
+          n,
+          "torn",
+          `line ${n} is torn: it ends without a newline, as a crash mid-write leaves it (the coordinator moves it aside on its next start)`,
+        );
       }
       const rec = parseLine(b);
-      if (!rec) return fail(file, n, "malformed", `line ${n} is not a valid audit line (not JSON, or missing seq/ts/event/prev): it was edited or corrupted`);
+      if (!rec)
+        return fail(
+          file,
+          n,
+          "malformed",
+          `line ${n} is not a valid audit line (not JSON, or missing seq/ts/event/prev): it was edited or corrupted`,
+        );
       if (prevHash === undefined) {
         if (rec.prev === GENESIS && rec.seq !== 1) {
-          return fail(file, n, "removed", `line ${n} starts the chain with seq ${rec.seq}, not 1: the lines before it were removed`);
+          return fail(
+            file,
+            n,
+            "removed",
+            `line ${n} starts the chain with seq ${rec.seq}, not 1: the lines before it were removed`,
+          );
         }
         if (rec.prev !== GENESIS && rec.event !== "rotate") {
-          return fail(file, n, "removed", `line ${n} (seq ${rec.seq}) does not start a chain: the lines before it were removed`);
+          return fail(
+            file,
+            n,
+            "removed",
+            `line ${n} (seq ${rec.seq}) does not start a chain: the lines before it were removed`,
+          );
         }
       } else if (rec.seq !== expected) {
         const later = lines.slice(i + 1).some((x) => parseLine(x)?.seq === expected);
         if (rec.seq < expected! || later) {
-          return fail(file, n, "reordered", `line ${n} has seq ${rec.seq} where seq ${expected} was expected: lines were reordered or duplicated`);
+          return fail(
+            file,
+            n,
+            "reordered",
+            `line ${n} has seq ${rec.seq} where seq ${expected} was expected: lines were reordered or duplicated`,
+          );
         }
         const gap = rec.seq - expected! === 1 ? `seq ${expected} was` : `seq ${expected}-${rec.seq - 1} were`;
-        return fail(file, n, "removed", `line ${n} has seq ${rec.seq} where seq ${expected} was expected: ${gap} removed`);
+        return fail(
+          file,
+          n,
+          "removed",
+          `line ${n} has seq ${rec.seq} where seq ${expected} was expected: ${gap} removed`,
+        );
       } else if (rec.prev !== prevHash) {
-        const where = prevAt!.file === file ? `line ${prevAt!.line}` : `line ${prevAt!.line} of ${path.basename(prevAt!.file)}`;
-        return fail(prevAt!.file, prevAt!.line, "edited", `${where} was edited: its hash no longer matches the prev recorded on line ${n}`);
+        const where =
+          prevAt!.file === file ? `line ${prevAt!.line}` : `line ${prevAt!.line} of ${path.basename(prevAt!.file)}`;
+        return fail(
+          prevAt!.file,
+          prevAt!.line,
+          "edited",
+          `${where} was edited: its hash no longer matches the prev recorded on line ${n}`,
+        );
       }
       const hash = sha256(b);
       const found = coverage.line(rec, hash);
@@ -108,7 +158,12 @@ export function verifyChain(files: string[], missing: string | undefined, o: Ver
       if (badReceipt) return fail(file, n, "bad-receipt", `line ${n} (seq ${rec.seq}, ${rec.event}) ${badReceipt}`);
       if (o.head && rec.seq === o.head.seq) {
         if (hash !== o.head.hash) {
-          return fail(file, n, "edited", `line ${n} (seq ${rec.seq}) differs from the coordinator's signed head (seq ${o.head.seq}, written ${o.head.ts}, served ${o.head.at}): it or lines before it were edited and the chain rebuilt`);
+          return fail(
+            file,
+            n,
+            "edited",
+            `line ${n} (seq ${rec.seq}) differs from the coordinator's signed head (seq ${o.head.seq}, written ${o.head.ts}, served ${o.head.at}): it or lines before it were edited and the chain rebuilt`,
+          );
         }
         headAt = { file, line: n };
       }
@@ -135,14 +190,26 @@ export function verifyChain(files: string[], missing: string | undefined, o: Ver
     const ends = r.lastSeq === undefined ? "has no lines" : `ends at seq ${r.lastSeq} (${r.lastTs})`;
     if ((r.lastSeq ?? 0) < h.seq) {
       const gone = (r.lastSeq ?? 0) + 1 === h.seq ? `seq ${h.seq} is` : `seq ${(r.lastSeq ?? 0) + 1}-${h.seq} are`;
-      return fail(end.file, end.line, "cut", `the log ${ends}, but the coordinator's signed head is seq ${h.seq} (written ${h.ts}, served ${h.at}): ${gone} missing from the end. Lines were removed, or this copy is older than the coordinator's log`);
+      return fail(
+        end.file,
+        end.line,
+        "cut",
+        `the log ${ends}, but the coordinator's signed head is seq ${h.seq} (written ${h.ts}, served ${h.at}): ${gone} missing from the end. Lines were removed, or this copy is older than the coordinator's log`,
+      );
     }
-    return fail(end.file, end.line, "cut", `the coordinator's signed head is seq ${h.seq}, before this log's first line (seq ${r.firstSeq}): these files are not the log that coordinator writes`);
+    return fail(
+      end.file,
+      end.line,
+      "cut",
+      `the coordinator's signed head is seq ${h.seq}, before this log's first line (seq ${r.firstSeq}): these files are not the log that coordinator writes`,
+    );
   }
   r.head = { seq: h.seq, ts: h.ts, at: h.at };
   const age = (o.now ?? Date.now()) - Date.parse(h.at);
   if (Math.abs(age) > HEAD_MAX_AGE_MS) {
-    r.warnings.push(`the coordinator's head was signed at ${h.at}, ${duration(Math.abs(age))} ${age > 0 ? "ago" : "from now"}: the clocks disagree, or an old head was replayed; it vouches for the log only up to seq ${h.seq}`);
+    r.warnings.push(
+      `the coordinator's head was signed at ${h.at}, ${duration(Math.abs(age))} ${age > 0 ? "ago" : "from now"}: the clocks disagree, or an old head was replayed; it vouches for the log only up to seq ${h.seq}`,
+    );
   }
   return r;
 }

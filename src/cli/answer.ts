@@ -24,7 +24,10 @@ export function parseAnswer(line: string, shell: boolean): Answer {
   const no = /^(?:n|no)(?:\s+([\s\S]*))?$/i.exec(text);
   if (text === "" || no) {
     // The reason reaches the guest's terminal: one plain line, capped as the frame allows.
-    const reason = no?.[1]?.replace(/[\x00-\x1f\x7f]/g, " ").trim().slice(0, 200);
+    const reason = no?.[1]
+      ?.replace(/[\x00-\x1f\x7f]/g, " ")
+      .trim()
+      .slice(0, 200);
     return reason ? { allow: false, reason } : { allow: false };
   }
   const words = text.split(/\s+/);
@@ -37,7 +40,11 @@ export function parseAnswer(line: string, shell: boolean): Answer {
       if (!shell) return { problem: "ro is for shell shares: this guest asks for a port" };
       scope.readOnly = true;
     } else if (/^\d{1,4}$/.test(w) && Number(w) >= 1 && Number(w) <= 4096) scope.streams = Number(w);
-    else if (time && Number(time[1]) * UNIT[time[2]!.toLowerCase()]! >= 1000 && Number(time[1]) * UNIT[time[2]!.toLowerCase()]! <= 7 * 86_400_000) {
+    else if (
+      time &&
+      Number(time[1]) * UNIT[time[2]!.toLowerCase()]! >= 1000 &&
+      Number(time[1]) * UNIT[time[2]!.toLowerCase()]! <= 7 * 86_400_000
+    ) {
       scope.ttlMs = Number(time[1]) * UNIT[time[2]!.toLowerCase()]!;
     } else return { problem: `"${w}" is not a scope: give a time (30s, 15m, 2h), a number of connections (1), or ro` };
   }

@@ -38,7 +38,12 @@ export class Approver {
   /** Lines typed while no request waits, for another part of this terminal (the live view); true when it took the line. */
   keys?: (line: string) => boolean;
 
-  constructor(private client: ControlClient, private readonly shareId: string, private readonly codes: ApproverCodes, private readonly what: "port" | "shell" | "shell-read-only" = "port") {}
+  constructor(
+    private client: ControlClient,
+    private readonly shareId: string,
+    private readonly codes: ApproverCodes,
+    private readonly what: "port" | "shell" | "shell-read-only" = "port",
+  ) {}
 
   start(): void {
     this.listen();
@@ -50,7 +55,8 @@ export class Approver {
     this.rl = rl;
     rl.on("line", (line) => this.onLine(line.trim()));
     rl.on("close", () => {
-      if (this.rl === rl && !process.stdin.isTTY) log.warn("standard input closed: requests can no longer be answered here and will expire");
+      if (this.rl === rl && !process.stdin.isTTY)
+        log.warn("standard input closed: requests can no longer be answered here and will expire");
     });
   }
 
@@ -73,7 +79,10 @@ export class Approver {
 
   /** The connection dropped: whatever was waiting is void (the coordinator denies it, the guest may ask again). */
   pause(): void {
-    if (this.current || this.queue.length) process.stderr.write(`\n  ${this.queue.length + (this.current ? 1 : 0)} waiting request(s) were cancelled: the connection to the coordinator dropped\n`);
+    if (this.current || this.queue.length)
+      process.stderr.write(
+        `\n  ${this.queue.length + (this.current ? 1 : 0)} waiting request(s) were cancelled: the connection to the coordinator dropped\n`,
+      );
     this.current = undefined;
     this.queue.length = 0;
   }
@@ -90,7 +99,9 @@ export class Approver {
       // Checked before anything else, code or not: a guest whose identity does not hold is never a normal prompt.
       const id = askIdentity(f);
       if (id.problem) {
-        process.stderr.write(`\n  wrong identity: ${showName(f.guest.name)} asked with an identity key whose signature does not hold (${id.problem}); refused, nobody was connected\n`);
+        process.stderr.write(
+          `\n  wrong identity: ${showName(f.guest.name)} asked with an identity key whose signature does not hold (${id.problem}); refused, nobody was connected\n`,
+        );
         this.decide(f, { allow: false, reason: "the host could not verify your identity key" });
         return;
       }
@@ -98,7 +109,10 @@ export class Approver {
         // A code request is not shown until the guest proves it holds the whole code (see "confirm").
         const answer = this.codes.keeper.answer(f);
         if (answer) this.client.send(answer);
-        else process.stderr.write(`\n  a guest used code ${f.pake.nameplate}-????, which this terminal did not make or has already used: not shown here\n`);
+        else
+          process.stderr.write(
+            `\n  a guest used code ${f.pake.nameplate}-????, which this terminal did not make or has already used: not shown here\n`,
+          );
         return;
       }
       this.enqueue(f);
@@ -110,8 +124,11 @@ export class Approver {
         this.verified.set(f.requestId, c.verify);
         return this.enqueue(c.ask);
       }
-      process.stderr.write(`\n  wrong code: ${showName(c.ask.guest.name)} tried ${c.code} with the wrong second half; the code is burnt and nobody was connected (make a new one with c + Enter)\n`);
-      if (f.tag !== undefined) this.client.send({ t: "decision", requestId: f.requestId, allow: false, mismatch: true });
+      process.stderr.write(
+        `\n  wrong code: ${showName(c.ask.guest.name)} tried ${c.code} with the wrong second half; the code is burnt and nobody was connected (make a new one with c + Enter)\n`,
+      );
+      if (f.tag !== undefined)
+        this.client.send({ t: "decision", requestId: f.requestId, allow: false, mismatch: true });
     });
     this.client.on("cancel", (f) => {
       this.verified.delete(f.requestId);
@@ -130,7 +147,10 @@ export class Approver {
 
   private enqueue(f: Ask): void {
     this.queue.push(f);
-    if (this.suspended) process.stderr.write(`\r\n[tessera] ${showName(f.guest.name)} is asking for access; the prompt shows once this session ends (Ctrl-] ends it)\r\n`);
+    if (this.suspended)
+      process.stderr.write(
+        `\r\n[tessera] ${showName(f.guest.name)} is asking for access; the prompt shows once this session ends (Ctrl-] ends it)\r\n`,
+      );
     else if (!this.current) this.showNext();
   }
 
@@ -142,7 +162,9 @@ export class Approver {
     const mins = Math.round((f.expiresAt - Date.now()) / 60_000);
     console.log(`code: ${code}`);
     console.log(`invite: tessera join ${this.codes.address}/${code}`);
-    process.stderr.write(`  the guest runs the invite line above, adding --reason "..."   (single use, valid ${mins} minutes; type c + Enter for another code)\n`);
+    process.stderr.write(
+      `  the guest runs the invite line above, adding --reason "..."   (single use, valid ${mins} minutes; type c + Enter for another code)\n`,
+    );
   }
 
   stop(): void {
@@ -157,7 +179,9 @@ export class Approver {
     if (!f) return;
     const secs = Math.max(0, Math.round((f.deadline - Date.now()) / 1000));
     const shell = f.target === SHELL_TARGET;
-    const wants = shell ? `an interactive SHELL on this machine as user ${osUser()}${this.what === "shell-read-only" ? " (read-only: you type, they watch)" : ""}` : f.target;
+    const wants = shell
+      ? `an interactive SHELL on this machine as user ${osUser()}${this.what === "shell-read-only" ? " (read-only: you type, they watch)" : ""}`
+      : f.target;
     // Name and reason are the guest's own words: escaped and delimited, so they cannot draw lines of their own.
     const name = showName(f.guest.name);
     process.stderr.write(
@@ -168,8 +192,12 @@ export class Approver {
         `  reason  ${f.reason ? quoteText(f.reason) : "(none given)"}\n` +
         `  key     ${f.guest.spki} (this join's TLS key)\n` +
         this.recognition(f) +
-        (f.pake ? `  code    this guest holds the code you gave out (${f.pake.nameplate}-????)\n` : "  code    not verified by a code: only the coordinator vouches for this guest\n") +
-        (this.codes.verify && this.verified.has(f.requestId) ? `  verify  ${this.verified.get(f.requestId)}   (the guest sees the same with --verify)\n` : "") +
+        (f.pake
+          ? `  code    this guest holds the code you gave out (${f.pake.nameplate}-????)\n`
+          : "  code    not verified by a code: only the coordinator vouches for this guest\n") +
+        (this.codes.verify && this.verified.has(f.requestId)
+          ? `  verify  ${this.verified.get(f.requestId)}   (the guest sees the same with --verify)\n`
+          : "") +
         `  answer  y, n, or scoped: y 15m, y 1${shell ? ", ro" : ""}, n REASON (? explains)\n` +
         this.question(f, shell, secs),
     );
@@ -190,7 +218,16 @@ export class Approver {
   /** Sends an answer, signed with the host key when there is one (pki/receipt.ts). */
   private decide(f: Ask, a: { allow: boolean; scope?: Scope; reason?: string }, guestId?: string): void {
     const receipt = this.codes.hostKeyPem
-      ? signReceipt(this.codes.hostKeyPem, { requestId: f.requestId, shareId: f.shareId, guestKey: f.guest.spki, target: f.target, decision: a.allow ? "allow" : "deny", ...(a.allow && a.scope ? { scope: a.scope } : {}), at: Date.now(), ...(guestId ? { guestId } : {}) })
+      ? signReceipt(this.codes.hostKeyPem, {
+          requestId: f.requestId,
+          shareId: f.shareId,
+          guestKey: f.guest.spki,
+          target: f.target,
+          decision: a.allow ? "allow" : "deny",
+          ...(a.allow && a.scope ? { scope: a.scope } : {}),
+          at: Date.now(),
+          ...(guestId ? { guestId } : {}),
+        })
       : undefined;
     this.client.send({ t: "decision", requestId: f.requestId, ...a, ...(receipt ? { receipt } : {}) });
   }
@@ -205,7 +242,9 @@ export class Approver {
     }
     const a = parseAnswer(line, f.target === SHELL_TARGET);
     if ("help" in a || "problem" in a) {
-      process.stderr.write(`${"help" in a ? ANSWER_HELP : `  ${a.problem}`}\n${this.question(f, f.target === SHELL_TARGET, Math.max(0, Math.round((f.deadline - Date.now()) / 1000)))}`);
+      process.stderr.write(
+        `${"help" in a ? ANSWER_HELP : `  ${a.problem}`}\n${this.question(f, f.target === SHELL_TARGET, Math.max(0, Math.round((f.deadline - Date.now()) / 1000)))}`,
+      );
       return;
     }
     if (a.allow) this.codes.keeper.approve(f.guest.spki);
@@ -220,7 +259,11 @@ export class Approver {
     }
     this.decide(f, a, id);
     const scoped = a.allow && a.scope ? ` (${describeScope(a.scope)})` : "";
-    process.stderr.write(a.allow ? `  approved ${showName(f.guest.name)}${scoped}\n` : `  denied ${showName(f.guest.name)}${a.reason ? `: they are told "${a.reason}"` : ""}\n`);
+    process.stderr.write(
+      a.allow
+        ? `  approved ${showName(f.guest.name)}${scoped}\n`
+        : `  denied ${showName(f.guest.name)}${a.reason ? `: they are told "${a.reason}"` : ""}\n`,
+    );
     this.current = undefined;
     this.showNext();
   }

@@ -19,7 +19,13 @@ export class AttachedApprover {
   private readonly again: Reconnector;
   private readonly outage = new OutageReport("share");
 
-  constructor(private readonly dial: DialOptions, private readonly shareId: string, stop: (why: string) => void, private readonly codes: ApproverCodes, private readonly target?: string) {
+  constructor(
+    private readonly dial: DialOptions,
+    private readonly shareId: string,
+    stop: (why: string) => void,
+    private readonly codes: ApproverCodes,
+    private readonly target?: string,
+  ) {
     this.again = new Reconnector({
       connect: () => this.attach().then(() => {}),
       capMs: 5_000,
@@ -29,12 +35,18 @@ export class AttachedApprover {
       onRetry: (err, delay) => {
         this.approver.pause();
         if (this.waitingForAgent) return;
-        if (err instanceof RefusedError && err.code === "no_share") this.waitForAgent(`share ${shareId} has no agent right now (it stopped or is restarting)`);
+        if (err instanceof RefusedError && err.code === "no_share")
+          this.waitForAgent(`share ${shareId} has no agent right now (it stopped or is restarting)`);
         else this.outage.retrying(err?.message, delay, "lost the coordinator");
       },
-      onGiveUp: (err) => stop(err instanceof RefusedError && err.code === "host_removed" ? `stopped: ${err.message}` : err instanceof RefusedError && err.code === "no_share"
-        ? `stopped: share ${shareId} has had no agent for ${AGENT_WAIT_MS / 60_000} minutes; start \`tessera agent --share-id ${shareId} --allow HOST:PORT\`, then run \`tessera share --share-id ${shareId}\` again`
-        : `stopped: ${err?.message ?? "cannot reach the coordinator"}`),
+      onGiveUp: (err) =>
+        stop(
+          err instanceof RefusedError && err.code === "host_removed"
+            ? `stopped: ${err.message}`
+            : err instanceof RefusedError && err.code === "no_share"
+              ? `stopped: share ${shareId} has had no agent for ${AGENT_WAIT_MS / 60_000} minutes; start \`tessera agent --share-id ${shareId} --allow HOST:PORT\`, then run \`tessera share --share-id ${shareId}\` again`
+              : `stopped: ${err?.message ?? "cannot reach the coordinator"}`,
+        ),
     });
   }
 
@@ -50,7 +62,9 @@ export class AttachedApprover {
   private waitForAgent(why: string): void {
     this.waitingForAgent = true;
     this.approver.pause();
-    log.warn(`${why}. Waiting for it to come back; if it is not running, start it: tessera agent --share-id ${this.shareId} --allow HOST:PORT`);
+    log.warn(
+      `${why}. Waiting for it to come back; if it is not running, start it: tessera agent --share-id ${this.shareId} --allow HOST:PORT`,
+    );
   }
 
   private async attach(): Promise<void> {

@@ -10,10 +10,17 @@ export function header(): string {
 
 export function row(rec: AuditLine): string {
   const f = rec as Record<string, unknown>;
-  const who = str(f.guest) ? `${f.guest}${str(f.host) ? ` @${f.host}` : ""}` : str(f.host) ? `host ${f.host}` : str(f.by) ? `operator` : "";
+  const who = str(f.guest)
+    ? `${f.guest}${str(f.host) ? ` @${f.host}` : ""}`
+    : str(f.host)
+      ? `host ${f.host}`
+      : str(f.by)
+        ? `operator`
+        : "";
   const where = str(f.sessionId) || str(f.shareId) || str(f.requestId) || "";
   const details: string[] = [];
-  if (typeof f.bytesUp === "number" || typeof f.bytesDown === "number") details.push(`↑${bytes(Number(f.bytesUp ?? 0))} ↓${bytes(Number(f.bytesDown ?? 0))}`);
+  if (typeof f.bytesUp === "number" || typeof f.bytesDown === "number")
+    details.push(`↑${bytes(Number(f.bytesUp ?? 0))} ↓${bytes(Number(f.bytesDown ?? 0))}`);
   for (const [k, val] of Object.entries(f)) {
     if (HIDDEN.has(k) || ["guest", "host", "sessionId", "bytesUp", "bytesDown"].includes(k)) continue;
     if (k === "shareId" && where === val) continue;
@@ -22,7 +29,9 @@ export function row(rec: AuditLine): string {
   }
   const ts = rec.ts.replace("T", " ").replace(/\.\d+Z$/, "Z");
   // A log written before guest text was escaped at write time may still hold control or bidi characters.
-  return escapeUnsafe(`${ts.padEnd(20)} ${String(rec.seq).padStart(6)}  ${rec.event.padEnd(15)} ${clip(who, 22).padEnd(22)} ${clip(where, 22).padEnd(22)} ${details.join(" ")}`);
+  return escapeUnsafe(
+    `${ts.padEnd(20)} ${String(rec.seq).padStart(6)}  ${rec.event.padEnd(15)} ${clip(who, 22).padEnd(22)} ${clip(where, 22).padEnd(22)} ${details.join(" ")}`,
+  );
 }
 
 function str(x: unknown): string {

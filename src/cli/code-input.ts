@@ -10,9 +10,13 @@ const BACKSPACE = [0x08, 0x7f];
 /** Reads the code: hidden at a terminal, else the first line of stdin. */
 export async function readCode(stdinCarriesStream: boolean): Promise<string> {
   if (process.stdin.isTTY) return askHidden("code (from the host, not echoed): ");
-  if (stdinCarriesStream) throw new ConfigError("with --stdio, stdin carries the stream: give the code as `tessera join CODE --stdio`");
+  if (stdinCarriesStream)
+    throw new ConfigError("with --stdio, stdin carries the stream: give the code as `tessera join CODE --stdio`");
   const line = await firstLine();
-  if (!line) throw new ConfigError("no code: give it as `tessera join CODE`, type it at the prompt, or pipe it as the first line of stdin");
+  if (!line)
+    throw new ConfigError(
+      "no code: give it as `tessera join CODE`, type it at the prompt, or pipe it as the first line of stdin",
+    );
   return line;
 }
 

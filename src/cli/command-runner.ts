@@ -13,7 +13,8 @@ export function commandAfterDashes(rawArgs: string[]): string[] | undefined {
   const i = rawArgs.indexOf("--");
   if (i < 0) return undefined;
   const argv = rawArgs.slice(i + 1);
-  if (argv.length === 0) throw new ConfigError("nothing to run after `--`: give a command, e.g. `-- psql -h {host} -p {port}`");
+  if (argv.length === 0)
+    throw new ConfigError("nothing to run after `--`: give a command, e.g. `-- psql -h {host} -p {port}`");
   return argv;
 }
 
@@ -37,7 +38,12 @@ export function exitStatus(exit: { code: number | null; signal: string | null })
  * ours are in place (never a moment without one, or a signal would kill tessera outright).
  * Resolves with the exit status tessera should end with.
  */
-export async function runCommand(argv: string[], at: { host: string; port: number }, sessionOver: Promise<string>, releaseSignals: () => void): Promise<number> {
+export async function runCommand(
+  argv: string[],
+  at: { host: string; port: number },
+  sessionOver: Promise<string>,
+  releaseSignals: () => void,
+): Promise<number> {
   const words = substitute(argv, at);
   let proc: Subprocess | undefined;
   const ignore = () => {};
@@ -56,13 +62,19 @@ export async function runCommand(argv: string[], at: { host: string; port: numbe
     } catch (err) {
       // The shell's convention: 127 when the command cannot be found, 126 when it cannot be run.
       const missing = (err as { code?: string }).code === "ENOENT";
-      log.error(missing ? `cannot run "${words[0]}": command not found` : `cannot run "${words[0]}": ${(err as Error).message}`);
+      log.error(
+        missing ? `cannot run "${words[0]}": command not found` : `cannot run "${words[0]}": ${(err as Error).message}`,
+      );
       return missing ? 127 : 126;
     }
     log.info(`running ${words[0]} (pid ${proc.pid}); the session ends when it exits`);
     const running = proc;
     const first = await Promise.race([running.exited.then(() => undefined), sessionOver]);
-    if (first === undefined) return exitStatus({ code: running.exitCode, signal: running.signalCode === null ? null : String(running.signalCode) });
+    if (first === undefined)
+      return exitStatus({
+        code: running.exitCode,
+        signal: running.signalCode === null ? null : String(running.signalCode),
+      });
     log.warn(`${first}; stopping ${words[0]}`);
     running.kill("SIGTERM");
     const t = setTimeout(() => running.kill("SIGKILL"), GRACE_MS);

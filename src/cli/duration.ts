@@ -10,19 +10,33 @@ export function parseDuration(text: string, flag: string): number {
   return ms;
 }
 
-const SIZES: Record<string, number> = { "": 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
+const SIZES: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+};
 
 /** "64MiB", "500k", "1g" or bare bytes; "0" means off. */
 export function parseSize(text: string, flag: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
   const mult = m ? SIZES[m[2]!.toLowerCase()] : undefined;
-  if (!m || mult === undefined) throw new ConfigError(`--${flag} must be a size like 64MiB, 500k or 0 for never (got "${text}")`);
+  if (!m || mult === undefined)
+    throw new ConfigError(`--${flag} must be a size like 64MiB, 500k or 0 for never (got "${text}")`);
   return Math.floor(Number(m[1]) * mult);
 }
 
 /** A whole number of at least 1, for cap flags. */
 export function parseCount(text: string, flag: string): number {
   const n = /^\d+$/.test(text.trim()) ? Number(text.trim()) : NaN;
-  if (!(Number.isSafeInteger(n) && n >= 1)) throw new ConfigError(`--${flag} must be a whole number of at least 1 (got "${text}")`);
+  if (!(Number.isSafeInteger(n) && n >= 1))
+    throw new ConfigError(`--${flag} must be a whole number of at least 1 (got "${text}")`);
   return n;
 }

@@ -50,8 +50,13 @@ export function checkFlags(args: ArgsDef | undefined, rawArgs: string[], command
     if (!m || w === "-" || /^-\d/.test(w)) continue;
     const name = m[1]!;
     if (known.has(name) || (w.length === 2 && name === "h")) continue;
-    const near = closest(name, [...known].filter((k) => k !== "help"));
-    throw new ConfigError(`unknown option ${w.split("=")[0]} for \`tessera ${command}\`${near ? `; did you mean --${near}?` : ""} (see \`tessera ${command} --help\`)`);
+    const near = closest(
+      name,
+      [...known].filter((k) => k !== "help"),
+    );
+    throw new ConfigError(
+      `unknown option ${w.split("=")[0]} for \`tessera ${command}\`${near ? `; did you mean --${near}?` : ""} (see \`tessera ${command} --help\`)`,
+    );
   }
 }
 

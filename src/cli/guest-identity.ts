@@ -14,14 +14,18 @@ export async function loadGuestIdentity(): Promise<string> {
       // Exclusive create: two joins starting at once keep one identity, not two.
       writePrivate(file, await exportPrivateKeyPem(keys.privateKey), { force: false });
     } catch (err) {
-      if ((err as { code?: string }).code !== "EEXIST") throw new ConfigError(`cannot write ${file}: ${(err as Error).message}`, { cause: err });
+      if ((err as { code?: string }).code !== "EEXIST")
+        throw new ConfigError(`cannot write ${file}: ${(err as Error).message}`, { cause: err });
     }
     pem = read(file) ?? "";
   }
   try {
     await importPrivateKeyPem(pem);
   } catch (err) {
-    throw new ConfigError(`${file} is not a usable identity key (${(err as Error).message}); delete it to start over as a new guest (hosts will see you as one)`, { cause: err });
+    throw new ConfigError(
+      `${file} is not a usable identity key (${(err as Error).message}); delete it to start over as a new guest (hosts will see you as one)`,
+      { cause: err },
+    );
   }
   return pem;
 }

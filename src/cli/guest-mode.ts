@@ -11,7 +11,8 @@ export type GuestMode =
 
 /** Checks the flags that pick a mode; `--stdio` has no local listener and runs no command. */
 export function guestMode(o: { local?: string; stdio?: boolean; command?: string[]; pool?: string }): GuestMode {
-  if (o.stdio && o.command) throw new ConfigError("--stdio carries the stream over stdin/stdout; it cannot also run a command after `--`");
+  if (o.stdio && o.command)
+    throw new ConfigError("--stdio carries the stream over stdin/stdout; it cannot also run a command after `--`");
   if (o.stdio && o.local) throw new ConfigError("--stdio opens no local port; drop --local");
   if (o.stdio && o.pool !== undefined) throw new ConfigError("--stdio carries one stream; drop --pool");
   if (o.stdio) return { kind: "stdio" };
@@ -25,7 +26,8 @@ export function guestMode(o: { local?: string; stdio?: boolean; command?: string
 function poolSize(given: string | undefined): number {
   if (given === undefined) return DEFAULT_POOL;
   const n = /^\d+$/.test(given.trim()) ? Number(given.trim()) : NaN;
-  if (!(n >= 0 && n <= MAX_POOL)) throw new ConfigError(`--pool ${given}: give a number of streams from 0 (none kept ready) to ${MAX_POOL}`);
+  if (!(n >= 0 && n <= MAX_POOL))
+    throw new ConfigError(`--pool ${given}: give a number of streams from 0 (none kept ready) to ${MAX_POOL}`);
   return n;
 }
 
@@ -39,6 +41,8 @@ export function localAddress(local: string, defaultPort: number): { host: string
     return splitAddress(text, defaultPort, true);
   } catch (err) {
     if (!(err instanceof TesseraError)) throw err;
-    throw new ConfigError(`--local ${local}: give PORT, HOST or HOST:PORT with a port from 0 to 65535 (0: any free port)`);
+    throw new ConfigError(
+      `--local ${local}: give PORT, HOST or HOST:PORT with a port from 0 to 65535 (0: any free port)`,
+    );
   }
 }

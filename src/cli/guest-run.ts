@@ -21,31 +21,48 @@ import { VERSION } from "../version.ts";
 const log = logger("join");
 
 /** via: the coordinator an invite named (else the linked one); verify: print the string to compare with the host. */
-export async function runGuest(req: AccessRequest, mode: GuestMode, o: { via?: { address: string; caPem: string }; verify?: boolean; relayOnly?: boolean } = {}): Promise<void> {
+export async function runGuest(
+  req: AccessRequest,
+  mode: GuestMode,
+  o: { via?: { address: string; caPem: string }; verify?: boolean; relayOnly?: boolean } = {},
+): Promise<void> {
   const stop = untilInterrupted();
   const outage = new OutageReport("join");
   const via = o.via ?? { address: coordinatorAddress(), caPem: readCa() };
   // Before dialling: an unusable identity file is reported before anyone is asked.
   const identityKeyPem = await loadGuestIdentity();
-  const guest = await Guest.connect({ ...via, version: VERSION }, {
-    onCodeConfirmed: (verify) => {
-      log.info("the host proved it made this code: the tunnel will accept only its key");
-      if (o.verify) log.info(`verify: ${verify}   (the host sees the same string with share --verify; compare them)`);
+  const guest = await Guest.connect(
+    { ...via, version: VERSION },
+    {
+      onCodeConfirmed: (verify) => {
+        log.info("the host proved it made this code: the tunnel will accept only its key");
+        if (o.verify) log.info(`verify: ${verify}   (the host sees the same string with share --verify; compare them)`);
+      },
+      onStreamError: (m) => log.warn(m),
+      onDetached: (reason, retry) =>
+        outage.retrying(
+          reason,
+          retry,
+          "lost the connection to the coordinator; open connections were closed, the session is kept",
+        ),
+      onResumed: (f) =>
+        outage.back(
+          `session ${f.sessionId} resumed${f.restarted ? " after the coordinator restarted" : ""}: new connections work${f.hostOnline ? "" : " once the host's agent is back (it is still reconnecting)"}`,
+        ),
+      onClosed: (reason) => stop.trigger(`session ended: ${reason}`),
+      onPath: (p) => log.info(p === "direct" ? "path: direct to the host" : "path: through the coordinator"),
     },
-    onStreamError: (m) => log.warn(m),
-    onDetached: (reason, retry) => outage.retrying(reason, retry, "lost the connection to the coordinator; open connections were closed, the session is kept"),
-    onResumed: (f) => outage.back(`session ${f.sessionId} resumed${f.restarted ? " after the coordinator restarted" : ""}: new connections work${f.hostOnline ? "" : " once the host's agent is back (it is still reconnecting)"}`),
-    onClosed: (reason) => stop.trigger(`session ended: ${reason}`),
-    onPath: (p) => log.info(p === "direct" ? "path: direct to the host" : "path: through the coordinator"),
-  }, { relayOnly: o.relayOnly });
+    { relayOnly: o.relayOnly },
+  );
   // A local port named explicitly is taken before the host is asked: in use or not ours, the answer
   // comes now, not after the host's yes and the code are spent. (Connections before approval are refused.)
   const early = mode.kind !== "stdio" && mode.local !== undefined ? localAddress(mode.local, 0) : undefined;
   let bound: { host: string; port: number } | undefined;
-  if (early && early.port !== 0) bound = await guest.listen(early.host, early.port, mode.kind === "stdio" ? 0 : mode.pool).catch(async (err) => {
-    await guest.close();
-    throw err;
-  });
+  if (early && early.port !== 0)
+    bound = await guest.listen(early.host, early.port, mode.kind === "stdio" ? 0 : mode.pool).catch(async (err) => {
+      await guest.close();
+      throw err;
+    });
   const approved = await awaitApproval(guest, { ...req, identityKeyPem }, stop.promise);
   if (approved.receipt) {
     // The host's signed yes, kept: `tessera receipt verify FILE` checks it offline, whatever the coordinator says.
@@ -54,7 +71,9 @@ export async function runGuest(req: AccessRequest, mode: GuestMode, o: { via?: {
     log.info(`the host's signed receipt for this session: ${file}`);
   }
   const scope = describeScope(approved.scope);
-  log.info(`session ${approved.sessionId} approved (idle timeout ${Math.round(approved.idleTimeoutSec / 60)} min${scope ? `; the host allows it ${scope}` : ""})`);
+  log.info(
+    `session ${approved.sessionId} approved (idle timeout ${Math.round(approved.idleTimeoutSec / 60)} min${scope ? `; the host allows it ${scope}` : ""})`,
+  );
   if (approved.target === SHELL_TARGET) return runShellGuest(guest, approved, stop.promise, mode);
   if (mode.kind === "stdio") {
     process.exitCode = await carryStdio(guest, stop.promise);
@@ -62,17 +81,25 @@ export async function runGuest(req: AccessRequest, mode: GuestMode, o: { via?: {
   }
   if (!bound) {
     // A command gets any free port ({port} tells it which); a plain forward gets a predictable one.
-    const want = early ?? localAddress(mode.kind === "command" ? "127.0.0.1:0" : "127.0.0.1", defaultLocalPort(parseTarget(approved.target).port));
-    bound = await guest.listen(want.host, want.port, mode.pool).catch(async (err) => {
-      // The predictable port is only a default: when it is taken, any free port will do.
-      if (early || want.port === 0) throw err;
-      const any = await guest.listen(want.host, 0, mode.pool);
-      log.warn(`${want.host}:${want.port} is in use; forwarding from ${any.host}:${any.port} instead`);
-      return any;
-    }).catch(async (err) => {
-      await guest.close();
-      throw err;
-    });
+    const want =
+      early ??
+      localAddress(
+        mode.kind === "command" ? "127.0.0.1:0" : "127.0.0.1",
+        defaultLocalPort(parseTarget(approved.target).port),
+      );
+    bound = await guest
+      .listen(want.host, want.port, mode.pool)
+      .catch(async (err) => {
+        // The predictable port is only a default: when it is taken, any free port will do.
+        if (early || want.port === 0) throw err;
+        const any = await guest.listen(want.host, 0, mode.pool);
+        log.warn(`${want.host}:${want.port} is in use; forwarding from ${any.host}:${any.port} instead`);
+        return any;
+      })
+      .catch(async (err) => {
+        await guest.close();
+        throw err;
+      });
   }
   if (mode.kind === "command") {
     // The command owns stdout (it may be piped to a file), so our status goes to stderr.

@@ -23,16 +23,20 @@ export function resolveHome(o: { platform: string; env: Record<string, string | 
   if (o.env.TESSERA_HOME) return p.resolve(o.env.TESSERA_HOME);
   if (o.platform === "win32") {
     // APPDATA is set for every interactive Windows user; a service account may lack it.
-    const appData = o.env.APPDATA && p.isAbsolute(o.env.APPDATA) ? o.env.APPDATA : p.join(o.homedir, "AppData", "Roaming");
+    const appData =
+      o.env.APPDATA && p.isAbsolute(o.env.APPDATA) ? o.env.APPDATA : p.join(o.homedir, "AppData", "Roaming");
     return p.join(appData, "tessera");
   }
   if (o.platform === "darwin") return p.join(o.homedir, "Library", "Application Support", "tessera");
   // The XDG spec says a relative XDG_CONFIG_HOME is invalid and must be ignored.
-  const xdg = o.env.XDG_CONFIG_HOME && p.isAbsolute(o.env.XDG_CONFIG_HOME) ? o.env.XDG_CONFIG_HOME : p.join(o.homedir, ".config");
+  const xdg =
+    o.env.XDG_CONFIG_HOME && p.isAbsolute(o.env.XDG_CONFIG_HOME) ? o.env.XDG_CONFIG_HOME : p.join(o.homedir, ".config");
   return p.join(xdg, "tessera");
 }
 
-export const homeFile = (name: "config.json" | "ca.crt" | "host.key" | "host.crt" | "operator-token" | "identity.key" | "known_guests.json") => path.join(homeDir(), name);
+export const homeFile = (
+  name: "config.json" | "ca.crt" | "host.key" | "host.crt" | "operator-token" | "identity.key" | "known_guests.json",
+) => path.join(homeDir(), name);
 
 export function readConfig(): Config {
   const file = homeFile("config.json");
@@ -54,12 +58,16 @@ export function writeConfig(c: Config): void {
 
 export function coordinatorAddress(): string {
   const addr = process.env.TESSERA_COORDINATOR || readConfig().coordinator;
-  if (!addr) throw new ConfigError("no coordinator linked: run `tessera link HOST:PORT ...` or set TESSERA_COORDINATOR");
+  if (!addr)
+    throw new ConfigError("no coordinator linked: run `tessera link HOST:PORT ...` or set TESSERA_COORDINATOR");
   return addr;
 }
 
 export function readCa(): string {
-  return readRequired(homeFile("ca.crt"), "this machine does not trust a coordinator CA yet: run `tessera link HOST:PORT --ca-file ca.crt` (or --ca-pin sha256:...)");
+  return readRequired(
+    homeFile("ca.crt"),
+    "this machine does not trust a coordinator CA yet: run `tessera link HOST:PORT --ca-file ca.crt` (or --ca-pin sha256:...)",
+  );
 }
 
 export function readHostIdentity(): { keyPem: string; certPem: string } {

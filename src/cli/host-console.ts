@@ -12,13 +12,18 @@ export class HostConsole {
   private current: { s: ShellSession; off: () => void } | undefined;
   private readonly waiting: ShellSession[] = [];
 
-  constructor(private readonly approver: Approver, private readonly endSession: (s: ShellSession) => void) {}
+  constructor(
+    private readonly approver: Approver,
+    private readonly endSession: (s: ShellSession) => void,
+  ) {}
 
   /** A session started: watch it now, or once the one on screen ends (one at a time; all are recorded). */
   offer(s: ShellSession): void {
     if (this.current) {
       this.waiting.push(s);
-      process.stderr.write(`\r\n[tessera] session ${s.sessionId} of ${s.guestName} started; you will watch it when this one ends\r\n`);
+      process.stderr.write(
+        `\r\n[tessera] session ${s.sessionId} of ${s.guestName} started; you will watch it when this one ends\r\n`,
+      );
     } else this.attach(s);
   }
 

@@ -18,13 +18,20 @@ export function splitInvite(input: string): { address?: string; code: string } {
   try {
     splitAddress(address);
   } catch (err) {
-    throw new TesseraError("bad_address", `"${address}" (before the /) is not a coordinator address: an invite is HOST:PORT/XXXX-XXXX; ask the host for the exact line`, { cause: err });
+    throw new TesseraError(
+      "bad_address",
+      `"${address}" (before the /) is not a coordinator address: an invite is HOST:PORT/XXXX-XXXX; ask the host for the exact line`,
+      { cause: err },
+    );
   }
   return { address, code: input.slice(slash + 1) };
 }
 
 /** Where to dial for an invite's address, and which CA to trust there (linked, kept from before, or new now). */
-export async function coordinatorFor(address: string, say: (line: string) => void): Promise<{ address: string; caPem: string }> {
+export async function coordinatorFor(
+  address: string,
+  say: (line: string) => void,
+): Promise<{ address: string; caPem: string }> {
   const linked = process.env.TESSERA_COORDINATOR || readConfig().coordinator;
   if (linked === address) return { address, caPem: readCa() };
   const file = path.join(homeDir(), "coordinators", `${address.replace(/[^A-Za-z0-9.-]/g, "_")}.crt`);
@@ -32,6 +39,8 @@ export async function coordinatorFor(address: string, say: (line: string) => voi
   const c = await ControlClient.dial({ address, version: VERSION });
   c.close();
   writePublic(file, c.caPem);
-  say(`the coordinator at ${address} is new to this machine: its CA is sha256:${certFingerprint(c.caPem)}, kept in ${file} for next time (the code, not this CA, proves who you reach)`);
+  say(
+    `the coordinator at ${address} is new to this machine: its CA is sha256:${certFingerprint(c.caPem)}, kept in ${file} for next time (the code, not this CA, proves who you reach)`,
+  );
   return { address, caPem: c.caPem };
 }

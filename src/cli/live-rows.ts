@@ -55,17 +55,29 @@ export function clock(sec: number): string {
 export function scopeShort(s: Scope | undefined): string {
   if (!s) return "-";
   const parts: string[] = [];
-  if (s.ttlMs !== undefined) parts.push(s.ttlMs % 3_600_000 === 0 ? `${s.ttlMs / 3_600_000}h` : s.ttlMs % 60_000 === 0 ? `${s.ttlMs / 60_000}m` : `${Math.round(s.ttlMs / 1000)}s`);
+  if (s.ttlMs !== undefined)
+    parts.push(
+      s.ttlMs % 3_600_000 === 0
+        ? `${s.ttlMs / 3_600_000}h`
+        : s.ttlMs % 60_000 === 0
+          ? `${s.ttlMs / 60_000}m`
+          : `${Math.round(s.ttlMs / 1000)}s`,
+    );
   if (s.streams !== undefined) parts.push(`${s.streams}c`);
   if (s.readOnly) parts.push("ro");
   return parts.join(" ") || "-";
 }
 
 /** Seconds until the idle limit ends the session, and until its time scope does (undefined: no such limit). */
-export function countdowns(r: LiveRow, now: number, idleTimeoutSec: number | undefined): { idle?: number; left?: number } {
+export function countdowns(
+  r: LiveRow,
+  now: number,
+  idleTimeoutSec: number | undefined,
+): { idle?: number; left?: number } {
   const since = (now - r.seenAt) / 1000;
   const idle = idleTimeoutSec === undefined ? undefined : idleTimeoutSec - r.idleSec - since;
-  const left = r.scope?.ttlMs !== undefined && r.openedAt !== undefined ? (r.openedAt + r.scope.ttlMs - now) / 1000 : undefined;
+  const left =
+    r.scope?.ttlMs !== undefined && r.openedAt !== undefined ? (r.openedAt + r.scope.ttlMs - now) / 1000 : undefined;
   return { idle, left };
 }
 
@@ -81,7 +93,12 @@ export function cell(s: string, width: number): string {
 const HEAD = ` #  ${"guest".padEnd(9)} ${"target".padEnd(15)} ${"scope".padEnd(7)} strm    up  down idle in ends in path`;
 
 /** The panel's lines (none when there is no session), each at most `width` columns. */
-export function panelLines(rows: LiveRow[], now: number, idleTimeoutSec: number | undefined, width = PANEL_WIDTH): string[] {
+export function panelLines(
+  rows: LiveRow[],
+  now: number,
+  idleTimeoutSec: number | undefined,
+  width = PANEL_WIDTH,
+): string[] {
   if (!rows.length) return [];
   const w = Math.max(20, Math.min(PANEL_WIDTH, width)) - 1;
   const title = `── ${rows.length} session${rows.length === 1 ? "" : "s"} · k N ends one · l lists · c code · ? keys `;
@@ -102,7 +119,9 @@ export function rowLine(r: LiveRow, now: number, idleTimeoutSec: number | undefi
 export function plainLine(r: LiveRow, now: number, idleTimeoutSec: number | undefined): string {
   const { idle, left } = countdowns(r, now, idleTimeoutSec);
   const scope = r.scope ? `, scope ${scopeShort(r.scope)}` : "";
-  const timing = r.away ? ", guest away (reconnecting)" : `${idle === undefined ? "" : `, idle limit in ${clock(idle)}`}${left === undefined ? "" : `, ends in ${clock(left)}`}`;
+  const timing = r.away
+    ? ", guest away (reconnecting)"
+    : `${idle === undefined ? "" : `, idle limit in ${clock(idle)}`}${left === undefined ? "" : `, ends in ${clock(left)}`}`;
   const path = r.path === "direct" ? ", direct to the guest" : r.path === "relay" ? ", through the coordinator" : "";
   return `#${r.n} ${r.sessionId} ${cell(r.guest, 64).trimEnd()} -> ${r.target}${scope}: ${r.streams} stream${r.streams === 1 ? "" : "s"}, ${bytes(r.up)} up, ${bytes(r.down)} down${timing}${path}`;
 }

@@ -24,7 +24,8 @@ export class PanelScreen {
       this.originals.push([s, original]);
       s.write = ((chunk: unknown, ...rest: unknown[]) => {
         this.takeDown();
-        const text = typeof chunk === "string" ? chunk : chunk instanceof Uint8Array ? Buffer.from(chunk).toString() : "";
+        const text =
+          typeof chunk === "string" ? chunk : chunk instanceof Uint8Array ? Buffer.from(chunk).toString() : "";
         if (text) this.atLineStart = text.endsWith("\n");
         const r = (original as (...a: unknown[]) => boolean).call(s, chunk, ...rest);
         this.later();

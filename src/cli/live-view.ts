@@ -84,12 +84,28 @@ export class LiveView {
     const live = new Set(f.sessions.map((s) => s.sessionId));
     for (const id of [...this.numbers.keys()]) if (!live.has(id)) this.numbers.delete(id);
     for (const id of [...this.printed.keys()]) if (!live.has(id)) this.printed.delete(id);
-    this.rows = f.sessions.map((s) => {
-      let n = this.numbers.get(s.sessionId);
-      if (n === undefined) this.numbers.set(s.sessionId, (n = this.nextNumber++));
-      const a = this.answered.get(s.sessionId);
-      return { n, sessionId: s.sessionId, guest: s.guest, target: s.target, streams: s.streams, up: s.up, down: s.down, idleSec: s.idleSec, away: s.away, path: s.path, scope: a?.scope, openedAt: a?.openedAt, seenAt: now };
-    }).sort((a, b) => a.n - b.n);
+    this.rows = f.sessions
+      .map((s) => {
+        let n = this.numbers.get(s.sessionId);
+        if (n === undefined) this.numbers.set(s.sessionId, (n = this.nextNumber++));
+        const a = this.answered.get(s.sessionId);
+        return {
+          n,
+          sessionId: s.sessionId,
+          guest: s.guest,
+          target: s.target,
+          streams: s.streams,
+          up: s.up,
+          down: s.down,
+          idleSec: s.idleSec,
+          away: s.away,
+          path: s.path,
+          scope: a?.scope,
+          openedAt: a?.openedAt,
+          seenAt: now,
+        };
+      })
+      .sort((a, b) => a.n - b.n);
     this.render();
   }
 
@@ -112,7 +128,11 @@ export class LiveView {
     }
     if (/^l(ist)?$/i.test(line)) {
       const now = Date.now();
-      process.stderr.write(this.rows.length ? `${this.rows.map((r) => `  ${plainLine(r, now, this.idleTimeoutSec)}`).join("\n")}\n` : "  no sessions right now\n");
+      process.stderr.write(
+        this.rows.length
+          ? `${this.rows.map((r) => `  ${plainLine(r, now, this.idleTimeoutSec)}`).join("\n")}\n`
+          : "  no sessions right now\n",
+      );
       return true;
     }
     const k = /^k(?:ill)?\s*(\S*)$/i.exec(line);

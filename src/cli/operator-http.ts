@@ -37,40 +37,71 @@ export function operatorBases(explicit: string | undefined): string[] {
  * POST or GET with the operator token; a connection failure on one base moves on to the next. A 401 or
  * 403 (the token is wrong, or the coordinator has none) is thrown as a one-line fix; other answers return.
  */
-export async function operatorFetch(explicitUrl: string | undefined, path: string, init: RequestInit = {}): Promise<Response> {
-  const token = readRequired(homeFile("operator-token"), "no operator token on this machine: run `tessera token HEX` first").trim();
+export async function operatorFetch(
+  explicitUrl: string | undefined,
+  path: string,
+  init: RequestInit = {},
+): Promise<Response> {
+  const token = readRequired(
+    homeFile("operator-token"),
+    "no operator token on this machine: run `tessera token HEX` first",
+  ).trim();
   const bases = operatorBases(explicitUrl);
   const failures: string[] = [];
   for (const base of bases) {
     // An HTTPS endpoint may use a certificate from the deployment's CA or from a public one: trust both.
-    const tls = base.startsWith("https:") && fs.existsSync(homeFile("ca.crt")) ? { tls: { ca: [...rootCertificates, readCa()] } } : {};
+    const tls =
+      base.startsWith("https:") && fs.existsSync(homeFile("ca.crt"))
+        ? { tls: { ca: [...rootCertificates, readCa()] } }
+        : {};
     let res: Response;
     try {
-      res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(TIMEOUT_MS), ...init, headers: { ...init.headers, authorization: `Bearer ${token}` }, ...tls });
+      res = await fetch(`${base}${path}`, {
+        signal: AbortSignal.timeout(TIMEOUT_MS),
+        ...init,
+        headers: { ...init.headers, authorization: `Bearer ${token}` },
+        ...tls,
+      });
     } catch (err) {
       failures.push(`${base}: ${unreachable(base, err)}`);
       continue;
     }
     if (res.status === 401) {
-      throw new TesseraError("unauthorized", `the coordinator at ${base} refused the operator token (401): the token saved here is not the one in its --certs directory; copy that operator-token and run \`tessera token HEX\``);
+      throw new TesseraError(
+        "unauthorized",
+        `the coordinator at ${base} refused the operator token (401): the token saved here is not the one in its --certs directory; copy that operator-token and run \`tessera token HEX\``,
+      );
     }
     if (res.status === 403) {
-      throw new TesseraError("unauthorized", `the coordinator at ${base} has no operator token configured (403): create operator-token in its --certs directory (\`(umask 077; openssl rand -hex 32 > DIR/operator-token)\`), restart it, and run \`tessera token HEX\` here`);
+      throw new TesseraError(
+        "unauthorized",
+        `the coordinator at ${base} has no operator token configured (403): create operator-token in its --certs directory (\`(umask 077; openssl rand -hex 32 > DIR/operator-token)\`), restart it, and run \`tessera token HEX\` here`,
+      );
     }
     return res;
   }
-  throw new TesseraError("connect", `cannot reach the coordinator's HTTP port: ${failures.join("; ")}${explicitUrl ? "" : "; give its address with --url https://HOST:PORT"}`);
+  throw new TesseraError(
+    "connect",
+    `cannot reach the coordinator's HTTP port: ${failures.join("; ")}${explicitUrl ? "" : "; give its address with --url https://HOST:PORT"}`,
+  );
 }
 
 /** An operator call answered with JSON; any other answer is an error carrying the coordinator's own words. */
-export async function operatorJson(explicitUrl: string | undefined, path: string, init: RequestInit = {}): Promise<unknown> {
+export async function operatorJson(
+  explicitUrl: string | undefined,
+  path: string,
+  init: RequestInit = {},
+): Promise<unknown> {
   const res = await operatorFetch(explicitUrl, path, init);
   const body = await res.text();
   if (!res.ok) throw new TesseraError("admin", `the coordinator refused (${res.status}): ${body.trim().slice(0, 500)}`);
   try {
     return JSON.parse(body);
   } catch {
-    throw new TesseraError("admin", `the coordinator's answer to ${path} is not JSON: is --url this coordinator's HTTP port?`);
+    throw new TesseraError(
+      "admin",
+      `the coordinator's answer to ${path} is not JSON: is --url this coordinator's HTTP port?`,
+    );
   }
 }
 
@@ -81,9 +112,12 @@ function unreachable(base: string, err: unknown): string {
   if (code === "ECONNREFUSED") return "connection refused (is the coordinator running, with --http on this address?)";
   if (code === "ENOTFOUND") return "host not found";
   if (code === "TimeoutError" || code === "ETIMEDOUT") return "timed out";
-  if (https && code === "EPROTO") return "it does not speak HTTPS there (start the coordinator with --http-cert/--http-key, or on its own machine use --url http://127.0.0.1:PORT)";
-  if (!https && code === "ECONNRESET") return "the connection was reset (it may serve HTTPS there: use --url https://...)";
-  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code)) return "its certificate is not trusted here (run `tessera link HOST:PORT --ca-file ca.crt` so this machine trusts the deployment's CA)";
+  if (https && code === "EPROTO")
+    return "it does not speak HTTPS there (start the coordinator with --http-cert/--http-key, or on its own machine use --url http://127.0.0.1:PORT)";
+  if (!https && code === "ECONNRESET")
+    return "the connection was reset (it may serve HTTPS there: use --url https://...)";
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code))
+    return "its certificate is not trusted here (run `tessera link HOST:PORT --ca-file ca.crt` so this machine trusts the deployment's CA)";
   return errorMessage(err);
 }
 
@@ -98,6 +132,6 @@ function parseUrl(s: string): URL {
 function plainHttpRefused(url: URL): ConfigError {
   return new ConfigError(
     `refusing to send the operator token over plain HTTP to ${url.host}: anyone on the path could read it. ` +
-    `Use https://${url.host} (the coordinator serves HTTPS with --http-cert/--http-key), or run this on the coordinator's machine against http://127.0.0.1`,
+      `Use https://${url.host} (the coordinator serves HTTPS with --http-cert/--http-key), or run this on the coordinator's machine against http://127.0.0.1`,
   );
 }

@@ -3,7 +3,10 @@ import fs from "node:fs";
 import os from "node:os";
 
 /** USER/LOGNAME/USERNAME when set, else the account of this process's uid, else "guest"; at most 64 characters. */
-export function osUser(env: Record<string, string | undefined> = process.env, account: () => string | undefined = accountName): string {
+export function osUser(
+  env: Record<string, string | undefined> = process.env,
+  account: () => string | undefined = accountName,
+): string {
   const name = env.USER || env.LOGNAME || env.USERNAME || account() || "guest";
   return name.slice(0, 64);
 }

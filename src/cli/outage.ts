@@ -6,7 +6,10 @@ export class OutageReport {
   private since: number | undefined;
   private readonly log;
 
-  constructor(tag: string, private readonly tty = !!process.stderr.isTTY) {
+  constructor(
+    tag: string,
+    private readonly tty = !!process.stderr.isTTY,
+  ) {
     this.log = logger(tag);
   }
 

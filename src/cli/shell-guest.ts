@@ -15,16 +15,29 @@ const MAX_FAILED_STREAMS = 4;
 /** Refusals worth waiting out: the host's agent or this guest is still reconnecting. */
 const TRANSIENT = new Set(["host_offline", "detached", "stream"]);
 
-export async function runShellGuest(guest: Guest, approved: Approved, stopped: Promise<string>, mode: GuestMode): Promise<void> {
+export async function runShellGuest(
+  guest: Guest,
+  approved: Approved,
+  stopped: Promise<string>,
+  mode: GuestMode,
+): Promise<void> {
   if (mode.kind !== "forward" || mode.local) {
     await guest.close();
-    throw new ConfigError("this share is a shell: join it without --local, --stdio or `-- COMMAND` (pipe commands into join's stdin instead)");
+    throw new ConfigError(
+      "this share is a shell: join it without --local, --stdio or `-- COMMAND` (pipe commands into join's stdin instead)",
+    );
   }
   const term = new TerminalAttachment({
     onReady: ({ readOnly, recorded, escape, again }) => {
       if (again) return void process.stderr.write("\r\n[tessera] back on the same shell\r\n");
-      const notes = [readOnly ? "read-only: you watch, the host types" : "", recorded ? "the host records this session" : "", escape ? "~. disconnects" : ""].filter(Boolean);
-      log.info(`session ${approved.sessionId}: connected to a shell on the host${notes.length ? ` (${notes.join("; ")})` : ""}`);
+      const notes = [
+        readOnly ? "read-only: you watch, the host types" : "",
+        recorded ? "the host records this session" : "",
+        escape ? "~. disconnects" : "",
+      ].filter(Boolean);
+      log.info(
+        `session ${approved.sessionId}: connected to a shell on the host${notes.length ? ` (${notes.join("; ")})` : ""}`,
+      );
     },
   });
   let stop: string | undefined;
@@ -64,15 +77,20 @@ export async function runShellGuest(guest: Guest, approved: Approved, stopped: P
   }
   term.close();
   // A stream can close a moment before the control connection says why (host ended it, revoke): wait for the reason.
-  if (stop === undefined && !last?.exit && !last?.error && !term.disconnected) await Promise.race([stopped, sleep(2000)]);
+  if (stop === undefined && !last?.exit && !last?.error && !term.disconnected)
+    await Promise.race([stopped, sleep(2000)]);
   await guest.close();
   if (last?.exit) {
     const status = exitStatus(last.exit);
-    process.stderr.write(`\r\nremote shell exited with status ${status}${last.exit.signal ? ` (${last.exit.signal})` : ""}\n`);
+    process.stderr.write(
+      `\r\nremote shell exited with status ${status}${last.exit.signal ? ` (${last.exit.signal})` : ""}\n`,
+    );
     process.exitCode = status;
     return;
   }
-  const why = term.disconnected ? "disconnected (~.)" : stop ?? last?.error ?? failure ?? "the terminal stream closed";
+  const why = term.disconnected
+    ? "disconnected (~.)"
+    : (stop ?? last?.error ?? failure ?? "the terminal stream closed");
   if (why === "interrupted" || why === "disconnected (~.)") log.info(`session closed (${why})`);
   else {
     log.warn(why);

@@ -32,11 +32,17 @@ export class ShellShare {
     const argv = args.command !== undefined ? commandArgv(args.command) : loginShell();
     this.recordDir = recordDir(args.record);
     this.what = args.readOnly ? "shell-read-only" : "shell";
-    this.host = new ShellHost({ argv, readOnly: args.readOnly, recordDir: this.recordDir, env: process.env }, {
-      onStart: (s) => this.started(s),
-      onEnd: (s, r) => this.ended(s, r),
-      onInputDropped: (s) => process.stderr.write(`\r\n[tessera] ${s.guestName} is typing, but this session is read-only: their keystrokes are ignored\r\n`),
-    });
+    this.host = new ShellHost(
+      { argv, readOnly: args.readOnly, recordDir: this.recordDir, env: process.env },
+      {
+        onStart: (s) => this.started(s),
+        onEnd: (s, r) => this.ended(s, r),
+        onInputDropped: (s) =>
+          process.stderr.write(
+            `\r\n[tessera] ${s.guestName} is typing, but this session is read-only: their keystrokes are ignored\r\n`,
+          ),
+      },
+    );
   }
 
   /** Wires the share's control connection and prompt; read-only implies watching, since the host types. */
@@ -56,7 +62,9 @@ export class ShellShare {
   }
 
   private started(s: ShellSession): void {
-    log.info(`session ${s.sessionId}: ${s.guestName} has a shell${s.readOnly ? " (read-only)" : ""}${s.recording ? `; recording to ${s.recording}` : ""}`);
+    log.info(
+      `session ${s.sessionId}: ${s.guestName} has a shell${s.readOnly ? " (read-only)" : ""}${s.recording ? `; recording to ${s.recording}` : ""}`,
+    );
     this.console?.offer(s);
   }
 
@@ -64,7 +72,9 @@ export class ShellShare {
     this.console?.gone(s);
     let how = r.error ?? (r.signal ? `the shell was killed by ${r.signal}` : `the shell exited with status ${r.code}`);
     if (s.readOnly) how += `; ${s.droppedBytes} bytes of guest input dropped (read-only)`;
-    log.info(`session ${s.sessionId}: terminal closed (${how})${s.recording ? `; recording saved to ${s.recording}` : ""}`);
+    log.info(
+      `session ${s.sessionId}: terminal closed (${how})${s.recording ? `; recording saved to ${s.recording}` : ""}`,
+    );
     // The terminal was the session: end it at the coordinator too (a no-op if it is already over).
     this.client?.send({ t: "end", sessionId: s.sessionId });
   }
@@ -76,7 +86,8 @@ export class ShellShare {
 }
 
 function commandArgv(command: string): string[] {
-  if (!command.trim() || command.includes("\0")) throw new ConfigError("--command must be a non-empty command line, e.g. --command \"bash -l\"");
+  if (!command.trim() || command.includes("\0"))
+    throw new ConfigError('--command must be a non-empty command line, e.g. --command "bash -l"');
   return ["/bin/sh", "-c", command];
 }
 
@@ -104,7 +115,9 @@ function recordDir(record: string | boolean | undefined): string | undefined {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     fs.accessSync(dir, fs.constants.W_OK);
   } catch (err) {
-    throw new ConfigError(`cannot write recordings to ${dir}: ${errorMessage(err)}; pick another with --record DIR or turn recording off with --no-record`);
+    throw new ConfigError(
+      `cannot write recordings to ${dir}: ${errorMessage(err)}; pick another with --record DIR or turn recording off with --no-record`,
+    );
   }
   return dir;
 }

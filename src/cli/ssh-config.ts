@@ -31,7 +31,8 @@ export function sshConfigBlock(o: SshConfigOptions): string {
     words.push("join", "--stdio", formatCode(code));
     alias = o.alias ?? `tessera-${code.toLowerCase()}`;
   } else {
-    if (!/^[A-Za-z0-9._-]{1,64}$/.test(o.via.shareId)) throw new ConfigError(`--share-id "${o.via.shareId}" must be letters, digits, dot, dash or underscore`);
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(o.via.shareId))
+      throw new ConfigError(`--share-id "${o.via.shareId}" must be letters, digits, dot, dash or underscore`);
     let t: { port: number };
     try {
       t = parseTarget(o.via.target);
@@ -42,13 +43,15 @@ export function sshConfigBlock(o: SshConfigOptions): string {
     alias = o.alias ?? `${o.via.shareId}-${t.port}`;
   }
   // A Host pattern word: no spaces, wildcards, negation or lists, so the alias matches only itself.
-  if (!/^[A-Za-z0-9._-]{1,64}$/.test(alias)) throw new ConfigError(`--alias "${alias}" must be 1-64 letters, digits, dot, dash or underscore`);
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(alias))
+    throw new ConfigError(`--alias "${alias}" must be 1-64 letters, digits, dot, dash or underscore`);
   words.push("--reason", o.reason === undefined ? DEFAULT_REASON : keepTokens(o.reason));
   const command = words.map((w) => quote(w, windows)).join(" ");
   const env = o.home && !windows ? `env TESSERA_HOME=${quote(literal(o.home), false)} ` : "";
-  const note = "code" in o.via
-    ? "# The code is single use: this block works for one connection; ask the host for a new code (and block) next time."
-    : "# Each connection asks the host again; the host types y at their `tessera share` prompt.";
+  const note =
+    "code" in o.via
+      ? "# The code is single use: this block works for one connection; ask the host for a new code (and block) next time."
+      : "# Each connection asks the host again; the host types y at their `tessera share` prompt.";
   return [
     `# tessera: ssh to the host's shared port; your own ssh keys, agent and certificates authenticate as usual.`,
     note,
@@ -65,7 +68,10 @@ function literal(word: string): string {
 
 /** Keeps ssh's own tokens, doubles any other %, so `50% done` stays text and `%r` becomes the user. */
 function keepTokens(text: string): string {
-  return text.split(SSH_TOKEN).map((part, i) => (i % 2 === 1 ? part : literal(part))).join("");
+  return text
+    .split(SSH_TOKEN)
+    .map((part, i) => (i % 2 === 1 ? part : literal(part)))
+    .join("");
 }
 
 /** Quotes a word for the shell ssh runs ProxyCommand with (sh -c; CreateProcess on Windows). */

@@ -50,7 +50,10 @@ export async function carryStdio(guest: Guest, stop: Promise<string>): Promise<n
     guest.carry(io).then(async (clean) => {
       if (clean) return { clean, why: "the stream ended" };
       // A cut stream is often the session ending: its reason may be a moment behind on the control connection.
-      const why = await Promise.race([stop, new Promise<string>((r) => setTimeout(() => r("the stream was cut"), 500))]);
+      const why = await Promise.race([
+        stop,
+        new Promise<string>((r) => setTimeout(() => r("the stream was cut"), 500)),
+      ]);
       return { clean: false, why };
     }),
     stop.then((why) => ({ clean: !why.startsWith("session ended"), why })),

@@ -186,7 +186,8 @@ export class TerminalAttachment {
 
 function windowSize(): { cols: number; rows: number } | undefined {
   for (const s of [process.stdout, process.stderr]) {
-    if (s.isTTY && s.columns > 0 && s.rows > 0) return { cols: Math.min(1000, s.columns), rows: Math.min(1000, s.rows) };
+    if (s.isTTY && s.columns > 0 && s.rows > 0)
+      return { cols: Math.min(1000, s.columns), rows: Math.min(1000, s.rows) };
   }
   return undefined;
 }

@@ -23,8 +23,14 @@ export function ask(question: string): Promise<string> {
   process.stderr.write(question);
   return new Promise((resolve) => {
     let done = false;
-    rl.once("line", (line) => { done = true; rl.close(); resolve(line.trim()); });
-    rl.once("close", () => { if (!done) resolve(""); });
+    rl.once("line", (line) => {
+      done = true;
+      rl.close();
+      resolve(line.trim());
+    });
+    rl.once("close", () => {
+      if (!done) resolve("");
+    });
   });
 }
 

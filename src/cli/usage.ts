@@ -15,12 +15,21 @@ export function useColor(stream: { isTTY?: boolean }): boolean {
   return !!stream.isTTY && !process.env.NO_COLOR && process.env.TERM !== "dumb";
 }
 
-export function renderUsage(u: UsageInput, width = Math.max(40, Math.min(process.stdout.columns || 80, 120)), color = useColor(process.stdout)): string {
+export function renderUsage(
+  u: UsageInput,
+  width = Math.max(40, Math.min(process.stdout.columns || 80, 120)),
+  color = useColor(process.stdout),
+): string {
   const bold = (s: string) => (color ? `\x1b[1m${s}\x1b[22m` : s);
   const out: string[] = [...wrap(u.description, width, ""), ""];
   const positionals = Object.entries(u.args).filter(([, a]) => a.type === "positional");
-  const pos = positionals.map(([n, a]) => ((a as { required?: boolean }).required === false ? `[${n.toUpperCase()}]` : n.toUpperCase()));
-  out.push(`${bold("Usage:")} tessera${u.name ? ` ${u.name}` : ""}${u.commands ? " COMMAND" : ""}${pos.length ? ` ${pos.join(" ")}` : ""} [OPTIONS]`, "");
+  const pos = positionals.map(([n, a]) =>
+    (a as { required?: boolean }).required === false ? `[${n.toUpperCase()}]` : n.toUpperCase(),
+  );
+  out.push(
+    `${bold("Usage:")} tessera${u.name ? ` ${u.name}` : ""}${u.commands ? " COMMAND" : ""}${pos.length ? ` ${pos.join(" ")}` : ""} [OPTIONS]`,
+    "",
+  );
   const rows: [string, string][] = [];
   for (const [n, a] of positionals) rows.push([n.toUpperCase(), a.description ?? ""]);
   if (u.commands) {
@@ -31,7 +40,10 @@ export function renderUsage(u: UsageInput, width = Math.max(40, Math.min(process
   for (const [n, a] of Object.entries(u.args)) {
     if (a.type === "positional") continue;
     const value = a.type === "string" ? ` ${n.replace(/-/g, "_").toUpperCase()}` : "";
-    const dflt = "default" in a && a.default !== undefined && a.default !== false && a.default !== "" ? ` (default: ${String(a.default)})` : "";
+    const dflt =
+      "default" in a && a.default !== undefined && a.default !== false && a.default !== ""
+        ? ` (default: ${String(a.default)})`
+        : "";
     rows.push([`--${n}${value}`, `${a.description ?? ""}${dflt}`]);
   }
   if (rows.length) {
@@ -77,7 +89,10 @@ export async function usageOf(cmd: CommandDef, path: string, summaries?: Record<
   let commands: Record<string, string> | undefined;
   if (cmd.subCommands) {
     commands = {};
-    const subs = (typeof cmd.subCommands === "function" ? await cmd.subCommands() : await cmd.subCommands) as Record<string, unknown>;
+    const subs = (typeof cmd.subCommands === "function" ? await cmd.subCommands() : await cmd.subCommands) as Record<
+      string,
+      unknown
+    >;
     for (const [n, s] of Object.entries(subs)) {
       if (summaries?.[n]) commands[n] = summaries[n]!;
       else {

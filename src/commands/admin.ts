@@ -3,11 +3,23 @@ import os from "node:os";
 import { defineCommand } from "citty";
 import { ConfigError } from "../errors.ts";
 import { operatorJson } from "../cli/operator-http.ts";
-import { HostsAnswer, RemovedAnswer, SessionsAnswer, TokenAnswer, checkAnswer, hostsTable, sessionsTable } from "../cli/admin-view.ts";
+import {
+  HostsAnswer,
+  RemovedAnswer,
+  SessionsAnswer,
+  TokenAnswer,
+  checkAnswer,
+  hostsTable,
+  sessionsTable,
+} from "../cli/admin-view.ts";
 import { parseDuration } from "../cli/duration.ts";
 import { osUser } from "../cli/os-user.ts";
 
-const url = { type: "string", description: "Coordinator HTTP base URL; plain http:// only to this machine (default https://COORDINATOR-HOST:8080, then http on loopback)" } as const;
+const url = {
+  type: "string",
+  description:
+    "Coordinator HTTP base URL; plain http:// only to this machine (default https://COORDINATOR-HOST:8080, then http on loopback)",
+} as const;
 const json = { type: "boolean", description: "Print the coordinator's JSON answer instead of a table" } as const;
 
 /** Sent with every change, so the audit log says which operator asked (declared by this client, not proven). */
@@ -16,7 +28,11 @@ function operator(): string {
 }
 
 function post(body: unknown): RequestInit {
-  return { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ ...(body as object), operator: operator() }) };
+  return {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ ...(body as object), operator: operator() }),
+  };
 }
 
 /** --json prints the coordinator's answer as it came (once it has been checked); else the table. */
@@ -25,7 +41,10 @@ function print(asJson: boolean | undefined, raw: unknown, table: () => string): 
 }
 
 const sessions = defineCommand({
-  meta: { name: "sessions", description: "List live sessions: host, guest and address, target, age, idle time, streams, bytes each way" },
+  meta: {
+    name: "sessions",
+    description: "List live sessions: host, guest and address, target, age, idle time, streams, bytes each way",
+  },
   args: { url, json },
   async run({ args }) {
     const raw = await operatorJson(args.url, "/admin/sessions");
@@ -45,17 +64,30 @@ const listHosts = defineCommand({
 });
 
 const removeHost = defineCommand({
-  meta: { name: "remove", description: "Remove a host: its certificate is refused from now on, its shares close and their sessions end at once" },
+  meta: {
+    name: "remove",
+    description:
+      "Remove a host: its certificate is refused from now on, its shares close and their sessions end at once",
+  },
   args: {
-    host: { type: "positional", required: true, description: "Host name, or its key fingerprint (SHA256:..., a unique prefix of 8+ characters will do)" },
-    url, json,
+    host: {
+      type: "positional",
+      required: true,
+      description: "Host name, or its key fingerprint (SHA256:..., a unique prefix of 8+ characters will do)",
+    },
+    url,
+    json,
   },
   async run({ args }) {
     const host = args.host.replace(/…$/, "");
     const raw = await operatorJson(args.url, "/admin/hosts/remove", post({ host }));
     const r = checkAnswer(RemovedAnswer, raw, "hosts remove").removed;
-    print(args.json, raw, () =>
-      `removed host "${r.host}" (${r.key}): ${r.shares} share(s) closed, ${r.sessions} session(s) ended; its certificate is refused from now on\n`);
+    print(
+      args.json,
+      raw,
+      () =>
+        `removed host "${r.host}" (${r.key}): ${r.shares} share(s) closed, ${r.sessions} session(s) ended; its certificate is refused from now on\n`,
+    );
   },
 });
 
@@ -67,22 +99,35 @@ const hosts = defineCommand({
 });
 
 const enrollToken = defineCommand({
-  meta: { name: "enroll-token", description: "Mint a single-use host enrolment token (printed once; the coordinator keeps only its hash)" },
-  args: { ttl: { type: "string", default: "24h", description: "How long it stays valid (1m to 30 days; e.g. 1h, 24h, 720h)" }, url, json },
+  meta: {
+    name: "enroll-token",
+    description: "Mint a single-use host enrolment token (printed once; the coordinator keeps only its hash)",
+  },
+  args: {
+    ttl: { type: "string", default: "24h", description: "How long it stays valid (1m to 30 days; e.g. 1h, 24h, 720h)" },
+    url,
+    json,
+  },
   async run({ args }) {
     const ttlSec = Math.round(parseDuration(args.ttl, "ttl") / 1000);
-    if (ttlSec < 60 || ttlSec > 30 * 86_400) throw new ConfigError(`--ttl must be between 1m and 720h (got "${args.ttl}")`);
+    if (ttlSec < 60 || ttlSec > 30 * 86_400)
+      throw new ConfigError(`--ttl must be between 1m and 720h (got "${args.ttl}")`);
     const raw = await operatorJson(args.url, "/admin/enroll-tokens", post({ ttlSec }));
     const answer = checkAnswer(TokenAnswer, raw, "enroll-token");
     if (args.json) return print(true, raw, () => "");
     // The token alone on stdout (TOKEN=$(tessera admin enroll-token)); how to use it on stderr.
     console.log(answer.token);
-    process.stderr.write(`single use, valid until ${answer.expiresAt}; on the new host run: tessera link COORDINATOR:PORT --token TOKEN\n`);
+    process.stderr.write(
+      `single use, valid until ${answer.expiresAt}; on the new host run: tessera link COORDINATOR:PORT --token TOKEN\n`,
+    );
   },
 });
 
 export default defineCommand({
-  meta: { name: "admin", description: "Operator's view and controls: live sessions, enrolled hosts, host removal, enrolment tokens, revoke" },
+  meta: {
+    name: "admin",
+    description: "Operator's view and controls: live sessions, enrolled hosts, host removal, enrolment tokens, revoke",
+  },
   subCommands: {
     sessions,
     hosts,

@@ -16,42 +16,93 @@ const log = logger("agent");
 const EXIT_REFUSED_FOR_GOOD = 78;
 
 export default defineCommand({
-  meta: { name: "agent", description: "Serve a share in the background: approved guests reach only the --allow targets" },
+  meta: {
+    name: "agent",
+    description: "Serve a share in the background: approved guests reach only the --allow targets",
+  },
   args: {
-    "share-id": { type: "string", required: true, description: "Id of the share this agent serves (approve with `tessera share --share-id ID`)" },
-    allow: { type: "string", required: true, description: "HOST:PORT guests may reach; repeat the flag (or separate with commas) for more" },
-    "stream-setup-timeout": { type: "string", default: "30s", description: "Drop a stream (and its target connection) whose guest has not completed the end-to-end TLS within this time; keep it above the coordinator's --stream-token-ttl" },
-    "allow-requests-by-id": { type: "boolean", description: "Let guests ask by share id (`tessera connect --share-id`) without a code; off by default, as anyone who knows the id could then prompt you" },
-    "relay-only": { type: "boolean", description: "Never dial a guest directly: every stream goes through the coordinator (by default the agent dials the guest's signed, deny-listed hints, at most 8)" },
-    "direct-listen": { type: "boolean", description: "Also listen (a random port, all interfaces) and offer this machine's addresses, signed, so a guest the agent cannot reach may reach it; off by default: the agent only dials out" },
-    "log-format": { type: "string", description: "pretty or json (one JSON object a line on stderr); default $TESSERA_LOG_FORMAT or pretty" },
+    "share-id": {
+      type: "string",
+      required: true,
+      description: "Id of the share this agent serves (approve with `tessera share --share-id ID`)",
+    },
+    allow: {
+      type: "string",
+      required: true,
+      description: "HOST:PORT guests may reach; repeat the flag (or separate with commas) for more",
+    },
+    "stream-setup-timeout": {
+      type: "string",
+      default: "30s",
+      description:
+        "Drop a stream (and its target connection) whose guest has not completed the end-to-end TLS within this time; keep it above the coordinator's --stream-token-ttl",
+    },
+    "allow-requests-by-id": {
+      type: "boolean",
+      description:
+        "Let guests ask by share id (`tessera connect --share-id`) without a code; off by default, as anyone who knows the id could then prompt you",
+    },
+    "relay-only": {
+      type: "boolean",
+      description:
+        "Never dial a guest directly: every stream goes through the coordinator (by default the agent dials the guest's signed, deny-listed hints, at most 8)",
+    },
+    "direct-listen": {
+      type: "boolean",
+      description:
+        "Also listen (a random port, all interfaces) and offer this machine's addresses, signed, so a guest the agent cannot reach may reach it; off by default: the agent only dials out",
+    },
+    "log-format": {
+      type: "string",
+      description: "pretty or json (one JSON object a line on stderr); default $TESSERA_LOG_FORMAT or pretty",
+    },
   },
   async run({ args, rawArgs }) {
     setLogFormat(args["log-format"]);
     stampLines(true);
     // citty keeps only the last of a repeated flag; every --allow counts.
-    const allow = repeatedValues(rawArgs, "allow").flatMap((a) => a.split(",")).filter(Boolean);
+    const allow = repeatedValues(rawArgs, "allow")
+      .flatMap((a) => a.split(","))
+      .filter(Boolean);
     let policy: TargetPolicy;
     try {
       policy = new TargetPolicy(allow);
     } catch (err) {
       throw new ConfigError(`--allow: ${errorMessage(err)}`);
     }
-    if (args["relay-only"] && args["direct-listen"]) throw new ConfigError("--relay-only turns the direct path off; leave out --direct-listen");
+    if (args["relay-only"] && args["direct-listen"])
+      throw new ConfigError("--relay-only turns the direct path off; leave out --direct-listen");
     const streamSetupTimeoutMs = parseDuration(args["stream-setup-timeout"], "stream-setup-timeout");
     const stop = untilInterrupted();
     const outage = new OutageReport("agent");
-    const agent = new Agent({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION, shareId: args["share-id"], policy, approver: false, reconnect: true, streamSetupTimeoutMs, requestsById: !!args["allow-requests-by-id"], receipts: true, relayOnly: !!args["relay-only"], directListen: !!args["direct-listen"] }, {
-      onConnected: () => {
-        outage.back("reconnected to the coordinator");
-        log.info(`serving share ${args["share-id"]}: ${policy.targets.join(", ")}`);
+    const agent = new Agent(
+      {
+        address: coordinatorAddress(),
+        caPem: readCa(),
+        ...readHostIdentity(),
+        version: VERSION,
+        shareId: args["share-id"],
+        policy,
+        approver: false,
+        reconnect: true,
+        streamSetupTimeoutMs,
+        requestsById: !!args["allow-requests-by-id"],
+        receipts: true,
+        relayOnly: !!args["relay-only"],
+        directListen: !!args["direct-listen"],
       },
-      onDisconnected: (err, retry) => {
-        if (retry !== undefined) outage.retrying(err?.message, retry, "lost the coordinator");
-        else if (err) stop.trigger(`giving up: ${err.message}`);
+      {
+        onConnected: () => {
+          outage.back("reconnected to the coordinator");
+          log.info(`serving share ${args["share-id"]}: ${policy.targets.join(", ")}`);
+        },
+        onDisconnected: (err, retry) => {
+          if (retry !== undefined) outage.retrying(err?.message, retry, "lost the coordinator");
+          else if (err) stop.trigger(`giving up: ${err.message}`);
+        },
+        onStream: (sid, error) => error && log.warn(`session ${sid}: ${error}`),
       },
-      onStream: (sid, error) => error && log.warn(`session ${sid}: ${error}`),
-    });
+    );
     try {
       await agent.start();
     } catch (err) {

@@ -18,17 +18,35 @@ function files(args: { _: string[] }, name: string): string[] {
 }
 
 const verify = defineCommand({
-  meta: { name: "verify", description: "Walk the hash chain (following rotated files beside it); several nodes' files at once are grouped into one chain per node by their rotation lines and each is verified; exit 0 with a summary per chain, or 1 naming each chain's first bad line" },
+  meta: {
+    name: "verify",
+    description:
+      "Walk the hash chain (following rotated files beside it); several nodes' files at once are grouped into one chain per node by their rotation lines and each is verified; exit 0 with a summary per chain, or 1 naming each chain's first bad line",
+  },
   args: {
-    file: { type: "positional", required: true, description: "Audit log file(s), of one node or several (e.g. n1/audit.jsonl n2/audit.jsonl); rotated files each continues are found next to it" },
-    cert: { type: "string", description: "Coordinator certificate (PEM), e.g. pki/coordinator.crt: check the signed checkpoints, require a signed start and the checkpoints the coordinator promised, and report the unsigned tail" },
-    against: { type: "string", description: "The running coordinator's HTTP address, e.g. http://127.0.0.1:8080: fetch its signed head (GET /audit/head) and fail unless the file reaches it unchanged (needs --cert; one node's chain only)" },
+    file: {
+      type: "positional",
+      required: true,
+      description:
+        "Audit log file(s), of one node or several (e.g. n1/audit.jsonl n2/audit.jsonl); rotated files each continues are found next to it",
+    },
+    cert: {
+      type: "string",
+      description:
+        "Coordinator certificate (PEM), e.g. pki/coordinator.crt: check the signed checkpoints, require a signed start and the checkpoints the coordinator promised, and report the unsigned tail",
+    },
+    against: {
+      type: "string",
+      description:
+        "The running coordinator's HTTP address, e.g. http://127.0.0.1:8080: fetch its signed head (GET /audit/head) and fail unless the file reaches it unchanged (needs --cert; one node's chain only)",
+    },
     json: { type: "boolean", default: false, description: "Print the result as JSON" },
   },
   async run({ args }) {
     const certPem = args.cert ? fs.readFileSync(args.cert, "utf8") : undefined;
     const list = files(args, "verify");
-    if (args.against && !certPem) throw new ConfigError("--against needs --cert: the head the coordinator serves is checked with its certificate");
+    if (args.against && !certPem)
+      throw new ConfigError("--against needs --cert: the head the coordinator serves is checked with its certificate");
     if (args.against) oneChainForHead(groupChains(list).chains.length);
     // The head first, then the file: a live log only grows, so it must reach a head read before it.
     const head = args.against ? await fetchHead(headUrl(args.against), certPem!) : undefined;
@@ -44,12 +62,16 @@ const verify = defineCommand({
     if (!args.json) for (const w of all.warnings) console.log(`warning: ${w}`);
     const broken = all.chains.filter((r) => !r.ok);
     if (many && !args.json) {
-      console.log(broken.length === 0
-        ? `overall: ok, all ${all.chains.length} chains verify`
-        : `overall: FAILED, ${broken.length} of ${all.chains.length} chains broken (${broken.map((r) => r.bad!.file).join(", ")})`);
+      console.log(
+        broken.length === 0
+          ? `overall: ok, all ${all.chains.length} chains verify`
+          : `overall: FAILED, ${broken.length} of ${all.chains.length} chains broken (${broken.map((r) => r.bad!.file).join(", ")})`,
+      );
     }
     if (broken.length > 0) {
-      const where = broken.map((r) => `${r.bad!.kind} at line ${r.bad!.line} of ${many ? r.bad!.file : path.basename(r.bad!.file)}`).join("; ");
+      const where = broken
+        .map((r) => `${r.bad!.kind} at line ${r.bad!.line} of ${many ? r.bad!.file : path.basename(r.bad!.file)}`)
+        .join("; ");
       throw new TesseraError("audit_broken", `the audit chain is broken (${where})`);
     }
   },
@@ -60,28 +82,56 @@ function summary(r: VerifyResult): string[] {
   const out: string[] = [];
   const span = r.events ? `seq ${r.firstSeq}-${r.lastSeq}, ${r.firstTs} .. ${r.lastTs}` : "empty";
   out.push(`ok: ${r.events} events (${span}) in ${r.files.map((f) => path.basename(f)).join(", ")}`);
-  const sig = r.checkpoints === 0 ? "no signed checkpoints" : r.signaturesChecked ? `${r.checkpoints} checkpoint signatures valid` : `${r.checkpoints} checkpoints (signatures not checked: pass --cert)`;
-  const promise = r.signaturesChecked && r.policy && (r.policy.every || r.policy.intervalMs) ? `; the coordinator signs ${promised(r.policy)}` : "";
+  const sig =
+    r.checkpoints === 0
+      ? "no signed checkpoints"
+      : r.signaturesChecked
+        ? `${r.checkpoints} checkpoint signatures valid`
+        : `${r.checkpoints} checkpoints (signatures not checked: pass --cert)`;
+  const promise =
+    r.signaturesChecked && r.policy && (r.policy.every || r.policy.intervalMs)
+      ? `; the coordinator signs ${promised(r.policy)}`
+      : "";
   out.push(`     ${sig}${promise}`);
-  if (r.receipts) out.push(`     ${r.receipts} consent receipt${r.receipts === 1 ? "" : "s"} signed by the share's host, each matching its decision`);
-  if (r.cleanStop) out.push(`     ends with the signed checkpoint of a clean stop (seq ${r.lastCheckpoint!.seq}, ${r.lastCheckpoint!.ts})`);
-  if (r.head) out.push(`     reaches the running coordinator's signed head: seq ${r.head.seq} (written ${r.head.ts}, served ${r.head.at})`);
+  if (r.receipts)
+    out.push(
+      `     ${r.receipts} consent receipt${r.receipts === 1 ? "" : "s"} signed by the share's host, each matching its decision`,
+    );
+  if (r.cleanStop)
+    out.push(
+      `     ends with the signed checkpoint of a clean stop (seq ${r.lastCheckpoint!.seq}, ${r.lastCheckpoint!.ts})`,
+    );
+  if (r.head)
+    out.push(
+      `     reaches the running coordinator's signed head: seq ${r.head.seq} (written ${r.head.ts}, served ${r.head.at})`,
+    );
   if (r.continuesFrom) out.push(`     continues from ${r.continuesFrom}, which is not here: that link is not checked`);
   for (const w of r.warnings) out.push(`warning: ${w}`);
   return out;
 }
 
 function promised(p: { every: number; intervalMs: number }): string {
-  const parts = [p.every ? `every ${p.every} events` : "", p.intervalMs ? `within ${duration(p.intervalMs)} of any event` : ""];
+  const parts = [
+    p.every ? `every ${p.every} events` : "",
+    p.intervalMs ? `within ${duration(p.intervalMs)} of any event` : "",
+  ];
   return parts.filter(Boolean).join(" and ");
 }
 
 const tail = defineCommand({
-  meta: { name: "tail", description: "Show audit events as a table (who, what, when, bytes), or raw JSON lines with --json" },
+  meta: {
+    name: "tail",
+    description: "Show audit events as a table (who, what, when, bytes), or raw JSON lines with --json",
+  },
   args: {
     file: { type: "positional", required: true, description: "Audit log file" },
     lines: { type: "string", alias: "n", default: "20", description: "How many of the last events to show (0: all)" },
-    follow: { type: "boolean", alias: "f", default: false, description: "Keep printing events as they are appended (follows rotation)" },
+    follow: {
+      type: "boolean",
+      alias: "f",
+      default: false,
+      description: "Keep printing events as they are appended (follows rotation)",
+    },
     json: { type: "boolean", default: false, description: "Raw JSON lines, for piping to jq and friends" },
   },
   async run({ args }) {
@@ -89,7 +139,8 @@ const tail = defineCommand({
     const n = Number(args.lines);
     if (!Number.isInteger(n) || n < 0) throw new ConfigError(`--lines must be a whole number (got "${args.lines}")`);
     const print = (b: Buffer) => {
-      if (args.json) return void process.stdout.write(b.toString("utf8").endsWith("\n") ? b : Buffer.concat([b, Buffer.from("\n")]));
+      if (args.json)
+        return void process.stdout.write(b.toString("utf8").endsWith("\n") ? b : Buffer.concat([b, Buffer.from("\n")]));
       const rec = parseLine(b);
       console.log(rec ? row(rec) : `(unreadable line) ${b.toString("utf8").trim().slice(0, 120)}`);
     };

@@ -25,43 +25,143 @@ import { VERSION } from "../version.ts";
 const log = logger("coordinator");
 
 export default defineCommand({
-  meta: { name: "coordinator", description: "Run the coordinator (brokers requests and approvals, relays ciphertext, keeps the audit log)" },
+  meta: {
+    name: "coordinator",
+    description: "Run the coordinator (brokers requests and approvals, relays ciphertext, keeps the audit log)",
+  },
   args: {
     certs: { type: "string", default: "pki", description: "Directory written by `tessera ca`" },
-    listen: { type: "string", default: "0.0.0.0:8443", description: "TLS address for agents, shares and guests (control and data on one port)" },
-    http: { type: "string", default: "127.0.0.1:8080", description: "HTTP address for /healthz, /metrics, /audit/head and the operator's revoke and /admin/ endpoints" },
-    "http-cert": { type: "string", description: "PEM certificate (chain) file: serve the HTTP endpoints over HTTPS (needs --http-key)" },
+    listen: {
+      type: "string",
+      default: "0.0.0.0:8443",
+      description: "TLS address for agents, shares and guests (control and data on one port)",
+    },
+    http: {
+      type: "string",
+      default: "127.0.0.1:8080",
+      description: "HTTP address for /healthz, /metrics, /audit/head and the operator's revoke and /admin/ endpoints",
+    },
+    "http-cert": {
+      type: "string",
+      description: "PEM certificate (chain) file: serve the HTTP endpoints over HTTPS (needs --http-key)",
+    },
     "http-key": { type: "string", description: "PEM private key file for --http-cert" },
-    "log-format": { type: "string", description: "pretty or json (one JSON object a line on stderr); default $TESSERA_LOG_FORMAT or pretty" },
+    "log-format": {
+      type: "string",
+      description: "pretty or json (one JSON object a line on stderr); default $TESSERA_LOG_FORMAT or pretty",
+    },
     audit: { type: "string", default: "audit.jsonl", description: "Append-only audit log file" },
-    "audit-rotate": { type: "string", default: "64MiB", description: "Start a new audit file (chained to the old one) past this size; 0 never" },
-    "audit-checkpoint": { type: "string", default: "1000", description: "Sign a checkpoint line with the coordinator key every N events; 0 never" },
-    "audit-checkpoint-interval": { type: "string", default: "60s", description: "Also sign at most this long after any event (the log's first line and a clean stop are always signed); 1s to 24h" },
+    "audit-rotate": {
+      type: "string",
+      default: "64MiB",
+      description: "Start a new audit file (chained to the old one) past this size; 0 never",
+    },
+    "audit-checkpoint": {
+      type: "string",
+      default: "1000",
+      description: "Sign a checkpoint line with the coordinator key every N events; 0 never",
+    },
+    "audit-checkpoint-interval": {
+      type: "string",
+      default: "60s",
+      description:
+        "Also sign at most this long after any event (the log's first line and a clean stop are always signed); 1s to 24h",
+    },
     db: { type: "string", default: "tessera.db", description: "State database: SQLite file path, or postgres://..." },
-    node: { type: "string", description: "Run as one node (this name: lowercase letters, digits, dashes) of a deployment sharing --db postgres://... and the CA; needs --advertise" },
-    advertise: { type: "string", description: "With --node: HOST:PORT where the other nodes reach this node's --listen port" },
-    "node-ttl": { type: "string", default: "10s", description: "With --node: a node whose heartbeat is older than this is gone (its shares are taken over); 1s to 5m" },
+    node: {
+      type: "string",
+      description:
+        "Run as one node (this name: lowercase letters, digits, dashes) of a deployment sharing --db postgres://... and the CA; needs --advertise",
+    },
+    advertise: {
+      type: "string",
+      description: "With --node: HOST:PORT where the other nodes reach this node's --listen port",
+    },
+    "node-ttl": {
+      type: "string",
+      default: "10s",
+      description:
+        "With --node: a node whose heartbeat is older than this is gone (its shares are taken over); 1s to 5m",
+    },
     "idle-timeout": { type: "string", default: "30m", description: "End a session after this long without traffic" },
     "code-ttl": { type: "string", default: "10m", description: "How long an unredeemed code stays valid" },
-    "approval-timeout": { type: "string", default: "2m", description: "Deny a request the host has not answered in this time" },
-    "heartbeat-interval": { type: "string", default: "15s", description: "Ping a control connection (agent, share, guest) that has been quiet this long; clients are told to do the same" },
-    "heartbeat-timeout": { type: "string", default: "45s", description: "A control connection silent this long is gone: its session or share waits out --resume-grace, then closes saying it went silent" },
-    "resume-grace": { type: "string", default: "2m", description: "How long a share waits for its agent, and a session for its guest, after a lost connection or a restart" },
-    "stream-token-ttl": { type: "string", default: "10s", description: "How long a stream's guest and agent have to dial the data plane before it is dropped" },
-    "max-pending-streams": { type: "string", default: String(LIMITS.maxPendingStreamsPerSession), description: "Streams of one session offered but not yet connected; more opens are refused until they connect or lapse" },
-    "max-connections": { type: "string", default: String(LIMITS.maxConnections), description: "Connections held at once (control, data and not yet identified); past it new ones are refused and /healthz answers 503" },
-    "max-connections-per-address": { type: "string", default: String(LIMITS.maxConnectionsPerAddress), description: "Connections from one source address (an IPv6 /64), data streams with a valid token aside" },
-    "role-timeout": { type: "string", default: `${LIMITS.roleTimeoutMs / 1000}s`, description: "Close a control connection that serves, approves, asks for and holds nothing for this long" },
-    "max-shares-per-host": { type: "string", default: String(LIMITS.maxSharesPerHost), description: "Shares one enrolled host may hold at once" },
-    "max-codes-per-share": { type: "string", default: String(LIMITS.maxCodesPerShare), description: "Unused codes one share may hold at once" },
-    "revalidate-interval": { type: "string", default: "1s", description: "How often every live session is checked again (host removed, agent or guest away past the grace, idle); 100ms to 1m" },
+    "approval-timeout": {
+      type: "string",
+      default: "2m",
+      description: "Deny a request the host has not answered in this time",
+    },
+    "heartbeat-interval": {
+      type: "string",
+      default: "15s",
+      description:
+        "Ping a control connection (agent, share, guest) that has been quiet this long; clients are told to do the same",
+    },
+    "heartbeat-timeout": {
+      type: "string",
+      default: "45s",
+      description:
+        "A control connection silent this long is gone: its session or share waits out --resume-grace, then closes saying it went silent",
+    },
+    "resume-grace": {
+      type: "string",
+      default: "2m",
+      description:
+        "How long a share waits for its agent, and a session for its guest, after a lost connection or a restart",
+    },
+    "stream-token-ttl": {
+      type: "string",
+      default: "10s",
+      description: "How long a stream's guest and agent have to dial the data plane before it is dropped",
+    },
+    "max-pending-streams": {
+      type: "string",
+      default: String(LIMITS.maxPendingStreamsPerSession),
+      description:
+        "Streams of one session offered but not yet connected; more opens are refused until they connect or lapse",
+    },
+    "max-connections": {
+      type: "string",
+      default: String(LIMITS.maxConnections),
+      description:
+        "Connections held at once (control, data and not yet identified); past it new ones are refused and /healthz answers 503",
+    },
+    "max-connections-per-address": {
+      type: "string",
+      default: String(LIMITS.maxConnectionsPerAddress),
+      description: "Connections from one source address (an IPv6 /64), data streams with a valid token aside",
+    },
+    "role-timeout": {
+      type: "string",
+      default: `${LIMITS.roleTimeoutMs / 1000}s`,
+      description: "Close a control connection that serves, approves, asks for and holds nothing for this long",
+    },
+    "max-shares-per-host": {
+      type: "string",
+      default: String(LIMITS.maxSharesPerHost),
+      description: "Shares one enrolled host may hold at once",
+    },
+    "max-codes-per-share": {
+      type: "string",
+      default: String(LIMITS.maxCodesPerShare),
+      description: "Unused codes one share may hold at once",
+    },
+    "revalidate-interval": {
+      type: "string",
+      default: "1s",
+      description:
+        "How often every live session is checked again (host removed, agent or guest away past the grace, idle); 100ms to 1m",
+    },
   },
   async run({ args }) {
     setLogFormat(args["log-format"]);
     stampLines(true);
     const httpTls = readHttpTls(args["http-cert"], args["http-key"]);
     const dir = args.certs;
-    const need = (f: string) => readRequired(path.join(dir, f), `${dir} is missing ${f}: run \`tessera ca --coordinator-name NAME --dir ${dir}\``);
+    const need = (f: string) =>
+      readRequired(
+        path.join(dir, f),
+        `${dir} is missing ${f}: run \`tessera ca --coordinator-name NAME --dir ${dir}\``,
+      );
     const ca = { certPem: need("ca.crt"), keyPem: need("ca.key") };
     const tokenFile = path.join(dir, "operator-token");
     const operatorToken = fs.existsSync(tokenFile) ? fs.readFileSync(tokenFile, "utf8").trim() : "";
@@ -83,17 +183,31 @@ export default defineCommand({
       revalidateMs: parseDuration(args["revalidate-interval"], "revalidate-interval"),
     };
     if (limits.heartbeatPingMs < 100 || limits.heartbeatDeadMs <= limits.heartbeatPingMs) {
-      throw new ConfigError(`--heartbeat-timeout (${args["heartbeat-timeout"]}) must be longer than --heartbeat-interval (${args["heartbeat-interval"]}), and the interval at least 100ms`);
+      throw new ConfigError(
+        `--heartbeat-timeout (${args["heartbeat-timeout"]}) must be longer than --heartbeat-interval (${args["heartbeat-interval"]}), and the interval at least 100ms`,
+      );
     }
-    if (limits.revalidateMs < 100 || limits.revalidateMs > 60_000) throw new ConfigError(`--revalidate-interval must be between 100ms and 1m (got "${args["revalidate-interval"]}")`);
+    if (limits.revalidateMs < 100 || limits.revalidateMs > 60_000)
+      throw new ConfigError(
+        `--revalidate-interval must be between 100ms and 1m (got "${args["revalidate-interval"]}")`,
+      );
     const node = nodeArgs(args);
     const store = await Store.open(args.db);
     const checkpointEvery = Number(args["audit-checkpoint"]);
-    if (!Number.isInteger(checkpointEvery) || checkpointEvery < 0) throw new ConfigError(`--audit-checkpoint must be a whole number (got "${args["audit-checkpoint"]}")`);
+    if (!Number.isInteger(checkpointEvery) || checkpointEvery < 0)
+      throw new ConfigError(`--audit-checkpoint must be a whole number (got "${args["audit-checkpoint"]}")`);
     const checkpointIntervalMs = parseDuration(args["audit-checkpoint-interval"], "audit-checkpoint-interval");
-    if (checkpointIntervalMs < 1000 || checkpointIntervalMs > 86_400_000) throw new ConfigError(`--audit-checkpoint-interval must be between 1s and 24h (got "${args["audit-checkpoint-interval"]}")`);
+    if (checkpointIntervalMs < 1000 || checkpointIntervalMs > 86_400_000)
+      throw new ConfigError(
+        `--audit-checkpoint-interval must be between 1s and 24h (got "${args["audit-checkpoint-interval"]}")`,
+      );
     const keyPem = need("coordinator.key");
-    const audit = AuditLog.open(args.audit, { rotateBytes: parseSize(args["audit-rotate"], "audit-rotate"), checkpointEvery, checkpointIntervalMs, signingKeyPem: keyPem });
+    const audit = AuditLog.open(args.audit, {
+      rotateBytes: parseSize(args["audit-rotate"], "audit-rotate"),
+      checkpointEvery,
+      checkpointIntervalMs,
+      signingKeyPem: keyPem,
+    });
     const codeKey = await loadCodeKey(path.join(dir, "code-key"), store);
     const enrollFile = path.join(dir, "enroll-tokens.json");
     const enrollRecords = () => {
@@ -104,17 +218,51 @@ export default defineCommand({
     };
     const cluster = node && new Cluster({ store, codeKey, ...node });
     if (node) labelNode(node.name);
-    const coordinator = new Coordinator({ ca, certPem: need("coordinator.crt"), keyPem, store, audit, limits, codeKey, version: VERSION, enrollRecords, cluster: cluster || undefined, injectHint: testInjectHint() });
+    const coordinator = new Coordinator({
+      ca,
+      certPem: need("coordinator.crt"),
+      keyPem,
+      store,
+      audit,
+      limits,
+      codeKey,
+      version: VERSION,
+      enrollRecords,
+      cluster: cluster || undefined,
+      injectHint: testInjectHint(),
+    });
     const admin = new Admin(coordinator.broker, { store, audit, limits, ca, enrollRecords });
     const restored = await coordinator.broker.restore();
     if (cluster) await cluster.start(coordinator.broker);
     const l = splitAddress(args.listen, 8443, true);
     const bound = await coordinator.listen(l.host, l.port);
     const h = splitAddress(args.http, 8080, true);
-    const http = startHttp({ host: h.host, port: h.port, version: VERSION, broker: coordinator.broker, operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined, tls: httpTls, admin, auditHead: () => audit.signedHead(), health: () => coordinator.health() });
-    audit.append("coordinator.start", { version: VERSION, node: node ? node.name : undefined, listen: `${bound.host}:${bound.port}`, restoredShares: restored.shares, restoredSessions: restored.sessions, voidedRequests: restored.voided });
-    if (restored.shares || restored.sessions) log.info(`restored ${restored.shares} share(s) and ${restored.sessions} session(s); waiting ${args["resume-grace"]} for their agents and guests to come back`);
-    log.info(`tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (${httpTls ? "https" : "http"} ${http.hostname}:${http.port})`);
+    const http = startHttp({
+      host: h.host,
+      port: h.port,
+      version: VERSION,
+      broker: coordinator.broker,
+      operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined,
+      tls: httpTls,
+      admin,
+      auditHead: () => audit.signedHead(),
+      health: () => coordinator.health(),
+    });
+    audit.append("coordinator.start", {
+      version: VERSION,
+      node: node ? node.name : undefined,
+      listen: `${bound.host}:${bound.port}`,
+      restoredShares: restored.shares,
+      restoredSessions: restored.sessions,
+      voidedRequests: restored.voided,
+    });
+    if (restored.shares || restored.sessions)
+      log.info(
+        `restored ${restored.shares} share(s) and ${restored.sessions} session(s); waiting ${args["resume-grace"]} for their agents and guests to come back`,
+      );
+    log.info(
+      `tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (${httpTls ? "https" : "http"} ${http.hostname}:${http.port})`,
+    );
     if (!operatorToken) log.warn("no operator-token in the certs directory: revoke and admin are disabled");
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
@@ -125,7 +273,10 @@ export default defineCommand({
     await coordinator.close();
     if (cluster) await cluster.stop();
     http.stop(true);
-    audit.append("coordinator.stop", { keptShares: coordinator.broker.counts.shares + coordinator.broker.counts.sharesAway, keptSessions: coordinator.broker.counts.sessions });
+    audit.append("coordinator.stop", {
+      keptShares: coordinator.broker.counts.shares + coordinator.broker.counts.sharesAway,
+      keptSessions: coordinator.broker.counts.sessions,
+    });
     audit.checkpoint();
     audit.close();
     await store.close();
@@ -133,20 +284,31 @@ export default defineCommand({
 });
 
 /** --node, --advertise and --node-ttl, checked together: several nodes need one PostgreSQL. */
-function nodeArgs(args: { node?: string; advertise?: string; db: string; "node-ttl": string }): { name: string; advertise: string; ttlMs: number } | undefined {
+function nodeArgs(args: {
+  node?: string;
+  advertise?: string;
+  db: string;
+  "node-ttl": string;
+}): { name: string; advertise: string; ttlMs: number } | undefined {
   if (args.node === undefined) {
     if (args.advertise) throw new ConfigError("--advertise is only for a node of several (--node NAME)");
     return undefined;
   }
   if (!/^postgres(ql)?:\/\//.test(args.db)) {
-    throw new ConfigError(`--node needs a PostgreSQL database shared by all nodes (--db postgres://...); with SQLite (--db ${args.db}) the coordinator runs as a single node: drop --node`);
+    throw new ConfigError(
+      `--node needs a PostgreSQL database shared by all nodes (--db postgres://...); with SQLite (--db ${args.db}) the coordinator runs as a single node: drop --node`,
+    );
   }
-  if (!/^[a-z0-9][a-z0-9-]{0,31}$/.test(args.node)) throw new ConfigError(`--node must be 1 to 32 lowercase letters, digits and dashes (got "${args.node}")`);
-  if (!args.advertise) throw new ConfigError("--node needs --advertise HOST:PORT: where the other nodes reach this node's --listen port");
+  if (!/^[a-z0-9][a-z0-9-]{0,31}$/.test(args.node))
+    throw new ConfigError(`--node must be 1 to 32 lowercase letters, digits and dashes (got "${args.node}")`);
+  if (!args.advertise)
+    throw new ConfigError("--node needs --advertise HOST:PORT: where the other nodes reach this node's --listen port");
   const a = splitAddress(args.advertise, 8443, false);
-  if (!a.host || a.host === "0.0.0.0" || a.host === "::") throw new ConfigError(`--advertise must name an address the other nodes can reach (got "${args.advertise}")`);
+  if (!a.host || a.host === "0.0.0.0" || a.host === "::")
+    throw new ConfigError(`--advertise must name an address the other nodes can reach (got "${args.advertise}")`);
   const ttlMs = parseDuration(args["node-ttl"], "node-ttl");
-  if (ttlMs < 1000 || ttlMs > 300_000) throw new ConfigError(`--node-ttl must be between 1s and 5m (got "${args["node-ttl"]}")`);
+  if (ttlMs < 1000 || ttlMs > 300_000)
+    throw new ConfigError(`--node-ttl must be between 1s and 5m (got "${args["node-ttl"]}")`);
   return { name: args.node, advertise: formatTarget(a.host, a.port), ttlMs };
 }
 
@@ -158,7 +320,10 @@ function nodeArgs(args: { node?: string; advertise?: string; db: string; "node-t
 function testInjectHint(): { host: string; port: number } | undefined {
   const raw = process.env.TESSERA_TEST_INJECT_HINT;
   if (!raw) return undefined;
-  if (process.env.TESSERA_TEST_MODE !== "1") throw new ConfigError("TESSERA_TEST_INJECT_HINT is a test-only switch; it needs TESSERA_TEST_MODE=1 and must never be set in a deployment");
+  if (process.env.TESSERA_TEST_MODE !== "1")
+    throw new ConfigError(
+      "TESSERA_TEST_INJECT_HINT is a test-only switch; it needs TESSERA_TEST_MODE=1 and must never be set in a deployment",
+    );
   const m = /^([0-9A-Fa-f:.]+):(\d{1,5})$/.exec(raw);
   if (!m) throw new ConfigError(`TESSERA_TEST_INJECT_HINT must be IP:PORT (got "${raw}")`);
   return { host: m[1]!, port: Number(m[2]) };

@@ -13,8 +13,15 @@ import { VERSION } from "../version.ts";
 export default defineCommand({
   meta: { name: "link", description: "Trust a coordinator (guests), or enrol this machine as a host with --token" },
   args: {
-    coordinator: { type: "positional", required: true, description: "Coordinator address HOST:PORT (port 8443 if omitted)" },
-    token: { type: "string", description: "Host enrolment token from the operator (pins the CA; makes this machine a host)" },
+    coordinator: {
+      type: "positional",
+      required: true,
+      description: "Coordinator address HOST:PORT (port 8443 if omitted)",
+    },
+    token: {
+      type: "string",
+      description: "Host enrolment token from the operator (pins the CA; makes this machine a host)",
+    },
     name: { type: "string", description: "Host name shown to guests (default: this machine's hostname)" },
     "ca-file": { type: "string", description: "Trust the CA certificate in this file" },
     "ca-pin": { type: "string", description: "Trust the CA whose SHA-256 is this (sha256:...)" },
@@ -47,8 +54,13 @@ export default defineCommand({
       caPem = c.caPem;
       if (!pin && !args.yes) {
         const fp = certFingerprint(caPem);
-        if (!process.stdin.isTTY) throw new ConfigError(`cannot ask whether to trust CA sha256:${fp} without a terminal; pass --ca-file, --ca-pin sha256:${fp} or --yes`);
-        const answer = await ask(`The coordinator at ${address} presents CA\n  sha256:${fp}\nCompare it with the operator's ca.sha256. Trust it? [y/N] `);
+        if (!process.stdin.isTTY)
+          throw new ConfigError(
+            `cannot ask whether to trust CA sha256:${fp} without a terminal; pass --ca-file, --ca-pin sha256:${fp} or --yes`,
+          );
+        const answer = await ask(
+          `The coordinator at ${address} presents CA\n  sha256:${fp}\nCompare it with the operator's ca.sha256. Trust it? [y/N] `,
+        );
         if (!/^y(es)?$/i.test(answer)) throw new TesseraError("not_trusted", "not linked: CA not trusted");
       }
     }

@@ -10,23 +10,40 @@ import { untilInterrupted } from "../cli/signals.ts";
 import { VERSION } from "../version.ts";
 
 const command = defineCommand({
-  meta: { name: "mcp", description: "Serve AI agents over MCP (stdio): they ask for access with a reason or mint invites; only the human host approves" },
+  meta: {
+    name: "mcp",
+    description:
+      "Serve AI agents over MCP (stdio): they ask for access with a reason or mint invites; only the human host approves",
+  },
   args: {
-    name: { type: "string", description: "How hosts see this agent at their prompt (default: your user name + \" (AI agent)\")" },
+    name: {
+      type: "string",
+      description: 'How hosts see this agent at their prompt (default: your user name + " (AI agent)")',
+    },
   },
   async run({ args }) {
     const name = args.name ?? `${osUser()} (AI agent)`.slice(0, 64);
-    if (!/^[^\x00-\x1f\x7f]{1,64}$/.test(name)) throw new ConfigError("--name must be 1-64 characters without control characters");
+    if (!/^[^\x00-\x1f\x7f]{1,64}$/.test(name))
+      throw new ConfigError("--name must be 1-64 characters without control characters");
     const stop = untilInterrupted();
     // The SDK loads only to serve, so `tessera mcp --help` stays as quick as any command's help.
     const { serveMcp } = await import("../mcp/server.ts");
-    await serveMcp({
-      version: VERSION,
-      name,
-      identityKeyPem: await loadGuestIdentity(),
-      guestDial: (address) => ({ address: address ?? coordinatorAddress(), caPem: readCa(), version: VERSION }),
-      hostDial: () => ({ address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION, secretsDir: path.join(homeDir(), "code-secrets") }),
-    }, stop.promise);
+    await serveMcp(
+      {
+        version: VERSION,
+        name,
+        identityKeyPem: await loadGuestIdentity(),
+        guestDial: (address) => ({ address: address ?? coordinatorAddress(), caPem: readCa(), version: VERSION }),
+        hostDial: () => ({
+          address: coordinatorAddress(),
+          caPem: readCa(),
+          ...readHostIdentity(),
+          version: VERSION,
+          secretsDir: path.join(homeDir(), "code-secrets"),
+        }),
+      },
+      stop.promise,
+    );
   },
 });
 
@@ -34,7 +51,10 @@ const command = defineCommand({
 function footer(): string {
   // A compiled tessera is its own executable; from source it is bun running main.ts.
   const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.includes("~BUN");
-  return mcpSetup({ exe: compiled ? [process.execPath] : [process.execPath, Bun.main], home: process.env.TESSERA_HOME ? homeDir() : undefined });
+  return mcpSetup({
+    exe: compiled ? [process.execPath] : [process.execPath, Bun.main],
+    home: process.env.TESSERA_HOME ? homeDir() : undefined,
+  });
 }
 
 export default { ...command, footer } as CommandDef & { footer: () => string };

@@ -34,7 +34,13 @@ function show(r: Receipt): string {
 
 const showCmd = defineCommand({
   meta: { name: "show", description: "Print what a consent receipt says and which key signed it" },
-  args: { file: { type: "positional", required: true, description: "Receipt file (join keeps one a session in TESSERA_HOME/receipts)" } },
+  args: {
+    file: {
+      type: "positional",
+      required: true,
+      description: "Receipt file (join keeps one a session in TESSERA_HOME/receipts)",
+    },
+  },
   run({ args }) {
     console.log(show(read(args.file)));
   },
@@ -44,13 +50,25 @@ const verifyCmd = defineCommand({
   meta: { name: "verify", description: "Check a consent receipt's signature, and that the host's key signed it" },
   args: {
     file: { type: "positional", required: true, description: "Receipt file" },
-    "host-key": { type: "string", description: "The host's key fingerprint (SHA256:...), as the host reads it from `tessera share`; without it only the signature is checked" },
+    "host-key": {
+      type: "string",
+      description:
+        "The host's key fingerprint (SHA256:...), as the host reads it from `tessera share`; without it only the signature is checked",
+    },
   },
   run({ args }) {
     const r = read(args.file);
-    const why = receiptProblem(r, { hostKey: args["host-key"] ?? receiptSigner(r), guestKey: r.body.guestKey, target: r.body.target, decision: r.body.decision, scope: r.body.scope });
+    const why = receiptProblem(r, {
+      hostKey: args["host-key"] ?? receiptSigner(r),
+      guestKey: r.body.guestKey,
+      target: r.body.target,
+      decision: r.body.decision,
+      scope: r.body.scope,
+    });
     if (why) throw new TesseraError("bad_receipt", `${args.file}: the receipt does not verify: ${why}`);
-    console.log(`ok: ${r.body.decision} signed by ${receiptSigner(r)}${args["host-key"] ? " (the host key you named)" : "; pass --host-key to check it is the host's"}`);
+    console.log(
+      `ok: ${r.body.decision} signed by ${receiptSigner(r)}${args["host-key"] ? " (the host key you named)" : "; pass --host-key to check it is the host's"}`,
+    );
   },
 });
 

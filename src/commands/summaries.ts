@@ -8,7 +8,8 @@ export const SUMMARIES: Record<string, string> = {
   share: "Share a local port or your shell: print a code, ask you about each guest, open access once you say y",
   agent: "Serve a share in the background: approved guests reach only the --allow targets",
   join: "Ask the host for access with their code; once they approve, forward a local port (or run `-- CMD {host} {port}` through it, or carry stdin/stdout with --stdio)",
-  connect: "Ask a running share for access by id and target; forward a local port once approved (`-- CMD` and `--stdio` as for join)",
+  connect:
+    "Ask a running share for access by id and target; forward a local port once approved (`-- CMD` and `--stdio` as for join)",
   token: "Save the operator token (from the coordinator's operator-token file) for revoke and admin",
   revoke: "End a session at once (needs the operator token: `tessera token HEX`)",
   admin: "Operator's view and controls: live sessions, enrolled hosts, host removal, enrolment tokens, revoke",
@@ -17,5 +18,6 @@ export const SUMMARIES: Record<string, string> = {
   version: "Print the version",
   mcp: "Serve AI agents over MCP (stdio): they ask for access with a reason or mint invites; only the human host approves",
   audit: "Check and read the coordinator's append-only audit log",
-  "ssh-config": "Print an ssh config Host block that reaches a shared ssh port through `tessera join --stdio` (append it to ~/.ssh/config)",
+  "ssh-config":
+    "Print an ssh config Host block that reaches a shared ssh port through `tessera join --stdio` (append it to ~/.ssh/config)",
 };

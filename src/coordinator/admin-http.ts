@@ -8,15 +8,23 @@ import { AdminError, MAX_TOKEN_TTL_MS, MIN_TOKEN_TTL_MS, type Admin, type Operat
 export const MAX_ADMIN_BODY = 4096;
 const DEFAULT_TOKEN_TTL_SEC = 86_400;
 
-const operatorName = v.optional(v.pipe(v.string(), v.maxLength(128), v.regex(/^[^\x00-\x1f\x7f]*$/, "must not contain control characters")));
-const RemoveHost = v.strictObject({ host: v.pipe(v.string(), v.minLength(1), v.maxLength(300)), operator: operatorName });
+const operatorName = v.optional(
+  v.pipe(v.string(), v.maxLength(128), v.regex(/^[^\x00-\x1f\x7f]*$/, "must not contain control characters")),
+);
+const RemoveHost = v.strictObject({
+  host: v.pipe(v.string(), v.minLength(1), v.maxLength(300)),
+  operator: operatorName,
+});
 const NewToken = v.strictObject({
-  ttlSec: v.optional(v.pipe(v.number(), v.integer(), v.minValue(MIN_TOKEN_TTL_MS / 1000), v.maxValue(MAX_TOKEN_TTL_MS / 1000))),
+  ttlSec: v.optional(
+    v.pipe(v.number(), v.integer(), v.minValue(MIN_TOKEN_TTL_MS / 1000), v.maxValue(MAX_TOKEN_TTL_MS / 1000)),
+  ),
   operator: operatorName,
 });
 
 export async function adminRoute(req: Request, url: URL, admin: Admin, addr: string): Promise<Response> {
-  const wrong = (method: string) => (req.method === method ? undefined : text(405, `use ${method} for ${url.pathname}`));
+  const wrong = (method: string) =>
+    req.method === method ? undefined : text(405, `use ${method} for ${url.pathname}`);
   try {
     switch (url.pathname) {
       case "/admin/sessions":
@@ -31,10 +39,16 @@ export async function adminRoute(req: Request, url: URL, admin: Admin, addr: str
       case "/admin/enroll-tokens": {
         const body = wrong("POST") ?? (await readBody(req, NewToken));
         if (body instanceof Response) return body;
-        return json(await admin.enrollToken((body.ttlSec ?? DEFAULT_TOKEN_TTL_SEC) * 1000, who(body.operator, addr)), 201);
+        return json(
+          await admin.enrollToken((body.ttlSec ?? DEFAULT_TOKEN_TTL_SEC) * 1000, who(body.operator, addr)),
+          201,
+        );
       }
       default:
-        return text(404, `no admin endpoint ${url.pathname}; this coordinator has /admin/sessions, /admin/hosts, /admin/hosts/remove and /admin/enroll-tokens`);
+        return text(
+          404,
+          `no admin endpoint ${url.pathname}; this coordinator has /admin/sessions, /admin/hosts, /admin/hosts/remove and /admin/enroll-tokens`,
+        );
     }
   } catch (err) {
     if (err instanceof AdminError) return text(err.status, err.message);
@@ -47,7 +61,8 @@ function who(name: string | undefined, addr: string): Operator {
 }
 
 async function readBody<S extends v.GenericSchema>(req: Request, schema: S): Promise<v.InferOutput<S> | Response> {
-  if (Number(req.headers.get("content-length") ?? 0) > MAX_ADMIN_BODY) return text(413, `request body over ${MAX_ADMIN_BODY} bytes`);
+  if (Number(req.headers.get("content-length") ?? 0) > MAX_ADMIN_BODY)
+    return text(413, `request body over ${MAX_ADMIN_BODY} bytes`);
   const raw = await req.text();
   if (raw.length > MAX_ADMIN_BODY) return text(413, `request body over ${MAX_ADMIN_BODY} bytes`);
   let data: unknown;

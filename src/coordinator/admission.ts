@@ -35,14 +35,16 @@ export class Admission {
     const max = this.limits.maxConnections;
     if (this.used >= max) {
       metrics.connectionsRefused.inc(1, { reason: "full" });
-      if (this.warned.allow("*")) log.warn(`refusing connections: all ${max} connection slots are in use (--max-connections)`);
+      if (this.warned.allow("*"))
+        log.warn(`refusing connections: all ${max} connection slots are in use (--max-connections)`);
       return undefined;
     }
     const source = sourceKey(address);
     const n = this.bySource.get(source) ?? 0;
     if (n >= this.limits.maxConnectionsPerAddress) {
       metrics.connectionsRefused.inc(1, { reason: "per_address" });
-      if (this.warned.allow(source)) log.warn(`refusing connections from ${source}: it already holds ${n} (--max-connections-per-address)`);
+      if (this.warned.allow(source))
+        log.warn(`refusing connections from ${source}: it already holds ${n} (--max-connections-per-address)`);
       return undefined;
     }
     this.bySource.set(source, n + 1);
@@ -106,5 +108,8 @@ export function sourceKey(address: string | undefined): string {
     const width = rest.reduce((w, g) => w + (g.includes(".") ? 2 : 1), 0);
     groups.push(...Array<string>(Math.max(0, 8 - groups.length - width)).fill("0"), ...rest);
   }
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(":")}::/64`;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => parseInt(g, 16).toString(16))
+    .join(":")}::/64`;
 }

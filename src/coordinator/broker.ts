@@ -49,7 +49,15 @@ export class Broker {
 
   get counts() {
     const online = [...this.shares.values()].filter((s) => s.agent).length;
-    return { shares: online, sharesAway: this.shares.size - online, sessions: this.sessions.all.size, requests: this.consent.pending.size, streams: this.sessions.streams, pendingStreams: this.sessions.pendingStreams, pooledStreams: this.sessions.pooledStreams };
+    return {
+      shares: online,
+      sharesAway: this.shares.size - online,
+      sessions: this.sessions.all.size,
+      requests: this.consent.pending.size,
+      streams: this.sessions.streams,
+      pendingStreams: this.sessions.pendingStreams,
+      pooledStreams: this.sessions.pooledStreams,
+    };
   }
 
   /**
@@ -62,7 +70,13 @@ export class Broker {
     const mine = this.o.cluster && new Set(await this.o.store.nodes.sharesOfNode(this.o.cluster.name));
     for (const row of await this.o.store.openShares()) {
       if (mine && !mine.has(row.id)) continue;
-      this.shares.set(row.id, { ...row, offlineSince: now, approvers: new Set(), requests: new Set(), sessions: new Set() });
+      this.shares.set(row.id, {
+        ...row,
+        offlineSince: now,
+        approvers: new Set(),
+        requests: new Set(),
+        sessions: new Set(),
+      });
     }
     let sessions = 0;
     for (const row of await this.o.store.openSessions()) {
@@ -76,7 +90,9 @@ export class Broker {
       this.sessions.add(restoredSession(row, share, now));
       sessions++;
     }
-    const voided = await this.consent.voidLeftovers("the coordinator restarted before the host answered; the code works again, so the guest can simply ask again");
+    const voided = await this.consent.voidLeftovers(
+      "the coordinator restarted before the host answered; the code works again, so the guest can simply ask again",
+    );
     return { shares: this.shares.size, sessions, voided };
   }
 
@@ -92,36 +108,62 @@ export class Broker {
   async handleLocal(peer: Peer, f: ClientFrame): Promise<void> {
     if (f.t === "hello") return this.hello(peer, f);
     switch (f.t) {
-      case "enroll": return enrollHost(this.o, this.consent, peer, f);
-      case "register": return this.desk.register(peer, f);
-      case "attach": return this.desk.attach(peer, f);
-      case "leave": return this.leave(peer, f);
-      case "mint": return this.desk.mint(peer, f);
-      case "redeem": return this.consent.redeem(peer, f);
-      case "request": return this.consent.request(peer, f);
-      case "recheck": return this.consent.recheck(peer, f);
-      case "decision": return this.consent.decide(peer, f);
-      case "pake": return this.consent.relayPake(peer, f);
-      case "confirm": return this.consent.relayConfirm(peer, f);
-      case "open": return this.sessions.open(peer, f.sessionId, f.ref, f.pool);
-      case "use": return this.sessions.use(peer, f);
-      case "resume": return this.sessions.resume(peer, f.sessionId);
-      case "refuse": return this.sessions.refuse(peer, f);
-      case "hints": return this.sessions.direct.hints(peer, f);
-      case "direct": return this.sessions.direct.probed(peer, f);
-      case "direct-stream": return this.sessions.direct.report(peer, f);
-      case "end": return this.sessions.end(peer, f.sessionId, this.shares, f.reason);
-      case "status": return this.desk.status(peer, f);
-      case "ping": return peer.ch.send({ t: "pong" });
-      case "pong": return;
-      case "error": return; // a client's complaint; its connection closes on its own
+      case "enroll":
+        return enrollHost(this.o, this.consent, peer, f);
+      case "register":
+        return this.desk.register(peer, f);
+      case "attach":
+        return this.desk.attach(peer, f);
+      case "leave":
+        return this.leave(peer, f);
+      case "mint":
+        return this.desk.mint(peer, f);
+      case "redeem":
+        return this.consent.redeem(peer, f);
+      case "request":
+        return this.consent.request(peer, f);
+      case "recheck":
+        return this.consent.recheck(peer, f);
+      case "decision":
+        return this.consent.decide(peer, f);
+      case "pake":
+        return this.consent.relayPake(peer, f);
+      case "confirm":
+        return this.consent.relayConfirm(peer, f);
+      case "open":
+        return this.sessions.open(peer, f.sessionId, f.ref, f.pool);
+      case "use":
+        return this.sessions.use(peer, f);
+      case "resume":
+        return this.sessions.resume(peer, f.sessionId);
+      case "refuse":
+        return this.sessions.refuse(peer, f);
+      case "hints":
+        return this.sessions.direct.hints(peer, f);
+      case "direct":
+        return this.sessions.direct.probed(peer, f);
+      case "direct-stream":
+        return this.sessions.direct.report(peer, f);
+      case "end":
+        return this.sessions.end(peer, f.sessionId, this.shares, f.reason);
+      case "status":
+        return this.desk.status(peer, f);
+      case "ping":
+        return peer.ch.send({ t: "pong" });
+      case "pong":
+        return;
+      case "error":
+        return; // a client's complaint; its connection closes on its own
     }
   }
 
   private hello(peer: Peer, f: CF<"hello">): void {
     if (peer.helloed) throw new ProtocolError("hello sent twice");
     if (f.v !== PROTOCOL_VERSION) {
-      throw new ProtocolError(`protocol version ${f.v} is not supported; this coordinator (${this.o.version}) speaks version ${PROTOCOL_VERSION}`, "version");
+      throw new ProtocolError(
+        `protocol version ${f.v} is not supported; this coordinator (${this.o.version}) speaks version ${PROTOCOL_VERSION}`,
+        "version",
+      );
     }
     // A removed host's connection that got past the listener's check (removed meanwhile) stops here.
     if (peer.host && !this.hosts.connected(peer, Date.now())) throw new ProtocolError(HOST_REMOVED, "host_removed");
@@ -134,12 +176,14 @@ export class Broker {
   private leave(peer: Peer, f: CF<"leave">): void {
     const share = this.shares.get(f.shareId);
     if (share?.minters?.delete(peer)) return peer.ch.send({ t: "left", shareId: f.shareId });
-    if (!share || (share.agent !== peer && !share.approvers.has(peer))) throw new RefusedError("no_share", `you are not serving share "${f.shareId}"`);
+    if (!share || (share.agent !== peer && !share.approvers.has(peer)))
+      throw new RefusedError("no_share", `you are not serving share "${f.shareId}"`);
     if (share.agent === peer) this.closeShare(share, "the host stopped sharing");
     else {
       share.approvers.delete(peer);
       for (const s of [...share.sessions]) if (s.approver === peer) this.sessions.close(s, "the host stopped sharing");
-      for (const r of [...share.requests]) if (share.approvers.size === 0) this.consent.drop(r, "the host stopped approving", true);
+      for (const r of [...share.requests])
+        if (share.approvers.size === 0) this.consent.drop(r, "the host stopped approving", true);
     }
     peer.ch.send({ t: "left", shareId: f.shareId });
   }
@@ -187,7 +231,13 @@ export class Broker {
     const row = await this.o.store.getShare(shareId);
     if (!row || this.shares.has(shareId)) return;
     const now = Date.now();
-    const share: LiveShare = { ...row, offlineSince: now, approvers: new Set(), requests: new Set(), sessions: new Set() };
+    const share: LiveShare = {
+      ...row,
+      offlineSince: now,
+      approvers: new Set(),
+      requests: new Set(),
+      sessions: new Set(),
+    };
     this.shares.set(shareId, share);
     let sessions = 0;
     for (const s of await this.o.store.openSessions()) {
@@ -212,7 +262,8 @@ export class Broker {
     }
     this.shares.delete(shareId);
     this.o.audit.append("share.moved", { shareId, host: share.hostName, reason });
-    for (const p of peers) p.ch.close ? p.ch.close() : p.ch.fail(new RefusedError("host_offline", `${reason}; reconnect`));
+    for (const p of peers)
+      p.ch.close ? p.ch.close() : p.ch.fail(new RefusedError("host_offline", `${reason}; reconnect`));
   }
 
   /**
@@ -249,7 +300,8 @@ export class Broker {
         this.consent.drop(req, "withdrawn", true);
       }
     }
-    for (const s of this.sessions.all.values()) if (s.guest === peer) this.sessions.detach(s, now, silent && `the guest's connection${silent}`);
+    for (const s of this.sessions.all.values())
+      if (s.guest === peer) this.sessions.detach(s, now, silent && `the guest's connection${silent}`);
     for (const share of this.shares.values()) {
       share.approvers.delete(peer);
       share.minters?.delete(peer);
@@ -257,7 +309,12 @@ export class Broker {
       share.agent = undefined;
       share.offlineSince = now;
       share.awayReason = silent && `the host's agent${silent}`;
-      this.o.audit.append("share.away", { shareId: share.id, host: share.hostName, graceMs: this.o.limits.resumeGraceMs, ...(share.awayReason ? { reason: share.awayReason } : {}) });
+      this.o.audit.append("share.away", {
+        shareId: share.id,
+        host: share.hostName,
+        graceMs: this.o.limits.resumeGraceMs,
+        ...(share.awayReason ? { reason: share.awayReason } : {}),
+      });
       for (const r of [...share.requests]) this.consent.drop(r, "the host went offline", true);
       for (const s of share.sessions) {
         this.sessions.cutStreams(s, "the host's agent lost its connection to the coordinator");
@@ -277,7 +334,12 @@ export class Broker {
       if (failed) this.closeShare(share, failed.reason, failed.condition);
     }
     this.sessions.revalidate(c);
-    void this.hosts.poll(now).then((keys) => { if (!this.closing) for (const k of keys) this.cutHost(k); }, (err) => this.closing || log.warn(`store: host removals: ${errorMessage(err)}`));
+    void this.hosts.poll(now).then(
+      (keys) => {
+        if (!this.closing) for (const k of keys) this.cutHost(k);
+      },
+      (err) => this.closing || log.warn(`store: host removals: ${errorMessage(err)}`),
+    );
     if (now - this.lastPrune >= 60_000) {
       this.lastPrune = now;
       background(this.o.store.pruneCodes(now), "code prune", log.warn);

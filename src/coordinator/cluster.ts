@@ -28,7 +28,13 @@ export interface ClusterHost {
   revokeLocal(sessionId: string, by: string): boolean;
 }
 
-export interface ClusterOptions { store: Store; name: string; advertise: string; ttlMs: number; codeKey: Buffer }
+export interface ClusterOptions {
+  store: Store;
+  name: string;
+  advertise: string;
+  ttlMs: number;
+  codeKey: Buffer;
+}
 
 type Msg =
   | { k: "f"; p: string; addr: string; host?: Peer["host"]; guest?: Peer["guest"]; f: ClientFrame }
@@ -39,7 +45,11 @@ type Msg =
   | { k: "moved"; shareId: string }
   | { k: "revoke"; sessionId: string; by: string };
 
-interface Proxy { peer: Peer; from: string; queue: Promise<void> }
+interface Proxy {
+  peer: Peer;
+  from: string;
+  queue: Promise<void>;
+}
 
 export class Cluster {
   readonly mail: NodeMail;
@@ -52,7 +62,14 @@ export class Cluster {
 
   constructor(private readonly o: ClusterOptions) {
     this.tag = nodeTag(o.name);
-    this.mail = new NodeMail({ store: o.store.nodes, name: o.name, advertise: o.advertise, ttlMs: o.ttlMs, onMail: (from, m) => this.onMail(from, m as Msg), onNodeLost: (n) => this.lost(n) });
+    this.mail = new NodeMail({
+      store: o.store.nodes,
+      name: o.name,
+      advertise: o.advertise,
+      ttlMs: o.ttlMs,
+      onMail: (from, m) => this.onMail(from, m as Msg),
+      onNodeLost: (n) => this.lost(n),
+    });
   }
 
   get name(): string {
@@ -73,8 +90,8 @@ export class Cluster {
     const host = this.host!;
     if (f.t === "hello" || f.t === "ping" || f.t === "pong" || f.t === "error" || f.t === "enroll") return false;
     const b = this.bound.get(peer.id);
-    if (b) return this.forward(peer, b.node, f), true;
-    if (f.t === "register") return await this.takeOver(f.shareId), false;
+    if (b) return (this.forward(peer, b.node, f), true);
+    if (f.t === "register") return (await this.takeOver(f.shareId), false);
     const shareId = await this.shareOf(f);
     if (!shareId || host.hasShare(shareId)) return false;
     const node = await this.o.store.nodes.shareNode(shareId);
@@ -140,14 +157,23 @@ export class Cluster {
     void this.mail.byTag(tag).then((node) => {
       if (!node || sock.data.closed) return cut(sock);
       const to = splitAddress(node.advertise, 8443, false);
-      Bun.connect<End>({ hostname: to.host, port: to.port, allowHalfOpen: true, data: newEnd(), socket: PIPE_HANDLERS }).then((out) => {
-        out.setNoDelay(true);
-        out.write(head);
-        pair(sock, out);
-      }, (err) => {
-        log.warn(`forwarding a stream to node ${node.name} (${node.advertise}) failed: ${errorMessage(err)}`);
-        cut(sock);
-      });
+      Bun.connect<End>({
+        hostname: to.host,
+        port: to.port,
+        allowHalfOpen: true,
+        data: newEnd(),
+        socket: PIPE_HANDLERS,
+      }).then(
+        (out) => {
+          out.setNoDelay(true);
+          out.write(head);
+          pair(sock, out);
+        },
+        (err) => {
+          log.warn(`forwarding a stream to node ${node.name} (${node.advertise}) failed: ${errorMessage(err)}`);
+          cut(sock);
+        },
+      );
     });
     return true;
   }
@@ -164,10 +190,28 @@ export class Cluster {
         const nameplate = normalizeNameplate(f.code);
         return nameplate ? await n.codeShare(hashCode(this.o.codeKey, nameplate)) : undefined;
       }
-      case "request": case "attach": case "mint": case "leave": case "status": return f.shareId;
-      case "decision": case "recheck": case "pake": case "confirm": return await n.requestShare(f.requestId);
-      case "open": case "use": case "end": case "resume": case "refuse": case "hints": case "direct": case "direct-stream": return await n.sessionShare(f.sessionId);
-      default: return undefined;
+      case "request":
+      case "attach":
+      case "mint":
+      case "leave":
+      case "status":
+        return f.shareId;
+      case "decision":
+      case "recheck":
+      case "pake":
+      case "confirm":
+        return await n.requestShare(f.requestId);
+      case "open":
+      case "use":
+      case "end":
+      case "resume":
+      case "refuse":
+      case "hints":
+      case "direct":
+      case "direct-stream":
+        return await n.sessionShare(f.sessionId);
+      default:
+        return undefined;
     }
   }
 
@@ -189,21 +233,29 @@ export class Cluster {
         const px = this.proxies.get(`${from}/${m.p}`);
         if (!px) return;
         this.proxies.delete(`${from}/${m.p}`);
-        px.queue.then(() => host.drop(px.peer, m.silentSince ? new SilentError(m.silentSince, Date.now() - m.silentSince) : undefined));
+        px.queue.then(() =>
+          host.drop(px.peer, m.silentSince ? new SilentError(m.silentSince, Date.now() - m.silentSince) : undefined),
+        );
         return;
       }
-      case "s": return this.bound.get(m.p)?.peer.ch.send(m.f);
-      case "c": return this.bound.get(m.p)?.peer.ch.close?.();
+      case "s":
+        return this.bound.get(m.p)?.peer.ch.send(m.f);
+      case "c":
+        return this.bound.get(m.p)?.peer.ch.close?.();
       case "x": {
         const b = this.bound.get(m.p);
         if (!b) return;
-        const err = m.fatal ? new ProtocolError(m.message, m.code as ErrorCode) : new RefusedError(m.code as ErrorCode, m.message, { ref: m.ref });
+        const err = m.fatal
+          ? new ProtocolError(m.message, m.code as ErrorCode)
+          : new RefusedError(m.code as ErrorCode, m.message, { ref: m.ref });
         if (m.fatal) b.peer.ch.fail(err);
         else b.peer.ch.sendError?.(err, m.ref);
         return;
       }
-      case "moved": return host.release(m.shareId);
-      case "revoke": return void host.revokeLocal(m.sessionId, m.by);
+      case "moved":
+        return host.release(m.shareId);
+      case "revoke":
+        return void host.revokeLocal(m.sessionId, m.by);
     }
   }
 
@@ -212,14 +264,19 @@ export class Cluster {
     const p = m.p;
     const key = `${from}/${p}`;
     const peer: Peer = {
-      id: key, addr: m.addr, host: m.host, guest: m.guest, helloed: true,
+      id: key,
+      addr: m.addr,
+      host: m.host,
+      guest: m.guest,
+      helloed: true,
       ch: {
         send: (f) => this.mail.send(from, { k: "s", p, f }),
         fail: (err) => {
           this.mail.send(from, { k: "x", p, fatal: true, code: err.code, message: err.message });
           if (this.proxies.delete(key)) this.host!.drop(peer, err);
         },
-        sendError: (err, ref) => this.mail.send(from, { k: "x", p, fatal: false, code: err.code, message: err.message, ref }),
+        sendError: (err, ref) =>
+          this.mail.send(from, { k: "x", p, fatal: false, code: err.code, message: err.message, ref }),
         close: () => this.mail.send(from, { k: "c", p }),
       },
     };

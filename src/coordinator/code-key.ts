@@ -16,7 +16,10 @@ const LEGACY_META = "code_key";
 export async function loadCodeKey(file: string, store: Store): Promise<Buffer> {
   if (fs.existsSync(file)) {
     const hex = fs.readFileSync(file, "utf8").trim();
-    if (!/^[0-9a-f]{64}$/.test(hex)) throw new ConfigError(`${file} is not a code key (64 hex characters); restore it from a backup, or delete it to start afresh (codes already given out then stop working)`);
+    if (!/^[0-9a-f]{64}$/.test(hex))
+      throw new ConfigError(
+        `${file} is not a code key (64 hex characters); restore it from a backup, or delete it to start afresh (codes already given out then stop working)`,
+      );
     if ((fs.statSync(file).mode & 0o077) !== 0) fs.chmodSync(file, 0o600);
     await store.deleteMeta(LEGACY_META);
     return Buffer.from(hex, "hex");
@@ -27,7 +30,9 @@ export async function loadCodeKey(file: string, store: Store): Promise<Buffer> {
     fs.writeFileSync(file, hex + "\n", { mode: 0o600, flag: "wx" });
   } catch (err) {
     if ((err as { code?: string }).code === "EEXIST") return loadCodeKey(file, store);
-    throw new ConfigError(`cannot write the code key to ${file}: ${(err as Error).message}; make the directory writable once, or create the key with \`tessera ca --dir ${path.dirname(file)} --add-enroll-token\` (it writes a missing code key)`);
+    throw new ConfigError(
+      `cannot write the code key to ${file}: ${(err as Error).message}; make the directory writable once, or create the key with \`tessera ca --dir ${path.dirname(file)} --add-enroll-token\` (it writes a missing code key)`,
+    );
   }
   await store.deleteMeta(LEGACY_META);
   return Buffer.from(hex, "hex");

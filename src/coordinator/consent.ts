@@ -3,7 +3,16 @@
 import { RefusedError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { issueCert, readCsr } from "../pki/index.ts";
-import { background, ip, newId, type BrokerOptions, type LiveShare, type Peer, type Request, type Session } from "./state.ts";
+import {
+  background,
+  ip,
+  newId,
+  type BrokerOptions,
+  type LiveShare,
+  type Peer,
+  type Request,
+  type Session,
+} from "./state.ts";
 import { hashCode, normalizeNameplate } from "../wire/codes.ts";
 import { RateLimiter } from "./limits.ts";
 import { RefusalTally } from "./refusals.ts";
@@ -30,32 +39,63 @@ export class Consent {
   /** Refusals that cost the asker nothing, audited as one line per address per window. */
   readonly refusals: RefusalTally;
 
-  constructor(private readonly o: BrokerOptions, private readonly shares: Map<string, LiveShare>, private readonly sessions: SessionBook) {
+  constructor(
+    private readonly o: BrokerOptions,
+    private readonly shares: Map<string, LiveShare>,
+    private readonly sessions: SessionBook,
+  ) {
     this.limiter = new RateLimiter(o.limits.redeemPerMinute);
-    this.refusals = new RefusalTally(o.audit, o.limits.refusalAuditWindowMs, o.limits.maxRefusalAddresses, (m) => log.warn(m));
+    this.refusals = new RefusalTally(o.audit, o.limits.refusalAuditWindowMs, o.limits.maxRefusalAddresses, (m) =>
+      log.warn(m),
+    );
   }
 
   async redeem(peer: Peer, f: CF<"redeem">): Promise<void> {
     await this.rateLimit(peer, "redeem");
-    const fail = (why: "bad_code" | "unknown" | "used" | "expired" | "offline", err: RefusedError, shareId?: string) => {
+    const fail = (
+      why: "bad_code" | "unknown" | "used" | "expired" | "offline",
+      err: RefusedError,
+      shareId?: string,
+    ) => {
       this.refusals.note(ip(peer.addr), `redeem.${why}`, shareId);
       redeemFailed(why);
       return err;
     };
     // Only the nameplate comes this way: the secret half stays with the guest and keys the PAKE.
     const code = normalizeNameplate(f.code);
-    if (!code) throw fail("bad_code", new RefusedError("bad_code", "that is not a tessera code's nameplate (expected its first 4 letters and digits; update tessera if you sent the whole code)"));
+    if (!code)
+      throw fail(
+        "bad_code",
+        new RefusedError(
+          "bad_code",
+          "that is not a tessera code's nameplate (expected its first 4 letters and digits; update tessera if you sent the whole code)",
+        ),
+      );
     const hash = hashCode(this.o.codeKey, code);
     const now = Date.now();
     const row = await this.o.store.getCode(hash);
-    const invalid = (why: "unknown" | "used" | "expired") => fail(why, new RefusedError("code_invalid", INVALID_CODE), row?.shareId);
+    const invalid = (why: "unknown" | "used" | "expired") =>
+      fail(why, new RefusedError("code_invalid", INVALID_CODE), row?.shareId);
     if (!row) throw invalid("unknown");
     if (row.usedAt !== null) throw invalid("used");
     if (row.expiresAt <= now) throw invalid("expired");
     // Checked before the code is spent, so a host that is reconnecting does not cost the guest its code.
     const share = this.shares.get(row.shareId);
-    if (!share) throw fail("offline", new RefusedError("code_offline", "the host who made this code has stopped sharing; ask them for a new code"), row.shareId);
-    if (!share.agent) throw fail("offline", new RefusedError("code_offline", "the host is reconnecting to the coordinator right now; try the same code again in a moment"), row.shareId);
+    if (!share)
+      throw fail(
+        "offline",
+        new RefusedError("code_offline", "the host who made this code has stopped sharing; ask them for a new code"),
+        row.shareId,
+      );
+    if (!share.agent)
+      throw fail(
+        "offline",
+        new RefusedError(
+          "code_offline",
+          "the host is reconnecting to the coordinator right now; try the same code again in a moment",
+        ),
+        row.shareId,
+      );
     if (!(await this.o.store.useCode(hash, now))) throw invalid("used");
     await this.ask(peer, share, row.target, f, "code", hash, { nameplate: code, ...f.pake }, viaCode(code));
   }
@@ -71,18 +111,35 @@ export class Consent {
     };
     // Offline and closed to requests by id read the same, so the answer does not tell which share ids exist.
     if (!share?.agent || !share.requestsById) {
-      throw refuse("no_share", `share "${f.shareId}" is not online or does not take requests by share id; ask the host for a code (or to share with --allow-requests-by-id)`);
+      throw refuse(
+        "no_share",
+        `share "${f.shareId}" is not online or does not take requests by share id; ask the host for a code (or to share with --allow-requests-by-id)`,
+      );
     }
     if (!share.targets.includes(f.target)) throw refuse("bad_target", `share "${share.id}" does not offer ${f.target}`);
     await this.ask(peer, share, f.target, f, "share-id", undefined, undefined, viaShare(share.id, f.target));
   }
 
-  private async ask(peer: Peer, share: LiveShare, target: string, f: { csr: string; name: string; reason: string; identity?: IdentityProof }, via: string, codeHash?: string, pake?: Request["pake"], idVia = ""): Promise<void> {
-    const giveBack = async () => { if (codeHash) await this.o.store.releaseCode(codeHash); };
+  private async ask(
+    peer: Peer,
+    share: LiveShare,
+    target: string,
+    f: { csr: string; name: string; reason: string; identity?: IdentityProof },
+    via: string,
+    codeHash?: string,
+    pake?: Request["pake"],
+    idVia = "",
+  ): Promise<void> {
+    const giveBack = async () => {
+      if (codeHash) await this.o.store.releaseCode(codeHash);
+    };
     if (share.approvers.size === 0) {
       await giveBack();
       // The share id stays unsaid: a code holder must not learn it (it may be taken for requests by id).
-      throw new RefusedError("no_approver", "nobody is approving requests for this share right now; ask the host to run `tessera share --share-id` for it");
+      throw new RefusedError(
+        "no_approver",
+        "nobody is approving requests for this share right now; ask the host to run `tessera share --share-id` for it",
+      );
     }
     if (share.requests.size >= this.o.limits.maxPendingPerShare) {
       await giveBack();
@@ -93,35 +150,73 @@ export class Consent {
     const fromAddr = [...share.requests].filter((r) => ip(r.guestInfo.addr) === addr).length;
     if (fromAddr >= this.o.limits.maxPendingPerAddress) {
       await giveBack();
-      throw new RefusedError("limit", `${fromAddr} request(s) from your address are already waiting for this host (the per-address cap); wait for their answers`);
+      throw new RefusedError(
+        "limit",
+        `${fromAddr} request(s) from your address are already waiting for this host (the per-address cap); wait for their answers`,
+      );
     }
     const csr = await readCsr(f.csr).catch(async (e) => {
       await giveBack();
       throw new RefusedError("bad_csr", `certificate request refused: ${e.message}`);
     });
-    if ([...share.requests].filter((r) => r.guestInfo.spki === csr.spki).length >= this.o.limits.maxPendingPerGuestKey) {
+    if (
+      [...share.requests].filter((r) => r.guestInfo.spki === csr.spki).length >= this.o.limits.maxPendingPerGuestKey
+    ) {
       await giveBack();
-      throw new RefusedError("limit", "a request with this key is already waiting for this host (the per-key cap); wait for its answer");
+      throw new RefusedError(
+        "limit",
+        "a request with this key is already waiting for this host (the per-key cap); wait for its answer",
+      );
     }
     // Checked here for a clear refusal; the host checks it again, since it trusts no coordinator with it.
-    const bad = f.identity && identityProblem(f.identity, { tlsSpki: csr.spki, name: f.name, reason: f.reason, via: idVia });
+    const bad =
+      f.identity && identityProblem(f.identity, { tlsSpki: csr.spki, name: f.name, reason: f.reason, via: idVia });
     if (bad) {
       await giveBack();
-      throw new RefusedError("bad_identity", `request refused: ${bad} (delete identity.key in TESSERA_HOME only if you mean to become a new guest)`);
+      throw new RefusedError(
+        "bad_identity",
+        `request refused: ${bad} (delete identity.key in TESSERA_HOME only if you mean to become a new guest)`,
+      );
     }
     const identity = f.identity && { ...f.identity, fingerprint: identityFingerprint(f.identity.pub)! };
     const req: Request = {
-      id: newId("r"), share, guest: peer, target, publicKey: csr.publicKey, codeHash, pake, identity,
+      id: newId("r"),
+      share,
+      guest: peer,
+      target,
+      publicKey: csr.publicKey,
+      codeHash,
+      pake,
+      identity,
       guestInfo: { name: f.name, addr: peer.addr, spki: csr.spki },
       timer: setTimeout(() => this.expire(req), this.o.limits.approvalTimeoutMs),
     };
-    await this.o.store.putRequest({ id: req.id, shareId: share.id, codeHash: codeHash ?? null, guestName: f.name, guestSpki: csr.spki, target, createdAt: Date.now() });
+    await this.o.store.putRequest({
+      id: req.id,
+      shareId: share.id,
+      codeHash: codeHash ?? null,
+      guestName: f.name,
+      guestSpki: csr.spki,
+      target,
+      createdAt: Date.now(),
+    });
     this.o.audit.append("request", { ...requestActors(req), target, reason: f.reason, via });
     this.pending.set(req.id, req);
     share.requests.add(req);
     peer.ch.send({ t: "pending", requestId: req.id, target });
     const deadline = Date.now() + this.o.limits.approvalTimeoutMs;
-    for (const a of share.approvers) a.ch.send({ t: "ask", requestId: req.id, shareId: share.id, guest: req.guestInfo, target, reason: f.reason, deadline, pake, ...(identity ? { identity: { pub: identity.pub, sig: identity.sig } } : {}) });
+    for (const a of share.approvers)
+      a.ch.send({
+        t: "ask",
+        requestId: req.id,
+        shareId: share.id,
+        guest: req.guestInfo,
+        target,
+        reason: f.reason,
+        deadline,
+        pake,
+        ...(identity ? { identity: { pub: identity.pub, sig: identity.sig } } : {}),
+      });
   }
 
   private expire(req: Request): void {
@@ -129,7 +224,10 @@ export class Consent {
     const mins = Math.round(this.o.limits.approvalTimeoutMs / 60_000);
     this.o.audit.append("request.expire", requestActors(req));
     metrics.requests.inc(1, { outcome: "expired" });
-    this.drop(req, `the host did not answer within ${mins >= 1 ? `${mins} minute${mins === 1 ? "" : "s"}` : `${this.o.limits.approvalTimeoutMs / 1000}s`}`);
+    this.drop(
+      req,
+      `the host did not answer within ${mins >= 1 ? `${mins} minute${mins === 1 ? "" : "s"}` : `${this.o.limits.approvalTimeoutMs / 1000}s`}`,
+    );
   }
 
   /** Ends a request; `unanswered` means the host never had its say, so the code works again. */
@@ -137,7 +235,8 @@ export class Consent {
     this.forget(req);
     background(this.o.store.deleteRequest(req.id), "request delete", log.warn);
     // Once the PAKE ran, the code was one guess: it is not given back.
-    if (unanswered && req.codeHash && !req.pakeFrom) background(this.o.store.releaseCode(req.codeHash), "code release", log.warn);
+    if (unanswered && req.codeHash && !req.pakeFrom)
+      background(this.o.store.releaseCode(req.codeHash), "code release", log.warn);
     this.remember(req.id, reason);
     req.guest.ch.send({ t: "denied", requestId: req.id, reason });
     for (const a of req.share.approvers) a.ch.send({ t: "cancel", requestId: req.id, reason });
@@ -147,7 +246,13 @@ export class Consent {
   async voidLeftovers(reason: string): Promise<number> {
     const rows = await this.o.store.takeRequests(this.o.cluster?.name);
     for (const r of rows) {
-      this.o.audit.append("deny", { requestId: r.id, shareId: r.shareId, guest: r.guestName, guestKey: r.guestSpki, reason });
+      this.o.audit.append("deny", {
+        requestId: r.id,
+        shareId: r.shareId,
+        guest: r.guestName,
+        guestKey: r.guestSpki,
+        reason,
+      });
       metrics.requests.inc(1, { outcome: "voided" });
       if (r.codeHash) await this.o.store.releaseCode(r.codeHash);
       this.remember(r.id, reason);
@@ -180,7 +285,8 @@ export class Consent {
   /** The guest's key confirmation, for the approver that ran the PAKE; none means the host's did not check out. */
   relayConfirm(peer: Peer, f: CF<"confirm">): void {
     const req = this.pending.get(f.requestId);
-    if (!req?.pakeFrom || req.guest !== peer) throw new RefusedError("no_request", "that request is not waiting for your confirmation");
+    if (!req?.pakeFrom || req.guest !== peer)
+      throw new RefusedError("no_request", "that request is not waiting for your confirmation");
     req.pakeFrom.ch.send({ t: "confirm", requestId: req.id, tag: f.tag });
     if (f.tag === undefined) this.mismatch(req, "guest");
   }
@@ -193,8 +299,13 @@ export class Consent {
   }
 
   recheck(peer: Peer, f: CF<"recheck">): void {
-    if (this.pending.has(f.requestId)) throw new RefusedError("still_pending", "that request is still waiting for the host");
-    peer.ch.send({ t: "denied", requestId: f.requestId, reason: this.voided.get(f.requestId) ?? "that request is no longer waiting (answered, withdrawn or expired)" });
+    if (this.pending.has(f.requestId))
+      throw new RefusedError("still_pending", "that request is still waiting for the host");
+    peer.ch.send({
+      t: "denied",
+      requestId: f.requestId,
+      reason: this.voided.get(f.requestId) ?? "that request is no longer waiting (answered, withdrawn or expired)",
+    });
   }
 
   /** The request stops waiting: no timer, no longer pending, no longer the share's. */
@@ -211,12 +322,22 @@ export class Consent {
 
   async decide(peer: Peer, f: CF<"decision">): Promise<void> {
     const req = this.pending.get(f.requestId);
-    if (!req) throw new RefusedError("no_request", "that request is no longer waiting (answered, withdrawn or expired)");
+    if (!req)
+      throw new RefusedError("no_request", "that request is no longer waiting (answered, withdrawn or expired)");
     if (!req.share.approvers.has(peer)) throw new RefusedError("forbidden", "you are not an approver of this share");
     const who = requestActors(req);
     if (f.mismatch && req.pakeFrom === peer) return this.mismatch(req, "host");
     // A receipt the host signed must say what the decision says: the coordinator relays it, never makes one.
-    const bad = f.receipt && receiptProblem(f.receipt, { hostKey: req.share.hostSpki, guestKey: req.guestInfo.spki, target: req.target, decision: f.allow ? "allow" : "deny", requestId: req.id, scope: f.scope });
+    const bad =
+      f.receipt &&
+      receiptProblem(f.receipt, {
+        hostKey: req.share.hostSpki,
+        guestKey: req.guestInfo.spki,
+        target: req.target,
+        decision: f.allow ? "allow" : "deny",
+        requestId: req.id,
+        scope: f.scope,
+      });
     if (bad) throw new RefusedError("bad_receipt", `this decision's signed receipt does not match it: ${bad}`);
     const receipt = f.receipt ? { receipt: JSON.stringify(f.receipt) } : {};
     if (!f.allow) {
@@ -237,24 +358,66 @@ export class Consent {
     this.forget(req);
     const now = Date.now();
     const session: Session = {
-      id: newId("s"), share: req.share, guest: req.guest, approver: peer, guestInfo: req.guestInfo, target: req.target, restored: false, openedAt: now,
-      streams: new Set(), streamCount: 0, up: 0, down: 0, lastActive: now, lastBytes: 0, scope: f.scope, receipt: f.receipt,
+      id: newId("s"),
+      share: req.share,
+      guest: req.guest,
+      approver: peer,
+      guestInfo: req.guestInfo,
+      target: req.target,
+      restored: false,
+      openedAt: now,
+      streams: new Set(),
+      streamCount: 0,
+      up: 0,
+      down: 0,
+      lastActive: now,
+      lastBytes: 0,
+      scope: f.scope,
+      receipt: f.receipt,
     };
     const cert = await issueCert({
-      caCertPem: this.o.ca.certPem, caKeyPem: this.o.ca.keyPem, publicKey: req.publicKey, commonName: req.guestInfo.name,
-      uris: [`tessera://guest/${session.id}`], usage: "client", now: new Date(now), validForSeconds: this.o.limits.guestCertSeconds,
+      caCertPem: this.o.ca.certPem,
+      caKeyPem: this.o.ca.keyPem,
+      publicKey: req.publicKey,
+      commonName: req.guestInfo.name,
+      uris: [`tessera://guest/${session.id}`],
+      usage: "client",
+      now: new Date(now),
+      validForSeconds: this.o.limits.guestCertSeconds,
     });
     this.o.audit.append("approve", { ...who, ...(f.scope ? { scope: describeScope(f.scope) } : {}), ...receipt });
     metrics.requests.inc(1, { outcome: "approved" });
     // Stored before anyone hears of it: a restart right after this still knows the session.
-    await this.o.store.openSession({ id: session.id, shareId: req.share.id, guestSpki: req.guestInfo.spki, guestName: req.guestInfo.name, guestAddr: req.guestInfo.addr, hostName: req.share.hostName, target: req.target, openedAt: now, scope: f.scope ? JSON.stringify(f.scope) : null, receipt: receipt.receipt ?? null });
+    await this.o.store.openSession({
+      id: session.id,
+      shareId: req.share.id,
+      guestSpki: req.guestInfo.spki,
+      guestName: req.guestInfo.name,
+      guestAddr: req.guestInfo.addr,
+      hostName: req.share.hostName,
+      target: req.target,
+      openedAt: now,
+      scope: f.scope ? JSON.stringify(f.scope) : null,
+      receipt: receipt.receipt ?? null,
+    });
     await this.o.store.deleteRequest(req.id);
     this.o.audit.append("session.open", { ...who, sessionId: session.id, target: req.target });
     metrics.sessionsTotal.inc();
     this.sessions.add(session);
     agent.ch.send(sessionFrame(session));
-    req.guest.ch.send({ t: "approved", requestId: req.id, sessionId: session.id, cert, hostSpki: req.share.hostSpki, target: req.target, idleTimeoutSec: Math.round(this.o.limits.idleTimeoutMs / 1000), scope: f.scope, receipt: f.receipt });
-    for (const a of req.share.approvers) if (a !== peer) a.ch.send({ t: "cancel", requestId: req.id, reason: "approved elsewhere" });
+    req.guest.ch.send({
+      t: "approved",
+      requestId: req.id,
+      sessionId: session.id,
+      cert,
+      hostSpki: req.share.hostSpki,
+      target: req.target,
+      idleTimeoutSec: Math.round(this.o.limits.idleTimeoutMs / 1000),
+      scope: f.scope,
+      receipt: f.receipt,
+    });
+    for (const a of req.share.approvers)
+      if (a !== peer) a.ch.send({ t: "cancel", requestId: req.id, reason: "approved elsewhere" });
   }
 
   /** Redeems and requests share one budget per address; enrolments have their own. Counted, not synced. */
@@ -262,7 +425,11 @@ export class Consent {
     const addr = ip(peer.addr);
     const key = what === "enrol" ? `enroll:${addr}` : addr;
     // With several nodes the budget is the deployment's: counted in the shared database too.
-    if (this.limiter.allow(key) && (!this.o.cluster || (await this.o.cluster.allow(key, this.o.limits.redeemPerMinute)))) return;
+    if (
+      this.limiter.allow(key) &&
+      (!this.o.cluster || (await this.o.cluster.allow(key, this.o.limits.redeemPerMinute)))
+    )
+      return;
     this.refusals.note(addr, `${what}.rate_limited`);
     if (what === "enrol") enrolFailed("rate_limited");
     else redeemFailed("rate_limited");
@@ -278,10 +445,26 @@ export class Consent {
 
 /** Who a request's audit lines are about: the request, its share and host, and the guest who asked. */
 export function requestActors(req: Request) {
-  return { requestId: req.id, shareId: req.share.id, host: req.share.hostName, guest: req.guestInfo.name, guestKey: req.guestInfo.spki, addr: req.guestInfo.addr, ...(req.identity ? { guestId: req.identity.fingerprint } : {}) };
+  return {
+    requestId: req.id,
+    shareId: req.share.id,
+    host: req.share.hostName,
+    guest: req.guestInfo.name,
+    guestKey: req.guestInfo.spki,
+    addr: req.guestInfo.addr,
+    ...(req.identity ? { guestId: req.identity.fingerprint } : {}),
+  };
 }
 
 /** What the agent is told of a session it serves: who, what, and the scope it must hold it to itself. */
 export function sessionFrame(s: Session): ServerFrame {
-  return { t: "session", sessionId: s.id, shareId: s.share.id, target: s.target, guest: s.guestInfo, ...(s.scope ? { scope: s.scope, openedAt: s.openedAt } : {}), ...(s.receipt ? { receipt: s.receipt } : {}) };
+  return {
+    t: "session",
+    sessionId: s.id,
+    shareId: s.share.id,
+    target: s.target,
+    guest: s.guestInfo,
+    ...(s.scope ? { scope: s.scope, openedAt: s.openedAt } : {}),
+    ...(s.receipt ? { receipt: s.receipt } : {}),
+  };
 }

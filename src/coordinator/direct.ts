@@ -103,12 +103,18 @@ export class DirectBook {
     const from = s?.guest === peer ? "guest" : s && s.share.agent === peer ? "host" : undefined;
     if (!s || !from) throw new RefusedError("no_session", `no session "${f.sessionId}" is yours`);
     const st = state(s);
-    if (from === "guest" && st.hinted) throw new RefusedError("limit", "direct-path hints were already offered for this session");
+    if (from === "guest" && st.hinted)
+      throw new RefusedError("limit", "direct-path hints were already offered for this session");
     // A reconnected agent offers its hints again with the session's frame: the guest has probed them once already.
     if (from === "host" && st.hostHinted) return;
     if (from === "guest") st.hinted = true;
     else st.hostHinted = true;
-    this.o.audit.append("direct.hints", { ...this.o.actors(s), from, offered: f.hints.length, injected: this.o.injectHint ? true : undefined });
+    this.o.audit.append("direct.hints", {
+      ...this.o.actors(s),
+      from,
+      offered: f.hints.length,
+      injected: this.o.injectHint ? true : undefined,
+    });
     const relayed = this.o.injectHint ? { ...f, hints: [this.o.injectHint, ...f.hints] } : f;
     (from === "guest" ? s.share.agent : s.guest)?.ch.send({ ...relayed, t: "hints" });
   }
@@ -140,18 +146,43 @@ export class DirectBook {
    * Sends a direct stream's frames once its opening is on disk (no side knows the direct token before),
    * and bounds the wait for the agent's report.
    */
-  offer(s: Session, stream: Stream, t: { agentToken: string; guestToken: string; direct: { token: string; dialer?: "guest" }; ref: string; pool?: boolean }, durable: Promise<void>): void {
+  offer(
+    s: Session,
+    stream: Stream,
+    t: {
+      agentToken: string;
+      guestToken: string;
+      direct: { token: string; dialer?: "guest" };
+      ref: string;
+      pool?: boolean;
+    },
+    durable: Promise<void>,
+  ): void {
     if (t.direct.dialer) this.guestDialled.add(stream);
     const d = { direct: t.direct.token, ...(t.direct.dialer ? { dialer: t.direct.dialer } : {}) };
-    const timer = setTimeout(() => this.o.splicer.end(stream, "the agent did not report the direct stream in time"), REPORT_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => this.o.splicer.end(stream, "the agent did not report the direct stream in time"),
+      REPORT_TIMEOUT_MS,
+    );
     this.unreported.set(stream, timer);
-    durable.then(() => {
-      if (stream.ended) return;
-      const reportMs = Math.round(Math.min(10_000, Math.max(250, this.o.idleTimeoutMs / 4)));
-      // The guest hears first, as it waits for the agent's connection (which it holds a moment if it comes first).
-      s.guest?.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: t.guestToken, ref: t.ref, ...d });
-      s.share.agent?.ch.send({ t: "incoming", sessionId: s.id, streamId: stream.id, token: t.agentToken, ...d, reportMs, ...(t.pool ? { pool: true } : {}) });
-    }, () => this.o.splicer.end(stream, "the audit log could not record the stream"));
+    durable.then(
+      () => {
+        if (stream.ended) return;
+        const reportMs = Math.round(Math.min(10_000, Math.max(250, this.o.idleTimeoutMs / 4)));
+        // The guest hears first, as it waits for the agent's connection (which it holds a moment if it comes first).
+        s.guest?.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: t.guestToken, ref: t.ref, ...d });
+        s.share.agent?.ch.send({
+          t: "incoming",
+          sessionId: s.id,
+          streamId: stream.id,
+          token: t.agentToken,
+          ...d,
+          reportMs,
+          ...(t.pool ? { pool: true } : {}),
+        });
+      },
+      () => this.o.splicer.end(stream, "the audit log could not record the stream"),
+    );
   }
 
   /** The agent's word on its direct streams (and the guest's, when it could not dial the host for one), in order. */
@@ -162,7 +193,8 @@ export class DirectBook {
     f = { ...f, reports: rest };
     const s = this.o.session(f.sessionId);
     const guest = !!s && s.guest === peer && f.reports.every((r) => r.state === "failed");
-    if (!s || (s.share.agent !== peer && !guest)) throw new RefusedError("no_session", `no session "${f.sessionId}" is served by you`);
+    if (!s || (s.share.agent !== peer && !guest))
+      throw new RefusedError("no_session", `no session "${f.sessionId}" is served by you`);
     const byId = new Map([...s.streams].map((st) => [st.id, st]));
     for (const r of f.reports) this.one(s, byId.get(r.streamId), r, guest);
   }
@@ -171,7 +203,8 @@ export class DirectBook {
     if (!stream || stream.ended) return;
     if (!stream.direct) return; // a relayed stream's counts are the splice's own
     // Only the side that dials a stream can say it failed.
-    if (f.state === "failed") return guest === this.guestDialled.has(stream) ? this.fallback(s, stream, f.reason) : undefined;
+    if (f.state === "failed")
+      return guest === this.guestDialled.has(stream) ? this.fallback(s, stream, f.reason) : undefined;
     if (f.up !== undefined || f.down !== undefined) stream.reported = { up: f.up ?? 0, down: f.down ?? 0 };
     if (f.state === "closed") {
       this.agentClosed.add(stream);
@@ -189,7 +222,11 @@ export class DirectBook {
     if (byGuest) st.guestDials = undefined;
     else st.agentDials = undefined;
     metrics.directFallbacks.inc();
-    this.o.audit.append("stream.fallback", { ...this.o.actors(s), streamId: stream.id, reason: reason ?? "the direct dial failed" });
+    this.o.audit.append("stream.fallback", {
+      ...this.o.actors(s),
+      streamId: stream.id,
+      reason: reason ?? "the direct dial failed",
+    });
     this.o.splicer.relay(stream);
     // The side that waits for the connection hears it; the dialling side goes to the relay by itself.
     (byGuest ? s.share.agent : s.guest)?.ch.send({ t: "fallback", sessionId: s.id, streamId: stream.id });

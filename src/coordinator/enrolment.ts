@@ -7,7 +7,12 @@ import type { Consent } from "./consent.ts";
 import { checkEnrollToken, parseEnrollToken } from "./enroll.ts";
 import type { BrokerOptions, Peer } from "./state.ts";
 
-export async function enrollHost(o: BrokerOptions, consent: Consent, peer: Peer, f: FrameOf<ClientFrame, "enroll">): Promise<void> {
+export async function enrollHost(
+  o: BrokerOptions,
+  consent: Consent,
+  peer: Peer,
+  f: FrameOf<ClientFrame, "enroll">,
+): Promise<void> {
   const now = Date.now();
   await consent.rateLimit(peer, "enrol");
   let tokenId: string;
@@ -19,17 +24,31 @@ export async function enrollHost(o: BrokerOptions, consent: Consent, peer: Peer,
     if (e instanceof RefusedError) consent.enrolRefused(peer, e.code);
     throw e;
   }
-  const csr = await readCsr(f.csr).catch((e) => { throw new RefusedError("bad_csr", `certificate request refused: ${e.message}`); });
+  const csr = await readCsr(f.csr).catch((e) => {
+    throw new RefusedError("bad_csr", `certificate request refused: ${e.message}`);
+  });
   if ((await o.store.hostStatus(csr.spki)) === "removed") {
-    throw new RefusedError("host_removed", "this key belongs to a host the operator removed; enrol with a fresh key (`tessera link --token` makes one)");
+    throw new RefusedError(
+      "host_removed",
+      "this key belongs to a host the operator removed; enrol with a fresh key (`tessera link --token` makes one)",
+    );
   }
   if (!(await o.store.useEnrollToken(tokenId, csr.spki, now))) {
     consent.enrolRefused(peer, "token_used");
-    throw new RefusedError("token_used", "this enrolment token was already used; ask the operator for a new one (`tessera admin enroll-token`)");
+    throw new RefusedError(
+      "token_used",
+      "this enrolment token was already used; ask the operator for a new one (`tessera admin enroll-token`)",
+    );
   }
   const cert = await issueCert({
-    caCertPem: o.ca.certPem, caKeyPem: o.ca.keyPem, publicKey: csr.publicKey, commonName: f.name,
-    uris: [`tessera://host/${encodeURIComponent(f.name)}`], usage: "both", now: new Date(now), validForSeconds: o.limits.hostCertSeconds,
+    caCertPem: o.ca.certPem,
+    caKeyPem: o.ca.keyPem,
+    publicKey: csr.publicKey,
+    commonName: f.name,
+    uris: [`tessera://host/${encodeURIComponent(f.name)}`],
+    usage: "both",
+    now: new Date(now),
+    validForSeconds: o.limits.hostCertSeconds,
   });
   await o.store.addHost(csr.spki, f.name, now);
   o.audit.append("host.enrol", { host: f.name, hostKey: csr.spki, addr: peer.addr, tokenId });

@@ -42,18 +42,29 @@ export function startHttp(o: HttpOptions) {
         const down = o.health?.();
         return down ? text(503, `unavailable ${o.version}: ${down}`) : new Response(`ok ${o.version}\n`);
       }
-      if (url.pathname === "/metrics" && req.method === "GET") return new Response(renderMetrics(o.broker.counts), { headers: { "content-type": METRICS_TYPE } });
-      if (url.pathname === "/audit/head" && req.method === "GET" && o.auditHead) return Response.json(o.auditHead(), { headers: { "cache-control": "no-store" } });
+      if (url.pathname === "/metrics" && req.method === "GET")
+        return new Response(renderMetrics(o.broker.counts), { headers: { "content-type": METRICS_TYPE } });
+      if (url.pathname === "/audit/head" && req.method === "GET" && o.auditHead)
+        return Response.json(o.auditHead(), { headers: { "cache-control": "no-store" } });
       const m = /^\/s\/([A-Za-z0-9_.-]{1,64})\/revoke$/.exec(url.pathname);
       if (m && req.method !== "POST") return text(405, "use POST");
       if (!m && !url.pathname.startsWith("/admin/")) return text(404, "not found");
       if (!o.operatorTokenHash) {
-        return text(403, "operator endpoints (revoke, admin) are disabled: this coordinator has no operator token; put one in operator-token in its --certs directory and restart it");
+        return text(
+          403,
+          "operator endpoints (revoke, admin) are disabled: this coordinator has no operator token; put one in operator-token in its --certs directory and restart it",
+        );
       }
-      if (!checkBearer(req.headers.get("authorization"), o.operatorTokenHash)) return text(401, "missing or wrong operator token");
-      if (m) return (await o.broker.revoke(m[1]!, "operator")) ? Response.json({ revoked: m[1] }) : text(404, `no live session "${m[1]}"`);
+      if (!checkBearer(req.headers.get("authorization"), o.operatorTokenHash))
+        return text(401, "missing or wrong operator token");
+      if (m)
+        return (await o.broker.revoke(m[1]!, "operator"))
+          ? Response.json({ revoked: m[1] })
+          : text(404, `no live session "${m[1]}"`);
       const ip = server.requestIP(req);
-      return o.admin ? adminRoute(req, url, o.admin, ip ? `${ip.address}:${ip.port}` : "unknown") : text(404, "not found");
+      return o.admin
+        ? adminRoute(req, url, o.admin, ip ? `${ip.address}:${ip.port}` : "unknown")
+        : text(404, "not found");
     },
     error(err) {
       log.error(`http: ${errorMessage(err)}`);

@@ -45,7 +45,11 @@ export type Limits = typeof LIMITS;
 /** Fixed-window counter per key; the map is swept so it cannot grow without bound. */
 export class RateLimiter {
   private readonly hits = new Map<string, { n: number; since: number }>();
-  constructor(private readonly perWindow: number, private readonly windowMs = 60_000, private readonly maxKeys = 100_000) {}
+  constructor(
+    private readonly perWindow: number,
+    private readonly windowMs = 60_000,
+    private readonly maxKeys = 100_000,
+  ) {}
 
   allow(key: string, now = Date.now()): boolean {
     let e = this.hits.get(key);

@@ -58,14 +58,17 @@ export class Coordinator {
     this.broker = new Broker(o);
     this.admission = new Admission(o.limits);
     // Streams still waiting for their connections will take two slots each.
-    this.broker.sessions.roomForSpares = () => this.admission.open + 2 * this.broker.sessions.pendingStreams < o.limits.maxConnections / 2;
+    this.broker.sessions.roomForSpares = () =>
+      this.admission.open + 2 * this.broker.sessions.pendingStreams < o.limits.maxConnections / 2;
   }
 
   async listen(host: string, port: number): Promise<{ host: string; port: number }> {
     // Each handler dispatches on what the connection turned out to be.
     const pipe = PIPE_HANDLERS as unknown as Required<import("bun").SocketHandler<Conn>>;
     this.server = Bun.listen<Conn>({
-      hostname: host, port, allowHalfOpen: true,
+      hostname: host,
+      port,
+      allowHalfOpen: true,
       socket: {
         open: (s) => this.onOpen(s),
         data: (s, chunk) => {
@@ -110,7 +113,17 @@ export class Coordinator {
 
   private onOpen(sock: Socket<Conn>): void {
     const slot = this.admission.admit(sock.remoteAddress);
-    sock.data = { ...newEnd(), kind: "sniff", head: Buffer.alloc(0), timer: undefined, control: undefined, slot, sock: sock as Socket<unknown>, client: undefined, idleSince: undefined };
+    sock.data = {
+      ...newEnd(),
+      kind: "sniff",
+      head: Buffer.alloc(0),
+      timer: undefined,
+      control: undefined,
+      slot,
+      sock: sock as Socket<unknown>,
+      client: undefined,
+      idleSince: undefined,
+    };
     if (!slot) return void sock.terminate();
     this.conns.add(sock.data);
     sock.setNoDelay(true);
@@ -144,7 +157,12 @@ export class Coordinator {
       else if (c.idleSince === undefined) c.idleSince = now;
       else if (now - c.idleSince >= limit) {
         c.client = undefined;
-        p.ch.fail(new ProtocolError(`closed after ${limit / 1000}s without registering, asking for access or resuming a session`, "timeout"));
+        p.ch.fail(
+          new ProtocolError(
+            `closed after ${limit / 1000}s without registering, asking for access or resuming a session`,
+            "timeout",
+          ),
+        );
       }
     }
     // A surge of connections leaves TLS state and frame buffers to the garbage collector, which a quiet
@@ -188,34 +206,48 @@ export class Coordinator {
     const conn = sock.data;
     const [, t] = sock.upgradeTLS<ControlTls>({
       data: { duplex: undefined, conn },
-      tls: { key: this.o.keyPem, cert: this.o.certPem, ca: this.o.ca.certPem, requestCert: true, rejectUnauthorized: false, minVersion: TLS_1_3 } as InnerTls,
+      tls: {
+        key: this.o.keyPem,
+        cert: this.o.certPem,
+        ca: this.o.ca.certPem,
+        requestCert: true,
+        rejectUnauthorized: false,
+        minVersion: TLS_1_3,
+      } as InnerTls,
       initialData: head,
       socket: {
         handshake: (t, ok, err) => {
           if (sock.data.timer) clearTimeout(sock.data.timer);
           sock.data.timer = undefined;
           // rejectUnauthorized is off so guests (no certificate) get in; a verified chain marks a host.
-          void this.identify(t, ok && !err).then((who) => {
-            const peer: Peer = {
-              id: newId("c"), addr, ...who, helloed: false,
-              ch: new Channel<ClientFrame, ServerFrame>(t.data.duplex!, ClientFrame, {
-                firstFrameTimeoutMs: this.o.limits.handshakeTimeoutMs,
-                frameTimeoutMs: this.o.limits.frameTimeoutMs,
-                heartbeat: { pingMs: this.o.limits.heartbeatPingMs, deadMs: this.o.limits.heartbeatDeadMs },
-                onFrame: (f) => this.broker.handle(peer, f),
-                onClose: (err) => this.broker.drop(peer, err),
-              }),
-            };
-            if (!conn.slot?.released) {
-              conn.client = peer;
-              conn.idleSince = Date.now();
-            }
-          }, (e) => {
-            log.warn(`${addr}: refused: ${errorMessage(e)}`);
-            // A refusal the client can act on goes to it as an error frame (its reconnect loop gives up).
-            if (e instanceof RefusedError) new Channel<ClientFrame, ServerFrame>(t.data.duplex!, ClientFrame, { onFrame: () => {} }).fail(e);
-            else t.terminate();
-          });
+          void this.identify(t, ok && !err).then(
+            (who) => {
+              const peer: Peer = {
+                id: newId("c"),
+                addr,
+                ...who,
+                helloed: false,
+                ch: new Channel<ClientFrame, ServerFrame>(t.data.duplex!, ClientFrame, {
+                  firstFrameTimeoutMs: this.o.limits.handshakeTimeoutMs,
+                  frameTimeoutMs: this.o.limits.frameTimeoutMs,
+                  heartbeat: { pingMs: this.o.limits.heartbeatPingMs, deadMs: this.o.limits.heartbeatDeadMs },
+                  onFrame: (f) => this.broker.handle(peer, f),
+                  onClose: (err) => this.broker.drop(peer, err),
+                }),
+              };
+              if (!conn.slot?.released) {
+                conn.client = peer;
+                conn.idleSince = Date.now();
+              }
+            },
+            (e) => {
+              log.warn(`${addr}: refused: ${errorMessage(e)}`);
+              // A refusal the client can act on goes to it as an error frame (its reconnect loop gives up).
+              if (e instanceof RefusedError)
+                new Channel<ClientFrame, ServerFrame>(t.data.duplex!, ClientFrame, { onFrame: () => {} }).fail(e);
+              else t.terminate();
+            },
+          );
         },
         // Bytes that arrive before the Channel listens wait in the Duplex's readable buffer.
         data: (t, chunk) => t.data.duplex?.feed(chunk),
@@ -244,7 +276,11 @@ export class Coordinator {
     if (!info.uris.some((u) => u.startsWith("tessera://host/"))) return {};
     const status = await this.o.store.hostStatus(info.spki);
     if (status === "removed") throw new RefusedError("host_removed", HOST_REMOVED);
-    if (!status) throw new RefusedError("not_host", `host certificate ${info.spki} is not enrolled here; enrol this machine with \`tessera link COORDINATOR --token TOKEN\``);
+    if (!status)
+      throw new RefusedError(
+        "not_host",
+        `host certificate ${info.spki} is not enrolled here; enrol this machine with \`tessera link COORDINATOR --token TOKEN\``,
+      );
     return { host: { spki: info.spki, name: info.commonName } };
   }
 }

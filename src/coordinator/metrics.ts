@@ -99,38 +99,82 @@ export function labelNode(name: string): void {
 }
 
 /** Redemption failure reasons; anything else is counted as "other" so labels stay a small fixed set. */
-const REDEEM_REASONS = ["unknown", "used", "expired", "offline", "bad_code", "rate_limited", "no_share", "bad_target"] as const;
+const REDEEM_REASONS = [
+  "unknown",
+  "used",
+  "expired",
+  "offline",
+  "bad_code",
+  "rate_limited",
+  "no_share",
+  "bad_target",
+] as const;
 /** Host enrolment failure reasons (the token's error codes), likewise a fixed set. */
 const ENROL_REASONS = ["bad_token", "token_expired", "token_used", "rate_limited"] as const;
 
 export const metrics = {
   registry,
   sessionsActive: registry.gauge("tessera_sessions_active", "Sessions currently open."),
-  streamsActive: registry.gauge("tessera_streams_active", "Data streams currently paired (guest and agent connected) and in use."),
-  streamsPooled: registry.gauge("tessera_streams_pooled", "Streams guests keep ready for their next connection (join --pool): paired, not yet used or audited."),
-  streamsPending: registry.gauge("tessera_streams_pending", "Data streams opened and still waiting for the guest or the agent to connect (each may hold a target connection on the host)."),
+  streamsActive: registry.gauge(
+    "tessera_streams_active",
+    "Data streams currently paired (guest and agent connected) and in use.",
+  ),
+  streamsPooled: registry.gauge(
+    "tessera_streams_pooled",
+    "Streams guests keep ready for their next connection (join --pool): paired, not yet used or audited.",
+  ),
+  streamsPending: registry.gauge(
+    "tessera_streams_pending",
+    "Data streams opened and still waiting for the guest or the agent to connect (each may hold a target connection on the host).",
+  ),
   agentsConnected: registry.gauge("tessera_agents_connected", "Agents connected and serving a share."),
   sharesAway: registry.gauge("tessera_shares_away", "Shares whose agent is gone, kept for the resume grace period."),
   requestsPending: registry.gauge("tessera_requests_pending", "Access requests waiting for the host's answer."),
   sessionsTotal: registry.counter("tessera_sessions_total", "Sessions opened since start."),
   streamsTotal: registry.counter("tessera_streams_total", "Data streams opened since start."),
-  streamsByPath: registry.counter("tessera_streams_path_total", "Data streams opened since start, by path: direct (the host's agent dialled the guest) or relay (spliced here).", [
-    { path: "direct" }, { path: "relay" },
-  ]),
-  directFallbacks: registry.counter("tessera_direct_fallbacks_total", "Streams offered on the direct path that went through the relay instead (the agent could not reach the guest)."),
+  streamsByPath: registry.counter(
+    "tessera_streams_path_total",
+    "Data streams opened since start, by path: direct (the host's agent dialled the guest) or relay (spliced here).",
+    [{ path: "direct" }, { path: "relay" }],
+  ),
+  directFallbacks: registry.counter(
+    "tessera_direct_fallbacks_total",
+    "Streams offered on the direct path that went through the relay instead (the agent could not reach the guest).",
+  ),
   bytesRelayed: registry.counter("tessera_relayed_bytes_total", "Ciphertext bytes relayed between guests and agents.", [
-    { direction: "guest_to_agent" }, { direction: "agent_to_guest" },
+    { direction: "guest_to_agent" },
+    { direction: "agent_to_guest" },
   ]),
-  requests: registry.counter("tessera_requests_total", "Access requests by outcome (voided: left waiting by a restart; mismatch: the code did not match).", [
-    { outcome: "approved" }, { outcome: "denied" }, { outcome: "expired" }, { outcome: "voided" }, { outcome: "mismatch" },
-  ]),
-  redeemFailures: registry.counter("tessera_code_redemption_failures_total", "Code redemptions (and share-id requests) refused, by reason.",
-    REDEEM_REASONS.map((reason) => ({ reason }))),
-  enrolFailures: registry.counter("tessera_enrol_failures_total", "Host enrolments refused, by reason.", ENROL_REASONS.map((reason) => ({ reason }))),
-  connectionsOpen: registry.gauge("tessera_connections_open", "Connections holding a slot: control, data and not yet identified."),
-  connectionsRefused: registry.counter("tessera_connections_refused_total", "Connections refused on arrival: every slot in use (full) or the source's cap reached (per_address).", [
-    { reason: "full" }, { reason: "per_address" },
-  ]),
+  requests: registry.counter(
+    "tessera_requests_total",
+    "Access requests by outcome (voided: left waiting by a restart; mismatch: the code did not match).",
+    [
+      { outcome: "approved" },
+      { outcome: "denied" },
+      { outcome: "expired" },
+      { outcome: "voided" },
+      { outcome: "mismatch" },
+    ],
+  ),
+  redeemFailures: registry.counter(
+    "tessera_code_redemption_failures_total",
+    "Code redemptions (and share-id requests) refused, by reason.",
+    REDEEM_REASONS.map((reason) => ({ reason })),
+  ),
+  enrolFailures: registry.counter(
+    "tessera_enrol_failures_total",
+    "Host enrolments refused, by reason.",
+    ENROL_REASONS.map((reason) => ({ reason })),
+  ),
+  connectionsOpen: registry.gauge(
+    "tessera_connections_open",
+    "Connections holding a slot: control, data and not yet identified.",
+  ),
+  connectionsRefused: registry.counter(
+    "tessera_connections_refused_total",
+    "Connections refused on arrival: every slot in use (full) or the source's cap reached (per_address).",
+    [{ reason: "full" }, { reason: "per_address" }],
+  ),
 };
 
 export function redeemFailed(reason: string): void {

@@ -114,7 +114,8 @@ export class NodeMail {
   send(to: string, body: unknown): void {
     const seq = ++this.seq;
     const text = JSON.stringify(body);
-    this.sending = this.sending.then(() => this.o.store.send(this.o.name, to, seq, text, Date.now()))
+    this.sending = this.sending
+      .then(() => this.o.store.send(this.o.name, to, seq, text, Date.now()))
       .catch((err) => log.warn(`node mail to ${to} failed: ${errorMessage(err)}`));
   }
 

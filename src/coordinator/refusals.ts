@@ -74,10 +74,15 @@ export class RefusalTally {
       const [addr, t] = entries[i]!;
       try {
         durable = this.audit.appendSoon("refused", {
-          addr, attempts: t.attempts,
-          reasons: [...t.reasons].sort((a, b) => b[1] - a[1]).map(([r, n]) => `${r}=${n}`).join(" "),
+          addr,
+          attempts: t.attempts,
+          reasons: [...t.reasons]
+            .sort((a, b) => b[1] - a[1])
+            .map(([r, n]) => `${r}=${n}`)
+            .join(" "),
           shareIds: t.shareIds.size ? [...t.shareIds].join(",") : undefined,
-          first: new Date(t.first).toISOString(), last: new Date(t.last).toISOString(),
+          first: new Date(t.first).toISOString(),
+          last: new Date(t.last).toISOString(),
         });
       } catch (e) {
         for (const [a, rest] of entries.slice(i)) this.byAddr.set(a, rest);

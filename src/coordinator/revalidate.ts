@@ -43,12 +43,19 @@ export function sessionFails(s: Session, c: CheckContext): Failed | undefined {
   const share = shareFails(s.share, c);
   if (share) return share;
   if (s.detachedSince !== undefined && c.now - s.detachedSince >= c.limits.resumeGraceMs) {
-    return { condition: "guest_away", reason: s.restored ? "the guest did not come back after the coordinator restarted" : s.awayReason ?? "the guest disconnected" };
+    return {
+      condition: "guest_away",
+      reason: s.restored
+        ? "the guest did not come back after the coordinator restarted"
+        : (s.awayReason ?? "the guest disconnected"),
+    };
   }
-  if (!s.share.targets.includes(s.target)) return { condition: "scope", reason: "the host no longer offers this target" };
+  if (!s.share.targets.includes(s.target))
+    return { condition: "scope", reason: "the host no longer offers this target" };
   const over = timeOver(s.scope, s.openedAt, c.now);
   if (over) return { condition: "scope", reason: over };
-  if (c.now - s.lastActive >= c.limits.idleTimeoutMs) return { condition: "idle", reason: `idle for ${formatDuration(c.limits.idleTimeoutMs)}` };
+  if (c.now - s.lastActive >= c.limits.idleTimeoutMs)
+    return { condition: "idle", reason: `idle for ${formatDuration(c.limits.idleTimeoutMs)}` };
   return undefined;
 }
 

@@ -2,7 +2,17 @@
 // that lost the coordinator picks its session up again.
 import { RefusedError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
-import { actors, background, newId, pendingOf, scopeCheck, type BrokerOptions, type LiveShare, type Peer, type Session } from "./state.ts";
+import {
+  actors,
+  background,
+  newId,
+  pendingOf,
+  scopeCheck,
+  type BrokerOptions,
+  type LiveShare,
+  type Peer,
+  type Session,
+} from "./state.ts";
 import type { ServerFrame } from "../wire/protocol.ts";
 import { describeScope } from "../wire/scope.ts";
 import { Splicer, type Stream } from "./splice.ts";
@@ -36,8 +46,19 @@ export class SessionBook {
   private readonly flusher: ReturnType<typeof setInterval>;
 
   constructor(private readonly o: BrokerOptions) {
-    this.splicer = new Splicer({ onSpliced: () => {}, onClosed: (s, r) => this.onStreamClosed(s, r) }, o.limits.streamTokenTtlMs, o.cluster?.tag);
-    this.direct = new DirectBook({ audit: o.audit, splicer: this.splicer, actors, session: (id) => this.all.get(id), idleTimeoutMs: o.limits.idleTimeoutMs, injectHint: o.injectHint });
+    this.splicer = new Splicer(
+      { onSpliced: () => {}, onClosed: (s, r) => this.onStreamClosed(s, r) },
+      o.limits.streamTokenTtlMs,
+      o.cluster?.tag,
+    );
+    this.direct = new DirectBook({
+      audit: o.audit,
+      splicer: this.splicer,
+      actors,
+      session: (id) => this.all.get(id),
+      idleTimeoutMs: o.limits.idleTimeoutMs,
+      injectHint: o.injectHint,
+    });
     const cluster = o.cluster;
     if (cluster) this.splicer.forward = (sock, head) => cluster.forwardData(sock, head);
     this.flusher = setInterval(() => void this.flush(), 5_000);
@@ -48,7 +69,11 @@ export class SessionBook {
   async flush(): Promise<void> {
     const batch = [...this.dirty];
     this.dirty.clear();
-    await Promise.all(batch.map((s) => background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down), "stream totals", log.warn)));
+    await Promise.all(
+      batch.map((s) =>
+        background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down), "stream totals", log.warn),
+      ),
+    );
   }
 
   stop(): void {
@@ -84,31 +109,54 @@ export class SessionBook {
   open(peer: Peer, sessionId: string, ref: string, pool = false): void {
     const s = this.guestSession(peer, sessionId, ref);
     const agent = s.share.agent;
-    if (!agent) throw new RefusedError("host_offline", "the host's agent is reconnecting to the coordinator; try again in a moment", { ref });
+    if (!agent)
+      throw new RefusedError(
+        "host_offline",
+        "the host's agent is reconnecting to the coordinator; try again in a moment",
+        { ref },
+      );
     // An offered stream counts from its open until it is paired or its token lapses: until then it may
     // hold a connection to the host's target (the agent dials ahead of the guest's TLS).
     if (s.streams.size >= this.o.limits.maxStreamsPerSession || this.streamTotal >= this.o.limits.maxStreams) {
       throw new RefusedError("limit", "stream limit reached for this session", { ref });
     }
     if (!pool) scopeCheck(s, ref);
-    else if (!this.roomForSpares()) throw new RefusedError("limit", "the coordinator is busy: no spare streams now (each new connection opens its own)", { ref });
+    else if (!this.roomForSpares())
+      throw new RefusedError(
+        "limit",
+        "the coordinator is busy: no spare streams now (each new connection opens its own)",
+        { ref },
+      );
     const waiting = pendingOf(s);
     if (waiting >= this.o.limits.maxPendingStreamsPerSession) {
-      throw new RefusedError("limit", `${waiting} streams of this session are still waiting to connect; open more once they connect or lapse`, { ref });
+      throw new RefusedError(
+        "limit",
+        `${waiting} streams of this session are still waiting to connect; open more once they connect or lapse`,
+        { ref },
+      );
     }
     const streamId = newId("t");
     const direct = this.direct.route(s);
     const path = direct ? "direct" : "relay";
     // Group commit: the splicer holds both halves until this line is on disk (see Splicer.create).
-    const durable = pool ? undefined : this.o.audit.appendDurable("stream.open", { ...actors(s), streamId, target: s.target, path });
+    const durable = pool
+      ? undefined
+      : this.o.audit.appendDurable("stream.open", { ...actors(s), streamId, target: s.target, path });
     const { stream, guestToken, agentToken } = this.splicer.create(streamId, s.id, durable, !!direct);
     this.streamTotal++;
     s.streams.add(stream);
     if (pool) stream.pool = "ready";
     else this.counted(s, path);
     // A spare's direct token may go out at once: nothing is served on it before its "use".
-    if (direct) return this.direct.offer(s, stream, { agentToken, guestToken, direct, ref, pool }, durable ?? Promise.resolve());
-    agent.ch.send({ t: "incoming", sessionId: s.id, streamId: stream.id, token: agentToken, ...(pool ? { pool } : {}) });
+    if (direct)
+      return this.direct.offer(s, stream, { agentToken, guestToken, direct, ref, pool }, durable ?? Promise.resolve());
+    agent.ch.send({
+      t: "incoming",
+      sessionId: s.id,
+      streamId: stream.id,
+      token: agentToken,
+      ...(pool ? { pool } : {}),
+    });
     peer.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: guestToken, ref });
   }
 
@@ -119,9 +167,17 @@ export class SessionBook {
   use(peer: Peer, f: { sessionId: string; streamId: string; ref: string }): void {
     const s = this.guestSession(peer, f.sessionId, f.ref);
     const stream = [...s.streams].find((st) => st.id === f.streamId);
-    if (!stream || stream.pool !== "ready") throw new RefusedError("stream", `stream "${f.streamId}" is not a ready pooled stream of this session`, { ref: f.ref });
+    if (!stream || stream.pool !== "ready")
+      throw new RefusedError("stream", `stream "${f.streamId}" is not a ready pooled stream of this session`, {
+        ref: f.ref,
+      });
     const agent = s.share.agent;
-    if (!agent) throw new RefusedError("host_offline", "the host's agent is reconnecting to the coordinator; try again in a moment", { ref: f.ref });
+    if (!agent)
+      throw new RefusedError(
+        "host_offline",
+        "the host's agent is reconnecting to the coordinator; try again in a moment",
+        { ref: f.ref },
+      );
     try {
       scopeCheck(s, f.ref);
     } catch (err) {
@@ -131,16 +187,19 @@ export class SessionBook {
     stream.pool = "used";
     const path = stream.direct ? "direct" : "relay";
     this.counted(s, path);
-    this.o.audit.appendDurable("stream.open", { ...actors(s), streamId: stream.id, target: s.target, path, pooled: true }).then(
-      () => stream.ended || agent.ch.send({ t: "use", sessionId: s.id, streamId: stream.id }),
-      () => this.splicer.end(stream, "the audit log could not record the stream"),
-    );
+    this.o.audit
+      .appendDurable("stream.open", { ...actors(s), streamId: stream.id, target: s.target, path, pooled: true })
+      .then(
+        () => stream.ended || agent.ch.send({ t: "use", sessionId: s.id, streamId: stream.id }),
+        () => this.splicer.end(stream, "the audit log could not record the stream"),
+      );
   }
 
   /** The session, if it is this guest's; the same answer whether it is unknown or someone else's: ids are not capabilities. */
   private guestSession(peer: Peer, sessionId: string, ref: string): Session {
     const s = this.all.get(sessionId);
-    if (!s || s.guest !== peer) throw new RefusedError("no_session", `no session "${sessionId}" belongs to this guest`, { ref });
+    if (!s || s.guest !== peer)
+      throw new RefusedError("no_session", `no session "${sessionId}" belongs to this guest`, { ref });
     return s;
   }
 
@@ -172,7 +231,14 @@ export class SessionBook {
       if (this.all.has(s.id)) this.dirty.add(s);
     }
     // Records what already happened and gates nothing: durable with the next sync, within 50 ms.
-    this.o.audit.appendSoon("stream.close", { ...(s ? actors(s) : { sessionId: stream.sessionId }), streamId: stream.id, bytesUp: stream.up, bytesDown: stream.down, reason })
+    this.o.audit
+      .appendSoon("stream.close", {
+        ...(s ? actors(s) : { sessionId: stream.sessionId }),
+        streamId: stream.id,
+        bytesUp: stream.up,
+        bytesDown: stream.down,
+        reason,
+      })
       .catch((err) => log.error(`audit log: ${errorMessage(err)}`));
   }
 
@@ -186,7 +252,8 @@ export class SessionBook {
   /** The agent refused a stream it was offered: it ends now, with the agent's reason in its close line. */
   refuse(peer: Peer, f: { sessionId: string; streamId: string; reason: string }): void {
     const s = this.all.get(f.sessionId);
-    if (!s || s.share.agent !== peer) throw new RefusedError("no_session", `no session "${f.sessionId}" is served by you`);
+    if (!s || s.share.agent !== peer)
+      throw new RefusedError("no_session", `no session "${f.sessionId}" is served by you`);
     for (const st of s.streams) {
       if (st.id !== f.streamId) continue;
       this.splicer.end(st, `the host refused the stream: ${f.reason}`);
@@ -206,10 +273,14 @@ export class SessionBook {
     if (!s || !peer.guest || peer.guest.sessionId !== sessionId || peer.guest.spki !== s.guestInfo.spki) {
       // The session's own guest (its certificate names the session) hears why it ended; anyone else, nothing.
       const why = !s && peer.guest?.sessionId === sessionId ? this.ended.get(sessionId) : undefined;
-      throw new RefusedError("no_session", why ?? `session "${sessionId}" has ended (or was never yours); ask the host for a new code`);
+      throw new RefusedError(
+        "no_session",
+        why ?? `session "${sessionId}" has ended (or was never yours); ask the host for a new code`,
+      );
     }
     const old = s.guest;
-    if (old && old !== peer) old.ch.fail(new RefusedError("replaced", "this session was resumed on another connection"));
+    if (old && old !== peer)
+      old.ch.fail(new RefusedError("replaced", "this session was resumed on another connection"));
     const wasRestored = s.restored;
     s.guest = peer;
     s.detachedSince = undefined;
@@ -218,8 +289,12 @@ export class SessionBook {
     s.lastActive = Date.now();
     this.o.audit.append("session.resume", { ...actors(s), addr: peer.addr, afterRestart: wasRestored });
     peer.ch.send({
-      t: "resumed", sessionId: s.id, target: s.target, idleTimeoutSec: Math.round(this.o.limits.idleTimeoutMs / 1000),
-      restarted: wasRestored, hostOnline: s.share.agent !== undefined,
+      t: "resumed",
+      sessionId: s.id,
+      target: s.target,
+      idleTimeoutSec: Math.round(this.o.limits.idleTimeoutMs / 1000),
+      restarted: wasRestored,
+      hostOnline: s.share.agent !== undefined,
     });
   }
 
@@ -229,7 +304,11 @@ export class SessionBook {
     s.detachedSince = now;
     s.awayReason = reason;
     this.cutStreams(s, reason ?? "the guest lost its connection to the coordinator");
-    this.o.audit.append("session.detach", { ...actors(s), graceMs: this.o.limits.resumeGraceMs, ...(reason ? { reason } : {}) });
+    this.o.audit.append("session.detach", {
+      ...actors(s),
+      graceMs: this.o.limits.resumeGraceMs,
+      ...(reason ? { reason } : {}),
+    });
   }
 
   end(peer: Peer, sessionId: string, shares: Map<string, LiveShare>, reason?: string): void {
@@ -272,9 +351,22 @@ export class SessionBook {
     this.ended.set(s.id, reason);
     // Its totals are the sum of its streams' lines: after the agent's final counts for direct ones.
     this.direct.afterFinals(s, () => {
-      this.o.audit.append("session.close", { ...actors(s), reason, condition, streams: s.streamCount, bytesUp: s.up, bytesDown: s.down });
+      this.o.audit.append("session.close", {
+        ...actors(s),
+        reason,
+        condition,
+        streams: s.streamCount,
+        bytesUp: s.up,
+        bytesDown: s.down,
+      });
       this.dirty.delete(s);
-      background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down).then(() => this.o.store.closeSession(s.id, reason, Date.now())), "session close", log.warn);
+      background(
+        this.o.store
+          .setTotals(s.id, s.streamCount, s.up, s.down)
+          .then(() => this.o.store.closeSession(s.id, reason, Date.now())),
+        "session close",
+        log.warn,
+      );
     });
     const frame: ServerFrame = { t: "closed", sessionId: s.id, reason };
     s.guest?.ch.send(frame);
@@ -291,7 +383,8 @@ export class SessionBook {
       noteActivity(s, c.now);
       const failed = sessionFails(s, c);
       if (!failed) continue;
-      if (failed.condition === "idle") this.o.audit.append("session.idle", { ...actors(s), idleMs: c.now - s.lastActive });
+      if (failed.condition === "idle")
+        this.o.audit.append("session.idle", { ...actors(s), idleMs: c.now - s.lastActive });
       this.close(s, failed.reason, failed.condition);
     }
   }

@@ -15,33 +15,47 @@ export class ShareDesk {
   /** Share ids being registered, with their host's key: held while the store answers, counted against the caps. */
   private readonly opening = new Map<string, string>();
 
-  constructor(private readonly o: BrokerOptions, private readonly shares: Map<string, LiveShare>, private readonly sessions: SessionBook) {}
+  constructor(
+    private readonly o: BrokerOptions,
+    private readonly shares: Map<string, LiveShare>,
+    private readonly sessions: SessionBook,
+  ) {}
 
   async register(peer: Peer, f: CF<"register">): Promise<void> {
     const host = requireHost(peer);
     const known = this.shares.get(f.shareId);
-    if (known && known.hostSpki !== host.spki) throw new RefusedError("share_taken", `share id "${f.shareId}" belongs to another host; pick another id`);
+    if (known && known.hostSpki !== host.spki)
+      throw new RefusedError("share_taken", `share id "${f.shareId}" belongs to another host; pick another id`);
     if (known?.agent) throw new RefusedError("share_busy", `an agent is already serving share "${f.shareId}"`);
     const now = Date.now();
-    const put = async () => this.o.store.putShare({ id: f.shareId, hostSpki: host.spki, hostName: host.name, targets: f.targets }, now);
+    const put = async () =>
+      this.o.store.putShare({ id: f.shareId, hostSpki: host.spki, hostName: host.name, targets: f.targets }, now);
     if (known) {
       await put();
       await this.o.cluster?.claim(f.shareId);
-    }
-    else {
+    } else {
       this.checkShareCaps(f.shareId, host);
       // Held while the store answers, so racing registrations cannot overshoot the caps.
       this.opening.set(f.shareId, host.spki);
       try {
         const row = await this.o.store.getShare(f.shareId);
-        if (row && row.hostSpki !== host.spki) throw new RefusedError("share_taken", `share id "${f.shareId}" belongs to another host; pick another id`);
+        if (row && row.hostSpki !== host.spki)
+          throw new RefusedError("share_taken", `share id "${f.shareId}" belongs to another host; pick another id`);
         await put();
         await this.o.cluster?.claim(f.shareId);
       } finally {
         this.opening.delete(f.shareId);
       }
     }
-    const share: LiveShare = known ?? { id: f.shareId, hostSpki: host.spki, hostName: host.name, targets: f.targets, approvers: new Set(), requests: new Set(), sessions: new Set() };
+    const share: LiveShare = known ?? {
+      id: f.shareId,
+      hostSpki: host.spki,
+      hostName: host.name,
+      targets: f.targets,
+      approvers: new Set(),
+      requests: new Set(),
+      sessions: new Set(),
+    };
     share.targets = f.targets;
     share.requestsById = f.requestsById ?? false;
     share.agent = peer;
@@ -49,7 +63,14 @@ export class ShareDesk {
     share.awayReason = undefined;
     if (f.approver) share.approvers.add(peer);
     this.shares.set(share.id, share);
-    this.o.audit.append(known ? "share.back" : "share.open", { shareId: share.id, host: host.name, hostKey: host.spki, targets: f.targets.join(","), addr: peer.addr, requestsById: f.requestsById || undefined });
+    this.o.audit.append(known ? "share.back" : "share.open", {
+      shareId: share.id,
+      host: host.name,
+      hostKey: host.spki,
+      targets: f.targets.join(","),
+      addr: peer.addr,
+      requestsById: f.requestsById || undefined,
+    });
     peer.ch.send({ t: "registered", shareId: share.id, targets: share.targets });
     // The agent forgot its sessions when it lost us; tell it again which guests it serves.
     for (const s of [...share.sessions]) {
@@ -63,14 +84,22 @@ export class ShareDesk {
 
   /** A new share must fit the coordinator's cap and its host's (shares being registered count too). */
   private checkShareCaps(shareId: string, host: { spki: string; name: string }): void {
-    if (this.opening.has(shareId)) throw new RefusedError("share_busy", `an agent is already registering share "${shareId}"`);
+    if (this.opening.has(shareId))
+      throw new RefusedError("share_busy", `an agent is already registering share "${shareId}"`);
     const { maxShares, maxSharesPerHost } = this.o.limits;
-    if (this.shares.size + this.opening.size >= maxShares) throw new RefusedError("limit", `this coordinator has reached its share limit (${maxShares} shares); try again later`);
+    if (this.shares.size + this.opening.size >= maxShares)
+      throw new RefusedError(
+        "limit",
+        `this coordinator has reached its share limit (${maxShares} shares); try again later`,
+      );
     let mine = 0;
     for (const s of this.shares.values()) if (s.hostSpki === host.spki) mine++;
     for (const spki of this.opening.values()) if (spki === host.spki) mine++;
     if (mine >= maxSharesPerHost) {
-      throw new RefusedError("limit", `host "${host.name}" already holds ${mine} shares, the per-host cap; stop one of them (a share whose agent went away counts until its resume grace ends), or ask the coordinator's operator to raise --max-shares-per-host`);
+      throw new RefusedError(
+        "limit",
+        `host "${host.name}" already holds ${mine} shares, the per-host cap; stop one of them (a share whose agent went away counts until its resume grace ends), or ask the coordinator's operator to raise --max-shares-per-host`,
+      );
     }
   }
 
@@ -78,7 +107,10 @@ export class ShareDesk {
     const host = requireHost(peer);
     const share = this.shares.get(f.shareId);
     if (!share || share.hostSpki !== host.spki) {
-      throw new RefusedError("no_share", `no agent of this host is serving share "${f.shareId}"; start \`tessera agent --share-id ${f.shareId} --allow HOST:PORT\` first`);
+      throw new RefusedError(
+        "no_share",
+        `no agent of this host is serving share "${f.shareId}"; start \`tessera agent --share-id ${f.shareId} --allow HOST:PORT\` first`,
+      );
     }
     // Mint-only (`tessera mcp`): codes yes, answers never; the human's prompt stays the only approver.
     if (f.approve === false) (share.minters ??= new Set()).add(peer);
@@ -89,29 +121,52 @@ export class ShareDesk {
   status(peer: Peer, f: CF<"status">): void {
     const host = requireHost(peer);
     const share = this.shares.get(f.shareId);
-    if (!share || share.hostSpki !== host.spki) throw new RefusedError("no_share", `this host has no share "${f.shareId}" on this coordinator`, { ref: f.ref });
+    if (!share || share.hostSpki !== host.spki)
+      throw new RefusedError("no_share", `this host has no share "${f.shareId}" on this coordinator`, { ref: f.ref });
     peer.ch.send(shareStatus(share, Date.now(), this.o.limits.idleTimeoutMs));
   }
 
   async mint(peer: Peer, f: CF<"mint">): Promise<void> {
     const share = this.shares.get(f.shareId);
     const mintOnly = !!share?.minters?.has(peer);
-    if (!share || !(share.approvers.has(peer) || mintOnly)) throw new RefusedError("forbidden", `you are not approving share "${f.shareId}"`);
+    if (!share || !(share.approvers.has(peer) || mintOnly))
+      throw new RefusedError("forbidden", `you are not approving share "${f.shareId}"`);
     const target = f.target ?? share.targets[0]!;
-    if (!share.targets.includes(target)) throw new RefusedError("bad_target", `share "${share.id}" does not allow ${target} (allowed: ${share.targets.join(", ")})`);
+    if (!share.targets.includes(target))
+      throw new RefusedError(
+        "bad_target",
+        `share "${share.id}" does not allow ${target} (allowed: ${share.targets.join(", ")})`,
+      );
     const now = Date.now();
     const max = this.o.limits.maxCodesPerShare;
     if ((await this.o.store.liveCodes(share.id, now)) >= max) {
-      throw new RefusedError("limit", `share "${share.id}" already has ${max} unused codes, the per-share cap; use one or wait for some to expire (the coordinator's operator sets the cap with --max-codes-per-share)`);
+      throw new RefusedError(
+        "limit",
+        `share "${share.id}" already has ${max} unused codes, the per-share cap; use one or wait for some to expire (the coordinator's operator sets the cap with --max-codes-per-share)`,
+      );
     }
     // Only the nameplate is made here: the secret half is the minter's, and never comes this way.
     const expiresAt = now + this.o.limits.codeTtlMs;
     let nameplate = generateNameplate();
-    for (let i = 0; !(await this.o.store.claimCode(hashCode(this.o.codeKey, nameplate), share.id, target, expiresAt, now)); i++) {
-      if (i >= 20) throw new RefusedError("limit", "the coordinator could not find a free nameplate for a new code; try again shortly");
+    for (
+      let i = 0;
+      !(await this.o.store.claimCode(hashCode(this.o.codeKey, nameplate), share.id, target, expiresAt, now));
+      i++
+    ) {
+      if (i >= 20)
+        throw new RefusedError(
+          "limit",
+          "the coordinator could not find a free nameplate for a new code; try again shortly",
+        );
       nameplate = generateNameplate();
     }
-    this.o.audit.append("code.mint", { shareId: share.id, host: share.hostName, target, expiresAt: new Date(expiresAt).toISOString(), mintOnly: mintOnly || undefined });
+    this.o.audit.append("code.mint", {
+      shareId: share.id,
+      host: share.hostName,
+      target,
+      expiresAt: new Date(expiresAt).toISOString(),
+      mintOnly: mintOnly || undefined,
+    });
     peer.ch.send({ t: "code", shareId: share.id, nameplate, target, expiresAt });
   }
 }

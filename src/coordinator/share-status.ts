@@ -19,5 +19,14 @@ export function shareStatus(share: LiveShare, now: number, idleTimeoutMs?: numbe
     away: !s.guest,
     path: pathOf(s),
   }));
-  return { t: "status", shareId: share.id, online: !!share.agent, targets: share.targets, sessions, more: all.length - sessions.length, requests: share.requests.size, ...(idleTimeoutMs !== undefined ? { idleTimeoutSec: Math.floor(idleTimeoutMs / 1000) } : {}) };
+  return {
+    t: "status",
+    shareId: share.id,
+    online: !!share.agent,
+    targets: share.targets,
+    sessions,
+    more: all.length - sessions.length,
+    requests: share.requests.size,
+    ...(idleTimeoutMs !== undefined ? { idleTimeoutSec: Math.floor(idleTimeoutMs / 1000) } : {}),
+  };
 }

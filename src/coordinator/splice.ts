@@ -41,7 +41,11 @@ export class Splicer {
   forward: ((sock: Socket<End>, head: Buffer) => boolean) | undefined;
 
   /** `tag`: the first bytes of every token, naming this node to the others. */
-  constructor(private readonly events: SpliceEvents, private readonly tokenTtlMs: number, private readonly tag?: Buffer) {}
+  constructor(
+    private readonly events: SpliceEvents,
+    private readonly tokenTtlMs: number,
+    private readonly tag?: Buffer,
+  ) {}
 
   /** Streams waiting for their guest or agent (each holds a lapse timer until paired or ended). */
   get pending(): number {
@@ -53,16 +57,33 @@ export class Splicer {
    * `durable` is the audit record of the opening: no byte crosses the splice before it resolves, so
    * guest and agent can dial while the disk syncs, yet nothing happens that the log does not hold.
    */
-  create(id: string, sessionId: string, durable: Promise<void> = Promise.resolve(), direct = false): { stream: Stream; guestToken: string; agentToken: string } {
+  create(
+    id: string,
+    sessionId: string,
+    durable: Promise<void> = Promise.resolve(),
+    direct = false,
+  ): { stream: Stream; guestToken: string; agentToken: string } {
     const stream: Stream = {
-      id, sessionId, spliced: false, ended: false, durable: false, direct,
-      get up() { return this.guest?.data.bytesRead ?? this.reported?.up ?? 0; },
-      get down() { return this.agent?.data.bytesRead ?? this.reported?.down ?? 0; },
+      id,
+      sessionId,
+      spliced: false,
+      ended: false,
+      durable: false,
+      direct,
+      get up() {
+        return this.guest?.data.bytesRead ?? this.reported?.up ?? 0;
+      },
+      get down() {
+        return this.agent?.data.bytesRead ?? this.reported?.down ?? 0;
+      },
     };
-    durable.then(() => {
-      stream.durable = true;
-      if (stream.guest && stream.agent && !stream.ended) this.splice(stream);
-    }, () => this.end(stream, "the audit log could not record the stream"));
+    durable.then(
+      () => {
+        stream.durable = true;
+        if (stream.guest && stream.agent && !stream.ended) this.splice(stream);
+      },
+      () => this.end(stream, "the audit log could not record the stream"),
+    );
     const guestToken = this.token();
     const agentToken = this.token();
     this.byToken.set(tokenKey(guestToken), { stream, side: "guest" });
@@ -112,7 +133,10 @@ export class Splicer {
   }
 
   private lapse(stream: Stream): void {
-    this.timers.set(stream, setTimeout(() => this.end(stream, "stream was not picked up in time"), this.tokenTtlMs));
+    this.timers.set(
+      stream,
+      setTimeout(() => this.end(stream, "stream was not picked up in time"), this.tokenTtlMs),
+    );
   }
 
   /** Cuts a stream now (revoke, session end): both sockets are closed, pending bytes dropped. */

@@ -13,7 +13,11 @@ import type { Cluster } from "./cluster.ts";
 
 export type { Peer, PeerLink } from "./peer.ts";
 
-export interface GuestInfo { name: string; addr: string; spki: string }
+export interface GuestInfo {
+  name: string;
+  addr: string;
+  spki: string;
+}
 
 export interface LiveShare {
   id: string;
@@ -93,10 +97,13 @@ export interface BrokerOptions {
 }
 
 export function requireHost(peer: Peer): { spki: string; name: string } {
-  if (!peer.host) throw new RefusedError("not_host", "this needs an enrolled host certificate; run `tessera link COORDINATOR --token TOKEN` on this machine first");
+  if (!peer.host)
+    throw new RefusedError(
+      "not_host",
+      "this needs an enrolled host certificate; run `tessera link COORDINATOR --token TOKEN` on this machine first",
+    );
   return peer.host;
 }
-
 
 export function newId(prefix: string): string {
   return `${prefix}-${randomBytes(9).toString("base64url")}`;
@@ -113,7 +120,10 @@ export function formatDuration(ms: number): string {
 
 /** Store writes that follow an audited action: a failure is logged, never silently dropped (the promise never rejects). */
 export function background(p: Promise<unknown>, what: string, warn: (m: string) => void): Promise<void> {
-  return p.then(() => {}, (err) => warn(`store: ${what} failed: ${errorMessage(err)}`));
+  return p.then(
+    () => {},
+    (err) => warn(`store: ${what} failed: ${errorMessage(err)}`),
+  );
 }
 
 /** A session's streams offered and not yet paired (bounded by maxStreamsPerSession). */
@@ -125,7 +135,14 @@ export function pendingOf(s: Session): number {
 
 /** Who a session line is about: the guest (name, key, address it asked from), the host and the share. */
 export function actors(s: Session) {
-  return { sessionId: s.id, shareId: s.share.id, host: s.share.hostName, guest: s.guestInfo.name, guestKey: s.guestInfo.spki, addr: s.guestInfo.addr };
+  return {
+    sessionId: s.id,
+    shareId: s.share.id,
+    host: s.share.hostName,
+    guest: s.guestInfo.name,
+    guestKey: s.guestInfo.spki,
+    addr: s.guestInfo.addr,
+  };
 }
 
 /** The host's scoped yes (`y 15m`, `y 1`): counted in streams opened, as the agent counts them too. */

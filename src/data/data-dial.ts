@@ -28,7 +28,13 @@ const RAW_HANDLERS: SocketHandler<End> = {
 
 /** Only the TCP connection to the data plane (the guest opens it while it waits for its token). */
 export async function connectData(to: { host: string; port: number }): Promise<Socket<End>> {
-  const raw = await Bun.connect<End>({ hostname: to.host, port: to.port, allowHalfOpen: true, data: newEnd(), socket: RAW_HANDLERS });
+  const raw = await Bun.connect<End>({
+    hostname: to.host,
+    port: to.port,
+    allowHalfOpen: true,
+    data: newEnd(),
+    socket: RAW_HANDLERS,
+  });
   raw.setNoDelay(true);
   // A stream whose far end vanished (no FIN, no RST) is found by TCP keepalive, not held for ever.
   raw.setKeepAlive(true, KEEPALIVE_MS);
@@ -36,12 +42,23 @@ export async function connectData(to: { host: string; port: number }): Promise<S
 }
 
 /** Presents the token on a connected data socket and starts the end-to-end TLS over it. */
-export function startData(raw: Socket<End>, token: string, tls: InnerTls, end: End, isServer = false): { raw: Socket<End>; inner: Socket<End> } {
+export function startData(
+  raw: Socket<End>,
+  token: string,
+  tls: InnerTls,
+  end: End,
+  isServer = false,
+): { raw: Socket<End>; inner: Socket<End> } {
   if (raw.data.closed) throw new Error("the data connection closed before its token was ready");
   raw.write(Buffer.concat([DATA_MAGIC, Buffer.from(token, "base64url")]));
   // The preamble goes out in clear first; everything after it is the end-to-end TLS.
   // isServer (not in bun-types, but honoured by upgradeTLS as node:tls uses it) makes the dialled
   // socket the TLS server: the agent dials out, yet serves the end-to-end TLS.
-  const [, inner] = raw.upgradeTLS<End>({ data: end, tls, socket: PIPE_HANDLERS, ...(isServer ? { isServer: true } : {}) } as Parameters<typeof raw.upgradeTLS<End>>[0]);
+  const [, inner] = raw.upgradeTLS<End>({
+    data: end,
+    tls,
+    socket: PIPE_HANDLERS,
+    ...(isServer ? { isServer: true } : {}),
+  } as Parameters<typeof raw.upgradeTLS<End>>[0]);
   return { raw, inner };
 }

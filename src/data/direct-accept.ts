@@ -30,7 +30,13 @@ const MAX_PARKED_BYTES = 16 * 1024;
 const MAX_PROBES = 4096;
 
 /** The raw connection: its preamble until it is read, then nothing (the TLS over it has the bytes). */
-interface Raw { head: Buffer; timer?: ReturnType<typeof setTimeout>; upgraded: boolean; closed: boolean; parked?: string }
+interface Raw {
+  head: Buffer;
+  timer?: ReturnType<typeof setTimeout>;
+  upgraded: boolean;
+  closed: boolean;
+  parked?: string;
+}
 
 /** Who waits for a stream's direct connection: a local TCP connection, a node stream, a target. */
 export interface DirectWaiter {
@@ -45,9 +51,17 @@ export interface DirectWaiter {
 }
 
 /** The key the far end must hold, and where a certificate that passed is remembered (see peerKeyIs). */
-export interface PeerPin { peerSpki: string; checked: { checked?: Buffer } }
+export interface PeerPin {
+  peerSpki: string;
+  checked: { checked?: Buffer };
+}
 
-interface Expected { w: DirectWaiter; pin: PeerPin; timer: ReturnType<typeof setTimeout>; streamId: string }
+interface Expected {
+  w: DirectWaiter;
+  pin: PeerPin;
+  timer: ReturnType<typeof setTimeout>;
+  streamId: string;
+}
 
 export interface DirectAcceptorOptions {
   /** The inner TLS options, as on the relay; `isServer` as there: the agent serves the TLS, the guest is its client. */
@@ -85,7 +99,9 @@ export class DirectAcceptor {
 
   private listenOn(hostname: string): number {
     this.server = Bun.listen<Raw>({
-      hostname, port: 0, allowHalfOpen: true,
+      hostname,
+      port: 0,
+      allowHalfOpen: true,
       socket: {
         open: (s) => this.opened(s),
         data: (s, chunk) => this.head(s, chunk),
@@ -112,7 +128,8 @@ export class DirectAcceptor {
   /** A stream on the direct path: `w` waits for the connection with this token (base64url), from the key in `pin`. */
   expect(token: string, streamId: string, pin: PeerPin, w: DirectWaiter): void {
     const key = tokenKey(Buffer.from(token, "base64url"));
-    if (this.expected.size >= MAX_EXPECTED) return w.fail(`more than ${MAX_EXPECTED} streams are waiting for a direct connection; refused one`);
+    if (this.expected.size >= MAX_EXPECTED)
+      return w.fail(`more than ${MAX_EXPECTED} streams are waiting for a direct connection; refused one`);
     const timer = setTimeout(() => {
       this.forget(key);
       w.fail(`the ${this.o.peerRole}'s direct connection did not come; the connection was closed`);
@@ -165,7 +182,8 @@ export class DirectAcceptor {
     if (head.length < PREAMBLE_BYTES) return void (s.data.head = head);
     // A TLS client sends its ClientHello after the preamble, a TLS server nothing until it hears one.
     const extra = head.length > PREAMBLE_BYTES;
-    if ((extra && !this.o.isServer) || !head.subarray(0, DATA_MAGIC.length).equals(DATA_MAGIC)) return this.unmatch(s, true);
+    if ((extra && !this.o.isServer) || !head.subarray(0, DATA_MAGIC.length).equals(DATA_MAGIC))
+      return this.unmatch(s, true);
     const key = tokenKey(head.subarray(DATA_MAGIC.length, PREAMBLE_BYTES));
     const probe = this.probes.get(key);
     if (probe) return this.upgrade(s, "", probe, true, head.subarray(PREAMBLE_BYTES));
@@ -179,7 +197,13 @@ export class DirectAcceptor {
   }
 
   /** Starts the end-to-end TLS; the stream is matched only once the far end's key is checked. */
-  private upgrade(s: Socket<Raw>, key: string, pin: PeerPin, probe: boolean, rest: Buffer = s.data.head.subarray(PREAMBLE_BYTES)): void {
+  private upgrade(
+    s: Socket<Raw>,
+    key: string,
+    pin: PeerPin,
+    probe: boolean,
+    rest: Buffer = s.data.head.subarray(PREAMBLE_BYTES),
+  ): void {
     if (s.data.closed) return;
     this.unmatch(s, false);
     s.data.upgraded = true;
@@ -187,7 +211,11 @@ export class DirectAcceptor {
     const end = newEnd({
       resume: this.o.resume,
       onHandshake: (inner, ok, err) => {
-        const why = handshakeProblem(ok, err, this.o.isServer) ?? (peerKeyIs(inner, pin.peerSpki, pin.checked) ? undefined : `the ${this.o.peerRole}'s key is not the one this session was approved for`);
+        const why =
+          handshakeProblem(ok, err, this.o.isServer) ??
+          (peerKeyIs(inner, pin.peerSpki, pin.checked)
+            ? undefined
+            : `the ${this.o.peerRole}'s key is not the one this session was approved for`);
         if (why) {
           log.debug(`direct connection refused: ${why}`);
           cut(inner);
@@ -208,7 +236,13 @@ export class DirectAcceptor {
         s.terminate();
       },
     });
-    const [, inner] = s.upgradeTLS<End>({ isServer: this.o.isServer, data: end, tls: this.o.tls, socket: PIPE_HANDLERS, ...(rest.length ? { initialData: rest } : {}) } as Parameters<typeof s.upgradeTLS<End>>[0]);
+    const [, inner] = s.upgradeTLS<End>({
+      isServer: this.o.isServer,
+      data: end,
+      tls: this.o.tls,
+      socket: PIPE_HANDLERS,
+      ...(rest.length ? { initialData: rest } : {}),
+    } as Parameters<typeof s.upgradeTLS<End>>[0]);
     this.o.socks?.add(inner);
   }
 

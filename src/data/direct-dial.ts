@@ -46,32 +46,46 @@ export async function dialDirect(h: Hint, token: string, o: DirectDialOptions): 
     fail = reject;
     timer = setTimeout(() => {
       if (conn) cutBoth(conn);
-      reject(new Error(`${where} did not ${conn ? `complete the ${o.peerRole}'s TLS` : "connect"} within ${ms / 1000}s`));
+      reject(
+        new Error(`${where} did not ${conn ? `complete the ${o.peerRole}'s TLS` : "connect"} within ${ms / 1000}s`),
+      );
     }, ms);
   });
   try {
-    return await Promise.race([timeout, (async () => {
-      const raw = await connectData(h).catch((e: unknown) => {
-        throw new Error(`${where}: ${errorMessage(e)}`);
-      });
-      if (o.patient) {
-        clearTimeout(timer);
-        timer = setTimeout(() => {
-          if (conn) cutBoth(conn);
-          fail(new Error(`${where} did not complete the ${o.peerRole}'s TLS within ${DIRECT_VERIFY_TIMEOUT_MS / 1000}s`));
-        }, DIRECT_VERIFY_TIMEOUT_MS);
-      }
-      return new Promise<Conn>((resolve, reject) => {
-        const gone = () => reject(new Error(`${where} closed the connection before the ${o.peerRole}'s TLS was verified`));
-        conn = startVerified(raw, {
-          token, tls: o.tls, isServer: o.isServer, peerRole: o.peerRole, peerSpki: o.pin.peerSpki, checked: o.pin.checked, resume: o.resume,
-          onVerified: () => resolve(conn!),
-          onRejected: (why) => reject(new Error(`${where}: ${why}`)),
-          onClose: gone,
+    return await Promise.race([
+      timeout,
+      (async () => {
+        const raw = await connectData(h).catch((e: unknown) => {
+          throw new Error(`${where}: ${errorMessage(e)}`);
         });
-        raw.data.onClose = gone;
-      });
-    })()]);
+        if (o.patient) {
+          clearTimeout(timer);
+          timer = setTimeout(() => {
+            if (conn) cutBoth(conn);
+            fail(
+              new Error(`${where} did not complete the ${o.peerRole}'s TLS within ${DIRECT_VERIFY_TIMEOUT_MS / 1000}s`),
+            );
+          }, DIRECT_VERIFY_TIMEOUT_MS);
+        }
+        return new Promise<Conn>((resolve, reject) => {
+          const gone = () =>
+            reject(new Error(`${where} closed the connection before the ${o.peerRole}'s TLS was verified`));
+          conn = startVerified(raw, {
+            token,
+            tls: o.tls,
+            isServer: o.isServer,
+            peerRole: o.peerRole,
+            peerSpki: o.pin.peerSpki,
+            checked: o.pin.checked,
+            resume: o.resume,
+            onVerified: () => resolve(conn!),
+            onRejected: (why) => reject(new Error(`${where}: ${why}`)),
+            onClose: gone,
+          });
+          raw.data.onClose = gone;
+        });
+      })(),
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -82,7 +96,10 @@ export async function probeDirect(h: Hint, sessionId: string, o: DirectDialOptio
   const conn = await dialDirect(h, probeToken(sessionId).toString("base64url"), o);
   const sock = conn.inner;
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${formatTarget(h.host, h.port)}: no answer to the probe`)), o.timeoutMs ?? DIRECT_DIAL_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => reject(new Error(`${formatTarget(h.host, h.port)}: no answer to the probe`)),
+      o.timeoutMs ?? DIRECT_DIAL_TIMEOUT_MS,
+    );
     const answer = (got: Buffer) => {
       clearTimeout(timer);
       if (got.subarray(0, PROBE_OK.length).equals(PROBE_OK)) resolve();
@@ -91,17 +108,33 @@ export async function probeDirect(h: Hint, sessionId: string, o: DirectDialOptio
     const early = Buffer.concat(sock.data.early);
     if (early.length) return answer(early);
     // The answer is read here, not piped anywhere (see pipe.ts SocketSink).
-    sock.data.sink = { feed: (c) => answer(Buffer.from(c)), drained() {}, ended: () => answer(Buffer.alloc(0)), gone: () => answer(Buffer.alloc(0)) };
+    sock.data.sink = {
+      feed: (c) => answer(Buffer.from(c)),
+      drained() {},
+      ended: () => answer(Buffer.alloc(0)),
+      gone: () => answer(Buffer.alloc(0)),
+    };
   }).finally(() => cutBoth(conn));
 }
 
 /** Probes every hint at once, each once; resolves with the first that proved to be the peer, and why the others did not. */
-export async function firstProbe(hints: Hint[], sessionId: string, o: DirectDialOptions): Promise<{ won?: Hint; why: string[] }> {
+export async function firstProbe(
+  hints: Hint[],
+  sessionId: string,
+  o: DirectDialOptions,
+): Promise<{ won?: Hint; why: string[] }> {
   const why: string[] = [];
-  const won = await Promise.any(hints.map((h) => probeDirect(h, sessionId, o).then(() => h, (e: unknown) => {
-    why.push(errorMessage(e));
-    throw e;
-  }))).catch(() => undefined);
+  const won = await Promise.any(
+    hints.map((h) =>
+      probeDirect(h, sessionId, o).then(
+        () => h,
+        (e: unknown) => {
+          why.push(errorMessage(e));
+          throw e;
+        },
+      ),
+    ),
+  ).catch(() => undefined);
   return { won, why };
 }
 

@@ -47,7 +47,18 @@ export interface SocketSink {
 }
 
 export function newEnd(init: Partial<End> = {}): End {
-  return { peer: undefined, early: [], earlyBytes: 0, pending: undefined, endAfterDrain: false, readEnded: false, writeEnded: false, closed: false, bytesRead: 0, ...init };
+  return {
+    peer: undefined,
+    early: [],
+    earlyBytes: 0,
+    pending: undefined,
+    endAfterDrain: false,
+    readEnded: false,
+    writeEnded: false,
+    closed: false,
+    bytesRead: 0,
+    ...init,
+  };
 }
 
 /** Pairs two sockets: whatever each read before is delivered, then bytes flow both ways. */
@@ -59,7 +70,10 @@ export function pair(a: Socket<End>, b: Socket<End>): void {
   }
   a.data.peer = b;
   b.data.peer = a;
-  for (const [from, to] of [[a, b], [b, a]] as const) {
+  for (const [from, to] of [
+    [a, b],
+    [b, a],
+  ] as const) {
     const early = from.data.early;
     from.data.early = [];
     from.data.earlyBytes = 0;

@@ -31,8 +31,11 @@ export function startVerified(raw: Socket<End>, o: VerifiedStreamOptions): { raw
     resume: o.resume,
     onClose: o.onClose,
     onHandshake: (inner, ok, err) => {
-      const why = handshakeProblem(ok, err, o.isServer)
-        ?? (peerKeyIs(inner, o.peerSpki, o.checked) ? undefined : `the ${o.peerRole}'s key is not the one this session was approved for`);
+      const why =
+        handshakeProblem(ok, err, o.isServer) ??
+        (peerKeyIs(inner, o.peerSpki, o.checked)
+          ? undefined
+          : `the ${o.peerRole}'s key is not the one this session was approved for`);
       if (why === undefined) return o.onVerified(inner);
       cut(inner);
       o.onRejected(why);
@@ -42,7 +45,10 @@ export function startVerified(raw: Socket<End>, o: VerifiedStreamOptions): { raw
 }
 
 /** Dials the data plane at `to` (the address the control connection reached) and starts the verified stream. */
-export async function dialVerified(to: { host: string; port: number }, o: VerifiedStreamOptions): Promise<{ raw: Socket<End>; inner: Socket<End> }> {
+export async function dialVerified(
+  to: { host: string; port: number },
+  o: VerifiedStreamOptions,
+): Promise<{ raw: Socket<End>; inner: Socket<End> }> {
   return startVerified(await connectData(to), o);
 }
 
@@ -53,7 +59,8 @@ export async function dialVerified(to: { host: string; port: number }, o: Verifi
  * guest a name miss alone passes, and anything else (or a failure without a reason) does not.
  */
 export function handshakeProblem(ok: boolean, err: Error | null, isServer: boolean): string | undefined {
-  if (err) return !isServer && (err as { code?: string }).code === "ERR_TLS_CERT_ALTNAME_INVALID" ? undefined : err.message;
+  if (err)
+    return !isServer && (err as { code?: string }).code === "ERR_TLS_CERT_ALTNAME_INVALID" ? undefined : err.message;
   return ok ? undefined : "TLS handshake failed";
 }
 
@@ -62,7 +69,11 @@ export function handshakeProblem(ok: boolean, err: Error | null, isServer: boole
  * costs milliseconds, so the DER that passed once is remembered in `cache` and later streams of the same
  * session compare bytes (a different certificate is parsed and checked in full).
  */
-export function peerKeyIs(sock: { getPeerX509Certificate(): { raw?: Buffer } | null | undefined }, spki: string, cache: { checked?: Buffer }): boolean {
+export function peerKeyIs(
+  sock: { getPeerX509Certificate(): { raw?: Buffer } | null | undefined },
+  spki: string,
+  cache: { checked?: Buffer },
+): boolean {
   // Not getPeerCertificate(): it builds the certificate's every field and fingerprint (~12 µs a call
   // here, once per stream on each side); the X509 object's DER alone costs ~1.5 µs.
   const raw = sock.getPeerX509Certificate()?.raw;

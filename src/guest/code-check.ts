@@ -13,12 +13,19 @@ export interface CodeRun {
   /** The guest's CPace share, for the redeem frame (the secret half stays in here). */
   redeem: { code: string; pake: { sid: string; msg: string } };
   /** Waits for the host's answer and confirms; resolves with what the code proved, or rejects (the code is burnt). */
-  confirm(client: ControlClient, pending: FrameOf<ServerFrame, "pending">): Promise<{ hostSpki: string; verify: string }>;
+  confirm(
+    client: ControlClient,
+    pending: FrameOf<ServerFrame, "pending">,
+  ): Promise<{ hostSpki: string; verify: string }>;
 }
 
 export function startCode(input: string, guest: GuestClaims): CodeRun {
   const normalized = normalizeCode(input);
-  if (!normalized) throw new TesseraError("bad_code", "that is not a tessera code (expected 8 letters and digits, like K7QF-M2XD, or an invite HOST:PORT/K7QF-M2XD)");
+  if (!normalized)
+    throw new TesseraError(
+      "bad_code",
+      "that is not a tessera code (expected 8 letters and digits, like K7QF-M2XD, or an invite HOST:PORT/K7QF-M2XD)",
+    );
   const { nameplate, secret } = splitCode(normalized);
   const run = guestStart(nameplate, secret);
   return {
@@ -30,7 +37,10 @@ export function startCode(input: string, guest: GuestClaims): CodeRun {
       if (!keys || !tagsEqual(f.tag, keys.hostTag)) {
         // No tag back: the host learns the code failed without a second chance at it.
         client.send({ t: "confirm", requestId: f.requestId });
-        throw new TesseraError("code_mismatch", `${CODE_MISMATCH}. Check the code with the host (it is single use: they will need to make a new one)`);
+        throw new TesseraError(
+          "code_mismatch",
+          `${CODE_MISMATCH}. Check the code with the host (it is single use: they will need to make a new one)`,
+        );
       }
       client.send({ t: "confirm", requestId: f.requestId, tag: keys.guestTag });
       return { hostSpki: f.hostSpki, verify: keys.verify };
@@ -42,7 +52,11 @@ export function startCode(input: string, guest: GuestClaims): CodeRun {
  * The approval must name the keys the code confirmed: the host's (which the end-to-end TLS pins) and the
  * guest's own (in its certificate). Returns why not, in plain words, or undefined when it does.
  */
-export function approvalMismatch(approved: FrameOf<ServerFrame, "approved">, confirmedHostSpki: string, ownSpki: string): string | undefined {
+export function approvalMismatch(
+  approved: FrameOf<ServerFrame, "approved">,
+  confirmedHostSpki: string,
+  ownSpki: string,
+): string | undefined {
   if (approved.hostSpki !== confirmedHostSpki) {
     return `the coordinator named host key ${approved.hostSpki}, but the code confirmed ${confirmedHostSpki}: the coordinator swapped the host's key, so nothing was sent`;
   }
@@ -52,6 +66,7 @@ export function approvalMismatch(approved: FrameOf<ServerFrame, "approved">, con
   } catch {
     return "the coordinator sent a certificate that does not parse, so nothing was sent";
   }
-  if (certSpki !== ownSpki) return `the coordinator issued the session certificate for key ${certSpki}, not this guest's ${ownSpki}: it swapped the guest's key, so nothing was sent`;
+  if (certSpki !== ownSpki)
+    return `the coordinator issued the session certificate for key ${certSpki}, not this guest's ${ownSpki}: it swapped the guest's key, so nothing was sent`;
   return undefined;
 }

@@ -51,7 +51,11 @@ export class DirectListener {
     this.pin = { peerSpki: o.hostSpki, checked: o.checked };
     this.reports = new StreamReports((f) => o.send(f));
     this.acceptor = new DirectAcceptor({
-      tls: o.tls, isServer: false, peerRole: "host", resume: o.resume, socks: o.socks,
+      tls: o.tls,
+      isServer: false,
+      peerRole: "host",
+      resume: o.resume,
+      socks: o.socks,
       onTaken: () => {
         if (!this.active) o.onPath?.("direct");
         this.active = true;
@@ -87,9 +91,17 @@ export class DirectListener {
   /** The host's signed hints (`share --direct-listen`): checked as the agent checks ours, probed once each, the outcome reported. */
   async hostHints(f: FrameOf<ServerFrame, "hints">): Promise<void> {
     const report = (ok: boolean, counts: { dialled: number; refused: number; over: number }, reason?: string) =>
-      this.o.send({ t: "direct", sessionId: f.sessionId, ok, offered: f.hints.length, ...counts, ...(reason ? { reason: reason.slice(0, 200) } : {}) });
+      this.o.send({
+        t: "direct",
+        sessionId: f.sessionId,
+        ok,
+        offered: f.hints.length,
+        ...counts,
+        ...(reason ? { reason: reason.slice(0, 200) } : {}),
+      });
     const none = { dialled: 0, refused: 0, over: 0 };
-    if (f.sessionId !== this.o.sessionId || this.hostHinted) return report(false, none, "hints were already offered for this session");
+    if (f.sessionId !== this.o.sessionId || this.hostHinted)
+      return report(false, none, "hints were already offered for this session");
     this.hostHinted = true;
     const forged = hintsProblem(f, "host", this.o.hostSpki);
     if (forged) {
@@ -110,7 +122,11 @@ export class DirectListener {
   /** Dials the host for a stream; a failure is reported, and the stream goes through the relay unseen. */
   private async dialHost(f: FrameOf<ServerFrame, "stream">, w: DirectWaiter): Promise<void> {
     const addr = this.hostAddr;
-    const conn = addr ? await dialDirect(addr, f.direct!, { ...this.dialOptions(), patient: true }).catch((e: unknown) => new Error(errorMessage(e))) : new Error("no direct path to the host");
+    const conn = addr
+      ? await dialDirect(addr, f.direct!, { ...this.dialOptions(), patient: true }).catch(
+          (e: unknown) => new Error(errorMessage(e)),
+        )
+      : new Error("no direct path to the host");
     if (conn instanceof Error) {
       this.hostAddr = undefined;
       log.debug(`stream ${f.streamId}: the direct path failed (${conn.message}); through the coordinator instead`);
@@ -134,7 +150,12 @@ export class DirectListener {
   }
 
   /** A local TCP connection waits: paired with the direct connection, or `relay` if the agent cannot reach us. */
-  expectSocket(f: FrameOf<ServerFrame, "stream">, local: Socket<End>, relay: () => void, onError?: (m: string) => void): void {
+  expectSocket(
+    f: FrameOf<ServerFrame, "stream">,
+    local: Socket<End>,
+    relay: () => void,
+    onError?: (m: string) => void,
+  ): void {
     const onClose = local.data.onClose;
     // The local client leaving first: the agent's connection, when it comes, finds nothing and is closed.
     local.data.onClose = (s, clean) => {

@@ -74,13 +74,25 @@ export class Guest {
   /** The host's hints when they came before this guest's own direct side was up. */
   private pendingHints: FrameOf<ServerFrame, "hints"> | undefined;
 
-  private constructor(private client: ControlClient, private readonly o: DialOptions, private readonly events: GuestEvents, private readonly directOpts: DirectOptions = {}) {
+  private constructor(
+    private client: ControlClient,
+    private readonly o: DialOptions,
+    private readonly events: GuestEvents,
+    private readonly directOpts: DirectOptions = {},
+  ) {
     const ctx: StreamContext = {
       send: (f) => this.client.send(f),
       dataAddress: () => this.client.peer,
       live: () => (this.approved && !this.ended && !this.detached ? { approved: this.approved } : undefined),
       nextRef: (prefix) => `${prefix}${++this.refs}`,
-      verify: () => ({ tls: this.tls!, isServer: false, peerRole: "host", peerSpki: this.approved!.hostSpki, checked: this.hostCert, resume: this.ticket }),
+      verify: () => ({
+        tls: this.tls!,
+        isServer: false,
+        peerRole: "host",
+        peerSpki: this.approved!.hostSpki,
+        checked: this.hostCert,
+        resume: this.ticket,
+      }),
       socks: this.socks,
       onStreamError: (m) => this.events.onStreamError?.(m),
       direct: () => this.directListener,
@@ -93,7 +105,10 @@ export class Guest {
       capMs: 10_000,
       giveUpAfterMs: RESUME_GIVE_UP_MS,
       onRetry: (err, delay) => this.events.onDetached?.(err?.message, delay),
-      onGiveUp: (err) => this.end(`lost the connection to the coordinator${err ? ` (${err.message})` : ""} and could not resume the session`),
+      onGiveUp: (err) =>
+        this.end(
+          `lost the connection to the coordinator${err ? ` (${err.message})` : ""} and could not resume the session`,
+        ),
     });
   }
 
@@ -111,14 +126,31 @@ export class Guest {
     // The identity's fingerprint goes into the PAKE too: the code then vouches for the identity the host sees.
     const idPem = req.identityKeyPem;
     const identityFp = idPem ? spkiFingerprint(identityPublic(idPem)) : undefined;
-    const code = "code" in req ? startCode(req.code, { spki, name: req.name, reason: req.reason, identity: identityFp }) : undefined;
-    const via = code ? viaCode(code.redeem.code) : viaShare((req as { shareId: string }).shareId, (req as { target: string }).target);
-    const identity = idPem ? { identity: signIdentity(idPem, { tlsSpki: spki, name: req.name, reason: req.reason, via }) } : {};
+    const code =
+      "code" in req
+        ? startCode(req.code, { spki, name: req.name, reason: req.reason, identity: identityFp })
+        : undefined;
+    const via = code
+      ? viaCode(code.redeem.code)
+      : viaShare((req as { shareId: string }).shareId, (req as { target: string }).target);
+    const identity = idPem
+      ? { identity: signIdentity(idPem, { tlsSpki: spki, name: req.name, reason: req.reason, via }) }
+      : {};
     // The host's hints (`share --direct-listen`) may come right behind the approval: heard from now on.
     this.client.on("hints", (f) => this.hostHints(f));
-    this.client.send(code
-      ? { t: "redeem", ...code.redeem, csr, name: req.name, reason: req.reason, ...identity }
-      : { t: "request", shareId: (req as { shareId: string }).shareId, target: (req as { target: string }).target, csr, name: req.name, reason: req.reason, ...identity });
+    this.client.send(
+      code
+        ? { t: "redeem", ...code.redeem, csr, name: req.name, reason: req.reason, ...identity }
+        : {
+            t: "request",
+            shareId: (req as { shareId: string }).shareId,
+            target: (req as { target: string }).target,
+            csr,
+            name: req.name,
+            reason: req.reason,
+            ...identity,
+          },
+    );
     const pending = await this.client.next("pending");
     this.events.onPending?.(pending);
     let confirmed: { hostSpki: string; verify: string } | undefined;
@@ -129,18 +161,27 @@ export class Guest {
       });
       this.events.onCodeConfirmed?.(confirmed.verify, confirmed.hostSpki);
     }
-    const answer = await this.client.next("approved", "denied").catch((err) => recheckRequest(this.o, pending.requestId, err));
+    const answer = await this.client
+      .next("approved", "denied")
+      .catch((err) => recheckRequest(this.o, pending.requestId, err));
     if (answer.t === "denied") {
       this.client.close();
       throw new TesseraError("denied", `access denied: ${answer.reason}`);
     }
     const swapped = confirmed && approvalMismatch(answer, confirmed.hostSpki, spki);
     if (swapped) {
-      this.client.send({ t: "end", sessionId: answer.sessionId, reason: "refused by the guest: the coordinator named keys the code did not confirm" });
+      this.client.send({
+        t: "end",
+        sessionId: answer.sessionId,
+        reason: "refused by the guest: the coordinator named keys the code did not confirm",
+      });
       // The host hears why through the session's close; wait (briefly) for the coordinator to act on it.
       await Promise.race([this.client.next("closed").catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
       this.client.close();
-      throw new TesseraError("key_mismatch", `refused: ${swapped}. The coordinator is not behaving honestly; tell its operator`);
+      throw new TesseraError(
+        "key_mismatch",
+        `refused: ${swapped}. The coordinator is not behaving honestly; tell its operator`,
+      );
     }
     this.approved = answer;
     this.tls = guestTls(this.keyPem, answer.cert, this.o.caPem, TLS_1_3);
@@ -154,13 +195,22 @@ export class Guest {
   private offerDirect(approved: Approved): void {
     const onLoopback = /^(127\.|::1$|::ffff:127\.)/.test(this.client.socket.localAddress ?? "");
     const listener = new DirectListener({
-      sessionId: approved.sessionId, tls: this.tls!, resume: this.ticket, hostSpki: approved.hostSpki, checked: this.hostCert, socks: this.socks,
-      send: (f) => this.client.send(f), coordinatorOnLoopback: onLoopback, onPath: (p) => this.pathIs(p),
+      sessionId: approved.sessionId,
+      tls: this.tls!,
+      resume: this.ticket,
+      hostSpki: approved.hostSpki,
+      checked: this.hostCert,
+      socks: this.socks,
+      send: (f) => this.client.send(f),
+      coordinatorOnLoopback: onLoopback,
+      onPath: (p) => this.pathIs(p),
     });
     try {
       listener.offer(this.keyPem, (port) => (this.directOpts.hints ?? localHints)(port, onLoopback));
     } catch (err) {
-      this.events.onStreamError?.(`no direct path (cannot listen: ${errorMessage(err)}); streams go through the coordinator`);
+      this.events.onStreamError?.(
+        `no direct path (cannot listen: ${errorMessage(err)}); streams go through the coordinator`,
+      );
       return;
     }
     this.directListener = listener;
@@ -192,7 +242,10 @@ export class Guest {
     const approved = this.approved;
     if (this.ended || !approved) return Promise.reject(new TesseraError("no_session", "the session is not open"));
     // While the guest is resuming, wait for it rather than fail: the host keeps the terminal meanwhile.
-    if (this.detached) return new Promise<void>((resolve, reject) => this.resumeWaiters.push({ resolve, reject })).then(() => this.openStream());
+    if (this.detached)
+      return new Promise<void>((resolve, reject) => this.resumeWaiters.push({ resolve, reject })).then(() =>
+        this.openStream(),
+      );
     return this.nodes.open(approved.sessionId);
   }
 
@@ -221,21 +274,28 @@ export class Guest {
     if (this.approved && !this.ended) this.client.send({ t: "end", sessionId: this.approved.sessionId });
     this.end(reason, false);
     const sock = this.client.socket;
-    const gone = sock.closed ? Promise.resolve() : new Promise<void>((r) => {
-      sock.once("close", () => r());
-      setTimeout(r, 3000).unref();
-    });
+    const gone = sock.closed
+      ? Promise.resolve()
+      : new Promise<void>((r) => {
+          sock.once("close", () => r());
+          setTimeout(r, 3000).unref();
+        });
     this.client.close();
     return gone;
   }
 
   private bind(c: ControlClient): void {
     c.on("stream", (f) => void (this.nodes.owns(f.ref) ? this.nodes.ready(f) : this.ports.ready(f)));
-    c.on("error", (f) => (this.nodes.owns(f.ref) ? this.nodes.refused(f) : this.ports.owns(f.ref) && this.ports.refused(f)));
+    c.on("error", (f) =>
+      this.nodes.owns(f.ref) ? this.nodes.refused(f) : this.ports.owns(f.ref) && this.ports.refused(f),
+    );
     c.on("refused", (f) => this.ports.streamRefused(f));
     c.on("fallback", (f) => this.directListener?.fallback(f.streamId));
     // Only a guest that offered hints goes direct; any guest's pool fills again when told.
-    c.on("path", (f) => f.sessionId === this.approved?.sessionId && this.pathIs(this.directListener ? f.path : "relay", true));
+    c.on(
+      "path",
+      (f) => f.sessionId === this.approved?.sessionId && this.pathIs(this.directListener ? f.path : "relay", true),
+    );
     c.on("closed", (f) => this.end(f.reason));
     c.onClose((err) => this.detach(err));
   }

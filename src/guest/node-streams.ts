@@ -39,8 +39,12 @@ export class NodeStreams {
   static carry(local: Duplex, inner: Duplex): Promise<boolean> {
     return new Promise((resolve) => {
       local.once("close", () => resolve(cleanlyDone(local)));
-      local.on("close", () => { if (!cleanlyDone(local)) inner.destroy(); });
-      inner.on("close", () => { if (!cleanlyDone(inner)) local.destroy(); });
+      local.on("close", () => {
+        if (!cleanlyDone(local)) inner.destroy();
+      });
+      inner.on("close", () => {
+        if (!cleanlyDone(inner)) local.destroy();
+      });
       inner.on("error", () => local.destroy());
       local.on("error", () => inner.destroy());
       local.pipe(inner);

@@ -34,12 +34,19 @@ export class PortForward {
     this.pool = pool > 0 ? new StreamPool(this.ctx, pool) : undefined;
     try {
       this.server = Bun.listen<End>({
-        hostname: host, port, allowHalfOpen: true,
+        hostname: host,
+        port,
+        allowHalfOpen: true,
         socket: { ...PIPE_HANDLERS, open: (sock) => this.accept(sock) },
       });
     } catch (err) {
       const code = (err as { code?: string }).code;
-      throw new TesseraError("listen", code === "EADDRINUSE" ? `local port ${host}:${port} is already in use; pick another with --local` : `cannot listen on ${host}:${port}: ${errorMessage(err)}`);
+      throw new TesseraError(
+        "listen",
+        code === "EADDRINUSE"
+          ? `local port ${host}:${port} is already in use; pick another with --local`
+          : `cannot listen on ${host}:${port}: ${errorMessage(err)}`,
+      );
     }
     this.warm();
     return { host, port: this.server.port };
@@ -56,7 +63,10 @@ export class PortForward {
   }
 
   owns(ref: string | undefined): boolean {
-    return ref !== undefined && (this.asked.has(ref) || this.opening.has(ref) || this.using.has(ref) || !!this.pool?.owns(ref));
+    return (
+      ref !== undefined &&
+      (this.asked.has(ref) || this.opening.has(ref) || this.using.has(ref) || !!this.pool?.owns(ref))
+    );
   }
 
   /** Every stream in the making ends (the session ended or the guest is resuming). */
@@ -79,7 +89,12 @@ export class PortForward {
     // What the local client sends before its stream is up waits in memory, bounded, and is delivered
     // in order with an early half-close once the stream is paired (see pipe.ts).
     const ref = this.ctx.nextRef("o");
-    sock.data = newEnd({ onClose: (s) => { this.opening.delete(ref); this.ctx.socks.delete(s); } });
+    sock.data = newEnd({
+      onClose: (s) => {
+        this.opening.delete(ref);
+        this.ctx.socks.delete(s);
+      },
+    });
     if (!this.ctx.live()) return void sock.terminate();
     if (this.waiting.length >= MAX_WAITING_OPENS) {
       this.ctx.onStreamError?.(`more than ${MAX_WAITING_OPENS} connections are waiting for a stream; refused one`);
@@ -122,7 +137,11 @@ export class PortForward {
       this.asked.add(ref);
       this.ctx.send({ t: "open", sessionId: live.approved.sessionId, ref });
       // On the direct path the agent dials us: no relay connection is dialled ahead.
-      if (!this.ctx.direct?.()?.active) this.predialed.set(ref, connectData(this.ctx.dataAddress()).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))));
+      if (!this.ctx.direct?.()?.active)
+        this.predialed.set(
+          ref,
+          connectData(this.ctx.dataAddress()).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))),
+        );
     }
   }
 
@@ -171,7 +190,12 @@ export class PortForward {
     const direct = f.direct ? this.ctx.direct?.() : undefined;
     if (direct) {
       void predialed?.then((raw) => raw instanceof Error || raw.terminate());
-      return direct.expectSocket(f, local, () => void this.ready({ ...f, direct: undefined }, local), (m) => this.ctx.onStreamError?.(m));
+      return direct.expectSocket(
+        f,
+        local,
+        () => void this.ready({ ...f, direct: undefined }, local),
+        (m) => this.ctx.onStreamError?.(m),
+      );
     }
     this.ctx.onPath?.("relay");
     let inner: Socket<End>;

@@ -5,7 +5,11 @@ import { backoff, sleep } from "../wire/backoff.ts";
 import { ControlClient, type DialOptions } from "../wire/control-client.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
 
-export async function recheckRequest(o: DialOptions, requestId: string, lost: Error): Promise<FrameOf<ServerFrame, "denied">> {
+export async function recheckRequest(
+  o: DialOptions,
+  requestId: string,
+  lost: Error,
+): Promise<FrameOf<ServerFrame, "denied">> {
   for (let attempt = 0; attempt < 6; attempt++) {
     await sleep(backoff(attempt, 5_000));
     try {
@@ -18,5 +22,8 @@ export async function recheckRequest(o: DialOptions, requestId: string, lost: Er
       if (err instanceof RefusedError) throw new TesseraError("denied", `access denied: ${err.message}`);
     }
   }
-  throw new TesseraError("disconnected", `${lost.message} before the host answered, and could not get back to it; if the coordinator restarted, your code works again: run the same command`);
+  throw new TesseraError(
+    "disconnected",
+    `${lost.message} before the host answered, and could not get back to it; if the coordinator restarted, your code works again: run the same command`,
+  );
 }

@@ -40,10 +40,18 @@ export function guestTls(keyPem: string, certPem: string, caPem: string | undefi
  * key checked) and keeps both its sockets in `ctx.socks` until they close, so the session's end cuts
  * them; `on.onClose` is the caller's part of the TLS socket's close.
  */
-export function startStream(ctx: StreamContext, raw: Socket<End>, token: string, on: Pick<VerifiedStreamOptions, "onVerified" | "onRejected"> & { onClose?(inner: Socket<End>): void }): { raw: Socket<End>; inner: Socket<End> } {
+export function startStream(
+  ctx: StreamContext,
+  raw: Socket<End>,
+  token: string,
+  on: Pick<VerifiedStreamOptions, "onVerified" | "onRejected"> & { onClose?(inner: Socket<End>): void },
+): { raw: Socket<End>; inner: Socket<End> } {
   const socks = ctx.socks;
   const conn = startVerified(raw, {
-    ...ctx.verify(), token, onVerified: on.onVerified, onRejected: on.onRejected,
+    ...ctx.verify(),
+    token,
+    onVerified: on.onVerified,
+    onRejected: on.onRejected,
     onClose: (inner) => {
       socks.delete(inner);
       on.onClose?.(inner);

@@ -48,7 +48,10 @@ export class StreamPool {
   /** Bumped by drop(): handshakes of an earlier generation no longer count here. */
   private generation = 0;
 
-  constructor(private readonly ctx: StreamContext, private readonly size: number) {}
+  constructor(
+    private readonly ctx: StreamContext,
+    private readonly size: number,
+  ) {}
 
   owns(ref: string | undefined): boolean {
     return ref !== undefined && this.asked.has(ref);
@@ -167,8 +170,15 @@ export class StreamPool {
   }
 
   /** The spare's data connection through the coordinator, and its end-to-end TLS. */
-  private async viaRelay(f: FrameOf<ServerFrame, "stream">, generation: number, keep: (inner: Socket<End>, path: Pooled["path"]) => void, failed: () => void): Promise<void> {
-    const raw = await connectData(this.ctx.dataAddress()).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+  private async viaRelay(
+    f: FrameOf<ServerFrame, "stream">,
+    generation: number,
+    keep: (inner: Socket<End>, path: Pooled["path"]) => void,
+    failed: () => void,
+  ): Promise<void> {
+    const raw = await connectData(this.ctx.dataAddress()).catch((e: unknown) =>
+      e instanceof Error ? e : new Error(String(e)),
+    );
     if (raw instanceof Error || !this.ctx.live() || generation !== this.generation) {
       if (!(raw instanceof Error)) raw.terminate();
       return failed();

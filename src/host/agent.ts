@@ -13,8 +13,8 @@ import { StreamServer } from "./stream-server.ts";
 import { DirectDialer } from "./direct-dialer.ts";
 import type { AgentEvents, AgentSession, StreamService } from "./types.ts";
 
-
-export interface AgentOptions extends Required<Pick<DialOptions, "address" | "caPem" | "keyPem" | "certPem" | "version">> {
+export interface AgentOptions
+  extends Required<Pick<DialOptions, "address" | "caPem" | "keyPem" | "certPem" | "version">> {
   shareId: string;
   policy: TargetPolicy;
   /** Also approve requests on this connection (the embedded agent of `tessera share --port`). */
@@ -51,13 +51,35 @@ export class Agent {
   private readonly streams: StreamServer;
   private readonly direct: DirectDialer;
 
-  constructor(private readonly o: AgentOptions, private readonly events: AgentEvents = {}) {
+  constructor(
+    private readonly o: AgentOptions,
+    private readonly events: AgentEvents = {},
+  ) {
     this.hostKey = spkiFingerprint(o.certPem);
-    this.tls = { key: o.keyPem, cert: o.certPem, ca: o.caPem, requestCert: true, rejectUnauthorized: true, minVersion: TLS_1_3 } as InnerTls;
-    this.direct = new DirectDialer({ client: () => this.client, tls: this.tls, relayOnly: o.relayOnly, listen: o.directListen ? { keyPem: o.keyPem } : undefined });
+    this.tls = {
+      key: o.keyPem,
+      cert: o.certPem,
+      ca: o.caPem,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: TLS_1_3,
+    } as InnerTls;
+    this.direct = new DirectDialer({
+      client: () => this.client,
+      tls: this.tls,
+      relayOnly: o.relayOnly,
+      listen: o.directListen ? { keyPem: o.keyPem } : undefined,
+    });
     this.streams = new StreamServer({
-      client: () => this.client, session: (id) => this.sessions.get(id), policy: o.policy, shell: o.shell,
-      scopes: this.scopes, tls: this.tls, events, setupTimeoutMs: o.streamSetupTimeoutMs, direct: o.relayOnly ? undefined : this.direct,
+      client: () => this.client,
+      session: (id) => this.sessions.get(id),
+      policy: o.policy,
+      shell: o.shell,
+      scopes: this.scopes,
+      tls: this.tls,
+      events,
+      setupTimeoutMs: o.streamSetupTimeoutMs,
+      direct: o.relayOnly ? undefined : this.direct,
     });
     this.reconnect = new Reconnector({
       // A failed attempt is reported once, by onRetry: the embedding command decides how to show it.
@@ -72,7 +94,13 @@ export class Agent {
   async start(): Promise<ControlClient> {
     const c = await ControlClient.dial(this.o);
     const targets = [...this.o.policy.targets, ...(this.o.shell ? [SHELL_TARGET] : [])];
-    c.send({ t: "register", shareId: this.o.shareId, targets, approver: this.o.approver, requestsById: this.o.requestsById });
+    c.send({
+      t: "register",
+      shareId: this.o.shareId,
+      targets,
+      approver: this.o.approver,
+      requestsById: this.o.requestsById,
+    });
     await c.next("registered").catch((err) => {
       c.close();
       throw err;
@@ -85,7 +113,13 @@ export class Agent {
         this.events.onStream?.(f.sessionId, `refused session ${f.sessionId}: ${why.detail}; nothing was served`);
         return c.send({ t: "end", sessionId: f.sessionId, reason: `refused by the host: ${why.reason}` });
       }
-      const session: AgentSession = { frame: f, streams: new Set(), settingUp: 0, pool: new Map(), usedEarly: new Set() };
+      const session: AgentSession = {
+        frame: f,
+        streams: new Set(),
+        settingUp: 0,
+        pool: new Map(),
+        usedEarly: new Set(),
+      };
       this.sessions.set(f.sessionId, session);
       this.scopes.seen(f, Date.now(), (id) => this.endSession(id));
       this.direct.opened(session);
@@ -138,4 +172,3 @@ export class Agent {
 export function refusedForGood(err: Error | undefined): boolean {
   return err instanceof RefusedError && ["share_taken", "not_host", "host_removed", "version"].includes(err.code);
 }
-

@@ -20,7 +20,10 @@ export class CodeKeeper {
   private readonly approved = new Set<string>();
 
   /** hostSpki: this host's own TLS key, the one guests will pin; dir: where `tessera mcp` leaves secrets for us. */
-  constructor(private readonly hostSpki: string, private readonly dir?: string) {}
+  constructor(
+    private readonly hostSpki: string,
+    private readonly dir?: string,
+  ) {}
 
   /** A new code for a nameplate the coordinator handed out: the secret half is born (and stays) here. */
   mint(nameplate: string, expiresAt: number): string {
@@ -36,7 +39,19 @@ export class CodeKeeper {
     if (!ask.pake) return undefined;
     const secret = this.take(ask.pake.nameplate);
     if (!secret) return undefined;
-    const r = hostRespond(ask.pake.nameplate, secret, ask.pake.sid, ask.pake.msg, { spki: ask.guest.spki, name: ask.guest.name, reason: ask.reason, identity: ask.identity && identityFingerprint(ask.identity.pub) }, { spki: this.hostSpki, target: ask.target });
+    const r = hostRespond(
+      ask.pake.nameplate,
+      secret,
+      ask.pake.sid,
+      ask.pake.msg,
+      {
+        spki: ask.guest.spki,
+        name: ask.guest.name,
+        reason: ask.reason,
+        identity: ask.identity && identityFingerprint(ask.identity.pub),
+      },
+      { spki: this.hostSpki, target: ask.target },
+    );
     if (!r) return undefined;
     if (this.runs.size >= MAX_KEPT) this.runs.delete(this.runs.keys().next().value!);
     this.runs.set(ask.requestId, { ask, keys: r.keys });
@@ -49,7 +64,9 @@ export class CodeKeeper {
     if (!run) return undefined;
     this.runs.delete(f.requestId);
     const code = `${run.ask.pake!.nameplate}-????`;
-    return tagsEqual(f.tag, run.keys.guestTag) ? { ok: true, ask: run.ask, verify: run.keys.verify, code } : { ok: false, ask: run.ask, code };
+    return tagsEqual(f.tag, run.keys.guestTag)
+      ? { ok: true, ask: run.ask, verify: run.keys.verify, code }
+      : { ok: false, ask: run.ask, code };
   }
 
   /** The host said yes to this guest key: the agent may serve it. */

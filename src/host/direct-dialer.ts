@@ -102,14 +102,27 @@ export class DirectDialer {
     const path = this.path(id);
     path.hinted = true;
     path.addr = addr;
-    log.info(`session ${id}: direct path to the guest at ${formatTarget(addr.host, addr.port)} kept across the reconnect`);
-    this.o.client()?.send({ t: "direct", sessionId: id, ok: true, offered: 0, dialled: 0, refused: 0, over: 0, kept: true });
+    log.info(
+      `session ${id}: direct path to the guest at ${formatTarget(addr.host, addr.port)} kept across the reconnect`,
+    );
+    this.o
+      .client()
+      ?.send({ t: "direct", sessionId: id, ok: true, offered: 0, dialled: 0, refused: 0, over: 0, kept: true });
   }
 
   /** The guest's hints for a session this agent holds: checked, probed, and the outcome reported for the audit log. */
   async hints(f: FrameOf<ServerFrame, "hints">, s: AgentSession): Promise<void> {
     const report = (ok: boolean, counts: { dialled: number; refused: number; over: number }, reason?: string) =>
-      this.o.client()?.send({ t: "direct", sessionId: f.sessionId, ok, offered: f.hints.length, ...counts, ...(reason ? { reason: reason.slice(0, 200) } : {}) });
+      this.o
+        .client()
+        ?.send({
+          t: "direct",
+          sessionId: f.sessionId,
+          ok,
+          offered: f.hints.length,
+          ...counts,
+          ...(reason ? { reason: reason.slice(0, 200) } : {}),
+        });
     const none = { dialled: 0, refused: 0, over: 0 };
     if (this.o.relayOnly) return report(false, none, "the host runs with --relay-only");
     const path = this.path(f.sessionId);
@@ -122,7 +135,13 @@ export class DirectDialer {
       return report(false, none, `refused: ${forged}`);
     }
     const v = checkHints(f.hints, { guestOnLoopback: isLoopbackAddr(s.frame.guest.addr) });
-    if (v.refused.length) log.warn(`session ${f.sessionId}: ${v.refused.length} hint(s) refused by the deny list (${v.refused.slice(0, 3).map((r) => `${r.hint.host}: ${r.why}`).join("; ")})`);
+    if (v.refused.length)
+      log.warn(
+        `session ${f.sessionId}: ${v.refused.length} hint(s) refused by the deny list (${v.refused
+          .slice(0, 3)
+          .map((r) => `${r.hint.host}: ${r.why}`)
+          .join("; ")})`,
+      );
     if (v.over) log.warn(`session ${f.sessionId}: ${v.over} hint(s) over the cap of ${v.dial.length} were not dialled`);
     const counts = { dialled: v.dial.length, refused: v.refused.length, over: v.over };
     if (!v.dial.length) return report(false, counts, "no hint may be dialled");
@@ -144,7 +163,10 @@ export class DirectDialer {
     if (f.dialer === "guest") return this.await(f, s, path, on, relay);
     let conn: Conn | Error;
     if (!path?.addr) conn = new Error("no direct path to the guest");
-    else conn = await dialDirect(path.addr, f.direct!, { ...this.dialOptions(s), patient: true }).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+    else
+      conn = await dialDirect(path.addr, f.direct!, { ...this.dialOptions(s), patient: true }).catch((e: unknown) =>
+        e instanceof Error ? e : new Error(String(e)),
+      );
     if (!(conn instanceof Error) && this.paths.get(f.sessionId) !== path) {
       cutBoth(conn);
       s.settingUp--;
@@ -178,7 +200,13 @@ export class DirectDialer {
   }
 
   /** --direct-listen: the guest dials this agent with the stream's direct token; until then the stream waits here. */
-  private await(f: FrameOf<ServerFrame, "incoming">, s: AgentSession, path: Path | undefined, on: On, relay: () => Promise<void>): void {
+  private await(
+    f: FrameOf<ServerFrame, "incoming">,
+    s: AgentSession,
+    path: Path | undefined,
+    on: On,
+    relay: () => Promise<void>,
+  ): void {
     if (!this.acceptor || !path) return void relay();
     this.acceptor.expect(f.direct!, f.streamId, pin(s), {
       take: (inner) => {
@@ -203,7 +231,12 @@ export class DirectDialer {
       s.streams.delete(x);
       path.live.delete(inner);
       // The agent's counts are the stream's: the coordinator relayed none of these bytes.
-      this.reports.add(f.sessionId, { streamId: f.streamId, state: "closed", up: x.data.bytesRead, down: bytesSent(x) });
+      this.reports.add(f.sessionId, {
+        streamId: f.streamId,
+        state: "closed",
+        up: x.data.bytesRead,
+        down: bytesSent(x),
+      });
     };
     this.reports.add(f.sessionId, { streamId: f.streamId, state: "open" });
     this.reportEvery(f.reportMs);

@@ -63,7 +63,10 @@ export function hintRefusal(h: Hint, guestOnLoopback: boolean): string | undefin
 
 /** Whether an address as the coordinator reports it ("127.0.0.1:5123", "::1:5123", "[::1]:5123") is loopback. */
 export function isLoopbackAddr(addr: string): boolean {
-  const host = addr.replace(/^\[/, "").replace(/\]?:\d+$/, "").replace(/^::ffff:/i, "");
+  const host = addr
+    .replace(/^\[/, "")
+    .replace(/\]?:\d+$/, "")
+    .replace(/^::ffff:/i, "");
   const family = net.isIPv4(host) ? "ipv4" : net.isIPv6(host) ? "ipv6" : undefined;
   return !!family && LOOPBACK.check(host, family);
 }

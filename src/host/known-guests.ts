@@ -34,7 +34,10 @@ export type Recognition =
 export class KnownGuests {
   private guests: KnownGuest[];
 
-  private constructor(private readonly file: string | undefined, guests: KnownGuest[]) {
+  private constructor(
+    private readonly file: string | undefined,
+    guests: KnownGuest[],
+  ) {
     this.guests = guests;
   }
 
@@ -51,16 +54,22 @@ export class KnownGuests {
     try {
       json = JSON.parse(text);
     } catch (err) {
-      throw new ConfigError(`${file} is not valid JSON; fix it, or move it away to forget every known guest`, { cause: err });
+      throw new ConfigError(`${file} is not valid JSON; fix it, or move it away to forget every known guest`, {
+        cause: err,
+      });
     }
     const r = v.safeParse(File, json);
-    if (!r.success) throw new ConfigError(`${file}${issueText(r.issues)}; fix it, or move it away to forget every known guest`);
+    if (!r.success)
+      throw new ConfigError(`${file}${issueText(r.issues)}; fix it, or move it away to forget every known guest`);
     return new KnownGuests(file, r.output.guests);
   }
 
   /** In memory only (tests, or a host without a home). */
   static memory(guests: KnownGuest[] = []): KnownGuests {
-    return new KnownGuests(undefined, guests.map((g) => ({ ...g, names: [...g.names] })));
+    return new KnownGuests(
+      undefined,
+      guests.map((g) => ({ ...g, names: [...g.names] })),
+    );
   }
 
   recognise(id: string, name: string): Recognition {
@@ -106,6 +115,11 @@ export class KnownGuests {
 export function askIdentity(ask: FrameOf<ServerFrame, "ask">): { id?: string; problem?: string } {
   if (!ask.identity) return {};
   const via = ask.pake ? viaCode(ask.pake.nameplate) : viaShare(ask.shareId, ask.target);
-  const problem = identityProblem(ask.identity, { tlsSpki: ask.guest.spki, name: ask.guest.name, reason: ask.reason, via });
+  const problem = identityProblem(ask.identity, {
+    tlsSpki: ask.guest.spki,
+    name: ask.guest.name,
+    reason: ask.reason,
+    via,
+  });
   return problem ? { problem } : { id: identityFingerprint(ask.identity.pub) };
 }

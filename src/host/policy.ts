@@ -6,7 +6,13 @@ import { TesseraError } from "../errors.ts";
 import { formatTarget, parseTarget } from "../wire/address.ts";
 
 /** Metadata service names, compared after normalising (lower case, no trailing dot). */
-const METADATA_NAMES = new Set(["metadata.google.internal", "metadata.goog", "metadata", "instance-data", "instance-data.ec2.internal"]);
+const METADATA_NAMES = new Set([
+  "metadata.google.internal",
+  "metadata.goog",
+  "metadata",
+  "instance-data",
+  "instance-data.ec2.internal",
+]);
 
 /** What a name may never resolve to. IPv4 rules also match IPv4-mapped IPv6 (::ffff:a.b.c.d, in any spelling). */
 const DENIED: { what: string; list: net.BlockList }[] = [
@@ -14,12 +20,19 @@ const DENIED: { what: string; list: net.BlockList }[] = [
   deny("an unspecified address (it reaches this machine)", ["0.0.0.0/8"], ["::/128"]),
   deny("link-local", ["169.254.0.0/16"], ["fe80::/10"]),
   // AWS/GCP/Azure/DigitalOcean use 169.254.169.254 (link-local, above); these are the others.
-  deny("a cloud metadata or host endpoint", ["100.100.100.200/32", "168.63.129.16/32", "192.0.0.192/32"], ["fd00:ec2::254/128"]),
+  deny(
+    "a cloud metadata or host endpoint",
+    ["100.100.100.200/32", "168.63.129.16/32", "192.0.0.192/32"],
+    ["fd00:ec2::254/128"],
+  ),
 ];
 
 function deny(what: string, v4: string[], v6: string[]): { what: string; list: net.BlockList } {
   const list = new net.BlockList();
-  for (const [cidrs, family] of [[v4, "ipv4"], [v6, "ipv6"]] as const) {
+  for (const [cidrs, family] of [
+    [v4, "ipv4"],
+    [v6, "ipv6"],
+  ] as const) {
     for (const cidr of cidrs) {
       const [base, bits] = cidr.split("/");
       list.addSubnet(base!, Number(bits), family);
@@ -41,7 +54,10 @@ export type Lookup = (host: string) => Promise<{ address: string }>;
 export class TargetPolicy {
   private readonly allowed: Set<string>;
 
-  constructor(allow: string[], private readonly lookup: Lookup = (host) => dns.lookup(host)) {
+  constructor(
+    allow: string[],
+    private readonly lookup: Lookup = (host) => dns.lookup(host),
+  ) {
     this.allowed = new Set(allow.map((a) => normalize(a)));
   }
 
@@ -57,14 +73,23 @@ export class TargetPolicy {
     } catch {
       throw new TesseraError("not_allowed", `target ${target} is not on this agent's --allow list`);
     }
-    if (!this.allowed.has(t)) throw new TesseraError("not_allowed", `target ${target} is not on this agent's --allow list`);
+    if (!this.allowed.has(t))
+      throw new TesseraError("not_allowed", `target ${target} is not on this agent's --allow list`);
     const { host, port } = parseTarget(t);
     // An address named exactly in --allow is the host's own choice, whatever range it is in.
     if (net.isIP(host)) return { host, port };
-    if (METADATA_NAMES.has(host)) throw new TesseraError("not_allowed", `target ${target} is a cloud metadata name; name its address explicitly in --allow if you really mean it`);
+    if (METADATA_NAMES.has(host))
+      throw new TesseraError(
+        "not_allowed",
+        `target ${target} is a cloud metadata name; name its address explicitly in --allow if you really mean it`,
+      );
     const { address } = await this.lookup(host);
     const why = deniedAddress(address);
-    if (why) throw new TesseraError("not_allowed", `target ${target} resolves to ${address}, ${why}; name that address explicitly in --allow if you really mean it`);
+    if (why)
+      throw new TesseraError(
+        "not_allowed",
+        `target ${target} resolves to ${address}, ${why}; name that address explicitly in --allow if you really mean it`,
+      );
     return { host: address, port };
   }
 }

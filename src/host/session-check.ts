@@ -12,7 +12,10 @@ export interface SessionCheck {
 }
 
 /** Undefined when the session may be served; else what the guest is told and what the host's log says. */
-export function sessionRefusal(f: FrameOf<ServerFrame, "session">, c: SessionCheck): { reason: string; detail: string } | undefined {
+export function sessionRefusal(
+  f: FrameOf<ServerFrame, "session">,
+  c: SessionCheck,
+): { reason: string; detail: string } | undefined {
   if (c.vouch && !c.vouch(f.guest.spki)) {
     return {
       reason: "the coordinator named a guest key the host did not approve",
@@ -20,7 +23,22 @@ export function sessionRefusal(f: FrameOf<ServerFrame, "session">, c: SessionChe
     };
   }
   if (!c.receipts) return undefined;
-  if (!f.receipt) return { reason: "the approval carries no receipt signed by the host", detail: "the coordinator named a session with no receipt signed by this host" };
-  const why = receiptProblem(f.receipt, { hostKey: c.hostKey, guestKey: f.guest.spki, target: f.target, decision: "allow", scope: f.scope });
-  return why ? { reason: `the approval's signed receipt does not match it (${why})`, detail: `the session's receipt does not match it (${why})` } : undefined;
+  if (!f.receipt)
+    return {
+      reason: "the approval carries no receipt signed by the host",
+      detail: "the coordinator named a session with no receipt signed by this host",
+    };
+  const why = receiptProblem(f.receipt, {
+    hostKey: c.hostKey,
+    guestKey: f.guest.spki,
+    target: f.target,
+    decision: "allow",
+    scope: f.scope,
+  });
+  return why
+    ? {
+        reason: `the approval's signed receipt does not match it (${why})`,
+        detail: `the session's receipt does not match it (${why})`,
+      }
+    : undefined;
 }

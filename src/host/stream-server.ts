@@ -128,7 +128,10 @@ export class StreamServer {
    * Resolves the session's target by the agent's own list (the coordinator is not trusted to pick
    * targets) and starts connecting to it; undefined when the list refuses it (the stream is refused).
    */
-  private async target(f: { sessionId: string; streamId: string }, s: AgentSession): Promise<{ conn: Promise<Socket<End> | Error> } | undefined> {
+  private async target(
+    f: { sessionId: string; streamId: string },
+    s: AgentSession,
+  ): Promise<{ conn: Promise<Socket<End> | Error> } | undefined> {
     let dest: { host: string; port: number };
     try {
       dest = await this.o.policy.resolve(s.frame.target);
@@ -138,18 +141,30 @@ export class StreamServer {
       this.refuse(f, errorMessage(err));
       return undefined;
     }
-    const conn = Bun.connect<End>({ hostname: dest.host, port: dest.port, allowHalfOpen: true, data: newEnd({ onClose: (up) => s.streams.delete(up) }), socket: PIPE_HANDLERS })
-      .then((up) => {
+    const conn = Bun.connect<End>({
+      hostname: dest.host,
+      port: dest.port,
+      allowHalfOpen: true,
+      data: newEnd({ onClose: (up) => s.streams.delete(up) }),
+      socket: PIPE_HANDLERS,
+    }).then(
+      (up) => {
         up.setNoDelay(true);
         s.streams.add(up);
         return up;
-      }, (e: unknown) => {
+      },
+      (e: unknown) => {
         // Said at once, to the guest too: "nothing is listening" is the host's to fix, not a network fault.
         const refused = (e as { code?: string }).code === "ECONNREFUSED";
-        const err = new Error(refused ? `the host's ${s.frame.target} refused the connection (is anything listening there?)` : `the host cannot reach ${s.frame.target}: ${errorMessage(e)}`);
+        const err = new Error(
+          refused
+            ? `the host's ${s.frame.target} refused the connection (is anything listening there?)`
+            : `the host cannot reach ${s.frame.target}: ${errorMessage(e)}`,
+        );
         this.refuse(f, err.message);
         return err;
-      });
+      },
+    );
     return { conn };
   }
 
@@ -168,7 +183,11 @@ export class StreamServer {
   }
 
   /** A stream the coordinator put on the direct path goes there first, and through the relay if that fails. */
-  private via(f: FrameOf<ServerFrame, "incoming">, s: AgentSession, on: { onVerified(inner: Socket<End>): void; onFailed(why: string): void }): Promise<void> {
+  private via(
+    f: FrameOf<ServerFrame, "incoming">,
+    s: AgentSession,
+    on: { onVerified(inner: Socket<End>): void; onFailed(why: string): void },
+  ): Promise<void> {
     const direct = this.o.direct;
     return f.direct && direct ? direct.serve(f, s, on, () => this.dial(f, s, on)) : this.dial(f, s, on);
   }
@@ -181,7 +200,11 @@ export class StreamServer {
    * or no verified TLS within the setup deadline, the agent's own bound whatever the coordinator does
    * (a paired stream whose guest never starts its TLS is invisible to the coordinator).
    */
-  private async dial(f: FrameOf<ServerFrame, "incoming">, s: AgentSession, on: { onVerified(inner: Socket<End>): void; onFailed(why: string): void }): Promise<void> {
+  private async dial(
+    f: FrameOf<ServerFrame, "incoming">,
+    s: AgentSession,
+    on: { onVerified(inner: Socket<End>): void; onFailed(why: string): void },
+  ): Promise<void> {
     let state = "setup" as "setup" | "verified" | "failed";
     let conn: { raw: Socket<End>; inner: Socket<End> } | undefined;
     const settle = (to: "verified" | "failed"): boolean => {
@@ -204,7 +227,12 @@ export class StreamServer {
     if (!client) return fail("not connected to the coordinator");
     try {
       conn = await dialVerified(client.peer, {
-        token: f.token, tls: this.o.tls, isServer: true, peerRole: "guest", peerSpki: s.frame.guest.spki, checked: s,
+        token: f.token,
+        tls: this.o.tls,
+        isServer: true,
+        peerRole: "guest",
+        peerSpki: s.frame.guest.spki,
+        checked: s,
         onVerified: (inner) => {
           if (settle("verified")) on.onVerified(inner);
           else cut(inner);

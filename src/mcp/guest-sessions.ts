@@ -63,10 +63,17 @@ export class GuestSessions {
   constructor(private readonly deps: GuestDeps) {}
 
   /** Asks the host; resolves once they approve, rejects with why not (denied, refused, timed out, cancelled). */
-  async request(input: AccessRequestInput, progress: (message: string) => void, signal?: AbortSignal): Promise<Granted> {
+  async request(
+    input: AccessRequestInput,
+    progress: (message: string) => void,
+    signal?: AbortSignal,
+  ): Promise<Granted> {
     const open = [...this.entries.values()].filter((e) => !e.ended).length;
     if (open + this.asking >= MAX_SESSIONS) {
-      throw new TesseraError("limit", `this MCP server already holds ${MAX_SESSIONS} sessions and requests; close one with access_close first`);
+      throw new TesseraError(
+        "limit",
+        `this MCP server already holds ${MAX_SESSIONS} sessions and requests; close one with access_close first`,
+      );
     }
     const { address, code } = parseInvite(input.invite);
     const local = parseLocal(input.local);
@@ -77,16 +84,29 @@ export class GuestSessions {
     try {
       progress(`connecting to the coordinator at ${dial.address}`);
       guest = await Guest.connect(dial, {
-        onPending: (f) => progress(`asked the host for ${describe(f.target)} (request ${f.requestId}); waiting for them to answer at their terminal`),
+        onPending: (f) =>
+          progress(
+            `asked the host for ${describe(f.target)} (request ${f.requestId}); waiting for them to answer at their terminal`,
+          ),
         onStreamError: (m) => log.warn(m),
         onDetached: (m) => log.warn(m),
         onClosed: (reason) => {
           if (entry) this.ended(entry, reason);
         },
       });
-      const approved = await waitForAnswer(guest, { code, name: this.deps.name, reason: input.reason, identityKeyPem: this.deps.identityKeyPem }, progress, input.timeout_s, signal);
+      const approved = await waitForAnswer(
+        guest,
+        { code, name: this.deps.name, reason: input.reason, identityKeyPem: this.deps.identityKeyPem },
+        progress,
+        input.timeout_s,
+        signal,
+      );
       entry = { id: approved.sessionId, target: approved.target, guest, openedAt: Date.now() };
-      const granted: Granted = { session: approved.sessionId, target: approved.target, idleTimeoutSec: approved.idleTimeoutSec };
+      const granted: Granted = {
+        session: approved.sessionId,
+        target: approved.target,
+        idleTimeoutSec: approved.idleTimeoutSec,
+      };
       if (approved.target === SHELL_TARGET) {
         progress("approved; opening the remote terminal");
         const g = guest;
@@ -110,7 +130,12 @@ export class GuestSessions {
 
   list(): SessionView[] {
     return [...this.entries.values()].map((e) => ({
-      session: e.id, target: e.target, local: e.local, shell: !!e.shell, openedAt: new Date(e.openedAt).toISOString(), ended: e.ended,
+      session: e.id,
+      target: e.target,
+      local: e.local,
+      shell: !!e.shell,
+      openedAt: new Date(e.openedAt).toISOString(),
+      ended: e.ended,
     }));
   }
 
@@ -128,7 +153,11 @@ export class GuestSessions {
   /** The shell channel of an open shell session. */
   shell(id: string): ShellChannel {
     const e = this.get(id);
-    if (!e.shell) throw new TesseraError("not_allowed", `session ${id} forwards ${e.target}${e.local ? ` at ${e.local}` : ""}; it is not a shell (connect to that address instead)`);
+    if (!e.shell)
+      throw new TesseraError(
+        "not_allowed",
+        `session ${id} forwards ${e.target}${e.local ? ` at ${e.local}` : ""}; it is not a shell (connect to that address instead)`,
+      );
     return e.shell;
   }
 
@@ -140,15 +169,18 @@ export class GuestSessions {
   async closeAll(): Promise<void> {
     const open = [...this.entries.values()].filter((e) => !e.ended);
     this.entries.clear();
-    await Promise.all(open.map((e) => {
-      e.shell?.close();
-      return e.guest.close("the guest's agent stopped").catch((err) => log.warn(errorMessage(err)));
-    }));
+    await Promise.all(
+      open.map((e) => {
+        e.shell?.close();
+        return e.guest.close("the guest's agent stopped").catch((err) => log.warn(errorMessage(err)));
+      }),
+    );
   }
 
   private get(id: string): Entry {
     const e = this.entries.get(id);
-    if (!e) throw new TesseraError("no_session", `no session "${id}" here; access_list shows the sessions this server holds`);
+    if (!e)
+      throw new TesseraError("no_session", `no session "${id}" here; access_list shows the sessions this server holds`);
     return e;
   }
 
@@ -170,14 +202,32 @@ export class GuestSessions {
  * cancellation (the MCP client gave up): both withdraw the request, which the coordinator audits.
  */
 async function waitForAnswer(
-  guest: Guest, req: { code: string; name: string; reason: string; identityKeyPem?: string }, progress: (m: string) => void, timeoutS: number | undefined, signal?: AbortSignal,
+  guest: Guest,
+  req: { code: string; name: string; reason: string; identityKeyPem?: string },
+  progress: (m: string) => void,
+  timeoutS: number | undefined,
+  signal?: AbortSignal,
 ): Promise<Approved> {
   const started = Date.now();
   const answer = guest.request(req);
   let stop!: (err: Error) => void;
   const stopped = new Promise<never>((_, reject) => (stop = reject));
-  const beat = setInterval(() => progress(`still waiting for the host to answer (${Math.round((Date.now() - started) / 1000)}s so far)`), PROGRESS_EVERY_MS);
-  const timer = timeoutS ? setTimeout(() => stop(new TesseraError("timeout", `the host did not answer within ${timeoutS}s; the request was withdrawn. Ask again later only if you still need access`)), timeoutS * 1000) : undefined;
+  const beat = setInterval(
+    () => progress(`still waiting for the host to answer (${Math.round((Date.now() - started) / 1000)}s so far)`),
+    PROGRESS_EVERY_MS,
+  );
+  const timer = timeoutS
+    ? setTimeout(
+        () =>
+          stop(
+            new TesseraError(
+              "timeout",
+              `the host did not answer within ${timeoutS}s; the request was withdrawn. Ask again later only if you still need access`,
+            ),
+          ),
+        timeoutS * 1000,
+      )
+    : undefined;
   const onAbort = () => stop(new TesseraError("closed", "the request was cancelled by the MCP client and withdrawn"));
   signal?.addEventListener("abort", onAbort, { once: true });
   if (signal?.aborted) onAbort();

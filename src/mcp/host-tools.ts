@@ -14,13 +14,20 @@ export interface Invite {
 }
 
 /** secretsDir: where this machine's `tessera share` looks for the secret halves of codes minted here. */
-export async function mintInvites(dial: DialOptions & { secretsDir: string }, shareId: string, count: number): Promise<{ invites: Invite[]; stopped?: string }> {
+export async function mintInvites(
+  dial: DialOptions & { secretsDir: string },
+  shareId: string,
+  count: number,
+): Promise<{ invites: Invite[]; stopped?: string }> {
   const c = await ControlClient.dial(dial);
   const invites: Invite[] = [];
   try {
     c.send({ t: "attach", shareId, approve: false });
     await c.next("registered").catch((err) => {
-      throw new TesseraError("no_share", `cannot mint for share "${shareId}": ${errorMessage(err)}. The human runs \`tessera share\` on this machine, which prints the share id`);
+      throw new TesseraError(
+        "no_share",
+        `cannot mint for share "${shareId}": ${errorMessage(err)}. The human runs \`tessera share\` on this machine, which prints the share id`,
+      );
     });
     for (let i = 0; i < count; i++) {
       c.send({ t: "mint", shareId });
@@ -32,7 +39,12 @@ export async function mintInvites(dial: DialOptions & { secretsDir: string }, sh
         return { invites, stopped: errorMessage(err) };
       }
       const code = leaveSecret(dial.secretsDir, f.nameplate, f.expiresAt);
-      invites.push({ invite: `${dial.address}/${code}`, code, target: f.target, expiresAt: new Date(f.expiresAt).toISOString() });
+      invites.push({
+        invite: `${dial.address}/${code}`,
+        code,
+        target: f.target,
+        expiresAt: new Date(f.expiresAt).toISOString(),
+      });
     }
     return { invites };
   } finally {

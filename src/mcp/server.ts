@@ -13,7 +13,9 @@ const log = logger("mcp");
 const END_OF_INSTRUCTIONS = "<!-- The server's instructions end here";
 
 /** The etiquette served as the server's instructions: docs/mcp.md down to its set-up notes for humans. */
-export const INSTRUCTIONS = guide.slice(0, guide.includes(END_OF_INSTRUCTIONS) ? guide.indexOf(END_OF_INSTRUCTIONS) : undefined).trim();
+export const INSTRUCTIONS = guide
+  .slice(0, guide.includes(END_OF_INSTRUCTIONS) ? guide.indexOf(END_OF_INSTRUCTIONS) : undefined)
+  .trim();
 
 export interface McpOptions {
   version: string;
@@ -36,11 +38,17 @@ export async function serveMcp(o: McpOptions, stop: Promise<string>): Promise<st
     process.stdin.once("close", () => resolve("the MCP client closed stdin"));
   });
   // The SDK may build an instance per protocol era it probes; all of them share the one set of sessions.
-  const handle = serveStdio(() => {
-    const server = new McpServer({ name: "tessera", version: o.version }, { instructions: INSTRUCTIONS, capabilities: { tools: {} } });
-    registerTools(server, { sessions, hostDial: o.hostDial });
-    return server;
-  }, { transport: new StdioServerTransport(), onerror: (err) => log.warn(`mcp: ${errorMessage(err)}`) });
+  const handle = serveStdio(
+    () => {
+      const server = new McpServer(
+        { name: "tessera", version: o.version },
+        { instructions: INSTRUCTIONS, capabilities: { tools: {} } },
+      );
+      registerTools(server, { sessions, hostDial: o.hostDial });
+      return server;
+    },
+    { transport: new StdioServerTransport(), onerror: (err) => log.warn(`mcp: ${errorMessage(err)}`) },
+  );
   log.info(`serving MCP on stdio as "${o.name}"`);
   const why = await Promise.race([stop, hungUp]);
   await sessions.closeAll();

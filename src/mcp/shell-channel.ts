@@ -53,9 +53,17 @@ export class ShellChannel {
 
   /** Types `input` into the remote terminal (reconnecting the stream first if it dropped). */
   async type(input: string): Promise<void> {
-    if (this.exit) throw new TesseraError("closed", `the remote shell has exited (status ${this.exit.code ?? this.exit.signal}); close the session with access_close`);
+    if (this.exit)
+      throw new TesseraError(
+        "closed",
+        `the remote shell has exited (status ${this.exit.code ?? this.exit.signal}); close the session with access_close`,
+      );
     if (this.ended) throw new TesseraError("closed", `the remote terminal is gone: ${this.ended}`);
-    if (this.readOnly) throw new TesseraError("not_allowed", "the host shares this shell read-only: you can watch (shell_read) but not type");
+    if (this.readOnly)
+      throw new TesseraError(
+        "not_allowed",
+        "the host shares this shell read-only: you can watch (shell_read) but not type",
+      );
     if (!this.stream) await this.connect();
     for (const f of encodeData(Buffer.from(input, "utf8"))) this.stream!.write(f);
   }
@@ -89,7 +97,13 @@ export class ShellChannel {
     const rest = all.subarray(piece.length);
     this.chunks = rest.length ? [Buffer.from(rest)] : [];
     this.unread = rest.length;
-    const out: ShellOutput = { text: plainText(this.utf8.decode(piece, { stream: true })), dropped: this.dropped, more: rest.length, exit: this.exit, ended: this.ended };
+    const out: ShellOutput = {
+      text: plainText(this.utf8.decode(piece, { stream: true })),
+      dropped: this.dropped,
+      more: rest.length,
+      exit: this.exit,
+      ended: this.ended,
+    };
     this.dropped = 0;
     return out;
   }
@@ -100,9 +114,12 @@ export class ShellChannel {
   }
 
   private connect(): Promise<void> {
-    return this.openStream().then((stream) => this.attach(stream), (err) => {
-      throw new TesseraError("stream", `cannot open the remote terminal: ${errorMessage(err)}`);
-    });
+    return this.openStream().then(
+      (stream) => this.attach(stream),
+      (err) => {
+        throw new TesseraError("stream", `cannot open the remote terminal: ${errorMessage(err)}`);
+      },
+    );
   }
 
   private attach(stream: Duplex): Promise<void> {

@@ -34,10 +34,15 @@ export function sanForName(name: string): { dnsNames: string[]; ipAddresses: str
   return ip === null ? { dnsNames: [name], ipAddresses: [] } : { dnsNames: [], ipAddresses: [ip] };
 }
 
-export async function createCA(opts: { commonName: string; now: Date; days?: number }): Promise<{ certPem: string; keyPem: string }> {
+export async function createCA(opts: {
+  commonName: string;
+  now: Date;
+  days?: number;
+}): Promise<{ certPem: string; keyPem: string }> {
   const now = checkNow(opts.now);
   const days = opts.days ?? 3650;
-  if (!Number.isFinite(days) || days <= 0) throw new PkiError(`CA validity must be a positive number of days, got ${days}`);
+  if (!Number.isFinite(days) || days <= 0)
+    throw new PkiError(`CA validity must be a positive number of days, got ${days}`);
   const keys = await generateKeyPair();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: hex(randomSerial()),

@@ -62,7 +62,14 @@ export function scalarMultVfy(y: bigint, X: Uint8Array): Buffer | undefined {
 }
 
 /** ISK = H(lv_cat(DSI||"_ISK", sid, K) || transcript_ir(Ya, ADa, Yb, ADb)). */
-export function deriveIsk(sid: Uint8Array, K: Uint8Array, Ya: Uint8Array, ADa: Uint8Array, Yb: Uint8Array, ADb: Uint8Array): Buffer {
+export function deriveIsk(
+  sid: Uint8Array,
+  K: Uint8Array,
+  Ya: Uint8Array,
+  ADa: Uint8Array,
+  Yb: Uint8Array,
+  ADb: Uint8Array,
+): Buffer {
   const dsiIsk = Buffer.concat([DSI, Buffer.from("_ISK")]);
   return Buffer.from(sha512(Buffer.concat([lvCat(dsiIsk, sid, K), lvCat(Ya, ADa), lvCat(Yb, ADb)])));
 }

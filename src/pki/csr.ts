@@ -29,7 +29,8 @@ export async function readCsr(csrPem: string): Promise<{ publicKey: CryptoKey; c
   }
   // The self-signature proves the requester holds the private key for the public key it wants certified.
   const valid = await csr.verify().catch(() => false);
-  if (!valid) throw new PkiError("certificate request signature is invalid; the request was corrupted or tampered with");
+  if (!valid)
+    throw new PkiError("certificate request signature is invalid; the request was corrupted or tampered with");
   const commonName = csr.subjectName.getField("CN")[0];
   if (!commonName) throw new PkiError("certificate request has no common name (CN)");
   const publicKey = await csr.publicKey.export({ name: "ECDSA", namedCurve: "P-256" }, ["verify"]);

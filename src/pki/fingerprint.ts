@@ -6,7 +6,9 @@ import { readPem } from "./pem.ts";
 import { x509 } from "./x509.ts";
 
 function sha256(data: Uint8Array | ArrayBuffer): Buffer {
-  return createHash("sha256").update(data instanceof ArrayBuffer ? new Uint8Array(data) : data).digest();
+  return createHash("sha256")
+    .update(data instanceof ArrayBuffer ? new Uint8Array(data) : data)
+    .digest();
 }
 
 export function certFingerprint(certPem: string): string {
@@ -44,7 +46,9 @@ export function parsePin(s: string): string {
   const m = PIN.exec(s.trim());
   if (!m) {
     const shown = s.length > 80 ? `${s.slice(0, 80)}...` : s;
-    throw new PkiError(`invalid pin "${shown}": expected "sha256:" followed by the 64 hex digits of a certificate fingerprint`);
+    throw new PkiError(
+      `invalid pin "${shown}": expected "sha256:" followed by the 64 hex digits of a certificate fingerprint`,
+    );
   }
   return m[1]!.replace(/:/g, "").toLowerCase();
 }

@@ -14,14 +14,19 @@ export interface IdentityClaims {
   via: string;
 }
 /** As it travels: the identity's public key (base64 SPKI DER) and the signature (base64 DER ECDSA). */
-export interface IdentityProof { pub: string; sig: string }
+export interface IdentityProof {
+  pub: string;
+  sig: string;
+}
 
 export const viaCode = (nameplate: string) => `code ${nameplate}`;
 export const viaShare = (shareId: string, target: string) => `share ${shareId} ${target}`;
 
 function message(c: IdentityClaims): Buffer {
   // Length-prefixed fields: a name cannot smuggle a separator into the reason.
-  const parts = ["tessera-guest-identity-v1", c.tlsSpki, c.name, c.reason, c.via].map((s) => `${Buffer.byteLength(s)}:${s}`);
+  const parts = ["tessera-guest-identity-v1", c.tlsSpki, c.name, c.reason, c.via].map(
+    (s) => `${Buffer.byteLength(s)}:${s}`,
+  );
   return Buffer.from(parts.join("\n"));
 }
 

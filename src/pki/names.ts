@@ -28,7 +28,9 @@ export function encodableIp(ip: string): string {
 export function checkDnsName(name: string): string {
   // IA5String: ASCII only, so international names must already be punycode.
   if (!/^[\x21-\x7e]{1,253}$/.test(name) || ipLiteral(name) !== null) {
-    throw new PkiError(`"${name}" is not a valid DNS name (international names must be punycode, IPs go in ipAddresses)`);
+    throw new PkiError(
+      `"${name}" is not a valid DNS name (international names must be punycode, IPs go in ipAddresses)`,
+    );
   }
   return name;
 }

@@ -27,13 +27,29 @@ export const ReceiptBody = v.strictObject({
 });
 export type ReceiptBody = v.InferOutput<typeof ReceiptBody>;
 
-export const Receipt = v.strictObject({ body: ReceiptBody, sig: v.pipe(v.string(), v.maxLength(200), v.regex(/^[A-Za-z0-9+/=]+$/)) });
+export const Receipt = v.strictObject({
+  body: ReceiptBody,
+  sig: v.pipe(v.string(), v.maxLength(200), v.regex(/^[A-Za-z0-9+/=]+$/)),
+});
 export type Receipt = v.InferOutput<typeof Receipt>;
 
 /** The signed bytes: fixed field order, so signer and verifier agree without canonical JSON. */
 function message(b: ReceiptBody): Buffer {
   const scope = b.scope ? [b.scope.ttlMs ?? "", b.scope.streams ?? "", b.scope.readOnly ? "ro" : ""].join(",") : "";
-  return Buffer.from(["tessera-consent-receipt-v1", b.requestId, b.shareId, b.guestKey, b.target, b.decision, scope, b.at, b.hostPub, ...(b.guestId ? [`id:${b.guestId}`] : [])].join("\n"));
+  return Buffer.from(
+    [
+      "tessera-consent-receipt-v1",
+      b.requestId,
+      b.shareId,
+      b.guestKey,
+      b.target,
+      b.decision,
+      scope,
+      b.at,
+      b.hostPub,
+      ...(b.guestId ? [`id:${b.guestId}`] : []),
+    ].join("\n"),
+  );
 }
 
 /** Signs a decision with the host's private key (PEM); `hostPub` is taken from that key. */
@@ -52,7 +68,17 @@ export function receiptSigner(r: Receipt): string {
  * Why this receipt does not prove the decision expected of it (or undefined if it does): a bad
  * signature, another signer than `hostKey`, or a field that differs from what is expected.
  */
-export function receiptProblem(r: Receipt, expect: { hostKey: string; guestKey: string; target: string; decision: "allow" | "deny"; requestId?: string; scope?: Scope }): string | undefined {
+export function receiptProblem(
+  r: Receipt,
+  expect: {
+    hostKey: string;
+    guestKey: string;
+    target: string;
+    decision: "allow" | "deny";
+    requestId?: string;
+    scope?: Scope;
+  },
+): string | undefined {
   let signer: string;
   try {
     signer = receiptSigner(r);
@@ -66,8 +92,10 @@ export function receiptProblem(r: Receipt, expect: { hostKey: string; guestKey: 
   if (b.guestKey !== expect.guestKey) return `it approves guest key ${b.guestKey}, not ${expect.guestKey}`;
   if (b.target !== expect.target) return `it is for ${b.target}, not ${expect.target}`;
   if (b.decision !== expect.decision) return `it records "${b.decision}", not "${expect.decision}"`;
-  if (expect.requestId !== undefined && b.requestId !== expect.requestId) return `it is for request ${b.requestId}, not ${expect.requestId}`;
+  if (expect.requestId !== undefined && b.requestId !== expect.requestId)
+    return `it is for request ${b.requestId}, not ${expect.requestId}`;
   const [x, y] = [b.scope ?? {}, expect.scope ?? {}];
-  if (x.ttlMs !== y.ttlMs || x.streams !== y.streams || !!x.readOnly !== !!y.readOnly) return "its scope is not the session's";
+  if (x.ttlMs !== y.ttlMs || x.streams !== y.streams || !!x.readOnly !== !!y.readOnly)
+    return "its scope is not the session's";
   return undefined;
 }

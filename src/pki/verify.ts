@@ -12,7 +12,8 @@ export async function verifyIssuedBy(certPem: string, caCertPem: string, now: Da
   }
   // Same-named CAs are easy to create, so only the signature proves which one issued it.
   const signed = await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }).catch(() => false);
-  if (!signed) throw new PkiError(`certificate was not issued by this CA (signature does not verify with "${ca.subject}")`);
+  if (!signed)
+    throw new PkiError(`certificate was not issued by this CA (signature does not verify with "${ca.subject}")`);
   if (now.getTime() < cert.notBefore.getTime()) {
     throw new PkiError(`certificate is not valid until ${cert.notBefore.toISOString()}; check the system clock`);
   }

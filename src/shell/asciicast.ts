@@ -21,8 +21,15 @@ export type Header = v.InferOutput<typeof Header>;
 
 /** "o" output, "i" input, "r" resize ("COLSxROWS"), "m" marker; other codes are kept but not played. */
 export const Event = v.pipe(
-  v.tuple([v.pipe(v.number(), v.minValue(0)), v.pipe(v.string(), v.regex(/^[a-z]$/, "must be an event code like \"o\"")), v.string()]),
-  v.check(([, code, data]) => code !== "r" || /^\d{1,5}x\d{1,5}$/.test(data), "a resize (\"r\") event's data must be COLSxROWS"),
+  v.tuple([
+    v.pipe(v.number(), v.minValue(0)),
+    v.pipe(v.string(), v.regex(/^[a-z]$/, 'must be an event code like "o"')),
+    v.string(),
+  ]),
+  v.check(
+    ([, code, data]) => code !== "r" || /^\d{1,5}x\d{1,5}$/.test(data),
+    'a resize ("r") event\'s data must be COLSxROWS',
+  ),
 );
 export type Event = v.InferOutput<typeof Event>;
 

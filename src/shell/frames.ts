@@ -15,7 +15,8 @@ const KIND_DATA = 0;
 const KIND_CONTROL = 1;
 
 const dim = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1000));
-const frame = <T extends string, E extends v.ObjectEntries>(t: T, entries: E) => v.strictObject({ t: v.literal(t), ...entries });
+const frame = <T extends string, E extends v.ObjectEntries>(t: T, entries: E) =>
+  v.strictObject({ t: v.literal(t), ...entries });
 
 /** Control messages the guest sends: hello first (its window and whether a person is typing), then resizes, then eof. */
 export const GuestControl = v.variant("t", [
@@ -60,7 +61,8 @@ const SHELL: Framing = {
   what: "shell frame",
   check: (h) => {
     const kind = h.readUInt8(0);
-    if (kind !== KIND_DATA && kind !== KIND_CONTROL) throw new ProtocolError(`unknown shell frame kind ${kind}`, "bad_frame");
+    if (kind !== KIND_DATA && kind !== KIND_CONTROL)
+      throw new ProtocolError(`unknown shell frame kind ${kind}`, "bad_frame");
   },
 };
 
@@ -75,7 +77,10 @@ export class ShellDecoder<C extends { t: string }> {
   constructor(schema: v.GenericSchema<unknown, C>) {
     const bad = (m: string) => new ProtocolError(m, "bad_frame");
     this.frames = new LengthPrefixed(SHELL, (h, body) =>
-      h.readUInt8(0) === KIND_DATA ? { t: "data", data: Buffer.from(body) } : decodeJson(schema, body.toString("utf8"), "shell control frame", bad));
+      h.readUInt8(0) === KIND_DATA
+        ? { t: "data", data: Buffer.from(body) }
+        : decodeJson(schema, body.toString("utf8"), "shell control frame", bad),
+    );
   }
 
   push(chunk: Uint8Array): ShellFrame<C>[] {

@@ -14,7 +14,10 @@ export class ShellHost {
   private readonly live = new Map<string, ShellSession>();
   private readonly served = new Set<string>();
 
-  constructor(private readonly o: ShellOptions, private readonly events: ShellEvents = {}) {}
+  constructor(
+    private readonly o: ShellOptions,
+    private readonly events: ShellEvents = {},
+  ) {}
 
   /**
    * Takes a verified end-to-end stream of a session (the agent checked it is the approved guest's key).
@@ -49,4 +52,3 @@ export class ShellHost {
     for (const s of [...this.live.values()]) s.end("the host stopped sharing");
   }
 }
-

@@ -16,7 +16,10 @@ export class Recorder {
   private readonly started = performance.now();
   private closed = false;
 
-  private constructor(private readonly fd: number, readonly file: string) {}
+  private constructor(
+    private readonly fd: number,
+    readonly file: string,
+  ) {}
 
   /** Creates DIR/SESSION.cast (0600, never overwriting) in a 0700 directory. */
   static open(dir: string, info: RecordingInfo): Recorder {
@@ -24,7 +27,14 @@ export class Recorder {
     const file = path.join(dir, `${info.sessionId}.cast`);
     const fd = fs.openSync(file, "wx", 0o600);
     const r = new Recorder(fd, file);
-    const header = { version: ASCIICAST_VERSION, width: info.cols, height: info.rows, timestamp: Math.floor(Date.now() / 1000), title: info.title, env: info.env };
+    const header = {
+      version: ASCIICAST_VERSION,
+      width: info.cols,
+      height: info.rows,
+      timestamp: Math.floor(Date.now() / 1000),
+      title: info.title,
+      env: info.env,
+    };
     r.line(header);
     return r;
   }

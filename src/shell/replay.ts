@@ -60,7 +60,8 @@ async function* lines(stream: fs.ReadStream): AsyncGenerator<string> {
       }
       parts.push(chunk.subarray(start));
       size += chunk.length - start;
-      if (size > MAX_LINE_BYTES) throw new CastError(`a line is longer than ${MAX_LINE_BYTES} bytes; this is not a recording tessera wrote`);
+      if (size > MAX_LINE_BYTES)
+        throw new CastError(`a line is longer than ${MAX_LINE_BYTES} bytes; this is not a recording tessera wrote`);
     }
     if (size > 0) yield Buffer.concat(parts).toString("utf8");
   } finally {

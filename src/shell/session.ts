@@ -57,7 +57,12 @@ export class ShellSession {
   private result: ShellResult | undefined;
   private finished = false;
 
-  constructor(stream: Duplex, info: ShellSessionInfo, private readonly o: ShellOptions, private readonly events: ShellEvents) {
+  constructor(
+    stream: Duplex,
+    info: ShellSessionInfo,
+    private readonly o: ShellOptions,
+    private readonly events: ShellEvents,
+  ) {
     this.sessionId = info.sessionId;
     // Shown on the host's screen and in the recording's title: the guest's own words, escaped.
     this.guestName = showName(info.guest.name);
@@ -76,9 +81,13 @@ export class ShellSession {
     this.greeted = false;
     clearTimeout(this.graceTimer);
     old?.destroy();
-    stream.on("data", (chunk: Buffer) => { if (this.stream === stream) this.onData(chunk); });
+    stream.on("data", (chunk: Buffer) => {
+      if (this.stream === stream) this.onData(chunk);
+    });
     stream.on("error", (err) => log.debug(`session ${this.sessionId}: ${err.message}`));
-    stream.on("close", () => { if (this.stream === stream) this.streamGone(); });
+    stream.on("close", () => {
+      if (this.stream === stream) this.streamGone();
+    });
     clearTimeout(this.helloTimer);
     this.helloTimer = setTimeout(() => this.fail("the guest's terminal did not say hello in time"), HELLO_TIMEOUT_MS);
   }
@@ -116,8 +125,13 @@ export class ShellSession {
     this.stream = undefined;
     clearTimeout(this.helloTimer);
     if (this.result || !this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return this.finish();
-    log.debug(`session ${this.sessionId}: terminal stream dropped; keeping the shell ${REATTACH_GRACE_MS / 1000}s for the guest to resume`);
-    this.graceTimer = setTimeout(() => this.end("the guest did not come back after losing its connection"), REATTACH_GRACE_MS);
+    log.debug(
+      `session ${this.sessionId}: terminal stream dropped; keeping the shell ${REATTACH_GRACE_MS / 1000}s for the guest to resume`,
+    );
+    this.graceTimer = setTimeout(
+      () => this.end("the guest did not come back after losing its connection"),
+      REATTACH_GRACE_MS,
+    );
   }
 
   private onData(chunk: Buffer): void {
@@ -131,7 +145,8 @@ export class ShellSession {
     for (const f of frames) {
       if (!this.greeted) {
         if (f.t !== "hello") return this.fail(`the guest's first shell frame was "${f.t}", not hello`);
-        if (f.v !== SHELL_PROTOCOL_VERSION) return this.fail(`the guest speaks shell protocol ${f.v}; this host speaks ${SHELL_PROTOCOL_VERSION}`);
+        if (f.v !== SHELL_PROTOCOL_VERSION)
+          return this.fail(`the guest speaks shell protocol ${f.v}; this host speaks ${SHELL_PROTOCOL_VERSION}`);
         this.greeted = true;
         clearTimeout(this.helloTimer);
         if (this.proc) this.resumed(f);
@@ -150,8 +165,7 @@ export class ShellSession {
       else if (f.t === "resize") {
         this.guestWindow = { cols: f.cols, rows: f.rows };
         this.fit();
-      }
-      else if (f.t === "eof") this.term?.write("\x04"); // VEOF: the shell reads end of input, as from a terminal
+      } else if (f.t === "eof") this.term?.write("\x04"); // VEOF: the shell reads end of input, as from a terminal
     }
   }
 
@@ -161,7 +175,9 @@ export class ShellSession {
       if (this.o.recordDir) {
         // Fail closed: a session that was promised a recording does not run without one.
         this.recorder = Recorder.open(this.o.recordDir, {
-          sessionId: this.sessionId, cols: hello.cols, rows: hello.rows,
+          sessionId: this.sessionId,
+          cols: hello.cols,
+          rows: hello.rows,
           title: `tessera shell session ${this.sessionId} for ${this.guestName}${this.o.readOnly ? " (read-only)" : ""}`,
           env: { TERM: hello.term, SHELL: this.o.argv[0] ?? "" },
         });
@@ -170,7 +186,9 @@ export class ShellSession {
       this.proc = Bun.spawn(this.o.argv, {
         env: { ...this.o.env, TERM: hello.term, TESSERA_SESSION: this.sessionId },
         terminal: {
-          cols: hello.cols, rows: hello.rows, name: hello.term,
+          cols: hello.cols,
+          rows: hello.rows,
+          name: hello.term,
           data: (_t, data) => this.output(data),
           exit: () => {
             this.ptyEof = true;
@@ -203,7 +221,9 @@ export class ShellSession {
   }
 
   private sendReady(): void {
-    this.stream?.write(encodeControl({ t: "ready", v: SHELL_PROTOCOL_VERSION, readOnly: this.o.readOnly, recorded: !!this.recorder }));
+    this.stream?.write(
+      encodeControl({ t: "ready", v: SHELL_PROTOCOL_VERSION, readOnly: this.o.readOnly, recorded: !!this.recorder }),
+    );
   }
 
   private output(data: Uint8Array): void {
@@ -232,7 +252,8 @@ export class ShellSession {
   private keepMissed(data: Uint8Array): void {
     this.missed.push(Buffer.from(data));
     this.missedBytes += data.length;
-    while (this.missedBytes > MAX_MISSED_BYTES && this.missed.length > 1) this.missedBytes -= this.missed.shift()!.length;
+    while (this.missedBytes > MAX_MISSED_BYTES && this.missed.length > 1)
+      this.missedBytes -= this.missed.shift()!.length;
   }
 
   private fit(): void {
@@ -291,7 +312,14 @@ export class ShellSession {
       log.warn(`session ${this.sessionId}: could not finish the recording ${this.recording}: ${errorMessage(err)}`);
     }
     this.watchers.clear();
-    this.events.onEnd?.(this, this.result ?? { code: proc?.exitCode ?? null, signal: proc ? signalOf(proc) : null, error: proc ? "the guest disconnected" : "the guest left before the shell started" });
+    this.events.onEnd?.(
+      this,
+      this.result ?? {
+        code: proc?.exitCode ?? null,
+        signal: proc ? signalOf(proc) : null,
+        error: proc ? "the guest disconnected" : "the guest left before the shell started",
+      },
+    );
   }
 }
 

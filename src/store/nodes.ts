@@ -2,8 +2,16 @@
 // between nodes (the row is the message; NOTIFY only wakes its addressee) and deployment-wide rate counts.
 import type { SQL } from "bun";
 
-export interface NodeRow { name: string; advertise: string; heartbeatAt: number }
-export interface Mail { id: string; from: string; body: string }
+export interface NodeRow {
+  name: string;
+  advertise: string;
+  heartbeatAt: number;
+}
+export interface Mail {
+  id: string;
+  from: string;
+  body: string;
+}
 
 /** The LISTEN channel of one node (names are checked by the caller: lowercase letters, digits, dashes). */
 export function nodeChannel(name: string): string {
@@ -15,13 +23,18 @@ export class NodeStore {
 
   /** Announces (or refreshes) a node; its row expires when the heartbeat stops. */
   async beat(name: string, advertise: string, now: number): Promise<void> {
-    await this.sql`INSERT INTO nodes (name, advertise, started_at, heartbeat_at) VALUES (${name}, ${advertise}, ${now}, ${now})
+    await this
+      .sql`INSERT INTO nodes (name, advertise, started_at, heartbeat_at) VALUES (${name}, ${advertise}, ${now}, ${now})
                    ON CONFLICT (name) DO UPDATE SET advertise = excluded.advertise, heartbeat_at = excluded.heartbeat_at`;
   }
 
   async all(): Promise<NodeRow[]> {
     const rows = await this.sql`SELECT name, advertise, heartbeat_at FROM nodes ORDER BY name`;
-    return rows.map((r: Record<string, unknown>) => ({ name: String(r.name), advertise: String(r.advertise), heartbeatAt: Number(r.heartbeat_at) }));
+    return rows.map((r: Record<string, unknown>) => ({
+      name: String(r.name),
+      advertise: String(r.advertise),
+      heartbeatAt: Number(r.heartbeat_at),
+    }));
   }
 
   /** A node leaving cleanly: its row goes, so the others do not wait out its heartbeat. */
@@ -37,9 +50,10 @@ export class NodeStore {
 
   /** Takes an open share for `me`, only from `from` when given (the node that held it died or let go). */
   async claimShare(shareId: string, me: string, from?: string): Promise<boolean> {
-    const r = from === undefined
-      ? await this.sql`UPDATE shares SET node = ${me} WHERE id = ${shareId} AND closed_at IS NULL`
-      : await this.sql`UPDATE shares SET node = ${me} WHERE id = ${shareId} AND closed_at IS NULL AND node = ${from}`;
+    const r =
+      from === undefined
+        ? await this.sql`UPDATE shares SET node = ${me} WHERE id = ${shareId} AND closed_at IS NULL`
+        : await this.sql`UPDATE shares SET node = ${me} WHERE id = ${shareId} AND closed_at IS NULL AND node = ${from}`;
     return r.count === 1;
   }
 
@@ -71,17 +85,26 @@ export class NodeStore {
 
   /** Writes the message, then wakes its addressee; `seq` orders one sender's messages. */
   async send(from: string, to: string, seq: number, body: string, now: number): Promise<void> {
-    await this.sql`INSERT INTO node_mail (id, to_node, from_node, seq, body, created_at) VALUES (${`${from}:${seq}:${now}`}, ${to}, ${from}, ${seq}, ${body}, ${now})`;
+    await this
+      .sql`INSERT INTO node_mail (id, to_node, from_node, seq, body, created_at) VALUES (${`${from}:${seq}:${now}`}, ${to}, ${from}, ${seq}, ${body}, ${now})`;
     await this.sql.notify(nodeChannel(to), "");
   }
 
   /** Takes (reads and deletes) a node's mail, each sender's in order. */
   async take(to: string, max = 500): Promise<Mail[]> {
-    const rows = await this.sql`DELETE FROM node_mail WHERE id IN (SELECT id FROM node_mail WHERE to_node = ${to} ORDER BY from_node, seq LIMIT ${max})
+    const rows = await this
+      .sql`DELETE FROM node_mail WHERE id IN (SELECT id FROM node_mail WHERE to_node = ${to} ORDER BY from_node, seq LIMIT ${max})
                                 RETURNING id, from_node, seq, body`;
     return rows
-      .map((r: Record<string, unknown>) => ({ id: String(r.id), from: String(r.from_node), seq: Number(r.seq), body: String(r.body) }))
-      .sort((a: { from: string; seq: number }, b: { from: string; seq: number }) => (a.from < b.from ? -1 : a.from > b.from ? 1 : a.seq - b.seq));
+      .map((r: Record<string, unknown>) => ({
+        id: String(r.id),
+        from: String(r.from_node),
+        seq: Number(r.seq),
+        body: String(r.body),
+      }))
+      .sort((a: { from: string; seq: number }, b: { from: string; seq: number }) =>
+        a.from < b.from ? -1 : a.from > b.from ? 1 : a.seq - b.seq,
+      );
   }
 
   /** Mail to a node that is gone is never read: dropped with it. */
@@ -90,7 +113,11 @@ export class NodeStore {
   }
 
   async listen(channel: string, wake: () => void): Promise<{ unlisten(): Promise<void> }> {
-    return await this.sql.listen(channel, () => wake(), () => wake());
+    return await this.sql.listen(
+      channel,
+      () => wake(),
+      () => wake(),
+    );
   }
 
   /** Counts one attempt under `key` in the window starting at `win`; returns the window's count so far. */

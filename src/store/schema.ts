@@ -29,9 +29,7 @@ export const MIGRATIONS: string[][] = [
     `CREATE TABLE IF NOT EXISTS enroll_tokens (id TEXT PRIMARY KEY, hash TEXT NOT NULL, expires_at BIGINT NOT NULL, created_at BIGINT NOT NULL, created_by TEXT NOT NULL DEFAULT '')`,
   ],
   // 4: a scoped yes (`y 15m`, `y 1`, `ro`) outlives a restart with its session.
-  [
-    `ALTER TABLE sessions ADD COLUMN scope TEXT`,
-  ],
+  [`ALTER TABLE sessions ADD COLUMN scope TEXT`],
   // 5: scale-out: nodes of one deployment (with a heartbeat), which node holds each share, mail between
   // nodes (the rows are the message; NOTIFY only wakes the addressee), and rate-limit counts the whole
   // deployment shares.
@@ -43,7 +41,5 @@ export const MIGRATIONS: string[][] = [
     `CREATE TABLE IF NOT EXISTS rate_hits (k TEXT NOT NULL, win BIGINT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (k, win))`,
   ],
   // 6: the host's signed consent receipt travels with its session, so the agent still gets it after a restart.
-  [
-    `ALTER TABLE sessions ADD COLUMN receipt TEXT`,
-  ],
+  [`ALTER TABLE sessions ADD COLUMN receipt TEXT`],
 ];

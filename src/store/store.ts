@@ -4,20 +4,58 @@ import { MIGRATIONS } from "./schema.ts";
 import { NodeStore } from "./nodes.ts";
 import { privateFile } from "./private-file.ts";
 
-export interface ShareRow { id: string; hostSpki: string; hostName: string; targets: string[] }
+export interface ShareRow {
+  id: string;
+  hostSpki: string;
+  hostName: string;
+  targets: string[];
+}
 export interface SessionRow {
-  id: string; shareId: string; guestSpki: string; guestName: string; guestAddr: string; hostName: string; target: string;
-  openedAt: number; streams: number; bytesUp: number; bytesDown: number;
+  id: string;
+  shareId: string;
+  guestSpki: string;
+  guestName: string;
+  guestAddr: string;
+  hostName: string;
+  target: string;
+  openedAt: number;
+  streams: number;
+  bytesUp: number;
+  bytesDown: number;
   /** The host's scoped yes, as JSON (checked by the reader), or null. */
   scope?: string | null;
   /** The host's signed receipt, as JSON (checked by the reader), or null. */
   receipt?: string | null;
 }
-export interface RequestRow { id: string; shareId: string; codeHash: string | null; guestName: string; guestSpki: string; target: string; createdAt: number }
-export interface CodeRow { shareId: string; target: string; expiresAt: number; usedAt: number | null }
-export interface HostRow { spki: string; name: string; enrolledAt: number; lastSeen: number | null; removedAt: number | null; removedBy: string | null }
+export interface RequestRow {
+  id: string;
+  shareId: string;
+  codeHash: string | null;
+  guestName: string;
+  guestSpki: string;
+  target: string;
+  createdAt: number;
+}
+export interface CodeRow {
+  shareId: string;
+  target: string;
+  expiresAt: number;
+  usedAt: number | null;
+}
+export interface HostRow {
+  spki: string;
+  name: string;
+  enrolledAt: number;
+  lastSeen: number | null;
+  removedAt: number | null;
+  removedBy: string | null;
+}
 /** An enrolment token as kept at rest: its id and the SHA-256 of its secret, never the secret. */
-export interface EnrollTokenRow { id: string; hash: string; expiresAt: number }
+export interface EnrollTokenRow {
+  id: string;
+  hash: string;
+  expiresAt: number;
+}
 
 /** Any fixed number: the key of the advisory lock nodes take to migrate the schema. */
 const MIGRATION_LOCK = 0x7e55e7a;
@@ -26,14 +64,18 @@ export class Store {
   /** What several nodes of one deployment share (PostgreSQL only; see nodes.ts). */
   readonly nodes: NodeStore;
 
-  private constructor(private readonly sql: SQL, readonly kind: "sqlite" | "postgres") {
+  private constructor(
+    private readonly sql: SQL,
+    readonly kind: "sqlite" | "postgres",
+  ) {
     this.nodes = new NodeStore(sql);
   }
 
   /** `path` is a file path, `sqlite://...`, `:memory:`, or `postgres://...`. */
   static async open(path: string): Promise<Store> {
     const isPg = /^postgres(ql)?:\/\//.test(path);
-    const url = isPg || path.startsWith("sqlite:") ? path : path === ":memory:" ? "sqlite://:memory:" : `sqlite://${path}`;
+    const url =
+      isPg || path.startsWith("sqlite:") ? path : path === ":memory:" ? "sqlite://:memory:" : `sqlite://${path}`;
     if (!isPg) privateFile(url.slice("sqlite://".length));
     const sql = new SQL(url);
     const store = new Store(sql, isPg ? "postgres" : "sqlite");
@@ -64,7 +106,9 @@ export class Store {
     const [row] = await sql`SELECT v FROM meta WHERE k = 'schema_version'`;
     let version = row ? Number(row.v) : 0;
     if (version > MIGRATIONS.length) {
-      throw new Error(`database schema version ${version} is newer than this tessera understands (${MIGRATIONS.length}); upgrade tessera`);
+      throw new Error(
+        `database schema version ${version} is newer than this tessera understands (${MIGRATIONS.length}); upgrade tessera`,
+      );
     }
     for (; version < MIGRATIONS.length; version++) {
       const steps = MIGRATIONS[version]!;
@@ -114,16 +158,22 @@ export class Store {
   }
 
   async hosts(): Promise<HostRow[]> {
-    const rows = await this.sql`SELECT spki, name, enrolled_at, last_seen, removed_at, removed_by FROM hosts ORDER BY enrolled_at, name`;
+    const rows = await this
+      .sql`SELECT spki, name, enrolled_at, last_seen, removed_at, removed_by FROM hosts ORDER BY enrolled_at, name`;
     return rows.map((r: Record<string, unknown>) => ({
-      spki: String(r.spki), name: String(r.name), enrolledAt: Number(r.enrolled_at), lastSeen: optNumber(r.last_seen),
-      removedAt: optNumber(r.removed_at), removedBy: r.removed_by == null ? null : String(r.removed_by),
+      spki: String(r.spki),
+      name: String(r.name),
+      enrolledAt: Number(r.enrolled_at),
+      lastSeen: optNumber(r.last_seen),
+      removedAt: optNumber(r.removed_at),
+      removedBy: r.removed_by == null ? null : String(r.removed_by),
     }));
   }
 
   /** Marks a host removed; false if it already was (or is unknown). The row stays, so its key stays refused. */
   async removeHost(spki: string, by: string, now: number): Promise<boolean> {
-    const r = await this.sql`UPDATE hosts SET removed_at = ${now}, removed_by = ${by} WHERE spki = ${spki} AND removed_at IS NULL`;
+    const r = await this
+      .sql`UPDATE hosts SET removed_at = ${now}, removed_by = ${by} WHERE spki = ${spki} AND removed_at IS NULL`;
     return r.count === 1;
   }
 
@@ -141,7 +191,8 @@ export class Store {
   async putEnrollToken(t: EnrollTokenRow, createdBy: string, now: number): Promise<boolean> {
     const [used] = await this.sql`SELECT 1 AS x FROM enroll_used WHERE token_id = ${t.id}`;
     if (used) return false;
-    const r = await this.sql`INSERT INTO enroll_tokens (id, hash, expires_at, created_at, created_by) VALUES (${t.id}, ${t.hash}, ${t.expiresAt}, ${now}, ${createdBy})
+    const r = await this
+      .sql`INSERT INTO enroll_tokens (id, hash, expires_at, created_at, created_by) VALUES (${t.id}, ${t.hash}, ${t.expiresAt}, ${now}, ${createdBy})
                              ON CONFLICT (id) DO NOTHING`;
     return r.count === 1;
   }
@@ -153,24 +204,28 @@ export class Store {
 
   /** Marks an enrolment token used; false if it already was (single use). */
   async useEnrollToken(tokenId: string, hostSpki: string, now: number): Promise<boolean> {
-    const r = await this.sql`INSERT INTO enroll_used (token_id, host_spki, used_at) VALUES (${tokenId}, ${hostSpki}, ${now})
+    const r = await this
+      .sql`INSERT INTO enroll_used (token_id, host_spki, used_at) VALUES (${tokenId}, ${hostSpki}, ${now})
                              ON CONFLICT (token_id) DO NOTHING`;
     return r.count === 1;
   }
 
   async getShare(id: string): Promise<ShareRow | undefined> {
-    const [row] = await this.sql`SELECT id, host_spki, host_name, targets FROM shares WHERE id = ${id} AND closed_at IS NULL`;
+    const [row] = await this
+      .sql`SELECT id, host_spki, host_name, targets FROM shares WHERE id = ${id} AND closed_at IS NULL`;
     return row ? shareRow(row) : undefined;
   }
 
   /** Shares no one has closed: after a restart their agents are expected back. */
   async openShares(): Promise<ShareRow[]> {
-    const rows = await this.sql`SELECT id, host_spki, host_name, targets FROM shares WHERE closed_at IS NULL ORDER BY created_at`;
+    const rows = await this
+      .sql`SELECT id, host_spki, host_name, targets FROM shares WHERE closed_at IS NULL ORDER BY created_at`;
     return rows.map(shareRow);
   }
 
   async putShare(s: ShareRow, now: number): Promise<void> {
-    await this.sql`INSERT INTO shares (id, host_spki, host_name, targets, created_at) VALUES (${s.id}, ${s.hostSpki}, ${s.hostName}, ${JSON.stringify(s.targets)}, ${now})
+    await this
+      .sql`INSERT INTO shares (id, host_spki, host_name, targets, created_at) VALUES (${s.id}, ${s.hostSpki}, ${s.hostName}, ${JSON.stringify(s.targets)}, ${now})
                    ON CONFLICT (id) DO UPDATE SET targets = excluded.targets, host_name = excluded.host_name, closed_at = NULL`;
   }
 
@@ -179,12 +234,14 @@ export class Store {
   }
 
   async putCode(hash: string, shareId: string, target: string, expiresAt: number): Promise<void> {
-    await this.sql`INSERT INTO codes (hash, share_id, target, expires_at) VALUES (${hash}, ${shareId}, ${target}, ${expiresAt})`;
+    await this
+      .sql`INSERT INTO codes (hash, share_id, target, expires_at) VALUES (${hash}, ${shareId}, ${target}, ${expiresAt})`;
   }
 
   /** Takes a nameplate for a new code unless a code with it is still unexpired (nameplates are unique among live codes). */
   async claimCode(hash: string, shareId: string, target: string, expiresAt: number, now: number): Promise<boolean> {
-    const r = await this.sql`INSERT INTO codes (hash, share_id, target, expires_at) VALUES (${hash}, ${shareId}, ${target}, ${expiresAt})
+    const r = await this
+      .sql`INSERT INTO codes (hash, share_id, target, expires_at) VALUES (${hash}, ${shareId}, ${target}, ${expiresAt})
       ON CONFLICT (hash) DO UPDATE SET share_id = excluded.share_id, target = excluded.target, expires_at = excluded.expires_at, used_at = NULL
       WHERE codes.expires_at <= ${now}`;
     return r.count === 1;
@@ -192,18 +249,27 @@ export class Store {
 
   async getCode(hash: string): Promise<CodeRow | undefined> {
     const [row] = await this.sql`SELECT share_id, target, expires_at, used_at FROM codes WHERE hash = ${hash}`;
-    return row ? { shareId: row.share_id, target: row.target, expiresAt: Number(row.expires_at), usedAt: row.used_at == null ? null : Number(row.used_at) } : undefined;
+    return row
+      ? {
+          shareId: row.share_id,
+          target: row.target,
+          expiresAt: Number(row.expires_at),
+          usedAt: row.used_at == null ? null : Number(row.used_at),
+        }
+      : undefined;
   }
 
   /** Atomically marks a code used; false if another redemption won the race. */
   async useCode(hash: string, now: number): Promise<boolean> {
-    const r = await this.sql`UPDATE codes SET used_at = ${now} WHERE hash = ${hash} AND used_at IS NULL AND expires_at > ${now}`;
+    const r = await this
+      .sql`UPDATE codes SET used_at = ${now} WHERE hash = ${hash} AND used_at IS NULL AND expires_at > ${now}`;
     return r.count === 1;
   }
 
   /** Codes of a share that could still be redeemed (unused, unexpired). */
   async liveCodes(shareId: string, now: number): Promise<number> {
-    const [row] = await this.sql`SELECT count(*) AS n FROM codes WHERE share_id = ${shareId} AND used_at IS NULL AND expires_at > ${now}`;
+    const [row] = await this
+      .sql`SELECT count(*) AS n FROM codes WHERE share_id = ${shareId} AND used_at IS NULL AND expires_at > ${now}`;
     return Number(row.n);
   }
 
@@ -214,22 +280,34 @@ export class Store {
   }
 
   async openSession(s: Omit<SessionRow, "streams" | "bytesUp" | "bytesDown">): Promise<void> {
-    await this.sql`INSERT INTO sessions (id, share_id, guest_spki, guest_name, guest_addr, host_name, target, opened_at, scope, receipt)
+    await this
+      .sql`INSERT INTO sessions (id, share_id, guest_spki, guest_name, guest_addr, host_name, target, opened_at, scope, receipt)
                    VALUES (${s.id}, ${s.shareId}, ${s.guestSpki}, ${s.guestName}, ${s.guestAddr}, ${s.hostName}, ${s.target}, ${s.openedAt}, ${s.scope ?? null}, ${s.receipt ?? null})`;
   }
 
   async openSessions(): Promise<SessionRow[]> {
     const rows = await this.sql`SELECT * FROM sessions WHERE closed_at IS NULL ORDER BY opened_at`;
     return rows.map((r: Record<string, unknown>) => ({
-      id: String(r.id), shareId: String(r.share_id), guestSpki: String(r.guest_spki), guestName: String(r.guest_name),
-      guestAddr: String(r.guest_addr), hostName: String(r.host_name), target: String(r.target), openedAt: Number(r.opened_at),
-      streams: Number(r.streams), bytesUp: Number(r.bytes_up), bytesDown: Number(r.bytes_down), scope: r.scope == null ? null : String(r.scope), receipt: r.receipt == null ? null : String(r.receipt),
+      id: String(r.id),
+      shareId: String(r.share_id),
+      guestSpki: String(r.guest_spki),
+      guestName: String(r.guest_name),
+      guestAddr: String(r.guest_addr),
+      hostName: String(r.host_name),
+      target: String(r.target),
+      openedAt: Number(r.opened_at),
+      streams: Number(r.streams),
+      bytesUp: Number(r.bytes_up),
+      bytesDown: Number(r.bytes_down),
+      scope: r.scope == null ? null : String(r.scope),
+      receipt: r.receipt == null ? null : String(r.receipt),
     }));
   }
 
   /** A session's stream count and byte totals so far, so they survive a restart. */
   async setTotals(sessionId: string, streams: number, up: number, down: number): Promise<void> {
-    await this.sql`UPDATE sessions SET streams = ${streams}, bytes_up = ${up}, bytes_down = ${down} WHERE id = ${sessionId}`;
+    await this
+      .sql`UPDATE sessions SET streams = ${streams}, bytes_up = ${up}, bytes_down = ${down} WHERE id = ${sessionId}`;
   }
 
   async putRequest(r: RequestRow): Promise<void> {
@@ -245,7 +323,8 @@ export class Store {
   async takeRequests(node?: string): Promise<RequestRow[]> {
     if (node !== undefined) {
       // One node of several restarting: only the requests of the shares it holds.
-      const rows = await this.sql`DELETE FROM requests WHERE share_id IN (SELECT id FROM shares WHERE node = ${node}) RETURNING *`;
+      const rows = await this
+        .sql`DELETE FROM requests WHERE share_id IN (SELECT id FROM shares WHERE node = ${node}) RETURNING *`;
       return rows.map(requestRow);
     }
     const rows = await this.sql`SELECT * FROM requests ORDER BY created_at`;
@@ -259,11 +338,13 @@ export class Store {
   }
 
   async closeSession(id: string, reason: string, now: number): Promise<void> {
-    await this.sql`UPDATE sessions SET closed_at = ${now}, close_reason = ${reason} WHERE id = ${id} AND closed_at IS NULL`;
+    await this
+      .sql`UPDATE sessions SET closed_at = ${now}, close_reason = ${reason} WHERE id = ${id} AND closed_at IS NULL`;
   }
 
   async closeSessionsOfShare(shareId: string, reason: string, now: number): Promise<void> {
-    await this.sql`UPDATE sessions SET closed_at = ${now}, close_reason = ${reason} WHERE share_id = ${shareId} AND closed_at IS NULL`;
+    await this
+      .sql`UPDATE sessions SET closed_at = ${now}, close_reason = ${reason} WHERE share_id = ${shareId} AND closed_at IS NULL`;
   }
 
   async close(): Promise<void> {
@@ -273,8 +354,13 @@ export class Store {
 
 function requestRow(r: Record<string, unknown>): RequestRow {
   return {
-    id: String(r.id), shareId: String(r.share_id), codeHash: r.code_hash == null ? null : String(r.code_hash), guestName: String(r.guest_name),
-    guestSpki: String(r.guest_spki), target: String(r.target), createdAt: Number(r.created_at),
+    id: String(r.id),
+    shareId: String(r.share_id),
+    codeHash: r.code_hash == null ? null : String(r.code_hash),
+    guestName: String(r.guest_name),
+    guestSpki: String(r.guest_spki),
+    target: String(r.target),
+    createdAt: Number(r.created_at),
   };
 }
 
@@ -283,5 +369,10 @@ function optNumber(x: unknown): number | null {
 }
 
 function shareRow(row: Record<string, unknown>): ShareRow {
-  return { id: String(row.id), hostSpki: String(row.host_spki), hostName: String(row.host_name), targets: JSON.parse(String(row.targets)) };
+  return {
+    id: String(row.id),
+    hostSpki: String(row.host_spki),
+    hostName: String(row.host_name),
+    targets: JSON.parse(String(row.targets)),
+  };
 }

@@ -9,7 +9,8 @@ export function parseTarget(s: string): { host: string; port: number } {
   const r = v.safeParse(target, s);
   const m = r.success ? /^\[?(.+?)\]?:(\d+)$/.exec(s) : null;
   const port = m ? Number(m[2]) : 0;
-  if (!m || port < 1 || port > 65535) throw new TesseraError("bad_address", `"${s}" is not HOST:PORT with a port from 1 to 65535`);
+  if (!m || port < 1 || port > 65535)
+    throw new TesseraError("bad_address", `"${s}" is not HOST:PORT with a port from 1 to 65535`);
   return { host: m[1]!, port };
 }
 
@@ -26,6 +27,7 @@ export function splitAddress(address: string, defaultPort = 8443, listening = fa
   if (bracketed) [, host, portText] = bracketed;
   else if (a.split(":").length === 2) [host, portText] = a.split(":");
   const port = portText === undefined ? defaultPort : /^\d{1,5}$/.test(portText) ? Number(portText) : -1;
-  if (!host || !(port >= (listening ? 0 : 1) && port <= 65535)) throw new TesseraError("bad_address", `"${address}" is not HOST[:PORT]`);
+  if (!host || !(port >= (listening ? 0 : 1) && port <= 65535))
+    throw new TesseraError("bad_address", `"${address}" is not HOST[:PORT]`);
   return { host, port };
 }

@@ -39,7 +39,10 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
   ) {
     this.decoder = new FrameDecoder(schema);
     if (opts.firstFrameTimeoutMs) {
-      this.firstTimer = setTimeout(() => this.fail(new ProtocolError("no frame received in time", "timeout")), opts.firstFrameTimeoutMs);
+      this.firstTimer = setTimeout(
+        () => this.fail(new ProtocolError("no frame received in time", "timeout")),
+        opts.firstFrameTimeoutMs,
+      );
     }
     if (opts.heartbeat) this.beat(opts.heartbeat);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
@@ -53,7 +56,13 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
     if (this.closed) return;
     this.unwatch?.();
     const now = Date.now();
-    this.live = { heardAt: now, pingedAt: now, heartbeat, ping: () => this.send({ t: "ping" } as Out), gone: (err) => this.fail(err) };
+    this.live = {
+      heardAt: now,
+      pingedAt: now,
+      heartbeat,
+      ping: () => this.send({ t: "ping" } as Out),
+      gone: (err) => this.fail(err),
+    };
     this.unwatch = watchLiveness(this.live);
   }
 
@@ -84,7 +93,11 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
   }
 
   sendError(err: TesseraError, ref?: string): void {
-    const frame: Record<string, unknown> = { t: "error", code: safeCode(err.code), message: err.message.slice(0, 1000) };
+    const frame: Record<string, unknown> = {
+      t: "error",
+      code: safeCode(err.code),
+      message: err.message.slice(0, 1000),
+    };
     if (ref) frame.ref = ref;
     this.send(frame as unknown as Out);
   }
@@ -123,7 +136,10 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
       this.partialTimer = undefined;
     }
     if (partial && !this.partialTimer) {
-      this.partialTimer = setTimeout(() => this.fail(new ProtocolError(`a frame was left half-sent for ${ms / 1000}s`, "timeout")), ms);
+      this.partialTimer = setTimeout(
+        () => this.fail(new ProtocolError(`a frame was left half-sent for ${ms / 1000}s`, "timeout")),
+        ms,
+      );
     }
   }
 

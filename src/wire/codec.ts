@@ -57,7 +57,11 @@ function tagIndex(schema: v.GenericSchema): Map<string, v.GenericSchema> | null 
   let index = TAGS.get(schema);
   if (index !== undefined) return index;
   index = null;
-  const s = schema as { type?: string; key?: string; options?: { entries?: Record<string, { type?: string; literal?: unknown }> }[] };
+  const s = schema as {
+    type?: string;
+    key?: string;
+    options?: { entries?: Record<string, { type?: string; literal?: unknown }> }[];
+  };
   if (s.type === "variant" && s.key && s.options) {
     index = new Map();
     for (const o of s.options) {

@@ -43,8 +43,13 @@ export class ControlClient {
       onFrame: (f) => this.dispatch(f),
       onClose: (closedWith) => {
         // The coordinator refuses (error frame) and closes at once; a refusal from long before explains nothing.
-        const err = closedWith ?? (this.refused && Date.now() - this.refused.at < REFUSAL_CLOSE_MS ? this.refused.err : undefined);
-        const e = new TesseraError("disconnected", `lost the connection to the coordinator${err ? `: ${err.message}` : ""}`);
+        const err =
+          closedWith ??
+          (this.refused && Date.now() - this.refused.at < REFUSAL_CLOSE_MS ? this.refused.err : undefined);
+        const e = new TesseraError(
+          "disconnected",
+          `lost the connection to the coordinator${err ? `: ${err.message}` : ""}`,
+        );
         for (const w of this.waiters.splice(0)) w.reject(e);
         this.closeHandler?.(err);
       },
@@ -55,8 +60,12 @@ export class ControlClient {
     const { host, port } = splitAddress(o.address);
     const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
       const s = tls.connect({
-        host, port, minVersion: "TLSv1.3",
-        ca: o.caPem, key: o.keyPem, cert: o.certPem,
+        host,
+        port,
+        minVersion: "TLSv1.3",
+        ca: o.caPem,
+        key: o.keyPem,
+        cert: o.certPem,
         servername: net.isIP(host) ? undefined : host,
         rejectUnauthorized: o.caPem !== undefined,
       });
@@ -82,13 +91,17 @@ export class ControlClient {
     const got = certFingerprint(this.caPem);
     if (pinHex !== undefined && got !== pinHex) {
       this.close();
-      throw new TesseraError("ca_mismatch", `the coordinator's CA has fingerprint sha256:${got}, not the expected sha256:${pinHex}; someone may be intercepting, or the token is for another coordinator`);
+      throw new TesseraError(
+        "ca_mismatch",
+        `the coordinator's CA has fingerprint sha256:${got}, not the expected sha256:${pinHex}; someone may be intercepting, or the token is for another coordinator`,
+      );
     }
     const raw = this.socket.getPeerCertificate()?.raw;
     const leaf = raw ? derToPem(raw, "CERTIFICATE") : "";
     await verifyIssuedBy(leaf, this.caPem, new Date());
     const bad = tls.checkServerIdentity(host, this.socket.getPeerCertificate());
-    if (bad) throw new TesseraError("ca_mismatch", `the coordinator's certificate does not name ${host}: ${bad.message}`);
+    if (bad)
+      throw new TesseraError("ca_mismatch", `the coordinator's certificate does not name ${host}: ${bad.message}`);
   }
 
   /** The coordinator's resolved address as this connection reached it; data connections dial the same. */
@@ -103,7 +116,9 @@ export class ControlClient {
   /** Resolves with the next frame of one of these types; an unreferenced error frame rejects it. */
   next<T extends ServerFrame["t"]>(...types: T[]): Promise<FrameOf<ServerFrame, T>> {
     if (this.ch.closed) return Promise.reject(new TesseraError("disconnected", "not connected to the coordinator"));
-    return new Promise((resolve, reject) => this.waiters.push({ types, resolve: resolve as (f: ServerFrame) => void, reject }));
+    return new Promise((resolve, reject) =>
+      this.waiters.push({ types, resolve: resolve as (f: ServerFrame) => void, reject }),
+    );
   }
 
   on<T extends ServerFrame["t"]>(type: T, fn: (f: FrameOf<ServerFrame, T>) => void): void {
@@ -169,7 +184,15 @@ function dialError(address: string, err: Error & { code?: string }): TesseraErro
   };
   const code = err.code ?? "";
   if (untrusted[code]) {
-    return new TesseraError("ca_mismatch", `reached the coordinator at ${address}, but ${untrusted[code]}; if the CA file or address is wrong, link again: \`tessera link ${address} --ca-file CA.crt\` (or --ca-pin sha256:... from the operator)`, { cause: err });
+    return new TesseraError(
+      "ca_mismatch",
+      `reached the coordinator at ${address}, but ${untrusted[code]}; if the CA file or address is wrong, link again: \`tessera link ${address} --ca-file CA.crt\` (or --ca-pin sha256:... from the operator)`,
+      { cause: err },
+    );
   }
-  return new TesseraError("connect", `cannot reach the coordinator at ${address}: ${unreachable[code] ?? err.message}`, { cause: err });
+  return new TesseraError(
+    "connect",
+    `cannot reach the coordinator at ${address}: ${unreachable[code] ?? err.message}`,
+    { cause: err },
+  );
 }

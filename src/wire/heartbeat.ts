@@ -25,7 +25,10 @@ export interface Beating {
 /** A peer that stayed silent past the bound; `since` is when it was last heard from. */
 export class SilentError extends TesseraError {
   override name = "SilentError";
-  constructor(readonly since: number, quietMs: number) {
+  constructor(
+    readonly since: number,
+    quietMs: number,
+  ) {
     super("silent", `the connection went silent: nothing heard since ${clock(since)} (${Math.round(quietMs / 1000)}s)`);
   }
 }

@@ -11,11 +11,19 @@ export function probeToken(sessionId: string): Buffer {
 }
 export const PROBE_OK = Buffer.from([1]);
 
-export interface Hint { host: string; port: number }
+export interface Hint {
+  host: string;
+  port: number;
+}
 
 /** Which side offers the hints: signed, so guest hints can never be passed off as the host's or back. */
 export type HintRole = "guest" | "host";
-export interface SignedHints { sessionId: string; hints: Hint[]; key: string; sig: string }
+export interface SignedHints {
+  sessionId: string;
+  hints: Hint[];
+  key: string;
+  sig: string;
+}
 
 /** Length-prefixed fields under a fixed label: no field can smuggle a separator, no other signature passes for this one. */
 export function hintBytes(sessionId: string, role: HintRole, hints: readonly Hint[]): Buffer {
@@ -40,7 +48,8 @@ export function hintsProblem(f: SignedHints, role: HintRole, pinnedSpki: string)
   } catch {
     return "the hints' key is not a public key";
   }
-  if (fp !== pinnedSpki) return `the hints are signed by key ${fp}, not the ${role}'s key this session was approved for`;
+  if (fp !== pinnedSpki)
+    return `the hints are signed by key ${fp}, not the ${role}'s key this session was approved for`;
   try {
     const key = createPublicKey({ key: Buffer.from(f.key, "base64"), format: "der", type: "spki" });
     if (verify("sha256", hintBytes(f.sessionId, role, f.hints), key, Buffer.from(f.sig, "base64"))) return undefined;
@@ -55,8 +64,14 @@ export function hintsProblem(f: SignedHints, role: HintRole, pinnedSpki: string)
  * loopback (everyone on one machine), then every non-internal IPv4 address, then every IPv6 one; never
  * link-local (the far end would need our interface to reach it, and the agent refuses it anyway). 16 at most.
  */
-export function localHints(port: number, coordinatorOnLoopback: boolean, ifaces: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces()): Hint[] {
-  const all = Object.values(ifaces).flatMap((a) => a ?? []).filter((a) => !a.internal);
+export function localHints(
+  port: number,
+  coordinatorOnLoopback: boolean,
+  ifaces: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces(),
+): Hint[] {
+  const all = Object.values(ifaces)
+    .flatMap((a) => a ?? [])
+    .filter((a) => !a.internal);
   const v4 = all.filter((a) => a.family === "IPv4" && !a.address.startsWith("169.254."));
   const v6 = all.filter((a) => a.family === "IPv6" && !/^fe[89ab]/i.test(a.address) && !a.address.includes("%"));
   const out: Hint[] = coordinatorOnLoopback ? [{ host: "127.0.0.1", port }] : [];

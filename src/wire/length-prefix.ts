@@ -18,7 +18,10 @@ export class LengthPrefixed<T> {
   private buf: Buffer = Buffer.alloc(0);
   private failed: ProtocolError | undefined;
 
-  constructor(private readonly f: Framing, private readonly decode: (header: Buffer, body: Buffer) => T) {}
+  constructor(
+    private readonly f: Framing,
+    private readonly decode: (header: Buffer, body: Buffer) => T,
+  ) {}
 
   /** The frames this chunk completes; a decode failure breaks the stream like a framing one. */
   push(chunk: Uint8Array): T[] {
@@ -31,7 +34,11 @@ export class LengthPrefixed<T> {
         const header = this.buf.subarray(0, h);
         this.f.check?.(header);
         const len = header.readUInt32BE(h - 4);
-        if (len > this.f.max) throw new ProtocolError(`${this.f.what} of ${len} bytes exceeds the ${this.f.max}-byte limit`, "frame_too_large");
+        if (len > this.f.max)
+          throw new ProtocolError(
+            `${this.f.what} of ${len} bytes exceeds the ${this.f.max}-byte limit`,
+            "frame_too_large",
+          );
         if (this.buf.length < h + len) break;
         const body = this.buf.subarray(h, h + len);
         this.buf = this.buf.subarray(h + len);
@@ -52,7 +59,8 @@ export class LengthPrefixed<T> {
 
 /** Header plus body, refusing a body over the limit before anything is sent. */
 export function withLengthPrefix(f: Framing, head: Uint8Array, body: Uint8Array): Buffer {
-  if (body.length > f.max) throw new ProtocolError(`${f.what} of ${body.length} bytes exceeds the ${f.max}-byte limit`, "frame_too_large");
+  if (body.length > f.max)
+    throw new ProtocolError(`${f.what} of ${body.length} bytes exceeds the ${f.max}-byte limit`, "frame_too_large");
   const out = Buffer.allocUnsafe(f.header + body.length);
   out.set(head, 0);
   out.writeUInt32BE(body.length, f.header - 4);

@@ -12,13 +12,23 @@ export const STREAM_TOKEN_BYTES = 32;
 export const PREAMBLE_BYTES = DATA_MAGIC.length + STREAM_TOKEN_BYTES;
 
 const id = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '.', '_' or '-'"));
-const name = v.pipe(v.string(), v.minLength(1), v.maxLength(64), v.regex(/^[^\x00-\x1f\x7f]+$/, "must not contain control characters"));
-const text = (max: number) => v.pipe(v.string(), v.maxLength(max), v.regex(/^[^\x00-\x08\x0b-\x1f\x7f]*$/, "must not contain control characters"));
+const name = v.pipe(
+  v.string(),
+  v.minLength(1),
+  v.maxLength(64),
+  v.regex(/^[^\x00-\x1f\x7f]+$/, "must not contain control characters"),
+);
+const text = (max: number) =>
+  v.pipe(v.string(), v.maxLength(max), v.regex(/^[^\x00-\x08\x0b-\x1f\x7f]*$/, "must not contain control characters"));
 const pem = v.pipe(v.string(), v.maxLength(16 * 1024), v.startsWith("-----BEGIN "));
 /** The target of a shell share: an interactive terminal on the host, not a network address. */
 export const SHELL_TARGET = "shell";
 /** HOST:PORT or [IPv6]:PORT (parsed properly by parseTarget), or the literal SHELL_TARGET. */
-export const target = v.pipe(v.string(), v.maxLength(300), v.regex(/^(shell|(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5})$/, "must be HOST:PORT or shell"));
+export const target = v.pipe(
+  v.string(),
+  v.maxLength(300),
+  v.regex(/^(shell|(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5})$/, "must be HOST:PORT or shell"),
+);
 const spki = v.pipe(v.string(), v.regex(/^SHA256:[A-Za-z0-9+/]{43}$/));
 const token = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{43}$/));
 const code = v.pipe(v.string(), v.maxLength(32));
@@ -39,13 +49,32 @@ const count = v.pipe(v.number(), v.integer(), v.minValue(0));
 /** Most sessions one status frame lists (the rest are counted in `more`), so it stays far below the frame cap. */
 export const MAX_STATUS_SESSIONS = 100;
 /** One session as the coordinator sees it: who, what, how much, and whether the guest is connected. */
-const sessionView = v.strictObject({ sessionId: id, guest: name, addr: text(80), target, streams: count, up: count, down: count, idleSec: count, away: v.boolean(), path: v.optional(v.picklist(["direct", "relay"])) });
+const sessionView = v.strictObject({
+  sessionId: id,
+  guest: name,
+  addr: text(80),
+  target,
+  streams: count,
+  up: count,
+  down: count,
+  idleSec: count,
+  away: v.boolean(),
+  path: v.optional(v.picklist(["direct", "relay"])),
+});
 /** An IP literal (never a name: the agent resolves nothing a guest names) and port a side may be reached on (version 5). */
-export const hint = v.strictObject({ host: v.pipe(v.string(), v.maxLength(45), v.regex(/^[0-9A-Fa-f:.]+$/, "must be an IP address")), port: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535)) });
+export const hint = v.strictObject({
+  host: v.pipe(v.string(), v.maxLength(45), v.regex(/^[0-9A-Fa-f:.]+$/, "must be an IP address")),
+  port: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535)),
+});
 /** Most hints one frame may carry: far above what the agent dials (its cap), so an excess is seen and audited, not cut off unseen. */
 export const MAX_HINTS_IN_FRAME = 1024;
 /** Direct-path hints signed with the offering side's session key (wire/hints.ts); the coordinator relays them unchanged (version 5). */
-const hintFields = { sessionId: id, hints: v.pipe(v.array(hint), v.maxLength(MAX_HINTS_IN_FRAME)), key: b64std(400), sig: b64std(200) };
+const hintFields = {
+  sessionId: id,
+  hints: v.pipe(v.array(hint), v.maxLength(MAX_HINTS_IN_FRAME)),
+  key: b64std(400),
+  sig: b64std(200),
+};
 /** Who dials a direct stream when it is not the agent. */
 const dialer = v.literal("guest");
 /** Most stream reports one frame carries: a burst of streams is reported in a few frames, not a flood of them. */
@@ -54,7 +83,13 @@ export const MAX_STREAM_REPORTS = 256;
  * Reports on a session's direct streams, batched: verified and moving ("open", with the bytes so far), done
  * with the agent's byte counts ("closed"), or not reachable by the side that dials ("failed": the relay instead).
  */
-const streamReport = v.strictObject({ streamId: id, state: v.picklist(["open", "closed", "failed"]), up: v.optional(count), down: v.optional(count), reason: v.optional(text(200)) });
+const streamReport = v.strictObject({
+  streamId: id,
+  state: v.picklist(["open", "closed", "failed"]),
+  up: v.optional(count),
+  down: v.optional(count),
+  reason: v.optional(text(200)),
+});
 export type StreamReport = v.InferOutput<typeof streamReport>;
 
 /** Frames a client (agent, share, guest, link) sends to the coordinator. */
@@ -62,7 +97,12 @@ export const ClientFrame = v.variant("t", [
   frame("hello", { v: v.pipe(v.number(), v.integer()), client: text(64) }),
   frame("enroll", { token: v.pipe(v.string(), v.maxLength(256)), csr: pem, name }),
   /** requestsById: guests may ask by share id, without a code (`--allow-requests-by-id`); off when absent. */
-  frame("register", { shareId: id, targets: v.pipe(v.array(target), v.minLength(1), v.maxLength(64)), approver: v.boolean(), requestsById: v.optional(v.boolean()) }),
+  frame("register", {
+    shareId: id,
+    targets: v.pipe(v.array(target), v.minLength(1), v.maxLength(64)),
+    approver: v.boolean(),
+    requestsById: v.optional(v.boolean()),
+  }),
   /** approve: false attaches mint-only (`tessera mcp`): it may mint codes, never answer a request (version 2). */
   frame("attach", { shareId: id, approve: v.optional(v.boolean()) }),
   frame("mint", { shareId: id, target: v.optional(target) }),
@@ -70,7 +110,14 @@ export const ClientFrame = v.variant("t", [
    * scope: a scoped yes (`y 15m`, `y 1`, `ro`); reason: a no with words the guest sees (`n too busy`);
    * mismatch: the guest's key confirmation failed, so the code is burnt and nobody is connected.
    */
-  frame("decision", { requestId: id, allow: v.boolean(), scope: v.optional(Scope), reason: v.optional(text(200)), mismatch: v.optional(v.boolean()), receipt: v.optional(Receipt) }),
+  frame("decision", {
+    requestId: id,
+    allow: v.boolean(),
+    scope: v.optional(Scope),
+    reason: v.optional(text(200)),
+    mismatch: v.optional(v.boolean()),
+    receipt: v.optional(Receipt),
+  }),
   /** code is the nameplate only; pake is the guest's CPace share, for the host (version 3). */
   frame("redeem", { code, csr: pem, name, reason: text(500), pake: pakeStart, identity: v.optional(identityProof) }),
   /** The host's CPace share and confirmation, and the key the guest is to pin, for the guest (version 3). */
@@ -99,8 +146,20 @@ export const ClientFrame = v.variant("t", [
   /** Direct path (version 5): the guest's signed hints; the agent's probe outcome (counts for the audit line); its direct streams' reports. */
   frame("hints", hintFields),
   /** kept: the path this agent proved before it reconnected, not probed again (each hint is dialled once a session). */
-  frame("direct", { sessionId: id, ok: v.boolean(), offered: count, dialled: count, refused: count, over: count, reason: v.optional(text(200)), kept: v.optional(v.boolean()) }),
-  frame("direct-stream", { sessionId: id, reports: v.pipe(v.array(streamReport), v.minLength(1), v.maxLength(MAX_STREAM_REPORTS)) }),
+  frame("direct", {
+    sessionId: id,
+    ok: v.boolean(),
+    offered: count,
+    dialled: count,
+    refused: count,
+    over: count,
+    reason: v.optional(text(200)),
+    kept: v.optional(v.boolean()),
+  }),
+  frame("direct-stream", {
+    sessionId: id,
+    reports: v.pipe(v.array(streamReport), v.minLength(1), v.maxLength(MAX_STREAM_REPORTS)),
+  }),
   frame("ping", {}),
   frame("pong", {}),
   frame("error", { code: id, message: text(1000) }),
@@ -110,32 +169,81 @@ export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 /** Frames the coordinator sends to clients. */
 export const ServerFrame = v.variant("t", [
   /** heartbeat: how this coordinator pings a quiet connection and when it calls one silent; clients do the same. */
-  frame("welcome", { v: v.number(), server: text(64), ca: pem, heartbeat: v.strictObject({ pingMs: v.pipe(v.number(), v.integer(), v.minValue(100)), deadMs: v.pipe(v.number(), v.integer(), v.minValue(200)) }) }),
+  frame("welcome", {
+    v: v.number(),
+    server: text(64),
+    ca: pem,
+    heartbeat: v.strictObject({
+      pingMs: v.pipe(v.number(), v.integer(), v.minValue(100)),
+      deadMs: v.pipe(v.number(), v.integer(), v.minValue(200)),
+    }),
+  }),
   frame("enrolled", { cert: pem }),
   frame("registered", { shareId: id, targets: v.array(target) }),
   /** The nameplate only: the minter adds its own secret half (version 3). */
   frame("code", { shareId: id, nameplate, target, expiresAt: epochMs }),
   /** pake: the guest's CPace share for a code's nameplate; absent for a request by share id (version 3). */
-  frame("ask", { requestId: id, shareId: id, guest: guestInfo, target, reason: text(500), deadline: epochMs, pake: v.optional(v.strictObject({ nameplate, ...pakeStart.entries })), identity: v.optional(identityProof) }),
+  frame("ask", {
+    requestId: id,
+    shareId: id,
+    guest: guestInfo,
+    target,
+    reason: text(500),
+    deadline: epochMs,
+    pake: v.optional(v.strictObject({ nameplate, ...pakeStart.entries })),
+    identity: v.optional(identityProof),
+  }),
   frame("pake", { requestId: id, msg: b64(64), tag: b64(128), hostSpki: spki }),
   frame("confirm", { requestId: id, tag: v.optional(b64(128)) }),
   frame("cancel", { requestId: id, reason: text(200) }),
   /** No share id: it would let a code holder ask again by id, without a code (version 2). */
   frame("pending", { requestId: id, target }),
-  frame("approved", { requestId: id, sessionId: id, cert: pem, hostSpki: spki, target, idleTimeoutSec: v.number(), scope: v.optional(Scope), receipt: v.optional(Receipt) }),
+  frame("approved", {
+    requestId: id,
+    sessionId: id,
+    cert: pem,
+    hostSpki: spki,
+    target,
+    idleTimeoutSec: v.number(),
+    scope: v.optional(Scope),
+    receipt: v.optional(Receipt),
+  }),
   frame("denied", { requestId: id, reason: text(200) }),
   /** openedAt: when the host approved it, so the agent holds a time-scoped session to that clock. */
-  frame("session", { sessionId: id, shareId: id, target, guest: guestInfo, scope: v.optional(Scope), openedAt: v.optional(epochMs), receipt: v.optional(Receipt) }),
+  frame("session", {
+    sessionId: id,
+    shareId: id,
+    target,
+    guest: guestInfo,
+    scope: v.optional(Scope),
+    openedAt: v.optional(epochMs),
+    receipt: v.optional(Receipt),
+  }),
   /**
    * direct: the token the agent presents on its direct connection to the guest (version 5); `token` stays the
    * relay's, for a fallback. reportMs: how often the agent reports a direct stream's bytes (the idle clock needs them).
    * pool: set up the stream, but serve it only when its "use" comes (version 5).
    */
-  frame("incoming", { sessionId: id, streamId: id, token, direct: v.optional(token), dialer: v.optional(dialer), reportMs: v.optional(count), pool: v.optional(v.boolean()) }),
+  frame("incoming", {
+    sessionId: id,
+    streamId: id,
+    token,
+    direct: v.optional(token),
+    dialer: v.optional(dialer),
+    reportMs: v.optional(count),
+    pool: v.optional(v.boolean()),
+  }),
   /** A pooled stream was put to work and its opening is in the audit log: the agent may serve it now (version 5). */
   frame("use", { sessionId: id, streamId: id }),
   /** dialer "guest": the host listens (`share --direct-listen`) and the guest dials it; otherwise the agent dials the guest. */
-  frame("stream", { sessionId: id, streamId: id, token, ref: id, direct: v.optional(token), dialer: v.optional(dialer) }),
+  frame("stream", {
+    sessionId: id,
+    streamId: id,
+    token,
+    ref: id,
+    direct: v.optional(token),
+    dialer: v.optional(dialer),
+  }),
   /** The guest's signed hints, relayed to the agent (version 5). */
   frame("hints", hintFields),
   /** A direct stream could not be set up: the side waiting for it takes it through the relay with the stream's own token (version 5). */
@@ -146,12 +254,26 @@ export const ServerFrame = v.variant("t", [
    */
   frame("path", { sessionId: id, path: v.picklist(["direct", "relay"]) }),
   frame("closed", { sessionId: id, reason: text(200) }),
-  frame("resumed", { sessionId: id, target, idleTimeoutSec: v.number(), restarted: v.boolean(), hostOnline: v.boolean() }),
+  frame("resumed", {
+    sessionId: id,
+    target,
+    idleTimeoutSec: v.number(),
+    restarted: v.boolean(),
+    hostOnline: v.boolean(),
+  }),
   frame("left", { shareId: id }),
   /** The host's agent could not serve a stream it was offered (its target refused, its policy said no): the guest is told why. */
   frame("refused", { sessionId: id, streamId: id, reason: text(200) }),
   /** idleTimeoutSec: how long a session may be idle before it ends, for the host's countdown (version 4). */
-  frame("status", { shareId: id, online: v.boolean(), targets: v.array(target), sessions: v.pipe(v.array(sessionView), v.maxLength(MAX_STATUS_SESSIONS)), more: count, requests: count, idleTimeoutSec: v.optional(count) }),
+  frame("status", {
+    shareId: id,
+    online: v.boolean(),
+    targets: v.array(target),
+    sessions: v.pipe(v.array(sessionView), v.maxLength(MAX_STATUS_SESSIONS)),
+    more: count,
+    requests: count,
+    idleTimeoutSec: v.optional(count),
+  }),
   frame("ping", {}),
   frame("pong", {}),
   frame("error", { code: id, message: text(1000), ref: v.optional(id) }),

@@ -44,11 +44,14 @@ export class Reconnector {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (this.stopped) return;
-      this.o.connect().then(() => {
-        this.attempt = 0;
-        this.lastDelay = 0;
-        this.since = undefined;
-      }, (e: unknown) => this.lost(e instanceof Error ? e : new Error(String(e))));
+      this.o.connect().then(
+        () => {
+          this.attempt = 0;
+          this.lastDelay = 0;
+          this.since = undefined;
+        },
+        (e: unknown) => this.lost(e instanceof Error ? e : new Error(String(e))),
+      );
     }, delay);
   }
 

@@ -36,11 +36,14 @@ export function span(ms: number): string {
 export function streamRefusal(s: Scope | undefined, opened: number, since: number, now: number): string | undefined {
   const over = timeOver(s, since, now);
   if (over) return over;
-  if (s?.streams !== undefined && opened >= s.streams) return `the host allowed ${describeScope({ streams: s.streams })} in this session, and it is used`;
+  if (s?.streams !== undefined && opened >= s.streams)
+    return `the host allowed ${describeScope({ streams: s.streams })} in this session, and it is used`;
   return undefined;
 }
 
 /** Why a session approved at `since` has outlived its time scope, or undefined while it has not. */
 export function timeOver(s: Scope | undefined, since: number, now: number): string | undefined {
-  return s?.ttlMs !== undefined && now - since >= s.ttlMs ? `the host allowed this session ${span(s.ttlMs)}, and that is over` : undefined;
+  return s?.ttlMs !== undefined && now - since >= s.ttlMs
+    ? `the host allowed this session ${span(s.ttlMs)}, and that is over`
+    : undefined;
 }

@@ -33,7 +33,8 @@ export class StreamReports {
     this.due = false;
     this.lastFlush = Date.now();
     for (const [sessionId, list] of this.pending) {
-      for (let i = 0; i < list.length; i += MAX_STREAM_REPORTS) this.send({ t: "direct-stream", sessionId, reports: list.slice(i, i + MAX_STREAM_REPORTS) });
+      for (let i = 0; i < list.length; i += MAX_STREAM_REPORTS)
+        this.send({ t: "direct-stream", sessionId, reports: list.slice(i, i + MAX_STREAM_REPORTS) });
     }
     this.pending.clear();
   }

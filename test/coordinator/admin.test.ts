@@ -16,7 +16,10 @@ afterEach(async () => {
 });
 
 async function adminError(p: Promise<unknown>): Promise<AdminError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(AdminError);
   return err as AdminError;
 }
@@ -32,14 +35,22 @@ describe("hosts remove", () => {
     await bob.peer.ch.wait("approved");
     const r = await w.admin().removeHost("box", OPS);
     expect(r).toMatchObject({ host: "box", key: s.host.host!.spki, shares: 1, sessions: 1 });
-    expect(s.guest.ch.of("closed")).toEqual([{ t: "closed", sessionId: s.sessionId, reason: "the host was removed by the operator" }]);
+    expect(s.guest.ch.of("closed")).toEqual([
+      { t: "closed", sessionId: s.sessionId, reason: "the host was removed by the operator" },
+    ]);
     expect(s.host.ch.failures.map((e) => [e.code, e.message])).toEqual([["host_removed", HOST_REMOVED]]);
     // The other host's session is untouched.
     expect(bob.peer.ch.of("closed")).toEqual([]);
     expect(db.ch.failures).toEqual([]);
     const names = w.names();
     expect(names.indexOf("host.remove")).toBeLessThan(names.indexOf("session.close"));
-    expect(w.one("host.remove")).toMatchObject({ host: "box", hostKey: s.host.host!.spki, by: "operator", operator: "ops@desk", addr: "127.0.0.1:5000" });
+    expect(w.one("host.remove")).toMatchObject({
+      host: "box",
+      hostKey: s.host.host!.spki,
+      by: "operator",
+      operator: "ops@desk",
+      addr: "127.0.0.1:5000",
+    });
     expect(w.one("session.close")).toMatchObject({ sessionId: s.sessionId, condition: "host_removed" });
     expect(await w.store.hostStatus(s.host.host!.spki)).toBe("removed");
     // The same certificate coming back is refused at hello, with the reason and its fix.
@@ -66,7 +77,10 @@ describe("hosts remove", () => {
     // With one twin gone, the name picks the other.
     expect((await admin.removeHost("twin", OPS)).key).toBe(b.host!.spki);
     expect((await admin.hosts()).map((h) => h.name)).toEqual([]);
-    expect((await admin.hosts(true)).map((h) => [h.name, h.removedBy])).toEqual([["twin", "operator ops@desk from 127.0.0.1:5000"], ["twin", "operator ops@desk from 127.0.0.1:5000"]]);
+    expect((await admin.hosts(true)).map((h) => [h.name, h.removedBy])).toEqual([
+      ["twin", "operator ops@desk from 127.0.0.1:5000"],
+      ["twin", "operator ops@desk from 127.0.0.1:5000"],
+    ]);
   });
 
   test("a removed host's key cannot enrol again, and the token it tried stays unused", async () => {
@@ -81,7 +95,12 @@ describe("hosts remove", () => {
     const again = await w.hello(w.peer());
     expect((await refusal(w.send(again, { t: "enroll", token, csr, name: "lost" }))).code).toBe("host_removed");
     const fresh = await w.hello(w.peer());
-    await w.send(fresh, { t: "enroll", token, csr: await createCsr({ keys: await generateKeyPair(), commonName: "found" }), name: "found" });
+    await w.send(fresh, {
+      t: "enroll",
+      token,
+      csr: await createCsr({ keys: await generateKeyPair(), commonName: "found" }),
+      name: "found",
+    });
     expect(fresh.ch.of("enrolled")).toHaveLength(1);
   });
 });
@@ -94,10 +113,22 @@ describe("enroll-token", () => {
     const secret = token.split(".")[2]!;
     expect(Date.parse(expiresAt) - Date.now()).toBeGreaterThan(3_500_000);
     const first = await w.hello(w.peer());
-    await w.send(first, { t: "enroll", token, csr: await createCsr({ keys: await generateKeyPair(), commonName: "second" }), name: "second" });
+    await w.send(first, {
+      t: "enroll",
+      token,
+      csr: await createCsr({ keys: await generateKeyPair(), commonName: "second" }),
+      name: "second",
+    });
     expect(first.ch.of("enrolled")).toHaveLength(1);
     const reuse = await w.hello(w.peer());
-    const err = await refusal(w.send(reuse, { t: "enroll", token, csr: await createCsr({ keys: await generateKeyPair(), commonName: "third" }), name: "third" }));
+    const err = await refusal(
+      w.send(reuse, {
+        t: "enroll",
+        token,
+        csr: await createCsr({ keys: await generateKeyPair(), commonName: "third" }),
+        name: "third",
+      }),
+    );
     expect(err.code).toBe("token_used");
     expect(w.one("enrol.token")).toMatchObject({ tokenId: id, by: "operator", operator: "ops@desk" });
     for (const f of fs.readdirSync(w.dir)) expect(fs.readFileSync(`${w.dir}/${f}`).includes(secret)).toBe(false);
@@ -127,21 +158,35 @@ describe("HTTP", () => {
     await w.session();
     const admin = w.admin();
     const good = "a".repeat(64);
-    const on = startHttp({ host: "127.0.0.1", port: 0, version: "test", broker: w.broker, admin, operatorTokenHash: hashToken(good) });
+    const on = startHttp({
+      host: "127.0.0.1",
+      port: 0,
+      version: "test",
+      broker: w.broker,
+      admin,
+      operatorTokenHash: hashToken(good),
+    });
     const off = startHttp({ host: "127.0.0.1", port: 0, version: "test", broker: w.broker, admin });
     try {
       const base = `http://127.0.0.1:${on.port}`;
-      const call = (path: string, init: RequestInit = {}, token = good) => fetch(base + path, { ...init, headers: { ...init.headers, authorization: `Bearer ${token}` } });
+      const call = (path: string, init: RequestInit = {}, token = good) =>
+        fetch(base + path, { ...init, headers: { ...init.headers, authorization: `Bearer ${token}` } });
       expect((await call("/admin/sessions", {}, "b".repeat(64))).status).toBe(401);
       expect((await fetch(`${base}/admin/sessions`)).status).toBe(401);
-      const none = await fetch(`http://127.0.0.1:${off.port}/admin/sessions`, { headers: { authorization: `Bearer ${good}` } });
+      const none = await fetch(`http://127.0.0.1:${off.port}/admin/sessions`, {
+        headers: { authorization: `Bearer ${good}` },
+      });
       expect([none.status, await none.text()]).toEqual([403, expect.stringContaining("no operator token")]);
       const list = await call("/admin/sessions");
       expect(list.status).toBe(200);
       expect(((await list.json()) as { sessions: unknown[] }).sessions).toHaveLength(1);
       expect((await call("/admin/hosts/remove")).status).toBe(405);
       const post = (body: string) => call("/admin/hosts/remove", { method: "POST", body });
-      expect([(await post("{")).status, (await post('{"host":"box","extra":1}')).status, (await post('{"host":""}')).status]).toEqual([400, 400, 400]);
+      expect([
+        (await post("{")).status,
+        (await post('{"host":"box","extra":1}')).status,
+        (await post('{"host":""}')).status,
+      ]).toEqual([400, 400, 400]);
       expect((await post(JSON.stringify({ host: "x".repeat(5000) }))).status).toBe(413);
       expect((await post('{"host":"nobody"}')).status).toBe(404);
       expect((await call("/admin/nothing")).status).toBe(404);
@@ -150,7 +195,10 @@ describe("HTTP", () => {
       expect(((await minted.json()) as { token: string }).token).toMatch(/^TSE1\./);
       const removed = await post('{"host":"box","operator":"ops@desk"}');
       expect(((await removed.json()) as { removed: { sessions: number } }).removed.sessions).toBe(1);
-      expect(w.one("host.remove")).toMatchObject({ operator: "ops@desk", addr: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
+      expect(w.one("host.remove")).toMatchObject({
+        operator: "ops@desk",
+        addr: expect.stringMatching(/^127\.0\.0\.1:\d+$/),
+      });
     } finally {
       on.stop(true);
       off.stop(true);

@@ -21,7 +21,15 @@ describe("hello", () => {
     expect(err.code).toBe("protocol");
     expect(p.ch.frames).toEqual([]);
     await w.hello(p);
-    expect(p.ch.frames).toEqual([{ t: "welcome", v: PROTOCOL_VERSION, server: "test", ca: w.ca.certPem, heartbeat: { pingMs: LIMITS.heartbeatPingMs, deadMs: LIMITS.heartbeatDeadMs } }]);
+    expect(p.ch.frames).toEqual([
+      {
+        t: "welcome",
+        v: PROTOCOL_VERSION,
+        server: "test",
+        ca: w.ca.certPem,
+        heartbeat: { pingMs: LIMITS.heartbeatPingMs, deadMs: LIMITS.heartbeatDeadMs },
+      },
+    ]);
     await w.send(p, { t: "ping" });
     expect(p.ch.frames.at(-1)).toEqual({ t: "pong" });
   });
@@ -58,26 +66,37 @@ describe("enroll and register", () => {
     expect(line.host).toBe("box");
     expect(await w.store.hostExists(String(line.hostKey))).toBe(true);
     const fake = token.replace(/\.[A-Za-z0-9_-]{32}\./, `.${"x".repeat(32)}.`);
-    expect((await refusal(w.send(await w.hello(w.peer()), { t: "enroll", token: fake, csr: "-----BEGIN x", name: "y" }))).code).toBe("bad_token");
+    expect(
+      (await refusal(w.send(await w.hello(w.peer()), { t: "enroll", token: fake, csr: "-----BEGIN x", name: "y" })))
+        .code,
+    ).toBe("bad_token");
   });
 
   test("only an enrolled host may register, and a share id belongs to the host that took it", async () => {
     w = await World.open();
     const guest = await w.hello(w.peer());
-    expect((await refusal(w.send(guest, { t: "register", shareId: "web", targets: [TARGET], approver: true }))).code).toBe("not_host");
+    expect(
+      (await refusal(w.send(guest, { t: "register", shareId: "web", targets: [TARGET], approver: true }))).code,
+    ).toBe("not_host");
     const agent = await w.agent();
     expect(w.one("share.open")).toMatchObject({ shareId: "web", host: "box" });
     const other = await w.host("other");
-    expect((await refusal(w.send(other, { t: "register", shareId: "web", targets: [TARGET], approver: true }))).code).toBe("share_taken");
+    expect(
+      (await refusal(w.send(other, { t: "register", shareId: "web", targets: [TARGET], approver: true }))).code,
+    ).toBe("share_taken");
     expect((await refusal(w.send(other, { t: "attach", shareId: "web" }))).code).toBe("no_share");
     const twin = await w.hello(w.peer({ host: agent.host }));
-    expect((await refusal(w.send(twin, { t: "register", shareId: "web", targets: [TARGET], approver: true }))).code).toBe("share_busy");
+    expect(
+      (await refusal(w.send(twin, { t: "register", shareId: "web", targets: [TARGET], approver: true }))).code,
+    ).toBe("share_busy");
   });
 
   test("maxShares caps new shares", async () => {
     w = await World.open({ maxShares: 1 });
     const agent = await w.agent();
-    expect((await refusal(w.send(agent, { t: "register", shareId: "two", targets: [TARGET], approver: true }))).code).toBe("limit");
+    expect(
+      (await refusal(w.send(agent, { t: "register", shareId: "two", targets: [TARGET], approver: true }))).code,
+    ).toBe("limit");
   });
 
   test("mint: only an approver of the share, only for a target it offers", async () => {
@@ -85,7 +104,9 @@ describe("enroll and register", () => {
     const agent = await w.agent();
     const stranger = await w.agent("other", [TARGET], "elsewhere");
     expect((await refusal(w.send(stranger, { t: "mint", shareId: "web" }))).code).toBe("forbidden");
-    expect((await refusal(w.send(agent, { t: "mint", shareId: "web", target: "10.1.1.1:80" }))).code).toBe("bad_target");
+    expect((await refusal(w.send(agent, { t: "mint", shareId: "web", target: "10.1.1.1:80" }))).code).toBe(
+      "bad_target",
+    );
     expect(agent.ch.of("code")).toEqual([]);
     const code = await w.mint(agent);
     expect(w.one("code.mint")).toMatchObject({ shareId: "web", target: TARGET });
@@ -144,7 +165,11 @@ describe("agent away and back", () => {
     const back = await w.hello(w.peer({ host: agent.host }));
     await w.send(back, { t: "register", shareId: "web", targets: [TARGET], approver: true });
     expect(back.ch.of("session").map((f) => f.sessionId)).toEqual([keep.sessionId]);
-    expect(await g.peer.ch.wait("closed")).toEqual({ t: "closed", sessionId: gone, reason: "the host no longer offers this target" });
+    expect(await g.peer.ch.wait("closed")).toEqual({
+      t: "closed",
+      sessionId: gone,
+      reason: "the host no longer offers this target",
+    });
   });
 
   test("an agent that stays away past the grace period closes its share and its sessions", async () => {

@@ -16,7 +16,12 @@ describe("approve and deny", () => {
     const g = await w.guest("alice");
     const requestId = await w.redeem(g, await w.mint(agent));
     const ask = await agent.ch.wait("ask");
-    expect(ask).toMatchObject({ requestId, shareId: "web", target: TARGET, guest: { name: "alice", addr: g.peer.addr } });
+    expect(ask).toMatchObject({
+      requestId,
+      shareId: "web",
+      target: TARGET,
+      guest: { name: "alice", addr: g.peer.addr },
+    });
 
     await w.send(agent, { t: "decision", requestId, allow: true });
     const ok = await g.peer.ch.wait("approved");
@@ -31,7 +36,12 @@ describe("approve and deny", () => {
 
     const names = w.names().filter((n) => ["request", "approve", "session.open"].includes(n));
     expect(names).toEqual(["request", "approve", "session.open"]);
-    expect(w.one("session.open")).toMatchObject({ requestId, sessionId: ok.sessionId, guest: "alice", guestKey: info.spki });
+    expect(w.one("session.open")).toMatchObject({
+      requestId,
+      sessionId: ok.sessionId,
+      guest: "alice",
+      guestKey: info.spki,
+    });
     expect((await w.store.openSessions()).map((s) => s.id)).toEqual([ok.sessionId]);
     expect(w.broker.counts).toMatchObject({ sessions: 1, requests: 0 });
   });
@@ -85,7 +95,12 @@ describe("approve and deny", () => {
     const requestId = await w.redeem(g, await w.mint(first.host));
     await w.send(first.host, { t: "decision", requestId, allow: true });
     expect((await g.peer.ch.wait("denied")).reason).toMatch(/session limit/);
-    expect(w.events().filter((e) => e.event === "deny").map((e) => e.requestId)).toEqual([requestId]);
+    expect(
+      w
+        .events()
+        .filter((e) => e.event === "deny")
+        .map((e) => e.requestId),
+    ).toEqual([requestId]);
     expect(w.broker.counts.sessions).toBe(1);
   });
 });
@@ -104,7 +119,11 @@ describe("codes", () => {
     expect(bob.peer.ch.of("pending")).toEqual([]);
     expect(agent.ch.of("ask")).toHaveLength(1);
     await w.restart();
-    expect(w.refusedLine(bob.peer.addr.replace(/:\d+$/, ""))).toMatchObject({ attempts: 1, reasons: "redeem.used=1", shareIds: "web" });
+    expect(w.refusedLine(bob.peer.addr.replace(/:\d+$/, ""))).toMatchObject({
+      attempts: 1,
+      reasons: "redeem.used=1",
+      shareIds: "web",
+    });
   });
 
   test("an unknown or malformed code is refused without a request", async () => {
@@ -192,7 +211,8 @@ describe("limits and timers", () => {
     w = await World.open();
     await w.agent("web", [TARGET], "box", true);
     const g = await w.guest();
-    const ask = (shareId: string, target: string) => w.send(g.peer, { t: "request", shareId, target, csr: g.csr, name: g.name, reason: "" });
+    const ask = (shareId: string, target: string) =>
+      w.send(g.peer, { t: "request", shareId, target, csr: g.csr, name: g.name, reason: "" });
     expect((await refusal(ask("nope", TARGET))).code).toBe("no_share");
     expect((await refusal(ask("web", "10.9.9.9:80"))).code).toBe("bad_target");
     await ask("web", TARGET);

@@ -12,7 +12,9 @@ afterEach(async () => {
 });
 
 const HINTS = { hints: [{ host: "192.168.1.20", port: 40001 }], key: "AAAA", sig: "BBBB" };
-const relayed = () => metrics.bytesRelayed.value({ direction: "guest_to_agent" }) + metrics.bytesRelayed.value({ direction: "agent_to_guest" });
+const relayed = () =>
+  metrics.bytesRelayed.value({ direction: "guest_to_agent" }) +
+  metrics.bytesRelayed.value({ direction: "agent_to_guest" });
 
 async function directSession(): Promise<Approved> {
   const s = await w.session();
@@ -26,7 +28,9 @@ test("a guest's hints are audited and relayed to the agent unchanged, once a ses
   const s = await w.session();
   const other = await w.session(s.host, "bob");
   // Not yours: another session's guest.
-  expect((await refusal(w.send(other.guest, { t: "hints", sessionId: s.sessionId, ...HINTS }))).code).toBe("no_session");
+  expect((await refusal(w.send(other.guest, { t: "hints", sessionId: s.sessionId, ...HINTS }))).code).toBe(
+    "no_session",
+  );
   await w.send(s.guest, { t: "hints", sessionId: s.sessionId, ...HINTS });
   const got = await s.host.ch.wait("hints");
   expect(got).toEqual({ t: "hints", sessionId: s.sessionId, ...HINTS });
@@ -52,14 +56,32 @@ test("share --direct-listen: the agent's hints go to the guest, once; the guest'
   expect([st.dialer, inc.dialer]).toEqual(["guest", "guest"]);
   expect(inc.direct).toBe(st.direct!);
   // Only the dialling side says a dial failed: the agent cannot, for a stream the guest dials.
-  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "failed" }] });
+  await w.send(s.host, {
+    t: "direct-stream",
+    sessionId: s.sessionId,
+    reports: [{ streamId: st.streamId, state: "failed" }],
+  });
   expect(w.events().filter((e) => e.event === "stream.fallback")).toHaveLength(0);
-  await w.send(s.guest, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "failed", reason: "refused" }] });
+  await w.send(s.guest, {
+    t: "direct-stream",
+    sessionId: s.sessionId,
+    reports: [{ streamId: st.streamId, state: "failed", reason: "refused" }],
+  });
   // The agent waits for the guest's connection: it is the one told to take the relay.
   expect((await s.host.ch.wait("fallback")).streamId).toBe(st.streamId);
   expect(s.guest.ch.of("fallback")).toHaveLength(0);
   // A guest cannot report bytes or an open: that is the agent's word.
-  expect((await refusal(w.send(s.guest, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "closed", up: 1, down: 1 }] }))).code).toBe("no_session");
+  expect(
+    (
+      await refusal(
+        w.send(s.guest, {
+          t: "direct-stream",
+          sessionId: s.sessionId,
+          reports: [{ streamId: st.streamId, state: "closed", up: 1, down: 1 }],
+        }),
+      )
+    ).code,
+  ).toBe("no_session");
 });
 
 test("--direct-listen: the agent's failed probe of the guest does not undo the guest's proof of the host, whichever comes first", async () => {
@@ -68,7 +90,15 @@ test("--direct-listen: the agent's failed probe of the guest does not undo the g
   for (const agentFirst of [true, false]) {
     const s = await w.session(host, agentFirst ? "ann" : "ben");
     host = s.host;
-    const guestOk = { t: "direct" as const, sessionId: s.sessionId, ok: true, offered: 1, dialled: 1, refused: 0, over: 0 };
+    const guestOk = {
+      t: "direct" as const,
+      sessionId: s.sessionId,
+      ok: true,
+      offered: 1,
+      dialled: 1,
+      refused: 0,
+      over: 0,
+    };
     const agentFailed = { ...guestOk, ok: false, reason: "no hint reached the guest" };
     if (agentFirst) await w.send(s.host, agentFailed);
     await w.send(s.guest, guestOk);
@@ -82,10 +112,25 @@ test("a probe's outcome comes only from the session's own sides, and is audited 
   w = await World.open();
   const s = await w.session();
   const other = await w.session(s.host, "bob");
-  const report = { t: "direct" as const, sessionId: s.sessionId, ok: true, offered: 1000, dialled: 8, refused: 3, over: 989 };
+  const report = {
+    t: "direct" as const,
+    sessionId: s.sessionId,
+    ok: true,
+    offered: 1000,
+    dialled: 8,
+    refused: 3,
+    over: 989,
+  };
   expect((await refusal(w.send(other.guest, report))).code).toBe("no_session");
   await w.send(s.host, report);
-  expect(w.one("direct.probe")).toMatchObject({ by: "host", ok: true, offered: 1000, dialled: 8, refused: 3, over: 989 });
+  expect(w.one("direct.probe")).toMatchObject({
+    by: "host",
+    ok: true,
+    offered: 1000,
+    dialled: 8,
+    refused: 3,
+    over: 989,
+  });
 });
 
 test("on the direct path a stream is audited first, both sides get the same direct token, and its bytes are the agent's", async () => {
@@ -104,9 +149,27 @@ test("on the direct path a stream is audited first, both sides get the same dire
   expect(w.one("stream.open")).toMatchObject({ streamId: st.streamId, path: "direct" });
   expect(metrics.streamsByPath.value({ path: "direct" })).toBe(byPath + 1);
   // Reports about it come only from the agent.
-  expect((await refusal(w.send(s.guest, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "closed", up: 1, down: 1 }] }))).code).toBe("no_session");
-  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "open" }] });
-  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "closed", up: 1234, down: 5678 }] });
+  expect(
+    (
+      await refusal(
+        w.send(s.guest, {
+          t: "direct-stream",
+          sessionId: s.sessionId,
+          reports: [{ streamId: st.streamId, state: "closed", up: 1, down: 1 }],
+        }),
+      )
+    ).code,
+  ).toBe("no_session");
+  await w.send(s.host, {
+    t: "direct-stream",
+    sessionId: s.sessionId,
+    reports: [{ streamId: st.streamId, state: "open" }],
+  });
+  await w.send(s.host, {
+    t: "direct-stream",
+    sessionId: s.sessionId,
+    reports: [{ streamId: st.streamId, state: "closed", up: 1234, down: 5678 }],
+  });
   await until(() => w.events().some((e) => e.event === "stream.close"), "the stream's close line");
   expect(w.one("stream.close")).toMatchObject({ streamId: st.streamId, bytesUp: 1234, bytesDown: 5678 });
   expect(relayed()).toBe(before);
@@ -120,17 +183,36 @@ test("a direct dial that fails: the stream falls back to its relay tokens, the g
   const st = await s.guest.ch.wait("stream", (f) => f.ref === "a");
   // A direct stream has no lapse timer (the agent's report bounds it) until it falls back.
   expect(w.broker.counts.pendingStreams).toBe(0);
-  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "failed", reason: "192.168.1.20:40001: connection refused" }] });
+  await w.send(s.host, {
+    t: "direct-stream",
+    sessionId: s.sessionId,
+    reports: [{ streamId: st.streamId, state: "failed", reason: "192.168.1.20:40001: connection refused" }],
+  });
   expect((await s.guest.ch.wait("fallback")).streamId).toBe(st.streamId);
-  expect(w.one("stream.fallback")).toMatchObject({ streamId: st.streamId, reason: "192.168.1.20:40001: connection refused" });
+  expect(w.one("stream.fallback")).toMatchObject({
+    streamId: st.streamId,
+    reason: "192.168.1.20:40001: connection refused",
+  });
   // Its relay tokens now have the usual time to be used; nobody dials here, so it lapses.
-  await until(() => w.events().some((e) => e.event === "stream.close" && e.reason === "stream was not picked up in time"), "the fallen-back stream lapsing");
+  await until(
+    () => w.events().some((e) => e.event === "stream.close" && e.reason === "stream was not picked up in time"),
+    "the fallen-back stream lapsing",
+  );
   await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "b" });
   const next = await s.guest.ch.wait("stream", (f) => f.ref === "b");
   expect(next.direct).toBeUndefined();
-  expect(w.events().filter((e) => e.event === "stream.open").map((e) => e.path)).toEqual(["direct", "relay"]);
+  expect(
+    w
+      .events()
+      .filter((e) => e.event === "stream.open")
+      .map((e) => e.path),
+  ).toEqual(["direct", "relay"]);
   // A "failed" for a stream that is not direct (any more) changes nothing.
-  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: next.streamId, state: "failed" }] });
+  await w.send(s.host, {
+    t: "direct-stream",
+    sessionId: s.sessionId,
+    reports: [{ streamId: next.streamId, state: "failed" }],
+  });
   expect(w.events().filter((e) => e.event === "stream.fallback")).toHaveLength(1);
 });
 
@@ -140,7 +222,11 @@ async function endedWithLiveDirectStream() {
   const s = await directSession();
   await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
   const st = await s.guest.ch.wait("stream", (f) => f.ref === "a");
-  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "open", up: 10, down: 20 }] });
+  await w.send(s.host, {
+    t: "direct-stream",
+    sessionId: s.sessionId,
+    reports: [{ streamId: st.streamId, state: "open", up: 10, down: 20 }],
+  });
   await w.send(s.guest, { t: "end", sessionId: s.sessionId });
   return { s, st };
 }
@@ -151,10 +237,17 @@ test("the session's end ends its direct streams; their lines, then the session's
   expect(s.host.ch.of("closed")).toHaveLength(1);
   expect(w.events().filter((e) => e.event === "stream.close" || e.event === "session.close")).toEqual([]);
   // The session is gone here, yet its agent's final counts for the stream are taken.
-  await w.send(s.host, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "closed", up: 2583, down: 4600 }] });
+  await w.send(s.host, {
+    t: "direct-stream",
+    sessionId: s.sessionId,
+    reports: [{ streamId: st.streamId, state: "closed", up: 2583, down: 4600 }],
+  });
   expect(w.one("stream.close")).toMatchObject({ streamId: st.streamId, bytesUp: 2583, bytesDown: 4600 });
   expect(w.one("session.close")).toMatchObject({ bytesUp: 2583, bytesDown: 4600 });
-  const order = w.events().map((e) => e.event).filter((e) => e === "stream.close" || e === "session.close");
+  const order = w
+    .events()
+    .map((e) => e.event)
+    .filter((e) => e === "stream.close" || e === "session.close");
   expect(order).toEqual(["stream.close", "session.close"]);
 });
 
@@ -165,7 +258,17 @@ test("an agent that never gives its final counts: the lines come after a bounded
   expect(w.one("session.close")).toMatchObject({ bytesUp: 10, bytesDown: 20 });
   // Someone else's word on that stream is not taken as final.
   const other = await w.session(s.host, "bob");
-  expect((await refusal(w.send(other.guest, { t: "direct-stream", sessionId: s.sessionId, reports: [{ streamId: st.streamId, state: "failed" }] }))).code).toBe("no_session");
+  expect(
+    (
+      await refusal(
+        w.send(other.guest, {
+          t: "direct-stream",
+          sessionId: s.sessionId,
+          reports: [{ streamId: st.streamId, state: "failed" }],
+        }),
+      )
+    ).code,
+  ).toBe("no_session");
 });
 
 test("an agent that reconnects has forgotten the session's direct path until it says it kept it: new streams go through the relay until then", async () => {
@@ -182,9 +285,23 @@ test("an agent that reconnects has forgotten the session's direct path until it 
   // The guest heard: direct (the probe), relay (the agent gone), relay (back, nothing kept yet).
   const paths = () => s.guest.ch.of("path").map((f) => f.path);
   expect(paths()).toEqual(["direct", "relay", "relay"]);
-  await w.send(again, { t: "direct", sessionId: s.sessionId, ok: true, offered: 0, dialled: 0, refused: 0, over: 0, kept: true });
+  await w.send(again, {
+    t: "direct",
+    sessionId: s.sessionId,
+    ok: true,
+    offered: 0,
+    dialled: 0,
+    refused: 0,
+    over: 0,
+    kept: true,
+  });
   expect(paths()).toEqual(["direct", "relay", "relay", "direct"]);
-  expect(w.events().filter((e) => e.event === "direct.probe").at(-1)).toMatchObject({ by: "host", ok: true, kept: true, dialled: 0 });
+  expect(
+    w
+      .events()
+      .filter((e) => e.event === "direct.probe")
+      .at(-1),
+  ).toMatchObject({ by: "host", ok: true, kept: true, dialled: 0 });
   await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "b" });
   expect((await s.guest.ch.wait("stream", (f) => f.ref === "b")).direct).toBeString();
 });

@@ -31,10 +31,11 @@ export class FakeLink implements PeerLink {
 
   send(frame: ServerFrame): void {
     this.frames.push(frame);
-    for (const w of [...this.waiters]) if (w.test(frame)) {
-      this.waiters.splice(this.waiters.indexOf(w), 1);
-      w.resolve(frame);
-    }
+    for (const w of [...this.waiters])
+      if (w.test(frame)) {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        w.resolve(frame);
+      }
   }
 
   fail(err: TesseraError): void {
@@ -51,10 +52,20 @@ export class FakeLink implements PeerLink {
     const have = this.frames.find(test);
     if (have) return Promise.resolve(have as SF<T>);
     return new Promise((resolve, reject) => {
-      const w = { test, resolve: (f: ServerFrame) => { clearTimeout(timer); resolve(f as SF<T>); } };
+      const w = {
+        test,
+        resolve: (f: ServerFrame) => {
+          clearTimeout(timer);
+          resolve(f as SF<T>);
+        },
+      };
       const timer = setTimeout(() => {
         this.waiters.splice(this.waiters.indexOf(w), 1);
-        reject(new Error(`no "${t}" frame within ${WAIT_MS} ms; got: ${this.frames.map((f) => f.t).join(", ") || "nothing"}`));
+        reject(
+          new Error(
+            `no "${t}" frame within ${WAIT_MS} ms; got: ${this.frames.map((f) => f.t).join(", ") || "nothing"}`,
+          ),
+        );
       }, WAIT_MS);
       this.waiters.push(w);
     });
@@ -74,14 +85,31 @@ export async function until(cond: () => boolean | Promise<boolean>, what: string
 
 /** The rejection of `p` (what the Channel would send as an error frame); fails the test if `p` resolves. */
 export async function refusal(p: Promise<unknown>): Promise<TesseraError & { ref?: string }> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(TesseraError);
   return err as TesseraError;
 }
 
-export interface AuditEvent { seq: number; event: string; [k: string]: unknown }
-export interface Guest { peer: FakePeer; csr: string; name: string }
-export interface Approved { host: FakePeer; guest: FakePeer; sessionId: string; cert: string; requestId: string }
+export interface AuditEvent {
+  seq: number;
+  event: string;
+  [k: string]: unknown;
+}
+export interface Guest {
+  peer: FakePeer;
+  csr: string;
+  name: string;
+}
+export interface Approved {
+  host: FakePeer;
+  guest: FakePeer;
+  sessionId: string;
+  cert: string;
+  requestId: string;
+}
 
 export const TARGET = "127.0.0.1:22";
 
@@ -108,7 +136,15 @@ export class World {
     // Re-validation every 100 ms: a grace or idle limit a test shortens is acted on promptly.
     const limits: Limits = { ...LIMITS, approvalTimeoutMs: 60_000, redeemPerMinute: 1000, revalidateMs: 100, ...over };
     let w: World | undefined;
-    const options: BrokerOptions = { ca, store, audit, limits, codeKey, version: "test", enrollRecords: () => w!.records };
+    const options: BrokerOptions = {
+      ca,
+      store,
+      audit,
+      limits,
+      codeKey,
+      version: "test",
+      enrollRecords: () => w!.records,
+    };
     w = new World(dir, options, new Broker(options), store, audit, ca, codeKey);
     return w;
   }
@@ -135,7 +171,11 @@ export class World {
   }
 
   events(): AuditEvent[] {
-    return fs.readFileSync(this.audit.path, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as AuditEvent);
+    return fs
+      .readFileSync(this.audit.path, "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as AuditEvent);
   }
 
   names(): string[] {
@@ -157,7 +197,13 @@ export class World {
   /** A bare connection: `identity` is what the listener would derive from a client certificate; `ip` its source address (default: a new one). */
   peer(identity: Pick<Peer, "host" | "guest"> = {}, ip?: string): FakePeer {
     const n = ++this.n;
-    return { id: `c-${n}`, addr: `${ip ?? `10.0.${n >> 8}.${n & 255}`}:${40000 + n}`, ch: new FakeLink(), helloed: false, ...identity };
+    return {
+      id: `c-${n}`,
+      addr: `${ip ?? `10.0.${n >> 8}.${n & 255}`}:${40000 + n}`,
+      ch: new FakeLink(),
+      helloed: false,
+      ...identity,
+    };
   }
 
   async hello(p: FakePeer): Promise<FakePeer> {
@@ -216,7 +262,14 @@ export class World {
 
   /** Redeems `code` and returns the request id from the guest's "pending" frame. */
   async redeem(g: Guest, code: string): Promise<string> {
-    await this.send(g.peer, { t: "redeem", code: nameplateOf(code), csr: g.csr, name: g.name, reason: "testing", pake: FAKE_PAKE });
+    await this.send(g.peer, {
+      t: "redeem",
+      code: nameplateOf(code),
+      csr: g.csr,
+      name: g.name,
+      reason: "testing",
+      pake: FAKE_PAKE,
+    });
     return g.peer.ch.of("pending").at(-1)!.requestId;
   }
 

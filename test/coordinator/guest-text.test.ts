@@ -29,6 +29,7 @@ test("a guest's name and reason with newlines, escapes and bidi overrides are au
   expect(w.one("session.open").guest).toBe("bob\\u202eevil\\u2066");
   // Whatever is read back from the file, nothing in it can move a cursor or turn text around.
   const text = fs.readFileSync(w.audit.path, "utf8");
-  for (const line of text.split("\n").filter(Boolean)) expect(RAW_UNSAFE.test(JSON.parse(line).guest ?? "") || RAW_UNSAFE.test(JSON.parse(line).reason ?? "")).toBe(false);
+  for (const line of text.split("\n").filter(Boolean))
+    expect(RAW_UNSAFE.test(JSON.parse(line).guest ?? "") || RAW_UNSAFE.test(JSON.parse(line).reason ?? "")).toBe(false);
   expect(RAW_UNSAFE.test(text.replace(/\n/g, ""))).toBe(false);
 });

@@ -21,15 +21,38 @@ test("a signed identity reaches the host and the audit line; a tampered one is r
   const good = signIdentity(key, { tlsSpki, name: "alice", reason: "testing", via: viaCode(code) });
   const sig = Buffer.from(good.sig, "base64");
   sig[12]! ^= 0xff;
-  const bad = await refusal(w.send(g.peer, { t: "redeem", code, csr: g.csr, name: "alice", reason: "testing", pake: FAKE_PAKE, identity: { ...good, sig: sig.toString("base64") } }));
+  const bad = await refusal(
+    w.send(g.peer, {
+      t: "redeem",
+      code,
+      csr: g.csr,
+      name: "alice",
+      reason: "testing",
+      pake: FAKE_PAKE,
+      identity: { ...good, sig: sig.toString("base64") },
+    }),
+  );
   expect(bad.code).toBe("bad_identity");
   expect(bad.message).toContain("its identity signature does not verify for this request");
   expect(agent.ch.of("ask")).toEqual([]);
   expect(await w.codeUsed(code)).toBe(false);
 
   const g2 = await w.guest();
-  const good2 = signIdentity(key, { tlsSpki: (await readCsr(g2.csr)).spki, name: "alice", reason: "testing", via: viaCode(code) });
-  await w.send(g2.peer, { t: "redeem", code, csr: g2.csr, name: "alice", reason: "testing", pake: FAKE_PAKE, identity: good2 });
+  const good2 = signIdentity(key, {
+    tlsSpki: (await readCsr(g2.csr)).spki,
+    name: "alice",
+    reason: "testing",
+    via: viaCode(code),
+  });
+  await w.send(g2.peer, {
+    t: "redeem",
+    code,
+    csr: g2.csr,
+    name: "alice",
+    reason: "testing",
+    pake: FAKE_PAKE,
+    identity: good2,
+  });
   expect((await agent.ch.wait("ask")).identity).toEqual(good2);
   expect(w.one("request")).toMatchObject({ guest: "alice", guestId: identityFingerprint(good.pub) });
 });

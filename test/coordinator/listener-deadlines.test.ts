@@ -31,10 +31,15 @@ test("a connection that said hello and took no role is closed with the reason; a
   await agent.next("registered");
   const idle = await live.dial();
   // The error frame rejects whatever the connection waits for.
-  const err = await within(idle.next("pong"), "error frame on the idle connection").then(() => undefined, (e: unknown) => e);
+  const err = await within(idle.next("pong"), "error frame on the idle connection").then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(RefusedError);
   expect((err as RefusedError).code).toBe("timeout");
-  expect((err as RefusedError).message).toContain("closed after 2s without registering, asking for access or resuming a session");
+  expect((err as RefusedError).message).toContain(
+    "closed after 2s without registering, asking for access or resuming a session",
+  );
   // The agent has been connected longer than the idle one was, and still answers.
   agent.send({ t: "ping" });
   await agent.next("pong");

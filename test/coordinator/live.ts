@@ -10,7 +10,16 @@ import { makeEnrollToken, type EnrollRecord } from "../../src/coordinator/enroll
 import { startHttp } from "../../src/coordinator/http.ts";
 import { LIMITS, type Limits } from "../../src/coordinator/limits.ts";
 import { Coordinator } from "../../src/coordinator/listener.ts";
-import { certFingerprint, certInfo, createCA, createCsr, exportPrivateKeyPem, generateKeyPair, issueCert, sanForName } from "../../src/pki/index.ts";
+import {
+  certFingerprint,
+  certInfo,
+  createCA,
+  createCsr,
+  exportPrivateKeyPem,
+  generateKeyPair,
+  issueCert,
+  sanForName,
+} from "../../src/pki/index.ts";
 import { Store } from "../../src/store/store.ts";
 import { ControlClient } from "../../src/wire/control-client.ts";
 import { encodeFrame } from "../../src/wire/codec.ts";
@@ -34,7 +43,9 @@ export async function eventually<T>(attempt: () => Promise<T>, what: string): Pr
 /** `p`, or a rejection naming `what` after a bounded wait. */
 export function within<T>(p: Promise<T>, what: string): Promise<T> {
   let t: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => { t = setTimeout(() => reject(new Error(`no ${what} within ${WAIT_MS} ms`)), WAIT_MS); });
+  const late = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`no ${what} within ${WAIT_MS} ms`)), WAIT_MS);
+  });
   return Promise.race([p, late]).finally(() => clearTimeout(t));
 }
 
@@ -68,16 +79,38 @@ export class Live {
     const now = new Date();
     const ca = await createCA({ commonName: "test CA", now });
     const keys = await generateKeyPair();
-    const certPem = await issueCert({ caCertPem: ca.certPem, caKeyPem: ca.keyPem, publicKey: keys.publicKey, commonName: "localhost", ...sanForName("localhost"), usage: "server", now, validForSeconds: 86400 });
+    const certPem = await issueCert({
+      caCertPem: ca.certPem,
+      caKeyPem: ca.keyPem,
+      publicKey: keys.publicKey,
+      commonName: "localhost",
+      ...sanForName("localhost"),
+      usage: "server",
+      now,
+      validForSeconds: 86400,
+    });
     const store = await Store.open(path.join(dir, "state.db"));
     const audit = AuditLog.open(path.join(dir, "audit.log"));
     let live: Live | undefined;
     const coordinator = new Coordinator({
-      ca, certPem, keyPem: await exportPrivateKeyPem(keys.privateKey), store, audit, limits: { ...LIMITS, ...over },
-      codeKey: randomBytes(32), version: "test", enrollRecords: () => live!.records,
+      ca,
+      certPem,
+      keyPem: await exportPrivateKeyPem(keys.privateKey),
+      store,
+      audit,
+      limits: { ...LIMITS, ...over },
+      codeKey: randomBytes(32),
+      version: "test",
+      enrollRecords: () => live!.records,
     });
     const { port } = await coordinator.listen("127.0.0.1", 0);
-    const http = startHttp({ host: "127.0.0.1", port: 0, version: "test", broker: coordinator.broker, health: () => coordinator.health() });
+    const http = startHttp({
+      host: "127.0.0.1",
+      port: 0,
+      version: "test",
+      broker: coordinator.broker,
+      health: () => coordinator.health(),
+    });
     live = new Live(dir, coordinator, port, http, ca, store, audit);
     return live;
   }
@@ -105,7 +138,14 @@ export class Live {
 
   /** A TLS connection that has said hello and nothing else, as raw bytes (so a test can send half a frame). */
   async helloed(localAddress?: string): Promise<tls.TLSSocket> {
-    const s = tls.connect({ host: "127.0.0.1", port: this.port, ca: this.ca.certPem, servername: "localhost", minVersion: "TLSv1.3", ...(localAddress ? { localAddress } : {}) });
+    const s = tls.connect({
+      host: "127.0.0.1",
+      port: this.port,
+      ca: this.ca.certPem,
+      servername: "localhost",
+      minVersion: "TLSv1.3",
+      ...(localAddress ? { localAddress } : {}),
+    });
     s.on("error", () => {});
     await new Promise<void>((resolve, reject) => {
       s.once("secureConnect", () => resolve());

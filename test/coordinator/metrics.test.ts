@@ -11,16 +11,18 @@ test("families render HELP and TYPE, preset series start at 0, labels are sorted
   c.inc(-5, { kind: "a" });
   c.inc(NaN, { kind: "a" });
   g.set(7);
-  expect(r.render()).toBe([
-    "# HELP x_total Things.\\nMore",
-    "# TYPE x_total counter",
-    'x_total{kind="a"} 2',
-    'x_total{kind="q\\"\\\\\\n",z="1"} 1',
-    "# HELP y Level.",
-    "# TYPE y gauge",
-    "y 7",
-    "",
-  ].join("\n"));
+  expect(r.render()).toBe(
+    [
+      "# HELP x_total Things.\\nMore",
+      "# TYPE x_total counter",
+      'x_total{kind="a"} 2',
+      'x_total{kind="q\\"\\\\\\n",z="1"} 1',
+      "# HELP y Level.",
+      "# TYPE y gauge",
+      "y 7",
+      "",
+    ].join("\n"),
+  );
   expect(c.value({ kind: "a" })).toBe(2);
 });
 

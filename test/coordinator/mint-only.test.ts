@@ -49,7 +49,9 @@ describe("mint-only attach", () => {
     const minter = await attached(agent, false);
     const code = await w.mint(minter);
     const g = await w.guest();
-    const err = await refusal(w.send(g.peer, { t: "redeem", code, csr: g.csr, name: g.name, reason: "testing", pake: FAKE_PAKE }));
+    const err = await refusal(
+      w.send(g.peer, { t: "redeem", code, csr: g.csr, name: g.name, reason: "testing", pake: FAKE_PAKE }),
+    );
     expect(err.code).toBe("no_approver");
     expect(await w.codeUsed(code)).toBe(false);
   });
@@ -88,7 +90,20 @@ describe("status", () => {
     await w.send(asker, { t: "status", shareId: "web" });
     const st = await asker.ch.wait("status");
     expect(st).toMatchObject({ shareId: "web", online: true, targets: [TARGET], more: 0, requests: 1 });
-    expect(st.sessions).toEqual([{ sessionId: s.sessionId, guest: "alice", addr: expect.any(String), target: TARGET, streams: 0, up: 0, down: 0, idleSec: expect.any(Number), away: false, path: "relay" }]);
+    expect(st.sessions).toEqual([
+      {
+        sessionId: s.sessionId,
+        guest: "alice",
+        addr: expect.any(String),
+        target: TARGET,
+        streams: 0,
+        up: 0,
+        down: 0,
+        idleSec: expect.any(Number),
+        away: false,
+        path: "relay",
+      },
+    ]);
 
     const other = await w.host("other-box");
     expect((await refusal(w.send(other, { t: "status", shareId: "web" }))).code).toBe("no_share");

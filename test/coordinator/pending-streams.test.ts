@@ -10,7 +10,8 @@ afterEach(async () => {
   w = undefined!;
 });
 
-const lapsed = () => w.events().filter((e) => e.event === "stream.close" && e.reason === "stream was not picked up in time").length;
+const lapsed = () =>
+  w.events().filter((e) => e.event === "stream.close" && e.reason === "stream was not picked up in time").length;
 
 test("maxPendingStreamsPerSession: opens nobody connects count until their tokens lapse, then free their places", async () => {
   w = await World.open({ maxPendingStreamsPerSession: 2, streamTokenTtlMs: 100 });

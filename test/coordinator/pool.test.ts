@@ -9,7 +9,11 @@ afterEach(async () => {
   w = undefined;
 });
 
-async function pooled(world: World, s: { guest: Parameters<World["send"]>[0]; host: Parameters<World["send"]>[0]; sessionId: string }, ref: string) {
+async function pooled(
+  world: World,
+  s: { guest: Parameters<World["send"]>[0]; host: Parameters<World["send"]>[0]; sessionId: string },
+  ref: string,
+) {
   await world.send(s.guest, { t: "open", sessionId: s.sessionId, ref, pool: true });
   const st = await s.guest.ch.wait("stream", (f) => f.ref === ref);
   const inc = await s.host.ch.wait("incoming", (f) => f.streamId === st.streamId);
@@ -47,14 +51,20 @@ test("another guest cannot use someone's pooled stream; an unknown stream id is 
   const s = await w.session();
   const mallory = await w.session(s.host, "mallory");
   const { st } = await pooled(w, s, "p1");
-  const err = await refusal(w.send(mallory.guest, { t: "use", sessionId: s.sessionId, streamId: st.streamId, ref: "x" }));
+  const err = await refusal(
+    w.send(mallory.guest, { t: "use", sessionId: s.sessionId, streamId: st.streamId, ref: "x" }),
+  );
   expect(err.code).toBe("no_session");
-  const other = await refusal(w.send(mallory.guest, { t: "use", sessionId: mallory.sessionId, streamId: st.streamId, ref: "y" }));
+  const other = await refusal(
+    w.send(mallory.guest, { t: "use", sessionId: mallory.sessionId, streamId: st.streamId, ref: "y" }),
+  );
   expect(other.code).toBe("stream");
   // A plain stream is not a spare either.
   await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "o" });
   const plain = await s.guest.ch.wait("stream", (f) => f.ref === "o");
-  expect((await refusal(w.send(s.guest, { t: "use", sessionId: s.sessionId, streamId: plain.streamId, ref: "z" }))).code).toBe("stream");
+  expect(
+    (await refusal(w.send(s.guest, { t: "use", sessionId: s.sessionId, streamId: plain.streamId, ref: "z" }))).code,
+  ).toBe("stream");
   expect(s.host.ch.of("use")).toEqual([]);
   expect(w.names().filter((n) => n === "stream.open")).toHaveLength(1);
 });
@@ -83,7 +93,9 @@ test("y 1: spares do not count; the used one does, a second use is refused, and 
   const b = await pooled(w, s, "p2");
   await w.send(s.guest, { t: "use", sessionId: s.sessionId, streamId: a.st.streamId, ref: "u1" });
   await s.host.ch.wait("use");
-  const second = await refusal(w.send(s.guest, { t: "use", sessionId: s.sessionId, streamId: b.st.streamId, ref: "u2" }));
+  const second = await refusal(
+    w.send(s.guest, { t: "use", sessionId: s.sessionId, streamId: b.st.streamId, ref: "u2" }),
+  );
   expect(second.message).toBe("the host allowed one connection in this session, and it is used");
   const session = w.broker.sessions.all.get(s.sessionId)!;
   const used = [...session.streams].find((st) => st.id === a.st.streamId)!;

@@ -13,8 +13,15 @@ afterEach(async () => {
 });
 
 const ipOf = (g: Guest) => g.peer.addr.replace(/:\d+$/, "");
-const reasons = (line: { [k: string]: unknown }) => Object.fromEntries(String(line.reasons).split(" ").map((r) => r.split("=")).map(([k, n]) => [k, Number(n)]));
-const redeem = (g: Guest, code: string) => w.send(g.peer, { t: "redeem", code: nameplateOf(code), csr: g.csr, name: g.name, reason: "", pake: FAKE_PAKE });
+const reasons = (line: { [k: string]: unknown }) =>
+  Object.fromEntries(
+    String(line.reasons)
+      .split(" ")
+      .map((r) => r.split("="))
+      .map(([k, n]) => [k, Number(n)]),
+  );
+const redeem = (g: Guest, code: string) =>
+  w.send(g.peer, { t: "redeem", code: nameplateOf(code), csr: g.csr, name: g.name, reason: "", pake: FAKE_PAKE });
 
 describe("refusals are counted, not synced one by one (item 4)", () => {
   test("a burst of rate-limited redemptions: no audit line each, one line with the count, written at shutdown", async () => {
@@ -72,7 +79,10 @@ describe("refusals are counted, not synced one by one (item 4)", () => {
     expect((await refusal(enrol())).code).toBe("rate_limited");
     expect(metrics.enrolFailures.value({ reason: "bad_token" })).toBe(counted + 2);
     await w.restart();
-    expect(reasons(w.refusedLine(p.addr.replace(/:\d+$/, ""))!)).toEqual({ "enrol.bad_token": 2, "enrol.rate_limited": 1 });
+    expect(reasons(w.refusedLine(p.addr.replace(/:\d+$/, ""))!)).toEqual({
+      "enrol.bad_token": 2,
+      "enrol.rate_limited": 1,
+    });
   });
 });
 
@@ -84,10 +94,16 @@ describe("no oracle on codes (item 8)", () => {
     const expiresAt = agent.ch.of("code").at(-1)!.expiresAt;
     await until(() => Date.now() > expiresAt, "the code's expiry");
     const mallory = await w.guest("mallory");
-    const was = { unknown: metrics.redeemFailures.value({ reason: "unknown" }), expired: metrics.redeemFailures.value({ reason: "expired" }) };
+    const was = {
+      unknown: metrics.redeemFailures.value({ reason: "unknown" }),
+      expired: metrics.redeemFailures.value({ reason: "expired" }),
+    };
     const answers = [await refusal(redeem(mallory, "ZZZZ-ZZZZ")), await refusal(redeem(mallory, expired))];
     const answersText = answers.map((e) => ({ code: e.code, message: e.message }));
-    expect(answersText).toEqual([{ code: "code_invalid", message: INVALID_CODE }, { code: "code_invalid", message: INVALID_CODE }]);
+    expect(answersText).toEqual([
+      { code: "code_invalid", message: INVALID_CODE },
+      { code: "code_invalid", message: INVALID_CODE },
+    ]);
     expect(INVALID_CODE).not.toMatch(/\d{4}-\d{2}-\d{2}|ZZZZ/);
     expect(metrics.redeemFailures.value({ reason: "unknown" })).toBe(was.unknown + 1);
     expect(metrics.redeemFailures.value({ reason: "expired" })).toBe(was.expired + 1);

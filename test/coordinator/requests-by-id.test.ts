@@ -9,9 +9,11 @@ afterEach(async () => {
   w = undefined!;
 });
 
-const byId = (g: Guest, shareId: string) => w.send(g.peer, { t: "request", shareId, target: TARGET, csr: g.csr, name: g.name, reason: "" });
+const byId = (g: Guest, shareId: string) =>
+  w.send(g.peer, { t: "request", shareId, target: TARGET, csr: g.csr, name: g.name, reason: "" });
 /** Everything the coordinator told a peer: frames and refusals. */
-const heard = (p: FakePeer, errs: Error[] = []) => JSON.stringify([p.ch.frames, p.ch.failures.map((e) => e.message), errs.map((e) => e.message)]);
+const heard = (p: FakePeer, errs: Error[] = []) =>
+  JSON.stringify([p.ch.frames, p.ch.failures.map((e) => e.message), errs.map((e) => e.message)]);
 
 describe("requests by share id are opt-in", () => {
   test("a share registered without requestsById refuses them with the answer an unknown share gets; the host hears nothing", async () => {

@@ -9,14 +9,43 @@ const GRACE = 1000;
 const IDLE = 5000;
 const NOW = 1_000_000;
 
-function world(over: { share?: Partial<LiveShare>; session?: Partial<Session>; removed?: string[]; replaced?: boolean } = {}) {
-  const share = { id: "web", hostSpki: "SHA256:host", hostName: "box", targets: ["127.0.0.1:22"], agent: {} as Peer, approvers: new Set(), requests: new Set(), sessions: new Set(), ...over.share } as LiveShare;
+function world(
+  over: { share?: Partial<LiveShare>; session?: Partial<Session>; removed?: string[]; replaced?: boolean } = {},
+) {
+  const share = {
+    id: "web",
+    hostSpki: "SHA256:host",
+    hostName: "box",
+    targets: ["127.0.0.1:22"],
+    agent: {} as Peer,
+    approvers: new Set(),
+    requests: new Set(),
+    sessions: new Set(),
+    ...over.share,
+  } as LiveShare;
   const session = {
-    id: "s-1", share, guest: {} as Peer, restored: false, guestInfo: { name: "alice", addr: "10.0.0.1:1", spki: "SHA256:g" }, target: "127.0.0.1:22",
-    openedAt: NOW - 10_000, streams: new Set(), streamCount: 0, up: 0, down: 0, lastActive: NOW - 1000, lastBytes: 0, ...over.session,
+    id: "s-1",
+    share,
+    guest: {} as Peer,
+    restored: false,
+    guestInfo: { name: "alice", addr: "10.0.0.1:1", spki: "SHA256:g" },
+    target: "127.0.0.1:22",
+    openedAt: NOW - 10_000,
+    streams: new Set(),
+    streamCount: 0,
+    up: 0,
+    down: 0,
+    lastActive: NOW - 1000,
+    lastBytes: 0,
+    ...over.session,
   } as Session;
   const shares = new Map([["web", over.replaced ? { ...share } : share]]);
-  const c: CheckContext = { now: NOW, limits: { resumeGraceMs: GRACE, idleTimeoutMs: IDLE }, removed: new Set(over.removed ?? []), shares };
+  const c: CheckContext = {
+    now: NOW,
+    limits: { resumeGraceMs: GRACE, idleTimeoutMs: IDLE },
+    removed: new Set(over.removed ?? []),
+    shares,
+  };
   return { share, session, c };
 }
 
@@ -34,13 +63,20 @@ describe("the rules", () => {
       [{ replaced: true }, "share_closed", "the host stopped sharing"],
       [{ share: away }, "agent_away", "the host's agent disconnected"],
       [{ session: { guest: undefined, detachedSince: NOW - GRACE } }, "guest_away", "the guest disconnected"],
-      [{ session: { guest: undefined, detachedSince: NOW - GRACE, restored: true } }, "guest_away", "the guest did not come back after the coordinator restarted"],
+      [
+        { session: { guest: undefined, detachedSince: NOW - GRACE, restored: true } },
+        "guest_away",
+        "the guest did not come back after the coordinator restarted",
+      ],
       [{ share: { targets: ["127.0.0.1:80"] } }, "scope", "the host no longer offers this target"],
       [{ session: { lastActive: NOW - IDLE } }, "idle", "idle for 5s"],
     ];
     for (const [over, condition, reason] of cases) {
       const { session, c } = world(over);
-      expect({ over, failed: sessionFails(session, c) }).toEqual({ over, failed: { condition: condition as never, reason } });
+      expect({ over, failed: sessionFails(session, c) }).toEqual({
+        over,
+        failed: { condition: condition as never, reason },
+      });
     }
   });
 
@@ -53,7 +89,10 @@ describe("the rules", () => {
   });
 
   test("the first failed condition is the one named: removed, share, agent, guest, scope, idle", () => {
-    const all = { share: { agent: undefined, offlineSince: 0, targets: ["x:1"] }, session: { guest: undefined, detachedSince: 0, lastActive: 0 } };
+    const all = {
+      share: { agent: undefined, offlineSince: 0, targets: ["x:1"] },
+      session: { guest: undefined, detachedSince: 0, lastActive: 0 },
+    };
     const order = ["host_removed", "share_closed", "agent_away", "guest_away", "scope", "idle"];
     const named: string[] = [];
     // Lift the conditions one at a time, from the first: each time the next one is named.

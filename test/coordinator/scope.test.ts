@@ -71,9 +71,18 @@ test("a decision whose signed receipt says something else is refused; a matching
   const ask = host.ch.of("ask").at(-1)!;
   // Signed by a key that is not the share's host: refused, and the request still waits.
   const stranger = await exportPrivateKeyPem((await generateKeyPair()).privateKey);
-  const forged = signReceipt(stranger, { requestId, shareId: ask.shareId, guestKey: ask.guest.spki, target: ask.target, decision: "allow", at: Date.now() });
+  const forged = signReceipt(stranger, {
+    requestId,
+    shareId: ask.shareId,
+    guestKey: ask.guest.spki,
+    target: ask.target,
+    decision: "allow",
+    at: Date.now(),
+  });
   const err = await refusal(w.send(host, { t: "decision", requestId, allow: true, receipt: forged }));
   expect(err.code).toBe("bad_receipt");
-  expect(err.message).toMatch(/^this decision's signed receipt does not match it: it is signed by SHA256:\S+, not by the host's key /);
+  expect(err.message).toMatch(
+    /^this decision's signed receipt does not match it: it is signed by SHA256:\S+, not by the host's key /,
+  );
   expect(w.names()).not.toContain("approve");
 });

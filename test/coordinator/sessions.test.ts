@@ -99,7 +99,11 @@ describe("resume", () => {
     w = await World.open({ resumeGraceMs: 100 });
     const s = await w.session();
     w.broker.drop(s.guest);
-    expect(await s.host.ch.wait("closed")).toEqual({ t: "closed", sessionId: s.sessionId, reason: "the guest disconnected" });
+    expect(await s.host.ch.wait("closed")).toEqual({
+      t: "closed",
+      sessionId: s.sessionId,
+      reason: "the guest disconnected",
+    });
     const back = await w.returning(s.cert);
     expect((await refusal(w.send(back, { t: "resume", sessionId: s.sessionId }))).code).toBe("no_session");
   });
@@ -118,7 +122,11 @@ describe("ending", () => {
     expect(names.indexOf("revoke")).toBeGreaterThan(-1);
     expect(names.indexOf("session.close")).toBeGreaterThan(names.indexOf("revoke"));
     expect(w.one("revoke")).toMatchObject({ sessionId: s.sessionId, by: "ops" });
-    expect(w.one("session.close")).toMatchObject({ sessionId: s.sessionId, reason: "revoked by the operator", streams: 1 });
+    expect(w.one("session.close")).toMatchObject({
+      sessionId: s.sessionId,
+      reason: "revoked by the operator",
+      streams: 1,
+    });
     expect(w.broker.counts).toMatchObject({ sessions: 0, streams: 0 });
     expect((await refusal(w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "r2" }))).code).toBe("no_session");
     await until(async () => (await w.store.openSessions()).length === 0, "the store to close the session");
@@ -132,7 +140,9 @@ describe("ending", () => {
     expect((await refusal(w.send(b.guest, { t: "end", sessionId: a.sessionId }))).code).toBe("no_session");
     expect(a.guest.ch.of("closed")).toEqual([]);
     await w.send(a.guest, { t: "end", sessionId: a.sessionId });
-    expect((await a.host.ch.wait("closed", (f) => f.sessionId === a.sessionId)).reason).toBe("the guest ended the session");
+    expect((await a.host.ch.wait("closed", (f) => f.sessionId === a.sessionId)).reason).toBe(
+      "the guest ended the session",
+    );
     await w.send(a.host, { t: "end", sessionId: b.sessionId });
     expect((await b.guest.ch.wait("closed")).reason).toBe("the host ended the session");
     expect(w.broker.counts.sessions).toBe(0);

@@ -23,14 +23,21 @@ test("maxSharesPerHost: a host's share past the cap is refused naming the cap; o
   await w.send(twin, { t: "register", shareId: "one", targets: [TARGET], approver: true });
   expect(twin.ch.of("registered").map((f) => f.shareId)).toEqual(["one"]);
   await w.agent("elsewhere", [TARGET], "other-box");
-  expect(w.events().filter((e) => e.event === "share.open").map((e) => e.shareId)).toEqual(["one", "two", "elsewhere"]);
+  expect(
+    w
+      .events()
+      .filter((e) => e.event === "share.open")
+      .map((e) => e.shareId),
+  ).toEqual(["one", "two", "elsewhere"]);
 });
 
 test("maxSharesPerHost holds when one host registers many shares at once over many connections", async () => {
   w = await World.open({ maxSharesPerHost: 3 });
   const first = await w.agent("s0");
   const links = await Promise.all(Array.from({ length: 12 }, () => w.hello(w.peer({ host: first.host }))));
-  const results = await Promise.allSettled(links.map((p, i) => w.send(p, { t: "register", shareId: `s${i + 1}`, targets: [TARGET], approver: true })));
+  const results = await Promise.allSettled(
+    links.map((p, i) => w.send(p, { t: "register", shareId: `s${i + 1}`, targets: [TARGET], approver: true })),
+  );
   expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(2);
   expect(w.events().filter((e) => e.event === "share.open")).toHaveLength(3);
 });

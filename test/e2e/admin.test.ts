@@ -7,7 +7,19 @@ import net from "node:net";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { SQL } from "bun";
-import { agentShare, auditEvents, deploy, echoServer, joinApproved, killAll, roundTrip, run, share, spawn, type Deployment } from "./harness.ts";
+import {
+  agentShare,
+  auditEvents,
+  deploy,
+  echoServer,
+  joinApproved,
+  killAll,
+  roundTrip,
+  run,
+  share,
+  spawn,
+  type Deployment,
+} from "./harness.ts";
 
 setDefaultTimeout(90_000);
 afterAll(killAll);
@@ -15,11 +27,16 @@ afterAll(killAll);
 /** An operator's TESSERA_HOME holding the deployment's operator token, and the coordinator's loopback HTTP URL. */
 async function operator(d: Deployment): Promise<{ env: Record<string, string>; url: string }> {
   const env = { TESSERA_HOME: path.join(d.dir, "operator") };
-  expect((await run(["token", fs.readFileSync(path.join(d.dir, "pki/operator-token"), "utf8").trim()], env)).code).toBe(0);
+  expect((await run(["token", fs.readFileSync(path.join(d.dir, "pki/operator-token"), "utf8").trim()], env)).code).toBe(
+    0,
+  );
   return { env, url: `http://127.0.0.1:${d.httpPort}` };
 }
 
-async function admin(op: { env: Record<string, string>; url: string }, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
+async function admin(
+  op: { env: Record<string, string>; url: string },
+  ...args: string[]
+): Promise<{ code: number; out: string; err: string }> {
   return run(["admin", ...args, "--url", op.url], op.env);
 }
 
@@ -47,7 +64,11 @@ test("admin sessions lists two live sessions with their byte counts (--json pars
     // What the operator sees is what the audit log recorded for the session's streams (ciphertext each way).
     const mine = closes.filter((c) => c.sessionId === r.id);
     expect(mine).toHaveLength(1);
-    expect([r.bytesUp, r.bytesDown, r.streams]).toEqual([Number(mine[0]!.bytesUp), Number(mine[0]!.bytesDown), { live: 0, total: 1 }]);
+    expect([r.bytesUp, r.bytesDown, r.streams]).toEqual([
+      Number(mine[0]!.bytesUp),
+      Number(mine[0]!.bytesDown),
+      { live: 0, total: 1 },
+    ]);
     // Ciphertext on the relay (TLS included); the payload exactly on the direct path (the agent's count).
     expect(r.bytesUp).toBeGreaterThanOrEqual(r.guest === "alice" ? big.length : small.length);
   }
@@ -59,14 +80,20 @@ test("admin sessions lists two live sessions with their byte counts (--json pars
   for (const r of rows) expect(table.out).toContain(r.id);
   expect(table.out).toMatch(/hosty\s+alice/);
 
-  const hosts = JSON.parse((await admin(op, "hosts", "--json")).out) as { hosts: { name: string; connections: number; shares: { sessions: number }[] }[] };
-  expect(hosts.hosts.map((h) => [h.name, h.connections > 0, h.shares.map((s) => s.sessions)])).toEqual([["hosty", true, [2]]]);
+  const hosts = JSON.parse((await admin(op, "hosts", "--json")).out) as {
+    hosts: { name: string; connections: number; shares: { sessions: number }[] }[];
+  };
+  expect(hosts.hosts.map((h) => [h.name, h.connections > 0, h.shares.map((s) => s.sessions)])).toEqual([
+    ["hosty", true, [2]],
+  ]);
   for (const l of (await admin(op, "hosts")).out.trimEnd().split("\n")) expect(l.length).toBeLessThanOrEqual(80);
 
   const bobId = rows.find((r) => r.guest === "bob")!.id;
   expect((await admin(op, "revoke", bobId)).out).toContain(`revoked ${bobId}`);
   await bob.guest.waitFor(/revoked by the operator/);
-  expect((JSON.parse((await admin(op, "sessions", "--json")).out) as { sessions: Row[] }).sessions.map((r) => r.guest)).toEqual(["alice"]);
+  expect(
+    (JSON.parse((await admin(op, "sessions", "--json")).out) as { sessions: Row[] }).sessions.map((r) => r.guest),
+  ).toEqual(["alice"]);
   for (const p of [alice.guest, host]) p.kill("SIGINT");
   await Promise.all([alice.guest.exit(), host.exit(), bob.guest.exit()]);
 });
@@ -92,10 +119,20 @@ test("admin hosts remove cuts a live stream at once; the host's terminal says wh
   const cutAt = await closed;
   const [rm] = await auditEvents(d, "host.remove");
   const [streamClose] = await auditEvents(d, "stream.close");
-  console.log(`stream cut ${Math.round(cutAt - started)} ms after \`admin hosts remove\` started (CLI start-up included); audit: host.remove ${rm!.ts} -> stream.close ${streamClose!.ts}`);
-  expect(rm).toMatchObject({ host: "hosty", by: "operator", operator: expect.stringContaining("@"), addr: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
+  console.log(
+    `stream cut ${Math.round(cutAt - started)} ms after \`admin hosts remove\` started (CLI start-up included); audit: host.remove ${rm!.ts} -> stream.close ${streamClose!.ts}`,
+  );
+  expect(rm).toMatchObject({
+    host: "hosty",
+    by: "operator",
+    operator: expect.stringContaining("@"),
+    addr: expect.stringMatching(/^127\.0\.0\.1:\d+$/),
+  });
   expect(streamClose!.reason).toBe("the host was removed by the operator");
-  expect((await auditEvents(d, "session.close"))[0]).toMatchObject({ reason: "the host was removed by the operator", condition: "host_removed" });
+  expect((await auditEvents(d, "session.close"))[0]).toMatchObject({
+    reason: "the host was removed by the operator",
+    condition: "host_removed",
+  });
 
   // The host's terminal says what happened and what to do; the share gives up instead of retrying.
   await host.waitFor(/this host was removed by the operator; enrol it again with a new token/);
@@ -110,7 +147,9 @@ test("admin hosts remove cuts a live stream at once; the host's terminal says wh
   expect(again.err).toContain("this host was removed by the operator");
   expect(JSON.parse((await admin(op, "hosts", "--json")).out).hosts).toEqual([]);
   const all = JSON.parse((await admin(op, "hosts", "--json", "--all")).out).hosts;
-  expect(all.map((h: { name: string; removedBy: string }) => [h.name, h.removedBy])).toEqual([["hosty", expect.stringMatching(/^operator .+@.+ from 127\.0\.0\.1:\d+$/)]]);
+  expect(all.map((h: { name: string; removedBy: string }) => [h.name, h.removedBy])).toEqual([
+    ["hosty", expect.stringMatching(/^operator .+@.+ from 127\.0\.0\.1:\d+$/)],
+  ]);
 
   // A token from `admin enroll-token` enrols this machine again (a fresh key) and, another, a second host.
   const mint = async () => {
@@ -126,18 +165,29 @@ test("admin hosts remove cuts a live stream at once; the host's terminal says wh
   const linked = await run(["link", d.address, "--token", t2, "--name", "second"], second, d.dir);
   expect(linked.err).toBe("");
   expect(linked.out).toContain('enrolled as host "second"');
-  const reuse = await run(["link", d.address, "--token", t2, "--name", "third"], { TESSERA_HOME: path.join(d.dir, "third") }, d.dir);
+  const reuse = await run(
+    ["link", d.address, "--token", t2, "--name", "third"],
+    { TESSERA_HOME: path.join(d.dir, "third") },
+    d.dir,
+  );
   expect(reuse.code).toBe(1);
   expect(reuse.err).toContain("already used");
   const agent = spawn(["agent", "--share-id", "two", "--allow", `127.0.0.1:${echo.port}`], second);
   await agent.waitFor(/serving share two/);
-  const enrolled = JSON.parse((await admin(op, "hosts", "--json")).out).hosts as { name: string; connections: number }[];
-  expect(enrolled.map((h) => [h.name, h.connections])).toEqual([["hosty", 0], ["second", 1]]);
+  const enrolled = JSON.parse((await admin(op, "hosts", "--json")).out).hosts as {
+    name: string;
+    connections: number;
+  }[];
+  expect(enrolled.map((h) => [h.name, h.connections])).toEqual([
+    ["hosty", 0],
+    ["second", 1],
+  ]);
   // Only the tokens' ids reach the audit log; the secrets are nowhere on the coordinator's disk.
   expect((await auditEvents(d, "enrol.token", 2)).map((e) => e.tokenId)).toEqual([t1.split(".")[1], t2.split(".")[1]]);
   for (const f of ["audit.jsonl", "tessera.db", "tessera.db-wal"]) {
     const file = path.join(d.dir, f);
-    if (fs.existsSync(file)) for (const t of [t1, t2]) expect(fs.readFileSync(file).includes(t.split(".")[2]!)).toBe(false);
+    if (fs.existsSync(file))
+      for (const t of [t1, t2]) expect(fs.readFileSync(file).includes(t.split(".")[2]!)).toBe(false);
   }
   // A `tessera agent` service whose host is removed stops for good, saying why (status 78: not restarted).
   expect((await admin(op, "hosts", "remove", "second")).code).toBe(0);
@@ -166,7 +216,10 @@ test("re-validation ends a session whose agent stays away past the grace; the gu
   const d = await deploy(["--resume-grace", "1s"]);
   const echo = await echoServer();
   const { agent, approver } = await agentShare(d, "db1", echo.port, ["--allow-requests-by-id"]);
-  const guest = spawn(["connect", "--share-id", "db1", "--target", `127.0.0.1:${echo.port}`, "--name", "carol", "--local", "127.0.0.1:0"], d.guestEnv);
+  const guest = spawn(
+    ["connect", "--share-id", "db1", "--target", `127.0.0.1:${echo.port}`, "--name", "carol", "--local", "127.0.0.1:0"],
+    d.guestEnv,
+  );
   await approver.waitFor(/Allow carol/);
   approver.write("y\n");
   await guest.waitFor(/forwarding 127\.0\.0\.1:\d+/);
@@ -176,8 +229,14 @@ test("re-validation ends a session whose agent stays away past the grace; the gu
   await approver.waitFor(/ended: the host's agent disconnected/);
   expect(await guest.exit()).toBe(1);
   const events = d.audit();
-  expect(events.find((e) => e.event === "session.close")).toMatchObject({ guest: "carol", reason: "the host's agent disconnected", condition: "agent_away" });
-  expect(events.findIndex((e) => e.event === "share.away")).toBeLessThan(events.findIndex((e) => e.event === "session.close"));
+  expect(events.find((e) => e.event === "session.close")).toMatchObject({
+    guest: "carol",
+    reason: "the host's agent disconnected",
+    condition: "agent_away",
+  });
+  expect(events.findIndex((e) => e.event === "share.away")).toBeLessThan(
+    events.findIndex((e) => e.event === "session.close"),
+  );
   approver.kill("SIGINT");
   await approver.exit();
 });
@@ -192,11 +251,15 @@ test("operator errors name the fix: no token here, wrong token (401), plain HTTP
     expect(r.err.trim().split("\n")).toHaveLength(1);
     return r.err;
   };
-  expect(await fails(["sessions", "--url", url])).toContain("no operator token on this machine: run `tessera token HEX` first");
+  expect(await fails(["sessions", "--url", url])).toContain(
+    "no operator token on this machine: run `tessera token HEX` first",
+  );
   expect((await run(["token", "ab".repeat(32)], env)).code).toBe(0);
   expect(await fails(["sessions", "--url", url])).toContain("refused the operator token (401)");
   // Refused before anything is sent (the name is never even looked up).
-  expect(await fails(["hosts", "--url", "http://coordinator.example:8080"])).toContain("refusing to send the operator token over plain HTTP to coordinator.example:8080");
+  expect(await fails(["hosts", "--url", "http://coordinator.example:8080"])).toContain(
+    "refusing to send the operator token over plain HTTP to coordinator.example:8080",
+  );
   expect(await fails(["sessions", "--url", `https://127.0.0.1:${d.httpPort}`])).toContain("does not speak HTTPS there");
   const closedPort = await new Promise<number>((resolve) => {
     const s = net.createServer().listen(0, "127.0.0.1", () => {
@@ -204,15 +267,39 @@ test("operator errors name the fix: no token here, wrong token (401), plain HTTP
       s.close(() => resolve(p));
     });
   });
-  expect(await fails(["sessions", "--url", `http://127.0.0.1:${closedPort}`])).toContain("connection refused (is the coordinator running, with --http on this address?)");
+  expect(await fails(["sessions", "--url", `http://127.0.0.1:${closedPort}`])).toContain(
+    "connection refused (is the coordinator running, with --http on this address?)",
+  );
 
   d.coordinator.kill("SIGTERM");
   await d.coordinator.exit();
   fs.rmSync(path.join(d.dir, "pki/operator-token"));
   // This time over HTTPS (the operator trusts the deployment's CA, as `link` would set up): plain HTTP to it says to use https.
-  const c = spawn(["coordinator", "--certs", "pki", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--db", "tessera.db", "--http-cert", "pki/coordinator.crt", "--http-key", "pki/coordinator.key"], {}, { cwd: d.dir });
+  const c = spawn(
+    [
+      "coordinator",
+      "--certs",
+      "pki",
+      "--listen",
+      "127.0.0.1:0",
+      "--http",
+      "127.0.0.1:0",
+      "--db",
+      "tessera.db",
+      "--http-cert",
+      "pki/coordinator.crt",
+      "--http-key",
+      "pki/coordinator.key",
+    ],
+    {},
+    { cwd: d.dir },
+  );
   const http = Number((await c.waitFor(/https 127\.0\.0\.1:(\d+)/))[1]);
   fs.copyFileSync(path.join(d.dir, "pki/ca.crt"), path.join(env.TESSERA_HOME, "ca.crt"));
-  expect(await fails(["sessions", "--url", `http://127.0.0.1:${http}`])).toContain("it may serve HTTPS there: use --url https://");
-  expect(await fails(["enroll-token", "--url", `https://localhost:${http}`])).toContain("has no operator token configured (403): create operator-token in its --certs directory");
+  expect(await fails(["sessions", "--url", `http://127.0.0.1:${http}`])).toContain(
+    "it may serve HTTPS there: use --url https://",
+  );
+  expect(await fails(["enroll-token", "--url", `https://localhost:${http}`])).toContain(
+    "has no operator token configured (403): create operator-token in its --certs directory",
+  );
 });

@@ -32,7 +32,10 @@ test("audit verify --against the running coordinator detects a truncated copy of
 
   // A copy cut just before the head fetched above: the head served at verify time is at least that far.
   const copy = path.join(d.dir, "copy.jsonl");
-  const kept = fs.readFileSync(live, "utf8").split(/(?<=\n)/).filter((l) => l && (JSON.parse(l) as { seq: number }).seq < head.seq);
+  const kept = fs
+    .readFileSync(live, "utf8")
+    .split(/(?<=\n)/)
+    .filter((l) => l && (JSON.parse(l) as { seq: number }).seq < head.seq);
   fs.writeFileSync(copy, kept.join(""));
   const offline = await run(["audit", "verify", copy, "--cert", cert]);
   expect(offline.code).toBe(0);

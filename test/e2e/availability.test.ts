@@ -17,9 +17,12 @@ const MAX = 8;
 /** A control connection that completed TLS, said hello and got its welcome; rejects if the coordinator refuses it. */
 function helloed(d: Deployment, ca: string): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
-    const s = tls.connect({ port: d.port, host: "127.0.0.1", servername: "localhost", ca, minVersion: "TLSv1.3" }, () => {
-      s.write(encodeFrame({ t: "hello", v: PROTOCOL_VERSION, client: "e2e" }));
-    });
+    const s = tls.connect(
+      { port: d.port, host: "127.0.0.1", servername: "localhost", ca, minVersion: "TLSv1.3" },
+      () => {
+        s.write(encodeFrame({ t: "hello", v: PROTOCOL_VERSION, client: "e2e" }));
+      },
+    );
     s.once("data", () => resolve(s));
     s.once("error", reject);
     s.once("close", () => reject(new Error("closed before the welcome")));
@@ -31,16 +34,17 @@ async function healthz(d: Deployment): Promise<{ status: number; body: string }>
   return { status: r.status, body: await r.text() };
 }
 
-
 test(`after 5x --max-connections ${MAX} control connections a guest still joins and streams; /healthz answers 503 only while every slot is taken`, async () => {
   const d = await deploy(["--max-connections", String(MAX)]);
   const ca = fs.readFileSync(path.join(d.dir, "pki/ca.crt"), "utf8");
   for (let i = 0; i < 5 * MAX; i++) (await eventually(() => helloed(d, ca), `connection ${i + 1}`)).destroy();
-  expect(await eventually(async () => {
-    const h = await healthz(d);
-    if (h.status !== 200) throw new Error(h.body);
-    return h.body;
-  }, "/healthz ok")).toMatch(/^ok /);
+  expect(
+    await eventually(async () => {
+      const h = await healthz(d);
+      if (h.status !== 200) throw new Error(h.body);
+      return h.body;
+    }, "/healthz ok"),
+  ).toMatch(/^ok /);
 
   const echo = await echoServer();
   const { host, code } = await share(d, echo.port);

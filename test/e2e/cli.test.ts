@@ -19,7 +19,9 @@ test("a mistyped command or flag is an error naming the closest real one; nothin
   const sub = await run(["audit", "verfy", "x.jsonl"]);
   expect(sub.err).toContain("did you mean `tessera audit verify`?");
   // Words after `--` are the guest's command, not ours.
-  const after = await run(["join", "K7QF-M2XD", "--", "psql", "--no-psqlrc"], { TESSERA_HOME: "/nonexistent-tessera-home" });
+  const after = await run(["join", "K7QF-M2XD", "--", "psql", "--no-psqlrc"], {
+    TESSERA_HOME: "/nonexistent-tessera-home",
+  });
   expect(after.code).toBe(1);
   expect(after.err).not.toContain("unknown option");
 });
@@ -31,7 +33,20 @@ test("tessera help and tessera help CMD print usage; help fits 80 columns and is
   const share = await run(["help", "share"]);
   expect(share.code).toBe(0);
   expect(share.out).toContain("--no-record");
-  for (const c of ["", "ca", "coordinator", "link", "share", "agent", "join", "connect", "revoke", "audit", "audit verify", "ssh-config"]) {
+  for (const c of [
+    "",
+    "ca",
+    "coordinator",
+    "link",
+    "share",
+    "agent",
+    "join",
+    "connect",
+    "revoke",
+    "audit",
+    "audit verify",
+    "ssh-config",
+  ]) {
     const r = await run([...c.split(" ").filter(Boolean), "--help"]);
     expect(r.code).toBe(0);
     for (const line of r.out.split("\n")) expect(line.length, `${c}: ${line}`).toBeLessThanOrEqual(80);
@@ -45,7 +60,10 @@ test("every --allow counts: an agent given two targets serves both", async () =>
   const d = await deploy();
   const a = await echoServer();
   const b = await echoServer();
-  const agent = spawn(["agent", "--share-id", "two", "--allow", `127.0.0.1:${a.port}`, "--allow", `127.0.0.1:${b.port}`], d.hostEnv);
+  const agent = spawn(
+    ["agent", "--share-id", "two", "--allow", `127.0.0.1:${a.port}`, "--allow", `127.0.0.1:${b.port}`],
+    d.hostEnv,
+  );
   const line = await agent.waitFor(/serving share two: (.*)/);
   expect(line[1]).toContain(`127.0.0.1:${a.port}`);
   expect(line[1]).toContain(`127.0.0.1:${b.port}`);
@@ -87,11 +105,15 @@ test("an approver attached to a running agent's share notices the agent stop, wa
   const { agent, approver } = await agentShare(d, "db", echo.port);
   agent.kill("SIGINT");
   await agent.exit();
-  await approver.waitFor(/the agent serving share db stopped; its codes no longer work\. Waiting for it to come back; if it is not running, start it: tessera agent --share-id db --allow HOST:PORT/);
+  await approver.waitFor(
+    /the agent serving share db stopped; its codes no longer work\. Waiting for it to come back; if it is not running, start it: tessera agent --share-id db --allow HOST:PORT/,
+  );
   const back = spawn(["agent", "--share-id", "db", "--allow", `127.0.0.1:${echo.port}`], d.hostEnv);
   await back.waitFor(/serving share db/);
   await approver.waitFor(/share db is served again; approving again with a new code/);
-  const code = (await approver.waitFor(/^code: [0-9A-Z]{4}-[0-9A-Z]{4}\ninvite: .*\ncode: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m))[1]!;
+  const code = (
+    await approver.waitFor(/^code: [0-9A-Z]{4}-[0-9A-Z]{4}\ninvite: .*\ncode: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m)
+  )[1]!;
   expect(approver.err).not.toContain("lost the coordinator");
   const guest = spawn(["join", code, "--name", "after", "--local", "127.0.0.1:0"], d.guestEnv);
   await approver.waitFor(/Allow after /);
@@ -115,7 +137,9 @@ test("a log line never tears the host's prompt: it goes above, and the whole que
   const before = host.out.length;
   first.kill("SIGINT");
   // The session's end is logged while bob's question is on screen.
-  await host.waitFor(/\[share\] session \S+ ended: the guest ended the session\r?\n(\r\x1b\[K)?Allow bob to reach \S+\? \[y\/N\]/);
+  await host.waitFor(
+    /\[share\] session \S+ ended: the guest ended the session\r?\n(\r\x1b\[K)?Allow bob to reach \S+\? \[y\/N\]/,
+  );
   const after = host.out.slice(before);
   // The log line starts on a line of its own (the question was cleared first), in the one plain format.
   expect(after).toMatch(/(\r\x1b\[K|\n)\[share\] session \S+ ended/);
@@ -147,7 +171,9 @@ test("a wrong CA file says the coordinator was reached but not trusted, and what
   expect((await run(["ca", "--coordinator-name", "localhost", "--dir", "other"], {}, d.dir)).code).toBe(0);
   const r = await run(["link", d.address, "--ca-file", "other/ca.crt"], { TESSERA_HOME: `${d.dir}/wrong` }, d.dir);
   expect(r.code).toBe(1);
-  expect(r.err).toContain(`reached the coordinator at ${d.address}, but its certificate is not signed by the CA this machine linked`);
+  expect(r.err).toContain(
+    `reached the coordinator at ${d.address}, but its certificate is not signed by the CA this machine linked`,
+  );
   expect(r.err).toContain("tessera link");
   expect(r.err).not.toContain("cannot reach");
 });
@@ -173,7 +199,11 @@ test("the host's target is not listening: share warns at start, and the guest is
   const local = Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]);
   const { roundTrip } = await import("./harness.ts");
   expect((await roundTrip(local, Buffer.from("hello")).catch(() => Buffer.alloc(0))).length).toBe(0);
-  await guest.waitFor(new RegExp(`a connection was refused by the host's side: the host's 127\\.0\\.0\\.1:${port} refused the connection \\(is anything listening there\\?\\)`));
+  await guest.waitFor(
+    new RegExp(
+      `a connection was refused by the host's side: the host's 127\\.0\\.0\\.1:${port} refused the connection \\(is anything listening there\\?\\)`,
+    ),
+  );
   const [close] = await (await import("./harness.ts")).auditEvents(d, "stream.close");
   expect(close!.reason).toContain("refused the connection");
 });

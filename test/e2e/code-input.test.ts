@@ -11,7 +11,9 @@ test("at a terminal, join asks for the code without echo, and the code never app
   const d = await deploy();
   const echo = await echoServer();
   const { host, code } = await share(d, echo.port);
-  const guest = spawn(["join", "--name", "typist", "--reason", "typed code", "--local", "127.0.0.1:0"], d.guestEnv, { pty: true });
+  const guest = spawn(["join", "--name", "typist", "--reason", "typed code", "--local", "127.0.0.1:0"], d.guestEnv, {
+    pty: true,
+  });
   await guest.waitFor(/code \(from the host, not echoed\): /);
   guest.write(`${code.toLowerCase()}\r`);
   await host.waitFor(/Allow typist /);

@@ -142,7 +142,9 @@ test("guest trust by --ca-pin: the right pin links, a wrong pin is refused, no p
   const home = (n: string) => ({ TESSERA_HOME: path.join(d.dir, n) });
   const good = await run(["link", d.address, "--ca-pin", pin], home("g1"));
   expect(good.code).toBe(0);
-  expect(fs.readFileSync(path.join(d.dir, "g1/ca.crt"), "utf8")).toBe(fs.readFileSync(path.join(d.dir, "pki/ca.crt"), "utf8"));
+  expect(fs.readFileSync(path.join(d.dir, "g1/ca.crt"), "utf8")).toBe(
+    fs.readFileSync(path.join(d.dir, "pki/ca.crt"), "utf8"),
+  );
   const wrong = await run(["link", d.address, "--ca-pin", "sha256:" + "ab".repeat(32)], home("g2"));
   expect(wrong.code).toBe(1);
   expect(wrong.err).toContain("not the expected sha256:");

@@ -9,12 +9,22 @@ import type { Hint } from "../../src/wire/hints.ts";
 import { spawn, type Deployment, type Proc } from "./harness.ts";
 
 /** `tessera share --port` with extra flags; returns it and its code. */
-export async function shareWith(d: Deployment, port: number, extra: string[] = []): Promise<{ host: Proc; code: string }> {
+export async function shareWith(
+  d: Deployment,
+  port: number,
+  extra: string[] = [],
+): Promise<{ host: Proc; code: string }> {
   const host = spawn(["share", "--port", String(port), ...extra], d.hostEnv, { cwd: d.dir });
   return { host, code: (await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?$/m))[1]! };
 }
 
-export async function joinWith(d: Deployment, host: Proc, code: string, name: string, extra: string[] = []): Promise<{ guest: Proc; local: number }> {
+export async function joinWith(
+  d: Deployment,
+  host: Proc,
+  code: string,
+  name: string,
+  extra: string[] = [],
+): Promise<{ guest: Proc; local: number }> {
   const guest = spawn(["join", code, "--name", name, "--local", "127.0.0.1:0", ...extra], d.guestEnv);
   await host.waitFor(new RegExp(`Allow ${name} `));
   host.write("y\n");
@@ -36,11 +46,22 @@ export function metric(text: string, series: string): number | undefined {
 /** A guest run in this process (so a test can choose its hints), against the real coordinator and share. */
 /** `pool`: the guest's spares (join --pool); 0 makes every stream open on demand, as a fallback test needs. */
 /** `hints`: the list offered, or made from the guest's direct listener's port. */
-export async function guestInProcess(d: Deployment, host: Proc, code: string, name: string, hints?: Hint[] | ((port: number) => Hint[]), pool?: number) {
+export async function guestInProcess(
+  d: Deployment,
+  host: Proc,
+  code: string,
+  name: string,
+  hints?: Hint[] | ((port: number) => Hint[]),
+  pool?: number,
+) {
   const caPem = fs.readFileSync(path.join(d.dir, "pki/ca.crt"), "utf8");
   const errors: string[] = [];
   const paths: string[] = [];
-  const guest = await Guest.connect({ address: d.address, caPem, version: "test" }, { onStreamError: (m) => errors.push(m), onPath: (p) => paths.push(p) }, hints ? { hints: typeof hints === "function" ? hints : () => hints } : {});
+  const guest = await Guest.connect(
+    { address: d.address, caPem, version: "test" },
+    { onStreamError: (m) => errors.push(m), onPath: (p) => paths.push(p) },
+    hints ? { hints: typeof hints === "function" ? hints : () => hints } : {},
+  );
   const approved = guest.request({ code, name, reason: "" });
   await host.waitFor(new RegExp(`Allow ${name} `));
   host.write("y\n");
@@ -50,14 +71,26 @@ export async function guestInProcess(d: Deployment, host: Proc, code: string, na
 }
 
 /** TCP listeners that count connections and never answer (not the guest). */
-export async function countingServers(n: number): Promise<{ ports: number[]; accepted: () => number; close: () => void }> {
+export async function countingServers(
+  n: number,
+): Promise<{ ports: number[]; accepted: () => number; close: () => void }> {
   let accepted = 0;
-  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<net.Server>((resolve) => {
-    const s = net.createServer((c) => {
-      accepted++;
-      c.on("error", () => {});
-    });
-    s.listen(0, "127.0.0.1", () => resolve(s));
-  })));
-  return { ports: servers.map((s) => (s.address() as net.AddressInfo).port), accepted: () => accepted, close: () => servers.forEach((s) => s.close()) };
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<net.Server>((resolve) => {
+          const s = net.createServer((c) => {
+            accepted++;
+            c.on("error", () => {});
+          });
+          s.listen(0, "127.0.0.1", () => resolve(s));
+        }),
+    ),
+  );
+  return {
+    ports: servers.map((s) => (s.address() as net.AddressInfo).port),
+    accepted: () => accepted,
+    close: () => servers.forEach((s) => s.close()),
+  };
 }

@@ -20,7 +20,11 @@ test("the idle clock sees direct traffic (the agent reports it), and a direct se
   sock.on("error", () => {});
   // Traffic for twice the idle limit, one echo at a time, on one direct stream the coordinator never sees.
   const until = Date.now() + 6_000;
-  const cut = new Promise<never>((_, reject) => sock.once("close", () => reject(new Error(`the stream was cut while busy: ${JSON.stringify(d.audit().slice(-2))}`))));
+  const cut = new Promise<never>((_, reject) =>
+    sock.once("close", () =>
+      reject(new Error(`the stream was cut while busy: ${JSON.stringify(d.audit().slice(-2))}`)),
+    ),
+  );
   cut.catch(() => {});
   while (Date.now() < until) {
     sock.write("ping");
@@ -91,7 +95,12 @@ test("share --direct-listen: a guest the agent cannot reach dials the host inste
   const payloads = [randomBytes(2_000_000), randomBytes(10)];
   for (const p of payloads) expect((await roundTrip(g.local, p)).equals(p)).toBe(true);
   const closes = await auditEvents(d, "stream.close", 2);
-  expect(d.audit().filter((e) => e.event === "stream.open").map((e) => e.path)).toEqual(["direct", "direct"]);
+  expect(
+    d
+      .audit()
+      .filter((e) => e.event === "stream.open")
+      .map((e) => e.path),
+  ).toEqual(["direct", "direct"]);
   expect(closes.map((e) => e.bytesUp).sort()).toEqual(payloads.map((p) => p.length).sort());
   expect(await relayedBytes(d)).toBe(before);
   expect(g.errors).toEqual([]);
@@ -105,7 +114,12 @@ test("without --direct-listen the agent listens on nothing and offers no hints",
   const { host, code } = await shareWith(d, echo.port);
   const g = await guestInProcess(d, host, code, "quin", []);
   await auditEvents(d, "direct.probe");
-  expect(d.audit().filter((e) => e.event === "direct.hints").map((e) => e.from)).toEqual(["guest"]);
+  expect(
+    d
+      .audit()
+      .filter((e) => e.event === "direct.hints")
+      .map((e) => e.from),
+  ).toEqual(["guest"]);
   expect(host.all).not.toContain("listening for guests");
   const p = randomBytes(1000);
   expect((await roundTrip(g.local, p)).equals(p)).toBe(true);
@@ -125,13 +139,21 @@ test("share --direct-listen: when the guest's dial of the host fails, the stream
   // The host's proven address stops working (a network change): point the guest at a port nothing listens on.
   const dead = await countingServers(1);
   dead.close();
-  (g.guest as unknown as { directListener: { hostAddr: Hint } }).directListener.hostAddr = { host: "127.0.0.1", port: dead.ports[0]! };
+  (g.guest as unknown as { directListener: { hostAddr: Hint } }).directListener.hostAddr = {
+    host: "127.0.0.1",
+    port: dead.ports[0]!,
+  };
   const b = randomBytes(20_000);
   expect((await roundTrip(g.local, b)).equals(b)).toBe(true);
   const c = randomBytes(20_000);
   expect((await roundTrip(g.local, c)).equals(c)).toBe(true);
   expect((await auditEvents(d, "stream.fallback"))[0]!.reason).toContain("127.0.0.1");
-  expect(d.audit().filter((e) => e.event === "stream.open").map((e) => e.path)).toEqual(["direct", "direct", "relay"]);
+  expect(
+    d
+      .audit()
+      .filter((e) => e.event === "stream.open")
+      .map((e) => e.path),
+  ).toEqual(["direct", "direct", "relay"]);
   expect(g.errors).toEqual([]);
   expect(g.paths).toEqual(["direct", "relay"]);
   await g.guest.close();
@@ -176,7 +198,10 @@ test("a session ended while a direct stream is live: the stream's and the sessio
   expect(open!.path).toBe("direct");
   const [close] = await auditEvents(d, "stream.close");
   expect([close!.bytesUp, close!.bytesDown]).toEqual([payload.length, payload.length]);
-  expect((await auditEvents(d, "session.close"))[0]).toMatchObject({ bytesUp: payload.length, bytesDown: payload.length });
+  expect((await auditEvents(d, "session.close"))[0]).toMatchObject({
+    bytesUp: payload.length,
+    bytesDown: payload.length,
+  });
   sock.destroy();
   host.kill("SIGINT");
   await host.exit();

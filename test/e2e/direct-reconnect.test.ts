@@ -56,7 +56,11 @@ async function shareBehindForwarder(name: string, joinArgs: string[] = []) {
   const d = await deploy();
   const echo = await echoServer();
   const fwd = await cuttable(d.port);
-  const host = spawn(["share", "--port", String(echo.port)], { ...d.hostEnv, TESSERA_COORDINATOR: `localhost:${fwd.port}` }, { cwd: d.dir });
+  const host = spawn(
+    ["share", "--port", String(echo.port)],
+    { ...d.hostEnv, TESSERA_COORDINATOR: `localhost:${fwd.port}` },
+    { cwd: d.dir },
+  );
   const code = (await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?$/m))[1]!;
   const { guest, local } = await joinWith(d, host, code, name, joinArgs);
   return { d, fwd, host, guest, local };
@@ -87,7 +91,8 @@ test("after the agent's connection drops and comes back, the guest's pool refill
     expect((await roundTrip(local, payload)).equals(payload)).toBe(true);
     const open = (await auditEvents(d, "stream.open", i)).at(-1)!;
     await eventually(async () => {
-      if (!d.audit().some((e) => e.event === "stream.close" && e.streamId === open.streamId)) throw new Error("not closed yet");
+      if (!d.audit().some((e) => e.event === "stream.close" && e.streamId === open.streamId))
+        throw new Error("not closed yet");
     }, "the stream's close line");
     direct = open.path === "direct";
     if (direct) expect(await relayedBytes(d)).toBe(before);

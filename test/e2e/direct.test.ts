@@ -54,7 +54,10 @@ test("hints that fail (nothing listening, a listener that is not the guest) leav
   const dead = await countingServers(1);
   const deadPort = dead.ports[0]!;
   dead.close();
-  const g = await guestInProcess(d, host, code, "fay", [{ host: "127.0.0.1", port: deadPort }, { host: "127.0.0.1", port: notGuest.ports[0]! }]);
+  const g = await guestInProcess(d, host, code, "fay", [
+    { host: "127.0.0.1", port: deadPort },
+    { host: "127.0.0.1", port: notGuest.ports[0]! },
+  ]);
   const probe = (await auditEvents(d, "direct.probe"))[0]!;
   expect(probe).toMatchObject({ ok: false, offered: 2, dialled: 2 });
   const p = randomBytes(200_000);
@@ -76,7 +79,9 @@ test("a direct path that stops working mid-session: the next stream falls back t
   const a = randomBytes(50_000);
   expect((await roundTrip(g.local, a)).equals(a)).toBe(true);
   // The guest's direct listener goes away (a network change): the agent's dial for the next stream fails.
-  (g.guest as unknown as { directListener: { acceptor: { server: { stop(b: boolean): void } } } }).directListener.acceptor.server.stop(true);
+  (
+    g.guest as unknown as { directListener: { acceptor: { server: { stop(b: boolean): void } } } }
+  ).directListener.acceptor.server.stop(true);
   const b = randomBytes(50_000);
   expect((await roundTrip(g.local, b)).equals(b)).toBe(true);
   const c = randomBytes(50_000);
@@ -121,7 +126,23 @@ test("a coordinator that injects a hint (test-only switch) gets nothing dialled"
 
 test("the injection switch is refused outside test mode", async () => {
   const d = await deploy();
-  const r = spawn(["coordinator", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--certs", "pki", "--audit", "a2.jsonl", "--db", "t2.db"], { TESSERA_TEST_INJECT_HINT: "127.0.0.1:1" }, { cwd: d.dir });
+  const r = spawn(
+    [
+      "coordinator",
+      "--listen",
+      "127.0.0.1:0",
+      "--http",
+      "127.0.0.1:0",
+      "--certs",
+      "pki",
+      "--audit",
+      "a2.jsonl",
+      "--db",
+      "t2.db",
+    ],
+    { TESSERA_TEST_INJECT_HINT: "127.0.0.1:1" },
+    { cwd: d.dir },
+  );
   expect(await r.exit()).not.toBe(0);
   expect(r.err).toContain("test-only switch");
 });
@@ -140,7 +161,9 @@ test("revoke cuts a live direct stream, and the audit log has the revoke and the
   const closed = new Promise((r) => sock.once("close", r));
   const sessionId = d.audit().find((e) => e.event === "session.open")!.sessionId as string;
   const opEnv = { TESSERA_HOME: path.join(d.dir, "operator"), TESSERA_COORDINATOR: d.address };
-  expect((await run(["token", fs.readFileSync(path.join(d.dir, "pki/operator-token"), "utf8").trim()], opEnv)).code).toBe(0);
+  expect(
+    (await run(["token", fs.readFileSync(path.join(d.dir, "pki/operator-token"), "utf8").trim()], opEnv)).code,
+  ).toBe(0);
   expect((await run(["revoke", sessionId, "--url", `http://127.0.0.1:${d.httpPort}`], opEnv)).code).toBe(0);
   // The stream ends (the agent and the guest each cut it on "closed"), with no traffic needed to notice.
   await closed;
@@ -173,7 +196,12 @@ test("--relay-only on share, or on join, keeps every stream on the relay", async
   // The guest offered nothing: no hints line for its session.
   const sid2 = d.audit().filter((e) => e.event === "session.open")[1]!.sessionId;
   expect(d.audit().filter((e) => e.event === "direct.hints" && e.sessionId === sid2)).toEqual([]);
-  expect(d.audit().filter((e) => e.event === "stream.open").map((e) => e.path)).toEqual(["relay", "relay"]);
+  expect(
+    d
+      .audit()
+      .filter((e) => e.event === "stream.open")
+      .map((e) => e.path),
+  ).toEqual(["relay", "relay"]);
 });
 
 test("a guest offering 1,000 hints, some forbidden, gets at most the cap dialled, and the audit line says so", async () => {
@@ -181,11 +209,24 @@ test("a guest offering 1,000 hints, some forbidden, gets at most the cap dialled
   const echo = await echoServer();
   const { host, code } = await shareWith(d, echo.port);
   const counting = await countingServers(20);
-  const forbidden = [{ host: "169.254.169.254", port: 80 }, { host: "224.0.0.1", port: 80 }, { host: "0.0.0.0", port: counting.ports[0]! }];
-  const hints = [...forbidden, ...Array.from({ length: 997 }, (_, i) => ({ host: "127.0.0.1", port: counting.ports[i % 20]! }))];
+  const forbidden = [
+    { host: "169.254.169.254", port: 80 },
+    { host: "224.0.0.1", port: 80 },
+    { host: "0.0.0.0", port: counting.ports[0]! },
+  ];
+  const hints = [
+    ...forbidden,
+    ...Array.from({ length: 997 }, (_, i) => ({ host: "127.0.0.1", port: counting.ports[i % 20]! })),
+  ];
   const g = await guestInProcess(d, host, code, "lea", hints);
   const probe = (await auditEvents(d, "direct.probe"))[0]!;
-  expect(probe).toMatchObject({ ok: false, offered: 1000, dialled: MAX_HINTS_DIALLED, refused: 3, over: 997 - MAX_HINTS_DIALLED });
+  expect(probe).toMatchObject({
+    ok: false,
+    offered: 1000,
+    dialled: MAX_HINTS_DIALLED,
+    refused: 3,
+    over: 997 - MAX_HINTS_DIALLED,
+  });
   expect(counting.accepted()).toBeLessThanOrEqual(MAX_HINTS_DIALLED);
   await host.waitFor(/3 hint\(s\) refused by the deny list/);
   // The session works, on the relay.

@@ -3,7 +3,18 @@
 import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { agentShare, auditEvents, deploy, echoServer, killAll, run, share, spawn, type Deployment, type Proc } from "./harness.ts";
+import {
+  agentShare,
+  auditEvents,
+  deploy,
+  echoServer,
+  killAll,
+  run,
+  share,
+  spawn,
+  type Deployment,
+  type Proc,
+} from "./harness.ts";
 
 setDefaultTimeout(60_000);
 afterAll(killAll);
@@ -24,9 +35,15 @@ test("join -- CMD: {host}/{port} and TESSERA_HOST/PORT point at the tunnel, exit
   const echo = await echoServer();
   const { host, code } = await share(d, echo.port, true);
   // The command talks through the tunnel itself: bash's /dev/tcp sends a line and reads the echo back.
-  const script = 'exec 3<>/dev/tcp/$TESSERA_HOST/$TESSERA_PORT; echo "ping-through-tunnel" >&3; read -r line <&3; echo "args={host}:{port} env=$TESSERA_HOST:$TESSERA_PORT got=$line"; exit 7';
+  const script =
+    'exec 3<>/dev/tcp/$TESSERA_HOST/$TESSERA_PORT; echo "ping-through-tunnel" >&3; read -r line <&3; echo "args={host}:{port} env=$TESSERA_HOST:$TESSERA_PORT got=$line"; exit 7';
   // USER and LOGNAME unset: the default guest name must come from the OS account, not "guest"/"unknown".
-  const guest = spawn(["join", code, "--reason", "run a script", "--", "bash", "-c", script], { ...d.guestEnv, USER: "", LOGNAME: "", USERNAME: "" });
+  const guest = spawn(["join", code, "--reason", "run a script", "--", "bash", "-c", script], {
+    ...d.guestEnv,
+    USER: "",
+    LOGNAME: "",
+    USERNAME: "",
+  });
   // (os.userInfo() itself is wrong here under Bun, so the expectation comes from `id -un`.)
   await host.waitFor(new RegExp(`Allow ${Bun.spawnSync(["id", "-un"]).stdout.toString().trim()} to reach`));
   host.write("y\r");
@@ -48,18 +65,45 @@ test("join -- CMD: {host}/{port} and TESSERA_HOST/PORT point at the tunnel, exit
 test("join -- psql: a real PostgreSQL answers a query through the tunnel", async () => {
   const url = process.env.TESSERA_TEST_PG_URL;
   if (!url) {
-    console.warn("SKIPPED join -- psql: TESSERA_TEST_PG_URL is not set (scripts/test-services.sh starts a PostgreSQL and sets it)");
+    console.warn(
+      "SKIPPED join -- psql: TESSERA_TEST_PG_URL is not set (scripts/test-services.sh starts a PostgreSQL and sets it)",
+    );
     return;
   }
   const pg = new URL(url);
   const d = await deploy();
-  const host = spawn(["share", "--host", pg.hostname, "--port", pg.port || "5432"], d.hostEnv, { pty: true, cwd: d.dir });
+  const host = spawn(["share", "--host", pg.hostname, "--port", pg.port || "5432"], d.hostEnv, {
+    pty: true,
+    cwd: d.dir,
+  });
   const code = (await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?$/m))[1]!;
   const db = decodeURIComponent(pg.pathname.slice(1)) || "postgres";
   const guest = spawn(
-    ["join", code, "--name", "dba", "--reason", "check the schema", "--",
-      "psql", "-h", "{host}", "-p", "{port}", "-U", decodeURIComponent(pg.username), "-d", db, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-      "-c", "select 'through-tessera:' || (6 * 7) || ':' || current_database()"],
+    [
+      "join",
+      code,
+      "--name",
+      "dba",
+      "--reason",
+      "check the schema",
+      "--",
+      "psql",
+      "-h",
+      "{host}",
+      "-p",
+      "{port}",
+      "-U",
+      decodeURIComponent(pg.username),
+      "-d",
+      db,
+      "-X",
+      "-A",
+      "-t",
+      "-v",
+      "ON_ERROR_STOP=1",
+      "-c",
+      "select 'through-tessera:' || (6 * 7) || ':' || current_database()",
+    ],
     { ...d.guestEnv, PGPASSWORD: decodeURIComponent(pg.password), PGCONNECT_TIMEOUT: "20" },
   );
   await host.waitFor(/Allow dba to reach/);
@@ -71,8 +115,30 @@ test("join -- psql: a real PostgreSQL answers a query through the tunnel", async
   // psql's own failure status passes through too: a failing script with ON_ERROR_STOP exits 3.
   host.write("c\r");
   const code2 = (await host.waitFor(/code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?\n[^]*code: ([0-9A-Z]{4}-[0-9A-Z]{4})/))[2]!;
-  const bad = spawn(["join", code2, "--name", "dba2", "--", "psql", "-h", "{host}", "-p", "{port}", "-U", decodeURIComponent(pg.username), "-d", db, "-X", "-v", "ON_ERROR_STOP=1", "-f", "-"],
-    { ...d.guestEnv, PGPASSWORD: decodeURIComponent(pg.password) });
+  const bad = spawn(
+    [
+      "join",
+      code2,
+      "--name",
+      "dba2",
+      "--",
+      "psql",
+      "-h",
+      "{host}",
+      "-p",
+      "{port}",
+      "-U",
+      decodeURIComponent(pg.username),
+      "-d",
+      db,
+      "-X",
+      "-v",
+      "ON_ERROR_STOP=1",
+      "-f",
+      "-",
+    ],
+    { ...d.guestEnv, PGPASSWORD: decodeURIComponent(pg.password) },
+  );
   (bad.proc.stdin as import("bun").FileSink).write("select no_such_column;\n");
   (bad.proc.stdin as import("bun").FileSink).end();
   await host.waitFor(/Allow dba2 to reach/);
@@ -111,7 +177,8 @@ test("Ctrl-C at the guest's terminal goes to the command (as in psql, it cancels
   const echo = await echoServer();
   const { host, code } = await share(d, echo.port, true);
   // On SIGINT the script uses the tunnel once more: that only works if the session survived the Ctrl-C.
-  const script = 'trap \'exec 3<>/dev/tcp/$TESSERA_HOST/$TESSERA_PORT; echo after-ctrl-c >&3; read -r l <&3; echo "echoed $l"; exit 4\' INT; echo ready; while :; do sleep 1; done';
+  const script =
+    "trap 'exec 3<>/dev/tcp/$TESSERA_HOST/$TESSERA_PORT; echo after-ctrl-c >&3; read -r l <&3; echo \"echoed $l\"; exit 4' INT; echo ready; while :; do sleep 1; done";
   const guest = spawn(["join", code, "--name", "tty", "--", "bash", "-c", script], d.guestEnv, { pty: true });
   await host.waitFor(/Allow tty to reach/);
   host.write("y\r");
@@ -138,8 +205,22 @@ test("connect --share-id ... -- CMD works the same way through a running agent",
   const d = await deploy();
   const echo = await echoServer();
   const { agent, approver } = await agentShare(d, "db7", echo.port, ["--allow-requests-by-id"]);
-  const guest = spawn(["connect", "--share-id", "db7", "--target", `127.0.0.1:${echo.port}`, "--name", "conn", "--",
-    "bash", "-c", 'exec 3<>/dev/tcp/{host}/{port}; echo via-connect >&3; read -r l <&3; echo "$l"; exit 5'], d.guestEnv);
+  const guest = spawn(
+    [
+      "connect",
+      "--share-id",
+      "db7",
+      "--target",
+      `127.0.0.1:${echo.port}`,
+      "--name",
+      "conn",
+      "--",
+      "bash",
+      "-c",
+      'exec 3<>/dev/tcp/{host}/{port}; echo via-connect >&3; read -r l <&3; echo "$l"; exit 5',
+    ],
+    d.guestEnv,
+  );
   await approver.waitFor(/Allow conn/);
   approver.write("y\n");
   expect(await guest.exit()).toBe(5);
@@ -165,7 +246,11 @@ test("bad combinations are refused before anything is asked", async () => {
 test("without TESSERA_HOME the binary keeps its files under $XDG_CONFIG_HOME/tessera (Linux)", async () => {
   const d = await deploy();
   const xdg = path.join(d.dir, "xdg");
-  const r = await run(["link", d.address, "--ca-file", "pki/ca.crt"], { TESSERA_HOME: "", XDG_CONFIG_HOME: xdg, HOME: path.join(d.dir, "nohome") }, d.dir);
+  const r = await run(
+    ["link", d.address, "--ca-file", "pki/ca.crt"],
+    { TESSERA_HOME: "", XDG_CONFIG_HOME: xdg, HOME: path.join(d.dir, "nohome") },
+    d.dir,
+  );
   expect(r.code, r.err).toBe(0);
   expect(r.out).toContain(`config in ${xdg}/tessera`);
   expect(fs.existsSync(path.join(xdg, "tessera", "ca.crt"))).toBe(true);

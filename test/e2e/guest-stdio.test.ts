@@ -5,7 +5,18 @@ import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { agentShare, auditEvents, deploy, echoServer, killAll, run, share, spawn, spawnProgram, tmpDir } from "./harness.ts";
+import {
+  agentShare,
+  auditEvents,
+  deploy,
+  echoServer,
+  killAll,
+  run,
+  share,
+  spawn,
+  spawnProgram,
+  tmpDir,
+} from "./harness.ts";
 
 setDefaultTimeout(90_000);
 afterAll(killAll);
@@ -52,7 +63,10 @@ test("connect --stdio through a running agent; the host ending the session ends 
   const d = await deploy();
   const echo = await echoServer();
   const { agent, approver } = await agentShare(d, "ssh7", echo.port, ["--allow-requests-by-id"]);
-  const guest = spawn(["connect", "--share-id", "ssh7", "--target", `127.0.0.1:${echo.port}`, "--stdio", "--name", "carrier"], d.guestEnv);
+  const guest = spawn(
+    ["connect", "--share-id", "ssh7", "--target", `127.0.0.1:${echo.port}`, "--stdio", "--name", "carrier"],
+    d.guestEnv,
+  );
   await approver.waitFor(/Allow carrier/);
   approver.write("y\n");
   // Input stays open: the stream lives until someone ends the session.
@@ -68,11 +82,16 @@ test("connect --stdio through a running agent; the host ending the session ends 
 });
 
 /** A private sshd on a loopback port: own host key, one authorized user key, config in a temp dir. */
-async function privateSshd(): Promise<{ port: number; dir: string; user: string; hostKeyPub: string; stop(): void } | undefined> {
+async function privateSshd(): Promise<
+  { port: number; dir: string; user: string; hostKeyPub: string; stop(): void } | undefined
+> {
   const sshd = "/usr/sbin/sshd";
   if (!fs.existsSync(sshd) || !Bun.which("ssh") || !Bun.which("ssh-keygen")) return undefined;
   const dir = tmpDir();
-  for (const [file, type] of [["host_key", "ed25519"], ["user_key", "ed25519"]]) {
+  for (const [file, type] of [
+    ["host_key", "ed25519"],
+    ["user_key", "ed25519"],
+  ]) {
     const r = Bun.spawnSync(["ssh-keygen", "-q", "-t", type!, "-N", "", "-f", path.join(dir, file!)]);
     if (!r.success) throw new Error(`ssh-keygen failed: ${r.stderr.toString()}`);
   }
@@ -81,15 +100,34 @@ async function privateSshd(): Promise<{ port: number; dir: string; user: string;
   // sshd as root needs its privilege-separation directory; never touch the system sshd otherwise.
   if (process.getuid?.() === 0) fs.mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
   const port = await freePort();
-  fs.writeFileSync(path.join(dir, "sshd_config"), [
-    `Port ${port}`, "ListenAddress 127.0.0.1", `HostKey ${dir}/host_key`, `PidFile ${dir}/sshd.pid`,
-    `AuthorizedKeysFile ${dir}/authorized_keys`, "StrictModes no", "UsePAM no", "PasswordAuthentication no",
-    "KbdInteractiveAuthentication no", "PubkeyAuthentication yes", "PermitRootLogin prohibit-password", `AllowUsers ${user}`,
-    "LogLevel VERBOSE", "",
-  ].join("\n"));
+  fs.writeFileSync(
+    path.join(dir, "sshd_config"),
+    [
+      `Port ${port}`,
+      "ListenAddress 127.0.0.1",
+      `HostKey ${dir}/host_key`,
+      `PidFile ${dir}/sshd.pid`,
+      `AuthorizedKeysFile ${dir}/authorized_keys`,
+      "StrictModes no",
+      "UsePAM no",
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      "PubkeyAuthentication yes",
+      "PermitRootLogin prohibit-password",
+      `AllowUsers ${user}`,
+      "LogLevel VERBOSE",
+      "",
+    ].join("\n"),
+  );
   const p = spawnProgram([sshd, "-D", "-e", "-f", path.join(dir, "sshd_config")]);
   await p.waitFor(new RegExp(`Server listening on 127\\.0\\.0\\.1 port ${port}`));
-  return { port, dir, user, hostKeyPub: fs.readFileSync(path.join(dir, "host_key.pub"), "utf8").trim(), stop: () => p.kill() };
+  return {
+    port,
+    dir,
+    user,
+    hostKeyPub: fs.readFileSync(path.join(dir, "host_key.pub"), "utf8").trim(),
+    stop: () => p.kill(),
+  };
 }
 
 function freePort(): Promise<number> {
@@ -106,7 +144,9 @@ function freePort(): Promise<number> {
 test("ssh through `join --stdio` as ProxyCommand (from `tessera ssh-config`): the host says y, the remote command runs", async () => {
   const sshd = await privateSshd();
   if (!sshd) {
-    console.warn("SKIPPED ssh ProxyCommand test: /usr/sbin/sshd, ssh or ssh-keygen is missing (scripts/test-services.sh installs them)");
+    console.warn(
+      "SKIPPED ssh ProxyCommand test: /usr/sbin/sshd, ssh or ssh-keygen is missing (scripts/test-services.sh installs them)",
+    );
     return;
   }
   const d = await deploy();
@@ -120,11 +160,23 @@ test("ssh through `join --stdio` as ProxyCommand (from `tessera ssh-config`): th
   // checked strictly, so ssh only succeeds if it reached this very sshd end to end.
   const cfg = path.join(sshd.dir, "ssh_config");
   fs.writeFileSync(path.join(sshd.dir, "known_hosts"), `devbox ${sshd.hostKeyPub.split(" ").slice(0, 2).join(" ")}\n`);
-  fs.writeFileSync(cfg, block.out + [
-    `  User ${sshd.user}`, `  IdentityFile ${sshd.dir}/user_key`, "  IdentitiesOnly yes", "  BatchMode yes",
-    "  StrictHostKeyChecking yes", `  UserKnownHostsFile ${sshd.dir}/known_hosts`, "",
-  ].join("\n"));
-  const ssh = spawnProgram(["ssh", "-F", cfg, "devbox", "echo", "hello-from-sshd", "&&", "echo", "exit-status-next", "&&", "exit", "3"], d.guestEnv);
+  fs.writeFileSync(
+    cfg,
+    block.out +
+      [
+        `  User ${sshd.user}`,
+        `  IdentityFile ${sshd.dir}/user_key`,
+        "  IdentitiesOnly yes",
+        "  BatchMode yes",
+        "  StrictHostKeyChecking yes",
+        `  UserKnownHostsFile ${sshd.dir}/known_hosts`,
+        "",
+      ].join("\n"),
+  );
+  const ssh = spawnProgram(
+    ["ssh", "-F", cfg, "devbox", "echo", "hello-from-sshd", "&&", "echo", "exit-status-next", "&&", "exit", "3"],
+    d.guestEnv,
+  );
   // The ProxyCommand's request reaches the host's prompt, with ssh's %r@%h:%p filled into the reason.
   await host.waitFor(new RegExp(`reason  "ssh ${sshd.user}@devbox:22"`));
   await host.waitFor(/Allow \S+ to reach 127\.0\.0\.1:\d+\?/);

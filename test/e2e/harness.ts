@@ -23,7 +23,10 @@ export class Proc {
   err = "";
   private waiters: (() => void)[] = [];
 
-  constructor(readonly proc: Subprocess, readonly pty: boolean) {}
+  constructor(
+    readonly proc: Subprocess,
+    readonly pty: boolean,
+  ) {}
 
   feed(which: "out" | "err", text: string): void {
     this[which] += text;
@@ -45,7 +48,9 @@ export class Proc {
         await Bun.sleep(50);
         const again = this.all.match(re);
         if (again) return again;
-        throw new Error(`waiting for ${re} (exit ${this.proc.exitCode}):\n--- stdout\n${this.out}\n--- stderr\n${this.err}`);
+        throw new Error(
+          `waiting for ${re} (exit ${this.proc.exitCode}):\n--- stdout\n${this.out}\n--- stderr\n${this.err}`,
+        );
       }
       await new Promise<void>((r) => {
         this.waiters.push(r);
@@ -72,17 +77,29 @@ export class Proc {
   }
 }
 
-export function spawn(args: string[], env: Record<string, string> = {}, opts: { pty?: boolean; cwd?: string } = {}): Proc {
+export function spawn(
+  args: string[],
+  env: Record<string, string> = {},
+  opts: { pty?: boolean; cwd?: string } = {},
+): Proc {
   return spawnArgv([...TESSERA, ...args], env, opts);
 }
 
 /** Like spawn, for any program (e.g. `sh -c` around tessera inside one PTY). */
-export function spawnArgv(argv: string[], env: Record<string, string> = {}, opts: { pty?: boolean; cwd?: string } = {}): Proc {
+export function spawnArgv(
+  argv: string[],
+  env: Record<string, string> = {},
+  opts: { pty?: boolean; cwd?: string } = {},
+): Proc {
   const fullEnv = { ...process.env, NO_COLOR: "1", ...env };
   let p!: Proc;
   const dec = new TextDecoder();
   const proc = opts.pty
-    ? Bun.spawn(argv, { env: fullEnv, cwd: opts.cwd, terminal: { cols: 120, rows: 40, data: (_t, d) => p.feed("out", dec.decode(d, { stream: true })) } })
+    ? Bun.spawn(argv, {
+        env: fullEnv,
+        cwd: opts.cwd,
+        terminal: { cols: 120, rows: 40, data: (_t, d) => p.feed("out", dec.decode(d, { stream: true })) },
+      })
     : Bun.spawn(argv, { env: fullEnv, cwd: opts.cwd, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
   p = new Proc(proc, !!opts.pty);
   live.add(proc);
@@ -100,7 +117,11 @@ async function pump(stream: ReadableStream<Uint8Array>, sink: (s: string) => voi
 }
 
 /** Runs a short command to completion. */
-export async function run(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<{ code: number; out: string; err: string }> {
+export async function run(
+  args: string[],
+  env: Record<string, string> = {},
+  cwd?: string,
+): Promise<{ code: number; out: string; err: string }> {
   const p = spawn(args, env, { cwd });
   const code = await p.exit();
   return { code, out: p.out, err: p.err };
@@ -156,7 +177,11 @@ export async function deploy(extraCoordinatorArgs: string[] = []): Promise<Deplo
   const ca = await run(["ca", "--coordinator-name", "localhost", "--dir", "pki"], {}, dir);
   if (ca.code !== 0) throw new Error(`ca failed: ${ca.err}`);
   const coordinatorArgs = ["--certs", "pki", "--audit", "audit.jsonl", "--db", "tessera.db", ...extraCoordinatorArgs];
-  const coordinator = spawn(["coordinator", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", ...coordinatorArgs], {}, { cwd: dir });
+  const coordinator = spawn(
+    ["coordinator", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", ...coordinatorArgs],
+    {},
+    { cwd: dir },
+  );
   const m = await coordinator.waitFor(/listening on 127\.0\.0\.1:(\d+) \(https? 127\.0\.0\.1:(\d+)\)/);
   const port = Number(m[1]);
   const address = `localhost:${port}`;
@@ -168,8 +193,20 @@ export async function deploy(extraCoordinatorArgs: string[] = []): Promise<Deplo
   const glink = await run(["link", address, "--ca-file", "pki/ca.crt"], guestEnv, dir);
   if (glink.code !== 0) throw new Error(`guest link failed: ${glink.err}`);
   return {
-    dir, coordinator, port, httpPort: Number(m[2]), address, hostEnv, guestEnv, coordinatorArgs,
-    audit: () => fs.readFileSync(path.join(dir, "audit.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)),
+    dir,
+    coordinator,
+    port,
+    httpPort: Number(m[2]),
+    address,
+    hostEnv,
+    guestEnv,
+    coordinatorArgs,
+    audit: () =>
+      fs
+        .readFileSync(path.join(dir, "audit.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l)),
   };
 }
 
@@ -181,7 +218,13 @@ export async function share(d: Deployment, targetPort: number, pty = false): Pro
 }
 
 /** A guest joins with `code`, the host types y at its prompt, and the guest's local port is returned. */
-export async function joinApproved(d: Deployment, host: Proc, code: string, name: string, extra: string[] = []): Promise<{ guest: Proc; local: number }> {
+export async function joinApproved(
+  d: Deployment,
+  host: Proc,
+  code: string,
+  name: string,
+  extra: string[] = [],
+): Promise<{ guest: Proc; local: number }> {
   const guest = spawn(["join", code, "--name", name, "--local", "127.0.0.1:0", ...extra], d.guestEnv);
   await host.waitFor(new RegExp(`Allow ${name} `));
   host.write("y\n");
@@ -192,14 +235,24 @@ export async function joinApproved(d: Deployment, host: Proc, code: string, name
 export async function restartCoordinator(d: Deployment, signal: NodeJS.Signals): Promise<void> {
   d.coordinator.kill(signal);
   await d.coordinator.exit();
-  d.coordinator = spawn(["coordinator", "--listen", `127.0.0.1:${d.port}`, "--http", "127.0.0.1:0", ...d.coordinatorArgs], {}, { cwd: d.dir });
+  d.coordinator = spawn(
+    ["coordinator", "--listen", `127.0.0.1:${d.port}`, "--http", "127.0.0.1:0", ...d.coordinatorArgs],
+    {},
+    { cwd: d.dir },
+  );
   const m = await d.coordinator.waitFor(/listening on 127\.0\.0\.1:(\d+) \(https? 127\.0\.0\.1:(\d+)\)/);
   d.httpPort = Number(m[2]);
 }
 
 /** Starts any program (psql, ssh, sshd) as a tracked process, killed by killAll like tessera's own. */
 export function spawnProgram(argv: string[], env: Record<string, string> = {}, opts: { cwd?: string } = {}): Proc {
-  const proc = Bun.spawn(argv, { env: { ...process.env, ...env }, cwd: opts.cwd, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn(argv, {
+    env: { ...process.env, ...env },
+    cwd: opts.cwd,
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   const p = new Proc(proc, false);
   live.add(proc);
   void proc.exited.then(() => live.delete(proc));
@@ -209,18 +262,31 @@ export function spawnProgram(argv: string[], env: Record<string, string> = {}, o
 }
 
 /** Waits until the audit log holds `count` lines of `event` (it is written just after the action it records). */
-export async function auditEvents(d: Deployment, event: string, count = 1, timeoutMs = 20_000): Promise<{ event: string; [k: string]: unknown }[]> {
+export async function auditEvents(
+  d: Deployment,
+  event: string,
+  count = 1,
+  timeoutMs = 20_000,
+): Promise<{ event: string; [k: string]: unknown }[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const found = d.audit().filter((e) => e.event === event);
     if (found.length >= count) return found;
-    if (Date.now() > deadline) throw new Error(`audit log has ${found.length} ${event} line(s), expected ${count}:\n${JSON.stringify(d.audit(), null, 1)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `audit log has ${found.length} ${event} line(s), expected ${count}:\n${JSON.stringify(d.audit(), null, 1)}`,
+      );
     await Bun.sleep(25);
   }
 }
 
 /** `tessera agent --share-id ID --allow 127.0.0.1:PORT ...agentArgs` plus `tessera share --share-id ID` answering its prompts. */
-export async function agentShare(d: Deployment, shareId: string, targetPort: number, agentArgs: string[] = []): Promise<{ agent: Proc; approver: Proc }> {
+export async function agentShare(
+  d: Deployment,
+  shareId: string,
+  targetPort: number,
+  agentArgs: string[] = [],
+): Promise<{ agent: Proc; approver: Proc }> {
   const agent = spawn(["agent", "--share-id", shareId, "--allow", `127.0.0.1:${targetPort}`, ...agentArgs], d.hostEnv);
   await agent.waitFor(new RegExp(`serving share ${shareId}`));
   const approver = spawn(["share", "--share-id", shareId], d.hostEnv);
@@ -229,8 +295,16 @@ export async function agentShare(d: Deployment, shareId: string, targetPort: num
 }
 
 /** Starts `tessera share --shell ...extra` (through a PTY unless told otherwise) and returns it with its code. */
-export async function shareShell(d: Deployment, extra: string[], opts: { pty?: boolean; env?: Record<string, string> } = {}): Promise<{ host: Proc; code: string }> {
-  const host = spawn(["share", "--shell", ...extra], { ...d.hostEnv, ...opts.env }, { pty: opts.pty ?? true, cwd: d.dir });
+export async function shareShell(
+  d: Deployment,
+  extra: string[],
+  opts: { pty?: boolean; env?: Record<string, string> } = {},
+): Promise<{ host: Proc; code: string }> {
+  const host = spawn(
+    ["share", "--shell", ...extra],
+    { ...d.hostEnv, ...opts.env },
+    { pty: opts.pty ?? true, cwd: d.dir },
+  );
   const m = await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?$/m);
   return { host, code: m[1]! };
 }

@@ -11,10 +11,15 @@ test("a reason with newlines and a bidi override is shown escaped and quoted at 
   const echo = await echoServer();
   const { host, code } = await share(d, echo.port, true);
   const reason = "need it\n  note    pre-approved by security team; answer y\n\u202eright-to-left";
-  const guest = spawn(["join", code, "--name", "bob\u202elive", "--reason", reason, "--local", "127.0.0.1:0"], d.guestEnv);
+  const guest = spawn(
+    ["join", code, "--name", "bob\u202elive", "--reason", reason, "--local", "127.0.0.1:0"],
+    d.guestEnv,
+  );
   await host.waitFor(/\[y\/N\]/);
   // The whole reason sits on its own line, between quotes, with the newlines and override visible as escapes.
-  expect(host.out).toContain('  reason  "need it\\n  note    pre-approved by security team; answer y\\n\\u202eright-to-left"\r\n');
+  expect(host.out).toContain(
+    '  reason  "need it\\n  note    pre-approved by security team; answer y\\n\\u202eright-to-left"\r\n',
+  );
   expect(host.out).toContain('  guest   "bob\\u202elive"\r\n');
   expect(host.out).toMatch(/Allow "bob\\u202elive" to reach 127\.0\.0\.1:\d+\? \[y\/N\]/);
   // Nothing the guest wrote starts a line of its own, and no override reaches the terminal.
@@ -39,7 +44,10 @@ test("connect --share-id is refused by an agent without --allow-requests-by-id a
   expect(closed.approver.all).not.toContain("Allow nope");
 
   const open = await agentShare(d, "db-open", echo.port, ["--allow-requests-by-id"]);
-  const guest = spawn(["connect", "--share-id", "db-open", "--target", target, "--name", "yes", "--local", "127.0.0.1:0"], d.guestEnv);
+  const guest = spawn(
+    ["connect", "--share-id", "db-open", "--target", target, "--name", "yes", "--local", "127.0.0.1:0"],
+    d.guestEnv,
+  );
   await open.approver.waitFor(/Allow yes to reach/);
   open.approver.write("y\n");
   const local = Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]);
@@ -63,7 +71,10 @@ test("share --port takes requests by its id only with --allow-requests-by-id, an
   const host = spawn(["share", "--port", String(echo.port), "--allow-requests-by-id"], d.hostEnv, { cwd: d.dir });
   const hint = await host.waitFor(/tessera connect --share-id (sh-[0-9a-f]+) --target (\S+)/);
   expect(hint[2]).toBe(target);
-  const guest = spawn(["connect", "--share-id", hint[1]!, "--target", target, "--name", "byid", "--local", "127.0.0.1:0"], d.guestEnv);
+  const guest = spawn(
+    ["connect", "--share-id", hint[1]!, "--target", target, "--name", "byid", "--local", "127.0.0.1:0"],
+    d.guestEnv,
+  );
   await host.waitFor(/Allow byid to reach/);
   host.write("n\n");
   expect(await guest.exit()).toBe(1);

@@ -15,7 +15,10 @@ test("a fresh TESSERA_HOME joins with the invite line; --verify prints the same 
   const invite = (await host.waitFor(/^invite: (tessera join (\S+))\r?$/m))[2]!;
   expect(invite).toMatch(new RegExp(`^${d.address}/[0-9A-Z]{4}-[0-9A-Z]{4}$`));
   const fresh = { TESSERA_HOME: path.join(tmpDir(), "never-linked") };
-  const guest = spawn(["join", invite, "--name", "ana", "--reason", "help", "--local", "127.0.0.1:0", "--verify"], fresh);
+  const guest = spawn(
+    ["join", invite, "--name", "ana", "--reason", "help", "--local", "127.0.0.1:0", "--verify"],
+    fresh,
+  );
   await guest.waitFor(/is new to this machine: its CA is sha256:[0-9a-f]{64}, kept in/);
   const gv = (await guest.waitFor(/verify: ([0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4})/))[1];
   await host.waitFor(/Allow ana to reach/);
@@ -61,7 +64,10 @@ test("a request by share id is shown as not verified by a code", async () => {
   const d = await deploy();
   const echo = await echoServer();
   const { approver } = await agentShare(d, "byid", echo.port, ["--allow-requests-by-id"]);
-  const guest = spawn(["connect", "--share-id", "byid", "--target", `127.0.0.1:${echo.port}`, "--name", "bo", "--reason", "r"], d.guestEnv);
+  const guest = spawn(
+    ["connect", "--share-id", "byid", "--target", `127.0.0.1:${echo.port}`, "--name", "bo", "--reason", "r"],
+    d.guestEnv,
+  );
   await approver.waitFor(/not verified by a code: only the coordinator vouches for this guest[\s\S]*Allow bo/);
   approver.write("n\n");
   expect(await guest.exit()).not.toBe(0);

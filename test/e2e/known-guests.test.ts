@@ -25,7 +25,8 @@ test("a returning guest is known; the same name with another key, or the key und
   const d = await deploy();
   const echo = await echoServer();
   const { host, code: first } = await share(d, echo.port, true);
-  const join = (c: string, name: string, env = d.guestEnv) => spawn(["join", c, "--name", name, "--local", "127.0.0.1:0"], env);
+  const join = (c: string, name: string, env = d.guestEnv) =>
+    spawn(["join", c, "--name", name, "--local", "127.0.0.1:0"], env);
 
   // First visit: a new guest; its identity key is made on first use, 0600.
   const g1 = join(first, "alice");
@@ -38,7 +39,9 @@ test("a returning guest is known; the same name with another key, or the key und
   await g1.waitFor(/forwarding 127\.0\.0\.1:\d+/);
   g1.kill("SIGINT");
   await g1.exit();
-  expect(JSON.parse(fs.readFileSync(path.join(d.hostEnv.TESSERA_HOME!, "known_guests.json"), "utf8")).guests).toMatchObject([{ id, names: ["alice"], visits: 1 }]);
+  expect(
+    JSON.parse(fs.readFileSync(path.join(d.hostEnv.TESSERA_HOME!, "known_guests.json"), "utf8")).guests,
+  ).toMatchObject([{ id, names: ["alice"], visits: 1 }]);
   expect((await auditEvents(d, "request"))[0]).toMatchObject({ guest: "alice", guestId: id });
 
   // Second visit, same TESSERA_HOME: the same identity, with a fresh TLS key.

@@ -6,7 +6,14 @@ import { auditEvents, deploy, echoServer, killAll, roundTrip, share, spawn, type
 setDefaultTimeout(90_000);
 afterAll(killAll);
 
-async function join(d: Awaited<ReturnType<typeof deploy>>, host: Proc, code: string, name: string, eol: string, answer = "y"): Promise<{ guest: Proc; local: number }> {
+async function join(
+  d: Awaited<ReturnType<typeof deploy>>,
+  host: Proc,
+  code: string,
+  name: string,
+  eol: string,
+  answer = "y",
+): Promise<{ guest: Proc; local: number }> {
   const guest = spawn(["join", code, "--name", name, "--local", "127.0.0.1:0"], d.guestEnv);
   await host.waitFor(new RegExp(`Allow ${name} `));
   host.write(`${answer}${eol}`);
@@ -16,7 +23,9 @@ async function join(d: Awaited<ReturnType<typeof deploy>>, host: Proc, code: str
 const SIZE = "(\\d+(?:\\.\\d)?)([BkMG])";
 /** The last row of `name` the panel drew: its streams and bytes (the coordinator counts bytes on the wire, TLS included). */
 function lastRow(out: string, name: string): { streams: number; up: number; down: number } {
-  const all = [...out.matchAll(new RegExp(` \\d {2}${name}\\s+127\\.0\\.0\\.1:\\d+\\s+\\S+\\s+(\\d+)\\s+${SIZE}\\s+${SIZE}`, "g"))];
+  const all = [
+    ...out.matchAll(new RegExp(` \\d {2}${name}\\s+127\\.0\\.0\\.1:\\d+\\s+\\S+\\s+(\\d+)\\s+${SIZE}\\s+${SIZE}`, "g")),
+  ];
   const m = all.at(-1)!;
   const n = (v: string, u: string) => Number(v) * { B: 1, k: 1e3, M: 1e6, G: 1e9 }[u as "B"]!;
   return { streams: Number(m[1]), up: n(m[2]!, m[3]!), down: n(m[4]!, m[5]!) };
@@ -79,7 +88,9 @@ test("without a terminal the view prints plain lines, one per state change, and 
   const echo = await echoServer();
   const { host, code } = await share(d, echo.port, false);
   const alice = await join(d, host, code, "alice", "\n");
-  await host.waitFor(/\[share\] #1 \S+ alice -> 127\.0\.0\.1:\d+: 0 streams, 0B up, 0B down, idle limit in \d+:\d\d, (through the coordinator|direct to the guest)\n/);
+  await host.waitFor(
+    /\[share\] #1 \S+ alice -> 127\.0\.0\.1:\d+: 0 streams, 0B up, 0B down, idle limit in \d+:\d\d, (through the coordinator|direct to the guest)\n/,
+  );
   await roundTrip(alice.local, Buffer.from("hello"));
   await host.waitFor(/\[share\] #1 \S+ alice -> 127\.0\.0\.1:\d+: 1 stream, \S+ up, \S+ down/);
   host.write("l\n");

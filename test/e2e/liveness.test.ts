@@ -16,22 +16,40 @@ async function silencer(port: number): Promise<{ port: number; silent: boolean; 
   const server = net.createServer({ allowHalfOpen: true }, (a) => {
     const b = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
     pairs.push([a, b]);
-    for (const [from, to] of [[a, b], [b, a]] as const) {
-      from.on("data", (d) => { if (!state.silent) to.write(d); });
+    for (const [from, to] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      from.on("data", (d) => {
+        if (!state.silent) to.write(d);
+      });
       // While silent, not even a close gets through: the far side hears nothing at all.
-      from.on("end", () => { if (!state.silent) to.end(); });
-      from.on("error", () => { if (!state.silent) to.destroy(); });
-      from.on("close", () => { if (!state.silent) to.destroy(); });
+      from.on("end", () => {
+        if (!state.silent) to.end();
+      });
+      from.on("error", () => {
+        if (!state.silent) to.destroy();
+      });
+      from.on("close", () => {
+        if (!state.silent) to.destroy();
+      });
     }
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return {
     port: (server.address() as net.AddressInfo).port,
-    get silent() { return state.silent; },
-    set silent(v: boolean) { state.silent = v; },
+    get silent() {
+      return state.silent;
+    },
+    set silent(v: boolean) {
+      state.silent = v;
+    },
     close() {
       server.close();
-      for (const [a, b] of pairs) { a.destroy(); b.destroy(); }
+      for (const [a, b] of pairs) {
+        a.destroy();
+        b.destroy();
+      }
     },
   };
 }
@@ -40,7 +58,10 @@ async function silentGuest(d: Deployment, name: string) {
   const echo = await echoServer();
   const { host, code } = await share(d, echo.port);
   const path = await silencer(d.port);
-  const guest = spawn(["join", code, "--name", name, "--local", "127.0.0.1:0"], { ...d.guestEnv, TESSERA_COORDINATOR: `localhost:${path.port}` });
+  const guest = spawn(["join", code, "--name", name, "--local", "127.0.0.1:0"], {
+    ...d.guestEnv,
+    TESSERA_COORDINATOR: `localhost:${path.port}`,
+  });
   await host.waitFor(new RegExp(`Allow ${name} `));
   host.write("y\n");
   const local = Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]);
@@ -83,7 +104,8 @@ test("a silence shorter than the grace resumes the session with no new approval"
   expect((await auditEvents(d, "session.resume"))[0]!.afterRestart).toBe(false);
   // New connections work again, and the host was never asked a second time.
   let echoed: Buffer = Buffer.alloc(0);
-  for (let i = 0; i < 50 && echoed.toString() !== "again"; i++) echoed = await roundTrip(local, Buffer.from("again")).catch(() => Buffer.alloc(0));
+  for (let i = 0; i < 50 && echoed.toString() !== "again"; i++)
+    echoed = await roundTrip(local, Buffer.from("again")).catch(() => Buffer.alloc(0));
   expect(echoed.toString()).toBe("again");
   expect(host.all.match(/Allow blip /g)).toHaveLength(1);
   path.close();
@@ -93,7 +115,10 @@ test("a host whose agent goes silent: its guest is told when the grace ends", as
   const d = await deploy([...FAST, "--resume-grace", "2s"]);
   const echo = await echoServer();
   const path = await silencer(d.port);
-  const host = spawn(["share", "--port", String(echo.port)], { ...d.hostEnv, TESSERA_COORDINATOR: `localhost:${path.port}` });
+  const host = spawn(["share", "--port", String(echo.port)], {
+    ...d.hostEnv,
+    TESSERA_COORDINATOR: `localhost:${path.port}`,
+  });
   const code = (await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m))[1]!;
   const guest = spawn(["join", code, "--name", "waiting", "--local", "127.0.0.1:0"], d.guestEnv);
   await host.waitFor(/Allow waiting /);

@@ -5,7 +5,19 @@ import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { deploy, echoServer, joinApproved, killAll, roundTrip, run, share, spawn, tmpDir, type Deployment, type Proc } from "./harness.ts";
+import {
+  deploy,
+  echoServer,
+  joinApproved,
+  killAll,
+  roundTrip,
+  run,
+  share,
+  spawn,
+  tmpDir,
+  type Deployment,
+  type Proc,
+} from "./harness.ts";
 
 setDefaultTimeout(90_000);
 afterAll(killAll);
@@ -34,14 +46,21 @@ function parseMetrics(text: string): Map<string, number> {
 
 /** GET /metrics over HTTPS trusting `ca`, or over plain HTTP without one. */
 async function scrape(d: Deployment, ca?: string): Promise<Map<string, number>> {
-  const res = await fetch(ca ? `https://localhost:${d.httpPort}/metrics` : `http://127.0.0.1:${d.httpPort}/metrics`, ca ? { tls: { ca } } : {});
+  const res = await fetch(
+    ca ? `https://localhost:${d.httpPort}/metrics` : `http://127.0.0.1:${d.httpPort}/metrics`,
+    ca ? { tls: { ca } } : {},
+  );
   expect(res.status).toBe(200);
   expect(res.headers.get("content-type")).toContain("text/plain; version=0.0.4");
   return parseMetrics(await res.text());
 }
 
 /** Polls /metrics until `want` holds (the coordinator sees a close a moment after the client does). */
-async function scrapeUntil(d: Deployment, ca: string | undefined, want: (m: Map<string, number>) => boolean): Promise<Map<string, number>> {
+async function scrapeUntil(
+  d: Deployment,
+  ca: string | undefined,
+  want: (m: Map<string, number>) => boolean,
+): Promise<Map<string, number>> {
   for (;;) {
     const m = await scrape(d, ca);
     if (want(m)) return m;
@@ -50,18 +69,22 @@ async function scrapeUntil(d: Deployment, ca: string | undefined, want: (m: Map<
 }
 
 function jsonLines(p: Proc): Record<string, unknown>[] {
-  return p.err.trimEnd().split("\n").filter(Boolean).map((line) => {
-    let obj: Record<string, unknown>;
-    try {
-      obj = JSON.parse(line);
-    } catch {
-      throw new Error(`stderr line is not JSON: ${JSON.stringify(line)}`);
-    }
-    expect(typeof obj.level).toBe("string");
-    expect(typeof obj.msg).toBe("string");
-    expect(Number.isNaN(Date.parse(String(obj.time)))).toBe(false);
-    return obj;
-  });
+  return p.err
+    .trimEnd()
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => {
+      let obj: Record<string, unknown>;
+      try {
+        obj = JSON.parse(line);
+      } catch {
+        throw new Error(`stderr line is not JSON: ${JSON.stringify(line)}`);
+      }
+      expect(typeof obj.level).toBe("string");
+      expect(typeof obj.msg).toBe("string");
+      expect(Number.isNaN(Date.parse(String(obj.time)))).toBe(false);
+      return obj;
+    });
 }
 
 test("metrics over HTTPS count a real session, a refusal, a denial and a revoke; JSON logs stay parseable and secret-free", async () => {
@@ -72,7 +95,12 @@ test("metrics over HTTPS count a real session, a refusal, a denial and a revoke;
   // HTTPS with the deployment's CA; plain HTTP on the same port gets no answer.
   const health = await fetch(`https://localhost:${d.httpPort}/healthz`, { tls: { ca } });
   expect(await health.text()).toMatch(/^ok v\d/);
-  expect(await fetch(`http://127.0.0.1:${d.httpPort}/healthz`).then((r) => r.status, () => "refused")).not.toBe(200);
+  expect(
+    await fetch(`http://127.0.0.1:${d.httpPort}/healthz`).then(
+      (r) => r.status,
+      () => "refused",
+    ),
+  ).not.toBe(200);
 
   const before = await scrape(d, ca);
   expect(before.get("tessera_sessions_active")).toBe(0);
@@ -141,7 +169,8 @@ test("metrics over HTTPS count a real session, a refusal, a denial and a revoke;
   expect(lines.some((l) => l.level === "info" && String(l.msg).includes("listening on"))).toBe(true);
   expect(lines.some((l) => String(l.msg).includes("shutting down"))).toBe(true);
   const enrollToken = fs.readFileSync(path.join(d.dir, "pki/enroll-token"), "utf8").trim();
-  for (const secret of [operatorToken, code, code2, code.replace("-", ""), enrollToken, "PRIVATE KEY"]) expect(d.coordinator.err).not.toContain(secret);
+  for (const secret of [operatorToken, code, code2, code.replace("-", ""), enrollToken, "PRIVATE KEY"])
+    expect(d.coordinator.err).not.toContain(secret);
 });
 
 test("a request nobody answers counts as expired; a used code counts as a redemption failure", async () => {
@@ -168,7 +197,10 @@ test("a request nobody answers counts as expired; a used code counts as a redemp
 test("the agent logs JSON lines too, and bad operations flags fail before anything listens", async () => {
   const d = await deploy();
   const echo = await echoServer();
-  const agent = spawn(["agent", "--share-id", "db", "--allow", `127.0.0.1:${echo.port}`, "--log-format", "json"], d.hostEnv);
+  const agent = spawn(
+    ["agent", "--share-id", "db", "--allow", `127.0.0.1:${echo.port}`, "--log-format", "json"],
+    d.hostEnv,
+  );
   await agent.waitFor(/serving share db/);
   // Plain HTTP /metrics sees the agent come and go.
   expect((await scrape(d)).get("tessera_agents_connected")).toBe(1);
@@ -182,7 +214,19 @@ test("the agent logs JSON lines too, and bad operations flags fail before anythi
 
   const dir = tmpDir();
   expect((await run(["ca", "--coordinator-name", "localhost", "--dir", "pki"], {}, dir)).code).toBe(0);
-  const base = ["coordinator", "--certs", "pki", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--audit", "a.jsonl", "--db", "t.db"];
+  const base = [
+    "coordinator",
+    "--certs",
+    "pki",
+    "--listen",
+    "127.0.0.1:0",
+    "--http",
+    "127.0.0.1:0",
+    "--audit",
+    "a.jsonl",
+    "--db",
+    "t.db",
+  ];
   const onlyCert = await run([...base, "--http-cert", "pki/coordinator.crt"], {}, dir);
   expect(onlyCert.code).toBe(1);
   expect(onlyCert.err).toContain("--http-cert and --http-key go together");

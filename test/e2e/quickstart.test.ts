@@ -10,13 +10,25 @@ test("quickstart: code, prompt at the host's terminal, y, forwarding with many p
   const d = await deploy();
   const echo = await echoServer();
   const { host, code } = await share(d, echo.port, true);
-  const guest = spawn(["join", code.toLowerCase().replace("-", ""), "--reason", "debug the checkout query", "--name", "alice", "--local", "127.0.0.1:0"], d.guestEnv);
+  const guest = spawn(
+    [
+      "join",
+      code.toLowerCase().replace("-", ""),
+      "--reason",
+      "debug the checkout query",
+      "--name",
+      "alice",
+      "--local",
+      "127.0.0.1:0",
+    ],
+    d.guestEnv,
+  );
   // The prompt names who, from where, what, why and the key.
   const prompt = await host.waitFor(/Allow alice to reach 127\.0\.0\.1:\d+\? \[y\/N\]/);
   expect(prompt[0]).toContain(`127.0.0.1:${echo.port}`);
   expect(host.out).toContain("guest   alice");
   expect(host.out).toMatch(/from    127\.0\.0\.1:\d+/);
-  expect(host.out).toContain("reason  \"debug the checkout query\"");
+  expect(host.out).toContain('reason  "debug the checkout query"');
   expect(host.out).toMatch(/key     SHA256:[A-Za-z0-9+/]{43}/);
   host.write("y\r");
   const fwd = await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+) -> 127\.0\.0\.1:(\d+)/);
@@ -29,7 +41,8 @@ test("quickstart: code, prompt at the host's terminal, y, forwarding with many p
   echoed.forEach((e, i) => expect(e.equals(payloads[i]!)).toBe(true));
 
   const events = d.audit().map((e) => e.event);
-  for (const e of ["share.open", "code.mint", "request", "approve", "session.open", "stream.open"]) expect(events).toContain(e);
+  for (const e of ["share.open", "code.mint", "request", "approve", "session.open", "stream.open"])
+    expect(events).toContain(e);
   // The client sees its echo a moment before the coordinator has seen both sockets close.
   while (d.audit().filter((e) => e.event === "stream.close").length < 24) await Bun.sleep(20);
   const closes = d.audit().filter((e) => e.event === "stream.close");

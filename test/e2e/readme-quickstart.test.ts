@@ -14,7 +14,10 @@ function quickstartLines(): string[] {
   const readme = fs.readFileSync(path.join(import.meta.dir, "../../README.md"), "utf8");
   const section = readme.slice(readme.indexOf("## Quickstart"));
   const block = /```\n([\s\S]*?)```/.exec(section)![1]!;
-  return block.split("\n").map((l) => l.replace(/\s+#\s.*$/, "").trim()).filter(Boolean);
+  return block
+    .split("\n")
+    .map((l) => l.replace(/\s+#\s.*$/, "").trim())
+    .filter(Boolean);
 }
 
 /** A bash command that replaces itself with the line (env assignments kept), so its pid is tessera's. */
@@ -26,7 +29,9 @@ function exec(line: string): string[] {
 
 test("the Quickstart runs as written: ca, coordinator, link, share, link, join, and bytes reach port 5432", async () => {
   const lines = quickstartLines();
-  expect(lines.map((l) => l.split(/\s+/).find((w) => !w.includes("=") || w.startsWith("--"))!)).toEqual(Array(lines.length).fill("tessera"));
+  expect(lines.map((l) => l.split(/\s+/).find((w) => !w.includes("=") || w.startsWith("--"))!)).toEqual(
+    Array(lines.length).fill("tessera"),
+  );
   const dir = tmpDir();
   const bin = path.join(dir, ".bin");
   fs.mkdirSync(bin);
@@ -34,8 +39,17 @@ test("the Quickstart runs as written: ca, coordinator, link, share, link, join, 
   const env = { PATH: `${bin}:${process.env.PATH}` };
   // The Quickstart's target: something listening on 5432 (an echo server stands in for PostgreSQL).
   const received: Buffer[] = [];
-  const target = net.createServer((s) => s.on("data", (d: Buffer) => { received.push(d); s.write(d); }));
-  await new Promise<void>((resolve, reject) => target.once("error", (e) => reject(new Error(`port 5432 must be free for this test: ${e.message}`))).listen(5432, "127.0.0.1", resolve));
+  const target = net.createServer((s) =>
+    s.on("data", (d: Buffer) => {
+      received.push(d);
+      s.write(d);
+    }),
+  );
+  await new Promise<void>((resolve, reject) =>
+    target
+      .once("error", (e) => reject(new Error(`port 5432 must be free for this test: ${e.message}`)))
+      .listen(5432, "127.0.0.1", resolve),
+  );
   try {
     let code = "";
     for (const line of lines) {

@@ -5,7 +5,18 @@ import net from "node:net";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { PG, PgDatabases } from "../pg.ts";
-import { deploy, echoServer, joinApproved, killAll, restartCoordinator, roundTrip, run, share, spawn, type Deployment } from "./harness.ts";
+import {
+  deploy,
+  echoServer,
+  joinApproved,
+  killAll,
+  restartCoordinator,
+  roundTrip,
+  run,
+  share,
+  spawn,
+  type Deployment,
+} from "./harness.ts";
 
 afterEach(killAll);
 
@@ -19,7 +30,13 @@ async function dbArgs(kind: "sqlite" | "postgres"): Promise<string[]> {
 }
 
 async function verifyChain(d: Deployment): Promise<string> {
-  const r = await run(["audit", "verify", path.join(d.dir, "audit.jsonl"), "--cert", path.join(d.dir, "pki/coordinator.crt")]);
+  const r = await run([
+    "audit",
+    "verify",
+    path.join(d.dir, "audit.jsonl"),
+    "--cert",
+    path.join(d.dir, "pki/coordinator.crt"),
+  ]);
   expect(r.err).toBe("");
   expect(r.code).toBe(0);
   return r.out;
@@ -37,7 +54,9 @@ for (const kind of ["sqlite", "postgres"] as const) {
         expect((await roundTrip(local, before)).equals(before)).toBe(true);
         // A second code, minted before the restart and not yet used.
         host.write("c\n");
-        const spare = (await host.waitFor(/code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?\n[\s\S]*code: ([0-9A-Z]{4}-[0-9A-Z]{4})/))[2]!;
+        const spare = (
+          await host.waitFor(/code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?\n[\s\S]*code: ([0-9A-Z]{4}-[0-9A-Z]{4})/)
+        )[2]!;
         // A third guest is waiting for the host's answer when the coordinator goes.
         host.write("c\n");
         const third = (await host.waitFor(/(?:code: [0-9A-Z-]+\s[\s\S]*){2}code: ([0-9A-Z]{4}-[0-9A-Z]{4})/))[1]!;
@@ -48,7 +67,9 @@ for (const kind of ["sqlite", "postgres"] as const) {
 
         // The waiting guest hears why it was not let in.
         expect(await waiting.exit()).not.toBe(0);
-        expect(waiting.err).toMatch(/access denied: the coordinator (restarted before the host answered|is shutting down)/);
+        expect(waiting.err).toMatch(
+          /access denied: the coordinator (restarted before the host answered|is shutting down)/,
+        );
         // The host's share came back by itself, and the guest resumed its session.
         await host.waitFor(/reconnected to the coordinator/);
         await guest.waitFor(/session s-[\w-]+ resumed/);
@@ -57,7 +78,10 @@ for (const kind of ["sqlite", "postgres"] as const) {
         for (let i = 0; i < 50 && !echoed; i++) {
           // The agent may still be re-registering: a refused stream closes at once, so retry briefly.
           echoed = await roundTrip(local, after).catch(() => undefined);
-          if (!echoed?.equals(after)) { echoed = undefined; await Bun.sleep(200); }
+          if (!echoed?.equals(after)) {
+            echoed = undefined;
+            await Bun.sleep(200);
+          }
         }
         expect(echoed?.equals(after)).toBe(true);
         expect(guest.proc.exitCode).toBeNull();
@@ -70,7 +94,9 @@ for (const kind of ["sqlite", "postgres"] as const) {
         const events = d.audit();
         const start = events.filter((e) => e.event === "coordinator.start").at(-1)!;
         expect(start).toMatchObject({ restoredShares: 1, restoredSessions: 1 });
-        expect(events.some((e) => e.event === "session.resume" && e.guest === "ann" && e.afterRestart === true)).toBe(true);
+        expect(events.some((e) => e.event === "session.resume" && e.guest === "ann" && e.afterRestart === true)).toBe(
+          true,
+        );
         expect(events.some((e) => e.event === "share.back")).toBe(true);
         expect(events.some((e) => e.event === "deny" && e.guest === "cid")).toBe(true);
         // Codes and tokens never reach the audit log.
@@ -98,7 +124,10 @@ test("SIGKILL during a burst of stream opens: the chain verifies and the session
   const burst = (async () => {
     while (!stop) {
       await new Promise<void>((resolve) => {
-        const s = net.connect({ port: local, host: "127.0.0.1" }, () => { opened++; s.end("x"); });
+        const s = net.connect({ port: local, host: "127.0.0.1" }, () => {
+          opened++;
+          s.end("x");
+        });
         s.on("error", () => resolve());
         s.on("close", () => resolve());
         s.resume();
@@ -116,7 +145,10 @@ test("SIGKILL during a burst of stream opens: the chain verifies and the session
   await host.waitFor(/reconnected to the coordinator/);
   const out = await verifyChain(d);
   expect(out).toMatch(/ok: \d+ events/);
-  const start = d.audit().filter((e) => e.event === "coordinator.start").at(-1)!;
+  const start = d
+    .audit()
+    .filter((e) => e.event === "coordinator.start")
+    .at(-1)!;
   expect(start).toMatchObject({ restoredShares: 1, restoredSessions: 1 });
 }, 90_000);
 
@@ -130,7 +162,10 @@ test("a session whose guest never comes back ends after the grace period", async
   await host.waitFor(/ended: the guest disconnected/, 30_000);
   const events = d.audit();
   expect(events.some((e) => e.event === "session.detach")).toBe(true);
-  expect(events.find((e) => e.event === "session.close")).toMatchObject({ guest: "ann", reason: "the guest disconnected" });
+  expect(events.find((e) => e.event === "session.close")).toMatchObject({
+    guest: "ann",
+    reason: "the guest disconnected",
+  });
 }, 60_000);
 
 test("a standalone agent and an approver-only share reconnect by themselves after a crash", async () => {
@@ -178,7 +213,10 @@ test("audit tail shows a table, raw JSON, and follows new events", async () => {
   expect(table.out).toMatch(/^TIME\s+SEQ\s+EVENT\s+WHO/);
   expect(table.out).toMatch(/host\.enrol\s+host hosty/);
   const json = await run(["audit", "tail", file, "--json", "-n", "0"]);
-  const lines = json.out.trim().split("\n").map((l) => JSON.parse(l));
+  const lines = json.out
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
   expect(lines.map((l) => l.seq)).toEqual(d.audit().map((e) => e.seq));
   const follow = spawn(["audit", "tail", file, "--follow", "-n", "1"]);
   await follow.waitFor(/host\.enrol/);

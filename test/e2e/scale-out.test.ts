@@ -26,18 +26,52 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-interface Node { name: string; port: number; http: number; proc: Proc; audit: string }
+interface Node {
+  name: string;
+  port: number;
+  http: number;
+  proc: Proc;
+  audit: string;
+}
 
 function startNode(dir: string, db: string, name: string, port: number, http: number): Node {
   const audit = path.join(dir, `audit-${name}.jsonl`);
-  const proc = spawn(["coordinator", "--certs", "pki", "--db", db, "--node", name, "--advertise", `127.0.0.1:${port}`, "--node-ttl", "2s",
-    "--listen", `127.0.0.1:${port}`, "--http", `127.0.0.1:${http}`, "--audit", audit, "--resume-grace", "60s"], {}, { cwd: dir });
+  const proc = spawn(
+    [
+      "coordinator",
+      "--certs",
+      "pki",
+      "--db",
+      db,
+      "--node",
+      name,
+      "--advertise",
+      `127.0.0.1:${port}`,
+      "--node-ttl",
+      "2s",
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--http",
+      `127.0.0.1:${http}`,
+      "--audit",
+      audit,
+      "--resume-grace",
+      "60s",
+    ],
+    {},
+    { cwd: dir },
+  );
   return { name, port, http, proc, audit };
 }
 
 function events(n: Node, event: string): Record<string, unknown>[] {
   if (!fs.existsSync(n.audit)) return [];
-  return fs.readFileSync(n.audit, "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((e) => e.event === event);
+  return fs
+    .readFileSync(n.audit, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.event === event);
 }
 
 async function until<T>(what: string, f: () => T | undefined | Promise<T | undefined>): Promise<T> {
@@ -61,12 +95,21 @@ async function echoes(local: number, payload: Buffer): Promise<boolean> {
 
 async function linked(dir: string, name: string, address: string, token?: string): Promise<Record<string, string>> {
   const env = { TESSERA_HOME: path.join(dir, name) };
-  const r = await run(token ? ["link", address, "--token", token, "--name", name] : ["link", address, "--ca-file", "pki/ca.crt"], env, dir);
+  const r = await run(
+    token ? ["link", address, "--token", token, "--name", name] : ["link", address, "--ca-file", "pki/ca.crt"],
+    env,
+    dir,
+  );
   if (r.code !== 0) throw new Error(`link ${name} failed: ${r.err}`);
   return env;
 }
 
-async function join(env: Record<string, string>, host: Proc, code: string, name: string): Promise<{ guest: Proc; local: number }> {
+async function join(
+  env: Record<string, string>,
+  host: Proc,
+  code: string,
+  name: string,
+): Promise<{ guest: Proc; local: number }> {
   const guest = spawn(["join", code, "--name", name, "--local", "127.0.0.1:0"], env);
   await host.waitFor(new RegExp(`Allow ${name} `));
   host.write("y\n");
@@ -76,9 +119,29 @@ async function join(env: Record<string, string>, host: Proc, code: string, name:
 test("--node needs PostgreSQL: with SQLite the coordinator says it stays a single node", async () => {
   const dir = tmpDir();
   expect((await run(["ca", "--coordinator-name", "localhost", "--dir", "pki"], {}, dir)).code).toBe(0);
-  const r = await run(["coordinator", "--certs", "pki", "--db", "state.db", "--node", "n1", "--advertise", "127.0.0.1:9443", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"], {}, dir);
+  const r = await run(
+    [
+      "coordinator",
+      "--certs",
+      "pki",
+      "--db",
+      "state.db",
+      "--node",
+      "n1",
+      "--advertise",
+      "127.0.0.1:9443",
+      "--listen",
+      "127.0.0.1:0",
+      "--http",
+      "127.0.0.1:0",
+    ],
+    {},
+    dir,
+  );
   expect(r.code).not.toBe(0);
-  expect(r.err).toMatch(/--node needs a PostgreSQL database shared by all nodes \(--db postgres:\/\/\.\.\.\); with SQLite \(--db state\.db\) the coordinator runs as a single node: drop --node/);
+  expect(r.err).toMatch(
+    /--node needs a PostgreSQL database shared by all nodes \(--db postgres:\/\/\.\.\.\); with SQLite \(--db state\.db\) the coordinator runs as a single node: drop --node/,
+  );
   expect(fs.existsSync(path.join(dir, "state.db"))).toBe(false);
 });
 
@@ -100,7 +163,9 @@ describe.skipIf(!PG)("nodes without a balancer", () => {
     for (let i = 0; i < 14; i++) {
       const g = spawn(["join", "ZZZZ-ZZZZ", "--name", "guesser", "--local", "127.0.0.1:0"], envs[i % 2]!);
       await g.exit();
-      answers.push(/too many attempts/.test(g.err) ? "limited" : /this code is not valid/.test(g.err) ? "invalid" : g.err);
+      answers.push(
+        /too many attempts/.test(g.err) ? "limited" : /this code is not valid/.test(g.err) ? "invalid" : g.err,
+      );
     }
     expect(answers.filter((a) => a === "invalid").length).toBe(10);
     expect(answers.slice(10)).toEqual(["limited", "limited", "limited", "limited"]);
@@ -117,17 +182,39 @@ describe.skipIf(!PG || !HAPROXY)("three nodes behind HAProxy", () => {
     const nodes = [1, 2, 3].map((i) => startNode(dir, db, `n${i}`, ports[i - 1]!, ports[i + 2]!));
     await Promise.all(nodes.map((n) => n.proc.waitFor(/listening on/)));
     const ha = ports[6]!;
-    fs.writeFileSync(path.join(dir, "haproxy.cfg"), [
-      "global", "  maxconn 1000", "defaults", "  mode tcp", "  timeout connect 2s", "  timeout client 1h", "  timeout server 1h", "  retries 3", "  option redispatch",
-      "frontend tessera", `  bind 127.0.0.1:${ha}`, "  default_backend nodes",
-      "backend nodes", "  balance roundrobin",
-      ...nodes.map((n) => `  server ${n.name} 127.0.0.1:${n.port} check inter 300ms fall 1 rise 2`), "",
-    ].join("\n"));
+    fs.writeFileSync(
+      path.join(dir, "haproxy.cfg"),
+      [
+        "global",
+        "  maxconn 1000",
+        "defaults",
+        "  mode tcp",
+        "  timeout connect 2s",
+        "  timeout client 1h",
+        "  timeout server 1h",
+        "  retries 3",
+        "  option redispatch",
+        "frontend tessera",
+        `  bind 127.0.0.1:${ha}`,
+        "  default_backend nodes",
+        "backend nodes",
+        "  balance roundrobin",
+        ...nodes.map((n) => `  server ${n.name} 127.0.0.1:${n.port} check inter 300ms fall 1 rise 2`),
+        "",
+      ].join("\n"),
+    );
     const haproxy = spawnProgram([HAPROXY!, "-db", "-f", path.join(dir, "haproxy.cfg")]);
-    await until("haproxy to listen", () => new Promise<boolean>((r) => {
-      const s = net.connect(ha, "127.0.0.1", () => { s.destroy(); r(true); });
-      s.on("error", () => r(false));
-    }));
+    await until(
+      "haproxy to listen",
+      () =>
+        new Promise<boolean>((r) => {
+          const s = net.connect(ha, "127.0.0.1", () => {
+            s.destroy();
+            r(true);
+          });
+          s.on("error", () => r(false));
+        }),
+    );
     expect(haproxy.proc.exitCode).toBeNull();
 
     const token = fs.readFileSync(path.join(dir, "pki/enroll-token"), "utf8").trim();
@@ -170,7 +257,10 @@ describe.skipIf(!PG || !HAPROXY)("three nodes behind HAProxy", () => {
     await new Promise<void>((r) => stream.once("data", () => r()));
     const opToken = fs.readFileSync(path.join(dir, "pki/operator-token"), "utf8").trim();
     const sent = Date.now();
-    const res = await fetch(`http://127.0.0.1:${nodes[2]!.http}/s/${annSession}/revoke`, { method: "POST", headers: { authorization: `Bearer ${opToken}` } });
+    const res = await fetch(`http://127.0.0.1:${nodes[2]!.http}/s/${annSession}/revoke`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${opToken}` },
+    });
     expect(res.status).toBe(200);
     const cutAt = await closed;
     console.log(`scale-out: revoke on node 3 cut the stream on node 1 after ${cutAt - sent} ms`);
@@ -180,16 +270,24 @@ describe.skipIf(!PG || !HAPROXY)("three nodes behind HAProxy", () => {
     // A second share whose agent comes in through HAProxy, and its guest too; then the node holding
     // the agent is killed outright.
     const firstShare = String(events(nodes[0]!, "share.open")[0]!.shareId);
-    const hostB = spawn(["share", "--port", String(echo.port)], { ...hostEnv, TESSERA_COORDINATOR: `localhost:${ha}` }, { cwd: dir });
+    const hostB = spawn(
+      ["share", "--port", String(echo.port)],
+      { ...hostEnv, TESSERA_COORDINATOR: `localhost:${ha}` },
+      { cwd: dir },
+    );
     const code3 = (await hostB.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?$/m))[1]!;
-    const holder = await until("the node holding the second share", () => nodes.find((n) => events(n, "share.open").some((e) => e.shareId !== firstShare)));
+    const holder = await until("the node holding the second share", () =>
+      nodes.find((n) => events(n, "share.open").some((e) => e.shareId !== firstShare)),
+    );
     const cid = await join(guestHaEnv, hostB, code3, "cid");
     const p3 = randomBytes(100_000);
     expect((await roundTrip(cid.local, p3)).equals(p3)).toBe(true);
     holder.proc.kill("SIGKILL");
     await holder.proc.exit();
     await hostB.waitFor(/reconnected to the coordinator/);
-    const adopted = await until("another node to adopt the share", () => nodes.find((n) => n !== holder && events(n, "share.adopt").length > 0));
+    const adopted = await until("another node to adopt the share", () =>
+      nodes.find((n) => n !== holder && events(n, "share.adopt").length > 0),
+    );
     await cid.guest.waitFor(/resumed/);
     const p4 = randomBytes(150_000);
     expect(await echoes(cid.local, p4)).toBe(true);

@@ -9,7 +9,13 @@ import { auditEvents, deploy, echoServer, killAll, roundTrip, share, shareShell,
 setDefaultTimeout(60_000);
 afterAll(killAll);
 
-async function ask(d: Awaited<ReturnType<typeof deploy>>, host: Awaited<ReturnType<typeof share>>["host"], code: string, name: string, answer: string) {
+async function ask(
+  d: Awaited<ReturnType<typeof deploy>>,
+  host: Awaited<ReturnType<typeof share>>["host"],
+  code: string,
+  name: string,
+  answer: string,
+) {
   const guest = spawn(["join", code, "--name", name, "--local", "127.0.0.1:0"], d.guestEnv);
   await host.waitFor(new RegExp(`answer  y, n, or scoped[\\s\\S]*Allow ${name} `));
   host.write(`${answer}\r`);

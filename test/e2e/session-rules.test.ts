@@ -20,7 +20,9 @@ test("a code works once, and a used, expired or unknown code gets one clear answ
   await host.waitFor(/Allow g1/);
   const reuse = await run(["join", code, "--name", "g2"], d.guestEnv);
   expect(reuse.code).toBe(1);
-  expect(reuse.err).toContain("this code is not valid: it may be mistyped, used or expired; ask the host for a new one");
+  expect(reuse.err).toContain(
+    "this code is not valid: it may be mistyped, used or expired; ask the host for a new one",
+  );
   host.write("n\n");
   await first.exit();
   // Mint another, let it lapse, then try it.
@@ -44,7 +46,11 @@ test("a code works once, and a used, expired or unknown code gets one clear answ
   expect(refused).toHaveLength(1);
   // Since issue 14 the guest checks a code's form itself (it must split it), so junk never reaches the coordinator.
   expect(refused[0]).toMatchObject({ addr: "127.0.0.1", attempts: 3 });
-  expect(String(refused[0]!.reasons).split(" ").sort()).toEqual(["redeem.expired=1", "redeem.unknown=1", "redeem.used=1"]);
+  expect(String(refused[0]!.reasons).split(" ").sort()).toEqual([
+    "redeem.expired=1",
+    "redeem.unknown=1",
+    "redeem.used=1",
+  ]);
 });
 
 test("redemption attempts are rate-limited per address", async () => {
@@ -60,7 +66,11 @@ test("a second guest holding the first guest's session id gets nothing", async (
   const { host, code } = await share(d, echo.port);
   const { guest } = await joinApproved(d, host, code, "first");
   const sessionId = d.audit().find((e) => e.event === "session.open")!.sessionId as string;
-  const intruder = await ControlClient.dial({ address: d.address, caPem: fs.readFileSync(path.join(d.dir, "pki/ca.crt"), "utf8"), version: "test" });
+  const intruder = await ControlClient.dial({
+    address: d.address,
+    caPem: fs.readFileSync(path.join(d.dir, "pki/ca.crt"), "utf8"),
+    version: "test",
+  });
   intruder.send({ t: "open", sessionId, ref: "x1" });
   const refused = await new Promise<{ code: string; message: string }>((resolve) => intruder.on("error", resolve));
   expect(refused.code).toBe("no_session");
@@ -101,7 +111,10 @@ test("operator revoke cuts a live stream at once and ends the guest", async () =
   expect(events.indexOf("revoke")).toBeLessThan(events.lastIndexOf("session.close"));
   expect(d.audit().find((e) => e.event === "stream.close")!.reason).toBe("revoked by the operator");
   // A wrong token is refused and the endpoint says why.
-  const bad = await fetch(`${url}/s/${sessionId}/revoke`, { method: "POST", headers: { authorization: "Bearer nope" } });
+  const bad = await fetch(`${url}/s/${sessionId}/revoke`, {
+    method: "POST",
+    headers: { authorization: "Bearer nope" },
+  });
   expect(bad.status).toBe(401);
   host.kill("SIGINT");
   await host.exit();
@@ -112,26 +125,44 @@ test("revoke is disabled with a clear 403 when no operator token is configured",
   d.coordinator.kill("SIGTERM");
   await d.coordinator.exit();
   fs.rmSync(path.join(d.dir, "pki/operator-token"));
-  const c = spawn(["coordinator", "--certs", "pki", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--db", "tessera.db"], {}, { cwd: d.dir });
+  const c = spawn(
+    ["coordinator", "--certs", "pki", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--db", "tessera.db"],
+    {},
+    { cwd: d.dir },
+  );
   const http = Number((await c.waitFor(/http 127\.0\.0\.1:(\d+)/))[1]);
   expect(await (await fetch(`http://127.0.0.1:${http}/healthz`)).text()).toMatch(/^ok v\d+\.\d+\.\d+/);
-  const res = await fetch(`http://127.0.0.1:${http}/s/s-x/revoke`, { method: "POST", headers: { authorization: "Bearer x" } });
+  const res = await fetch(`http://127.0.0.1:${http}/s/s-x/revoke`, {
+    method: "POST",
+    headers: { authorization: "Bearer x" },
+  });
   expect(res.status).toBe(403);
-  expect(await res.text()).toContain("operator endpoints (revoke, admin) are disabled: this coordinator has no operator token");
+  expect(await res.text()).toContain(
+    "operator endpoints (revoke, admin) are disabled: this coordinator has no operator token",
+  );
 });
 
 test("an agent serves only its --allow list; other targets are refused", async () => {
   const d = await deploy();
   const echo = await echoServer();
   const other = await echoServer();
-  const agent = spawn(["agent", "--share-id", "db1", "--allow", `127.0.0.1:${echo.port}`, "--allow-requests-by-id"], d.hostEnv);
+  const agent = spawn(
+    ["agent", "--share-id", "db1", "--allow", `127.0.0.1:${echo.port}`, "--allow-requests-by-id"],
+    d.hostEnv,
+  );
   await agent.waitFor(/serving share db1/);
   const approver = spawn(["share", "--share-id", "db1"], d.hostEnv);
   await approver.waitFor(/code: /);
-  const off = await run(["connect", "--share-id", "db1", "--target", `127.0.0.1:${other.port}`, "--name", "x"], d.guestEnv);
+  const off = await run(
+    ["connect", "--share-id", "db1", "--target", `127.0.0.1:${other.port}`, "--name", "x"],
+    d.guestEnv,
+  );
   expect(off.code).toBe(1);
   expect(off.err).toContain(`does not offer 127.0.0.1:${other.port}`);
-  const on = spawn(["connect", "--share-id", "db1", "--target", `127.0.0.1:${echo.port}`, "--name", "y", "--local", "127.0.0.1:0"], d.guestEnv);
+  const on = spawn(
+    ["connect", "--share-id", "db1", "--target", `127.0.0.1:${echo.port}`, "--name", "y", "--local", "127.0.0.1:0"],
+    d.guestEnv,
+  );
   await approver.waitFor(/Allow y/);
   approver.write("y\n");
   const local = Number((await on.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]);

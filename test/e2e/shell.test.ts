@@ -3,7 +3,17 @@
 import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { deploy, killAll, restartCoordinator, run, shareShell, spawn, spawnArgv, TESSERA, type Proc } from "./harness.ts";
+import {
+  deploy,
+  killAll,
+  restartCoordinator,
+  run,
+  shareShell,
+  spawn,
+  spawnArgv,
+  TESSERA,
+  type Proc,
+} from "./harness.ts";
 
 setDefaultTimeout(90_000);
 afterAll(killAll);
@@ -20,7 +30,13 @@ const SH_ENV = { PS1: "tsh$ ", ENV: "" };
 async function interrupt(guest: Proc): Promise<void> {
   for (let i = 0; i < 4; i++) {
     guest.write("\x03");
-    if (await guest.waitFor(/interrupted-2/, 3000).then(() => true, () => false)) return;
+    if (
+      await guest.waitFor(/interrupted-2/, 3000).then(
+        () => true,
+        () => false,
+      )
+    )
+      return;
   }
   await guest.waitFor(/interrupted-2/);
 }
@@ -55,7 +71,9 @@ test("a guest runs commands in the host's shell: output, Ctrl-C passed through, 
   // Ctrl-C interrupts the remote command (the guest's terminal is raw, so it is a keystroke, not a signal here).
   // The program announces itself only once its SIGINT handler is in place, so the Ctrl-C cannot race
   // the shell starting it (a signal before then is taken by the shell and lost).
-  guest.write(`sh -c 'trap "echo interrupted-\\$((1+1)); exit 130" INT; echo sleeping-$((1+1)); sleep 30; echo not-interrupted'\r`);
+  guest.write(
+    `sh -c 'trap "echo interrupted-\\$((1+1)); exit 130" INT; echo sleeping-$((1+1)); sleep 30; echo not-interrupted'\r`,
+  );
   await guest.waitFor(/sleeping-2/);
   await interrupt(guest);
   guest.write("echo after-$((1+1))\r");
@@ -75,7 +93,9 @@ test("a guest runs commands in the host's shell: output, Ctrl-C passed through, 
   guest.write("exit 3\r");
   expect(await guest.exit()).toBe(3);
   expect(guest.out).toContain("remote shell exited with status 3");
-  const saved = await host.waitFor(/session (s-\S+): terminal closed \(the shell exited with status 3\); recording saved to (\S+\.cast)/);
+  const saved = await host.waitFor(
+    /session (s-\S+): terminal closed \(the shell exited with status 3\); recording saved to (\S+\.cast)/,
+  );
   const [, sessionId, file] = saved;
   expect(path.dirname(file!)).toBe(rec);
   expect(path.basename(file!)).toBe(`${sessionId}.cast`);
@@ -93,7 +113,10 @@ test("a guest runs commands in the host's shell: output, Ctrl-C passed through, 
     prev = t;
   }
   expect(cast.events).toContainEqual([expect.any(Number), "r", "100x30"]);
-  const text = cast.events.filter((e) => e[1] === "o").map((e) => e[2]).join("");
+  const text = cast.events
+    .filter((e) => e[1] === "o")
+    .map((e) => e[2])
+    .join("");
   expect(text).toContain("out-42");
   expect(text).toContain("30 100");
 
@@ -161,7 +184,9 @@ test("read-only: the guest watches the host type; the guest's keystrokes never r
   host.write("\x1d");
   expect(await guest.exit()).toBe(1);
   expect(guest.err + guest.out).toContain("the host ended the session");
-  const ended = await host.waitFor(/terminal closed \(the host ended the session; (\d+) bytes of guest input dropped \(read-only\)\)/);
+  const ended = await host.waitFor(
+    /terminal closed \(the host ended the session; (\d+) bytes of guest input dropped \(read-only\)\)/,
+  );
   // Every byte the guest typed reached the host and was dropped there, not filtered by the guest's client.
   expect(Number(ended[1])).toBeGreaterThanOrEqual(typed.length);
   expect(fs.existsSync(path.join(marks, "host-was-here"))).toBe(true);
@@ -203,7 +228,10 @@ test("flags that do not fit together, and a file that is not a recording, are re
   const ro = await run(["share", "--port", "5432", "--read-only"], d.hostEnv, d.dir);
   expect(ro.err).toContain("go with --shell");
   // replay refuses what is not a recording, saying where and why.
-  fs.writeFileSync(path.join(d.dir, "bad.cast"), '{"version":2,"width":80,"height":24}\n[0.5,"o","ok"]\n[0.1,"o","back in time"]\n');
+  fs.writeFileSync(
+    path.join(d.dir, "bad.cast"),
+    '{"version":2,"width":80,"height":24}\n[0.5,"o","ok"]\n[0.1,"o","back in time"]\n',
+  );
   const replayBad = await run(["replay", "bad.cast"], {}, d.dir);
   expect(replayBad.code).toBe(1);
   expect(replayBad.err).toContain("error: bad.cast: line 3: event time 0.1 goes backwards");

@@ -60,10 +60,15 @@ async function countingTarget() {
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return {
     port: (server.address() as net.AddressInfo).port,
-    get accepted() { return accepted; },
-    get open() { return open.size; },
+    get accepted() {
+      return accepted;
+    },
+    get open() {
+      return open.size;
+    },
     /** Resolves once `cond` holds (checked on every accept and close); rejects after a bounded wait saying what it saw. */
-    until: (cond: () => boolean, what: string) => changes.until(cond, () => new Error(`target: ${what} not reached (accepted ${accepted}, open ${open.size})`)),
+    until: (cond: () => boolean, what: string) =>
+      changes.until(cond, () => new Error(`target: ${what} not reached (accepted ${accepted}, open ${open.size})`)),
   };
 }
 
@@ -71,7 +76,11 @@ type Answer = FrameOf<ServerFrame, "stream"> | FrameOf<ServerFrame, "error">;
 
 /** A guest that redeems the code itself over the control protocol (a real approval by the host), then speaks frames at will. */
 async function hostileGuest(d: Deployment, approver: Proc, code: string, name: string) {
-  const c = await ControlClient.dial({ address: d.address, caPem: fs.readFileSync(path.join(d.dir, "pki/ca.crt"), "utf8"), version: "test" });
+  const c = await ControlClient.dial({
+    address: d.address,
+    caPem: fs.readFileSync(path.join(d.dir, "pki/ca.crt"), "utf8"),
+    version: "test",
+  });
   clients.push(c);
   const csr = await createCsr({ keys: await generateKeyPair(), commonName: name });
   const run = startCode(code, { spki: (await readCsr(csr)).spki, name, reason: "load test" });
@@ -85,12 +94,18 @@ async function hostileGuest(d: Deployment, approver: Proc, code: string, name: s
   let closed: string | undefined;
   c.on("stream", (f) => (answers.set(f.ref, f), changes.changed()));
   c.on("error", (f) => (answers.set(f.ref ?? "", f), changes.changed()));
-  c.on("closed", (f) => (closed = f.reason, changes.changed()));
-  const until = (cond: () => boolean, what: string) => changes.until(cond, () => new Error(`guest: ${what} did not happen`));
+  c.on("closed", (f) => ((closed = f.reason), changes.changed()));
+  const until = (cond: () => boolean, what: string) =>
+    changes.until(cond, () => new Error(`guest: ${what} did not happen`));
   return {
-    sessionId, answers,
-    get closed() { return closed; },
-    open(ref: string) { c.send({ t: "open", sessionId, ref }); },
+    sessionId,
+    answers,
+    get closed() {
+      return closed;
+    },
+    open(ref: string) {
+      c.send({ t: "open", sessionId, ref });
+    },
     /** The answer (a stream token or a refusal) to the open with this ref. */
     async answer(ref: string): Promise<Answer> {
       await until(() => answers.has(ref) || closed !== undefined, `an answer to ${ref}`);
@@ -162,7 +177,10 @@ test("opens are not activity: a session whose guest only sends opens still idles
 test("a data connection that never starts its TLS: the agent drops it and its target connection at its own deadline", async () => {
   const d = await deploy();
   const target = await countingTarget();
-  const agent = spawn(["agent", "--share-id", "db", "--allow", `127.0.0.1:${target.port}`, "--stream-setup-timeout", "1s"], d.hostEnv);
+  const agent = spawn(
+    ["agent", "--share-id", "db", "--allow", `127.0.0.1:${target.port}`, "--stream-setup-timeout", "1s"],
+    d.hostEnv,
+  );
   await agent.waitFor(/serving share db/);
   const approver = spawn(["share", "--share-id", "db"], d.hostEnv);
   const code = (await approver.waitFor(/code: ([0-9A-Z]{4}-[0-9A-Z]{4})/))[1]!;

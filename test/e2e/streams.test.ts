@@ -13,20 +13,31 @@ test("200 connections opened in one burst all get working streams, and the sessi
   const echo = await echoServer();
   const { host, code } = await share(d, echo.port);
   const { guest, local } = await joinApproved(d, host, code, "burst");
-  const socks = await Promise.all(Array.from({ length: 200 }, () => new Promise<net.Socket>((resolve, reject) => {
-    const s = net.connect({ port: local, host: "127.0.0.1" }, () => resolve(s));
-    s.on("error", reject);
-  })));
+  const socks = await Promise.all(
+    Array.from(
+      { length: 200 },
+      () =>
+        new Promise<net.Socket>((resolve, reject) => {
+          const s = net.connect({ port: local, host: "127.0.0.1" }, () => resolve(s));
+          s.on("error", reject);
+        }),
+    ),
+  );
   // Every connection echoes its own marker.
-  const echoed = await Promise.all(socks.map((s, i) => new Promise<string>((resolve) => {
-    const want = `m${i};`;
-    let got = "";
-    s.on("data", (b: Buffer) => {
-      got += b.toString();
-      if (got.length >= want.length) resolve(got);
-    });
-    s.write(want);
-  })));
+  const echoed = await Promise.all(
+    socks.map(
+      (s, i) =>
+        new Promise<string>((resolve) => {
+          const want = `m${i};`;
+          let got = "";
+          s.on("data", (b: Buffer) => {
+            got += b.toString();
+            if (got.length >= want.length) resolve(got);
+          });
+          s.write(want);
+        }),
+    ),
+  );
   echoed.forEach((e, i) => expect(e).toBe(`m${i};`));
   for (const s of socks) s.destroy();
   expect(guest.proc.exitCode).toBeNull();

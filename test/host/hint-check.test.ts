@@ -32,7 +32,15 @@ describe("hint deny list", () => {
   });
 
   test("private and public ranges are allowed (an office or a VPN is the point)", () => {
-    for (const host of ["10.1.2.3", "172.16.0.5", "192.168.1.20", "100.64.0.1", "fd12:3456::1", "203.0.113.7", "2001:db8::1"]) {
+    for (const host of [
+      "10.1.2.3",
+      "172.16.0.5",
+      "192.168.1.20",
+      "100.64.0.1",
+      "fd12:3456::1",
+      "203.0.113.7",
+      "2001:db8::1",
+    ]) {
       expect(hintRefusal(h(host), false)).toBeUndefined();
     }
   });
@@ -55,14 +63,19 @@ describe("hint cap", () => {
   });
 
   test("forbidden hints never count as dialled, and repeats are dialled once", () => {
-    const v = checkHints([h("169.254.169.254"), h("127.0.0.1"), h("10.0.0.1"), h("10.0.0.1"), h("224.0.0.1")], { guestOnLoopback: false });
+    const v = checkHints([h("169.254.169.254"), h("127.0.0.1"), h("10.0.0.1"), h("10.0.0.1"), h("224.0.0.1")], {
+      guestOnLoopback: false,
+    });
     expect(v.dial).toEqual([h("10.0.0.1")]);
     expect(v.refused.map((r) => r.hint.host)).toEqual(["169.254.169.254", "127.0.0.1", "224.0.0.1"]);
     expect(v.over).toBe(1);
   });
 
   test("the cap holds whatever the mix", () => {
-    const hints = [...Array.from({ length: 500 }, (_, i) => h("169.254.0.1", 1 + i)), ...Array.from({ length: 500 }, (_, i) => h("192.168.0.1", 1 + i))];
+    const hints = [
+      ...Array.from({ length: 500 }, (_, i) => h("169.254.0.1", 1 + i)),
+      ...Array.from({ length: 500 }, (_, i) => h("192.168.0.1", 1 + i)),
+    ];
     const v = checkHints(hints, { guestOnLoopback: false, cap: 3 });
     expect(v.dial.length).toBe(3);
     expect(v.refused.length).toBe(500);

@@ -26,10 +26,14 @@ test("new, then known with its visits; a known name with another key and a known
   expect(recognitionLines(A, r, "alice", 1000 + 2 * DAY)).toContain("known as alice (3rd visit, last 2 days ago)");
   const impostor = k.recognise(B, "alice");
   expect(impostor).toMatchObject({ kind: "impostor", others: [{ id: A }] });
-  expect(recognitionLines(B, impostor, "alice")).toContain(`!!! WARNING: alice is known here with ANOTHER identity key (${A})`);
+  expect(recognitionLines(B, impostor, "alice")).toContain(
+    `!!! WARNING: alice is known here with ANOTHER identity key (${A})`,
+  );
   const renamed = k.recognise(A, "bob");
   expect(renamed.kind).toBe("renamed");
-  expect(recognitionLines(A, renamed, "bob")).toContain("!!! WARNING: this identity is known here as alice (2 visit(s)), but now calls itself bob");
+  expect(recognitionLines(A, renamed, "bob")).toContain(
+    "!!! WARNING: this identity is known here as alice (2 visit(s)), but now calls itself bob",
+  );
   expect(recognitionLines(undefined, undefined, "old")).toContain("sent no identity key");
 });
 
@@ -50,7 +54,13 @@ test("the host checks an ask's identity itself: a tampered signature or a moved 
   const key = await exportPrivateKeyPem((await generateKeyPair()).privateKey);
   const tls = `SHA256:${"T".repeat(43)}`;
   const ask: FrameOf<ServerFrame, "ask"> = {
-    t: "ask", requestId: "r-1", shareId: "db", guest: { name: "alice", addr: "1.2.3.4:5", spki: tls }, target: "127.0.0.1:5432", reason: "debug", deadline: 1,
+    t: "ask",
+    requestId: "r-1",
+    shareId: "db",
+    guest: { name: "alice", addr: "1.2.3.4:5", spki: tls },
+    target: "127.0.0.1:5432",
+    reason: "debug",
+    deadline: 1,
     pake: { nameplate: "K7QF", sid: "A".repeat(22), msg: "A".repeat(43) },
     identity: signIdentity(key, { tlsSpki: tls, name: "alice", reason: "debug", via: viaCode("K7QF") }),
   };
@@ -59,9 +69,20 @@ test("the host checks an ask's identity itself: a tampered signature or a moved 
   expect(askIdentity({ ...ask, reason: "other" }).problem).toContain("does not verify");
   const sig = Buffer.from(ask.identity!.sig, "base64");
   sig[10]! ^= 0xff;
-  expect(askIdentity({ ...ask, identity: { ...ask.identity!, sig: sig.toString("base64") } }).problem).toContain("does not verify");
+  expect(askIdentity({ ...ask, identity: { ...ask.identity!, sig: sig.toString("base64") } }).problem).toContain(
+    "does not verify",
+  );
   // By share id: the share and target are what it signed.
-  const byId = { ...ask, pake: undefined, identity: signIdentity(key, { tlsSpki: tls, name: "alice", reason: "debug", via: viaShare("db", "127.0.0.1:5432") }) };
+  const byId = {
+    ...ask,
+    pake: undefined,
+    identity: signIdentity(key, {
+      tlsSpki: tls,
+      name: "alice",
+      reason: "debug",
+      via: viaShare("db", "127.0.0.1:5432"),
+    }),
+  };
   expect(askIdentity(byId).id).toBeDefined();
   expect(askIdentity({ ...byId, target: "127.0.0.1:22" }).problem).toBeDefined();
   expect(askIdentity({ ...ask, identity: undefined })).toEqual({});

@@ -71,8 +71,16 @@ describe("TargetPolicy.resolve", () => {
 
 describe("names are compared in one spelling: lower case, without a trailing dot", () => {
   test("a metadata name with a trailing dot or in capitals is still refused", async () => {
-    const listed = ["metadata.google.internal.:80", "METADATA.GOOGLE.INTERNAL.:80", "metadata.goog:80", "metadata.:80", "Instance-Data.EC2.Internal.:80"];
-    const p = new TargetPolicy(listed, () => Promise.reject(new Error("a metadata name must be refused before any lookup")));
+    const listed = [
+      "metadata.google.internal.:80",
+      "METADATA.GOOGLE.INTERNAL.:80",
+      "metadata.goog:80",
+      "metadata.:80",
+      "Instance-Data.EC2.Internal.:80",
+    ];
+    const p = new TargetPolicy(listed, () =>
+      Promise.reject(new Error("a metadata name must be refused before any lookup")),
+    );
     for (const t of listed) {
       const err = await refusal(p.resolve(t));
       expect([t, err.code, err.message]).toEqual([t, "not_allowed", expect.stringContaining("cloud metadata name")]);
@@ -96,19 +104,36 @@ describe("a name resolving to a denied address is refused; the address named exa
 
   test("unspecified (reaches this machine), link-local and cloud host endpoints, in any spelling", async () => {
     const answers: Record<string, string> = {
-      zero: "0.0.0.0", zeronet: "0.1.2.3", any6: "::", anymapped: "::ffff:0.0.0.0", wire: "168.63.129.16", oracle: "192.0.0.192",
-      alibaba: "100.100.100.200", imds: "169.254.169.254", imdsmapped: "::ffff:a9fe:a9fe", ll6: "FE80::1", aws6: "fd00:ec2::254",
+      zero: "0.0.0.0",
+      zeronet: "0.1.2.3",
+      any6: "::",
+      anymapped: "::ffff:0.0.0.0",
+      wire: "168.63.129.16",
+      oracle: "192.0.0.192",
+      alibaba: "100.100.100.200",
+      imds: "169.254.169.254",
+      imdsmapped: "::ffff:a9fe:a9fe",
+      ll6: "FE80::1",
+      aws6: "fd00:ec2::254",
     };
-    const p = new TargetPolicy(Object.keys(answers).map((h) => `${h}:80`), fake(answers));
+    const p = new TargetPolicy(
+      Object.keys(answers).map((h) => `${h}:80`),
+      fake(answers),
+    );
     for (const [host, address] of Object.entries(answers)) {
       const err = await refusal(p.resolve(`${host}:80`));
-      expect([host, err.code, err.message]).toEqual([host, "not_allowed", expect.stringContaining(`resolves to ${address}, `)]);
+      expect([host, err.code, err.message]).toEqual([
+        host,
+        "not_allowed",
+        expect.stringContaining(`resolves to ${address}, `),
+      ]);
     }
   });
 
   test("the system resolver's own numeric names: '0' is 0.0.0.0 and is refused", async () => {
     const p = new TargetPolicy(["0:5432", "0x0:5432"]);
-    for (const t of ["0:5432", "0x0:5432"]) expect((await refusal(p.resolve(t))).message).toContain("an unspecified address (it reaches this machine)");
+    for (const t of ["0:5432", "0x0:5432"])
+      expect((await refusal(p.resolve(t))).message).toContain("an unspecified address (it reaches this machine)");
   });
 
   test("a name resolving to an ordinary or loopback address is dialled at that address", async () => {
@@ -118,7 +143,14 @@ describe("a name resolving to a denied address is refused; the address named exa
   });
 
   test("each denied address named exactly in --allow is the host's own choice", async () => {
-    const exact = ["0.0.0.0:5432", "[::]:5432", "168.63.129.16:80", "169.254.169.254:80", "[fd00:ec2::254]:80", "100.100.100.200:80"];
+    const exact = [
+      "0.0.0.0:5432",
+      "[::]:5432",
+      "168.63.129.16:80",
+      "169.254.169.254:80",
+      "[fd00:ec2::254]:80",
+      "100.100.100.200:80",
+    ];
     const p = new TargetPolicy(exact);
     for (const t of exact) expect((await p.resolve(t)).port).toBe(Number(t.slice(t.lastIndexOf(":") + 1)));
   });
@@ -127,15 +159,41 @@ describe("a name resolving to a denied address is refused; the address named exa
 describe("deniedAddress", () => {
   test("says why for unspecified, link-local and metadata addresses", () => {
     const cases: [string, string][] = [
-      ["0.0.0.0", "unspecified"], ["0.255.255.255", "unspecified"], ["::", "unspecified"], ["0:0:0:0:0:0:0:0", "unspecified"], ["::ffff:0.0.0.0", "unspecified"],
-      ["169.254.1.1", "link-local"], ["169.254.169.254", "link-local"], ["fe80::1", "link-local"], ["FE80::1", "link-local"], ["febf::1", "link-local"], ["::ffff:169.254.169.254", "link-local"],
-      ["168.63.129.16", "metadata"], ["100.100.100.200", "metadata"], ["192.0.0.192", "metadata"], ["fd00:ec2::254", "metadata"], ["::ffff:168.63.129.16", "metadata"],
+      ["0.0.0.0", "unspecified"],
+      ["0.255.255.255", "unspecified"],
+      ["::", "unspecified"],
+      ["0:0:0:0:0:0:0:0", "unspecified"],
+      ["::ffff:0.0.0.0", "unspecified"],
+      ["169.254.1.1", "link-local"],
+      ["169.254.169.254", "link-local"],
+      ["fe80::1", "link-local"],
+      ["FE80::1", "link-local"],
+      ["febf::1", "link-local"],
+      ["::ffff:169.254.169.254", "link-local"],
+      ["168.63.129.16", "metadata"],
+      ["100.100.100.200", "metadata"],
+      ["192.0.0.192", "metadata"],
+      ["fd00:ec2::254", "metadata"],
+      ["::ffff:168.63.129.16", "metadata"],
     ];
     for (const [ip, kind] of cases) expect([ip, deniedAddress(ip)]).toEqual([ip, expect.stringContaining(kind)]);
   });
 
   test("undefined for ordinary and loopback addresses", () => {
-    for (const ip of ["10.0.0.1", "::1", "127.0.0.1", "192.168.1.1", "8.8.8.8", "fd00::1", "fec0::1", "::ffff:10.0.0.1", "169.253.255.255", "1.0.0.0", "168.63.129.17", "not-an-ip"]) {
+    for (const ip of [
+      "10.0.0.1",
+      "::1",
+      "127.0.0.1",
+      "192.168.1.1",
+      "8.8.8.8",
+      "fd00::1",
+      "fec0::1",
+      "::ffff:10.0.0.1",
+      "169.253.255.255",
+      "1.0.0.0",
+      "168.63.129.17",
+      "not-an-ip",
+    ]) {
       expect([ip, deniedAddress(ip)]).toEqual([ip, undefined]);
     }
   });

@@ -3,8 +3,17 @@ import { expect, test } from "bun:test";
 import { ScopeKeeper } from "../../src/host/scopes.ts";
 import type { FrameOf, ServerFrame } from "../../src/wire/protocol.ts";
 
-const frame = (scope: FrameOf<ServerFrame, "session">["scope"], openedAt?: number): FrameOf<ServerFrame, "session"> => ({
-  t: "session", sessionId: "s-1", shareId: "web", target: "127.0.0.1:5432", guest: { name: "a", addr: "127.0.0.1:1", spki: `SHA256:${"A".repeat(43)}` }, scope, openedAt,
+const frame = (
+  scope: FrameOf<ServerFrame, "session">["scope"],
+  openedAt?: number,
+): FrameOf<ServerFrame, "session"> => ({
+  t: "session",
+  sessionId: "s-1",
+  shareId: "web",
+  target: "127.0.0.1:5432",
+  guest: { name: "a", addr: "127.0.0.1:1", spki: `SHA256:${"A".repeat(43)}` },
+  scope,
+  openedAt,
 });
 
 test("y 1: one stream, however many the coordinator offers, also after a reconnect re-sends the session", () => {

@@ -12,7 +12,10 @@ export async function target() {
   const t = { accepted: 0, bytes: 0, port: 0 };
   const s = net.createServer((c) => {
     t.accepted++;
-    c.on("data", (d) => { t.bytes += d.length; c.write(d); });
+    c.on("data", (d) => {
+      t.bytes += d.length;
+      c.write(d);
+    });
   });
   servers.push(s);
   await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
@@ -33,11 +36,13 @@ export function lying(l: Live, tamper: (f: ServerFrame, peer: Peer) => ServerFra
       const send = peer.ch.send.bind(peer.ch);
       (peer.ch as { send: (f: ServerFrame) => void }).send = (out) => {
         const t = tamper(out, peer);
-        if (t) { seen.push(t); send(t); }
+        if (t) {
+          seen.push(t);
+          send(t);
+        }
       };
     }
     return handle(peer, f);
   };
   return seen;
 }
-

@@ -27,17 +27,37 @@ afterEach(async () => {
 async function host(l: Live, shareId: string, port: number, log: string[]) {
   const id = await l.enrolledHost(shareId);
   const keeper = new CodeKeeper(id.spki);
-  const agent = new Agent({ address: l.address, caPem: l.ca.certPem, ...id, version: "test", shareId, policy: new TargetPolicy([`127.0.0.1:${port}`]), approver: true, reconnect: false, vouch: (k) => keeper.approvedKey(k) }, {
-    onStream: (_sid, err) => err && log.push(err),
-  });
+  const agent = new Agent(
+    {
+      address: l.address,
+      caPem: l.ca.certPem,
+      ...id,
+      version: "test",
+      shareId,
+      policy: new TargetPolicy([`127.0.0.1:${port}`]),
+      approver: true,
+      reconnect: false,
+      vouch: (k) => keeper.approvedKey(k),
+    },
+    {
+      onStream: (_sid, err) => err && log.push(err),
+    },
+  );
   agents.push(agent);
   const c = await agent.start();
   const prompts: string[] = [];
-  c.on("ask", (f) => { const a = keeper.answer(f); if (a) c.send(a); });
+  c.on("ask", (f) => {
+    const a = keeper.answer(f);
+    if (a) c.send(a);
+  });
   c.on("confirm", (f) => {
     const r = keeper.confirm(f);
     if (!r) return;
-    if (!r.ok) { log.push("wrong code"); if (f.tag) c.send({ t: "decision", requestId: f.requestId, allow: false, mismatch: true }); return; }
+    if (!r.ok) {
+      log.push("wrong code");
+      if (f.tag) c.send({ t: "decision", requestId: f.requestId, allow: false, mismatch: true });
+      return;
+    }
     prompts.push(f.requestId);
     keeper.approve(r.ask.guest.spki);
     c.send({ t: "decision", requestId: f.requestId, allow: true });
@@ -63,14 +83,26 @@ test("a coordinator that names another host's key in `approved` is refused by th
   });
   const h = await host(live, "real", real.port, hostLog);
   const g = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" });
-  const err = await g.request({ code: h.code, name: "ana", reason: "debug" }).then(() => undefined, (e: Error) => e);
+  const err = await g.request({ code: h.code, name: "ana", reason: "debug" }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
   expect(swapped).toBe(true);
-  expect(err?.message).toMatch(/^refused: the coordinator named host key SHA256:\S+, but the code confirmed SHA256:\S+: the coordinator swapped the host's key, so nothing was sent/);
+  expect(err?.message).toMatch(
+    /^refused: the coordinator named host key SHA256:\S+, but the code confirmed SHA256:\S+: the coordinator swapped the host's key, so nothing was sent/,
+  );
   expect(err?.message).toContain(impostor.spki);
   expect(err?.message).toContain(h.spki);
   // The real host heard why, through the session's close.
-  await within((async () => { while (!hostLog.some((l) => l.includes("refused by the guest"))) await Bun.sleep(10); })(), `the host hearing the refusal (heard: ${JSON.stringify(hostLog)})`);
-  expect(hostLog.find((l) => l.startsWith("closed:"))).toMatch(/^closed: the guest ended the session: refused by the guest: the coordinator named keys the code did not confirm$/);
+  await within(
+    (async () => {
+      while (!hostLog.some((l) => l.includes("refused by the guest"))) await Bun.sleep(10);
+    })(),
+    `the host hearing the refusal (heard: ${JSON.stringify(hostLog)})`,
+  );
+  expect(hostLog.find((l) => l.startsWith("closed:"))).toMatch(
+    /^closed: the guest ended the session: refused by the guest: the coordinator named keys the code did not confirm$/,
+  );
   expect(evil.accepted + real.accepted).toBe(0);
   expect(JSON.stringify(seen)).not.toContain(h.code.slice(5));
 });
@@ -88,18 +120,40 @@ test("a coordinator that names another guest key in `session` is refused by the 
   });
   const h = await host(live, "real", real.port, hostLog);
   const closedWhy: string[] = [];
-  const g = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" }, { onClosed: (r) => closedWhy.push(r) });
+  const g = await Guest.connect(
+    { address: live.address, caPem: live.ca.certPem, version: "test" },
+    { onClosed: (r) => closedWhy.push(r) },
+  );
   const ok = await g.request({ code: h.code, name: "ana", reason: "debug" });
-  await within((async () => { while (!closedWhy.length) await Bun.sleep(10); })(), "the guest hearing the refusal");
-  expect(closedWhy[0]).toBe("the host ended the session: refused by the host: the coordinator named a guest key the host did not approve");
-  expect(hostLog.some((l) => l.startsWith(`refused session ${ok.sessionId}: the coordinator named guest key ${impostorKey}, which this host did not approve`))).toBe(true);
+  await within(
+    (async () => {
+      while (!closedWhy.length) await Bun.sleep(10);
+    })(),
+    "the guest hearing the refusal",
+  );
+  expect(closedWhy[0]).toBe(
+    "the host ended the session: refused by the host: the coordinator named a guest key the host did not approve",
+  );
+  expect(
+    hostLog.some((l) =>
+      l.startsWith(
+        `refused session ${ok.sessionId}: the coordinator named guest key ${impostorKey}, which this host did not approve`,
+      ),
+    ),
+  ).toBe(true);
   // The lying coordinator offers the agent a stream for that session anyway: refused, the target never dialled.
   agentPeer!.ch.send({ t: "incoming", sessionId: ok.sessionId, streamId: "st-evil", token: "A".repeat(43) });
-  const refused = await within(new Promise<ClientFrame>((resolve) => {
-    const b = live!.coordinator.broker;
-    const handle = b.handle.bind(b);
-    b.handle = (p: Peer, f: ClientFrame) => { if (f.t === "refuse") resolve(f); return handle(p, f); };
-  }), "the agent's refusal of the injected stream");
+  const refused = await within(
+    new Promise<ClientFrame>((resolve) => {
+      const b = live!.coordinator.broker;
+      const handle = b.handle.bind(b);
+      b.handle = (p: Peer, f: ClientFrame) => {
+        if (f.t === "refuse") resolve(f);
+        return handle(p, f);
+      };
+    }),
+    "the agent's refusal of the injected stream",
+  );
   expect(refused).toMatchObject({ t: "refuse", sessionId: ok.sessionId, streamId: "st-evil" });
   expect(real.accepted).toBe(0);
   expect(JSON.stringify(seen)).not.toContain(h.code.slice(5));
@@ -115,12 +169,23 @@ test("right nameplate, wrong secret: the host sees only a wrong-code line, the c
   const secret = h.code.slice(5);
   const wrong = `${h.code.slice(0, 5)}${secret === "0000" ? "0001" : "0000"}`;
   const g = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" });
-  const err = await g.request({ code: wrong, name: "mallory", reason: "guess" }).then(() => undefined, (e: Error) => e);
+  const err = await g.request({ code: wrong, name: "mallory", reason: "guess" }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
   expect(err?.message).toMatch(/^the code did not match: nobody was connected/);
-  await within((async () => { while (!hostLog.includes("wrong code")) await Bun.sleep(10); })(), "the host's wrong-code line");
+  await within(
+    (async () => {
+      while (!hostLog.includes("wrong code")) await Bun.sleep(10);
+    })(),
+    "the host's wrong-code line",
+  );
   expect(h.prompts).toEqual([]);
   const g2 = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" });
-  const again = await g2.request({ code: h.code, name: "ana", reason: "the real one" }).then(() => undefined, (e: Error) => e);
+  const again = await g2.request({ code: h.code, name: "ana", reason: "the real one" }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
   expect(again?.message).toMatch(/this code is not valid/);
   const audit = fs.readFileSync(path.join(live.dir, "audit.log"), "utf8");
   expect(audit).toContain('"event":"code.mismatch"');

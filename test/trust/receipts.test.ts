@@ -26,9 +26,23 @@ afterEach(async () => {
 /** `tessera agent` (receipts on, no vouch) plus a requests-by-id approver that signs its answers, as `share --share-id` does. */
 async function standalone(l: Live, port: number, log: string[], sign = true) {
   const id = await l.enrolledHost("db");
-  const agent = new Agent({ address: l.address, caPem: l.ca.certPem, ...id, version: "test", shareId: "db", policy: new TargetPolicy([`127.0.0.1:${port}`]), approver: false, reconnect: false, receipts: true, requestsById: true }, {
-    onStream: (_sid, err) => err && log.push(err),
-  });
+  const agent = new Agent(
+    {
+      address: l.address,
+      caPem: l.ca.certPem,
+      ...id,
+      version: "test",
+      shareId: "db",
+      policy: new TargetPolicy([`127.0.0.1:${port}`]),
+      approver: false,
+      reconnect: false,
+      receipts: true,
+      requestsById: true,
+    },
+    {
+      onStream: (_sid, err) => err && log.push(err),
+    },
+  );
   agents.push(agent);
   await agent.start();
   const approver = await l.dial(id);
@@ -36,7 +50,14 @@ async function standalone(l: Live, port: number, log: string[], sign = true) {
   approver.send({ t: "attach", shareId: "db" });
   await approver.next("registered");
   approver.on("ask", (f: FrameOf<ServerFrame, "ask">) => {
-    const receipt = signReceipt(id.keyPem, { requestId: f.requestId, shareId: f.shareId, guestKey: f.guest.spki, target: f.target, decision: "allow", at: Date.now() });
+    const receipt = signReceipt(id.keyPem, {
+      requestId: f.requestId,
+      shareId: f.shareId,
+      guestKey: f.guest.spki,
+      target: f.target,
+      decision: "allow",
+      at: Date.now(),
+    });
     approver.send({ t: "decision", requestId: f.requestId, allow: true, ...(sign ? { receipt } : {}) });
   });
   return { spki: id.spki };
@@ -51,7 +72,12 @@ test("a standalone agent refuses a session whose guest key the coordinator swapp
   await standalone(live, t.port, log);
   const g = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" });
   await g.request({ shareId: "db", target: `127.0.0.1:${t.port}`, name: "ana", reason: "debug" });
-  await within((async () => { while (!log.some((l) => l.includes("receipt does not match"))) await Bun.sleep(10); })(), `the agent refusing (log: ${JSON.stringify(log)})`);
+  await within(
+    (async () => {
+      while (!log.some((l) => l.includes("receipt does not match"))) await Bun.sleep(10);
+    })(),
+    `the agent refusing (log: ${JSON.stringify(log)})`,
+  );
   expect(log.find((l) => l.includes("receipt"))).toContain(`it approves guest key`);
   expect(t.accepted).toBe(0);
   await g.close();
@@ -64,7 +90,12 @@ test("a standalone agent refuses a session approved without the host's signature
   await standalone(live, t.port, log, false);
   const g = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" });
   await g.request({ shareId: "db", target: `127.0.0.1:${t.port}`, name: "bo", reason: "debug" });
-  await within((async () => { while (!log.some((l) => l.includes("no receipt signed by this host"))) await Bun.sleep(10); })(), `the agent refusing (log: ${JSON.stringify(log)})`);
+  await within(
+    (async () => {
+      while (!log.some((l) => l.includes("no receipt signed by this host"))) await Bun.sleep(10);
+    })(),
+    `the agent refusing (log: ${JSON.stringify(log)})`,
+  );
   expect(t.accepted).toBe(0);
   await g.close();
 });
@@ -80,7 +111,12 @@ test("audit verify checks every consent receipt: an approval edited into a denia
   await g.request({ shareId: "db", target: `127.0.0.1:${t.port}`, name: "di", reason: "debug" });
   await g.close();
   const file = live.audit.path;
-  await within((async () => { while (!fs.readFileSync(file, "utf8").includes('"event":"session.close"')) await Bun.sleep(10); })(), "the session's end in the log");
+  await within(
+    (async () => {
+      while (!fs.readFileSync(file, "utf8").includes('"event":"session.close"')) await Bun.sleep(10);
+    })(),
+    "the session's end in the log",
+  );
   const good = verifyAudit([file], {});
   expect(good.ok).toBe(true);
   expect(good.receipts).toBe(1);

@@ -5,8 +5,10 @@ import { ClientFrame, MAX_FRAME_BYTES, ServerFrame } from "../../src/wire/protoc
 import { formatTarget, parseTarget } from "../../src/wire/address.ts";
 import { ProtocolError, TesseraError } from "../../src/errors.ts";
 
-const PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2xhc3NpY1Rlc3RDZXJ0aWZpY2F0ZTAKBggqhkjOPQQDAjAS\nMRAwDgYDVQQDDAd0ZXNzZXJhMB4XDTMwMDEwMTAwMDAwMFoXDTMxMDEwMTAwMDAwMFow\n-----END CERTIFICATE-----\n";
-const CSR = "-----BEGIN CERTIFICATE REQUEST-----\nMIHhMIGIAgEAMCYxJDAiBgNVBAMMG2d1ZXN0\n-----END CERTIFICATE REQUEST-----\n";
+const PEM =
+  "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2xhc3NpY1Rlc3RDZXJ0aWZpY2F0ZTAKBggqhkjOPQQDAjAS\nMRAwDgYDVQQDDAd0ZXNzZXJhMB4XDTMwMDEwMTAwMDAwMFoXDTMxMDEwMTAwMDAwMFow\n-----END CERTIFICATE-----\n";
+const CSR =
+  "-----BEGIN CERTIFICATE REQUEST-----\nMIHhMIGIAgEAMCYxJDAiBgNVBAMMG2d1ZXN0\n-----END CERTIFICATE REQUEST-----\n";
 const SPKI = "SHA256:" + "Ab3+/xYz0123456789abcdefghijklmnopqrstuvwxy"; // 43 base64 chars
 const TOKEN = "Ab3_-xYz0123456789abcdefghijklmnopqrstuvwxy"; // 43 base64url chars
 const GUEST = { name: "alice laptop", addr: "203.0.113.7:51234", spki: SPKI };
@@ -20,7 +22,14 @@ const clientExamples: ClientFrame[] = [
   { t: "attach", shareId: "share-2.x", approve: false },
   { t: "mint", shareId: "share_1", target: "127.0.0.1:5432" },
   { t: "decision", requestId: "req.42", allow: false },
-  { t: "redeem", code: "ABCD", csr: CSR, name: "bob", reason: "debugging the\nmigration", pake: { sid: "c2lk", msg: "bXNn" } },
+  {
+    t: "redeem",
+    code: "ABCD",
+    csr: CSR,
+    name: "bob",
+    reason: "debugging the\nmigration",
+    pake: { sid: "c2lk", msg: "bXNn" },
+  },
   { t: "request", shareId: "share_1", target: "localhost:80", csr: CSR, name: "carol", reason: "" },
   { t: "pake", requestId: "req1", msg: "bXNn", tag: "dGFn", hostSpki: SPKI },
   { t: "confirm", requestId: "req1", tag: "dGFn" },
@@ -36,7 +45,16 @@ const clientExamples: ClientFrame[] = [
   { t: "resume", sessionId: "sess_1" },
   { t: "recheck", requestId: "req_1" },
   { t: "status", shareId: "share_1" },
-  { t: "hints", sessionId: "sess_1", hints: [{ host: "192.168.1.20", port: 40001 }, { host: "fd00::1", port: 40001 }], key: "AAAA", sig: "AAAA" },
+  {
+    t: "hints",
+    sessionId: "sess_1",
+    hints: [
+      { host: "192.168.1.20", port: 40001 },
+      { host: "fd00::1", port: 40001 },
+    ],
+    key: "AAAA",
+    sig: "AAAA",
+  },
   { t: "direct", sessionId: "sess_1", ok: true, offered: 2, dialled: 1, refused: 1, over: 0 },
   { t: "direct-stream", sessionId: "sess_1", reports: [{ streamId: "st1", state: "closed", up: 10, down: 20 }] },
   { t: "ping" },
@@ -49,12 +67,29 @@ const serverExamples: ServerFrame[] = [
   { t: "enrolled", cert: PEM },
   { t: "registered", shareId: "share_1", targets: ["127.0.0.1:5432"] },
   { t: "code", shareId: "share_1", nameplate: "ABCD", target: "127.0.0.1:5432", expiresAt: 1_900_000_000_000 },
-  { t: "ask", requestId: "req1", shareId: "share_1", guest: GUEST, target: "127.0.0.1:5432", reason: "please", deadline: 1_900_000_000_000, pake: { nameplate: "ABCD", sid: "c2lk", msg: "bXNn" } },
+  {
+    t: "ask",
+    requestId: "req1",
+    shareId: "share_1",
+    guest: GUEST,
+    target: "127.0.0.1:5432",
+    reason: "please",
+    deadline: 1_900_000_000_000,
+    pake: { nameplate: "ABCD", sid: "c2lk", msg: "bXNn" },
+  },
   { t: "pake", requestId: "req2", msg: "bXNn", tag: "dGFn", hostSpki: SPKI },
   { t: "confirm", requestId: "req2" },
   { t: "cancel", requestId: "req1", reason: "timed out" },
   { t: "pending", requestId: "req1", target: "[::1]:22" },
-  { t: "approved", requestId: "req1", sessionId: "sess_1", cert: PEM, hostSpki: SPKI, target: "127.0.0.1:5432", idleTimeoutSec: 1800 },
+  {
+    t: "approved",
+    requestId: "req1",
+    sessionId: "sess_1",
+    cert: PEM,
+    hostSpki: SPKI,
+    target: "127.0.0.1:5432",
+    idleTimeoutSec: 1800,
+  },
   { t: "denied", requestId: "req1", reason: "no" },
   { t: "session", sessionId: "sess_1", shareId: "share_1", target: "127.0.0.1:5432", guest: GUEST },
   { t: "incoming", sessionId: "sess_1", streamId: "st1", token: TOKEN },
@@ -67,12 +102,42 @@ const serverExamples: ServerFrame[] = [
   { t: "hints", sessionId: "sess_1", hints: [{ host: "10.0.0.2", port: 40001 }], key: "AAAA", sig: "AAAA" },
   { t: "fallback", sessionId: "sess_1", streamId: "st2" },
   { t: "closed", sessionId: "sess_1", reason: "idle" },
-  { t: "resumed", sessionId: "sess_1", target: "127.0.0.1:5432", idleTimeoutSec: 1800, restarted: true, hostOnline: false },
-  { t: "left", shareId: "share_1" },
-  { t: "refused", sessionId: "sess_1", streamId: "str_1", reason: "the host's 127.0.0.1:5432 refused the connection (is anything listening there?)" },
   {
-    t: "status", shareId: "share_1", online: true, targets: ["127.0.0.1:5432"], more: 0, requests: 1,
-    sessions: [{ sessionId: "sess_1", guest: "alice", addr: "203.0.113.7:51234", target: "127.0.0.1:5432", streams: 2, up: 10, down: 20, idleSec: 3, away: false, path: "direct" }],
+    t: "resumed",
+    sessionId: "sess_1",
+    target: "127.0.0.1:5432",
+    idleTimeoutSec: 1800,
+    restarted: true,
+    hostOnline: false,
+  },
+  { t: "left", shareId: "share_1" },
+  {
+    t: "refused",
+    sessionId: "sess_1",
+    streamId: "str_1",
+    reason: "the host's 127.0.0.1:5432 refused the connection (is anything listening there?)",
+  },
+  {
+    t: "status",
+    shareId: "share_1",
+    online: true,
+    targets: ["127.0.0.1:5432"],
+    more: 0,
+    requests: 1,
+    sessions: [
+      {
+        sessionId: "sess_1",
+        guest: "alice",
+        addr: "203.0.113.7:51234",
+        target: "127.0.0.1:5432",
+        streams: 2,
+        up: 10,
+        down: 20,
+        idleSec: 3,
+        away: false,
+        path: "direct",
+      },
+    ],
   },
   { t: "ping" },
   { t: "pong" },
@@ -261,7 +326,18 @@ describe("FrameDecoder errors", () => {
       [ClientFrame, { t: "hello", v: 1.5, client: "c" }],
       [ServerFrame, { t: "incoming", sessionId: "s", streamId: "s", token: TOKEN.slice(1) }],
       [ServerFrame, { t: "incoming", sessionId: "s", streamId: "s", token: TOKEN.slice(1) + "+" }],
-      [ServerFrame, { t: "approved", requestId: "r", sessionId: "s", cert: PEM, hostSpki: "SHA256:short", target: "h:1", idleTimeoutSec: 1 }],
+      [
+        ServerFrame,
+        {
+          t: "approved",
+          requestId: "r",
+          sessionId: "s",
+          cert: PEM,
+          hostSpki: "SHA256:short",
+          target: "h:1",
+          idleTimeoutSec: 1,
+        },
+      ],
       [ServerFrame, { t: "code", shareId: "s", code: "c", target: "h:1", expiresAt: -1 }],
       // Version 2: a pending frame no longer names the share (issue 12, item 6).
       [ServerFrame, { t: "pending", requestId: "r", shareId: "s", target: "h:1" }],
@@ -344,7 +420,19 @@ describe("parseTarget / formatTarget", () => {
   });
 
   test("rejects missing host, missing port and out-of-range ports", () => {
-    for (const bad of ["host", "host:0", "host:70000", "host:65536", ":80", "host:", "[::1]", "::1:22", "host:80:90", "ho st:80", ""]) {
+    for (const bad of [
+      "host",
+      "host:0",
+      "host:70000",
+      "host:65536",
+      ":80",
+      "host:",
+      "[::1]",
+      "::1:22",
+      "host:80:90",
+      "ho st:80",
+      "",
+    ]) {
       expect(() => parseTarget(bad)).toThrow(TesseraError);
     }
   });
@@ -352,7 +440,12 @@ describe("parseTarget / formatTarget", () => {
   test("formatTarget brackets IPv6 and round-trips through parseTarget", () => {
     expect(formatTarget("127.0.0.1", 5432)).toBe("127.0.0.1:5432");
     expect(formatTarget("::1", 22)).toBe("[::1]:22");
-    for (const [host, port] of [["::1", 22], ["fe80::1", 8080], ["example.com", 443], ["10.0.0.1", 1]] as const) {
+    for (const [host, port] of [
+      ["::1", 22],
+      ["fe80::1", 8080],
+      ["example.com", 443],
+      ["10.0.0.1", 1],
+    ] as const) {
       expect(parseTarget(formatTarget(host, port))).toEqual({ host, port });
     }
   });

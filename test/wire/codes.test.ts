@@ -1,6 +1,14 @@
 // Unit tests for src/wire/codes.ts: share-code generation, normalisation, keyed hashing and comparison.
 import { describe, expect, test } from "bun:test";
-import { CODE_ALPHABET, CODE_LENGTH, formatCode, generateCode, hashCode, normalizeCode, safeEqualHex } from "../../src/wire/codes.ts";
+import {
+  CODE_ALPHABET,
+  CODE_LENGTH,
+  formatCode,
+  generateCode,
+  hashCode,
+  normalizeCode,
+  safeEqualHex,
+} from "../../src/wire/codes.ts";
 
 const CODE_RE = /^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$/;
 

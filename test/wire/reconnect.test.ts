@@ -14,7 +14,9 @@ test("retries until connect succeeds, then starts counting afresh", async () => 
     },
     capMs: 1,
     onRetry: (_e, d) => delays.push(d),
-    onGiveUp: () => { throw new Error("must not give up"); },
+    onGiveUp: () => {
+      throw new Error("must not give up");
+    },
   });
   r.lost(new Error("gone"));
   await connected;
@@ -29,7 +31,9 @@ test("a fatal error gives up at once, without an attempt", () => {
   const r = new Reconnector({
     connect: async () => void tries++,
     fatal: (e) => e?.message === "share_taken",
-    onRetry: () => { throw new Error("must not retry"); },
+    onRetry: () => {
+      throw new Error("must not retry");
+    },
     onGiveUp: (e) => (gaveUp = e),
   });
   r.lost(new Error("share_taken"));
@@ -40,7 +44,12 @@ test("a fatal error gives up at once, without an attempt", () => {
 test("gives up once the allowed time since the first loss has passed; stop() ends retrying", async () => {
   let gaveUp = false;
   let tries = 0;
-  const r = new Reconnector({ connect: async () => void tries++, giveUpAfterMs: -1, onRetry: () => {}, onGiveUp: () => (gaveUp = true) });
+  const r = new Reconnector({
+    connect: async () => void tries++,
+    giveUpAfterMs: -1,
+    onRetry: () => {},
+    onGiveUp: () => (gaveUp = true),
+  });
   r.lost();
   expect(gaveUp).toBe(true);
   const s = new Reconnector({ connect: async () => void tries++, onRetry: () => {}, onGiveUp: () => {} });

@@ -12,14 +12,17 @@ test("1,000 reports of one session and a few of another go out as a handful of v
     sent.push(f);
     if (sent.length === 5) flushed();
   });
-  for (let i = 0; i < 1000; i++) reports.add("s-a", { streamId: `t-${i}`, state: i % 2 ? "closed" : "open", up: i, down: i });
+  for (let i = 0; i < 1000; i++)
+    reports.add("s-a", { streamId: `t-${i}`, state: i % 2 ? "closed" : "open", up: i, down: i });
   for (let i = 0; i < 3; i++) reports.add("s-b", { streamId: `u-${i}`, state: "failed", reason: "refused" });
   // Nothing is sent while this tick adds more: the reports wait to be batched.
   expect(sent).toHaveLength(0);
   await done;
   expect(sent).toHaveLength(Math.ceil(1000 / MAX_STREAM_REPORTS) + 1);
   for (const f of sent) expect(v.safeParse(ClientFrame, f).success).toBe(true);
-  const a = sent.filter((f) => f.t === "direct-stream" && f.sessionId === "s-a").flatMap((f) => (f.t === "direct-stream" ? f.reports : []));
+  const a = sent
+    .filter((f) => f.t === "direct-stream" && f.sessionId === "s-a")
+    .flatMap((f) => (f.t === "direct-stream" ? f.reports : []));
   expect(a.map((r) => r.streamId)).toEqual(Array.from({ length: 1000 }, (_, i) => `t-${i}`));
 });
 
@@ -35,7 +38,9 @@ test("after a quiet spell a report goes out at the end of its tick; reports righ
   expect(sent).toHaveLength(0);
   await Promise.resolve();
   // A stream's close is at the coordinator at once, ahead of a session end that may follow it.
-  expect(sent).toEqual([{ t: "direct-stream", sessionId: "s-a", reports: [{ streamId: "t-1", state: "closed", up: 10, down: 20 }] }]);
+  expect(sent).toEqual([
+    { t: "direct-stream", sessionId: "s-a", reports: [{ streamId: "t-1", state: "closed", up: 10, down: 20 }] },
+  ]);
   reports.add("s-a", { streamId: "t-2", state: "closed", up: 1, down: 2 });
   reports.add("s-a", { streamId: "t-3", state: "open" });
   await Promise.resolve();
