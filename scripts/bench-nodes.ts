@@ -160,7 +160,7 @@ try {
     rows,
   };
   fs.mkdirSync(path.dirname(a.json!), { recursive: true });
-  fs.writeFileSync(a.json!, JSON.stringify(json, null, 2) + "\n");
+  fs.writeFileSync(a.json!, `${JSON.stringify(json, null, 2)}\n`);
   console.log(`\nwrote ${a.json}`);
 } catch (e) {
   // What each process said is what tells a failed stream's story (the benchmark deletes their files).

@@ -312,7 +312,7 @@ try {
     targets,
   };
   fs.mkdirSync(path.dirname(a.json!), { recursive: true });
-  fs.writeFileSync(a.json!, JSON.stringify(json, null, 2) + "\n");
+  fs.writeFileSync(a.json!, `${JSON.stringify(json, null, 2)}\n`);
   console.log(`\nwrote ${a.json}`);
 } finally {
   await cleanup();

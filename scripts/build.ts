@@ -53,7 +53,7 @@ if (flags.release) {
     sums.push(`${sha256(path.join(RELEASE_DIR, asset))}  ${asset}`);
   }
   // sha256sum's own format, so `sha256sum -c SHA256SUMS` checks a download by hand.
-  fs.writeFileSync(path.join(RELEASE_DIR, SUMS_FILE), sums.join("\n") + "\n");
+  fs.writeFileSync(path.join(RELEASE_DIR, SUMS_FILE), `${sums.join("\n")}\n`);
   console.log(`wrote ${path.join(RELEASE_DIR, SUMS_FILE)} (${names.length} assets, ${version})`);
 } else {
   compile(process.env.TESSERA_OUTFILE || "dist/tessera", process.env.BUN_TARGET);

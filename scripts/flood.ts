@@ -209,7 +209,7 @@ try {
     `audit: ${(report.after as { auditVerify: string }).auditVerify}; sessions logged for ${(report.after as { legitSessionsInAudit: string[] }).legitSessionsInAudit.join(", ")}`,
   );
   console.log(JSON.stringify(report, null, 2));
-  if (a.json) fs.writeFileSync(a.json, JSON.stringify(report, null, 2) + "\n");
+  if (a.json) fs.writeFileSync(a.json, `${JSON.stringify(report, null, 2)}\n`);
 } finally {
   clearTimeout(watchdog);
   await cleanup();

@@ -106,7 +106,7 @@ function jsonLine(obj: Pick<LogObject, "type" | "tag" | "args" | "date">): strin
   const line: Record<string, unknown> = { time: obj.date.toISOString(), level: obj.type, msg };
   if (obj.tag) line.tag = obj.tag;
   if (errors.length) line.errors = errors;
-  return JSON.stringify(line) + "\n";
+  return `${JSON.stringify(line)}\n`;
 }
 
 function safeString(a: unknown): string {

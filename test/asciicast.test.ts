@@ -11,7 +11,7 @@ const dir = () => fs.mkdtempSync(path.join(os.tmpdir(), "tessera-cast-"));
 
 function writeCast(lines: unknown[]): string {
   const file = path.join(dir(), "x.cast");
-  fs.writeFileSync(file, lines.map((l) => (typeof l === "string" ? l : JSON.stringify(l))).join("\n") + "\n");
+  fs.writeFileSync(file, `${lines.map((l) => (typeof l === "string" ? l : JSON.stringify(l))).join("\n")}\n`);
   return file;
 }
 
@@ -103,7 +103,7 @@ describe("replay", () => {
 
   test("a line past the limit is refused without buffering the rest of it", async () => {
     const file = path.join(dir(), "long.cast");
-    fs.writeFileSync(file, JSON.stringify(HEAD) + "\n" + '[0.1, "o", "' + "x".repeat(MAX_LINE_BYTES + 10));
+    fs.writeFileSync(file, `${JSON.stringify(HEAD)}\n[0.1, "o", "${"x".repeat(MAX_LINE_BYTES + 10)}`);
     await expect(play(file)).rejects.toThrow(/longer than/);
   });
 });

@@ -89,11 +89,11 @@ test("checkpoints from before they were chained still verify, and a log without 
   const sig = sign("sha256", Buffer.from(`tessera-audit-checkpoint\n3\n${prev}`), keyPem).toString("base64");
   fs.appendFileSync(
     file,
-    JSON.stringify({ seq: 3, ts: new Date().toISOString(), event: "checkpoint", sig, prev }) + "\n",
+    `${JSON.stringify({ seq: 3, ts: new Date().toISOString(), event: "checkpoint", sig, prev })}\n`,
   );
   fs.appendFileSync(
     file,
-    JSON.stringify({ seq: 4, ts: new Date().toISOString(), event: "three", prev: sha256(lines().at(-1)!) }) + "\n",
+    `${JSON.stringify({ seq: 4, ts: new Date().toISOString(), event: "three", prev: sha256(lines().at(-1)!) })}\n`,
   );
   expect(verifyAudit([file], { certPem })).toMatchObject({
     ok: true,
@@ -130,7 +130,7 @@ test("a validly signed checkpoint that does not follow the previous one breaks t
   const { seq, ts, reason, every, intervalMs, prevCheckpoint } = body;
   fs.appendFileSync(
     file,
-    JSON.stringify({
+    `${JSON.stringify({
       seq,
       ts,
       event: "checkpoint",
@@ -140,7 +140,7 @@ test("a validly signed checkpoint that does not follow the previous one breaks t
       prevCheckpoint,
       sig: signCheckpoint(keyPem, body),
       prev,
-    }) + "\n",
+    })}\n`,
   );
   const r = verifyAudit([file], { certPem });
   expect(r.bad).toMatchObject({ kind: "removed", line: 3 });

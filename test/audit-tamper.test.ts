@@ -49,7 +49,7 @@ function rechain(ls: string[]): string[] {
     const rec = JSON.parse(l) as Record<string, unknown>;
     rec.seq = i + 1;
     rec.prev = prev;
-    const out = JSON.stringify(rec) + "\n";
+    const out = `${JSON.stringify(rec)}\n`;
     prev = sha256(out);
     return out;
   });
@@ -146,13 +146,13 @@ describe("attacks today's verify did not see", () => {
       rechain(
         [1, 2, 3].map(
           (i) =>
-            JSON.stringify({
+            `${JSON.stringify({
               seq: i,
               ts: new Date().toISOString(),
               event: "session.open",
               sessionId: `s-${i}`,
               prev: "",
-            }) + "\n",
+            })}\n`,
         ),
       ),
     );

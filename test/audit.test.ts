@@ -27,7 +27,7 @@ function rawLines(): string[] {
   return text
     .split("\n")
     .slice(0, -1)
-    .map((l) => l + "\n");
+    .map((l) => `${l}\n`);
 }
 
 describe("AuditLog", () => {
@@ -164,7 +164,7 @@ describe("AuditLog", () => {
     const last = JSON.parse(lines[3]!) as { seq: number; event: string; prev: string };
     expect(last.event).toBe("after-crash");
     expect(last.seq).toBe(4);
-    expect(last.prev).toBe(sha256(lines[2]! + "\n"));
+    expect(last.prev).toBe(sha256(`${lines[2]!}\n`));
   });
 
   test("the file is created with mode 0600", () => {

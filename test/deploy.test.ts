@@ -49,7 +49,7 @@ async function startRemapped(argv: string[], dirs: Record<string, string>, env: 
   const moved = argv.map((a) => {
     if (/^0\.0\.0\.0:\d+$/.test(a)) return "127.0.0.1:0";
     for (const [from, to] of Object.entries(dirs))
-      if (a === from || a.startsWith(from + "/")) return to + a.slice(from.length);
+      if (a === from || a.startsWith(`${from}/`)) return to + a.slice(from.length);
     return a;
   });
   const p = spawn(moved, env);
@@ -199,7 +199,7 @@ test("systemd units: sandboxed, restarting, and running the binary with flags an
       await flagsOf(cmd),
     );
     if (cmd === "coordinator") {
-      for (const k of ["certs", "audit", "db"]) expect(flags[k]!.startsWith(state + "/")).toBe(true);
+      for (const k of ["certs", "audit", "db"]) expect(flags[k]!.startsWith(`${state}/`)).toBe(true);
       expect(flags.listen).toBe("0.0.0.0:8443");
       expect(flags.http).toBe("0.0.0.0:8080");
     } else {
@@ -268,7 +268,7 @@ test("DEPLOYING.md: every tessera command it shows exists with those flags, and 
   const exec = unit(read("deploy/systemd/tessera-coordinator.service"))
     .Service!.ExecStart![0]!.replace("/usr/local/bin/", "")
     .replace(" $TESSERA_FLAGS", "");
-  expect(doc.replace(/`\n/g, "` ").replace(/\s+/g, " ")).toContain("`" + exec + "`");
+  expect(doc.replace(/`\n/g, "` ").replace(/\s+/g, " ")).toContain(`\`${exec}\``);
   // Paths it names are the ones the unit and compose files use.
   for (const p of [
     "/etc/tessera/coordinator.env",

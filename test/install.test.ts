@@ -23,7 +23,7 @@ const fakeBinary = (says: string) => `#!/bin/sh\necho ${says}\n`;
 
 function release(tag: string, assets: Record<string, Uint8Array | string>, sums: Record<string, string> = {}): void {
   const lines = Object.entries(assets).map(([name, body]) => `${sums[name] ?? sha(body)}  ${name}`);
-  files.set(`/releases/download/${tag}/SHA256SUMS`, lines.join("\n") + "\n");
+  files.set(`/releases/download/${tag}/SHA256SUMS`, `${lines.join("\n")}\n`);
   for (const [name, body] of Object.entries(assets)) files.set(`/releases/download/${tag}/${name}`, body);
 }
 

@@ -13,7 +13,8 @@ export function cpuMeter(cost: CpuCost, workload: string, p: Path): (units: numb
   const before = procs.map((q) => cpuSeconds(q.pid));
   return (units) => {
     const per = ((cost[workload] ??= {})[p.name] ??= {});
-    procs.forEach((q, i) => (per[q.role] ??= []).push(((cpuSeconds(q.pid) - before[i]!) * 1e6) / Math.max(units, 1)));
+    for (const [i, q] of procs.entries())
+      (per[q.role] ??= []).push(((cpuSeconds(q.pid) - before[i]!) * 1e6) / Math.max(units, 1));
   };
 }
 

@@ -113,7 +113,7 @@ export async function ssh(targetPort: number, dir: string, via: Leg = noDelay): 
     `AllowUsers ${user}`,
     "LogLevel ERROR",
   ].join("\n");
-  fs.writeFileSync(path.join(d, "sshd_config"), config + "\n");
+  fs.writeFileSync(path.join(d, "sshd_config"), `${config}\n`);
   const sshd = spawn("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", path.join(d, "sshd_config")]);
   // sshd prints nothing when it is ready: wait until its port accepts.
   for (let i = 0; ; i++) {

@@ -41,7 +41,7 @@ function rotationOf(file: string): Link | undefined {
   const b = firstLine(file);
   const rec = b ? parseLine(b) : undefined;
   const named = (rec as { previousFile?: unknown } | undefined)?.previousFile;
-  if (!rec || rec.event !== "rotate" || typeof named !== "string") return undefined;
+  if (rec?.event !== "rotate" || typeof named !== "string") return undefined;
   return { previousFile: named, seq: rec.seq, prev: rec.prev };
 }
 
@@ -62,7 +62,10 @@ export function groupChains(inputs: string[]): { chains: Chain[]; warnings: stri
   const given = new Map<string, string>();
   for (const f of inputs) if (!given.has(real(f))) given.set(real(f), f);
   const ends = new Map<string, { hash: string; seq: number } | undefined>();
-  const end = (f: string) => (ends.has(f) ? ends.get(f) : (ends.set(f, endOf(f)), ends.get(f)));
+  const end = (f: string) => {
+    if (!ends.has(f)) ends.set(f, endOf(f));
+    return ends.get(f);
+  };
   const prevOf = new Map<string, string | undefined>();
   const missing = new Map<string, string>();
   const link = (key: string, shown: string): string | undefined => {

@@ -256,7 +256,7 @@ export class AuditLog {
 
   private write(event: string, fields: AuditFields, now: number): void {
     const ts = new Date(now).toISOString();
-    const line = JSON.stringify({ seq: this.seq + 1, ts, event, ...dropUndefined(fields), prev: this.prev }) + "\n";
+    const line = `${JSON.stringify({ seq: this.seq + 1, ts, event, ...dropUndefined(fields), prev: this.prev })}\n`;
     const bytes = Buffer.from(line);
     fs.writeSync(this.fd, bytes);
     this.size += bytes.length;

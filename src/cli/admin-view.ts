@@ -63,7 +63,7 @@ export function sessionsTable(sessions: v.InferOutput<typeof SessionView>[], now
       `${INDENT}from ${clip(s.guestAddr, 21)}  ${clip(streams, 24)}  ↑${bytes(s.bytesUp)} ↓${bytes(s.bytesDown)}`,
     );
   }
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }
 
 export function hostsTable(hosts: v.InferOutput<typeof HostView>[]): string {
@@ -83,7 +83,7 @@ export function hostsTable(hosts: v.InferOutput<typeof HostView>[]): string {
     if (h.removedAt)
       lines.push(`${" ".repeat(14)}${clip(`removed ${when(h.removedAt)} by ${h.removedBy ?? "the operator"}`, 66)}`);
   }
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }
 
 /** The key as the table shows it: enough to tell hosts apart, and accepted by `admin hosts remove`. */

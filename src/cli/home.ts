@@ -53,7 +53,7 @@ export function readConfig(): Config {
 }
 
 export function writeConfig(c: Config): void {
-  writePrivate(homeFile("config.json"), JSON.stringify(c, null, 2) + "\n");
+  writePrivate(homeFile("config.json"), `${JSON.stringify(c, null, 2)}\n`);
 }
 
 export function coordinatorAddress(): string {

@@ -28,12 +28,12 @@ export async function runShellGuest(
     );
   }
   const term = new TerminalAttachment({
-    onReady: ({ readOnly, recorded, escape, again }) => {
+    onReady: ({ readOnly, recorded, escape: escapeKey, again }) => {
       if (again) return void process.stderr.write("\r\n[tessera] back on the same shell\r\n");
       const notes = [
         readOnly ? "read-only: you watch, the host types" : "",
         recorded ? "the host records this session" : "",
-        escape ? "~. disconnects" : "",
+        escapeKey ? "~. disconnects" : "",
       ].filter(Boolean);
       log.info(
         `session ${approved.sessionId}: connected to a shell on the host${notes.length ? ` (${notes.join("; ")})` : ""}`,
@@ -48,7 +48,7 @@ export async function runShellGuest(
   let last: StreamResult | undefined;
   let failure: string | undefined;
   for (let failed = 0; stop === undefined; ) {
-    let stream;
+    let stream: Awaited<ReturnType<Guest["openStream"]>>;
     try {
       stream = await guest.openStream();
     } catch (err) {

@@ -1,7 +1,3 @@
-// The guest's terminal on a shell share: keystrokes out raw, the remote screen in, the window size
-// kept in step, and the local terminal put back exactly as it was however the session ends. One local
-// terminal can ride several streams in turn (a resumed session gets a new stream, same remote shell).
-import os from "node:os";
 import type { Duplex } from "node:stream";
 import { errorMessage } from "../errors.ts";
 import { plainTextFilter } from "./plain-text.ts";
@@ -56,7 +52,7 @@ export class TerminalAttachment {
     const result: StreamResult = { ready: false };
     return new Promise((resolve) => {
       stream.on("data", (chunk: Buffer) => {
-        let frames;
+        let frames: ReturnType<typeof decoder.push>;
         try {
           frames = decoder.push(chunk);
         } catch (err) {

@@ -50,7 +50,7 @@ export function renderUsage(
     out.push(bold("Options:"));
     out.push(...table(rows, width));
   }
-  return out.join("\n") + "\n";
+  return `${out.join("\n")}\n`;
 }
 
 /** Two columns; a left cell too wide for the column puts its text on the next line instead. */

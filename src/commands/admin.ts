@@ -37,7 +37,7 @@ function post(body: unknown): RequestInit {
 
 /** --json prints the coordinator's answer as it came (once it has been checked); else the table. */
 function print(asJson: boolean | undefined, raw: unknown, table: () => string): void {
-  process.stdout.write(asJson ? JSON.stringify(raw, null, 2) + "\n" : table());
+  process.stdout.write(asJson ? `${JSON.stringify(raw, null, 2)}\n` : table());
 }
 
 const sessions = defineCommand({

@@ -145,7 +145,7 @@ const tail = defineCommand({
       console.log(rec ? row(rec) : `(unreadable line) ${b.toString("utf8").trim().slice(0, 120)}`);
     };
     if (!args.json) console.log(header());
-    let buf = fs.readFileSync(file!);
+    const buf = fs.readFileSync(file!);
     const whole = buf.lastIndexOf(10) + 1;
     const lines = splitLines(buf.subarray(0, whole));
     for (const l of n === 0 ? lines : lines.slice(-n)) print(l);

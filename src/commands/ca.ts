@@ -47,7 +47,7 @@ export default defineCommand({
       const token = addEnrollToken(dir, certFingerprint(caPem), ttl, now.getTime());
       // A CA directory from before the code key moved out of the database gets one here too.
       if (!fs.existsSync(path.join(dir, "code-key")))
-        writePrivate(path.join(dir, "code-key"), randomBytes(32).toString("hex") + "\n");
+        writePrivate(path.join(dir, "code-key"), `${randomBytes(32).toString("hex")}\n`);
       console.log(
         `enrolment token written to ${path.join(dir, "enroll-token")} (valid ${args["token-ttl"]}, single use)`,
       );
@@ -78,8 +78,8 @@ export default defineCommand({
     writePrivate(path.join(dir, "ca.key"), ca.keyPem);
     writePublic(path.join(dir, "coordinator.crt"), coordCert);
     writePrivate(path.join(dir, "coordinator.key"), await exportPrivateKeyPem(keys.privateKey));
-    writePrivate(path.join(dir, "operator-token"), randomBytes(32).toString("hex") + "\n");
-    writePrivate(path.join(dir, "code-key"), randomBytes(32).toString("hex") + "\n");
+    writePrivate(path.join(dir, "operator-token"), `${randomBytes(32).toString("hex")}\n`);
+    writePrivate(path.join(dir, "code-key"), `${randomBytes(32).toString("hex")}\n`);
     writePublic(path.join(dir, "ca.sha256"), `sha256:${fp}\n`);
     writePrivate(path.join(dir, "enroll-tokens.json"), "[]\n");
     addEnrollToken(dir, fp, ttl, now.getTime());
@@ -99,6 +99,6 @@ function addEnrollToken(dir: string, caHex: string, ttlMs: number, now: number):
   const { token, record } = makeEnrollToken(caHex, ttlMs, now);
   // Only the hash is kept for the coordinator; the token itself is for the operator to hand out.
   const live = records.filter((r) => r.expiresAt > now);
-  writePrivate(file, JSON.stringify([...live, record], null, 2) + "\n");
-  writePrivate(path.join(dir, "enroll-token"), token + "\n");
+  writePrivate(file, `${JSON.stringify([...live, record], null, 2)}\n`);
+  writePrivate(path.join(dir, "enroll-token"), `${token}\n`);
 }

@@ -1,7 +1,7 @@
 // `tessera share`: offer one local port or a shell (embedded agent) or approve for a running agent; prints a code and prompts per request.
 import { randomBytes } from "node:crypto";
 import { defineCommand } from "citty";
-import { ConfigError, errorMessage } from "../errors.ts";
+import { ConfigError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { Agent } from "../host/agent.ts";
 import type { ControlClient } from "../wire/control-client.ts";

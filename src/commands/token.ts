@@ -15,7 +15,7 @@ export default defineCommand({
       throw new ConfigError(
         "an operator token is 64 hex characters (see operator-token in the coordinator's certs directory)",
       );
-    writePrivate(homeFile("operator-token"), t + "\n");
+    writePrivate(homeFile("operator-token"), `${t}\n`);
     console.log(`operator token saved to ${homeFile("operator-token")}`);
   },
 });

@@ -80,5 +80,5 @@ function json(body: unknown, status = 200): Response {
 }
 
 export function text(status: number, body: string): Response {
-  return new Response(body + "\n", { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+  return new Response(`${body}\n`, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
 }

@@ -90,8 +90,14 @@ export class Cluster {
     const host = this.host!;
     if (f.t === "hello" || f.t === "ping" || f.t === "pong" || f.t === "error" || f.t === "enroll") return false;
     const b = this.bound.get(peer.id);
-    if (b) return (this.forward(peer, b.node, f), true);
-    if (f.t === "register") return (await this.takeOver(f.shareId), false);
+    if (b) {
+      this.forward(peer, b.node, f);
+      return true;
+    }
+    if (f.t === "register") {
+      await this.takeOver(f.shareId);
+      return false;
+    }
     const shareId = await this.shareOf(f);
     if (!shareId || host.hasShare(shareId)) return false;
     const node = await this.o.store.nodes.shareNode(shareId);

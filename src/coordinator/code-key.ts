@@ -27,7 +27,7 @@ export async function loadCodeKey(file: string, store: Store): Promise<Buffer> {
   const hex = (await store.getMeta(LEGACY_META)) ?? randomBytes(32).toString("hex");
   // wx: two nodes starting at once must not overwrite each other's key; the loser reads the winner's.
   try {
-    fs.writeFileSync(file, hex + "\n", { mode: 0o600, flag: "wx" });
+    fs.writeFileSync(file, `${hex}\n`, { mode: 0o600, flag: "wx" });
   } catch (err) {
     if ((err as { code?: string }).code === "EEXIST") return loadCodeKey(file, store);
     throw new ConfigError(

@@ -90,7 +90,7 @@ export class DirectBook {
   /** Direct streams ended here (session end, revoke, the guest away) whose close line waits for the agent's final counts, by stream id. */
   private readonly finals = new Map<string, Final>();
   /** Per session: finals outstanding, and what runs once there are none. */
-  private readonly settling = new Map<Session, { n: number; then?: () => void }>();
+  private readonly settling = new Map<Session, { n: number; done?: () => void }>();
 
   constructor(private readonly o: DirectBookOptions) {}
 
@@ -252,7 +252,7 @@ export class DirectBook {
   afterFinals(s: Session, then: () => void): void {
     const st = this.settling.get(s);
     if (!st) return then();
-    st.then = then;
+    st.done = then;
   }
 
   private finalReport(peer: Peer, sessionId: string, r: StreamReport): boolean {
@@ -277,7 +277,7 @@ export class DirectBook {
     const st = this.settling.get(f.s);
     if (!st || --st.n > 0) return;
     this.settling.delete(f.s);
-    st.then?.();
+    st.done?.();
   }
 
   /** A stream ended: its report timer goes. */

@@ -40,7 +40,7 @@ export class Registry {
       out.push(`# HELP ${f.name} ${f.help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`, `# TYPE ${f.name} ${f.type}`);
       for (const [labels, value] of f.series) out.push(`${f.name}${this.withConstant(labels)} ${value}`);
     }
-    return out.join("\n") + "\n";
+    return `${out.join("\n")}\n`;
   }
 
   private withConstant(labels: string): string {

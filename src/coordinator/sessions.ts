@@ -167,7 +167,7 @@ export class SessionBook {
   use(peer: Peer, f: { sessionId: string; streamId: string; ref: string }): void {
     const s = this.guestSession(peer, f.sessionId, f.ref);
     const stream = [...s.streams].find((st) => st.id === f.streamId);
-    if (!stream || stream.pool !== "ready")
+    if (stream?.pool !== "ready")
       throw new RefusedError("stream", `stream "${f.streamId}" is not a ready pooled stream of this session`, {
         ref: f.ref,
       });
@@ -181,7 +181,7 @@ export class SessionBook {
     try {
       scopeCheck(s, f.ref);
     } catch (err) {
-      this.splicer.end(stream, "the pooled stream was refused: " + errorMessage(err));
+      this.splicer.end(stream, `the pooled stream was refused: ${errorMessage(err)}`);
       throw err;
     }
     stream.pool = "used";

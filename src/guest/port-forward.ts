@@ -130,7 +130,7 @@ export class PortForward {
 
   /** Sends "open" for waiting connections while fewer than MAX_ASKED are unanswered. */
   askMore(): void {
-    let live;
+    let live: ReturnType<StreamContext["live"]>;
     while (this.asked.size < MAX_ASKED && this.waiting.length && (live = this.ctx.live())) {
       const ref = this.waiting.shift()!;
       if (!this.opening.has(ref)) continue; // the local client left while it waited

@@ -113,16 +113,14 @@ export class DirectDialer {
   /** The guest's hints for a session this agent holds: checked, probed, and the outcome reported for the audit log. */
   async hints(f: FrameOf<ServerFrame, "hints">, s: AgentSession): Promise<void> {
     const report = (ok: boolean, counts: { dialled: number; refused: number; over: number }, reason?: string) =>
-      this.o
-        .client()
-        ?.send({
-          t: "direct",
-          sessionId: f.sessionId,
-          ok,
-          offered: f.hints.length,
-          ...counts,
-          ...(reason ? { reason: reason.slice(0, 200) } : {}),
-        });
+      this.o.client()?.send({
+        t: "direct",
+        sessionId: f.sessionId,
+        ok,
+        offered: f.hints.length,
+        ...counts,
+        ...(reason ? { reason: reason.slice(0, 200) } : {}),
+      });
     const none = { dialled: 0, refused: 0, over: 0 };
     if (this.o.relayOnly) return report(false, none, "the host runs with --relay-only");
     const path = this.path(f.sessionId);

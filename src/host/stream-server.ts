@@ -96,7 +96,7 @@ export class StreamServer {
   /** The coordinator says a pooled stream was put to work and is audited: it goes to the target now. */
   async use(f: { sessionId: string; streamId: string }): Promise<void> {
     const s = this.o.session(f.sessionId);
-    if (!s || !s.pool.has(f.streamId)) return;
+    if (!s?.pool.has(f.streamId)) return;
     const inner = s.pool.get(f.streamId);
     // The guest's TLS is verified on its side but not yet here (its last flight is on the way).
     if (!inner) return void s.usedEarly.add(f.streamId);
@@ -169,7 +169,7 @@ export class StreamServer {
   }
 
   /** A verified stream meets its target connection; bytes either side sent meanwhile wait in its socket (bounded; see pipe.ts). */
-  private join(f: { sessionId: string }, s: AgentSession, inner: Socket<End>, up: Socket<End> | Error): void {
+  private join(f: { sessionId: string }, _s: AgentSession, inner: Socket<End>, up: Socket<End> | Error): void {
     if (up instanceof Error) {
       this.o.events.onStream?.(f.sessionId, up.message);
       return cut(inner);

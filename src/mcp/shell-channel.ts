@@ -132,7 +132,7 @@ export class ShellChannel {
       };
       const timer = setTimeout(() => fail("the host's terminal did not answer in time"), READY_TIMEOUT_MS);
       stream.on("data", (chunk: Buffer) => {
-        let frames;
+        let frames: ReturnType<typeof decoder.push>;
         try {
           frames = decoder.push(chunk);
         } catch (err) {

@@ -51,7 +51,7 @@ export function publicShare(y: bigint, g: ReturnType<typeof calculateGenerator>)
 
 /** K = y·X, or undefined where the draft says abort: X does not decode, or K is the identity. */
 export function scalarMultVfy(y: bigint, X: Uint8Array): Buffer | undefined {
-  let p;
+  let p: InstanceType<typeof Point>;
   try {
     p = Point.fromBytes(X);
   } catch {

@@ -1,7 +1,7 @@
 // Validation and encoding of subject common names and SAN values, shared by certificate and CSR creation.
 import { isIP } from "node:net";
 import { PkiError } from "./errors.ts";
-import { x509 } from "./x509.ts";
+import type { x509 } from "./x509.ts";
 
 /** Subject DN holding just a CN; built as JSON so commas or "=" in the name cannot inject extra attributes. */
 export function subjectFor(commonName: string): x509.JsonName {

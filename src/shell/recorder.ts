@@ -63,6 +63,6 @@ export class Recorder {
 
   private line(value: unknown): void {
     if (this.closed) return;
-    fs.writeSync(this.fd, JSON.stringify(value) + "\n");
+    fs.writeSync(this.fd, `${JSON.stringify(value)}\n`);
   }
 }

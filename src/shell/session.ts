@@ -135,7 +135,7 @@ export class ShellSession {
   }
 
   private onData(chunk: Buffer): void {
-    let frames;
+    let frames: ReturnType<typeof this.decoder.push>;
     try {
       frames = this.decoder.push(chunk);
     } catch (err) {

@@ -1,5 +1,5 @@
 // The only place control frames are parsed: u32 big-endian length, then UTF-8 JSON, validated by schema.
-import * as v from "valibot";
+import type * as v from "valibot";
 import { ProtocolError } from "../errors.ts";
 import { checked, parseJsonText } from "../validate.ts";
 import { LengthPrefixed, withLengthPrefix, type Framing } from "./length-prefix.ts";

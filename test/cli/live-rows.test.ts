@@ -58,7 +58,7 @@ test("every panel line fits 80 columns, even with long, wide or hostile names an
     expect(l.length).toBeLessThanOrEqual(79);
     expect(l).not.toMatch(/[\x00-\x1f]/);
   }
-  expect(lines[2]).toMatch(/^ 1  alice\s+127\.0\.0\.1:5432\s+-\s+3\s+1\.2k\s+5\.6M\s+29:49\s+-\s+-$/);
+  expect(lines[2]).toMatch(/^ 1 {2}alice\s+127\.0\.0\.1:5432\s+-\s+3\s+1\.2k\s+5\.6M\s+29:49\s+-\s+-$/);
   expect(lines[4]).toContain("away");
   expect(panelLines(rows, 0, 1800, 40).every((l) => l.length <= 39)).toBe(true);
   expect(panelLines([], 0, 1800)).toEqual([]);

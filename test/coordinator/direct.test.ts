@@ -86,7 +86,7 @@ test("share --direct-listen: the agent's hints go to the guest, once; the guest'
 
 test("--direct-listen: the agent's failed probe of the guest does not undo the guest's proof of the host, whichever comes first", async () => {
   w = await World.open();
-  let host;
+  let host: Awaited<ReturnType<World["session"]>>["host"] | undefined;
   for (const agentFirst of [true, false]) {
     const s = await w.session(host, agentFirst ? "ann" : "ben");
     host = s.host;

@@ -1,6 +1,6 @@
 // A real Coordinator listening on loopback port 0 (real CA, certificate, store, audit log and /healthz) for listener tests.
 import fs from "node:fs";
-import net from "node:net";
+import type net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import tls from "node:tls";

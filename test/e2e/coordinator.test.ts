@@ -145,7 +145,7 @@ test("guest trust by --ca-pin: the right pin links, a wrong pin is refused, no p
   expect(fs.readFileSync(path.join(d.dir, "g1/ca.crt"), "utf8")).toBe(
     fs.readFileSync(path.join(d.dir, "pki/ca.crt"), "utf8"),
   );
-  const wrong = await run(["link", d.address, "--ca-pin", "sha256:" + "ab".repeat(32)], home("g2"));
+  const wrong = await run(["link", d.address, "--ca-pin", `sha256:${"ab".repeat(32)}`], home("g2"));
   expect(wrong.code).toBe(1);
   expect(wrong.err).toContain("not the expected sha256:");
   expect(fs.existsSync(path.join(d.dir, "g2/ca.crt"))).toBe(false);

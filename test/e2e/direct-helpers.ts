@@ -91,6 +91,8 @@ export async function countingServers(
   return {
     ports: servers.map((s) => (s.address() as net.AddressInfo).port),
     accepted: () => accepted,
-    close: () => servers.forEach((s) => s.close()),
+    close: () => {
+      for (const s of servers) s.close();
+    },
   };
 }

@@ -48,7 +48,7 @@ test("a burst of 150 connections all get working direct streams", async () => {
   expect((await auditEvents(d, "direct.probe"))[0]!.ok).toBe(true);
   const payloads = Array.from({ length: 150 }, (_, i) => randomBytes(1000 + i));
   const echoed = await Promise.all(payloads.map((p) => roundTrip(local, p)));
-  echoed.forEach((e, i) => expect(e.equals(payloads[i]!)).toBe(true));
+  for (const [i, e] of echoed.entries()) expect(e.equals(payloads[i]!)).toBe(true);
   const opens = d.audit().filter((e) => e.event === "stream.open");
   expect(opens.length).toBe(150);
   expect(opens.every((e) => e.path === "direct")).toBe(true);

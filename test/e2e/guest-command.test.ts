@@ -114,7 +114,7 @@ test("join -- psql: a real PostgreSQL answers a query through the tunnel", async
   await auditEvents(d, "session.close");
   // psql's own failure status passes through too: a failing script with ON_ERROR_STOP exits 3.
   host.write("c\r");
-  const code2 = (await host.waitFor(/code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?\n[^]*code: ([0-9A-Z]{4}-[0-9A-Z]{4})/))[2]!;
+  const code2 = (await host.waitFor(/code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?\n[\s\S]*code: ([0-9A-Z]{4}-[0-9A-Z]{4})/))[2]!;
   const bad = spawn(
     [
       "join",
@@ -151,7 +151,7 @@ test("join -- psql: a real PostgreSQL answers a query through the tunnel", async
 });
 
 test("the session ends first: the command is stopped and tessera exits 1 saying why", async () => {
-  const { d, host, guest } = await approvedCommand("sleeper", ["sleep", "600"]);
+  const { host, guest } = await approvedCommand("sleeper", ["sleep", "600"]);
   await guest.waitFor(/running sleep/);
   host.kill("SIGINT");
   expect(await guest.exit()).toBe(1);

@@ -34,7 +34,7 @@ function lastRow(out: string, name: string): { streams: number; up: number; down
 /** The panel's lines as a terminal would show them: escape sequences out, split where lines end. */
 function panelLinesOf(out: string): string[] {
   const plain = out.replace(/\x1b\[[0-9;]*[A-Za-z]|\x1b[78]/g, "\n");
-  return plain.split(/[\r\n]+/).filter((l) => /^── \d+ sessions? · k N|^ #  guest|^ ?\d+ {2}\S/.test(l));
+  return plain.split(/[\r\n]+/).filter((l) => /^── \d+ sessions? · k N|^ # {2}guest|^ ?\d+ {2}\S/.test(l));
 }
 
 test("two guests get a row each with bytes that grow; k 1 ends one while the other keeps moving bytes", async () => {

@@ -135,25 +135,25 @@ test("stdout carries only JSON-RPC: a line of garbage is dropped and the next re
   };
   p.write("this is not json\n");
   p.write(
-    JSON.stringify({
+    `${JSON.stringify({
       jsonrpc: "2.0",
       id: 1,
       method: "initialize",
       params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
-    }) + "\n",
+    })}\n`,
   );
   const got = await replies(1);
   expect(got[0]).toMatchObject({ id: 1, result: { serverInfo: { name: "tessera" } } });
-  p.write(JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) + "\n");
+  p.write(`${JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" })}\n`);
   p.write(
-    JSON.stringify({
+    `${JSON.stringify({
       jsonrpc: "2.0",
       id: 2,
       method: "tools/call",
       params: { name: "access_close", arguments: "not an object" },
-    }) + "\n",
+    })}\n`,
   );
-  p.write(JSON.stringify({ jsonrpc: "2.0", id: 3, method: "tools/list" }) + "\n");
+  p.write(`${JSON.stringify({ jsonrpc: "2.0", id: 3, method: "tools/list" })}\n`);
   const all = await replies(3);
   expect(all[1]!.id).toBe(2);
   expect(all[1]!.error ?? all[1]!.result?.isError).toBeTruthy();
@@ -207,7 +207,7 @@ test("access_request: the host types y at a real PTY and bytes flow through the 
     { name: "access_request", arguments: { invite, reason: "a second look" } },
     CALL,
   );
-  await host.waitFor(/reason  "a second look[\s\S]*Allow alice-agent/);
+  await host.waitFor(/reason {2}"a second look[\s\S]*Allow alice-agent/);
   host.write("n\r");
   const no = await denied;
   expect(no.isError).toBe(true);
@@ -272,7 +272,7 @@ test("a wrong invite and a timeout are clear tool errors; a timed-out request is
     { name: "access_request", arguments: { invite: next, reason: "cancelled soon" } },
     { ...CALL, signal: abort.signal },
   );
-  await host.waitFor(/reason  "cancelled soon/);
+  await host.waitFor(/reason {2}"cancelled soon/);
   abort.abort();
   await expect(cancelled).rejects.toThrow();
   await host.waitFor(/no longer waiting: withdrawn[\s\S]*no longer waiting: withdrawn/);

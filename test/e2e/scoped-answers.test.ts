@@ -64,7 +64,7 @@ test("ro: a shell read-only for this guest alone, whatever the share's own setti
   const marks = fs.mkdtempSync(path.join(d.dir, "marks-"));
   const { host, code } = await shareShell(d, ["--command", "sh", "--no-record"], { env: { PS1: "tsh$ ", ENV: "" } });
   const guest = spawn(["join", code, "--name", "watcher"], d.guestEnv, { pty: true });
-  await host.waitFor(/answer  y, n, or scoped: y 15m, y 1, ro, n REASON/);
+  await host.waitFor(/answer {2}y, n, or scoped: y 15m, y 1, ro, n REASON/);
   await host.waitFor(/Allow watcher /);
   host.write("ro\r");
   await guest.waitFor(/read-only: you watch, the host types/);

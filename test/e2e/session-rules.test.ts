@@ -56,7 +56,7 @@ test("a code works once, and a used, expired or unknown code gets one clear answ
 test("redemption attempts are rate-limited per address", async () => {
   const d = await deploy();
   let last = "";
-  for (let i = 0; i < 11; i++) last = (await run(["join", "ZZZZ-ZZZ" + (i % 10)], d.guestEnv)).err;
+  for (let i = 0; i < 11; i++) last = (await run(["join", `ZZZZ-ZZZ${i % 10}`], d.guestEnv)).err;
   expect(last).toContain("too many attempts");
 });
 

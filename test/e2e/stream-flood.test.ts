@@ -35,7 +35,10 @@ class Changes {
         this.waiters.delete(check);
         resolve();
       };
-      const timer = setTimeout(() => (this.waiters.delete(check), reject(onTimeout())), timeoutMs);
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        reject(onTimeout());
+      }, timeoutMs);
       this.waiters.add(check);
     });
   }
@@ -92,9 +95,18 @@ async function hostileGuest(d: Deployment, approver: Proc, code: string, name: s
   const answers = new Map<string, Answer>();
   const changes = new Changes();
   let closed: string | undefined;
-  c.on("stream", (f) => (answers.set(f.ref, f), changes.changed()));
-  c.on("error", (f) => (answers.set(f.ref ?? "", f), changes.changed()));
-  c.on("closed", (f) => ((closed = f.reason), changes.changed()));
+  c.on("stream", (f) => {
+    answers.set(f.ref, f);
+    changes.changed();
+  });
+  c.on("error", (f) => {
+    answers.set(f.ref ?? "", f);
+    changes.changed();
+  });
+  c.on("closed", (f) => {
+    closed = f.reason;
+    changes.changed();
+  });
   const until = (cond: () => boolean, what: string) =>
     changes.until(cond, () => new Error(`guest: ${what} did not happen`));
   return {

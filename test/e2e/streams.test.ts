@@ -38,7 +38,7 @@ test("200 connections opened in one burst all get working streams, and the sessi
         }),
     ),
   );
-  echoed.forEach((e, i) => expect(e).toBe(`m${i};`));
+  for (const [i, e] of echoed.entries()) expect(e).toBe(`m${i};`);
   for (const s of socks) s.destroy();
   expect(guest.proc.exitCode).toBeNull();
   // One more after the burst still works.
@@ -54,5 +54,5 @@ test("a client that sends and half-closes before its stream is up still gets eve
   // roundTrip writes the payload and ends in the same tick as connect: nothing is up yet.
   const payloads = Array.from({ length: 8 }, (_, i) => randomBytes(300_000 + i));
   const echoed = await Promise.all(payloads.map((p) => roundTrip(local, p)));
-  echoed.forEach((e, i) => expect(e.equals(payloads[i]!)).toBe(true));
+  for (const [i, e] of echoed.entries()) expect(e.equals(payloads[i]!)).toBe(true);
 });

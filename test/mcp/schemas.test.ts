@@ -67,7 +67,7 @@ describe("access_request input", () => {
     for (const s of [
       "-----BEGIN OPENSSH PRIVATE KEY-----",
       "key AKIAIOSFODNN7EXAMPLE",
-      "ghp_" + "a".repeat(36),
+      `ghp_${"a".repeat(36)}`,
       "password: hunter2x",
       "use token=abcd1234",
     ]) {

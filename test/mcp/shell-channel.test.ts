@@ -81,7 +81,7 @@ test("output is handed out MAX_READ_BYTES at a time; past MAX_UNREAD_BYTES the o
   const total = MAX_UNREAD_BYTES + 64 * 1024;
   for (let n = 0; n < total; n += chunk.length) h.print(chunk);
   h.print("END");
-  let first;
+  let first: ReturnType<typeof c.read>;
   for (;;) {
     await c.settle(5);
     first = c.read();

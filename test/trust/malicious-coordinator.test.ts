@@ -2,14 +2,13 @@
 // the binary) rewrites the frames it sends, as a coordinator holding the CA key could. The code's PAKE must catch it.
 import { afterEach, expect, setDefaultTimeout, test } from "bun:test";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { Agent } from "../../src/host/agent.ts";
 import { CodeKeeper } from "../../src/host/code-keeper.ts";
 import { TargetPolicy } from "../../src/host/policy.ts";
 import { Guest } from "../../src/guest/guest.ts";
 import type { Peer } from "../../src/coordinator/state.ts";
-import type { ClientFrame, ServerFrame } from "../../src/wire/protocol.ts";
+import type { ClientFrame } from "../../src/wire/protocol.ts";
 import { Live, within } from "../coordinator/live.ts";
 import { lying, servers, target } from "./lying.ts";
 

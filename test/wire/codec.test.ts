@@ -325,7 +325,7 @@ describe("FrameDecoder errors", () => {
       [ClientFrame, { t: "enroll", token: "t", csr: CSR, name: "bad\u0001name" }],
       [ClientFrame, { t: "hello", v: 1.5, client: "c" }],
       [ServerFrame, { t: "incoming", sessionId: "s", streamId: "s", token: TOKEN.slice(1) }],
-      [ServerFrame, { t: "incoming", sessionId: "s", streamId: "s", token: TOKEN.slice(1) + "+" }],
+      [ServerFrame, { t: "incoming", sessionId: "s", streamId: "s", token: `${TOKEN.slice(1)}+` }],
       [
         ServerFrame,
         {

@@ -111,7 +111,7 @@ describe("safeEqualHex", () => {
     const a = "00ff".repeat(16);
     expect(safeEqualHex(a, a)).toBe(true);
     expect(safeEqualHex(a, a.toUpperCase())).toBe(true);
-    expect(safeEqualHex(a, "00fe" + a.slice(4))).toBe(false);
+    expect(safeEqualHex(a, `00fe${a.slice(4)}`)).toBe(false);
   });
 
   test("false for different lengths and for empty input", () => {
