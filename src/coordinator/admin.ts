@@ -4,6 +4,8 @@ import { TesseraError } from "../errors.ts";
 import { certFingerprint } from "../pki/index.ts";
 import type { Broker } from "./broker.ts";
 import { makeEnrollToken } from "./enroll.ts";
+import { pathOf } from "./direct.ts";
+import { describeScope } from "../wire/scope.ts";
 import type { BrokerOptions, Session } from "./state.ts";
 
 /** Who asked: the holder of the operator token, the name their client declared (unverified) and their address. */
@@ -33,7 +35,18 @@ export interface SessionView {
   guestAddr: string;
   target: string;
   /** What the host's yes allows: this one target, until ended or idle this long. */
-  scope: { target: string; idleLimitSec: number };
+  scope: {
+    target: string;
+    idleLimitSec: number;
+    /** The host's scoped yes in words ("for 15 minutes, one connection"); "" when it set none. */
+    granted: string;
+    /** Seconds until a time scope ends the session (absent without one). */
+    timeLeftSec?: number;
+    /** Streams the scope still allows (absent without a stream count). */
+    streamsLeft?: number;
+  };
+  /** How the session's streams travel: direct (the agent dials the guest) or through this coordinator's relay. */
+  path: "direct" | "relay";
   state: "live" | "guest away" | "host away";
   openedAt: string;
   idleSec: number;
@@ -92,7 +105,16 @@ export class Admin {
       guestKey: s.guestInfo.spki,
       guestAddr: s.guestInfo.addr,
       target: s.target,
-      scope: { target: s.target, idleLimitSec: Math.round(this.o.limits.idleTimeoutMs / 1000) },
+      scope: {
+        target: s.target,
+        idleLimitSec: Math.round(this.o.limits.idleTimeoutMs / 1000),
+        granted: describeScope(s.scope),
+        ...(s.scope?.ttlMs !== undefined
+          ? { timeLeftSec: Math.max(0, Math.ceil((s.openedAt + s.scope.ttlMs - now) / 1000)) }
+          : {}),
+        ...(s.scope?.streams !== undefined ? { streamsLeft: Math.max(0, s.scope.streams - s.streamCount) } : {}),
+      },
+      path: pathOf(s),
       state: s.detachedSince !== undefined ? "guest away" : s.share.agent ? "live" : "host away",
       openedAt: new Date(s.openedAt).toISOString(),
       idleSec: Math.max(0, Math.floor((now - idleSince) / 1000)),
