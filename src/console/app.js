@@ -196,6 +196,7 @@ const RENDER = {
         if (s.scope.timeLeftSec !== undefined) scope.push(`${clock(s.scope.timeLeftSec)} left`);
         if (s.scope.streamsLeft !== undefined) scope.push(`${s.scope.streamsLeft} connection(s) left`);
         return [
+          { text: s.id, cls: "mono" },
           { ...name(s.host), title: s.hostKey },
           { ...name(s.guest), title: s.guestKey },
           escapeUnsafe(s.guestAddr),
@@ -268,8 +269,9 @@ const RENDER = {
         String(l.ts),
         escapeUnsafe(String(l.event)),
         l.sessionId === undefined ? "" : escapeUnsafe(String(l.sessionId)),
-        l.host === undefined ? "" : name(String(l.host)),
-        l.guest === undefined ? "" : name(String(l.guest)),
+        // The log already wrote peers' words escaped (audit/log.ts): shown as written, escaped again in case.
+        l.host === undefined ? "" : { text: escapeUnsafe(String(l.host)), cls: "untrusted" },
+        l.guest === undefined ? "" : { text: escapeUnsafe(String(l.guest)), cls: "untrusted" },
         {
           text: Object.entries(l)
             .filter(([k]) => !skip.has(k))

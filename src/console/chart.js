@@ -47,8 +47,13 @@ export function drawChart(title, points, series, now) {
     const pts = points
       .filter((p) => Date.parse(p.t) >= now - HOUR_MS)
       .map((p) => `${x(Date.parse(p.t)).toFixed(1)},${y(p[s.key]).toFixed(1)}`);
-    if (pts.length === 1) pts.unshift(pts[0]);
     svg.append(el("polyline", { class: `s${i}`, points: pts.join(" "), "data-series": s.key }));
+    // The latest value as a dot: visible even when the hour holds a single sample so far.
+    const last = pts.at(-1);
+    if (last) {
+      const [cx, cy] = last.split(",");
+      svg.append(el("circle", { class: `s${i} dot`, cx, cy, r: 2.5 }));
+    }
   });
   fig.append(svg);
   if (series.length > 1) {

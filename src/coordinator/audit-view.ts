@@ -30,7 +30,7 @@ export interface ChainState {
 }
 
 export class AuditView {
-  private cached: { at: number; size: number; state: ChainState } | undefined;
+  private cached: { at: number; stamp: string; state: ChainState } | undefined;
 
   constructor(
     private readonly file: () => string,
@@ -61,14 +61,15 @@ export class AuditView {
     return out.reverse();
   }
 
-  /** The chain's state; walked again when the file has grown and the last walk is a few seconds old. */
+  /** The chain's state; walked again when the file has changed and the last walk is a few seconds old. */
   chain(now = Date.now()): ChainState {
-    const size = fs.statSync(this.file()).size;
+    const st = fs.statSync(this.file());
+    const stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;
     const c = this.cached;
-    if (c && (c.size === size || now - c.at < VERIFY_EVERY_MS)) return c.state;
+    if (c && (c.stamp === stamp || now - c.at < VERIFY_EVERY_MS)) return c.state;
     const all = verifyChains([this.file()], { certPem: this.certPem });
     const state = describe(all.chains[0]!, now);
-    this.cached = { at: now, size, state };
+    this.cached = { at: now, stamp, state };
     return state;
   }
 }
