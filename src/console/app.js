@@ -196,7 +196,7 @@ const RENDER = {
         if (s.scope.timeLeftSec !== undefined) scope.push(`${clock(s.scope.timeLeftSec)} left`);
         if (s.scope.streamsLeft !== undefined) scope.push(`${s.scope.streamsLeft} connection(s) left`);
         return [
-          { text: s.id, cls: "mono" },
+          { text: s.id, cls: "mono id" },
           { ...name(s.host), title: s.hostKey },
           { ...name(s.guest), title: s.guestKey },
           escapeUnsafe(s.guestAddr),

@@ -52,7 +52,14 @@ export async function openBrowser(): Promise<Browser> {
     shots,
     async shot(name) {
       const file = path.join(shots, `${name}.png`);
-      await page.screenshot({ path: file, fullPage: true });
+      // Down to the content's end (a short view is not padded to the window's height).
+      const bottom = await page.evaluate(() =>
+        Math.ceil(
+          Math.max(...[...document.querySelectorAll("header, main")].map((e) => e.getBoundingClientRect().bottom)),
+        ),
+      );
+      const width = page.viewportSize()!.width;
+      await page.screenshot({ path: file, fullPage: true, clip: { x: 0, y: 0, width, height: bottom + 16 } });
       return file;
     },
     async close() {
