@@ -239,7 +239,14 @@ export default defineCommand({
       cluster: cluster || undefined,
       injectHint: testInjectHint(),
     });
-    const admin = new Admin(coordinator.broker, { store, audit, limits, ca, enrollRecords });
+    const admin = new Admin(coordinator.broker, {
+      store,
+      audit,
+      limits,
+      ca,
+      enrollRecords,
+      cluster: cluster || undefined,
+    });
     const restored = await coordinator.broker.restore();
     if (cluster) await cluster.start(coordinator.broker);
     const l = splitAddress(args.listen, 8443, true);

@@ -195,6 +195,7 @@ const RENDER = {
         const scope = [s.scope.granted || "until ended"];
         if (s.scope.timeLeftSec !== undefined) scope.push(`${clock(s.scope.timeLeftSec)} left`);
         if (s.scope.streamsLeft !== undefined) scope.push(`${s.scope.streamsLeft} connection(s) left`);
+        const elsewhere = s.state === "on another node";
         return [
           { text: s.id, cls: "mono id" },
           { ...name(s.host), title: s.hostKey },
@@ -202,11 +203,12 @@ const RENDER = {
           escapeUnsafe(s.guestAddr),
           escapeUnsafe(s.target),
           scope.join(", "),
-          s.state === "live" ? s.path : `${s.path} (${s.state})`,
-          { text: `${s.streams.live} / ${s.streams.total}`, cls: "num" },
+          elsewhere ? s.state : s.state === "live" ? s.path : `${s.path} (${s.state})`,
+          { text: `${elsewhere ? "–" : s.streams.live} / ${s.streams.total}`, cls: "num" },
           { text: n(s.bytesUp), cls: "num" },
           { text: n(s.bytesDown), cls: "num" },
-          clock(s.scope.idleLimitSec - s.idleSec),
+          // Another node's session: its idle clock is that node's to keep.
+          elsewhere ? "–" : clock(s.scope.idleLimitSec - s.idleSec),
           rowButton(`revoke:${s.id}`, "Revoke", () =>
             confirmThen(
               `Revoke session ${s.id}: guest ${showName(s.guest)} on ${showName(s.host)} (${escapeUnsafe(s.target)})? Its connections end at once and the guest is told the operator revoked it.`,

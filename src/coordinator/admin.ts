@@ -5,6 +5,7 @@ import { certFingerprint } from "../pki/index.ts";
 import type { Broker } from "./broker.ts";
 import { makeEnrollToken } from "./enroll.ts";
 import { pathOf } from "./direct.ts";
+import { remoteSessions } from "./remote-sessions.ts";
 import { describeScope } from "../wire/scope.ts";
 import type { BrokerOptions, Session } from "./state.ts";
 
@@ -45,9 +46,10 @@ export interface SessionView {
     /** Streams the scope still allows (absent without a stream count). */
     streamsLeft?: number;
   };
-  /** How the session's streams travel: direct (the agent dials the guest) or through this coordinator's relay. */
-  path: "direct" | "relay";
-  state: "live" | "guest away" | "host away";
+  /** How the session's streams travel: direct (the agent dials the guest) or through the relay; unknown on another node. */
+  path: "direct" | "relay" | "unknown";
+  /** "on another node": held by another node of the deployment (its live streams and idle time are that node's). */
+  state: "live" | "guest away" | "host away" | "on another node";
   openedAt: string;
   idleSec: number;
   streams: { live: number; total: number };
@@ -76,11 +78,20 @@ const MIN_KEY_PREFIX = 8;
 export class Admin {
   constructor(
     private readonly broker: Broker,
-    private readonly o: Pick<BrokerOptions, "store" | "audit" | "limits" | "ca" | "enrollRecords">,
+    private readonly o: Pick<BrokerOptions, "store" | "audit" | "limits" | "ca" | "enrollRecords" | "cluster">,
   ) {}
 
+  /** This node's live sessions. */
   sessions(now = Date.now()): SessionView[] {
     return [...this.broker.sessions.all.values()].map((s) => this.sessionView(s, now));
+  }
+
+  /** The deployment's: this node's, and with several nodes the others' from the shared store. */
+  async allSessions(now = Date.now()): Promise<SessionView[]> {
+    const mine = this.sessions(now);
+    if (!this.o.cluster) return mine;
+    const idleLimitSec = Math.round(this.o.limits.idleTimeoutMs / 1000);
+    return [...mine, ...(await remoteSessions(this.o.store, new Set(mine.map((s) => s.id)), idleLimitSec, now))];
   }
 
   private sessionView(s: Session, now: number): SessionView {
