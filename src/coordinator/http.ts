@@ -5,6 +5,7 @@ import type { Broker } from "./broker.ts";
 import type { Admin } from "./admin.ts";
 import { adminRoute, text, MAX_ADMIN_BODY } from "./admin-http.ts";
 import { renderMetrics } from "./metrics.ts";
+import { sourceKey } from "./admission.ts";
 import type { OperatorGate } from "./operator-gate.ts";
 import type { ConsoleHttp } from "./console-http.ts";
 import { errorMessage } from "../errors.ts";
@@ -56,7 +57,8 @@ export function startHttp(o: HttpOptions) {
       if (m && req.method !== "POST") return text(405, "use POST");
       if (!m && !url.pathname.startsWith("/admin/")) return text(404, "not found");
       const ip = server.requestIP(req);
-      const refused = o.gate.check(req.headers.get("authorization"), ip?.address ?? "unknown");
+      // Counted by source as connections are: an IPv6 address by its /64, so one subscriber gets one budget.
+      const refused = o.gate.check(req.headers.get("authorization"), sourceKey(ip?.address) || "unknown");
       if (refused) return text(refused.status, refused.message);
       if (m)
         return (await o.broker.revoke(m[1]!, "operator"))

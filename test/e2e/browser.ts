@@ -20,7 +20,8 @@ export interface Browser {
   close(): Promise<void>;
 }
 
-export async function openBrowser(): Promise<Browser> {
+/** `extraArgs`: more Chromium flags (e.g. --host-resolver-rules to name 127.0.0.1 as another machine). */
+export async function openBrowser(extraArgs: string[] = []): Promise<Browser> {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-chromium-"));
   const shots = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-console-shots-"));
   const ctx = await chromium.launchPersistentContext(profile, {
@@ -36,6 +37,7 @@ export async function openBrowser(): Promise<Browser> {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
+      ...extraArgs,
     ],
   });
   const page = ctx.pages()[0] ?? (await ctx.newPage());

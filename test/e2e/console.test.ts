@@ -220,6 +220,28 @@ test.skipIf(!haveChromium)(
   },
 );
 
+test.skipIf(!haveChromium)(
+  "over plain HTTP from a name that is not this machine, the page refuses to send the token and says what to do",
+  async () => {
+    const d = await deploy(["--console"]);
+    // The browser resolves a made-up name to loopback: the page sees another machine, the bytes stay here.
+    browser = await openBrowser(["--host-resolver-rules=MAP console.invalid 127.0.0.1"]);
+    const { page } = browser;
+    const asked: string[] = [];
+    page.on("request", (r) => asked.push(new URL(r.url()).pathname));
+    await page.goto(`http://console.invalid:${d.httpPort}/console`);
+    await page.waitForFunction(() => document.getElementById("signin-error")!.textContent!.includes("plain HTTP"));
+    expect(await page.textContent("#signin-error")).toContain(
+      "the operator token would cross the network in the clear, so it is not sent",
+    );
+    expect(await page.isDisabled("#token")).toBe(true);
+    expect(await page.isDisabled("#signin-button")).toBe(true);
+    expect(asked.filter((p) => !p.startsWith("/console"))).toEqual([]);
+    // Chromium says it ignores the page's Cross-Origin-Opener-Policy on a plain-HTTP origin: expected here.
+    expect(browser.errors.filter((e) => !/Cross-Origin-Opener-Policy header has been ignored/.test(e))).toEqual([]);
+  },
+);
+
 test("without --console there is no page; wrong operator tokens are rate limited per address (429, even for the right one) and audited as one refused line", async () => {
   const d = await deploy();
   const base = `http://127.0.0.1:${d.httpPort}`;
