@@ -87,6 +87,11 @@ function signOut(why) {
 // ---- views and the poll ----
 
 function show(name) {
+  // A token made on the hosts view is shown once: leaving the view forgets it.
+  if (view === "hosts" && name !== "hosts") {
+    $("enrol-result").hidden = true;
+    $("enrol-token").textContent = "";
+  }
   view = name;
   for (const b of document.querySelectorAll("#tabs button"))
     b.setAttribute("aria-selected", String(b.dataset.view === name));
@@ -157,6 +162,28 @@ function rowButton(id, label, onClick) {
     buttons.set(id, b);
   }
   return b;
+}
+
+/** A host's full key fingerprint with a Copy button, made once a host (kept like the row's buttons). */
+function fingerprint(key) {
+  let cell = buttons.get(`key:${key}`);
+  if (!cell) {
+    cell = document.createElement("span");
+    const code = document.createElement("code");
+    code.textContent = key;
+    const copy = document.createElement("button");
+    copy.type = "button";
+    copy.className = "copy";
+    copy.textContent = "Copy";
+    copy.addEventListener("click", () => {
+      void navigator.clipboard?.writeText(key).then(() => {
+        copy.textContent = "Copied";
+      });
+    });
+    cell.append(code, " ", copy);
+    buttons.set(`key:${key}`, cell);
+  }
+  return cell;
 }
 
 function confirmThen(question, action) {
@@ -230,7 +257,7 @@ const RENDER = {
       (h) => h.key,
       (h) => [
         name(h.name),
-        { text: h.key, cls: "mono" },
+        fingerprint(h.key),
         h.connections > 0 ? "now (connected)" : h.lastSeen ? new Date(h.lastSeen).toLocaleString() : "never",
         h.shares.length
           ? h.shares
@@ -249,6 +276,7 @@ const RENDER = {
       ],
     );
     pruneButtons("remove:", live);
+    pruneButtons("key:", live);
   },
 
   async audit() {

@@ -59,6 +59,10 @@ test.skipIf(!haveChromium)(
     browser = await openBrowser();
     const { page } = browser;
     const res = await page.goto(url);
+    await page.locator("#signin-form").waitFor();
+    // Signed out, the page shows the sign-in form and nothing else.
+    expect(await page.isVisible("#tabs")).toBe(false);
+    await browser.shot("signin");
     expect(res!.headers()["x-frame-options"]).toBe("DENY");
     expect(res!.headers()["content-security-policy"]).toContain("script-src 'self'");
 
@@ -151,11 +155,20 @@ test.skipIf(!haveChromium)(
         (r) => r.querySelector("td")!.textContent === "second" && r.textContent!.includes("now (connected)"),
       ),
     );
-    const fingerprints = await page.locator("#hosts tbody td:nth-child(2)").allTextContents();
+    const fingerprints = await page.locator("#hosts tbody td:nth-child(2) code").allTextContents();
     for (const f of fingerprints) expect(f).toMatch(/^SHA256:[A-Za-z0-9+/=_-]{40,}$/);
+    // Copyable: the button puts the whole fingerprint on the clipboard.
+    await browser.ctx.grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(url).origin });
+    await page.locator("#hosts tbody tr").filter({ hasText: "second" }).locator("button.copy").click();
+    await page
+      .locator("#hosts tbody tr")
+      .filter({ hasText: "second" })
+      .locator("button.copy", { hasText: "Copied" })
+      .waitFor();
+    expect(fingerprints).toContain(await page.evaluate(() => navigator.clipboard.readText()));
     await browser.shot("hosts");
     const secondRow = page.locator("#hosts tbody tr").filter({ hasText: "second" });
-    await secondRow.locator("button").click();
+    await secondRow.locator("button.danger").click();
     expect(await page.textContent("#confirm-text")).toContain("Remove host second");
     await page.click("#confirm-yes");
     await page.waitForFunction(() => document.querySelectorAll("#hosts tbody tr").length === 1);
@@ -165,6 +178,9 @@ test.skipIf(!haveChromium)(
     expect(removed).toMatchObject({ host: "second", by: "operator", operator: "console" });
     expect((await auditEvents(d, "enrol.token"))[0]).toMatchObject({ operator: "console" });
 
+    // The enrolment token was shown once: gone once the view is left.
+    await page.click('#tabs button[data-view="sessions"]');
+    expect(await page.textContent("#enrol-token")).toBe("");
     // No raw bidi, zero-width or C1 character reached any view's text.
     for (const v of ["sessions", "hosts", "audit", "chart"]) {
       await page.click(`#tabs button[data-view="${v}"]`);
