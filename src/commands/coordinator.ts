@@ -260,7 +260,11 @@ export default defineCommand({
       warn: (m) => log.warn(m),
     });
     const consoleHttp = args.console
-      ? openConsole({ auditFile: () => audit.path, certPem: need("coordinator.crt"), broker: coordinator.broker })
+      ? openConsole({
+          auditFile: () => path.resolve(audit.path),
+          certFile: path.resolve(dir, "coordinator.crt"),
+          broker: coordinator.broker,
+        })
       : undefined;
     const http = startHttp({
       host: h.host,

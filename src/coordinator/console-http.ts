@@ -69,7 +69,7 @@ export class ConsoleHttp {
   }
 
   /** The operator views beyond /admin/ the console reads (after the operator gate); undefined if not ours. */
-  operatorRoute(req: Request, url: URL): Response | undefined {
+  async operatorRoute(req: Request, url: URL): Promise<Response | undefined> {
     if (url.pathname === "/admin/chart") {
       if (req.method !== "GET") return plain(405, "use GET for /admin/chart");
       return json(this.o.chart.points());
@@ -85,7 +85,7 @@ export class ConsoleHttp {
       return s ? s.slice(0, 300) : undefined;
     };
     const filter = { n, session: pick("session"), host: pick("host"), guest: pick("guest") };
-    return json({ chain: this.o.audit.chain(), lines: this.o.audit.lines(filter) });
+    return json({ chain: await this.o.audit.chain(), lines: this.o.audit.lines(filter) });
   }
 
   private async report(req: Request): Promise<Response> {

@@ -2,6 +2,7 @@
 // sampler) and the line the coordinator prints so the operator knows where it is and how to reach it safely.
 import { isLoopbackUrl } from "../wire/address.ts";
 import { AuditView } from "./audit-view.ts";
+import { childVerifier } from "./audit-verify-run.ts";
 import type { Broker } from "./broker.ts";
 import { ChartSampler } from "./chart.ts";
 import { ConsoleHttp } from "./console-http.ts";
@@ -13,10 +14,10 @@ export interface ConsoleSetup {
   announce(base: URL, https: boolean): string;
 }
 
-export function openConsole(o: { auditFile: () => string; certPem: string; broker: Broker }): ConsoleSetup {
+export function openConsole(o: { auditFile: () => string; certFile: string; broker: Broker }): ConsoleSetup {
   const chart = new ChartSampler(() => o.broker.counts.sessions);
   chart.start();
-  const http = new ConsoleHttp({ audit: new AuditView(o.auditFile, o.certPem), chart });
+  const http = new ConsoleHttp({ audit: new AuditView(o.auditFile, childVerifier(o.certFile)), chart });
   return {
     http,
     stop: () => chart.stop(),

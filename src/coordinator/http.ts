@@ -64,7 +64,7 @@ export function startHttp(o: HttpOptions) {
         return (await o.broker.revoke(m[1]!, "operator"))
           ? Response.json({ revoked: m[1] })
           : text(404, `no live session "${m[1]}"`);
-      const view = o.console?.operatorRoute(req, url);
+      const view = await o.console?.operatorRoute(req, url);
       if (view) return view;
       return o.admin
         ? adminRoute(req, url, o.admin, ip ? `${ip.address}:${ip.port}` : "unknown")

@@ -6,7 +6,10 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { AuditLog } from "../../src/audit/log.ts";
+import { verifyChains } from "../../src/audit/chains.ts";
 import { AuditView } from "../../src/coordinator/audit-view.ts";
+import { childVerifier } from "../../src/coordinator/audit-verify-run.ts";
+import { TESSERA } from "../e2e/harness.ts";
 import { ChartSampler } from "../../src/coordinator/chart.ts";
 import { metrics } from "../../src/coordinator/metrics.ts";
 import { hashToken, OperatorGate, WRONG_TOKENS_PER_MINUTE } from "../../src/coordinator/operator-gate.ts";
@@ -59,29 +62,60 @@ test("the gate: wrong tokens from one address are refused, then blocked for the 
   expect(off.check("Bearer right", "10.0.0.1")?.status).toBe(403);
 });
 
-test("the audit view: the last N lines, filtered by session, host or guest; the chain verified, then a tampered line named", async () => {
+test("the audit view: the last N lines, filtered by session, host or guest, across read chunks; the chain verified by `tessera audit verify` in a child process, then a tampered line named", async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-auditview-"));
   const id = await coordinatorIdentity();
   const file = path.join(dir, "audit.jsonl");
+  const certFile = path.join(dir, "coordinator.crt");
+  fs.writeFileSync(certFile, id.certPem);
   const audit = AuditLog.open(file, { signingKeyPem: id.keyPem, checkpointEvery: 1000, checkpointIntervalMs: 60_000 });
-  for (let i = 0; i < 30; i++)
-    audit.append("stream.close", { sessionId: `s-${i % 3}`, host: i % 2 ? "box" : "db", guest: "alice", bytesUp: i });
+  // Lines of ~1 KiB: the last 500 span several of the view's 64 KiB reads.
+  for (let i = 0; i < 600; i++)
+    audit.append("stream.close", {
+      sessionId: `s-${i % 3}`,
+      host: i % 2 ? "box" : "db",
+      guest: "alice",
+      bytesUp: i,
+      pad: "x".repeat(900 + (i % 7) * 37),
+    });
   audit.append("session.open", { sessionId: "s-9", host: "box", guest: "bob\u202e" });
-  const view = new AuditView(() => file, id.certPem);
-  expect(view.lines({ n: 5 }).map((l) => l.seq)).toEqual([28, 29, 30, 31, 32]);
-  expect(view.lines({ n: 100, session: "s-1" })).toHaveLength(10);
-  expect(view.lines({ n: 100, host: "box", session: "s-1" })).toHaveLength(5);
-  expect(view.lines({ n: 100, guest: "bob\\u202e" }).map((l) => l.sessionId)).toEqual(["s-9"]);
-  const ok = view.chain(1);
-  expect(ok).toMatchObject({ ok: true, lastSeq: 32, checkpoint: { seq: 1 }, unsignedLines: 31 });
-  expect(ok.summary).toMatch(/^verified up to seq 32, signed checkpoint at \S+ \(seq 1\), unsigned tail of 31 lines$/);
   audit.close();
-  // Someone edits a byte count: the next walk (the file changed, the cache is old) names the line.
-  const text = fs.readFileSync(file, "utf8").replace('"bytesUp":7,', '"bytesUp":8,');
-  fs.writeFileSync(file, text);
-  const bad = view.chain(1 + 10_000);
+  const all = fs
+    .readFileSync(file, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  const inProcess = async (f: string) => verifyChains([f], { certPem: id.certPem }).chains[0]!;
+  // The child runs the built binary when there is one (the e2e tests build it), else the CLI under bun.
+  const view = new AuditView(() => file, childVerifier(certFile, TESSERA));
+  expect(view.lines({ n: 5 }).map((l) => l.seq)).toEqual([598, 599, 600, 601, 602]);
+  expect(view.lines({ n: 500 })).toEqual(all.slice(-500));
+  expect(view.lines({ n: 500, session: "s-1" })).toEqual(all.filter((l) => l.sessionId === "s-1").slice(-500));
+  expect(view.lines({ n: 100, host: "box", session: "s-1" })).toHaveLength(100);
+  expect(view.lines({ n: 100, guest: "bob\\u202e" }).map((l) => l.sessionId)).toEqual(["s-9"]);
+  const ok = await view.chain(1);
+  expect(ok).toMatchObject({ ok: true, lastSeq: 602, checkpoint: { seq: 1 }, unsignedLines: 601 });
+  expect(ok.summary).toMatch(
+    /^verified up to seq 602, signed checkpoint at \S+ \(seq 1\), unsigned tail of 601 lines$/,
+  );
+  // Someone edits a byte count: the next walk (the file changed, the last walk is old) names the line.
+  fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace('"bytesUp":7,', '"bytesUp":8,'));
+  // The page is answered at once with the last state while the walk runs; the walk's state comes next.
+  expect((await view.chain(1 + 10_000)).ok).toBe(true);
+  await view.idle();
+  const bad = await view.chain(2 + 10_000);
   expect(bad.ok).toBe(false);
   expect(bad.summary).toBe("BROKEN: line 9 was edited: its hash no longer matches the prev recorded on line 10");
+  // The same verdict as the verify code run in this process.
+  expect((await inProcess(file)).bad?.message).toBe(bad.bad?.message);
+  // A verifier that cannot run is said, not hidden.
+  const broken = new AuditView(
+    () => file,
+    async () => {
+      throw new Error("no such program");
+    },
+  );
+  expect(await broken.chain(5)).toMatchObject({ ok: false, summary: "not checked: no such program" });
 });
 
 test("the chart: the counters /metrics serves, sampled, answered as rates per second with the live session count", () => {
