@@ -81,6 +81,9 @@ function signOut(why) {
   $("signout").hidden = true;
   $("signin").hidden = false;
   $("live").textContent = "";
+  $("error").textContent = "";
+  $("enrol-result").hidden = true;
+  $("enrol-token").textContent = "";
   $("signin-error").textContent = why ?? "";
 }
 
@@ -99,7 +102,7 @@ function show(name) {
   refresh();
 }
 
-/** Polls now, and from now on once a second after each answer (never two requests in flight). */
+/** Polls now, and from now on once a second after each answer (one poll loop at a time). */
 function refresh() {
   clearTimeout(timer);
   void tick(++generation);
@@ -120,10 +123,11 @@ async function tick(g) {
 /** Keeps one row a key: rows update in place (a button under the pointer stays put), gone ones go. */
 function syncRows(tbody, items, key, cells) {
   const seen = new Set();
+  const rows = new Map([...tbody.rows].map((r) => [r.dataset.key, r]));
   for (const item of items) {
     const k = key(item);
     seen.add(k);
-    let tr = [...tbody.rows].find((r) => r.dataset.key === k);
+    let tr = rows.get(k);
     if (!tr) {
       tr = tbody.insertRow();
       tr.dataset.key = k;
