@@ -108,6 +108,11 @@ test("the audit view: the last N lines, filtered by session, host or guest, acro
   expect(bad.summary).toBe("BROKEN: line 9 was edited: its hash no longer matches the prev recorded on line 10");
   // The same verdict as the verify code run in this process.
   expect((await inProcess(file)).bad?.message).toBe(bad.bad?.message);
+  // Lines appended later are read on the next call (only they: the tail is kept parsed).
+  const again = AuditLog.open(file);
+  again.append("later", { sessionId: "s-10" });
+  again.close();
+  expect(view.lines({ n: 2 }).map((l) => l.event)).toEqual(["session.open", "later"]);
   // A verifier that cannot run is said, not hidden.
   const broken = new AuditView(
     () => file,
