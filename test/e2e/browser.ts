@@ -21,13 +21,14 @@ export interface Browser {
 }
 
 /** `extraArgs`: more Chromium flags (e.g. --host-resolver-rules to name 127.0.0.1 as another machine). */
-export async function openBrowser(extraArgs: string[] = []): Promise<Browser> {
+export async function openBrowser(extraArgs: string[] = [], o: { ignoreHTTPSErrors?: boolean } = {}): Promise<Browser> {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-chromium-"));
   const shots = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-console-shots-"));
   const ctx = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     viewport: { width: 1400, height: 800 },
+    ignoreHTTPSErrors: o.ignoreHTTPSErrors ?? false,
     args: [
       "--headless",
       "--no-sandbox",

@@ -258,6 +258,24 @@ test.skipIf(!haveChromium)(
   },
 );
 
+test.skipIf(!haveChromium)(
+  "over HTTPS the same name is fine: the page signs in and shows the sessions view",
+  async () => {
+    const d = await deploy(["--console", "--http-cert", "pki/coordinator.crt", "--http-key", "pki/coordinator.key"]);
+    expect(await d.coordinator.waitFor(/console: (https:\/\/127\.0\.0\.1:\d+\/console) /)).toBeTruthy();
+    // The certificate names localhost and comes from the deployment's CA, which this fresh profile does not trust.
+    browser = await openBrowser(["--host-resolver-rules=MAP console.invalid 127.0.0.1"], { ignoreHTTPSErrors: true });
+    const { page } = browser;
+    const res = await page.goto(`https://console.invalid:${d.httpPort}/console`);
+    expect(res!.headers()["x-frame-options"]).toBe("DENY");
+    await page.fill("#token", operatorToken(d));
+    await page.click("#signin-button");
+    await page.locator("#view-sessions").waitFor({ state: "visible" });
+    await page.locator("#sessions-empty").waitFor({ state: "visible" });
+    expect(browser.errors).toEqual([]);
+  },
+);
+
 test("without --console there is no page; wrong operator tokens are rate limited per address (429, even for the right one) and audited as one refused line", async () => {
   const d = await deploy();
   const base = `http://127.0.0.1:${d.httpPort}`;
