@@ -16,6 +16,8 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 # Linters and interpreters for the shipping files: install.sh (shellcheck), the Homebrew formula (ruby).
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 command -v ruby >/dev/null 2>&1 || need+=(ruby)
+# The console's browser tests drive Debian's Chromium (playwright-core never downloads a browser).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 # The scale-out e2e test runs three nodes behind a private HAProxy on loopback (never the system service).
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,21 +1,14 @@
 // The operator's client for the coordinator's HTTP port (revoke, admin): the token is a bearer credential,
 // so it goes over HTTPS, or over plain HTTP only to this machine; each failure says what to do about it.
 import fs from "node:fs";
-import net from "node:net";
 import { rootCertificates } from "node:tls";
 import { ConfigError, TesseraError, errorMessage } from "../errors.ts";
-import { splitAddress } from "../wire/address.ts";
+import { isLoopbackUrl, splitAddress } from "../wire/address.ts";
 import { coordinatorAddress, homeFile, readCa, readConfig, readRequired } from "./home.ts";
 
-const TIMEOUT_MS = 15_000;
+export { isLoopbackUrl };
 
-/** Whether a URL's host is this machine (loopback), where plain HTTP exposes nothing on the network. */
-export function isLoopbackUrl(url: URL): boolean {
-  const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  if (host === "localhost" || host.endsWith(".localhost")) return true;
-  if (net.isIPv4(host)) return host.startsWith("127.");
-  return host === "::1" || host === "::ffff:127.0.0.1";
-}
+const TIMEOUT_MS = 15_000;
 
 /**
  * The base URLs to try, best first: --url as given (refused if it is plain HTTP to another machine), else

@@ -9,7 +9,9 @@ import { ConfigError } from "../errors.ts";
 import { logger, setLogFormat, stampLines } from "../log.ts";
 import { Coordinator } from "../coordinator/listener.ts";
 import { EnrollRecords } from "../coordinator/enroll.ts";
-import { hashToken, startHttp } from "../coordinator/http.ts";
+import { startHttp } from "../coordinator/http.ts";
+import { hashToken, OperatorGate } from "../coordinator/operator-gate.ts";
+import { openConsole } from "../coordinator/console-setup.ts";
 import { Admin } from "../coordinator/admin.ts";
 import { loadCodeKey } from "../coordinator/code-key.ts";
 import { LIMITS } from "../coordinator/limits.ts";
@@ -46,6 +48,12 @@ export default defineCommand({
       description: "PEM certificate (chain) file: serve the HTTP endpoints over HTTPS (needs --http-key)",
     },
     "http-key": { type: "string", description: "PEM private key file for --http-cert" },
+    console: {
+      type: "boolean",
+      default: false,
+      description:
+        "Serve the operator's console (a web page: sessions, hosts, audit, a last-hour chart) at /console on --http; sign in with the operator token. Off by default",
+    },
     "log-format": {
       type: "string",
       description: "pretty or json (one JSON object a line on stderr); default $TESSERA_LOG_FORMAT or pretty",
@@ -231,18 +239,40 @@ export default defineCommand({
       cluster: cluster || undefined,
       injectHint: testInjectHint(),
     });
-    const admin = new Admin(coordinator.broker, { store, audit, limits, ca, enrollRecords });
+    const admin = new Admin(coordinator.broker, {
+      store,
+      audit,
+      limits,
+      ca,
+      enrollRecords,
+      cluster: cluster || undefined,
+    });
     const restored = await coordinator.broker.restore();
     if (cluster) await cluster.start(coordinator.broker);
     const l = splitAddress(args.listen, 8443, true);
     const bound = await coordinator.listen(l.host, l.port);
     const h = splitAddress(args.http, 8080, true);
+    const gate = new OperatorGate({
+      tokenHash: operatorToken ? hashToken(operatorToken) : undefined,
+      audit,
+      windowMs: limits.refusalAuditWindowMs,
+      maxAddresses: limits.maxRefusalAddresses,
+      warn: (m) => log.warn(m),
+    });
+    const consoleHttp = args.console
+      ? openConsole({
+          auditFile: () => path.resolve(audit.path),
+          certFile: path.resolve(dir, "coordinator.crt"),
+          broker: coordinator.broker,
+        })
+      : undefined;
     const http = startHttp({
       host: h.host,
       port: h.port,
       version: VERSION,
       broker: coordinator.broker,
-      operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined,
+      gate,
+      console: consoleHttp?.http,
       tls: httpTls,
       admin,
       auditHead: () => audit.signedHead(),
@@ -264,6 +294,7 @@ export default defineCommand({
       `tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (${httpTls ? "https" : "http"} ${http.hostname}:${http.port})`,
     );
     if (!operatorToken) log.warn("no operator-token in the certs directory: revoke and admin are disabled");
+    if (consoleHttp) log.info(consoleHttp.announce(http.url, !!httpTls));
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
       process.once("SIGINT", stop);
@@ -273,6 +304,8 @@ export default defineCommand({
     await coordinator.close();
     if (cluster) await cluster.stop();
     http.stop(true);
+    consoleHttp?.stop();
+    await gate.flush();
     audit.append("coordinator.stop", {
       keptShares: coordinator.broker.counts.shares + coordinator.broker.counts.sharesAway,
       keptSessions: coordinator.broker.counts.sessions,

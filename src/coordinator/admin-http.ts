@@ -28,7 +28,7 @@ export async function adminRoute(req: Request, url: URL, admin: Admin, addr: str
   try {
     switch (url.pathname) {
       case "/admin/sessions":
-        return wrong("GET") ?? json({ sessions: admin.sessions() });
+        return wrong("GET") ?? json({ sessions: await admin.allSessions() });
       case "/admin/hosts":
         return wrong("GET") ?? json({ hosts: await admin.hosts(url.searchParams.get("all") === "1") });
       case "/admin/hosts/remove": {

@@ -4,6 +4,9 @@ import { TesseraError } from "../errors.ts";
 import { certFingerprint } from "../pki/index.ts";
 import type { Broker } from "./broker.ts";
 import { makeEnrollToken } from "./enroll.ts";
+import { pathOf } from "./direct.ts";
+import { remoteSessions } from "./remote-sessions.ts";
+import { describeScope } from "../wire/scope.ts";
 import type { BrokerOptions, Session } from "./state.ts";
 
 /** Who asked: the holder of the operator token, the name their client declared (unverified) and their address. */
@@ -33,8 +36,20 @@ export interface SessionView {
   guestAddr: string;
   target: string;
   /** What the host's yes allows: this one target, until ended or idle this long. */
-  scope: { target: string; idleLimitSec: number };
-  state: "live" | "guest away" | "host away";
+  scope: {
+    target: string;
+    idleLimitSec: number;
+    /** The host's scoped yes in words ("for 15 minutes, one connection"); "" when it set none. */
+    granted: string;
+    /** Seconds until a time scope ends the session (absent without one). */
+    timeLeftSec?: number;
+    /** Streams the scope still allows (absent without a stream count). */
+    streamsLeft?: number;
+  };
+  /** How the session's streams travel: direct (the agent dials the guest) or through the relay; unknown on another node. */
+  path: "direct" | "relay" | "unknown";
+  /** "on another node": held by another node of the deployment (its live streams and idle time are that node's). */
+  state: "live" | "guest away" | "host away" | "on another node";
   openedAt: string;
   idleSec: number;
   streams: { live: number; total: number };
@@ -63,11 +78,20 @@ const MIN_KEY_PREFIX = 8;
 export class Admin {
   constructor(
     private readonly broker: Broker,
-    private readonly o: Pick<BrokerOptions, "store" | "audit" | "limits" | "ca" | "enrollRecords">,
+    private readonly o: Pick<BrokerOptions, "store" | "audit" | "limits" | "ca" | "enrollRecords" | "cluster">,
   ) {}
 
+  /** This node's live sessions. */
   sessions(now = Date.now()): SessionView[] {
     return [...this.broker.sessions.all.values()].map((s) => this.sessionView(s, now));
+  }
+
+  /** The deployment's: this node's, and with several nodes the others' from the shared store. */
+  async allSessions(now = Date.now()): Promise<SessionView[]> {
+    const mine = this.sessions(now);
+    if (!this.o.cluster) return mine;
+    const idleLimitSec = Math.round(this.o.limits.idleTimeoutMs / 1000);
+    return [...mine, ...(await remoteSessions(this.o.store, new Set(mine.map((s) => s.id)), idleLimitSec, now))];
   }
 
   private sessionView(s: Session, now: number): SessionView {
@@ -92,7 +116,16 @@ export class Admin {
       guestKey: s.guestInfo.spki,
       guestAddr: s.guestInfo.addr,
       target: s.target,
-      scope: { target: s.target, idleLimitSec: Math.round(this.o.limits.idleTimeoutMs / 1000) },
+      scope: {
+        target: s.target,
+        idleLimitSec: Math.round(this.o.limits.idleTimeoutMs / 1000),
+        granted: describeScope(s.scope),
+        ...(s.scope?.ttlMs !== undefined
+          ? { timeLeftSec: Math.max(0, Math.ceil((s.openedAt + s.scope.ttlMs - now) / 1000)) }
+          : {}),
+        ...(s.scope?.streams !== undefined ? { streamsLeft: Math.max(0, s.scope.streams - s.streamCount) } : {}),
+      },
+      path: pathOf(s),
       state: s.detachedSince !== undefined ? "guest away" : s.share.agent ? "live" : "host away",
       openedAt: new Date(s.openedAt).toISOString(),
       idleSec: Math.max(0, Math.floor((now - idleSince) / 1000)),

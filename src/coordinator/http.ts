@@ -1,10 +1,13 @@
-// The coordinator's HTTP side: health check, Prometheus metrics, the audit head, and the operator's
-// endpoints (revoke, /admin/...) behind the operator token, over plain HTTP or, given a certificate and key, HTTPS.
-import { createHash, timingSafeEqual } from "node:crypto";
+// The coordinator's HTTP side: health check, Prometheus metrics, the audit head, the operator's
+// endpoints (revoke, /admin/...) behind the operator gate, and with --console the operator's page;
+// over plain HTTP or, given a certificate and key, HTTPS.
 import type { Broker } from "./broker.ts";
 import type { Admin } from "./admin.ts";
 import { adminRoute, text, MAX_ADMIN_BODY } from "./admin-http.ts";
 import { renderMetrics } from "./metrics.ts";
+import { sourceKey } from "./admission.ts";
+import type { OperatorGate } from "./operator-gate.ts";
+import type { ConsoleHttp } from "./console-http.ts";
 import { errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 
@@ -14,8 +17,10 @@ export interface HttpOptions {
   host: string;
   port: number;
   version: string;
-  /** SHA-256 of the operator token; undefined disables operator endpoints. */
-  operatorTokenHash?: Buffer;
+  /** Checks the operator token (rate limited and audited per address) for revoke and /admin/. */
+  gate: OperatorGate;
+  /** The operator's console (`coordinator --console`); undefined: /console is not served. */
+  console?: ConsoleHttp;
   /** The audit log's last durable line signed with the coordinator key, served at GET /audit/head. */
   auditHead?: () => unknown;
   broker: Broker;
@@ -46,22 +51,21 @@ export function startHttp(o: HttpOptions) {
         return new Response(renderMetrics(o.broker.counts), { headers: { "content-type": METRICS_TYPE } });
       if (url.pathname === "/audit/head" && req.method === "GET" && o.auditHead)
         return Response.json(o.auditHead(), { headers: { "cache-control": "no-store" } });
+      const page = await o.console?.publicRoute(req, url);
+      if (page) return page;
       const m = /^\/s\/([A-Za-z0-9_.-]{1,64})\/revoke$/.exec(url.pathname);
       if (m && req.method !== "POST") return text(405, "use POST");
       if (!m && !url.pathname.startsWith("/admin/")) return text(404, "not found");
-      if (!o.operatorTokenHash) {
-        return text(
-          403,
-          "operator endpoints (revoke, admin) are disabled: this coordinator has no operator token; put one in operator-token in its --certs directory and restart it",
-        );
-      }
-      if (!checkBearer(req.headers.get("authorization"), o.operatorTokenHash))
-        return text(401, "missing or wrong operator token");
+      const ip = server.requestIP(req);
+      // Counted by source as connections are: an IPv6 address by its /64, so one subscriber gets one budget.
+      const refused = o.gate.check(req.headers.get("authorization"), sourceKey(ip?.address) || "unknown");
+      if (refused) return text(refused.status, refused.message);
       if (m)
         return (await o.broker.revoke(m[1]!, "operator"))
           ? Response.json({ revoked: m[1] })
           : text(404, `no live session "${m[1]}"`);
-      const ip = server.requestIP(req);
+      const view = await o.console?.operatorRoute(req, url);
+      if (view) return view;
       return o.admin
         ? adminRoute(req, url, o.admin, ip ? `${ip.address}:${ip.port}` : "unknown")
         : text(404, "not found");
@@ -71,14 +75,4 @@ export function startHttp(o: HttpOptions) {
       return text(500, "internal error; see the coordinator's log");
     },
   });
-}
-
-export function hashToken(token: string): Buffer {
-  return createHash("sha256").update(token.trim()).digest();
-}
-
-function checkBearer(header: string | null, expected: Buffer): boolean {
-  const m = /^Bearer\s+(\S{1,512})$/.exec(header ?? "");
-  // Compare hashes so the comparison is constant-time whatever the lengths.
-  return m !== null && timingSafeEqual(hashToken(m[1]!), expected);
 }

@@ -70,6 +70,13 @@ export class Counter {
   value(labels: Labels = {}): number {
     return this.f.series.get(labelKey(labels)) ?? 0;
   }
+
+  /** Every series added up (all reasons, both directions). */
+  total(): number {
+    let sum = 0;
+    for (const n of this.f.series.values()) sum += n;
+    return sum;
+  }
 }
 
 export class Gauge {
@@ -145,6 +152,15 @@ export const metrics = {
     { direction: "guest_to_agent" },
     { direction: "agent_to_guest" },
   ]),
+  bytesDirect: registry.counter(
+    "tessera_direct_bytes_total",
+    "Bytes moved on the direct path (the agent's count at each stream's end), guest to host and back.",
+  ),
+  operatorRefusals: registry.counter(
+    "tessera_operator_refusals_total",
+    "Requests to the operator endpoints refused: a missing or wrong token, or too many of them from one address.",
+    [{ reason: "bad_token" }, { reason: "rate_limited" }],
+  ),
   requests: registry.counter(
     "tessera_requests_total",
     "Access requests by outcome (voided: left waiting by a restart; mismatch: the code did not match).",

@@ -227,6 +227,7 @@ export class SessionBook {
     if (s) {
       s.up += stream.up;
       s.down += stream.down;
+      if (stream.direct) metrics.bytesDirect.inc(stream.up + stream.down);
       // A session released to another node is that node's to write (a line may come after the release).
       if (this.all.has(s.id)) this.dirty.add(s);
     }

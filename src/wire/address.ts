@@ -1,5 +1,6 @@
 // Addresses as users and frames write them: HOST[:PORT] for the coordinator and local ports,
 // HOST:PORT targets (IPv6 in brackets). Every role parses them the same way, here.
+import net from "node:net";
 import * as v from "valibot";
 import { TesseraError } from "../errors.ts";
 import { target } from "./protocol.ts";
@@ -30,4 +31,15 @@ export function splitAddress(address: string, defaultPort = 8443, listening = fa
   if (!host || !(port >= (listening ? 0 : 1) && port <= 65535))
     throw new TesseraError("bad_address", `"${address}" is not HOST[:PORT]`);
   return { host, port };
+}
+
+/**
+ * Whether a URL's host is this machine (loopback), where plain HTTP exposes nothing on the network: the
+ * one rule for where the operator token may travel without TLS (`tessera admin`, the console).
+ */
+export function isLoopbackUrl(url: URL): boolean {
+  const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  if (host === "localhost" || host.endsWith(".localhost")) return true;
+  if (net.isIPv4(host)) return host.startsWith("127.");
+  return host === "::1" || host === "::ffff:127.0.0.1";
 }

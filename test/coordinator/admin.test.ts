@@ -3,7 +3,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import { createCsr, generateKeyPair } from "../../src/pki/index.ts";
-import { startHttp, hashToken } from "../../src/coordinator/http.ts";
+import { startHttp } from "../../src/coordinator/http.ts";
+import { OperatorGate, hashToken } from "../../src/coordinator/operator-gate.ts";
 import { AdminError } from "../../src/coordinator/admin.ts";
 import { HOST_REMOVED } from "../../src/coordinator/host-book.ts";
 import { World, refusal } from "./fake-peers.ts";
@@ -148,7 +149,8 @@ describe("sessions view", () => {
       [s.sessionId, "box", "alice", "127.0.0.1:22", "live", 0, 0],
       [t.sessionId, "box", "bob", "127.0.0.1:22", "guest away", 0, 0],
     ]);
-    expect(views[0]!.scope).toEqual({ target: "127.0.0.1:22", idleLimitSec: 1800 });
+    expect(views[0]!.scope).toEqual({ target: "127.0.0.1:22", idleLimitSec: 1800, granted: "" });
+    expect(views[0]!.path).toBe("relay");
   });
 });
 
@@ -164,9 +166,16 @@ describe("HTTP", () => {
       version: "test",
       broker: w.broker,
       admin,
-      operatorTokenHash: hashToken(good),
+      gate: gate(hashToken(good)),
     });
-    const off = startHttp({ host: "127.0.0.1", port: 0, version: "test", broker: w.broker, admin });
+    const off = startHttp({
+      host: "127.0.0.1",
+      port: 0,
+      version: "test",
+      broker: w.broker,
+      admin,
+      gate: gate(undefined),
+    });
     try {
       const base = `http://127.0.0.1:${on.port}`;
       const call = (path: string, init: RequestInit = {}, token = good) =>
@@ -205,3 +214,7 @@ describe("HTTP", () => {
     }
   });
 });
+
+function gate(tokenHash: Buffer | undefined): OperatorGate {
+  return new OperatorGate({ tokenHash, audit: w.audit, windowMs: 60_000, maxAddresses: 100, warn: () => {} });
+}

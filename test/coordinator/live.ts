@@ -7,6 +7,7 @@ import tls from "node:tls";
 import { randomBytes } from "node:crypto";
 import { AuditLog } from "../../src/audit/log.ts";
 import { makeEnrollToken, type EnrollRecord } from "../../src/coordinator/enroll.ts";
+import { OperatorGate } from "../../src/coordinator/operator-gate.ts";
 import { startHttp } from "../../src/coordinator/http.ts";
 import { LIMITS, type Limits } from "../../src/coordinator/limits.ts";
 import { Coordinator } from "../../src/coordinator/listener.ts";
@@ -109,6 +110,7 @@ export class Live {
       port: 0,
       version: "test",
       broker: coordinator.broker,
+      gate: new OperatorGate({ tokenHash: undefined, audit, windowMs: 60_000, maxAddresses: 100, warn: () => {} }),
       health: () => coordinator.health(),
     });
     live = new Live(dir, coordinator, port, http, ca, store, audit);
