@@ -11,6 +11,10 @@ ARG BUN_VERSION=1.4.4
 FROM --platform=$BUILDPLATFORM oven/bun:${BUN_VERSION} AS build
 ARG TARGETARCH
 ARG TESSERA_VERSION=
+# No .git in the build context: the commit and its time come in as arguments (the release workflow
+# passes them), so `tessera version --json` says which commit the image is.
+ARG TESSERA_COMMIT=
+ARG SOURCE_DATE_EPOCH=
 WORKDIR /src
 COPY package.json bun.lock ./
 RUN bun install --frozen-lockfile
@@ -22,7 +26,8 @@ RUN case "$TARGETARCH" in \
       arm64) target=bun-linux-arm64 ;; \
       *) echo "no tessera build for linux/$TARGETARCH" >&2; exit 1 ;; \
     esac \
- && BUN_TARGET="$target" TESSERA_OUTFILE=/out/tessera TESSERA_VERSION="$TESSERA_VERSION" bun scripts/build.ts \
+ && BUN_TARGET="$target" TESSERA_OUTFILE=/out/tessera TESSERA_VERSION="$TESSERA_VERSION" \
+    TESSERA_COMMIT="$TESSERA_COMMIT" SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" bun scripts/build.ts \
  && mkdir -p /out/data
 
 FROM gcr.io/distroless/base-debian12:nonroot

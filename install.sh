@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Installs tessera: the release binary for this OS and CPU, checked against the release's SHA256SUMS,
-# or a build from source with Bun when the release has no binary for this platform.
+# Installs tessera: the release archive for this OS and CPU, checked against the release's SHA256SUMS,
+# which must carry a valid OpenSSH signature by the tessera release key pinned below; or a build from
+# source with Bun when the release has no binary for this platform.
 #
 #   curl -fsSL https://github.com/tessera-dev/tessera/releases/latest/download/install.sh | bash
+#
+# Nothing is installed unless SHA256SUMS.sig verifies (`ssh-keygen -Y verify`, OpenSSH 8.1 or newer,
+# namespace tessera-release) against the release key, and the downloaded archive matches its entry.
 #
 # Environment:
 #   TESSERA_VERSION     tag to install, e.g. v0.2.0 (default: the latest release)
 #   TESSERA_BINDIR      where to put the binary (default /usr/local/bin as root or when writable, else ~/.local/bin)
 #   TESSERA_BASE_URL    releases base URL (default https://github.com/tessera-dev/tessera/releases);
 #                       assets come from $BASE/download/$VERSION/; $BASE/latest must redirect to .../tag/$VERSION
+#   TESSERA_RELEASE_KEY path of an OpenSSH public key file that replaces the pinned release key (for tests,
+#                       and for forks that sign their own releases)
+#   TESSERA_INSECURE_SKIP_SIGNATURE=1  install without checking the signature (where ssh-keygen is missing or
+#                       older than OpenSSH 8.1); the checksums are then only as trustworthy as the server
 #   TESSERA_SOURCE_URL  source tarball for the fallback build (default: the tag's archive on GitHub)
 #   TESSERA_SKIP_LINK=1 do not offer to link this machine to a coordinator afterwards
 #   TESSERA_FORCE_SOURCE=1  build from source even if a release binary exists
@@ -16,6 +24,10 @@ set -euo pipefail
 
 REPO="tessera-dev/tessera"
 PROTO='=https'
+# The release key (deploy/release-key.pub; also in README.md and SECURITY.md). It is here, not on the
+# download server, so whoever can change a release cannot also change what vouches for it.
+RELEASE_KEY='ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJR79DUIxSX+cY0+geZNaicLZZdNlAqpQcO4A6eqNpRa tessera-release'
+SIG_NAMESPACE=tessera-release
 
 say() { printf 'tessera-install: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -54,23 +66,36 @@ main() {
   trap "rm -rf '$tmp'" EXIT
 
   local built=""
-  if [ "${TESSERA_FORCE_SOURCE:-}" != 1 ] && fetch "$url_dir/SHA256SUMS" "$tmp/SHA256SUMS"; then
-    local want
-    want="$(awk -v a="$asset" '$2 == a || $2 == "*" a { print $1; exit }' "$tmp/SHA256SUMS")"
+  if [ "${TESSERA_FORCE_SOURCE:-}" != 1 ] && fetch "$url_dir/SHA256SUMS" "$tmp/SHA256SUMS" 65536; then
+    # Before any line of SHA256SUMS is believed, its signature must verify.
+    verify_signature "$url_dir" "$tmp" "$asset"
+    # The compressed asset; a bare executable only for releases made before there were archives.
+    local file="$asset.tar.gz" want
+    want="$(sum_for "$file" "$tmp/SHA256SUMS")"
+    if [ -z "$want" ]; then
+      file="$asset"
+      want="$(sum_for "$file" "$tmp/SHA256SUMS")"
+    fi
     if [ -n "$want" ]; then
-      [[ "$want" =~ ^[0-9a-f]{64}$ ]] || die "SHA256SUMS has a malformed entry for $asset"
-      say "downloading $asset ($version) from $url_dir"
-      fetch "$url_dir/$asset" "$tmp/tessera" || die "$url_dir/$asset is listed in SHA256SUMS but could not be downloaded"
+      [[ "$want" =~ ^[0-9a-f]{64}$ ]] || die "SHA256SUMS has a malformed entry for $file"
+      say "downloading $file ($version) from $url_dir"
+      fetch "$url_dir/$file" "$tmp/$file" || die "$url_dir/$file is listed in SHA256SUMS but could not be downloaded"
       local got
-      got="$(sha256_of "$tmp/tessera")"
+      got="$(sha256_of "$tmp/$file")"
       if [ "$got" != "$want" ]; then
-        die "checksum mismatch for $asset: expected $want, got $got. Nothing was installed; the download may be corrupt or tampered with."
+        die "checksum mismatch for $file: expected $want, got $got. Nothing was installed; the download may be corrupt or tampered with."
       fi
       say "sha256 verified: $got"
-      chmod 0755 "$tmp/tessera"
+      local bin="$tmp/$file"
+      if [ "$file" != "$asset" ]; then
+        mkdir -p "$tmp/unpacked"
+        tar -xzf "$tmp/$file" -C "$tmp/unpacked" tessera || die "cannot unpack $file (needs tar and gzip)"
+        bin="$tmp/unpacked/tessera"
+      fi
+      chmod 0755 "$bin"
       # A binary for the right OS and CPU can still fail here (musl libc, too old a kernel or glibc).
-      if "$tmp/tessera" version >/dev/null 2>&1; then
-        built="$tmp/tessera"
+      if "$bin" version >/dev/null 2>&1; then
+        built="$bin"
       else
         say "the release binary for $platform does not run on this system; building from source"
       fi
@@ -99,6 +124,63 @@ main() {
 
 is_tag() {
   [[ "$1" =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]]
+}
+
+sum_for() {
+  awk -v a="$1" '$2 == a || $2 == "*" a { print $1; exit }' "$2"
+}
+
+# verify_signature URL_DIR TMP ASSET: returns only when $TMP/SHA256SUMS carries a good signature by the
+# release key (or the user chose TESSERA_INSECURE_SKIP_SIGNATURE=1); otherwise stops, installing nothing.
+verify_signature() {
+  local url_dir="$1" tmp="$2" asset="$3"
+  if [ "${TESSERA_INSECURE_SKIP_SIGNATURE:-}" = 1 ]; then
+    say "WARNING: TESSERA_INSECURE_SKIP_SIGNATURE=1: SHA256SUMS is NOT checked against the release key;"
+    say "WARNING: whoever can change the files at $url_dir can change what is installed"
+    return 0
+  fi
+  local key
+  if [ -n "${TESSERA_RELEASE_KEY:-}" ]; then
+    [ -r "$TESSERA_RELEASE_KEY" ] || die "TESSERA_RELEASE_KEY=$TESSERA_RELEASE_KEY is not a readable file"
+    key="$(grep -v -e '^#' -e '^[[:space:]]*$' "$TESSERA_RELEASE_KEY" | head -n 1)"
+  else
+    key="$RELEASE_KEY"
+  fi
+  [[ "$key" =~ ^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa|sk-[a-z0-9@.-]+)\ [A-Za-z0-9+/]+=*(\ .*)?$ ]] ||
+    die "${TESSERA_RELEASE_KEY:-the pinned release key} is not an OpenSSH public key (ssh-ed25519 AAAA...)"
+  local words
+  read -ra words <<<"$key"
+  key="${words[0]} ${words[1]}" # type and key; a comment is no part of it
+  command -v ssh-keygen >/dev/null 2>&1 || no_verifier "ssh-keygen is not installed" "$url_dir" "$asset" "$key"
+  fetch "$url_dir/SHA256SUMS.sig" "$tmp/SHA256SUMS.sig" 65536 ||
+    die "release at $url_dir has no signature (SHA256SUMS.sig): nothing was installed. An official release is always signed; do not install an unsigned one."
+  printf '%s namespaces="%s" %s\n' "$SIG_NAMESPACE" "$SIG_NAMESPACE" "$key" >"$tmp/allowed_signers"
+  local out
+  if out="$(ssh-keygen -Y verify -f "$tmp/allowed_signers" -I "$SIG_NAMESPACE" -n "$SIG_NAMESPACE" \
+    -s "$tmp/SHA256SUMS.sig" <"$tmp/SHA256SUMS" 2>&1)"; then
+    # ssh-keygen names the key's fingerprint: 'Good "tessera-release" signature ... with ED25519 key SHA256:...'.
+    say "signature verified: ${out//$'\n'/ }"
+    return 0
+  fi
+  case "$out" in
+    *"illegal option"* | *"unknown option"* | *"invalid option"* | *[Uu]sage:*)
+      no_verifier "this ssh-keygen cannot verify signatures (it needs OpenSSH 8.1 or newer)" "$url_dir" "$asset" "$key" ;;
+  esac
+  die "bad signature: SHA256SUMS.sig does not verify SHA256SUMS against the release key, so SHA256SUMS was changed after signing or signed by someone else. Nothing was installed. (ssh-keygen: ${out//$'\n'/ })"
+}
+
+# no_verifier WHY URL_DIR ASSET KEY: refuses, and says how to check the release by hand elsewhere.
+no_verifier() {
+  local why="$1" url_dir="$2" asset="$3" key="$4"
+  say "error: $why, so the release signature cannot be checked here. Nothing was installed."
+  say "To verify by hand on a machine with OpenSSH 8.1 or newer:"
+  say "  curl -fLO $url_dir/SHA256SUMS -fLO $url_dir/SHA256SUMS.sig -fLO $url_dir/$asset.tar.gz"
+  say "  echo '$SIG_NAMESPACE namespaces=\"$SIG_NAMESPACE\" $key' > allowed_signers"
+  say "  ssh-keygen -Y verify -f allowed_signers -I $SIG_NAMESPACE -n $SIG_NAMESPACE -s SHA256SUMS.sig < SHA256SUMS"
+  say "  sha256sum -c --ignore-missing SHA256SUMS    # shasum -a 256 -c on macOS"
+  say "  tar -xzf $asset.tar.gz tessera && install -m 0755 tessera /usr/local/bin/tessera"
+  say "Or accept the unsigned checksums: rerun with TESSERA_INSECURE_SKIP_SIGNATURE=1 (not recommended)."
+  exit 1
 }
 
 resolve_latest() {
@@ -139,11 +221,14 @@ choose_bindir() {
   fi
 }
 
-# fetch URL FILE: 0 on success, 1 when the server has no such file; other failures stop the install.
+# fetch URL FILE [MAXBYTES]: 0 on success, 1 when the server has no such file; other failures stop the install.
 fetch() {
   if command -v curl >/dev/null 2>&1; then
-    local code
-    code="$(curl -sSL --proto "$PROTO" --retry 2 -o "$2" -w '%{http_code}' "$1")" || die "cannot download $1"
+    local code limit=()
+    [ -z "${3:-}" ] || limit=(--max-filesize "$3")
+    # ${limit[@]+...}: an empty array under set -u is an error in macOS's bash 3.2.
+    code="$(curl -sSL --proto "$PROTO" --retry 2 ${limit[@]+"${limit[@]}"} -o "$2" -w '%{http_code}' "$1")" ||
+      die "cannot download $1${3:+ (or it is larger than $3 bytes)}"
     case "$code" in
       2??) return 0 ;;
       404) return 1 ;;

@@ -9,29 +9,30 @@ class Tessera < Formula
 
   on_macos do
     on_arm do
-      url "https://github.com/tessera-dev/tessera/releases/download/v0.1.0/tessera-darwin-arm64"
-      sha256 "12c54dedce9121dc28cf70292800fecef5737cafb01fa3107ca52dba06653871"
+      url "https://github.com/tessera-dev/tessera/releases/download/v0.1.0/tessera-darwin-arm64.tar.gz"
+      sha256 "fdb0ef66d3147515353793eac787914fd08d0965af1bca7211c76f8770683305"
     end
     on_intel do
-      url "https://github.com/tessera-dev/tessera/releases/download/v0.1.0/tessera-darwin-x64"
-      sha256 "d57185322b732ffe0faff84841848864dfccb3e68357d097dcd0ed9b8bd9d1fe"
+      url "https://github.com/tessera-dev/tessera/releases/download/v0.1.0/tessera-darwin-x64.tar.gz"
+      sha256 "8d45c2b028efc128042b5ed24a877273952a760ec605fdaa7c744eea7ffbf365"
     end
   end
 
   on_linux do
     on_arm do
-      url "https://github.com/tessera-dev/tessera/releases/download/v0.1.0/tessera-linux-arm64"
-      sha256 "55e1825f876ba3c346a74a90e8a6d581af4bded57e9a05fa5642b95342b3c92f"
+      url "https://github.com/tessera-dev/tessera/releases/download/v0.1.0/tessera-linux-arm64.tar.gz"
+      sha256 "09af71e794b630f6dd96e38c608094cb26119eb05609bcdbeee9e47166a04ebb"
     end
     on_intel do
-      url "https://github.com/tessera-dev/tessera/releases/download/v0.1.0/tessera-linux-x64"
-      sha256 "2af2cf3e5b2397bae2e3e4c26243db73ad60d3028cf50aa432aca5cd43470c31"
+      url "https://github.com/tessera-dev/tessera/releases/download/v0.1.0/tessera-linux-x64.tar.gz"
+      sha256 "faf2123a869c2fefa048171823e39110102b41f2bab082f83152b6c0d437e2ca"
     end
   end
 
   def install
-    # The download is the bare executable, staged under its asset name.
-    bin.install Dir["tessera-*"].first => "tessera"
+    # Homebrew unpacks the archive: the executable and the notices of the npm packages bundled in it.
+    bin.install "tessera"
+    prefix.install "THIRD-PARTY-NOTICES"
   end
 
   test do

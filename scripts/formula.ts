@@ -1,14 +1,16 @@
 // Writes the Homebrew formula for a release from its SHA256SUMS, so the formula can only name assets
 // the release really has, with their real checksums. The release workflow runs it after publishing.
+// The formula downloads the compressed archives (tessera-OS-ARCH.tar.gz: `tessera` + THIRD-PARTY-NOTICES),
+// about half the size of the bare executables.
 //   bun scripts/formula.ts --version v1.2.3 --sums dist/release/SHA256SUMS [--repo owner/name] [--out Formula/tessera.rb]
 import fs from "node:fs";
 import { parseArgs } from "node:util";
 
 const PLATFORMS = [
-  { os: "macos", cpu: "arm", asset: "tessera-darwin-arm64" },
-  { os: "macos", cpu: "intel", asset: "tessera-darwin-x64" },
-  { os: "linux", cpu: "arm", asset: "tessera-linux-arm64" },
-  { os: "linux", cpu: "intel", asset: "tessera-linux-x64" },
+  { os: "macos", cpu: "arm", asset: "tessera-darwin-arm64.tar.gz" },
+  { os: "macos", cpu: "intel", asset: "tessera-darwin-x64.tar.gz" },
+  { os: "linux", cpu: "arm", asset: "tessera-linux-arm64.tar.gz" },
+  { os: "linux", cpu: "intel", asset: "tessera-linux-x64.tar.gz" },
 ] as const;
 
 export function parseSums(text: string): Map<string, string> {
@@ -60,8 +62,9 @@ ${block("linux")}
   end
 
   def install
-    # The download is the bare executable, staged under its asset name.
-    bin.install Dir["tessera-*"].first => "tessera"
+    # Homebrew unpacks the archive: the executable and the notices of the npm packages bundled in it.
+    bin.install "tessera"
+    prefix.install "THIRD-PARTY-NOTICES"
   end
 
   test do

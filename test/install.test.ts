@@ -1,11 +1,14 @@
-// install.sh against a fake release server on loopback: the asset for the (faked) platform is the
-// one downloaded, a checksum mismatch installs nothing, a platform without a binary is built from
-// source, and what gets installed runs.
+// install.sh against a fake release server on loopback: releases signed with a key made here
+// (TESSERA_RELEASE_KEY), the archive for the (faked) platform is the one downloaded, a checksum
+// mismatch installs nothing, a platform without a binary is built from source, and what gets
+// installed runs. test/e2e/signed-release.test.ts covers the signature's refusals.
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { createHash } from "node:crypto";
 import type { Server } from "bun";
+import { tarGz } from "../scripts/release/archive.ts";
+import { signFile } from "../scripts/release/sign.ts";
 import { deploy, killAll, run, tmpDir } from "./e2e/harness.ts";
 
 setDefaultTimeout(180_000);
@@ -21,13 +24,35 @@ let shim = "";
 const sha = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
 const fakeBinary = (says: string) => `#!/bin/sh\necho ${says}\n`;
 
-function release(tag: string, assets: Record<string, Uint8Array | string>, sums: Record<string, string> = {}): void {
-  const lines = Object.entries(assets).map(([name, body]) => `${sums[name] ?? sha(body)}  ${name}`);
-  files.set(`/releases/download/${tag}/SHA256SUMS`, `${lines.join("\n")}\n`);
-  for (const [name, body] of Object.entries(assets)) files.set(`/releases/download/${tag}/${name}`, body);
+const releaseKey = path.join(work, "release-key");
+
+/** A signed release: each asset as NAME.tar.gz holding `tessera` (bare: true, as releases before archives did). */
+function release(
+  tag: string,
+  assets: Record<string, Uint8Array | string>,
+  o: { sums?: Record<string, string>; bare?: boolean } = {},
+): void {
+  const lines: string[] = [];
+  for (const [name, body] of Object.entries(assets)) {
+    const file = o.bare ? name : `${name}.tar.gz`;
+    const data = o.bare
+      ? body
+      : tarGz(
+          [{ name: "tessera", data: typeof body === "string" ? new TextEncoder().encode(body) : body, mode: 0o755 }],
+          0,
+        );
+    files.set(`/releases/download/${tag}/${file}`, data);
+    lines.push(`${o.sums?.[name] ?? sha(data)}  ${file}`);
+  }
+  const sums = path.join(work, `SHA256SUMS-${tag}`);
+  fs.writeFileSync(sums, `${lines.join("\n")}\n`);
+  signFile(sums, releaseKey);
+  files.set(`/releases/download/${tag}/SHA256SUMS`, fs.readFileSync(sums, "utf8"));
+  files.set(`/releases/download/${tag}/SHA256SUMS.sig`, fs.readFileSync(`${sums}.sig`, "utf8"));
 }
 
 beforeAll(async () => {
+  expect(Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", releaseKey]).exitCode).toBe(0);
   // A real binary with a release tag compiled in, by the same build script CI and releases use.
   const bin = path.join(work, "tessera-build");
   const build = Bun.spawnSync(["bun", "scripts/build.ts"], {
@@ -43,7 +68,9 @@ beforeAll(async () => {
     "tessera-darwin-arm64": fakeBinary("v9.8.7-darwin-arm64"),
     "tessera-darwin-x64": fakeBinary("v9.8.7-darwin-x64"),
   });
-  release("v6.6.6", { "tessera-linux-x64": real }, { "tessera-linux-x64": sha("something else") });
+  release("v6.6.6", { "tessera-linux-x64": real }, { sums: { "tessera-linux-x64": sha("something else") } });
+  // Before releases had archives: the bare executable, still under a signed SHA256SUMS.
+  release("v3.0.0", { "tessera-linux-x64": fakeBinary("v3.0.0-bare") }, { bare: true });
   release("v5.0.0", { "tessera-darwin-arm64": fakeBinary("v5.0.0-darwin-arm64") });
   // Right platform, right checksum, but it cannot start here (as a glibc binary on musl would).
   release("v4.0.0", { "tessera-linux-x64": "#!/bin/sh\necho 'error while loading shared libraries' >&2\nexit 127\n" });
@@ -114,6 +141,7 @@ async function install(env: Record<string, string>, opts: { pipe?: boolean; sets
       TESSERA_BASE_URL: base,
       TESSERA_BINDIR: bindir,
       TESSERA_SKIP_LINK: "1",
+      TESSERA_RELEASE_KEY: `${releaseKey}.pub`,
       ...env,
     },
     // `curl ... | bash`: the script arrives on standard input.
@@ -139,7 +167,8 @@ test("curl | bash on linux x64: latest resolves to its tag, the right asset is f
     "/releases/latest",
     "/releases/tag/v9.8.7",
     "/releases/download/v9.8.7/SHA256SUMS",
-    "/releases/download/v9.8.7/tessera-linux-x64",
+    "/releases/download/v9.8.7/SHA256SUMS.sig",
+    "/releases/download/v9.8.7/tessera-linux-x64.tar.gz",
   ]);
   // The real compiled binary, reporting the tag it was built from.
   expect(r.runs).toBe("v9.8.7");
@@ -156,7 +185,7 @@ test("each OS and CPU name maps to its own asset", async () => {
   ] as const) {
     const r = await install({ FAKE_UNAME_S: s, FAKE_UNAME_M: m, TESSERA_VERSION: "v9.8.7" });
     expect(r.code).toBe(0);
-    expect(r.got).toContain(`/releases/download/v9.8.7/tessera-${asset}`);
+    expect(r.got).toContain(`/releases/download/v9.8.7/tessera-${asset}.tar.gz`);
     expect(r.runs).toBe(`v9.8.7-${asset}`);
   }
   for (const [s, m, msg] of [
@@ -174,9 +203,16 @@ test("each OS and CPU name maps to its own asset", async () => {
 test("a checksum mismatch is refused and nothing is installed", async () => {
   const r = await install({ TESSERA_VERSION: "v6.6.6" });
   expect(r.code).toBe(1);
-  expect(r.err).toContain("checksum mismatch for tessera-linux-x64");
-  expect(r.got).toContain("/releases/download/v6.6.6/tessera-linux-x64");
+  expect(r.err).toContain("checksum mismatch for tessera-linux-x64.tar.gz");
+  expect(r.got).toContain("/releases/download/v6.6.6/tessera-linux-x64.tar.gz");
   expect(fs.readdirSync(r.bindir)).toEqual([]);
+});
+
+test("a release from before archives: the bare executable listed in its signed SHA256SUMS is installed", async () => {
+  const r = await install({ TESSERA_VERSION: "v3.0.0" });
+  expect(r.code).toBe(0);
+  expect(r.got).toContain("/releases/download/v3.0.0/tessera-linux-x64");
+  expect(r.runs).toBe("v3.0.0-bare");
 });
 
 test("a verified binary that does not run here is not installed: the source build is tried instead", async () => {
@@ -226,6 +262,7 @@ test("at a terminal, the installer offers to link, and a host enrols with the to
       TESSERA_BASE_URL: base,
       TESSERA_BINDIR: bindir,
       TESSERA_HOME: home,
+      TESSERA_RELEASE_KEY: `${releaseKey}.pub`,
       NO_COLOR: "1",
     },
     terminal: {
@@ -262,7 +299,11 @@ test("no binary for this platform in the release: built from the source tarball 
   });
   expect(r.err).toContain("release v5.0.0 has no binary for linux-x64; building from source");
   expect(r.code).toBe(0);
-  expect(r.got).toEqual(["/releases/download/v5.0.0/SHA256SUMS", "/src.tar.gz"]);
+  expect(r.got).toEqual([
+    "/releases/download/v5.0.0/SHA256SUMS",
+    "/releases/download/v5.0.0/SHA256SUMS.sig",
+    "/src.tar.gz",
+  ]);
   expect(r.runs).toBe("v5.0.0");
 });
 
