@@ -2,7 +2,7 @@
 import { expect, test } from "bun:test";
 import { ReceiptCheck } from "../src/audit/receipts.ts";
 import { exportPrivateKeyPem, generateKeyPair } from "../src/pki/index.ts";
-import { receiptSigner, signReceipt, type Receipt } from "../src/pki/receipt.ts";
+import { receiptSigner, signReceipt, type Receipt } from "../src/wire/receipt.ts";
 
 const GUEST = `SHA256:${"G".repeat(43)}`;
 const line = (seq: number, event: string, f: Record<string, unknown>) => ({

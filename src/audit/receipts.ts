@@ -3,7 +3,7 @@
 // says. So a decision edited in the log, even with the chain rebuilt, or an approval a coordinator made
 // up, does not pass `audit verify`.
 import * as v from "valibot";
-import { Receipt, receiptProblem, receiptSigner } from "../pki/receipt.ts";
+import { Receipt, receiptProblem, receiptSigner } from "../wire/receipt.ts";
 import type { AuditLine } from "./line.ts";
 
 export class ReceiptCheck {
