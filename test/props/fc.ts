@@ -3,6 +3,7 @@
 // failure (seed, path and the shrunk input), which fc.assert puts in the thrown error's message.
 import fc from "fast-check";
 import * as v from "valibot";
+import { framesBefore } from "../../src/wire/length-prefix.ts";
 
 export const SEED = process.env.FC_SEED !== undefined ? Number(process.env.FC_SEED) : 0x7e55e7a;
 /** Runs per property unless a test says otherwise (FC_RUNS overrides it, to search harder). */
@@ -36,6 +37,24 @@ export function typedOrValue<T>(f: () => T, typed: abstract new (...a: never[]) 
 
 function describe(e: unknown): string {
   return e instanceof Error ? `${e.name}: ${e.message}` : `a ${typeof e} (${String(e)})`;
+}
+
+/**
+ * Feeds chunks in order: the frames that came out (with those a failing push still completed: see
+ * FramingError) and how it ended, as plain data (the error's code and message, if it threw).
+ */
+export function feed<T>(push: (c: Uint8Array) => T[], chunks: Uint8Array[]): { frames: T[]; end: unknown } {
+  const frames: T[] = [];
+  for (const c of chunks) {
+    try {
+      frames.push(...push(c));
+    } catch (err) {
+      frames.push(...framesBefore<T>(err));
+      const e = err as { code?: string; message?: string };
+      return { frames, end: { code: e.code, message: e.message } };
+    }
+  }
+  return { frames, end: "open" };
 }
 
 /** Cuts bytes at the given points (any order, any repeats): the chunks a socket might deliver. */

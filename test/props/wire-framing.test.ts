@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
 import { ProtocolError } from "../../src/errors.ts";
 import { encodeFrame, FrameDecoder } from "../../src/wire/codec.ts";
-import { framesBefore, LengthPrefixed, withLengthPrefix, type Framing } from "../../src/wire/length-prefix.ts";
+import { LengthPrefixed, withLengthPrefix, type Framing } from "../../src/wire/length-prefix.ts";
 import { encodePreamble, readPreamble } from "../../src/wire/preamble.ts";
 import {
   ClientFrame,
@@ -15,25 +15,7 @@ import {
   ServerFrame,
   STREAM_TOKEN_BYTES,
 } from "../../src/wire/protocol.ts";
-import { arbitraryOf, cuts, fc, outcome, splitAt, typedOrValue, variantOptions } from "./fc.ts";
-
-/**
- * Feeds chunks in order: the frames that came out (with those a failing push still completed: see
- * FramingError) and how it ended, as plain data (the error's code and message, if it threw).
- */
-export function feed<T>(push: (c: Uint8Array) => T[], chunks: Uint8Array[]): { frames: T[]; end: unknown } {
-  const frames: T[] = [];
-  for (const c of chunks) {
-    try {
-      frames.push(...push(c));
-    } catch (err) {
-      frames.push(...framesBefore<T>(err));
-      const e = err as ProtocolError;
-      return { frames, end: { code: e.code, message: e.message } };
-    }
-  }
-  return { frames, end: "open" };
-}
+import { arbitraryOf, cuts, fc, feed, outcome, splitAt, typedOrValue, variantOptions } from "./fc.ts";
 
 const concat = (parts: Uint8Array[]) => Buffer.concat(parts);
 const oneByOne = (b: Uint8Array) => [...b].map((x) => Uint8Array.of(x));
