@@ -87,7 +87,7 @@ test("a guest runs commands in the host's shell: output, Ctrl-C passed through, 
   while (sizes().at(-1) !== "30 100") {
     const n = sizes().length;
     guest.write("stty size\r");
-    await guest.waitFor(new RegExp(`(\\b\\d+ \\d+\\r[sS]*){${n + 1}}`));
+    await guest.waitFor(new RegExp(`(\\b\\d+ \\d+\\r[\\s\\S]*){${n + 1}}`));
   }
 
   guest.write("exit 3\r");
@@ -287,7 +287,7 @@ test("--watch: the shell takes the smallest attached window, so neither the host
   for (let i = 0; i < 50 && sizes().at(-1) !== "24 80"; i++) {
     const n = sizes().length;
     guest.write("stty size\r");
-    await guest.waitFor(new RegExp(`(\\b\\d+ \\d+\\r[sS]*){${n + 1}}`));
+    await guest.waitFor(new RegExp(`(\\b\\d+ \\d+\\r[\\s\\S]*){${n + 1}}`));
   }
   expect(sizes().at(-1)).toBe("24 80");
   // The host's window grows past the guest's: now the guest's window is the smaller one.
@@ -295,7 +295,7 @@ test("--watch: the shell takes the smallest attached window, so neither the host
   for (let i = 0; i < 50 && sizes().at(-1) !== "40 120"; i++) {
     const n = sizes().length;
     guest.write("stty size\r");
-    await guest.waitFor(new RegExp(`(\\b\\d+ \\d+\\r[sS]*){${n + 1}}`));
+    await guest.waitFor(new RegExp(`(\\b\\d+ \\d+\\r[\\s\\S]*){${n + 1}}`));
   }
   expect(sizes().at(-1)).toBe("40 120");
   guest.write("exit\r");
