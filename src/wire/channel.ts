@@ -118,7 +118,8 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
       // Whole frames that came before the bad bytes are handled as if they had come in a read of their
       // own; the peer is failed behind them, and nothing it sends meanwhile is read.
       this.broken = true;
-      for (const frame of frames) this.enqueue(frame);
+      clearTimeout(this.firstTimer);
+      for (const frame of frames) if (!this.enqueue(frame)) return;
       this.queue = this.queue.then(() => this.fail(broke));
       return;
     }
