@@ -2,7 +2,7 @@
 import { expect, test } from "bun:test";
 import { ReceiptCheck } from "../src/audit/receipts.ts";
 import { exportPrivateKeyPem, generateKeyPair } from "../src/pki/index.ts";
-import { receiptSigner, signReceipt, type Receipt } from "../src/pki/receipt.ts";
+import { receiptSigner, signReceipt, type Receipt } from "../src/wire/receipt.ts";
 
 const GUEST = `SHA256:${"G".repeat(43)}`;
 const line = (seq: number, event: string, f: Record<string, unknown>) => ({
@@ -54,4 +54,18 @@ test("a receipt signed by a key that is not the share's host fails, as does an e
   expect(c.line(line(5, "approve", { shareId: "db", requestId: "r-1", guestKey: GUEST, receipt: "{not json" }))).toBe(
     "carries a consent receipt that is not one",
   );
+});
+
+// Found by the property tests (test/props/wire-consent.test.ts): a receipt whose hostPub is not a key,
+// on a share the log never opened, threw a PkiError out of the check and stopped `audit verify`.
+test("a receipt whose signing key is not a key is reported for its line, not thrown", () => {
+  const receipt = {
+    body: { v: 1, requestId: "_", shareId: "A", guestKey: GUEST, target: "", decision: "allow", at: 0, hostPub: "0" },
+    sig: "/",
+  };
+  const c = new ReceiptCheck();
+  expect(
+    c.line(line(1, "approve", { shareId: "A", requestId: "_", guestKey: GUEST, receipt: JSON.stringify(receipt) })),
+  ).toBe("carries a consent receipt whose signing key is not a public key");
+  expect(c.valid).toBe(0);
 });

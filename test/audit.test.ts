@@ -174,3 +174,15 @@ describe("AuditLog", () => {
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
   });
 });
+
+// Found by the property tests (test/props/audit.test.ts): a log whose last whole line was not JSON (" \n")
+// made AuditLog.open throw a bare SyntaxError, so the coordinator stopped with "JSON Parse error".
+test("a log whose last line is not an audit line is refused with what to do, and left as it was", () => {
+  for (const text of [" \n", '{"seq":"1","ts":"x"}\n', "[]\n"]) {
+    fs.writeFileSync(file, text);
+    expect(() => AuditLog.open(file)).toThrow(
+      `the last line of ${file} is not an audit line, so the chain cannot go on from it; see what happened with \`tessera audit verify ${file}\`, then move the file aside to start a new log`,
+    );
+    expect(fs.readFileSync(file, "utf8")).toBe(text);
+  }
+});

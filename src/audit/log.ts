@@ -1,12 +1,15 @@
 // Append-only audit log: one JSON line an event, each chained to the previous line's SHA-256,
 // written and fsync'd before the action it records is acknowledged; signed checkpoints (signer.ts).
 import fs from "node:fs";
+import * as v from "valibot";
 import path from "node:path";
 import { GENESIS, sha256 } from "./files.ts";
 import { signHead, type AuditHead, type CheckpointReason } from "./checkpoint.ts";
 import { resumeFrom, Signer } from "./signer.ts";
 import { logger } from "../log.ts";
 import { escapeUnsafe } from "../wire/untrusted-text.ts";
+import { TesseraError } from "../errors.ts";
+import { AuditLine } from "./line.ts";
 
 export { GENESIS, sha256 };
 
@@ -90,9 +93,14 @@ export class AuditLog {
       const last = text.slice(text.lastIndexOf("\n", text.length - 2) + 1);
       if (last) {
         prev = sha256(last);
-        const rec = JSON.parse(last) as { seq: number; ts: string };
-        seq = Number(rec.seq);
-        lastTs = String(rec.ts);
+        const rec = lastRecord(last);
+        if (!rec)
+          throw new TesseraError(
+            "audit_broken",
+            `the last line of ${file} is not an audit line, so the chain cannot go on from it; see what happened with \`tessera audit verify ${file}\`, then move the file aside to start a new log`,
+          );
+        seq = rec.seq;
+        lastTs = rec.ts;
       }
     }
     const fd = fs.openSync(file, "a", 0o600);
@@ -282,4 +290,16 @@ function syncDir(dir: string): void {
   } catch {
     // Not every platform can fsync a directory; the rename is still atomic.
   }
+}
+
+/** The chain fields of the line a log goes on from, or undefined when it is not an audit line. */
+function lastRecord(line: string): { seq: number; ts: string } | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  const r = v.safeParse(AuditLine, json);
+  return r.success ? { seq: r.output.seq, ts: r.output.ts } : undefined;
 }

@@ -3,7 +3,7 @@
 // says. So a decision edited in the log, even with the chain rebuilt, or an approval a coordinator made
 // up, does not pass `audit verify`.
 import * as v from "valibot";
-import { Receipt, receiptProblem, receiptSigner } from "../pki/receipt.ts";
+import { Receipt, receiptProblem, receiptSigner } from "../wire/receipt.ts";
 import type { AuditLine } from "./line.ts";
 
 export class ReceiptCheck {
@@ -29,9 +29,18 @@ export class ReceiptCheck {
       return "carries a consent receipt that is not one";
     }
     // A share opened before the log's first line (rotated away) has no recorded host: its own signer then.
-    const hostKey = this.hostOf.get(String(f.shareId)) ?? "";
+    // A receipt whose key is not a key names no signer: it is reported like any receipt that fails, not
+    // thrown (which stopped `audit verify` at that line instead of naming it).
+    let hostKey = this.hostOf.get(String(f.shareId)) ?? "";
+    if (!hostKey) {
+      try {
+        hostKey = receiptSigner(receipt);
+      } catch {
+        return "carries a consent receipt whose signing key is not a public key";
+      }
+    }
     const why = receiptProblem(receipt, {
-      hostKey: hostKey || receiptSigner(receipt),
+      hostKey,
       guestKey: String(f.guestKey),
       target: receipt.body.target,
       decision: rec.event === "approve" ? "allow" : "deny",

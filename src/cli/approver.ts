@@ -3,7 +3,7 @@ import readline from "node:readline";
 import { errorMessage } from "../errors.ts";
 import { logger, setPrompt } from "../log.ts";
 import { describeScope, type Scope } from "../wire/scope.ts";
-import { signReceipt } from "../pki/receipt.ts";
+import { signReceipt } from "../wire/receipt.ts";
 import { ANSWER_HELP, parseAnswer } from "./answer.ts";
 import type { ControlClient } from "../wire/control-client.ts";
 import { SHELL_TARGET, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
@@ -18,7 +18,7 @@ export interface ApproverCodes {
   keeper: CodeKeeper;
   address: string;
   verify?: boolean;
-  /** The host's private key: every answer goes out with a receipt signed by it (pki/receipt.ts). */
+  /** The host's private key: every answer goes out with a receipt signed by it (wire/receipt.ts). */
   hostKeyPem?: string;
   /** The guests this host has approved before (known_guests); absent: every guest is shown without history. */
   known?: KnownGuests;
@@ -215,7 +215,7 @@ export class Approver {
     return recognitionLines(id, id ? this.codes.known?.recognise(id, f.guest.name) : undefined, f.guest.name);
   }
 
-  /** Sends an answer, signed with the host key when there is one (pki/receipt.ts). */
+  /** Sends an answer, signed with the host key when there is one (wire/receipt.ts). */
   private decide(f: Ask, a: { allow: boolean; scope?: Scope; reason?: string }, guestId?: string): void {
     const receipt = this.codes.hostKeyPem
       ? signReceipt(this.codes.hostKeyPem, {

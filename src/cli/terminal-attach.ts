@@ -1,5 +1,6 @@
 import type { Duplex } from "node:stream";
 import { errorMessage } from "../errors.ts";
+import { framesBefore } from "../wire/length-prefix.ts";
 import { plainTextFilter } from "./plain-text.ts";
 import { encodeControl, encodeData, HostControl, SHELL_PROTOCOL_VERSION, ShellDecoder } from "../shell/frames.ts";
 
@@ -53,11 +54,13 @@ export class TerminalAttachment {
     return new Promise((resolve) => {
       stream.on("data", (chunk: Buffer) => {
         let frames: ReturnType<typeof decoder.push>;
+        let broke: string | undefined;
         try {
           frames = decoder.push(chunk);
         } catch (err) {
-          result.error = `the host broke the shell protocol: ${errorMessage(err)}`;
-          return void stream.destroy();
+          // Whole frames before the bad bytes count, as if they had come in a read of their own.
+          frames = framesBefore(err);
+          broke = `the host broke the shell protocol: ${errorMessage(err)}`;
         }
         for (const f of frames) {
           if (!this.ready) {
@@ -69,6 +72,10 @@ export class TerminalAttachment {
             this.onReady(f);
           } else if (f.t === "data") this.show(stream, f.data);
           else if (f.t === "exit") result.exit = { code: f.code, signal: f.signal };
+        }
+        if (broke) {
+          result.error = broke;
+          stream.destroy();
         }
       });
       stream.on("end", () => stream.end());

@@ -109,7 +109,7 @@ const enrollToken = defineCommand({
     json,
   },
   async run({ args }) {
-    const ttlSec = Math.round(parseDuration(args.ttl, "ttl") / 1000);
+    const ttlSec = Math.round(parseDuration(args.ttl, "ttl", Number.MAX_SAFE_INTEGER) / 1000);
     if (ttlSec < 60 || ttlSec > 30 * 86_400)
       throw new ConfigError(`--ttl must be between 1m and 720h (got "${args.ttl}")`);
     const raw = await operatorJson(args.url, "/admin/enroll-tokens", post({ ttlSec }));

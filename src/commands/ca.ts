@@ -37,7 +37,7 @@ export default defineCommand({
   },
   async run({ args }) {
     const dir = args.dir;
-    const ttl = parseDuration(args["token-ttl"], "token-ttl");
+    const ttl = parseDuration(args["token-ttl"], "token-ttl", Number.MAX_SAFE_INTEGER);
     const now = new Date();
     if (args["add-enroll-token"]) {
       const caPem = readRequired(

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import { defineCommand } from "citty";
 import * as v from "valibot";
 import { ConfigError, TesseraError } from "../errors.ts";
-import { Receipt, receiptProblem, receiptSigner } from "../pki/receipt.ts";
+import { Receipt, receiptProblem, receiptSigner } from "../wire/receipt.ts";
 import { describeScope } from "../wire/scope.ts";
 import { issueText } from "../validate.ts";
 

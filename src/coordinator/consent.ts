@@ -18,7 +18,7 @@ import { RateLimiter } from "./limits.ts";
 import { RefusalTally } from "./refusals.ts";
 import type { ClientFrame, FrameOf, ServerFrame } from "../wire/protocol.ts";
 import { describeScope } from "../wire/scope.ts";
-import { receiptProblem } from "../pki/receipt.ts";
+import { receiptProblem } from "../wire/receipt.ts";
 import { identityFingerprint, identityProblem, viaCode, viaShare, type IdentityProof } from "../pki/identity.ts";
 import type { SessionBook } from "./sessions.ts";
 import { enrolFailed, metrics, redeemFailed } from "./metrics.ts";

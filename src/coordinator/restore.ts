@@ -5,7 +5,7 @@ import { errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import type { SessionRow } from "../store/store.ts";
 import { Scope } from "../wire/scope.ts";
-import { Receipt } from "../pki/receipt.ts";
+import { Receipt } from "../wire/receipt.ts";
 import type { LiveShare, Session } from "./state.ts";
 
 const log = logger("coordinator");

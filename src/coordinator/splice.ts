@@ -3,7 +3,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { Socket } from "bun";
 import { cut, pair, type End } from "../data/pipe.ts";
-import { DATA_MAGIC, PREAMBLE_BYTES, STREAM_TOKEN_BYTES } from "../wire/protocol.ts";
+import { STREAM_TOKEN_BYTES } from "../wire/protocol.ts";
+import { readPreamble } from "../wire/preamble.ts";
 import { metrics } from "./metrics.ts";
 
 export interface Stream {
@@ -98,11 +99,17 @@ export class Splicer {
    * are dropped silently. Bytes after the preamble wait in the socket's early buffer until the splice.
    */
   accept(sock: Socket<End>, head: Buffer): void {
-    if (head.length < PREAMBLE_BYTES || !head.subarray(0, DATA_MAGIC.length).equals(DATA_MAGIC)) {
+    let preamble: ReturnType<typeof readPreamble>;
+    try {
+      preamble = readPreamble(head);
+    } catch {
+      preamble = undefined;
+    }
+    if (!preamble) {
       sock.terminate();
       return;
     }
-    const key = tokenKey(head.subarray(DATA_MAGIC.length, PREAMBLE_BYTES));
+    const key = tokenKey(preamble.token);
     const entry = this.byToken.get(key);
     if (!entry && this.forward?.(sock, head)) return;
     if (!entry || entry.stream.ended) {
@@ -111,7 +118,7 @@ export class Splicer {
     }
     this.byToken.delete(key);
     const { stream, side } = entry;
-    const rest = head.subarray(PREAMBLE_BYTES);
+    const { rest } = preamble;
     if (rest.length) {
       sock.data.early.push(Buffer.from(rest));
       sock.data.earlyBytes += rest.length;

@@ -7,7 +7,7 @@ import type { EnrollRecord } from "./enroll.ts";
 import type { Limits } from "./limits.ts";
 import type { Peer } from "./peer.ts";
 import { streamRefusal, type Scope } from "../wire/scope.ts";
-import type { Receipt } from "../pki/receipt.ts";
+import type { Receipt } from "../wire/receipt.ts";
 import type { Stream } from "./splice.ts";
 import type { Cluster } from "./cluster.ts";
 
@@ -72,7 +72,7 @@ export interface Session {
   openedAt: number;
   /** The host's scoped yes, if any: the coordinator holds the session to it (so does the agent). */
   scope?: Scope;
-  /** The host's signed receipt for this session's approval, passed on to the agent (see pki/receipt.ts). */
+  /** The host's signed receipt for this session's approval, passed on to the agent (see wire/receipt.ts). */
   receipt?: Receipt;
   streams: Set<Stream>;
   streamCount: number;

@@ -3,7 +3,7 @@
 // verified-stream.ts decides whether what answers is the peer this session was approved for.
 import type { Socket, SocketHandler, TLSOptions } from "bun";
 import { newEnd, PIPE_HANDLERS, type End } from "./pipe.ts";
-import { DATA_MAGIC } from "../wire/protocol.ts";
+import { encodePreamble } from "../wire/preamble.ts";
 
 /** Bun's native TLS takes protocol versions as numbers (TLS1_3_VERSION). */
 export const TLS_1_3 = 0x0304;
@@ -50,7 +50,7 @@ export function startData(
   isServer = false,
 ): { raw: Socket<End>; inner: Socket<End> } {
   if (raw.data.closed) throw new Error("the data connection closed before its token was ready");
-  raw.write(Buffer.concat([DATA_MAGIC, Buffer.from(token, "base64url")]));
+  raw.write(encodePreamble(token));
   // The preamble goes out in clear first; everything after it is the end-to-end TLS.
   // isServer (not in bun-types, but honoured by upgradeTLS as node:tls uses it) makes the dialled
   // socket the TLS server: the agent dials out, yet serves the end-to-end TLS.

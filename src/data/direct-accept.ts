@@ -5,7 +5,8 @@
 import { createHash } from "node:crypto";
 import type { Socket, TCPSocketListener } from "bun";
 import { logger } from "../log.ts";
-import { DATA_MAGIC, PREAMBLE_BYTES } from "../wire/protocol.ts";
+import { PREAMBLE_BYTES } from "../wire/protocol.ts";
+import { readPreamble } from "../wire/preamble.ts";
 import { PROBE_OK } from "../wire/hints.ts";
 import { cut, newEnd, PIPE_HANDLERS, type End } from "./pipe.ts";
 import { handshakeProblem, peerKeyIs } from "./verified-stream.ts";
@@ -179,16 +180,20 @@ export class DirectAcceptor {
     const head = Buffer.concat([s.data.head, chunk]);
     // Parked: a TLS client's first flight waits with it (bounded), for the upgrade.
     if (s.data.parked) return void (head.length > MAX_PARKED_BYTES ? this.unmatch(s, true) : (s.data.head = head));
-    if (head.length < PREAMBLE_BYTES) return void (s.data.head = head);
-    // A TLS client sends its ClientHello after the preamble, a TLS server nothing until it hears one.
-    const extra = head.length > PREAMBLE_BYTES;
-    if ((extra && !this.o.isServer) || !head.subarray(0, DATA_MAGIC.length).equals(DATA_MAGIC))
+    let preamble: ReturnType<typeof readPreamble>;
+    try {
+      preamble = readPreamble(head);
+    } catch {
       return this.unmatch(s, true);
-    const key = tokenKey(head.subarray(DATA_MAGIC.length, PREAMBLE_BYTES));
+    }
+    if (!preamble) return void (s.data.head = head);
+    // A TLS client sends its ClientHello after the preamble, a TLS server nothing until it hears one.
+    if (preamble.rest.length && !this.o.isServer) return this.unmatch(s, true);
+    const key = tokenKey(preamble.token);
     const probe = this.probes.get(key);
-    if (probe) return this.upgrade(s, "", probe, true, head.subarray(PREAMBLE_BYTES));
+    if (probe) return this.upgrade(s, "", probe, true, preamble.rest);
     const e = this.expected.get(key);
-    if (e) return this.upgrade(s, key, e.pin, false, head.subarray(PREAMBLE_BYTES));
+    if (e) return this.upgrade(s, key, e.pin, false, preamble.rest);
     // The far end was quicker than our stream frame: wait for it (within the match timeout), one a token.
     if (this.parked.has(key)) return this.unmatch(s, true);
     s.data.head = head;

@@ -37,8 +37,10 @@ export function startVerified(raw: Socket<End>, o: VerifiedStreamOptions): { raw
           ? undefined
           : `the ${o.peerRole}'s key is not the one this session was approved for`);
       if (why === undefined) return o.onVerified(inner);
-      cut(inner);
+      // The reason first: cutting runs the close handler at once, and a caller that settles on close
+      // ("closed before the host's end answered") would otherwise report that instead of a swapped key.
       o.onRejected(why);
+      cut(inner);
     },
   });
   return startData(raw, o.token, o.tls, end, o.isServer);

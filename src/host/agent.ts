@@ -27,7 +27,7 @@ export interface AgentOptions
   shell?: StreamService;
   /** Whether this host approved a guest key (share's approver); without it the coordinator's word is taken. */
   vouch?: (guestSpki: string) => boolean;
-  /** Serve only sessions whose approval carries a receipt this host's own key signed (pki/receipt.ts). */
+  /** Serve only sessions whose approval carries a receipt this host's own key signed (wire/receipt.ts). */
   receipts?: boolean;
   /** A stream not verified within this time is dropped with its target connection (default STREAM_SETUP_TIMEOUT_MS in stream-server.ts). */
   streamSetupTimeoutMs?: number;

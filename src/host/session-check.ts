@@ -1,7 +1,7 @@
 // Whether the agent takes a session the coordinator tells it of. The coordinator is not trusted to
 // decide: with a vouch (the share's own approver in this process) only guest keys this host approved
 // pass; with receipts, only an approval this host's key signed for exactly that guest key, target and scope.
-import { receiptProblem } from "../pki/receipt.ts";
+import { receiptProblem } from "../wire/receipt.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
 
 export interface SessionCheck {

@@ -4,6 +4,7 @@
 // next use; the host keeps the same terminal meanwhile.
 import type { Duplex } from "node:stream";
 import { TesseraError, errorMessage } from "../errors.ts";
+import { framesBefore } from "../wire/length-prefix.ts";
 import { encodeControl, encodeData, HostControl, SHELL_PROTOCOL_VERSION, ShellDecoder } from "../shell/frames.ts";
 import { plainText } from "./untrusted.ts";
 
@@ -133,11 +134,13 @@ export class ShellChannel {
       const timer = setTimeout(() => fail("the host's terminal did not answer in time"), READY_TIMEOUT_MS);
       stream.on("data", (chunk: Buffer) => {
         let frames: ReturnType<typeof decoder.push>;
+        let broke: string | undefined;
         try {
           frames = decoder.push(chunk);
         } catch (err) {
-          this.ended = `the host broke the shell protocol: ${errorMessage(err)}`;
-          return fail(this.ended);
+          // Whole frames before the bad bytes count, as if they had come in a read of their own.
+          frames = framesBefore(err);
+          broke = `the host broke the shell protocol: ${errorMessage(err)}`;
         }
         for (const f of frames) {
           if (!ready) {
@@ -150,6 +153,10 @@ export class ShellChannel {
             resolve();
           } else if (f.t === "data") this.keep(f.data);
           else if (f.t === "exit") this.exit = { code: f.code, signal: f.signal };
+        }
+        if (broke) {
+          this.ended = broke;
+          return fail(broke);
         }
         this.wake();
       });

@@ -4,6 +4,7 @@
 import type { Duplex } from "node:stream";
 import type { Subprocess, Terminal } from "bun";
 import { errorMessage } from "../errors.ts";
+import { framesBefore } from "../wire/length-prefix.ts";
 import { logger } from "../log.ts";
 import { encodeControl, encodeData, GuestControl, SHELL_PROTOCOL_VERSION, ShellDecoder } from "./frames.ts";
 import type { ShellOptions, ShellResult, ShellSessionInfo } from "./types.ts";
@@ -136,11 +137,13 @@ export class ShellSession {
 
   private onData(chunk: Buffer): void {
     let frames: ReturnType<typeof this.decoder.push>;
+    let broke: string | undefined;
     try {
       frames = this.decoder.push(chunk);
     } catch (err) {
-      this.fail(`the guest broke the shell protocol: ${errorMessage(err)}`);
-      return;
+      // Whole frames before the bad bytes count, as if they had come in a read of their own.
+      frames = framesBefore(err);
+      broke = `the guest broke the shell protocol: ${errorMessage(err)}`;
     }
     for (const f of frames) {
       if (!this.greeted) {
@@ -167,6 +170,7 @@ export class ShellSession {
         this.fit();
       } else if (f.t === "eof") this.term?.write("\x04"); // VEOF: the shell reads end of input, as from a terminal
     }
+    if (broke) this.fail(broke);
   }
 
   private start(hello: { cols: number; rows: number; term: string; tty: boolean }): void {

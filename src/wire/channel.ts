@@ -5,6 +5,7 @@ import type * as v from "valibot";
 import { ProtocolError, RefusedError, TesseraError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { encodeFrame, FrameDecoder } from "./codec.ts";
+import { framesBefore } from "./length-prefix.ts";
 import { watchLiveness, type Beating, type HeartbeatOptions } from "./heartbeat.ts";
 
 const log = logger("channel");
@@ -30,6 +31,8 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
   private partialTimer: ReturnType<typeof setTimeout> | undefined;
   private closedWith: Error | undefined | null = null;
   private live: Beating | undefined;
+  /** The peer's bytes broke the framing after whole frames: those are handled, then the peer is failed. */
+  private broken = false;
   private unwatch: (() => void) | undefined;
 
   constructor(
@@ -103,13 +106,21 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.closed) return;
+    if (this.closed || this.broken) return;
     if (this.live) this.live.heardAt = Date.now();
     let frames: In[];
     try {
       frames = this.decoder.push(chunk);
     } catch (err) {
-      this.fail(err instanceof TesseraError ? err : new ProtocolError(errorMessage(err)));
+      const broke = err instanceof TesseraError ? err : new ProtocolError(errorMessage(err));
+      frames = framesBefore<In>(err);
+      if (!frames.length) return this.fail(broke);
+      // Whole frames that came before the bad bytes are handled as if they had come in a read of their
+      // own; the peer is failed behind them, and nothing it sends meanwhile is read.
+      this.broken = true;
+      clearTimeout(this.firstTimer);
+      for (const frame of frames) if (!this.enqueue(frame)) return;
+      this.queue = this.queue.then(() => this.fail(broke));
       return;
     }
     if (frames.length && this.firstTimer) {
@@ -117,13 +128,17 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
       this.firstTimer = undefined;
     }
     this.watchPartial(frames.length > 0);
-    for (const frame of frames) {
-      if (++this.queued > (this.opts.maxQueued ?? 64)) {
-        this.fail(new ProtocolError("too many frames in flight", "flood"));
-        return;
-      }
-      this.queue = this.queue.then(() => this.handle(frame));
+    for (const frame of frames) if (!this.enqueue(frame)) return;
+  }
+
+  /** Queues a frame behind the ones being handled; false (and the peer cut) when too many wait. */
+  private enqueue(frame: In): boolean {
+    if (++this.queued > (this.opts.maxQueued ?? 64)) {
+      this.fail(new ProtocolError("too many frames in flight", "flood"));
+      return false;
     }
+    this.queue = this.queue.then(() => this.handle(frame));
+    return true;
   }
 
   /** Times the frame now being received: from its first byte, whatever was completed before it. */

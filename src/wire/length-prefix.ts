@@ -46,6 +46,9 @@ export class LengthPrefixed<T> {
       }
     } catch (err) {
       this.failed = err instanceof ProtocolError ? err : new ProtocolError(String(err), "bad_frame");
+      // Frames this chunk completed before the bad bytes still count, as they would have had the bytes
+      // come in two reads: where the network cut the stream must not decide which frames are acted on.
+      if (out.length) throw new FramingError(this.failed, out);
       throw this.failed;
     }
     return out;
@@ -55,6 +58,26 @@ export class LengthPrefixed<T> {
   rest(): Buffer {
     return this.buf;
   }
+}
+
+/**
+ * The stream broke after some whole frames in the same chunk: `before` holds them, in order, for the
+ * caller to handle first; then the stream is failed as `code` and `message` say. Later pushes throw the
+ * plain error, without the frames.
+ */
+export class FramingError<T = unknown> extends ProtocolError {
+  override name = "FramingError";
+  constructor(
+    cause: ProtocolError,
+    readonly before: T[],
+  ) {
+    super(cause.message, cause.code);
+  }
+}
+
+/** The frames a failed push still completed (see FramingError), or none. */
+export function framesBefore<T>(err: unknown): T[] {
+  return err instanceof FramingError ? (err.before as T[]) : [];
 }
 
 /** Header plus body, refusing a body over the limit before anything is sent. */

@@ -1,7 +1,7 @@
 // The control-plane wire format: every frame type, defined once as a valibot schema.
 import * as v from "valibot";
 import { Scope } from "./scope.ts";
-import { Receipt } from "../pki/receipt.ts";
+import { Receipt } from "./receipt.ts";
 
 export const PROTOCOL_VERSION = 5;
 /** Hard cap on one control frame, checked before a byte of it is buffered. */

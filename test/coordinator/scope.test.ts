@@ -63,7 +63,7 @@ test("a scope outlives a coordinator restart, and the agent is told it again", a
 
 test("a decision whose signed receipt says something else is refused; a matching one is kept in the audit line", async () => {
   const { exportPrivateKeyPem, generateKeyPair } = await import("../../src/pki/index.ts");
-  const { signReceipt } = await import("../../src/pki/receipt.ts");
+  const { signReceipt } = await import("../../src/wire/receipt.ts");
   w = await World.open();
   const host = await w.agent();
   const g = await w.guest("cy");

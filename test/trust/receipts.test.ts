@@ -5,7 +5,7 @@ import { afterEach, expect, setDefaultTimeout, test } from "bun:test";
 import { Agent } from "../../src/host/agent.ts";
 import { TargetPolicy } from "../../src/host/policy.ts";
 import { Guest } from "../../src/guest/guest.ts";
-import { signReceipt } from "../../src/pki/receipt.ts";
+import { signReceipt } from "../../src/wire/receipt.ts";
 import type { ControlClient } from "../../src/wire/control-client.ts";
 import type { FrameOf, ServerFrame } from "../../src/wire/protocol.ts";
 import { Live, within } from "../coordinator/live.ts";

@@ -1,6 +1,7 @@
 // Unit tests for src/wire/codec.ts (length-prefixed JSON frames) and src/wire/protocol.ts (frame schemas, targets).
 import { describe, expect, test } from "bun:test";
 import { encodeFrame, FrameDecoder } from "../../src/wire/codec.ts";
+import { FramingError, framesBefore } from "../../src/wire/length-prefix.ts";
 import { ClientFrame, MAX_FRAME_BYTES, ServerFrame } from "../../src/wire/protocol.ts";
 import { formatTarget, parseTarget } from "../../src/wire/address.ts";
 import { ProtocolError, TesseraError } from "../../src/errors.ts";
@@ -371,12 +372,47 @@ describe("FrameDecoder errors", () => {
     expect(again).toBe(first);
   });
 
-  test("frames before the bad one in the same chunk are not returned, and the decoder stays failed", () => {
+  // Found by the property tests (test/props/wire-framing.test.ts, split points): frames completed in the
+  // same read as the bad bytes were dropped, so whether a peer's last good frame was acted on depended on
+  // where TCP cut the stream. They now come with the error, exactly as when they arrive in a read of their own.
+  test("frames before the bad one in the same chunk come with the error, and the decoder stays failed", () => {
     const dec = new FrameDecoder(ClientFrame);
-    const chunk = Buffer.concat([encodeFrame({ t: "ping" }), rawFrame("nope")]);
+    const chunk = Buffer.concat([encodeFrame({ t: "ping" }), encodeFrame({ t: "pong" }), rawFrame("nope")]);
     const err = protocolError(() => dec.push(chunk));
     expect(err.code).toBe("bad_frame");
-    expect(() => dec.push(encodeFrame({ t: "pong" }))).toThrow(err);
+    expect(err).toBeInstanceOf(FramingError);
+    expect(framesBefore(err)).toEqual([{ t: "ping" }, { t: "pong" }]);
+    let later: unknown;
+    try {
+      dec.push(encodeFrame({ t: "pong" }));
+    } catch (e) {
+      later = e;
+    }
+    expect((later as ProtocolError).message).toBe(err.message);
+    expect(framesBefore(later)).toEqual([]);
+    // Byte by byte, the same frames then the same error.
+    const one = new FrameDecoder(ClientFrame);
+    const got: unknown[] = [];
+    let end: ProtocolError | undefined;
+    for (const b of chunk) {
+      try {
+        got.push(...one.push(Uint8Array.of(b)));
+      } catch (e) {
+        end = e as ProtocolError;
+        break;
+      }
+    }
+    expect(got).toEqual(framesBefore(err));
+    expect(end?.message).toBe(err.message);
+  });
+
+  test("a header past the limit right after a whole frame (the shrunk property case) still yields that frame", () => {
+    const frame = { t: "code", shareId: "_", nameplate: "JJKV", target: "shell", expiresAt: 0 };
+    const err = protocolError(() =>
+      new FrameDecoder(ServerFrame).push(Buffer.concat([encodeFrame(frame), Buffer.from([0, 1, 0, 1])])),
+    );
+    expect(err.code).toBe("frame_too_large");
+    expect(framesBefore(err)).toEqual([frame]);
   });
 });
 

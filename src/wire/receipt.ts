@@ -5,8 +5,8 @@
 // approves on its own, gets nothing served.
 import { createPublicKey, sign, verify } from "node:crypto";
 import * as v from "valibot";
-import { Scope } from "../wire/scope.ts";
-import { spkiFingerprint } from "./fingerprint.ts";
+import { Scope } from "./scope.ts";
+import { spkiFingerprint } from "../pki/fingerprint.ts";
 
 const id = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/));
 const spki = v.pipe(v.string(), v.regex(/^SHA256:[A-Za-z0-9+/]{43}$/));

@@ -1,7 +1,7 @@
-// Unit tests for src/pki/receipt.ts: a receipt verifies only for its signer and exactly what it says.
+// Unit tests for src/wire/receipt.ts: a receipt verifies only for its signer and exactly what it says.
 import { expect, test } from "bun:test";
 import { exportPrivateKeyPem, generateKeyPair } from "../../src/pki/index.ts";
-import { receiptProblem, receiptSigner, signReceipt } from "../../src/pki/receipt.ts";
+import { receiptProblem, receiptSigner, signReceipt } from "../../src/wire/receipt.ts";
 
 const GUEST = `SHA256:${"G".repeat(43)}`;
 
