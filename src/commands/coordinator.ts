@@ -5,7 +5,7 @@ import { defineCommand } from "citty";
 import * as v from "valibot";
 import { issueText } from "../validate.ts";
 import { AuditLog } from "../audit/log.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, errorMessage } from "../errors.ts";
 import { logger, setLogFormat, stampLines } from "../log.ts";
 import { Coordinator } from "../coordinator/listener.ts";
 import { EnrollRecords } from "../coordinator/enroll.ts";
@@ -21,6 +21,8 @@ import { parseCount, parseDuration, parseSize } from "../cli/duration.ts";
 import { readRequired } from "../cli/home.ts";
 import { readHttpTls } from "../cli/http-tls.ts";
 import { VERSION } from "../version.ts";
+import { lockBeside } from "../store/file-lock.ts";
+import { tellHosts } from "../coordinator/host-notice.ts";
 
 const log = logger("coordinator");
 
@@ -192,7 +194,8 @@ export default defineCommand({
         `--revalidate-interval must be between 100ms and 1m (got "${args["revalidate-interval"]}")`,
       );
     const node = nodeArgs(args);
-    const store = await Store.open(args.db);
+    const l = splitAddress(args.listen, 8443, true);
+    const h = splitAddress(args.http, 8080, true);
     const checkpointEvery = Number(args["audit-checkpoint"]);
     if (!Number.isInteger(checkpointEvery) || checkpointEvery < 0)
       throw new ConfigError(`--audit-checkpoint must be a whole number (got "${args["audit-checkpoint"]}")`);
@@ -202,11 +205,36 @@ export default defineCommand({
         `--audit-checkpoint-interval must be between 1s and 24h (got "${args["audit-checkpoint-interval"]}")`,
       );
     const keyPem = need("coordinator.key");
+    const rotateBytes = parseSize(args["audit-rotate"], "audit-rotate");
+    // Heard from here on: a stop asked for while starting waits for the start, then stops cleanly.
+    const stopped = new Promise<void>((resolve) => {
+      const stop = () => resolve();
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+    // One coordinator per audit log and state file: a second exits here, before it writes anything.
+    const locks = [lockBeside(args.audit, "audit log")];
+    if (!/^postgres(ql)?:\/\//.test(args.db) && args.db !== ":memory:")
+      locks.push(lockBeside(args.db, "state database"));
+    if (locks.some((x) => !x))
+      log.warn(`no file locking on ${process.platform}: make sure no other coordinator uses ${args.audit}`);
+    const store = await Store.open(args.db);
+    // Quiet: the log is read (a torn last line set aside) but written only once the ports are bound.
+    let told: ((message: string) => void) | undefined;
     const audit = AuditLog.open(args.audit, {
-      rotateBytes: parseSize(args["audit-rotate"], "audit-rotate"),
+      rotateBytes,
       checkpointEvery,
       checkpointIntervalMs,
       signingKeyPem: keyPem,
+      quiet: true,
+      onFull: (m) => {
+        log.error(m);
+        told?.(m);
+      },
+      onRoom: (m) => {
+        log.info(m);
+        told?.(m);
+      },
     });
     const codeKey = await loadCodeKey(path.join(dir, "code-key"), store);
     const enrollFile = path.join(dir, "enroll-tokens.json");
@@ -232,22 +260,27 @@ export default defineCommand({
       injectHint: testInjectHint(),
     });
     const admin = new Admin(coordinator.broker, { store, audit, limits, ca, enrollRecords });
+    told = (m) => tellHosts(coordinator.broker.liveShares, m);
+    // Ports first: a taken or bad address fails here, with nothing written. Frames wait for the restore.
+    coordinator.broker.hold();
+    const bound = await bindOr(`--listen ${args.listen}`, () => coordinator.listen(l.host, l.port));
+    const http = await bindOr(`--http ${args.http}`, () =>
+      startHttp({
+        host: h.host,
+        port: h.port,
+        version: VERSION,
+        broker: coordinator.broker,
+        operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined,
+        tls: httpTls,
+        admin,
+        auditHead: () => audit.signedHead(),
+        health: () => audit.trouble ?? coordinator.health(),
+      }),
+    );
+    audit.begin();
     const restored = await coordinator.broker.restore();
     if (cluster) await cluster.start(coordinator.broker);
-    const l = splitAddress(args.listen, 8443, true);
-    const bound = await coordinator.listen(l.host, l.port);
-    const h = splitAddress(args.http, 8080, true);
-    const http = startHttp({
-      host: h.host,
-      port: h.port,
-      version: VERSION,
-      broker: coordinator.broker,
-      operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined,
-      tls: httpTls,
-      admin,
-      auditHead: () => audit.signedHead(),
-      health: () => coordinator.health(),
-    });
+    coordinator.broker.ready();
     audit.append("coordinator.start", {
       version: VERSION,
       node: node ? node.name : undefined,
@@ -264,11 +297,7 @@ export default defineCommand({
       `tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (${httpTls ? "https" : "http"} ${http.hostname}:${http.port})`,
     );
     if (!operatorToken) log.warn("no operator-token in the certs directory: revoke and admin are disabled");
-    await new Promise<void>((resolve) => {
-      const stop = () => resolve();
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
-    });
+    await stopped;
     log.info("shutting down");
     await coordinator.close();
     if (cluster) await cluster.stop();
@@ -280,8 +309,20 @@ export default defineCommand({
     audit.checkpoint();
     audit.close();
     await store.close();
+    for (const lock of locks) lock?.release();
   },
 });
+
+/** Binds a port, or fails naming the flag: the address is taken or not this machine's (nothing was written yet). */
+async function bindOr<T>(flag: string, bind: () => T | Promise<T>): Promise<T> {
+  try {
+    return await bind();
+  } catch (err) {
+    throw new ConfigError(
+      `cannot listen on ${flag}: ${errorMessage(err).replace(/^error: /i, "")}; is another process (another coordinator?) using that port, or is the address not this machine's?`,
+    );
+  }
+}
 
 /** --node, --advertise and --node-ttl, checked together: several nodes need one PostgreSQL. */
 function nodeArgs(args: {

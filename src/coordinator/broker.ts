@@ -29,6 +29,8 @@ export class Broker {
   private readonly sweeper: ReturnType<typeof setInterval>;
   private closing = false;
   private lastPrune = 0;
+  /** Set while the coordinator restores its state with its ports already bound: frames wait for it (hold, ready). */
+  private gate: { promise: Promise<void>; open: () => void } | undefined;
 
   constructor(private readonly o: BrokerOptions) {
     this.sessions = new SessionBook(o);
@@ -96,7 +98,22 @@ export class Broker {
     return { shares: this.shares.size, sessions, voided };
   }
 
+  /** Frames wait from now until ready(): the ports are bound before the state is restored. */
+  hold(): void {
+    let open!: () => void;
+    const promise = new Promise<void>((r) => {
+      open = r;
+    });
+    this.gate = { promise, open };
+  }
+
+  ready(): void {
+    this.gate?.open();
+    this.gate = undefined;
+  }
+
   async handle(peer: Peer, f: ClientFrame): Promise<void> {
+    if (this.gate) await this.gate.promise;
     if (f.t === "hello") return this.hello(peer, f);
     if (!peer.helloed) throw new ProtocolError(`expected "hello" first, got "${f.t}"`);
     // One node of several: a frame about a share another node holds goes there (cluster.ts).

@@ -139,9 +139,7 @@ export class SessionBook {
     const direct = this.direct.route(s);
     const path = direct ? "direct" : "relay";
     // Group commit: the splicer holds both halves until this line is on disk (see Splicer.create).
-    const durable = pool
-      ? undefined
-      : this.o.audit.appendDurable("stream.open", { ...actors(s), streamId, target: s.target, path });
+    const durable = pool ? undefined : this.auditOpen(s, { streamId, target: s.target, path }, ref);
     const { stream, guestToken, agentToken } = this.splicer.create(streamId, s.id, durable, !!direct);
     this.streamTotal++;
     s.streams.add(stream);
@@ -184,15 +182,38 @@ export class SessionBook {
       this.splicer.end(stream, `the pooled stream was refused: ${errorMessage(err)}`);
       throw err;
     }
-    stream.pool = "used";
     const path = stream.direct ? "direct" : "relay";
+    let durable: Promise<void>;
+    try {
+      durable = this.o.audit.appendDurable("stream.open", {
+        ...actors(s),
+        streamId: stream.id,
+        target: s.target,
+        path,
+        pooled: true,
+      });
+    } catch (err) {
+      // Still a spare in the log's eyes (no line): it ends without a close line.
+      this.splicer.end(stream, `the pooled stream was refused: ${errorMessage(err)}`);
+      if (err instanceof RefusedError) throw new RefusedError(err.code, err.message, { ref: f.ref });
+      throw err;
+    }
+    stream.pool = "used";
     this.counted(s, path);
-    this.o.audit
-      .appendDurable("stream.open", { ...actors(s), streamId: stream.id, target: s.target, path, pooled: true })
-      .then(
-        () => stream.ended || agent.ch.send({ t: "use", sessionId: s.id, streamId: stream.id }),
-        () => this.splicer.end(stream, "the audit log could not record the stream"),
-      );
+    durable.then(
+      () => stream.ended || agent.ch.send({ t: "use", sessionId: s.id, streamId: stream.id }),
+      () => this.splicer.end(stream, "the audit log could not record the stream"),
+    );
+  }
+
+  /** A stream's opening, durably; a refusal (the audit disk is full) names the open it answers, so the session goes on. */
+  private auditOpen(s: Session, fields: { streamId: string; target: string; path: string }, ref: string) {
+    try {
+      return this.o.audit.appendDurable("stream.open", { ...actors(s), ...fields });
+    } catch (err) {
+      if (err instanceof RefusedError) throw new RefusedError(err.code, err.message, { ref });
+      throw err;
+    }
   }
 
   /** The session, if it is this guest's; the same answer whether it is unknown or someone else's: ids are not capabilities. */

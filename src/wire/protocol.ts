@@ -3,7 +3,8 @@ import * as v from "valibot";
 import { Scope } from "./scope.ts";
 import { Receipt } from "../pki/receipt.ts";
 
-export const PROTOCOL_VERSION = 5;
+/** 6: the coordinator's "notice" to hosts (its audit disk is full, has room again). */
+export const PROTOCOL_VERSION = 6;
 /** Hard cap on one control frame, checked before a byte of it is buffered. */
 export const MAX_FRAME_BYTES = 64 * 1024;
 /** Data-plane preamble: magic (never 0x16, so it can't be mistaken for a TLS ClientHello) + 32-byte token. */
@@ -262,6 +263,11 @@ export const ServerFrame = v.variant("t", [
     hostOnline: v.boolean(),
   }),
   frame("left", { shareId: id }),
+  /**
+   * Something the host should know that ends nothing: the coordinator's audit disk is full (new requests and
+   * streams are refused, open sessions go on) or has room again (version 6). Shown, never acted on.
+   */
+  frame("notice", { code: id, message: text(500) }),
   /** The host's agent could not serve a stream it was offered (its target refused, its policy said no): the guest is told why. */
   frame("refused", { sessionId: id, streamId: id, reason: text(200) }),
   /** idleTimeoutSec: how long a session may be idle before it ends, for the host's countdown (version 4). */
