@@ -142,6 +142,11 @@ export class AuditLog {
     this.durable = this.point();
   }
 
+  /** The seq of the last line written (durable or about to be). */
+  get lastSeq(): number {
+    return this.seq;
+  }
+
   /** Why work that needs an audit line is refused now (the disk is full), or undefined. */
   get trouble(): string | undefined {
     return this.room.trouble;

@@ -23,6 +23,7 @@ import { readHttpTls } from "../cli/http-tls.ts";
 import { VERSION } from "../version.ts";
 import { lockBeside } from "../store/file-lock.ts";
 import { tellHosts } from "../coordinator/host-notice.ts";
+import { closeOrphans, LOST } from "../coordinator/orphans.ts";
 
 const log = logger("coordinator");
 
@@ -278,6 +279,12 @@ export default defineCommand({
       }),
     );
     audit.begin();
+    // Every open gets a close: what a killed coordinator left open is closed before anything resumes.
+    const orphans = await closeOrphans(store, audit, { node: node?.name });
+    if (orphans.streams || orphans.sessions)
+      log.warn(
+        `closed ${orphans.streams} stream(s) and ${orphans.sessions} session(s) left open by a coordinator that stopped without closing them ("${LOST}", byte counts as last known, marked estimated)`,
+      );
     const restored = await coordinator.broker.restore();
     if (cluster) await cluster.start(coordinator.broker);
     coordinator.broker.ready();

@@ -13,6 +13,7 @@ import { SessionBook } from "./sessions.ts";
 import { agentGone } from "./direct.ts";
 import { ShareDesk } from "./share-desk.ts";
 import { restoredSession } from "./restore.ts";
+import { closeOrphans } from "./orphans.ts";
 
 export { newId, formatDuration, type Peer, type BrokerOptions } from "./state.ts";
 
@@ -256,6 +257,8 @@ export class Broker {
       sessions: new Set(),
     };
     this.shares.set(shareId, share);
+    // The dead node's streams of this share get their close lines, and its sessions' totals count them.
+    await closeOrphans(this.o.store, this.o.audit, { shareId });
     let sessions = 0;
     for (const s of await this.o.store.openSessions()) {
       if (s.shareId !== shareId || this.sessions.all.has(s.id)) continue;
