@@ -13,11 +13,16 @@ export const STREAM_TOKEN_BYTES = 32;
 export const PREAMBLE_BYTES = DATA_MAGIC.length + STREAM_TOKEN_BYTES;
 
 const id = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '.', '_' or '-'"));
+/**
+ * A name (a guest's, a host's): no C0/C1 control, bidi control, zero-width or tag character, nor line
+ * separators or lone surrogates (Unicode Cc, Cf, Zl, Zp, Cs): a name that would read differently on a screen
+ * than it is has no honest use. Screens escape such characters anyway (untrusted-text.ts).
+ */
 const name = v.pipe(
   v.string(),
   v.minLength(1),
   v.maxLength(64),
-  v.regex(/^[^\x00-\x1f\x7f]+$/, "must not contain control characters"),
+  v.regex(/^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]+$/u, "must not contain control, bidi, zero-width or tag characters"),
 );
 const text = (max: number) =>
   v.pipe(v.string(), v.maxLength(max), v.regex(/^[^\x00-\x08\x0b-\x1f\x7f]*$/, "must not contain control characters"));
