@@ -7,6 +7,7 @@ import net from "node:net";
 import path from "node:path";
 import { deploy, killAll, run, spawn, TESSERA } from "./harness.ts";
 import { verifyAudit } from "../faults/audit-check.ts";
+import { sigkill } from "../faults/kill.ts";
 
 afterAll(killAll);
 
@@ -91,5 +92,37 @@ describe("one coordinator per audit log", () => {
     again.kill("SIGTERM");
     const code = await again.exit();
     expect(code).toBe(0);
+  }, 60_000);
+});
+
+describe("a torn last line from a crash", () => {
+  test("is reported at start, set aside in a side file, never appended to; audit verify then passes", async () => {
+    const d = await deploy();
+    const auditFile = path.join(d.dir, "audit.jsonl");
+    expect(await sigkill(d.coordinator)).not.toBe(0);
+    // What a crash mid-write leaves: a line with no end.
+    const torn = '{"seq":999,"ts":"2026-01-01T00:00:00.000Z","event":"stream.open","sessionId":"s-half';
+    fs.appendFileSync(auditFile, torn);
+    const broken = await verifyAudit(TESSERA, [auditFile]);
+    expect(broken.code).toBe(1);
+    d.coordinator = spawn(
+      ["coordinator", "--listen", `127.0.0.1:${d.port}`, "--http", "127.0.0.1:0", ...d.coordinatorArgs],
+      {},
+      { cwd: d.dir },
+    );
+    const m = await d.coordinator.waitFor(
+      /ended in a torn line \(\d+ bytes, left by a crash mid-write\): moved to (\S+);/,
+    );
+    const side = path.resolve(d.dir, m[1]!);
+    expect(fs.readFileSync(side, "utf8")).toBe(torn);
+    expect((fs.statSync(side).mode & 0o777).toString(8)).toBe("600");
+    await d.coordinator.waitFor(/listening on/);
+    d.coordinator.kill("SIGTERM");
+    expect(await d.coordinator.exit()).toBe(0);
+    const text = fs.readFileSync(auditFile, "utf8");
+    expect(text).not.toContain("s-half");
+    expect(text).toContain('"event":"recovered"');
+    const v = await verifyAudit(TESSERA, [auditFile], { cert: path.join(d.dir, "pki/coordinator.crt") });
+    expect(v.code).toBe(0);
   }, 60_000);
 });
