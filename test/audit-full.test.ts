@@ -76,4 +76,38 @@ describe("audit log on a full disk", () => {
     expect(r.bad).toBeUndefined();
     expect(r.ok).toBe(true);
   }, 30_000);
+
+  test("a rotation the disk refuses leaves the new file empty and starts it with its rotate line later", async () => {
+    if (typeof disk === "string") return console.warn(`skipped: ${disk}`);
+    const id = await coordinatorIdentity();
+    const file = path.join(disk.dir, "rot.jsonl");
+    const told: string[] = [];
+    const log = AuditLog.open(file, {
+      rotateBytes: 2048,
+      signingKeyPem: id.keyPem,
+      checkpointEvery: 100,
+      checkpointIntervalMs: 60_000,
+      onRoom: (m) => told.push(m),
+    });
+    while (fs.statSync(file).size < 2048) log.append("request", { requestId: "r".repeat(40) });
+    disk.fill();
+    // This write rotates first: the old file is renamed, and the new one's first line does not fit.
+    expect(() => log.append("request", { requestId: "x" })).toThrow(/audit disk is full/);
+    const rotated = fs.readdirSync(disk.dir).filter((f) => /^rot\.jsonl\.\d+$/.test(f));
+    expect(rotated).toHaveLength(1);
+    expect(fs.readFileSync(file, "utf8")).toBe("");
+    disk.free();
+    const deadline = Date.now() + 10_000;
+    while (!told.length && Date.now() < deadline) await Bun.sleep(50);
+    expect(told).toHaveLength(1);
+    log.append("request", { requestId: "after" });
+    log.checkpoint();
+    log.close();
+    expect(JSON.parse(fs.readFileSync(file, "utf8").split("\n")[0]!).event).toBe("rotate");
+    const r = verifyAudit([file], { certPem: id.certPem });
+    expect(r.bad).toBeUndefined();
+    expect(r.files).toHaveLength(2);
+    fs.rmSync(path.join(disk.dir, rotated[0]!));
+    fs.rmSync(file);
+  }, 30_000);
 });

@@ -51,6 +51,8 @@ export class AuditLog {
   private closed = false;
   /** What the disk's refusals put in place: refused work, deferred endings, retries (room.ts). */
   private readonly room: Room;
+  /** A rotation whose new file's first lines the disk refused: owed before anything else (startRotated). */
+  private rotatedFrom: string | undefined;
   /** The run's opening lines, not yet written (quiet open). */
   private opening: { checkpoint?: CheckpointReason; torn?: { text: string; keep: number } } | undefined;
   /** The fdatasync now running (group commit), the one queued behind it, and appendSoon's waiters. */
@@ -221,12 +223,25 @@ export class AuditLog {
     fs.renameSync(this.path, old);
     this.fd = fs.openSync(this.path, "a", 0o600);
     this.size = 0;
-    this.write("rotate", { previousFile: path.basename(old) }, now);
+    this.rotatedFrom = path.basename(old);
+    this.startRotated(now);
+    return old;
+  }
+
+  /**
+   * The new file's first lines: the rotation (its chain's link to the old file) and a checkpoint. A disk
+   * that refuses them leaves the new file empty and this owed: the next write starts with them, so no file
+   * ever begins with anything but its rotate line.
+   */
+  private startRotated(now: number): void {
+    const from = this.rotatedFrom;
+    if (from === undefined) return;
+    this.write("rotate", { previousFile: from }, now);
+    this.rotatedFrom = undefined;
     if (this.signer) this.writeCheckpoint("rotate", now);
     fs.fdatasyncSync(this.fd);
     syncDir(path.dirname(this.path));
     this.durable = this.point();
-    return old;
   }
 
   /** Resolves when a fdatasync that began after every line written so far has finished (group commit). */
@@ -266,7 +281,8 @@ export class AuditLog {
   private writeEvent(event: string, fields: AuditFields): void {
     const now = this.now();
     this.begin();
-    if (this.o.rotateBytes && this.size >= this.o.rotateBytes) this.rotate(now);
+    if (this.rotatedFrom !== undefined) this.startRotated(now);
+    else if (this.o.rotateBytes && this.size >= this.o.rotateBytes) this.rotate(now);
     else if (this.signer?.intervalDue(now)) this.writeCheckpoint("interval", now);
     this.write(event, fields, now);
     try {
