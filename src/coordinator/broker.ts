@@ -244,7 +244,7 @@ export class Broker {
   }
 
   /** One node of several took over a share whose node died or let go: it waits for its agent and guests here. */
-  async adopt(shareId: string): Promise<void> {
+  async adopt(shareId: string, deadNode?: string): Promise<void> {
     if (this.shares.has(shareId)) return;
     const row = await this.o.store.getShare(shareId);
     if (!row || this.shares.has(shareId)) return;
@@ -257,8 +257,8 @@ export class Broker {
       sessions: new Set(),
     };
     this.shares.set(shareId, share);
-    // The dead node's streams of this share get their close lines, and its sessions' totals count them.
-    await closeOrphans(this.o.store, this.o.audit, { shareId });
+    // A dead node's streams of this share get their close lines, and its sessions' totals count them.
+    if (deadNode !== undefined) await closeOrphans(this.o.store, this.o.audit, { shareId, node: deadNode });
     let sessions = 0;
     for (const s of await this.o.store.openSessions()) {
       if (s.shareId !== shareId || this.sessions.all.has(s.id)) continue;

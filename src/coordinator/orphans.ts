@@ -18,9 +18,10 @@ interface Tail {
 }
 
 /**
- * `node`: this coordinator's restart (its node name, "" for a single coordinator): its rows, and its own
- * log past the last batch. `shareId`: adopting that share: the rows of its sessions, whoever wrote them.
- * Idempotent: what it closed is no longer open in the store.
+ * Without `shareId`: this coordinator's restart (`node`: its node name, "" or absent for a single
+ * coordinator): its rows, and its own log past the last batch. With `shareId`: adopting that share from
+ * the dead node `node` (all writers when absent): the rows of that share's sessions. Never call it for a
+ * node still alive: its streams are live. Idempotent: what it closed is no longer open in the store.
  */
 export async function closeOrphans(
   store: Store,
@@ -29,7 +30,7 @@ export async function closeOrphans(
 ): Promise<{ streams: number; sessions: number }> {
   const own = o.shareId === undefined;
   const node = o.node ?? "";
-  const rows = await store.streams.open(own ? { node } : { shareId: o.shareId });
+  const rows = await store.streams.open(own ? { node } : { shareId: o.shareId, node: o.node });
   const tail = own ? readTail(audit.path, await store.streams.applied(node)) : { opened: new Map(), closed: new Map() };
   const sessions = new Map((await store.openSessions()).map((s) => [s.id, s]));
   const delta = new Map<string, { streams: number; up: number; down: number }>();

@@ -53,13 +53,16 @@ export class StreamStore {
     return row ? Number(row.v) : 0;
   }
 
-  /** Open stream rows: of one node, or of one share's sessions (whichever node wrote them). */
+  /** Open stream rows: of one node, or of one share's sessions (written by `node`, or by any when absent). */
   async open(filter: { node?: string; shareId?: string }): Promise<OpenStreamRow[]> {
     const rows =
-      filter.shareId !== undefined
-        ? await this.sql`SELECT o.* FROM open_streams o JOIN sessions s ON s.id = o.session_id
-                         WHERE s.share_id = ${filter.shareId} ORDER BY o.opened_at`
-        : await this.sql`SELECT * FROM open_streams WHERE node = ${filter.node ?? ""} ORDER BY opened_at`;
+      filter.shareId === undefined
+        ? await this.sql`SELECT * FROM open_streams WHERE node = ${filter.node ?? ""} ORDER BY opened_at`
+        : filter.node === undefined
+          ? await this.sql`SELECT o.* FROM open_streams o JOIN sessions s ON s.id = o.session_id
+                           WHERE s.share_id = ${filter.shareId} ORDER BY o.opened_at`
+          : await this.sql`SELECT o.* FROM open_streams o JOIN sessions s ON s.id = o.session_id
+                           WHERE s.share_id = ${filter.shareId} AND o.node = ${filter.node} ORDER BY o.opened_at`;
     return rows.map((r: Record<string, unknown>) => ({
       id: String(r.id),
       sessionId: String(r.session_id),

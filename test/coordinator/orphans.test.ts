@@ -50,13 +50,14 @@ test("adoption: the dead node's open streams of the share get estimated closes, 
   for (const id of ["t-1", "t-2"]) audit.append("stream.open", { sessionId: "s-1", streamId: id });
   await store.streams.apply({
     node: "n1",
-    opened: [row("t-1", 100, 200), row("t-2", 5, 6)],
+    // t-9 is a live node's (n2): never touched by n1's adoption.
+    opened: [row("t-1", 100, 200), row("t-2", 5, 6), row("t-9", 1, 1, "n2")],
     closed: [],
     bytes: [{ id: "t-1", up: 150, down: 250 }],
     totals: [{ sessionId: "s-1", streams: 3, up: 10, down: 20 }],
     auditSeq: 0,
   });
-  expect(await closeOrphans(store, audit, { shareId: "sh-1" })).toMatchObject({ streams: 2 });
+  expect(await closeOrphans(store, audit, { shareId: "sh-1", node: "n1" })).toMatchObject({ streams: 2 });
   const closes = readAudit(audit.path).filter((l) => l.event === "stream.close");
   expect(closes.map((c) => [c.streamId, c.bytesUp, c.bytesDown, c.reason, c.estimated])).toEqual([
     ["t-1", 150, 250, LOST, true],
@@ -64,7 +65,8 @@ test("adoption: the dead node's open streams of the share get estimated closes, 
   ]);
   const [s] = await store.openSessions();
   expect(s).toMatchObject({ streams: 3, bytesUp: 10 + 150 + 5, bytesDown: 20 + 250 + 6 });
-  expect(await closeOrphans(store, audit, { shareId: "sh-1" })).toMatchObject({ streams: 0 });
+  expect(await closeOrphans(store, audit, { shareId: "sh-1", node: "n1" })).toMatchObject({ streams: 0 });
+  expect((await store.streams.open({ node: "n2" })).map((r) => r.id)).toEqual(["t-9"]);
   expect(readAudit(audit.path).filter((l) => l.event === "stream.close")).toHaveLength(2);
 });
 
