@@ -9,6 +9,7 @@ import { logger } from "../log.ts";
 import { errorMessage } from "../errors.ts";
 import { escapeUnsafe } from "../wire/untrusted-text.ts";
 import { AuditWriteError, Room, type RoomEvents } from "./room.ts";
+import { readEnd, setTornAside } from "./reopen.ts";
 
 export { GENESIS, sha256 };
 
@@ -78,7 +79,10 @@ export class AuditLog {
   ) {
     this.now = o.now ?? Date.now;
     this.durable = { seq, hash: prev, ts: lastTs };
-    this.room = new Room(o, () => this.retry());
+    this.room = new Room(o, {
+      write: (event, fields) => this.writeEvent(event, fields),
+      sync: () => this.syncNow(),
+    });
     if (o.signingKeyPem)
       this.signer = new Signer(o.signingKeyPem, o.checkpointEvery ?? 0, o.checkpointIntervalMs ?? 0, () =>
         this.onInterval(),
@@ -86,27 +90,8 @@ export class AuditLog {
   }
 
   static open(file: string, o: AuditOptions = {}): AuditLog {
-    let seq = 0;
-    let prev = GENESIS;
-    let lastTs = "";
-    let torn: { text: string; keep: number } | undefined;
-    let text = "";
-    if (fs.existsSync(file)) {
-      text = fs.readFileSync(file, "utf8");
-      const cut = text.lastIndexOf("\n") + 1;
-      if (cut < text.length) {
-        // A crash mid-write leaves a torn last line: never built on; begin() moves it aside (kept for inspection).
-        torn = { text: text.slice(cut), keep: Buffer.byteLength(text.slice(0, cut)) };
-        text = text.slice(0, cut);
-      }
-      const last = text.slice(text.lastIndexOf("\n", text.length - 2) + 1);
-      if (last) {
-        prev = sha256(last);
-        const rec = JSON.parse(last) as { seq: number; ts: string };
-        seq = Number(rec.seq);
-        lastTs = String(rec.ts);
-      }
-    }
+    // A torn last line (a crash mid-write) is never built on; begin() moves it aside, kept for inspection.
+    const { seq, prev, lastTs, text, torn } = readEnd(file);
     const fd = fs.openSync(file, "a", 0o600);
     const audit = new AuditLog(fd, torn?.keep ?? fs.fstatSync(fd).size, file, seq, prev, lastTs, o);
     audit.opening = {};
@@ -126,12 +111,7 @@ export class AuditLog {
     if (!o) return;
     let tornFile: string | undefined;
     if (o.torn) {
-      tornFile = `${this.path}.torn-${Date.now()}`;
-      fs.writeFileSync(tornFile, o.torn.text, { mode: 0o600 });
-      fs.ftruncateSync(this.fd, o.torn.keep);
-      log.warn(
-        `audit log ${this.path} ended in a torn line (${Buffer.byteLength(o.torn.text)} bytes, left by a crash mid-write): moved to ${tornFile}; the log carries on from the last whole line`,
-      );
+      tornFile = setTornAside(this.path, this.fd, o.torn);
       o.torn = undefined;
     }
     if (o.checkpoint) {
@@ -294,23 +274,9 @@ export class AuditLog {
     }
   }
 
-  /**
-   * Writes an event unless the disk refuses: then the line is cut back (write), and the event is either
-   * kept for later (an ending: returns false) or refused with a clear error (room.ts). True: written.
-   */
+  /** Writes an event unless the disk refuses (then kept for later or refused: room.ts). True: written. */
   private guard(event: string, fields: AuditFields): boolean {
-    const now = this.now();
-    if (this.room.admit(event, fields, now)) return false;
-    try {
-      this.writeEvent(event, fields);
-      return true;
-    } catch (err) {
-      if (!(err instanceof AuditWriteError)) throw err;
-      log.error(`audit log: ${err.message}`);
-      this.room.enter(err, now);
-      if (this.room.admit(event, fields, now)) return false;
-      throw this.room.refusal();
-    }
+    return this.room.guard(event, fields, this.now(), () => this.writeEvent(event, fields));
   }
 
   /** fsync failed: the lines may or may not be on disk; nothing new is acknowledged until a retry gets through. */
@@ -321,24 +287,15 @@ export class AuditLog {
     return this.room.refusal();
   }
 
-  /** The room timer: the deferred lines, then a line saying what the outage refused; throws while the disk still refuses. */
-  private retry(): void {
-    const outage = this.room.outage;
-    if (!outage || this.closed) return;
-    while (this.room.backlog.length) {
-      const d = this.room.backlog[0]!;
-      this.writeEvent(d.event, { ...d.fields, happenedAt: d.at });
-      this.room.backlog.shift();
-    }
-    this.writeEvent("audit.resume", outage);
+  /** Durably, or an AuditWriteError (the room's retry: its lines are on disk before work is accepted again). */
+  private syncNow(): void {
+    if (this.closed) throw new AuditWriteError(new Error("the audit log is closed"));
     try {
       fs.fdatasyncSync(this.fd);
     } catch (err) {
       throw new AuditWriteError(err);
     }
     this.durable = this.point();
-    log.info(`audit log: the disk has room again (full since ${outage.fullSince}; ${outage.refused} refused)`);
-    this.room.leave();
   }
 
   private writeCheckpoint(reason: CheckpointReason, now: number): void {
@@ -360,12 +317,7 @@ export class AuditLog {
 
   close(): void {
     // A last try for endings that waited for room; what the disk still refuses is said, not lost silently.
-    if (this.room.full)
-      try {
-        this.retry();
-      } catch {
-        log.error(`audit log: ${this.room.backlog.length} line(s) waiting for disk space were not written`);
-      }
+    this.room.lastTry();
     this.closed = true;
     this.signer?.stop();
     this.room.stop();

@@ -3,7 +3,10 @@
 // clear error, lines that record an ending (which must happen whether or not the disk has room: a revoke,
 // a stream's close) wait in a bounded backlog, and a timer tries again until the disk takes them.
 import { RefusedError, errorMessage } from "../errors.ts";
+import { logger } from "../log.ts";
 import type { AuditFields } from "./log.ts";
+
+const log = logger("audit");
 
 /**
  * Events that record something ending or a peer coming back, never something new being allowed: they are
@@ -57,6 +60,12 @@ export interface RoomEvents {
   onRoom?: (message: string) => void;
 }
 
+/** How the room writes through the log: a chained line (or AuditWriteError), and a sync (or AuditWriteError). */
+export interface RoomIo {
+  write(event: string, fields: AuditFields): void;
+  sync(): void;
+}
+
 export class Room {
   private state: { since: number; cause: string; refused: number; lost: number } | undefined;
   readonly backlog: Deferred[] = [];
@@ -64,9 +73,51 @@ export class Room {
 
   constructor(
     private readonly events: RoomEvents,
-    /** Writes the backlog and a resume line, durably; throws AuditWriteError if the disk still refuses. */
-    private readonly retry: () => void,
+    private readonly io: RoomIo,
   ) {}
+
+  /**
+   * Writes an event with `write` unless the disk refuses: the line is then already cut back (log.ts), and
+   * the event is kept for later (an ending: false) or refused with a clear error. True: written.
+   */
+  guard(event: string, fields: AuditFields, now: number, write: () => void): boolean {
+    if (this.admit(event, fields, now)) return false;
+    try {
+      write();
+      return true;
+    } catch (err) {
+      if (!(err instanceof AuditWriteError)) throw err;
+      log.error(`audit log: ${err.message}`);
+      this.enter(err, now);
+      if (this.admit(event, fields, now)) return false;
+      throw this.refusal();
+    }
+  }
+
+  /** At close: one more try for the endings still waiting; what the disk still refuses is said, not lost silently. */
+  lastTry(): void {
+    if (!this.state) return;
+    try {
+      this.retry();
+    } catch {
+      log.error(`audit log: ${this.backlog.length} line(s) waiting for disk space were not written`);
+    }
+  }
+
+  /** The deferred lines, then a line saying what the outage refused, durably; throws while the disk still refuses. */
+  private retry(): void {
+    const outage = this.outage;
+    if (!outage) return;
+    while (this.backlog.length) {
+      const d = this.backlog[0]!;
+      this.io.write(d.event, { ...d.fields, happenedAt: d.at });
+      this.backlog.shift();
+    }
+    this.io.write("audit.resume", outage);
+    this.io.sync();
+    log.info(`audit log: the disk has room again (full since ${outage.fullSince}; ${outage.refused} refused)`);
+    this.leave();
+  }
 
   get full(): boolean {
     return this.state !== undefined;
