@@ -21,7 +21,7 @@ import { parseCount, parseDuration, parseSize } from "../cli/duration.ts";
 import { readRequired } from "../cli/home.ts";
 import { readHttpTls } from "../cli/http-tls.ts";
 import { VERSION } from "../version.ts";
-import { lockBeside } from "../store/file-lock.ts";
+import { lockCoordinatorFiles } from "../store/file-lock.ts";
 import { tellHosts } from "../coordinator/host-notice.ts";
 import { closeOrphans, LOST } from "../coordinator/orphans.ts";
 
@@ -214,11 +214,7 @@ export default defineCommand({
       process.once("SIGTERM", stop);
     });
     // One coordinator per audit log and state file: a second exits here, before it writes anything.
-    const locks = [lockBeside(args.audit, "audit log")];
-    if (!/^postgres(ql)?:\/\//.test(args.db) && args.db !== ":memory:")
-      locks.push(lockBeside(args.db, "state database"));
-    if (locks.some((x) => !x))
-      log.warn(`no file locking on ${process.platform}: make sure no other coordinator uses ${args.audit}`);
+    const locks = lockCoordinatorFiles(args.audit, args.db);
     const store = await Store.open(args.db);
     // Quiet: the log is read (a torn last line set aside) but written only once the ports are bound.
     let told: ((message: string) => void) | undefined;
@@ -316,7 +312,7 @@ export default defineCommand({
     audit.checkpoint();
     audit.close();
     await store.close();
-    for (const lock of locks) lock?.release();
+    locks.release();
   },
 });
 

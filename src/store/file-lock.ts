@@ -8,6 +8,7 @@
 import fs from "node:fs";
 import { dlopen, FFIType } from "bun:ffi";
 import { TesseraError } from "../errors.ts";
+import { logger } from "../log.ts";
 
 const LOCK_EX = 2;
 const LOCK_NB = 4;
@@ -69,4 +70,20 @@ function readPid(fd: number): number | undefined {
   const n = fs.readSync(fd, buf, 0, buf.length, 0);
   const pid = Number(buf.subarray(0, n).toString("utf8").trim());
   return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/**
+ * A coordinator's audit log and, with SQLite, its state file, each locked (a PostgreSQL database is
+ * shared by a deployment's nodes by design). Throws "in_use" naming the holder's pid.
+ */
+export function lockCoordinatorFiles(audit: string, db: string): { release(): void } {
+  const locks = [lockBeside(audit, "audit log")];
+  if (!/^postgres(ql)?:\/\//.test(db) && db !== ":memory:") locks.push(lockBeside(db, "state database"));
+  if (locks.some((x) => !x))
+    logger("coordinator").warn(`no file locking on ${process.platform}: make sure no other coordinator uses ${audit}`);
+  return {
+    release() {
+      for (const l of locks) l?.release();
+    },
+  };
 }
