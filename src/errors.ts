@@ -62,6 +62,8 @@ export type ErrorCode =
   | "code_key"
   | "bad_recording"
   | "audit_broken"
+  | "audit_full"
+  | "in_use"
   // the operator's HTTP calls (admin, revoke)
   | "admin"
   | "unauthorized";

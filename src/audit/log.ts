@@ -7,9 +7,10 @@ import { GENESIS, sha256 } from "./files.ts";
 import { signHead, type AuditHead, type CheckpointReason } from "./checkpoint.ts";
 import { resumeFrom, Signer } from "./signer.ts";
 import { logger } from "../log.ts";
+import { errorMessage } from "../errors.ts";
 import { escapeUnsafe } from "../wire/untrusted-text.ts";
-import { TesseraError } from "../errors.ts";
-import { AuditLine } from "./line.ts";
+import { AuditWriteError, Room, type RoomEvents } from "./room.ts";
+import { readEnd, setTornAside } from "./reopen.ts";
 
 export { GENESIS, sha256 };
 
@@ -17,7 +18,7 @@ const log = logger("audit");
 
 export type AuditFields = Record<string, string | number | boolean | null | undefined>;
 
-export interface AuditOptions {
+export interface AuditOptions extends RoomEvents {
   /** Start a new file once the current one passes this many bytes (0: never). */
   rotateBytes?: number;
   /** Every this many events, append a checkpoint line signed with `signingKeyPem` (0: never). */
@@ -31,6 +32,11 @@ export interface AuditOptions {
   signingKeyPem?: string;
   /** The clock for line times and the interval (tests drive it). */
   now?: () => number;
+  /**
+   * Write nothing at open: the run's first lines (its signed opening, a torn line's report) wait for
+   * begin() or the first event, so a coordinator that fails to start (a port taken) leaves the log as it was.
+   */
+  quiet?: boolean;
 }
 
 interface Point {
@@ -45,6 +51,12 @@ export class AuditLog {
   /** The last line known to be on disk, which is what the signed head states. */
   private durable: Point;
   private closed = false;
+  /** What the disk's refusals put in place: refused work, deferred endings, retries (room.ts). */
+  private readonly room: Room;
+  /** A rotation whose new file's first lines the disk refused: owed before anything else (startRotated). */
+  private rotatedFrom: string | undefined;
+  /** The run's opening lines, not yet written (quiet open). */
+  private opening: { checkpoint?: CheckpointReason; torn?: { text: string; keep: number } } | undefined;
   /** The fdatasync now running (group commit), the one queued behind it, and appendSoon's waiters. */
   private syncing: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
@@ -68,6 +80,10 @@ export class AuditLog {
   ) {
     this.now = o.now ?? Date.now;
     this.durable = { seq, hash: prev, ts: lastTs };
+    this.room = new Room(o, {
+      write: (event, fields) => this.writeEvent(event, fields),
+      sync: () => this.syncNow(),
+    });
     if (o.signingKeyPem)
       this.signer = new Signer(o.signingKeyPem, o.checkpointEvery ?? 0, o.checkpointIntervalMs ?? 0, () =>
         this.onInterval(),
@@ -75,49 +91,58 @@ export class AuditLog {
   }
 
   static open(file: string, o: AuditOptions = {}): AuditLog {
-    let seq = 0;
-    let prev = GENESIS;
-    let lastTs = "";
-    let torn: string | undefined;
-    let text = "";
-    if (fs.existsSync(file)) {
-      text = fs.readFileSync(file, "utf8");
-      const cut = text.lastIndexOf("\n") + 1;
-      if (cut < text.length) {
-        // A crash mid-write leaves a torn last line: keep it aside for inspection, never build on it.
-        torn = `${file}.torn-${Date.now()}`;
-        fs.writeFileSync(torn, text.slice(cut), { mode: 0o600 });
-        fs.truncateSync(file, Buffer.byteLength(text.slice(0, cut)));
-        text = text.slice(0, cut);
-      }
-      const last = text.slice(text.lastIndexOf("\n", text.length - 2) + 1);
-      if (last) {
-        prev = sha256(last);
-        const rec = lastRecord(last);
-        if (!rec)
-          throw new TesseraError(
-            "audit_broken",
-            `the last line of ${file} is not an audit line, so the chain cannot go on from it; see what happened with \`tessera audit verify ${file}\`, then move the file aside to start a new log`,
-          );
-        seq = rec.seq;
-        lastTs = rec.ts;
-      }
-    }
+    // A torn last line (a crash mid-write) is never built on; begin() moves it aside, kept for inspection.
+    const { seq, prev, lastTs, text, torn } = readEnd(file);
     const fd = fs.openSync(file, "a", 0o600);
-    const audit = new AuditLog(fd, fs.fstatSync(fd).size, file, seq, prev, lastTs, o);
+    const audit = new AuditLog(fd, torn?.keep ?? fs.fstatSync(fd).size, file, seq, prev, lastTs, o);
+    audit.opening = {};
     if (audit.signer) {
       audit.signer.resume(resumeFrom(file, text));
       // The first line of every run is signed: a log with no signature at all was not written here.
-      if (audit.signer.intervalMs > 0) audit.checkpoint(seq === 0 ? "start" : "open");
+      if (audit.signer.intervalMs > 0) audit.opening.checkpoint = seq === 0 ? "start" : "open";
     }
-    if (torn) audit.append("recovered", { tornLineMovedTo: torn });
+    if (torn) audit.opening.torn = torn;
+    if (!o.quiet) audit.begin();
     return audit;
+  }
+
+  /** Writes the run's opening lines (a quiet open defers them to here, or to the first event). */
+  begin(): void {
+    const o = this.opening;
+    if (!o) return;
+    let tornFile: string | undefined;
+    if (o.torn) {
+      tornFile = setTornAside(this.path, this.fd, o.torn);
+      o.torn = undefined;
+    }
+    if (o.checkpoint) {
+      this.writeCheckpoint(o.checkpoint, this.now());
+      o.checkpoint = undefined;
+    }
+    if (tornFile) this.write("recovered", { tornLineMovedTo: tornFile }, this.now());
+    this.opening = undefined;
+    fs.fdatasyncSync(this.fd);
+    this.durable = this.point();
+  }
+
+  /** The seq of the last line written (durable or about to be). */
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  /** Why work that needs an audit line is refused now (the disk is full), or undefined. */
+  get trouble(): string | undefined {
+    return this.room.trouble;
   }
 
   /** Writes one event durably; throws if the disk refuses, so the caller never acts unrecorded. */
   append(event: string, fields: AuditFields = {}): void {
-    this.writeEvent(event, fields);
-    fs.fdatasyncSync(this.fd);
+    if (!this.guard(event, fields)) return;
+    try {
+      fs.fdatasyncSync(this.fd);
+    } catch (err) {
+      throw this.syncFailed(err);
+    }
     this.durable = this.point();
   }
 
@@ -127,7 +152,7 @@ export class AuditLog {
    * event loop is not blocked while the disk works. Callers must not act on the event before it resolves.
    */
   appendDurable(event: string, fields: AuditFields = {}): Promise<void> {
-    this.writeEvent(event, fields);
+    if (!this.guard(event, fields)) return Promise.resolve();
     return this.sync();
   }
 
@@ -137,7 +162,7 @@ export class AuditLog {
    * streams then need one fsync each (their open) instead of two.
    */
   appendSoon(event: string, fields: AuditFields = {}, withinMs = 50): Promise<void> {
-    this.writeEvent(event, fields);
+    if (!this.guard(event, fields)) return Promise.resolve();
     if (!this.soon) {
       let resolve!: () => void;
       let reject!: (e: unknown) => void;
@@ -152,7 +177,8 @@ export class AuditLog {
 
   /** Signs the chain so far (by default as a clean stop): whoever holds the coordinator's certificate can check nothing before it changed. */
   checkpoint(reason: CheckpointReason = "stop"): void {
-    if (!this.signer) return;
+    if (!this.signer || this.room.full) return;
+    this.begin();
     this.writeCheckpoint(reason, this.now());
     fs.fdatasyncSync(this.fd);
     this.durable = this.point();
@@ -178,12 +204,25 @@ export class AuditLog {
     fs.renameSync(this.path, old);
     this.fd = fs.openSync(this.path, "a", 0o600);
     this.size = 0;
-    this.write("rotate", { previousFile: path.basename(old) }, now);
+    this.rotatedFrom = path.basename(old);
+    this.startRotated(now);
+    return old;
+  }
+
+  /**
+   * The new file's first lines: the rotation (its chain's link to the old file) and a checkpoint. A disk
+   * that refuses them leaves the new file empty and this owed: the next write starts with them, so no file
+   * ever begins with anything but its rotate line.
+   */
+  private startRotated(now: number): void {
+    const from = this.rotatedFrom;
+    if (from === undefined) return;
+    this.write("rotate", { previousFile: from }, now);
+    this.rotatedFrom = undefined;
     if (this.signer) this.writeCheckpoint("rotate", now);
     fs.fdatasyncSync(this.fd);
     syncDir(path.dirname(this.path));
     this.durable = this.point();
-    return old;
   }
 
   /** Resolves when a fdatasync that began after every line written so far has finished (group commit). */
@@ -202,7 +241,7 @@ export class AuditLog {
         this.syncing = new Promise<void>((resolve, reject) =>
           fs.fdatasync(fd, (err) => {
             // A rotation synced and closed that file already: its lines are durable.
-            if (err && !(err.code === "EBADF" && fd !== this.fd)) return reject(err);
+            if (err && !(err.code === "EBADF" && fd !== this.fd)) return reject(this.syncFailed(err));
             if (upto.seq > this.durable.seq) this.durable = upto;
             resolve();
           }),
@@ -222,10 +261,42 @@ export class AuditLog {
    */
   private writeEvent(event: string, fields: AuditFields): void {
     const now = this.now();
-    if (this.o.rotateBytes && this.size >= this.o.rotateBytes) this.rotate(now);
+    this.begin();
+    if (this.rotatedFrom !== undefined) this.startRotated(now);
+    else if (this.o.rotateBytes && this.size >= this.o.rotateBytes) this.rotate(now);
     else if (this.signer?.intervalDue(now)) this.writeCheckpoint("interval", now);
     this.write(event, fields, now);
-    if (this.signer?.countDue()) this.writeCheckpoint("count", now);
+    try {
+      if (this.signer?.countDue()) this.writeCheckpoint("count", now);
+    } catch (err) {
+      // The event is on disk; the checkpoint it made due stays due and comes with the next line.
+      if (!(err instanceof AuditWriteError)) throw err;
+      this.room.enter(err, now);
+    }
+  }
+
+  /** Writes an event unless the disk refuses (then kept for later or refused: room.ts). True: written. */
+  private guard(event: string, fields: AuditFields): boolean {
+    return this.room.guard(event, fields, this.now(), () => this.writeEvent(event, fields));
+  }
+
+  /** fsync failed: the lines may or may not be on disk; nothing new is acknowledged until a retry gets through. */
+  private syncFailed(err: unknown): unknown {
+    const e = new AuditWriteError(err);
+    log.error(`audit log: could not sync: ${errorMessage(err)}`);
+    this.room.enter(e, this.now());
+    return this.room.refusal();
+  }
+
+  /** Durably, or an AuditWriteError (the room's retry: its lines are on disk before work is accepted again). */
+  private syncNow(): void {
+    if (this.closed) throw new AuditWriteError(new Error("the audit log is closed"));
+    try {
+      fs.fdatasyncSync(this.fd);
+    } catch (err) {
+      throw new AuditWriteError(err);
+    }
+    this.durable = this.point();
   }
 
   private writeCheckpoint(reason: CheckpointReason, now: number): void {
@@ -246,8 +317,11 @@ export class AuditLog {
   }
 
   close(): void {
+    // A last try for endings that waited for room; what the disk still refuses is said, not lost silently.
+    this.room.lastTry();
     this.closed = true;
     this.signer?.stop();
+    this.room.stop();
     // Lines written through appendDurable or appendSoon may still await their fsync: make them durable first.
     const soon = this.soon;
     this.soon = undefined;
@@ -266,7 +340,17 @@ export class AuditLog {
     const ts = new Date(now).toISOString();
     const line = `${JSON.stringify({ seq: this.seq + 1, ts, event, ...dropUndefined(fields), prev: this.prev })}\n`;
     const bytes = Buffer.from(line);
-    fs.writeSync(this.fd, bytes);
+    try {
+      // A short write (a disk filling up) is carried on; a refused one is cut back to the last whole line.
+      for (let off = 0; off < bytes.length; ) off += fs.writeSync(this.fd, bytes, off, bytes.length - off);
+    } catch (err) {
+      try {
+        fs.ftruncateSync(this.fd, this.size);
+      } catch (e) {
+        log.error(`audit log: could not cut a failed line back: ${errorMessage(e)}`);
+      }
+      throw new AuditWriteError(err);
+    }
     this.size += bytes.length;
     this.seq++;
     this.prev = sha256(bytes);
@@ -290,16 +374,4 @@ function syncDir(dir: string): void {
   } catch {
     // Not every platform can fsync a directory; the rename is still atomic.
   }
-}
-
-/** The chain fields of the line a log goes on from, or undefined when it is not an audit line. */
-function lastRecord(line: string): { seq: number; ts: string } | undefined {
-  let json: unknown;
-  try {
-    json = JSON.parse(line);
-  } catch {
-    return undefined;
-  }
-  const r = v.safeParse(AuditLine, json);
-  return r.success ? { seq: r.output.seq, ts: r.output.ts } : undefined;
 }

@@ -4,6 +4,7 @@ import * as v from "valibot";
 import { TesseraError } from "../errors.ts";
 import { issueText } from "../validate.ts";
 import { bytes } from "./audit-table.ts";
+import { escapeUnsafe } from "../wire/untrusted-text.ts";
 
 // Loose objects: a newer coordinator may add fields; the ones shown here must be there and well-typed.
 const SessionView = v.looseObject({
@@ -95,7 +96,9 @@ function cell(s: string, width: number): string {
   return clip(s, width).padEnd(width);
 }
 
-function clip(s: string, n: number): string {
+/** Cut to n characters; peer-chosen text (names, addresses, targets) is escaped first, so no cut leaves a raw control. */
+function clip(raw: string, n: number): string {
+  const s = escapeUnsafe(raw);
   return s.length <= n ? s : `${s.slice(0, n - 1)}…`;
 }
 

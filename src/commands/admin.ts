@@ -12,6 +12,7 @@ import {
   hostsTable,
   sessionsTable,
 } from "../cli/admin-view.ts";
+import { escapeUnsafe, quoteText, safeJson, SHOW_NAME_MAX } from "../wire/untrusted-text.ts";
 import { parseDuration } from "../cli/duration.ts";
 import { osUser } from "../cli/os-user.ts";
 
@@ -35,9 +36,12 @@ function post(body: unknown): RequestInit {
   };
 }
 
-/** --json prints the coordinator's answer as it came (once it has been checked); else the table. */
+/**
+ * --json prints the coordinator's answer as it came (once it has been checked), with every character a
+ * terminal would act on written as a JSON escape (same value, nothing raw); else the table.
+ */
 function print(asJson: boolean | undefined, raw: unknown, table: () => string): void {
-  process.stdout.write(asJson ? `${JSON.stringify(raw, null, 2)}\n` : table());
+  process.stdout.write(asJson ? `${safeJson(raw)}\n` : table());
 }
 
 const sessions = defineCommand({
@@ -86,7 +90,7 @@ const removeHost = defineCommand({
       args.json,
       raw,
       () =>
-        `removed host "${r.host}" (${r.key}): ${r.shares} share(s) closed, ${r.sessions} session(s) ended; its certificate is refused from now on\n`,
+        `removed host ${quoteText(r.host, SHOW_NAME_MAX)} (${escapeUnsafe(r.key)}): ${r.shares} share(s) closed, ${r.sessions} session(s) ended; its certificate is refused from now on\n`,
     );
   },
 });

@@ -5,7 +5,7 @@ import { defineCommand } from "citty";
 import * as v from "valibot";
 import { issueText } from "../validate.ts";
 import { AuditLog } from "../audit/log.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, errorMessage } from "../errors.ts";
 import { logger, setLogFormat, stampLines } from "../log.ts";
 import { Coordinator } from "../coordinator/listener.ts";
 import { EnrollRecords } from "../coordinator/enroll.ts";
@@ -23,6 +23,9 @@ import { parseCount, parseDuration, parseSize } from "../cli/duration.ts";
 import { readRequired } from "../cli/home.ts";
 import { readHttpTls } from "../cli/http-tls.ts";
 import { VERSION } from "../version.ts";
+import { lockCoordinatorFiles } from "../store/file-lock.ts";
+import { tellHosts } from "../coordinator/host-notice.ts";
+import { closeOrphans, LOST } from "../coordinator/orphans.ts";
 
 const log = logger("coordinator");
 
@@ -200,7 +203,8 @@ export default defineCommand({
         `--revalidate-interval must be between 100ms and 1m (got "${args["revalidate-interval"]}")`,
       );
     const node = nodeArgs(args);
-    const store = await Store.open(args.db);
+    const l = splitAddress(args.listen, 8443, true);
+    const h = splitAddress(args.http, 8080, true);
     const checkpointEvery = Number(args["audit-checkpoint"]);
     if (!Number.isInteger(checkpointEvery) || checkpointEvery < 0)
       throw new ConfigError(`--audit-checkpoint must be a whole number (got "${args["audit-checkpoint"]}")`);
@@ -210,11 +214,32 @@ export default defineCommand({
         `--audit-checkpoint-interval must be between 1s and 24h (got "${args["audit-checkpoint-interval"]}")`,
       );
     const keyPem = need("coordinator.key");
+    const rotateBytes = parseSize(args["audit-rotate"], "audit-rotate");
+    // Heard from here on: a stop asked for while starting waits for the start, then stops cleanly.
+    const stopped = new Promise<void>((resolve) => {
+      const stop = () => resolve();
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+    // One coordinator per audit log and state file: a second exits here, before it writes anything.
+    const locks = lockCoordinatorFiles(args.audit, args.db);
+    const store = await Store.open(args.db);
+    // Quiet: the log is read (a torn last line set aside) but written only once the ports are bound.
+    let told: ((message: string) => void) | undefined;
     const audit = AuditLog.open(args.audit, {
-      rotateBytes: parseSize(args["audit-rotate"], "audit-rotate"),
+      rotateBytes,
       checkpointEvery,
       checkpointIntervalMs,
       signingKeyPem: keyPem,
+      quiet: true,
+      onFull: (m) => {
+        log.error(m);
+        told?.(m);
+      },
+      onRoom: (m) => {
+        log.info(m);
+        told?.(m);
+      },
     });
     const codeKey = await loadCodeKey(path.join(dir, "code-key"), store);
     const enrollFile = path.join(dir, "enroll-tokens.json");
@@ -247,11 +272,7 @@ export default defineCommand({
       enrollRecords,
       cluster: cluster || undefined,
     });
-    const restored = await coordinator.broker.restore();
-    if (cluster) await cluster.start(coordinator.broker);
-    const l = splitAddress(args.listen, 8443, true);
-    const bound = await coordinator.listen(l.host, l.port);
-    const h = splitAddress(args.http, 8080, true);
+    told = (m) => tellHosts(coordinator.broker.liveShares, m);
     const gate = new OperatorGate({
       tokenHash: operatorToken ? hashToken(operatorToken) : undefined,
       audit,
@@ -266,18 +287,33 @@ export default defineCommand({
           broker: coordinator.broker,
         })
       : undefined;
-    const http = startHttp({
-      host: h.host,
-      port: h.port,
-      version: VERSION,
-      broker: coordinator.broker,
-      gate,
-      console: consoleHttp?.http,
-      tls: httpTls,
-      admin,
-      auditHead: () => audit.signedHead(),
-      health: () => coordinator.health(),
-    });
+    // Ports first: a taken or bad address fails here, with nothing written. Frames wait for the restore.
+    coordinator.broker.hold();
+    const bound = await bindOr(`--listen ${args.listen}`, () => coordinator.listen(l.host, l.port));
+    const http = await bindOr(`--http ${args.http}`, () =>
+      startHttp({
+        host: h.host,
+        port: h.port,
+        version: VERSION,
+        broker: coordinator.broker,
+        gate,
+        console: consoleHttp?.http,
+        tls: httpTls,
+        admin,
+        auditHead: () => audit.signedHead(),
+        health: () => audit.trouble ?? coordinator.health(),
+      }),
+    );
+    audit.begin();
+    // Every open gets a close: what a killed coordinator left open is closed before anything resumes.
+    const orphans = await closeOrphans(store, audit, { node: node?.name });
+    if (orphans.streams || orphans.sessions)
+      log.warn(
+        `closed ${orphans.streams} stream(s) and ${orphans.sessions} session(s) left open by a coordinator that stopped without closing them ("${LOST}", byte counts as last known, marked estimated)`,
+      );
+    const restored = await coordinator.broker.restore();
+    if (cluster) await cluster.start(coordinator.broker);
+    coordinator.broker.ready();
     audit.append("coordinator.start", {
       version: VERSION,
       node: node ? node.name : undefined,
@@ -295,11 +331,7 @@ export default defineCommand({
     );
     if (!operatorToken) log.warn("no operator-token in the certs directory: revoke and admin are disabled");
     if (consoleHttp) log.info(consoleHttp.announce(http.url, !!httpTls));
-    await new Promise<void>((resolve) => {
-      const stop = () => resolve();
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
-    });
+    await stopped;
     log.info("shutting down");
     await coordinator.close();
     if (cluster) await cluster.stop();
@@ -313,8 +345,20 @@ export default defineCommand({
     audit.checkpoint();
     audit.close();
     await store.close();
+    locks.release();
   },
 });
+
+/** Binds a port, or fails naming the flag: the address is taken or not this machine's (nothing was written yet). */
+async function bindOr<T>(flag: string, bind: () => T | Promise<T>): Promise<T> {
+  try {
+    return await bind();
+  } catch (err) {
+    throw new ConfigError(
+      `cannot listen on ${flag}: ${errorMessage(err).replace(/^error: /i, "")}; is another process (another coordinator?) using that port, or is the address not this machine's?`,
+    );
+  }
+}
 
 /** --node, --advertise and --node-ttl, checked together: several nodes need one PostgreSQL. */
 function nodeArgs(args: {

@@ -1,5 +1,6 @@
 // The operator's admin endpoints under /admin/ (http.ts has checked the operator token): JSON bodies
 // checked with valibot, JSON answers, and refusals as one-line text naming what to do.
+import { RefusedError } from "../errors.ts";
 import * as v from "valibot";
 import { issueText } from "../validate.ts";
 import { AdminError, MAX_TOKEN_TTL_MS, MIN_TOKEN_TTL_MS, type Admin, type Operator } from "./admin.ts";
@@ -52,6 +53,8 @@ export async function adminRoute(req: Request, url: URL, admin: Admin, addr: str
     }
   } catch (err) {
     if (err instanceof AdminError) return text(err.status, err.message);
+    // The audit disk is full: the action needs a line it cannot have now; the operator reads why.
+    if (err instanceof RefusedError && err.code === "audit_full") return text(503, err.message);
     throw err;
   }
 }

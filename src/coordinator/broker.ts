@@ -13,6 +13,7 @@ import { SessionBook } from "./sessions.ts";
 import { agentGone } from "./direct.ts";
 import { ShareDesk } from "./share-desk.ts";
 import { restoredSession } from "./restore.ts";
+import { closeOrphans } from "./orphans.ts";
 
 export { newId, formatDuration, type Peer, type BrokerOptions } from "./state.ts";
 
@@ -29,6 +30,8 @@ export class Broker {
   private readonly sweeper: ReturnType<typeof setInterval>;
   private closing = false;
   private lastPrune = 0;
+  /** Set while the coordinator restores its state with its ports already bound: frames wait for it (hold, ready). */
+  private gate: { promise: Promise<void>; open: () => void } | undefined;
 
   constructor(private readonly o: BrokerOptions) {
     this.sessions = new SessionBook(o);
@@ -96,7 +99,22 @@ export class Broker {
     return { shares: this.shares.size, sessions, voided };
   }
 
+  /** Frames wait from now until ready(): the ports are bound before the state is restored. */
+  hold(): void {
+    let open!: () => void;
+    const promise = new Promise<void>((r) => {
+      open = r;
+    });
+    this.gate = { promise, open };
+  }
+
+  ready(): void {
+    this.gate?.open();
+    this.gate = undefined;
+  }
+
   async handle(peer: Peer, f: ClientFrame): Promise<void> {
+    if (this.gate) await this.gate.promise;
     if (f.t === "hello") return this.hello(peer, f);
     if (!peer.helloed) throw new ProtocolError(`expected "hello" first, got "${f.t}"`);
     // One node of several: a frame about a share another node holds goes there (cluster.ts).
@@ -226,7 +244,7 @@ export class Broker {
   }
 
   /** One node of several took over a share whose node died or let go: it waits for its agent and guests here. */
-  async adopt(shareId: string): Promise<void> {
+  async adopt(shareId: string, deadNode?: string): Promise<void> {
     if (this.shares.has(shareId)) return;
     const row = await this.o.store.getShare(shareId);
     if (!row || this.shares.has(shareId)) return;
@@ -239,6 +257,8 @@ export class Broker {
       sessions: new Set(),
     };
     this.shares.set(shareId, share);
+    // A dead node's streams of this share get their close lines, and its sessions' totals count them.
+    if (deadNode !== undefined) await closeOrphans(this.o.store, this.o.audit, { shareId, node: deadNode });
     let sessions = 0;
     for (const s of await this.o.store.openSessions()) {
       if (s.shareId !== shareId || this.sessions.all.has(s.id)) continue;

@@ -22,7 +22,8 @@ export interface ClusterHost {
   drop(peer: Peer, err?: Error): void;
   hasShare(id: string): boolean;
   /** Loads an open share and its open sessions from the store, waiting for their agent and guests. */
-  adopt(shareId: string): Promise<void>;
+  /** `deadNode`: the share's node is gone, so the streams it left open there are closed (orphans.ts). */
+  adopt(shareId: string, deadNode?: string): Promise<void>;
   /** Another node holds the share now: forget it here (the store keeps it) and let its clients reconnect. */
   release(shareId: string): void;
   revokeLocal(sessionId: string, by: string): boolean;
@@ -108,7 +109,8 @@ export class Cluster {
       return true;
     }
     // Its node is gone (or this node held it before a restart): hold it here until its agent says where it is.
-    if (await this.o.store.nodes.claimShare(shareId, this.o.name, node)) await host.adopt(shareId);
+    if (await this.o.store.nodes.claimShare(shareId, this.o.name, node))
+      await host.adopt(shareId, node === this.o.name ? undefined : node);
     return false;
   }
 
@@ -117,8 +119,10 @@ export class Cluster {
     const node = await this.o.store.nodes.shareNode(shareId);
     if (node === undefined || node === this.o.name) return;
     if (!(await this.o.store.nodes.claimShare(shareId, this.o.name, node))) return;
-    if (await this.mail.isLive(node)) this.mail.send(node, { k: "moved", shareId });
-    await this.host!.adopt(shareId);
+    const live = await this.mail.isLive(node);
+    if (live) this.mail.send(node, { k: "moved", shareId });
+    // A live node closes its own streams as it lets go; a dead one's are closed here.
+    await this.host!.adopt(shareId, live ? undefined : node);
   }
 
   /** Marks a share as held here (a new registration). */

@@ -19,6 +19,7 @@ import { Splicer, type Stream } from "./splice.ts";
 import { metrics } from "./metrics.ts";
 import { noteActivity, sessionFails, type CheckContext, type Condition } from "./revalidate.ts";
 import { DirectBook } from "./direct.ts";
+import { StreamLedger } from "./stream-ledger.ts";
 
 const log = logger("coordinator");
 const ENDED_MEMORY = 1000;
@@ -38,11 +39,11 @@ export class SessionBook {
   private readonly ended = new Map<string, string>();
 
   /**
-   * Sessions whose totals changed since the last store write. A database write per stream close would
-   * sit on the stream-setup path (SQLite syncs each commit); the audit log has every stream's bytes at
-   * once, the store catches up every few seconds, at a session's end and at shutdown.
+   * Open streams and changed totals, for the store. A database write per stream would sit on the
+   * stream-setup path (SQLite syncs each commit); the audit log has every stream at once, the store
+   * catches up once a second, at a session's end and at shutdown (stream-ledger.ts).
    */
-  private readonly dirty = new Set<Session>();
+  readonly ledger: StreamLedger;
   private readonly flusher: ReturnType<typeof setInterval>;
 
   constructor(private readonly o: BrokerOptions) {
@@ -59,21 +60,16 @@ export class SessionBook {
       idleTimeoutMs: o.limits.idleTimeoutMs,
       injectHint: o.injectHint,
     });
+    this.ledger = new StreamLedger(o.store, o.audit, o.cluster?.name ?? "");
     const cluster = o.cluster;
     if (cluster) this.splicer.forward = (sock, head) => cluster.forwardData(sock, head);
-    this.flusher = setInterval(() => void this.flush(), 5_000);
+    this.flusher = setInterval(() => void this.flush(), 1_000);
     this.flusher.unref?.();
   }
 
-  /** Writes the changed sessions' totals to the store. */
-  async flush(): Promise<void> {
-    const batch = [...this.dirty];
-    this.dirty.clear();
-    await Promise.all(
-      batch.map((s) =>
-        background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down), "stream totals", log.warn),
-      ),
-    );
+  /** Writes open streams and changed sessions' totals to the store (one transaction). */
+  flush(): Promise<void> {
+    return this.ledger.flush();
   }
 
   stop(): void {
@@ -139,14 +135,12 @@ export class SessionBook {
     const direct = this.direct.route(s);
     const path = direct ? "direct" : "relay";
     // Group commit: the splicer holds both halves until this line is on disk (see Splicer.create).
-    const durable = pool
-      ? undefined
-      : this.o.audit.appendDurable("stream.open", { ...actors(s), streamId, target: s.target, path });
+    const durable = pool ? undefined : this.auditOpen(s, { streamId, target: s.target, path }, ref);
     const { stream, guestToken, agentToken } = this.splicer.create(streamId, s.id, durable, !!direct);
     this.streamTotal++;
     s.streams.add(stream);
     if (pool) stream.pool = "ready";
-    else this.counted(s, path);
+    else this.counted(s, path, stream);
     // A spare's direct token may go out at once: nothing is served on it before its "use".
     if (direct)
       return this.direct.offer(s, stream, { agentToken, guestToken, direct, ref, pool }, durable ?? Promise.resolve());
@@ -184,15 +178,38 @@ export class SessionBook {
       this.splicer.end(stream, `the pooled stream was refused: ${errorMessage(err)}`);
       throw err;
     }
-    stream.pool = "used";
     const path = stream.direct ? "direct" : "relay";
-    this.counted(s, path);
-    this.o.audit
-      .appendDurable("stream.open", { ...actors(s), streamId: stream.id, target: s.target, path, pooled: true })
-      .then(
-        () => stream.ended || agent.ch.send({ t: "use", sessionId: s.id, streamId: stream.id }),
-        () => this.splicer.end(stream, "the audit log could not record the stream"),
-      );
+    let durable: Promise<void>;
+    try {
+      durable = this.o.audit.appendDurable("stream.open", {
+        ...actors(s),
+        streamId: stream.id,
+        target: s.target,
+        path,
+        pooled: true,
+      });
+    } catch (err) {
+      // Still a spare in the log's eyes (no line): it ends without a close line.
+      this.splicer.end(stream, `the pooled stream was refused: ${errorMessage(err)}`);
+      if (err instanceof RefusedError) throw new RefusedError(err.code, err.message, { ref: f.ref });
+      throw err;
+    }
+    stream.pool = "used";
+    this.counted(s, path, stream);
+    durable.then(
+      () => stream.ended || agent.ch.send({ t: "use", sessionId: s.id, streamId: stream.id }),
+      () => this.splicer.end(stream, "the audit log could not record the stream"),
+    );
+  }
+
+  /** A stream's opening, durably; a refusal (the audit disk is full) names the open it answers, so the session goes on. */
+  private auditOpen(s: Session, fields: { streamId: string; target: string; path: string }, ref: string) {
+    try {
+      return this.o.audit.appendDurable("stream.open", { ...actors(s), ...fields });
+    } catch (err) {
+      if (err instanceof RefusedError) throw new RefusedError(err.code, err.message, { ref });
+      throw err;
+    }
   }
 
   /** The session, if it is this guest's; the same answer whether it is unknown or someone else's: ids are not capabilities. */
@@ -203,11 +220,12 @@ export class SessionBook {
     return s;
   }
 
-  private counted(s: Session, path: "direct" | "relay"): void {
+  private counted(s: Session, path: "direct" | "relay", stream: Stream): void {
     metrics.streamsTotal.inc();
     metrics.streamsByPath.inc(1, { path });
     // Not activity: only bytes moved keep a session from idling out (see sweep).
     s.streamCount++;
+    this.ledger.opened(stream, s);
   }
 
   private onStreamClosed(stream: Stream, reason: string): void {
@@ -229,8 +247,9 @@ export class SessionBook {
       s.down += stream.down;
       if (stream.direct) metrics.bytesDirect.inc(stream.up + stream.down);
       // A session released to another node is that node's to write (a line may come after the release).
-      if (this.all.has(s.id)) this.dirty.add(s);
+      if (this.all.has(s.id)) this.ledger.dirty.add(s);
     }
+    this.ledger.ended(stream.id);
     // Records what already happened and gates nothing: durable with the next sync, within 50 ms.
     this.o.audit
       .appendSoon("stream.close", {
@@ -337,7 +356,7 @@ export class SessionBook {
     this.cutStreams(s, reason);
     this.all.delete(s.id);
     s.share.sessions.delete(s);
-    this.dirty.delete(s);
+    this.ledger.dirty.delete(s);
     background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down), "stream totals", log.warn);
   }
 
@@ -360,7 +379,7 @@ export class SessionBook {
         bytesUp: s.up,
         bytesDown: s.down,
       });
-      this.dirty.delete(s);
+      this.ledger.dirty.delete(s);
       background(
         this.o.store
           .setTotals(s.id, s.streamCount, s.up, s.down)

@@ -72,6 +72,7 @@ export class ShareDesk {
       requestsById: f.requestsById || undefined,
     });
     peer.ch.send({ t: "registered", shareId: share.id, targets: share.targets });
+    this.noticeIfFull(peer);
     // The agent forgot its sessions when it lost us; tell it again which guests it serves.
     for (const s of [...share.sessions]) {
       if (!share.targets.includes(s.target)) this.sessions.close(s, "the host no longer offers this target");
@@ -116,6 +117,7 @@ export class ShareDesk {
     if (f.approve === false) (share.minters ??= new Set()).add(peer);
     else share.approvers.add(peer);
     peer.ch.send({ t: "registered", shareId: share.id, targets: share.targets });
+    this.noticeIfFull(peer);
   }
 
   status(peer: Peer, f: CF<"status">): void {
@@ -168,5 +170,11 @@ export class ShareDesk {
       mintOnly: mintOnly || undefined,
     });
     peer.ch.send({ t: "code", shareId: share.id, nameplate, target, expiresAt });
+  }
+
+  /** A host that (re)connects while the audit disk is full hears it at once, as the others did when it filled. */
+  private noticeIfFull(peer: Peer): void {
+    const trouble = this.o.audit.trouble;
+    if (trouble) peer.ch.send({ t: "notice", code: "audit_full", message: trouble.slice(0, 500) });
   }
 }

@@ -321,6 +321,14 @@ export class Guest {
       this.detached = true;
       this.dropStreams(new TesseraError("detached", "lost the connection to the coordinator while opening a stream"));
     }
+    // Cut for too many frames in flight: a smaller pool, filled later, so the resume is not cut again.
+    if (err instanceof TesseraError && err.code === "flood") {
+      const keeps = this.ports.flooded();
+      if (keeps !== undefined)
+        this.events.onStreamError?.(
+          `the coordinator cut the connection for too many frames at once; keeping ${keeps} spare stream(s) from now on`,
+        );
+    }
     this.reconnect.lost(err);
   }
 

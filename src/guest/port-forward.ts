@@ -81,6 +81,12 @@ export class PortForward {
     this.using.clear();
   }
 
+  /** The coordinator cut the connection for flooding it: the pool shrinks and backs off; says how many it keeps. */
+  flooded(): number | undefined {
+    this.pool?.flooded();
+    return this.pool?.keeps;
+  }
+
   stop(): void {
     this.server?.stop(true);
   }

@@ -21,6 +21,11 @@ const RETRY_MS = 1000;
 const MAX_RETRY_MS = 16_000;
 /** How long after a spare is taken its replacement is asked for (see take). */
 const REFILL_DELAY_MS = 5;
+/**
+ * Spares asked for and not yet answered, at most: the coordinator cuts a control connection with more than
+ * 64 frames in flight (its flood guard), so a big pool fills a few at a time, never in one burst.
+ */
+export const MAX_ASKING = 16;
 
 export interface Pooled {
   streamId: string;
@@ -47,11 +52,30 @@ export class StreamPool {
   private directSince = 0;
   /** Bumped by drop(): handshakes of an earlier generation no longer count here. */
   private generation = 0;
+  /** Spares kept: `size`, halved each time the coordinator cut the connection for flooding it (see flooded). */
+  private target: number;
 
   constructor(
     private readonly ctx: StreamContext,
-    private readonly size: number,
-  ) {}
+    size: number,
+  ) {
+    this.target = size;
+  }
+
+  /** How many spares the pool keeps now. */
+  get keeps(): number {
+    return this.target;
+  }
+
+  /**
+   * The coordinator cut the connection for too many frames in flight: keep half as many spares (at least
+   * one), and wait before filling again, so a resumed session is not cut again in a loop.
+   */
+  flooded(): void {
+    this.target = Math.max(1, Math.floor(this.target / 2));
+    this.quietUntil = 0;
+    this.backOff();
+  }
 
   owns(ref: string | undefined): boolean {
     return ref !== undefined && this.asked.has(ref);
@@ -93,7 +117,7 @@ export class StreamPool {
     if (!live || live.approved.scope?.streams !== undefined) return;
     const quiet = this.quietUntil - Date.now();
     if (quiet > 0) return this.fillIn(quiet);
-    while (this.ready.length + this.asked.size + this.handshaking < this.size) {
+    while (this.ready.length + this.asked.size + this.handshaking < this.target && this.asked.size < MAX_ASKING) {
       const ref = this.ctx.nextRef("p");
       this.asked.set(ref, this.directSince);
       this.ctx.send({ t: "open", sessionId: live.approved.sessionId, ref, pool: true });
@@ -118,6 +142,8 @@ export class StreamPool {
     const askedAt = this.asked.get(f.ref);
     if (askedAt === undefined) return;
     this.asked.delete(f.ref);
+    // Room to ask for the next one (a pool bigger than MAX_ASKING fills as answers come).
+    this.fillIn(REFILL_DELAY_MS);
     // Counted from now, so a fill meanwhile does not ask for its replacement.
     this.handshaking++;
     const generation = this.generation;
@@ -227,7 +253,10 @@ export class StreamPool {
     this.asked.clear();
     this.generation++;
     this.handshaking = 0;
-    this.quietUntil = 0;
-    this.retryMs = RETRY_MS;
+    // A flood cut's back-off outlives the resume it leads to (see flooded); any other drop starts afresh.
+    if (Date.now() >= this.quietUntil) {
+      this.quietUntil = 0;
+      this.retryMs = RETRY_MS;
+    }
   }
 }

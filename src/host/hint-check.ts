@@ -3,6 +3,7 @@
 import net from "node:net";
 import type { Hint } from "../wire/hints.ts";
 import { deniedAddress } from "./policy.ts";
+import { embeddedIPv4 } from "./embedded-ipv4.ts";
 
 /** Most hints the agent dials for one session, whatever a guest offers; the rest are counted, not dialled. */
 export const MAX_HINTS_DIALLED = 8;
@@ -56,8 +57,11 @@ export function hintRefusal(h: Hint, guestOnLoopback: boolean): string | undefin
   if (!Number.isInteger(h.port) || h.port < 1 || h.port > 65535) return "not a port";
   const denied = deniedAddress(h.host);
   if (denied) return denied;
-  if (MULTICAST.check(h.host, family)) return "multicast or broadcast";
-  if (LOOPBACK.check(h.host, family) && !guestOnLoopback) return "loopback (this machine), and the guest is not on it";
+  // An IPv4 address inside an IPv6 one (NAT64, 6to4...) reaches what that IPv4 address reaches.
+  const inner = embeddedIPv4(h.host);
+  const any = (list: net.BlockList) => list.check(h.host, family) || inner.some((a) => list.check(a, "ipv4"));
+  if (any(MULTICAST)) return "multicast or broadcast";
+  if (any(LOOPBACK) && !guestOnLoopback) return "loopback (this machine), and the guest is not on it";
   return undefined;
 }
 

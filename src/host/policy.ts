@@ -4,6 +4,7 @@ import dns from "node:dns/promises";
 import net from "node:net";
 import { TesseraError } from "../errors.ts";
 import { formatTarget, parseTarget } from "../wire/address.ts";
+import { embeddedIPv4 } from "./embedded-ipv4.ts";
 
 /** Metadata service names, compared after normalising (lower case, no trailing dot). */
 const METADATA_NAMES = new Set([
@@ -41,11 +42,20 @@ function deny(what: string, v4: string[], v6: string[]): { what: string; list: n
   return { what, list };
 }
 
-/** Why the agent will not dial this address unless it was named exactly, or undefined when it may. */
+/**
+ * Why the agent will not dial this address unless it was named exactly, or undefined when it may. An IPv6
+ * address carrying an IPv4 one (NAT64, 6to4, compatible, mapped, Teredo) is judged by that IPv4 address too.
+ */
 export function deniedAddress(ip: string): string | undefined {
   const family = net.isIPv4(ip) ? "ipv4" : net.isIPv6(ip) ? "ipv6" : undefined;
   if (!family) return undefined;
-  return DENIED.find((d) => d.list.check(ip, family))?.what;
+  const own = DENIED.find((d) => d.list.check(ip, family))?.what;
+  if (own) return own;
+  for (const inner of embeddedIPv4(ip)) {
+    const what = DENIED.find((d) => d.list.check(inner, "ipv4"))?.what;
+    if (what) return `${what} (the IPv4 address ${inner} inside ${ip})`;
+  }
+  return undefined;
 }
 
 /** Name to address, as the operating system resolves it (tests give their own). */

@@ -8,6 +8,7 @@ import type { DialOptions } from "../wire/control-client.ts";
 import guide from "../../docs/mcp.md" with { type: "text" };
 import { GuestSessions } from "./guest-sessions.ts";
 import { registerTools } from "./tools.ts";
+import { jsonRpcLines } from "./json-lines.ts";
 
 const log = logger("mcp");
 const END_OF_INSTRUCTIONS = "<!-- The server's instructions end here";
@@ -47,7 +48,11 @@ export async function serveMcp(o: McpOptions, stop: Promise<string>): Promise<st
       registerTools(server, { sessions, hostDial: o.hostDial });
       return server;
     },
-    { transport: new StdioServerTransport(), onerror: (err) => log.warn(`mcp: ${errorMessage(err)}`) },
+    {
+      // Malformed lines are answered -32700/-32600 before the SDK (which would skip them silently) sees them.
+      transport: new StdioServerTransport(jsonRpcLines(process.stdin, process.stdout), process.stdout),
+      onerror: (err) => log.warn(`mcp: ${errorMessage(err)}`),
+    },
   );
   log.info(`serving MCP on stdio as "${o.name}"`);
   const why = await Promise.race([stop, hungUp]);

@@ -17,6 +17,7 @@ import {
 } from "./schemas.ts";
 import type { ShellOutput } from "./shell-channel.ts";
 import { fenceUntrusted } from "./untrusted.ts";
+import { escapeUnsafe } from "../wire/untrusted-text.ts";
 
 const log = logger("mcp");
 
@@ -58,7 +59,12 @@ export function registerTools(server: McpServer, d: ToolDeps): void {
     },
     () =>
       guarded("access_list", async () => {
-        const list = d.sessions.list();
+        // A target and an ending's reason come from other machines: no character in them acts or hides.
+        const list = d.sessions.list().map((s) => ({
+          ...s,
+          target: escapeUnsafe(s.target),
+          ...(s.ended ? { ended: escapeUnsafe(s.ended) } : {}),
+        }));
         const lines = list.map(
           (s) =>
             `${s.session}: ${s.shell ? "shell" : `${s.target} at ${s.local}`}, opened ${s.openedAt}${s.ended ? `, ENDED (${s.ended})` : ", open"}`,

@@ -5,8 +5,10 @@ import { randomBytes } from "node:crypto";
 // CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), DCS/SOS/PM/APC strings, and two-byte escapes.
 const ESCAPES =
   /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\|$)|\x1b[PX^_][^\x1b]*(?:\x1b\\|$)|\x1b[ -/]*[0-~]?|\x9b[0-?]*[ -/]*[@-~]/g;
-// Other C0/C1 controls (tab and newline stay) and bidi overrides, which could make text read differently than it is.
-const CONTROLS = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f\u202a-\u202e\u2066-\u2069]/g;
+// Other C0/C1 controls (tab and newline stay), bidi controls, and zero-width and tag characters (U+E0000-E007F):
+// each could make text read differently than it is, or hide text from the human reading along.
+const CONTROLS =
+  /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u{e0000}-\u{e007f}]/gu;
 
 /** Terminal output as plain text: no escape sequences, CRLF and lone CR as newlines, backspaces applied. */
 export function plainText(s: string): string {

@@ -42,4 +42,11 @@ export const MIGRATIONS: string[][] = [
   ],
   // 6: the host's signed consent receipt travels with its session, so the agent still gets it after a restart.
   [`ALTER TABLE sessions ADD COLUMN receipt TEXT`],
+  // 7: streams open now, with their last known bytes, so a restart or an adopting node closes each in the
+  // audit log (streams.ts); written in one batch a second with the sessions' totals.
+  [
+    `CREATE TABLE IF NOT EXISTS open_streams (id TEXT PRIMARY KEY, session_id TEXT NOT NULL, node TEXT NOT NULL DEFAULT '', opened_at BIGINT NOT NULL, bytes_up BIGINT NOT NULL DEFAULT 0, bytes_down BIGINT NOT NULL DEFAULT 0)`,
+    `CREATE INDEX IF NOT EXISTS open_streams_session ON open_streams (session_id)`,
+    `CREATE INDEX IF NOT EXISTS open_streams_node ON open_streams (node)`,
+  ],
 ];

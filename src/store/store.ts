@@ -2,6 +2,7 @@
 import { SQL } from "bun";
 import { MIGRATIONS } from "./schema.ts";
 import { NodeStore } from "./nodes.ts";
+import { StreamStore } from "./streams.ts";
 import { privateFile } from "./private-file.ts";
 
 export interface ShareRow {
@@ -63,12 +64,15 @@ const MIGRATION_LOCK = 0x7e55e7a;
 export class Store {
   /** What several nodes of one deployment share (PostgreSQL only; see nodes.ts). */
   readonly nodes: NodeStore;
+  /** Streams open now and the sessions' totals, written in one batch (streams.ts). */
+  readonly streams: StreamStore;
 
   private constructor(
     private readonly sql: SQL,
     readonly kind: "sqlite" | "postgres",
   ) {
     this.nodes = new NodeStore(sql);
+    this.streams = new StreamStore(sql);
   }
 
   /** `path` is a file path, `sqlite://...`, `:memory:`, or `postgres://...`. */

@@ -6,6 +6,10 @@ import { certFingerprint, derToPem, verifyIssuedBy } from "../pki/index.ts";
 import { splitAddress } from "./address.ts";
 import { Channel } from "./channel.ts";
 import { PROTOCOL_VERSION, ServerFrame, type ClientFrame, type FrameOf } from "./protocol.ts";
+import { escapeUnsafe } from "./untrusted-text.ts";
+import { logger } from "../log.ts";
+
+const log = logger("coordinator");
 
 export interface DialOptions {
   /** host:port of the coordinator. */
@@ -160,6 +164,8 @@ export class ControlClient {
     const hs = this.handlers.get(f.t);
     if (hs) for (const h of hs) h(f);
     else if (f.t === "error") this.refused = { err: refusal(f), at: Date.now() };
+    // Whoever holds this connection shows a notice the same way unless it listens for one itself.
+    else if (f.t === "notice") log.warn(`the coordinator says: ${escapeUnsafe(f.message)}`);
   }
 }
 

@@ -3,7 +3,8 @@ import * as v from "valibot";
 import { Scope } from "./scope.ts";
 import { Receipt } from "./receipt.ts";
 
-export const PROTOCOL_VERSION = 5;
+/** 6: the coordinator's "notice" to hosts (its audit disk is full, has room again). */
+export const PROTOCOL_VERSION = 6;
 /** Hard cap on one control frame, checked before a byte of it is buffered. */
 export const MAX_FRAME_BYTES = 64 * 1024;
 /** Data-plane preamble: magic (never 0x16, so it can't be mistaken for a TLS ClientHello) + 32-byte token. */
@@ -12,11 +13,16 @@ export const STREAM_TOKEN_BYTES = 32;
 export const PREAMBLE_BYTES = DATA_MAGIC.length + STREAM_TOKEN_BYTES;
 
 const id = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '.', '_' or '-'"));
+/**
+ * A name (a guest's, a host's): no C0/C1 control, bidi control, zero-width or tag character, nor line
+ * separators or lone surrogates (Unicode Cc, Cf, Zl, Zp, Cs): a name that would read differently on a screen
+ * than it is has no honest use. Screens escape such characters anyway (untrusted-text.ts).
+ */
 const name = v.pipe(
   v.string(),
   v.minLength(1),
   v.maxLength(64),
-  v.regex(/^[^\x00-\x1f\x7f]+$/, "must not contain control characters"),
+  v.regex(/^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]+$/u, "must not contain control, bidi, zero-width or tag characters"),
 );
 const text = (max: number) =>
   v.pipe(v.string(), v.maxLength(max), v.regex(/^[^\x00-\x08\x0b-\x1f\x7f]*$/, "must not contain control characters"));
@@ -262,6 +268,11 @@ export const ServerFrame = v.variant("t", [
     hostOnline: v.boolean(),
   }),
   frame("left", { shareId: id }),
+  /**
+   * Something the host should know that ends nothing: the coordinator's audit disk is full (new requests and
+   * streams are refused, open sessions go on) or has room again (version 6). Shown, never acted on.
+   */
+  frame("notice", { code: id, message: text(500) }),
   /** The host's agent could not serve a stream it was offered (its target refused, its policy said no): the guest is told why. */
   frame("refused", { sessionId: id, streamId: id, reason: text(200) }),
   /** idleTimeoutSec: how long a session may be idle before it ends, for the host's countdown (version 4). */

@@ -45,6 +45,23 @@ export function quoteText(s: string, max = SHOW_REASON_MAX): string {
   return `"${out}"… (cut: ${more} more character${more === 1 ? "" : "s"})`;
 }
 
+/**
+ * JSON (indented) with every unsafe character as a \\uXXXX escape: the same value to a parser, and nothing a
+ * terminal would act on when printed.
+ */
+export function safeJson(value: unknown): string {
+  // JSON.stringify escapes C0 controls inside strings itself, so a raw newline is its own indentation.
+  // Per UTF-16 unit: a tag character (outside the BMP) becomes its surrogate pair's two escapes.
+  return JSON.stringify(value, null, 2).replace(UNSAFE, (ch) =>
+    ch === "\n"
+      ? ch
+      : ch
+          .split("")
+          .map((u) => `\\u${u.charCodeAt(0).toString(16).padStart(4, "0")}`)
+          .join(""),
+  );
+}
+
 /** A name as the host sees it: bare when it is a plain token (alice, ci-bot), else quoted as quoteText. */
 export function showName(s: string, max = SHOW_NAME_MAX): string {
   return BARE.test(s) && s.length <= max ? s : quoteText(s, max);

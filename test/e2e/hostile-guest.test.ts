@@ -12,7 +12,8 @@ test("a reason with newlines and a bidi override is shown escaped and quoted at 
   const { host, code } = await share(d, echo.port, true);
   const reason = "need it\n  note    pre-approved by security team; answer y\n\u202eright-to-left";
   const guest = spawn(
-    ["join", code, "--name", "bob\u202elive", "--reason", reason, "--local", "127.0.0.1:0"],
+    // A name with an override is refused by the wire's name rule now (hostile-names.test.ts); the reason still may carry one.
+    ["join", code, "--name", "bob", "--reason", reason, "--local", "127.0.0.1:0"],
     d.guestEnv,
   );
   await host.waitFor(/\[y\/N\]/);
@@ -20,8 +21,7 @@ test("a reason with newlines and a bidi override is shown escaped and quoted at 
   expect(host.out).toContain(
     '  reason  "need it\\n  note    pre-approved by security team; answer y\\n\\u202eright-to-left"\r\n',
   );
-  expect(host.out).toContain('  guest   "bob\\u202elive"\r\n');
-  expect(host.out).toMatch(/Allow "bob\\u202elive" to reach 127\.0\.0\.1:\d+\? \[y\/N\]/);
+  expect(host.out).toMatch(/Allow bob to reach 127\.0\.0\.1:\d+\? \[y\/N\]/);
   // Nothing the guest wrote starts a line of its own, and no override reaches the terminal.
   expect(host.out).not.toMatch(/^\s*note\s+pre-approved/m);
   expect(host.out).not.toContain("\u202e");

@@ -124,7 +124,7 @@ test("tools/list shows the tools, none of which can approve; the etiquette is th
   expect(text(list)).toBe("no sessions");
 });
 
-test("stdout carries only JSON-RPC: a line of garbage is dropped and the next requests are served", async () => {
+test("stdout carries only JSON-RPC: a line of garbage gets a -32700 parse error and the next requests are served", async () => {
   const p = spawn(["mcp"], { TESSERA_HOME: "/nonexistent-tessera-home" });
   const replies = async (n: number) => {
     await p.waitFor(new RegExp(`(^\\{.*\\}\\n){${n}}`, "m"));
@@ -142,8 +142,9 @@ test("stdout carries only JSON-RPC: a line of garbage is dropped and the next re
       params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
     })}\n`,
   );
-  const got = await replies(1);
-  expect(got[0]).toMatchObject({ id: 1, result: { serverInfo: { name: "tessera" } } });
+  const got = await replies(2);
+  expect(got[0]).toMatchObject({ jsonrpc: "2.0", id: null, error: { code: -32700 } });
+  expect(got[1]).toMatchObject({ id: 1, result: { serverInfo: { name: "tessera" } } });
   p.write(`${JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" })}\n`);
   p.write(
     `${JSON.stringify({
@@ -154,10 +155,10 @@ test("stdout carries only JSON-RPC: a line of garbage is dropped and the next re
     })}\n`,
   );
   p.write(`${JSON.stringify({ jsonrpc: "2.0", id: 3, method: "tools/list" })}\n`);
-  const all = await replies(3);
-  expect(all[1]!.id).toBe(2);
-  expect(all[1]!.error ?? all[1]!.result?.isError).toBeTruthy();
-  expect(all[2]).toMatchObject({ id: 3, result: { tools: expect.any(Array) } });
+  const all = await replies(4);
+  expect(all[2]!.id).toBe(2);
+  expect(all[2]!.error ?? all[2]!.result?.isError).toBeTruthy();
+  expect(all[3]).toMatchObject({ id: 3, result: { tools: expect.any(Array) } });
   expect(p.err).toContain("serving MCP on stdio");
   (p.proc.stdin as import("bun").FileSink).end();
   expect(await p.exit()).toBe(0);

@@ -112,6 +112,7 @@ const serverExamples: ServerFrame[] = [
     hostOnline: false,
   },
   { t: "left", shareId: "share_1" },
+  { t: "notice", code: "audit_full", message: "the coordinator's audit disk is full" },
   {
     t: "refused",
     sessionId: "sess_1",
