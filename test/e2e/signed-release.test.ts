@@ -6,7 +6,6 @@ import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { createHash } from "node:crypto";
-import type { Server } from "bun";
 import { tarGz } from "../../scripts/release/archive.ts";
 import { tmpDir } from "./harness.ts";
 
@@ -16,10 +15,10 @@ const ROOT = path.resolve(import.meta.dir, "../..");
 const TAG = "v7.7.7";
 const work = tmpDir();
 const releases = path.join(work, "releases");
-const requested: string[] = [];
+const requestLog = path.join(work, "requests.log");
 const platform = `${process.platform}-${process.arch}`;
 const asset = `tessera-${platform}`;
-let server: Server<undefined>;
+let server: ReturnType<typeof Bun.spawn> | undefined;
 let base = "";
 let build = { code: 0, out: "", err: "" };
 let keyFingerprint = "";
@@ -39,7 +38,7 @@ function variant(tag: string, edit: (dir: string) => void): void {
   edit(dir);
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   keygen("release-key");
   keygen("someone-else");
   keyFingerprint = Bun.spawnSync(["ssh-keygen", "-l", "-f", key("release-key.pub")])
@@ -76,29 +75,30 @@ beforeAll(() => {
   fs.mkdirSync(path.join(releases, "v7.7.5"));
   fs.writeFileSync(path.join(releases, "v7.7.5", "SHA256SUMS"), `${"0".repeat(64)}  x\n`.repeat(2000));
 
-  server = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    fetch(req) {
-      const p = new URL(req.url).pathname;
-      requested.push(p);
-      const m = /^\/releases\/download\/(v[\d.]+)\/([\w.-]+)$/.exec(p);
-      const file = m ? path.join(releases, m[1]!, m[2]!) : null;
-      return file && fs.existsSync(file) ? new Response(Bun.file(file)) : new Response("not found", { status: 404 });
-    },
+  fs.writeFileSync(requestLog, "");
+  server = Bun.spawn([process.execPath, path.join(import.meta.dir, "release-server.ts"), releases, requestLog], {
+    stdout: "pipe",
+    stderr: "inherit",
   });
-  base = `http://127.0.0.1:${server.port}/releases`;
+  const reader = (server.stdout as ReadableStream<Uint8Array>).getReader();
+  let first = "";
+  while (!first.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("the release server exited before saying its port");
+    first += new TextDecoder().decode(value);
+  }
+  base = `http://127.0.0.1:${first.trim()}/releases`;
 });
 
 afterAll(() => {
-  server?.stop(true);
+  server?.kill("SIGKILL");
   fs.rmSync(work, { recursive: true, force: true });
 });
 
 // Never spawnSync here: the release server runs in this process and must keep answering.
 async function install(env: Record<string, string | undefined>) {
   const bindir = fs.mkdtempSync(path.join(work, "bin-"));
-  requested.length = 0;
+  fs.writeFileSync(requestLog, "");
   const proc = Bun.spawn(["bash", path.join(ROOT, "install.sh")], {
     env: {
       PATH: process.env.PATH,
@@ -115,7 +115,13 @@ async function install(env: Record<string, string | undefined>) {
     stderr: "pipe",
   });
   const [code, err] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
-  return { code, err, installed: fs.readdirSync(bindir), bin: path.join(bindir, "tessera"), got: [...requested] };
+  return {
+    code,
+    err,
+    installed: fs.readdirSync(bindir),
+    bin: path.join(bindir, "tessera"),
+    got: fs.readFileSync(requestLog, "utf8").split("\n").filter(Boolean),
+  };
 }
 
 const download = (tag: string, file: string) => `/releases/download/${tag}/${file}`;
