@@ -1,7 +1,6 @@
 // Append-only audit log: one JSON line an event, each chained to the previous line's SHA-256,
 // written and fsync'd before the action it records is acknowledged; signed checkpoints (signer.ts).
 import fs from "node:fs";
-import * as v from "valibot";
 import path from "node:path";
 import { GENESIS, sha256 } from "./files.ts";
 import { signHead, type AuditHead, type CheckpointReason } from "./checkpoint.ts";

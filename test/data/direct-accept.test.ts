@@ -55,7 +55,10 @@ function agentDial(port: number, token: string, me: Party = pki.host) {
     peerRole: "guest",
     pin: { peerSpki: pki.guest.spki, checked: {} },
   }).then((c) => {
-    cleanup.push(() => (c.inner.terminate(), c.raw.terminate()));
+    cleanup.push(() => {
+      c.inner.terminate();
+      c.raw.terminate();
+    });
     return c;
   });
 }
@@ -79,7 +82,18 @@ test("a dialler with another key is closed before it can take the stream, which 
   const token = newToken();
   const { w, taken } = waiter();
   let handed = 0;
-  acc.expect(token, "st-2", { peerSpki: pki.host.spki, checked: {} }, { ...w, take: (i) => (handed++, w.take(i)) });
+  acc.expect(
+    token,
+    "st-2",
+    { peerSpki: pki.host.spki, checked: {} },
+    {
+      ...w,
+      take: (i) => {
+        handed++;
+        return w.take(i);
+      },
+    },
+  );
   const wrong = agentDial(port, token, pki.other);
   await expect(wrong).rejects.toThrow();
   expect(handed).toBe(0);

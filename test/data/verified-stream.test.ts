@@ -57,7 +57,12 @@ function side(
     onRejected: (why) => verdict.resolve({ ok: false, why }),
     onClose: () => closed.resolve(),
   });
-  void dialled.then((c) => cleanup.push(() => (c.inner.terminate(), c.raw.terminate())));
+  void dialled.then((c) =>
+    cleanup.push(() => {
+      c.inner.terminate();
+      c.raw.terminate();
+    }),
+  );
   const text = () => Buffer.concat(got).toString();
   return {
     verdict: verdict.promise,
