@@ -50,7 +50,7 @@ function sourceFiles(root: string): string[] {
     for (const e of fs.readdirSync(path.join(root, dir), { withFileTypes: true })) {
       const rel = `${dir}/${e.name}`;
       if (e.isDirectory()) walk(rel);
-      else if (/\.ts$/.test(e.name) && !e.name.endsWith(".d.ts")) out.push(rel);
+      else if (/\.(ts|js)$/.test(e.name) && !e.name.endsWith(".d.ts")) out.push(rel);
     }
   };
   walk("src");
