@@ -16,6 +16,7 @@ import { runShellGuest } from "./shell-guest.ts";
 import { loadGuestIdentity } from "./guest-identity.ts";
 import { carryStdio } from "./stdio-carrier.ts";
 import { spinner } from "./ui.ts";
+import { waitForCoordinator } from "./coordinator-wait.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("join");
@@ -31,6 +32,7 @@ export async function runGuest(
   const via = o.via ?? { address: coordinatorAddress(), caPem: readCa() };
   // Before dialling: an unusable identity file is reported before anyone is asked.
   const identityKeyPem = await loadGuestIdentity();
+  await waitForCoordinator(via.address, (line) => log.info(line));
   const guest = await Guest.connect(
     { ...via, version: VERSION },
     {

@@ -8,6 +8,7 @@ import { certFingerprint } from "../pki/index.ts";
 import { splitAddress } from "../wire/address.ts";
 import { ControlClient } from "../wire/control-client.ts";
 import { homeDir, readCa, readConfig, writePublic } from "./home.ts";
+import { waitForCoordinator } from "./coordinator-wait.ts";
 import { VERSION } from "../version.ts";
 
 /** A code as typed, or an invite: the address part (if any) and the code part. */
@@ -36,6 +37,7 @@ export async function coordinatorFor(
   if (linked === address) return { address, caPem: readCa() };
   const file = path.join(homeDir(), "coordinators", `${address.replace(/[^A-Za-z0-9.-]/g, "_")}.crt`);
   if (fs.existsSync(file)) return { address, caPem: fs.readFileSync(file, "utf8") };
+  await waitForCoordinator(address, say);
   const c = await ControlClient.dial({ address, version: VERSION });
   c.close();
   writePublic(file, c.caPem);

@@ -20,6 +20,7 @@ import { labelNode } from "../coordinator/metrics.ts";
 import { parseCount, parseDuration, parseSize } from "../cli/duration.ts";
 import { readRequired } from "../cli/home.ts";
 import { readHttpTls } from "../cli/http-tls.ts";
+import { handOutLines, prepareFirstRun } from "../cli/first-run.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("coordinator");
@@ -30,7 +31,21 @@ export default defineCommand({
     description: "Run the coordinator (brokers requests and approvals, relays ciphertext, keeps the audit log)",
   },
   args: {
-    certs: { type: "string", default: "pki", description: "Directory written by `tessera ca`" },
+    certs: {
+      type: "string",
+      default: "pki",
+      description: "Directory written by `tessera ca` (or by --init; the default pki is created when it holds no CA)",
+    },
+    init: {
+      type: "boolean",
+      description:
+        "First run: create the CA, this coordinator's certificate, the operator token and a host enrolment token in --certs (never over an existing CA), then print the host's and the guest's link lines",
+    },
+    name: {
+      type: "string",
+      description:
+        "With a first run: the names hosts and guests dial, comma-separated, for the certificate (default: this machine's hostname and localhost)",
+    },
     listen: {
       type: "string",
       default: "0.0.0.0:8443",
@@ -152,11 +167,19 @@ export default defineCommand({
         "How often every live session is checked again (host removed, agent or guest away past the grace, idle); 100ms to 1m",
     },
   },
-  async run({ args }) {
+  async run({ args, rawArgs }) {
     setLogFormat(args["log-format"]);
     stampLines(true);
     const httpTls = readHttpTls(args["http-cert"], args["http-key"]);
     const dir = args.certs;
+    const firstRun = await prepareFirstRun({
+      dir,
+      init: !!args.init,
+      certsGiven: rawArgs.some((a) => a === "--certs" || a.startsWith("--certs=")),
+      names: args.name,
+      tokenTtlMs: 86_400_000,
+      say: (line) => log.info(line),
+    });
     const need = (f: string) =>
       readRequired(
         path.join(dir, f),
@@ -263,6 +286,8 @@ export default defineCommand({
     log.info(
       `tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (${httpTls ? "https" : "http"} ${http.hostname}:${http.port})`,
     );
+    // Plain stdout, not the log: the operator copies these lines as they are.
+    if (firstRun) process.stdout.write(handOutLines(firstRun, bound));
     if (!operatorToken) log.warn("no operator-token in the certs directory: revoke and admin are disabled");
     await new Promise<void>((resolve) => {
       const stop = () => resolve();

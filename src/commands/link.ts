@@ -8,6 +8,7 @@ import { ControlClient } from "../wire/control-client.ts";
 import { parseEnrollToken } from "../coordinator/enroll.ts";
 import { homeDir, homeFile, readConfig, writeConfig, writePrivate, writePublic } from "../cli/home.ts";
 import { ask } from "../cli/ui.ts";
+import { waitForCoordinator } from "../cli/coordinator-wait.ts";
 import { VERSION } from "../version.ts";
 
 export default defineCommand({
@@ -22,6 +23,11 @@ export default defineCommand({
       type: "string",
       description: "Host enrolment token from the operator (pins the CA; makes this machine a host)",
     },
+    "token-file": {
+      type: "string",
+      description:
+        "Read the enrolment token from this file (e.g. pki/enroll-token on the coordinator's machine), once the coordinator answers; keeps it out of `ps`",
+    },
     name: { type: "string", description: "Host name shown to guests (default: this machine's hostname)" },
     "ca-file": { type: "string", description: "Trust the CA certificate in this file" },
     "ca-pin": { type: "string", description: "Trust the CA whose SHA-256 is this (sha256:...)" },
@@ -30,12 +36,17 @@ export default defineCommand({
   async run({ args }) {
     const address = args.coordinator;
     const base = { address, version: VERSION };
-    if (args.token) {
-      const { caPin } = parseEnrollToken(args.token);
+    await waitForCoordinator(address, (line) => console.error(line));
+    if (args.token !== undefined && args["token-file"] !== undefined)
+      throw new ConfigError("give the enrolment token once: --token TOKEN or --token-file FILE");
+    // Read only now: a coordinator started a moment ago writes this file before it opens its port.
+    const token = args["token-file"] !== undefined ? readTokenFile(args["token-file"]) : args.token;
+    if (token) {
+      const { caPin } = parseEnrollToken(token);
       const c = await ControlClient.dial({ ...base, caPinHex: caPin });
       const keys = await generateKeyPair();
       const name = (args.name || os.hostname()).slice(0, 64);
-      c.send({ t: "enroll", token: args.token.trim(), csr: await createCsr({ keys, commonName: name }), name });
+      c.send({ t: "enroll", token: token.trim(), csr: await createCsr({ keys, commonName: name }), name });
       const { cert } = await c.next("enrolled").finally(() => c.close());
       writePrivate(homeFile("host.key"), await exportPrivateKeyPem(keys.privateKey));
       writePublic(homeFile("host.crt"), cert);
@@ -72,6 +83,16 @@ export default defineCommand({
 function save(address: string, caPem: string): void {
   writePublic(homeFile("ca.crt"), caPem);
   writeConfig({ ...readConfig(), coordinator: address });
+}
+
+function readTokenFile(file: string): string {
+  try {
+    return fs.readFileSync(file, "utf8").trim();
+  } catch (err) {
+    throw new ConfigError(
+      `cannot read --token-file ${file}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`,
+    );
+  }
 }
 
 function readCaFile(file: string): string {

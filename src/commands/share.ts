@@ -19,6 +19,7 @@ import { certInfo } from "../pki/index.ts";
 import path from "node:path";
 import { untilInterrupted } from "../cli/signals.ts";
 import { osUser } from "../cli/ui.ts";
+import { waitForCoordinator } from "../cli/coordinator-wait.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("share");
@@ -81,6 +82,7 @@ export default defineCommand({
   async run({ args }) {
     const dial = { address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION };
     const stop = untilInterrupted();
+    await waitForCoordinator(dial.address, (line) => log.info(line));
     // Codes' secret halves live in this process only (and in files `tessera mcp` leaves here for it).
     const keeper = new CodeKeeper(certInfo(dial.certPem).spki, path.join(homeDir(), "code-secrets"));
     const codes = {
