@@ -15,7 +15,8 @@ afterAll(killAll);
 function quickstartBlocks(): string[] {
   const readme = fs.readFileSync(path.join(import.meta.dir, "../../README.md"), "utf8");
   const start = readme.indexOf("## Quickstart");
-  const section = readme.slice(start, readme.indexOf("\n## ", start + 1));
+  const end = readme.slice(start + 1).search(/\n##+ /);
+  const section = readme.slice(start, start + 1 + end);
   return [...section.matchAll(/```\n([\s\S]*?)```/g)].map((m) => m[1]!);
 }
 
