@@ -4,7 +4,7 @@ import path from "node:path";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { Guest, type AccessRequest, type Approved } from "../guest/guest.ts";
-import { SHELL_TARGET } from "../wire/protocol.ts";
+import { MAX_REASON_CHARS, SHELL_TARGET, TEXT_CONTROL } from "../wire/protocol.ts";
 import { describeScope } from "../wire/scope.ts";
 import { parseTarget } from "../wire/address.ts";
 import { runCommand } from "./command-runner.ts";
@@ -27,6 +27,7 @@ export async function runGuest(
   mode: GuestMode,
   o: { via?: { address: string; caPem: string }; verify?: boolean; relayOnly?: boolean } = {},
 ): Promise<void> {
+  checkReason(req.reason);
   const stop = untilInterrupted();
   const outage = new OutageReport("join");
   const via = o.via ?? { address: coordinatorAddress(), caPem: readCa() };
@@ -139,4 +140,20 @@ async function awaitApproval(guest: Guest, req: AccessRequest, stop: Promise<str
 
 function defaultLocalPort(targetPort: number): number {
   return targetPort + 10000 <= 65535 ? targetPort + 10000 : targetPort;
+}
+
+/** The reason in the guest's own terms, before anything is dialled: its length cap and the characters refused. */
+export function checkReason(reason: string): void {
+  if (reason.length > MAX_REASON_CHARS)
+    throw new ConfigError(
+      `--reason is at most ${MAX_REASON_CHARS} characters (this one has ${reason.length}); say it shorter`,
+    );
+  const bad = TEXT_CONTROL.exec(reason);
+  if (bad) {
+    const cp = bad[0].codePointAt(0)!;
+    const what = cp === 0x1b ? "an escape character (ESC)" : `control character U+${cp.toString(16).padStart(4, "0")}`;
+    throw new ConfigError(
+      `--reason contains ${what} at position ${bad.index + 1}: write it as plain text (newlines and tabs are fine)`,
+    );
+  }
 }

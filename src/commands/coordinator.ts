@@ -21,6 +21,7 @@ import { parseCount, parseDuration, parseSize } from "../cli/duration.ts";
 import { readRequired } from "../cli/home.ts";
 import { readHttpTls } from "../cli/http-tls.ts";
 import { handOutLines, prepareFirstRun } from "../cli/first-run.ts";
+import { listenError } from "../coordinator/listen-errors.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("coordinator");
@@ -258,19 +259,28 @@ export default defineCommand({
     const restored = await coordinator.broker.restore();
     if (cluster) await cluster.start(coordinator.broker);
     const l = splitAddress(args.listen, 8443, true);
-    const bound = await coordinator.listen(l.host, l.port);
-    const h = splitAddress(args.http, 8080, true);
-    const http = startHttp({
-      host: h.host,
-      port: h.port,
-      version: VERSION,
-      broker: coordinator.broker,
-      operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined,
-      tls: httpTls,
-      admin,
-      auditHead: () => audit.signedHead(),
-      health: () => coordinator.health(),
+    const bound = await coordinator.listen(l.host, l.port).catch((err) => {
+      throw listenError("--listen", l.host, l.port, err);
     });
+    const h = splitAddress(args.http, 8080, true);
+    const serveHttp = () =>
+      startHttp({
+        host: h.host,
+        port: h.port,
+        version: VERSION,
+        broker: coordinator.broker,
+        operatorTokenHash: operatorToken ? hashToken(operatorToken) : undefined,
+        tls: httpTls,
+        admin,
+        auditHead: () => audit.signedHead(),
+        health: () => coordinator.health(),
+      });
+    let http: ReturnType<typeof startHttp>;
+    try {
+      http = serveHttp();
+    } catch (err) {
+      throw listenError("--http", h.host, h.port, err);
+    }
     audit.append("coordinator.start", {
       version: VERSION,
       node: node ? node.name : undefined,

@@ -36,6 +36,8 @@ export default defineCommand({
   async run({ args }) {
     const address = args.coordinator;
     const base = { address, version: VERSION };
+    // A file that is not a certificate is reported before waiting on the network.
+    const caFromFile = args["ca-file"] !== undefined ? readCaFile(args["ca-file"]) : undefined;
     await waitForCoordinator(address, (line) => console.error(line));
     if (args.token !== undefined && args["token-file"] !== undefined)
       throw new ConfigError("give the enrolment token once: --token TOKEN or --token-file FILE");
@@ -55,8 +57,8 @@ export default defineCommand({
       return;
     }
     let caPem: string;
-    if (args["ca-file"]) {
-      caPem = readCaFile(args["ca-file"]);
+    if (caFromFile !== undefined) {
+      caPem = caFromFile;
       (await ControlClient.dial({ ...base, caPem })).close();
     } else {
       const pin = args["ca-pin"] ? parsePin(args["ca-pin"]) : undefined;
@@ -96,9 +98,24 @@ function readTokenFile(file: string): string {
 }
 
 function readCaFile(file: string): string {
+  let text: string;
   try {
-    return fs.readFileSync(file, "utf8");
+    text = fs.readFileSync(file, "utf8");
   } catch (err) {
     throw new ConfigError(`cannot read --ca-file ${file}: ${(err as Error).message}`);
   }
+  try {
+    if (text.includes("-----BEGIN CERTIFICATE-----")) {
+      certFingerprint(text);
+      return text;
+    }
+  } catch {
+    // a damaged PEM block: said below, like any other non-certificate
+  }
+  const pin = /^\s*(sha256:[0-9a-f]{64})\s*$/i.exec(text);
+  throw new ConfigError(
+    pin
+      ? `--ca-file ${file} holds a fingerprint, not a certificate: use --ca-pin ${pin[1]}`
+      : `--ca-file ${file} is not a PEM certificate (a file starting -----BEGIN CERTIFICATE-----, such as the operator's pki/ca.crt)`,
+  );
 }

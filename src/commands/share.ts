@@ -55,6 +55,7 @@ export default defineCommand({
     },
     record: {
       type: "string",
+      optionalValue: true,
       description: "With --shell: directory for asciicast recordings (default TESSERA_HOME/recordings)",
     },
     "no-record": { type: "boolean", description: "With --shell: do not record the session" },
