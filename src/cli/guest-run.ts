@@ -1,5 +1,6 @@
 // Shared by join and connect: ask, wait with a spinner, then forward a local port, run a command
 // through it, or carry one stream over stdin/stdout, until the session ends.
+import fs from "node:fs";
 import path from "node:path";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log.ts";
@@ -28,18 +29,37 @@ export async function runGuest(
   o: { via?: { address: string; caPem: string }; verify?: boolean; relayOnly?: boolean } = {},
 ): Promise<void> {
   checkReason(req.reason);
+  // A command that cannot run is said now, before the host is asked and the code is spent.
+  if (mode.kind === "command" && !findCommand(mode.argv[0]!)) {
+    log.error(
+      `${mode.argv[0]}: command not found (not on PATH, or not executable); nothing was sent and the code is still good`,
+    );
+    process.exitCode = 127;
+    return;
+  }
   const stop = untilInterrupted();
   const outage = new OutageReport("join");
   const via = o.via ?? { address: coordinatorAddress(), caPem: readCa() };
   // Before dialling: an unusable identity file is reported before anyone is asked.
   const identityKeyPem = await loadGuestIdentity();
   await waitForCoordinator(via.address, (line) => log.info(line));
+  const wait = new HostWait("code" in req);
   const guest = await Guest.connect(
     { ...via, version: VERSION },
     {
+      onPending: (p) => {
+        // The share's kind is known now, before the host is shown anything: a shell cannot be forwarded.
+        if (p.target === SHELL_TARGET && (mode.kind !== "forward" || mode.local))
+          return wait.refuse(
+            "this share is a shell: join it without --local, --stdio or `-- COMMAND` (pipe commands into join's stdin instead); the host was not asked",
+            () => void guest.close(),
+          );
+        wait.pending();
+      },
       onCodeConfirmed: (verify) => {
         log.info("the host proved it made this code: the tunnel will accept only its key");
         if (o.verify) log.info(`verify: ${verify}   (the host sees the same string with share --verify; compare them)`);
+        wait.confirmed();
       },
       onStreamError: (m) => log.warn(m),
       onDetached: (reason, retry) =>
@@ -66,7 +86,7 @@ export async function runGuest(
       await guest.close();
       throw err;
     });
-  const approved = await awaitApproval(guest, { ...req, identityKeyPem }, stop.promise);
+  const approved = await awaitApproval(guest, { ...req, identityKeyPem }, stop.promise, wait);
   if (approved.receipt) {
     // The host's signed yes, kept: `tessera receipt verify FILE` checks it offline, whatever the coordinator says.
     const file = path.join(homeDir(), "receipts", `${approved.sessionId}.json`);
@@ -122,20 +142,80 @@ export async function runGuest(
   } else log.info("session closed");
 }
 
+/**
+ * The wait for the host, shown only once there is one: after the coordinator took the request and, for a
+ * code, after the host's side proved it holds the code (before that nobody is asked). A request refused
+ * here (a shell asked for with --local) ends with that reason instead of "disconnected".
+ */
+class HostWait {
+  private spin: { stop(): void } | undefined;
+  refused: string | undefined;
+  asked = false;
+
+  constructor(private readonly byCode: boolean) {}
+
+  pending(): void {
+    if (!this.byCode) this.start();
+  }
+
+  confirmed(): void {
+    this.start();
+  }
+
+  refuse(why: string, close: () => void): void {
+    this.refused = why;
+    close();
+  }
+
+  stop(): void {
+    this.spin?.stop();
+  }
+
+  private start(): void {
+    this.asked = true;
+    this.spin ??= spinner("waiting for the host to approve... (Ctrl-C to cancel)");
+  }
+}
+
 /** Sends the request and waits for the host's answer, showing a spinner; Ctrl-C cancels. */
-async function awaitApproval(guest: Guest, req: AccessRequest, stop: Promise<string>): Promise<Approved> {
-  const spin = spinner("waiting for the host to approve... (Ctrl-C to cancel)");
+async function awaitApproval(
+  guest: Guest,
+  req: AccessRequest,
+  stop: Promise<string>,
+  wait: HostWait,
+): Promise<Approved> {
   try {
     return await Promise.race([
-      guest.request(req),
+      guest.request(req).catch((err) => {
+        if (wait.refused) throw new ConfigError(wait.refused);
+        throw err;
+      }),
       stop.then((why): never => {
         void guest.close();
-        throw new ConfigError(`cancelled (${why}) before the host answered`);
+        // What the cancel cost: a code is single use, and once asked the host saw the request withdrawn.
+        throw new ConfigError(
+          "code" in req
+            ? `cancelled (${why}) before the host answered; the code is used up: ask the host for a new one`
+            : `cancelled (${why}) before the host answered${wait.asked ? "; the host sees the request withdrawn" : ""}`,
+        );
       }),
     ]);
   } finally {
-    spin.stop();
+    wait.stop();
   }
+}
+
+/** Whether argv0 names something runnable: a path to an executable file, or a name found on PATH. */
+function findCommand(argv0: string): boolean {
+  if (argv0.includes("/")) {
+    try {
+      fs.accessSync(argv0, fs.constants.X_OK);
+      return fs.statSync(argv0).isFile();
+    } catch {
+      return false;
+    }
+  }
+  return Bun.which(argv0) !== null;
 }
 
 function defaultLocalPort(targetPort: number): number {
