@@ -176,3 +176,12 @@ describe("sshConfigBlock", () => {
     expect(() => sshConfigBlock({ ...base, via: { shareId: "db", target: "nowhere" } })).toThrow(/--target/);
   });
 });
+
+test("cleanInvite: spaces, the printed line and flags pasted along come down to the invite", async () => {
+  const { cleanInvite, splitInvite } = await import("../src/cli/invite.ts");
+  expect(cleanInvite("  K7QF-M2XD ")).toBe("K7QF-M2XD");
+  expect(cleanInvite("relay.example.com:8443 /K7QF-M2XD")).toBe("relay.example.com:8443/K7QF-M2XD");
+  expect(cleanInvite("invite: tessera join relay.example.com:8443/K7QF-M2XD")).toBe("relay.example.com:8443/K7QF-M2XD");
+  expect(cleanInvite('tessera join h:1/K7QF M2XD --reason "x"')).toBe("h:1/K7QF M2XD");
+  expect(splitInvite(" h:1 / K7QF-M2XD ")).toEqual({ address: "h:1", code: "K7QF-M2XD" });
+});

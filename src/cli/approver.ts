@@ -138,7 +138,14 @@ export class Approver {
         this.showNext();
       } else {
         const i = this.queue.findIndex((q) => q.requestId === f.requestId);
-        if (i >= 0) this.queue.splice(i, 1);
+        if (i >= 0) {
+          const [gone] = this.queue.splice(i, 1);
+          // A withdrawn request that was waiting behind the one on screen is said too, and the question redrawn.
+          const now = this.current;
+          process.stderr.write(
+            `\n  ${showName(gone!.guest.name)}'s waiting request ${f.requestId} was withdrawn: ${f.reason}\n${now ? this.question(now, now.target === SHELL_TARGET, this.secsLeft(now)) : ""}`,
+          );
+        }
       }
     });
     this.client.on("session", (f) => log.info(`session ${f.sessionId} open: ${showName(f.guest.name)} -> ${f.target}`));

@@ -18,6 +18,7 @@ import { loadGuestIdentity } from "./guest-identity.ts";
 import { carryStdio } from "./stdio-carrier.ts";
 import { spinner } from "./ui.ts";
 import { waitForCoordinator } from "./coordinator-wait.ts";
+import { changedCa, type InviteCoordinator } from "./invite.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("join");
@@ -26,7 +27,7 @@ const log = logger("join");
 export async function runGuest(
   req: AccessRequest,
   mode: GuestMode,
-  o: { via?: { address: string; caPem: string }; verify?: boolean; relayOnly?: boolean } = {},
+  o: { via?: InviteCoordinator; verify?: boolean; relayOnly?: boolean } = {},
 ): Promise<void> {
   checkReason(req.reason);
   // A command that cannot run is said now, before the host is asked and the code is spent.
@@ -39,7 +40,7 @@ export async function runGuest(
   }
   const stop = untilInterrupted();
   const outage = new OutageReport("join");
-  const via = o.via ?? { address: coordinatorAddress(), caPem: readCa() };
+  const via: InviteCoordinator = o.via ?? { address: coordinatorAddress(), caPem: readCa() };
   // Before dialling: an unusable identity file is reported before anyone is asked.
   const identityKeyPem = await loadGuestIdentity();
   await waitForCoordinator(via.address, (line) => log.info(line));
@@ -76,7 +77,11 @@ export async function runGuest(
       onPath: (p) => log.info(p === "direct" ? "path: direct to the host" : "path: through the coordinator"),
     },
     { relayOnly: o.relayOnly },
-  );
+  ).catch((err) => {
+    throw changedCa(via, err);
+  });
+  // A coordinator seen for the first time is kept only now: the guest's own TLS handshake with it held.
+  via.keep?.();
   // A local port named explicitly is taken before the host is asked: in use or not ours, the answer
   // comes now, not after the host's yes and the code are spent. (Connections before approval are refused.)
   const early = mode.kind !== "stdio" && mode.local !== undefined ? localAddress(mode.local, 0) : undefined;
