@@ -85,6 +85,10 @@ export async function runGuest(
   // A local port named explicitly is taken before the host is asked: in use or not ours, the answer
   // comes now, not after the host's yes and the code are spent. (Connections before approval are refused.)
   const early = mode.kind !== "stdio" && mode.local !== undefined ? localAddress(mode.local, 0) : undefined;
+  if (early && !isLoopback(early.host))
+    log.warn(
+      `--local ${mode.kind !== "stdio" ? mode.local : ""} listens beyond this machine: every machine that can reach ${early.host === "0.0.0.0" || early.host === "::" ? "this one (on any of its networks)" : early.host} can then reach the host's service through it; use 127.0.0.1 unless that is what you mean`,
+    );
   let bound: { host: string; port: number } | undefined;
   if (early && early.port !== 0)
     bound = await guest.listen(early.host, early.port, mode.kind === "stdio" ? 0 : mode.pool).catch(async (err) => {
@@ -241,4 +245,8 @@ export function checkReason(reason: string): void {
       `--reason contains ${what} at position ${bad.index + 1}: write it as plain text (newlines and tabs are fine)`,
     );
   }
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
 }

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import { defineCommand } from "citty";
 import { ConfigError, TesseraError } from "../errors.ts";
-import { certFingerprint, createCsr, exportPrivateKeyPem, generateKeyPair, parsePin } from "../pki/index.ts";
+import { certFingerprint, certInfo, createCsr, exportPrivateKeyPem, generateKeyPair, parsePin } from "../pki/index.ts";
 import { ControlClient } from "../wire/control-client.ts";
 import { parseEnrollToken } from "../coordinator/enroll.ts";
 import { homeDir, homeFile, readConfig, writeConfig, writePrivate, writePublic } from "../cli/home.ts";
@@ -53,7 +53,13 @@ export default defineCommand({
       writePrivate(homeFile("host.key"), await exportPrivateKeyPem(keys.privateKey));
       writePublic(homeFile("host.crt"), cert);
       save(address, c.caPem);
-      console.log(`enrolled as host "${name}" with ${address} (CA sha256:${caPin}); config in ${homeDir()}`);
+      // The coordinator gives a taken name a suffix: the name in the certificate is the one guests see.
+      const given = certInfo(cert).commonName;
+      if (given !== name)
+        console.error(
+          `warning: another host is already enrolled as "${name}"; this one is "${given}" (enrol again with --name to choose another)`,
+        );
+      console.log(`enrolled as host "${given}" with ${address} (CA sha256:${caPin}); config in ${homeDir()}`);
       return;
     }
     let caPem: string;

@@ -20,6 +20,7 @@ import path from "node:path";
 import { untilInterrupted } from "../cli/signals.ts";
 import { osUser } from "../cli/ui.ts";
 import { waitForCoordinator } from "../cli/coordinator-wait.ts";
+import { checkTargetHost } from "../cli/target-host.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("share");
@@ -127,6 +128,7 @@ export default defineCommand({
         const port = Number(args.port);
         if (!Number.isInteger(port) || port < 1 || port > 65535)
           throw new ConfigError(`--port must be 1-65535 (got "${args.port}")`);
+        await checkTargetHost(args.host);
         policy = new TargetPolicy([formatTarget(args.host, port)]);
       }
       shareId = `sh-${randomBytes(6).toString("hex")}`;
