@@ -14,6 +14,7 @@ test("the demo into a pipe: no escape codes, a clean stop, a fully signed and ve
   expect(await demo.exit(80_000), demo.all).toBe(0);
   expect(demo.all).not.toContain("\x1b");
   expect(demo.out).toContain("ends with the signed checkpoint of a clean stop");
-  expect(demo.out).not.toMatch(/warning/);
+  // The verification itself has no warning (an unsigned tail would be one).
+  expect(demo.out.slice(demo.out.indexOf("» tessera audit verify"))).not.toMatch(/warning/);
   expect(demo.out).toContain("» demo complete");
 });
