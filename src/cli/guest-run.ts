@@ -19,6 +19,7 @@ import { carryStdio } from "./stdio-carrier.ts";
 import { spinner } from "./ui.ts";
 import { waitForCoordinator } from "./coordinator-wait.ts";
 import { changedCa, type InviteCoordinator } from "./invite.ts";
+import { PathLine } from "./path-line.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("join");
@@ -45,6 +46,7 @@ export async function runGuest(
   const identityKeyPem = await loadGuestIdentity();
   await waitForCoordinator(via.address, (line) => log.info(line));
   const wait = new HostWait("code" in req);
+  const pathLine = new PathLine((line) => log.info(line), !!o.relayOnly);
   const guest = await Guest.connect(
     { ...via, version: VERSION },
     {
@@ -74,7 +76,7 @@ export async function runGuest(
           `session ${f.sessionId} resumed${f.restarted ? " after the coordinator restarted" : ""}: new connections work${f.hostOnline ? "" : " once the host's agent is back (it is still reconnecting)"}`,
         ),
       onClosed: (reason) => stop.trigger(`session ended: ${reason}`),
-      onPath: (p) => log.info(p === "direct" ? "path: direct to the host" : "path: through the coordinator"),
+      onPath: (p) => pathLine.report(p),
     },
     { relayOnly: o.relayOnly },
   ).catch((err) => {

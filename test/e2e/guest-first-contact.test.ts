@@ -52,3 +52,19 @@ test("a cancel says the code is used up; the host sees the request withdrawn; 'w
   expect(wrong.code).toBe(1);
   expect(wrong.err).not.toContain("waiting for the host");
 });
+
+test("a join that goes direct says its path once: no 'through the coordinator' line before the direct one", async () => {
+  const { roundTrip } = await import("./harness.ts");
+  const d = await deploy();
+  const echo = await echoServer();
+  const { host, code } = await share(d, echo.port, true);
+  const guest = spawn(["join", code, "--name", "direct", "--local", "127.0.0.1:0"], d.guestEnv);
+  await host.waitFor(/Allow direct /);
+  host.write("y\r");
+  const local = Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]);
+  // A connection at once: it may take a relay spare while the direct path is still being tried.
+  expect((await roundTrip(local, Buffer.from("first"))).toString()).toBe("first");
+  await guest.waitFor(/path: direct to the host/);
+  expect(guest.err.match(/path: /g)).toHaveLength(1);
+  expect(guest.err).not.toContain("path: through the coordinator");
+});
