@@ -128,7 +128,7 @@ export default defineCommand({
         const port = Number(args.port);
         if (!Number.isInteger(port) || port < 1 || port > 65535)
           throw new ConfigError(`--port must be 1-65535 (got "${args.port}")`);
-        await checkTargetHost(args.host);
+        await checkTargetHost(args.host, (line) => log.warn(line));
         policy = new TargetPolicy([formatTarget(args.host, port)]);
       }
       shareId = `sh-${randomBytes(6).toString("hex")}`;

@@ -8,16 +8,16 @@ import { deploy, echoServer, killAll, run, share, spawn } from "./harness.ts";
 setDefaultTimeout(60_000);
 afterAll(killAll);
 
-test("share --host: a name with a space is not a host, an unknown name does not resolve; neither is 'a bad port'", async () => {
+test("share --host: a name with a space is not a host, an unknown name is said not to resolve; neither is 'a bad port'", async () => {
   const d = await deploy();
   const bad = await run(["share", "--port", "5432", "--host", "bad host"], d.hostEnv, d.dir);
   expect(bad.code).toBe(1);
   expect(bad.err).toContain('--host "bad host" is not a host name or IP address');
   expect(bad.err).not.toContain("port");
-  const unknown = await run(["share", "--port", "5432", "--host", "no-such-host.invalid"], d.hostEnv, d.dir);
-  expect(unknown.code).toBe(1);
-  expect(unknown.err).toContain("--host no-such-host.invalid does not resolve on this machine");
-  expect(unknown.out).not.toContain("code:");
+  // An unknown name is said, and the share still starts (it may resolve later; the agent decides each stream).
+  const unknown = spawn(["share", "--port", "5432", "--host", "no-such-host.invalid"], d.hostEnv, { cwd: d.dir });
+  await unknown.waitFor(/warning: --host no-such-host\.invalid does not resolve on this machine/);
+  await unknown.waitFor(/^code: /m);
 });
 
 test("join --local 0.0.0.0:PORT warns that every machine on the guest's networks can reach the host's service", async () => {
