@@ -125,3 +125,10 @@ test("a coordinator that never comes: the waiting line, then the error that says
     "cannot reach the coordinator at localhost:1: connection refused (is the coordinator running?)",
   );
 });
+
+test("plain `tessera coordinator` on a machine with no PKI (the default pki/) makes one, as --init does", async () => {
+  const dir = tmpDir();
+  const c = spawn(["coordinator", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"], {}, { cwd: dir });
+  await c.waitFor(/^ {2}guest: tessera link localhost:\d+ --ca-pin sha256:[0-9a-f]{64}$/m);
+  expect(fs.existsSync(path.join(dir, "pki/ca.key"))).toBe(true);
+});
