@@ -53,14 +53,21 @@ export function handOutAddress(names: string[], host: string, port: number): str
   return formatTarget(name, port);
 }
 
-/** The lines an operator hands out: the host's enrolment (single-use token) and the guest's trust line. */
-export function handOutLines(r: FirstRun, bound: { host: string; port: number }): string {
+/**
+ * The lines an operator hands out: the host's enrolment and the guest's trust line. The single-use token
+ * itself is shown only on a terminal; into a file or a log the host's line names the token's file instead.
+ */
+export function handOutLines(r: FirstRun, bound: { host: string; port: number }, tty: boolean): string {
   const address = handOutAddress(r.names, bound.host, bound.port);
+  const tokenFile = path.join(r.dir, "enroll-token");
   return [
     `created a CA in ${r.dir}${path.sep} (sha256:${r.fingerprint}) and a certificate for ${r.names.join(", ")}`,
     "hand these out (the token works once, within 24h; `tessera admin enroll-token` makes another):",
-    `  host:  tessera link ${address} --token ${r.enrollToken}`,
+    tty
+      ? `  host:  tessera link ${address} --token ${r.enrollToken}`
+      : `  host:  tessera link ${address} --token-file ${tokenFile}`,
     `  guest: tessera link ${address} --ca-pin sha256:${r.fingerprint}`,
+    ...(tty ? [] : [`(the token is not printed into a file or log: copy ${tokenFile} to the host's machine)`]),
     "",
   ].join("\n");
 }

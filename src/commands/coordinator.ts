@@ -297,7 +297,7 @@ export default defineCommand({
       `tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (${httpTls ? "https" : "http"} ${http.hostname}:${http.port})`,
     );
     // Plain stdout, not the log: the operator copies these lines as they are.
-    if (firstRun) process.stdout.write(handOutLines(firstRun, bound));
+    if (firstRun) process.stdout.write(handOutLines(firstRun, bound, !!process.stdout.isTTY));
     if (!operatorToken) log.warn("no operator-token in the certs directory: revoke and admin are disabled");
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
