@@ -1,11 +1,10 @@
 // Shared by join and connect: ask, wait with a spinner, then forward a local port, run a command
 // through it, or carry one stream over stdin/stdout, until the session ends.
-import fs from "node:fs";
 import path from "node:path";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { Guest, type AccessRequest, type Approved } from "../guest/guest.ts";
-import { MAX_REASON_CHARS, SHELL_TARGET, TEXT_CONTROL } from "../wire/protocol.ts";
+import { SHELL_TARGET } from "../wire/protocol.ts";
 import { describeScope } from "../wire/scope.ts";
 import { parseTarget } from "../wire/address.ts";
 import { runCommand } from "./command-runner.ts";
@@ -16,7 +15,8 @@ import { untilInterrupted } from "./signals.ts";
 import { runShellGuest } from "./shell-guest.ts";
 import { loadGuestIdentity } from "./guest-identity.ts";
 import { carryStdio } from "./stdio-carrier.ts";
-import { spinner } from "./ui.ts";
+import { HostWait } from "./host-wait.ts";
+import { checkReason, findCommand, isLoopback } from "./guest-checks.ts";
 import { waitForCoordinator } from "./coordinator-wait.ts";
 import { changedCa, type InviteCoordinator } from "./invite.ts";
 import { PathLine } from "./path-line.ts";
@@ -153,41 +153,6 @@ export async function runGuest(
   } else log.info("session closed");
 }
 
-/**
- * The wait for the host, shown only once there is one: after the coordinator took the request and, for a
- * code, after the host's side proved it holds the code (before that nobody is asked). A request refused
- * here (a shell asked for with --local) ends with that reason instead of "disconnected".
- */
-class HostWait {
-  private spin: { stop(): void } | undefined;
-  refused: string | undefined;
-  asked = false;
-
-  constructor(private readonly byCode: boolean) {}
-
-  pending(): void {
-    if (!this.byCode) this.start();
-  }
-
-  confirmed(): void {
-    this.start();
-  }
-
-  refuse(why: string, close: () => void): void {
-    this.refused = why;
-    close();
-  }
-
-  stop(): void {
-    this.spin?.stop();
-  }
-
-  private start(): void {
-    this.asked = true;
-    this.spin ??= spinner("waiting for the host to approve... (Ctrl-C to cancel)");
-  }
-}
-
 /** Sends the request and waits for the host's answer, showing a spinner; Ctrl-C cancels. */
 async function awaitApproval(
   guest: Guest,
@@ -216,39 +181,6 @@ async function awaitApproval(
   }
 }
 
-/** Whether argv0 names something runnable: a path to an executable file, or a name found on PATH. */
-function findCommand(argv0: string): boolean {
-  if (argv0.includes("/")) {
-    try {
-      fs.accessSync(argv0, fs.constants.X_OK);
-      return fs.statSync(argv0).isFile();
-    } catch {
-      return false;
-    }
-  }
-  return Bun.which(argv0) !== null;
-}
-
 function defaultLocalPort(targetPort: number): number {
   return targetPort + 10000 <= 65535 ? targetPort + 10000 : targetPort;
-}
-
-/** The reason in the guest's own terms, before anything is dialled: its length cap and the characters refused. */
-export function checkReason(reason: string): void {
-  if (reason.length > MAX_REASON_CHARS)
-    throw new ConfigError(
-      `--reason is at most ${MAX_REASON_CHARS} characters (this one has ${reason.length}); say it shorter`,
-    );
-  const bad = TEXT_CONTROL.exec(reason);
-  if (bad) {
-    const cp = bad[0].codePointAt(0)!;
-    const what = cp === 0x1b ? "an escape character (ESC)" : `control character U+${cp.toString(16).padStart(4, "0")}`;
-    throw new ConfigError(
-      `--reason contains ${what} at position ${bad.index + 1}: write it as plain text (newlines and tabs are fine)`,
-    );
-  }
-}
-
-function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\./.test(host);
 }

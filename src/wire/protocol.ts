@@ -18,7 +18,7 @@ const name = v.pipe(
   v.maxLength(64),
   v.regex(/^[^\x00-\x1f\x7f]+$/, "must not contain control characters"),
 );
-/** A guest's reason, in characters: the frames' cap, also checked before sending so the guest reads it in these words. */
+/** A guest's reason, in characters: the frames' cap (text(500) below), also checked before sending so the guest reads it in these words. */
 export const MAX_REASON_CHARS = 500;
 /** What a reason or other free text may not contain: control characters other than tab and newline. */
 export const TEXT_CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/;
@@ -123,27 +123,13 @@ export const ClientFrame = v.variant("t", [
     receipt: v.optional(Receipt),
   }),
   /** code is the nameplate only; pake is the guest's CPace share, for the host (version 3). */
-  frame("redeem", {
-    code,
-    csr: pem,
-    name,
-    reason: text(MAX_REASON_CHARS),
-    pake: pakeStart,
-    identity: v.optional(identityProof),
-  }),
+  frame("redeem", { code, csr: pem, name, reason: text(500), pake: pakeStart, identity: v.optional(identityProof) }),
   /** The host's CPace share and confirmation, and the key the guest is to pin, for the guest (version 3). */
   frame("pake", { requestId: id, msg: b64(64), tag: b64(128), hostSpki: spki }),
   /** The guest's confirmation, for the host; absent when the host's did not check out (version 3). */
   frame("confirm", { requestId: id, tag: v.optional(b64(128)) }),
   /** identity: the guest's long-term key and its signature over this request; the host checks it (version 3). */
-  frame("request", {
-    shareId: id,
-    target,
-    csr: pem,
-    name,
-    reason: text(MAX_REASON_CHARS),
-    identity: v.optional(identityProof),
-  }),
+  frame("request", { shareId: id, target, csr: pem, name, reason: text(500), identity: v.optional(identityProof) }),
   /** pool: a stream made ready before it is needed (the guest's pool); it is audited, and served, only at its "use" (version 5). */
   frame("open", { sessionId: id, ref: id, pool: v.optional(v.boolean()) }),
   /** The guest puts a pooled stream to work; ref names it in a refusal (version 5). */
@@ -206,7 +192,7 @@ export const ServerFrame = v.variant("t", [
     shareId: id,
     guest: guestInfo,
     target,
-    reason: text(MAX_REASON_CHARS),
+    reason: text(500),
     deadline: epochMs,
     pake: v.optional(v.strictObject({ nameplate, ...pakeStart.entries })),
     identity: v.optional(identityProof),
