@@ -7,12 +7,19 @@ import path from "node:path";
 const BIN = path.resolve(import.meta.dir, "../dist/tessera");
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-demo-"));
 const procs: import("bun").Subprocess[] = [];
-const say = (s: string) => console.log(`\x1b[1m» ${s}\x1b[0m`);
+// Bold only on a terminal: a pipe or a log file gets plain text, no escape codes.
+const bold = !!process.stdout.isTTY && !process.env.NO_COLOR && process.env.TERM !== "dumb";
+const say = (s: string) => console.log(bold ? `\x1b[1m» ${s}\x1b[0m` : `» ${s}`);
 
 function start(args: string[], home?: string) {
   const p = Bun.spawn([BIN, ...args], {
     cwd: dir,
-    env: { ...process.env, ...(home ? { TESSERA_HOME: path.join(dir, home) } : {}) },
+    // The demo's own output may be a pipe: the children write plain text too.
+    env: {
+      ...process.env,
+      ...(bold ? {} : { NO_COLOR: "1" }),
+      ...(home ? { TESSERA_HOME: path.join(dir, home) } : {}),
+    },
     stdin: "pipe",
     stdout: "pipe",
     stderr: "pipe",
@@ -102,6 +109,11 @@ try {
   // The session's close line follows the agent's final byte counts for its streams by a moment.
   const auditFile = path.join(dir, "audit.jsonl");
   for (let i = 0; i < 100 && !fs.readFileSync(auditFile, "utf8").includes('"session.close"'); i++) await Bun.sleep(50);
+  say("host presses Ctrl-C, then the operator stops the coordinator: a clean stop signs the log's last line");
+  host.p.kill("SIGINT");
+  await host.p.exited;
+  coord.p.kill("SIGTERM");
+  if ((await coord.p.exited) !== 0) throw new Error("the coordinator did not stop cleanly");
   say("the audit log (one JSON line an event, each chained to the previous line's hash):");
   for (const line of fs.readFileSync(path.join(dir, "audit.jsonl"), "utf8").trim().split("\n")) {
     const e = JSON.parse(line);
@@ -113,6 +125,8 @@ try {
   const verify = Bun.spawnSync([BIN, "audit", "verify", "audit.jsonl", "--cert", "pki/coordinator.crt"], { cwd: dir });
   for (const line of `${verify.stdout}${verify.stderr}`.trim().split("\n")) console.log(`  ${line}`);
   if (verify.exitCode !== 0) throw new Error("the audit chain did not verify");
+  // Stopped cleanly, the log is signed to its last line: no unsigned tail to warn about.
+  if (/warning/.test(`${verify.stdout}${verify.stderr}`)) throw new Error("the audit log has an unsigned tail");
   say("demo complete");
 } finally {
   for (const p of procs) p.kill("SIGTERM");

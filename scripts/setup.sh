@@ -14,11 +14,12 @@ fi
 echo "setup: bun $(bun --version)"
 bun install --frozen-lockfile
 bun run build
-# The Quickstart types `tessera`: link the binary beside bun, whose directory is on PATH already.
+# The Quickstart types `tessera`: link the binary beside bun, whose directory is on PATH already
+# (never over a `tessera` that setup did not make: scripts/link-tessera.sh).
 bindir="$(dirname "$(command -v bun)")"
-if [ -w "$bindir" ] && ln -sf "$PWD/dist/tessera" "$bindir/tessera" 2>/dev/null; then
-  echo "setup: tessera is on PATH ($bindir/tessera -> dist/tessera)"
+if [ -w "$bindir" ]; then
+  scripts/link-tessera.sh "$bindir" "$PWD/dist/tessera"
 else
-  mkdir -p "$HOME/.local/bin" && ln -sf "$PWD/dist/tessera" "$HOME/.local/bin/tessera"
-  echo "setup: tessera linked as $HOME/.local/bin/tessera; if \`tessera\` is not found, run: export PATH=\"\$HOME/.local/bin:\$PATH\""
+  scripts/link-tessera.sh "$HOME/.local/bin" "$PWD/dist/tessera"
+  echo "setup: if \`tessera\` is not found, run: export PATH=\"\$HOME/.local/bin:\$PATH\""
 fi

@@ -21,6 +21,7 @@ export type ErrorCode =
   | "code_offline"
   | "bad_token"
   | "token_used"
+  | "name_taken"
   | "token_expired"
   | "bad_csr"
   | "bad_identity"

@@ -50,7 +50,8 @@ async function run(root: CommandDef, argv: string[]): Promise<number> {
       // A command may add notes after its flags (`tessera mcp --help`: how to register it with MCP clients).
       const footer = (cmd as { footer?: () => string }).footer;
       if (footer) process.stdout.write(footer());
-      return 0;
+      // Bare `tessera` asked for nothing: the help, then a usage error's status, as git does.
+      return rawArgs.length === 0 ? 2 : 0;
     }
     if (cmd.subCommands && !cmd.run && !(cmd as { default?: string }).default && depth > 0) {
       // `tessera admin` alone: which subcommands there are, rather than citty's bare "No command specified".

@@ -25,3 +25,15 @@ test("anything else is asked again, never taken for a yes", () => {
   expect(parseAnswer("y forever", false)).toHaveProperty("problem");
   expect(parseAnswer("sure", false)).toHaveProperty("problem");
 });
+
+test("a time past the week names the maximum; two times or two counts are errors; ro needs a watched shell", () => {
+  expect(parseAnswer("y 1000h", false)).toEqual({
+    problem: '"1000h" is too long: at most 168h (7 days); answer y for no time limit',
+  });
+  expect(parseAnswer("y 168h", false)).toEqual({ allow: true, scope: { ttlMs: 168 * 3_600_000 } });
+  expect(parseAnswer("y 1 1", false)).toEqual({ problem: 'give one number of connections, not two ("1")' });
+  expect(parseAnswer("y 5m 10m", false)).toEqual({ problem: 'give one time, not two ("10m")' });
+  expect(parseAnswer("y 5000", false)).toEqual({ problem: '"5000" connections: give 1 to 4096' });
+  expect(parseAnswer("ro", true, { unwatched: true })).toHaveProperty("problem");
+  expect(parseAnswer("ro", true, { unwatched: false })).toEqual({ allow: true, scope: { readOnly: true } });
+});

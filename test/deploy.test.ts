@@ -18,7 +18,7 @@ async function flagsOf(cmd: string): Promise<Set<string>> {
   expect(r.code).toBe(0);
   // The option column only: "--flag VALUE" or a bare boolean "--flag", then the description (or, for a
   // long option, the description on the next line).
-  return new Set([...r.out.matchAll(/^ {2}--([a-z][a-z-]*)(?: [A-Z_]+)?(?: {2,}|$)/gm)].map((m) => m[1]!));
+  return new Set([...r.out.matchAll(/^ {2}(?:-[a-z], )?--([a-z][a-z-]*)(?: [A-Z_]+)?(?: {2,}|$)/gm)].map((m) => m[1]!));
 }
 
 /** ["coordinator", "--a", "x", "--b", "y"] -> { a: "x", b: "y" }, refusing flags the binary lacks. */

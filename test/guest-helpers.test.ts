@@ -176,3 +176,35 @@ describe("sshConfigBlock", () => {
     expect(() => sshConfigBlock({ ...base, via: { shareId: "db", target: "nowhere" } })).toThrow(/--target/);
   });
 });
+
+test("cleanInvite: spaces, the printed line and flags pasted along come down to the invite", async () => {
+  const { cleanInvite, splitInvite } = await import("../src/cli/invite.ts");
+  expect(cleanInvite("  K7QF-M2XD ")).toBe("K7QF-M2XD");
+  expect(cleanInvite("relay.example.com:8443 /K7QF-M2XD")).toBe("relay.example.com:8443/K7QF-M2XD");
+  expect(cleanInvite("invite: tessera join relay.example.com:8443/K7QF-M2XD")).toBe("relay.example.com:8443/K7QF-M2XD");
+  expect(cleanInvite('tessera join h:1/K7QF M2XD --reason "x"')).toBe("h:1/K7QF M2XD");
+  expect(splitInvite(" h:1 / K7QF-M2XD ")).toEqual({ address: "h:1", code: "K7QF-M2XD" });
+});
+
+test("the guest's reason check matches the frames: 500 characters pass both, 501 fail both, an ESC fails both", async () => {
+  const v = await import("valibot");
+  const { ClientFrame, MAX_REASON_CHARS } = await import("../src/wire/protocol.ts");
+  const { checkReason } = await import("../src/cli/guest-checks.ts");
+  const frame = (reason: string) => ({
+    t: "request",
+    shareId: "db",
+    target: "127.0.0.1:5432",
+    csr: "-----BEGIN CERTIFICATE REQUEST-----",
+    name: "ana",
+    reason,
+  });
+  expect(MAX_REASON_CHARS).toBe(500);
+  expect(v.safeParse(ClientFrame, frame("a".repeat(500))).success).toBe(true);
+  expect(() => checkReason("a".repeat(500))).not.toThrow();
+  expect(v.safeParse(ClientFrame, frame("a".repeat(501))).success).toBe(false);
+  expect(() => checkReason("a".repeat(501))).toThrow(/at most 500 characters/);
+  expect(v.safeParse(ClientFrame, frame("a\x1bb")).success).toBe(false);
+  expect(() => checkReason("a\x1bb")).toThrow(/escape character/);
+  expect(v.safeParse(ClientFrame, frame("two\nlines\tok")).success).toBe(true);
+  expect(() => checkReason("two\nlines\tok")).not.toThrow();
+});

@@ -27,4 +27,7 @@ test("`tessera mcp --help` prints the flags and then the snippet with this binar
   const server = json.mcpServers.tessera;
   expect(server.command.startsWith("/")).toBe(true);
   expect(server.args.at(-1)).toBe("mcp");
+  // Every line fits 80 columns but those that carry this binary's path (as long as it is).
+  for (const line of r.out.split("\n"))
+    if (!line.includes(server.command)) expect(line.length, line).toBeLessThanOrEqual(80);
 });

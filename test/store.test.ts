@@ -68,6 +68,14 @@ for (const kind of ["sqlite", "postgres"] as const) {
       expect(await store.useEnrollToken("tok1", "SHA256:h2", 3)).toBe(false);
     });
 
+    test("hostNamesTaken: the name and its numbered variants held by other enrolled hosts", async () => {
+      await store.addHost("SHA256:n1", "box", 1);
+      await store.addHost("SHA256:n2", "box-2", 1);
+      await store.addHost("SHA256:n3", "boxer", 1);
+      expect([...(await store.hostNamesTaken("box", "SHA256:new"))].sort()).toEqual(["box", "box-2"]);
+      expect([...(await store.hostNamesTaken("box", "SHA256:n1"))]).toEqual(["box-2"]);
+    });
+
     test("a removed host stays on record, refused, and is seen by every node's poll; operator-minted tokens are kept as hashes", async () => {
       await store.addHost("SHA256:r1", "lost", 5);
       await store.touchHost("SHA256:r1", 6);

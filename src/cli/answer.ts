@@ -18,7 +18,16 @@ export const ANSWER_HELP = [
 
 const UNIT: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000 };
 
-export function parseAnswer(line: string, shell: boolean): Answer {
+/** The longest time scope: a week. */
+const MAX_TTL_MS = 7 * 86_400_000;
+
+/**
+ * shell: the guest asks for a shell. unwatched: a plain `share --shell` (no --watch): then `ro` is refused,
+ * since a read-only guest only watches and nobody would be at the shell to type; the host is told the fix.
+ * (Turning watching on for that one session instead would take over the terminal that answers the other
+ * requests, without the host having asked for it.)
+ */
+export function parseAnswer(line: string, shell: boolean, o: { unwatched?: boolean } = {}): Answer {
   const text = line.trim();
   if (text === "?" || /^h(elp)?$/i.test(text)) return { help: true };
   const no = /^(?:n|no)(?:\s+([\s\S]*))?$/i.exec(text);
@@ -35,17 +44,26 @@ export function parseAnswer(line: string, shell: boolean): Answer {
   if (!/^y(es)?$/i.test(words[0]!)) return { problem: "please answer y or n (? lists the scoped answers)" };
   const scope: Scope = {};
   for (const w of words.slice(1)) {
-    const time = /^(\d{1,6})(s|m|h)$/i.exec(w);
+    const time = /^(\d{1,9})(s|m|h)$/i.exec(w);
     if (/^ro$/i.test(w)) {
       if (!shell) return { problem: "ro is for shell shares: this guest asks for a port" };
+      if (o.unwatched)
+        return {
+          problem:
+            "ro needs someone at the shell: this share has no --watch, so nobody could type. Answer y, or stop and run `tessera share --shell --watch`",
+        };
       scope.readOnly = true;
-    } else if (/^\d{1,4}$/.test(w) && Number(w) >= 1 && Number(w) <= 4096) scope.streams = Number(w);
-    else if (
-      time &&
-      Number(time[1]) * UNIT[time[2]!.toLowerCase()]! >= 1000 &&
-      Number(time[1]) * UNIT[time[2]!.toLowerCase()]! <= 7 * 86_400_000
-    ) {
-      scope.ttlMs = Number(time[1]) * UNIT[time[2]!.toLowerCase()]!;
+    } else if (/^\d+$/.test(w)) {
+      if (scope.streams !== undefined) return { problem: `give one number of connections, not two ("${w}")` };
+      const n = Number(w);
+      if (n < 1 || n > 4096) return { problem: `"${w}" connections: give 1 to 4096` };
+      scope.streams = n;
+    } else if (time) {
+      if (scope.ttlMs !== undefined) return { problem: `give one time, not two ("${w}")` };
+      const ms = Number(time[1]) * UNIT[time[2]!.toLowerCase()]!;
+      if (ms < 1000) return { problem: `"${w}" is too short: at least 1s` };
+      if (ms > MAX_TTL_MS) return { problem: `"${w}" is too long: at most 168h (7 days); answer y for no time limit` };
+      scope.ttlMs = ms;
     } else return { problem: `"${w}" is not a scope: give a time (30s, 15m, 2h), a number of connections (1), or ro` };
   }
   return Object.keys(scope).length ? { allow: true, scope } : { allow: true };

@@ -42,7 +42,7 @@ export class Approver {
     private client: ControlClient,
     private readonly shareId: string,
     private readonly codes: ApproverCodes,
-    private readonly what: "port" | "shell" | "shell-read-only" = "port",
+    private readonly what: "port" | "shell" | "shell-watched" | "shell-read-only" = "port",
   ) {}
 
   start(): void {
@@ -138,7 +138,14 @@ export class Approver {
         this.showNext();
       } else {
         const i = this.queue.findIndex((q) => q.requestId === f.requestId);
-        if (i >= 0) this.queue.splice(i, 1);
+        if (i >= 0) {
+          const [gone] = this.queue.splice(i, 1);
+          // A withdrawn request that was waiting behind the one on screen is said too, and the question redrawn.
+          const now = this.current;
+          process.stderr.write(
+            `\n  ${showName(gone!.guest.name)}'s waiting request ${f.requestId} was withdrawn: ${f.reason}\n${now ? this.question(now, now.target === SHELL_TARGET, this.secsLeft(now)) : ""}`,
+          );
+        }
       }
     });
     this.client.on("session", (f) => log.info(`session ${f.sessionId} open: ${showName(f.guest.name)} -> ${f.target}`));
@@ -147,6 +154,10 @@ export class Approver {
 
   private enqueue(f: Ask): void {
     this.queue.push(f);
+    if (this.current && !this.suspended)
+      process.stderr.write(
+        `\n  ${showName(f.guest.name)} is asking too: ${this.queue.length} more waiting after this one\n${this.question(this.current, this.current.target === SHELL_TARGET, this.secsLeft(this.current))}`,
+      );
     if (this.suspended)
       process.stderr.write(
         `\r\n[tessera] ${showName(f.guest.name)} is asking for access; the prompt shows once this session ends (Ctrl-] ends it)\r\n`,
@@ -159,12 +170,22 @@ export class Approver {
     this.client.send({ t: "mint", shareId: this.shareId, target });
     const f = await this.client.next("code");
     const code = this.codes.keeper.mint(f.nameplate, f.expiresAt);
-    const mins = Math.round((f.expiresAt - Date.now()) / 60_000);
     console.log(`code: ${code}`);
     console.log(`invite: tessera join ${this.codes.address}/${code}`);
+    // Two short lines: they fit an 80-column terminal.
     process.stderr.write(
-      `  the guest runs the invite line above, adding --reason "..."   (single use, valid ${mins} minutes; type c + Enter for another code)\n`,
+      `  the guest runs the invite line, adding --reason "..."\n  single use, valid ${validFor(f.expiresAt - Date.now())}; c + Enter makes another code\n`,
     );
+    // The host hears when a code lapses unused (one timer a code; the coordinator caps live codes).
+    const lapse = setTimeout(
+      () => {
+        // Still held a moment after its expiry: nobody used it (a used code's secret is taken at once).
+        if (this.codes.keeper.holds(f.nameplate, f.expiresAt - 1))
+          process.stderr.write(`\n  code ${f.nameplate}-???? expired unused; c + Enter makes another\n`);
+      },
+      Math.max(0, f.expiresAt - Date.now()) + 100,
+    );
+    lapse.unref?.();
   }
 
   stop(): void {
@@ -184,8 +205,9 @@ export class Approver {
       : f.target;
     // Name and reason are the guest's own words: escaped and delimited, so they cannot draw lines of their own.
     const name = showName(f.guest.name);
+    const more = this.queue.length ? ` (${this.queue.length} more waiting)` : "";
     process.stderr.write(
-      `\n── access request ${f.requestId} ──\n` +
+      `\n── access request ${f.requestId}${more} ──\n` +
         `  guest   ${name}\n` +
         `  from    ${escapeUnsafe(f.guest.addr)}\n` +
         `  wants   ${wants}\n` +
@@ -202,6 +224,10 @@ export class Approver {
         this.question(f, shell, secs),
     );
     setPrompt(this.question(f, shell, secs));
+  }
+
+  private secsLeft(f: Ask): number {
+    return Math.max(0, Math.round((f.deadline - Date.now()) / 1000));
   }
 
   private question(f: Ask, shell: boolean, secs: number): string {
@@ -240,7 +266,7 @@ export class Approver {
       else if (line) process.stderr.write("  no request is waiting; type c + Enter to mint another code\n");
       return;
     }
-    const a = parseAnswer(line, f.target === SHELL_TARGET);
+    const a = parseAnswer(line, f.target === SHELL_TARGET, { unwatched: this.what === "shell" });
     if ("help" in a || "problem" in a) {
       process.stderr.write(
         `${"help" in a ? ANSWER_HELP : `  ${a.problem}`}\n${this.question(f, f.target === SHELL_TARGET, Math.max(0, Math.round((f.deadline - Date.now()) / 1000)))}`,
@@ -267,4 +293,12 @@ export class Approver {
     this.current = undefined;
     this.showNext();
   }
+}
+
+/** A code's lifetime as the host reads it: seconds below a minute ("valid 0 minutes" said nothing). */
+export function validFor(ms: number): string {
+  const secs = Math.max(0, Math.round(ms / 1000));
+  if (secs < 60) return `${secs} second${secs === 1 ? "" : "s"}`;
+  const mins = Math.round(secs / 60);
+  return `${mins} minute${mins === 1 ? "" : "s"}`;
 }

@@ -4,8 +4,12 @@ import { escapeUnsafe } from "../wire/untrusted-text.ts";
 
 const HIDDEN = new Set(["seq", "ts", "event", "prev", "sig", "prevCheckpoint"]);
 
+/** Rows fit 80 columns: the columns on one line, the details below it, indented and wrapped at words. */
+const WIDTH = 80;
+const DETAIL_INDENT = "    ";
+
 export function header(): string {
-  return `${"TIME".padEnd(20)} ${"SEQ".padStart(6)}  ${"EVENT".padEnd(15)} ${"WHO".padEnd(22)} ${"SESSION/SHARE".padEnd(22)} DETAIL`;
+  return `${"TIME".padEnd(20)} ${"SEQ".padStart(6)}  ${"EVENT".padEnd(17)} ${"WHO".padEnd(16)} SESSION/SHARE`;
 }
 
 export function row(rec: AuditLine): string {
@@ -29,9 +33,22 @@ export function row(rec: AuditLine): string {
   }
   const ts = rec.ts.replace("T", " ").replace(/\.\d+Z$/, "Z");
   // A log written before guest text was escaped at write time may still hold control or bidi characters.
-  return escapeUnsafe(
-    `${ts.padEnd(20)} ${String(rec.seq).padStart(6)}  ${rec.event.padEnd(15)} ${clip(who, 22).padEnd(22)} ${clip(where, 22).padEnd(22)} ${details.join(" ")}`,
-  );
+  const main = `${ts.padEnd(20)} ${String(rec.seq).padStart(6)}  ${clip(rec.event, 17).padEnd(17)} ${clip(who, 16).padEnd(16)} ${clip(where, 16)}`;
+  return [main.trimEnd(), ...wrapWords(details.map(escapeUnsafe), WIDTH, DETAIL_INDENT)].join("\n");
+}
+
+/** Words (here key=value pairs) on lines of at most `width`, each starting with `indent`; a longer word keeps its own line. */
+function wrapWords(words: string[], width: number, indent: string): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const w of words) {
+    if (line && indent.length + line.length + 1 + w.length > width) {
+      lines.push(indent + line);
+      line = w;
+    } else line = line ? `${line} ${w}` : w;
+  }
+  if (line) lines.push(indent + line);
+  return lines;
 }
 
 function str(x: unknown): string {

@@ -42,7 +42,8 @@ function askHidden(prompt: string): Promise<string> {
         if (b === CTRL_C || b === CTRL_D) return done(new ConfigError("cancelled before a code was given"));
         if (b === 0x0d || b === 0x0a) return done();
         if (BACKSPACE.includes(b)) typed = typed.slice(0, -1);
-        else if (b >= 0x20 && typed.length < 64) typed += String.fromCharCode(b);
+        // Room for the host's whole printed line (`tessera join HOST:PORT/CODE`), pasted as it is.
+        else if (b >= 0x20 && typed.length < 600) typed += String.fromCharCode(b);
       }
     };
     stdin.on("data", onData);

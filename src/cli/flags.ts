@@ -41,9 +41,31 @@ export function knownFlags(args: ArgsDef | undefined): Set<string> {
   return out;
 }
 
-/** Throws for the first flag (before `--`) the command does not have, suggesting the closest one. */
+/**
+ * Throws for the first flag (before `--`) the command does not have, suggesting the closest one, and for a
+ * value flag given no value (`--reason` last, or followed by another flag), which citty would take as "".
+ */
 export function checkFlags(args: ArgsDef | undefined, rawArgs: string[], command: string): void {
   const known = knownFlags(args);
+  const valued = new Set(
+    Object.entries(args ?? {})
+      // `optionalValue: true` marks a flag that means something alone (share --record: the default directory).
+      .filter(([, a]) => a.type === "string" && !(a as { optionalValue?: boolean }).optionalValue)
+      .flatMap(([n, a]) => [n, ...[(a as { alias?: string | string[] }).alias ?? []].flat()]),
+  );
+  for (let i = 0; i < rawArgs.length; i++) {
+    const w = rawArgs[i]!;
+    if (w === "--") return;
+    const flag = /^--?([^=]+)$/.exec(w)?.[1];
+    const next = rawArgs[i + 1];
+    if (
+      flag &&
+      valued.has(flag) &&
+      (next === undefined ||
+        (next.startsWith("--") && next !== "--" ? known.has(next.slice(2).split("=")[0]!) : next === "--"))
+    )
+      throw new ConfigError(`${w} needs a value (see \`tessera ${command} --help\`)`);
+  }
   for (const w of rawArgs) {
     if (w === "--") return;
     const m = /^--?([^=]+)/.exec(w);

@@ -14,6 +14,7 @@ export async function loadGuestIdentity(): Promise<string> {
       // Exclusive create: two joins starting at once keep one identity, not two.
       writePrivate(file, await exportPrivateKeyPem(keys.privateKey), { force: false });
     } catch (err) {
+      if (err instanceof ConfigError) throw err;
       if ((err as { code?: string }).code !== "EEXIST")
         throw new ConfigError(`cannot write ${file}: ${(err as Error).message}`, { cause: err });
     }

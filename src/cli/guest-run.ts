@@ -15,7 +15,11 @@ import { untilInterrupted } from "./signals.ts";
 import { runShellGuest } from "./shell-guest.ts";
 import { loadGuestIdentity } from "./guest-identity.ts";
 import { carryStdio } from "./stdio-carrier.ts";
-import { spinner } from "./ui.ts";
+import { HostWait } from "./host-wait.ts";
+import { checkReason, findCommand, isLoopback } from "./guest-checks.ts";
+import { waitForCoordinator } from "./coordinator-wait.ts";
+import { changedCa, type InviteCoordinator } from "./invite.ts";
+import { PathLine } from "./path-line.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("join");
@@ -24,19 +28,41 @@ const log = logger("join");
 export async function runGuest(
   req: AccessRequest,
   mode: GuestMode,
-  o: { via?: { address: string; caPem: string }; verify?: boolean; relayOnly?: boolean } = {},
+  o: { via?: InviteCoordinator; verify?: boolean; relayOnly?: boolean } = {},
 ): Promise<void> {
+  checkReason(req.reason);
+  // A command that cannot run is said now, before the host is asked and the code is spent.
+  if (mode.kind === "command" && !findCommand(mode.argv[0]!)) {
+    log.error(
+      `${mode.argv[0]}: command not found (not on PATH, or not executable); nothing was sent and the code is still good`,
+    );
+    process.exitCode = 127;
+    return;
+  }
   const stop = untilInterrupted();
   const outage = new OutageReport("join");
-  const via = o.via ?? { address: coordinatorAddress(), caPem: readCa() };
+  const via: InviteCoordinator = o.via ?? { address: coordinatorAddress(), caPem: readCa() };
   // Before dialling: an unusable identity file is reported before anyone is asked.
   const identityKeyPem = await loadGuestIdentity();
+  await waitForCoordinator(via.address, (line) => log.info(line));
+  const wait = new HostWait("code" in req);
+  const pathLine = new PathLine((line) => log.info(line), !!o.relayOnly);
   const guest = await Guest.connect(
     { ...via, version: VERSION },
     {
+      onPending: (p) => {
+        // The share's kind is known now, before the host is shown anything: a shell cannot be forwarded.
+        if (p.target === SHELL_TARGET && (mode.kind !== "forward" || mode.local))
+          return wait.refuse(
+            "this share is a shell: join it without --local, --stdio or `-- COMMAND` (pipe commands into join's stdin instead); the host was not asked",
+            () => void guest.close(),
+          );
+        wait.pending();
+      },
       onCodeConfirmed: (verify) => {
         log.info("the host proved it made this code: the tunnel will accept only its key");
         if (o.verify) log.info(`verify: ${verify}   (the host sees the same string with share --verify; compare them)`);
+        wait.confirmed();
       },
       onStreamError: (m) => log.warn(m),
       onDetached: (reason, retry) =>
@@ -50,20 +76,28 @@ export async function runGuest(
           `session ${f.sessionId} resumed${f.restarted ? " after the coordinator restarted" : ""}: new connections work${f.hostOnline ? "" : " once the host's agent is back (it is still reconnecting)"}`,
         ),
       onClosed: (reason) => stop.trigger(`session ended: ${reason}`),
-      onPath: (p) => log.info(p === "direct" ? "path: direct to the host" : "path: through the coordinator"),
+      onPath: (p) => pathLine.report(p),
     },
     { relayOnly: o.relayOnly },
-  );
+  ).catch((err) => {
+    throw changedCa(via, err);
+  });
+  // A coordinator seen for the first time is kept only now: the guest's own TLS handshake with it held.
+  via.keep?.();
   // A local port named explicitly is taken before the host is asked: in use or not ours, the answer
   // comes now, not after the host's yes and the code are spent. (Connections before approval are refused.)
   const early = mode.kind !== "stdio" && mode.local !== undefined ? localAddress(mode.local, 0) : undefined;
+  if (early && !isLoopback(early.host))
+    log.warn(
+      `--local ${mode.kind !== "stdio" ? mode.local : ""} listens beyond this machine: every machine that can reach ${early.host === "0.0.0.0" || early.host === "::" ? "this one (on any of its networks)" : early.host} can then reach the host's service through it; use 127.0.0.1 unless that is what you mean`,
+    );
   let bound: { host: string; port: number } | undefined;
   if (early && early.port !== 0)
     bound = await guest.listen(early.host, early.port, mode.kind === "stdio" ? 0 : mode.pool).catch(async (err) => {
       await guest.close();
       throw err;
     });
-  const approved = await awaitApproval(guest, { ...req, identityKeyPem }, stop.promise);
+  const approved = await awaitApproval(guest, { ...req, identityKeyPem }, stop.promise, wait);
   if (approved.receipt) {
     // The host's signed yes, kept: `tessera receipt verify FILE` checks it offline, whatever the coordinator says.
     const file = path.join(homeDir(), "receipts", `${approved.sessionId}.json`);
@@ -120,18 +154,30 @@ export async function runGuest(
 }
 
 /** Sends the request and waits for the host's answer, showing a spinner; Ctrl-C cancels. */
-async function awaitApproval(guest: Guest, req: AccessRequest, stop: Promise<string>): Promise<Approved> {
-  const spin = spinner("waiting for the host to approve... (Ctrl-C to cancel)");
+async function awaitApproval(
+  guest: Guest,
+  req: AccessRequest,
+  stop: Promise<string>,
+  wait: HostWait,
+): Promise<Approved> {
   try {
     return await Promise.race([
-      guest.request(req),
+      guest.request(req).catch((err) => {
+        if (wait.refused) throw new ConfigError(wait.refused);
+        throw err;
+      }),
       stop.then((why): never => {
         void guest.close();
-        throw new ConfigError(`cancelled (${why}) before the host answered`);
+        // What the cancel cost: a code is single use, and once asked the host saw the request withdrawn.
+        throw new ConfigError(
+          "code" in req
+            ? `cancelled (${why}) before the host answered; the code is used up: ask the host for a new one`
+            : `cancelled (${why}) before the host answered${wait.asked ? "; the host sees the request withdrawn" : ""}`,
+        );
       }),
     ]);
   } finally {
-    spin.stop();
+    wait.stop();
   }
 }
 

@@ -80,23 +80,63 @@ export function readRequired(file: string, hint: string): string {
     return fs.readFileSync(file, "utf8");
   } catch (err) {
     if ((err as { code?: string }).code === "ENOENT") throw new ConfigError(`${hint} (${file} not found)`);
+    const home = placeProblem(file, err, "read");
+    if (home) throw home;
     throw new ConfigError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
   }
 }
 
 /** Secrets and keys: 0600 from the first byte (never chmod after writing). */
 export function writePrivate(file: string, data: string, opts: { force?: boolean } = { force: true }): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const fd = fs.openSync(file, opts.force ? "w" : "wx", 0o600);
-  try {
-    fs.fchmodSync(fd, 0o600);
-    fs.writeFileSync(fd, data);
-  } finally {
-    fs.closeSync(fd);
-  }
+  writing(file, () => {
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    const fd = fs.openSync(file, opts.force ? "w" : "wx", 0o600);
+    try {
+      fs.fchmodSync(fd, 0o600);
+      fs.writeFileSync(fd, data);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
 }
 
 export function writePublic(file: string, data: string): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  fs.writeFileSync(file, data, { mode: 0o644 });
+  writing(file, () => {
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(file, data, { mode: 0o644 });
+  });
+}
+
+/** Runs a write; a directory that cannot hold the file is named, with TESSERA_HOME when it is the one at fault. */
+function writing(file: string, write: () => void): void {
+  try {
+    write();
+  } catch (err) {
+    throw placeProblem(file, err, "write") ?? err;
+  }
+}
+
+/** A file's directory that cannot be used (not ours, read-only, a file in the way), named with the fix. */
+function placeProblem(file: string, err: unknown, verb: "read" | "write"): ConfigError | undefined {
+  const code = (err as { code?: string }).code ?? "";
+  const home = homeDir();
+  const inHome = path.resolve(file).startsWith(home + path.sep);
+  const where = inHome ? `TESSERA_HOME (${home})` : path.dirname(path.resolve(file));
+  const fix = inHome
+    ? "set TESSERA_HOME to a directory of your own (e.g. TESSERA_HOME=$HOME/.tessera), or fix that one"
+    : "choose another directory, or fix that one";
+  if (code === "EACCES" || code === "EPERM" || code === "EROFS")
+    return new ConfigError(
+      `cannot ${verb} ${file}: ${where} is not ${verb === "read" ? "readable" : "writable"} by this user (${code}); ${fix}`,
+      {
+        cause: err,
+      },
+    );
+  // EEXIST from open is an exclusive create that lost (the caller's to handle); from mkdir, a file in the way.
+  if ((code === "EEXIST" && (err as { syscall?: string }).syscall === "mkdir") || code === "ENOTDIR")
+    return new ConfigError(
+      `cannot ${verb} ${file}: ${where}, or a folder on its path, is a file, not a directory (${code}); ${fix}`,
+      { cause: err },
+    );
+  return undefined;
 }

@@ -22,7 +22,11 @@ export class OutageReport {
     }
     if (!this.tty) return;
     const down = Math.round((Date.now() - this.since) / 1000);
-    const status = `  … still reconnecting (${down}s so far${reason ? `; last: ${reason}` : ""}); ${next}`;
+    // One line in place: longer than the terminal, it would wrap and the next \r would redraw only its tail.
+    const status = fitWidth(
+      `  … still reconnecting (${down}s so far${reason ? `; last: ${reason}` : ""}); ${next}`,
+      process.stderr.columns || 80,
+    );
     process.stderr.write(`\r\x1b[K${status}`);
     setPrompt(status);
   }
@@ -38,4 +42,10 @@ export class OutageReport {
     }
     this.log.info(`${message} (after ${secs}s)`);
   }
+}
+
+/** Cuts a one-line status to the terminal's width (one column spare), ending in an ellipsis when cut. */
+export function fitWidth(line: string, columns: number): string {
+  const room = Math.max(20, columns - 1);
+  return line.length <= room ? line : `${line.slice(0, room - 1)}…`;
 }

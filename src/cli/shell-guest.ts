@@ -76,6 +76,8 @@ export async function runShellGuest(
     if (failed) await Promise.race([stopped, sleep(backoff(failed, 5_000))]);
   }
   term.close();
+  // Cut off rather than exited: whatever the program on screen had set (alternate screen, hidden cursor) stays.
+  if (!last?.exit) term.resetScreen();
   // A stream can close a moment before the control connection says why (host ended it, revoke): wait for the reason.
   if (stop === undefined && !last?.exit && !last?.error && !term.disconnected)
     await Promise.race([stopped, sleep(2000)]);

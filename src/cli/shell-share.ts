@@ -23,7 +23,7 @@ export interface ShellShareArgs {
 
 export class ShellShare {
   readonly host: ShellHost;
-  readonly what: "shell" | "shell-read-only";
+  readonly what: "shell" | "shell-watched" | "shell-read-only";
   readonly recordDir: string | undefined;
   private client: ControlClient | undefined;
   private console: HostConsole | undefined;
@@ -31,7 +31,7 @@ export class ShellShare {
   constructor(private readonly args: ShellShareArgs) {
     const argv = args.command !== undefined ? commandArgv(args.command) : loginShell();
     this.recordDir = recordDir(args.record);
-    this.what = args.readOnly ? "shell-read-only" : "shell";
+    this.what = args.readOnly ? "shell-read-only" : args.watch ? "shell-watched" : "shell";
     this.host = new ShellHost(
       { argv, readOnly: args.readOnly, recordDir: this.recordDir, env: process.env },
       {

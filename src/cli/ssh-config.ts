@@ -2,6 +2,7 @@
 // ProxyCommand, so the user's own agent, keys and certificates do the ssh authentication untouched.
 import { ConfigError } from "../errors.ts";
 import { formatCode, normalizeCode } from "../wire/codes.ts";
+import { splitInvite } from "./invite.ts";
 import { parseTarget } from "../wire/address.ts";
 
 export interface SshConfigOptions {
@@ -26,9 +27,14 @@ export function sshConfigBlock(o: SshConfigOptions): string {
   const words: string[] = [...o.exe.map(literal)];
   let alias: string;
   if ("code" in o.via) {
-    const code = normalizeCode(o.via.code);
-    if (!code) throw new ConfigError(`"${o.via.code}" is not a code: 8 characters like K7QF-M2XD`);
-    words.push("join", "--stdio", formatCode(code));
+    // The host's invite (HOST:PORT/CODE) works too: the block then needs no `tessera link` either.
+    const invite = splitInvite(o.via.code);
+    const code = normalizeCode(invite.code);
+    if (!code)
+      throw new ConfigError(
+        `"${o.via.code}" is not a code: 8 characters like K7QF-M2XD, or an invite HOST:PORT/K7QF-M2XD`,
+      );
+    words.push("join", "--stdio", invite.address ? `${invite.address}/${formatCode(code)}` : formatCode(code));
     alias = o.alias ?? `tessera-${code.toLowerCase()}`;
   } else {
     if (!/^[A-Za-z0-9._-]{1,64}$/.test(o.via.shareId))
@@ -48,13 +54,18 @@ export function sshConfigBlock(o: SshConfigOptions): string {
   words.push("--reason", o.reason === undefined ? DEFAULT_REASON : keepTokens(o.reason));
   const command = words.map((w) => quote(w, windows)).join(" ");
   const env = o.home && !windows ? `env TESSERA_HOME=${quote(literal(o.home), false)} ` : "";
+  // Comment lines fit 80 columns, as the block is read in a terminal and in ~/.ssh/config.
   const note =
     "code" in o.via
-      ? "# The code is single use: this block works for one connection; ask the host for a new code (and block) next time."
-      : "# Each connection asks the host again; the host types y at their `tessera share` prompt.";
+      ? [
+          "# The code is single use: this block works for one connection;",
+          "# ask the host for a new code (and block) next time.",
+        ]
+      : ["# Each connection asks the host again; the host types y at their", "# `tessera share` prompt."];
   return [
-    `# tessera: ssh to the host's shared port; your own ssh keys, agent and certificates authenticate as usual.`,
-    note,
+    "# tessera: ssh to the host's shared port; your own ssh keys, agent and",
+    "# certificates authenticate as usual.",
+    ...note,
     `Host ${alias}`,
     `  ProxyCommand ${env}${command}`,
     "",

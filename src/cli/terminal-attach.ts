@@ -18,6 +18,14 @@ export interface AttachEvents {
   onReady?(info: { readOnly: boolean; recorded: boolean; escape: boolean; again: boolean }): void;
 }
 
+/**
+ * What a full-screen program may have left set when its shell is cut off (kick, revoke, host gone), put back
+ * as ssh and tmux do: leave the alternate screen, show the cursor, mouse reporting and bracketed paste off,
+ * normal cursor keys and keypad, plain attributes.
+ */
+export const SCREEN_RESET =
+  "\x1b[?1049l\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[?1l\x1b>\x1b[0m";
+
 /** Input typed while no stream is up waits for the next one, up to this much. */
 const MAX_PENDING_INPUT = 64 * 1024;
 const TILDE = 0x7e;
@@ -110,6 +118,11 @@ export class TerminalAttachment {
     }
     process.off("exit", this.restore);
     this.restore();
+  }
+
+  /** After a shell that did not exit by itself: the screen modes it may have set, reset (a terminal only). */
+  resetScreen(): void {
+    if (this.everReady && process.stdout.isTTY) process.stdout.write(SCREEN_RESET);
   }
 
   private onReady(f: { readOnly: boolean; recorded: boolean }): void {

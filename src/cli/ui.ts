@@ -1,5 +1,6 @@
 // Terminal helpers: a spinner that only spins on a TTY, and one-line questions.
 import readline from "node:readline";
+import { setPrompt } from "../log.ts";
 
 export function spinner(text: string): { stop(): void } {
   if (!process.stderr.isTTY) {
@@ -8,10 +9,18 @@ export function spinner(text: string): { stop(): void } {
   }
   const frames = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
   let i = 0;
-  const t = setInterval(() => process.stderr.write(`\r${frames[i++ % frames.length]} ${text}`), 100);
+  // Kept as the screen's status line: a message logged meanwhile clears it, goes above, and it is drawn again.
+  const draw = () => {
+    const line = `${frames[i++ % frames.length]} ${text}`;
+    setPrompt(line);
+    process.stderr.write(`\r\x1b[K${line}`);
+  };
+  draw();
+  const t = setInterval(draw, 100);
   return {
     stop() {
       clearInterval(t);
+      setPrompt(undefined);
       process.stderr.write("\r\x1b[K");
     },
   };

@@ -44,7 +44,9 @@ export function renderUsage(
       "default" in a && a.default !== undefined && a.default !== false && a.default !== ""
         ? ` (default: ${String(a.default)})`
         : "";
-    rows.push([`--${n}${value}`, `${a.description ?? ""}${dflt}`]);
+    // A one-letter alias is shown first, as `-n, --lines LINES`, so the short form is found in --help.
+    const short = [(a as { alias?: string | string[] }).alias ?? []].flat().find((x) => x.length === 1);
+    rows.push([`${short ? `-${short}, ` : ""}--${n}${value}`, `${a.description ?? ""}${dflt}`]);
   }
   if (rows.length) {
     out.push(bold("Options:"));

@@ -7,6 +7,7 @@ import { parseLine, splitLines, type VerifyResult } from "../audit/verify.ts";
 import { groupChains, oneChainForHead, verifyChains } from "../audit/chains.ts";
 import { duration } from "../audit/coverage.ts";
 import { fetchHead, headUrl } from "../audit/head.ts";
+import { isCaCertificate } from "../pki/index.ts";
 import { header, row } from "../cli/audit-table.ts";
 import { untilInterrupted } from "../cli/signals.ts";
 
@@ -43,7 +44,7 @@ const verify = defineCommand({
     json: { type: "boolean", default: false, description: "Print the result as JSON" },
   },
   async run({ args }) {
-    const certPem = args.cert ? fs.readFileSync(args.cert, "utf8") : undefined;
+    const certPem = args.cert ? readCoordinatorCert(args.cert) : undefined;
     const list = files(args, "verify");
     if (args.against && !certPem)
       throw new ConfigError("--against needs --cert: the head the coordinator serves is checked with its certificate");
@@ -191,3 +192,24 @@ export default defineCommand({
   meta: { name: "audit", description: "Check and read the coordinator's append-only audit log" },
   subCommands: { verify, tail },
 });
+
+/** --cert: the coordinator's own certificate (its key signs the checkpoints); the CA's is the usual mix-up. */
+function readCoordinatorCert(file: string): string {
+  let pem: string;
+  try {
+    pem = fs.readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(`cannot read --cert ${file}: ${(err as Error).message}`);
+  }
+  let ca: boolean;
+  try {
+    ca = isCaCertificate(pem);
+  } catch {
+    throw new ConfigError(`--cert ${file} is not a PEM certificate: pass the coordinator's, e.g. pki/coordinator.crt`);
+  }
+  if (ca)
+    throw new ConfigError(
+      `--cert ${file}: that is the CA, not the coordinator's certificate; pass ${path.join(path.dirname(file), "coordinator.crt")} (its key signs the checkpoints)`,
+    );
+  return pem;
+}

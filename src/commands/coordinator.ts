@@ -5,7 +5,7 @@ import { defineCommand } from "citty";
 import * as v from "valibot";
 import { issueText } from "../validate.ts";
 import { AuditLog } from "../audit/log.ts";
-import { ConfigError, errorMessage } from "../errors.ts";
+import { ConfigError } from "../errors.ts";
 import { logger, setLogFormat, stampLines } from "../log.ts";
 import { Coordinator } from "../coordinator/listener.ts";
 import { EnrollRecords } from "../coordinator/enroll.ts";
@@ -22,6 +22,8 @@ import { labelNode } from "../coordinator/metrics.ts";
 import { parseCount, parseDuration, parseSize } from "../cli/duration.ts";
 import { readRequired } from "../cli/home.ts";
 import { readHttpTls } from "../cli/http-tls.ts";
+import { handOutLines, prepareFirstRun } from "../cli/first-run.ts";
+import { listenError } from "../coordinator/listen-errors.ts";
 import { VERSION } from "../version.ts";
 import { lockCoordinatorFiles } from "../store/file-lock.ts";
 import { tellHosts } from "../coordinator/host-notice.ts";
@@ -35,7 +37,21 @@ export default defineCommand({
     description: "Run the coordinator (brokers requests and approvals, relays ciphertext, keeps the audit log)",
   },
   args: {
-    certs: { type: "string", default: "pki", description: "Directory written by `tessera ca`" },
+    certs: {
+      type: "string",
+      default: "pki",
+      description: "Directory written by `tessera ca` (or by --init; the default pki is created when it holds no CA)",
+    },
+    init: {
+      type: "boolean",
+      description:
+        "First run: create the CA, this coordinator's certificate, the operator token and a host enrolment token in --certs (never over an existing CA), then print the host's and the guest's link lines",
+    },
+    name: {
+      type: "string",
+      description:
+        "With a first run: the names hosts and guests dial, comma-separated, for the certificate (default: this machine's hostname and localhost)",
+    },
     listen: {
       type: "string",
       default: "0.0.0.0:8443",
@@ -163,11 +179,19 @@ export default defineCommand({
         "How often every live session is checked again (host removed, agent or guest away past the grace, idle); 100ms to 1m",
     },
   },
-  async run({ args }) {
+  async run({ args, rawArgs }) {
     setLogFormat(args["log-format"]);
     stampLines(true);
     const httpTls = readHttpTls(args["http-cert"], args["http-key"]);
     const dir = args.certs;
+    const firstRun = await prepareFirstRun({
+      dir,
+      init: !!args.init,
+      certsGiven: rawArgs.some((a) => a === "--certs" || a.startsWith("--certs=")),
+      names: args.name,
+      tokenTtlMs: 86_400_000,
+      say: (line) => log.info(line),
+    });
     const need = (f: string) =>
       readRequired(
         path.join(dir, f),
@@ -289,8 +313,8 @@ export default defineCommand({
       : undefined;
     // Ports first: a taken or bad address fails here, with nothing written. Frames wait for the restore.
     coordinator.broker.hold();
-    const bound = await bindOr(`--listen ${args.listen}`, () => coordinator.listen(l.host, l.port));
-    const http = await bindOr(`--http ${args.http}`, () =>
+    const bound = await bindOr("--listen", l, () => coordinator.listen(l.host, l.port));
+    const http = await bindOr("--http", h, () =>
       startHttp({
         host: h.host,
         port: h.port,
@@ -329,6 +353,8 @@ export default defineCommand({
     log.info(
       `tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (${httpTls ? "https" : "http"} ${http.hostname}:${http.port})`,
     );
+    // Plain stdout, not the log: the operator copies these lines as they are.
+    if (firstRun) process.stdout.write(handOutLines(firstRun, bound, !!process.stdout.isTTY));
     if (!operatorToken) log.warn("no operator-token in the certs directory: revoke and admin are disabled");
     if (consoleHttp) log.info(consoleHttp.announce(http.url, !!httpTls));
     await stopped;
@@ -350,13 +376,11 @@ export default defineCommand({
 });
 
 /** Binds a port, or fails naming the flag: the address is taken or not this machine's (nothing was written yet). */
-async function bindOr<T>(flag: string, bind: () => T | Promise<T>): Promise<T> {
+async function bindOr<T>(flag: string, at: { host: string; port: number }, bind: () => T | Promise<T>): Promise<T> {
   try {
     return await bind();
   } catch (err) {
-    throw new ConfigError(
-      `cannot listen on ${flag}: ${errorMessage(err).replace(/^error: /i, "")}; is another process (another coordinator?) using that port, or is the address not this machine's?`,
-    );
+    throw listenError(flag, at.host, at.port, err);
   }
 }
 

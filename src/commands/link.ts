@@ -3,11 +3,12 @@ import fs from "node:fs";
 import os from "node:os";
 import { defineCommand } from "citty";
 import { ConfigError, TesseraError } from "../errors.ts";
-import { certFingerprint, createCsr, exportPrivateKeyPem, generateKeyPair, parsePin } from "../pki/index.ts";
+import { certFingerprint, certInfo, createCsr, exportPrivateKeyPem, generateKeyPair, parsePin } from "../pki/index.ts";
 import { ControlClient } from "../wire/control-client.ts";
 import { parseEnrollToken } from "../coordinator/enroll.ts";
 import { homeDir, homeFile, readConfig, writeConfig, writePrivate, writePublic } from "../cli/home.ts";
 import { ask } from "../cli/ui.ts";
+import { waitForCoordinator } from "../cli/coordinator-wait.ts";
 import { VERSION } from "../version.ts";
 
 export default defineCommand({
@@ -22,6 +23,11 @@ export default defineCommand({
       type: "string",
       description: "Host enrolment token from the operator (pins the CA; makes this machine a host)",
     },
+    "token-file": {
+      type: "string",
+      description:
+        "Read the enrolment token from this file (e.g. pki/enroll-token on the coordinator's machine), once the coordinator answers; keeps it out of `ps`",
+    },
     name: { type: "string", description: "Host name shown to guests (default: this machine's hostname)" },
     "ca-file": { type: "string", description: "Trust the CA certificate in this file" },
     "ca-pin": { type: "string", description: "Trust the CA whose SHA-256 is this (sha256:...)" },
@@ -30,22 +36,35 @@ export default defineCommand({
   async run({ args }) {
     const address = args.coordinator;
     const base = { address, version: VERSION };
-    if (args.token) {
-      const { caPin } = parseEnrollToken(args.token);
+    // A file that is not a certificate is reported before waiting on the network.
+    const caFromFile = args["ca-file"] !== undefined ? readCaFile(args["ca-file"]) : undefined;
+    await waitForCoordinator(address, (line) => console.error(line));
+    if (args.token !== undefined && args["token-file"] !== undefined)
+      throw new ConfigError("give the enrolment token once: --token TOKEN or --token-file FILE");
+    // Read only now: a coordinator started a moment ago writes this file before it opens its port.
+    const token = args["token-file"] !== undefined ? readTokenFile(args["token-file"]) : args.token;
+    if (token) {
+      const { caPin } = parseEnrollToken(token);
       const c = await ControlClient.dial({ ...base, caPinHex: caPin });
       const keys = await generateKeyPair();
       const name = (args.name || os.hostname()).slice(0, 64);
-      c.send({ t: "enroll", token: args.token.trim(), csr: await createCsr({ keys, commonName: name }), name });
+      c.send({ t: "enroll", token: token.trim(), csr: await createCsr({ keys, commonName: name }), name });
       const { cert } = await c.next("enrolled").finally(() => c.close());
       writePrivate(homeFile("host.key"), await exportPrivateKeyPem(keys.privateKey));
       writePublic(homeFile("host.crt"), cert);
       save(address, c.caPem);
-      console.log(`enrolled as host "${name}" with ${address} (CA sha256:${caPin}); config in ${homeDir()}`);
+      // The coordinator gives a taken name a suffix: the name in the certificate is the one guests see.
+      const given = certInfo(cert).commonName;
+      if (given !== name)
+        console.error(
+          `warning: another host is already enrolled as "${name}"; this one is "${given}" (enrol again with --name to choose another)`,
+        );
+      console.log(`enrolled as host "${given}" with ${address} (CA sha256:${caPin}); config in ${homeDir()}`);
       return;
     }
     let caPem: string;
-    if (args["ca-file"]) {
-      caPem = readCaFile(args["ca-file"]);
+    if (caFromFile !== undefined) {
+      caPem = caFromFile;
       (await ControlClient.dial({ ...base, caPem })).close();
     } else {
       const pin = args["ca-pin"] ? parsePin(args["ca-pin"]) : undefined;
@@ -74,10 +93,35 @@ function save(address: string, caPem: string): void {
   writeConfig({ ...readConfig(), coordinator: address });
 }
 
-function readCaFile(file: string): string {
+function readTokenFile(file: string): string {
   try {
-    return fs.readFileSync(file, "utf8");
+    return fs.readFileSync(file, "utf8").trim();
+  } catch (err) {
+    throw new ConfigError(
+      `cannot read --token-file ${file}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`,
+    );
+  }
+}
+
+function readCaFile(file: string): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
   } catch (err) {
     throw new ConfigError(`cannot read --ca-file ${file}: ${(err as Error).message}`);
   }
+  try {
+    if (text.includes("-----BEGIN CERTIFICATE-----")) {
+      certFingerprint(text);
+      return text;
+    }
+  } catch {
+    // a damaged PEM block: said below, like any other non-certificate
+  }
+  const pin = /^\s*(sha256:[0-9a-f]{64})\s*$/i.exec(text);
+  throw new ConfigError(
+    pin
+      ? `--ca-file ${file} holds a fingerprint, not a certificate: use --ca-pin ${pin[1]}`
+      : `--ca-file ${file} is not a PEM certificate (a file starting -----BEGIN CERTIFICATE-----, such as the operator's pki/ca.crt)`,
+  );
 }

@@ -19,6 +19,8 @@ import { certInfo } from "../pki/index.ts";
 import path from "node:path";
 import { untilInterrupted } from "../cli/signals.ts";
 import { osUser } from "../cli/ui.ts";
+import { waitForCoordinator } from "../cli/coordinator-wait.ts";
+import { checkTargetHost } from "../cli/target-host.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("share");
@@ -54,6 +56,7 @@ export default defineCommand({
     },
     record: {
       type: "string",
+      optionalValue: true,
       description: "With --shell: directory for asciicast recordings (default TESSERA_HOME/recordings)",
     },
     "no-record": { type: "boolean", description: "With --shell: do not record the session" },
@@ -81,6 +84,7 @@ export default defineCommand({
   async run({ args }) {
     const dial = { address: coordinatorAddress(), caPem: readCa(), ...readHostIdentity(), version: VERSION };
     const stop = untilInterrupted();
+    await waitForCoordinator(dial.address, (line) => log.info(line));
     // Codes' secret halves live in this process only (and in files `tessera mcp` leaves here for it).
     const keeper = new CodeKeeper(certInfo(dial.certPem).spki, path.join(homeDir(), "code-secrets"));
     const codes = {
@@ -124,6 +128,7 @@ export default defineCommand({
         const port = Number(args.port);
         if (!Number.isInteger(port) || port < 1 || port > 65535)
           throw new ConfigError(`--port must be 1-65535 (got "${args.port}")`);
+        await checkTargetHost(args.host, (line) => log.warn(line));
         policy = new TargetPolicy([formatTarget(args.host, port)]);
       }
       shareId = `sh-${randomBytes(6).toString("hex")}`;
@@ -168,6 +173,9 @@ export default defineCommand({
       log.info(
         `sharing ${shell ? `a shell as ${osUser()}${shell.recordDir ? `, recorded to ${shell.recordDir}` : ", not recorded"}` : policy.targets[0]} as ${shareId}`,
       );
+      // What a guest passes to `tessera receipt verify --host-key` to check this host signed its yes
+      // (kept short: the line fits 80 columns; the README says what it is for).
+      log.info(`host key ${certInfo(dial.certPem).spki}`);
       if (!shell && !(await listening(args.host, Number(args.port)))) {
         log.warn(
           `nothing is listening on ${policy.targets[0]} right now: guests will be told their connections are refused until something is`,

@@ -40,17 +40,36 @@ export async function enrollHost(
       "this enrolment token was already used; ask the operator for a new one (`tessera admin enroll-token`)",
     );
   }
+  // Two hosts under one name would look the same at every prompt: a taken name gets the first free suffix
+  // (the host's `link` sees the name in its certificate and says so).
+  const name = await freeName(o, f.name, csr.spki);
   const cert = await issueCert({
     caCertPem: o.ca.certPem,
     caKeyPem: o.ca.keyPem,
     publicKey: csr.publicKey,
-    commonName: f.name,
-    uris: [`tessera://host/${encodeURIComponent(f.name)}`],
+    commonName: name,
+    uris: [`tessera://host/${encodeURIComponent(name)}`],
     usage: "both",
     now: new Date(now),
     validForSeconds: o.limits.hostCertSeconds,
   });
-  await o.store.addHost(csr.spki, f.name, now);
-  o.audit.append("host.enrol", { host: f.name, hostKey: csr.spki, addr: peer.addr, tokenId });
+  await o.store.addHost(csr.spki, name, now);
+  o.audit.append("host.enrol", { host: name, hostKey: csr.spki, addr: peer.addr, tokenId });
   peer.ch.send({ t: "enrolled", cert });
+}
+
+/** Most suffixes tried for a taken name (name-2 .. name-100) before the enrolment is refused. */
+const MAX_SUFFIX = 100;
+
+async function freeName(o: BrokerOptions, asked: string, spki: string): Promise<string> {
+  const taken = await o.store.hostNamesTaken(asked.slice(0, 60), spki);
+  if (!taken.has(asked)) return asked;
+  for (let i = 2; i <= MAX_SUFFIX; i++) {
+    const name = `${asked.slice(0, 60)}-${i}`;
+    if (!taken.has(name)) return name;
+  }
+  throw new RefusedError(
+    "name_taken",
+    `the host name "${asked}" and its first ${MAX_SUFFIX - 1} numbered variants are taken; enrol with another --name`,
+  );
 }

@@ -69,6 +69,12 @@ export class CodeKeeper {
       : { ok: false, ask: run.ask, code };
   }
 
+  /** Whether this code's secret half is still here, unused and unexpired (for telling the host a code lapsed unused). */
+  holds(nameplate: string, now = Date.now()): boolean {
+    const s = this.secrets.get(nameplate);
+    return !!s && s.expiresAt > now;
+  }
+
   /** The host said yes to this guest key: the agent may serve it. */
   approve(guestSpki: string): void {
     if (this.approved.size >= MAX_KEPT) this.approved.delete(this.approved.values().next().value!);

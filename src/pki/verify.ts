@@ -4,6 +4,11 @@ import { certFingerprint, spkiFingerprint } from "./fingerprint.ts";
 import { parseCertificate } from "./parse.ts";
 import { x509 } from "./x509.ts";
 
+/** Whether this certificate is a CA's (basic constraints cA), i.e. one that signs certificates, not a server's. */
+export function isCaCertificate(certPem: string): boolean {
+  return parseCertificate(certPem).getExtension(x509.BasicConstraintsExtension)?.ca === true;
+}
+
 export async function verifyIssuedBy(certPem: string, caCertPem: string, now: Date): Promise<void> {
   const cert = parseCertificate(certPem);
   const ca = parseCertificate(caCertPem, "CA certificate");

@@ -37,8 +37,15 @@ export class CastError extends Error {
   override name = "CastError";
 }
 
+/** The first line: a file whose first line is not an asciicast header is not a recording at all, and is told so. */
 export function parseHeader(line: string): Header {
-  return parseLine(Header, line, 1, "header");
+  try {
+    return parseLine(Header, line, 1, "header");
+  } catch (err) {
+    throw new CastError(
+      `not an asciicast recording (${(err as Error).message}); replay plays the .cast files share --shell records`,
+    );
+  }
 }
 
 export function parseEvent(line: string, lineNo: number, prevTime: number): Event {

@@ -151,6 +151,14 @@ export class Store {
                    ON CONFLICT (spki) DO UPDATE SET name = excluded.name`;
   }
 
+  /** Names of enrolled (not removed) hosts other than this key that are `base` or `base-SOMETHING`. */
+  async hostNamesTaken(base: string, spki: string): Promise<Set<string>> {
+    const prefix = `${base}-`;
+    const rows = await this.sql`SELECT name FROM hosts WHERE removed_at IS NULL AND spki <> ${spki}
+                   AND (name = ${base} OR substr(name, 1, ${prefix.length}) = ${prefix})`;
+    return new Set(rows.map((r: { name: string }) => String(r.name)));
+  }
+
   /** Enrolled and not removed. */
   async hostExists(spki: string): Promise<boolean> {
     return (await this.hostStatus(spki)) === "enrolled";

@@ -38,7 +38,10 @@ export class ControlClient {
   /** The CA certificate the coordinator announced in its welcome. */
   caPem = "";
 
-  private constructor(readonly socket: tls.TLSSocket) {
+  private constructor(
+    readonly socket: tls.TLSSocket,
+    private readonly address: string,
+  ) {
     this.ch = new Channel<ServerFrame, ClientFrame>(socket, ServerFrame, {
       // The coordinator is authenticated and answers a burst of streams with a burst of frames (an
       // agent gets one "incoming" per stream of every guest): the flood guard sized for untrusted
@@ -79,7 +82,7 @@ export class ControlClient {
     });
     socket.setTimeout(0);
     socket.setNoDelay(true);
-    const c = new ControlClient(socket);
+    const c = new ControlClient(socket, o.address);
     c.ch.send({ t: "hello", v: PROTOCOL_VERSION, client: o.version });
     const welcome = await c.next("welcome");
     c.caPem = welcome.ca;
@@ -103,9 +106,12 @@ export class ControlClient {
     const raw = this.socket.getPeerCertificate()?.raw;
     const leaf = raw ? derToPem(raw, "CERTIFICATE") : "";
     await verifyIssuedBy(leaf, this.caPem, new Date());
-    const bad = tls.checkServerIdentity(host, this.socket.getPeerCertificate());
-    if (bad)
-      throw new TesseraError("ca_mismatch", `the coordinator's certificate does not name ${host}: ${bad.message}`);
+    const cert = this.socket.getPeerCertificate();
+    const bad = tls.checkServerIdentity(host, cert);
+    if (bad) {
+      this.close();
+      throw new TesseraError("ca_mismatch", wrongName(this.address, cert?.subjectaltname));
+    }
   }
 
   /** The coordinator's resolved address as this connection reached it; data connections dial the same. */
@@ -174,7 +180,27 @@ export function refusal(f: FrameOf<ServerFrame, "error">): RefusedError {
   return new RefusedError(f.code as ErrorCode, f.message, { ref: f.ref });
 }
 
-function dialError(address: string, err: Error & { code?: string }): TesseraError {
+/** The names a certificate holds, from Node's subjectaltname ("DNS:a, IP Address:127.0.0.1"). */
+function certNames(san: string | undefined): string[] {
+  return (san ?? "")
+    .split(",")
+    .map((s) => s.trim().replace(/^(DNS|IP Address):/, ""))
+    .filter(Boolean);
+}
+
+/** A certificate that does not name the address dialled: say which names it holds and the address to use. */
+function wrongName(address: string, san: string | undefined): string {
+  const names = certNames(san);
+  if (names.length === 0)
+    return `the coordinator at ${address} presents a certificate that names no address at all; the operator must make a new one for the name you dial`;
+  const { host, port } = splitAddress(address);
+  const loopback = host === "127.0.0.1" || host === "::1" || host === "localhost";
+  const pick = (loopback && names.find((n) => n === "localhost" || n === "127.0.0.1" || n === "::1")) || names[0]!;
+  const list = names.length === 1 ? pick : names.join(", ");
+  return `the coordinator's certificate names ${list}, not ${host}; use ${pick.includes(":") ? `[${pick}]` : pick}:${port}`;
+}
+
+function dialError(address: string, err: Error & { code?: string; cert?: { subjectaltname?: string } }): TesseraError {
   const unreachable: Record<string, string> = {
     ECONNREFUSED: "connection refused (is the coordinator running?)",
     ENOTFOUND: "host not found",
@@ -189,6 +215,14 @@ function dialError(address: string, err: Error & { code?: string }): TesseraErro
     CERT_HAS_EXPIRED: "its certificate has expired",
   };
   const code = err.code ?? "";
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID")
+    return new TesseraError("ca_mismatch", wrongName(address, err.cert?.subjectaltname), { cause: err });
+  if (code === "ERR_SSL_WRONG_VERSION_NUMBER" || /WRONG_VERSION_NUMBER/.test(err.message))
+    return new TesseraError(
+      "connect",
+      `${address} answered without TLS: that is the coordinator's HTTP port (--http), or not a coordinator; use the --listen port (8443 by default)`,
+      { cause: err },
+    );
   if (untrusted[code]) {
     return new TesseraError(
       "ca_mismatch",

@@ -24,6 +24,10 @@ const name = v.pipe(
   v.maxLength(64),
   v.regex(/^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]+$/u, "must not contain control, bidi, zero-width or tag characters"),
 );
+/** A guest's reason, in characters: the frames' cap (text(500) below), also checked before sending so the guest reads it in these words. */
+export const MAX_REASON_CHARS = 500;
+/** What a reason or other free text may not contain: control characters other than tab and newline. */
+export const TEXT_CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/;
 const text = (max: number) =>
   v.pipe(v.string(), v.maxLength(max), v.regex(/^[^\x00-\x08\x0b-\x1f\x7f]*$/, "must not contain control characters"));
 const pem = v.pipe(v.string(), v.maxLength(16 * 1024), v.startsWith("-----BEGIN "));

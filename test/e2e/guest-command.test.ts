@@ -192,14 +192,7 @@ test("Ctrl-C at the guest's terminal goes to the command (as in psql, it cancels
   await host.exit();
 });
 
-test("a command that does not exist: status 127, a clear message, and the session is closed", async () => {
-  const { d, host, guest } = await approvedCommand("typo", ["no-such-client-xyz", "{port}"]);
-  expect(await guest.exit()).toBe(127);
-  expect(guest.err).toContain('cannot run "no-such-client-xyz": command not found');
-  await auditEvents(d, "session.close");
-  host.kill("SIGINT");
-  await host.exit();
-});
+// A command that does not exist is refused before the host is asked: guest-first-contact.test.ts.
 
 test("connect --share-id ... -- CMD works the same way through a running agent", async () => {
   const d = await deploy();

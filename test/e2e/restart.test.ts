@@ -222,7 +222,7 @@ test("audit tail shows a table, raw JSON, and follows new events", async () => {
   await follow.waitFor(/host\.enrol/);
   const echo = await echoServer();
   const { host } = await share(d, echo.port);
-  await follow.waitFor(/share\.open\s+host hosty\s+sh-\w+\s+.*targets=127\.0\.0\.1:\d+/);
+  await follow.waitFor(/share\.open\s+host hosty\s+sh-\w+\n[\s\S]*targets=127\.0\.0\.1:\d+/);
   await follow.waitFor(/code\.mint/);
   host.kill("SIGINT");
   await follow.waitFor(/share\.close/);

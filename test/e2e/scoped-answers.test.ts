@@ -59,10 +59,12 @@ test("y 1 allows one connection; n REASON is a denial the guest reads", async ()
   expect((await auditEvents(d, "deny"))[0]).toMatchObject({ reason: "too busy, try tomorrow" });
 });
 
-test("ro: a shell read-only for this guest alone, whatever the share's own setting", async () => {
+test("ro: a watched shell read-only for this guest alone, whatever the share's own setting", async () => {
   const d = await deploy();
   const marks = fs.mkdtempSync(path.join(d.dir, "marks-"));
-  const { host, code } = await shareShell(d, ["--command", "sh", "--no-record"], { env: { PS1: "tsh$ ", ENV: "" } });
+  const { host, code } = await shareShell(d, ["--command", "sh", "--no-record", "--watch"], {
+    env: { PS1: "tsh$ ", ENV: "" },
+  });
   const guest = spawn(["join", code, "--name", "watcher"], d.guestEnv, { pty: true });
   await host.waitFor(/answer {2}y, n, or scoped: y 15m, y 1, ro, n REASON/);
   await host.waitFor(/Allow watcher /);
@@ -72,6 +74,28 @@ test("ro: a shell read-only for this guest alone, whatever the share's own setti
   guest.write(`touch ${marks}/guest-was-here\r`);
   await host.waitFor(/watcher is typing, but this session is read-only: their keystrokes are ignored/);
   expect(fs.existsSync(path.join(marks, "guest-was-here"))).toBe(false);
+  // The host, watching, is the one who types.
+  host.write(`touch ${marks}/host-was-here\r`);
+  await guest.waitFor(/host-was-here/);
+});
+
+test("ro on a plain --shell (no --watch) is refused at the prompt with the fix, and the request still waits", async () => {
+  const d = await deploy();
+  const { host, code } = await shareShell(d, ["--command", "sh", "--no-record"], { env: { PS1: "tsh$ ", ENV: "" } });
+  const guest = spawn(["join", code, "--name", "watcher"], d.guestEnv, { pty: true });
+  await host.waitFor(/Allow watcher /);
+  host.write("ro\r");
+  await host.waitFor(/ro needs someone at the shell: this share has no --watch[^\n]*`tessera share --shell --watch`/);
+  await host.waitFor(/ro needs[\s\S]*Allow watcher /);
+  host.write("y 1h 2h\r");
+  await host.waitFor(/give one time, not two \("2h"\)/);
+  host.write("y 1000h\r");
+  await host.waitFor(/"1000h" is too long: at most 168h \(7 days\)/);
+  host.write("y 1 1\r");
+  await host.waitFor(/give one number of connections, not two/);
+  host.write("y\r");
+  await guest.waitFor(/tsh\$ /);
+  expect(guest.all).not.toContain("read-only");
 });
 
 test("the guest keeps the host's signed receipt, and `tessera receipt verify` checks it offline; an edited one fails", async () => {
