@@ -64,6 +64,7 @@ export type ErrorCode =
   | "bad_recording"
   | "audit_broken"
   | "audit_full"
+  | "audit_closed"
   | "in_use"
   // the operator's HTTP calls (admin, revoke)
   | "admin"

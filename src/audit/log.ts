@@ -6,7 +6,7 @@ import { GENESIS, sha256 } from "./files.ts";
 import { signHead, type AuditHead, type CheckpointReason } from "./checkpoint.ts";
 import { resumeFrom, Signer } from "./signer.ts";
 import { logger } from "../log.ts";
-import { errorMessage } from "../errors.ts";
+import { errorMessage, TesseraError } from "../errors.ts";
 import { escapeUnsafe } from "../wire/untrusted-text.ts";
 import { AuditWriteError, Room, type RoomEvents } from "./room.ts";
 import { readEnd, setTornAside } from "./reopen.ts";
@@ -239,8 +239,8 @@ export class AuditLog {
         const upto = this.point();
         this.syncing = new Promise<void>((resolve, reject) =>
           fs.fdatasync(fd, (err) => {
-            // A rotation synced and closed that file already: its lines are durable.
-            if (err && !(err.code === "EBADF" && fd !== this.fd)) return reject(this.syncFailed(err));
+            // A rotation or close synced and closed that file already: its lines are durable.
+            if (err && !(err.code === "EBADF" && (fd !== this.fd || this.closed))) return reject(this.syncFailed(err));
             if (upto.seq > this.durable.seq) this.durable = upto;
             resolve();
           }),
@@ -282,6 +282,7 @@ export class AuditLog {
   /** fsync failed: the lines may or may not be on disk; nothing new is acknowledged until a retry gets through. */
   private syncFailed(err: unknown): unknown {
     const e = new AuditWriteError(err);
+    if (this.closed) return e;
     log.error(`audit log: could not sync: ${errorMessage(err)}`);
     this.room.enter(e, this.now());
     return this.room.refusal();
@@ -336,6 +337,9 @@ export class AuditLog {
   }
 
   private write(event: string, fields: AuditFields, now: number): void {
+    // After close the fd number may already belong to another file or socket of this process: writing
+    // through it would put an audit line into someone else's bytes.
+    if (this.closed) throw new TesseraError("audit_closed", `the audit log is closed; "${event}" was not written`);
     const ts = new Date(now).toISOString();
     const line = `${JSON.stringify({ seq: this.seq + 1, ts, event, ...dropUndefined(fields), prev: this.prev })}\n`;
     const bytes = Buffer.from(line);

@@ -70,6 +70,7 @@ export class Room {
   private state: { since: number; cause: string; refused: number; lost: number } | undefined;
   readonly backlog: Deferred[] = [];
   private timer: ReturnType<typeof setInterval> | undefined;
+  private stopped = false;
 
   constructor(
     private readonly events: RoomEvents,
@@ -142,7 +143,8 @@ export class Room {
   }
 
   enter(err: AuditWriteError, now: number): void {
-    if (this.state) return;
+    // A stopped room (a closed log) never starts retrying: its file descriptor is gone.
+    if (this.state || this.stopped) return;
     this.state = { since: now, cause: errorMessage(err.cause), refused: 0, lost: 0 };
     this.events.onFull?.(this.message());
     this.timer = setInterval(() => this.tryAgain(), RETRY_MS);
@@ -181,6 +183,7 @@ export class Room {
   }
 
   stop(): void {
+    this.stopped = true;
     clearInterval(this.timer);
     this.timer = undefined;
   }
