@@ -49,6 +49,8 @@ interface Proxy {
   peer: Peer;
   from: string;
   queue: Promise<void>;
+  /** Since when the stand-in has held no role here (the home side's share of the role sweep). */
+  idleSince: number | undefined;
 }
 
 export class Cluster {
@@ -134,6 +136,26 @@ export class Cluster {
     if (!node || node === this.o.name || !(await this.mail.isLive(node))) return false;
     this.mail.send(node, { k: "revoke", sessionId, by });
     return true;
+  }
+
+  /**
+   * Edge: whether a connection of this node speaks for a share held on another node. Only that node knows
+   * whether it holds a role there, so the edge's role sweep spares it and the home's sweep (below) judges it.
+   */
+  isBound(peer: Peer): boolean {
+    return this.bound.has(peer.id);
+  }
+
+  /**
+   * Home: the role sweep for stand-ins. One that has served, approved, asked for and held nothing here for
+   * `limit` ms is failed as the listener fails a local idle connection; its edge node then closes the real one.
+   */
+  sweepStandIns(busy: ReadonlySet<Peer>, now: number, limit: number, fail: (p: Peer) => void): void {
+    for (const px of this.proxies.values()) {
+      if (busy.has(px.peer)) px.idleSince = undefined;
+      else if (px.idleSince === undefined) px.idleSince = now;
+      else if (now - px.idleSince >= limit) fail(px.peer);
+    }
   }
 
   /** Edge: one of this node's connections closed. */
@@ -228,7 +250,7 @@ export class Cluster {
         const key = `${from}/${m.p}`;
         let px = this.proxies.get(key);
         if (!px) {
-          px = { peer: this.standIn(from, m), from, queue: Promise.resolve() };
+          px = { peer: this.standIn(from, m), from, queue: Promise.resolve(), idleSince: Date.now() };
           this.proxies.set(key, px);
         }
         const peer = px.peer;

@@ -150,21 +150,24 @@ export class Coordinator {
   private sweep(now: number): void {
     const busy = this.broker.peersWithRole();
     const limit = this.o.limits.roleTimeoutMs;
+    const idle = () =>
+      new ProtocolError(
+        `closed after ${limit / 1000}s without registering, asking for access or resuming a session`,
+        "timeout",
+      );
+    // A connection whose share lives on another node has its role there: that node's sweep judges it.
+    const cluster = this.o.cluster;
     for (const c of this.conns) {
       const p = c.client;
       if (!p) continue;
-      if (busy.has(p)) c.idleSince = undefined;
+      if (busy.has(p) || cluster?.isBound(p)) c.idleSince = undefined;
       else if (c.idleSince === undefined) c.idleSince = now;
       else if (now - c.idleSince >= limit) {
         c.client = undefined;
-        p.ch.fail(
-          new ProtocolError(
-            `closed after ${limit / 1000}s without registering, asking for access or resuming a session`,
-            "timeout",
-          ),
-        );
+        p.ch.fail(idle());
       }
     }
+    cluster?.sweepStandIns(busy, now, limit, (p) => p.ch.fail(idle()));
     // A surge of connections leaves TLS state and frame buffers to the garbage collector, which a quiet
     // process may not run for a long time (RSS stayed ~55 MB above its baseline for minutes after a flood).
     // Once a surge of closes is over, one full collection hands that memory back.
