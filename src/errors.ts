@@ -39,6 +39,8 @@ export type ErrorCode =
   | "replaced"
   | "bad_receipt"
   | "host_removed"
+  // the coordinator's database cannot be reached now: retry (never a final answer)
+  | "unavailable"
   // the code's PAKE: a wrong code, or a coordinator that swapped a key
   | "code_mismatch"
   | "key_mismatch"

@@ -39,6 +39,7 @@ export async function runGuest(
         if (o.verify) log.info(`verify: ${verify}   (the host sees the same string with share --verify; compare them)`);
       },
       onStreamError: (m) => log.warn(m),
+      onRetry: (reason, retry) => log.warn(`${reason} (again in ${(retry / 1000).toFixed(1)}s)`),
       onDetached: (reason, retry) =>
         outage.retrying(
           reason,

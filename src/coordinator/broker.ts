@@ -13,6 +13,7 @@ import { SessionBook } from "./sessions.ts";
 import { agentGone } from "./direct.ts";
 import { ShareDesk } from "./share-desk.ts";
 import { restoredSession } from "./restore.ts";
+import { isUnavailable, UNAVAILABLE } from "../store/pg-connection.ts";
 
 export { newId, formatDuration, type Peer, type BrokerOptions } from "./state.ts";
 
@@ -99,9 +100,15 @@ export class Broker {
   async handle(peer: Peer, f: ClientFrame): Promise<void> {
     if (f.t === "hello") return this.hello(peer, f);
     if (!peer.helloed) throw new ProtocolError(`expected "hello" first, got "${f.t}"`);
-    // One node of several: a frame about a share another node holds goes there (cluster.ts).
-    if (this.o.cluster && (await this.o.cluster.route(peer, f))) return;
-    return this.handleLocal(peer, f);
+    try {
+      // One node of several: a frame about a share another node holds goes there (cluster.ts).
+      if (this.o.cluster && (await this.o.cluster.route(peer, f))) return;
+      return await this.handleLocal(peer, f);
+    } catch (err) {
+      // The database down is not a refusal: the client is told to retry, and its connection stays.
+      if (!isUnavailable(err)) throw err;
+      throw new RefusedError("unavailable", UNAVAILABLE, { ref: "ref" in f ? f.ref : undefined });
+    }
   }
 
   /** The rules, on this node (also for frames other nodes carried here). */
@@ -223,6 +230,17 @@ export class Broker {
 
   hasShare(id: string): boolean {
     return this.shares.has(id);
+  }
+
+  /**
+   * Whether a frame is about a share this node holds, from memory alone: a live session's stream opens,
+   * a waiting request's answers and a resume need no database round trip, so they go on while it is down.
+   */
+  holdsHere(f: ClientFrame): boolean {
+    if ("sessionId" in f && typeof f.sessionId === "string") return this.sessions.all.has(f.sessionId);
+    if ("requestId" in f && typeof f.requestId === "string") return this.consent.pending.has(f.requestId);
+    if ("shareId" in f && typeof f.shareId === "string" && f.t !== "register") return this.shares.has(f.shareId);
+    return false;
   }
 
   /** One node of several took over a share whose node died or let go: it waits for its agent and guests here. */

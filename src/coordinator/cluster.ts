@@ -11,6 +11,7 @@ import { DATA_MAGIC, type ClientFrame, type ServerFrame } from "../wire/protocol
 import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import { splitAddress } from "../wire/address.ts";
 import type { Store } from "../store/store.ts";
+import { isUnavailable, UNAVAILABLE } from "../store/pg-connection.ts";
 import { NodeMail, nodeTag } from "./node-mail.ts";
 import type { Peer } from "./peer.ts";
 
@@ -21,6 +22,8 @@ export interface ClusterHost {
   handle(peer: Peer, f: ClientFrame): Promise<void>;
   drop(peer: Peer, err?: Error): void;
   hasShare(id: string): boolean;
+  /** Whether the frame is about a share held here, known without asking the database. */
+  holdsHere(f: ClientFrame): boolean;
   /** Loads an open share and its open sessions from the store, waiting for their agent and guests. */
   adopt(shareId: string): Promise<void>;
   /** Another node holds the share now: forget it here (the store keeps it) and let its clients reconnect. */
@@ -80,6 +83,7 @@ export class Cluster {
 
   async start(host: ClusterHost): Promise<void> {
     this.host = host;
+    if (this.o.store.pg) this.o.store.pg.onReset = () => this.mail.lostListen();
     await this.mail.start();
   }
 
@@ -100,6 +104,7 @@ export class Cluster {
       await this.takeOver(f.shareId);
       return false;
     }
+    if (host.holdsHere(f)) return false;
     const shareId = await this.shareOf(f);
     if (!shareId || host.hasShare(shareId)) return false;
     const node = await this.o.store.nodes.shareNode(shareId);
@@ -206,8 +211,17 @@ export class Cluster {
     return true;
   }
 
+  /** A frame that could not be carried (the database is down) is answered here: retry, not a refusal. */
   private forward(peer: Peer, node: string, f: ClientFrame): void {
-    this.mail.send(node, { k: "f", p: peer.id, addr: peer.addr, host: peer.host, guest: peer.guest, f });
+    this.mail.send(node, { k: "f", p: peer.id, addr: peer.addr, host: peer.host, guest: peer.guest, f }, (err) =>
+      peer.ch.sendError?.(
+        new RefusedError(
+          "unavailable",
+          isUnavailable(err) ? UNAVAILABLE : `could not reach the share's node: ${errorMessage(err)}`,
+        ),
+        "ref" in f ? f.ref : undefined,
+      ),
+    );
   }
 
   private async shareOf(f: ClientFrame): Promise<string | undefined> {
@@ -317,7 +331,7 @@ export class Cluster {
     else if (err instanceof TesseraError) peer.ch.sendError?.(err, err instanceof RefusedError ? err.ref : undefined);
     else {
       log.error(`internal error handling a forwarded frame: ${errorMessage(err)}`);
-      peer.ch.fail(new TesseraError("internal", "internal error; see the coordinator's log"));
+      peer.ch.sendError?.(new TesseraError("internal", "internal error; see the coordinator's log"));
     }
   }
 

@@ -108,7 +108,7 @@ export class Coordinator {
   health(): string | undefined {
     if (this.closing) return "shutting down";
     if (!this.server) return "not listening";
-    return this.admission.full();
+    return this.o.store.unavailable ?? this.admission.full();
   }
 
   private onOpen(sock: Socket<Conn>): void {

@@ -3,6 +3,7 @@ import { SQL } from "bun";
 import { MIGRATIONS } from "./schema.ts";
 import { NodeStore } from "./nodes.ts";
 import { privateFile } from "./private-file.ts";
+import { PgConnection, PG_TIMEOUTS, type PgTimeouts } from "./pg-connection.ts";
 
 export interface ShareRow {
   id: string;
@@ -67,24 +68,28 @@ export class Store {
   private constructor(
     private readonly sql: SQL,
     readonly kind: "sqlite" | "postgres",
+    /** PostgreSQL only: the connection with deadlines and an outage probe (see pg-connection.ts). */
+    readonly pg?: PgConnection,
   ) {
     this.nodes = new NodeStore(sql);
   }
 
   /** `path` is a file path, `sqlite://...`, `:memory:`, or `postgres://...`. */
-  static async open(path: string): Promise<Store> {
+  static async open(path: string, timeouts: PgTimeouts = PG_TIMEOUTS): Promise<Store> {
     const isPg = /^postgres(ql)?:\/\//.test(path);
     const url =
       isPg || path.startsWith("sqlite:") ? path : path === ":memory:" ? "sqlite://:memory:" : `sqlite://${path}`;
     if (!isPg) privateFile(url.slice("sqlite://".length));
-    const sql = new SQL(url);
-    const store = new Store(sql, isPg ? "postgres" : "sqlite");
+    const pg = isPg ? new PgConnection(url, timeouts) : undefined;
+    const sql = pg ? pg.sql : new SQL(url);
+    const store = new Store(sql, isPg ? "postgres" : "sqlite", pg);
     if (!isPg) {
       await sql`PRAGMA journal_mode = WAL`;
       await sql`PRAGMA synchronous = FULL`;
       await sql`PRAGMA busy_timeout = 5000`;
     }
     await store.migrate();
+    pg?.startProbe();
     return store;
   }
 
@@ -345,6 +350,11 @@ export class Store {
   async closeSessionsOfShare(shareId: string, reason: string, now: number): Promise<void> {
     await this
       .sql`UPDATE sessions SET closed_at = ${now}, close_reason = ${reason} WHERE share_id = ${shareId} AND closed_at IS NULL`;
+  }
+
+  /** Why work that needs the database is refused now (PostgreSQL unreachable), or undefined. */
+  get unavailable(): string | undefined {
+    return this.pg?.unavailable;
   }
 
   async close(): Promise<void> {
