@@ -46,7 +46,8 @@ export class LongStream {
     const target = this.echoed + n;
     const deadline = Date.now() + timeoutMs;
     while (this.echoed < target) {
-      if (this.cutAt || Date.now() > deadline) throw new Error(`long stream: ${this.echoed}/${target} bytes back${this.cutAt ? ", cut" : ""}`);
+      if (this.cutAt || Date.now() > deadline)
+        throw new Error(`long stream: ${this.echoed}/${target} bytes back${this.cutAt ? ", cut" : ""}`);
       await Bun.sleep(50);
     }
   }

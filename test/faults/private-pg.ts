@@ -34,7 +34,8 @@ export class PrivatePg {
 
   /** A fresh cluster on a free loopback port, running. */
   static async start(): Promise<PrivatePg> {
-    if (!PG_BIN) throw new Error("PostgreSQL's server binaries are not installed (scripts/test-services.sh installs them)");
+    if (!PG_BIN)
+      throw new Error("PostgreSQL's server binaries are not installed (scripts/test-services.sh installs them)");
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-faults-pg-"));
     if (AS_ROOT) {
       await Bun.spawn(["chown", "postgres", dir]).exited;
@@ -53,8 +54,21 @@ export class PrivatePg {
   /** Starts the server (again) on the same port and data; resolves once it accepts connections. */
   async up(): Promise<void> {
     const opts = `-c listen_addresses=127.0.0.1 -c port=${this.port} -c unix_socket_directories=${this.dir} -c fsync=off -c max_connections=200`;
-    const r = await sh([`${PG_BIN}/pg_ctl`, "-D", `${this.dir}/data`, "-l", `${this.dir}/server.log`, "-w", "-o", opts, "start"]);
-    if (r.code !== 0) throw new Error(`PostgreSQL did not start: ${r.out}\n${fs.readFileSync(`${this.dir}/server.log`, "utf8").slice(-2000)}`);
+    const r = await sh([
+      `${PG_BIN}/pg_ctl`,
+      "-D",
+      `${this.dir}/data`,
+      "-l",
+      `${this.dir}/server.log`,
+      "-w",
+      "-o",
+      opts,
+      "start",
+    ]);
+    if (r.code !== 0)
+      throw new Error(
+        `PostgreSQL did not start: ${r.out}\n${fs.readFileSync(`${this.dir}/server.log`, "utf8").slice(-2000)}`,
+      );
     this.running = true;
   }
 

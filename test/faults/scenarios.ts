@@ -1,0 +1,99 @@
+// The fault scenarios, each run on a fresh rig and returning what it measured: the e2e tests assert on
+// the counts, scripts/faults.ts prints every figure (a "within N s" is a figure, never an assertion).
+import { spawn, tmpDir, type Proc } from "../e2e/harness.ts";
+import { Rig, until } from "./cluster.ts";
+import { PrivatePg } from "./private-pg.ts";
+import { cuts, nextCode, startWorkload, type Workload } from "./workload.ts";
+
+export interface Figures {
+  [k: string]: number | string | boolean | string[];
+}
+
+async function allHealth(rig: Rig, want: number): Promise<boolean> {
+  const hs = await Promise.all(rig.nodes.map((n) => n.health().catch(() => ({ status: 0, body: "" }))));
+  return hs.every((h) => h.status === want);
+}
+
+/** Counts shared by every scenario, after the load stopped. */
+function loadFigures(rig: Rig, w: Workload): Figures {
+  const shorts = w.guests.flatMap((g) => g.short.results);
+  return {
+    shortStreams: shorts.length,
+    shortFailed: shorts.filter((r) => !r.ok).length,
+    longCut: w.guests.filter((g) => g.long.cutAt !== undefined).length,
+    longCorrupt: w.guests.filter((g) => g.long.corrupt).length,
+    guestsExited: w.guests.filter((g) => g.proc.proc.exitCode !== null).length,
+    controlCuts: w.guests.reduce((n, g) => n + cuts(g.proc).length, 0) + cuts(w.host).length,
+    sessionDetaches: rig.all("session.detach").length,
+    sessionCloses: rig.all("session.close").length,
+  };
+}
+
+/** No fault: `seconds` of load; every stream should succeed and no connection be cut. */
+export async function steady(o: { seconds: number; guests: number; nodes?: number }): Promise<Figures> {
+  const pg = await PrivatePg.start();
+  try {
+    const rig = await Rig.start(tmpDir(), { db: pg.url(), nodes: o.nodes ?? 3, haproxy: true });
+    const w = await startWorkload(rig, o.guests);
+    await Bun.sleep(o.seconds * 1000); // the load itself is what runs meanwhile
+    await w.stop();
+    return { ...loadFigures(rig, w), auditOk: (await rig.verifyAudit()).code === 0 };
+  } finally {
+    await pg.destroy();
+  }
+}
+
+/**
+ * PostgreSQL stopped for `outageMs` under load. Live sessions and long streams should carry on; a join
+ * started during the outage is told "unavailable" and goes through once the database is back.
+ */
+export async function dbOutage(o: { outageMs: number; guests: number; nodes?: number }): Promise<Figures> {
+  const pg = await PrivatePg.start();
+  try {
+    const rig = await Rig.start(tmpDir(), { db: pg.url(), nodes: o.nodes ?? 2, haproxy: true });
+    const w = await startWorkload(rig, o.guests);
+    const code = await nextCode(w.host); // minting needs the database: before the outage
+    const downAt = Date.now();
+    await pg.down("fast");
+    await until("every node's /healthz to say 503", () => allHealth(rig, 503));
+    const healthDownMs = Date.now() - downAt;
+    const body = (await rig.nodes[0]!.health()).body;
+    // A new guest during the outage: told to retry, not refused.
+    const env = await rig.link("late");
+    const late: Proc = spawn(["join", code, "--name", "late", "--local", "127.0.0.1:0"], env);
+    await late.waitFor(/database is unavailable; retrying/, 60_000);
+    const left = o.outageMs - (Date.now() - downAt);
+    if (left > 0) await Bun.sleep(left); // the outage's length is the fault, not a wait for an event
+    const upAt = Date.now();
+    await pg.up();
+    const firstShort = await Promise.all(w.guests.map((g) => g.short.succeeded(1, 120_000)));
+    const shortBackMs = Math.max(...firstShort.map((r) => r.at + r.ms - upAt));
+    await until("every node's /healthz to say 200", () => allHealth(rig, 200), 120_000);
+    const healthUpMs = Date.now() - upAt;
+    await w.host.waitFor(/Allow late /, 120_000);
+    const lateAskedMs = Date.now() - upAt;
+    w.host.write("y\n");
+    await late.waitFor(/forwarding 127\.0\.0\.1:(\d+)/, 60_000);
+    // Streams during the outage: how many failed, and whether each failure said why.
+    await Promise.all(w.guests.map((g) => g.long.echoedMore(2048)));
+    await w.stop();
+    const during = w.guests.flatMap((g) => g.short.failed(downAt, upAt));
+    const after = w.guests.flatMap((g) => g.short.failed(upAt + 5_000));
+    return {
+      ...loadFigures(rig, w),
+      outageMs: upAt - downAt,
+      healthBody: body.trim(),
+      healthDownMs,
+      healthUpMs,
+      shortBackMs,
+      lateAskedMs,
+      shortFailedDuringOutage: during.length,
+      shortFailedLaterThan5s: after.length,
+      unavailableSaid: w.guests.filter((g) => /unavailable/.test(g.proc.all)).length,
+      lateRetried: /database is unavailable; retrying/.test(late.all),
+      auditOk: (await rig.verifyAudit()).code === 0,
+    };
+  } finally {
+    await pg.destroy();
+  }
+}
