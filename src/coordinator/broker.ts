@@ -68,7 +68,7 @@ export class Broker {
   async restore(): Promise<{ shares: number; sessions: number; voided: number }> {
     const now = Date.now();
     await this.hosts.load();
-    const mine = this.o.cluster && new Set(await this.o.store.nodes.sharesOfNode(this.o.cluster.name));
+    const mine = this.o.cluster && (await this.o.cluster.reclaim());
     for (const row of await this.o.store.openShares()) {
       if (mine && !mine.has(row.id)) continue;
       this.shares.set(row.id, {
@@ -203,7 +203,9 @@ export class Broker {
     // Approvers in other terminals hear it, rather than keep showing codes that no longer work.
     for (const a of share.approvers) if (a !== share.agent) a.ch.send({ t: "left", shareId: share.id });
     this.o.audit.append("share.close", { shareId: share.id, host: share.hostName, reason, condition });
-    background(this.o.store.closeShare(share.id, Date.now()), "share close", log.warn);
+    const fence = this.o.cluster?.fence(share.id);
+    this.o.cluster?.letGo(share.id);
+    background(this.o.store.closeShare(share.id, Date.now(), fence), "share close", log.warn);
   }
 
   /** Connections doing something: serving or approving a share, waiting on a request, or holding a session. */
@@ -266,11 +268,14 @@ export class Broker {
     this.o.audit.append("share.adopt", { shareId, host: row.hostName, sessions, node: this.o.cluster?.name });
   }
 
-  /** Another node holds the share now: it leaves this node's memory (not the store) and its clients reconnect. */
-  release(shareId: string): void {
+  /**
+   * Another node holds the share now, or this node's lease on it lapsed: it leaves this node's memory (not
+   * the store) and its clients reconnect (through the balancer, to whichever node holds it).
+   */
+  release(shareId: string, reason = "the host's agent moved to another coordinator node"): void {
+    this.o.cluster?.letGo(shareId);
     const share = this.shares.get(shareId);
     if (!share) return;
-    const reason = "the host's agent moved to another coordinator node";
     for (const r of [...share.requests]) this.consent.drop(r, `${reason}; ask again`, true);
     const peers = new Set<Peer>([...share.approvers, ...(share.minters ?? [])]);
     if (share.agent) peers.add(share.agent);

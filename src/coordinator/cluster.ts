@@ -10,7 +10,8 @@ import { hashCode, normalizeNameplate } from "../wire/codes.ts";
 import { DATA_MAGIC, type ClientFrame, type ServerFrame } from "../wire/protocol.ts";
 import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import { splitAddress } from "../wire/address.ts";
-import type { Store } from "../store/store.ts";
+import type { Fence, Store } from "../store/store.ts";
+import { Leases } from "./leases.ts";
 import { isUnavailable, UNAVAILABLE } from "../store/pg-connection.ts";
 import { NodeMail, nodeTag } from "./node-mail.ts";
 import type { Peer } from "./peer.ts";
@@ -27,7 +28,7 @@ export interface ClusterHost {
   /** Loads an open share and its open sessions from the store, waiting for their agent and guests. */
   adopt(shareId: string): Promise<void>;
   /** Another node holds the share now: forget it here (the store keeps it) and let its clients reconnect. */
-  release(shareId: string): void;
+  release(shareId: string, reason?: string): void;
   revokeLocal(sessionId: string, by: string): boolean;
 }
 
@@ -36,6 +37,8 @@ export interface ClusterOptions {
   name: string;
   advertise: string;
   ttlMs: number;
+  /** The lease renew deadline (shorter than ttlMs; half of it by default). */
+  leaseMs?: number;
   codeKey: Buffer;
 }
 
@@ -58,6 +61,7 @@ interface Proxy {
 
 export class Cluster {
   readonly mail: NodeMail;
+  readonly leases: Leases;
   readonly tag: Buffer;
   private host: ClusterHost | undefined;
   /** Edge side: this node's connections whose share lives on another node, and that node. */
@@ -75,6 +79,12 @@ export class Cluster {
       onMail: (from, m) => this.onMail(from, m as Msg),
       onNodeLost: (n) => this.lost(n),
     });
+    this.leases = new Leases({
+      store: o.store.nodes,
+      name: o.name,
+      leaseMs: o.leaseMs ?? Math.floor(o.ttlMs / 2),
+      letGo: (id, reason) => this.host?.release(id, reason),
+    });
   }
 
   get name(): string {
@@ -85,9 +95,11 @@ export class Cluster {
     this.host = host;
     if (this.o.store.pg) this.o.store.pg.onReset = () => this.mail.lostListen();
     await this.mail.start();
+    this.leases.start();
   }
 
   async stop(): Promise<void> {
+    this.leases.stop();
     await this.mail.stop();
   }
 
@@ -114,8 +126,15 @@ export class Cluster {
       this.forward(peer, node, f);
       return true;
     }
-    // Its node is gone (or this node held it before a restart): hold it here until its agent says where it is.
-    if (await this.o.store.nodes.claimShare(shareId, this.o.name, node)) await host.adopt(shareId);
+    // Its node is gone (or this node held it before a restart or a lapsed lease): hold it here until its
+    // agent says where it is. Another node's share only once its lease has run out.
+    const now = Date.now();
+    const expired = node === this.o.name ? undefined : now;
+    const epoch = await this.o.store.nodes.claimShare(shareId, this.o.name, this.leases.until(now), node, expired);
+    if (epoch !== undefined) {
+      this.leases.took(shareId, epoch);
+      await host.adopt(shareId);
+    }
     return false;
   }
 
@@ -123,14 +142,34 @@ export class Cluster {
   private async takeOver(shareId: string): Promise<void> {
     const node = await this.o.store.nodes.shareNode(shareId);
     if (node === undefined || node === this.o.name) return;
-    if (!(await this.o.store.nodes.claimShare(shareId, this.o.name, node))) return;
+    const epoch = await this.o.store.nodes.claimShare(shareId, this.o.name, this.leases.until(), node);
+    if (epoch === undefined) return;
+    this.leases.took(shareId, epoch);
     if (await this.mail.isLive(node)) this.mail.send(node, { k: "moved", shareId });
     await this.host!.adopt(shareId);
   }
 
-  /** Marks a share as held here (a new registration). */
+  /** Marks a share as held here (a new registration), under a new lease epoch. */
   async claim(shareId: string): Promise<void> {
-    await this.o.store.nodes.claimShare(shareId, this.o.name);
+    const epoch = await this.o.store.nodes.claimShare(shareId, this.o.name, this.leases.until());
+    if (epoch !== undefined) this.leases.took(shareId, epoch);
+  }
+
+  /** After a restart: the shares the store says this node holds, taken back under new epochs. */
+  async reclaim(): Promise<Set<string>> {
+    const mine = await this.o.store.nodes.reclaimMine(this.o.name, this.leases.until());
+    for (const [id, epoch] of mine) this.leases.took(id, epoch);
+    return new Set(mine.keys());
+  }
+
+  /** What a write about a share carries (see Fence): only this node's current lease on it matches. */
+  fence(shareId: string): Fence {
+    return this.leases.fence(shareId);
+  }
+
+  /** The share left this node (closed, moved): its lease is not renewed here any more. */
+  letGo(shareId: string): void {
+    this.leases.dropped(shareId);
   }
 
   /** Operator revoke on any node: the session's node ends it. */

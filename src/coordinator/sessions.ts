@@ -19,6 +19,7 @@ import { Splicer, type Stream } from "./splice.ts";
 import { metrics } from "./metrics.ts";
 import { noteActivity, sessionFails, type CheckContext, type Condition } from "./revalidate.ts";
 import { DirectBook } from "./direct.ts";
+import type { Fence } from "../store/store.ts";
 
 const log = logger("coordinator");
 const ENDED_MEMORY = 1000;
@@ -71,7 +72,7 @@ export class SessionBook {
     this.dirty.clear();
     await Promise.all(
       batch.map((s) =>
-        background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down), "stream totals", log.warn),
+        background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down, this.fence(s)), "stream totals", log.warn),
       ),
     );
   }
@@ -332,17 +333,24 @@ export class SessionBook {
   }
 
   /** Another node holds the session's share now: it leaves memory, its totals go to the store, it stays open. */
+  /** What this node's writes about the session carry when it is one node of several (see Fence). */
+  private fence(s: Session): Fence | undefined {
+    return this.o.cluster?.fence(s.share.id);
+  }
+
   release(s: Session, reason: string): void {
     this.cutStreams(s, reason);
     this.all.delete(s.id);
     s.share.sessions.delete(s);
     this.dirty.delete(s);
-    background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down), "stream totals", log.warn);
+    background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down, this.fence(s)), "stream totals", log.warn);
   }
 
   /** `condition` names the re-validation check that failed, when one did (see revalidate.ts). */
   close(s: Session, reason: string, condition?: Condition): void {
     if (!this.all.has(s.id)) return;
+    // The lease as it is now: the share may be let go of before the agent's final counts come in.
+    const fence = this.fence(s);
     // Streams end first, while the session is still found, so their bytes count in its total.
     this.cutStreams(s, reason);
     this.all.delete(s.id);
@@ -362,8 +370,8 @@ export class SessionBook {
       this.dirty.delete(s);
       background(
         this.o.store
-          .setTotals(s.id, s.streamCount, s.up, s.down)
-          .then(() => this.o.store.closeSession(s.id, reason, Date.now())),
+          .setTotals(s.id, s.streamCount, s.up, s.down, fence)
+          .then(() => this.o.store.closeSession(s.id, reason, Date.now(), fence)),
         "session close",
         log.warn,
       );

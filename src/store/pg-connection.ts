@@ -39,6 +39,13 @@ export function isUnavailable(err: unknown): boolean {
   return typeof e.errno === "string" && /^(08|57|53)/.test(e.errno);
 }
 
+/** Whether an unavailable database gave no answer at all (a silent partition), rather than saying it is down. */
+export function isSilent(err: unknown): boolean {
+  if (err instanceof DatabaseUnavailable) return true;
+  const code = (err as { code?: string } | undefined)?.code ?? "";
+  return /TIMEOUT|QUERY_CANCELLED/.test(code) || (err as { errno?: string }).errno === "57014";
+}
+
 export class PgConnection {
   private pool: SQL;
   private probing: ReturnType<typeof setInterval> | undefined;

@@ -42,4 +42,10 @@ export const MIGRATIONS: string[][] = [
   ],
   // 6: the host's signed consent receipt travels with its session, so the agent still gets it after a restart.
   [`ALTER TABLE sessions ADD COLUMN receipt TEXT`],
+  // 7: leases with fencing: a node holds a share (shares.node) for an epoch, bumped by every claim, until
+  // lease_until; writes about the share carry `node = me AND epoch = e`, so a stale holder's are refused.
+  [
+    `ALTER TABLE shares ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0`,
+    `ALTER TABLE shares ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0`,
+  ],
 ];

@@ -58,6 +58,15 @@ export interface EnrollTokenRow {
   expiresAt: number;
 }
 
+/**
+ * A write about a share made by one node of several: it takes effect only while that node still holds
+ * the share's lease at that epoch (see nodes.ts), so a node that lost the share cannot write about it.
+ */
+export interface Fence {
+  node: string;
+  epoch: number;
+}
+
 /** Any fixed number: the key of the advisory lock nodes take to migrate the schema. */
 const MIGRATION_LOCK = 0x7e55e7a;
 
@@ -234,8 +243,11 @@ export class Store {
                    ON CONFLICT (id) DO UPDATE SET targets = excluded.targets, host_name = excluded.host_name, closed_at = NULL`;
   }
 
-  async closeShare(id: string, now: number): Promise<void> {
-    await this.sql`UPDATE shares SET closed_at = ${now} WHERE id = ${id}`;
+  async closeShare(id: string, now: number, fence?: Fence): Promise<void> {
+    if (fence)
+      await this
+        .sql`UPDATE shares SET closed_at = ${now} WHERE id = ${id} AND node = ${fence.node} AND epoch = ${fence.epoch}`;
+    else await this.sql`UPDATE shares SET closed_at = ${now} WHERE id = ${id}`;
   }
 
   async putCode(hash: string, shareId: string, target: string, expiresAt: number): Promise<void> {
@@ -284,10 +296,19 @@ export class Store {
     await this.sql`DELETE FROM enroll_tokens WHERE expires_at < ${now - 86_400_000}`;
   }
 
-  async openSession(s: Omit<SessionRow, "streams" | "bytesUp" | "bytesDown">): Promise<void> {
+  /** With a fence (PostgreSQL), the row goes in only while the share's lease is still the fence's; false if refused. */
+  async openSession(s: Omit<SessionRow, "streams" | "bytesUp" | "bytesDown">, fence?: Fence): Promise<boolean> {
+    if (fence) {
+      const r = await this
+        .sql`INSERT INTO sessions (id, share_id, guest_spki, guest_name, guest_addr, host_name, target, opened_at, scope, receipt)
+                   SELECT ${s.id}::text, ${s.shareId}::text, ${s.guestSpki}::text, ${s.guestName}::text, ${s.guestAddr}::text, ${s.hostName}::text, ${s.target}::text, ${s.openedAt}::bigint, ${s.scope ?? null}::text, ${s.receipt ?? null}::text
+                   WHERE EXISTS (SELECT 1 FROM shares WHERE id = ${s.shareId} AND node = ${fence.node} AND epoch = ${fence.epoch})`;
+      return r.count === 1;
+    }
     await this
       .sql`INSERT INTO sessions (id, share_id, guest_spki, guest_name, guest_addr, host_name, target, opened_at, scope, receipt)
                    VALUES (${s.id}, ${s.shareId}, ${s.guestSpki}, ${s.guestName}, ${s.guestAddr}, ${s.hostName}, ${s.target}, ${s.openedAt}, ${s.scope ?? null}, ${s.receipt ?? null})`;
+    return true;
   }
 
   async openSessions(): Promise<SessionRow[]> {
@@ -310,9 +331,13 @@ export class Store {
   }
 
   /** A session's stream count and byte totals so far, so they survive a restart. */
-  async setTotals(sessionId: string, streams: number, up: number, down: number): Promise<void> {
-    await this
-      .sql`UPDATE sessions SET streams = ${streams}, bytes_up = ${up}, bytes_down = ${down} WHERE id = ${sessionId}`;
+  async setTotals(sessionId: string, streams: number, up: number, down: number, fence?: Fence): Promise<void> {
+    if (fence)
+      await this.sql`UPDATE sessions SET streams = ${streams}, bytes_up = ${up}, bytes_down = ${down}
+                     WHERE id = ${sessionId} AND share_id IN (SELECT id FROM shares WHERE node = ${fence.node} AND epoch = ${fence.epoch})`;
+    else
+      await this
+        .sql`UPDATE sessions SET streams = ${streams}, bytes_up = ${up}, bytes_down = ${down} WHERE id = ${sessionId}`;
   }
 
   async putRequest(r: RequestRow): Promise<void> {
@@ -342,9 +367,14 @@ export class Store {
     await this.sql`UPDATE codes SET used_at = NULL WHERE hash = ${hash}`;
   }
 
-  async closeSession(id: string, reason: string, now: number): Promise<void> {
-    await this
-      .sql`UPDATE sessions SET closed_at = ${now}, close_reason = ${reason} WHERE id = ${id} AND closed_at IS NULL`;
+  /** False when nothing changed: already closed, or (with a fence) the share's lease is no longer the fence's. */
+  async closeSession(id: string, reason: string, now: number, fence?: Fence): Promise<boolean> {
+    const r = fence
+      ? await this.sql`UPDATE sessions SET closed_at = ${now}, close_reason = ${reason}
+                       WHERE id = ${id} AND closed_at IS NULL AND share_id IN (SELECT id FROM shares WHERE node = ${fence.node} AND epoch = ${fence.epoch})`
+      : await this
+          .sql`UPDATE sessions SET closed_at = ${now}, close_reason = ${reason} WHERE id = ${id} AND closed_at IS NULL`;
+    return r.count === 1;
   }
 
   async closeSessionsOfShare(shareId: string, reason: string, now: number): Promise<void> {
