@@ -3,6 +3,8 @@
 import { spawn, tmpDir, type Proc } from "../e2e/harness.ts";
 import { Rig, until } from "./cluster.ts";
 import { PrivatePg } from "./private-pg.ts";
+import { Freezer } from "./freezer.ts";
+import { crossCheck } from "./audit-cross.ts";
 import { cuts, nextCode, startWorkload, type Workload } from "./workload.ts";
 
 export interface Figures {
@@ -94,6 +96,80 @@ export async function dbOutage(o: { outageMs: number; guests: number; nodes?: nu
       auditOk: (await rig.verifyAudit()).code === 0,
     };
   } finally {
+    await pg.destroy();
+  }
+}
+
+/**
+ * The node holding the share is silently cut from PostgreSQL (its connection frozen: packets held, no
+ * RST). It should let go of the share at its lease deadline, another node should take it over, and the
+ * audit logs should show no instant where two nodes served it.
+ */
+export async function partition(o: { guests: number; nodes?: number; ttl?: string }): Promise<Figures> {
+  const pg = await PrivatePg.start();
+  const freezers: Freezer[] = [];
+  try {
+    const rig = await Rig.start(tmpDir(), {
+      db: pg.url(),
+      nodes: o.nodes ?? 3,
+      haproxy: true,
+      nodeArgs: ["--node-ttl", o.ttl ?? "4s"],
+      dbFor: async () => {
+        const f = new Freezer("127.0.0.1", pg.port);
+        freezers.push(f);
+        return `postgres://postgres@127.0.0.1:${await f.listen()}/postgres`;
+      },
+    });
+    const w = await startWorkload(rig, o.guests);
+    const holder = await until("the node holding the share", () =>
+      rig.nodes.find((n) => n.events("share.open").length),
+    );
+    const others = rig.nodes.filter((n) => n !== holder);
+    const cutAt = Date.now();
+    freezers[rig.nodes.indexOf(holder)]!.freeze();
+    await until("the cut node to let go of its share", () => holder.events("share.moved").length > 0, 120_000);
+    const letGoMs = Date.now() - cutAt;
+    const taker = await until(
+      "another node to take the share",
+      () => others.find((n) => n.events("share.adopt").length > 0),
+      120_000,
+    );
+    const adoptMs = Date.now() - cutAt;
+    const back = await Promise.all(w.guests.map((g) => g.short.succeeded(1, 120_000)));
+    const serviceBackMs = Math.max(...back.map((r) => r.at + r.ms - cutAt));
+    // Healed: the cut node comes back as a node with nothing to serve, and must not serve the share.
+    freezers[rig.nodes.indexOf(holder)]!.heal();
+    const healedAt = Date.now();
+    await until(
+      "the cut node to answer /healthz 200 again",
+      async () => (await holder.health()).status === 200,
+      120_000,
+    );
+    await Promise.all(w.guests.map((g) => g.short.succeeded(3, 120_000)));
+    await w.stop();
+    const load = loadFigures(rig, w);
+    // Every session ended by its guest, so each stream and session has had its chance to close.
+    for (const g of w.guests) g.proc.kill("SIGINT");
+    await Promise.all(w.guests.map((g) => g.proc.exit()));
+    w.host.kill("SIGINT");
+    await w.host.exit();
+    const x = crossCheck(rig);
+    return {
+      ...load,
+      cutNode: holder.name,
+      takerNode: taker.name,
+      letGoMs,
+      adoptMs,
+      serviceBackMs,
+      healedToHealthyMs: Date.now() - healedAt,
+      sessionsClosedTwice: x.sessionsClosedTwice,
+      streamsOnClosedSessions: x.streamsOnClosedSessions,
+      streamsAfterLetGo: x.streamsAfterLetGo,
+      streamsWithoutClose: x.streamsWithoutClose.length,
+      auditOk: (await rig.verifyAudit()).code === 0,
+    };
+  } finally {
+    for (const f of freezers) f.close();
     await pg.destroy();
   }
 }
