@@ -266,6 +266,8 @@ export class Broker {
       sessions++;
     }
     this.o.audit.append("share.adopt", { shareId, host: row.hostName, sessions, node: this.o.cluster?.name });
+    // CALL SITE for issue 26 item 4 (branch faults-audit): the streams the dead node left open get their
+    // close lines here, e.g. closeOrphans(shareId, ...), once that function lands in src/coordinator/.
   }
 
   /**

@@ -167,6 +167,14 @@ export class Rig {
     return this.haPort ? `localhost:${this.haPort}` : `localhost:${this.nodes[i]!.port}`;
   }
 
+  private host: Promise<Record<string, string>> | undefined;
+
+  /** The one enrolled host's TESSERA_HOME (linked through HAProxy on first use). */
+  hostEnv(): Promise<Record<string, string>> {
+    this.host ??= this.link("hosty", { host: true });
+    return this.host;
+  }
+
   /** A TESSERA_HOME linked as a host (with the enrolment token) or as a guest (trusting the CA file). */
   async link(name: string, opts: { host?: boolean; address?: string } = {}): Promise<Record<string, string>> {
     const env = { TESSERA_HOME: path.join(this.dir, name) };

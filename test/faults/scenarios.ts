@@ -173,3 +173,56 @@ export async function partition(o: { guests: number; nodes?: number; ttl?: strin
     await pg.destroy();
   }
 }
+
+/**
+ * SIGKILL of the node holding share A, under load. Share B lives on another node, and its host and
+ * guests dial that node directly, so nothing of theirs touches the killed one. A's guests (through
+ * HAProxy) should resume without a new `y` once another node adopts A; B's streams should not notice.
+ */
+export async function sigkill(o: { guests: number; nodes?: number }): Promise<Figures> {
+  const pg = await PrivatePg.start();
+  try {
+    const rig = await Rig.start(tmpDir(), { db: pg.url(), nodes: o.nodes ?? 3, haproxy: true });
+    const a = await startWorkload(rig, o.guests, { name: "ha" });
+    const victim = await until("the node holding share A", () => rig.nodes.find((n) => n.events("share.open").length));
+    const other = rig.nodes.find((n) => n !== victim)!;
+    const b = await startWorkload(rig, o.guests, { name: "hb", address: `localhost:${other.port}` });
+    const killedAt = Date.now();
+    victim.proc.kill("SIGKILL");
+    await victim.proc.exit();
+    const taker = await until(
+      "another node to adopt share A",
+      () => rig.nodes.find((n) => n !== victim && n.events("share.adopt").length > 0),
+      120_000,
+    );
+    const adoptMs = Date.now() - killedAt;
+    const back = await Promise.all(a.guests.map((g) => g.short.succeeded(1, 120_000)));
+    const serviceBackMs = Math.max(...back.map((r) => r.at + r.ms - killedAt));
+    await Promise.all(a.guests.map((g) => g.proc.waitFor(/resumed/, 60_000)));
+    await Promise.all(b.guests.map((g) => g.long.echoedMore(2048)));
+    await a.stop();
+    await b.stop();
+    const fa = loadFigures(rig, a);
+    const fb = loadFigures(rig, b);
+    const asked = (a.host.all.match(/Allow /g) ?? []).length;
+    return {
+      killedNode: victim.name,
+      takerNode: taker.name,
+      adoptMs,
+      serviceBackMs,
+      aGuestsExited: fa.guestsExited,
+      aGuestsResumed: a.guests.filter((g) => /resumed/.test(g.proc.all)).length,
+      aPromptsShown: asked,
+      aShortFailed: fa.shortFailed,
+      bLongCut: fb.longCut,
+      bLongCorrupt: fb.longCorrupt,
+      bShortFailed: fb.shortFailed,
+      bControlCuts: fb.controlCuts,
+      sessionCloses: rig.all("session.close").length,
+      streamsWithoutClose: crossCheck(rig).streamsWithoutClose.length,
+      auditOk: (await rig.verifyAudit()).code === 0,
+    };
+  } finally {
+    await pg.destroy();
+  }
+}

@@ -19,16 +19,25 @@ export interface Workload {
   stop(): Promise<void>;
 }
 
+export interface WorkloadOptions {
+  /** Names the host's TESSERA_HOME and prefixes its guests' names. */
+  name?: string;
+  /** Where the host and its guests dial (default: HAProxy). */
+  address?: string;
+}
+
 /** Starts a host and `guests` guests (each approved with `y`), then their streams; resolves once every guest moved data. */
-export async function startWorkload(rig: Rig, guests: number): Promise<Workload> {
+export async function startWorkload(rig: Rig, guests: number, o: WorkloadOptions = {}): Promise<Workload> {
   const echo = await echoServer();
-  const hostEnv = await rig.link("hosty", { host: true });
+  const prefix = o.name ? `${o.name}-` : "";
+  // One enrolled host machine (enrolment tokens are single use); each workload's share dials its own address.
+  const hostEnv = { ...(await rig.hostEnv()), ...(o.address ? { TESSERA_COORDINATOR: o.address } : {}) };
   const host = spawn(["share", "--port", String(echo.port)], hostEnv, { cwd: rig.dir });
   let code = (await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?$/m))[1]!;
   const out: GuestLoad[] = [];
   for (let i = 0; i < guests; i++) {
-    const name = `g${i + 1}`;
-    const env = await rig.link(name);
+    const name = `${prefix}g${i + 1}`;
+    const env = await rig.link(name, { address: o.address });
     // Relayed, so the streams cross the coordinators (a direct path on loopback would bypass them).
     const proc = spawn(["join", code, "--name", name, "--local", "127.0.0.1:0", "--relay-only"], env);
     await host.waitFor(new RegExp(`Allow ${name} `));
