@@ -83,6 +83,12 @@ export default defineCommand({
       description:
         "With --node: a node whose heartbeat is older than this is gone (its shares are taken over); 1s to 5m",
     },
+    "drain-timeout": {
+      type: "string",
+      default: "30s",
+      description:
+        "With --node, on SIGTERM: tell agents and guests to move to other nodes, then let streams under way run this long at most before cutting them",
+    },
     "idle-timeout": { type: "string", default: "30m", description: "End a session after this long without traffic" },
     "code-ttl": { type: "string", default: "10m", description: "How long an unredeemed code stays valid" },
     "approval-timeout": {
@@ -192,6 +198,9 @@ export default defineCommand({
         `--revalidate-interval must be between 100ms and 1m (got "${args["revalidate-interval"]}")`,
       );
     const node = nodeArgs(args);
+    const drainMs = parseDuration(args["drain-timeout"], "drain-timeout");
+    if (drainMs > 600_000)
+      throw new ConfigError(`--drain-timeout must be at most 10m (got "${args["drain-timeout"]}")`);
     const store = await Store.open(args.db);
     const checkpointEvery = Number(args["audit-checkpoint"]);
     if (!Number.isInteger(checkpointEvery) || checkpointEvery < 0)
@@ -247,6 +256,7 @@ export default defineCommand({
       admin,
       auditHead: () => audit.signedHead(),
       health: () => coordinator.health(),
+      ready: () => coordinator.ready(),
     });
     audit.append("coordinator.start", {
       version: VERSION,
@@ -264,11 +274,17 @@ export default defineCommand({
       `tessera ${VERSION} coordinator listening on ${bound.host}:${bound.port} (${httpTls ? "https" : "http"} ${http.hostname}:${http.port})`,
     );
     if (!operatorToken) log.warn("no operator-token in the certs directory: revoke and admin are disabled");
-    await new Promise<void>((resolve) => {
-      const stop = () => resolve();
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
+    const signal = await new Promise<string>((resolve) => {
+      process.once("SIGINT", () => resolve("SIGINT"));
+      process.once("SIGTERM", () => resolve("SIGTERM"));
     });
+    if (cluster && signal === "SIGTERM") {
+      // A graceful stop of one node of several: its clients move to the others, its streams run out first.
+      log.info(`stopping: clients move to other nodes; streams under way may run ${args["drain-timeout"]} more`);
+      const left = await coordinator.drain(drainMs);
+      audit.append("coordinator.drain", { shares: left.shares, streams: left.streams, moving: left.moving });
+      if (left.streams) log.warn(`drain time over: cutting ${left.streams} stream(s) still under way`);
+    }
     log.info("shutting down");
     await coordinator.close();
     if (cluster) await cluster.stop();

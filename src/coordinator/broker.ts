@@ -19,6 +19,9 @@ export { newId, formatDuration, type Peer, type BrokerOptions } from "./state.ts
 
 type CF<T extends ClientFrame["t"]> = FrameOf<ClientFrame, T>;
 const log = logger("coordinator");
+/** Told to clients of a node stopping gracefully (an error frame with code "moving": see errors.ts). */
+export const MOVING =
+  "this coordinator node is stopping; reconnect through the load balancer (streams under way go on)";
 
 export class Broker {
   private readonly shares = new Map<string, LiveShare>();
@@ -29,6 +32,7 @@ export class Broker {
   private readonly desk: ShareDesk;
   private readonly sweeper: ReturnType<typeof setInterval>;
   private closing = false;
+  private draining = false;
   private lastPrune = 0;
 
   constructor(private readonly o: BrokerOptions) {
@@ -107,6 +111,7 @@ export class Broker {
     } catch (err) {
       // The database down is not a refusal: the client is told to retry, and its connection stays.
       if (!isUnavailable(err)) throw err;
+      if (f.t === "redeem" || f.t === "request") this.consent.refundAttempt(peer);
       throw new RefusedError("unavailable", UNAVAILABLE, { ref: "ref" in f ? f.ref : undefined });
     }
   }
@@ -239,7 +244,8 @@ export class Broker {
    * a waiting request's answers and a resume need no database round trip, so they go on while it is down.
    */
   holdsHere(f: ClientFrame): boolean {
-    if ("sessionId" in f && typeof f.sessionId === "string") return this.sessions.all.has(f.sessionId);
+    if ("sessionId" in f && typeof f.sessionId === "string")
+      return this.sessions.all.has(f.sessionId) || (f.t === "use" && this.sessions.isLeaving(f.sessionId));
     if ("requestId" in f && typeof f.requestId === "string") return this.consent.pending.has(f.requestId);
     if ("shareId" in f && typeof f.shareId === "string" && f.t !== "register") return this.shares.has(f.shareId);
     return false;
@@ -271,8 +277,28 @@ export class Broker {
   }
 
   /**
+   * A graceful stop of one node of several (see Coordinator.drain): each share's agent is told to move
+   * (its registration on another node takes the share over, and this node then releases it below); a
+   * share whose agent is away is handed over at once; connections here that speak for shares on other
+   * nodes are told to move too. Streams under way are left to run.
+   */
+  drain(): void {
+    this.draining = true;
+    const moving = new RefusedError("moving", MOVING);
+    for (const share of [...this.shares.values()]) {
+      if (share.agent) share.agent.ch.sendError?.(moving);
+      else {
+        this.o.cluster?.handOff(share.id);
+        this.release(share.id, MOVING);
+      }
+    }
+    this.o.cluster?.moveBound(moving);
+  }
+
+  /**
    * Another node holds the share now, or this node's lease on it lapsed: it leaves this node's memory (not
-   * the store) and its clients reconnect (through the balancer, to whichever node holds it).
+   * the store) and its clients reconnect (through the balancer, to whichever node holds it). While this
+   * node is stopping gracefully, streams under way run on and the clients are told to move, not cut.
    */
   release(shareId: string, reason = "the host's agent moved to another coordinator node"): void {
     this.o.cluster?.letGo(shareId);
@@ -283,12 +309,15 @@ export class Broker {
     if (share.agent) peers.add(share.agent);
     for (const s of [...share.sessions]) {
       if (s.guest) peers.add(s.guest);
-      this.sessions.release(s, reason);
+      this.sessions.release(s, reason, this.draining);
     }
     this.shares.delete(shareId);
     this.o.audit.append("share.moved", { shareId, host: share.hostName, reason });
-    for (const p of peers)
-      p.ch.close ? p.ch.close() : p.ch.fail(new RefusedError("host_offline", `${reason}; reconnect`));
+    const moving = new RefusedError("moving", MOVING);
+    for (const p of peers) {
+      if (this.draining && p.ch.sendError) p.ch.sendError(moving);
+      else p.ch.close ? p.ch.close() : p.ch.fail(new RefusedError("host_offline", `${reason}; reconnect`));
+    }
   }
 
   /**

@@ -167,6 +167,24 @@ export class Cluster {
     return this.leases.fence(shareId);
   }
 
+  /** A graceful stop: the share is nobody's until a node claims it (which it may at once, the lease ended). */
+  handOff(shareId: string): void {
+    this.leases.dropped(shareId);
+    void this.o.store.nodes
+      .handOff(shareId, this.o.name)
+      .catch((err) => log.warn(`handing over share ${shareId}: ${errorMessage(err)}`));
+  }
+
+  /** How many of this node's connections speak for shares on other nodes (a drain waits for them to move). */
+  get boundCount(): number {
+    return this.bound.size;
+  }
+
+  /** A graceful stop: this node's connections that speak for shares on other nodes reconnect elsewhere. */
+  moveBound(moving: TesseraError): void {
+    for (const { peer } of this.bound.values()) peer.ch.sendError?.(moving);
+  }
+
   /** The share left this node (closed, moved): its lease is not renewed here any more. */
   letGo(shareId: string): void {
     this.leases.dropped(shareId);

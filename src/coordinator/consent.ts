@@ -426,6 +426,14 @@ export class Consent {
       if (a !== peer) a.ch.send({ t: "cancel", requestId: req.id, reason: "approved elsewhere" });
   }
 
+  /**
+   * A redeem or request that met the database down was not judged (nothing about the code was learned):
+   * it gives its attempt back, so a guest retrying through an outage is not locked out after it.
+   */
+  refundAttempt(peer: Peer): void {
+    this.limiter.refund(ip(peer.addr));
+  }
+
   /** Redeems and requests share one budget per address; enrolments have their own. Counted, not synced. */
   async rateLimit(peer: Peer, what: "redeem" | "request" | "enrol"): Promise<void> {
     const addr = ip(peer.addr);

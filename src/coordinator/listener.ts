@@ -52,6 +52,7 @@ export class Coordinator {
   private readonly conns = new Set<Conn>();
   private sweeper: ReturnType<typeof setInterval> | undefined;
   private closing = false;
+  private draining = false;
   private closesOwed = 0;
 
   constructor(private readonly o: CoordinatorOptions) {
@@ -106,9 +107,40 @@ export class Coordinator {
 
   /** Why the coordinator cannot take new work now (for /healthz), or undefined when it can. */
   health(): string | undefined {
+    return this.ready() ?? this.o.store.unavailable;
+  }
+
+  /** Why a balancer should send nothing new here (for /readyz), or undefined. */
+  ready(): string | undefined {
     if (this.closing) return "shutting down";
+    if (this.draining) return "stopping: draining live streams, new connections go to other nodes";
     if (!this.server) return "not listening";
-    return this.o.store.unavailable ?? this.admission.full();
+    return this.admission.full();
+  }
+
+  /**
+   * A graceful stop (SIGTERM) of one node of several: /readyz turns 503 so the balancer sends nothing new,
+   * new control connections are turned away, agents and guests are told to move (they reconnect through
+   * the balancer and the share is taken over by another node), and streams under way run on until they
+   * end or `timeoutMs` passes. Data connections are still taken meanwhile: streams this node issued land here.
+   * Resolves with what was still live when it stopped waiting.
+   */
+  async drain(timeoutMs: number): Promise<{ shares: number; streams: number; moving: number }> {
+    this.draining = true;
+    this.broker.drain();
+    const deadline = Date.now() + timeoutMs;
+    const left = () => ({
+      shares: this.broker.counts.shares + this.broker.counts.sharesAway,
+      streams: this.broker.counts.streams,
+      // Connections here that speak for other nodes' shares: each closes once its client resumed elsewhere.
+      moving: this.o.cluster?.boundCount ?? 0,
+    });
+    while (Date.now() < deadline) {
+      const l = left();
+      if (l.shares === 0 && l.streams === 0 && l.moving === 0) break;
+      await Bun.sleep(100);
+    }
+    return left();
   }
 
   private onOpen(sock: Socket<Conn>): void {
@@ -184,6 +216,8 @@ export class Coordinator {
     const head = c.head.length ? Buffer.concat([c.head, chunk]) : Buffer.from(chunk);
     c.head = head;
     if (head[0] === 0x16) {
+      // Stopping: a control connection belongs on another node (the balancer has been told by /readyz).
+      if (this.draining) return void sock.terminate();
       // The handshake timer keeps running until the TLS handshake is done.
       c.kind = "control";
       c.head = Buffer.alloc(0);

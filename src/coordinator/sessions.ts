@@ -35,6 +35,10 @@ export class SessionBook {
   /** The direct path: hints, path per session, direct streams' reports (direct.ts). */
   readonly direct: DirectBook;
   private streamTotal = 0;
+  /** Sessions released to another node whose streams still run here (a graceful stop), until those end. */
+  private readonly leaving = new Map<string, Session>();
+  /** Sessions released to another node lately: a resume that still reaches this node is told to retry. */
+  private readonly movedAway = new Set<string>();
   /** Why recent sessions ended (bounded), for a guest that comes back after its session closed. */
   private readonly ended = new Map<string, string>();
 
@@ -166,7 +170,10 @@ export class SessionBook {
    * the "use" that lets it reach the target: whatever the guest already wrote waits in the agent.
    */
   use(peer: Peer, f: { sessionId: string; streamId: string; ref: string }): void {
-    const s = this.guestSession(peer, f.sessionId, f.ref);
+    // A spare this node paired before the share moved on (a graceful stop) is still this node's to serve:
+    // the guest may put it to work before it hears that it should move.
+    const gone = this.leaving.get(f.sessionId);
+    const s = gone && gone.guest === peer ? gone : this.guestSession(peer, f.sessionId, f.ref);
     const stream = [...s.streams].find((st) => st.id === f.streamId);
     if (stream?.pool !== "ready")
       throw new RefusedError("stream", `stream "${f.streamId}" is not a ready pooled stream of this session`, {
@@ -199,6 +206,10 @@ export class SessionBook {
   /** The session, if it is this guest's; the same answer whether it is unknown or someone else's: ids are not capabilities. */
   private guestSession(peer: Peer, sessionId: string, ref: string): Session {
     const s = this.all.get(sessionId);
+    // Its share just moved here (a graceful stop elsewhere) and the guest's own connection, certified for
+    // this very session, asks before it resumed: that is a resume, as a `resume` frame would be.
+    if (s && !s.guest && peer.guest?.sessionId === s.id && peer.guest.spki === s.guestInfo.spki)
+      this.resume(peer, sessionId);
     if (!s || s.guest !== peer)
       throw new RefusedError("no_session", `no session "${sessionId}" belongs to this guest`, { ref });
     return s;
@@ -214,8 +225,9 @@ export class SessionBook {
   private onStreamClosed(stream: Stream, reason: string): void {
     this.streamTotal--;
     this.direct.ended(stream);
-    const s = this.all.get(stream.sessionId);
+    const s = this.all.get(stream.sessionId) ?? this.leaving.get(stream.sessionId);
     s?.streams.delete(stream);
+    if (s && s.streams.size === 0) this.leaving.delete(s.id);
     // A pooled stream never used was never opened in the log's eyes: it closes without a line, and
     // its handshake bytes count in no total (a session's bytes are the sum of its streams' lines).
     if (stream.pool === "ready") return void (s && this.closeIfScopeDone(s));
@@ -271,6 +283,9 @@ export class SessionBook {
   /** A `resume` on a connection whose certificate the coordinator issued for this very session. */
   resume(peer: Peer, sessionId: string): void {
     const s = this.all.get(sessionId);
+    // Released here a moment ago (its share moved): the store may not say so yet where this came from.
+    if (!s && this.movedAway.has(sessionId) && peer.guest?.sessionId === sessionId)
+      throw new RefusedError("unavailable", "this session's share moved to another coordinator node; resuming again");
     if (!s || !peer.guest || peer.guest.sessionId !== sessionId || peer.guest.spki !== s.guestInfo.spki) {
       // The session's own guest (its certificate names the session) hears why it ended; anyone else, nothing.
       const why = !s && peer.guest?.sessionId === sessionId ? this.ended.get(sessionId) : undefined;
@@ -333,13 +348,22 @@ export class SessionBook {
   }
 
   /** Another node holds the session's share now: it leaves memory, its totals go to the store, it stays open. */
+  /** Whether a session released to another node still has streams (spares among them) running here. */
+  isLeaving(sessionId: string): boolean {
+    return this.leaving.has(sessionId);
+  }
+
   /** What this node's writes about the session carry when it is one node of several (see Fence). */
   private fence(s: Session): Fence | undefined {
     return this.o.cluster?.fence(s.share.id);
   }
 
-  release(s: Session, reason: string): void {
-    this.cutStreams(s, reason);
+  /** `keepStreams` (a graceful stop): streams under way run on here until they end; their lines are written here. */
+  release(s: Session, reason: string, keepStreams = false): void {
+    if (keepStreams && s.streams.size) this.leaving.set(s.id, s);
+    else this.cutStreams(s, reason);
+    if (this.movedAway.size >= ENDED_MEMORY) this.movedAway.delete(this.movedAway.values().next().value!);
+    this.movedAway.add(s.id);
     this.all.delete(s.id);
     s.share.sessions.delete(s);
     this.dirty.delete(s);

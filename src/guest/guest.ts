@@ -53,6 +53,9 @@ export interface DirectOptions {
 
 /** How long a guest keeps trying to resume its session before it gives up. */
 const RESUME_GIVE_UP_MS = 10 * 60_000;
+/** A move (see Guest.move) tries this often, this far apart, while the old connection stands. */
+const MOVE_ATTEMPTS = 60;
+const MOVE_RETRY_MS = 500;
 
 export class Guest {
   private keyPem = "";
@@ -60,6 +63,7 @@ export class Guest {
   private tls: InnerTls | undefined;
   private ended = false;
   private detached = false;
+  private moving = false;
   private refs = 0;
   /** openStream calls made while detached: they go ahead once the session is resumed. */
   private readonly resumeWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
@@ -320,6 +324,40 @@ export class Guest {
     );
     c.on("closed", (f) => this.end(f.reason));
     c.onClose((err) => this.detach(err));
+    c.onMove(() => void this.move(c));
+  }
+
+  /**
+   * The coordinator node is stopping (a graceful stop): resume on a new connection (through the balancer)
+   * while the old one still stands, so streams under way are not dropped; the old one's end is then no
+   * detach, and it is left to the stopping node to close (answers to opens asked on it still come that
+   * way). Spare streams from the old node go: the new one would not know them. Attempts go on while the
+   * old connection stands; once it is gone, the usual reconnect takes over.
+   */
+  private async move(old: ControlClient): Promise<void> {
+    if (this.ended || this.detached || this.client !== old || this.moving) return;
+    this.moving = true;
+    old.onClose(() => {});
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.resume();
+          break;
+        } catch (err) {
+          if (old.ch.closed || attempt >= MOVE_ATTEMPTS) throw err;
+          await Bun.sleep(MOVE_RETRY_MS);
+        }
+      }
+      if (this.client !== old) {
+        this.ports.dropSpares();
+        this.ports.warm();
+      }
+    } catch (err) {
+      old.close();
+      this.detach(err as Error);
+    } finally {
+      this.moving = false;
+    }
   }
 
   private end(reason: string, notify = true): void {

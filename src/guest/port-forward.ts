@@ -70,6 +70,11 @@ export class PortForward {
   }
 
   /** Every stream in the making ends (the session ended or the guest is resuming). */
+  /** Spare streams only (the guest moved to another coordinator node, which would not know them). */
+  dropSpares(): void {
+    this.pool?.drop();
+  }
+
   drop(): void {
     for (const s of [...this.opening.values()]) s.terminate();
     this.opening.clear();

@@ -72,6 +72,11 @@ export class NodeStore {
     return r.length === 1 ? Number(r[0].epoch) : undefined;
   }
 
+  /** A node stopping gracefully lets go of a share: no node holds it, and its lease is over (any node may claim it). */
+  async handOff(shareId: string, me: string): Promise<void> {
+    await this.sql`UPDATE shares SET node = '', lease_until = 0 WHERE id = ${shareId} AND node = ${me}`;
+  }
+
   /** A restarted node takes back, with new epochs, the open shares the store says it holds. */
   async reclaimMine(me: string, until: number): Promise<Map<string, number>> {
     const rows = await this.sql`UPDATE shares SET epoch = epoch + 1, lease_until = ${until}

@@ -142,7 +142,12 @@ export class Rig {
         "  default_backend nodes",
         "backend nodes",
         "  balance roundrobin",
-        ...this.nodes.map((n) => `  server ${n.name} 127.0.0.1:${n.port} check inter 300ms fall 1 rise 2`),
+        // Readiness, not liveness: a stopping node says 503 here while it drains (a database outage does not).
+        "  option httpchk",
+        "  http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost",
+        ...this.nodes.map(
+          (n) => `  server ${n.name} 127.0.0.1:${n.port} check port ${n.http} inter 300ms fall 1 rise 2`,
+        ),
         "",
       ].join("\n"),
     );

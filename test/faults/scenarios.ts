@@ -1,5 +1,7 @@
 // The fault scenarios, each run on a fresh rig and returning what it measured: the e2e tests assert on
 // the counts, scripts/faults.ts prints every figure (a "within N s" is a figure, never an assertion).
+import fs from "node:fs";
+import path from "node:path";
 import { spawn, tmpDir, type Proc } from "../e2e/harness.ts";
 import { Rig, until } from "./cluster.ts";
 import { PrivatePg } from "./private-pg.ts";
@@ -219,6 +221,52 @@ export async function sigkill(o: { guests: number; nodes?: number }): Promise<Fi
       bShortFailed: fb.shortFailed,
       bControlCuts: fb.controlCuts,
       sessionCloses: rig.all("session.close").length,
+      streamsWithoutClose: crossCheck(rig).streamsWithoutClose.length,
+      auditOk: (await rig.verifyAudit()).code === 0,
+    };
+  } finally {
+    await pg.destroy();
+  }
+}
+
+/**
+ * A rolling restart: each node in turn gets SIGTERM (agents and guests move to the others, streams under
+ * way run out within --drain-timeout), exits, and starts again before the next. Short streams (far shorter
+ * than the drain timeout) should never fail; sessions should never end.
+ */
+export async function rolling(o: { guests: number; nodes?: number; drain?: string }): Promise<Figures> {
+  const pg = await PrivatePg.start();
+  try {
+    const rig = await Rig.start(tmpDir(), {
+      db: pg.url(),
+      nodes: o.nodes ?? 3,
+      haproxy: true,
+      nodeArgs: ["--drain-timeout", o.drain ?? "5s"],
+    });
+    const w = await startWorkload(rig, o.guests);
+    const stops: number[] = [];
+    for (const n of rig.nodes) {
+      const at = Date.now();
+      n.proc.kill("SIGTERM");
+      const code = await n.proc.exit(120_000);
+      if (code !== 0) throw new Error(`node ${n.name} exited ${code} after SIGTERM:\n${n.proc.err.slice(-2000)}`);
+      stops.push(Date.now() - at);
+      await n.start();
+      await until("the restarted node to be ready", async () => (await fetch(`http://127.0.0.1:${n.http}/readyz`)).ok);
+      await Promise.all(w.guests.map((g) => g.short.succeeded(2, 120_000)));
+    }
+    await w.stop();
+    // Kept beside the audit logs, for reading a failure afterwards.
+    for (const g of w.guests) fs.writeFileSync(path.join(rig.dir, `${g.name}.log`), g.proc.all);
+    fs.writeFileSync(path.join(rig.dir, "host.log"), w.host.all);
+    for (const n of rig.nodes) fs.writeFileSync(path.join(rig.dir, `${n.name}.log`), n.proc.all);
+    const shorts = w.guests.flatMap((g) => g.short.results);
+    return {
+      ...loadFigures(rig, w),
+      stopMs: stops.map(String),
+      shortFailures: shorts.filter((r) => !r.ok).map((r) => `${new Date(r.at).toISOString()} ${r.error}`),
+      longestShortMs: Math.max(...shorts.map((r) => r.ms)),
+      drains: rig.all("coordinator.drain").map((e) => `${e.node}: ${e.shares} share(s), ${e.streams} stream(s) left`),
       streamsWithoutClose: crossCheck(rig).streamsWithoutClose.length,
       auditOk: (await rig.verifyAudit()).code === 0,
     };
