@@ -19,6 +19,8 @@ export { newId, formatDuration, type Peer, type BrokerOptions } from "./state.ts
 
 type CF<T extends ClientFrame["t"]> = FrameOf<ClientFrame, T>;
 const log = logger("coordinator");
+/** How long a stream open waits for the agent of a share being taken over for it (see adopt). */
+const AGENT_ARRIVAL_MS = 5_000;
 /** Told to clients of a node stopping gracefully (an error frame with code "moving": see errors.ts). */
 export const MOVING =
   "this coordinator node is stopping; reconnect through the load balancer (streams under way go on)";
@@ -251,8 +253,11 @@ export class Broker {
     return false;
   }
 
-  /** One node of several took over a share whose node died or let go: it waits for its agent and guests here. */
-  async adopt(shareId: string): Promise<void> {
+  /**
+   * One node of several took over a share whose node died or let go: it waits for its agent and guests
+   * here. `forAgent`: its agent is registering here right now (stream opens wait for it, briefly).
+   */
+  async adopt(shareId: string, forAgent = false): Promise<void> {
     if (this.shares.has(shareId)) return;
     const row = await this.o.store.getShare(shareId);
     if (!row || this.shares.has(shareId)) return;
@@ -264,6 +269,15 @@ export class Broker {
       requests: new Set(),
       sessions: new Set(),
     };
+    if (forAgent) {
+      const { promise, resolve } = Promise.withResolvers<void>();
+      const t = setTimeout(resolve, AGENT_ARRIVAL_MS);
+      share.arriving = promise.then(() => {
+        clearTimeout(t);
+        share.arriving = undefined;
+      });
+      share.agentArrived = resolve;
+    }
     this.shares.set(shareId, share);
     let sessions = 0;
     for (const s of await this.o.store.openSessions()) {

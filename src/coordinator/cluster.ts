@@ -26,7 +26,7 @@ export interface ClusterHost {
   /** Whether the frame is about a share held here, known without asking the database. */
   holdsHere(f: ClientFrame): boolean;
   /** Loads an open share and its open sessions from the store, waiting for their agent and guests. */
-  adopt(shareId: string): Promise<void>;
+  adopt(shareId: string, forAgent?: boolean): Promise<void>;
   /** Another node holds the share now: forget it here (the store keeps it) and let its clients reconnect. */
   release(shareId: string, reason?: string): void;
   revokeLocal(sessionId: string, by: string): boolean;
@@ -146,7 +146,7 @@ export class Cluster {
     if (epoch === undefined) return;
     this.leases.took(shareId, epoch);
     if (await this.mail.isLive(node)) this.mail.send(node, { k: "moved", shareId });
-    await this.host!.adopt(shareId);
+    await this.host!.adopt(shareId, true);
   }
 
   /** Marks a share as held here (a new registration), under a new lease epoch. */

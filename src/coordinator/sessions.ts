@@ -111,8 +111,13 @@ export class SessionBook {
    * A guest asks for a stream. `pool`: one made ready ahead of need (the guest's pool): paired and
    * handshaken now, but not audited, counted or served until its `use` (see use).
    */
-  open(peer: Peer, sessionId: string, ref: string, pool = false): void {
-    const s = this.guestSession(peer, sessionId, ref);
+  async open(peer: Peer, sessionId: string, ref: string, pool = false): Promise<void> {
+    let s = this.guestSession(peer, sessionId, ref);
+    // Its share is being taken over from a stopping node: the agent registering is a moment away.
+    if (!s.share.agent && s.share.arriving) {
+      await s.share.arriving;
+      s = this.guestSession(peer, sessionId, ref);
+    }
     const agent = s.share.agent;
     if (!agent)
       throw new RefusedError(
@@ -295,10 +300,12 @@ export class SessionBook {
       );
     }
     const old = s.guest;
+    // The new connection is the guest's before the old one is failed: failing a stand-in (a connection
+    // held by another node) drops it at once, and a drop of the session's guest would detach it.
+    s.guest = peer;
     if (old && old !== peer)
       old.ch.fail(new RefusedError("replaced", "this session was resumed on another connection"));
     const wasRestored = s.restored;
-    s.guest = peer;
     s.detachedSince = undefined;
     s.awayReason = undefined;
     s.restored = false;

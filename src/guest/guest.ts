@@ -349,6 +349,7 @@ export class Guest {
         }
       }
       if (this.client !== old) {
+        this.ports.reask();
         this.ports.dropSpares();
         this.ports.warm();
       }
