@@ -228,6 +228,10 @@ export class Broker {
     return busy;
   }
 
+  endSpares(reason: string): void {
+    for (const s of this.sessions.all.values()) this.sessions.endSpares(s, reason);
+  }
+
   /** Operator revoke (on any node: the session's own node ends it). */
   revoke(sessionId: string, by: string): boolean | Promise<boolean> {
     return this.o.cluster ? this.o.cluster.revoke(sessionId, by) : this.sessions.revoke(sessionId, by);

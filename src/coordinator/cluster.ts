@@ -17,6 +17,8 @@ import { NodeMail, nodeTag } from "./node-mail.ts";
 import type { Peer } from "./peer.ts";
 
 const log = logger("coordinator");
+/** After another node says it is stopping, spares are ended again this much later (the balancer's check lags). */
+const SPARES_AGAIN_MS = 1_500;
 
 /** What the cluster needs of the broker. */
 export interface ClusterHost {
@@ -29,6 +31,8 @@ export interface ClusterHost {
   adopt(shareId: string, forAgent?: boolean): Promise<void>;
   /** Another node holds the share now: forget it here (the store keeps it) and let its clients reconnect. */
   release(shareId: string, reason?: string): void;
+  /** Ends every ready, unused pooled stream here (their guests' pools make new ones). */
+  endSpares(reason: string): void;
   revokeLocal(sessionId: string, by: string): boolean;
 }
 
@@ -49,6 +53,7 @@ type Msg =
   | { k: "g"; p: string; silentSince?: number }
   | { k: "c"; p: string }
   | { k: "moved"; shareId: string }
+  | { k: "draining" }
   | { k: "revoke"; sessionId: string; by: string };
 
 interface Proxy {
@@ -180,9 +185,13 @@ export class Cluster {
     return this.bound.size;
   }
 
-  /** A graceful stop: this node's connections that speak for shares on other nodes reconnect elsewhere. */
+  /**
+   * A graceful stop: this node's connections that speak for shares on other nodes reconnect elsewhere,
+   * and the other nodes hear of it (see "draining").
+   */
   moveBound(moving: TesseraError): void {
     for (const { peer } of this.bound.values()) peer.ch.sendError?.(moving);
+    for (const name of this.mail.live.keys()) this.mail.send(name, { k: "draining" });
   }
 
   /** The share left this node (closed, moved): its lease is not renewed here any more. */
@@ -353,6 +362,13 @@ export class Cluster {
       }
       case "moved":
         return host.release(m.shareId);
+      case "draining": {
+        // Spares whose data connections pass through the stopping node would be cut when it exits; the
+        // guests' pools refill through the balancer, which no longer sends anything there (a moment later).
+        host.endSpares(`coordinator node ${from} is stopping`);
+        setTimeout(() => host.endSpares(`coordinator node ${from} is stopping`), SPARES_AGAIN_MS);
+        return;
+      }
       case "revoke":
         return void host.revokeLocal(m.sessionId, m.by);
     }

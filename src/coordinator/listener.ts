@@ -110,6 +110,12 @@ export class Coordinator {
     return this.ready() ?? this.o.store.unavailable;
   }
 
+  private dataConnections(): number {
+    let n = 0;
+    for (const c of this.conns) if (c.kind === "data") n++;
+    return n;
+  }
+
   /** Why a balancer should send nothing new here (for /readyz), or undefined. */
   ready(): string | undefined {
     if (this.closing) return "shutting down";
@@ -131,7 +137,8 @@ export class Coordinator {
     const deadline = Date.now() + timeoutMs;
     const left = () => ({
       shares: this.broker.counts.shares + this.broker.counts.sharesAway,
-      streams: this.broker.counts.streams,
+      // Data connections, spliced here or passed on to the node that issued their token: both carry streams.
+      streams: Math.max(this.broker.counts.streams, this.dataConnections()),
       // Connections here that speak for other nodes' shares: each closes once its client resumed elsewhere.
       moving: this.o.cluster?.boundCount ?? 0,
     });

@@ -365,7 +365,16 @@ export class SessionBook {
     return this.o.cluster?.fence(s.share.id);
   }
 
-  /** `keepStreams` (a graceful stop): streams under way run on here until they end; their lines are written here. */
+  /** Ready pooled streams (never used, so never in the log) end; their guest's pool makes new ones. */
+  endSpares(s: Session, reason: string): void {
+    for (const st of [...s.streams]) if (st.pool === "ready") this.splicer.end(st, reason);
+  }
+
+  /**
+   * `keepStreams` (a graceful stop): streams under way run on here until they end, their lines written
+   * here; spares too, until the guest hears it should move (it then drops them), since it may put one to
+   * work meanwhile (see use).
+   */
   release(s: Session, reason: string, keepStreams = false): void {
     if (keepStreams && s.streams.size) this.leaving.set(s.id, s);
     else this.cutStreams(s, reason);

@@ -118,13 +118,15 @@ export class Agent {
         this.events.onStream?.(f.sessionId, `refused session ${f.sessionId}: ${why.detail}; nothing was served`);
         return c.send({ t: "end", sessionId: f.sessionId, reason: `refused by the host: ${why.reason}` });
       }
+      // Told again after a move to another node: streams under way, and spares the guest may still put
+      // to work on the old node, stay this session's.
+      const before = this.sessions.get(f.sessionId);
       const session: AgentSession = {
         frame: f,
-        // Told again after a move to another node: streams under way stay this session's.
-        streams: this.sessions.get(f.sessionId)?.streams ?? new Set(),
-        settingUp: 0,
-        pool: new Map(),
-        usedEarly: new Set(),
+        streams: before?.streams ?? new Set(),
+        settingUp: before?.settingUp ?? 0,
+        pool: before?.pool ?? new Map(),
+        usedEarly: before?.usedEarly ?? new Set(),
       };
       this.sessions.set(f.sessionId, session);
       this.scopes.seen(f, Date.now(), (id) => this.endSession(id));
