@@ -36,6 +36,8 @@ export class Leases {
   /** The last renewal's failure: "silent" (no answer) or "refused" (the database said it is down). */
   private failure: "silent" | "refused" | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
+  /** Set when this node let go of its shares for want of an answer, until a renewal goes through again. */
+  lapsed = false;
 
   constructor(private readonly o: LeaseOptions) {}
 
@@ -72,6 +74,7 @@ export class Leases {
 
   private async tick(now = Date.now()): Promise<void> {
     const silent = this.renewing || this.failure === "silent";
+    if (now - this.lastRenew > this.o.leaseMs && silent) this.lapsed = true;
     if (this.held.size && now - this.lastRenew > this.o.leaseMs && silent) {
       log.warn(
         `no lease renewal for ${((now - this.lastRenew) / 1000).toFixed(1)}s and the database does not answer: letting go of ${this.held.size} share(s)`,
@@ -87,6 +90,7 @@ export class Leases {
       const ours = await this.o.store.renewLeases(this.o.name, this.until(now));
       this.lastRenew = now;
       this.failure = undefined;
+      this.lapsed = false;
       for (const [id, epoch] of [...this.held]) {
         if (ours.get(id) === epoch) continue;
         this.held.delete(id);

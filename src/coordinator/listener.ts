@@ -121,6 +121,8 @@ export class Coordinator {
     if (this.closing) return "shutting down";
     if (this.draining) return "stopping: draining live streams, new connections go to other nodes";
     if (!this.server) return "not listening";
+    // Cut off from the database without a word (see leases.ts): it holds nothing and can take nothing new.
+    if (this.o.cluster?.leases.lapsed) return "no answer from the database: this node let go of its shares";
     return this.admission.full();
   }
 
