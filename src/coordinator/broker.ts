@@ -113,6 +113,7 @@ export class Broker {
     } catch (err) {
       // The database down is not a refusal: the client is told to retry, and its connection stays.
       if (!isUnavailable(err)) throw err;
+      peer.retryingSince = Date.now();
       if (f.t === "redeem" || f.t === "request") this.consent.refundAttempt(peer);
       throw new RefusedError("unavailable", UNAVAILABLE, { ref: "ref" in f ? f.ref : undefined });
     }

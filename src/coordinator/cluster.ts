@@ -223,7 +223,8 @@ export class Cluster {
    */
   sweepStandIns(busy: ReadonlySet<Peer>, now: number, limit: number, fail: (p: Peer) => void): void {
     for (const px of this.proxies.values()) {
-      if (busy.has(px.peer)) px.idleSince = undefined;
+      const retrying = px.peer.retryingSince !== undefined && now - px.peer.retryingSince < limit;
+      if (busy.has(px.peer) || retrying) px.idleSince = undefined;
       else if (px.idleSince === undefined) px.idleSince = now;
       else if (now - px.idleSince >= limit) fail(px.peer);
     }

@@ -14,6 +14,7 @@ import { KEEPALIVE_MS, TLS_1_3, type InnerTls } from "../data/data-dial.ts";
 import { newEnd, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import { ClientFrame, PREAMBLE_BYTES, type ServerFrame } from "../wire/protocol.ts";
 import { SocketDuplex } from "../data/socket-duplex.ts";
+import { isUnavailable, UNAVAILABLE } from "../store/pg-connection.ts";
 
 const log = logger("coordinator");
 /** Closes since the last collection that make a quiet sweep run a full garbage collection. */
@@ -201,7 +202,9 @@ export class Coordinator {
     for (const c of this.conns) {
       const p = c.client;
       if (!p) continue;
-      if (busy.has(p) || cluster?.isBound(p)) c.idleSince = undefined;
+      // One retrying what the database could not answer (it was told to) is not idle either.
+      const retrying = p.retryingSince !== undefined && now - p.retryingSince < limit;
+      if (busy.has(p) || cluster?.isBound(p) || retrying) c.idleSince = undefined;
       else if (c.idleSince === undefined) c.idleSince = now;
       else if (now - c.idleSince >= limit) {
         c.client = undefined;
@@ -288,9 +291,11 @@ export class Coordinator {
             },
             (e) => {
               log.warn(`${addr}: refused: ${errorMessage(e)}`);
-              // A refusal the client can act on goes to it as an error frame (its reconnect loop gives up).
-              if (e instanceof RefusedError)
-                new Channel<ClientFrame, ServerFrame>(t.data.duplex!, ClientFrame, { onFrame: () => {} }).fail(e);
+              // A refusal the client can act on goes to it as an error frame (its reconnect loop gives up);
+              // the database down is said as such, and retried.
+              const said = isUnavailable(e) ? new RefusedError("unavailable", UNAVAILABLE) : e;
+              if (said instanceof RefusedError)
+                new Channel<ClientFrame, ServerFrame>(t.data.duplex!, ClientFrame, { onFrame: () => {} }).fail(said);
               else t.terminate();
             },
           );

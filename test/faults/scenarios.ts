@@ -74,7 +74,9 @@ export async function dbOutage(o: { outageMs: number; guests: number; nodes?: nu
     const shortBackMs = Math.max(...firstShort.map((r) => r.at + r.ms - upAt));
     await until("every node's /healthz to say 200", () => allHealth(rig, 200), 120_000);
     const healthUpMs = Date.now() - upAt;
-    await w.host.waitFor(/Allow late /, 120_000);
+    await w.host.waitFor(/Allow late /, 120_000).catch((err: Error) => {
+      throw new Error(`the join started during the outage never reached the host:\n${late.all}\n${err.message}`);
+    });
     const lateAskedMs = Date.now() - upAt;
     w.host.write("y\n");
     await late.waitFor(/forwarding 127\.0\.0\.1:(\d+)/, 60_000);
