@@ -40,6 +40,11 @@ export type ErrorCode =
   | "replaced"
   | "bad_receipt"
   | "host_removed"
+  // the coordinator's database cannot be reached now: retry (never a final answer)
+  | "unavailable"
+  // a coordinator node stopping on purpose: reconnect (through the balancer) now, keeping live streams;
+  // sent as an error frame so that a client of an older version ignores it (then is cut at the drain's end)
+  | "moving"
   // the code's PAKE: a wrong code, or a coordinator that swapped a key
   | "code_mismatch"
   | "key_mismatch"

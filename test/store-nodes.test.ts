@@ -28,10 +28,52 @@ describe.skipIf(!PG)("nodes on one PostgreSQL", () => {
     expect(got.length).toBe(6);
     expect(await b.nodes.take("n2")).toEqual([]);
     await a.putShare({ id: "sh", hostSpki: "k", hostName: "h", targets: ["127.0.0.1:1"] }, Date.now());
-    await a.nodes.claimShare("sh", "n1");
-    const claims = await Promise.all([a.nodes.claimShare("sh", "n2", "n1"), b.nodes.claimShare("sh", "n3", "n1")]);
-    expect(claims.filter(Boolean).length).toBe(1);
+    const until = Date.now() + 60_000;
+    await a.nodes.claimShare("sh", "n1", until);
+    const claims = await Promise.all([
+      a.nodes.claimShare("sh", "n2", until, "n1"),
+      b.nodes.claimShare("sh", "n3", until, "n1"),
+    ]);
+    expect(claims.filter((c) => c !== undefined).length).toBe(1);
     expect(["n2", "n3"]).toContain((await a.nodes.shareNode("sh"))!);
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  test("leases fence: a node that lost a share's lease cannot write about it; a live lease is not taken", async () => {
+    const url = await freshDb();
+    const [a, b] = await Promise.all([Store.open(url), Store.open(url)]);
+    const now = Date.now();
+    await a.putShare({ id: "sh", hostSpki: "k", hostName: "h", targets: ["127.0.0.1:1"] }, now);
+    const e1 = (await a.nodes.claimShare("sh", "n1", now + 60_000))!;
+    const session = {
+      id: "s1",
+      shareId: "sh",
+      guestSpki: "g",
+      guestName: "ann",
+      guestAddr: "127.0.0.1",
+      hostName: "h",
+      target: "127.0.0.1:1",
+      openedAt: now,
+    };
+    expect(await a.openSession(session, { node: "n1", epoch: e1 })).toBe(true);
+    // n1's lease runs for a minute: a taker that waits for it to run out gets nothing yet.
+    expect(await b.nodes.claimShare("sh", "n2", now + 60_000, "n1", now)).toBeUndefined();
+    expect(await b.nodes.renewLeases("n1", now + 60_000)).toEqual(new Map([["sh", e1]]));
+    // Handed over (an agent registered on n2): n2 holds it under a higher epoch.
+    const e2 = (await b.nodes.claimShare("sh", "n2", now + 60_000, "n1"))!;
+    expect(e2).toBeGreaterThan(e1);
+    expect(await a.nodes.renewLeases("n1", now + 60_000)).toEqual(new Map());
+    // n1's late writes are refused by the database; n2's go through.
+    const stale = { node: "n1", epoch: e1 };
+    await a.setTotals("s1", 9, 9, 9, stale);
+    expect(await a.closeSession("s1", "late", now, stale)).toBe(false);
+    expect(await a.openSession({ ...session, id: "s2" }, stale)).toBe(false);
+    await a.closeShare("sh", now, stale);
+    expect(await a.nodes.shareNode("sh")).toBe("n2");
+    const [open] = await b.openSessions();
+    expect({ id: open!.id, streams: open!.streams }).toEqual({ id: "s1", streams: 0 });
+    expect(await b.closeSession("s1", "done", now, { node: "n2", epoch: e2 })).toBe(true);
+    expect(await b.closeSession("s1", "twice", now, { node: "n2", epoch: e2 })).toBe(false);
     await Promise.all([a.close(), b.close()]);
   });
 

@@ -65,6 +65,7 @@ export async function runGuest(
         wait.confirmed();
       },
       onStreamError: (m) => log.warn(m),
+      onRetry: (reason, retry) => log.warn(`${reason} (again in ${(retry / 1000).toFixed(1)}s)`),
       onDetached: (reason, retry) =>
         outage.retrying(
           reason,

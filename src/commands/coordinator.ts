@@ -110,6 +110,12 @@ export default defineCommand({
       description:
         "With --node: a node whose heartbeat is older than this is gone (its shares are taken over); 1s to 5m",
     },
+    "drain-timeout": {
+      type: "string",
+      default: "30s",
+      description:
+        "With --node, on SIGTERM: tell agents and guests to move to other nodes, then let streams under way run this long at most before cutting them",
+    },
     "idle-timeout": { type: "string", default: "30m", description: "End a session after this long without traffic" },
     "code-ttl": { type: "string", default: "10m", description: "How long an unredeemed code stays valid" },
     "approval-timeout": {
@@ -229,6 +235,9 @@ export default defineCommand({
     const node = nodeArgs(args);
     const l = splitAddress(args.listen, 8443, true);
     const h = splitAddress(args.http, 8080, true);
+    const drainMs = parseDuration(args["drain-timeout"], "drain-timeout");
+    if (drainMs > 600_000)
+      throw new ConfigError(`--drain-timeout must be at most 10m (got "${args["drain-timeout"]}")`);
     const checkpointEvery = Number(args["audit-checkpoint"]);
     if (!Number.isInteger(checkpointEvery) || checkpointEvery < 0)
       throw new ConfigError(`--audit-checkpoint must be a whole number (got "${args["audit-checkpoint"]}")`);
@@ -240,10 +249,9 @@ export default defineCommand({
     const keyPem = need("coordinator.key");
     const rotateBytes = parseSize(args["audit-rotate"], "audit-rotate");
     // Heard from here on: a stop asked for while starting waits for the start, then stops cleanly.
-    const stopped = new Promise<void>((resolve) => {
-      const stop = () => resolve();
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
+    const stopped = new Promise<string>((resolve) => {
+      process.once("SIGINT", () => resolve("SIGINT"));
+      process.once("SIGTERM", () => resolve("SIGTERM"));
     });
     // One coordinator per audit log and state file: a second exits here, before it writes anything.
     const locks = lockCoordinatorFiles(args.audit, args.db);
@@ -326,6 +334,7 @@ export default defineCommand({
         admin,
         auditHead: () => audit.signedHead(),
         health: () => audit.trouble ?? coordinator.health(),
+        ready: () => coordinator.ready(),
       }),
     );
     audit.begin();
@@ -357,7 +366,14 @@ export default defineCommand({
     if (firstRun) process.stdout.write(handOutLines(firstRun, bound, !!process.stdout.isTTY));
     if (!operatorToken) log.warn("no operator-token in the certs directory: revoke and admin are disabled");
     if (consoleHttp) log.info(consoleHttp.announce(http.url, !!httpTls));
-    await stopped;
+    const signal = await stopped;
+    if (cluster && signal === "SIGTERM") {
+      // A graceful stop of one node of several: its clients move to the others, its streams run out first.
+      log.info(`stopping: clients move to other nodes; streams under way may run ${args["drain-timeout"]} more`);
+      const left = await coordinator.drain(drainMs);
+      audit.append("coordinator.drain", { shares: left.shares, streams: left.streams, moving: left.moving });
+      if (left.streams) log.warn(`drain time over: cutting ${left.streams} stream(s) still under way`);
+    }
     log.info("shutting down");
     await coordinator.close();
     if (cluster) await cluster.stop();

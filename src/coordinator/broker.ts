@@ -14,11 +14,17 @@ import { agentGone } from "./direct.ts";
 import { ShareDesk } from "./share-desk.ts";
 import { restoredSession } from "./restore.ts";
 import { closeOrphans } from "./orphans.ts";
+import { isUnavailable, UNAVAILABLE } from "../store/pg-connection.ts";
 
 export { newId, formatDuration, type Peer, type BrokerOptions } from "./state.ts";
 
 type CF<T extends ClientFrame["t"]> = FrameOf<ClientFrame, T>;
 const log = logger("coordinator");
+/** How long a stream open waits for the agent of a share being taken over for it (see adopt). */
+const AGENT_ARRIVAL_MS = 5_000;
+/** Told to clients of a node stopping gracefully (an error frame with code "moving": see errors.ts). */
+export const MOVING =
+  "this coordinator node is stopping; reconnect through the load balancer (streams under way go on)";
 
 export class Broker {
   private readonly shares = new Map<string, LiveShare>();
@@ -29,6 +35,7 @@ export class Broker {
   private readonly desk: ShareDesk;
   private readonly sweeper: ReturnType<typeof setInterval>;
   private closing = false;
+  private draining = false;
   private lastPrune = 0;
   /** Set while the coordinator restores its state with its ports already bound: frames wait for it (hold, ready). */
   private gate: { promise: Promise<void>; open: () => void } | undefined;
@@ -70,7 +77,7 @@ export class Broker {
   async restore(): Promise<{ shares: number; sessions: number; voided: number }> {
     const now = Date.now();
     await this.hosts.load();
-    const mine = this.o.cluster && new Set(await this.o.store.nodes.sharesOfNode(this.o.cluster.name));
+    const mine = this.o.cluster && (await this.o.cluster.reclaim());
     for (const row of await this.o.store.openShares()) {
       if (mine && !mine.has(row.id)) continue;
       this.shares.set(row.id, {
@@ -117,9 +124,17 @@ export class Broker {
     if (this.gate) await this.gate.promise;
     if (f.t === "hello") return this.hello(peer, f);
     if (!peer.helloed) throw new ProtocolError(`expected "hello" first, got "${f.t}"`);
-    // One node of several: a frame about a share another node holds goes there (cluster.ts).
-    if (this.o.cluster && (await this.o.cluster.route(peer, f))) return;
-    return this.handleLocal(peer, f);
+    try {
+      // One node of several: a frame about a share another node holds goes there (cluster.ts).
+      if (this.o.cluster && (await this.o.cluster.route(peer, f))) return;
+      return await this.handleLocal(peer, f);
+    } catch (err) {
+      // The database down is not a refusal: the client is told to retry, and its connection stays.
+      if (!isUnavailable(err)) throw err;
+      peer.retryingSince = Date.now();
+      if (f.t === "redeem" || f.t === "request") this.consent.refundAttempt(peer);
+      throw new RefusedError("unavailable", UNAVAILABLE, { ref: "ref" in f ? f.ref : undefined });
+    }
   }
 
   /** The rules, on this node (also for frames other nodes carried here). */
@@ -214,7 +229,9 @@ export class Broker {
     // Approvers in other terminals hear it, rather than keep showing codes that no longer work.
     for (const a of share.approvers) if (a !== share.agent) a.ch.send({ t: "left", shareId: share.id });
     this.o.audit.append("share.close", { shareId: share.id, host: share.hostName, reason, condition });
-    background(this.o.store.closeShare(share.id, Date.now()), "share close", log.warn);
+    const fence = this.o.cluster?.fence(share.id);
+    this.o.cluster?.letGo(share.id);
+    background(this.o.store.closeShare(share.id, Date.now(), fence), "share close", log.warn);
   }
 
   /** Connections doing something: serving or approving a share, waiting on a request, or holding a session. */
@@ -230,6 +247,10 @@ export class Broker {
     return busy;
   }
 
+  endSpares(reason: string): void {
+    for (const s of this.sessions.all.values()) this.sessions.endSpares(s, reason);
+  }
+
   /** Operator revoke (on any node: the session's own node ends it). */
   revoke(sessionId: string, by: string): boolean | Promise<boolean> {
     return this.o.cluster ? this.o.cluster.revoke(sessionId, by) : this.sessions.revoke(sessionId, by);
@@ -243,8 +264,25 @@ export class Broker {
     return this.shares.has(id);
   }
 
-  /** One node of several took over a share whose node died or let go: it waits for its agent and guests here. */
-  async adopt(shareId: string, deadNode?: string): Promise<void> {
+  /**
+   * Whether a frame is about a share this node holds, from memory alone: a live session's stream opens,
+   * a waiting request's answers and a resume need no database round trip, so they go on while it is down.
+   */
+  holdsHere(f: ClientFrame): boolean {
+    if ("sessionId" in f && typeof f.sessionId === "string")
+      return this.sessions.all.has(f.sessionId) || (f.t === "use" && this.sessions.isLeaving(f.sessionId));
+    if ("requestId" in f && typeof f.requestId === "string") return this.consent.pending.has(f.requestId);
+    if ("shareId" in f && typeof f.shareId === "string" && f.t !== "register") return this.shares.has(f.shareId);
+    return false;
+  }
+
+  /**
+   * One node of several took over a share whose node died or let go: it waits for its agent and guests
+   * here. `forAgent`: its agent is registering here right now (stream opens wait for it, briefly).
+   * `deadNode`: the share's node is gone, so the streams it left open there are closed (orphans.ts).
+   */
+  async adopt(shareId: string, o: { forAgent?: boolean; deadNode?: string } = {}): Promise<void> {
+    const forAgent = o.forAgent ?? false;
     if (this.shares.has(shareId)) return;
     const row = await this.o.store.getShare(shareId);
     if (!row || this.shares.has(shareId)) return;
@@ -256,9 +294,18 @@ export class Broker {
       requests: new Set(),
       sessions: new Set(),
     };
+    if (forAgent) {
+      const { promise, resolve } = Promise.withResolvers<void>();
+      const t = setTimeout(resolve, AGENT_ARRIVAL_MS);
+      share.arriving = promise.then(() => {
+        clearTimeout(t);
+        share.arriving = undefined;
+      });
+      share.agentArrived = resolve;
+    }
     this.shares.set(shareId, share);
     // A dead node's streams of this share get their close lines, and its sessions' totals count them.
-    if (deadNode !== undefined) await closeOrphans(this.o.store, this.o.audit, { shareId, node: deadNode });
+    if (o.deadNode !== undefined) await closeOrphans(this.o.store, this.o.audit, { shareId, node: o.deadNode });
     let sessions = 0;
     for (const s of await this.o.store.openSessions()) {
       if (s.shareId !== shareId || this.sessions.all.has(s.id)) continue;
@@ -266,24 +313,52 @@ export class Broker {
       sessions++;
     }
     this.o.audit.append("share.adopt", { shareId, host: row.hostName, sessions, node: this.o.cluster?.name });
+    // CALL SITE for issue 26 item 4 (branch faults-audit): the streams the dead node left open get their
+    // close lines here, e.g. closeOrphans(shareId, ...), once that function lands in src/coordinator/.
   }
 
-  /** Another node holds the share now: it leaves this node's memory (not the store) and its clients reconnect. */
-  release(shareId: string): void {
+  /**
+   * A graceful stop of one node of several (see Coordinator.drain): each share's agent is told to move
+   * (its registration on another node takes the share over, and this node then releases it below); a
+   * share whose agent is away is handed over at once; connections here that speak for shares on other
+   * nodes are told to move too. Streams under way are left to run.
+   */
+  drain(): void {
+    this.draining = true;
+    const moving = new RefusedError("moving", MOVING);
+    for (const share of [...this.shares.values()]) {
+      if (share.agent) share.agent.ch.sendError?.(moving);
+      else {
+        this.o.cluster?.handOff(share.id);
+        this.release(share.id, MOVING);
+      }
+    }
+    this.o.cluster?.moveBound(moving);
+  }
+
+  /**
+   * Another node holds the share now, or this node's lease on it lapsed: it leaves this node's memory (not
+   * the store) and its clients reconnect (through the balancer, to whichever node holds it). While this
+   * node is stopping gracefully, streams under way run on and the clients are told to move, not cut.
+   */
+  release(shareId: string, reason = "the host's agent moved to another coordinator node"): void {
+    this.o.cluster?.letGo(shareId);
     const share = this.shares.get(shareId);
     if (!share) return;
-    const reason = "the host's agent moved to another coordinator node";
     for (const r of [...share.requests]) this.consent.drop(r, `${reason}; ask again`, true);
     const peers = new Set<Peer>([...share.approvers, ...(share.minters ?? [])]);
     if (share.agent) peers.add(share.agent);
     for (const s of [...share.sessions]) {
       if (s.guest) peers.add(s.guest);
-      this.sessions.release(s, reason);
+      this.sessions.release(s, reason, this.draining);
     }
     this.shares.delete(shareId);
     this.o.audit.append("share.moved", { shareId, host: share.hostName, reason });
-    for (const p of peers)
-      p.ch.close ? p.ch.close() : p.ch.fail(new RefusedError("host_offline", `${reason}; reconnect`));
+    const moving = new RefusedError("moving", MOVING);
+    for (const p of peers) {
+      if (this.draining && p.ch.sendError) p.ch.sendError(moving);
+      else p.ch.close ? p.ch.close() : p.ch.fail(new RefusedError("host_offline", `${reason}; reconnect`));
+    }
   }
 
   /**

@@ -10,22 +10,30 @@ import { hashCode, normalizeNameplate } from "../wire/codes.ts";
 import { DATA_MAGIC, type ClientFrame, type ServerFrame } from "../wire/protocol.ts";
 import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import { splitAddress } from "../wire/address.ts";
-import type { Store } from "../store/store.ts";
+import type { Fence, Store } from "../store/store.ts";
+import { Leases } from "./leases.ts";
+import { isUnavailable, UNAVAILABLE } from "../store/pg-connection.ts";
 import { NodeMail, nodeTag } from "./node-mail.ts";
 import type { Peer } from "./peer.ts";
 
 const log = logger("coordinator");
+/** After another node says it is stopping, spares are ended again this much later (the balancer's check lags). */
+const SPARES_AGAIN_MS = 1_500;
 
 /** What the cluster needs of the broker. */
 export interface ClusterHost {
   handle(peer: Peer, f: ClientFrame): Promise<void>;
   drop(peer: Peer, err?: Error): void;
   hasShare(id: string): boolean;
+  /** Whether the frame is about a share held here, known without asking the database. */
+  holdsHere(f: ClientFrame): boolean;
   /** Loads an open share and its open sessions from the store, waiting for their agent and guests. */
-  /** `deadNode`: the share's node is gone, so the streams it left open there are closed (orphans.ts). */
-  adopt(shareId: string, deadNode?: string): Promise<void>;
+  /** `forAgent`: its agent registers here now; `deadNode`: the share's node is gone, so the streams it left open there are closed (orphans.ts). */
+  adopt(shareId: string, o?: { forAgent?: boolean; deadNode?: string }): Promise<void>;
   /** Another node holds the share now: forget it here (the store keeps it) and let its clients reconnect. */
-  release(shareId: string): void;
+  release(shareId: string, reason?: string): void;
+  /** Ends every ready, unused pooled stream here (their guests' pools make new ones). */
+  endSpares(reason: string): void;
   revokeLocal(sessionId: string, by: string): boolean;
 }
 
@@ -34,6 +42,8 @@ export interface ClusterOptions {
   name: string;
   advertise: string;
   ttlMs: number;
+  /** The lease renew deadline (shorter than ttlMs; half of it by default). */
+  leaseMs?: number;
   codeKey: Buffer;
 }
 
@@ -44,16 +54,20 @@ type Msg =
   | { k: "g"; p: string; silentSince?: number }
   | { k: "c"; p: string }
   | { k: "moved"; shareId: string }
+  | { k: "draining" }
   | { k: "revoke"; sessionId: string; by: string };
 
 interface Proxy {
   peer: Peer;
   from: string;
   queue: Promise<void>;
+  /** Since when the stand-in has held no role here (the home side's share of the role sweep). */
+  idleSince: number | undefined;
 }
 
 export class Cluster {
   readonly mail: NodeMail;
+  readonly leases: Leases;
   readonly tag: Buffer;
   private host: ClusterHost | undefined;
   /** Edge side: this node's connections whose share lives on another node, and that node. */
@@ -71,6 +85,12 @@ export class Cluster {
       onMail: (from, m) => this.onMail(from, m as Msg),
       onNodeLost: (n) => this.lost(n),
     });
+    this.leases = new Leases({
+      store: o.store.nodes,
+      name: o.name,
+      leaseMs: o.leaseMs ?? Math.floor(o.ttlMs / 2),
+      letGo: (id, reason) => this.host?.release(id, reason),
+    });
   }
 
   get name(): string {
@@ -79,10 +99,13 @@ export class Cluster {
 
   async start(host: ClusterHost): Promise<void> {
     this.host = host;
+    if (this.o.store.pg) this.o.store.pg.onReset = () => this.mail.lostListen();
     await this.mail.start();
+    this.leases.start();
   }
 
   async stop(): Promise<void> {
+    this.leases.stop();
     await this.mail.stop();
   }
 
@@ -99,6 +122,7 @@ export class Cluster {
       await this.takeOver(f.shareId);
       return false;
     }
+    if (host.holdsHere(f)) return false;
     const shareId = await this.shareOf(f);
     if (!shareId || host.hasShare(shareId)) return false;
     const node = await this.o.store.nodes.shareNode(shareId);
@@ -108,9 +132,15 @@ export class Cluster {
       this.forward(peer, node, f);
       return true;
     }
-    // Its node is gone (or this node held it before a restart): hold it here until its agent says where it is.
-    if (await this.o.store.nodes.claimShare(shareId, this.o.name, node))
-      await host.adopt(shareId, node === this.o.name ? undefined : node);
+    // Its node is gone (or this node held it before a restart or a lapsed lease): hold it here until its
+    // agent says where it is. Another node's share only once its lease has run out.
+    const now = Date.now();
+    const expired = node === this.o.name ? undefined : now;
+    const epoch = await this.o.store.nodes.claimShare(shareId, this.o.name, this.leases.until(now), node, expired);
+    if (epoch !== undefined) {
+      this.leases.took(shareId, epoch);
+      await host.adopt(shareId, { deadNode: node === this.o.name ? undefined : node });
+    }
     return false;
   }
 
@@ -118,16 +148,58 @@ export class Cluster {
   private async takeOver(shareId: string): Promise<void> {
     const node = await this.o.store.nodes.shareNode(shareId);
     if (node === undefined || node === this.o.name) return;
-    if (!(await this.o.store.nodes.claimShare(shareId, this.o.name, node))) return;
+    const epoch = await this.o.store.nodes.claimShare(shareId, this.o.name, this.leases.until(), node);
+    if (epoch === undefined) return;
+    this.leases.took(shareId, epoch);
     const live = await this.mail.isLive(node);
     if (live) this.mail.send(node, { k: "moved", shareId });
     // A live node closes its own streams as it lets go; a dead one's are closed here.
-    await this.host!.adopt(shareId, live ? undefined : node);
+    await this.host!.adopt(shareId, { forAgent: true, deadNode: live ? undefined : node });
   }
 
-  /** Marks a share as held here (a new registration). */
+  /** Marks a share as held here (a new registration), under a new lease epoch. */
   async claim(shareId: string): Promise<void> {
-    await this.o.store.nodes.claimShare(shareId, this.o.name);
+    const epoch = await this.o.store.nodes.claimShare(shareId, this.o.name, this.leases.until());
+    if (epoch !== undefined) this.leases.took(shareId, epoch);
+  }
+
+  /** After a restart: the shares the store says this node holds, taken back under new epochs. */
+  async reclaim(): Promise<Set<string>> {
+    const mine = await this.o.store.nodes.reclaimMine(this.o.name, this.leases.until());
+    for (const [id, epoch] of mine) this.leases.took(id, epoch);
+    return new Set(mine.keys());
+  }
+
+  /** What a write about a share carries (see Fence): only this node's current lease on it matches. */
+  fence(shareId: string): Fence {
+    return this.leases.fence(shareId);
+  }
+
+  /** A graceful stop: the share is nobody's until a node claims it (which it may at once, the lease ended). */
+  handOff(shareId: string): void {
+    this.leases.dropped(shareId);
+    void this.o.store.nodes
+      .handOff(shareId, this.o.name)
+      .catch((err) => log.warn(`handing over share ${shareId}: ${errorMessage(err)}`));
+  }
+
+  /** How many of this node's connections speak for shares on other nodes (a drain waits for them to move). */
+  get boundCount(): number {
+    return this.bound.size;
+  }
+
+  /**
+   * A graceful stop: this node's connections that speak for shares on other nodes reconnect elsewhere,
+   * and the other nodes hear of it (see "draining").
+   */
+  moveBound(moving: TesseraError): void {
+    for (const { peer } of this.bound.values()) peer.ch.sendError?.(moving);
+    for (const name of this.mail.live.keys()) this.mail.send(name, { k: "draining" });
+  }
+
+  /** The share left this node (closed, moved): its lease is not renewed here any more. */
+  letGo(shareId: string): void {
+    this.leases.dropped(shareId);
   }
 
   /** Operator revoke on any node: the session's node ends it. */
@@ -138,6 +210,27 @@ export class Cluster {
     if (!node || node === this.o.name || !(await this.mail.isLive(node))) return false;
     this.mail.send(node, { k: "revoke", sessionId, by });
     return true;
+  }
+
+  /**
+   * Edge: whether a connection of this node speaks for a share held on another node. Only that node knows
+   * whether it holds a role there, so the edge's role sweep spares it and the home's sweep (below) judges it.
+   */
+  isBound(peer: Peer): boolean {
+    return this.bound.has(peer.id);
+  }
+
+  /**
+   * Home: the role sweep for stand-ins. One that has served, approved, asked for and held nothing here for
+   * `limit` ms is failed as the listener fails a local idle connection; its edge node then closes the real one.
+   */
+  sweepStandIns(busy: ReadonlySet<Peer>, now: number, limit: number, fail: (p: Peer) => void): void {
+    for (const px of this.proxies.values()) {
+      const retrying = px.peer.retryingSince !== undefined && now - px.peer.retryingSince < limit;
+      if (busy.has(px.peer) || retrying) px.idleSince = undefined;
+      else if (px.idleSince === undefined) px.idleSince = now;
+      else if (now - px.idleSince >= limit) fail(px.peer);
+    }
   }
 
   /** Edge: one of this node's connections closed. */
@@ -188,8 +281,17 @@ export class Cluster {
     return true;
   }
 
+  /** A frame that could not be carried (the database is down) is answered here: retry, not a refusal. */
   private forward(peer: Peer, node: string, f: ClientFrame): void {
-    this.mail.send(node, { k: "f", p: peer.id, addr: peer.addr, host: peer.host, guest: peer.guest, f });
+    this.mail.send(node, { k: "f", p: peer.id, addr: peer.addr, host: peer.host, guest: peer.guest, f }, (err) =>
+      peer.ch.sendError?.(
+        new RefusedError(
+          "unavailable",
+          isUnavailable(err) ? UNAVAILABLE : `could not reach the share's node: ${errorMessage(err)}`,
+        ),
+        "ref" in f ? f.ref : undefined,
+      ),
+    );
   }
 
   private async shareOf(f: ClientFrame): Promise<string | undefined> {
@@ -232,7 +334,7 @@ export class Cluster {
         const key = `${from}/${m.p}`;
         let px = this.proxies.get(key);
         if (!px) {
-          px = { peer: this.standIn(from, m), from, queue: Promise.resolve() };
+          px = { peer: this.standIn(from, m), from, queue: Promise.resolve(), idleSince: Date.now() };
           this.proxies.set(key, px);
         }
         const peer = px.peer;
@@ -264,6 +366,13 @@ export class Cluster {
       }
       case "moved":
         return host.release(m.shareId);
+      case "draining": {
+        // Spares whose data connections pass through the stopping node would be cut when it exits; the
+        // guests' pools refill through the balancer, which no longer sends anything there (a moment later).
+        host.endSpares(`coordinator node ${from} is stopping`);
+        setTimeout(() => host.endSpares(`coordinator node ${from} is stopping`), SPARES_AGAIN_MS);
+        return;
+      }
       case "revoke":
         return void host.revokeLocal(m.sessionId, m.by);
     }
@@ -299,7 +408,7 @@ export class Cluster {
     else if (err instanceof TesseraError) peer.ch.sendError?.(err, err instanceof RefusedError ? err.ref : undefined);
     else {
       log.error(`internal error handling a forwarded frame: ${errorMessage(err)}`);
-      peer.ch.fail(new TesseraError("internal", "internal error; see the coordinator's log"));
+      peer.ch.sendError?.(new TesseraError("internal", "internal error; see the coordinator's log"));
     }
   }
 

@@ -1,5 +1,6 @@
 // Consent: a guest asks (by code or share id), the host's approvers answer, and a yes becomes a session.
 // Every step is audited before anyone hears of it; a request the host never got to answer gives its code back.
+import { LEASE_LOST } from "./leases.ts";
 import { RefusedError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { issueCert, readCsr } from "../pki/index.ts";
@@ -387,19 +388,24 @@ export class Consent {
     });
     this.o.audit.append("approve", { ...who, ...(f.scope ? { scope: describeScope(f.scope) } : {}), ...receipt });
     metrics.requests.inc(1, { outcome: "approved" });
-    // Stored before anyone hears of it: a restart right after this still knows the session.
-    await this.o.store.openSession({
-      id: session.id,
-      shareId: req.share.id,
-      guestSpki: req.guestInfo.spki,
-      guestName: req.guestInfo.name,
-      guestAddr: req.guestInfo.addr,
-      hostName: req.share.hostName,
-      target: req.target,
-      openedAt: now,
-      scope: f.scope ? JSON.stringify(f.scope) : null,
-      receipt: receipt.receipt ?? null,
-    });
+    // Stored before anyone hears of it: a restart right after this still knows the session. One node of
+    // several stores it only while it still holds the share's lease (a stale node's yes opens nothing).
+    const stored = await this.o.store.openSession(
+      {
+        id: session.id,
+        shareId: req.share.id,
+        guestSpki: req.guestInfo.spki,
+        guestName: req.guestInfo.name,
+        guestAddr: req.guestInfo.addr,
+        hostName: req.share.hostName,
+        target: req.target,
+        openedAt: now,
+        scope: f.scope ? JSON.stringify(f.scope) : null,
+        receipt: receipt.receipt ?? null,
+      },
+      this.o.cluster?.fence(req.share.id),
+    );
+    if (!stored) throw new RefusedError("host_offline", `${LEASE_LOST}; ask again`);
     await this.o.store.deleteRequest(req.id);
     this.o.audit.append("session.open", { ...who, sessionId: session.id, target: req.target });
     metrics.sessionsTotal.inc();
@@ -418,6 +424,14 @@ export class Consent {
     });
     for (const a of req.share.approvers)
       if (a !== peer) a.ch.send({ t: "cancel", requestId: req.id, reason: "approved elsewhere" });
+  }
+
+  /**
+   * A redeem or request that met the database down was not judged (nothing about the code was learned):
+   * it gives its attempt back, so a guest retrying through an outage is not locked out after it.
+   */
+  refundAttempt(peer: Peer): void {
+    this.limiter.refund(ip(peer.addr));
   }
 
   /** Redeems and requests share one budget per address; enrolments have their own. Counted, not synced. */

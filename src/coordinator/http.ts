@@ -30,6 +30,11 @@ export interface HttpOptions {
   tls?: { cert: string; key: string };
   /** Why the coordinator cannot take new work now; /healthz answers 503 with it. */
   health?: () => string | undefined;
+  /**
+   * Why a load balancer should send no new connections here (stopping, full); /readyz answers 503 with it.
+   * Unlike /healthz, a database outage does not count: the node still carries its live sessions.
+   */
+  ready?: () => string | undefined;
 }
 
 const METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -46,6 +51,10 @@ export function startHttp(o: HttpOptions) {
       if (url.pathname === "/healthz" && req.method === "GET") {
         const down = o.health?.();
         return down ? text(503, `unavailable ${o.version}: ${down}`) : new Response(`ok ${o.version}\n`);
+      }
+      if (url.pathname === "/readyz" && req.method === "GET") {
+        const no = o.ready?.();
+        return no ? text(503, `not ready ${o.version}: ${no}`) : new Response(`ready ${o.version}\n`);
       }
       if (url.pathname === "/metrics" && req.method === "GET")
         return new Response(renderMetrics(o.broker.counts), { headers: { "content-type": METRICS_TYPE } });

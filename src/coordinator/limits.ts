@@ -61,6 +61,12 @@ export class RateLimiter {
     return ++e.n <= this.perWindow;
   }
 
+  /** Gives back one attempt (one that could not be judged at all, the database being down). */
+  refund(key: string): void {
+    const e = this.hits.get(key);
+    if (e && e.n > 0) e.n--;
+  }
+
   private sweep(now: number): void {
     for (const [k, e] of this.hits) if (now - e.since >= this.windowMs) this.hits.delete(k);
     if (this.hits.size >= this.maxKeys) this.hits.clear();

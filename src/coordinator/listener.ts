@@ -14,6 +14,7 @@ import { KEEPALIVE_MS, TLS_1_3, type InnerTls } from "../data/data-dial.ts";
 import { newEnd, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import { ClientFrame, PREAMBLE_BYTES, type ServerFrame } from "../wire/protocol.ts";
 import { SocketDuplex } from "../data/socket-duplex.ts";
+import { isUnavailable, UNAVAILABLE } from "../store/pg-connection.ts";
 
 const log = logger("coordinator");
 /** Closes since the last collection that make a quiet sweep run a full garbage collection. */
@@ -52,6 +53,7 @@ export class Coordinator {
   private readonly conns = new Set<Conn>();
   private sweeper: ReturnType<typeof setInterval> | undefined;
   private closing = false;
+  private draining = false;
   private closesOwed = 0;
 
   constructor(private readonly o: CoordinatorOptions) {
@@ -106,9 +108,49 @@ export class Coordinator {
 
   /** Why the coordinator cannot take new work now (for /healthz), or undefined when it can. */
   health(): string | undefined {
+    return this.ready() ?? this.o.store.unavailable;
+  }
+
+  private dataConnections(): number {
+    let n = 0;
+    for (const c of this.conns) if (c.kind === "data") n++;
+    return n;
+  }
+
+  /** Why a balancer should send nothing new here (for /readyz), or undefined. */
+  ready(): string | undefined {
     if (this.closing) return "shutting down";
+    if (this.draining) return "stopping: draining live streams, new connections go to other nodes";
     if (!this.server) return "not listening";
+    // Cut off from the database without a word (see leases.ts): it holds nothing and can take nothing new.
+    if (this.o.cluster?.leases.lapsed) return "no answer from the database: this node let go of its shares";
     return this.admission.full();
+  }
+
+  /**
+   * A graceful stop (SIGTERM) of one node of several: /readyz turns 503 so the balancer sends nothing new,
+   * new control connections are turned away, agents and guests are told to move (they reconnect through
+   * the balancer and the share is taken over by another node), and streams under way run on until they
+   * end or `timeoutMs` passes. Data connections are still taken meanwhile: streams this node issued land here.
+   * Resolves with what was still live when it stopped waiting.
+   */
+  async drain(timeoutMs: number): Promise<{ shares: number; streams: number; moving: number }> {
+    this.draining = true;
+    this.broker.drain();
+    const deadline = Date.now() + timeoutMs;
+    const left = () => ({
+      shares: this.broker.counts.shares + this.broker.counts.sharesAway,
+      // Data connections, spliced here or passed on to the node that issued their token: both carry streams.
+      streams: Math.max(this.broker.counts.streams, this.dataConnections()),
+      // Connections here that speak for other nodes' shares: each closes once its client resumed elsewhere.
+      moving: this.o.cluster?.boundCount ?? 0,
+    });
+    while (Date.now() < deadline) {
+      const l = left();
+      if (l.shares === 0 && l.streams === 0 && l.moving === 0) break;
+      await Bun.sleep(100);
+    }
+    return left();
   }
 
   private onOpen(sock: Socket<Conn>): void {
@@ -150,21 +192,26 @@ export class Coordinator {
   private sweep(now: number): void {
     const busy = this.broker.peersWithRole();
     const limit = this.o.limits.roleTimeoutMs;
+    const idle = () =>
+      new ProtocolError(
+        `closed after ${limit / 1000}s without registering, asking for access or resuming a session`,
+        "timeout",
+      );
+    // A connection whose share lives on another node has its role there: that node's sweep judges it.
+    const cluster = this.o.cluster;
     for (const c of this.conns) {
       const p = c.client;
       if (!p) continue;
-      if (busy.has(p)) c.idleSince = undefined;
+      // One retrying what the database could not answer (it was told to) is not idle either.
+      const retrying = p.retryingSince !== undefined && now - p.retryingSince < limit;
+      if (busy.has(p) || cluster?.isBound(p) || retrying) c.idleSince = undefined;
       else if (c.idleSince === undefined) c.idleSince = now;
       else if (now - c.idleSince >= limit) {
         c.client = undefined;
-        p.ch.fail(
-          new ProtocolError(
-            `closed after ${limit / 1000}s without registering, asking for access or resuming a session`,
-            "timeout",
-          ),
-        );
+        p.ch.fail(idle());
       }
     }
+    cluster?.sweepStandIns(busy, now, limit, (p) => p.ch.fail(idle()));
     // A surge of connections leaves TLS state and frame buffers to the garbage collector, which a quiet
     // process may not run for a long time (RSS stayed ~55 MB above its baseline for minutes after a flood).
     // Once a surge of closes is over, one full collection hands that memory back.
@@ -181,6 +228,8 @@ export class Coordinator {
     const head = c.head.length ? Buffer.concat([c.head, chunk]) : Buffer.from(chunk);
     c.head = head;
     if (head[0] === 0x16) {
+      // Stopping: a control connection belongs on another node (the balancer has been told by /readyz).
+      if (this.draining) return void sock.terminate();
       // The handshake timer keeps running until the TLS handshake is done.
       c.kind = "control";
       c.head = Buffer.alloc(0);
@@ -242,9 +291,11 @@ export class Coordinator {
             },
             (e) => {
               log.warn(`${addr}: refused: ${errorMessage(e)}`);
-              // A refusal the client can act on goes to it as an error frame (its reconnect loop gives up).
-              if (e instanceof RefusedError)
-                new Channel<ClientFrame, ServerFrame>(t.data.duplex!, ClientFrame, { onFrame: () => {} }).fail(e);
+              // A refusal the client can act on goes to it as an error frame (its reconnect loop gives up);
+              // the database down is said as such, and retried.
+              const said = isUnavailable(e) ? new RefusedError("unavailable", UNAVAILABLE) : e;
+              if (said instanceof RefusedError)
+                new Channel<ClientFrame, ServerFrame>(t.data.duplex!, ClientFrame, { onFrame: () => {} }).fail(said);
               else t.terminate();
             },
           );

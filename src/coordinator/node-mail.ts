@@ -39,6 +39,12 @@ export class NodeMail {
   private reading: Promise<void> = Promise.resolve();
   private queued: Promise<void> | undefined;
   private readAt = 0;
+  /**
+   * Since when this node's own heartbeats have gone through without a gap. Only a node that has watched
+   * the table for a whole ttl may call another node dead: after an outage of the database itself every
+   * heartbeat is old, and the first node back must not take the others' shares before they beat again.
+   */
+  private upSince: number | undefined;
 
   constructor(private readonly o: NodeMailOptions) {}
 
@@ -47,11 +53,21 @@ export class NodeMail {
   }
 
   async start(): Promise<void> {
+    this.upSince = Date.now();
     await this.beat();
-    this.sub = await this.o.store.listen(nodeChannel(this.o.name), () => this.drain());
+    this.sub = await this.listen();
     this.timers.push(setInterval(() => void this.beat(), Math.max(100, this.o.ttlMs / 4)));
     this.timers.push(setInterval(() => this.drain(), 1_000));
     this.drain();
+  }
+
+  private listen(): Promise<{ unlisten(): Promise<void> }> {
+    return this.o.store.listen(nodeChannel(this.o.name), () => this.drain());
+  }
+
+  /** The database connection was replaced: the LISTEN went with the old one. */
+  lostListen(): void {
+    this.sub = undefined;
   }
 
   async stop(): Promise<void> {
@@ -70,6 +86,11 @@ export class NodeMail {
     if (name === this.o.name || this.live.has(name)) return true;
     await this.refresh();
     return this.live.has(name);
+  }
+
+  /** Whether this node has beaten without a gap for a whole ttl, so may judge another node dead. */
+  private settled(now: number): boolean {
+    return this.upSince !== undefined && now - this.upSince >= this.o.ttlMs;
   }
 
   /** The live node (not this one) whose tag a stream token carries; an unknown tag is looked up afresh. */
@@ -104,19 +125,24 @@ export class NodeMail {
     try {
       const rows = await this.o.store.all();
       const now = Date.now();
-      for (const r of rows) if (r.name !== this.o.name && now - r.heartbeatAt <= this.o.ttlMs) this.live.set(r.name, r);
+      // Unsettled (just started, or just back from an outage), an old heartbeat proves nothing yet.
+      const fresh = (r: NodeRow) => now - r.heartbeatAt <= this.o.ttlMs || !this.settled(now);
+      for (const r of rows) if (r.name !== this.o.name && fresh(r)) this.live.set(r.name, r);
     } catch (err) {
       log.warn(`reading the live nodes failed: ${errorMessage(err)}`);
     }
   }
 
   /** Sends in order: one sender's messages are written one after another, numbered. */
-  send(to: string, body: unknown): void {
+  send(to: string, body: unknown, failed?: (err: unknown) => void): void {
     const seq = ++this.seq;
     const text = JSON.stringify(body);
     this.sending = this.sending
       .then(() => this.o.store.send(this.o.name, to, seq, text, Date.now()))
-      .catch((err) => log.warn(`node mail to ${to} failed: ${errorMessage(err)}`));
+      .catch((err) => {
+        log.warn(`node mail to ${to} failed: ${errorMessage(err)}`);
+        failed?.(err);
+      });
   }
 
   private async beat(): Promise<void> {
@@ -125,12 +151,17 @@ export class NodeMail {
     try {
       await this.o.store.beat(this.o.name, this.o.advertise, now);
       const rows = await this.o.store.all();
+      this.upSince ??= now;
+      // A LISTEN lost with a replaced pool is taken again once the database answers (the poll covers the gap).
+      if (!this.sub && !this.stopped) this.sub = await this.listen().catch(() => undefined);
+      const settled = this.settled(now);
       const alive = new Set<string>();
       for (const r of rows) {
-        if (r.name === this.o.name || now - r.heartbeatAt > this.o.ttlMs) continue;
+        if (r.name === this.o.name || (settled && now - r.heartbeatAt > this.o.ttlMs)) continue;
         alive.add(r.name);
         this.live.set(r.name, r);
       }
+      if (!settled) return;
       for (const name of [...this.live.keys()]) {
         if (alive.has(name)) continue;
         this.live.delete(name);
@@ -139,6 +170,7 @@ export class NodeMail {
         this.o.onNodeLost(name);
       }
     } catch (err) {
+      this.upSince = undefined;
       log.warn(`node heartbeat failed: ${errorMessage(err)}`);
     }
   }

@@ -23,4 +23,6 @@ export interface Peer {
   /** Set when the peer presented a guest certificate issued for a session (a guest coming back). */
   readonly guest?: { sessionId: string; spki: string };
   helloed: boolean;
+  /** When its last frame was answered `unavailable` (the database down): it is trying to do work, not idling. */
+  retryingSince?: number;
 }

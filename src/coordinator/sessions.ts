@@ -20,6 +20,7 @@ import { metrics } from "./metrics.ts";
 import { noteActivity, sessionFails, type CheckContext, type Condition } from "./revalidate.ts";
 import { DirectBook } from "./direct.ts";
 import { StreamLedger } from "./stream-ledger.ts";
+import type { Fence } from "../store/store.ts";
 
 const log = logger("coordinator");
 const ENDED_MEMORY = 1000;
@@ -35,6 +36,10 @@ export class SessionBook {
   /** The direct path: hints, path per session, direct streams' reports (direct.ts). */
   readonly direct: DirectBook;
   private streamTotal = 0;
+  /** Sessions released to another node whose streams still run here (a graceful stop), until those end. */
+  private readonly leaving = new Map<string, Session>();
+  /** Sessions released to another node lately: a resume that still reaches this node is told to retry. */
+  private readonly movedAway = new Set<string>();
   /** Why recent sessions ended (bounded), for a guest that comes back after its session closed. */
   private readonly ended = new Map<string, string>();
 
@@ -60,7 +65,7 @@ export class SessionBook {
       idleTimeoutMs: o.limits.idleTimeoutMs,
       injectHint: o.injectHint,
     });
-    this.ledger = new StreamLedger(o.store, o.audit, o.cluster?.name ?? "");
+    this.ledger = new StreamLedger(o.store, o.audit, o.cluster?.name ?? "", (s) => this.fence(s));
     const cluster = o.cluster;
     if (cluster) this.splicer.forward = (sock, head) => cluster.forwardData(sock, head);
     this.flusher = setInterval(() => void this.flush(), 1_000);
@@ -102,8 +107,13 @@ export class SessionBook {
    * A guest asks for a stream. `pool`: one made ready ahead of need (the guest's pool): paired and
    * handshaken now, but not audited, counted or served until its `use` (see use).
    */
-  open(peer: Peer, sessionId: string, ref: string, pool = false): void {
-    const s = this.guestSession(peer, sessionId, ref);
+  async open(peer: Peer, sessionId: string, ref: string, pool = false): Promise<void> {
+    let s = this.guestSession(peer, sessionId, ref);
+    // Its share is being taken over from a stopping node: the agent registering is a moment away.
+    if (!s.share.agent && s.share.arriving) {
+      await s.share.arriving;
+      s = this.guestSession(peer, sessionId, ref);
+    }
     const agent = s.share.agent;
     if (!agent)
       throw new RefusedError(
@@ -159,7 +169,10 @@ export class SessionBook {
    * the "use" that lets it reach the target: whatever the guest already wrote waits in the agent.
    */
   use(peer: Peer, f: { sessionId: string; streamId: string; ref: string }): void {
-    const s = this.guestSession(peer, f.sessionId, f.ref);
+    // A spare this node paired before the share moved on (a graceful stop) is still this node's to serve:
+    // the guest may put it to work before it hears that it should move.
+    const gone = this.leaving.get(f.sessionId);
+    const s = gone && gone.guest === peer ? gone : this.guestSession(peer, f.sessionId, f.ref);
     const stream = [...s.streams].find((st) => st.id === f.streamId);
     if (stream?.pool !== "ready")
       throw new RefusedError("stream", `stream "${f.streamId}" is not a ready pooled stream of this session`, {
@@ -215,6 +228,10 @@ export class SessionBook {
   /** The session, if it is this guest's; the same answer whether it is unknown or someone else's: ids are not capabilities. */
   private guestSession(peer: Peer, sessionId: string, ref: string): Session {
     const s = this.all.get(sessionId);
+    // Its share just moved here (a graceful stop elsewhere) and the guest's own connection, certified for
+    // this very session, asks before it resumed: that is a resume, as a `resume` frame would be.
+    if (s && !s.guest && peer.guest?.sessionId === s.id && peer.guest.spki === s.guestInfo.spki)
+      this.resume(peer, sessionId);
     if (!s || s.guest !== peer)
       throw new RefusedError("no_session", `no session "${sessionId}" belongs to this guest`, { ref });
     return s;
@@ -231,8 +248,9 @@ export class SessionBook {
   private onStreamClosed(stream: Stream, reason: string): void {
     this.streamTotal--;
     this.direct.ended(stream);
-    const s = this.all.get(stream.sessionId);
+    const s = this.all.get(stream.sessionId) ?? this.leaving.get(stream.sessionId);
     s?.streams.delete(stream);
+    if (s && s.streams.size === 0) this.leaving.delete(s.id);
     // A pooled stream never used was never opened in the log's eyes: it closes without a line, and
     // its handshake bytes count in no total (a session's bytes are the sum of its streams' lines).
     if (stream.pool === "ready") return void (s && this.closeIfScopeDone(s));
@@ -290,6 +308,9 @@ export class SessionBook {
   /** A `resume` on a connection whose certificate the coordinator issued for this very session. */
   resume(peer: Peer, sessionId: string): void {
     const s = this.all.get(sessionId);
+    // Released here a moment ago (its share moved): the store may not say so yet where this came from.
+    if (!s && this.movedAway.has(sessionId) && peer.guest?.sessionId === sessionId)
+      throw new RefusedError("unavailable", "this session's share moved to another coordinator node; resuming again");
     if (!s || !peer.guest || peer.guest.sessionId !== sessionId || peer.guest.spki !== s.guestInfo.spki) {
       // The session's own guest (its certificate names the session) hears why it ended; anyone else, nothing.
       const why = !s && peer.guest?.sessionId === sessionId ? this.ended.get(sessionId) : undefined;
@@ -299,10 +320,12 @@ export class SessionBook {
       );
     }
     const old = s.guest;
+    // The new connection is the guest's before the old one is failed: failing a stand-in (a connection
+    // held by another node) drops it at once, and a drop of the session's guest would detach it.
+    s.guest = peer;
     if (old && old !== peer)
       old.ch.fail(new RefusedError("replaced", "this session was resumed on another connection"));
     const wasRestored = s.restored;
-    s.guest = peer;
     s.detachedSince = undefined;
     s.awayReason = undefined;
     s.restored = false;
@@ -352,17 +375,42 @@ export class SessionBook {
   }
 
   /** Another node holds the session's share now: it leaves memory, its totals go to the store, it stays open. */
-  release(s: Session, reason: string): void {
-    this.cutStreams(s, reason);
+  /** Whether a session released to another node still has streams (spares among them) running here. */
+  isLeaving(sessionId: string): boolean {
+    return this.leaving.has(sessionId);
+  }
+
+  /** What this node's writes about the session carry when it is one node of several (see Fence). */
+  private fence(s: Session): Fence | undefined {
+    return this.o.cluster?.fence(s.share.id);
+  }
+
+  /** Ready pooled streams (never used, so never in the log) end; their guest's pool makes new ones. */
+  endSpares(s: Session, reason: string): void {
+    for (const st of [...s.streams]) if (st.pool === "ready") this.splicer.end(st, reason);
+  }
+
+  /**
+   * `keepStreams` (a graceful stop): streams under way run on here until they end, their lines written
+   * here; spares too, until the guest hears it should move (it then drops them), since it may put one to
+   * work meanwhile (see use).
+   */
+  release(s: Session, reason: string, keepStreams = false): void {
+    if (keepStreams && s.streams.size) this.leaving.set(s.id, s);
+    else this.cutStreams(s, reason);
+    if (this.movedAway.size >= ENDED_MEMORY) this.movedAway.delete(this.movedAway.values().next().value!);
+    this.movedAway.add(s.id);
     this.all.delete(s.id);
     s.share.sessions.delete(s);
     this.ledger.dirty.delete(s);
-    background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down), "stream totals", log.warn);
+    background(this.o.store.setTotals(s.id, s.streamCount, s.up, s.down, this.fence(s)), "stream totals", log.warn);
   }
 
   /** `condition` names the re-validation check that failed, when one did (see revalidate.ts). */
   close(s: Session, reason: string, condition?: Condition): void {
     if (!this.all.has(s.id)) return;
+    // The lease as it is now: the share may be let go of before the agent's final counts come in.
+    const fence = this.fence(s);
     // Streams end first, while the session is still found, so their bytes count in its total.
     this.cutStreams(s, reason);
     this.all.delete(s.id);
@@ -382,8 +430,8 @@ export class SessionBook {
       this.ledger.dirty.delete(s);
       background(
         this.o.store
-          .setTotals(s.id, s.streamCount, s.up, s.down)
-          .then(() => this.o.store.closeSession(s.id, reason, Date.now())),
+          .setTotals(s.id, s.streamCount, s.up, s.down, fence)
+          .then(() => this.o.store.closeSession(s.id, reason, Date.now(), fence)),
         "session close",
         log.warn,
       );

@@ -59,6 +59,8 @@ export class ShareDesk {
     share.targets = f.targets;
     share.requestsById = f.requestsById ?? false;
     share.agent = peer;
+    share.agentArrived?.();
+    share.agentArrived = undefined;
     share.offlineSince = undefined;
     share.awayReason = undefined;
     if (f.approver) share.approvers.add(peer);

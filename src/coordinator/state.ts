@@ -31,6 +31,9 @@ export interface LiveShare {
   offlineSince?: number;
   /** Why the agent is away, for the share's close line if it does not come back. */
   awayReason?: string;
+  /** Set while the share is taken over for an agent registering here (resolves once it has, or soon after). */
+  arriving?: Promise<void>;
+  agentArrived?: () => void;
   approvers: Set<Peer>;
   /** Connections attached mint-only (`tessera mcp`): they may mint codes, never answer a request. */
   minters?: Set<Peer>;

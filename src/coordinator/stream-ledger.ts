@@ -6,7 +6,7 @@ import { errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import type { AuditLog } from "../audit/log.ts";
 import type { LedgerBatch, OpenStreamRow } from "../store/streams.ts";
-import type { Store } from "../store/store.ts";
+import type { Fence, Store } from "../store/store.ts";
 import type { Session } from "./state.ts";
 import type { Stream } from "./splice.ts";
 
@@ -26,6 +26,8 @@ export class StreamLedger {
     private readonly store: Store,
     private readonly audit: AuditLog,
     private readonly node: string,
+    /** What a node of several writes a session's totals under (its share's lease), so a stale node's are refused. */
+    private readonly fenceOf: (s: Session) => Fence | undefined = () => undefined,
   ) {}
 
   /** A stream was counted (its opening audited): it is open until its close line. */
@@ -55,7 +57,13 @@ export class StreamLedger {
       opened: [],
       closed: this.closed,
       bytes: [],
-      totals: [...this.dirty].map((s) => ({ sessionId: s.id, streams: s.streamCount, up: s.up, down: s.down })),
+      totals: [...this.dirty].map((s) => ({
+        sessionId: s.id,
+        streams: s.streamCount,
+        up: s.up,
+        down: s.down,
+        fence: this.fenceOf(s),
+      })),
       auditSeq: this.audit.lastSeq,
     };
     const moved: [string, { stream: Stream; row: OpenStreamRow }][] = [];

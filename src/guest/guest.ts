@@ -11,7 +11,7 @@ import { approvalMismatch, startCode } from "./code-check.ts";
 import { TLS_1_3, type InnerTls } from "../data/data-dial.ts";
 import type { End } from "../data/pipe.ts";
 import { ControlClient, type DialOptions } from "../wire/control-client.ts";
-import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
+import type { ClientFrame, FrameOf, ServerFrame } from "../wire/protocol.ts";
 import { Reconnector } from "../wire/reconnect.ts";
 import { NodeStreams } from "./node-streams.ts";
 import { PortForward } from "./port-forward.ts";
@@ -32,6 +32,8 @@ export interface GuestEvents {
   /** The host proved it minted the code; `verify` is the short string both sides can compare (`--verify`). */
   onCodeConfirmed?(verify: string, hostSpki: string): void;
   onStreamError?(message: string): void;
+  /** The coordinator could not take the request now (its database is down): sent again in retryInMs. */
+  onRetry?(reason: string, retryInMs: number): void;
   /** The coordinator connection dropped (restart, network): streams ended, reconnecting in retryInMs. */
   onDetached?(reason: string | undefined, retryInMs: number): void;
   /** Back on a new connection; `restarted` when the coordinator had restarted meanwhile. */
@@ -51,6 +53,9 @@ export interface DirectOptions {
 
 /** How long a guest keeps trying to resume its session before it gives up. */
 const RESUME_GIVE_UP_MS = 10 * 60_000;
+/** A move (see Guest.move) tries this often, this far apart, while the old connection stands. */
+const MOVE_ATTEMPTS = 60;
+const MOVE_RETRY_MS = 500;
 
 export class Guest {
   private keyPem = "";
@@ -58,6 +63,7 @@ export class Guest {
   private tls: InnerTls | undefined;
   private ended = false;
   private detached = false;
+  private moving = false;
   private refs = 0;
   /** openStream calls made while detached: they go ahead once the session is resumed. */
   private readonly resumeWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
@@ -138,7 +144,7 @@ export class Guest {
       : {};
     // The host's hints (`share --direct-listen`) may come right behind the approval: heard from now on.
     this.client.on("hints", (f) => this.hostHints(f));
-    this.client.send(
+    const ask = (): ClientFrame =>
       code
         ? { t: "redeem", ...code.redeem, csr, name: req.name, reason: req.reason, ...identity }
         : {
@@ -149,9 +155,8 @@ export class Guest {
             name: req.name,
             reason: req.reason,
             ...identity,
-          },
-    );
-    const pending = await this.client.next("pending");
+          };
+    const pending = await this.askUntilAnswered(ask);
     this.events.onPending?.(pending);
     let confirmed: { hostSpki: string; verify: string } | undefined;
     if (code) {
@@ -189,6 +194,27 @@ export class Guest {
     if (!this.directOpts.relayOnly) this.offerDirect(answer);
     this.ports.warm();
     return answer;
+  }
+
+  /**
+   * Sends the redeem (or request) until the coordinator takes it: `unavailable` (its database is down) is
+   * no answer, so the same frame goes again after a growing wait, for as long as a session would wait
+   * to be resumed; any other refusal is final.
+   */
+  private async askUntilAnswered(ask: () => ClientFrame): Promise<FrameOf<ServerFrame, "pending">> {
+    const since = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      this.client.send(ask());
+      try {
+        return await this.client.next("pending");
+      } catch (err) {
+        const retry = err instanceof RefusedError && err.code === "unavailable";
+        if (!retry || Date.now() - since > RESUME_GIVE_UP_MS) throw err;
+        const delay = Math.min(200 * 2 ** attempt, 2_000);
+        this.events.onRetry?.(err.message, delay);
+        await Bun.sleep(delay);
+      }
+    }
   }
 
   /** The direct path: a listener the host's agent may dial, offered with this machine's addresses (see DirectListener.offer). */
@@ -298,6 +324,41 @@ export class Guest {
     );
     c.on("closed", (f) => this.end(f.reason));
     c.onClose((err) => this.detach(err));
+    c.onMove(() => void this.move(c));
+  }
+
+  /**
+   * The coordinator node is stopping (a graceful stop): resume on a new connection (through the balancer)
+   * while the old one still stands, so streams under way are not dropped; the old one's end is then no
+   * detach, and it is left to the stopping node to close (answers to opens asked on it still come that
+   * way). Spare streams from the old node go: the new one would not know them. Attempts go on while the
+   * old connection stands; once it is gone, the usual reconnect takes over.
+   */
+  private async move(old: ControlClient): Promise<void> {
+    if (this.ended || this.detached || this.client !== old || this.moving) return;
+    this.moving = true;
+    old.onClose(() => {});
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.resume();
+          break;
+        } catch (err) {
+          if (old.ch.closed || attempt >= MOVE_ATTEMPTS) throw err;
+          await Bun.sleep(MOVE_RETRY_MS);
+        }
+      }
+      if (this.client !== old) {
+        this.ports.reask();
+        this.ports.dropSpares();
+        this.ports.warm();
+      }
+    } catch (err) {
+      old.close();
+      this.detach(err as Error);
+    } finally {
+      this.moving = false;
+    }
   }
 
   private end(reason: string, notify = true): void {
@@ -349,7 +410,8 @@ export class Guest {
       for (const w of this.resumeWaiters.splice(0)) w.resolve();
     } catch (err) {
       c.close();
-      if (err instanceof RefusedError) return this.end(err.message);
+      // The coordinator's database down is no answer about the session: try again (within the give-up time).
+      if (err instanceof RefusedError && err.code !== "unavailable") return this.end(err.message);
       throw err;
     }
   }

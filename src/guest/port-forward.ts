@@ -70,6 +70,23 @@ export class PortForward {
   }
 
   /** Every stream in the making ends (the session ended or the guest is resuming). */
+  /**
+   * The guest moved to another coordinator node: opens asked on the old connection may never be answered
+   * there (it closes once the move is through), so each is asked again on the new one, same ref. Should the
+   * old one answer too, the later answer finds nothing waiting and its stream lapses unused.
+   */
+  reask(): void {
+    const live = this.ctx.live();
+    if (!live) return;
+    for (const ref of this.asked)
+      if (this.opening.has(ref)) this.ctx.send({ t: "open", sessionId: live.approved.sessionId, ref });
+  }
+
+  /** Spare streams only (the guest moved to another coordinator node, which would not know them). */
+  dropSpares(): void {
+    this.pool?.drop();
+  }
+
   drop(): void {
     for (const s of [...this.opening.values()]) s.terminate();
     this.opening.clear();

@@ -39,12 +39,17 @@ export interface AgentOptions
 
 export type { AgentEvents, AgentSession, StreamService } from "./types.ts";
 
+/** A move (see Agent.move) tries this often, this far apart, while the old connection stands. */
+const MOVE_ATTEMPTS = 60;
+const MOVE_RETRY_MS = 500;
+
 export class Agent {
   private client: ControlClient | undefined;
   private readonly sessions = new Map<string, AgentSession>();
   /** The inner TLS server's options: TLS 1.3 only, and a client certificate from the CA is required. */
   private readonly tls: InnerTls;
   private stopped = false;
+  private moving = false;
   private readonly scopes = new ScopeKeeper();
   private readonly hostKey: string;
   private readonly reconnect: Reconnector;
@@ -113,12 +118,15 @@ export class Agent {
         this.events.onStream?.(f.sessionId, `refused session ${f.sessionId}: ${why.detail}; nothing was served`);
         return c.send({ t: "end", sessionId: f.sessionId, reason: `refused by the host: ${why.reason}` });
       }
+      // Told again after a move to another node: streams under way, and spares the guest may still put
+      // to work on the old node, stay this session's.
+      const before = this.sessions.get(f.sessionId);
       const session: AgentSession = {
         frame: f,
-        streams: new Set(),
-        settingUp: 0,
-        pool: new Map(),
-        usedEarly: new Set(),
+        streams: before?.streams ?? new Set(),
+        settingUp: before?.settingUp ?? 0,
+        pool: before?.pool ?? new Map(),
+        usedEarly: before?.usedEarly ?? new Set(),
       };
       this.sessions.set(f.sessionId, session);
       this.scopes.seen(f, Date.now(), (id) => this.endSession(id));
@@ -138,8 +146,39 @@ export class Agent {
       this.endSession(f.sessionId);
     });
     c.onClose((err) => this.lost(err));
+    // Only the connection in use moves (a stopping node may say it again on one already left behind).
+    c.onMove(() => this.client === c && void this.move());
     this.events.onConnected?.(c);
     return c;
+  }
+
+  /**
+   * The coordinator node is stopping (a graceful stop): register again on a new connection (through the
+   * balancer, so on another node, which takes the share over) while the old one still stands, so the
+   * streams under way are not dropped. The old one is left to the stopping node to close (answers to
+   * what was asked on it still come that way). Attempts go on while it stands.
+   */
+  private async move(): Promise<void> {
+    if (this.stopped || this.moving) return;
+    this.moving = true;
+    const old = this.client;
+    old?.onClose(() => {});
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.start();
+          break;
+        } catch (err) {
+          if (refusedForGood(err as Error) || !old || old.ch.closed || attempt >= MOVE_ATTEMPTS) throw err;
+          await Bun.sleep(MOVE_RETRY_MS);
+        }
+      }
+    } catch (err) {
+      old?.close();
+      this.lost(err as Error);
+    } finally {
+      this.moving = false;
+    }
   }
 
   /** Stops on purpose: the coordinator closes the share and its sessions (a lost connection would not). */

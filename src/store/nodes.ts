@@ -48,18 +48,47 @@ export class NodeStore {
     return row ? String(row.node) : undefined;
   }
 
-  /** Takes an open share for `me`, only from `from` when given (the node that held it died or let go). */
-  async claimShare(shareId: string, me: string, from?: string): Promise<boolean> {
+  /**
+   * Takes an open share's lease for `me` until `until`, with a new epoch (returned; undefined when not
+   * taken). With `from`, only from that node (it let go, or died); with `expiredBy` too, only once its
+   * lease ran out by then (a dead node's share is never taken while its lease could still be served).
+   */
+  async claimShare(
+    shareId: string,
+    me: string,
+    until: number,
+    from?: string,
+    expiredBy?: number,
+  ): Promise<number | undefined> {
     const r =
       from === undefined
-        ? await this.sql`UPDATE shares SET node = ${me} WHERE id = ${shareId} AND closed_at IS NULL`
-        : await this.sql`UPDATE shares SET node = ${me} WHERE id = ${shareId} AND closed_at IS NULL AND node = ${from}`;
-    return r.count === 1;
+        ? await this.sql`UPDATE shares SET node = ${me}, epoch = epoch + 1, lease_until = ${until}
+                         WHERE id = ${shareId} AND closed_at IS NULL RETURNING epoch`
+        : expiredBy === undefined
+          ? await this.sql`UPDATE shares SET node = ${me}, epoch = epoch + 1, lease_until = ${until}
+                           WHERE id = ${shareId} AND closed_at IS NULL AND node = ${from} RETURNING epoch`
+          : await this.sql`UPDATE shares SET node = ${me}, epoch = epoch + 1, lease_until = ${until}
+                           WHERE id = ${shareId} AND closed_at IS NULL AND node = ${from} AND lease_until < ${expiredBy} RETURNING epoch`;
+    return r.length === 1 ? Number(r[0].epoch) : undefined;
   }
 
-  async sharesOfNode(node: string): Promise<string[]> {
-    const rows = await this.sql`SELECT id FROM shares WHERE node = ${node} AND closed_at IS NULL`;
-    return rows.map((r: Record<string, unknown>) => String(r.id));
+  /** A node stopping gracefully lets go of a share: no node holds it, and its lease is over (any node may claim it). */
+  async handOff(shareId: string, me: string): Promise<void> {
+    await this.sql`UPDATE shares SET node = '', lease_until = 0 WHERE id = ${shareId} AND node = ${me}`;
+  }
+
+  /** A restarted node takes back, with new epochs, the open shares the store says it holds. */
+  async reclaimMine(me: string, until: number): Promise<Map<string, number>> {
+    const rows = await this.sql`UPDATE shares SET epoch = epoch + 1, lease_until = ${until}
+                                WHERE node = ${me} AND closed_at IS NULL RETURNING id, epoch`;
+    return new Map(rows.map((r: Record<string, unknown>) => [String(r.id), Number(r.epoch)]));
+  }
+
+  /** Extends every lease `me` holds to `until`; returns what it holds, with epochs (compared with what it thinks). */
+  async renewLeases(me: string, until: number): Promise<Map<string, number>> {
+    const rows = await this.sql`UPDATE shares SET lease_until = ${until}
+                                WHERE node = ${me} AND closed_at IS NULL RETURNING id, epoch`;
+    return new Map(rows.map((r: Record<string, unknown>) => [String(r.id), Number(r.epoch)]));
   }
 
   async sessionShare(sessionId: string): Promise<string | undefined> {

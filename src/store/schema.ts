@@ -49,4 +49,10 @@ export const MIGRATIONS: string[][] = [
     `CREATE INDEX IF NOT EXISTS open_streams_session ON open_streams (session_id)`,
     `CREATE INDEX IF NOT EXISTS open_streams_node ON open_streams (node)`,
   ],
+  // 8: leases with fencing: a node holds a share (shares.node) for an epoch, bumped by every claim, until
+  // lease_until; writes about the share carry `node = me AND epoch = e`, so a stale holder's are refused.
+  [
+    `ALTER TABLE shares ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0`,
+    `ALTER TABLE shares ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0`,
+  ],
 ];

@@ -4,6 +4,7 @@ import { MIGRATIONS } from "./schema.ts";
 import { NodeStore } from "./nodes.ts";
 import { StreamStore } from "./streams.ts";
 import { privateFile } from "./private-file.ts";
+import { PgConnection, PG_TIMEOUTS, type PgTimeouts } from "./pg-connection.ts";
 
 export interface ShareRow {
   id: string;
@@ -58,6 +59,15 @@ export interface EnrollTokenRow {
   expiresAt: number;
 }
 
+/**
+ * A write about a share made by one node of several: it takes effect only while that node still holds
+ * the share's lease at that epoch (see nodes.ts), so a node that lost the share cannot write about it.
+ */
+export interface Fence {
+  node: string;
+  epoch: number;
+}
+
 /** Any fixed number: the key of the advisory lock nodes take to migrate the schema. */
 const MIGRATION_LOCK = 0x7e55e7a;
 
@@ -70,25 +80,29 @@ export class Store {
   private constructor(
     private readonly sql: SQL,
     readonly kind: "sqlite" | "postgres",
+    /** PostgreSQL only: the connection with deadlines and an outage probe (see pg-connection.ts). */
+    readonly pg?: PgConnection,
   ) {
     this.nodes = new NodeStore(sql);
     this.streams = new StreamStore(sql);
   }
 
   /** `path` is a file path, `sqlite://...`, `:memory:`, or `postgres://...`. */
-  static async open(path: string): Promise<Store> {
+  static async open(path: string, timeouts: PgTimeouts = PG_TIMEOUTS): Promise<Store> {
     const isPg = /^postgres(ql)?:\/\//.test(path);
     const url =
       isPg || path.startsWith("sqlite:") ? path : path === ":memory:" ? "sqlite://:memory:" : `sqlite://${path}`;
     if (!isPg) privateFile(url.slice("sqlite://".length));
-    const sql = new SQL(url);
-    const store = new Store(sql, isPg ? "postgres" : "sqlite");
+    const pg = isPg ? new PgConnection(url, timeouts) : undefined;
+    const sql = pg ? pg.sql : new SQL(url);
+    const store = new Store(sql, isPg ? "postgres" : "sqlite", pg);
     if (!isPg) {
       await sql`PRAGMA journal_mode = WAL`;
       await sql`PRAGMA synchronous = FULL`;
       await sql`PRAGMA busy_timeout = 5000`;
     }
     await store.migrate();
+    pg?.startProbe();
     return store;
   }
 
@@ -241,8 +255,11 @@ export class Store {
                    ON CONFLICT (id) DO UPDATE SET targets = excluded.targets, host_name = excluded.host_name, closed_at = NULL`;
   }
 
-  async closeShare(id: string, now: number): Promise<void> {
-    await this.sql`UPDATE shares SET closed_at = ${now} WHERE id = ${id}`;
+  async closeShare(id: string, now: number, fence?: Fence): Promise<void> {
+    if (fence)
+      await this
+        .sql`UPDATE shares SET closed_at = ${now} WHERE id = ${id} AND node = ${fence.node} AND epoch = ${fence.epoch}`;
+    else await this.sql`UPDATE shares SET closed_at = ${now} WHERE id = ${id}`;
   }
 
   async putCode(hash: string, shareId: string, target: string, expiresAt: number): Promise<void> {
@@ -291,10 +308,19 @@ export class Store {
     await this.sql`DELETE FROM enroll_tokens WHERE expires_at < ${now - 86_400_000}`;
   }
 
-  async openSession(s: Omit<SessionRow, "streams" | "bytesUp" | "bytesDown">): Promise<void> {
+  /** With a fence (PostgreSQL), the row goes in only while the share's lease is still the fence's; false if refused. */
+  async openSession(s: Omit<SessionRow, "streams" | "bytesUp" | "bytesDown">, fence?: Fence): Promise<boolean> {
+    if (fence) {
+      const r = await this
+        .sql`INSERT INTO sessions (id, share_id, guest_spki, guest_name, guest_addr, host_name, target, opened_at, scope, receipt)
+                   SELECT ${s.id}::text, ${s.shareId}::text, ${s.guestSpki}::text, ${s.guestName}::text, ${s.guestAddr}::text, ${s.hostName}::text, ${s.target}::text, ${s.openedAt}::bigint, ${s.scope ?? null}::text, ${s.receipt ?? null}::text
+                   WHERE EXISTS (SELECT 1 FROM shares WHERE id = ${s.shareId} AND node = ${fence.node} AND epoch = ${fence.epoch})`;
+      return r.count === 1;
+    }
     await this
       .sql`INSERT INTO sessions (id, share_id, guest_spki, guest_name, guest_addr, host_name, target, opened_at, scope, receipt)
                    VALUES (${s.id}, ${s.shareId}, ${s.guestSpki}, ${s.guestName}, ${s.guestAddr}, ${s.hostName}, ${s.target}, ${s.openedAt}, ${s.scope ?? null}, ${s.receipt ?? null})`;
+    return true;
   }
 
   async openSessions(): Promise<SessionRow[]> {
@@ -317,9 +343,13 @@ export class Store {
   }
 
   /** A session's stream count and byte totals so far, so they survive a restart. */
-  async setTotals(sessionId: string, streams: number, up: number, down: number): Promise<void> {
-    await this
-      .sql`UPDATE sessions SET streams = ${streams}, bytes_up = ${up}, bytes_down = ${down} WHERE id = ${sessionId}`;
+  async setTotals(sessionId: string, streams: number, up: number, down: number, fence?: Fence): Promise<void> {
+    if (fence)
+      await this.sql`UPDATE sessions SET streams = ${streams}, bytes_up = ${up}, bytes_down = ${down}
+                     WHERE id = ${sessionId} AND share_id IN (SELECT id FROM shares WHERE node = ${fence.node} AND epoch = ${fence.epoch})`;
+    else
+      await this
+        .sql`UPDATE sessions SET streams = ${streams}, bytes_up = ${up}, bytes_down = ${down} WHERE id = ${sessionId}`;
   }
 
   async putRequest(r: RequestRow): Promise<void> {
@@ -349,14 +379,24 @@ export class Store {
     await this.sql`UPDATE codes SET used_at = NULL WHERE hash = ${hash}`;
   }
 
-  async closeSession(id: string, reason: string, now: number): Promise<void> {
-    await this
-      .sql`UPDATE sessions SET closed_at = ${now}, close_reason = ${reason} WHERE id = ${id} AND closed_at IS NULL`;
+  /** False when nothing changed: already closed, or (with a fence) the share's lease is no longer the fence's. */
+  async closeSession(id: string, reason: string, now: number, fence?: Fence): Promise<boolean> {
+    const r = fence
+      ? await this.sql`UPDATE sessions SET closed_at = ${now}, close_reason = ${reason}
+                       WHERE id = ${id} AND closed_at IS NULL AND share_id IN (SELECT id FROM shares WHERE node = ${fence.node} AND epoch = ${fence.epoch})`
+      : await this
+          .sql`UPDATE sessions SET closed_at = ${now}, close_reason = ${reason} WHERE id = ${id} AND closed_at IS NULL`;
+    return r.count === 1;
   }
 
   async closeSessionsOfShare(shareId: string, reason: string, now: number): Promise<void> {
     await this
       .sql`UPDATE sessions SET closed_at = ${now}, close_reason = ${reason} WHERE share_id = ${shareId} AND closed_at IS NULL`;
+  }
+
+  /** Why work that needs the database is refused now (PostgreSQL unreachable), or undefined. */
+  get unavailable(): string | undefined {
+    return this.pg?.unavailable;
   }
 
   async close(): Promise<void> {

@@ -22,7 +22,8 @@ export interface LedgerBatch {
   /** Last known bytes of streams still open. */
   bytes: { id: string; up: number; down: number }[];
   /** Sessions whose totals changed. */
-  totals: { sessionId: string; streams: number; up: number; down: number }[];
+  /** With a fence (a node of several), written only while this node still holds the share at that epoch. */
+  totals: { sessionId: string; streams: number; up: number; down: number; fence?: { node: string; epoch: number } }[];
   /** The audit log's last seq this batch reflects (the restart replays closes after it from the log). */
   auditSeq: number;
 }
@@ -41,7 +42,11 @@ export class StreamStore {
       for (const x of b.bytes)
         await tx`UPDATE open_streams SET bytes_up = ${x.up}, bytes_down = ${x.down} WHERE id = ${x.id}`;
       for (const t of b.totals)
-        await tx`UPDATE sessions SET streams = ${t.streams}, bytes_up = ${t.up}, bytes_down = ${t.down} WHERE id = ${t.sessionId}`;
+        if (t.fence)
+          await tx`UPDATE sessions SET streams = ${t.streams}, bytes_up = ${t.up}, bytes_down = ${t.down}
+                   WHERE id = ${t.sessionId} AND share_id IN (SELECT id FROM shares WHERE node = ${t.fence.node} AND epoch = ${t.fence.epoch})`;
+        else
+          await tx`UPDATE sessions SET streams = ${t.streams}, bytes_up = ${t.up}, bytes_down = ${t.down} WHERE id = ${t.sessionId}`;
       await tx`INSERT INTO meta (k, v) VALUES (${appliedKey(b.node)}, ${String(b.auditSeq)})
                ON CONFLICT (k) DO UPDATE SET v = excluded.v`;
     });

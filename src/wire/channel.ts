@@ -167,8 +167,13 @@ export class Channel<In extends { t: string }, Out extends { t: string }> {
       if (err instanceof ProtocolError) this.fail(err);
       else if (err instanceof TesseraError) this.sendError(err, err instanceof RefusedError ? err.ref : undefined);
       else {
+        // One frame's failure answers that frame; the connection (and whatever else it carries) goes on.
         log.error(`internal error handling "${frame.t}":`, err);
-        this.fail(new TesseraError("internal", "internal error; see the coordinator's log"));
+        const ref = (frame as { ref?: unknown }).ref;
+        this.sendError(
+          new TesseraError("internal", "internal error; see the coordinator's log"),
+          typeof ref === "string" ? ref : undefined,
+        );
       }
     }
   }

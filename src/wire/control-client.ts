@@ -32,6 +32,7 @@ export class ControlClient {
   private readonly waiters: Waiter[] = [];
   private readonly handlers = new Map<string, ((f: ServerFrame) => void)[]>();
   private closeHandler: ((err?: Error) => void) | undefined;
+  private moveHandler: ((why: string) => void) | undefined;
   /** An error frame nobody was waiting for: the coordinator's reason for closing, if it closes right after. */
   private refused: { err: RefusedError; at: number } | undefined;
   readonly ch: Channel<ServerFrame, ClientFrame>;
@@ -153,6 +154,11 @@ export class ControlClient {
     this.closeHandler = fn;
   }
 
+  /** The coordinator node is stopping and asks this client to reconnect elsewhere now (see "moving"). */
+  onMove(fn: (why: string) => void): void {
+    this.moveHandler = fn;
+  }
+
   close(): void {
     this.ch.close();
   }
@@ -161,6 +167,8 @@ export class ControlClient {
     // Only the last word before a close explains it.
     this.refused = undefined;
     if (f.t === "ping") return this.send({ t: "pong" });
+    // Not an answer to anything this client waits for: a request in flight must not read it as a refusal.
+    if (f.t === "error" && f.code === "moving") return this.moveHandler?.(f.message);
     if (f.t === "error" && !f.ref && this.waiters.length) {
       this.waiters.shift()!.reject(refusal(f));
       return;
