@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
 import { parseAnswer } from "../../src/cli/answer.ts";
 import { MAX_TIMER_MS, parseCount, parseDuration, parseSize } from "../../src/cli/duration.ts";
-import { splitInvite } from "../../src/cli/invite.ts";
+import { cleanInvite, splitInvite } from "../../src/cli/invite.ts";
 import { ConfigError, TesseraError } from "../../src/errors.ts";
 import { parseInvite } from "../../src/mcp/schemas.ts";
 import { formatTarget } from "../../src/wire/address.ts";
@@ -31,7 +31,9 @@ describe("invites", () => {
         const r = typedOrValue(() => splitInvite(s), TesseraError);
         if (r instanceof Error) return void expect((r as TesseraError).code).toBe("bad_address");
         expect(r.code).not.toContain("/");
-        expect(r.address === undefined ? r.code : `${r.address}/${r.code}`).toBe(s);
+        // What was pasted is cleaned first (spaces, a pasted `tessera join` line, flags): the parts are the cleaned text.
+        expect(r.address === undefined ? r.code : `${r.address}/${r.code}`).toBe(cleanInvite(s));
+        expect(cleanInvite(cleanInvite(s))).toBe(cleanInvite(s));
       }),
     );
   });
