@@ -45,8 +45,26 @@ test("audit verify --against the running coordinator detects a truncated copy of
   expect(cut.err).toContain(`the log ends at seq ${head.seq - 1}`);
   expect(cut.err).toMatch(/but the coordinator's signed head is seq \d+ .*missing from the end/);
 
-  // A head checked with another key (here the CA's) is refused, whatever the file says.
-  const wrong = await run(["audit", "verify", live, "--cert", path.join(d.dir, "pki/ca.crt"), "--against", base]);
+  // The CA's certificate in place of the coordinator's is named for what it is.
+  const ca = await run(["audit", "verify", live, "--cert", path.join(d.dir, "pki/ca.crt"), "--against", base]);
+  expect(ca.code).toBe(1);
+  expect(ca.err).toContain("that is the CA, not the coordinator's certificate");
+  // A head checked with another key (a certificate made here) is refused, whatever the file says.
+  const other = path.join(d.dir, "other.crt");
+  const made = Bun.spawnSync(
+    ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"].concat([
+      "-subj",
+      "/CN=someone-else",
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+      "-keyout",
+      path.join(d.dir, "other.key"),
+      "-out",
+      other,
+    ]),
+  );
+  expect(made.exitCode).toBe(0);
+  const wrong = await run(["audit", "verify", live, "--cert", other, "--against", base]);
   expect(wrong.code).toBe(1);
   expect(wrong.err).toContain("is not signed by the coordinator whose certificate was given");
   // --against without --cert could not check the head at all.
