@@ -20,11 +20,15 @@ afterAll(killAll);
 if (!haveChromium)
   console.log("skipped: the console's browser tests need /usr/bin/chromium (apt-get install chromium)");
 
-/** A bidi override, a zero-width space and a C1 control sequence introducer: none may act on the page. */
-const HOSTILE = "mal\u202elory\u200bx\u009bz";
-const HOSTILE_SHOWN = '"mal\\u202elory\\u200bx\\u009bz"';
-/** As the audit log writes it (escaped once, unquoted), and so as the audit view shows it. */
-const HOSTILE_LOGGED = "mal\\u202elory\\u200bx\\u009bz";
+/**
+ * Markup in a guest's name: it must show as text in every view, never become an element. (Bidi, zero-width
+ * and C1 characters are refused by the wire's name rule now; the page's escaping of them, for names written
+ * before that rule, is held equal to the host prompt's by test/console/show.test.ts.)
+ */
+const HOSTILE = 'mal<b id="inj">lory</b>&amp;"x';
+const HOSTILE_SHOWN = '"mal<b id=\\"inj\\">lory</b>&amp;\\"x"';
+/** As the audit log writes it, and so as the audit view shows it. */
+const HOSTILE_LOGGED = HOSTILE;
 /** What Chromium logs for an answer the page expected (the wrong tokens' 401s); anything else is a failure. */
 const EXPECTED_401 = /Failed to load resource: the server responded with a status of 401/;
 
@@ -48,7 +52,7 @@ test.skipIf(!haveChromium)(
     host.write("c\n");
     const code2 = (await host.waitFor(/code: [\s\S]*code: ([0-9A-Z]{4}-[0-9A-Z]{4})/))[1]!;
     const mallory = spawn(["join", code2, "--name", HOSTILE, "--local", "127.0.0.1:0"], d.guestEnv);
-    await host.waitFor(/Allow "mal\\u202elory/);
+    await host.waitFor(/Allow "mal<b id=/);
     host.write("y\n");
     const malloryLocal = Number((await mallory.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]);
     const [big, small] = [randomBytes(200_000), randomBytes(30_000)];
@@ -181,10 +185,10 @@ test.skipIf(!haveChromium)(
     // The enrolment token was shown once: gone once the view is left.
     await page.click('#tabs button[data-view="sessions"]');
     expect(await page.textContent("#enrol-token")).toBe("");
-    // No raw bidi, zero-width or C1 character reached any view's text.
+    // The name's markup never became an element in any view.
     for (const v of ["sessions", "hosts", "audit", "chart"]) {
       await page.click(`#tabs button[data-view="${v}"]`);
-      expect(await page.evaluate(() => document.body.textContent)).not.toMatch(/[\u202e\u200b\u009b]/);
+      expect(await page.locator("#inj").count()).toBe(0);
     }
 
     // The wrong tokens were refused as the server sees it too: one `refused` line for the address, on stop.
