@@ -5,6 +5,7 @@
 //          --conns N (request/response connections)  --delay MS (delayed link, each way)  --delay-setup N
 //          --only bulk,setup,rtt,rr,delay,idle,help (which workloads; all by default)  --pool N (join --pool)
 //          --profile DIR (CPU profiles of coordinator, share and join, written when they exit)
+//          --redis-clients 50,1  --redis-requests N (per client count of 50; scaled down for fewer clients)
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -12,6 +13,7 @@ import { parseArgs } from "node:util";
 import { openIdle, requestResponse, roundTrips, setupTimes, throughput } from "./bench/client.ts";
 import { cpuMeter, printCpu, type CpuCost } from "./bench/cpu.ts";
 import { measureDelayed, printDelayed, type DelayedResult } from "./bench/delayed.ts";
+import { haveRedis, measureRedis, printRedis, type RedisResult } from "./bench/redis.ts";
 import { direct, helpTimes, joinFlags, ROOT, ssh, startTarget, tessera, type Path } from "./bench/paths.ts";
 import { cpuSeconds, killAll, killOnSignal, peakRssMb, processName, rssMb } from "./bench/procs.ts";
 import { fmt, median, percentile, table } from "./bench/stats.ts";
@@ -31,7 +33,9 @@ const { values: a } = parseArgs({
     conns: { type: "string", default: "50" },
     delay: { type: "string", default: "10" },
     "delay-setup": { type: "string", default: "30" },
-    only: { type: "string", default: "bulk,setup,rtt,rr,delay,idle,help" },
+    only: { type: "string", default: "bulk,setup,rtt,rr,redis,delay,idle,help" },
+    "redis-clients": { type: "string", default: "50,1" },
+    "redis-requests": { type: "string", default: "100000" },
     pool: { type: "string", description: "join --pool for the tessera paths (default: join's own)" },
   },
 });
@@ -55,6 +59,10 @@ const only = new Set(a.only!.split(","));
 const conns = num(a.conns!, "conns", 1);
 const delayMs = num(a.delay!, "delay", 1);
 const delaySetups = num(a["delay-setup"]!, "delay-setup", 1);
+const redisClients = a["redis-clients"]!.split(",").map((c) => num(c, "redis-clients", 1));
+const redisRequests = a.quick ? 20_000 : num(a["redis-requests"]!, "redis-requests", 100);
+// One client makes far fewer requests a second than fifty: a fifth as many keeps each measurement near a second.
+const redisRequestsFor = (clients: number) => (clients >= 10 ? redisRequests : Math.ceil(redisRequests / 5));
 if (a.pool !== undefined) joinFlags.push("--pool", String(num(a.pool, "pool", 0)));
 
 /** The tessera paths, each compared with ssh -L and direct TCP. */
@@ -225,6 +233,15 @@ try {
     );
   }
 
+  // The redis paths are their own processes (the share forwards to redis-server), set up after the others.
+  let redis: RedisResult | undefined;
+  if (only.has("redis")) {
+    if (haveRedis()) {
+      say(`redis-benchmark: ${redisClients.join(" and ")} clients`);
+      redis = await measureRedis(dir, wanted, opt.runs, redisClients, redisRequestsFor, say);
+    } else say("no redis-server/redis-benchmark (apt-get install redis-server redis-tools): redis skipped");
+  }
+
   // The delayed-link paths are set up after the loopback ones are measured, so they never overlap.
   let delayed: DelayedResult | undefined;
   if (only.has("delay")) {
@@ -279,13 +296,14 @@ try {
     );
   }
   printCpu(cpu, { rr1: "per request (µs)", rr16: "per pipelined request (µs)", setup: "per stream setup (µs)" });
+  if (redis) printRedis(redis);
   if (delayed) printDelayed(delayed);
   if (help.length)
     console.log(
       `\ntessera --help: median ${fmt(median(help.map((h) => h.wallMs)), 1)} ms wall (min ${fmt(Math.min(...help.map((h) => h.wallMs)), 1)}), median ${fmt(median(help.map((h) => h.cpuMs)), 1)} ms CPU, over ${help.length} runs`,
     );
 
-  const targets = checkTargets(summary, idle, median(help.map((h) => h.wallMs)), delayed);
+  const targets = checkTargets(summary, idle, median(help.map((h) => h.wallMs)), delayed, redis);
   console.log("\ntargets:");
   for (const tg of targets)
     console.log(`  ${tg.met === undefined ? "n/a " : tg.met ? "MET " : "MISS"}  ${tg.what}: ${tg.value}`);
@@ -308,6 +326,7 @@ try {
     cpu,
     idle,
     delayed,
+    redis,
     helpMs: help,
     targets,
   };
@@ -349,6 +368,7 @@ function checkTargets(
   idle: Record<string, number> | undefined,
   helpMs: number,
   delayed: DelayedResult | undefined,
+  redis: RedisResult | undefined,
 ) {
   const t = s.medians.tessera;
   const r = s.ratios;
@@ -446,6 +466,26 @@ function checkTargets(
     helpMs,
     (x) => x < 60,
     (x) => `${fmt(x, 1)} ms`,
+  );
+  // A real C client (issue 29's targets): many small requests, and one connection's latency.
+  const many = redis?.clients.find((c) => c > 1);
+  add(
+    `redis-benchmark ${many} clients, direct path >= 1.2x ssh -L`,
+    many ? redis?.ratios["tessera-direct"]?.[many]?.rps : undefined,
+    (x) => x >= 1.2,
+    (x) => `${fmt(x)}x`,
+  );
+  add(
+    `redis-benchmark ${many} clients, relay >= 1.0x ssh -L`,
+    many ? redis?.ratios.tessera?.[many]?.rps : undefined,
+    (x) => x >= 1,
+    (x) => `${fmt(x)}x`,
+  );
+  add(
+    "redis-benchmark 1 client, direct path GET p50 <= 1.0x ssh -L",
+    redis?.ratios["tessera-direct"]?.[1]?.p50,
+    (x) => x <= 1,
+    (x) => `${fmt(x)}x`,
   );
   const d = s.ratiosOf["tessera-direct"];
   add(

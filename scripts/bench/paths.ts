@@ -30,12 +30,16 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Polls until one echo round trip through `port` works (a forward that is really up). */
-async function untilForwarding(port: number, who: Proc, timeoutMs = 20_000): Promise<void> {
+/** Proves a forward is really up: by default one echo round trip with the bench's own target. */
+export type Probe = (port: number) => Promise<unknown>;
+const echoProbe: Probe = (port) => setupTimes(port, 1);
+
+/** Polls until `probe` succeeds through `port` (a forward that is really up). */
+async function untilForwarding(port: number, who: Proc, probe: Probe = echoProbe, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      await setupTimes(port, 1);
+      await probe(port);
       return;
     } catch (err) {
       if (Date.now() > deadline || who.p.exitCode !== null)
@@ -84,7 +88,7 @@ export function delayedLegs(delayMs: number, procs: Proc[]): Leg {
 export type Leg = (leg: string, serverPort: number) => Promise<number>;
 const noDelay: Leg = async (_leg, port) => port;
 
-export async function ssh(targetPort: number, dir: string, via: Leg = noDelay): Promise<Path> {
+export async function ssh(targetPort: number, dir: string, via: Leg = noDelay, probe?: Probe): Promise<Path> {
   const d = fs.mkdtempSync(path.join(dir, "ssh-"));
   await run("ssh-keygen host", ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path.join(d, "host_key")]);
   await run("ssh-keygen user", ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path.join(d, "user_key")]);
@@ -153,7 +157,7 @@ export async function ssh(targetPort: number, dir: string, via: Leg = noDelay): 
     `127.0.0.1:${localPort}:127.0.0.1:${targetPort}`,
     `${user}@127.0.0.1`,
   ]);
-  await untilForwarding(localPort, client);
+  await untilForwarding(localPort, client, probe);
   const cipher =
     (await run("ssh -G", ["ssh", "-F", "/dev/null", "-G", "127.0.0.1"])).match(/^ciphers (\S+)/m)?.[1]?.split(",")[0] ??
     "?";
@@ -187,6 +191,7 @@ export async function tessera(
   profileDir?: string,
   via: Leg = noDelay,
   mode: "relay" | "direct" = "relay",
+  probe?: Probe,
 ): Promise<Path> {
   if (!fs.existsSync(TESSERA)) throw new Error(`${TESSERA} is missing: run \`bun run build\` first`);
   const d = fs.mkdtempSync(path.join(dir, "tessera-"));
@@ -250,11 +255,11 @@ export async function tessera(
   await host.waitFor(/Allow bench-guest .*\[y\/N\]/);
   host.write("y\n");
   const local = Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]);
-  await untilForwarding(local, guest);
+  await untilForwarding(local, guest, probe);
   // The first streams may still go through the relay while the agent probes the guest's hints.
   for (let i = 0; mode === "direct" && !/path: direct to the host/.test(guest.out); i++) {
     if (i > 200) throw new Error(`tessera never took the direct path:\n${guest.out}\n${host.out}`);
-    await untilForwarding(local, guest);
+    await untilForwarding(local, guest, probe);
     await Bun.sleep(50);
   }
   return {
