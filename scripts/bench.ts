@@ -3,7 +3,8 @@
 // figure as a ratio to ssh -L and to direct from the same run.
 // Options: --runs N  --duration MS  --setup N  --rtt N  --idle N  --paths direct,ssh,tessera,tessera-direct  --json FILE  --quick
 //          --conns N (request/response connections)  --delay MS (delayed link, each way)  --delay-setup N
-//          --only bulk,setup,rtt,rr,delay,idle,help (which workloads; all by default)  --pool N (join --pool)
+//          --only bulk,setup,rtt,rr,redis,delay,idle,help (which workloads; all by default)
+//          --paths may add mux-proto: issue 29's data channel alone (scripts/bench/mux-forward.ts)  --pool N (join --pool)
 //          --profile DIR (CPU profiles of coordinator, share and join, written when they exit)
 //          --redis-clients 50,1  --redis-requests N (per client count of 50; scaled down for fewer clients)
 import fs from "node:fs";
@@ -14,7 +15,7 @@ import { openIdle, requestResponse, roundTrips, setupTimes, throughput } from ".
 import { cpuMeter, printCpu, type CpuCost } from "./bench/cpu.ts";
 import { measureDelayed, printDelayed, type DelayedResult } from "./bench/delayed.ts";
 import { haveRedis, measureRedis, printRedis, type RedisResult } from "./bench/redis.ts";
-import { direct, helpTimes, joinFlags, ROOT, ssh, startTarget, tessera, type Path } from "./bench/paths.ts";
+import { direct, helpTimes, joinFlags, muxProto, ROOT, ssh, startTarget, tessera, type Path } from "./bench/paths.ts";
 import { cpuSeconds, killAll, killOnSignal, peakRssMb, processName, rssMb } from "./bench/procs.ts";
 import { fmt, median, percentile, table } from "./bench/stats.ts";
 
@@ -66,7 +67,12 @@ const redisRequestsFor = (clients: number) => (clients >= 10 ? redisRequests : M
 if (a.pool !== undefined) joinFlags.push("--pool", String(num(a.pool, "pool", 0)));
 
 /** The tessera paths, each compared with ssh -L and direct TCP. */
-const TESSERA_PATHS = ["tessera", "tessera-direct"] as const;
+const TESSERA_PATHS = ["tessera", "tessera-direct", "mux-proto"] as const;
+const SHORT: Record<(typeof TESSERA_PATHS)[number], string> = {
+  tessera: "relay",
+  "tessera-direct": "t-direct",
+  "mux-proto": "mux",
+};
 
 type Metric = "tp1" | "tp8" | "setupP50" | "setupP99" | "setupGapP50" | "rttP50" | "rttP99" | "rr1" | "rr16";
 /** Connections opened one at a time with this pause between them (a person's psql, a page's next request). */
@@ -109,6 +115,7 @@ try {
   }
   if (wanted.has("tessera")) paths.push(await tessera(target.port, dir, a.profile));
   if (wanted.has("tessera-direct")) paths.push(await tessera(target.port, dir, a.profile, undefined, "direct"));
+  if (wanted.has("mux-proto")) paths.push(await muxProto(target.port, dir));
   say(`paths up: ${paths.map((p) => `${p.name} -> 127.0.0.1:${p.port}`).join(", ")}`);
 
   // Warm-up, the same for every path, not measured: fresh processes are still compiling their hot code.
@@ -255,7 +262,7 @@ try {
   const ratioCols = TESSERA_PATHS.flatMap((tp) =>
     (["ssh", "direct"] as const)
       .filter((b) => results[tp] && results[b])
-      .map((b) => ({ tp, b, head: `${tp === "tessera" ? "relay" : "t-direct"}/${b}` })),
+      .map((b) => ({ tp, b, head: `${SHORT[tp]}/${b}` })),
   );
   const rows: string[][] = [["metric", ...paths.map((p) => p.name), ...ratioCols.map((c) => c.head)]];
   for (const m of METRICS) {

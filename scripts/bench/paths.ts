@@ -8,7 +8,7 @@ import { descendants, run, spawn, type Proc } from "./procs.ts";
 import { setupTimes } from "./client.ts";
 
 export interface Path {
-  name: "direct" | "ssh" | "tessera" | "tessera-direct";
+  name: "direct" | "ssh" | "tessera" | "tessera-direct" | "mux-proto";
   /** Where the client connects. */
   port: number;
   /** The processes that make up the path (role and pid), read when RSS is reported. */
@@ -292,4 +292,69 @@ export function helpTimes(n: number): { wallMs: number; cpuMs: number }[] {
     out.push({ wallMs, cpuMs: Number(r.resourceUsage.cpuTime.total) / 1000 });
   }
   return out;
+}
+
+/**
+ * Issue 29's data channel measured on its own (scripts/bench/mux-forward.ts): a guest process and an agent
+ * process joined by one TLS 1.3 connection, streams multiplexed inside; no coordinator. A prototype path.
+ */
+export async function muxProto(targetPort: number, dir: string, probe?: Probe): Promise<Path> {
+  const d = fs.mkdtempSync(path.join(dir, "mux-"));
+  await run("openssl", [
+    "openssl",
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    path.join(d, "key.pem"),
+    "-out",
+    path.join(d, "cert.pem"),
+    "-days",
+    "1",
+    "-subj",
+    "/CN=localhost",
+    "-addext",
+    "subjectAltName=DNS:localhost",
+  ]);
+  const script = path.join(import.meta.dir, "mux-forward.ts");
+  const agent = spawn("mux agent", [
+    "bun",
+    script,
+    "agent",
+    "--target",
+    String(targetPort),
+    "--cert",
+    path.join(d, "cert.pem"),
+    "--key",
+    path.join(d, "key.pem"),
+  ]);
+  const agentPort = Number((await agent.waitFor(/port (\d+)/))[1]);
+  const guest = spawn("mux guest", [
+    "bun",
+    script,
+    "guest",
+    "--agent",
+    String(agentPort),
+    "--ca",
+    path.join(d, "cert.pem"),
+  ]);
+  const port = Number((await guest.waitFor(/port (\d+)/))[1]);
+  await untilForwarding(port, guest, probe);
+  return {
+    name: "mux-proto",
+    port,
+    info: {},
+    processes: () => [
+      { role: "mux guest", pid: guest.pid },
+      { role: "mux agent", pid: agent.pid },
+    ],
+    stop: async () => {
+      await guest.stop();
+      await agent.stop();
+    },
+  };
 }

@@ -3,7 +3,7 @@
 // many clients and with one. Each run takes every path back to back, so the ratios compare like with like.
 import fs from "node:fs";
 import path from "node:path";
-import { direct, freePort, ssh, tessera, type Path, type Probe } from "./paths.ts";
+import { direct, freePort, muxProto, ssh, tessera, type Path, type Probe } from "./paths.ts";
 import { run, spawn, type Proc } from "./procs.ts";
 import { fmt, median, table } from "./stats.ts";
 
@@ -96,6 +96,7 @@ export async function measureRedis(
     if (wanted.has("tessera")) paths.push(await tessera(redis.port, dir, undefined, undefined, "relay", pingProbe));
     if (wanted.has("tessera-direct"))
       paths.push(await tessera(redis.port, dir, undefined, undefined, "direct", pingProbe));
+    if (wanted.has("mux-proto")) paths.push(await muxProto(redis.port, dir, pingProbe));
     const res: RedisResult = { clients, rps: {}, p50: {}, ratios: {}, version: "" };
     res.version = (await run("redis-server --version", ["redis-server", "--version"])).trim();
     for (const p of paths) {
@@ -119,7 +120,7 @@ export async function measureRedis(
             .join("; "),
       );
     }
-    for (const tp of ["tessera", "tessera-direct"]) {
+    for (const tp of ["tessera", "tessera-direct", "mux-proto"]) {
       if (!res.rps[tp] || !res.rps.ssh) continue;
       res.ratios[tp] = {};
       for (const c of clients) {
@@ -136,7 +137,8 @@ export async function measureRedis(
 
 export function printRedis(r: RedisResult): void {
   const names = Object.keys(r.rps);
-  const ratioCols = Object.keys(r.ratios).map((tp) => ({ tp, head: `${tp === "tessera" ? "relay" : "t-direct"}/ssh` }));
+  const short: Record<string, string> = { tessera: "relay", "tessera-direct": "t-direct", "mux-proto": "mux" };
+  const ratioCols = Object.keys(r.ratios).map((tp) => ({ tp, head: `${short[tp] ?? tp}/ssh` }));
   const rows: string[][] = [["redis-benchmark GET+SET", ...names, ...ratioCols.map((c) => c.head)]];
   for (const c of r.clients) {
     rows.push([
