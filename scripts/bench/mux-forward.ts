@@ -13,6 +13,10 @@ import { MUX_SOCKET_HANDLERS, bindStream, newMuxEnd, type MuxEnd } from "../../s
 import { MuxChannel } from "../../src/data/mux.ts";
 import { TLS_1_3 } from "../../src/data/data-dial.ts";
 
+// TESSERA_MUX_WINDOW: each stream's window in bytes, to try sizes (both processes read it, so they agree).
+const window = Number(process.env.TESSERA_MUX_WINDOW) || undefined;
+const limits = window ? { window } : undefined;
+
 const { values: a, positionals } = parseArgs({
   allowPositionals: true,
   options: {
@@ -36,6 +40,7 @@ if (positionals[0] === "agent") {
         s.setNoDelay(true);
         const mux: MuxChannel = new MuxChannel(socketTransport(s), {
           role: "acceptor",
+          limits,
           onHeld: (id) => {
             const stream = mux.accept(id)!;
             void Bun.connect<MuxEnd>({
@@ -69,6 +74,7 @@ if (positionals[0] === "agent") {
   sock.setNoDelay(true);
   const mux = new MuxChannel(socketTransport(sock), {
     role: "opener",
+    limits,
     onClose: () => process.exit(1),
   });
   sock.data.mux = mux;
