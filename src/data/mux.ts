@@ -15,6 +15,7 @@ import {
   muxControlFrame,
   type MuxFrame,
 } from "../wire/mux-frames.ts";
+import { Outbox } from "./mux-outbox.ts";
 import { MuxStream, type StreamHost } from "./mux-stream.ts";
 
 const log = logger("data:mux");
@@ -69,11 +70,7 @@ export class MuxChannel {
   private readonly recent = new Set<number>();
   private readonly decoder = new MuxDecoder();
   private readonly drainWaiters = new Set<MuxStream>();
-  private outbox: Buffer[] = [];
-  private outBytes = 0;
-  /** Bytes the connection did not take yet; nothing else is written until they drain. */
-  private pending: Buffer | undefined;
-  private flushScheduled = false;
+  private readonly outbox: Outbox;
   private bufferedBytes = 0;
   private over = false;
   private readonly host: StreamHost;
@@ -83,9 +80,14 @@ export class MuxChannel {
     private readonly opts: MuxOptions,
   ) {
     this.limits = { ...DEFAULT_MUX_LIMITS, ...opts.limits };
+    this.outbox = new Outbox(
+      transport,
+      () => this.transportClosed(new ProtocolError("the data channel's connection closed", "disconnected")),
+      () => this.wakeWriters(),
+    );
     this.host = {
       queue: (frame, payload) => this.queue(frame, payload),
-      congested: () => this.outBytes + (this.pending?.length ?? 0) > this.limits.outboxHigh,
+      congested: () => this.outbox.size > this.limits.outboxHigh,
       wantDrain: (s) => this.drainWaiters.add(s),
       buffered: (d) => {
         this.bufferedBytes += d;
@@ -170,18 +172,14 @@ export class MuxChannel {
 
   /** The connection can take more bytes. */
   drained(): void {
-    if (this.over || !this.pending) return;
-    const p = this.pending;
-    this.pending = undefined;
-    if (!this.writeOut(p)) return;
-    this.flush();
+    this.outbox.drained();
   }
 
   /** Ends the channel and every stream on it (revoke, session end, a broken peer). */
   close(err?: Error): void {
     if (this.over) return;
     // Flush what is queued (resets, ends) so a clean close says goodbye; a broken one drops it.
-    if (!err) this.flush();
+    if (!err) this.outbox.flush();
     this.over = true;
     if (err) log.debug(`channel closed: ${errorMessage(err)}`);
     this.shutdownStreams();
@@ -202,9 +200,7 @@ export class MuxChannel {
     this.holds.clear();
     // Each stream's close runs its owner's cleanup (and `forget`, which removes it from the map).
     for (const s of [...this.streams.values()]) s.onReset(MuxReset.cut, false);
-    this.outbox = [];
-    this.outBytes = 0;
-    this.pending = undefined;
+    this.outbox.stop();
   }
 
   private onFrame(f: MuxFrame): void {
@@ -277,49 +273,14 @@ export class MuxChannel {
   }
 
   private queue(frame: Buffer, payload?: Buffer): void {
-    if (this.over) return;
-    this.outbox.push(frame);
-    this.outBytes += frame.length;
-    if (payload) {
-      this.outbox.push(payload);
-      this.outBytes += payload.length;
-    }
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      // One write per event-loop turn: every stream that queued in this turn shares it.
-      setImmediate(() => {
-        this.flushScheduled = false;
-        this.flush();
-      });
-    }
+    if (!this.over) this.outbox.queue(frame, payload);
   }
 
-  private flush(): void {
-    if (this.over || this.pending) return;
-    if (this.outbox.length) {
-      const batch = this.outbox.length === 1 ? this.outbox[0]! : Buffer.concat(this.outbox, this.outBytes);
-      this.outbox = [];
-      this.outBytes = 0;
-      if (!this.writeOut(batch)) return;
-    }
-    if (this.drainWaiters.size) {
-      const waiting = [...this.drainWaiters];
-      this.drainWaiters.clear();
-      for (const s of waiting) s.onChannelDrain();
-    }
-  }
-
-  /** Writes to the connection; false when it is blocked (the rest waits for `drained`) or gone. */
-  private writeOut(b: Buffer): boolean {
-    const n = this.transport.write(b);
-    if (n < 0) {
-      this.transportClosed(new ProtocolError("the data channel's connection closed", "disconnected"));
-      return false;
-    }
-    if (n < b.length) {
-      this.pending = b.subarray(n);
-      return false;
-    }
-    return true;
+  /** The outbox emptied: streams that paused for it may write again. */
+  private wakeWriters(): void {
+    if (!this.drainWaiters.size) return;
+    const waiting = [...this.drainWaiters];
+    this.drainWaiters.clear();
+    for (const s of waiting) s.onChannelDrain();
   }
 }
