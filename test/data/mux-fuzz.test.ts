@@ -12,7 +12,13 @@ function recorded(role: "opener" | "acceptor") {
   const out: Buffer[] = [];
   let closedWith: Error | undefined | null = null;
   const mux = new MuxChannel(
-    { write: (b) => (out.push(Buffer.from(b)), b.length), close() {} },
+    {
+      write: (b) => {
+        out.push(Buffer.from(b));
+        return b.length;
+      },
+      close() {},
+    },
     {
       role,
       limits: LIMITS,
