@@ -51,6 +51,7 @@ export class MuxStream {
   private localEnded = false;
   private remoteEnded = false;
   private done = false;
+  private closedWaiters: (() => void)[] = [];
 
   constructor(
     readonly id: number,
@@ -65,6 +66,12 @@ export class MuxStream {
 
   get closed(): boolean {
     return this.done;
+  }
+
+  /** Resolves once the stream is gone (ended both ways, or reset): its byte counts are final then. */
+  whenClosed(): Promise<void> {
+    if (this.done) return Promise.resolve();
+    return new Promise((r) => this.closedWaiters.push(r));
   }
 
   attach(h: StreamHandlers): void {
@@ -211,5 +218,6 @@ export class MuxStream {
     this.unconsumed = 0;
     this.host.closed(this);
     this.h?.close(reset);
+    for (const w of this.closedWaiters.splice(0)) w();
   }
 }
