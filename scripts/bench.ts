@@ -16,7 +16,7 @@ import { cpuMeter, printCpu, type CpuCost } from "./bench/cpu.ts";
 import { measureDelayed, printDelayed, type DelayedResult } from "./bench/delayed.ts";
 import { haveRedis, measureRedis, printRedis, type RedisResult } from "./bench/redis.ts";
 import { direct, helpTimes, joinFlags, muxProto, ROOT, ssh, startTarget, tessera, type Path } from "./bench/paths.ts";
-import { cpuSeconds, killAll, killOnSignal, peakRssMb, processName, rssMb } from "./bench/procs.ts";
+import { cpuSeconds, killAll, killOnSignal, peakRssMb, processName, rssMb, socketCount } from "./bench/procs.ts";
 import { fmt, median, percentile, table } from "./bench/stats.ts";
 
 const { values: a } = parseArgs({
@@ -216,6 +216,7 @@ try {
   if (t && opt.idle > 0 && only.has("idle")) {
     const [coord, agent, guest] = t.processes();
     const before = rssMb(coord!.pid);
+    const socketsBefore = socketCount(coord!.pid);
     const cpu0 = cpuSeconds(coord!.pid);
     const t0 = performance.now();
     const streams = await openIdle(t.port, opt.idle);
@@ -228,6 +229,8 @@ try {
       streams: streams.open,
       coordinatorRssBeforeMb: before,
       coordinatorRssMb: rssMb(coord!.pid),
+      coordinatorSocketsBefore: socketsBefore,
+      coordinatorSockets: socketCount(coord!.pid),
       coordinatorCpuSecondsToOpen: cpu1 - cpu0,
       coordinatorCpuPercentIdle: ((cpu2 - cpu1) / (holdMs / 1000)) * 100,
       openSeconds: openSecs,
@@ -237,6 +240,25 @@ try {
     streams.close();
     say(
       `${streams.open} idle streams: coordinator ${fmt(idle.coordinatorRssMb)} MB RSS, ${fmt(idle.coordinatorCpuPercentIdle)}% CPU while idle`,
+    );
+  }
+
+  // The channel alone with as many idle streams: its two processes' memory and sockets (no coordinator in it).
+  let muxIdle: Record<string, number> | undefined;
+  const m = paths.find((p) => p.name === "mux-proto");
+  if (m && opt.idle > 0 && only.has("idle")) {
+    const [guest, agent] = m.processes();
+    const streams = await openIdle(m.port, opt.idle);
+    muxIdle = {
+      streams: streams.open,
+      guestRssMb: rssMb(guest!.pid),
+      agentRssMb: rssMb(agent!.pid),
+      guestSockets: socketCount(guest!.pid),
+      agentSockets: socketCount(agent!.pid),
+    };
+    streams.close();
+    say(
+      `mux-proto, ${streams.open} idle streams: guest ${fmt(muxIdle.guestRssMb)} MB / ${muxIdle.guestSockets} sockets, agent ${fmt(muxIdle.agentRssMb)} MB / ${muxIdle.agentSockets} sockets`,
     );
   }
 
@@ -294,6 +316,7 @@ try {
         ["", "value"],
         ["coordinator RSS before (MB)", fmt(idle.coordinatorRssBeforeMb, 1)],
         ["coordinator RSS with streams (MB)", fmt(idle.coordinatorRssMb, 1)],
+        ["coordinator sockets before / with streams", `${idle.coordinatorSocketsBefore} / ${idle.coordinatorSockets}`],
         ["coordinator CPU to open them (s)", fmt(idle.coordinatorCpuSecondsToOpen)],
         ["coordinator CPU while idle (%)", fmt(idle.coordinatorCpuPercentIdle)],
         ["agent RSS (MB)", fmt(idle.agentRssMb, 1)],
@@ -332,6 +355,7 @@ try {
     rss,
     cpu,
     idle,
+    muxIdle,
     delayed,
     redis,
     helpMs: help,
