@@ -28,6 +28,9 @@ const { values: a, positionals } = parseArgs({
   },
 });
 
+// Exit on a signal through process.exit, so a CPU profile (BUN_OPTIONS=--cpu-prof) gets written.
+for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => process.exit(0));
+
 if (positionals[0] === "agent") {
   const target = Number(a.target);
   const server = Bun.listen<ChannelEnd>({

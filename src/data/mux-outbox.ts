@@ -3,6 +3,10 @@
 // written while the connection's kernel buffer is full.
 import type { MuxTransport } from "./mux.ts";
 
+/** The reused join buffer's usual size, and the largest kept for reuse (a rare huge batch is not held). */
+const SPARE = 256 * 1024;
+const MAX_SPARE = 2 << 20;
+
 export class Outbox {
   private frames: Buffer[] = [];
   private bytes = 0;
@@ -10,6 +14,13 @@ export class Outbox {
   private pending: Buffer | undefined;
   private scheduled = false;
   private stopped = false;
+  /**
+   * The buffer batches are joined in, reused: a fresh one per write cost page faults that showed as a
+   * quarter of the agent's CPU on bulk (profiled, Bun 1.4.4). While `pending` is a view of it, it is not
+   * reused; once the connection took every byte of a write, it is free again.
+   */
+  private spare: Buffer | undefined;
+  private pendingBase: Buffer | undefined;
 
   constructor(
     private readonly transport: MuxTransport,
@@ -45,18 +56,31 @@ export class Outbox {
   drained(): void {
     if (this.stopped || !this.pending) return;
     const p = this.pending;
+    const base = this.pendingBase;
     this.pending = undefined;
-    if (this.write(p)) this.flush();
+    this.pendingBase = undefined;
+    if (!this.write(p, base)) return;
+    if (base) this.spare = base;
+    this.flush();
   }
 
   /** Writes what is queued now (also used to say goodbye before a clean close). */
   flush(): void {
     if (this.stopped || this.pending) return;
     if (this.frames.length) {
-      const batch = this.frames.length === 1 ? this.frames[0]! : Buffer.concat(this.frames, this.bytes);
+      let batch: Buffer;
+      let base: Buffer | undefined;
+      if (this.frames.length === 1) batch = this.frames[0]!;
+      else {
+        base =
+          this.spare && this.spare.length >= this.bytes ? this.spare : Buffer.allocUnsafe(Math.max(this.bytes, SPARE));
+        this.spare = undefined;
+        batch = join(this.frames, base);
+      }
       this.frames = [];
       this.bytes = 0;
-      if (!this.write(batch)) return;
+      if (!this.write(batch, base)) return;
+      if (base && base.length <= MAX_SPARE) this.spare = base;
     }
     this.emptied();
   }
@@ -67,9 +91,12 @@ export class Outbox {
     this.frames = [];
     this.bytes = 0;
     this.pending = undefined;
+    this.pendingBase = undefined;
+    this.spare = undefined;
   }
 
-  private write(b: Buffer): boolean {
+  /** `base`: the reused buffer `b` is a view of (kept from reuse while any of it waits). */
+  private write(b: Buffer, base?: Buffer): boolean {
     const n = this.transport.write(b);
     if (n < 0) {
       this.gone();
@@ -77,8 +104,19 @@ export class Outbox {
     }
     if (n < b.length) {
       this.pending = b.subarray(n);
+      this.pendingBase = base;
       return false;
     }
     return true;
   }
+}
+
+/** The batch joined into `into` (set, not Buffer.concat: half the cost measured in Bun 1.4.4); a view of it. */
+function join(parts: Buffer[], into: Buffer): Buffer {
+  let at = 0;
+  for (const p of parts) {
+    into.set(p, at);
+    at += p.length;
+  }
+  return into.subarray(0, at);
 }
