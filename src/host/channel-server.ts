@@ -35,7 +35,11 @@ export class ChannelServer {
   admit(muxId: number, streamId: string, dest: { host: string; port: number; label: string }): void {
     const stream = this.mux.accept(muxId);
     if (!stream) {
-      this.o.report({ streamId, state: "failed", reason: "the guest's stream was gone before the word came" });
+      this.o.report({
+        streamId,
+        state: "failed",
+        reason: "the guest's stream was reset before the word came (held too long, or over the channel's stream cap)",
+      });
       return;
     }
     this.ids.set(stream, streamId);
@@ -74,6 +78,11 @@ export class ChannelServer {
         stream.reset(MuxReset.target);
       },
     );
+  }
+
+  /** Bytes so far of every admitted stream still open: the periodic reports that keep the idle clock honest. */
+  openReports(): StreamReport[] {
+    return [...this.ids].map(([s, streamId]) => ({ streamId, state: "open", up: s.bytesIn, down: s.bytesOut }));
   }
 
   /** The coordinator refused the stream (or it was never opened there): held bytes are dropped. */

@@ -135,6 +135,11 @@ describe("a session's streams on one channel", async () => {
     t.server.admit(ids[1]!, "st2", t.target);
     await one.data.nth(0);
     await two.data.nth(0);
+    // While open, the agent's reports carry each stream's bytes so far (the coordinator's idle clock).
+    expect(t.server.openReports()).toEqual([
+      { streamId: "st1", state: "open", up: 1, down: 1 },
+      { streamId: "st2", state: "open", up: 1, down: 1 },
+    ]);
     t.server.cut("st1");
     await one.closed;
     two.c.write("3");
