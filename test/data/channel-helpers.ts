@@ -83,7 +83,7 @@ export async function splicedChannel(
   const splicer = new Splicer({ onSpliced: (s) => spliced.push(s.id), onClosed() {} }, 5_000);
   const seen: Buffer[] = [];
   const port = relay(splicer, seen, stops);
-  const { guestToken, agentToken } = splicer.create("ch1", "s1");
+  const { stream: splice, guestToken, agentToken } = splicer.create("ch1", "s1");
   const agentTls = {
     key: agentKey.keyPem,
     cert: agentKey.certPem,
@@ -124,5 +124,7 @@ export async function splicedChannel(
     side(guestToken, false, guestTls, pki.host.spki, "opener"),
     side(agentToken, true, agentTls, o.agentPins ?? pki.guest.spki, "acceptor"),
   ]);
-  return { g, a, spliced, seen };
+  /** The coordinator cuts the channel (revoke, the session's end): its splice ends, both sockets close. */
+  const cut = (reason: string) => splicer.end(splice, reason);
+  return { g, a, spliced, seen, cut };
 }

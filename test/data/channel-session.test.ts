@@ -46,7 +46,7 @@ describe("a session's streams on one channel", async () => {
     await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
     const target = { host: "127.0.0.1", port: (srv.address() as net.AddressInfo).port, label: "127.0.0.1:echo" };
     const held = new Events<number>();
-    const { g, a } = await splicedChannel(pki, stops, { acceptor: { onHeld: (id) => held.push(id) } });
+    const { g, a, cut } = await splicedChannel(pki, stops, { acceptor: { onHeld: (id) => held.push(id) } });
     const reports = new Events<StreamReport>();
     const server = new ChannelServer(a.mux!, { report: (r) => reports.push(r) });
     const opens = new Events<number>();
@@ -71,7 +71,7 @@ describe("a session's streams on one channel", async () => {
       const closed = new Promise<void>((r) => c.on("close", () => r()));
       return { c, data, closed };
     };
-    return { target, targetConns, held, reports, server, opens, forward, client, g, a };
+    return { target, targetConns, held, reports, server, opens, forward, client, g, a, cut };
   }
 
   test("the guest's first bytes wait at the agent for the word; the target is reached only after it", async () => {
@@ -145,5 +145,21 @@ describe("a session's streams on one channel", async () => {
     two.c.write("3");
     expect(await two.data.nth(1)).toBe("23");
     expect((await t.reports.nth(0)).streamId).toBe("st1");
+  });
+
+  test("the coordinator cutting the channel (revoke) ends every stream: clients and targets closed, each reported", async () => {
+    const t = await setup();
+    const clients = [t.client(), t.client(), t.client()];
+    clients.forEach((c, i) => c.c.write(String(i)));
+    for (let i = 0; i < 3; i++) t.server.admit(await t.opens.nth(i), `st${i}`, t.target);
+    for (const c of clients) await c.data.nth(0);
+    const targetsClosed = t.targetConns.seen.map((s) => new Promise<void>((r) => s.on("close", () => r())));
+    t.cut("revoked by the operator");
+    await Promise.all(clients.map((c) => c.closed));
+    await Promise.all(targetsClosed);
+    const reports = await Promise.all([0, 1, 2].map((i) => t.reports.nth(i)));
+    expect(reports.map((r) => r.streamId).sort()).toEqual(["st0", "st1", "st2"]);
+    expect(reports.every((r) => r.state === "closed" && r.up === 1 && r.down === 1)).toBe(true);
+    expect(t.g.mux!.closed && t.a.mux!.closed).toBe(true);
   });
 });
