@@ -150,7 +150,7 @@ describe("a session's streams on one channel", async () => {
   test("the coordinator cutting the channel (revoke) ends every stream: clients and targets closed, each reported", async () => {
     const t = await setup();
     const clients = [t.client(), t.client(), t.client()];
-    clients.forEach((c, i) => c.c.write(String(i)));
+    for (const [i, c] of clients.entries()) c.c.write(String(i));
     for (let i = 0; i < 3; i++) t.server.admit(await t.opens.nth(i), `st${i}`, t.target);
     for (const c of clients) await c.data.nth(0);
     const targetsClosed = t.targetConns.seen.map((s) => new Promise<void>((r) => s.on("close", () => r())));
