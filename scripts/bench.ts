@@ -3,8 +3,10 @@
 // figure as a ratio to ssh -L and to direct from the same run.
 // Options: --runs N  --duration MS  --setup N  --rtt N  --idle N  --paths direct,ssh,tessera,tessera-direct  --json FILE  --quick
 //          --conns N (request/response connections)  --delay MS (delayed link, each way)  --delay-setup N
-//          --only bulk,setup,rtt,rr,delay,idle,help (which workloads; all by default)  --pool N (join --pool)
+//          --only bulk,setup,rtt,rr,redis,delay,idle,help (which workloads; all by default)
+//          --paths may add mux-proto: issue 29's data channel alone (scripts/bench/mux-forward.ts)  --pool N (join --pool)
 //          --profile DIR (CPU profiles of coordinator, share and join, written when they exit)
+//          --redis-clients 50,1  --redis-requests N (per client count of 50; scaled down for fewer clients)
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -12,8 +14,9 @@ import { parseArgs } from "node:util";
 import { openIdle, requestResponse, roundTrips, setupTimes, throughput } from "./bench/client.ts";
 import { cpuMeter, printCpu, type CpuCost } from "./bench/cpu.ts";
 import { measureDelayed, printDelayed, type DelayedResult } from "./bench/delayed.ts";
-import { direct, helpTimes, joinFlags, ROOT, ssh, startTarget, tessera, type Path } from "./bench/paths.ts";
-import { cpuSeconds, killAll, killOnSignal, peakRssMb, processName, rssMb } from "./bench/procs.ts";
+import { haveRedis, measureRedis, printRedis, type RedisResult } from "./bench/redis.ts";
+import { direct, helpTimes, joinFlags, muxProto, ROOT, ssh, startTarget, tessera, type Path } from "./bench/paths.ts";
+import { cpuSeconds, killAll, killOnSignal, peakRssMb, processName, rssMb, socketCount } from "./bench/procs.ts";
 import { fmt, median, percentile, table } from "./bench/stats.ts";
 
 const { values: a } = parseArgs({
@@ -31,7 +34,9 @@ const { values: a } = parseArgs({
     conns: { type: "string", default: "50" },
     delay: { type: "string", default: "10" },
     "delay-setup": { type: "string", default: "30" },
-    only: { type: "string", default: "bulk,setup,rtt,rr,delay,idle,help" },
+    only: { type: "string", default: "bulk,setup,rtt,rr,redis,delay,idle,help" },
+    "redis-clients": { type: "string", default: "50,1" },
+    "redis-requests": { type: "string", default: "100000" },
     pool: { type: "string", description: "join --pool for the tessera paths (default: join's own)" },
   },
 });
@@ -55,10 +60,19 @@ const only = new Set(a.only!.split(","));
 const conns = num(a.conns!, "conns", 1);
 const delayMs = num(a.delay!, "delay", 1);
 const delaySetups = num(a["delay-setup"]!, "delay-setup", 1);
+const redisClients = a["redis-clients"]!.split(",").map((c) => num(c, "redis-clients", 1));
+const redisRequests = a.quick ? 20_000 : num(a["redis-requests"]!, "redis-requests", 100);
+// One client makes far fewer requests a second than fifty: a fifth as many keeps each measurement near a second.
+const redisRequestsFor = (clients: number) => (clients >= 10 ? redisRequests : Math.ceil(redisRequests / 5));
 if (a.pool !== undefined) joinFlags.push("--pool", String(num(a.pool, "pool", 0)));
 
 /** The tessera paths, each compared with ssh -L and direct TCP. */
-const TESSERA_PATHS = ["tessera", "tessera-direct"] as const;
+const TESSERA_PATHS = ["tessera", "tessera-direct", "mux-proto"] as const;
+const SHORT: Record<(typeof TESSERA_PATHS)[number], string> = {
+  tessera: "relay",
+  "tessera-direct": "t-direct",
+  "mux-proto": "mux",
+};
 
 type Metric = "tp1" | "tp8" | "setupP50" | "setupP99" | "setupGapP50" | "rttP50" | "rttP99" | "rr1" | "rr16";
 /** Connections opened one at a time with this pause between them (a person's psql, a page's next request). */
@@ -101,6 +115,7 @@ try {
   }
   if (wanted.has("tessera")) paths.push(await tessera(target.port, dir, a.profile));
   if (wanted.has("tessera-direct")) paths.push(await tessera(target.port, dir, a.profile, undefined, "direct"));
+  if (wanted.has("mux-proto")) paths.push(await muxProto(target.port, dir));
   say(`paths up: ${paths.map((p) => `${p.name} -> 127.0.0.1:${p.port}`).join(", ")}`);
 
   // Warm-up, the same for every path, not measured: fresh processes are still compiling their hot code.
@@ -201,6 +216,7 @@ try {
   if (t && opt.idle > 0 && only.has("idle")) {
     const [coord, agent, guest] = t.processes();
     const before = rssMb(coord!.pid);
+    const socketsBefore = socketCount(coord!.pid);
     const cpu0 = cpuSeconds(coord!.pid);
     const t0 = performance.now();
     const streams = await openIdle(t.port, opt.idle);
@@ -213,6 +229,8 @@ try {
       streams: streams.open,
       coordinatorRssBeforeMb: before,
       coordinatorRssMb: rssMb(coord!.pid),
+      coordinatorSocketsBefore: socketsBefore,
+      coordinatorSockets: socketCount(coord!.pid),
       coordinatorCpuSecondsToOpen: cpu1 - cpu0,
       coordinatorCpuPercentIdle: ((cpu2 - cpu1) / (holdMs / 1000)) * 100,
       openSeconds: openSecs,
@@ -223,6 +241,34 @@ try {
     say(
       `${streams.open} idle streams: coordinator ${fmt(idle.coordinatorRssMb)} MB RSS, ${fmt(idle.coordinatorCpuPercentIdle)}% CPU while idle`,
     );
+  }
+
+  // The channel alone with as many idle streams: its two processes' memory and sockets (no coordinator in it).
+  let muxIdle: Record<string, number> | undefined;
+  const m = paths.find((p) => p.name === "mux-proto");
+  if (m && opt.idle > 0 && only.has("idle")) {
+    const [guest, agent] = m.processes();
+    const streams = await openIdle(m.port, opt.idle);
+    muxIdle = {
+      streams: streams.open,
+      guestRssMb: rssMb(guest!.pid),
+      agentRssMb: rssMb(agent!.pid),
+      guestSockets: socketCount(guest!.pid),
+      agentSockets: socketCount(agent!.pid),
+    };
+    streams.close();
+    say(
+      `mux-proto, ${streams.open} idle streams: guest ${fmt(muxIdle.guestRssMb)} MB / ${muxIdle.guestSockets} sockets, agent ${fmt(muxIdle.agentRssMb)} MB / ${muxIdle.agentSockets} sockets`,
+    );
+  }
+
+  // The redis paths are their own processes (the share forwards to redis-server), set up after the others.
+  let redis: RedisResult | undefined;
+  if (only.has("redis")) {
+    if (haveRedis()) {
+      say(`redis-benchmark: ${redisClients.join(" and ")} clients`);
+      redis = await measureRedis(dir, wanted, opt.runs, redisClients, redisRequestsFor, say);
+    } else say("no redis-server/redis-benchmark (apt-get install redis-server redis-tools): redis skipped");
   }
 
   // The delayed-link paths are set up after the loopback ones are measured, so they never overlap.
@@ -238,7 +284,7 @@ try {
   const ratioCols = TESSERA_PATHS.flatMap((tp) =>
     (["ssh", "direct"] as const)
       .filter((b) => results[tp] && results[b])
-      .map((b) => ({ tp, b, head: `${tp === "tessera" ? "relay" : "t-direct"}/${b}` })),
+      .map((b) => ({ tp, b, head: `${SHORT[tp]}/${b}` })),
   );
   const rows: string[][] = [["metric", ...paths.map((p) => p.name), ...ratioCols.map((c) => c.head)]];
   for (const m of METRICS) {
@@ -270,6 +316,7 @@ try {
         ["", "value"],
         ["coordinator RSS before (MB)", fmt(idle.coordinatorRssBeforeMb, 1)],
         ["coordinator RSS with streams (MB)", fmt(idle.coordinatorRssMb, 1)],
+        ["coordinator sockets before / with streams", `${idle.coordinatorSocketsBefore} / ${idle.coordinatorSockets}`],
         ["coordinator CPU to open them (s)", fmt(idle.coordinatorCpuSecondsToOpen)],
         ["coordinator CPU while idle (%)", fmt(idle.coordinatorCpuPercentIdle)],
         ["agent RSS (MB)", fmt(idle.agentRssMb, 1)],
@@ -279,13 +326,14 @@ try {
     );
   }
   printCpu(cpu, { rr1: "per request (µs)", rr16: "per pipelined request (µs)", setup: "per stream setup (µs)" });
+  if (redis) printRedis(redis);
   if (delayed) printDelayed(delayed);
   if (help.length)
     console.log(
       `\ntessera --help: median ${fmt(median(help.map((h) => h.wallMs)), 1)} ms wall (min ${fmt(Math.min(...help.map((h) => h.wallMs)), 1)}), median ${fmt(median(help.map((h) => h.cpuMs)), 1)} ms CPU, over ${help.length} runs`,
     );
 
-  const targets = checkTargets(summary, idle, median(help.map((h) => h.wallMs)), delayed);
+  const targets = checkTargets(summary, idle, median(help.map((h) => h.wallMs)), delayed, redis);
   console.log("\ntargets:");
   for (const tg of targets)
     console.log(`  ${tg.met === undefined ? "n/a " : tg.met ? "MET " : "MISS"}  ${tg.what}: ${tg.value}`);
@@ -307,7 +355,9 @@ try {
     rss,
     cpu,
     idle,
+    muxIdle,
     delayed,
+    redis,
     helpMs: help,
     targets,
   };
@@ -349,6 +399,7 @@ function checkTargets(
   idle: Record<string, number> | undefined,
   helpMs: number,
   delayed: DelayedResult | undefined,
+  redis: RedisResult | undefined,
 ) {
   const t = s.medians.tessera;
   const r = s.ratios;
@@ -446,6 +497,26 @@ function checkTargets(
     helpMs,
     (x) => x < 60,
     (x) => `${fmt(x, 1)} ms`,
+  );
+  // A real C client (issue 29's targets): many small requests, and one connection's latency.
+  const many = redis?.clients.find((c) => c > 1);
+  add(
+    `redis-benchmark ${many} clients, direct path >= 1.2x ssh -L`,
+    many ? redis?.ratios["tessera-direct"]?.[many]?.rps : undefined,
+    (x) => x >= 1.2,
+    (x) => `${fmt(x)}x`,
+  );
+  add(
+    `redis-benchmark ${many} clients, relay >= 1.0x ssh -L`,
+    many ? redis?.ratios.tessera?.[many]?.rps : undefined,
+    (x) => x >= 1,
+    (x) => `${fmt(x)}x`,
+  );
+  add(
+    "redis-benchmark 1 client, direct path GET p50 <= 1.0x ssh -L",
+    redis?.ratios["tessera-direct"]?.[1]?.p50,
+    (x) => x <= 1,
+    (x) => `${fmt(x)}x`,
   );
   const d = s.ratiosOf["tessera-direct"];
   add(

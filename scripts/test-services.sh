@@ -20,6 +20,9 @@ command -v ruby >/dev/null 2>&1 || need+=(ruby)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 # The scale-out e2e test runs three nodes behind a private HAProxy on loopback (never the system service).
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+# The benchmark drives a real C client (redis-benchmark) against a private redis-server through each path.
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
 if [ ${#need[@]} -gt 0 ]; then
   if have_sudo && command -v apt-get >/dev/null 2>&1; then
     echo "test-services: installing ${need[*]} from Debian's packages"

@@ -19,7 +19,7 @@ export interface DelayedResult {
 }
 
 // tessera-direct is not run on the delayed link (its agent -> guest hop bypasses the forwarders); one hop if it were.
-const HOPS: Record<Path["name"], number> = { direct: 1, ssh: 1, tessera: 2, "tessera-direct": 1 };
+const HOPS: Record<Path["name"], number> = { direct: 1, ssh: 1, tessera: 2, "tessera-direct": 1, "mux-proto": 1 };
 
 /** Sets the delayed paths up, measures them one after another, and stops them (and their forwarders). */
 export async function measureDelayed(

@@ -8,7 +8,7 @@ import { descendants, run, spawn, type Proc } from "./procs.ts";
 import { setupTimes } from "./client.ts";
 
 export interface Path {
-  name: "direct" | "ssh" | "tessera" | "tessera-direct";
+  name: "direct" | "ssh" | "tessera" | "tessera-direct" | "mux-proto";
   /** Where the client connects. */
   port: number;
   /** The processes that make up the path (role and pid), read when RSS is reported. */
@@ -30,12 +30,16 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Polls until one echo round trip through `port` works (a forward that is really up). */
-async function untilForwarding(port: number, who: Proc, timeoutMs = 20_000): Promise<void> {
+/** Proves a forward is really up: by default one echo round trip with the bench's own target. */
+export type Probe = (port: number) => Promise<unknown>;
+const echoProbe: Probe = (port) => setupTimes(port, 1);
+
+/** Polls until `probe` succeeds through `port` (a forward that is really up). */
+async function untilForwarding(port: number, who: Proc, probe: Probe = echoProbe, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      await setupTimes(port, 1);
+      await probe(port);
       return;
     } catch (err) {
       if (Date.now() > deadline || who.p.exitCode !== null)
@@ -84,7 +88,7 @@ export function delayedLegs(delayMs: number, procs: Proc[]): Leg {
 export type Leg = (leg: string, serverPort: number) => Promise<number>;
 const noDelay: Leg = async (_leg, port) => port;
 
-export async function ssh(targetPort: number, dir: string, via: Leg = noDelay): Promise<Path> {
+export async function ssh(targetPort: number, dir: string, via: Leg = noDelay, probe?: Probe): Promise<Path> {
   const d = fs.mkdtempSync(path.join(dir, "ssh-"));
   await run("ssh-keygen host", ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path.join(d, "host_key")]);
   await run("ssh-keygen user", ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path.join(d, "user_key")]);
@@ -153,7 +157,7 @@ export async function ssh(targetPort: number, dir: string, via: Leg = noDelay): 
     `127.0.0.1:${localPort}:127.0.0.1:${targetPort}`,
     `${user}@127.0.0.1`,
   ]);
-  await untilForwarding(localPort, client);
+  await untilForwarding(localPort, client, probe);
   const cipher =
     (await run("ssh -G", ["ssh", "-F", "/dev/null", "-G", "127.0.0.1"])).match(/^ciphers (\S+)/m)?.[1]?.split(",")[0] ??
     "?";
@@ -187,6 +191,7 @@ export async function tessera(
   profileDir?: string,
   via: Leg = noDelay,
   mode: "relay" | "direct" = "relay",
+  probe?: Probe,
 ): Promise<Path> {
   if (!fs.existsSync(TESSERA)) throw new Error(`${TESSERA} is missing: run \`bun run build\` first`);
   const d = fs.mkdtempSync(path.join(dir, "tessera-"));
@@ -250,11 +255,11 @@ export async function tessera(
   await host.waitFor(/Allow bench-guest .*\[y\/N\]/);
   host.write("y\n");
   const local = Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]);
-  await untilForwarding(local, guest);
+  await untilForwarding(local, guest, probe);
   // The first streams may still go through the relay while the agent probes the guest's hints.
   for (let i = 0; mode === "direct" && !/path: direct to the host/.test(guest.out); i++) {
     if (i > 200) throw new Error(`tessera never took the direct path:\n${guest.out}\n${host.out}`);
-    await untilForwarding(local, guest);
+    await untilForwarding(local, guest, probe);
     await Bun.sleep(50);
   }
   return {
@@ -287,4 +292,69 @@ export function helpTimes(n: number): { wallMs: number; cpuMs: number }[] {
     out.push({ wallMs, cpuMs: Number(r.resourceUsage.cpuTime.total) / 1000 });
   }
   return out;
+}
+
+/**
+ * Issue 29's data channel measured on its own (scripts/bench/mux-forward.ts): a guest process and an agent
+ * process joined by one TLS 1.3 connection, streams multiplexed inside; no coordinator. A prototype path.
+ */
+export async function muxProto(targetPort: number, dir: string, probe?: Probe): Promise<Path> {
+  const d = fs.mkdtempSync(path.join(dir, "mux-"));
+  await run("openssl", [
+    "openssl",
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    path.join(d, "key.pem"),
+    "-out",
+    path.join(d, "cert.pem"),
+    "-days",
+    "1",
+    "-subj",
+    "/CN=localhost",
+    "-addext",
+    "subjectAltName=DNS:localhost",
+  ]);
+  const script = path.join(import.meta.dir, "mux-forward.ts");
+  const agent = spawn("mux agent", [
+    "bun",
+    script,
+    "agent",
+    "--target",
+    String(targetPort),
+    "--cert",
+    path.join(d, "cert.pem"),
+    "--key",
+    path.join(d, "key.pem"),
+  ]);
+  const agentPort = Number((await agent.waitFor(/port (\d+)/))[1]);
+  const guest = spawn("mux guest", [
+    "bun",
+    script,
+    "guest",
+    "--agent",
+    String(agentPort),
+    "--ca",
+    path.join(d, "cert.pem"),
+  ]);
+  const port = Number((await guest.waitFor(/port (\d+)/))[1]);
+  await untilForwarding(port, guest, probe);
+  return {
+    name: "mux-proto",
+    port,
+    info: {},
+    processes: () => [
+      { role: "mux guest", pid: guest.pid },
+      { role: "mux agent", pid: agent.pid },
+    ],
+    stop: async () => {
+      await guest.stop();
+      await agent.stop();
+    },
+  };
 }

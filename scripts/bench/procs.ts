@@ -175,3 +175,18 @@ export function processName(pid: number): string {
     return String(pid);
   }
 }
+
+/** Open sockets of a process (its /proc fd links that say socket:). */
+export function socketCount(pid: number): number {
+  try {
+    return fs.readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith("socket:");
+      } catch {
+        return false;
+      }
+    }).length;
+  } catch {
+    return 0;
+  }
+}

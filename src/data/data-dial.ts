@@ -49,8 +49,7 @@ export function startData(
   end: End,
   isServer = false,
 ): { raw: Socket<End>; inner: Socket<End> } {
-  if (raw.data.closed) throw new Error("the data connection closed before its token was ready");
-  raw.write(encodePreamble(token));
+  presentToken(raw, token);
   // The preamble goes out in clear first; everything after it is the end-to-end TLS.
   // isServer (not in bun-types, but honoured by upgradeTLS as node:tls uses it) makes the dialled
   // socket the TLS server: the agent dials out, yet serves the end-to-end TLS.
@@ -61,4 +60,10 @@ export function startData(
     ...(isServer ? { isServer: true } : {}),
   } as Parameters<typeof raw.upgradeTLS<End>>[0]);
   return { raw, inner };
+}
+
+/** Writes the data preamble (magic and token) on a connected data socket, in clear, before any TLS. */
+export function presentToken(raw: Socket<End>, token: string): void {
+  if (raw.data.closed) throw new Error("the data connection closed before its token was ready");
+  raw.write(encodePreamble(token));
 }
