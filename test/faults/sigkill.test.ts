@@ -25,6 +25,7 @@ test.skipIf(skip)(
     expect(f.bShortFailed).toBe(0);
     expect(f.bControlCuts).toBe(0);
     expect(f.sessionCloses).toBe(0);
+    expect(f.streamsWithoutClose).toBe(0);
     expect(f.auditOk).toBe(true);
   },
   300_000,
