@@ -206,6 +206,7 @@ export class Cluster {
       case "recheck":
       case "pake":
       case "confirm":
+      case "confirmed":
         return await n.requestShare(f.requestId);
       case "open":
       case "use":

@@ -100,9 +100,7 @@ export function labelNode(name: string): void {
 
 /** Redemption failure reasons; anything else is counted as "other" so labels stay a small fixed set. */
 const REDEEM_REASONS = [
-  "unknown",
-  "used",
-  "expired",
+  "invalid",
   "offline",
   "bad_code",
   "rate_limited",
@@ -178,6 +176,8 @@ export const metrics = {
 };
 
 export function redeemFailed(reason: string): void {
+  // Unknown, used and expired are one series: the client hears one answer for them, and so does a scrape (the audit log keeps which).
+  if (reason === "unknown" || reason === "used" || reason === "expired") reason = "invalid";
   metrics.redeemFailures.inc(1, { reason: (REDEEM_REASONS as readonly string[]).includes(reason) ? reason : "other" });
 }
 

@@ -51,6 +51,8 @@ export interface Request {
   pake?: { nameplate: string; sid: string; msg: string };
   /** The approver that answered the PAKE: it alone hears the guest's confirmation. The code is spent from then on. */
   pakeFrom?: Peer;
+  /** The host checked the guest's confirmation and sent its own: the run is confirmed (or failed: mismatch audited). */
+  pakeDone?: "confirmed" | "mismatch";
   /** The guest's long-term identity and its signature over this request, relayed to the approvers. */
   identity?: { pub: string; sig: string; fingerprint: string };
   timer: ReturnType<typeof setTimeout>;
@@ -112,6 +114,7 @@ export function newId(prefix: string): string {
 export function ip(addr: string): string {
   return addr.replace(/:\d+$/, "");
 }
+
 
 export function formatDuration(ms: number): string {
   if (ms % 60_000 === 0) return `${ms / 60_000} minute${ms === 60_000 ? "" : "s"}`;
