@@ -4,7 +4,7 @@ import { ConfigError, errorMessage } from "../errors.ts";
 import { logger, setLogFormat, stampLines } from "../log.ts";
 import { Agent, refusedForGood } from "../host/agent.ts";
 import { TargetPolicy } from "../host/policy.ts";
-import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
+import { coordinatorAddress, homeFile, readCa, readHostIdentity } from "../cli/home.ts";
 import { repeatedValues } from "../cli/flags.ts";
 import { OutageReport } from "../cli/outage.ts";
 import { untilInterrupted } from "../cli/signals.ts";
@@ -88,6 +88,8 @@ export default defineCommand({
         streamSetupTimeoutMs,
         requestsById: !!args["allow-requests-by-id"],
         receipts: true,
+        // Each receipt opens one session, also across this agent's restarts.
+        usedReceipts: homeFile(`used-receipts-${args["share-id"]}.jsonl`),
         relayOnly: !!args["relay-only"],
         directListen: !!args["direct-listen"],
       },

@@ -99,14 +99,7 @@ export function labelNode(name: string): void {
 }
 
 /** Redemption failure reasons; anything else is counted as "other" so labels stay a small fixed set. */
-const REDEEM_REASONS = [
-  "invalid",
-  "offline",
-  "bad_code",
-  "rate_limited",
-  "no_share",
-  "bad_target",
-] as const;
+const REDEEM_REASONS = ["invalid", "offline", "bad_code", "rate_limited", "no_share", "bad_target"] as const;
 /** Host enrolment failure reasons (the token's error codes), likewise a fixed set. */
 const ENROL_REASONS = ["bad_token", "token_expired", "token_used", "rate_limited"] as const;
 

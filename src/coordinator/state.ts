@@ -115,7 +115,6 @@ export function ip(addr: string): string {
   return addr.replace(/:\d+$/, "");
 }
 
-
 export function formatDuration(ms: number): string {
   if (ms % 60_000 === 0) return `${ms / 60_000} minute${ms === 60_000 ? "" : "s"}`;
   return `${ms / 1000}s`;

@@ -1,7 +1,9 @@
 // The guest's half of a code: the nameplate goes to the coordinator, the secret half keys a CPace run with the
-// host that minted the code. The host's key confirmation names the host key to pin; the approval must match it.
+// host that minted the code. The guest confirms first; the host confirms back only if the guest's tag checked
+// out, and that confirmation names the host key and target to pin; the approval must match them.
 import { TesseraError } from "../errors.ts";
 import { certInfo } from "../pki/index.ts";
+import { receiptProblem } from "../pki/receipt.ts";
 import { guestStart, tagsEqual, type GuestClaims } from "../pki/code-pake.ts";
 import { normalizeCode, splitCode } from "../wire/codes.ts";
 import type { ControlClient } from "../wire/control-client.ts";
@@ -16,7 +18,7 @@ export interface CodeRun {
   confirm(
     client: ControlClient,
     pending: FrameOf<ServerFrame, "pending">,
-  ): Promise<{ hostSpki: string; verify: string }>;
+  ): Promise<{ hostSpki: string; verify: string; target: string }>;
 }
 
 export function startCode(input: string, guest: GuestClaims): CodeRun {
@@ -33,17 +35,24 @@ export function startCode(input: string, guest: GuestClaims): CodeRun {
     async confirm(client, pending) {
       const f = await client.next("pake", "denied");
       if (f.t === "denied") throw new TesseraError("denied", `access denied: ${f.reason}`);
+      const mismatch = new TesseraError(
+        "code_mismatch",
+        `${CODE_MISMATCH}. Check the code with the host (it is single use: they will need to make a new one)`,
+      );
       const keys = run.finish(guest, { spki: f.hostSpki, target: pending.target }, f.msg);
-      if (!keys || !tagsEqual(f.tag, keys.hostTag)) {
-        // No tag back: the host learns the code failed without a second chance at it.
+      if (!keys) {
+        // No tag: the host's share did not decode, so there is nothing to prove.
         client.send({ t: "confirm", requestId: f.requestId });
-        throw new TesseraError(
-          "code_mismatch",
-          `${CODE_MISMATCH}. Check the code with the host (it is single use: they will need to make a new one)`,
-        );
+        throw mismatch;
       }
+      // The guest proves the code first; the host proves it back only if this checks out there.
       client.send({ t: "confirm", requestId: f.requestId, tag: keys.guestTag });
-      return { hostSpki: f.hostSpki, verify: keys.verify };
+      const back = await client.next("confirmed", "denied");
+      // The host found our tag wrong: the code (or what we typed of it) did not match.
+      if (back.t === "denied" && back.reason === CODE_MISMATCH) throw mismatch;
+      if (back.t === "denied") throw new TesseraError("denied", `access denied: ${back.reason}`);
+      if (back.requestId !== f.requestId || !tagsEqual(back.tag, keys.hostTag)) throw mismatch;
+      return { hostSpki: f.hostSpki, verify: keys.verify, target: pending.target };
     },
   };
 }
@@ -54,12 +63,28 @@ export function startCode(input: string, guest: GuestClaims): CodeRun {
  */
 export function approvalMismatch(
   approved: FrameOf<ServerFrame, "approved">,
-  confirmedHostSpki: string,
+  confirmed: { hostSpki: string; target: string },
   ownSpki: string,
 ): string | undefined {
+  const confirmedHostSpki = confirmed.hostSpki;
   if (approved.hostSpki !== confirmedHostSpki) {
     return `the coordinator named host key ${approved.hostSpki}, but the code confirmed ${confirmedHostSpki}: the coordinator swapped the host's key, so nothing was sent`;
   }
+  if (approved.target !== confirmed.target)
+    return `the coordinator named target ${approved.target}, but the code confirmed ${confirmed.target}, so nothing was sent`;
+  // A receipt is kept as the host's word: only one signed by the key the code confirmed, for this request.
+  const r = approved.receipt;
+  const bad =
+    r &&
+    receiptProblem(r, {
+      hostKey: confirmedHostSpki,
+      guestKey: ownSpki,
+      target: confirmed.target,
+      decision: "allow",
+      requestId: approved.requestId,
+      scope: approved.scope,
+    });
+  if (bad) return `the approval's receipt does not hold (${bad}), so nothing was sent`;
   let certSpki: string;
   try {
     certSpki = certInfo(approved.cert).spki;

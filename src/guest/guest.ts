@@ -153,7 +153,7 @@ export class Guest {
     );
     const pending = await this.client.next("pending");
     this.events.onPending?.(pending);
-    let confirmed: { hostSpki: string; verify: string } | undefined;
+    let confirmed: { hostSpki: string; verify: string; target: string } | undefined;
     if (code) {
       confirmed = await code.confirm(this.client, pending).catch((err) => {
         this.client.close();
@@ -168,7 +168,7 @@ export class Guest {
       this.client.close();
       throw new TesseraError("denied", `access denied: ${answer.reason}`);
     }
-    const swapped = confirmed && approvalMismatch(answer, confirmed.hostSpki, spki);
+    const swapped = confirmed && approvalMismatch(answer, confirmed, spki);
     if (swapped) {
       this.client.send({
         t: "end",

@@ -38,7 +38,8 @@ export async function mintInvites(
         if (!invites.length) throw err;
         return { invites, stopped: errorMessage(err) };
       }
-      const code = leaveSecret(dial.secretsDir, f.nameplate, f.expiresAt);
+      // The host's `share` answers it only for this share and target, and no later than the host's own cap.
+      const code = leaveSecret(dial.secretsDir, f.nameplate, { shareId, target: f.target, expiresAt: f.expiresAt });
       invites.push({
         invite: `${dial.address}/${code}`,
         code,

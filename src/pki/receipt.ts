@@ -76,6 +76,7 @@ export function receiptProblem(
     target: string;
     decision: "allow" | "deny";
     requestId?: string;
+    shareId?: string;
     scope?: Scope;
   },
 ): string | undefined {
@@ -94,6 +95,8 @@ export function receiptProblem(
   if (b.decision !== expect.decision) return `it records "${b.decision}", not "${expect.decision}"`;
   if (expect.requestId !== undefined && b.requestId !== expect.requestId)
     return `it is for request ${b.requestId}, not ${expect.requestId}`;
+  if (expect.shareId !== undefined && b.shareId !== expect.shareId)
+    return `it is for share ${b.shareId}, not ${expect.shareId}`;
   const [x, y] = [b.scope ?? {}, expect.scope ?? {}];
   if (x.ttlMs !== y.ttlMs || x.streams !== y.streams || !!x.readOnly !== !!y.readOnly)
     return "its scope is not the session's";

@@ -181,7 +181,8 @@ export const ServerFrame = v.variant("t", [
     }),
   }),
   frame("enrolled", { cert: pem }),
-  frame("registered", { shareId: id, targets: v.array(target) }),
+  /** requestsById: told to an attaching approver, which shows asks without a code only then (version 6). */
+  frame("registered", { shareId: id, targets: v.array(target), requestsById: v.optional(v.boolean()) }),
   /** The nameplate only: the minter adds its own secret half (version 3). */
   frame("code", { shareId: id, nameplate, target, expiresAt: epochMs }),
   /** pake: the guest's CPace share for a code's nameplate; absent for a request by share id (version 3). */

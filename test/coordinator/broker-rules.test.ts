@@ -159,6 +159,7 @@ describe("agent away and back", () => {
     await w.send(agent, { t: "mint", shareId: "web", target: "127.0.0.1:80" });
     const g = await w.guest("gone");
     const rq = await w.redeem(g, agent.ch.of("code").at(-1)!.nameplate);
+    await w.confirmed(agent, g, rq);
     await w.send(agent, { t: "decision", requestId: rq, allow: true });
     const gone = (await g.peer.ch.wait("approved")).sessionId;
     w.broker.drop(agent);
