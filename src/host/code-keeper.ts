@@ -16,7 +16,7 @@ export const HOST_CODE_TTL_MS = 15 * 60_000;
 export type Answered =
   | { ok: true; frame: FrameOf<ClientFrame, "pake">; code: string }
   /** Not ours (or used, or expired): nothing to say; mismatch: ours, but the ask is not what we minted it for. */
-  | { ok: false; code: string; mismatch?: string };
+  | { ok: false; code: string; mismatch?: string; minted?: { shareId: string; target: string } };
 
 export type Confirmation =
   | { ok: true; ask: Ask; verify: string; code: string; hostTag: string }
@@ -58,6 +58,7 @@ export class CodeKeeper {
         ok: false,
         code,
         mismatch: `it was made for ${kept.target} on share ${kept.shareId}, but the request is for ${ask.target} on share ${ask.shareId}`,
+        minted: { shareId: kept.shareId, target: kept.target },
       };
     const r = hostRespond(
       ask.pake.nameplate,

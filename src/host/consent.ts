@@ -167,7 +167,9 @@ export class HostConsent {
     }
     this.failed();
     this.events.notice(`code ${code} was refused: ${r.mismatch}; the code is burnt and nobody was connected`);
-    this.send(f, { allow: false, reason: "the host did not make this code for this request" }, undefined, c);
+    // The no is signed for what the host minted the code for: the request the code really opened.
+    const minted = r.minted ? { ...f, ...r.minted } : f;
+    this.send(minted, { allow: false, reason: "the host did not make this code for this request" }, undefined, c);
   }
 
   private onConfirm(c: ControlClient, f: FrameOf<ServerFrame, "confirm">): void {

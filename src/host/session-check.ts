@@ -19,10 +19,10 @@ type Refusal = { reason: string; detail: string };
 
 /** Undefined when the session may be served (and the yes is now spent on it); else what the guest is told and the host's log says. */
 export function sessionRefusal(f: FrameOf<ServerFrame, "session">, c: SessionCheck, now: number): Refusal | undefined {
-  if (c.vouch && !c.yes.vouched(f.requestId, f.guest.spki, f.sessionId)) {
+  if (c.vouch && !c.yes.vouched(f.requestId, f.guest.spki)) {
     return {
       reason: "the coordinator named a guest key the host did not approve",
-      detail: `the coordinator named guest key ${f.guest.spki} for request ${f.requestId ?? "(none)"}, which this host did not approve (or approved for another session); it may be swapping keys or replaying a yes`,
+      detail: `the coordinator named guest key ${f.guest.spki} for request ${f.requestId ?? "(none)"}, which this host did not approve; it may be swapping keys`,
     };
   }
   if (c.receipts) {

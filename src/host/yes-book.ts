@@ -20,7 +20,7 @@ const FILE_KEEP_MS = 24 * 3600_000;
 type Line = { r: string; s: string; at: number } | { ended: string; at: number };
 
 export class YesBook {
-  /** The in-process vouch: request id -> the guest key the host said yes to here. One-shot: spent by its session. */
+  /** The in-process vouch: request id -> the guest key the host said yes to here (its one session: `used`). */
   private readonly grants = new Map<string, string>();
   /** request id -> the one session id its yes opened. */
   private readonly used = new Map<string, string>();
@@ -36,12 +36,9 @@ export class YesBook {
     this.grants.set(requestId, guestSpki);
   }
 
-  /** Whether a yes given in this process covers this session: its request, its guest key, and no other session. */
-  vouched(requestId: string | undefined, guestSpki: string, sessionId: string): boolean {
-    if (requestId === undefined) return false;
-    const bound = this.used.get(requestId);
-    if (bound !== undefined) return bound === sessionId && !this.ended.has(sessionId);
-    return this.grants.get(requestId) === guestSpki;
+  /** Whether the host said yes in this process to this request for this guest key (claim then spends it on one session). */
+  vouched(requestId: string | undefined, guestSpki: string): boolean {
+    return requestId !== undefined && this.grants.get(requestId) === guestSpki;
   }
 
   /**
@@ -56,7 +53,6 @@ export class YesBook {
       return `the host's yes to request ${o.requestId} already opened session ${bound}; it does not open another`;
     if (o.signedAt !== undefined && o.signedAt < now - FIRST_SIGHT_MAX_AGE_MS)
       return `the approval was signed ${Math.round((now - o.signedAt) / 1000)}s ago and this agent never served it; an old approval does not open a new session`;
-    this.grants.delete(o.requestId);
     cap(this.used);
     this.used.set(o.requestId, o.sessionId);
     this.write({ r: o.requestId, s: o.sessionId, at: now });

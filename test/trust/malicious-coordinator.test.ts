@@ -103,7 +103,7 @@ test("a coordinator that names another guest key in `session` is refused by the 
   expect(
     hostLog.some((l) =>
       l.startsWith(
-        `refused session ${ok.sessionId}: the coordinator named guest key ${impostorKey} for request ${ok.requestId}, which this host did not approve`,
+        `refused session ${ok.sessionId}: the coordinator named guest key ${impostorKey} for request ${ok.requestId}, which this host did not approve; it may be swapping keys`,
       ),
     ),
   ).toBe(true);
