@@ -84,9 +84,9 @@ test("finding 1: a guesser who walks away after the host's PAKE message is shown
   expect(h.prompts).toEqual([]);
   // Burnt: the right code no longer works.
   const g = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" });
-  expect((await g.request({ code: h.code, name: "ana", reason: "late" }).catch((e: Error) => e)).message).toMatch(
-    /this code is not valid/,
-  );
+  expect(
+    (await g.request({ code: h.code, name: "ana", reason: "late" }).then(refusedWith, (e: Error) => e)).message,
+  ).toMatch(/this code is not valid/);
 });
 
 test("finding 2: a coordinator that strips the code from an ask on a code-only share gets a loud, audited refusal, never a prompt", async () => {
@@ -95,7 +95,7 @@ test("finding 2: a coordinator that strips the code from an ask on a code-only s
   lying(live, (f) => (f.t === "ask" ? { ...f, pake: undefined } : f));
   const h = await host(live, t.port);
   const g = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" });
-  const err = await g.request({ code: h.code, name: "ana", reason: "debug" }).catch((e: Error) => e);
+  const err = await g.request({ code: h.code, name: "ana", reason: "debug" }).then(refusedWith, (e: Error) => e);
   expect(err.message).toBe("access denied: the host declined: this share takes requests only with a code");
   expect(h.prompts).toEqual([]);
   expect(h.log).toContainEqual(
@@ -197,7 +197,7 @@ test("finding 4: after K failed or abandoned code checks in an hour the host ans
   await until(() => h.log.filter((l) => l.includes("abandoned")).length === 2, "two abandoned lines");
   const third = await h.mint();
   const g = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" });
-  const err = await g.request({ code: third, name: "ana", reason: "the real one" }).catch((e: Error) => e);
+  const err = await g.request({ code: third, name: "ana", reason: "the real one" }).then(refusedWith, (e: Error) => e);
   expect(err.message).toBe(
     "access denied: the host declined: the host is not checking codes right now; ask again later",
   );
@@ -263,7 +263,9 @@ test("finding 6: a code minted for a port refuses a shell claim, even when the c
   lying(live, (f) => (f.t === "ask" || f.t === "pending" ? { ...f, target: "shell" } : f));
   const h = await host(live, t.port);
   const g = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" });
-  const err = await g.request({ code: h.code, name: "ana", reason: "a shell please" }).catch((e: Error) => e);
+  const err = await g
+    .request({ code: h.code, name: "ana", reason: "a shell please" })
+    .then(refusedWith, (e: Error) => e);
   expect(err.message).toBe("access denied: the host declined: the host did not make this code for this request");
   // The signed no names what the host minted the code for.
   const deny = audit(live).find((e) => e.event === "deny");
@@ -327,7 +329,7 @@ test("finding 7: the guest refuses an approval whose target, or whose receipt's 
     });
     const h = await host(live, t.port);
     const g = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" });
-    const err = await g.request({ code: h.code, name: "ana", reason: "debug" }).catch((e: Error) => e);
+    const err = await g.request({ code: h.code, name: "ana", reason: "debug" }).then(refusedWith, (e: Error) => e);
     expect(err.message).toMatch(
       lie === "target"
         ? /^refused: the coordinator named target 127\.0\.0\.1:1, but the code confirmed 127\.0\.0\.1:\d+, so nothing was sent/
@@ -359,4 +361,9 @@ async function roundTrip(port: number): Promise<void> {
     });
     s.on("error", reject);
   });
+}
+
+/** A request that should have been refused: its approval is a failure of the test, said plainly. */
+function refusedWith(ok: { sessionId: string }): Error {
+  return new Error(`approved (session ${ok.sessionId}) where a refusal was expected`);
 }
