@@ -55,3 +55,27 @@ test("a receipt signed by a key that is not the share's host fails, as does an e
     "carries a consent receipt that is not one",
   );
 });
+
+test("finding 8 (issue 27): a coordinator that records its own key as the share's host passes unless the host key is pinned; a key change is reported", async () => {
+  const real = await receiptBy();
+  const madeUp = await receiptBy();
+  const chain = [
+    line(1, "share.open", { shareId: "db", hostKey: receiptSigner(real) }),
+    // The coordinator says the share came back under its own key, and logs an approval it signed itself.
+    line(2, "share.back", { shareId: "db", hostKey: receiptSigner(madeUp) }),
+    line(3, "approve", { shareId: "db", requestId: "r-1", guestKey: GUEST, receipt: JSON.stringify(madeUp) }),
+  ];
+  const unpinned = new ReceiptCheck();
+  expect(chain.map((l) => unpinned.line(l))).toEqual([undefined, undefined, undefined]);
+  expect(unpinned.keyChanges).toEqual([
+    `share db's host key changed from ${receiptSigner(real)} to ${receiptSigner(madeUp)} (seq 2): the same share id served by another key`,
+  ]);
+  const pinned = new ReceiptCheck([receiptSigner(real)]);
+  expect(chain.map((l) => pinned.line(l))[2]).toBe(
+    `has a consent receipt signed by ${receiptSigner(madeUp)}, which is not a host key you pinned (--host-key)`,
+  );
+  const ok = new ReceiptCheck([receiptSigner(real)]);
+  expect(
+    ok.line(line(1, "approve", { shareId: "db", requestId: "r-1", guestKey: GUEST, receipt: JSON.stringify(real) })),
+  ).toBeUndefined();
+});
