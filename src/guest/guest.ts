@@ -151,7 +151,12 @@ export class Guest {
             ...identity,
           },
     );
-    const pending = await this.client.next("pending");
+    // A denial may come first (a coordinator that never said "pending" still ends the request at its timeout).
+    const pending = await this.client.next("pending", "denied");
+    if (pending.t === "denied") {
+      this.client.close();
+      throw new TesseraError("denied", `access denied: ${pending.reason}`);
+    }
     this.events.onPending?.(pending);
     let confirmed: { hostSpki: string; verify: string; target: string } | undefined;
     if (code) {

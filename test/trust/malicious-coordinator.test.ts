@@ -157,9 +157,19 @@ test("right nameplate, wrong secret: the host sees only a wrong-code line, the c
   expect(audit).toContain('"event":"code.mismatch"');
   // The guest confirms first, so the host is the one who finds the guess wrong (and hears of it).
   expect(audit).toContain('"detectedBy":"host"');
-  // The secret half is nowhere the coordinator can see: frames, audit log, database.
-  const db = fs.readFileSync(path.join(live.dir, "state.db")).toString("latin1");
-  for (const text of [JSON.stringify(seen), audit, db]) {
+  // The secret half is nowhere the coordinator can see: frames, audit log, and every file of its database
+  // (the store runs in WAL mode: fresh rows sit in state.db-wal, not state.db), read raw, and through SQL.
+  const files = fs.readdirSync(live.dir).filter((f) => f.startsWith("state.db"));
+  expect(files).toContain("state.db-wal");
+  const raw = files.map((f) => fs.readFileSync(path.join(live.dir, f)).toString("latin1"));
+  // A control: the guest's name is in the database files, so a search that finds nothing means something.
+  expect(raw.some((t) => t.includes("mallory"))).toBe(true);
+  const { Database } = await import("bun:sqlite");
+  const sqlite = new Database(path.join(live.dir, "state.db"), { readonly: true });
+  const tables = sqlite.query("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[];
+  const rows = tables.map((t) => JSON.stringify(sqlite.query(`SELECT * FROM "${t.name}"`).all())).join("\n");
+  sqlite.close();
+  for (const text of [JSON.stringify(seen), audit, rows, ...raw]) {
     expect(text).not.toContain(h.code);
     expect(text).not.toContain(h.code.replace("-", ""));
     expect(text).not.toMatch(new RegExp(`\\b${secret}\\b`));
