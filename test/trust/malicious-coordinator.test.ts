@@ -159,9 +159,10 @@ test("right nameplate, wrong secret: the host sees only a wrong-code line, the c
   expect(audit).toContain('"detectedBy":"host"');
   // The secret half is nowhere the coordinator can see: frames, audit log, and every file of its database
   // (the store runs in WAL mode: fresh rows sit in state.db-wal, not state.db), read raw, and through SQL.
-  const files = fs.readdirSync(live.dir).filter((f) => f.startsWith("state.db"));
+  const dir = live.dir;
+  const files = fs.readdirSync(dir).filter((f) => f.startsWith("state.db"));
   expect(files).toContain("state.db-wal");
-  const raw = files.map((f) => fs.readFileSync(path.join(live.dir, f)).toString("latin1"));
+  const raw = files.map((f) => fs.readFileSync(path.join(dir, f)).toString("latin1"));
   // A control: the guest's name is in the database files, so a search that finds nothing means something.
   expect(raw.some((t) => t.includes("mallory"))).toBe(true);
   const { Database } = await import("bun:sqlite");
