@@ -79,3 +79,41 @@ test("finding 8 (issue 27): a coordinator that records its own key as the share'
     ok.line(line(1, "approve", { shareId: "db", requestId: "r-1", guestKey: GUEST, receipt: JSON.stringify(real) })),
   ).toBeUndefined();
 });
+
+test("receipts are signed length-prefixed (v2); an old newline-joined v1 receipt still verifies, and relabelling one as the other breaks it", async () => {
+  const { sign } = await import("node:crypto");
+  const { receiptProblem } = await import("../src/pki/receipt.ts");
+  const key = await exportPrivateKeyPem((await generateKeyPair()).privateKey);
+  const v2 = signReceipt(key, {
+    requestId: "r-1",
+    shareId: "db",
+    guestKey: GUEST,
+    target: "127.0.0.1:5432",
+    decision: "allow",
+    at: 1,
+  });
+  expect(v2.body.v).toBe(2);
+  const b = { ...v2.body, v: 1 as const };
+  const v1msg = [
+    "tessera-consent-receipt-v1",
+    b.requestId,
+    b.shareId,
+    b.guestKey,
+    b.target,
+    b.decision,
+    "",
+    b.at,
+    b.hostPub,
+  ].join("\n");
+  const v1: Receipt = { body: b, sig: sign("sha256", Buffer.from(v1msg), key).toString("base64") };
+  const expectOk = {
+    hostKey: receiptSigner(v2),
+    guestKey: GUEST,
+    target: "127.0.0.1:5432",
+    decision: "allow" as const,
+  };
+  expect(receiptProblem(v2, expectOk)).toBeUndefined();
+  expect(receiptProblem(v1, expectOk)).toBeUndefined();
+  expect(receiptProblem({ ...v2, body: { ...v2.body, v: 1 } }, expectOk)).toBe("its signature does not verify");
+  expect(receiptProblem({ ...v1, body: { ...v1.body, v: 2 } }, expectOk)).toBe("its signature does not verify");
+});
