@@ -8,6 +8,7 @@ import { ControlClient } from "../wire/control-client.ts";
 import { parseEnrollToken } from "../coordinator/enroll.ts";
 import { homeDir, homeFile, readConfig, writeConfig, writePrivate, writePublic } from "../cli/home.ts";
 import { ask } from "../cli/ui.ts";
+import { readSecret } from "../cli/secret-input.ts";
 import { VERSION } from "../version.ts";
 
 export default defineCommand({
@@ -20,8 +21,10 @@ export default defineCommand({
     },
     token: {
       type: "string",
-      description: "Host enrolment token from the operator (pins the CA; makes this machine a host)",
+      description:
+        "Host enrolment token from the operator (pins the CA; makes this machine a host); `--token -` reads it from stdin or a no-echo prompt",
     },
+    "token-file": { type: "string", description: "Read the host enrolment token from this file (as --token)" },
     name: { type: "string", description: "Host name shown to guests (default: this machine's hostname)" },
     "ca-file": { type: "string", description: "Trust the CA certificate in this file" },
     "ca-pin": { type: "string", description: "Trust the CA whose SHA-256 is this (sha256:...)" },
@@ -30,12 +33,18 @@ export default defineCommand({
   async run({ args }) {
     const address = args.coordinator;
     const base = { address, version: VERSION };
-    if (args.token) {
-      const { caPin } = parseEnrollToken(args.token);
+    if (args.token !== undefined || args["token-file"] !== undefined) {
+      const token = await readSecret({
+        argv: args.token,
+        file: args["token-file"],
+        what: "enrolment token",
+        flag: "--token",
+      });
+      const { caPin } = parseEnrollToken(token);
       const c = await ControlClient.dial({ ...base, caPinHex: caPin });
       const keys = await generateKeyPair();
       const name = (args.name || os.hostname()).slice(0, 64);
-      c.send({ t: "enroll", token: args.token.trim(), csr: await createCsr({ keys, commonName: name }), name });
+      c.send({ t: "enroll", token, csr: await createCsr({ keys, commonName: name }), name });
       const { cert } = await c.next("enrolled").finally(() => c.close());
       writePrivate(homeFile("host.key"), await exportPrivateKeyPem(keys.privateKey));
       writePublic(homeFile("host.crt"), cert);
