@@ -10,6 +10,8 @@ import type { ControlClient } from "../wire/control-client.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
 
 export const CODE_MISMATCH = "the code did not match: nobody was connected";
+/** How long the guest waits for the host's confirmation after sending its own: the host answers at once. */
+export const CONFIRM_WAIT_MS = 2 * 60_000;
 
 export interface CodeRun {
   /** The guest's CPace share, for the redeem frame (the secret half stays in here). */
@@ -47,7 +49,21 @@ export function startCode(input: string, guest: GuestClaims): CodeRun {
       }
       // The guest proves the code first; the host proves it back only if this checks out there.
       client.send({ t: "confirm", requestId: f.requestId, tag: keys.guestTag });
-      const back = await client.next("confirmed", "denied");
+      // Bounded: a coordinator posing as the host that guessed wrong can only stay silent; the guest says so.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const silent = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new TesseraError(
+                "code_mismatch",
+                `the host never confirmed the code (${CONFIRM_WAIT_MS / 60_000} minutes): possibly someone posing as the host guessed at it; nobody was connected, ask the host for a new code`,
+              ),
+            ),
+          CONFIRM_WAIT_MS,
+        );
+      });
+      const back = await Promise.race([client.next("confirmed", "denied"), silent]).finally(() => clearTimeout(timer));
       // The host found our tag wrong: the code (or what we typed of it) did not match.
       if (back.t === "denied" && back.reason === CODE_MISMATCH) throw mismatch;
       if (back.t === "denied") throw new TesseraError("denied", `access denied: ${back.reason}`);
