@@ -127,5 +127,6 @@ describe("status", () => {
     expect(st.sessions.length).toBe(MAX_STATUS_SESSIONS);
     expect(st.more).toBe(3);
     expect(st.sessions.find((x) => x.sessionId === first.sessionId)?.away).toBe(true);
-  });
+    // 100+ full consent rounds, each with its PAKE relayed both ways: more than the default 5 s on a busy machine.
+  }, 30_000);
 });
