@@ -72,6 +72,9 @@ export default defineCommand({
     }
     if (args["relay-only"] && args["direct-listen"])
       throw new ConfigError("--relay-only turns the direct path off; leave out --direct-listen");
+    // The share id names a file in TESSERA_HOME (the receipts this agent served): the protocol's id rule, checked here.
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(args["share-id"]) || /^\.+$/.test(args["share-id"]))
+      throw new ConfigError("--share-id must be 1-64 letters, digits, '.', '_' or '-'");
     const streamSetupTimeoutMs = parseDuration(args["stream-setup-timeout"], "stream-setup-timeout");
     const stop = untilInterrupted();
     const outage = new OutageReport("agent");

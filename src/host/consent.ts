@@ -87,11 +87,6 @@ export class HostConsent {
     return n;
   }
 
-  /** Whether this request waits for the host's answer. */
-  has(requestId: string): boolean {
-    return this.waiting.has(requestId);
-  }
-
   /** The host's answer: signed, sent, and for a yes granted once to the agent here and recorded in known_guests. */
   decide(requestId: string, d: Decision): Ask {
     const ask = this.waiting.get(requestId);
