@@ -22,6 +22,7 @@ import { describeScope } from "../wire/scope.ts";
 import { receiptProblem } from "../pki/receipt.ts";
 import { identityFingerprint, identityProblem, viaCode, viaShare, type IdentityProof } from "../pki/identity.ts";
 import type { SessionBook } from "./sessions.ts";
+import { SPENT_CODE } from "../store/store.ts";
 import { enrolFailed, metrics, redeemFailed } from "./metrics.ts";
 
 type CF<T extends ClientFrame["t"]> = FrameOf<ClientFrame, T>;
@@ -255,16 +256,21 @@ export class Consent {
   async voidLeftovers(reason: string): Promise<number> {
     const rows = await this.o.store.takeRequests(this.o.cluster?.name);
     for (const r of rows) {
+      // A code whose check already ran was one guess: burnt, and the guest is told so, not "ask again".
+      const spent = r.codeHash === SPENT_CODE;
+      const why = spent
+        ? "the coordinator restarted during the code check; the code is burnt: ask the host for a new one"
+        : reason;
       this.o.audit.append("deny", {
         requestId: r.id,
         shareId: r.shareId,
         guest: r.guestName,
         guestKey: r.guestSpki,
-        reason,
+        reason: why,
       });
       metrics.requests.inc(1, { outcome: "voided" });
-      if (r.codeHash) await this.o.store.releaseCode(r.codeHash);
-      this.remember(r.id, reason);
+      if (r.codeHash && !spent) await this.o.store.releaseCode(r.codeHash);
+      this.remember(r.id, why);
     }
     return rows.length;
   }
@@ -275,19 +281,23 @@ export class Consent {
       this.forget(req);
       this.o.audit.append("deny", { ...requestActors(req), reason });
       await this.o.store.deleteRequest(req.id);
-      if (req.codeHash) await this.o.store.releaseCode(req.codeHash);
+      // Once the PAKE ran, the code was one guess: not given back.
+      if (req.codeHash && !req.pakeFrom) await this.o.store.releaseCode(req.codeHash);
       req.guest.ch.send({ t: "denied", requestId: req.id, reason });
     }
     await this.refusals.flush();
   }
 
   /** The code's minter answered the guest's CPace share (no tag: the guest confirms first): relayed to the guest, once. */
-  relayPake(peer: Peer, f: CF<"pake">): void {
+  async relayPake(peer: Peer, f: CF<"pake">): Promise<void> {
     const req = this.pending.get(f.requestId);
     if (!req?.pake) throw new RefusedError("no_request", "that request is no longer waiting for a code check");
     if (!req.share.approvers.has(peer)) throw new RefusedError("forbidden", "you are not an approver of this share");
     if (req.pakeFrom) return;
     req.pakeFrom = peer;
+    // Durable before the guest can make its guess: a restart after this does not give the code back.
+    await this.o.store.spendRequestCode(req.id);
+    if (this.pending.get(req.id) !== req) return;
     req.guest.ch.send({ t: "pake", requestId: req.id, msg: f.msg, hostSpki: f.hostSpki });
   }
 

@@ -118,7 +118,7 @@ export class World {
   private readonly records: EnrollRecord[] = [];
   private constructor(
     readonly dir: string,
-    private readonly options: BrokerOptions,
+    readonly options: BrokerOptions,
     public broker: Broker,
     readonly store: Store,
     readonly audit: AuditLog,
