@@ -367,3 +367,59 @@ async function roundTrip(port: number): Promise<void> {
 function refusedWith(ok: { sessionId: string }): Error {
   return new Error(`approved (session ${ok.sessionId}) where a refusal was expected`);
 }
+
+test("finding 4: `share --share-id` mints a code by itself on a reattach at most 3 times an hour, however often the coordinator cycles it", async () => {
+  const { AttachedApprover, AUTO_MINTS_PER_HOUR } = await import("../../src/cli/attached-approver.ts");
+  const { Agent } = await import("../../src/host/agent.ts");
+  const { TargetPolicy } = await import("../../src/host/policy.ts");
+  const { CodeKeeper } = await import("../../src/host/code-keeper.ts");
+  live = await Live.start();
+  const t = await target();
+  const id = await live.enrolledHost("box");
+  const agent = new Agent({
+    address: live.address,
+    caPem: live.ca.certPem,
+    ...id,
+    version: "test",
+    shareId: "db",
+    policy: new TargetPolicy([`127.0.0.1:${t.port}`]),
+    approver: false,
+    reconnect: false,
+    receipts: true,
+  });
+  await agent.start();
+  const attaches: Peer[] = [];
+  let mints = 0;
+  const b = live.coordinator.broker;
+  const handle = b.handle.bind(b);
+  b.handle = (p: Peer, f: ClientFrame) => {
+    if (f.t === "attach") attaches.push(p);
+    if (f.t === "mint") mints++;
+    return handle(p, f);
+  };
+  const stopped: string[] = [];
+  const attached = new AttachedApprover(
+    { address: live.address, caPem: live.ca.certPem, ...id, version: "test" },
+    "db",
+    (why) => stopped.push(why),
+    { keeper: new CodeKeeper(id.spki), hostKeyPem: id.keyPem },
+    { address: live.address },
+  );
+  try {
+    await attached.start();
+    // The coordinator says the agent left, again and again; each time the approver attaches again.
+    for (let cycle = 1; cycle <= AUTO_MINTS_PER_HOUR + 2; cycle++) {
+      attaches.at(-1)!.ch.send({ t: "left", shareId: "db" });
+      await until(() => attaches.length === cycle + 1, `reattach ${cycle}`);
+      await until(() => mints === Math.min(cycle, AUTO_MINTS_PER_HOUR) || cycle > AUTO_MINTS_PER_HOUR, `mint ${cycle}`);
+    }
+    // Reattached five times, minted three: the rest wait for the host's c + Enter.
+    expect(attaches.length).toBe(AUTO_MINTS_PER_HOUR + 3);
+    expect(mints).toBe(AUTO_MINTS_PER_HOUR);
+    expect(stopped).toEqual([]);
+  } finally {
+    attached.stop();
+    attached.client.close();
+    await agent.stop();
+  }
+});
