@@ -69,3 +69,65 @@ test("a receipt whose signing key is not a key is reported for its line, not thr
   ).toBe("carries a consent receipt whose signing key is not a public key");
   expect(c.valid).toBe(0);
 });
+
+test("finding 8 (issue 27): a coordinator that records its own key as the share's host passes unless the host key is pinned; a key change is reported", async () => {
+  const real = await receiptBy();
+  const madeUp = await receiptBy();
+  const chain = [
+    line(1, "share.open", { shareId: "db", hostKey: receiptSigner(real) }),
+    // The coordinator says the share came back under its own key, and logs an approval it signed itself.
+    line(2, "share.back", { shareId: "db", hostKey: receiptSigner(madeUp) }),
+    line(3, "approve", { shareId: "db", requestId: "r-1", guestKey: GUEST, receipt: JSON.stringify(madeUp) }),
+  ];
+  const unpinned = new ReceiptCheck();
+  expect(chain.map((l) => unpinned.line(l))).toEqual([undefined, undefined, undefined]);
+  expect(unpinned.keyChanges).toEqual([
+    `share db's host key changed from ${receiptSigner(real)} to ${receiptSigner(madeUp)} (seq 2): the same share id served by another key`,
+  ]);
+  const pinned = new ReceiptCheck([receiptSigner(real)]);
+  expect(chain.map((l) => pinned.line(l))[2]).toBe(
+    `has a consent receipt signed by ${receiptSigner(madeUp)}, which is not a host key you pinned (--host-key)`,
+  );
+  const ok = new ReceiptCheck([receiptSigner(real)]);
+  expect(
+    ok.line(line(1, "approve", { shareId: "db", requestId: "r-1", guestKey: GUEST, receipt: JSON.stringify(real) })),
+  ).toBeUndefined();
+});
+
+test("receipts are signed length-prefixed (v2); an old newline-joined v1 receipt still verifies, and relabelling one as the other breaks it", async () => {
+  const { sign } = await import("node:crypto");
+  const { receiptProblem } = await import("../src/wire/receipt.ts");
+  const key = await exportPrivateKeyPem((await generateKeyPair()).privateKey);
+  const v2 = signReceipt(key, {
+    requestId: "r-1",
+    shareId: "db",
+    guestKey: GUEST,
+    target: "127.0.0.1:5432",
+    decision: "allow",
+    at: 1,
+  });
+  expect(v2.body.v).toBe(2);
+  const b = { ...v2.body, v: 1 as const };
+  const v1msg = [
+    "tessera-consent-receipt-v1",
+    b.requestId,
+    b.shareId,
+    b.guestKey,
+    b.target,
+    b.decision,
+    "",
+    b.at,
+    b.hostPub,
+  ].join("\n");
+  const v1: Receipt = { body: b, sig: sign("sha256", Buffer.from(v1msg), key).toString("base64") };
+  const expectOk = {
+    hostKey: receiptSigner(v2),
+    guestKey: GUEST,
+    target: "127.0.0.1:5432",
+    decision: "allow" as const,
+  };
+  expect(receiptProblem(v2, expectOk)).toBeUndefined();
+  expect(receiptProblem(v1, expectOk)).toBeUndefined();
+  expect(receiptProblem({ ...v2, body: { ...v2.body, v: 1 } }, expectOk)).toBe("its signature does not verify");
+  expect(receiptProblem({ ...v1, body: { ...v1.body, v: 2 } }, expectOk)).toBe("its signature does not verify");
+});

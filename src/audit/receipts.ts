@@ -1,7 +1,8 @@
 // The host's signed consent receipts in the audit chain: each approve or deny line that carries one must
 // verify, be signed by the key of the share's host (as the chain recorded it), and say what the line
 // says. So a decision edited in the log, even with the chain rebuilt, or an approval a coordinator made
-// up, does not pass `audit verify`.
+// up, does not pass `audit verify`. The host key the chain records is the coordinator's word: `--host-key`
+// pins the real one, and a share whose recorded host key changes is reported.
 import * as v from "valibot";
 import { Receipt, receiptProblem, receiptSigner } from "../wire/receipt.ts";
 import type { AuditLine } from "./line.ts";
@@ -9,7 +10,12 @@ import type { AuditLine } from "./line.ts";
 export class ReceiptCheck {
   /** Receipts checked and found good. */
   valid = 0;
+  /** Shares whose recorded host key changed within the chain, said in words. */
+  readonly keyChanges: string[] = [];
   private readonly hostOf = new Map<string, string>();
+
+  /** pinned: the host keys the operator named (`--host-key`); a receipt must be signed by one of them. */
+  constructor(private readonly pinned?: string[]) {}
 
   /** Why this line's receipt fails, or undefined (no receipt, or a good one). */
   line(rec: AuditLine): string | undefined {
@@ -19,6 +25,11 @@ export class ReceiptCheck {
       typeof f.shareId === "string" &&
       typeof f.hostKey === "string"
     ) {
+      const was = this.hostOf.get(f.shareId);
+      if (was !== undefined && was !== f.hostKey && this.keyChanges.length < 100)
+        this.keyChanges.push(
+          `share ${f.shareId}'s host key changed from ${was} to ${f.hostKey} (seq ${rec.seq}): the same share id served by another key`,
+        );
       this.hostOf.set(f.shareId, f.hostKey);
     }
     if ((rec.event !== "approve" && rec.event !== "deny") || f.receipt === undefined) return undefined;
@@ -28,19 +39,20 @@ export class ReceiptCheck {
     } catch {
       return "carries a consent receipt that is not one";
     }
-    // A share opened before the log's first line (rotated away) has no recorded host: its own signer then.
-    // A receipt whose key is not a key names no signer: it is reported like any receipt that fails, not
-    // thrown (which stopped `audit verify` at that line instead of naming it).
-    let hostKey = this.hostOf.get(String(f.shareId)) ?? "";
-    if (!hostKey) {
-      try {
-        hostKey = receiptSigner(receipt);
-      } catch {
-        return "carries a consent receipt whose signing key is not a public key";
-      }
+    // Pinned keys are the operator's word and beat the chain's; else the recorded host, else (a share opened
+    // before the log's first line, rotated away) the receipt's own signer. A receipt whose key is not a key
+    // names no signer: it is reported like any receipt that fails, not thrown (which stopped `audit verify`).
+    let signer: string;
+    try {
+      signer = receiptSigner(receipt);
+    } catch {
+      return "carries a consent receipt whose signing key is not a public key";
     }
+    if (this.pinned && !this.pinned.includes(signer))
+      return `has a consent receipt signed by ${signer}, which is not a host key you pinned (--host-key)`;
+    const hostKey = this.pinned ? signer : (this.hostOf.get(String(f.shareId)) ?? "");
     const why = receiptProblem(receipt, {
-      hostKey,
+      hostKey: hostKey || signer,
       guestKey: String(f.guestKey),
       target: receipt.body.target,
       decision: rec.event === "approve" ? "allow" : "deny",

@@ -53,6 +53,11 @@ export interface VerifyOptions {
   certPem?: string;
   /** The coordinator's head, its signature already checked: the file must reach it, unchanged. */
   head?: AuditHead;
+  /**
+   * Host keys (SHA256:...) the operator pins: every receipt must be signed by one of them, whatever key the
+   * coordinator wrote in share.open/share.back lines (a coordinator could write its own there).
+   */
+  hostKeys?: string[];
   now?: number;
 }
 
@@ -74,7 +79,7 @@ export function verifyChain(files: string[], missing: string | undefined, o: Ver
     warnings: [],
   };
   const coverage = new Coverage(o.certPem, missing !== undefined);
-  const receipts = new ReceiptCheck();
+  const receipts = new ReceiptCheck(o.hostKeys);
   let prevHash: string | undefined;
   let prevAt: { file: string; line: number } | undefined;
   let expected: number | undefined;
@@ -179,6 +184,7 @@ export function verifyChain(files: string[], missing: string | undefined, o: Ver
   }
   r.checkpoints = coverage.checkpoints;
   r.receipts = receipts.valid;
+  r.warnings.push(...receipts.keyChanges);
   const s = coverage.finish(o.now ?? Date.now(), headAt ? o.head!.seq : undefined);
   const end = prevAt ?? { file: files.at(-1)!, line: 0 };
   if ("kind" in s) return fail(end.file, end.line, s.kind, s.message);

@@ -5,12 +5,18 @@ import { RefusedError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { ControlClient, type DialOptions } from "../wire/control-client.ts";
 import { Reconnector } from "../wire/reconnect.ts";
-import { Approver, type ApproverCodes } from "./approver.ts";
+import { Approver, type ApproverView } from "./approver.ts";
+import type { HostConsentOptions } from "../host/consent.ts";
 import { OutageReport } from "./outage.ts";
 
 const log = logger("share");
 /** How long the approver waits for a share whose agent is gone before it gives up. */
 const AGENT_WAIT_MS = 10 * 60_000;
+/**
+ * Codes minted by themselves on a reattach, an hour: each is one more guess a coordinator that cycles the
+ * agent could make; past this the host is asked to type c + Enter.
+ */
+export const AUTO_MINTS_PER_HOUR = 3;
 
 export class AttachedApprover {
   client!: ControlClient;
@@ -18,12 +24,14 @@ export class AttachedApprover {
   private waitingForAgent = false;
   private readonly again: Reconnector;
   private readonly outage = new OutageReport("share");
+  private readonly autoMints: number[] = [];
 
   constructor(
     private readonly dial: DialOptions,
     private readonly shareId: string,
     stop: (why: string) => void,
-    private readonly codes: ApproverCodes,
+    private readonly consent: Omit<HostConsentOptions, "shareId" | "requestsById">,
+    private readonly view: ApproverView,
     private readonly target?: string,
   ) {
     this.again = new Reconnector({
@@ -70,15 +78,18 @@ export class AttachedApprover {
   private async attach(): Promise<void> {
     const c = await ControlClient.dial(this.dial);
     c.send({ t: "attach", shareId: this.shareId });
+    let registered: { requestsById?: boolean };
     try {
-      await c.next("registered");
+      registered = await c.next("registered");
     } catch (err) {
       c.close();
       throw err;
     }
     const first = !this.approver;
     this.client = c;
-    if (first) this.approver = new Approver(c, this.shareId, this.codes);
+    // The agent's own setting (`--allow-requests-by-id`) decides whether an ask without a code is shown here.
+    const consent = { ...this.consent, shareId: this.shareId, requestsById: !!registered.requestsById };
+    if (first) this.approver = Approver.open(c, consent, this.view);
     else this.approver.rebind(c);
     // The agent stopped serving the share: its codes are void; wait for the share to come back.
     c.on("left", () => {
@@ -89,6 +100,15 @@ export class AttachedApprover {
     if (first) return;
     if (this.waitingForAgent) {
       this.waitingForAgent = false;
+      const now = Date.now();
+      while (this.autoMints.length && this.autoMints[0]! <= now - 3600_000) this.autoMints.shift();
+      if (this.autoMints.length >= AUTO_MINTS_PER_HOUR) {
+        log.warn(
+          `share ${this.shareId} is served again; ${this.autoMints.length} codes were made by themselves in the last hour, the most without asking: type c + Enter for a new one`,
+        );
+        return;
+      }
+      this.autoMints.push(now);
       log.info(`share ${this.shareId} is served again; approving again with a new code`);
       await this.approver.mint(this.target);
     } else this.outage.back("reconnected to the coordinator; approving again");

@@ -21,7 +21,7 @@ export async function readCode(stdinCarriesStream: boolean): Promise<string> {
 }
 
 /** One line typed without echo; Ctrl-C or Ctrl-D cancels. */
-function askHidden(prompt: string): Promise<string> {
+export function askHidden(prompt: string, what = "a code", max = 600): Promise<string> {
   const stdin = process.stdin;
   // Echo off before the prompt shows: a code typed the moment it appears must not be echoed either.
   stdin.setRawMode(true);
@@ -39,11 +39,11 @@ function askHidden(prompt: string): Promise<string> {
     };
     const onData = (chunk: Buffer) => {
       for (const b of chunk) {
-        if (b === CTRL_C || b === CTRL_D) return done(new ConfigError("cancelled before a code was given"));
+        if (b === CTRL_C || b === CTRL_D) return done(new ConfigError(`cancelled before ${what} was given`));
         if (b === 0x0d || b === 0x0a) return done();
         if (BACKSPACE.includes(b)) typed = typed.slice(0, -1);
         // Room for the host's whole printed line (`tessera join HOST:PORT/CODE`), pasted as it is.
-        else if (b >= 0x20 && typed.length < 600) typed += String.fromCharCode(b);
+        else if (b >= 0x20 && typed.length < max) typed += String.fromCharCode(b);
       }
     };
     stdin.on("data", onData);
@@ -51,7 +51,7 @@ function askHidden(prompt: string): Promise<string> {
 }
 
 /** The first line of stdin; whatever came after it is put back for the session (a piped shell script). */
-function firstLine(): Promise<string> {
+export function firstLine(): Promise<string> {
   const stdin = process.stdin;
   let buf = Buffer.alloc(0);
   return new Promise((resolve) => {

@@ -35,7 +35,15 @@ export function resolveHome(o: { platform: string; env: Record<string, string | 
 }
 
 export const homeFile = (
-  name: "config.json" | "ca.crt" | "host.key" | "host.crt" | "operator-token" | "identity.key" | "known_guests.json",
+  name:
+    | "config.json"
+    | "ca.crt"
+    | "host.key"
+    | "host.crt"
+    | "operator-token"
+    | "identity.key"
+    | "known_guests.json"
+    | `used-receipts-${string}.jsonl`,
 ) => path.join(homeDir(), name);
 
 export function readConfig(): Config {

@@ -4,7 +4,7 @@ import { ConfigError, errorMessage } from "../errors.ts";
 import { logger, setLogFormat, stampLines } from "../log.ts";
 import { Agent, refusedForGood } from "../host/agent.ts";
 import { TargetPolicy } from "../host/policy.ts";
-import { coordinatorAddress, readCa, readHostIdentity } from "../cli/home.ts";
+import { coordinatorAddress, homeFile, readCa, readHostIdentity } from "../cli/home.ts";
 import { repeatedValues } from "../cli/flags.ts";
 import { OutageReport } from "../cli/outage.ts";
 import { untilInterrupted } from "../cli/signals.ts";
@@ -72,6 +72,9 @@ export default defineCommand({
     }
     if (args["relay-only"] && args["direct-listen"])
       throw new ConfigError("--relay-only turns the direct path off; leave out --direct-listen");
+    // The share id names a file in TESSERA_HOME (the receipts this agent served): the protocol's id rule, checked here.
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(args["share-id"]) || /^\.+$/.test(args["share-id"]))
+      throw new ConfigError("--share-id must be 1-64 letters, digits, '.', '_' or '-'");
     const streamSetupTimeoutMs = parseDuration(args["stream-setup-timeout"], "stream-setup-timeout");
     const stop = untilInterrupted();
     const outage = new OutageReport("agent");
@@ -88,6 +91,8 @@ export default defineCommand({
         streamSetupTimeoutMs,
         requestsById: !!args["allow-requests-by-id"],
         receipts: true,
+        // Each receipt opens one session, also across this agent's restarts.
+        usedReceipts: homeFile(`used-receipts-${args["share-id"]}.jsonl`),
         relayOnly: !!args["relay-only"],
         directListen: !!args["direct-listen"],
       },

@@ -10,6 +10,7 @@ import { fetchHead, headUrl } from "../audit/head.ts";
 import { isCaCertificate } from "../pki/index.ts";
 import { header, row } from "../cli/audit-table.ts";
 import { untilInterrupted } from "../cli/signals.ts";
+import { repeatedValues } from "../cli/flags.ts";
 
 function files(args: { _: string[] }, name: string): string[] {
   const list = args._.filter(Boolean);
@@ -41,23 +42,36 @@ const verify = defineCommand({
       description:
         "The running coordinator's HTTP address, e.g. http://127.0.0.1:8080: fetch its signed head (GET /audit/head) and fail unless the file reaches it unchanged (needs --cert; one node's chain only)",
     },
+    "host-key": {
+      type: "string",
+      description:
+        "Pin the host key (SHA256:..., from `tessera version` on the host or its share's first line); repeat for several: every consent receipt must be signed by one of them, not by a key the coordinator recorded",
+    },
     json: { type: "boolean", default: false, description: "Print the result as JSON" },
   },
-  async run({ args }) {
+  async run({ args, rawArgs }) {
     const certPem = args.cert ? readCoordinatorCert(args.cert) : undefined;
+    const hostKeys = repeatedValues(rawArgs, "host-key")
+      .flatMap((k) => k.split(","))
+      .filter(Boolean);
+    for (const k of hostKeys)
+      if (!/^SHA256:[A-Za-z0-9+/]{43}$/.test(k))
+        throw new ConfigError(
+          `--host-key: "${k}" is not a key fingerprint (expected SHA256: and 43 base64 characters)`,
+        );
     const list = files(args, "verify");
     if (args.against && !certPem)
       throw new ConfigError("--against needs --cert: the head the coordinator serves is checked with its certificate");
     if (args.against) oneChainForHead(groupChains(list).chains.length);
     // The head first, then the file: a live log only grows, so it must reach a head read before it.
     const head = args.against ? await fetchHead(headUrl(args.against), certPem!) : undefined;
-    const all = verifyChains(list, { certPem, head });
+    const all = verifyChains(list, { certPem, head, ...(hostKeys.length ? { hostKeys } : {}) });
     if (args.json) console.log(JSON.stringify(all.chains.length === 1 ? all.chains[0] : all));
     const many = all.chains.length > 1;
     all.chains.forEach((r, i) => {
       // Several nodes' logs share file names (n1/audit.jsonl, n2/audit.jsonl): name each chain by its newest file's path.
       if (many && !args.json) console.log(`chain ${i + 1} of ${all.chains.length}: ${r.files.at(-1)}`);
-      if (r.ok && !args.json) for (const l of summary(r)) console.log(l);
+      if (r.ok && !args.json) for (const l of summary(r, hostKeys.length > 0)) console.log(l);
       if (!r.ok && !args.json) process.stderr.write(`FAILED: ${r.bad!.file}: ${r.bad!.message}\n`);
     });
     if (!args.json) for (const w of all.warnings) console.log(`warning: ${w}`);
@@ -79,7 +93,7 @@ const verify = defineCommand({
 });
 
 /** One chain's summary as printed when it verifies. */
-function summary(r: VerifyResult): string[] {
+function summary(r: VerifyResult, pinned = false): string[] {
   const out: string[] = [];
   const span = r.events ? `seq ${r.firstSeq}-${r.lastSeq}, ${r.firstTs} .. ${r.lastTs}` : "empty";
   out.push(`ok: ${r.events} events (${span}) in ${r.files.map((f) => path.basename(f)).join(", ")}`);
@@ -96,7 +110,7 @@ function summary(r: VerifyResult): string[] {
   out.push(`     ${sig}${promise}`);
   if (r.receipts)
     out.push(
-      `     ${r.receipts} consent receipt${r.receipts === 1 ? "" : "s"} signed by the share's host, each matching its decision`,
+      `     ${r.receipts} consent receipt${r.receipts === 1 ? "" : "s"} signed by ${pinned ? "a host key you pinned" : "the share's host (as the coordinator recorded it; pin it with --host-key)"}, each matching its decision`,
     );
   if (r.cleanStop)
     out.push(

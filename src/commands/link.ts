@@ -9,6 +9,7 @@ import { parseEnrollToken } from "../coordinator/enroll.ts";
 import { homeDir, homeFile, readConfig, writeConfig, writePrivate, writePublic } from "../cli/home.ts";
 import { ask } from "../cli/ui.ts";
 import { waitForCoordinator } from "../cli/coordinator-wait.ts";
+import { readSecret } from "../cli/secret-input.ts";
 import { VERSION } from "../version.ts";
 
 export default defineCommand({
@@ -21,7 +22,8 @@ export default defineCommand({
     },
     token: {
       type: "string",
-      description: "Host enrolment token from the operator (pins the CA; makes this machine a host)",
+      description:
+        "Host enrolment token from the operator (pins the CA; makes this machine a host); `--token -` reads it from stdin or a no-echo prompt",
     },
     "token-file": {
       type: "string",
@@ -39,16 +41,19 @@ export default defineCommand({
     // A file that is not a certificate is reported before waiting on the network.
     const caFromFile = args["ca-file"] !== undefined ? readCaFile(args["ca-file"]) : undefined;
     await waitForCoordinator(address, (line) => console.error(line));
-    if (args.token !== undefined && args["token-file"] !== undefined)
-      throw new ConfigError("give the enrolment token once: --token TOKEN or --token-file FILE");
-    // Read only now: a coordinator started a moment ago writes this file before it opens its port.
-    const token = args["token-file"] !== undefined ? readTokenFile(args["token-file"]) : args.token;
-    if (token) {
+    if (args.token !== undefined || args["token-file"] !== undefined) {
+      // Read only now: a coordinator started a moment ago writes the token file before it opens its port.
+      const token = await readSecret({
+        argv: args.token,
+        file: args["token-file"],
+        what: "enrolment token",
+        flag: "--token",
+      });
       const { caPin } = parseEnrollToken(token);
       const c = await ControlClient.dial({ ...base, caPinHex: caPin });
       const keys = await generateKeyPair();
       const name = (args.name || os.hostname()).slice(0, 64);
-      c.send({ t: "enroll", token: token.trim(), csr: await createCsr({ keys, commonName: name }), name });
+      c.send({ t: "enroll", token, csr: await createCsr({ keys, commonName: name }), name });
       const { cert } = await c.next("enrolled").finally(() => c.close());
       writePrivate(homeFile("host.key"), await exportPrivateKeyPem(keys.privateKey));
       writePublic(homeFile("host.crt"), cert);
@@ -91,16 +96,6 @@ export default defineCommand({
 function save(address: string, caPem: string): void {
   writePublic(homeFile("ca.crt"), caPem);
   writeConfig({ ...readConfig(), coordinator: address });
-}
-
-function readTokenFile(file: string): string {
-  try {
-    return fs.readFileSync(file, "utf8").trim();
-  } catch (err) {
-    throw new ConfigError(
-      `cannot read --token-file ${file}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`,
-    );
-  }
 }
 
 function readCaFile(file: string): string {

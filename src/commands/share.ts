@@ -15,6 +15,7 @@ import { ShellShare } from "../cli/shell-share.ts";
 import { coordinatorAddress, homeDir, homeFile, readCa, readHostIdentity } from "../cli/home.ts";
 import { KnownGuests } from "../host/known-guests.ts";
 import { CodeKeeper } from "../host/code-keeper.ts";
+import { YesBook } from "../host/yes-book.ts";
 import { certInfo } from "../pki/index.ts";
 import path from "node:path";
 import { untilInterrupted } from "../cli/signals.ts";
@@ -87,13 +88,11 @@ export default defineCommand({
     await waitForCoordinator(dial.address, (line) => log.info(line));
     // Codes' secret halves live in this process only (and in files `tessera mcp` leaves here for it).
     const keeper = new CodeKeeper(certInfo(dial.certPem).spki, path.join(homeDir(), "code-secrets"));
-    const codes = {
-      keeper,
-      address: dial.address,
-      verify: !!args.verify,
-      hostKeyPem: dial.keyPem,
-      known: KnownGuests.load(homeFile("known_guests.json")),
-    };
+    const known = KnownGuests.load(homeFile("known_guests.json"));
+    // A yes given at this terminal opens one session of the embedded agent, once.
+    const yes = new YesBook();
+    const consent = { keeper, hostKeyPem: dial.keyPem, known, yes };
+    const screen = { address: dial.address, verify: !!args.verify, known };
     let client: ControlClient;
     let shareId: string;
     let agent: Agent | undefined;
@@ -143,7 +142,7 @@ export default defineCommand({
           reconnect: true,
           shell: shell?.host,
           requestsById: !!args["allow-requests-by-id"],
-          vouch: (spki) => keeper.approvedKey(spki),
+          vouch: yes,
           receipts: true,
           relayOnly: !!args["relay-only"],
           directListen: !!args["direct-listen"],
@@ -169,7 +168,12 @@ export default defineCommand({
         },
       );
       client = await agent.start();
-      approver = approverRef = new Approver(client, shareId, codes, shell?.what);
+      approver = approverRef = Approver.open(
+        client,
+        { ...consent, shareId, requestsById: !!args["allow-requests-by-id"] },
+        screen,
+        shell?.what,
+      );
       log.info(
         `sharing ${shell ? `a shell as ${osUser()}${shell.recordDir ? `, recorded to ${shell.recordDir}` : ", not recorded"}` : policy.targets[0]} as ${shareId}`,
       );
@@ -187,14 +191,20 @@ export default defineCommand({
         );
     } else if (args["share-id"]) {
       shareId = args["share-id"];
-      attached = new AttachedApprover(dial, shareId, (why) => stop.trigger(why), codes, args.target);
+      attached = new AttachedApprover(
+        dial,
+        shareId,
+        (why) => stop.trigger(why),
+        { keeper, hostKeyPem: dial.keyPem, known },
+        screen,
+        args.target,
+      );
       await attached.start();
       client = attached.client;
       approver = attached.approver;
     } else {
       throw new ConfigError("say what to share: --port N (and --host), or --share-id ID of a running agent");
     }
-    approver ??= new Approver(client, shareId, codes);
     approver.start();
     shell?.bind(client, approver);
     await approver.mint(args.target);

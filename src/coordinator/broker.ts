@@ -163,6 +163,8 @@ export class Broker {
         return this.consent.relayPake(peer, f);
       case "confirm":
         return this.consent.relayConfirm(peer, f);
+      case "confirmed":
+        return this.consent.relayConfirmed(peer, f);
       case "open":
         return this.sessions.open(peer, f.sessionId, f.ref, f.pool);
       case "use":

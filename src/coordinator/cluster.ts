@@ -312,6 +312,7 @@ export class Cluster {
       case "recheck":
       case "pake":
       case "confirm":
+      case "confirmed":
         return await n.requestShare(f.requestId);
       case "open":
       case "use":

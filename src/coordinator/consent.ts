@@ -16,12 +16,14 @@ import {
 } from "./state.ts";
 import { hashCode, normalizeNameplate } from "../wire/codes.ts";
 import { RateLimiter } from "./limits.ts";
+import { sourceKey } from "./admission.ts";
 import { RefusalTally } from "./refusals.ts";
 import type { ClientFrame, FrameOf, ServerFrame } from "../wire/protocol.ts";
 import { describeScope } from "../wire/scope.ts";
 import { receiptProblem } from "../wire/receipt.ts";
 import { identityFingerprint, identityProblem, viaCode, viaShare, type IdentityProof } from "../pki/identity.ts";
 import type { SessionBook } from "./sessions.ts";
+import { SPENT_CODE } from "../store/store.ts";
 import { enrolFailed, metrics, redeemFailed } from "./metrics.ts";
 
 type CF<T extends ClientFrame["t"]> = FrameOf<ClientFrame, T>;
@@ -37,6 +39,8 @@ export class Consent {
   /** Requests ended without the host's answer, kept (bounded) so a returning guest hears why. */
   private readonly voided = new Map<string, string>();
   readonly limiter: RateLimiter;
+  /** One budget for every redeem and request on this node, whoever asks: many /64s together still get only so many guesses. */
+  private readonly everyone: RateLimiter;
   /** Refusals that cost the asker nothing, audited as one line per address per window. */
   readonly refusals: RefusalTally;
 
@@ -46,6 +50,7 @@ export class Consent {
     private readonly sessions: SessionBook,
   ) {
     this.limiter = new RateLimiter(o.limits.redeemPerMinute);
+    this.everyone = new RateLimiter(o.limits.redeemGlobalPerMinute, 60_000, 1);
     this.refusals = new RefusalTally(o.audit, o.limits.refusalAuditWindowMs, o.limits.maxRefusalAddresses, (m) =>
       log.warn(m),
     );
@@ -147,8 +152,8 @@ export class Consent {
       throw new RefusedError("limit", "the host has too many requests waiting; try again shortly");
     }
     // One asker cannot fill the host's queue: caps per address and per guest key, below the share's.
-    const addr = ip(peer.addr);
-    const fromAddr = [...share.requests].filter((r) => ip(r.guestInfo.addr) === addr).length;
+    const addr = sourceKey(ip(peer.addr));
+    const fromAddr = [...share.requests].filter((r) => sourceKey(ip(r.guestInfo.addr)) === addr).length;
     if (fromAddr >= this.o.limits.maxPendingPerAddress) {
       await giveBack();
       throw new RefusedError(
@@ -234,6 +239,11 @@ export class Consent {
   /** Ends a request; `unanswered` means the host never had its say, so the code works again. */
   drop(req: Request, reason: string, unanswered = false): void {
     this.forget(req);
+    // A PAKE run that ended unconfirmed was one guess at the code, whoever made it: audited as such.
+    if (req.pakeFrom && !req.pakeDone) {
+      this.o.audit.append("code.abandoned", { ...requestActors(req), reason });
+      metrics.requests.inc(1, { outcome: "abandoned" });
+    }
     background(this.o.store.deleteRequest(req.id), "request delete", log.warn);
     // Once the PAKE ran, the code was one guess: it is not given back.
     if (unanswered && req.codeHash && !req.pakeFrom)
@@ -247,16 +257,21 @@ export class Consent {
   async voidLeftovers(reason: string): Promise<number> {
     const rows = await this.o.store.takeRequests(this.o.cluster?.name);
     for (const r of rows) {
+      // A code whose check already ran was one guess: burnt, and the guest is told so, not "ask again".
+      const spent = r.codeHash === SPENT_CODE;
+      const why = spent
+        ? "the coordinator restarted during the code check; the code is burnt: ask the host for a new one"
+        : reason;
       this.o.audit.append("deny", {
         requestId: r.id,
         shareId: r.shareId,
         guest: r.guestName,
         guestKey: r.guestSpki,
-        reason,
+        reason: why,
       });
       metrics.requests.inc(1, { outcome: "voided" });
-      if (r.codeHash) await this.o.store.releaseCode(r.codeHash);
-      this.remember(r.id, reason);
+      if (r.codeHash && !spent) await this.o.store.releaseCode(r.codeHash);
+      this.remember(r.id, why);
     }
     return rows.length;
   }
@@ -267,33 +282,47 @@ export class Consent {
       this.forget(req);
       this.o.audit.append("deny", { ...requestActors(req), reason });
       await this.o.store.deleteRequest(req.id);
-      if (req.codeHash) await this.o.store.releaseCode(req.codeHash);
+      // Once the PAKE ran, the code was one guess: not given back.
+      if (req.codeHash && !req.pakeFrom) await this.o.store.releaseCode(req.codeHash);
       req.guest.ch.send({ t: "denied", requestId: req.id, reason });
     }
     await this.refusals.flush();
   }
 
-  /** The code's minter answered the guest's CPace share: relayed to the guest, once. */
-  relayPake(peer: Peer, f: CF<"pake">): void {
+  /** The code's minter answered the guest's CPace share (no tag: the guest confirms first): relayed to the guest, once. */
+  async relayPake(peer: Peer, f: CF<"pake">): Promise<void> {
     const req = this.pending.get(f.requestId);
     if (!req?.pake) throw new RefusedError("no_request", "that request is no longer waiting for a code check");
     if (!req.share.approvers.has(peer)) throw new RefusedError("forbidden", "you are not an approver of this share");
     if (req.pakeFrom) return;
     req.pakeFrom = peer;
-    req.guest.ch.send({ t: "pake", requestId: req.id, msg: f.msg, tag: f.tag, hostSpki: f.hostSpki });
+    // Durable before the guest can make its guess: a restart after this does not give the code back.
+    await this.o.store.spendRequestCode(req.id);
+    if (this.pending.get(req.id) !== req) return;
+    req.guest.ch.send({ t: "pake", requestId: req.id, msg: f.msg, hostSpki: f.hostSpki });
   }
 
-  /** The guest's key confirmation, for the approver that ran the PAKE; none means the host's did not check out. */
+  /** The guest's key confirmation, for the approver that ran the PAKE; none means the host's share did not decode. */
   relayConfirm(peer: Peer, f: CF<"confirm">): void {
     const req = this.pending.get(f.requestId);
-    if (!req?.pakeFrom || req.guest !== peer)
+    if (!req?.pakeFrom || req.pakeDone || req.guest !== peer)
       throw new RefusedError("no_request", "that request is not waiting for your confirmation");
     req.pakeFrom.ch.send({ t: "confirm", requestId: req.id, tag: f.tag });
     if (f.tag === undefined) this.mismatch(req, "guest");
   }
 
+  /** The host checked the guest's tag and sends its own: the run is confirmed, and the guest checks the host's. */
+  relayConfirmed(peer: Peer, f: CF<"confirmed">): void {
+    const req = this.pending.get(f.requestId);
+    if (!req?.pakeFrom || req.pakeDone || req.pakeFrom !== peer)
+      throw new RefusedError("no_request", "that request is not waiting for your confirmation");
+    req.pakeDone = "confirmed";
+    req.guest.ch.send({ t: "confirmed", requestId: req.id, tag: f.tag });
+  }
+
   /** A failed key confirmation: audited, the code stays burnt, both sides told. */
   private mismatch(req: Request, detectedBy: "guest" | "host"): void {
+    req.pakeDone = "mismatch";
     this.o.audit.append("code.mismatch", { ...requestActors(req), detectedBy });
     metrics.requests.inc(1, { outcome: "mismatch" });
     this.drop(req, CODE_MISMATCH);
@@ -327,7 +356,10 @@ export class Consent {
       throw new RefusedError("no_request", "that request is no longer waiting (answered, withdrawn or expired)");
     if (!req.share.approvers.has(peer)) throw new RefusedError("forbidden", "you are not an approver of this share");
     const who = requestActors(req);
-    if (f.mismatch && req.pakeFrom === peer) return this.mismatch(req, "host");
+    if (f.mismatch && req.pakeFrom === peer && !req.pakeDone) return this.mismatch(req, "host");
+    // A yes to a code request needs the run confirmed first: the guest proved the code, then the host.
+    if (f.allow && req.pake && req.pakeDone !== "confirmed")
+      throw new RefusedError("not_confirmed", "that request's code check has not completed; it cannot be approved yet");
     // A receipt the host signed must say what the decision says: the coordinator relays it, never makes one.
     const bad =
       f.receipt &&
@@ -437,10 +469,13 @@ export class Consent {
   /** Redeems and requests share one budget per address; enrolments have their own. Counted, not synced. */
   async rateLimit(peer: Peer, what: "redeem" | "request" | "enrol"): Promise<void> {
     const addr = ip(peer.addr);
-    const key = what === "enrol" ? `enroll:${addr}` : addr;
+    // Counted by /64 for IPv6: one subscriber's block is one asker.
+    const source = sourceKey(addr);
+    const key = what === "enrol" ? `enroll:${source}` : source;
     // With several nodes the budget is the deployment's: counted in the shared database too.
     if (
       this.limiter.allow(key) &&
+      (what === "enrol" || this.everyone.allow("*")) &&
       (!this.o.cluster || (await this.o.cluster.allow(key, this.o.limits.redeemPerMinute)))
     )
       return;
@@ -479,6 +514,6 @@ export function sessionFrame(s: Session): ServerFrame {
     target: s.target,
     guest: s.guestInfo,
     ...(s.scope ? { scope: s.scope, openedAt: s.openedAt } : {}),
-    ...(s.receipt ? { receipt: s.receipt } : {}),
+    ...(s.receipt ? { receipt: s.receipt, requestId: s.receipt.body.requestId } : {}),
   };
 }

@@ -11,6 +11,8 @@ export const LIMITS = {
   guestCertSeconds: 12 * 3600,
   hostCertSeconds: 365 * 86400,
   redeemPerMinute: 10,
+  /** Redeems and requests by share id a minute on one node, from everyone together (each /64 still gets its 10). */
+  redeemGlobalPerMinute: 600,
   maxShares: 1000,
   maxSessions: 1000,
   maxStreamsPerSession: 4096,
@@ -42,7 +44,10 @@ export const LIMITS = {
 };
 export type Limits = typeof LIMITS;
 
-/** Fixed-window counter per key; the map is swept so it cannot grow without bound. */
+/**
+ * Fixed-window counter per key. The map is bounded: when full, expired windows go first, then the oldest
+ * keys (a flood of new keys evicts those longest unseen, never clears the lot, so a blocked asker stays blocked).
+ */
 export class RateLimiter {
   private readonly hits = new Map<string, { n: number; since: number }>();
   constructor(
@@ -54,6 +59,7 @@ export class RateLimiter {
   allow(key: string, now = Date.now()): boolean {
     let e = this.hits.get(key);
     if (!e || now - e.since >= this.windowMs) {
+      this.hits.delete(key);
       if (this.hits.size >= this.maxKeys) this.sweep(now);
       e = { n: 0, since: now };
       this.hits.set(key, e);
@@ -69,6 +75,10 @@ export class RateLimiter {
 
   private sweep(now: number): void {
     for (const [k, e] of this.hits) if (now - e.since >= this.windowMs) this.hits.delete(k);
-    if (this.hits.size >= this.maxKeys) this.hits.clear();
+    // Oldest first (a Map keeps insertion order, and a key is re-inserted when its window starts again).
+    for (const k of this.hits.keys()) {
+      if (this.hits.size < this.maxKeys) break;
+      this.hits.delete(k);
+    }
   }
 }

@@ -106,16 +106,7 @@ export function labelNode(name: string): void {
 }
 
 /** Redemption failure reasons; anything else is counted as "other" so labels stay a small fixed set. */
-const REDEEM_REASONS = [
-  "unknown",
-  "used",
-  "expired",
-  "offline",
-  "bad_code",
-  "rate_limited",
-  "no_share",
-  "bad_target",
-] as const;
+const REDEEM_REASONS = ["invalid", "offline", "bad_code", "rate_limited", "no_share", "bad_target"] as const;
 /** Host enrolment failure reasons (the token's error codes), likewise a fixed set. */
 const ENROL_REASONS = ["bad_token", "token_expired", "token_used", "rate_limited"] as const;
 
@@ -194,6 +185,8 @@ export const metrics = {
 };
 
 export function redeemFailed(reason: string): void {
+  // Unknown, used and expired are one series: the client hears one answer for them, and so does a scrape (the audit log keeps which).
+  if (reason === "unknown" || reason === "used" || reason === "expired") reason = "invalid";
   metrics.redeemFailures.inc(1, { reason: (REDEEM_REASONS as readonly string[]).includes(reason) ? reason : "other" });
 }
 

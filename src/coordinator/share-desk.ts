@@ -118,7 +118,7 @@ export class ShareDesk {
     // Mint-only (`tessera mcp`): codes yes, answers never; the human's prompt stays the only approver.
     if (f.approve === false) (share.minters ??= new Set()).add(peer);
     else share.approvers.add(peer);
-    peer.ch.send({ t: "registered", shareId: share.id, targets: share.targets });
+    peer.ch.send({ t: "registered", shareId: share.id, targets: share.targets, requestsById: !!share.requestsById });
     this.noticeIfFull(peer);
   }
 

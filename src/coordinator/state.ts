@@ -54,6 +54,8 @@ export interface Request {
   pake?: { nameplate: string; sid: string; msg: string };
   /** The approver that answered the PAKE: it alone hears the guest's confirmation. The code is spent from then on. */
   pakeFrom?: Peer;
+  /** The host checked the guest's confirmation and sent its own: the run is confirmed (or failed: mismatch audited). */
+  pakeDone?: "confirmed" | "mismatch";
   /** The guest's long-term identity and its signature over this request, relayed to the approvers. */
   identity?: { pub: string; sig: string; fingerprint: string };
   timer: ReturnType<typeof setTimeout>;

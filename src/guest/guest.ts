@@ -156,9 +156,14 @@ export class Guest {
             reason: req.reason,
             ...identity,
           };
+    // A denial may come first (a coordinator that never said "pending" still ends the request at its timeout).
     const pending = await this.askUntilAnswered(ask);
+    if (pending.t === "denied") {
+      this.client.close();
+      throw new TesseraError("denied", `access denied: ${pending.reason}`);
+    }
     this.events.onPending?.(pending);
-    let confirmed: { hostSpki: string; verify: string } | undefined;
+    let confirmed: Awaited<ReturnType<NonNullable<typeof code>["confirm"]>> | undefined;
     if (code) {
       confirmed = await code.confirm(this.client, pending).catch((err) => {
         this.client.close();
@@ -166,14 +171,14 @@ export class Guest {
       });
       this.events.onCodeConfirmed?.(confirmed.verify, confirmed.hostSpki);
     }
-    const answer = await this.client
-      .next("approved", "denied")
-      .catch((err) => recheckRequest(this.o, pending.requestId, err));
+    const answer = await (confirmed?.answer ?? this.client.next("approved", "denied")).catch((err) =>
+      recheckRequest(this.o, pending.requestId, err),
+    );
     if (answer.t === "denied") {
       this.client.close();
       throw new TesseraError("denied", `access denied: ${answer.reason}`);
     }
-    const swapped = confirmed && approvalMismatch(answer, confirmed.hostSpki, spki);
+    const swapped = confirmed && approvalMismatch(answer, confirmed, spki);
     if (swapped) {
       this.client.send({
         t: "end",
@@ -201,12 +206,14 @@ export class Guest {
    * no answer, so the same frame goes again after a growing wait, for as long as a session would wait
    * to be resumed; any other refusal is final.
    */
-  private async askUntilAnswered(ask: () => ClientFrame): Promise<FrameOf<ServerFrame, "pending">> {
+  private async askUntilAnswered(
+    ask: () => ClientFrame,
+  ): Promise<FrameOf<ServerFrame, "pending"> | FrameOf<ServerFrame, "denied">> {
     const since = Date.now();
     for (let attempt = 0; ; attempt++) {
       this.client.send(ask());
       try {
-        return await this.client.next("pending");
+        return await this.client.next("pending", "denied");
       } catch (err) {
         const retry = err instanceof RefusedError && err.code === "unavailable";
         if (!retry || Date.now() - since > RESUME_GIVE_UP_MS) throw err;

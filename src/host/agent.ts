@@ -7,6 +7,7 @@ import { TLS_1_3, type InnerTls } from "../data/data-dial.ts";
 import type { TargetPolicy } from "./policy.ts";
 import { ScopeKeeper } from "./scopes.ts";
 import { sessionRefusal } from "./session-check.ts";
+import { YesBook } from "./yes-book.ts";
 import { spkiFingerprint } from "../pki/index.ts";
 import { SHELL_TARGET } from "../wire/protocol.ts";
 import { StreamServer } from "./stream-server.ts";
@@ -25,10 +26,15 @@ export interface AgentOptions
   reconnect: boolean;
   /** Serves sessions whose target is SHELL_TARGET (`share --shell`); without it such streams are refused. */
   shell?: StreamService;
-  /** Whether this host approved a guest key (share's approver); without it the coordinator's word is taken. */
-  vouch?: (guestSpki: string) => boolean;
+  /**
+   * The yeses the share's own approver gave in this process (host/consent.ts grants them): only those pass, each
+   * for one session. Without it the agent keeps its own book (in `usedReceipts` when given).
+   */
+  vouch?: YesBook;
   /** Serve only sessions whose approval carries a receipt this host's own key signed (wire/receipt.ts). */
   receipts?: boolean;
+  /** A standalone agent's record of the receipts it served (one session each), kept across its restarts. */
+  usedReceipts?: string;
   /** A stream not verified within this time is dropped with its target connection (default STREAM_SETUP_TIMEOUT_MS in stream-server.ts). */
   streamSetupTimeoutMs?: number;
   /** `--relay-only`: the agent dials no direct-path hint; every stream goes through the coordinator. */
@@ -51,6 +57,7 @@ export class Agent {
   private stopped = false;
   private moving = false;
   private readonly scopes = new ScopeKeeper();
+  private readonly yes: YesBook;
   private readonly hostKey: string;
   private readonly reconnect: Reconnector;
   private readonly streams: StreamServer;
@@ -61,6 +68,7 @@ export class Agent {
     private readonly events: AgentEvents = {},
   ) {
     this.hostKey = spkiFingerprint(o.certPem);
+    this.yes = o.vouch ?? new YesBook(o.usedReceipts);
     this.tls = {
       key: o.keyPem,
       cert: o.certPem,
@@ -113,7 +121,11 @@ export class Agent {
     this.client = c;
     c.on("session", (f) => {
       // The coordinator's word alone does not open a session here (see session-check.ts).
-      const why = sessionRefusal(f, { vouch: this.o.vouch, receipts: this.o.receipts, hostKey: this.hostKey });
+      const why = sessionRefusal(
+        f,
+        { vouch: !!this.o.vouch, receipts: this.o.receipts, hostKey: this.hostKey, yes: this.yes },
+        Date.now(),
+      );
       if (why) {
         this.events.onStream?.(f.sessionId, `refused session ${f.sessionId}: ${why.detail}; nothing was served`);
         return c.send({ t: "end", sessionId: f.sessionId, reason: `refused by the host: ${why.reason}` });
@@ -129,7 +141,10 @@ export class Agent {
         usedEarly: before?.usedEarly ?? new Set(),
       };
       this.sessions.set(f.sessionId, session);
-      this.scopes.seen(f, Date.now(), (id) => this.endSession(id));
+      this.scopes.seen(f, Date.now(), (id) => {
+        this.yes.end(id);
+        this.endSession(id);
+      });
       this.direct.opened(session);
       this.direct.kept(session);
     });
@@ -141,6 +156,8 @@ export class Agent {
     });
     c.on("fallback", (f) => this.direct.fallback(f.streamId));
     c.on("closed", (f) => {
+      // Over for good: a later frame naming it (or its yes) serves nothing.
+      this.yes.end(f.sessionId);
       this.o.shell?.closed?.(f.sessionId, f.reason);
       this.scopes.forget(f.sessionId);
       this.endSession(f.sessionId);

@@ -1,6 +1,7 @@
 // The agent's own hold on a scoped yes (`y 15m`, `y 1`, `ro`): it counts the streams it serves and keeps
 // the clock itself, across its reconnects, so a coordinator cannot lift a scope by offering more streams
-// or by telling a later approval time (the earlier of its word and our first sight of the session wins).
+// or by telling a later approval time (the earliest of its word, the signed receipt's time and our first
+// sight of the session wins).
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
 import { streamRefusal, type Scope } from "../wire/scope.ts";
 
@@ -23,7 +24,7 @@ export class ScopeKeeper {
     let h = this.held.get(f.sessionId);
     if (!h) {
       if (this.held.size >= REMEMBERED) this.forget(this.held.keys().next().value!);
-      h = { scope: f.scope, since: Math.min(now, f.openedAt ?? now), served: 0 };
+      h = { scope: f.scope, since: Math.min(now, f.openedAt ?? now, f.receipt?.body.at ?? now), served: 0 };
       this.held.set(f.sessionId, h);
     }
     if (h.scope.ttlMs !== undefined && !h.timer) {

@@ -1,38 +1,61 @@
 // Whether the agent takes a session the coordinator tells it of. The coordinator is not trusted to
-// decide: with a vouch (the share's own approver in this process) only guest keys this host approved
-// pass; with receipts, only an approval this host's key signed for exactly that guest key, target and scope.
+// decide: with a vouch (the share's own approver in this process) only a yes given here for that request
+// and guest key passes; with receipts, only an approval this host's key signed for exactly that request,
+// guest key, target and scope. Either way a yes opens one session id, once (yes-book.ts).
 import { receiptProblem } from "../wire/receipt.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
+import type { YesBook } from "./yes-book.ts";
 
 export interface SessionCheck {
-  vouch?: (guestSpki: string) => boolean;
+  /** The share's own approver runs in this process: only its yeses pass. */
+  vouch?: boolean;
   receipts?: boolean;
   /** This host's key fingerprint, the only signer a receipt may have. */
   hostKey: string;
+  yes: YesBook;
 }
 
-/** Undefined when the session may be served; else what the guest is told and what the host's log says. */
-export function sessionRefusal(
-  f: FrameOf<ServerFrame, "session">,
-  c: SessionCheck,
-): { reason: string; detail: string } | undefined {
-  if (c.vouch && !c.vouch(f.guest.spki)) {
+type Refusal = { reason: string; detail: string };
+
+/** Undefined when the session may be served (and the yes is now spent on it); else what the guest is told and the host's log says. */
+export function sessionRefusal(f: FrameOf<ServerFrame, "session">, c: SessionCheck, now: number): Refusal | undefined {
+  if (c.vouch && !c.yes.vouched(f.requestId, f.guest.spki)) {
     return {
       reason: "the coordinator named a guest key the host did not approve",
-      detail: `the coordinator named guest key ${f.guest.spki}, which this host did not approve; it may be swapping keys`,
+      detail: `the coordinator named guest key ${f.guest.spki} for request ${f.requestId ?? "(none)"}, which this host did not approve; it may be swapping keys`,
     };
   }
-  if (!c.receipts) return undefined;
+  if (c.receipts) {
+    const why = receiptRefusal(f, c.hostKey);
+    if (why) return why;
+  }
+  if (!c.vouch && !c.receipts) return undefined;
+  const requestId = f.requestId ?? f.receipt?.body.requestId;
+  if (requestId === undefined)
+    return { reason: "the approval names no request", detail: "the coordinator named a session with no request id" };
+  const spent = c.yes.claim({ requestId, sessionId: f.sessionId, signedAt: f.receipt?.body.at }, now);
+  return spent ? { reason: `the approval is already used (${spent})`, detail: spent } : undefined;
+}
+
+/** The one receipt check for a session (a delegated approver's chain extends receiptProblem, not this). */
+function receiptRefusal(f: FrameOf<ServerFrame, "session">, hostKey: string): Refusal | undefined {
   if (!f.receipt)
     return {
       reason: "the approval carries no receipt signed by the host",
       detail: "the coordinator named a session with no receipt signed by this host",
     };
+  if (f.requestId === undefined)
+    return {
+      reason: "the approval names no request",
+      detail: "the coordinator named a session without the request its receipt answers",
+    };
   const why = receiptProblem(f.receipt, {
-    hostKey: c.hostKey,
+    hostKey,
     guestKey: f.guest.spki,
     target: f.target,
     decision: "allow",
+    requestId: f.requestId,
+    shareId: f.shareId,
     scope: f.scope,
   });
   return why

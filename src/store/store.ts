@@ -361,6 +361,14 @@ export class Store {
     await this.sql`DELETE FROM requests WHERE id = ${id}`;
   }
 
+  /**
+   * The request's code check ran: its code was one guess and is never given back, also not by a restart
+   * (the row keeps SPENT_CODE instead of the hash, so takeRequests' caller releases nothing).
+   */
+  async spendRequestCode(id: string): Promise<void> {
+    await this.sql`UPDATE requests SET code_hash = ${SPENT_CODE} WHERE id = ${id}`;
+  }
+
   /** Requests left waiting by a coordinator that stopped; the caller denies them. */
   async takeRequests(node?: string): Promise<RequestRow[]> {
     if (node !== undefined) {
@@ -403,6 +411,9 @@ export class Store {
     await this.sql.close();
   }
 }
+
+/** What a request row holds instead of its code's hash once the code's PAKE ran (no hash is this short). */
+export const SPENT_CODE = "spent";
 
 function requestRow(r: Record<string, unknown>): RequestRow {
   return {

@@ -3,8 +3,11 @@ import * as v from "valibot";
 import { Scope } from "./scope.ts";
 import { Receipt } from "./receipt.ts";
 
-/** 6: the coordinator's "notice" to hosts (its audit disk is full, has room again). */
-export const PROTOCOL_VERSION = 6;
+/**
+ * 6: the coordinator's "notice" to hosts (its audit disk is full, has room again).
+ * 7: the guest confirms first (`pake` carries no host tag; the host's comes in `confirmed`), `session` names its request.
+ */
+export const PROTOCOL_VERSION = 7;
 /** Hard cap on one control frame, checked before a byte of it is buffered. */
 export const MAX_FRAME_BYTES = 64 * 1024;
 /** Data-plane preamble: magic (never 0x16, so it can't be mistaken for a TLS ClientHello) + 32-byte token. */
@@ -130,10 +133,12 @@ export const ClientFrame = v.variant("t", [
   }),
   /** code is the nameplate only; pake is the guest's CPace share, for the host (version 3). */
   frame("redeem", { code, csr: pem, name, reason: text(500), pake: pakeStart, identity: v.optional(identityProof) }),
-  /** The host's CPace share and confirmation, and the key the guest is to pin, for the guest (version 3). */
-  frame("pake", { requestId: id, msg: b64(64), tag: b64(128), hostSpki: spki }),
-  /** The guest's confirmation, for the host; absent when the host's did not check out (version 3). */
+  /** The host's CPace share and the key the guest is to pin, for the guest; no tag: the guest confirms first (version 6). */
+  frame("pake", { requestId: id, msg: b64(64), hostSpki: spki }),
+  /** The guest's confirmation, for the host; absent when the host's share did not decode (version 3). */
   frame("confirm", { requestId: id, tag: v.optional(b64(128)) }),
+  /** The host's confirmation, sent only once the guest's checked out, for the guest (version 6). */
+  frame("confirmed", { requestId: id, tag: b64(128) }),
   /** identity: the guest's long-term key and its signature over this request; the host checks it (version 3). */
   frame("request", { shareId: id, target, csr: pem, name, reason: text(500), identity: v.optional(identityProof) }),
   /** pool: a stream made ready before it is needed (the guest's pool); it is audited, and served, only at its "use" (version 5). */
@@ -189,7 +194,8 @@ export const ServerFrame = v.variant("t", [
     }),
   }),
   frame("enrolled", { cert: pem }),
-  frame("registered", { shareId: id, targets: v.array(target) }),
+  /** requestsById: told to an attaching approver, which shows asks without a code only then (version 6). */
+  frame("registered", { shareId: id, targets: v.array(target), requestsById: v.optional(v.boolean()) }),
   /** The nameplate only: the minter adds its own secret half (version 3). */
   frame("code", { shareId: id, nameplate, target, expiresAt: epochMs }),
   /** pake: the guest's CPace share for a code's nameplate; absent for a request by share id (version 3). */
@@ -203,8 +209,9 @@ export const ServerFrame = v.variant("t", [
     pake: v.optional(v.strictObject({ nameplate, ...pakeStart.entries })),
     identity: v.optional(identityProof),
   }),
-  frame("pake", { requestId: id, msg: b64(64), tag: b64(128), hostSpki: spki }),
+  frame("pake", { requestId: id, msg: b64(64), hostSpki: spki }),
   frame("confirm", { requestId: id, tag: v.optional(b64(128)) }),
+  frame("confirmed", { requestId: id, tag: b64(128) }),
   frame("cancel", { requestId: id, reason: text(200) }),
   /** No share id: it would let a code holder ask again by id, without a code (version 2). */
   frame("pending", { requestId: id, target }),
@@ -219,9 +226,13 @@ export const ServerFrame = v.variant("t", [
     receipt: v.optional(Receipt),
   }),
   frame("denied", { requestId: id, reason: text(200) }),
-  /** openedAt: when the host approved it, so the agent holds a time-scoped session to that clock. */
+  /**
+   * openedAt: when the host approved it, so the agent holds a time-scoped session to that clock; requestId: the
+   * request the host's yes answered, which the receipt must name (version 6).
+   */
   frame("session", {
     sessionId: id,
+    requestId: v.optional(id),
     shareId: id,
     target,
     guest: guestInfo,

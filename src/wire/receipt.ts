@@ -12,7 +12,8 @@ const id = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/));
 const spki = v.pipe(v.string(), v.regex(/^SHA256:[A-Za-z0-9+/]{43}$/));
 
 export const ReceiptBody = v.strictObject({
-  v: v.literal(1),
+  /** 2: the signed message is length-prefixed (v1's newline-joined one still verifies). */
+  v: v.picklist([1, 2]),
   requestId: id,
   shareId: id,
   guestKey: spki,
@@ -33,29 +34,41 @@ export const Receipt = v.strictObject({
 });
 export type Receipt = v.InferOutput<typeof Receipt>;
 
-/** The signed bytes: fixed field order, so signer and verifier agree without canonical JSON. */
-function message(b: ReceiptBody): Buffer {
+/** The signed fields, in a fixed order, so signer and verifier agree without canonical JSON. */
+function fields(b: ReceiptBody): string[] {
   const scope = b.scope ? [b.scope.ttlMs ?? "", b.scope.streams ?? "", b.scope.readOnly ? "ro" : ""].join(",") : "";
-  return Buffer.from(
-    [
-      "tessera-consent-receipt-v1",
-      b.requestId,
-      b.shareId,
-      b.guestKey,
-      b.target,
-      b.decision,
-      scope,
-      b.at,
-      b.hostPub,
-      ...(b.guestId ? [`id:${b.guestId}`] : []),
-    ].join("\n"),
-  );
+  return [
+    b.requestId,
+    b.shareId,
+    b.guestKey,
+    b.target,
+    b.decision,
+    scope,
+    String(b.at),
+    b.hostPub,
+    ...(b.guestId ? [`id:${b.guestId}`] : []),
+  ];
+}
+
+/**
+ * The signed bytes. Version 2 prefixes each field with its length (4 bytes, big-endian), so no field's
+ * content can shift the boundary between two fields; version 1 joined them with newlines and still verifies.
+ */
+function message(b: ReceiptBody): Buffer {
+  if (b.v === 1) return Buffer.from(["tessera-consent-receipt-v1", ...fields(b)].join("\n"));
+  const parts = ["tessera-consent-receipt-v2", ...fields(b)].map((f) => {
+    const bytes = Buffer.from(f, "utf8");
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(bytes.length);
+    return Buffer.concat([len, bytes]);
+  });
+  return Buffer.concat(parts);
 }
 
 /** Signs a decision with the host's private key (PEM); `hostPub` is taken from that key. */
 export function signReceipt(keyPem: string, b: Omit<ReceiptBody, "v" | "hostPub">): Receipt {
   const hostPub = createPublicKey(keyPem).export({ type: "spki", format: "der" }).toString("base64");
-  const body: ReceiptBody = { v: 1, ...b, hostPub };
+  const body: ReceiptBody = { v: 2, ...b, hostPub };
   return { body, sig: sign("sha256", message(body), keyPem).toString("base64") };
 }
 
@@ -76,6 +89,7 @@ export function receiptProblem(
     target: string;
     decision: "allow" | "deny";
     requestId?: string;
+    shareId?: string;
     scope?: Scope;
   },
 ): string | undefined {
@@ -94,6 +108,8 @@ export function receiptProblem(
   if (b.decision !== expect.decision) return `it records "${b.decision}", not "${expect.decision}"`;
   if (expect.requestId !== undefined && b.requestId !== expect.requestId)
     return `it is for request ${b.requestId}, not ${expect.requestId}`;
+  if (expect.shareId !== undefined && b.shareId !== expect.shareId)
+    return `it is for share ${b.shareId}, not ${expect.shareId}`;
   const [x, y] = [b.scope ?? {}, expect.scope ?? {}];
   if (x.ttlMs !== y.ttlMs || x.streams !== y.streams || !!x.readOnly !== !!y.readOnly)
     return "its scope is not the session's";

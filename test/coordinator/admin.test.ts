@@ -32,7 +32,9 @@ describe("hosts remove", () => {
     const s = await w.session();
     const db = await w.agent("db", undefined, "other");
     const bob = await w.guest("bob");
-    await w.send(db, { t: "decision", requestId: await w.redeem(bob, await w.mint(db, "db")), allow: true });
+    const dbRequest = await w.redeem(bob, await w.mint(db, "db"));
+    await w.confirmed(db, bob, dbRequest);
+    await w.send(db, { t: "decision", requestId: dbRequest, allow: true });
     await bob.peer.ch.wait("approved");
     const r = await w.admin().removeHost("box", OPS);
     expect(r).toMatchObject({ host: "box", key: s.host.host!.spki, shares: 1, sessions: 1 });

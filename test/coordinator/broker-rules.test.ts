@@ -1,4 +1,5 @@
 // In-process tests of the broker's own rules (hello, enroll, register, attach, mint, leave, drop, restore) against a real Broker.
+import { Broker } from "../../src/coordinator/broker.ts";
 import { afterEach, describe, expect, test } from "bun:test";
 import { LIMITS } from "../../src/coordinator/limits.ts";
 import { ProtocolError } from "../../src/errors.ts";
@@ -159,6 +160,7 @@ describe("agent away and back", () => {
     await w.send(agent, { t: "mint", shareId: "web", target: "127.0.0.1:80" });
     const g = await w.guest("gone");
     const rq = await w.redeem(g, agent.ch.of("code").at(-1)!.nameplate);
+    await w.confirmed(agent, g, rq);
     await w.send(agent, { t: "decision", requestId: rq, allow: true });
     const gone = (await g.peer.ch.wait("approved")).sessionId;
     w.broker.drop(agent);
@@ -219,5 +221,30 @@ describe("restart", () => {
     expect((await agent.ch.wait("session")).sessionId).toBe(s.sessionId);
     await w.send(guest, { t: "open", sessionId: s.sessionId, ref: "r" });
     expect((await agent.ch.wait("incoming")).sessionId).toBe(s.sessionId);
+  });
+
+  test("a code whose PAKE ran is not given back by a restart, clean or crashed: it was one guess", async () => {
+    w = await World.open();
+    const agent = await w.agent();
+    const g = await w.guest("guesser");
+    const code = await w.mint(agent);
+    const requestId = await w.redeem(g, code);
+    await w.send(agent, { t: "pake", requestId, msg: "bXNn", hostSpki: agent.host!.spki });
+    // A crash: a new broker restores from the store while the old one never shut down.
+    const crashed = new Broker(w.options);
+    expect(await crashed.restore()).toMatchObject({ voided: 1 });
+    expect(await w.codeUsed(code)).toBe(true);
+    const deny = w.events().find((e) => e.event === "deny" && e.requestId === requestId);
+    expect(deny?.reason).toBe(
+      "the coordinator restarted during the code check; the code is burnt: ask the host for a new one",
+    );
+    await crashed.close();
+    // A clean stop with the PAKE run: the code stays spent too.
+    const g2 = await w.guest("second");
+    const code2 = await w.mint(agent);
+    const r2 = await w.redeem(g2, code2);
+    await w.send(agent, { t: "pake", requestId: r2, msg: "bXNn", hostSpki: agent.host!.spki });
+    await w.restart();
+    expect(await w.codeUsed(code2)).toBe(true);
   });
 });

@@ -23,6 +23,7 @@ describe("approve and deny", () => {
       guest: { name: "alice", addr: g.peer.addr },
     });
 
+    await w.confirmed(agent, g, requestId);
     await w.send(agent, { t: "decision", requestId, allow: true });
     const ok = await g.peer.ch.wait("approved");
     const sess = await agent.ch.wait("session");
@@ -70,6 +71,7 @@ describe("approve and deny", () => {
     const g = await w.guest();
     const requestId = await w.redeem(g, await w.mint(agent));
     expect((await second.ch.wait("ask")).requestId).toBe(requestId);
+    await w.confirmed(agent, g, requestId);
     await w.send(agent, { t: "decision", requestId, allow: true });
     expect(await second.ch.wait("cancel")).toEqual({ t: "cancel", requestId, reason: "approved elsewhere" });
   });
@@ -84,6 +86,9 @@ describe("approve and deny", () => {
     expect((await refusal(w.send(otherHost, { t: "decision", requestId, allow: true }))).code).toBe("forbidden");
     expect(g.peer.ch.of("approved")).toEqual([]);
     expect(w.names()).not.toContain("approve");
+    // Issue 27: no yes to a code request before its PAKE run is confirmed both ways.
+    expect((await refusal(w.send(agent, { t: "decision", requestId, allow: true }))).code).toBe("not_confirmed");
+    await w.confirmed(agent, g, requestId);
     await w.send(agent, { t: "decision", requestId, allow: true });
     await g.peer.ch.wait("approved");
   });
@@ -93,6 +98,7 @@ describe("approve and deny", () => {
     const first = await w.session();
     const g = await w.guest("bob");
     const requestId = await w.redeem(g, await w.mint(first.host));
+    await w.confirmed(first.host, g, requestId);
     await w.send(first.host, { t: "decision", requestId, allow: true });
     expect((await g.peer.ch.wait("denied")).reason).toMatch(/session limit/);
     expect(

@@ -118,7 +118,7 @@ export class World {
   private readonly records: EnrollRecord[] = [];
   private constructor(
     readonly dir: string,
-    private readonly options: BrokerOptions,
+    readonly options: BrokerOptions,
     public broker: Broker,
     readonly store: Store,
     readonly audit: AuditLog,
@@ -273,11 +273,22 @@ export class World {
     return g.peer.ch.of("pending").at(-1)!.requestId;
   }
 
+  /**
+   * The code's PAKE run, both confirmations relayed (the coordinator reads no tag, so fake ones do): the
+   * guest confirms first, then the host. Only then may the host say yes to a code request.
+   */
+  async confirmed(host: FakePeer, g: Guest, requestId: string): Promise<void> {
+    await this.send(host, { t: "pake", requestId, msg: "bXNn", hostSpki: host.host!.spki });
+    await this.send(g.peer, { t: "confirm", requestId, tag: "Z3Q" });
+    await this.send(host, { t: "confirmed", requestId, tag: "aHQ" });
+  }
+
   /** A full consent round: a fresh code, a guest asks, the agent approves. */
   async session(host?: FakePeer, name = "alice"): Promise<Approved> {
     const h = host ?? (await this.agent());
     const g = await this.guest(name);
     const requestId = await this.redeem(g, await this.mint(h));
+    await this.confirmed(h, g, requestId);
     await this.send(h, { t: "decision", requestId, allow: true });
     const ok = await g.peer.ch.wait("approved", (f) => f.requestId === requestId);
     return { host: h, guest: g.peer, sessionId: ok.sessionId, cert: ok.cert, requestId };

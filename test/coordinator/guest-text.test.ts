@@ -20,6 +20,7 @@ test("a guest's name and reason with newlines, escapes and bidi overrides are au
   const requestId = g.peer.ch.of("pending")[0]!.requestId;
   // The host's side receives the words as sent: its display (approver.ts) escapes and quotes them.
   expect((await agent.ch.wait("ask")).reason).toBe(reason);
+  await w.confirmed(agent, g, requestId);
   await w.send(agent, { t: "decision", requestId, allow: true });
   await g.peer.ch.wait("approved");
 

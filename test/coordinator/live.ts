@@ -126,6 +126,13 @@ export class Live {
     return ControlClient.dial({ address: this.address, caPem: this.ca.certPem, version: "test", ...identity });
   }
 
+  /** A one-time enrolment token for this coordinator (what `tessera link --token` takes). */
+  enrolToken(): string {
+    const { token, record } = makeEnrollToken(certFingerprint(this.ca.certPem), 60_000, Date.now());
+    this.records.push(record);
+    return token;
+  }
+
   /** An enrolled host's certificate and key, enrolled over a real control connection. */
   async enrolledHost(name = "box"): Promise<{ keyPem: string; certPem: string; spki: string }> {
     const { token, record } = makeEnrollToken(certFingerprint(this.ca.certPem), 60_000, Date.now());

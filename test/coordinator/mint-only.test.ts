@@ -37,6 +37,7 @@ describe("mint-only attach", () => {
     expect(w.names().filter((n) => n === "approve" || n === "deny")).toEqual([]);
 
     // The human at the share's own prompt still decides.
+    await w.confirmed(agent, g, requestId);
     await w.send(agent, { t: "decision", requestId, allow: true });
     await g.peer.ch.wait("approved");
     expect(w.one("code.mint")).toMatchObject({ shareId: "web", mintOnly: true });

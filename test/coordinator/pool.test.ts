@@ -86,6 +86,7 @@ test("y 1: spares do not count; the used one does, a second use is refused, and 
   const host = await w.agent();
   const g = await w.guest("alice");
   const requestId = await w.redeem(g, await w.mint(host));
+  await w.confirmed(host, g, requestId);
   await w.send(host, { t: "decision", requestId, allow: true, scope: { streams: 1 } });
   const ok = await g.peer.ch.wait("approved");
   const s = { host, guest: g.peer, sessionId: ok.sessionId };

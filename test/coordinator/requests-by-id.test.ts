@@ -50,6 +50,7 @@ describe("the share id does not leak to code holders", () => {
     const g = await w.guest();
     const requestId = await w.redeem(g, await w.mint(agent, shareId));
     expect(g.peer.ch.of("pending")[0]).toEqual({ t: "pending", requestId, target: TARGET });
+    await w.confirmed(agent, g, requestId);
     await w.send(agent, { t: "decision", requestId, allow: true });
     const ok = await g.peer.ch.wait("approved");
     await w.send(g.peer, { t: "open", sessionId: ok.sessionId, ref: "r1" });

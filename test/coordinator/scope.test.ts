@@ -13,6 +13,7 @@ async function scoped(world: World, scope: { ttlMs?: number; streams?: number })
   const host = await world.agent();
   const g = await world.guest("alice");
   const requestId = await world.redeem(g, await world.mint(host));
+  await world.confirmed(host, g, requestId);
   await world.send(host, { t: "decision", requestId, allow: true, scope });
   const ok = await g.peer.ch.wait("approved", (f) => f.requestId === requestId);
   return { host, guest: g.peer, sessionId: ok.sessionId, approved: ok };
@@ -68,6 +69,7 @@ test("a decision whose signed receipt says something else is refused; a matching
   const host = await w.agent();
   const g = await w.guest("cy");
   const requestId = await w.redeem(g, await w.mint(host));
+  await w.confirmed(host, g, requestId);
   const ask = host.ch.of("ask").at(-1)!;
   // Signed by a key that is not the share's host: refused, and the request still waits.
   const stranger = await exportPrivateKeyPem((await generateKeyPair()).privateKey);

@@ -135,7 +135,7 @@ test("metrics over HTTPS count a real session, a refusal, a denial and a revoke;
   expect(live.get('tessera_requests_total{outcome="approved"}')).toBe(1);
   expect(live.get('tessera_requests_total{outcome="denied"}')).toBe(1);
   expect(live.get('tessera_requests_total{outcome="expired"}')).toBe(0);
-  expect(live.get('tessera_code_redemption_failures_total{reason="unknown"}')).toBe(1);
+  expect(live.get('tessera_code_redemption_failures_total{reason="invalid"}')).toBe(1);
   // Ciphertext: every payload byte each way plus TLS framing, and the same figure the audit log has.
   const up = live.get('tessera_relayed_bytes_total{direction="guest_to_agent"}')!;
   const down = live.get('tessera_relayed_bytes_total{direction="agent_to_guest"}')!;
@@ -183,12 +183,12 @@ test("a request nobody answers counts as expired; a used code counts as a redemp
   expect(await guest.exit()).not.toBe(0);
   expect(guest.err).toContain("did not answer");
   const again = await run(["join", code, "--name", "bob", "--local", "127.0.0.1:0"], d.guestEnv);
-  // Issue 12 item 8: the guest hears the one answer for any invalid code; the metric still says "used".
+  // Issue 12 item 8: the guest hears the one answer for any invalid code; the metric counts it as one series (issue 27).
   expect(again.err).toContain("this code is not valid");
   const m = await scrape(d, ca);
   expect(m.get('tessera_requests_total{outcome="expired"}')).toBe(1);
   expect(m.get('tessera_requests_total{outcome="approved"}')).toBe(0);
-  expect(m.get('tessera_code_redemption_failures_total{reason="used"}')).toBe(1);
+  expect(m.get('tessera_code_redemption_failures_total{reason="invalid"}')).toBe(1);
   expect(m.get("tessera_sessions_total")).toBe(0);
   host.kill("SIGINT");
   await host.exit();

@@ -118,4 +118,13 @@ test("the guest keeps the host's signed receipt, and `tessera receipt verify` ch
   expect(bad.code).toBe(1);
   expect(bad.err).toContain("the receipt does not verify: its signature does not verify");
   expect((await auditEvents(d, "approve"))[0]!.receipt).toBeString();
+  // Issue 27: the operator pins the host key; a receipt by any other key fails, whatever the chain records.
+  const log = path.join(d.dir, "audit.jsonl");
+  const pinned = await run(["audit", "verify", log, "--host-key", hostKey]);
+  expect(pinned.code, pinned.err).toBe(0);
+  expect(pinned.out).toContain("1 consent receipt signed by a host key you pinned, each matching its decision");
+  const other = `SHA256:${"A".repeat(43)}`;
+  const wrong = await run(["audit", "verify", log, "--host-key", other]);
+  expect(wrong.code).toBe(1);
+  expect(wrong.err).toContain(`which is not a host key you pinned (--host-key)`);
 });

@@ -3,9 +3,8 @@
 import { afterEach, expect, setDefaultTimeout, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { Agent } from "../../src/host/agent.ts";
-import { CodeKeeper } from "../../src/host/code-keeper.ts";
-import { TargetPolicy } from "../../src/host/policy.ts";
+import type { Agent } from "../../src/host/agent.ts";
+import { startHost } from "./host.ts";
 import { Guest } from "../../src/guest/guest.ts";
 import type { Peer } from "../../src/coordinator/state.ts";
 import type { ClientFrame } from "../../src/wire/protocol.ts";
@@ -22,49 +21,17 @@ afterEach(async () => {
   live = undefined;
 });
 
-/** A host as `tessera share --port` runs it, without the terminal: agent + keeper, answering yes once the code checks out. */
 async function host(l: Live, shareId: string, port: number, log: string[]) {
-  const id = await l.enrolledHost(shareId);
-  const keeper = new CodeKeeper(id.spki);
-  const agent = new Agent(
-    {
-      address: l.address,
-      caPem: l.ca.certPem,
-      ...id,
-      version: "test",
-      shareId,
-      policy: new TargetPolicy([`127.0.0.1:${port}`]),
-      approver: true,
-      reconnect: false,
-      vouch: (k) => keeper.approvedKey(k),
-    },
-    {
-      onStream: (_sid, err) => err && log.push(err),
-    },
-  );
-  agents.push(agent);
-  const c = await agent.start();
-  const prompts: string[] = [];
-  c.on("ask", (f) => {
-    const a = keeper.answer(f);
-    if (a) c.send(a);
-  });
-  c.on("confirm", (f) => {
-    const r = keeper.confirm(f);
-    if (!r) return;
-    if (!r.ok) {
-      log.push("wrong code");
-      if (f.tag) c.send({ t: "decision", requestId: f.requestId, allow: false, mismatch: true });
-      return;
-    }
-    prompts.push(f.requestId);
-    keeper.approve(r.ask.guest.spki);
-    c.send({ t: "decision", requestId: f.requestId, allow: true });
-  });
-  c.on("closed", (f) => log.push(`closed: ${f.reason}`));
-  c.send({ t: "mint", shareId });
-  const code = await c.next("code");
-  return { spki: id.spki, code: keeper.mint(code.nameplate, code.expiresAt), prompts, client: c };
+  const h = await startHost(l, shareId, port);
+  agents.push(h.agent);
+  h.client.on("closed", (f) => log.push(`closed: ${f.reason}`));
+  // The agent's refusals and the host's notices land in the host's log too.
+  const push = h.log.push.bind(h.log);
+  h.log.push = (...lines: string[]) => {
+    log.push(...lines);
+    return push(...lines);
+  };
+  return { ...h, prompts: h.prompts };
 }
 
 test("a coordinator that names another host's key in `approved` is refused by the guest: nothing is sent, both sides hear why", async () => {
@@ -136,7 +103,7 @@ test("a coordinator that names another guest key in `session` is refused by the 
   expect(
     hostLog.some((l) =>
       l.startsWith(
-        `refused session ${ok.sessionId}: the coordinator named guest key ${impostorKey}, which this host did not approve`,
+        `refused session ${ok.sessionId}: the coordinator named guest key ${impostorKey} for request ${ok.requestId}, which this host did not approve; it may be swapping keys`,
       ),
     ),
   ).toBe(true);
@@ -175,7 +142,7 @@ test("right nameplate, wrong secret: the host sees only a wrong-code line, the c
   expect(err?.message).toMatch(/^the code did not match: nobody was connected/);
   await within(
     (async () => {
-      while (!hostLog.includes("wrong code")) await Bun.sleep(10);
+      while (!hostLog.some((l) => l.startsWith("wrong code: mallory tried "))) await Bun.sleep(10);
     })(),
     "the host's wrong-code line",
   );
@@ -188,10 +155,22 @@ test("right nameplate, wrong secret: the host sees only a wrong-code line, the c
   expect(again?.message).toMatch(/this code is not valid/);
   const audit = fs.readFileSync(path.join(live.dir, "audit.log"), "utf8");
   expect(audit).toContain('"event":"code.mismatch"');
-  expect(audit).toContain('"detectedBy":"guest"');
-  // The secret half is nowhere the coordinator can see: frames, audit log, database.
-  const db = fs.readFileSync(path.join(live.dir, "state.db")).toString("latin1");
-  for (const text of [JSON.stringify(seen), audit, db]) {
+  // The guest confirms first, so the host is the one who finds the guess wrong (and hears of it).
+  expect(audit).toContain('"detectedBy":"host"');
+  // The secret half is nowhere the coordinator can see: frames, audit log, and every file of its database
+  // (the store runs in WAL mode: fresh rows sit in state.db-wal, not state.db), read raw, and through SQL.
+  const dir = live.dir;
+  const files = fs.readdirSync(dir).filter((f) => f.startsWith("state.db"));
+  expect(files).toContain("state.db-wal");
+  const raw = files.map((f) => fs.readFileSync(path.join(dir, f)).toString("latin1"));
+  // A control: the guest's name is in the database files, so a search that finds nothing means something.
+  expect(raw.some((t) => t.includes("mallory"))).toBe(true);
+  const { Database } = await import("bun:sqlite");
+  const sqlite = new Database(path.join(live.dir, "state.db"), { readonly: true });
+  const tables = sqlite.query("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[];
+  const rows = tables.map((t) => JSON.stringify(sqlite.query(`SELECT * FROM "${t.name}"`).all())).join("\n");
+  sqlite.close();
+  for (const text of [JSON.stringify(seen), audit, rows, ...raw]) {
     expect(text).not.toContain(h.code);
     expect(text).not.toContain(h.code.replace("-", ""));
     expect(text).not.toMatch(new RegExp(`\\b${secret}\\b`));
