@@ -58,18 +58,18 @@ test("tessera link --token - enrols with the token piped on stdin; --token-file 
       let r: { code: number; out: string; err: string };
       if (how === "stdin")
         r = await piped(
-          ["link", live.address, "--token", "-", "--name", "piped"],
+          ["link", live.address, "--token", "-", "--name", `piped-${how}`],
           { TESSERA_HOME: home },
           `${live.enrolToken()}\n`,
         );
       else {
         const file = path.join(tmpDir(), "enrol");
         fs.writeFileSync(file, live.enrolToken(), { mode: 0o600 });
-        const p = spawn(["link", live.address, "--token-file", file, "--name", "piped"], { TESSERA_HOME: home });
+        const p = spawn(["link", live.address, "--token-file", file, "--name", `piped-${how}`], { TESSERA_HOME: home });
         r = { code: await p.exit(), out: p.out, err: p.err };
       }
       expect({ how, code: r.code, err: r.err }).toMatchObject({ how, code: 0 });
-      expect(r.out).toContain('enrolled as host "piped"');
+      expect(r.out).toContain(`enrolled as host "piped-${how}"`);
       expect(r.err).not.toContain("command line");
       expect(fs.statSync(path.join(home, "host.key")).mode & 0o777).toBe(0o600);
     }
