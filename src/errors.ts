@@ -38,6 +38,7 @@ export type ErrorCode =
   | "host_offline"
   | "replaced"
   | "bad_receipt"
+  | "bad_delegation"
   | "not_confirmed"
   | "host_removed"
   // the code's PAKE: a wrong code, or a coordinator that swapped a key
