@@ -104,7 +104,7 @@ export function coversShare(d: Delegation, shareId: string): boolean {
  */
 export function delegationProblem(
   d: Delegation,
-  expect: { hostKey: string; shareId?: string; at: number; removed?: (d: Delegation) => boolean },
+  expect: { hostKey: string; shareId?: string; at: number; revoked?: (d: Delegation) => string | undefined },
 ): DelegationError | undefined {
   const b = d.body;
   let signer: string;
@@ -122,8 +122,6 @@ export function delegationProblem(
       "wrong_signer",
       `approver ${b.name}'s delegation is signed by ${signer}, not by this host's key ${expect.hostKey}`,
     );
-  if (expect.removed?.(d))
-    return new DelegationError("removed", `approver ${b.name} was removed by the host (delegation ${b.id})`);
   if (expect.at >= b.expiresAt || expect.at < b.issuedAt)
     return new DelegationError(
       "expired",
@@ -134,6 +132,9 @@ export function delegationProblem(
       "share_not_covered",
       `approver ${b.name} may answer for ${(b.shares as string[]).join(", ")}, not for share ${expect.shareId}`,
     );
+  // Last: the host's own book answers for what the signed fields cannot (a removal, or a delegation it never kept).
+  const gone = expect.revoked?.(d);
+  if (gone) return new DelegationError("removed", `approver ${b.name}: ${gone}`);
   return undefined;
 }
 

@@ -8,8 +8,8 @@ import { type Receipt, receiptProblem } from "./receipt.ts";
 export type ChainExpect = Parameters<typeof receiptProblem>[1] & {
   /** Also require the delegation to be valid at this time (the agent's now; audit verify passes none). */
   now?: number;
-  /** The host's own word that this delegation no longer counts (host/approver-book.ts). */
-  removed?: (d: Delegation) => boolean;
+  /** The host's own word that this delegation no longer counts, and why (host/approver-book.ts). */
+  revoked?: (d: Delegation) => string | undefined;
 };
 
 /** Why this receipt does not prove the decision for this host (or undefined if it does, directly or delegated). */
@@ -22,7 +22,7 @@ export function receiptChainProblem(r: Receipt, expect: ChainExpect): string | u
   if (r.body.via !== d.body.id)
     return `it carries delegation ${d.body.id}, but its signature covers ${r.body.via ?? "none"}`;
   for (const at of expect.now === undefined ? [r.body.at] : [r.body.at, expect.now]) {
-    const bad = delegationProblem(d, { hostKey: expect.hostKey, shareId: r.body.shareId, at, removed: expect.removed });
+    const bad = delegationProblem(d, { hostKey: expect.hostKey, shareId: r.body.shareId, at, revoked: expect.revoked });
     if (bad) return bad.message;
   }
   return receiptProblem(r, { ...expect, hostKey: approverKey(d) });

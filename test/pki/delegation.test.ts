@@ -46,7 +46,9 @@ test("a delegation verifies for its host key, share and time; each refusal is ty
   expect(refusal(d, { at: T0 + 91 * DAY })).toBe("expired");
   expect(refusal(d, { at: T0 - 1 })).toBe("expired");
   expect(refusal(d, { shareId: "shell-box" })).toBe("share_not_covered");
-  expect(refusal(d, { removed: (x) => x.body.id === d.body.id })).toBe("removed");
+  expect(refusal(d, { revoked: (x) => (x.body.id === d.body.id ? "was removed by the host" : undefined) })).toBe(
+    "removed",
+  );
   expect(refusal({ ...d, body: { ...d.body, shares: "*" } })).toBe("bad_signature");
   expect(refusal({ ...d, body: { ...d.body, approverPub: pub(phone) } })).toBe("bad_signature");
   expect(delegationProblem(delegate({ shares: "*" }), { hostKey, shareId: "anything", at: T0 })).toBeUndefined();
@@ -90,7 +92,9 @@ test("the receipt chain: host key -> delegation -> approver's receipt, with the 
   const late = signReceipt(laptop, { ...fields, at: T0 + 95 * DAY }, d);
   expect(receiptChainProblem(late, { ...expect_, now: undefined })).toMatch(/is valid .* not at/);
   // removed
-  expect(receiptChainProblem(r, { ...expect_, removed: () => true })).toMatch(/was removed by the host/);
+  expect(receiptChainProblem(r, { ...expect_, revoked: () => "was removed by the host" })).toMatch(
+    /was removed by the host/,
+  );
   // a share outside the delegation, signed correctly by the approver
   const outside = signReceipt(laptop, { ...fields, shareId: "prod" }, d);
   expect(receiptChainProblem(outside, { ...expect_, shareId: "prod" })).toMatch(/not for share prod/);
