@@ -17,6 +17,7 @@ const COMMANDS = [
   "version",
   "mcp",
   "receipt",
+  "approvers",
 ];
 
 test("every command's description matches its root-help summary", async () => {

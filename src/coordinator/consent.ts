@@ -19,7 +19,7 @@ import { sourceKey } from "./admission.ts";
 import { RefusalTally } from "./refusals.ts";
 import type { ClientFrame, FrameOf, ServerFrame } from "../wire/protocol.ts";
 import { describeScope } from "../wire/scope.ts";
-import { receiptProblem } from "../pki/receipt.ts";
+import { receiptChainProblem } from "../pki/receipt-chain.ts";
 import { identityFingerprint, identityProblem, viaCode, viaShare, type IdentityProof } from "../pki/identity.ts";
 import type { SessionBook } from "./sessions.ts";
 import { SPENT_CODE } from "../store/store.ts";
@@ -359,16 +359,19 @@ export class Consent {
     // A yes to a code request needs the run confirmed first: the guest proved the code, then the host.
     if (f.allow && req.pake && req.pakeDone !== "confirmed")
       throw new RefusedError("not_confirmed", "that request's code check has not completed; it cannot be approved yet");
-    // A receipt the host signed must say what the decision says: the coordinator relays it, never makes one.
+    // A receipt the host signed (or an approver it delegated to) must say what the decision says: the coordinator
+    // relays it, never makes one. Whether the host still stands behind a delegation is the agent's word.
     const bad =
       f.receipt &&
-      receiptProblem(f.receipt, {
+      receiptChainProblem(f.receipt, {
         hostKey: req.share.hostSpki,
         guestKey: req.guestInfo.spki,
         target: req.target,
         decision: f.allow ? "allow" : "deny",
         requestId: req.id,
+        shareId: req.share.id,
         scope: f.scope,
+        now: Date.now(),
       });
     if (bad) throw new RefusedError("bad_receipt", `this decision's signed receipt does not match it: ${bad}`);
     const receipt = f.receipt ? { receipt: JSON.stringify(f.receipt) } : {};
