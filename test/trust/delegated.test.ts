@@ -12,7 +12,7 @@ import { type Delegation, signDelegation } from "../../src/pki/delegation.ts";
 import { exportPrivateKeyPem, generateKeyPair } from "../../src/pki/index.ts";
 import { signReceipt } from "../../src/pki/receipt.ts";
 import type { Peer } from "../../src/coordinator/state.ts";
-import type { ClientFrame, FrameOf, ServerFrame } from "../../src/wire/protocol.ts";
+import type { ClientFrame, FrameOf } from "../../src/wire/protocol.ts";
 import { Live, within } from "../coordinator/live.ts";
 import { startHost, type TestHost } from "./host.ts";
 import { lying, servers, target } from "./lying.ts";
