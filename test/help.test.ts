@@ -18,6 +18,7 @@ const COMMANDS = [
   "mcp",
   "receipt",
   "approvers",
+  "approve",
 ];
 
 test("every command's description matches its root-help summary", async () => {

@@ -68,9 +68,10 @@ export async function pairApprover(o: PairingOptions, ev: PairingEvents): Promis
       },
       gone: (_id, reason) => failed(new TesseraError("denied", `the pairing request ended: ${reason}`)),
       notice: (line) => {
-        // A wrong or abandoned code (burnt), or a refused request: this pairing is over (run `approvers add` again).
-        ev.notice(line);
-        failed(new TesseraError("code_mismatch", line));
+        // A wrong or abandoned code (burnt), or a refused request: this pairing is over.
+        const said = `${line.replace(/ \(make a new one with c \+ Enter\)$/, "")}; run \`tessera approvers add\` again for a new code`;
+        ev.notice(said);
+        failed(new TesseraError("code_mismatch", said));
       },
     },
   );

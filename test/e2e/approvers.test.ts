@@ -79,3 +79,39 @@ test("receipt verify checks a delegated receipt through its chain and says who a
     /the receipt does not verify: approver laptop's delegation is signed by SHA256:\S+, not by this host's key/,
   );
 });
+
+test("pairing at the real binary: `approvers add` prints a code, `approve --pair` from a fresh home gets the delegation; a wrong code is burnt on both sides", async () => {
+  const { deploy } = await import("./harness.ts");
+  const { spawn } = await import("./harness.ts");
+  const d = await deploy();
+  const device = { TESSERA_HOME: path.join(d.dir, "laptop") };
+  const host = spawn(["approvers", "add", "laptop", "--shares", "db,web", "--expires", "30d"], d.hostEnv, {
+    cwd: d.dir,
+  });
+  const line = (await host.waitFor(/tessera approve --pair (\S+\/[0-9A-Z]{4}-[0-9A-Z]{4})/))[1]!;
+  const paired = await run(["approve", "--pair", line, "--name", "ana-laptop"], device);
+  expect(paired.code, paired.err).toBe(0);
+  expect(paired.err + paired.out).toMatch(
+    /paired: this device is approver laptop, delegated by host hosty until \d{4}-\d\d-\d\d for db,web/,
+  );
+  expect(await host.exit()).toBe(0);
+  expect(host.err + host.out).toMatch(/paired approver laptop \(key SHA256:\S+\) for db,web until/);
+  expect(fs.statSync(path.join(device.TESSERA_HOME, "approver.key")).mode & 0o777).toBe(0o600);
+  const mine = JSON.parse(fs.readFileSync(path.join(device.TESSERA_HOME, "approver.json"), "utf8"));
+  const kept = JSON.parse(fs.readFileSync(path.join(d.hostEnv.TESSERA_HOME, "approvers.json"), "utf8"));
+  expect(mine.hosts[0].delegation).toEqual(kept.approvers[0]);
+  expect((await run(["approvers", "list"], d.hostEnv)).out).toMatch(/^laptop +db,web +until /m);
+
+  // A wrong code: the device is refused, the host reads that the code is burnt, and nothing is added.
+  const again = spawn(["approvers", "add", "phone"], d.hostEnv, { cwd: d.dir });
+  const good = (await again.waitFor(/tessera approve --pair (\S+\/[0-9A-Z]{4}-[0-9A-Z]{4})/))[1]!;
+  const wrong = `${good.slice(0, -4)}${good.endsWith("0000") ? "0001" : "0000"}`;
+  const refused = await run(["approve", "--pair", wrong], { TESSERA_HOME: path.join(d.dir, "phone") });
+  expect(refused.code).toBe(1);
+  expect(refused.err).toMatch(/code/i);
+  expect(await again.exit()).not.toBe(0);
+  expect(again.err).toMatch(
+    /wrong code: .* the code is burnt and nobody was connected; run `tessera approvers add` again/,
+  );
+  expect((await run(["approvers", "list"], d.hostEnv)).out).not.toMatch(/^phone/m);
+});
