@@ -18,7 +18,7 @@ import { RateLimiter } from "./limits.ts";
 import { sourceKey } from "./admission.ts";
 import { RefusalTally } from "./refusals.ts";
 import type { ClientFrame, FrameOf, ServerFrame } from "../wire/protocol.ts";
-import { describeScope } from "../wire/scope.ts";
+import { describeScope, typedAnswer } from "../wire/scope.ts";
 import { receiptChainProblem } from "../pki/receipt-chain.ts";
 import { identityFingerprint, identityProblem, viaCode, viaShare, type IdentityProof } from "../pki/identity.ts";
 import type { SessionBook } from "./sessions.ts";
@@ -236,7 +236,7 @@ export class Consent {
   }
 
   /** Ends a request; `unanswered` means the host never had its say, so the code works again. */
-  drop(req: Request, reason: string, unanswered = false): void {
+  drop(req: Request, reason: string, unanswered = false, answered?: { told: string; by: Peer }): void {
     this.forget(req);
     // A PAKE run that ended unconfirmed was one guess at the code, whoever made it: audited as such.
     if (req.pakeFrom && !req.pakeDone) {
@@ -249,7 +249,8 @@ export class Consent {
       background(this.o.store.releaseCode(req.codeHash), "code release", log.warn);
     this.remember(req.id, reason);
     req.guest.ch.send({ t: "denied", requestId: req.id, reason });
-    for (const a of req.share.approvers) a.ch.send({ t: "cancel", requestId: req.id, reason });
+    for (const a of req.share.approvers)
+      if (a !== answered?.by) a.ch.send({ t: "cancel", requestId: req.id, reason: answered?.told ?? reason });
   }
 
   /** Requests a stopped coordinator left waiting: denied, with their codes given back. */
@@ -379,7 +380,10 @@ export class Consent {
       this.o.audit.append("deny", { ...who, ...(f.reason ? { reason: f.reason } : {}), ...receipt });
       metrics.requests.inc(1, { outcome: "denied" });
       // The host's words reach the guest; the guest's client shows them escaped, as any text from outside.
-      this.drop(req, f.reason ? `the host declined: ${f.reason}` : "the host declined the request");
+      this.drop(req, f.reason ? `the host declined: ${f.reason}` : "the host declined the request", false, {
+        told: `answered by ${answeredBy(peer)} (n)`,
+        by: peer,
+      });
       return;
     }
     const agent = req.share.agent;
@@ -451,8 +455,9 @@ export class Consent {
       scope: f.scope,
       receipt: f.receipt,
     });
-    for (const a of req.share.approvers)
-      if (a !== peer) a.ch.send({ t: "cancel", requestId: req.id, reason: "approved elsewhere" });
+    // Everyone else who was asked hears who answered, and how ("answered by laptop (y 15m)").
+    const told = `answered by ${answeredBy(peer)} (${typedAnswer(f.scope)})`;
+    for (const a of req.share.approvers) if (a !== peer) a.ch.send({ t: "cancel", requestId: req.id, reason: told });
   }
 
   /** Redeems and requests share one budget per address; enrolments have their own. Counted, not synced. */
@@ -505,4 +510,9 @@ export function sessionFrame(s: Session): ServerFrame {
     ...(s.scope ? { scope: s.scope, openedAt: s.openedAt } : {}),
     ...(s.receipt ? { receipt: s.receipt, requestId: s.receipt.body.requestId } : {}),
   };
+}
+
+/** Who answered a request, as the other approvers are told: a delegated approver by its name, else the host. */
+function answeredBy(peer: Peer): string {
+  return peer.approverName ?? "the host";
 }

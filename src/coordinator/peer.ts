@@ -23,4 +23,6 @@ export interface Peer {
   /** Set when the peer presented a guest certificate issued for a session (a guest coming back). */
   readonly guest?: { sessionId: string; spki: string };
   helloed: boolean;
+  /** Set when the peer attached as a delegated approver: the name its host gave it ("answered by NAME"). */
+  approverName?: string;
 }

@@ -138,6 +138,30 @@ export function delegationProblem(
   return undefined;
 }
 
+/** How far an attach proof's time may be from the coordinator's clock. */
+export const ATTACH_PROOF_SKEW_MS = 5 * 60_000;
+
+const attachMessage = (d: Delegation, at: number) =>
+  lengthPrefixed(["tessera-approver-attach-v1", d.body.id, String(at)]);
+
+/** The approver's proof, for the coordinator, that it holds the key its delegation names (not a copy of the delegation). */
+export function attachProof(approverKeyPem: string, d: Delegation, at: number): string {
+  return sign("sha256", attachMessage(d, at), approverKeyPem).toString("base64");
+}
+
+/** Why an attach proof does not hold (or undefined): not signed by the delegation's approver key, or too far in time. */
+export function attachProofProblem(d: Delegation, at: number, proof: string, now: number): string | undefined {
+  if (Math.abs(now - at) > ATTACH_PROOF_SKEW_MS)
+    return `its time ${new Date(at).toISOString()} is more than ${ATTACH_PROOF_SKEW_MS / 60_000} minutes from this coordinator's clock`;
+  try {
+    const key = createPublicKey({ key: Buffer.from(d.body.approverPub, "base64"), format: "der", type: "spki" });
+    if (verify("sha256", attachMessage(d, at), key, Buffer.from(proof, "base64"))) return undefined;
+  } catch {
+    // fall through: a key that does not load proves nothing
+  }
+  return "it is not signed by the approver key its delegation names";
+}
+
 /** "approved by laptop, delegated by host build-01 until 2027-03-01" */
 export function describeDelegation(d: Delegation): string {
   const host = d.body.hostName ? `host ${d.body.hostName}` : `host key ${delegationSigner(d)}`;
