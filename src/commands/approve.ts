@@ -102,7 +102,7 @@ export default defineCommand({
   meta: {
     name: "approve",
     description:
-      "Pair this device as a host's approver (--pair HOST:PORT/CODE, from `tessera approvers add` on the host)",
+      "Answer a host's requests from this device, with the key the host delegated to it (pair first: --pair HOST:PORT/CODE)",
   },
   args: {
     pair: {
