@@ -20,7 +20,13 @@ export interface CodeRun {
   confirm(
     client: ControlClient,
     pending: FrameOf<ServerFrame, "pending">,
-  ): Promise<{ hostSpki: string; verify: string; target: string }>;
+  ): Promise<{
+    hostSpki: string;
+    verify: string;
+    target: string;
+    /** The host's answer, waited for from before the confirmation went out (it may follow "confirmed" at once). */
+    answer: Promise<FrameOf<ServerFrame, "approved" | "denied">>;
+  }>;
 }
 
 export function startCode(input: string, guest: GuestClaims): CodeRun {
@@ -47,7 +53,12 @@ export function startCode(input: string, guest: GuestClaims): CodeRun {
         client.send({ t: "confirm", requestId: f.requestId });
         throw mismatch;
       }
-      // The guest proves the code first; the host proves it back only if this checks out there.
+      // The guest proves the code first; the host proves it back only if this checks out there. Both waits
+      // are registered before the confirmation goes out, in order: the host's answer can follow its
+      // confirmation in the same read, and a frame nobody waits for is dropped.
+      const confirmed = client.next("confirmed", "denied");
+      const answer = client.next("approved", "denied");
+      answer.catch(() => {});
       client.send({ t: "confirm", requestId: f.requestId, tag: keys.guestTag });
       // Bounded: a coordinator posing as the host that guessed wrong can only stay silent; the guest says so.
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -63,12 +74,12 @@ export function startCode(input: string, guest: GuestClaims): CodeRun {
           CONFIRM_WAIT_MS,
         );
       });
-      const back = await Promise.race([client.next("confirmed", "denied"), silent]).finally(() => clearTimeout(timer));
+      const back = await Promise.race([confirmed, silent]).finally(() => clearTimeout(timer));
       // The host found our tag wrong: the code (or what we typed of it) did not match.
       if (back.t === "denied" && back.reason === CODE_MISMATCH) throw mismatch;
       if (back.t === "denied") throw new TesseraError("denied", `access denied: ${back.reason}`);
       if (back.requestId !== f.requestId || !tagsEqual(back.tag, keys.hostTag)) throw mismatch;
-      return { hostSpki: f.hostSpki, verify: keys.verify, target: pending.target };
+      return { hostSpki: f.hostSpki, verify: keys.verify, target: pending.target, answer };
     },
   };
 }

@@ -158,7 +158,7 @@ export class Guest {
       throw new TesseraError("denied", `access denied: ${pending.reason}`);
     }
     this.events.onPending?.(pending);
-    let confirmed: { hostSpki: string; verify: string; target: string } | undefined;
+    let confirmed: Awaited<ReturnType<NonNullable<typeof code>["confirm"]>> | undefined;
     if (code) {
       confirmed = await code.confirm(this.client, pending).catch((err) => {
         this.client.close();
@@ -166,9 +166,9 @@ export class Guest {
       });
       this.events.onCodeConfirmed?.(confirmed.verify, confirmed.hostSpki);
     }
-    const answer = await this.client
-      .next("approved", "denied")
-      .catch((err) => recheckRequest(this.o, pending.requestId, err));
+    const answer = await (confirmed?.answer ?? this.client.next("approved", "denied")).catch((err) =>
+      recheckRequest(this.o, pending.requestId, err),
+    );
     if (answer.t === "denied") {
       this.client.close();
       throw new TesseraError("denied", `access denied: ${answer.reason}`);

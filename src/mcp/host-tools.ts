@@ -1,7 +1,7 @@
 // An AI agent's side of a host: minting invites for a share a human runs in a terminal, over a
 // mint-only attach (the coordinator refuses any decision from it), and asking how the share is doing.
 import { TesseraError, errorMessage } from "../errors.ts";
-import { leaveSecret } from "../host/code-keeper.ts";
+import { capExpiry, leaveSecret } from "../host/code-keeper.ts";
 import { ControlClient, type DialOptions } from "../wire/control-client.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
 
@@ -44,7 +44,8 @@ export async function mintInvites(
         invite: `${dial.address}/${code}`,
         code,
         target: f.target,
-        expiresAt: new Date(f.expiresAt).toISOString(),
+        // The host's own cap applies (host/code-keeper.ts): the invite says the earlier of the two.
+        expiresAt: new Date(capExpiry(f.expiresAt, Date.now())).toISOString(),
       });
     }
     return { invites };

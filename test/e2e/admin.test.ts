@@ -162,7 +162,9 @@ test("admin hosts remove cuts a live stream at once; the host's terminal says wh
   expect((await run(["link", d.address, "--token", t1, "--name", "hosty"], d.hostEnv, d.dir)).code).toBe(0);
   const second = { TESSERA_HOME: path.join(d.dir, "second") };
   const t2 = await mint();
-  const linked = await run(["link", d.address, "--token", t2, "--name", "second"], second, d.dir);
+  // From a file, not argv (issue 27): no warning, so stderr stays empty.
+  fs.writeFileSync(path.join(d.dir, "t2"), t2, { mode: 0o600 });
+  const linked = await run(["link", d.address, "--token-file", "t2", "--name", "second"], second, d.dir);
   expect(linked.err).toBe("");
   expect(linked.out).toContain('enrolled as host "second"');
   const reuse = await run(

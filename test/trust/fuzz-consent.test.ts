@@ -12,7 +12,7 @@ import { Live } from "../coordinator/live.ts";
 import { startHost, type TestHost } from "./host.ts";
 import { lying, servers, target } from "./lying.ts";
 
-const RUNS = Number(process.env.TESSERA_FUZZ_RUNS ?? 200);
+const RUNS = Number(process.env.TESSERA_FUZZ_RUNS ?? 300);
 setDefaultTimeout(RUNS * 2_000);
 let live: Live | undefined;
 let h: TestHost | undefined;
@@ -50,7 +50,10 @@ function lies(o: { decoy: string; otherKey: string; oldReceipt: () => Receipt | 
     "incoming",
     "stream",
   ] as const) {
-    add(on, "drop", () => undefined);
+    // Dropping a stream offer, the host's confirmation or the approval only makes the guest wait (a stalled
+    // connection; the guest's 2-minute bound on the confirmation): denial of service, which a coordinator
+    // can do anyway, and too slow for this loop. The other drops end in a refusal at the approval timeout.
+    if (!["incoming", "stream", "approved", "confirmed"].includes(on)) add(on, "drop", () => undefined);
     add(on, "twice", () => "twice");
   }
   add("ask", "target to decoy", (f) => ({ ...f, target: o.decoy }) as ServerFrame);
@@ -111,8 +114,11 @@ test(`${RUNS} consent runs, one frame rewritten each: refused, or approved with 
   const otherKey = (await live.enrolledHost("mallory")).spki;
   let lie: Lie | undefined;
   const receipts: Receipt[] = [];
-  const L = lies({ decoy: decoyTarget, otherKey, oldReceipt: () => receipts.at(-2) ?? receipts.at(-1) });
-  lying(live, (f, peer) => {
+  const only = process.env.TESSERA_FUZZ_ONLY;
+  const L = lies({ decoy: decoyTarget, otherKey, oldReceipt: () => receipts.at(-2) ?? receipts.at(-1) }).filter(
+    (l) => !only || `${l.on}: ${l.what}` === only,
+  );
+  const seen = lying(live, (f, peer) => {
     if (f.t === "approved" && f.receipt) receipts.push(f.receipt);
     if (!lie || lie.on !== f.t) return f;
     const l = lie;
@@ -135,16 +141,29 @@ test(`${RUNS} consent runs, one frame rewritten each: refused, or approved with 
     lie = L[Math.floor(random() * L.length)];
     const what = `${lie!.on}: ${lie!.what}`;
     const t0 = Date.now();
-    if (process.env.TESSERA_FUZZ_TRACE) console.error(`run ${run}: ${what}`);
+    const trace = (step: string) => process.env.TESSERA_FUZZ_TRACE && console.error(`run ${run}: ${what}: ${step}`);
+    trace("start");
     const code = await h.mint(realTarget);
+    trace("minted");
+    const dog = process.env.TESSERA_FUZZ_TRACE
+      ? setTimeout(() => {
+          const frames = seen.slice(-12).map((x) => x.t);
+          console.error(`WATCHDOG run ${run}: log=${JSON.stringify(h!.log.slice(-3))} frames=${frames.join(",")}`);
+        }, 5000)
+      : undefined;
     const prompted = h.prompts.length;
     const realBefore = real.bytes;
     const g = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" });
     let served = 0;
     let outcome: string;
     try {
-      const ok = await g.request({ code, name: "ana", reason: `run ${run}` });
+      const ok = await g.request({ code, name: "ana", reason: `run ${run}` }).catch((e) => {
+        trace(`refused: ${e.message}`);
+        throw e;
+      });
+      trace("approved");
       const local = await g.listen("127.0.0.1", 0);
+      trace("listening");
       // Two connections under a `y 1`: at most the first is served.
       for (let i = 0; i < 2; i++) if (await probe(local.port)) served++;
       outcome = served ? "approved" : "approved, nothing served";
@@ -160,6 +179,8 @@ test(`${RUNS} consent runs, one frame rewritten each: refused, or approved with 
     } catch {
       outcome = "refused";
     } finally {
+      trace("closing");
+      clearTimeout(dog);
       await g.close().catch(() => {});
     }
     expect({ what, run, served }).toEqual({ what, run, served: Math.min(served, 1) });
