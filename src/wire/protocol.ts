@@ -4,7 +4,8 @@ import { Scope } from "./scope.ts";
 import { Receipt } from "../pki/receipt.ts";
 import { Delegation } from "../pki/delegation.ts";
 
-export const PROTOCOL_VERSION = 7;
+// 8: attach-approver and delegated receipts (issue 30); main took 7 for consent and the notice frame.
+export const PROTOCOL_VERSION = 8;
 /** Hard cap on one control frame, checked before a byte of it is buffered. */
 export const MAX_FRAME_BYTES = 64 * 1024;
 /** Data-plane preamble: magic (never 0x16, so it can't be mistaken for a TLS ClientHello) + 32-byte token. */
@@ -109,7 +110,7 @@ export const ClientFrame = v.variant("t", [
   /**
    * A delegated approver (`tessera approve`) attaches to its host's shares: the host's delegation, and its own key's
    * signature over the delegation id and the time (pki/delegation.ts attachProof); shareId: one share, else every
-   * live share of that host the delegation names (version 7).
+   * live share of that host the delegation names (version 8).
    */
   frame("attach-approver", { delegation: Delegation, shareId: v.optional(id), at: epochMs, proof: b64std(200) }),
   frame("mint", { shareId: id, target: v.optional(target) }),
