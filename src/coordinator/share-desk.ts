@@ -11,6 +11,8 @@ import { shareStatus } from "./share-status.ts";
 import { requireHost, type BrokerOptions, type LiveShare, type Peer } from "./state.ts";
 
 type CF<T extends ClientFrame["t"]> = FrameOf<ClientFrame, T>;
+/** Delegated approvers' connections one share hears at once: each is asked every request, so they are bounded. */
+export const MAX_DELEGATED_APPROVERS = 16;
 
 export class ShareDesk {
   /** Share ids being registered, with their host's key: held while the store answers, counted against the caps. */
@@ -145,6 +147,15 @@ export class ShareDesk {
         why ??
           `no share${f.shareId ? ` "${f.shareId}"` : ""} of the host that delegated to ${d.body.name} is served here right now; start its agent first`,
       );
+    }
+    for (const s of covered) {
+      let delegated = 0;
+      for (const a of s.approvers) if (a.approverName !== undefined) delegated++;
+      if (delegated >= MAX_DELEGATED_APPROVERS)
+        throw new RefusedError(
+          "limit",
+          `share "${s.id}" already has ${MAX_DELEGATED_APPROVERS} approvers attached from other devices; stop one first`,
+        );
     }
     peer.approverName = d.body.name;
     for (const s of covered) {

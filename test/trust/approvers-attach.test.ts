@@ -13,6 +13,7 @@ import { HostConsent } from "../../src/host/consent.ts";
 import { attachProof, type Delegation, signDelegation } from "../../src/pki/delegation.ts";
 import { exportPrivateKeyPem, generateKeyPair } from "../../src/pki/index.ts";
 import type { ControlClient } from "../../src/wire/control-client.ts";
+import { MAX_DELEGATED_APPROVERS } from "../../src/coordinator/share-desk.ts";
 import { Live, within } from "../coordinator/live.ts";
 import { startHost, type TestHost, until } from "./host.ts";
 import { servers, target } from "./lying.ts";
@@ -143,3 +144,43 @@ for (const hostAnswers of [true, false])
       );
     await g.close();
   });
+
+test("an approver hears asks only for the shares its delegation names, and a share takes a bounded number of them", async () => {
+  const s = await setup({ requestsById: true, answer: false });
+  // The same host serves a second share, web, which the laptop's delegation does not name.
+  const web = await live!.dial({ keyPem: s.h.keyPem, certPem: s.h.certPem });
+  clients.push(web);
+  web.send({ t: "register", shareId: "web", targets: [`127.0.0.1:${s.t.port}`], approver: true, requestsById: true });
+  await within(web.next("registered"), "web's registration");
+  const laptop = await newKey();
+  const d = s.delegate(laptop, "laptop");
+  const { c, registered } = await attach(d, laptop);
+  await within(registered, "the laptop's attach");
+  const heard: string[] = [];
+  c.on("ask", (f) => heard.push(f.shareId));
+  expect(
+    await (await attach(d, laptop, { shareId: "web" })).registered.then(
+      () => "attached",
+      (e: Error) => e.message,
+    ),
+  ).toMatch(/may answer for db, not for share web/);
+  const webAsk = web.next("ask");
+  const g = await Guest.connect({ address: live!.address, caPem: live!.ca.certPem, version: "test" });
+  void g.request({ shareId: "web", target: `127.0.0.1:${s.t.port}`, name: "ana", reason: "web" }).catch(() => {});
+  const g2 = await Guest.connect({ address: live!.address, caPem: live!.ca.certPem, version: "test" });
+  void g2.request({ shareId: "db", target: `127.0.0.1:${s.t.port}`, name: "bo", reason: "db" }).catch(() => {});
+  await within(webAsk, "web's ask at the host");
+  await until(() => heard.length > 0 && s.h.prompts.length > 0, "db's ask at the laptop and the host");
+  expect(heard).toEqual(["db"]);
+  // The cap: MAX_DELEGATED_APPROVERS connections from other devices per share, then a clear refusal.
+  for (let i = 1; i < MAX_DELEGATED_APPROVERS; i++) await within((await attach(d, laptop)).registered, `attach ${i}`);
+  const over = await (await attach(d, laptop)).registered.then(
+    () => "attached",
+    (e: Error) => e.message,
+  );
+  expect(over).toBe(
+    `share "db" already has ${MAX_DELEGATED_APPROVERS} approvers attached from other devices; stop one first`,
+  );
+  await g.close();
+  await g2.close();
+});

@@ -12,6 +12,7 @@ import type { Live } from "../coordinator/live.ts";
 export interface TestHost {
   spki: string;
   keyPem: string;
+  certPem: string;
   code: string;
   agent: Agent;
   consent: HostConsent;
@@ -78,7 +79,19 @@ export async function startHost(
   consent.bind(client);
   client.on("closed", (f) => closed.push(f.reason));
   const mint = async (target?: string) => (await consent.mint(target)).code;
-  return { spki: id.spki, keyPem: id.keyPem, code: await mint(), agent, consent, client, prompts, log, closed, mint };
+  return {
+    spki: id.spki,
+    keyPem: id.keyPem,
+    certPem: id.certPem,
+    code: await mint(),
+    agent,
+    consent,
+    client,
+    prompts,
+    log,
+    closed,
+    mint,
+  };
 }
 
 /** Resolves once `cond` holds, polled on the event loop (bounded by the test's timeout). */
