@@ -47,6 +47,8 @@ export async function pairApprover(o: PairingOptions, ev: PairingEvents): Promis
     done = res;
     failed = rej;
   });
+  // It may fail before it is awaited (a notice while the code is being minted): never an unhandled rejection.
+  result.catch(() => {});
   /** The approver key the code vouched for, once the host said yes to it. */
   let approverPub: string | undefined;
   const consent = new HostConsent(

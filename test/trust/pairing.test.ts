@@ -11,7 +11,9 @@ import { pairApprover } from "../../src/host/approver-pairing.ts";
 import { approverKey, delegationSigner } from "../../src/pki/delegation.ts";
 import { exportPrivateKeyPem, generateKeyPair, spkiFingerprint } from "../../src/pki/index.ts";
 import { identityPublic } from "../../src/pki/identity.ts";
+import { signIdentity, viaCode } from "../../src/pki/identity.ts";
 import { Live, within } from "../coordinator/live.ts";
+import { lying } from "./lying.ts";
 
 setDefaultTimeout(30_000);
 let live: Live | undefined;
@@ -22,8 +24,9 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
-async function setup() {
+async function setup(lie?: (l: Live) => void) {
   live = await Live.start();
+  lie?.(live);
   const id = await live.enrolledHost("build-01");
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tessera-pairing-"));
   dirs.push(dir);
@@ -90,5 +93,39 @@ test("a wrong pairing code is burnt and seen on both sides; no delegation is mad
   expect(deviceErr).toMatch(/code/i);
   expect(await within(hostDone, "the host's refusal")).toMatch(/burnt/);
   expect(s.notices.join("\n")).toMatch(/wrong code: laptop tried .* the code is burnt/);
+  expect(s.book.list()).toEqual([]);
+});
+
+test("a coordinator that slips its own key into the pairing (a fresh identity proof of its own) gets the code burnt, not a delegation", async () => {
+  const evil = await exportPrivateKeyPem((await generateKeyPair()).privateKey);
+  const s = await setup((l) =>
+    lying(l, (f) =>
+      f.t === "ask" && f.identity && f.pake
+        ? {
+            ...f,
+            identity: signIdentity(evil, {
+              tlsSpki: f.guest.spki,
+              name: f.guest.name,
+              reason: f.reason,
+              via: viaCode(f.pake.nameplate),
+            }),
+          }
+        : f,
+    ),
+  );
+  const hostDone = s.host.then(
+    () => "paired",
+    (e: Error) => e.message,
+  );
+  const code = await within(s.minted, "the pairing code");
+  const device = await within(
+    s.device(code).then(
+      () => "paired",
+      (e: Error) => e.message,
+    ),
+    "the device's refusal",
+  );
+  expect(device).not.toBe("paired");
+  expect(await within(hostDone, "the host's refusal")).toMatch(/wrong code: .* the code is burnt/);
   expect(s.book.list()).toEqual([]);
 });
