@@ -37,7 +37,14 @@ type Paired = v.InferOutput<typeof Paired>;
 /** This device's approver key: made once, 0600 from its first byte. */
 async function approverKeyPem(): Promise<string> {
   const file = homeFile("approver.key");
-  if (fs.existsSync(file)) return fs.readFileSync(file, "utf8");
+  if (fs.existsSync(file)) {
+    // A key others can read is not this device's alone: made private again, and said.
+    if ((fs.statSync(file).mode & 0o077) !== 0) {
+      fs.chmodSync(file, 0o600);
+      log.warn(`${file} was readable by others; it is 0600 now`);
+    }
+    return fs.readFileSync(file, "utf8");
+  }
   const pem = await exportPrivateKeyPem((await generateKeyPair()).privateKey);
   writePrivate(file, pem, { force: false });
   return pem;
@@ -93,7 +100,13 @@ async function approveHere(args: { "share-id"?: string; target?: string; exec?: 
 export function readPaired(): Paired {
   const file = homeFile("approver.json");
   if (!fs.existsSync(file)) return { hosts: [] };
-  const r = v.safeParse(Paired, JSON.parse(fs.readFileSync(file, "utf8")));
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new ConfigError(`${file} cannot be read as JSON (${(err as Error).message}); pair again to rewrite it`);
+  }
+  const r = v.safeParse(Paired, json);
   if (!r.success) throw new ConfigError(`${file} is not this device's approver record; pair again to rewrite it`);
   return r.output;
 }
