@@ -39,6 +39,7 @@ export type ErrorCode =
   | "host_offline"
   | "replaced"
   | "bad_receipt"
+  | "bad_delegation"
   | "not_confirmed"
   | "host_removed"
   // the coordinator's database cannot be reached now: retry (never a final answer)

@@ -26,6 +26,8 @@ const main = defineCommand({
     admin: () => import("./commands/admin.ts").then((m) => m.default),
     replay: () => import("./commands/replay.ts").then((m) => m.default),
     receipt: () => import("./commands/receipt.ts").then((m) => m.default),
+    approvers: () => import("./commands/approvers.ts").then((m) => m.default),
+    approve: () => import("./commands/approve.ts").then((m) => m.default),
     version: () => import("./commands/version.ts").then((m) => m.default),
     mcp: () => import("./commands/mcp.ts").then((m) => m.default),
     audit: () => import("./commands/audit.ts").then((m) => m.default),

@@ -131,3 +131,40 @@ test("receipts are signed length-prefixed (v2); an old newline-joined v1 receipt
   expect(receiptProblem({ ...v2, body: { ...v2.body, v: 1 } }, expectOk)).toBe("its signature does not verify");
   expect(receiptProblem({ ...v1, body: { ...v1.body, v: 2 } }, expectOk)).toBe("its signature does not verify");
 });
+
+test("issue 30: a delegated receipt passes through its chain and says who approved; another host's delegation fails", async () => {
+  const { createPublicKey } = await import("node:crypto");
+  const { signDelegation } = await import("../src/pki/delegation.ts");
+  const [host, laptop, other] = await Promise.all(
+    [0, 1, 2].map(async () => exportPrivateKeyPem((await generateKeyPair()).privateKey)),
+  );
+  const pub = (pem: string) => createPublicKey(pem).export({ type: "spki", format: "der" }).toString("base64");
+  const delegate = (key: string) =>
+    signDelegation(key, {
+      name: "laptop",
+      hostName: "build-01",
+      approverPub: pub(laptop),
+      shares: ["db"],
+      issuedAt: 0,
+      expiresAt: Date.UTC(2027, 2, 1),
+    });
+  const fields = { requestId: "r-1", shareId: "db", guestKey: GUEST, target: "127.0.0.1:5432", at: 1 };
+  const good = signReceipt(laptop, { ...fields, decision: "allow" }, delegate(host));
+  const hostKey = receiptSigner(signReceipt(host, { ...fields, decision: "allow" }));
+  const c = new ReceiptCheck([hostKey]);
+  const approve = (seq: number, r: Receipt) =>
+    c.line(line(seq, "approve", { shareId: "db", requestId: "r-1", guestKey: GUEST, receipt: JSON.stringify(r) }));
+  expect(approve(1, good)).toBeUndefined();
+  expect(c.delegated).toEqual(["seq 1: approved by laptop, delegated by host build-01 until 2027-03-01"]);
+  expect(approve(2, signReceipt(laptop, { ...fields, decision: "allow" }, delegate(other)))).toMatch(
+    /which is not a host key you pinned/,
+  );
+  // unpinned: the recorded host key decides, and a delegation by another key does not match it
+  const u = new ReceiptCheck();
+  u.line(line(1, "share.open", { shareId: "db", hostKey }));
+  const forged = signReceipt(laptop, { ...fields, decision: "allow" }, delegate(other));
+  expect(
+    u.line(line(2, "approve", { shareId: "db", requestId: "r-1", guestKey: GUEST, receipt: JSON.stringify(forged) })),
+  ).toMatch(/delegation is signed by SHA256:\S+, not by this host's key/);
+  expect(c.valid).toBe(1);
+});

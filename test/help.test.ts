@@ -17,6 +17,8 @@ const COMMANDS = [
   "version",
   "mcp",
   "receipt",
+  "approvers",
+  "approve",
 ];
 
 test("every command's description matches its root-help summary", async () => {

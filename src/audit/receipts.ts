@@ -4,7 +4,9 @@
 // up, does not pass `audit verify`. The host key the chain records is the coordinator's word: `--host-key`
 // pins the real one, and a share whose recorded host key changes is reported.
 import * as v from "valibot";
-import { Receipt, receiptProblem, receiptSigner } from "../wire/receipt.ts";
+import { delegationSigner, describeDelegation } from "../pki/delegation.ts";
+import { Receipt, receiptSigner } from "../wire/receipt.ts";
+import { receiptChainProblem } from "../wire/receipt-chain.ts";
 import type { AuditLine } from "./line.ts";
 
 export class ReceiptCheck {
@@ -12,6 +14,8 @@ export class ReceiptCheck {
   valid = 0;
   /** Shares whose recorded host key changed within the chain, said in words. */
   readonly keyChanges: string[] = [];
+  /** Decisions a delegated approver signed, said in words ("seq 12: approved by laptop, delegated by host build-01 until ..."). */
+  readonly delegated: string[] = [];
   private readonly hostOf = new Map<string, string>();
 
   /** pinned: the host keys the operator named (`--host-key`); a receipt must be signed by one of them. */
@@ -40,18 +44,19 @@ export class ReceiptCheck {
       return "carries a consent receipt that is not one";
     }
     // Pinned keys are the operator's word and beat the chain's; else the recorded host, else (a share opened
-    // before the log's first line, rotated away) the receipt's own signer. A receipt whose key is not a key
-    // names no signer: it is reported like any receipt that fails, not thrown (which stopped `audit verify`).
+    // before the log's first line, rotated away) the receipt's own signer. A delegated receipt is the host's
+    // through its delegation: the host key is the delegation's signer. A receipt whose key is not a key names
+    // no signer: it is reported like any receipt that fails, not thrown (which stopped `audit verify`).
     let signer: string;
     try {
-      signer = receiptSigner(receipt);
+      signer = receipt.delegation ? delegationSigner(receipt.delegation) : receiptSigner(receipt);
     } catch {
       return "carries a consent receipt whose signing key is not a public key";
     }
     if (this.pinned && !this.pinned.includes(signer))
       return `has a consent receipt signed by ${signer}, which is not a host key you pinned (--host-key)`;
     const hostKey = this.pinned ? signer : (this.hostOf.get(String(f.shareId)) ?? "");
-    const why = receiptProblem(receipt, {
+    const why = receiptChainProblem(receipt, {
       hostKey: hostKey || signer,
       guestKey: String(f.guestKey),
       target: receipt.body.target,
@@ -61,6 +66,10 @@ export class ReceiptCheck {
     });
     if (why) return `has a consent receipt that does not match it: ${why}`;
     this.valid++;
+    if (receipt.delegation && this.delegated.length < 1000) {
+      const line = describeDelegation(receipt.delegation);
+      this.delegated.push(`seq ${rec.seq}: ${rec.event === "approve" ? line : line.replace(/^approved/, "denied")}`);
+    }
     return undefined;
   }
 }

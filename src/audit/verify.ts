@@ -21,6 +21,8 @@ export interface VerifyResult extends Omit<CoverageSummary, "cleanStop"> {
   ok: boolean;
   /** Consent receipts (the host's signed decisions) found in the chain and checked. */
   receipts?: number;
+  /** Which of them a delegated approver signed, and under whose delegation. */
+  delegated?: string[];
   files: string[];
   events: number;
   firstSeq?: number;
@@ -184,6 +186,7 @@ export function verifyChain(files: string[], missing: string | undefined, o: Ver
   }
   r.checkpoints = coverage.checkpoints;
   r.receipts = receipts.valid;
+  if (receipts.delegated.length) r.delegated = receipts.delegated;
   r.warnings.push(...receipts.keyChanges);
   const s = coverage.finish(o.now ?? Date.now(), headAt ? o.head!.seq : undefined);
   const end = prevAt ?? { file: files.at(-1)!, line: 0 };

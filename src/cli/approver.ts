@@ -18,6 +18,8 @@ export interface ApproverView {
   address: string;
   verify?: boolean;
   known?: KnownGuests;
+  /** Told of each new request as it is queued (`tessera approve --exec`: a desktop notification). */
+  onAsk?: (w: Waiting) => void;
 }
 
 const log = logger("share");
@@ -46,7 +48,10 @@ export class Approver {
   ): Approver {
     let a: Approver | undefined;
     const consent = new HostConsent(o, {
-      ask: (w) => a?.enqueue(w),
+      ask: (w) => {
+        a?.enqueue(w);
+        view.onAsk?.(w);
+      },
       gone: (id, reason) => a?.gone(id, reason),
       notice: (line) => process.stderr.write(`\n  ${line}\n`),
       info: (line) => log.info(line),

@@ -5,6 +5,7 @@ import { RefusedError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { ControlClient, type DialOptions } from "../wire/control-client.ts";
 import { Reconnector } from "../wire/reconnect.ts";
+import type { ClientFrame } from "../wire/protocol.ts";
 import { Approver, type ApproverView } from "./approver.ts";
 import type { HostConsentOptions } from "../host/consent.ts";
 import { OutageReport } from "./outage.ts";
@@ -33,6 +34,8 @@ export class AttachedApprover {
     private readonly consent: Omit<HostConsentOptions, "shareId" | "requestsById">,
     private readonly view: ApproverView,
     private readonly target?: string,
+    /** How to attach (default `attach`; a delegated approver presents its delegation: `tessera approve`). */
+    private readonly attachFrame: () => ClientFrame = () => ({ t: "attach", shareId }),
   ) {
     this.again = new Reconnector({
       connect: () => this.attach().then(() => {}),
@@ -77,7 +80,7 @@ export class AttachedApprover {
 
   private async attach(): Promise<void> {
     const c = await ControlClient.dial(this.dial);
-    c.send({ t: "attach", shareId: this.shareId });
+    c.send(this.attachFrame());
     let registered: { requestsById?: boolean };
     try {
       registered = await c.next("registered");

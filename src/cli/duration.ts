@@ -1,7 +1,7 @@
-// "30m", "90s", "2h", "500ms" or bare seconds, for timeout flags; sizes and counts for the other limits.
+// "30m", "90s", "2h", "90d", "500ms" or bare seconds, for timeout flags; sizes and counts for the other limits.
 import { ConfigError } from "../errors.ts";
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /**
  * The longest a timer can wait: setTimeout holds a signed 32-bit count of milliseconds, and a longer
@@ -11,7 +11,7 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A duration in ms; `max` is MAX_TIMER_MS unless the value is only ever compared with clocks (a token's lifetime). */
 export function parseDuration(text: string, flag: string, max = MAX_TIMER_MS): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
   const ms = m ? Number(m[1]) * UNITS[m[2] ?? "s"]! : NaN;
   if (!(ms > 0)) throw new ConfigError(`--${flag} must be a duration like 30m, 90s or 2h (got "${text}")`);
   if (!(ms <= max)) throw new ConfigError(`--${flag} must be at most ${Math.floor(max / 3_600_000)}h (got "${text}")`);

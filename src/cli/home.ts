@@ -43,6 +43,9 @@ export const homeFile = (
     | "operator-token"
     | "identity.key"
     | "known_guests.json"
+    | "approvers.json"
+    | "approver.key"
+    | "approver.json"
     | `used-receipts-${string}.jsonl`,
 ) => path.join(homeDir(), name);
 

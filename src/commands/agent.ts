@@ -4,6 +4,7 @@ import { ConfigError, errorMessage } from "../errors.ts";
 import { logger, setLogFormat, stampLines } from "../log.ts";
 import { Agent, refusedForGood } from "../host/agent.ts";
 import { TargetPolicy } from "../host/policy.ts";
+import { ApproverBook } from "../host/approver-book.ts";
 import { coordinatorAddress, homeFile, readCa, readHostIdentity } from "../cli/home.ts";
 import { repeatedValues } from "../cli/flags.ts";
 import { OutageReport } from "../cli/outage.ts";
@@ -91,6 +92,8 @@ export default defineCommand({
         streamSetupTimeoutMs,
         requestsById: !!args["allow-requests-by-id"],
         receipts: true,
+        // Receipts signed by an approver `tessera approvers` keeps (and not one it removed) count as the host's.
+        approvers: new ApproverBook(homeFile("approvers.json")),
         // Each receipt opens one session, also across this agent's restarts.
         usedReceipts: homeFile(`used-receipts-${args["share-id"]}.jsonl`),
         relayOnly: !!args["relay-only"],

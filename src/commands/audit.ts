@@ -112,6 +112,7 @@ function summary(r: VerifyResult, pinned = false): string[] {
     out.push(
       `     ${r.receipts} consent receipt${r.receipts === 1 ? "" : "s"} signed by ${pinned ? "a host key you pinned" : "the share's host (as the coordinator recorded it; pin it with --host-key)"}, each matching its decision`,
     );
+  for (const d of r.delegated ?? []) out.push(`     ${d}`);
   if (r.cleanStop)
     out.push(
       `     ends with the signed checkpoint of a clean stop (seq ${r.lastCheckpoint!.seq}, ${r.lastCheckpoint!.ts})`,

@@ -3,7 +3,9 @@ import fs from "node:fs";
 import { defineCommand } from "citty";
 import * as v from "valibot";
 import { ConfigError, TesseraError } from "../errors.ts";
-import { Receipt, receiptProblem, receiptSigner } from "../wire/receipt.ts";
+import { Receipt, receiptSigner } from "../wire/receipt.ts";
+import { receiptChainProblem } from "../wire/receipt-chain.ts";
+import { delegationSigner, describeDelegation } from "../pki/delegation.ts";
 import { describeScope } from "../wire/scope.ts";
 import { issueText } from "../validate.ts";
 
@@ -29,6 +31,9 @@ function show(r: Receipt): string {
     `target    ${b.target}`,
     `share     ${b.shareId}   request ${b.requestId}`,
     `signed by ${receiptSigner(r)}`,
+    ...(r.delegation
+      ? [`          ${describeDelegation(r.delegation)} (host key ${delegationSigner(r.delegation)})`]
+      : []),
   ].join("\n");
 }
 
@@ -58,16 +63,19 @@ const verifyCmd = defineCommand({
   },
   run({ args }) {
     const r = read(args.file);
-    const why = receiptProblem(r, {
-      hostKey: args["host-key"] ?? receiptSigner(r),
+    // A delegated receipt is the host's through its delegation: the host key is the delegation's signer.
+    const host = r.delegation ? delegationSigner(r.delegation) : receiptSigner(r);
+    const why = receiptChainProblem(r, {
+      hostKey: args["host-key"] ?? host,
       guestKey: r.body.guestKey,
       target: r.body.target,
       decision: r.body.decision,
       scope: r.body.scope,
     });
     if (why) throw new TesseraError("bad_receipt", `${args.file}: the receipt does not verify: ${why}`);
+    const by = r.delegation ? `; ${describeDelegation(r.delegation)}` : "";
     console.log(
-      `ok: ${r.body.decision} signed by ${receiptSigner(r)}${args["host-key"] ? " (the host key you named)" : "; pass --host-key to check it is the host's"}`,
+      `ok: ${r.body.decision} signed by ${host}${args["host-key"] ? " (the host key you named)" : "; pass --host-key to check it is the host's"}${by}`,
     );
   },
 });

@@ -14,6 +14,9 @@ export const SUMMARIES: Record<string, string> = {
   revoke: "End a session at once (needs the operator token: `tessera token HEX`)",
   admin: "Operator's view and controls: live sessions, enrolled hosts, host removal, enrolment tokens, revoke",
   receipt: "Read or check a host's signed consent receipt offline",
+  approve:
+    "Answer a host's requests from this device, with the key the host delegated to it (pair first: --pair HOST:PORT/CODE)",
+  approvers: "Devices this host delegated its yes to: pair one, list them, or remove one",
   replay: "Play back a recorded shell session (asciicast v2) with its original timing",
   version: "Print the version",
   mcp: "Serve AI agents over MCP (stdio): they ask for access with a reason or mint invites; only the human host approves",

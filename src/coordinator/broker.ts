@@ -147,6 +147,8 @@ export class Broker {
         return this.desk.register(peer, f);
       case "attach":
         return this.desk.attach(peer, f);
+      case "attach-approver":
+        return this.desk.attachApprover(peer, f);
       case "leave":
         return this.leave(peer, f);
       case "mint":

@@ -304,6 +304,7 @@ export class Cluster {
       }
       case "request":
       case "attach":
+      case "attach-approver":
       case "mint":
       case "leave":
       case "status":

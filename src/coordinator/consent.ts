@@ -19,8 +19,8 @@ import { RateLimiter } from "./limits.ts";
 import { sourceKey } from "./admission.ts";
 import { RefusalTally } from "./refusals.ts";
 import type { ClientFrame, FrameOf, ServerFrame } from "../wire/protocol.ts";
-import { describeScope } from "../wire/scope.ts";
-import { receiptProblem } from "../wire/receipt.ts";
+import { describeScope, typedAnswer } from "../wire/scope.ts";
+import { receiptChainProblem } from "../wire/receipt-chain.ts";
 import { identityFingerprint, identityProblem, viaCode, viaShare, type IdentityProof } from "../pki/identity.ts";
 import type { SessionBook } from "./sessions.ts";
 import { SPENT_CODE } from "../store/store.ts";
@@ -237,7 +237,7 @@ export class Consent {
   }
 
   /** Ends a request; `unanswered` means the host never had its say, so the code works again. */
-  drop(req: Request, reason: string, unanswered = false): void {
+  drop(req: Request, reason: string, unanswered = false, answered?: { told: string; by: Peer }): void {
     this.forget(req);
     // A PAKE run that ended unconfirmed was one guess at the code, whoever made it: audited as such.
     if (req.pakeFrom && !req.pakeDone) {
@@ -250,7 +250,8 @@ export class Consent {
       background(this.o.store.releaseCode(req.codeHash), "code release", log.warn);
     this.remember(req.id, reason);
     req.guest.ch.send({ t: "denied", requestId: req.id, reason });
-    for (const a of req.share.approvers) a.ch.send({ t: "cancel", requestId: req.id, reason });
+    for (const a of req.share.approvers)
+      if (a !== answered?.by) a.ch.send({ t: "cancel", requestId: req.id, reason: answered?.told ?? reason });
   }
 
   /** Requests a stopped coordinator left waiting: denied, with their codes given back. */
@@ -360,16 +361,19 @@ export class Consent {
     // A yes to a code request needs the run confirmed first: the guest proved the code, then the host.
     if (f.allow && req.pake && req.pakeDone !== "confirmed")
       throw new RefusedError("not_confirmed", "that request's code check has not completed; it cannot be approved yet");
-    // A receipt the host signed must say what the decision says: the coordinator relays it, never makes one.
+    // A receipt the host signed (or an approver it delegated to) must say what the decision says: the coordinator
+    // relays it, never makes one. Whether the host still stands behind a delegation is the agent's word.
     const bad =
       f.receipt &&
-      receiptProblem(f.receipt, {
+      receiptChainProblem(f.receipt, {
         hostKey: req.share.hostSpki,
         guestKey: req.guestInfo.spki,
         target: req.target,
         decision: f.allow ? "allow" : "deny",
         requestId: req.id,
+        shareId: req.share.id,
         scope: f.scope,
+        now: Date.now(),
       });
     if (bad) throw new RefusedError("bad_receipt", `this decision's signed receipt does not match it: ${bad}`);
     const receipt = f.receipt ? { receipt: JSON.stringify(f.receipt) } : {};
@@ -377,7 +381,10 @@ export class Consent {
       this.o.audit.append("deny", { ...who, ...(f.reason ? { reason: f.reason } : {}), ...receipt });
       metrics.requests.inc(1, { outcome: "denied" });
       // The host's words reach the guest; the guest's client shows them escaped, as any text from outside.
-      this.drop(req, f.reason ? `the host declined: ${f.reason}` : "the host declined the request");
+      this.drop(req, f.reason ? `the host declined: ${f.reason}` : "the host declined the request", false, {
+        told: `answered by ${answeredBy(peer)} (n)`,
+        by: peer,
+      });
       return;
     }
     const agent = req.share.agent;
@@ -454,8 +461,9 @@ export class Consent {
       scope: f.scope,
       receipt: f.receipt,
     });
-    for (const a of req.share.approvers)
-      if (a !== peer) a.ch.send({ t: "cancel", requestId: req.id, reason: "approved elsewhere" });
+    // Everyone else who was asked hears who answered, and how ("answered by laptop (y 15m)").
+    const told = `answered by ${answeredBy(peer)} (${typedAnswer(f.scope)})`;
+    for (const a of req.share.approvers) if (a !== peer) a.ch.send({ t: "cancel", requestId: req.id, reason: told });
   }
 
   /**
@@ -516,4 +524,9 @@ export function sessionFrame(s: Session): ServerFrame {
     ...(s.scope ? { scope: s.scope, openedAt: s.openedAt } : {}),
     ...(s.receipt ? { receipt: s.receipt, requestId: s.receipt.body.requestId } : {}),
   };
+}
+
+/** Who answered a request, as the other approvers are told: a delegated approver by its name, else the host. */
+function answeredBy(peer: Peer): string {
+  return peer.approverName ?? "the host";
 }

@@ -25,4 +25,6 @@ export interface Peer {
   helloed: boolean;
   /** When its last frame was answered `unavailable` (the database down): it is trying to do work, not idling. */
   retryingSince?: number;
+  /** Set when the peer attached as a delegated approver: the name its host gave it ("answered by NAME"). */
+  approverName?: string;
 }

@@ -2,6 +2,7 @@
 // approvers and mint-only helpers attach to it, codes are minted for it, and its host may ask its status.
 import { RefusedError } from "../errors.ts";
 import { generateNameplate, hashCode } from "../wire/codes.ts";
+import { attachProofProblem, delegationProblem, delegationSigner } from "../pki/delegation.ts";
 import type { ClientFrame, FrameOf } from "../wire/protocol.ts";
 import { sessionFrame } from "./consent.ts";
 import { agentBack } from "./direct.ts";
@@ -10,6 +11,8 @@ import { shareStatus } from "./share-status.ts";
 import { requireHost, type BrokerOptions, type LiveShare, type Peer } from "./state.ts";
 
 type CF<T extends ClientFrame["t"]> = FrameOf<ClientFrame, T>;
+/** Delegated approvers' connections one share hears at once: each is asked every request, so they are bounded. */
+export const MAX_DELEGATED_APPROVERS = 16;
 
 export class ShareDesk {
   /** Share ids being registered, with their host's key: held while the store answers, counted against the caps. */
@@ -120,6 +123,56 @@ export class ShareDesk {
     else share.approvers.add(peer);
     peer.ch.send({ t: "registered", shareId: share.id, targets: share.targets, requestsById: !!share.requestsById });
     this.noticeIfFull(peer);
+  }
+
+  /**
+   * A delegated approver attaches: its delegation must be signed by the key of the host that holds the share, name
+   * that share and be in force, and its proof must come from the approver key the delegation names. It then hears
+   * that share's asks as the host's own approvers do. Whether the host still stands behind the delegation is the
+   * agent's word (it refuses a removed approver's receipts); here it only decides who hears asks.
+   */
+  attachApprover(peer: Peer, f: CF<"attach-approver">): void {
+    if (peer.host) throw new RefusedError("forbidden", "a host approves its shares with `tessera share --share-id`");
+    const now = Date.now();
+    const d = f.delegation;
+    const bad = attachProofProblem(d, f.at, f.proof, now);
+    if (bad) throw new RefusedError("forbidden", `this approver's attach does not hold: ${bad}`);
+    const hostKey = delegationSigner(d);
+    const mine = [...this.shares.values()].filter(
+      (s) => s.hostSpki === hostKey && (f.shareId === undefined || s.id === f.shareId),
+    );
+    const covered = mine.filter((s) => !delegationProblem(d, { hostKey: s.hostSpki, shareId: s.id, at: now }));
+    if (covered.length === 0) {
+      const why = mine[0]
+        ? delegationProblem(d, { hostKey: mine[0].hostSpki, shareId: mine[0].id, at: now })?.message
+        : undefined;
+      throw new RefusedError(
+        "no_share",
+        why ??
+          `no share${f.shareId ? ` "${f.shareId}"` : ""} of the host that delegated to ${d.body.name} is served here right now; start its agent first`,
+      );
+    }
+    for (const s of covered) {
+      let delegated = 0;
+      for (const a of s.approvers) if (a.approverName !== undefined) delegated++;
+      if (delegated >= MAX_DELEGATED_APPROVERS)
+        throw new RefusedError(
+          "limit",
+          `share "${s.id}" already has ${MAX_DELEGATED_APPROVERS} approvers attached from other devices; stop one first`,
+        );
+    }
+    peer.approverName = d.body.name;
+    for (const s of covered) {
+      s.approvers.add(peer);
+      this.o.audit.append("approver.attach", {
+        shareId: s.id,
+        host: s.hostName,
+        approver: d.body.name,
+        delegation: d.body.id,
+        addr: peer.addr,
+      });
+      peer.ch.send({ t: "registered", shareId: s.id, targets: s.targets, requestsById: !!s.requestsById });
+    }
   }
 
   status(peer: Peer, f: CF<"status">): void {

@@ -3,7 +3,7 @@
 // out, and that confirmation names the host key and target to pin; the approval must match them.
 import { TesseraError } from "../errors.ts";
 import { certInfo } from "../pki/index.ts";
-import { receiptProblem } from "../wire/receipt.ts";
+import { receiptChainProblem } from "../wire/receipt-chain.ts";
 import { guestStart, tagsEqual, type GuestClaims } from "../pki/code-pake.ts";
 import { normalizeCode, splitCode } from "../wire/codes.ts";
 import type { ControlClient } from "../wire/control-client.ts";
@@ -99,17 +99,19 @@ export function approvalMismatch(
   }
   if (approved.target !== confirmed.target)
     return `the coordinator named target ${approved.target}, but the code confirmed ${confirmed.target}, so nothing was sent`;
-  // A receipt is kept as the host's word: only one signed by the key the code confirmed, for this request.
+  // A receipt is kept as the host's word: only one signed by the key the code confirmed (or by an approver that
+  // key delegated to, for this share), for this request.
   const r = approved.receipt;
   const bad =
     r &&
-    receiptProblem(r, {
+    receiptChainProblem(r, {
       hostKey: confirmedHostSpki,
       guestKey: ownSpki,
       target: confirmed.target,
       decision: "allow",
       requestId: approved.requestId,
       scope: approved.scope,
+      now: Date.now(),
     });
   if (bad) return `the approval's receipt does not hold (${bad}), so nothing was sent`;
   let certSpki: string;

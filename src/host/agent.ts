@@ -8,6 +8,7 @@ import type { TargetPolicy } from "./policy.ts";
 import { ScopeKeeper } from "./scopes.ts";
 import { sessionRefusal } from "./session-check.ts";
 import { YesBook } from "./yes-book.ts";
+import type { ApproverBook } from "./approver-book.ts";
 import { spkiFingerprint } from "../pki/index.ts";
 import { SHELL_TARGET } from "../wire/protocol.ts";
 import { StreamServer } from "./stream-server.ts";
@@ -33,6 +34,8 @@ export interface AgentOptions
   vouch?: YesBook;
   /** Serve only sessions whose approval carries a receipt this host's own key signed (wire/receipt.ts). */
   receipts?: boolean;
+  /** The host's approvers book: receipts its delegated approvers signed pass through its chain check (approver-book.ts). */
+  approvers?: ApproverBook;
   /** A standalone agent's record of the receipts it served (one session each), kept across its restarts. */
   usedReceipts?: string;
   /** A stream not verified within this time is dropped with its target connection (default STREAM_SETUP_TIMEOUT_MS in stream-server.ts). */
@@ -123,12 +126,24 @@ export class Agent {
       // The coordinator's word alone does not open a session here (see session-check.ts).
       const why = sessionRefusal(
         f,
-        { vouch: !!this.o.vouch, receipts: this.o.receipts, hostKey: this.hostKey, yes: this.yes },
+        {
+          vouch: !!this.o.vouch,
+          receipts: this.o.receipts,
+          hostKey: this.hostKey,
+          yes: this.yes,
+          approvers: this.o.approvers,
+        },
         Date.now(),
       );
       if (why) {
         this.events.onStream?.(f.sessionId, `refused session ${f.sessionId}: ${why.detail}; nothing was served`);
-        return c.send({ t: "end", sessionId: f.sessionId, reason: `refused by the host: ${why.reason}` });
+        // The frame's reason holds 200 characters; a longer one would be a bad frame and cost this connection.
+        const reason = `refused by the host: ${why.reason}`;
+        return c.send({
+          t: "end",
+          sessionId: f.sessionId,
+          reason: reason.length > 200 ? `${reason.slice(0, 199)}…` : reason,
+        });
       }
       // Told again after a move to another node: streams under way, and spares the guest may still put
       // to work on the old node, stay this session's.

@@ -5,6 +5,7 @@
 // The three roles are symmetric: guest/code-check <-> coordinator/consent <-> host/consent.
 import { TesseraError, errorMessage } from "../errors.ts";
 import { signReceipt } from "../wire/receipt.ts";
+import type { Delegation } from "../pki/delegation.ts";
 import type { ControlClient } from "../wire/control-client.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
 import type { Scope } from "../wire/scope.ts";
@@ -40,6 +41,8 @@ export interface HostConsentOptions {
   keeper: CodeKeeper;
   /** The host's private key: every answer goes out with a receipt signed by it (wire/receipt.ts). */
   hostKeyPem?: string;
+  /** A delegated approver (`tessera approve`): hostKeyPem is its approver key, and each receipt carries this. */
+  delegation?: Delegation;
   /** The guests this host has approved before (known_guests). */
   known?: KnownGuests;
   /** The share takes requests by id (`--allow-requests-by-id`): only then is an ask without a code shown. */
@@ -233,16 +236,20 @@ export class HostConsent {
   /** Sends an answer, signed with the host key when there is one. */
   private send(f: Ask, d: Decision, guestId?: string, c = this.client): void {
     const receipt = this.o.hostKeyPem
-      ? signReceipt(this.o.hostKeyPem, {
-          requestId: f.requestId,
-          shareId: f.shareId,
-          guestKey: f.guest.spki,
-          target: f.target,
-          decision: d.allow ? "allow" : "deny",
-          ...(d.allow && d.scope ? { scope: d.scope } : {}),
-          at: Date.now(),
-          ...(guestId ? { guestId } : {}),
-        })
+      ? signReceipt(
+          this.o.hostKeyPem,
+          {
+            requestId: f.requestId,
+            shareId: f.shareId,
+            guestKey: f.guest.spki,
+            target: f.target,
+            decision: d.allow ? "allow" : "deny",
+            ...(d.allow && d.scope ? { scope: d.scope } : {}),
+            at: Date.now(),
+            ...(guestId ? { guestId } : {}),
+          },
+          this.o.delegation,
+        )
       : undefined;
     this.connected(c).send({ t: "decision", requestId: f.requestId, ...d, ...(receipt ? { receipt } : {}) });
   }

@@ -2,7 +2,8 @@
 // decide: with a vouch (the share's own approver in this process) only a yes given here for that request
 // and guest key passes; with receipts, only an approval this host's key signed for exactly that request,
 // guest key, target and scope. Either way a yes opens one session id, once (yes-book.ts).
-import { receiptProblem } from "../wire/receipt.ts";
+import { receiptChainProblem } from "../wire/receipt-chain.ts";
+import type { ApproverBook } from "./approver-book.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
 import type { YesBook } from "./yes-book.ts";
 
@@ -13,6 +14,8 @@ export interface SessionCheck {
   /** This host's key fingerprint, the only signer a receipt may have. */
   hostKey: string;
   yes: YesBook;
+  /** The host's approvers: a receipt signed by one counts only through a delegation in this book (approver-book.ts). */
+  approvers?: ApproverBook;
 }
 
 type Refusal = { reason: string; detail: string };
@@ -26,7 +29,7 @@ export function sessionRefusal(f: FrameOf<ServerFrame, "session">, c: SessionChe
     };
   }
   if (c.receipts) {
-    const why = receiptRefusal(f, c.hostKey);
+    const why = receiptRefusal(f, c, now);
     if (why) return why;
   }
   if (!c.vouch && !c.receipts) return undefined;
@@ -37,8 +40,8 @@ export function sessionRefusal(f: FrameOf<ServerFrame, "session">, c: SessionChe
   return spent ? { reason: `the approval is already used (${spent})`, detail: spent } : undefined;
 }
 
-/** The one receipt check for a session (a delegated approver's chain extends receiptProblem, not this). */
-function receiptRefusal(f: FrameOf<ServerFrame, "session">, hostKey: string): Refusal | undefined {
+/** The one receipt check for a session: signed by this host's key, or by an approver it delegated to and still stands behind. */
+function receiptRefusal(f: FrameOf<ServerFrame, "session">, c: SessionCheck, now: number): Refusal | undefined {
   if (!f.receipt)
     return {
       reason: "the approval carries no receipt signed by the host",
@@ -49,8 +52,15 @@ function receiptRefusal(f: FrameOf<ServerFrame, "session">, hostKey: string): Re
       reason: "the approval names no request",
       detail: "the coordinator named a session without the request its receipt answers",
     };
-  const why = receiptProblem(f.receipt, {
-    hostKey,
+  if (f.receipt.delegation && !c.approvers)
+    return {
+      reason: "the approval is signed by an approver this host does not keep",
+      detail: `the session's receipt is signed by approver ${f.receipt.delegation.body.name}, but this agent keeps no approvers book`,
+    };
+  const why = receiptChainProblem(f.receipt, {
+    hostKey: c.hostKey,
+    now,
+    revoked: (d) => c.approvers?.revoked(d),
     guestKey: f.guest.spki,
     target: f.target,
     decision: "allow",

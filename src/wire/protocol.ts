@@ -2,12 +2,14 @@
 import * as v from "valibot";
 import { Scope } from "./scope.ts";
 import { Receipt } from "./receipt.ts";
+import { Delegation } from "../pki/delegation.ts";
 
 /**
  * 6: the coordinator's "notice" to hosts (its audit disk is full, has room again).
  * 7: the guest confirms first (`pake` carries no host tag; the host's comes in `confirmed`), `session` names its request.
+ * 8: `attach-approver` and delegated receipts (a host's yes given on another device).
  */
-export const PROTOCOL_VERSION = 7;
+export const PROTOCOL_VERSION = 8;
 /** Hard cap on one control frame, checked before a byte of it is buffered. */
 export const MAX_FRAME_BYTES = 64 * 1024;
 /** Data-plane preamble: magic (never 0x16, so it can't be mistaken for a TLS ClientHello) + 32-byte token. */
@@ -118,6 +120,12 @@ export const ClientFrame = v.variant("t", [
   }),
   /** approve: false attaches mint-only (`tessera mcp`): it may mint codes, never answer a request (version 2). */
   frame("attach", { shareId: id, approve: v.optional(v.boolean()) }),
+  /**
+   * A delegated approver (`tessera approve`) attaches to its host's shares: the host's delegation, and its own key's
+   * signature over the delegation id and the time (pki/delegation.ts attachProof); shareId: one share, else every
+   * live share of that host the delegation names (version 8).
+   */
+  frame("attach-approver", { delegation: Delegation, shareId: v.optional(id), at: epochMs, proof: b64std(200) }),
   frame("mint", { shareId: id, target: v.optional(target) }),
   /**
    * scope: a scoped yes (`y 15m`, `y 1`, `ro`); reason: a no with words the guest sees (`n too busy`);

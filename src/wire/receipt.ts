@@ -7,6 +7,8 @@ import { createPublicKey, sign, verify } from "node:crypto";
 import * as v from "valibot";
 import { Scope } from "./scope.ts";
 import { spkiFingerprint } from "../pki/fingerprint.ts";
+import { lengthPrefixed } from "../pki/signed-message.ts";
+import { Delegation } from "../pki/delegation.ts";
 
 const id = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/));
 const spki = v.pipe(v.string(), v.regex(/^SHA256:[A-Za-z0-9+/]{43}$/));
@@ -25,12 +27,16 @@ export const ReceiptBody = v.strictObject({
   hostPub: v.pipe(v.string(), v.maxLength(400), v.regex(/^[A-Za-z0-9+/=]+$/)),
   /** The guest's long-term identity key (SHA256:...), when it sent one (pki/identity.ts). */
   guestId: v.optional(spki),
+  /** Signed by a delegated approver: the id of the host's delegation that vouches for its key (pki/delegation.ts). */
+  via: v.optional(id),
 });
 export type ReceiptBody = v.InferOutput<typeof ReceiptBody>;
 
 export const Receipt = v.strictObject({
   body: ReceiptBody,
   sig: v.pipe(v.string(), v.maxLength(200), v.regex(/^[A-Za-z0-9+/=]+$/)),
+  /** The host's delegation to the approver that signed this receipt (receipt-chain.ts checks the chain). */
+  delegation: v.optional(Delegation),
 });
 export type Receipt = v.InferOutput<typeof Receipt>;
 
@@ -47,6 +53,7 @@ function fields(b: ReceiptBody): string[] {
     String(b.at),
     b.hostPub,
     ...(b.guestId ? [`id:${b.guestId}`] : []),
+    ...(b.via ? [`via:${b.via}`] : []),
   ];
 }
 
@@ -56,20 +63,22 @@ function fields(b: ReceiptBody): string[] {
  */
 function message(b: ReceiptBody): Buffer {
   if (b.v === 1) return Buffer.from(["tessera-consent-receipt-v1", ...fields(b)].join("\n"));
-  const parts = ["tessera-consent-receipt-v2", ...fields(b)].map((f) => {
-    const bytes = Buffer.from(f, "utf8");
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(bytes.length);
-    return Buffer.concat([len, bytes]);
-  });
-  return Buffer.concat(parts);
+  return lengthPrefixed(["tessera-consent-receipt-v2", ...fields(b)]);
 }
 
-/** Signs a decision with the host's private key (PEM); `hostPub` is taken from that key. */
-export function signReceipt(keyPem: string, b: Omit<ReceiptBody, "v" | "hostPub">): Receipt {
+/**
+ * Signs a decision with the host's private key (PEM); `hostPub` is taken from that key. An approver signs with
+ * its own key and passes the host's delegation, whose id the signature then covers.
+ */
+export function signReceipt(
+  keyPem: string,
+  b: Omit<ReceiptBody, "v" | "hostPub" | "via">,
+  delegation?: Delegation,
+): Receipt {
   const hostPub = createPublicKey(keyPem).export({ type: "spki", format: "der" }).toString("base64");
-  const body: ReceiptBody = { v: 2, ...b, hostPub };
-  return { body, sig: sign("sha256", message(body), keyPem).toString("base64") };
+  const body: ReceiptBody = { v: 2, ...b, hostPub, ...(delegation ? { via: delegation.body.id } : {}) };
+  const sig = sign("sha256", message(body), keyPem).toString("base64");
+  return delegation ? { body, sig, delegation } : { body, sig };
 }
 
 /** The key fingerprint (SHA256:...) of the receipt's signer. */

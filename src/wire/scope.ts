@@ -23,6 +23,22 @@ export function describeScope(s: Scope | undefined): string {
   return parts.join(", ");
 }
 
+/** The answer as the host would type it: "y 15m", "y 1", "ro", "y" (for "answered by laptop (y 15m)"). */
+export function typedAnswer(s: Scope | undefined): string {
+  if (s?.readOnly) return "ro";
+  const ttl =
+    s?.ttlMs === undefined
+      ? []
+      : [
+          s.ttlMs % 3_600_000 === 0
+            ? `${s.ttlMs / 3_600_000}h`
+            : s.ttlMs % 60_000 === 0
+              ? `${s.ttlMs / 60_000}m`
+              : `${Math.round(s.ttlMs / 1000)}s`,
+        ];
+  return ["y", ...ttl, ...(s?.streams === undefined ? [] : [String(s.streams)])].join(" ");
+}
+
 export function span(ms: number): string {
   if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
   if (ms % 60_000 === 0) return `${ms / 60_000} min`;

@@ -63,7 +63,7 @@ describe("approve and deny", () => {
     expect(await w.codeUsed(code)).toBe(true);
   });
 
-  test("another approver of the same host hears 'approved elsewhere'", async () => {
+  test("another approver of the same host hears who answered, and how", async () => {
     w = await World.open();
     const agent = await w.agent();
     const second = await w.hello(w.peer({ host: agent.host }));
@@ -73,7 +73,7 @@ describe("approve and deny", () => {
     expect((await second.ch.wait("ask")).requestId).toBe(requestId);
     await w.confirmed(agent, g, requestId);
     await w.send(agent, { t: "decision", requestId, allow: true });
-    expect(await second.ch.wait("cancel")).toEqual({ t: "cancel", requestId, reason: "approved elsewhere" });
+    expect(await second.ch.wait("cancel")).toEqual({ t: "cancel", requestId, reason: "answered by the host (y)" });
   });
 
   test("a decision from anyone but an approver of the share is forbidden, and the request stays open", async () => {

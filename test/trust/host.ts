@@ -5,11 +5,14 @@ import { CodeKeeper } from "../../src/host/code-keeper.ts";
 import { type Decision, HostConsent, type Waiting } from "../../src/host/consent.ts";
 import { TargetPolicy } from "../../src/host/policy.ts";
 import { YesBook } from "../../src/host/yes-book.ts";
+import type { ApproverBook } from "../../src/host/approver-book.ts";
 import type { ControlClient } from "../../src/wire/control-client.ts";
 import type { Live } from "../coordinator/live.ts";
 
 export interface TestHost {
   spki: string;
+  keyPem: string;
+  certPem: string;
   code: string;
   agent: Agent;
   consent: HostConsent;
@@ -32,6 +35,8 @@ export async function startHost(
     requestsById?: boolean;
     failBudget?: number;
     targets?: string[];
+    /** Run the agent as `tessera agent` does (receipts and this approvers book, no in-process vouch). */
+    approvers?: ApproverBook;
   } = {},
 ): Promise<TestHost> {
   const id = await l.enrolledHost(shareId);
@@ -64,8 +69,9 @@ export async function startHost(
       approver: true,
       reconnect: false,
       requestsById: o.requestsById,
-      vouch: yes,
+      vouch: o.approvers ? undefined : yes,
       receipts: true,
+      approvers: o.approvers,
     },
     { onStream: (_sid, err) => err && log.push(err) },
   );
@@ -73,7 +79,19 @@ export async function startHost(
   consent.bind(client);
   client.on("closed", (f) => closed.push(f.reason));
   const mint = async (target?: string) => (await consent.mint(target)).code;
-  return { spki: id.spki, code: await mint(), agent, consent, client, prompts, log, closed, mint };
+  return {
+    spki: id.spki,
+    keyPem: id.keyPem,
+    certPem: id.certPem,
+    code: await mint(),
+    agent,
+    consent,
+    client,
+    prompts,
+    log,
+    closed,
+    mint,
+  };
 }
 
 /** Resolves once `cond` holds, polled on the event loop (bounded by the test's timeout). */

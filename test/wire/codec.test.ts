@@ -21,6 +21,26 @@ const clientExamples: ClientFrame[] = [
   { t: "register", shareId: "share_2", targets: ["127.0.0.1:5432"], approver: false, requestsById: true },
   { t: "attach", shareId: "share-2.x" },
   { t: "attach", shareId: "share-2.x", approve: false },
+  {
+    t: "attach-approver",
+    delegation: {
+      body: {
+        v: 1,
+        id: "d-1",
+        name: "laptop",
+        hostName: "build-01",
+        approverPub: "QUJD",
+        shares: ["db"],
+        issuedAt: 1,
+        expiresAt: 2,
+        hostPub: "REVG",
+      },
+      sig: "c2ln",
+    },
+    shareId: "db",
+    at: 1,
+    proof: "cHJvb2Y=",
+  },
   { t: "mint", shareId: "share_1", target: "127.0.0.1:5432" },
   { t: "decision", requestId: "req.42", allow: false },
   {
