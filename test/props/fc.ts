@@ -151,6 +151,7 @@ function raw(schema: v.GenericSchema): fc.Arbitrary<unknown> {
       return fc.record(model, { requiredKeys: required });
     }
     case "variant":
+    case "union":
       return fc.oneof(...(root.options as v.GenericSchema[]).map((o) => raw(o)));
     default:
       throw new Error(`arbitraryOf: no arbitrary for a valibot "${root.type}" schema`);
