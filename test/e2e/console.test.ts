@@ -149,7 +149,9 @@ test.skipIf(!haveChromium)(
     expect(enrolToken).toMatch(/^TSE1\./);
     await browser.shot("hosts-token");
     const second = { TESSERA_HOME: path.join(d.dir, "second") };
-    const linked = await run(["link", d.address, "--token", enrolToken, "--name", "second"], second, d.dir);
+    const tokenFile = path.join(d.dir, "second-token");
+    fs.writeFileSync(tokenFile, enrolToken, { mode: 0o600 });
+    const linked = await run(["link", d.address, "--token-file", tokenFile, "--name", "second"], second, d.dir);
     expect(linked.err).toBe("");
     expect(linked.out).toContain('enrolled as host "second"');
     const agent = spawn(["agent", "--share-id", "two", "--allow", `127.0.0.1:${echo.port}`], second);
