@@ -88,10 +88,13 @@ async function hostileGuest(d: Deployment, approver: Proc, code: string, name: s
   const csr = await createCsr({ keys: await generateKeyPair(), commonName: name });
   const run = startCode(code, { spki: (await readCsr(csr)).spki, name, reason: "load test" });
   c.send({ t: "redeem", ...run.redeem, csr, name, reason: "load test" });
-  await run.confirm(c, await c.next("pending"));
+  // The host's answer is waited for from before the confirmation goes out (it may follow "confirmed" at once).
+  const { answer } = await run.confirm(c, await c.next("pending"));
   await approver.waitFor(new RegExp(`Allow ${name} `));
   approver.write("y\n");
-  const { sessionId } = await c.next("approved");
+  const approved = await answer;
+  if (approved.t !== "approved") throw new Error(`the host's answer was ${approved.t}: ${approved.reason}`);
+  const { sessionId } = approved;
   const answers = new Map<string, Answer>();
   const changes = new Changes();
   let closed: string | undefined;
