@@ -235,11 +235,13 @@ export class DirectBook {
   /**
    * A direct stream ended here, not by the agent's report: the agent cuts it as it hears (session end,
    * revoke) or sees its guest go, and reports its final counts, which `write` then records. Without an
-   * agent (or one that never took the stream) there is nothing to wait for: false, write now.
+   * agent there is nothing to wait for: false, write now. A stream the agent has not reported yet is waited
+   * for too: a short one (a request and its answer) can end, with its session, inside the agent's report
+   * batch, and its line would say 0 bytes (the agent's "open" and "closed" then come together).
    */
   awaitFinal(stream: Stream, s: Session | undefined, write: () => void): boolean {
     const agent = s?.share.agent;
-    if (!stream.direct || !stream.spliced || this.agentClosed.has(stream) || !s || !agent) return false;
+    if (!stream.direct || this.agentClosed.has(stream) || !s || !agent) return false;
     const timer = setTimeout(() => this.settle(stream.id), FINAL_WAIT_MS);
     this.finals.set(stream.id, { stream, s, agent, write, timer });
     const st = this.settling.get(s) ?? { n: 0 };
