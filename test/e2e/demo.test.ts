@@ -17,4 +17,10 @@ test("the demo into a pipe: no escape codes, a clean stop, a fully signed and ve
   // The verification itself has no warning (an unsigned tail would be one).
   expect(demo.out.slice(demo.out.indexOf("» tessera audit verify"))).not.toMatch(/warning/);
   expect(demo.out).toContain("» demo complete");
+  // The curl's stream carried bytes both ways, and its close line counts them (a direct stream that ended
+  // with its session inside the agent's report batch was once written as 0 bytes).
+  const close = /stream\.close guest=demo-guest up=(\d+) down=(\d+)/.exec(demo.out);
+  expect(close, demo.out).not.toBeNull();
+  expect(Number(close![1])).toBeGreaterThan(0);
+  expect(Number(close![2])).toBeGreaterThan(0);
 });
