@@ -35,6 +35,12 @@ export class FakeCoordinator {
   holdAnswers = false;
   /** Opens refused with this message instead of answered. */
   refuseWith: string | undefined;
+  /**
+   * What a "use" meets instead of the target: "retired" (the spare ends and the use is refused, as when the
+   * coordinator retired it first; "refusal-first" sends the refusal before ending it), or "silent" (it
+   * ends without a refusal: the stream was served and its target closed without a word).
+   */
+  onUse: "serve" | "retired" | "refusal-first" | "silent" = "serve";
   readonly unanswered: Open[] = [];
   errors: string[] = [];
   readonly approved: Approved;
@@ -142,7 +148,12 @@ export class FakeCoordinator {
     } else if (f.t === "use") {
       const inner = this.held.get(f.streamId);
       this.held.delete(f.streamId);
-      if (inner) void this.toTarget(inner);
+      const refusal: ServerFrame = { t: "error", code: "stream", message: "not a ready pooled stream", ref: f.ref };
+      if (this.onUse === "refusal-first") this.send(refusal);
+      if (this.onUse === "serve") {
+        if (inner) void this.toTarget(inner);
+      } else inner?.terminate();
+      if (this.onUse === "retired") this.send(refusal);
     }
     this.changes.notify();
   }
