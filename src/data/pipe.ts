@@ -44,6 +44,11 @@ export interface End {
   replay?: { chunks: Uint8Array[]; bytes: number };
   /** Set with `replay`: the peer went before it answered; the owner takes this socket over (unpaired). */
   onPeerLost?: (s: Socket<End>) => void;
+  /**
+   * Set with `replay`: the peer half-closed before it answered. The pair stands (a target may stop writing
+   * and go on reading); the FIN reaches this socket only once the owner calls endWrite.
+   */
+  onPeerEnded?: (s: Socket<End>) => void;
 }
 
 /** What a socket hands its events to when a node stream, not another socket, is on the other side. */
@@ -110,8 +115,14 @@ function peerLost(s: Socket<End>): boolean {
   s.data.peer = undefined;
   peer.data.peer = undefined;
   peer.data.onPeerLost = undefined;
+  peer.data.onPeerEnded = undefined;
   take(peer);
   return true;
+}
+
+/** Sends FIN on `s` once what it holds has drained (as a peer's half-close does). */
+export function endWrite(s: Socket<End>): void {
+  finishWrite(s);
 }
 
 function keepForReplay(s: Socket<End>, chunk: Uint8Array): void {
@@ -172,6 +183,7 @@ export const PIPE_HANDLERS: SocketHandler<End> = {
       // The host's side answered: the spare was put to work, and its bytes are not to be sent again.
       peer.data.replay = undefined;
       peer.data.onPeerLost = undefined;
+      peer.data.onPeerEnded = undefined;
     }
     if (peer) return forward(s, peer, chunk);
     s.data.early.push(Buffer.from(chunk));
@@ -197,8 +209,12 @@ export const PIPE_HANDLERS: SocketHandler<End> = {
     s.data.readEnded = true;
     if (s.data.onReadEnd) return s.data.onReadEnd(s);
     if (s.data.sink) return s.data.sink.ended();
-    if (peerLost(s)) return void s.terminate();
-    if (s.data.peer) finishWrite(s.data.peer);
+    const peer = s.data.peer;
+    const ended = peer?.data.replay ? peer.data.onPeerEnded : undefined;
+    if (ended) {
+      peer!.data.onPeerEnded = undefined;
+      ended(peer!);
+    } else if (peer) finishWrite(peer);
     if (s.data.writeEnded) s.end();
   },
   handshake(s, ok, err) {

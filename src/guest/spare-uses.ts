@@ -4,7 +4,7 @@
 // down. Nothing of a refused use reached the target, so the connection goes whole on a new stream; a use
 // never refused was served, and its bytes are never sent twice.
 import type { Socket } from "bun";
-import { pair, type End } from "../data/pipe.ts";
+import { endWrite, pair, type End } from "../data/pipe.ts";
 import type { StreamContext } from "./stream-context.ts";
 
 /**
@@ -43,6 +43,7 @@ export class SpareUses {
     };
     local.data.replay = { chunks: [...local.data.early], bytes: local.data.earlyBytes };
     local.data.onPeerLost = (l) => this.hold(ref, streamId, l);
+    local.data.onPeerEnded = (l) => this.hold(ref, streamId, l);
     this.ctx.send({ t: "use", sessionId: live.approved.sessionId, streamId, ref });
     pair(local, inner);
   }
@@ -89,11 +90,22 @@ export class SpareUses {
     this.using.clear();
   }
 
+  /**
+   * The spare under `local` ended (closed, or half-closed: still paired then, the client's bytes still
+   * going to it and kept) before the host's side said a word: wait for the verdict on its use.
+   */
   private hold(ref: string, streamId: string, local: Socket<End>): void {
-    takeBack(local);
+    const before = this.held.get(ref);
+    if (before) clearTimeout(before.timer);
+    // Unpaired (closed): its bytes go back in line for a new stream should the use be refused.
+    if (!local.data.peer) takeBack(local);
     const timer = setTimeout(() => {
+      // No refusal: the stream was served and its target stopped without a word; so does the client's side.
       this.forget(ref);
-      local.end();
+      const paired = local.data.peer !== undefined;
+      takeBack(local);
+      if (paired) endWrite(local);
+      else local.end();
     }, USE_VERDICT_MS);
     timer.unref?.();
     this.held.set(ref, { local, streamId, timer });
@@ -112,7 +124,8 @@ function takeBack(local: Socket<End>): void {
   const r = local.data.replay;
   local.data.replay = undefined;
   local.data.onPeerLost = undefined;
-  if (!r) return;
+  local.data.onPeerEnded = undefined;
+  if (!r || local.data.peer) return;
   local.data.early = [...r.chunks, ...local.data.early];
   local.data.earlyBytes += r.bytes;
 }

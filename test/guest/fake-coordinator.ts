@@ -38,9 +38,12 @@ export class FakeCoordinator {
   /**
    * What a "use" meets instead of the target: "retired" (the spare ends and the use is refused, as when the
    * coordinator retired it first; "refusal-first" sends the refusal before ending it), or "silent" (it
-   * ends without a refusal: the stream was served and its target closed without a word).
+   * ends without a refusal: the stream was served and its target closed without a word), or "half-close"
+   * (served, and the agent's side stops writing without a word but goes on reading: see `heard`).
    */
-  onUse: "serve" | "retired" | "refusal-first" | "silent" = "serve";
+  onUse: "serve" | "retired" | "refusal-first" | "silent" | "half-close" = "serve";
+  /** What the agent's side of a "half-close" stream has read. */
+  heard = "";
   readonly unanswered: Open[] = [];
   errors: string[] = [];
   readonly approved: Approved;
@@ -152,6 +155,18 @@ export class FakeCoordinator {
       if (this.onUse === "refusal-first") this.send(refusal);
       if (this.onUse === "serve") {
         if (inner) void this.toTarget(inner);
+      } else if (this.onUse === "half-close" && inner) {
+        inner.data.sink = {
+          feed: (c) => {
+            this.heard += Buffer.from(c).toString();
+            this.changes.notify();
+          },
+          drained() {},
+          ended: () => inner.end(),
+          gone() {},
+        };
+        for (const c of inner.data.early.splice(0)) inner.data.sink.feed(c);
+        inner.shutdown();
       } else inner?.terminate();
       if (this.onUse === "retired") this.send(refusal);
     }

@@ -133,3 +133,18 @@ test("a spare put to work that ends without a word and without a refusal was ser
   expect(fake.frames.filter((f) => f.t === "use").length).toBe(1);
   expect(fake.opens(false).length).toBe(0);
 });
+
+test("a spare put to work whose host side half-closes without a word still carries what the client sends after", async () => {
+  const { fake, port } = await setUp(1);
+  await fake.until(() => fake.held.size === 1);
+  fake.onUse = "half-close";
+  const c = await client(port);
+  cleanup.push(() => c.sock.terminate());
+  c.sock.write("before ");
+  await fake.until(() => fake.heard === "before ");
+  // The FIN reaches the client once no refusal came (the use was served); the pair stood meanwhile.
+  await c.ended;
+  c.sock.write("after");
+  await fake.until(() => fake.heard === "before after");
+  expect(fake.opens(false).length).toBe(0);
+});
