@@ -152,6 +152,9 @@ export async function partition(o: { guests: number; nodes?: number; ttl?: strin
     await Promise.all(w.guests.map((g) => g.short.succeeded(3, 120_000)));
     await w.stop();
     const load = loadFigures(rig, w);
+    const failures = w.guests.flatMap((g) =>
+      g.short.failed().map((r) => `${g.name} ${new Date(r.at).toISOString()} ${r.ms}ms ${r.error}`),
+    );
     // Every session ended by its guest, so each stream and session has had its chance to close.
     for (const g of w.guests) g.proc.kill("SIGINT");
     await Promise.all(w.guests.map((g) => g.proc.exit()));
@@ -160,6 +163,8 @@ export async function partition(o: { guests: number; nodes?: number; ttl?: strin
     const x = crossCheck(rig);
     return {
       ...load,
+      cutAt: new Date(cutAt).toISOString(),
+      shortFailures: failures,
       cutNode: holder.name,
       takerNode: taker.name,
       letGoMs,
