@@ -36,6 +36,19 @@ export interface End {
   onReadEnd?: (s: Socket<End>) => void;
   /** Instead of a peer socket, a node Duplex takes this socket's bytes (a shell, stdin/stdout): see asDuplex. */
   sink?: SocketSink;
+  /**
+   * A guest's local connection on a spare it just put to work, until the host's side first answers: what
+   * the local client sent, kept (bounded) so that it can go again on a new stream should the coordinator
+   * turn the spare's use down (the spare was retired meanwhile, so nothing of it reached the target).
+   */
+  replay?: { chunks: Uint8Array[]; bytes: number };
+  /** Set with `replay`: the peer went before it answered; the owner takes this socket over (unpaired). */
+  onPeerLost?: (s: Socket<End>) => void;
+  /**
+   * Set with `replay`: the peer half-closed before it answered. The pair stands (a target may stop writing
+   * and go on reading); the FIN reaches this socket only once the owner calls endWrite.
+   */
+  onPeerEnded?: (s: Socket<End>) => void;
 }
 
 /** What a socket hands its events to when a node stream, not another socket, is on the other side. */
@@ -91,6 +104,35 @@ export function cut(s: Socket<End>): void {
   if (peer && !peer.data.closed) peer.terminate();
 }
 
+/**
+ * `s`'s peer holds a replay (see End.replay): the two are unpaired and the peer's owner takes it over,
+ * so a spare retired under a guest's feet costs the local client nothing. False when there is no replay.
+ */
+function peerLost(s: Socket<End>): boolean {
+  const peer = s.data.peer;
+  const take = peer?.data.onPeerLost;
+  if (!peer?.data.replay || !take) return false;
+  s.data.peer = undefined;
+  peer.data.peer = undefined;
+  peer.data.onPeerLost = undefined;
+  peer.data.onPeerEnded = undefined;
+  take(peer);
+  return true;
+}
+
+/** Sends FIN on `s` once what it holds has drained (as a peer's half-close does). */
+export function endWrite(s: Socket<End>): void {
+  finishWrite(s);
+}
+
+function keepForReplay(s: Socket<End>, chunk: Uint8Array): void {
+  const r = s.data.replay!;
+  r.bytes += chunk.length;
+  // Past the bound there is no going again: the stream is then as any other.
+  if (r.bytes > MAX_EARLY_BYTES) s.data.replay = undefined;
+  else r.chunks.push(chunk); // Bun never reuses a data callback's buffer (see forward)
+}
+
 function forward(from: Socket<End>, to: Socket<End>, chunk: Uint8Array): void {
   if (to.data.pending) {
     // Only reachable for bytes already read when the pause took effect: keep order, copy.
@@ -99,7 +141,7 @@ function forward(from: Socket<End>, to: Socket<End>, chunk: Uint8Array): void {
     return;
   }
   const n = to.write(chunk);
-  if (n < 0) return cut(from);
+  if (n < 0) return void (peerLost(to) || cut(from));
   if (n < chunk.length) {
     // Bun hands every data callback a buffer of its own (measured in 1.4.4, TCP and TLS: never reused
     // afterwards), so the unwritten tail is kept as a view, not copied: under backpressure a copy here
@@ -135,7 +177,14 @@ export const PIPE_HANDLERS: SocketHandler<End> = {
     }
     s.data.bytesRead += chunk.length;
     if (s.data.sink) return s.data.sink.feed(chunk);
+    if (s.data.replay) keepForReplay(s, chunk);
     const peer = s.data.peer;
+    if (peer?.data.replay) {
+      // The host's side answered: the spare was put to work, and its bytes are not to be sent again.
+      peer.data.replay = undefined;
+      peer.data.onPeerLost = undefined;
+      peer.data.onPeerEnded = undefined;
+    }
     if (peer) return forward(s, peer, chunk);
     s.data.early.push(Buffer.from(chunk));
     s.data.earlyBytes += chunk.length;
@@ -160,7 +209,12 @@ export const PIPE_HANDLERS: SocketHandler<End> = {
     s.data.readEnded = true;
     if (s.data.onReadEnd) return s.data.onReadEnd(s);
     if (s.data.sink) return s.data.sink.ended();
-    if (s.data.peer) finishWrite(s.data.peer);
+    const peer = s.data.peer;
+    const ended = peer?.data.replay ? peer.data.onPeerEnded : undefined;
+    if (ended) {
+      peer!.data.onPeerEnded = undefined;
+      ended(peer!);
+    } else if (peer) finishWrite(peer);
     if (s.data.writeEnded) s.end();
   },
   handshake(s, ok, err) {
@@ -174,7 +228,7 @@ export const PIPE_HANDLERS: SocketHandler<End> = {
     const clean = !err && (s.data.readEnded || s.data.writeEnded);
     s.data.sink?.gone(clean);
     const peer = s.data.peer;
-    if (peer && !peer.data.closed) {
+    if (peer && !peer.data.closed && !peerLost(s)) {
       if (clean) finishWrite(peer);
       else peer.terminate();
     }

@@ -53,9 +53,14 @@ export interface DirectOptions {
 
 /** How long a guest keeps trying to resume its session before it gives up. */
 const RESUME_GIVE_UP_MS = 10 * 60_000;
-/** A move (see Guest.move) tries this often, this far apart, while the old connection stands. */
+/**
+ * A move (see Guest.move) tries this often, at most this far apart, while the old connection stands. Local
+ * connections wait meanwhile, so the first retries come sooner (a balancer may still send one attempt to
+ * the stopping node until its health check notices).
+ */
 const MOVE_ATTEMPTS = 60;
 const MOVE_RETRY_MS = 500;
+const MOVE_FIRST_RETRY_MS = 50;
 
 export class Guest {
   private keyPem = "";
@@ -338,12 +343,16 @@ export class Guest {
    * The coordinator node is stopping (a graceful stop): resume on a new connection (through the balancer)
    * while the old one still stands, so streams under way are not dropped; the old one's end is then no
    * detach, and it is left to the stopping node to close (answers to opens asked on it still come that
-   * way). Spare streams from the old node go: the new one would not know them. Attempts go on while the
-   * old connection stands; once it is gone, the usual reconnect takes over.
+   * way). Spare streams from the old node go: the new one would not know them. Meanwhile nothing new is
+   * asked or put to work on the old connection: a "use" sent there as it closes is lost without an answer,
+   * and the share may already have left the node it speaks to ("no session"); new local connections wait
+   * and go on the new one. Attempts go on while the old connection stands; once it is gone, the usual
+   * reconnect takes over.
    */
   private async move(old: ControlClient): Promise<void> {
     if (this.ended || this.detached || this.client !== old || this.moving) return;
     this.moving = true;
+    this.ports.pauseOpens();
     old.onClose(() => {});
     try {
       for (let attempt = 0; ; attempt++) {
@@ -352,7 +361,7 @@ export class Guest {
           break;
         } catch (err) {
           if (old.ch.closed || attempt >= MOVE_ATTEMPTS) throw err;
-          await Bun.sleep(MOVE_RETRY_MS);
+          await Bun.sleep(Math.min(MOVE_FIRST_RETRY_MS * 2 ** attempt, MOVE_RETRY_MS));
         }
       }
       if (this.client !== old) {
@@ -365,6 +374,7 @@ export class Guest {
       this.detach(err as Error);
     } finally {
       this.moving = false;
+      this.ports.resumeOpens();
     }
   }
 

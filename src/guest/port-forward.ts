@@ -9,6 +9,7 @@ import { cut, newEnd, pair, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
 import { startStream, type StreamContext } from "./stream-context.ts";
 import { DEFAULT_POOL, StreamPool } from "./stream-pool.ts";
+import { SpareUses } from "./spare-uses.ts";
 
 /** Most "open" frames unanswered at once: well under the coordinator's per-connection frame queue (64). */
 const MAX_ASKED = 32;
@@ -24,10 +25,29 @@ export class PortForward {
   /** The data connection of each asked stream; closed if the stream is refused (the coordinator drops one left silent). */
   private readonly predialed = new Map<string, Promise<Socket<End> | Error>>();
   private pool: StreamPool | undefined;
-  /** Local connections on a pooled stream, by the ref of their "use" (a refusal names it). */
-  private readonly using = new Map<string, Socket<End>>();
+  /** Local connections on a pooled stream (a refusal of their "use" names its ref). */
+  private readonly uses: SpareUses;
 
-  constructor(private readonly ctx: StreamContext) {}
+  /**
+   * The guest is moving to another coordinator node: nothing is asked or put to work on the old connection
+   * (its answers may never come, and the share may have left the node it speaks to); local connections wait.
+   */
+  private paused = false;
+
+  constructor(private readonly ctx: StreamContext) {
+    this.uses = new SpareUses(ctx);
+  }
+
+  /** A move began: opens and uses wait for the new connection (see resumeOpens). */
+  pauseOpens(): void {
+    this.paused = true;
+  }
+
+  /** The move is through (or failed): waiting local connections are asked for on the current connection. */
+  resumeOpens(): void {
+    this.paused = false;
+    this.askMore();
+  }
 
   /** Listens on host:port and forwards every connection; resolves with the bound address. `pool`: ready streams kept (0: none). */
   listen(host: string, port: number, pool = DEFAULT_POOL): { host: string; port: number } {
@@ -65,7 +85,7 @@ export class PortForward {
   owns(ref: string | undefined): boolean {
     return (
       ref !== undefined &&
-      (this.asked.has(ref) || this.opening.has(ref) || this.using.has(ref) || !!this.pool?.owns(ref))
+      (this.asked.has(ref) || this.opening.has(ref) || this.uses.owns(ref) || !!this.pool?.owns(ref))
     );
   }
 
@@ -95,7 +115,7 @@ export class PortForward {
     for (const p of this.predialed.values()) void p.then((raw) => raw instanceof Error || raw.terminate());
     this.predialed.clear();
     this.pool?.drop();
-    this.using.clear();
+    this.uses.drop();
   }
 
   /** The coordinator cut the connection for flooding it: the pool shrinks and backs off; says how many it keeps. */
@@ -124,37 +144,33 @@ export class PortForward {
       return void sock.terminate();
     }
     sock.setNoDelay(true);
-    const pooled = this.pool?.take();
+    const pooled = this.paused ? undefined : this.pool?.take();
     if (pooled) {
       this.ctx.onPath?.(pooled.path);
-      return this.usePooled(sock, pooled.streamId, pooled.inner);
+      return this.uses.use(sock, pooled.streamId, pooled.inner);
     }
     this.opening.set(ref, sock);
     this.waiting.push(ref);
     this.askMore();
   }
 
-  /**
-   * A ready stream takes the connection: "use" goes to the coordinator and bytes go into the stream at
-   * once; the agent holds them until the coordinator has logged the opening and said so.
-   */
-  private usePooled(local: Socket<End>, streamId: string, inner: Socket<End>): void {
-    const live = this.ctx.live()!;
-    const ref = this.ctx.nextRef("u");
-    this.using.set(ref, local);
-    this.ctx.socks.add(local);
+  /** The use of the spare under `local` was turned down, so nothing reached the target: a new stream carries it. */
+  private reopen(local: Socket<End>): void {
+    if (local.data.closed || !this.ctx.live()) return void local.terminate();
+    const ref = this.ctx.nextRef("o");
     local.data.onClose = (s) => {
+      this.opening.delete(ref);
       this.ctx.socks.delete(s);
-      this.using.delete(ref);
     };
-    this.ctx.send({ t: "use", sessionId: live.approved.sessionId, streamId, ref });
-    pair(local, inner);
+    this.opening.set(ref, local);
+    this.waiting.push(ref);
+    this.askMore();
   }
 
   /** Sends "open" for waiting connections while fewer than MAX_ASKED are unanswered. */
   askMore(): void {
     let live: ReturnType<StreamContext["live"]>;
-    while (this.asked.size < MAX_ASKED && this.waiting.length && (live = this.ctx.live())) {
+    while (!this.paused && this.asked.size < MAX_ASKED && this.waiting.length && (live = this.ctx.live())) {
       const ref = this.waiting.shift()!;
       if (!this.opening.has(ref)) continue; // the local client left while it waited
       this.asked.add(ref);
@@ -178,11 +194,17 @@ export class PortForward {
   }
 
   refused(f: FrameOf<ServerFrame, "error">): void {
+    // Asked just before a move, of a node the share has left: asked again once the move is through.
+    if (this.paused && f.code === "no_session" && this.opening.has(f.ref!) && this.asked.has(f.ref!)) {
+      void this.answered(f.ref!)?.then((raw) => raw instanceof Error || raw.terminate());
+      this.waiting.unshift(f.ref!);
+      return;
+    }
     if (this.pool?.owns(f.ref)) return this.pool.refused(f);
-    const used = this.using.get(f.ref!);
-    if (used) {
-      this.using.delete(f.ref!);
-      used.terminate();
+    if (this.uses.owns(f.ref)) {
+      const again = this.uses.refused(f.ref!);
+      // Not served (the spare was retired first): the client's bytes go on a new stream, unseen.
+      if (again) return this.reopen(again);
       return this.ctx.onStreamError?.(f.message);
     }
     void this.answered(f.ref!)?.then((raw) => raw instanceof Error || raw.terminate());
@@ -195,6 +217,7 @@ export class PortForward {
 
   /** The host's agent could not serve one of our streams: say why; the coordinator cuts its connection. */
   streamRefused(f: FrameOf<ServerFrame, "refused">): void {
+    this.uses.streamRefused(f.streamId);
     this.ctx.onStreamError?.(`a connection was refused by the host's side: ${f.reason}`);
   }
 

@@ -37,7 +37,11 @@ export class RigNode {
   }
 
   /** Starts (or restarts, same port, audit file and name) the node; resolves once it listens. */
+  /** Output of this node's earlier runs (before a restart), kept for reading a failure afterwards. */
+  earlier = "";
+
   async start(): Promise<void> {
+    if (this.proc) this.earlier += this.proc.all;
     this.proc = spawn(
       [
         "coordinator",

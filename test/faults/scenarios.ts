@@ -152,6 +152,9 @@ export async function partition(o: { guests: number; nodes?: number; ttl?: strin
     await Promise.all(w.guests.map((g) => g.short.succeeded(3, 120_000)));
     await w.stop();
     const load = loadFigures(rig, w);
+    const failures = w.guests.flatMap((g) =>
+      g.short.failed().map((r) => `${g.name} ${new Date(r.at).toISOString()} ${r.ms}ms ${r.error}`),
+    );
     // Every session ended by its guest, so each stream and session has had its chance to close.
     for (const g of w.guests) g.proc.kill("SIGINT");
     await Promise.all(w.guests.map((g) => g.proc.exit()));
@@ -160,6 +163,8 @@ export async function partition(o: { guests: number; nodes?: number; ttl?: strin
     const x = crossCheck(rig);
     return {
       ...load,
+      cutAt: new Date(cutAt).toISOString(),
+      shortFailures: failures,
       cutNode: holder.name,
       takerNode: taker.name,
       letGoMs,
@@ -270,12 +275,13 @@ export async function rolling(o: { guests: number; nodes?: number; drain?: strin
     // Kept beside the audit logs, for reading a failure afterwards.
     for (const g of w.guests) fs.writeFileSync(path.join(rig.dir, `${g.name}.log`), g.proc.all);
     fs.writeFileSync(path.join(rig.dir, "host.log"), w.host.all);
-    for (const n of rig.nodes) fs.writeFileSync(path.join(rig.dir, `${n.name}.log`), n.proc.all);
-    const shorts = w.guests.flatMap((g) => g.short.results);
+    for (const n of rig.nodes) fs.writeFileSync(path.join(rig.dir, `${n.name}.log`), n.earlier + n.proc.all);
+    const shorts = w.guests.flatMap((g) => g.short.results.map((r) => ({ ...r, guest: g.name })));
     return {
       ...loadFigures(rig, w),
+      rigDir: rig.dir,
       stopMs: stops.map(String),
-      shortFailures: shorts.filter((r) => !r.ok).map((r) => `${new Date(r.at).toISOString()} ${r.error}`),
+      shortFailures: shorts.filter((r) => !r.ok).map((r) => `${r.guest} ${new Date(r.at).toISOString()} ${r.error}`),
       longestShortMs: Math.max(...shorts.map((r) => r.ms)),
       drains: rig.all("coordinator.drain").map((e) => `${e.node}: ${e.shares} share(s), ${e.streams} stream(s) left`),
       streamsWithoutClose: crossCheck(rig).streamsWithoutClose.length,

@@ -35,6 +35,15 @@ export class FakeCoordinator {
   holdAnswers = false;
   /** Opens refused with this message instead of answered. */
   refuseWith: string | undefined;
+  /**
+   * What a "use" meets instead of the target: "retired" (the spare ends and the use is refused, as when the
+   * coordinator retired it first; "refusal-first" sends the refusal before ending it), or "silent" (it
+   * ends without a refusal: the stream was served and its target closed without a word), or "half-close"
+   * (served, and the agent's side stops writing without a word but goes on reading: see `heard`).
+   */
+  onUse: "serve" | "retired" | "refusal-first" | "silent" | "half-close" = "serve";
+  /** What the agent's side of a "half-close" stream has read. */
+  heard = "";
   readonly unanswered: Open[] = [];
   errors: string[] = [];
   readonly approved: Approved;
@@ -142,7 +151,24 @@ export class FakeCoordinator {
     } else if (f.t === "use") {
       const inner = this.held.get(f.streamId);
       this.held.delete(f.streamId);
-      if (inner) void this.toTarget(inner);
+      const refusal: ServerFrame = { t: "error", code: "stream", message: "not a ready pooled stream", ref: f.ref };
+      if (this.onUse === "refusal-first") this.send(refusal);
+      if (this.onUse === "serve") {
+        if (inner) void this.toTarget(inner);
+      } else if (this.onUse === "half-close" && inner) {
+        inner.data.sink = {
+          feed: (c) => {
+            this.heard += Buffer.from(c).toString();
+            this.changes.notify();
+          },
+          drained() {},
+          ended: () => inner.end(),
+          gone() {},
+        };
+        for (const c of inner.data.early.splice(0)) inner.data.sink.feed(c);
+        inner.shutdown();
+      } else inner?.terminate();
+      if (this.onUse === "retired") this.send(refusal);
     }
     this.changes.notify();
   }

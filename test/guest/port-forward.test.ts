@@ -106,3 +106,45 @@ test("a spare whose far end half-closes is dropped and replaced; drop() cuts the
   pf.drop();
   await fake.until(() => spare!.data.closed);
 });
+
+for (const order of ["retired", "refusal-first"] as const)
+  test(`a spare retired as it is put to work (${order}): the use is refused and the client's bytes go whole on a new stream`, async () => {
+    const { fake, port } = await setUp(1);
+    await fake.until(() => fake.held.size === 1);
+    fake.onUse = order;
+    expect(await echoThrough(port, "sent again, once")).toBe("sent again, once");
+    expect(fake.frames.filter((f) => f.t === "use").length).toBe(1);
+    // A plain open carried it, and the target saw the bytes once.
+    expect(fake.opens(false).length).toBe(1);
+    await fake.echo.endedCount(1);
+    expect(fake.echo.ended).toEqual(["sent again, once".length]);
+    expect(fake.errors).toEqual([]);
+  });
+
+test("a spare put to work that ends without a word and without a refusal was served: the client's bytes are not sent again", async () => {
+  const { fake, port } = await setUp(1);
+  await fake.until(() => fake.held.size === 1);
+  fake.onUse = "silent";
+  const c = await client(port);
+  cleanup.push(() => c.sock.terminate());
+  c.sock.write("only once");
+  await c.ended;
+  expect(c.got().length).toBe(0);
+  expect(fake.frames.filter((f) => f.t === "use").length).toBe(1);
+  expect(fake.opens(false).length).toBe(0);
+});
+
+test("a spare put to work whose host side half-closes without a word still carries what the client sends after", async () => {
+  const { fake, port } = await setUp(1);
+  await fake.until(() => fake.held.size === 1);
+  fake.onUse = "half-close";
+  const c = await client(port);
+  cleanup.push(() => c.sock.terminate());
+  c.sock.write("before ");
+  await fake.until(() => fake.heard === "before ");
+  // The FIN reaches the client once no refusal came (the use was served); the pair stood meanwhile.
+  await c.ended;
+  c.sock.write("after");
+  await fake.until(() => fake.heard === "before after");
+  expect(fake.opens(false).length).toBe(0);
+});
