@@ -170,8 +170,13 @@ export class Guest {
     this.events.onPending?.(pending);
     let confirmed: Awaited<ReturnType<NonNullable<typeof code>["confirm"]>> | undefined;
     if (code) {
-      confirmed = await code.confirm(this.client, pending).catch((err) => {
+      confirmed = await code.confirm(this.client, pending).catch(async (err) => {
         this.client.close();
+        // The coordinator went while the code check ran (a restart): it says what became of the request.
+        if (err instanceof TesseraError && err.code === "disconnected") {
+          const f = await recheckRequest(this.o, pending.requestId, err);
+          throw new TesseraError("denied", `access denied: ${f.reason}`);
+        }
         throw err;
       });
       this.events.onCodeConfirmed?.(confirmed.verify, confirmed.hostSpki);
