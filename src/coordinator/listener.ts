@@ -3,7 +3,7 @@
 // Bun's native one: the data plane splices native sockets (pipe.ts), and a control connection gets
 // a native TLS server on the sniffed socket, read by the Channel through a small Duplex adapter.
 import type { Socket, TCPSocketListener } from "bun";
-import { ProtocolError, RefusedError, errorMessage } from "../errors.ts";
+import { RefusedError, errorMessage } from "../errors.ts";
 import { Admission, type Slot } from "./admission.ts";
 import { logger } from "../log.ts";
 import { certInfo, derToPem } from "../pki/index.ts";
@@ -15,6 +15,7 @@ import { newEnd, PIPE_HANDLERS, type End } from "../data/pipe.ts";
 import { ClientFrame, PREAMBLE_BYTES, type ServerFrame } from "../wire/protocol.ts";
 import { SocketDuplex } from "../data/socket-duplex.ts";
 import { isUnavailable, UNAVAILABLE } from "../store/pg-connection.ts";
+import { sweepIdleRoles } from "./role-sweep.ts";
 
 const log = logger("coordinator");
 /** Closes since the last collection that make a quiet sweep run a full garbage collection. */
@@ -184,34 +185,9 @@ export class Coordinator {
     if (c.slot) this.admission.release(c.slot);
   }
 
-  /**
-   * Every few seconds: control connections that hold no role (no share served or approved, no request
-   * waiting, no session) are closed once they have been idle for roleTimeoutMs, so saying hello alone
-   * holds no slot for long; and after a surge of closes, memory is handed back (below).
-   */
+  /** Every few seconds: idle connections without a role go (role-sweep.ts); after a surge of closes, memory is handed back. */
   private sweep(now: number): void {
-    const busy = this.broker.peersWithRole();
-    const limit = this.o.limits.roleTimeoutMs;
-    const idle = () =>
-      new ProtocolError(
-        `closed after ${limit / 1000}s without registering, asking for access or resuming a session`,
-        "timeout",
-      );
-    // A connection whose share lives on another node has its role there: that node's sweep judges it.
-    const cluster = this.o.cluster;
-    for (const c of this.conns) {
-      const p = c.client;
-      if (!p) continue;
-      // One retrying what the database could not answer (it was told to) is not idle either.
-      const retrying = p.retryingSince !== undefined && now - p.retryingSince < limit;
-      if (busy.has(p) || cluster?.isBound(p) || retrying) c.idleSince = undefined;
-      else if (c.idleSince === undefined) c.idleSince = now;
-      else if (now - c.idleSince >= limit) {
-        c.client = undefined;
-        p.ch.fail(idle());
-      }
-    }
-    cluster?.sweepStandIns(busy, now, limit, (p) => p.ch.fail(idle()));
+    sweepIdleRoles(this.conns, this.broker.peersWithRole(), this.o.cluster, this.o.limits.roleTimeoutMs, now);
     // A surge of connections leaves TLS state and frame buffers to the garbage collector, which a quiet
     // process may not run for a long time (RSS stayed ~55 MB above its baseline for minutes after a flood).
     // Once a surge of closes is over, one full collection hands that memory back.
