@@ -36,6 +36,7 @@ export type ErrorCode =
   | "bad_target"
   | "limit"
   | "no_session"
+  | "no_channel"
   | "host_offline"
   | "replaced"
   | "bad_receipt"

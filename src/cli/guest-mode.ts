@@ -1,34 +1,25 @@
 // What a guest does once approved, picked from join's and connect's flags before anything is asked.
 import { ConfigError, TesseraError } from "../errors.ts";
 import { splitAddress } from "../wire/address.ts";
-import { DEFAULT_POOL, MAX_POOL } from "../guest/stream-pool.ts";
 
 /** What the guest does once approved: forward a port, run one command through it, or carry stdin/stdout. */
 export type GuestMode =
-  | { kind: "forward"; local?: string; pool: number }
-  | { kind: "command"; argv: string[]; local?: string; pool: number }
+  | { kind: "forward"; local?: string }
+  | { kind: "command"; argv: string[]; local?: string }
   | { kind: "stdio" };
 
-/** Checks the flags that pick a mode; `--stdio` has no local listener and runs no command. */
-export function guestMode(o: { local?: string; stdio?: boolean; command?: string[]; pool?: string }): GuestMode {
+/**
+ * Checks the flags that pick a mode; `--stdio` has no local listener and runs no command. `--pool` is
+ * accepted and has no effect: every stream now starts at once inside the session's data channel.
+ */
+export function guestMode(o: { local?: string; stdio?: boolean; command?: string[] }): GuestMode {
   if (o.stdio && o.command)
     throw new ConfigError("--stdio carries the stream over stdin/stdout; it cannot also run a command after `--`");
   if (o.stdio && o.local) throw new ConfigError("--stdio opens no local port; drop --local");
-  if (o.stdio && o.pool !== undefined) throw new ConfigError("--stdio carries one stream; drop --pool");
   if (o.stdio) return { kind: "stdio" };
   if (o.local !== undefined) localAddress(o.local, 0);
-  const pool = poolSize(o.pool);
-  if (o.command) return { kind: "command", argv: o.command, local: o.local, pool };
-  return { kind: "forward", local: o.local, pool };
-}
-
-/** `--pool N`: streams kept ready for new local connections, 0 to MAX_POOL. */
-function poolSize(given: string | undefined): number {
-  if (given === undefined) return DEFAULT_POOL;
-  const n = /^\d+$/.test(given.trim()) ? Number(given.trim()) : NaN;
-  if (!(n >= 0 && n <= MAX_POOL))
-    throw new ConfigError(`--pool ${given}: give a number of streams from 0 (none kept ready) to ${MAX_POOL}`);
-  return n;
+  if (o.command) return { kind: "command", argv: o.command, local: o.local };
+  return { kind: "forward", local: o.local };
 }
 
 /**

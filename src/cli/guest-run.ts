@@ -94,7 +94,7 @@ export async function runGuest(
     );
   let bound: { host: string; port: number } | undefined;
   if (early && early.port !== 0)
-    bound = await guest.listen(early.host, early.port, mode.kind === "stdio" ? 0 : mode.pool).catch(async (err) => {
+    bound = await guest.listen(early.host, early.port).catch(async (err) => {
       await guest.close();
       throw err;
     });
@@ -123,11 +123,11 @@ export async function runGuest(
         defaultLocalPort(parseTarget(approved.target).port),
       );
     bound = await guest
-      .listen(want.host, want.port, mode.pool)
+      .listen(want.host, want.port)
       .catch(async (err) => {
         // The predictable port is only a default: when it is taken, any free port will do.
         if (early || want.port === 0) throw err;
-        const any = await guest.listen(want.host, 0, mode.pool);
+        const any = await guest.listen(want.host, 0);
         log.warn(`${want.host}:${want.port} is in use; forwarding from ${any.host}:${any.port} instead`);
         return any;
       })

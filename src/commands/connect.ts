@@ -32,7 +32,7 @@ export default defineCommand({
     pool: {
       type: "string",
       description:
-        "Streams kept open and ready, so a new local connection starts at once (default 8, 0 to 64; 0: open each on demand). Unused ones are not audited and reach nothing",
+        "No effect (kept for one release): every connection now starts at once inside the session's one data channel",
     },
     stdio: {
       type: "boolean",
@@ -44,7 +44,6 @@ export default defineCommand({
     const mode = guestMode({
       local: args.local,
       stdio: args.stdio,
-      pool: args.pool,
       command: commandAfterDashes(rawArgs),
     });
     await runGuest(

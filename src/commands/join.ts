@@ -38,7 +38,7 @@ export default defineCommand({
     pool: {
       type: "string",
       description:
-        "Streams kept open and ready, so a new local connection starts at once (default 8, 0 to 64; 0: open each on demand). Unused ones are not audited and reach nothing",
+        "No effect (kept for one release): every connection now starts at once inside the session's one data channel",
     },
     stdio: {
       type: "boolean",
@@ -63,7 +63,7 @@ export default defineCommand({
     // A command owns the terminal and stdin once it runs: its code comes on the command line.
     if (command && given === undefined)
       throw new ConfigError("give the code before `--`: tessera join CODE -- CMD ARGS");
-    const mode = guestMode({ local: args.local, stdio: args.stdio, pool: args.pool, command });
+    const mode = guestMode({ local: args.local, stdio: args.stdio, command });
     // An invite (HOST:PORT/XXXX-XXXX) names its coordinator: no `link` needed.
     const invite = splitInvite(given ?? (await readCode(mode.kind === "stdio")));
     const via = invite.address ? await coordinatorFor(invite.address, (line) => log.info(line)) : undefined;

@@ -99,8 +99,8 @@ export class Admin {
     let down = s.down;
     let live = 0;
     for (const st of s.streams) {
-      // A ready pooled stream is not in use: the operator sees the streams that carry something.
-      if (st.pool === "ready") continue;
+      // A data channel is no stream: the operator sees the streams inside it.
+      if (st.kind === "channel") continue;
       up += st.up;
       down += st.down;
       live++;

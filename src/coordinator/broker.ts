@@ -10,7 +10,7 @@ import { HOST_REMOVED, HostBook } from "./host-book.ts";
 import { HOST_REMOVED_REASON, shareFails, type CheckContext, type Condition } from "./revalidate.ts";
 import { PROTOCOL_VERSION, type ClientFrame, type FrameOf } from "../wire/protocol.ts";
 import { SessionBook } from "./sessions.ts";
-import { agentGone } from "./direct.ts";
+import { agentBack, agentGone } from "./direct.ts";
 import { ShareDesk } from "./share-desk.ts";
 import { restoredSession } from "./restore.ts";
 import { closeOrphans } from "./orphans.ts";
@@ -66,7 +66,7 @@ export class Broker {
       requests: this.consent.pending.size,
       streams: this.sessions.streams,
       pendingStreams: this.sessions.pendingStreams,
-      pooledStreams: this.sessions.pooledStreams,
+      channels: this.sessions.channels,
     };
   }
 
@@ -168,9 +168,7 @@ export class Broker {
       case "confirmed":
         return this.consent.relayConfirmed(peer, f);
       case "open":
-        return this.sessions.open(peer, f.sessionId, f.ref, f.pool);
-      case "use":
-        return this.sessions.use(peer, f);
+        return this.sessions.open(peer, f);
       case "resume":
         return this.sessions.resume(peer, f.sessionId);
       case "refuse":
@@ -251,8 +249,9 @@ export class Broker {
     return busy;
   }
 
-  endSpares(reason: string): void {
-    for (const s of this.sessions.all.values()) this.sessions.endSpares(s, reason);
+  /** Every guest here opens a fresh data channel (the old one ends once its streams have): see cluster.ts "draining". */
+  renewChannels(): void {
+    for (const s of this.sessions.all.values()) if (s.guest) agentBack(s);
   }
 
   /** Operator revoke (on any node: the session's own node ends it). */
@@ -274,7 +273,7 @@ export class Broker {
    */
   holdsHere(f: ClientFrame): boolean {
     if ("sessionId" in f && typeof f.sessionId === "string")
-      return this.sessions.all.has(f.sessionId) || (f.t === "use" && this.sessions.isLeaving(f.sessionId));
+      return this.sessions.all.has(f.sessionId);
     if ("requestId" in f && typeof f.requestId === "string") return this.consent.pending.has(f.requestId);
     if ("shareId" in f && typeof f.shareId === "string" && f.t !== "register") return this.shares.has(f.shareId);
     return false;

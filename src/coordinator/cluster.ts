@@ -32,8 +32,8 @@ export interface ClusterHost {
   adopt(shareId: string, o?: { forAgent?: boolean; deadNode?: string }): Promise<void>;
   /** Another node holds the share now: forget it here (the store keeps it) and let its clients reconnect. */
   release(shareId: string, reason?: string): void;
-  /** Ends every ready, unused pooled stream here (their guests' pools make new ones). */
-  endSpares(reason: string): void;
+  /** Every guest of a session here opens a fresh data channel; the old one ends once its streams have. */
+  renewChannels(): void;
   revokeLocal(sessionId: string, by: string): boolean;
 }
 
@@ -316,7 +316,6 @@ export class Cluster {
       case "confirmed":
         return await n.requestShare(f.requestId);
       case "open":
-      case "use":
       case "end":
       case "resume":
       case "refuse":
@@ -369,10 +368,12 @@ export class Cluster {
       case "moved":
         return host.release(m.shareId);
       case "draining": {
-        // Spares whose data connections pass through the stopping node would be cut when it exits; the
-        // guests' pools refill through the balancer, which no longer sends anything there (a moment later).
-        host.endSpares(`coordinator node ${from} is stopping`);
-        setTimeout(() => host.endSpares(`coordinator node ${from} is stopping`), SPARES_AGAIN_MS);
+        // Channels whose data connections pass through the stopping node would be cut when it exits: the
+        // guests open new ones through the balancer, which no longer sends anything there (a moment later),
+        // and move their new streams to them; the old channels end once their streams have.
+        log.info(`coordinator node ${from} is stopping: guests renew their data channels`);
+        host.renewChannels();
+        setTimeout(() => host.renewChannels(), SPARES_AGAIN_MS);
         return;
       }
       case "revoke":

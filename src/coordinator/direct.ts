@@ -135,6 +135,11 @@ export class DirectBook {
     this.o.audit.append("direct.probe", { ...this.o.actors(s), by, ...counts });
   }
 
+  /** How often the agent reports the bytes of streams whose counts are its own (the idle clock needs them). */
+  get reportMs(): number {
+    return Math.round(Math.min(10_000, Math.max(250, this.o.idleTimeoutMs / 4)));
+  }
+
   /** A fresh token for the side that dials to present on its direct connection, if the session is on the direct path. */
   route(s: Session): { token: string; dialer?: "guest" } | undefined {
     const dialer = dialerOf(s);
@@ -154,7 +159,7 @@ export class DirectBook {
       guestToken: string;
       direct: { token: string; dialer?: "guest" };
       ref: string;
-      pool?: boolean;
+      channel?: boolean;
     },
     durable: Promise<void>,
   ): void {
@@ -168,7 +173,7 @@ export class DirectBook {
     durable.then(
       () => {
         if (stream.ended) return;
-        const reportMs = Math.round(Math.min(10_000, Math.max(250, this.o.idleTimeoutMs / 4)));
+        const reportMs = this.reportMs;
         // The guest hears first, as it waits for the agent's connection (which it holds a moment if it comes first).
         s.guest?.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: t.guestToken, ref: t.ref, ...d });
         s.share.agent?.ch.send({
@@ -178,7 +183,7 @@ export class DirectBook {
           token: t.agentToken,
           ...d,
           reportMs,
-          ...(t.pool ? { pool: true } : {}),
+          ...(t.channel ? { channel: true as const } : {}),
         });
       },
       () => this.o.splicer.end(stream, "the audit log could not record the stream"),
@@ -201,7 +206,15 @@ export class DirectBook {
 
   private one(s: Session, stream: Stream | undefined, f: StreamReport, guest: boolean): void {
     if (!stream || stream.ended) return;
-    if (!stream.direct) return; // a relayed stream's counts are the splice's own
+    if (!byReport(stream)) return; // a relayed stream's counts are the splice's own
+    if (stream.kind === "mux") {
+      // Only the agent speaks for a stream inside a channel; "failed": it never reached the target.
+      if (guest) return;
+      if (f.up !== undefined || f.down !== undefined) stream.reported = { up: f.up ?? 0, down: f.down ?? 0 };
+      if (f.state === "open") return;
+      this.agentClosed.add(stream);
+      return this.o.splicer.end(stream, f.reason ?? "closed");
+    }
     // Only the side that dials a stream can say it failed.
     if (f.state === "failed")
       return guest === this.guestDialled.has(stream) ? this.fallback(s, stream, f.reason) : undefined;
@@ -241,7 +254,7 @@ export class DirectBook {
    */
   awaitFinal(stream: Stream, s: Session | undefined, write: () => void): boolean {
     const agent = s?.share.agent;
-    if (!stream.direct || this.agentClosed.has(stream) || !s || !agent) return false;
+    if (!byReport(stream) || this.agentClosed.has(stream) || !s || !agent) return false;
     const timer = setTimeout(() => this.settle(stream.id), FINAL_WAIT_MS);
     this.finals.set(stream.id, { stream, s, agent, write, timer });
     const st = this.settling.get(s) ?? { n: 0 };
@@ -292,6 +305,11 @@ export class DirectBook {
     if (t) clearTimeout(t);
     this.unreported.delete(stream);
   }
+}
+
+/** A stream whose byte counts are the agent's reports: a direct one, or one inside a data channel. */
+function byReport(stream: Stream): boolean {
+  return !!stream.direct || stream.kind === "mux";
 }
 
 function state(s: Session): PathState {

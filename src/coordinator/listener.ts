@@ -60,9 +60,6 @@ export class Coordinator {
   constructor(private readonly o: CoordinatorOptions) {
     this.broker = new Broker(o);
     this.admission = new Admission(o.limits);
-    // Streams still waiting for their connections will take two slots each.
-    this.broker.sessions.roomForSpares = () =>
-      this.admission.open + 2 * this.broker.sessions.pendingStreams < o.limits.maxConnections / 2;
   }
 
   async listen(host: string, port: number): Promise<{ host: string; port: number }> {

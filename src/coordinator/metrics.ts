@@ -117,9 +117,9 @@ export const metrics = {
     "tessera_streams_active",
     "Data streams currently paired (guest and agent connected) and in use.",
   ),
-  streamsPooled: registry.gauge(
-    "tessera_streams_pooled",
-    "Streams guests keep ready for their next connection (join --pool): paired, not yet used or audited.",
+  channelsOpen: registry.gauge(
+    "tessera_channels_open",
+    "Sessions' data channels (one connection each, carrying the session's streams) set up or open.",
   ),
   streamsPending: registry.gauge(
     "tessera_streams_pending",
@@ -203,14 +203,14 @@ export interface LiveCounts {
   streams: number;
   pendingStreams?: number;
   /** Pooled streams paired and not yet used (the unpaired ones are in pendingStreams). */
-  pooledStreams?: number;
+  channels?: number;
   sharesAway?: number;
 }
 
 export function renderMetrics(live: LiveCounts): string {
   metrics.sessionsActive.set(live.sessions);
-  metrics.streamsActive.set(Math.max(0, live.streams - (live.pendingStreams ?? 0) - (live.pooledStreams ?? 0)));
-  metrics.streamsPooled.set(live.pooledStreams ?? 0);
+  metrics.streamsActive.set(Math.max(0, live.streams - (live.pendingStreams ?? 0) - (live.channels ?? 0)));
+  metrics.channelsOpen.set(live.channels ?? 0);
   metrics.streamsPending.set(live.pendingStreams ?? 0);
   metrics.agentsConnected.set(live.shares);
   metrics.sharesAway.set(live.sharesAway ?? 0);

@@ -62,8 +62,8 @@ export function sessionFails(s: Session, c: CheckContext): Failed | undefined {
 /** Bytes moved since the last check count as activity (live streams included): the idle clock restarts. */
 export function noteActivity(s: Session, now: number): void {
   let bytes = s.up + s.down;
-  // A ready pooled stream's handshake is not the guest doing anything.
-  for (const st of s.streams) if (st.pool !== "ready") bytes += st.up + st.down;
+  // A data channel's bytes are its streams' (reported by the agent) and their frames': counted there.
+  for (const st of s.streams) if (st.kind !== "channel") bytes += st.up + st.down;
   if (bytes !== s.lastBytes) {
     s.lastBytes = bytes;
     s.lastActive = now;

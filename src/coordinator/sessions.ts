@@ -24,15 +24,12 @@ import type { Fence } from "../store/store.ts";
 
 const log = logger("coordinator");
 const ENDED_MEMORY = 1000;
+/** Data channels a session may hold at once: the one in use and those it replaced, until their streams end. */
+const MAX_CHANNELS = 4;
 
 export class SessionBook {
   readonly all = new Map<string, Session>();
   readonly splicer: Splicer;
-  /**
-   * Whether spares fit: pooled streams hold two connections each ahead of need, so they are refused
-   * once the coordinator's connection slots are half taken, and never crowd out a stream in use.
-   */
-  roomForSpares: () => boolean = () => true;
   /** The direct path: hints, path per session, direct streams' reports (direct.ts). */
   readonly direct: DirectBook;
   private streamTotal = 0;
@@ -91,10 +88,10 @@ export class SessionBook {
     return this.splicer.pending;
   }
 
-  /** Of those, pooled streams paired and not put to work yet (read at scrape time: one pass over the live streams). */
-  get pooledStreams(): number {
+  /** Of those, sessions' data channels (read at scrape time: one pass over the live streams). */
+  get channels(): number {
     let n = 0;
-    for (const s of this.all.values()) for (const st of s.streams) if (st.pool === "ready" && st.spliced) n++;
+    for (const s of this.all.values()) for (const st of s.streams) if (st.kind === "channel") n++;
     return n;
   }
 
@@ -104,10 +101,13 @@ export class SessionBook {
   }
 
   /**
-   * A guest asks for a stream. `pool`: one made ready ahead of need (the guest's pool): paired and
-   * handshaken now, but not audited, counted or served until its `use` (see use).
+   * A guest asks for its session's data channel (`channel`), or for a stream on one (`via`, `mux`). The
+   * channel is a connection, paired here like any data connection (direct when proven), that carries no
+   * audit line: what it carries are streams, each opened here, audited durably, and only then admitted by
+   * the agent (the guest's first bytes wait in the channel at the agent meanwhile).
    */
-  async open(peer: Peer, sessionId: string, ref: string, pool = false): Promise<void> {
+  async open(peer: Peer, f: { sessionId: string; ref: string; channel?: true; via?: string; mux?: number }): Promise<void> {
+    const { sessionId, ref } = f;
     let s = this.guestSession(peer, sessionId, ref);
     // Its share is being taken over from a stopping node: the agent registering is a moment away.
     if (!s.share.agent && s.share.arriving) {
@@ -121,98 +121,55 @@ export class SessionBook {
         "the host's agent is reconnecting to the coordinator; try again in a moment",
         { ref },
       );
-    // An offered stream counts from its open until it is paired or its token lapses: until then it may
-    // hold a connection to the host's target (the agent dials ahead of the guest's TLS).
     if (s.streams.size >= this.o.limits.maxStreamsPerSession || this.streamTotal >= this.o.limits.maxStreams) {
       throw new RefusedError("limit", "stream limit reached for this session", { ref });
     }
-    if (!pool) scopeCheck(s, ref);
-    else if (!this.roomForSpares())
+    if (f.channel) return this.openChannel(s, agent, peer, ref);
+    if (f.via === undefined || f.mux === undefined)
       throw new RefusedError(
-        "limit",
-        "the coordinator is busy: no spare streams now (each new connection opens its own)",
+        "version",
+        "streams are opened on the session's data channel (this guest is older than the coordinator); update it",
         { ref },
       );
-    const waiting = pendingOf(s);
-    if (waiting >= this.o.limits.maxPendingStreamsPerSession) {
-      throw new RefusedError(
-        "limit",
-        `${waiting} streams of this session are still waiting to connect; open more once they connect or lapse`,
-        { ref },
-      );
-    }
+    const channel = [...s.streams].find((st) => st.id === f.via && st.kind === "channel" && !st.ended);
+    if (!channel) throw new RefusedError("no_channel", `channel "${f.via}" is not open for this session`, { ref });
+    scopeCheck(s, ref);
     const streamId = newId("t");
-    const direct = this.direct.route(s);
-    const path = direct ? "direct" : "relay";
-    // Group commit: the splicer holds both halves until this line is on disk (see Splicer.create).
-    const durable = pool ? undefined : this.auditOpen(s, { streamId, target: s.target, path }, ref);
-    const { stream, guestToken, agentToken } = this.splicer.create(streamId, s.id, durable, !!direct);
+    const path = channel.direct ? "direct" : "relay";
+    const durable = this.auditOpen(s, { streamId, target: s.target, path }, ref);
+    const stream = this.splicer.reported(streamId, s.id, { via: channel.id, id: f.mux, direct: !!channel.direct });
     this.streamTotal++;
     s.streams.add(stream);
-    if (pool) stream.pool = "ready";
-    else this.counted(s, path, stream);
-    // A spare's direct token may go out at once: nothing is served on it before its "use".
-    if (direct)
-      return this.direct.offer(s, stream, { agentToken, guestToken, direct, ref, pool }, durable ?? Promise.resolve());
-    agent.ch.send({
-      t: "incoming",
-      sessionId: s.id,
-      streamId: stream.id,
-      token: agentToken,
-      ...(pool ? { pool } : {}),
-    });
-    peer.ch.send({ t: "stream", sessionId: s.id, streamId: stream.id, token: guestToken, ref });
-  }
-
-  /**
-   * The guest puts a pooled stream to work. Its opening is audited (durably) before the agent hears
-   * the "use" that lets it reach the target: whatever the guest already wrote waits in the agent.
-   */
-  use(peer: Peer, f: { sessionId: string; streamId: string; ref: string }): void {
-    // A spare this node paired before the share moved on (a graceful stop) is still this node's to serve:
-    // the guest may put it to work before it hears that it should move.
-    const gone = this.leaving.get(f.sessionId);
-    const s = gone && gone.guest === peer ? gone : this.guestSession(peer, f.sessionId, f.ref);
-    const stream = [...s.streams].find((st) => st.id === f.streamId);
-    if (stream?.pool !== "ready")
-      throw new RefusedError("stream", `stream "${f.streamId}" is not a ready pooled stream of this session`, {
-        ref: f.ref,
-      });
-    const agent = s.share.agent;
-    if (!agent)
-      throw new RefusedError(
-        "host_offline",
-        "the host's agent is reconnecting to the coordinator; try again in a moment",
-        { ref: f.ref },
-      );
-    try {
-      scopeCheck(s, f.ref);
-    } catch (err) {
-      this.splicer.end(stream, `the pooled stream was refused: ${errorMessage(err)}`);
-      throw err;
-    }
-    const path = stream.direct ? "direct" : "relay";
-    let durable: Promise<void>;
-    try {
-      durable = this.o.audit.appendDurable("stream.open", {
-        ...actors(s),
-        streamId: stream.id,
-        target: s.target,
-        path,
-        pooled: true,
-      });
-    } catch (err) {
-      // Still a spare in the log's eyes (no line): it ends without a close line.
-      this.splicer.end(stream, `the pooled stream was refused: ${errorMessage(err)}`);
-      if (err instanceof RefusedError) throw new RefusedError(err.code, err.message, { ref: f.ref });
-      throw err;
-    }
-    stream.pool = "used";
     this.counted(s, path, stream);
+    const reportMs = this.direct.reportMs;
     durable.then(
-      () => stream.ended || agent.ch.send({ t: "use", sessionId: s.id, streamId: stream.id }),
+      () =>
+        stream.ended ||
+        agent.ch.send({ t: "incoming", sessionId: s.id, streamId, via: channel.id, mux: f.mux, reportMs }),
       () => this.splicer.end(stream, "the audit log could not record the stream"),
     );
+  }
+
+  /** The session's data channel: paired here (or direct), never in the audit log as a stream. */
+  private openChannel(s: Session, agent: Peer, peer: Peer, ref: string): void {
+    let live = 0;
+    for (const st of s.streams) if (st.kind === "channel" && !st.ended) live++;
+    // One in use, and the ones it replaced while their last streams finish (a move, the path going direct).
+    if (live >= MAX_CHANNELS)
+      throw new RefusedError("limit", `${live} data channels of this session are open; no more now`, { ref });
+    const waiting = pendingOf(s);
+    if (waiting >= this.o.limits.maxPendingStreamsPerSession)
+      throw new RefusedError("limit", `${waiting} connections of this session are still waiting to connect`, { ref });
+    const streamId = newId("c");
+    const direct = this.direct.route(s);
+    const { stream, guestToken, agentToken } = this.splicer.create(streamId, s.id, undefined, !!direct);
+    stream.kind = "channel";
+    this.streamTotal++;
+    s.streams.add(stream);
+    if (direct)
+      return this.direct.offer(s, stream, { agentToken, guestToken, direct, ref, channel: true }, Promise.resolve());
+    agent.ch.send({ t: "incoming", sessionId: s.id, streamId, token: agentToken, channel: true });
+    peer.ch.send({ t: "stream", sessionId: s.id, streamId, token: guestToken, ref });
   }
 
   /** A stream's opening, durably; a refusal (the audit disk is full) names the open it answers, so the session goes on. */
@@ -251,9 +208,9 @@ export class SessionBook {
     const s = this.all.get(stream.sessionId) ?? this.leaving.get(stream.sessionId);
     s?.streams.delete(stream);
     if (s && s.streams.size === 0) this.leaving.delete(s.id);
-    // A pooled stream never used was never opened in the log's eyes: it closes without a line, and
-    // its handshake bytes count in no total (a session's bytes are the sum of its streams' lines).
-    if (stream.pool === "ready") return void (s && this.closeIfScopeDone(s));
+    // A channel is no stream in the log's eyes: it closes without a line, and its bytes (its streams',
+    // and their frames') count in no total (a session's bytes are the sum of its streams' lines).
+    if (stream.kind === "channel") return;
     // A direct stream ended here, not by the agent: its line waits for the agent's final counts (direct.ts).
     if (!this.direct.awaitFinal(stream, s, () => this.closeLine(stream, s, reason))) this.closeLine(stream, s, reason);
     if (s) this.closeIfScopeDone(s);
@@ -264,6 +221,11 @@ export class SessionBook {
       s.up += stream.up;
       s.down += stream.down;
       if (stream.direct) metrics.bytesDirect.inc(stream.up + stream.down);
+      else if (stream.kind === "mux") {
+        // Carried by a relayed channel: the splice copied these bytes (its own count holds the frames too).
+        metrics.bytesRelayed.inc(stream.up, { direction: "guest_to_agent" });
+        metrics.bytesRelayed.inc(stream.down, { direction: "agent_to_guest" });
+      }
       // A session released to another node is that node's to write (a line may come after the release).
       if (this.all.has(s.id)) this.ledger.dirty.add(s);
     }
@@ -280,10 +242,10 @@ export class SessionBook {
       .catch((err) => log.error(`audit log: ${errorMessage(err)}`));
   }
 
-  /** `y 1`: the connection the host allowed is over (ready pooled streams do not count), and so is the session. */
+  /** `y 1`: the connection the host allowed is over (its channel does not count), and so is the session. */
   private closeIfScopeDone(s: Session): void {
     if (s.scope?.streams === undefined || s.streamCount < s.scope.streams) return;
-    for (const st of s.streams) if (st.pool !== "ready") return;
+    for (const st of s.streams) if (st.kind !== "channel") return;
     this.close(s, `the host allowed ${describeScope({ streams: s.scope.streams })}, and it has closed`, "scope");
   }
 
@@ -375,7 +337,7 @@ export class SessionBook {
   }
 
   /** Another node holds the session's share now: it leaves memory, its totals go to the store, it stays open. */
-  /** Whether a session released to another node still has streams (spares among them) running here. */
+  /** Whether a session released to another node still has streams (its channel among them) running here. */
   isLeaving(sessionId: string): boolean {
     return this.leaving.has(sessionId);
   }
@@ -383,11 +345,6 @@ export class SessionBook {
   /** What this node's writes about the session carry when it is one node of several (see Fence). */
   private fence(s: Session): Fence | undefined {
     return this.o.cluster?.fence(s.share.id);
-  }
-
-  /** Ready pooled streams (never used, so never in the log) end; their guest's pool makes new ones. */
-  endSpares(s: Session, reason: string): void {
-    for (const st of [...s.streams]) if (st.pool === "ready") this.splicer.end(st, reason);
   }
 
   /**

@@ -19,8 +19,13 @@ export interface Stream {
   ended: boolean;
   /** True once the stream's opening is on disk (see create); both halves wait for it. */
   durable: boolean;
-  /** A pooled stream: "ready" while it waits unused (no audit line yet), "used" once put to work. */
-  pool?: "ready" | "used";
+  /**
+   * "channel": a session's data channel (a connection like any stream's, but no stream in the audit log);
+   * "mux": a stream inside one, with no connection of its own here (`via` names its channel, `mux` its number).
+   */
+  kind?: "channel" | "mux";
+  via?: string;
+  mux?: number;
   /** On the direct path (direct.ts): no lapse timer, and its byte counts are the agent's report. */
   direct?: boolean;
   reported?: { up: number; down: number };
@@ -95,6 +100,30 @@ export class Splicer {
   }
 
   /**
+   * A stream inside a data channel: no token, no connection here; its bytes are the agent's reports
+   * (direct.ts), and it ends by the agent's word or with its session.
+   */
+  reported(id: string, sessionId: string, m: { via: string; id: number; direct: boolean }): Stream {
+    return {
+      id,
+      sessionId,
+      kind: "mux",
+      via: m.via,
+      mux: m.id,
+      spliced: true,
+      ended: false,
+      durable: true,
+      direct: m.direct,
+      get up() {
+        return this.reported?.up ?? 0;
+      },
+      get down() {
+        return this.reported?.down ?? 0;
+      },
+    };
+  }
+
+  /**
    * Takes a connection whose first bytes are a data preamble (a pipe end: see pipe.ts). Unknown tokens
    * are dropped silently. Bytes after the preamble wait in the socket's early buffer until the splice.
    */
@@ -156,11 +185,10 @@ export class Splicer {
     for (const [k, e] of this.byToken) if (e.stream === stream) this.byToken.delete(k);
     if (stream.guest) cut(stream.guest);
     if (stream.agent) cut(stream.agent);
-    // Counted once a stream ends: nothing is added per chunk on the hot path. Only what crossed this
-    // splice (a direct stream's reported bytes never did), and only for streams that were used: a spare
-    // never used carried its handshake alone, and like its bytes in the session's totals it is left out,
-    // so the counter stays the sum of the audit log's stream.close lines.
-    if (stream.pool !== "ready") {
+    // Counted once a stream ends: nothing is added per chunk on the hot path. A channel's own count is
+    // left out (its streams' reported bytes are counted at their close lines: sessions.ts), so the counter
+    // stays the sum of the audit log's stream.close lines.
+    if (stream.kind !== "channel") {
       metrics.bytesRelayed.inc(stream.guest?.data.bytesRead ?? 0, { direction: "guest_to_agent" });
       metrics.bytesRelayed.inc(stream.agent?.data.bytesRead ?? 0, { direction: "agent_to_guest" });
     }

@@ -208,7 +208,9 @@ export class MuxChannel {
     if (!s) {
       if (this.recent.has(f.id)) return; // crossed with our reset or end: late, harmless
       // The opener never hears of ids it did not open: a confused peer's frame is dropped.
-      if (this.opts.role === "opener" || f.kind === MuxKind.reset) return;
+      if (this.opts.role === "opener") return;
+      // The opener let go of a stream before sending a byte of it: its admission, when it comes, admits nothing.
+      if (f.kind === MuxKind.reset) return this.remember(f.id);
       s = this.hold(f.id);
       if (!s) return;
     }

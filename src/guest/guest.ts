@@ -1,6 +1,6 @@
 // The guest: asks for access with a fresh key, and once approved turns each local TCP connection
-// (port-forward.ts) or node stream (node-streams.ts: a shell's terminal, --stdio) into a stream whose
-// end-to-end TLS only the approved host's key can answer. A session outlives a lost coordinator: the
+// (channel-forward.ts) or node stream (node-streams.ts: a shell's terminal, --stdio) into a stream of the
+// session's data channel (channel-link.ts), whose end-to-end TLS only the approved host's key can answer. A session outlives a lost coordinator: the
 // guest resumes it with the certificate issued for the session, without asking the host again.
 import type { Duplex } from "node:stream";
 import type { Socket } from "bun";
@@ -14,7 +14,8 @@ import { ControlClient, type DialOptions } from "../wire/control-client.ts";
 import type { ClientFrame, FrameOf, ServerFrame } from "../wire/protocol.ts";
 import { Reconnector } from "../wire/reconnect.ts";
 import { NodeStreams } from "./node-streams.ts";
-import { PortForward } from "./port-forward.ts";
+import { ChannelLink } from "./channel-link.ts";
+import { ChannelForward } from "./channel-forward.ts";
 import { recheckRequest } from "./recheck.ts";
 import { guestTls, type Approved, type StreamContext } from "./stream-context.ts";
 import { DirectListener } from "./direct-listener.ts";
@@ -77,7 +78,8 @@ export class Guest {
   /** The host certificate already checked against the approved key (see peerKeyIs). */
   private readonly hostCert: { checked?: Buffer } = {};
   private readonly socks = new Set<Socket<End>>();
-  private readonly ports: PortForward;
+  private readonly link: ChannelLink;
+  private readonly ports: ChannelForward;
   private readonly nodes: NodeStreams;
   private readonly reconnect: Reconnector;
   private directListener: DirectListener | undefined;
@@ -109,8 +111,13 @@ export class Guest {
       direct: () => this.directListener,
       onPath: (p) => this.pathIs(p),
     };
-    this.ports = new PortForward(ctx);
-    this.nodes = new NodeStreams(ctx);
+    this.link = new ChannelLink(ctx);
+    this.ports = new ChannelForward({
+      link: this.link,
+      live: () => !!ctx.live(),
+      onStreamError: (m) => this.events.onStreamError?.(m),
+    });
+    this.nodes = new NodeStreams(this.link);
     this.reconnect = new Reconnector({
       connect: () => this.resume(),
       capMs: 10_000,
@@ -207,7 +214,7 @@ export class Guest {
     this.tls = guestTls(this.keyPem, answer.cert, this.o.caPem, TLS_1_3);
     this.bind(this.client);
     if (!this.directOpts.relayOnly) this.offerDirect(answer);
-    this.ports.warm();
+    this.link.ensure();
     return answer;
   }
 
@@ -266,18 +273,20 @@ export class Guest {
     else this.pendingHints = f;
   }
 
-  /** `told`: the coordinator said it (again after the host's agent reconnected): the pool, emptied meanwhile, fills on that path. */
+  /**
+   * `told`: the coordinator said it (the path went direct, the host's agent came back, the node the channel
+   * passes through is stopping): a fresh channel on that path takes the session's new streams.
+   */
   private pathIs(p: "direct" | "relay", told = false): void {
-    if (this.path === p && !told) return;
-    this.ports.pathIs(p, told);
+    if (told) return this.link.renew(p);
     if (this.path === p) return;
     this.path = p;
     this.events.onPath?.(p);
   }
 
-  /** Listens on host:port and forwards every connection; resolves with the bound address. `pool`: ready streams kept (see stream-pool.ts). */
-  async listen(host: string, port: number, pool?: number): Promise<{ host: string; port: number }> {
-    return this.ports.listen(host, port, pool);
+  /** Listens on host:port and forwards every connection; resolves with the bound address. */
+  async listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    return this.ports.listen(host, port);
   }
 
   /** Opens one stream without a local listener (a shell's terminal): resolves with the verified end-to-end stream. */
@@ -289,7 +298,7 @@ export class Guest {
       return new Promise<void>((resolve, reject) => this.resumeWaiters.push({ resolve, reject })).then(() =>
         this.openStream(),
       );
-    return this.nodes.open(approved.sessionId);
+    return this.nodes.open();
   }
 
   /**
@@ -328,11 +337,9 @@ export class Guest {
   }
 
   private bind(c: ControlClient): void {
-    c.on("stream", (f) => void (this.nodes.owns(f.ref) ? this.nodes.ready(f) : this.ports.ready(f)));
-    c.on("error", (f) =>
-      this.nodes.owns(f.ref) ? this.nodes.refused(f) : this.ports.owns(f.ref) && this.ports.refused(f),
-    );
-    c.on("refused", (f) => this.ports.streamRefused(f));
+    c.on("stream", (f) => this.link.ready(f));
+    c.on("error", (f) => this.link.owns(f.ref) && this.link.refused(f));
+    c.on("refused", (f) => this.events.onStreamError?.(`a connection was refused by the host's side: ${f.reason}`));
     c.on("fallback", (f) => this.directListener?.fallback(f.streamId));
     // Only a guest that offered hints goes direct; any guest's pool fills again when told.
     c.on(
@@ -357,7 +364,7 @@ export class Guest {
   private async move(old: ControlClient): Promise<void> {
     if (this.ended || this.detached || this.client !== old || this.moving) return;
     this.moving = true;
-    this.ports.pauseOpens();
+    this.link.pause();
     old.onClose(() => {});
     try {
       for (let attempt = 0; ; attempt++) {
@@ -369,17 +376,13 @@ export class Guest {
           await Bun.sleep(Math.min(MOVE_FIRST_RETRY_MS * 2 ** attempt, MOVE_RETRY_MS));
         }
       }
-      if (this.client !== old) {
-        this.ports.reask();
-        this.ports.dropSpares();
-        this.ports.warm();
-      }
+      this.link.resume(this.client !== old);
     } catch (err) {
       old.close();
       this.detach(err as Error);
     } finally {
       this.moving = false;
-      this.ports.resumeOpens();
+      this.link.resume(false);
     }
   }
 
@@ -387,7 +390,7 @@ export class Guest {
     if (this.ended) return;
     this.ended = true;
     this.reconnect.stop();
-    this.ports.stop();
+    this.ports.close();
     this.directListener?.stop();
     this.dropStreams(new TesseraError("closed", reason));
     for (const w of this.resumeWaiters.splice(0)) w.reject(new TesseraError("closed", reason));
@@ -404,14 +407,6 @@ export class Guest {
       this.detached = true;
       this.dropStreams(new TesseraError("detached", "lost the connection to the coordinator while opening a stream"));
     }
-    // Cut for too many frames in flight: a smaller pool, filled later, so the resume is not cut again.
-    if (err instanceof TesseraError && err.code === "flood") {
-      const keeps = this.ports.flooded();
-      if (keeps !== undefined)
-        this.events.onStreamError?.(
-          `the coordinator cut the connection for too many frames at once; keeping ${keeps} spare stream(s) from now on`,
-        );
-    }
     this.reconnect.lost(err);
   }
 
@@ -427,7 +422,7 @@ export class Guest {
       this.detached = false;
       this.bind(c);
       c.on("hints", (h) => this.hostHints(h));
-      this.ports.warm();
+      this.link.ensure();
       this.events.onResumed?.(f);
       for (const w of this.resumeWaiters.splice(0)) w.resolve();
     } catch (err) {
@@ -440,8 +435,8 @@ export class Guest {
 
   /** Every stream of the session ends now (detached or ended); the session itself is another matter. */
   private dropStreams(why: Error): void {
+    this.link.drop(why);
+    this.nodes.drop();
     for (const s of [...this.socks]) s.terminate();
-    this.ports.drop();
-    this.nodes.drop(why);
   }
 }

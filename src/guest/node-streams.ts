@@ -1,34 +1,51 @@
 // Streams of the session handed over as node Duplexes rather than forwarded from a local port: a
-// shell's terminal, stdin/stdout for --stdio. Same end-to-end TLS and host check as every stream.
+// shell's terminal, stdin/stdout for --stdio. Each is a stream of the session's data channel, handed
+// over once the host's side has reached its target (a refusal rejects with the coordinator's words).
 import type { Duplex } from "node:stream";
-import type { Socket } from "bun";
-import type { End } from "../data/pipe.ts";
-import { TesseraError, errorMessage } from "../errors.ts";
-import { connectData } from "../data/data-dial.ts";
-import { asDuplex, cleanlyDone } from "../data/socket-duplex.ts";
-import { refusal } from "../wire/control-client.ts";
-import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
-import { startStream, type StreamContext } from "./stream-context.ts";
-
-type Waiter = { resolve: (d: Duplex) => void; reject: (e: Error) => void };
+import { TesseraError } from "../errors.ts";
+import { MuxDuplex } from "../data/mux-duplex.ts";
+import { resetName } from "../wire/mux-frames.ts";
+import { cleanlyDone } from "../data/socket-duplex.ts";
+import type { ChannelLink } from "./channel-link.ts";
 
 export class NodeStreams {
-  /** Streams asked for and not yet answered, by ref. */
-  private readonly dialing = new Map<string, Waiter>();
   private readonly duplexes = new Set<Duplex>();
 
-  constructor(private readonly ctx: StreamContext) {}
+  constructor(private readonly link: ChannelLink) {}
 
-  owns(ref: string | undefined): boolean {
-    return ref !== undefined && this.dialing.has(ref);
-  }
-
-  /** Asks for one stream; resolves with it once verified. The session must be live (see Guest.openStream). */
-  open(sessionId: string): Promise<Duplex> {
-    const ref = this.ctx.nextRef("d");
+  /** Opens one stream; resolves with it once the host's side answered. The session must be live (see Guest.openStream). */
+  open(): Promise<Duplex> {
     return new Promise((resolve, reject) => {
-      this.dialing.set(ref, { resolve, reject });
-      this.ctx.send({ t: "open", sessionId, ref });
+      let settled = false;
+      const settle = (err?: Error, d?: Duplex) => {
+        if (settled) return;
+        settled = true;
+        if (err) reject(err);
+        else resolve(d!);
+      };
+      this.link.open({
+        ready: (stream) =>
+          stream.attach({
+            data: () => {},
+            end: () => {},
+            drain: () => {},
+            ack: () => {
+              const duplex = new MuxDuplex(stream);
+              this.duplexes.add(duplex);
+              duplex.on("close", () => this.duplexes.delete(duplex));
+              settle(undefined, duplex);
+            },
+            close: (reset) =>
+              settle(
+                new TesseraError(
+                  "stream",
+                  `stream failed: the host's side ${reset ? `reset it (${resetName(reset.reason)})` : "closed it"} before it answered`,
+                ),
+              ),
+          }),
+        fail: (err) => settle(err),
+        refused: (err) => settle(err),
+      });
     });
   }
 
@@ -53,51 +70,7 @@ export class NodeStreams {
     });
   }
 
-  refused(f: FrameOf<ServerFrame, "error">): void {
-    const d = this.dialing.get(f.ref!);
-    if (!d) return;
-    this.dialing.delete(f.ref!);
-    d.reject(refusal(f));
-  }
-
-  async ready(f: FrameOf<ServerFrame, "stream">, fellBack?: Waiter): Promise<void> {
-    const d = fellBack ?? this.dialing.get(f.ref);
-    if (!d) return;
-    this.dialing.delete(f.ref);
-    if (!this.ctx.live()) return d.reject(new TesseraError("no_session", "the session is not open"));
-    const direct = f.direct ? this.ctx.direct?.() : undefined;
-    // The direct path: the host's agent dials us; the relay is the fallback (direct-listener.ts).
-    if (direct) {
-      return direct.expect(f, {
-        take: (inner) => this.handOver(inner, d),
-        gone: () => false,
-        fallback: () => void this.ready({ ...f, direct: undefined }, d),
-        fail: (why) => d.reject(new TesseraError("stream", `stream failed: ${why}`)),
-      });
-    }
-    this.ctx.onPath?.("relay");
-    try {
-      startStream(this.ctx, await connectData(this.ctx.dataAddress()), f.token, {
-        onVerified: (inner) => this.handOver(inner, d),
-        onRejected: (why) => d.reject(new TesseraError("stream", `stream failed: ${why}`)),
-        // Settles a stream that closed before its handshake did (a no-op once it was handed over).
-        onClose: () => d.reject(new TesseraError("stream", "stream failed: it closed before the host's end answered")),
-      });
-    } catch (err) {
-      d.reject(new TesseraError("stream", `cannot reach the coordinator's data port: ${errorMessage(err)}`));
-    }
-  }
-
-  private handOver(inner: Socket<End>, d: Waiter): void {
-    const duplex = asDuplex(inner);
-    this.duplexes.add(duplex);
-    duplex.on("close", () => this.duplexes.delete(duplex));
-    d.resolve(duplex);
-  }
-
-  drop(why: Error): void {
-    for (const d of this.dialing.values()) d.reject(why);
-    this.dialing.clear();
+  drop(): void {
     for (const d of [...this.duplexes]) d.destroy();
   }
 }

@@ -13,6 +13,7 @@ import { spkiFingerprint } from "../pki/index.ts";
 import { SHELL_TARGET } from "../wire/protocol.ts";
 import { StreamServer } from "./stream-server.ts";
 import { DirectDialer } from "./direct-dialer.ts";
+import { SessionChannels } from "./session-channels.ts";
 import type { AgentEvents, AgentSession, StreamService } from "./types.ts";
 
 export interface AgentOptions
@@ -65,6 +66,7 @@ export class Agent {
   private readonly reconnect: Reconnector;
   private readonly streams: StreamServer;
   private readonly direct: DirectDialer;
+  private readonly channels: SessionChannels;
 
   constructor(
     private readonly o: AgentOptions,
@@ -86,7 +88,9 @@ export class Agent {
       relayOnly: o.relayOnly,
       listen: o.directListen ? { keyPem: o.keyPem } : undefined,
     });
+    this.channels = new SessionChannels(() => this.client);
     this.streams = new StreamServer({
+      channels: this.channels,
       client: () => this.client,
       session: (id) => this.sessions.get(id),
       policy: o.policy,
@@ -145,15 +149,12 @@ export class Agent {
           reason: reason.length > 200 ? `${reason.slice(0, 199)}…` : reason,
         });
       }
-      // Told again after a move to another node: streams under way, and spares the guest may still put
-      // to work on the old node, stay this session's.
+      // Told again after a move to another node: its channels and the streams under way on them stay.
       const before = this.sessions.get(f.sessionId);
       const session: AgentSession = {
         frame: f,
         streams: before?.streams ?? new Set(),
         settingUp: before?.settingUp ?? 0,
-        pool: before?.pool ?? new Map(),
-        usedEarly: before?.usedEarly ?? new Set(),
       };
       this.sessions.set(f.sessionId, session);
       this.scopes.seen(f, Date.now(), (id) => {
@@ -163,8 +164,7 @@ export class Agent {
       this.direct.opened(session);
       this.direct.kept(session);
     });
-    c.on("incoming", (f) => void this.streams.incoming(f));
-    c.on("use", (f) => void this.streams.use(f));
+    c.on("incoming", (f) => void this.streams.incoming(f, c));
     c.on("hints", (f) => {
       const s = this.sessions.get(f.sessionId);
       if (s) void this.direct.hints(f, s);
@@ -219,6 +219,7 @@ export class Agent {
     this.stopped = true;
     this.reconnect.stop();
     this.direct.stop();
+    this.channels.stop();
     await this.client?.leave(this.o.shareId);
     for (const id of [...this.sessions.keys()]) this.endSession(id);
   }
@@ -235,6 +236,7 @@ export class Agent {
     if (!s) return;
     this.sessions.delete(id);
     this.direct.forget(id);
+    this.channels.closeSession(id);
     for (const sock of [...s.streams]) sock.terminate();
   }
 }

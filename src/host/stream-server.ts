@@ -13,6 +13,7 @@ import type { TargetPolicy } from "./policy.ts";
 import type { ScopeKeeper } from "./scopes.ts";
 import type { AgentEvents, AgentSession, StreamService } from "./types.ts";
 import type { DirectDialer } from "./direct-dialer.ts";
+import type { SessionChannels } from "./session-channels.ts";
 
 const log = logger("agent");
 
@@ -38,77 +39,55 @@ export interface StreamServerOptions {
   setupTimeoutMs?: number;
   /** The direct path (direct-dialer.ts); absent with --relay-only. */
   direct?: DirectDialer;
+  /** The sessions' data channels (session-channels.ts). */
+  channels: SessionChannels;
 }
 
 export class StreamServer {
   constructor(private readonly o: StreamServerOptions) {}
 
-  async incoming(f: FrameOf<ServerFrame, "incoming">): Promise<void> {
+  async incoming(f: FrameOf<ServerFrame, "incoming">, client: ControlClient): Promise<void> {
     const s = this.o.session(f.sessionId);
     // Not a session this agent holds (ended, or one it refused): say so now rather than let the token lapse.
     if (!s) return this.refuse(f, "this agent holds no such session");
-    if (f.pool) return this.incomingPooled(f, s);
+    if (f.channel) return this.incomingChannel(f, s);
+    if (f.via === undefined || f.mux === undefined || f.token !== undefined)
+      return this.refuse(f, "this agent serves streams inside the session's data channel only");
+    const on = { via: f.via, mux: f.mux, streamId: f.streamId, reportMs: f.reportMs };
+    if (!this.o.channels.has(f.via)) return this.refuse(f, "the stream's data channel is gone");
     // The host's scoped yes, held here whatever the coordinator offers.
     const beyond = this.o.scopes.take(f.sessionId, Date.now());
     if (beyond) return this.refuse(f, beyond);
-    if (s.frame.target === SHELL_TARGET) return this.incomingShell(f, s);
-    if (!this.setUp(f, s)) return;
-    // The target is dialled while the guest's TLS handshake runs (one round trip less per stream);
-    // no byte moves between them until the guest's key has been checked (onVerified), and the target
-    // connection lives no longer than the stream's setup: see dial.
-    const target = (await this.target(f, s))?.conn;
-    if (!target || !this.o.client() || !this.o.session(f.sessionId)) {
-      void target?.then((up) => up instanceof Error || cut(up));
-      return void s.settingUp--;
+    if (s.frame.target === SHELL_TARGET) return this.incomingShell(f, s, on, client);
+    // Resolved by the agent's own list: the coordinator is not trusted to pick targets.
+    let dest: { host: string; port: number };
+    try {
+      dest = await this.o.policy.resolve(s.frame.target);
+    } catch (err) {
+      log.warn(`refused stream to ${s.frame.target}: ${errorMessage(err)}`);
+      this.o.events.onStream?.(f.sessionId, errorMessage(err));
+      return this.refuse(f, errorMessage(err));
     }
-    await this.via(f, s, {
-      onVerified: (inner) => void target.then((up) => this.join(f, s, inner, up)),
-      onFailed: () => void target.then((up) => up instanceof Error || cut(up)),
-    });
+    if (!this.o.session(f.sessionId)) return this.refuse(f, "the session ended");
+    if (!this.o.channels.admit(on, client, { ...dest, label: s.frame.target }))
+      return this.refuse(f, "the stream's data channel is gone");
+    this.o.events.onStream?.(f.sessionId);
   }
 
   /**
-   * A pooled stream: its TLS is served and checked now, but it waits, reaching nothing, until the
-   * coordinator's "use" says it is audited (see use). The scope counts it then, not now.
+   * The session's data channel: its connection is dialled (relay) or made direct, its TLS served and the
+   * guest's key checked, and from then on it carries the streams the coordinator admits (session-channels.ts).
    */
-  private async incomingPooled(f: FrameOf<ServerFrame, "incoming">, s: AgentSession): Promise<void> {
-    if (s.frame.target === SHELL_TARGET) return this.refuse(f, "a shell's streams are not pooled");
+  private async incomingChannel(f: FrameOf<ServerFrame, "incoming">, s: AgentSession): Promise<void> {
+    if (!f.token) return this.refuse(f, "a data channel needs its token");
     if (!this.setUp(f, s)) return;
-    s.pool.set(f.streamId, undefined);
     await this.via(f, s, {
       onVerified: (inner) => {
-        if (!s.pool.has(f.streamId)) return cut(inner);
-        s.pool.set(f.streamId, inner);
-        const closed = inner.data.onClose;
-        inner.data.onClose = (sock, clean) => {
-          if (s.pool.get(f.streamId) === inner) s.pool.delete(f.streamId);
-          closed?.(sock, clean);
-        };
-        if (s.usedEarly.delete(f.streamId)) void this.use(f);
+        if (!this.o.session(f.sessionId)) return cut(inner);
+        this.o.channels.adopt(f.streamId, f.sessionId, inner);
       },
-      onFailed: () => {
-        s.pool.delete(f.streamId);
-        s.usedEarly.delete(f.streamId);
-      },
+      onFailed: () => {},
     });
-  }
-
-  /** The coordinator says a pooled stream was put to work and is audited: it goes to the target now. */
-  async use(f: { sessionId: string; streamId: string }): Promise<void> {
-    const s = this.o.session(f.sessionId);
-    if (!s?.pool.has(f.streamId)) return;
-    const inner = s.pool.get(f.streamId);
-    // The guest's TLS is verified on its side but not yet here (its last flight is on the way).
-    if (!inner) return void s.usedEarly.add(f.streamId);
-    s.pool.delete(f.streamId);
-    const beyond = this.o.scopes.take(f.sessionId, Date.now());
-    if (beyond) {
-      cut(inner);
-      return this.refuse(f, beyond);
-    }
-    const target = await this.target(f, s);
-    if (!target) return cut(inner);
-    this.join(f, s, inner, await target.conn);
   }
 
   /**
@@ -122,64 +101,6 @@ export class StreamServer {
     }
     s.settingUp++;
     return true;
-  }
-
-  /**
-   * Resolves the session's target by the agent's own list (the coordinator is not trusted to pick
-   * targets) and starts connecting to it; undefined when the list refuses it (the stream is refused).
-   */
-  private async target(
-    f: { sessionId: string; streamId: string },
-    s: AgentSession,
-  ): Promise<{ conn: Promise<Socket<End> | Error> } | undefined> {
-    let dest: { host: string; port: number };
-    try {
-      dest = await this.o.policy.resolve(s.frame.target);
-    } catch (err) {
-      log.warn(`refused stream to ${s.frame.target}: ${errorMessage(err)}`);
-      this.o.events.onStream?.(f.sessionId, errorMessage(err));
-      this.refuse(f, errorMessage(err));
-      return undefined;
-    }
-    const conn = Bun.connect<End>({
-      hostname: dest.host,
-      port: dest.port,
-      allowHalfOpen: true,
-      data: newEnd({ onClose: (up) => s.streams.delete(up) }),
-      socket: PIPE_HANDLERS,
-    }).then(
-      (up) => {
-        up.setNoDelay(true);
-        s.streams.add(up);
-        return up;
-      },
-      (e: unknown) => {
-        // Said at once, to the guest too: "nothing is listening" is the host's to fix, not a network fault.
-        const refused = (e as { code?: string }).code === "ECONNREFUSED";
-        const err = new Error(
-          refused
-            ? `the host's ${s.frame.target} refused the connection (is anything listening there?)`
-            : `the host cannot reach ${s.frame.target}: ${errorMessage(e)}`,
-        );
-        this.refuse(f, err.message);
-        return err;
-      },
-    );
-    return { conn };
-  }
-
-  /** A verified stream meets its target connection; bytes either side sent meanwhile wait in its socket (bounded; see pipe.ts). */
-  private join(f: { sessionId: string }, _s: AgentSession, inner: Socket<End>, up: Socket<End> | Error): void {
-    if (up instanceof Error) {
-      this.o.events.onStream?.(f.sessionId, up.message);
-      return cut(inner);
-    }
-    if (inner.data.closed || up.data.closed || !this.o.session(f.sessionId)) {
-      cut(inner);
-      return cut(up);
-    }
-    pair(inner, up);
-    this.o.events.onStream?.(f.sessionId);
   }
 
   /** A stream the coordinator put on the direct path goes there first, and through the relay if that fails. */
@@ -227,7 +148,7 @@ export class StreamServer {
     if (!client) return fail("not connected to the coordinator");
     try {
       conn = await dialVerified(client.peer, {
-        token: f.token,
+        token: f.token!,
         tls: this.o.tls,
         isServer: true,
         peerRole: "guest",
@@ -260,27 +181,28 @@ export class StreamServer {
     s.streams.add(inner);
   }
 
-  private refuse(f: { sessionId: string; streamId: string }, reason: string): void {
+  private refuse(f: { sessionId: string; streamId: string; via?: string; mux?: number }, reason: string): void {
+    this.o.channels.refuse(f.via, f.mux);
     this.o.client()?.send({ t: "refuse", sessionId: f.sessionId, streamId: f.streamId, reason: reason.slice(0, 200) });
   }
 
-  /** A shell session: the verified stream goes to the shell service (the host's PTY), not to a TCP target. */
-  private async incomingShell(f: FrameOf<ServerFrame, "incoming">, s: AgentSession): Promise<void> {
+  /** A shell session: the stream goes to the shell service (the host's PTY), not to a TCP target. */
+  private incomingShell(
+    f: FrameOf<ServerFrame, "incoming">,
+    s: AgentSession,
+    on: { via: string; mux: number; streamId: string; reportMs?: number },
+    client: ControlClient,
+  ): void {
     const shell = this.o.shell;
     // The agent's own options decide whether a shell is offered, whatever the coordinator asks.
     if (!shell) {
       this.o.events.onStream?.(f.sessionId, "refused a shell stream: this agent does not share a shell");
       return this.refuse(f, "this host does not share a shell");
     }
-    if (!this.setUp(f, s)) return;
-    await this.via(f, s, {
-      onVerified: (inner) => {
-        if (!this.o.session(f.sessionId)) return void cut(inner);
-        shell.serve(asDuplex(inner), { ...s.frame, readOnly: this.o.scopes.readOnly(f.sessionId) });
-        this.o.events.onStream?.(f.sessionId);
-      },
-      onFailed: () => {},
-    });
+    const readOnly = this.o.scopes.readOnly(f.sessionId);
+    const served = this.o.channels.admitService(on, client, (d) => shell.serve(d, { ...s.frame, readOnly }));
+    if (!served) return this.refuse(f, "the stream's data channel is gone");
+    this.o.events.onStream?.(f.sessionId);
   }
 }
 

@@ -21,10 +21,6 @@ export interface AgentSession {
   checked?: Buffer;
   /** Streams offered and not yet verified (or dropped): each may hold a target connection. */
   settingUp: number;
-  /** Pooled streams waiting for their "use", by stream id: the verified TLS, or undefined while it is set up. */
-  pool: Map<string, Socket<End> | undefined>;
-  /** Pooled streams whose "use" came before their TLS was verified here. */
-  usedEarly: Set<string>;
 }
 
 export interface AgentEvents {

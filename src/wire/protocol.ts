@@ -8,8 +8,10 @@ import { Delegation } from "../pki/delegation.ts";
  * 6: the coordinator's "notice" to hosts (its audit disk is full, has room again).
  * 7: the guest confirms first (`pake` carries no host tag; the host's comes in `confirmed`), `session` names its request.
  * 8: `attach-approver` and delegated receipts (a host's yes given on another device).
+ * 9: one data channel per session: `open` asks for the channel or names a stream on it (`via`, `mux`); the
+ *    agent's `incoming` for such a stream has no token; no pool, no `use`.
  */
-export const PROTOCOL_VERSION = 8;
+export const PROTOCOL_VERSION = 9;
 /** Hard cap on one control frame, checked before a byte of it is buffered. */
 export const MAX_FRAME_BYTES = 64 * 1024;
 /** Data-plane preamble: magic (never 0x16, so it can't be mistaken for a TLS ClientHello) + 32-byte token. */
@@ -61,6 +63,8 @@ const frame = <T extends string, E extends v.ObjectEntries>(t: T, entries: E) =>
 
 export const guestInfo = v.strictObject({ name, addr: text(80), spki });
 const count = v.pipe(v.number(), v.integer(), v.minValue(0));
+/** A stream's number inside a data channel (wire/mux-frames.ts): u32, never 0. */
+const muxId = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(0xffffffff));
 /** Most sessions one status frame lists (the rest are counted in `more`), so it stays far below the frame cap. */
 export const MAX_STATUS_SESSIONS = 100;
 /** One session as the coordinator sees it: who, what, how much, and whether the guest is connected. */
@@ -149,10 +153,12 @@ export const ClientFrame = v.variant("t", [
   frame("confirmed", { requestId: id, tag: b64(128) }),
   /** identity: the guest's long-term key and its signature over this request; the host checks it (version 3). */
   frame("request", { shareId: id, target, csr: pem, name, reason: text(500), identity: v.optional(identityProof) }),
-  /** pool: a stream made ready before it is needed (the guest's pool); it is audited, and served, only at its "use" (version 5). */
-  frame("open", { sessionId: id, ref: id, pool: v.optional(v.boolean()) }),
-  /** The guest puts a pooled stream to work; ref names it in a refusal (version 5). */
-  frame("use", { sessionId: id, streamId: id, ref: id }),
+  /**
+   * channel: the session's data channel (one connection, one end-to-end TLS: the reply is a `stream` with its
+   * tokens); it carries no audit line of its own. via + mux: a stream on channel `via` (the channel's stream id),
+   * with the channel's own stream number; audited, and the agent admits it only on the coordinator's word (version 9).
+   */
+  frame("open", { sessionId: id, ref: id, channel: v.optional(v.literal(true)), via: v.optional(id), mux: v.optional(muxId) }),
   /** reason: why a side refused the session (a key the code did not confirm), for the other side to read (version 3). */
   frame("end", { sessionId: id, reason: v.optional(text(200)) }),
   /** The host stops: from the agent it closes the share, from an approver the sessions it approved. */
@@ -249,21 +255,22 @@ export const ServerFrame = v.variant("t", [
     receipt: v.optional(Receipt),
   }),
   /**
-   * direct: the token the agent presents on its direct connection to the guest (version 5); `token` stays the
-   * relay's, for a fallback. reportMs: how often the agent reports a direct stream's bytes (the idle clock needs them).
-   * pool: set up the stream, but serve it only when its "use" comes (version 5).
+   * channel: the session's data channel, to be served on a data connection (token, or the direct token when
+   * `direct`: the relay's stays for a fallback). via + mux: stream `mux` of channel `via`, opened and audited:
+   * the agent may reach the target for it now (no token: it is no connection of its own). reportMs: how often
+   * the agent reports bytes (the idle clock needs them) (version 9).
    */
   frame("incoming", {
     sessionId: id,
     streamId: id,
-    token,
+    token: v.optional(token),
     direct: v.optional(token),
     dialer: v.optional(dialer),
     reportMs: v.optional(count),
-    pool: v.optional(v.boolean()),
+    channel: v.optional(v.literal(true)),
+    via: v.optional(id),
+    mux: v.optional(muxId),
   }),
-  /** A pooled stream was put to work and its opening is in the audit log: the agent may serve it now (version 5). */
-  frame("use", { sessionId: id, streamId: id }),
   /** dialer "guest": the host listens (`share --direct-listen`) and the guest dials it; otherwise the agent dials the guest. */
   frame("stream", {
     sessionId: id,

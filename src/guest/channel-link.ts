@@ -1,0 +1,287 @@
+// The guest's end of a session's data channel: one connection (direct when the path is proven, else
+// through the coordinator), one end-to-end TLS with the host's key pinned, and every stream of the session
+// inside it. Asked for as soon as the session is live, re-established (direct, then relay) without a new
+// yes when the network breaks it, and renewed when told (the path went direct, a coordinator node is
+// stopping): new streams take the new channel while the old one ends once its last stream has.
+import type { Socket } from "bun";
+import { ProtocolError, TesseraError, errorMessage } from "../errors.ts";
+import { logger } from "../log.ts";
+import { connectData } from "../data/data-dial.ts";
+import { MuxChannel } from "../data/mux.ts";
+import type { MuxStream } from "../data/mux-stream.ts";
+import { cut, type End } from "../data/pipe.ts";
+import { MuxReset } from "../wire/mux-frames.ts";
+import { refusal } from "../wire/control-client.ts";
+import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
+import { startStream, type StreamContext } from "./stream-context.ts";
+
+const log = logger("guest:channel");
+/** Channel stream numbers are u32; a channel that used them all is replaced by a fresh one. */
+const LAST_ID = 0xffffffff;
+/** Streams waiting for a channel (being set up, or a move under way); past it new ones are refused. */
+const MAX_WAITING = 4096;
+
+type Path = "direct" | "relay";
+
+interface Live {
+  /** The coordinator's id of the channel (streams name it in `open`). */
+  id: string;
+  /** Prefix of this channel's stream refs: a refusal names the channel and the stream. */
+  tag: string;
+  mux: MuxChannel;
+  inner: Socket<End>;
+  path: Path;
+  next: number;
+}
+
+export interface StreamWaiter {
+  ready(stream: MuxStream): void;
+  /** No stream: no channel could be had, or it took no more. */
+  fail(err: Error): void;
+  /** The coordinator refused the stream after it was handed over (its words); otherwise they are shown. */
+  refused?(err: Error): void;
+}
+
+export class ChannelLink {
+  private current: Live | undefined;
+  /** Channels replaced by a newer one, ending once their last stream has. */
+  private readonly retired = new Set<Live>();
+  /** The ref of the channel asked for and not yet up. */
+  private asking: string | undefined;
+  /** Bumped on drop: a channel asked for before it is not this session's any more. */
+  private generation = 0;
+  private readonly waiting: StreamWaiter[] = [];
+  /** Streams whose opening a caller waits on (a node stream: refused ones reject with the coordinator's words). */
+  private readonly onRefusal = new Map<string, (err: Error) => void>();
+  private paused = false;
+  private channels = 0;
+
+  constructor(private readonly ctx: StreamContext) {}
+
+  /** The path the session's streams take now, if a channel is up. */
+  get path(): Path | undefined {
+    return this.current?.path;
+  }
+
+  /**
+   * A stream on the channel: at once when one is up (the caller's bytes may go before the coordinator's
+   * word; the agent holds them), else once it is. `onRefused`: the coordinator's refusal of this stream.
+   */
+  open(w: StreamWaiter): void {
+    const live = this.usable();
+    if (live) return this.openOn(live, w);
+    if (this.waiting.length >= MAX_WAITING)
+      return w.fail(new TesseraError("limit", `more than ${MAX_WAITING} connections are waiting for the channel`));
+    this.waiting.push(w);
+    this.ensure();
+  }
+
+  /** Asks for a channel if none is up or on its way (the session just became live, or came back). */
+  ensure(): void {
+    if (this.asking || this.usable() || !this.ctx.live()) return;
+    const live = this.ctx.live()!;
+    const ref = this.ctx.nextRef("k");
+    this.asking = ref;
+    this.ctx.send({ t: "open", sessionId: live.approved.sessionId, ref, channel: true });
+  }
+
+  /**
+   * A fresh channel for new streams (the path changed, or the node this one passes through is stopping);
+   * the current one ends once its streams have. A direct channel told "direct" again is kept.
+   */
+  renew(path: Path): void {
+    if (this.current?.path === "direct" && path === "direct") return;
+    if (this.current) this.retire(this.current);
+    this.ensure();
+  }
+
+  /** A move to another coordinator node began: new streams wait for it to finish (see resume). */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** The move is through: `moved` when the session now lives on another node (a channel of its own there). */
+  resume(moved: boolean): void {
+    this.paused = false;
+    if (moved) {
+      if (this.current) this.retire(this.current);
+      // A channel asked of the old node is the old node's: asked again here.
+      this.asking = undefined;
+    }
+    this.ensure();
+    this.serveWaiting();
+  }
+
+  owns(ref: string | undefined): boolean {
+    return ref !== undefined && (ref === this.asking || /^c\d+\.\d+$/.test(ref));
+  }
+
+  /** The coordinator's answer to the channel asked for: its tokens (and the direct path's, when proven). */
+  ready(f: FrameOf<ServerFrame, "stream">): void {
+    if (f.ref !== this.asking) return;
+    const generation = this.generation;
+    const stale = () => generation !== this.generation || !this.ctx.live();
+    const failed = (why: string) => {
+      if (stale()) return;
+      this.asking = undefined;
+      this.failWaiting(new TesseraError("stream", `the data channel failed: ${why}`));
+    };
+    const up = (inner: Socket<End>, path: Path) => {
+      if (stale()) return cut(inner);
+      this.asking = undefined;
+      this.up(f.streamId, inner, path);
+    };
+    const direct = f.direct ? this.ctx.direct?.() : undefined;
+    if (direct)
+      return direct.expect(f, {
+        take: (inner) => up(inner, "direct"),
+        gone: stale,
+        fallback: () => void this.viaRelay(f, stale, up, failed),
+        fail: failed,
+      });
+    void this.viaRelay(f, stale, up, failed);
+  }
+
+  /** The coordinator refused the channel or one of its streams (error frames name their ref). */
+  refused(f: FrameOf<ServerFrame, "error">): void {
+    const ref = f.ref!;
+    if (ref === this.asking) {
+      this.asking = undefined;
+      return this.failWaiting(refusal(f));
+    }
+    const [tag, n] = ref.split(".");
+    const ch = [this.current, ...this.retired].find((c) => c?.tag === tag);
+    const caller = this.onRefusal.get(ref);
+    this.onRefusal.delete(ref);
+    if (caller) caller(refusal(f));
+    else this.ctx.onStreamError?.(f.message);
+    ch?.mux.stream(Number(n))?.reset(MuxReset.refused);
+    // The channel is unknown where the session lives now (it moved): a fresh one.
+    if (f.code === "no_channel" && ch === this.current && ch) this.renew(ch.path);
+  }
+
+  /** The session is over, or detached: every channel goes, and what waits for one fails. */
+  drop(why: Error): void {
+    this.generation++;
+    this.asking = undefined;
+    this.failWaiting(why);
+    for (const f of this.onRefusal.values()) f(why);
+    this.onRefusal.clear();
+    const all = [this.current, ...this.retired];
+    this.current = undefined;
+    this.retired.clear();
+    for (const c of all) c?.mux.close();
+  }
+
+  private usable(): Live | undefined {
+    return this.paused || !this.current || this.current.mux.closed ? undefined : this.current;
+  }
+
+  private openOn(live: Live, w: StreamWaiter): void {
+    if (live.next > LAST_ID) {
+      this.renew(live.path);
+      return this.open(w);
+    }
+    const id = live.next++;
+    let stream: MuxStream;
+    try {
+      stream = live.mux.open(id);
+    } catch (err) {
+      return w.fail(new TesseraError("limit", `the data channel took no more streams: ${errorMessage(err)}`));
+    }
+    const ref = `${live.tag}.${id}`;
+    const refused = w.refused;
+    if (refused) {
+      this.onRefusal.set(ref, refused);
+      void stream.whenClosed().then(() => this.onRefusal.delete(ref));
+    }
+    this.ctx.send({ t: "open", sessionId: this.ctx.live()!.approved.sessionId, ref, via: live.id, mux: id });
+    w.ready(stream);
+  }
+
+  private async viaRelay(
+    f: FrameOf<ServerFrame, "stream">,
+    stale: () => boolean,
+    up: (inner: Socket<End>, path: Path) => void,
+    failed: (why: string) => void,
+  ): Promise<void> {
+    const raw = await connectData(this.ctx.dataAddress()).catch((e: unknown) =>
+      e instanceof Error ? e : new Error(String(e)),
+    );
+    if (raw instanceof Error) return failed(`cannot reach the coordinator's data port: ${raw.message}`);
+    if (stale()) return raw.terminate();
+    let verified = false;
+    try {
+      startStream(this.ctx, raw, f.token, {
+        onVerified: (inner) => {
+          verified = true;
+          up(inner, "relay");
+        },
+        onRejected: failed,
+        onClose: () => verified || failed("it closed before the host's end answered"),
+      });
+    } catch (err) {
+      failed(errorMessage(err));
+    }
+  }
+
+  /** A verified channel connection: it becomes the session's channel, and the streams waiting go on it. */
+  private up(id: string, inner: Socket<End>, path: Path): void {
+    const live: Live = { id, tag: `c${++this.channels}`, inner, path, next: 1, mux: undefined! };
+    live.mux = new MuxChannel(
+      { write: (b) => inner.write(b), close: () => inner.end() },
+      {
+        role: "opener",
+        onStreamClose: () => {
+          if (this.retired.has(live) && live.mux.streamCount === 0) live.mux.close();
+        },
+        onClose: (err) => this.lost(live, err),
+      },
+    );
+    const early = inner.data.early;
+    inner.data.early = [];
+    inner.data.earlyBytes = 0;
+    inner.data.sink = {
+      feed: (c) => live.mux.feed(c),
+      drained: () => live.mux.drained(),
+      ended: () => {
+        live.mux.transportClosed(new ProtocolError("the host closed the data channel", "disconnected"));
+        inner.end();
+      },
+      gone: () => live.mux.transportClosed(),
+    };
+    for (const c of early) live.mux.feed(c);
+    if (this.current) this.retire(this.current);
+    this.current = live;
+    this.ctx.onPath?.(path);
+    this.serveWaiting();
+  }
+
+  private retire(live: Live): void {
+    if (this.current === live) this.current = undefined;
+    if (live.mux.closed) return;
+    if (live.mux.streamCount === 0) return live.mux.close();
+    this.retired.add(live);
+  }
+
+  /** A channel ended (network, the host's agent gone, the coordinator cut it): a new one if the session goes on. */
+  private lost(live: Live, err?: Error): void {
+    this.retired.delete(live);
+    if (!live.inner.data.closed) live.inner.terminate();
+    if (this.current !== live) return;
+    this.current = undefined;
+    if (err) log.debug(`data channel lost: ${err.message}`);
+    if (this.ctx.live()) this.ensure();
+  }
+
+  private serveWaiting(): void {
+    let live: Live | undefined;
+    while (this.waiting.length && (live = this.usable())) {
+      this.openOn(live, this.waiting.shift()!);
+    }
+  }
+
+  private failWaiting(err: Error): void {
+    for (const w of this.waiting.splice(0)) w.fail(err);
+  }
+}
