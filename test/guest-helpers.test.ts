@@ -1,6 +1,5 @@
 // Unit tests for the guest helpers: command words, exit statuses, mode flags, the default name,
 // the stdio duplex's half-close, and the ssh config block.
-import { DEFAULT_POOL } from "../src/guest/stream-pool.ts";
 import { describe, expect, test } from "bun:test";
 import { PassThrough } from "node:stream";
 import { commandAfterDashes, exitStatus, substitute } from "../src/cli/command-runner.ts";
@@ -43,18 +42,12 @@ describe("command words", () => {
 
 describe("guestMode", () => {
   test("picks forward, command or stdio, and refuses combinations that make no sense", () => {
-    expect(guestMode({})).toEqual({ kind: "forward", local: undefined, pool: DEFAULT_POOL });
-    expect(guestMode({ local: "127.0.0.1:0", command: ["psql"], pool: "0" })).toEqual({
+    expect(guestMode({})).toEqual({ kind: "forward", local: undefined });
+    expect(guestMode({ local: "127.0.0.1:0", command: ["psql"] })).toEqual({
       kind: "command",
       argv: ["psql"],
       local: "127.0.0.1:0",
-      pool: 0,
     });
-    expect(guestMode({ pool: "64" })).toMatchObject({ pool: 64 });
-    expect(() => guestMode({ pool: "65" })).toThrow(/--pool 65: give a number of streams from 0/);
-    expect(() => guestMode({ pool: "-1" })).toThrow(/--pool -1/);
-    expect(() => guestMode({ pool: "many" })).toThrow(/--pool many/);
-    expect(() => guestMode({ stdio: true, pool: "2" })).toThrow(/drop --pool/);
     expect(guestMode({ stdio: true })).toEqual({ kind: "stdio" });
     expect(() => guestMode({ stdio: true, command: ["x"] })).toThrow(/cannot also run a command/);
     expect(() => guestMode({ stdio: true, local: "127.0.0.1:1" })).toThrow(/drop --local/);

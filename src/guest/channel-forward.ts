@@ -7,7 +7,7 @@ import { MUX_SOCKET_HANDLERS, bindStream, newMuxEnd, type MuxEnd } from "../data
 import type { ChannelLink } from "./channel-link.ts";
 
 export interface ChannelForwardOptions {
-  link: ChannelLink;
+  link: Pick<ChannelLink, "open">;
   /** Whether the session is live (approved, attached): a connection otherwise closes at once. */
   live(): boolean;
   onStreamError?(message: string): void;

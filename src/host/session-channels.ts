@@ -29,6 +29,11 @@ interface Held {
 
 export class SessionChannels {
   private readonly byId = new Map<string, Held>();
+  /**
+   * Channels offered and not yet verified here, with what waits for them: the guest's end of the TLS may
+   * finish first, and a stream's word can then arrive before this side's handshake does.
+   */
+  private readonly settingUp = new Map<string, ((h: Held | undefined) => void)[]>();
   /** The control connection each admitted stream was opened on (its reports go there). */
   private readonly openedOn = new Map<string, ControlClient>();
   private readonly reports = new WeakMap<ControlClient, StreamReports>();
@@ -37,6 +42,18 @@ export class SessionChannels {
   private readonly lastReported = new Map<string, number>();
 
   constructor(private readonly current: () => ControlClient | undefined) {}
+
+  /** A channel was offered: streams named for it wait until it is adopted or failed. */
+  expect(channelId: string): void {
+    if (!this.settingUp.has(channelId)) this.settingUp.set(channelId, []);
+  }
+
+  /** The offered channel never came up (its dial or TLS failed): what waited for it is refused. */
+  failed(channelId: string): void {
+    const waiting = this.settingUp.get(channelId);
+    this.settingUp.delete(channelId);
+    for (const w of waiting ?? []) w(undefined);
+  }
 
   /** A verified channel connection of session `sessionId`: from now on its bytes are the channel's. */
   adopt(channelId: string, sessionId: string, inner: Socket<End>): void {
@@ -67,24 +84,39 @@ export class SessionChannels {
       gone: () => mux.transportClosed(),
     };
     for (const c of early) mux.feed(c);
+    const waiting = this.settingUp.get(channelId);
+    this.settingUp.delete(channelId);
+    for (const w of waiting ?? []) w(this.byId.get(channelId));
   }
 
+  /** Whether a channel is up or on its way. */
   has(channelId: string): boolean {
-    return this.byId.has(channelId);
+    return this.byId.has(channelId) || this.settingUp.has(channelId);
   }
 
-  /** Stream `mux` of channel `via` reaches `dest` now (the coordinator audited its opening on `client`). */
+  /** Runs `fn` with the channel once it is up (at once if it is), or with undefined if it is gone or failed. */
+  private with(channelId: string, fn: (h: Held | undefined) => void): void {
+    const waiting = this.settingUp.get(channelId);
+    if (waiting) waiting.push(fn);
+    else fn(this.byId.get(channelId));
+  }
+
+  /**
+   * Stream `mux` of channel `via` reaches `dest` now (the coordinator audited its opening on `client`);
+   * `gone` when the channel is not (or never came) up.
+   */
   admit(
     f: { via: string; mux: number; streamId: string; reportMs?: number },
     client: ControlClient,
     dest: { host: string; port: number; label: string },
-  ): boolean {
-    const held = this.byId.get(f.via);
-    if (!held) return false;
-    this.openedOn.set(f.streamId, client);
-    this.reportEvery(f.reportMs);
-    held.server.admit(f.mux, f.streamId, dest);
-    return true;
+    gone: () => void,
+  ): void {
+    this.with(f.via, (held) => {
+      if (!held) return gone();
+      this.openedOn.set(f.streamId, client);
+      this.reportEvery(f.reportMs);
+      held.server.admit(f.mux, f.streamId, dest);
+    });
   }
 
   /** Stream `mux` of channel `via` goes to a service (the host's shell) as a node stream. */
@@ -92,18 +124,24 @@ export class SessionChannels {
     f: { via: string; mux: number; streamId: string; reportMs?: number },
     client: ControlClient,
     serve: (d: Duplex) => void,
-  ): boolean {
-    const held = this.byId.get(f.via);
-    const stream = held?.mux.accept(f.mux);
-    if (!held || !stream) return false;
-    this.openedOn.set(f.streamId, client);
-    this.reportEvery(f.reportMs);
-    void stream.whenClosed().then(() =>
-      this.report(held.sessionId, { streamId: f.streamId, state: "closed", up: stream.bytesIn, down: stream.bytesOut }),
-    );
-    stream.ack();
-    serve(new MuxDuplex(stream));
-    return true;
+    gone: () => void,
+  ): void {
+    this.with(f.via, (held) => {
+      const stream = held?.mux.accept(f.mux);
+      if (!held || !stream) return gone();
+      this.openedOn.set(f.streamId, client);
+      this.reportEvery(f.reportMs);
+      void stream.whenClosed().then(() =>
+        this.report(held.sessionId, {
+          streamId: f.streamId,
+          state: "closed",
+          up: stream.bytesIn,
+          down: stream.bytesOut,
+        }),
+      );
+      stream.ack();
+      serve(new MuxDuplex(stream));
+    });
   }
 
   /** The stream will not be served (policy, scope): what the guest sent for it is dropped, and it is told. */

@@ -69,8 +69,9 @@ export class StreamServer {
       return this.refuse(f, errorMessage(err));
     }
     if (!this.o.session(f.sessionId)) return this.refuse(f, "the session ended");
-    if (!this.o.channels.admit(on, client, { ...dest, label: s.frame.target }))
-      return this.refuse(f, "the stream's data channel is gone");
+    this.o.channels.admit(on, client, { ...dest, label: s.frame.target }, () =>
+      this.refuse(f, "the stream's data channel is gone"),
+    );
     this.o.events.onStream?.(f.sessionId);
   }
 
@@ -81,12 +82,16 @@ export class StreamServer {
   private async incomingChannel(f: FrameOf<ServerFrame, "incoming">, s: AgentSession): Promise<void> {
     if (!f.token) return this.refuse(f, "a data channel needs its token");
     if (!this.setUp(f, s)) return;
+    this.o.channels.expect(f.streamId);
     await this.via(f, s, {
       onVerified: (inner) => {
-        if (!this.o.session(f.sessionId)) return cut(inner);
+        if (!this.o.session(f.sessionId)) {
+          this.o.channels.failed(f.streamId);
+          return cut(inner);
+        }
         this.o.channels.adopt(f.streamId, f.sessionId, inner);
       },
-      onFailed: () => {},
+      onFailed: () => this.o.channels.failed(f.streamId),
     });
   }
 
@@ -200,9 +205,15 @@ export class StreamServer {
       return this.refuse(f, "this host does not share a shell");
     }
     const readOnly = this.o.scopes.readOnly(f.sessionId);
-    const served = this.o.channels.admitService(on, client, (d) => shell.serve(d, { ...s.frame, readOnly }));
-    if (!served) return this.refuse(f, "the stream's data channel is gone");
-    this.o.events.onStream?.(f.sessionId);
+    this.o.channels.admitService(
+      on,
+      client,
+      (d) => {
+        shell.serve(d, { ...s.frame, readOnly });
+        this.o.events.onStream?.(f.sessionId);
+      },
+      () => this.refuse(f, "the stream's data channel is gone"),
+    );
   }
 }
 

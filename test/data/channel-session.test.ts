@@ -50,7 +50,16 @@ describe("a session's streams on one channel", async () => {
     const reports = new Events<StreamReport>();
     const server = new ChannelServer(a.mux!, { report: (r) => reports.push(r) });
     const opens = new Events<number>();
-    const forward = new ChannelForward({ channel: () => g.mux, announce: (id) => opens.push(id) });
+    // The session's link, as the test plays it: each local connection opens the next stream and is announced.
+    let next = 1;
+    const link = {
+      open: (w: { ready(s: NonNullable<typeof g.mux> extends { open(id: number): infer S } ? S : never): void }) => {
+        const id = next++;
+        w.ready(g.mux!.open(id));
+        opens.push(id);
+      },
+    };
+    const forward = new ChannelForward({ link, live: () => true });
     const { port } = forward.listen("127.0.0.1", 0);
     stops.push(() => {
       forward.close();

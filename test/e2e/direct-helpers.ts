@@ -44,7 +44,6 @@ export function metric(text: string, series: string): number | undefined {
 }
 
 /** A guest run in this process (so a test can choose its hints), against the real coordinator and share. */
-/** `pool`: the guest's spares (join --pool); 0 makes every stream open on demand, as a fallback test needs. */
 /** `hints`: the list offered, or made from the guest's direct listener's port. */
 export async function guestInProcess(
   d: Deployment,
@@ -52,7 +51,6 @@ export async function guestInProcess(
   code: string,
   name: string,
   hints?: Hint[] | ((port: number) => Hint[]),
-  pool?: number,
 ) {
   const caPem = fs.readFileSync(path.join(d.dir, "pki/ca.crt"), "utf8");
   const errors: string[] = [];
@@ -66,7 +64,7 @@ export async function guestInProcess(
   await host.waitFor(new RegExp(`Allow ${name} `));
   host.write("y\n");
   await approved;
-  const { port } = await guest.listen("127.0.0.1", 0, pool);
+  const { port } = await guest.listen("127.0.0.1", 0);
   return { guest, local: port, errors, paths };
 }
 

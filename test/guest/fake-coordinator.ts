@@ -1,14 +1,17 @@
-// An in-process stand-in for the coordinator and the host's agent, for the guest's stream code: the guest's
-// frames travel over a real loopback control connection as real frames (wire/codec.ts both ways); each
-// "open" is answered with a "stream" whose token the agent side presents too, over a real splice, running
-// the end-to-end TLS as the agent does (server, the guest's key pinned) and reaching an echo target only
-// for a plain open or, for a pooled one, at its "use". A test can hold answers back or refuse them.
+// An in-process stand-in for the coordinator and the host's agent, for the guest's channel code: the guest's
+// frames travel over a real loopback control connection as real frames (wire/codec.ts both ways); a channel
+// "open" is answered with a "stream" whose token the agent side presents too, over a real splice, running the
+// end-to-end TLS as the agent does (server, the guest's key pinned) and serving the channel with the agent's
+// own code (host/session-channels.ts); each stream "open" is admitted to an echo target. A test can hold
+// answers back or refuse them.
 import net from "node:net";
 import type { Socket } from "bun";
 import { TLS_1_3 } from "../../src/data/data-dial.ts";
-import { newEnd, pair, PIPE_HANDLERS, type End } from "../../src/data/pipe.ts";
+import type { End } from "../../src/data/pipe.ts";
 import { dialVerified } from "../../src/data/verified-stream.ts";
 import { guestTls, type Approved, type StreamContext } from "../../src/guest/stream-context.ts";
+import { SessionChannels } from "../../src/host/session-channels.ts";
+import type { ControlClient } from "../../src/wire/control-client.ts";
 import { encodeFrame, FrameDecoder } from "../../src/wire/codec.ts";
 import { ClientFrame, ServerFrame, type FrameOf } from "../../src/wire/protocol.ts";
 import { Changes, EchoTarget, hostTls, newToken, TestSplice, type Party, type Pki } from "../data/fixtures.ts";
@@ -26,8 +29,6 @@ export class FakeCoordinator {
   readonly frames: ClientFrame[] = [];
   readonly splice = new TestSplice();
   readonly echo = new EchoTarget();
-  /** Pooled streams verified on the agent side and waiting for their "use". */
-  readonly held = new Map<string, Socket<End>>();
   /** Agent-side TLS sockets of every stream, verified or not. */
   readonly agentSocks = new Set<Socket<End>>();
   agentVerified = 0;
@@ -35,15 +36,13 @@ export class FakeCoordinator {
   holdAnswers = false;
   /** Opens refused with this message instead of answered. */
   refuseWith: string | undefined;
-  /**
-   * What a "use" meets instead of the target: "retired" (the spare ends and the use is refused, as when the
-   * coordinator retired it first; "refusal-first" sends the refusal before ending it), or "silent" (it
-   * ends without a refusal: the stream was served and its target closed without a word), or "half-close"
-   * (served, and the agent's side stops writing without a word but goes on reading: see `heard`).
-   */
-  onUse: "serve" | "retired" | "refusal-first" | "silent" | "half-close" = "serve";
-  /** What the agent's side of a "half-close" stream has read. */
-  heard = "";
+  /** Stream opens refused with this message (channel opens are still answered). */
+  refuseStreamsWith: string | undefined;
+  /** What the agent side reported on the channel's streams. */
+  readonly reports: ClientFrame[] = [];
+  readonly channels = new SessionChannels(
+    () => ({ ch: { closed: false }, send: (f: ClientFrame) => this.reports.push(f) }) as unknown as ControlClient,
+  );
   readonly unanswered: Open[] = [];
   errors: string[] = [];
   readonly approved: Approved;
@@ -104,8 +103,9 @@ export class FakeCoordinator {
     return this.refs;
   }
 
-  opens(pool?: boolean): Open[] {
-    return this.frames.filter((f): f is Open => f.t === "open" && !!f.pool === !!pool);
+  /** Channel opens (`channel`), or stream opens. */
+  opens(channel?: boolean): Open[] {
+    return this.frames.filter((f): f is Open => f.t === "open" && !!f.channel === !!channel);
   }
 
   /** Sends a ping through the guest's control connection and waits for it: every frame sent before has arrived. */
@@ -144,46 +144,42 @@ export class FakeCoordinator {
 
   private onFrame(f: ClientFrame): void {
     this.frames.push(f);
-    if (f.t === "open") {
+    if (f.t === "open" && f.channel) {
       if (this.refuseWith) this.send({ t: "error", code: "limit", message: this.refuseWith, ref: f.ref });
       else if (this.holdAnswers) this.unanswered.push(f);
       else this.answer(f);
-    } else if (f.t === "use") {
-      const inner = this.held.get(f.streamId);
-      this.held.delete(f.streamId);
-      const refusal: ServerFrame = { t: "error", code: "stream", message: "not a ready pooled stream", ref: f.ref };
-      if (this.onUse === "refusal-first") this.send(refusal);
-      if (this.onUse === "serve") {
-        if (inner) void this.toTarget(inner);
-      } else if (this.onUse === "half-close" && inner) {
-        inner.data.sink = {
-          feed: (c) => {
-            this.heard += Buffer.from(c).toString();
-            this.changes.notify();
-          },
-          drained() {},
-          ended: () => inner.end(),
-          gone() {},
-        };
-        for (const c of inner.data.early.splice(0)) inner.data.sink.feed(c);
-        inner.shutdown();
-      } else inner?.terminate();
-      if (this.onUse === "retired") this.send(refusal);
+    } else if (f.t === "open" && f.via !== undefined && f.mux !== undefined) {
+      const streamId = `st-${++this.n}`;
+      if (this.refuseStreamsWith) {
+        this.send({ t: "error", code: "limit", message: this.refuseStreamsWith, ref: f.ref });
+        this.channels.refuse(f.via, f.mux);
+      } else
+        this.channels.admit(
+          { via: f.via, mux: f.mux, streamId },
+          this.channelClient(),
+          { host: "127.0.0.1", port: this.echo.port, label: "echo" },
+          () => this.send({ t: "error", code: "stream", message: "the channel is gone", ref: f.ref }),
+        );
     }
     this.changes.notify();
+  }
+
+  private channelClient(): ControlClient {
+    return { ch: { closed: false }, send: (f: ClientFrame) => this.reports.push(f) } as unknown as ControlClient;
   }
 
   private send(f: ServerFrame): void {
     this.toGuest!.write(encodeFrame(f));
   }
 
-  /** Answers an open: the stream frame to the guest, and the agent's side of the stream. */
+  /** Answers a channel open: the stream frame to the guest, and the agent's side of the channel. */
   answer(open: Open): void {
     const token = newToken();
-    const streamId = `st-${++this.n}`;
+    const streamId = `c-${++this.n}`;
     this.send({ t: "stream", sessionId: open.sessionId, streamId, token, ref: open.ref });
     const { pki } = this.o;
     const me = this.o.agentAs ?? pki.host;
+    this.channels.expect(streamId);
     void dialVerified(this.splice.address, {
       token,
       tls: hostTls(me, pki.caPem),
@@ -193,11 +189,13 @@ export class FakeCoordinator {
       checked: {},
       onVerified: (inner) => {
         this.agentVerified++;
-        if (open.pool) this.held.set(streamId, inner);
-        else void this.toTarget(inner);
+        this.channels.adopt(streamId, open.sessionId, inner);
         this.changes.notify();
       },
-      onRejected: () => this.changes.notify(),
+      onRejected: () => {
+        this.channels.failed(streamId);
+        this.changes.notify();
+      },
       onClose: (inner) => {
         this.agentSocks.delete(inner);
         this.changes.notify();
@@ -205,18 +203,8 @@ export class FakeCoordinator {
     }).then((c) => this.agentSocks.add(c.inner));
   }
 
-  private async toTarget(inner: Socket<End>): Promise<void> {
-    const t = await Bun.connect<End>({
-      hostname: "127.0.0.1",
-      port: this.echo.port,
-      allowHalfOpen: true,
-      data: newEnd(),
-      socket: PIPE_HANDLERS,
-    });
-    pair(inner, t);
-  }
-
   stop(): void {
+    this.channels.stop();
     for (const s of this.agentSocks) s.terminate();
     this.splice.stop();
     this.echo.stop();
