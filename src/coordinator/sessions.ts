@@ -106,7 +106,10 @@ export class SessionBook {
    * audit line: what it carries are streams, each opened here, audited durably, and only then admitted by
    * the agent (the guest's first bytes wait in the channel at the agent meanwhile).
    */
-  async open(peer: Peer, f: { sessionId: string; ref: string; channel?: true; via?: string; mux?: number }): Promise<void> {
+  async open(
+    peer: Peer,
+    f: { sessionId: string; ref: string; channel?: true; via?: string; mux?: number[] },
+  ): Promise<void> {
     const { sessionId, ref } = f;
     let s = this.guestSession(peer, sessionId, ref);
     // Its share is being taken over from a stopping node: the agent registering is a moment away.
@@ -114,6 +117,25 @@ export class SessionBook {
       await s.share.arriving;
       s = this.guestSession(peer, sessionId, ref);
     }
+    if (f.channel) return this.openChannel(s, this.agentOf(s, ref), peer, ref);
+    if (f.via === undefined || f.mux === undefined)
+      throw new RefusedError(
+        "version",
+        "streams are opened on the session's data channel (this guest is older than the coordinator); update it",
+        { ref },
+      );
+    for (const n of f.mux) {
+      // Each stream is answered on its own: one refused (a scope spent, a limit) leaves the others.
+      try {
+        this.openStream(s, f.via, n);
+      } catch (err) {
+        if (!(err instanceof RefusedError)) throw err;
+        peer.ch.sendError?.(err, `${ref}.${n}`);
+      }
+    }
+  }
+
+  private agentOf(s: Session, ref?: string): Peer {
     const agent = s.share.agent;
     if (!agent)
       throw new RefusedError(
@@ -121,37 +143,35 @@ export class SessionBook {
         "the host's agent is reconnecting to the coordinator; try again in a moment",
         { ref },
       );
-    if (s.streams.size >= this.o.limits.maxStreamsPerSession || this.streamTotal >= this.o.limits.maxStreams) {
-      throw new RefusedError("limit", "stream limit reached for this session", { ref });
-    }
-    if (f.channel) return this.openChannel(s, agent, peer, ref);
-    if (f.via === undefined || f.mux === undefined)
-      throw new RefusedError(
-        "version",
-        "streams are opened on the session's data channel (this guest is older than the coordinator); update it",
-        { ref },
-      );
-    const channel = [...s.streams].find((st) => st.id === f.via && st.kind === "channel" && !st.ended);
-    if (!channel) throw new RefusedError("no_channel", `channel "${f.via}" is not open for this session`, { ref });
-    scopeCheck(s, ref);
+    return agent;
+  }
+
+  /** Stream `n` of channel `via`: audited durably, then the agent hears it may reach the target. */
+  private openStream(s: Session, via: string, n: number): void {
+    const agent = this.agentOf(s);
+    if (s.streams.size >= this.o.limits.maxStreamsPerSession || this.streamTotal >= this.o.limits.maxStreams)
+      throw new RefusedError("limit", "stream limit reached for this session");
+    const channel = [...s.streams].find((st) => st.id === via && st.kind === "channel" && !st.ended);
+    if (!channel) throw new RefusedError("no_channel", `data channel "${via}" is not open for this session`);
+    scopeCheck(s, "");
     const streamId = newId("t");
     const path = channel.direct ? "direct" : "relay";
-    const durable = this.auditOpen(s, { streamId, target: s.target, path }, ref);
-    const stream = this.splicer.reported(streamId, s.id, { via: channel.id, id: f.mux, direct: !!channel.direct });
+    const durable = this.o.audit.appendDurable("stream.open", { ...actors(s), streamId, target: s.target, path });
+    const stream = this.splicer.reported(streamId, s.id, { via, id: n, direct: !!channel.direct });
     this.streamTotal++;
     s.streams.add(stream);
     this.counted(s, path, stream);
     const reportMs = this.direct.reportMs;
     durable.then(
-      () =>
-        stream.ended ||
-        agent.ch.send({ t: "incoming", sessionId: s.id, streamId, via: channel.id, mux: f.mux, reportMs }),
+      () => stream.ended || agent.ch.send({ t: "incoming", sessionId: s.id, streamId, via, mux: n, reportMs }),
       () => this.splicer.end(stream, "the audit log could not record the stream"),
     );
   }
 
   /** The session's data channel: paired here (or direct), never in the audit log as a stream. */
   private openChannel(s: Session, agent: Peer, peer: Peer, ref: string): void {
+    if (s.streams.size >= this.o.limits.maxStreamsPerSession || this.streamTotal >= this.o.limits.maxStreams)
+      throw new RefusedError("limit", "stream limit reached for this session", { ref });
     let live = 0;
     for (const st of s.streams) if (st.kind === "channel" && !st.ended) live++;
     // One in use, and the ones it replaced while their last streams finish (a move, the path going direct).
@@ -170,16 +190,6 @@ export class SessionBook {
       return this.direct.offer(s, stream, { agentToken, guestToken, direct, ref, channel: true }, Promise.resolve());
     agent.ch.send({ t: "incoming", sessionId: s.id, streamId, token: agentToken, channel: true });
     peer.ch.send({ t: "stream", sessionId: s.id, streamId, token: guestToken, ref });
-  }
-
-  /** A stream's opening, durably; a refusal (the audit disk is full) names the open it answers, so the session goes on. */
-  private auditOpen(s: Session, fields: { streamId: string; target: string; path: string }, ref: string) {
-    try {
-      return this.o.audit.appendDurable("stream.open", { ...actors(s), ...fields });
-    } catch (err) {
-      if (err instanceof RefusedError) throw new RefusedError(err.code, err.message, { ref });
-      throw err;
-    }
   }
 
   /** The session, if it is this guest's; the same answer whether it is unknown or someone else's: ids are not capabilities. */

@@ -12,7 +12,7 @@ import type { MuxStream } from "../data/mux-stream.ts";
 import { cut, type End } from "../data/pipe.ts";
 import { MuxReset } from "../wire/mux-frames.ts";
 import { refusal } from "../wire/control-client.ts";
-import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
+import { MAX_OPENS_IN_FRAME, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
 import { startStream, type StreamContext } from "./stream-context.ts";
 
 const log = logger("guest:channel");
@@ -32,6 +32,8 @@ interface Live {
   inner: Socket<End>;
   path: Path;
   next: number;
+  /** Streams opened this turn, told to the coordinator together at its end (see announce). */
+  unsent: number[];
 }
 
 export interface StreamWaiter {
@@ -195,8 +197,30 @@ export class ChannelLink {
       this.onRefusal.set(ref, refused);
       void stream.whenClosed().then(() => this.onRefusal.delete(ref));
     }
-    this.ctx.send({ t: "open", sessionId: this.ctx.live()!.approved.sessionId, ref, via: live.id, mux: id });
+    this.announce(live, id);
     w.ready(stream);
+  }
+
+  /**
+   * Streams opened in one event-loop turn go to the coordinator in one frame (up to its cap): a client's
+   * burst of connections is then a few frames, which its flood guard (frames in flight) takes in its stride.
+   */
+  private announce(live: Live, id: number): void {
+    live.unsent.push(id);
+    if (live.unsent.length > 1) return;
+    queueMicrotask(() => {
+      const ids = live.unsent.splice(0);
+      const on = this.ctx.live();
+      if (!on || live.mux.closed) return;
+      for (let i = 0; i < ids.length; i += MAX_OPENS_IN_FRAME)
+        this.ctx.send({
+          t: "open",
+          sessionId: on.approved.sessionId,
+          ref: live.tag,
+          via: live.id,
+          mux: ids.slice(i, i + MAX_OPENS_IN_FRAME),
+        });
+    });
   }
 
   private async viaRelay(
@@ -227,7 +251,7 @@ export class ChannelLink {
 
   /** A verified channel connection: it becomes the session's channel, and the streams waiting go on it. */
   private up(id: string, inner: Socket<End>, path: Path): void {
-    const live: Live = { id, tag: `c${++this.channels}`, inner, path, next: 1, mux: undefined! };
+    const live: Live = { id, tag: `c${++this.channels}`, inner, path, next: 1, unsent: [], mux: undefined! };
     live.mux = new MuxChannel(
       { write: (b) => inner.write(b), close: () => inner.end() },
       {

@@ -63,6 +63,8 @@ const frame = <T extends string, E extends v.ObjectEntries>(t: T, entries: E) =>
 
 export const guestInfo = v.strictObject({ name, addr: text(80), spki });
 const count = v.pipe(v.number(), v.integer(), v.minValue(0));
+/** Most streams one `open` frame names. */
+export const MAX_OPENS_IN_FRAME = 256;
 /** A stream's number inside a data channel (wire/mux-frames.ts): u32, never 0. */
 const muxId = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(0xffffffff));
 /** Most sessions one status frame lists (the rest are counted in `more`), so it stays far below the frame cap. */
@@ -155,10 +157,17 @@ export const ClientFrame = v.variant("t", [
   frame("request", { shareId: id, target, csr: pem, name, reason: text(500), identity: v.optional(identityProof) }),
   /**
    * channel: the session's data channel (one connection, one end-to-end TLS: the reply is a `stream` with its
-   * tokens); it carries no audit line of its own. via + mux: a stream on channel `via` (the channel's stream id),
-   * with the channel's own stream number; audited, and the agent admits it only on the coordinator's word (version 9).
+   * tokens); it carries no audit line of its own. via + mux: streams on channel `via` (the channel's stream id),
+   * by their numbers in it, as many as the guest opened in one turn (a burst is a few frames, not a flood);
+   * each is audited, and the agent admits it only on the coordinator's word; a refusal names `ref.N` (version 9).
    */
-  frame("open", { sessionId: id, ref: id, channel: v.optional(v.literal(true)), via: v.optional(id), mux: v.optional(muxId) }),
+  frame("open", {
+    sessionId: id,
+    ref: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,48}$/, "must be 1-48 letters, digits, '_' or '-'")),
+    channel: v.optional(v.literal(true)),
+    via: v.optional(id),
+    mux: v.optional(v.pipe(v.array(muxId), v.minLength(1), v.maxLength(MAX_OPENS_IN_FRAME))),
+  }),
   /** reason: why a side refused the session (a key the code did not confirm), for the other side to read (version 3). */
   frame("end", { sessionId: id, reason: v.optional(text(200)) }),
   /** The host stops: from the agent it closes the share, from an approver the sessions it approved. */

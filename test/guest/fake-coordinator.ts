@@ -149,17 +149,21 @@ export class FakeCoordinator {
       else if (this.holdAnswers) this.unanswered.push(f);
       else this.answer(f);
     } else if (f.t === "open" && f.via !== undefined && f.mux !== undefined) {
-      const streamId = `st-${++this.n}`;
-      if (this.refuseStreamsWith) {
-        this.send({ t: "error", code: "limit", message: this.refuseStreamsWith, ref: f.ref });
-        this.channels.refuse(f.via, f.mux);
-      } else
-        this.channels.admit(
-          { via: f.via, mux: f.mux, streamId },
-          this.channelClient(),
-          { host: "127.0.0.1", port: this.echo.port, label: "echo" },
-          () => this.send({ t: "error", code: "stream", message: "the channel is gone", ref: f.ref }),
-        );
+      const via = f.via;
+      for (const mux of f.mux) {
+        const streamId = `st-${++this.n}`;
+        const ref = `${f.ref}.${mux}`;
+        if (this.refuseStreamsWith) {
+          this.send({ t: "error", code: "limit", message: this.refuseStreamsWith, ref });
+          this.channels.refuse(via, mux);
+        } else
+          this.channels.admit(
+            { via, mux, streamId },
+            this.channelClient(),
+            { host: "127.0.0.1", port: this.echo.port, label: "echo" },
+            () => this.send({ t: "error", code: "stream", message: "the channel is gone", ref }),
+          );
+      }
     }
     this.changes.notify();
   }

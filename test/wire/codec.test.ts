@@ -60,7 +60,7 @@ const clientExamples: ClientFrame[] = [
   { t: "end", sessionId: "sess_1", reason: "refused by the guest" },
   { t: "open", sessionId: "sess_1", ref: "r1" },
   { t: "open", sessionId: "sess_1", ref: "k1", channel: true },
-  { t: "open", sessionId: "sess_1", ref: "c1.1", via: "c_1", mux: 1 },
+  { t: "open", sessionId: "sess_1", ref: "c1", via: "c_1", mux: [1, 2, 4294967295] },
   { t: "end", sessionId: "sess_1" },
   { t: "leave", shareId: "share_1" },
   { t: "refuse", sessionId: "sess_1", streamId: "t_1", reason: "cannot resolve db.internal" },
