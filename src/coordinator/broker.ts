@@ -272,8 +272,7 @@ export class Broker {
    * a waiting request's answers and a resume need no database round trip, so they go on while it is down.
    */
   holdsHere(f: ClientFrame): boolean {
-    if ("sessionId" in f && typeof f.sessionId === "string")
-      return this.sessions.all.has(f.sessionId);
+    if ("sessionId" in f && typeof f.sessionId === "string") return this.sessions.all.has(f.sessionId);
     if ("requestId" in f && typeof f.requestId === "string") return this.consent.pending.has(f.requestId);
     if ("shareId" in f && typeof f.shareId === "string" && f.t !== "register") return this.shares.has(f.shareId);
     return false;

@@ -1,7 +1,7 @@
-// The direct path and the pool across a reconnect of the host's agent (a network blip between host and
-// coordinator) and a restart of it: the guest's spares die with the agent's connection and come back
-// without a local connection asking; a dead spare is never handed to a connection; and the direct path
-// the agent proved before is used again after a blip, dialling nothing.
+// The session's data channel across a reconnect of the host's agent (a network blip between host and
+// coordinator) and a restart of it: the channel dies with the agent's connection and comes back without a
+// local connection asking (and without a new yes); a dead channel is never handed a connection; and the
+// direct path the agent proved before is used again after a blip, dialling nothing.
 import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import net from "node:net";
 import { auditEvents, deploy, echoServer, killAll, roundTrip, spawn, type Deployment } from "./harness.ts";
@@ -39,11 +39,11 @@ async function cuttable(port: number): Promise<{ port: number; cutAll(): number;
   };
 }
 
-/** Waits until the coordinator counts `n` ready spares. */
-async function poolReaches(d: Deployment, n: number, what: string): Promise<void> {
+/** Waits until the coordinator counts `n` data channels. */
+async function channelsReach(d: Deployment, n: number, what: string): Promise<void> {
   await eventually(async () => {
-    const got = metric(await (await fetch(`http://127.0.0.1:${d.httpPort}/metrics`)).text(), "tessera_streams_pooled");
-    if (got !== n) throw new Error(`${got} pooled`);
+    const got = metric(await (await fetch(`http://127.0.0.1:${d.httpPort}/metrics`)).text(), "tessera_channels_open");
+    if (got !== n) throw new Error(`${got} channels`);
   }, what);
 }
 
@@ -66,10 +66,10 @@ async function shareBehindForwarder(name: string, joinArgs: string[] = []) {
   return { d, fwd, host, guest, local };
 }
 
-test("after the agent's connection drops and comes back, the guest's pool refills by itself and new streams take the direct path again", async () => {
+test("after the agent's connection drops and comes back, the guest's channel comes back by itself and new streams take the direct path again", async () => {
   const { d, fwd, host, guest, local } = await shareBehindForwarder("blip");
   await guest.waitFor(/path: direct to the host/);
-  await poolReaches(d, 8, "eight spares");
+  await channelsReach(d, 1, "the session's channel");
 
   expect(fwd.cutAll()).toBeGreaterThan(0);
   await host.waitFor(/reconnected to the coordinator/);
@@ -77,11 +77,12 @@ test("after the agent's connection drops and comes back, the guest's pool refill
   const [kept] = await auditEvents(d, "direct.probe", 2).then((e) => e.slice(1));
   expect(kept).toMatchObject({ by: "host", ok: true, kept: true, dialled: 0 });
   expect(host.all).toMatch(/direct path to the guest at (\[[\da-f:]+\]|[\d.]+):\d+ kept across the reconnect/);
-  // Spares died with the agent's connection; the pool has all eight again, with no local connection asking.
+  // The channel died with the agent's connection and is back, with no local connection asking; a channel
+  // is no stream in the audit log.
   expect(d.audit().some((e) => e.event === "stream.open")).toBe(false);
-  await poolReaches(d, 8, "the pool refilled after the reconnect");
+  await channelsReach(d, 1, "the channel back after the reconnect");
 
-  // New streams are direct again: byte-exact, and the coordinator relays none of their bytes. (A spare
+  // New streams are direct again: byte-exact, and the coordinator relays none of their bytes. (A channel
   // asked for in the moment between the agent's return and its word on the path is relayed, and gives way
   // once the guest hears; so the claim is that one of the next few is direct, not the very first.)
   let direct = false;
@@ -104,12 +105,13 @@ test("after the agent's connection drops and comes back, the guest's pool refill
   fwd.close();
 });
 
-test("on the relay too (join --relay-only), spares refused while the agent was away are asked for again once it is back", async () => {
+test("on the relay too (join --relay-only), a channel refused while the agent was away is asked for again once it is back", async () => {
+  // --pool is still accepted (it has no effect now).
   const { d, fwd, host, guest, local } = await shareBehindForwarder("relayed", ["--relay-only", "--pool", "4"]);
-  await poolReaches(d, 4, "four spares");
+  await channelsReach(d, 1, "the session's channel");
   fwd.cutAll();
   await host.waitFor(/reconnected to the coordinator/);
-  await poolReaches(d, 4, "the pool refilled after the reconnect");
+  await channelsReach(d, 1, "the channel back after the reconnect");
   expect(d.audit().some((e) => e.event === "stream.open")).toBe(false);
   const payload = Buffer.alloc(50_000, 3);
   expect((await roundTrip(local, payload)).equals(payload)).toBe(true);
@@ -119,7 +121,7 @@ test("on the relay too (join --relay-only), spares refused while the agent was a
   fwd.close();
 });
 
-test("an agent killed and started again: its half-closed spares are not handed to the next connection, and the pool fills again by itself", async () => {
+test("an agent killed and started again: its half-closed channel is not handed the next connection, and a new one comes by itself", async () => {
   const d = await deploy();
   const echo = await echoServer();
   const args = ["agent", "--share-id", "db1", "--allow", `127.0.0.1:${echo.port}`];
@@ -129,18 +131,17 @@ test("an agent killed and started again: its half-closed spares are not handed t
   const code = (await approver.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m))[1]!;
   const { guest, local } = await joinWith(d, approver, code, "ann");
   await guest.waitFor(/path: direct to the host/);
-  await poolReaches(d, 8, "eight spares");
+  await channelsReach(d, 1, "the session's channel");
 
-  // A killed process's sockets end with a FIN: the guest's direct spares are half-closed, not reset.
+  // A killed process's sockets end with a FIN: the guest's direct channel is half-closed, not reset.
   agent.kill("SIGKILL");
   await agent.exit();
   agent = spawn(args, d.hostEnv);
   await agent.waitFor(/serving share db1/);
-  await poolReaches(d, 8, "the pool refilled after the restart");
-  // The very first connection works: none of the dead spares (verified long before the kill) was left for it.
+  await channelsReach(d, 1, "the channel back after the restart");
+  // The very first connection works: the dead channel (verified long before the kill) was not left for it.
   const payload = Buffer.alloc(100_000, 9);
   expect((await roundTrip(local, payload)).equals(payload)).toBe(true);
-  expect(guest.err).not.toContain("is not a ready pooled stream");
   for (const p of [guest, approver, agent]) p.kill("SIGINT");
   await Promise.all([guest.exit(), approver.exit(), agent.exit()]);
 });

@@ -111,7 +111,9 @@ test("many streams share one channel: each is byte-exact, and each reports its b
   expect(fake.opens(false).flatMap((f) => f.mux ?? []).length).toBe(20);
   expect(fake.opens(false).length).toBe(1);
   await fake.until(() => {
-    const closed = fake.reports.flatMap((f) => (f.t === "direct-stream" ? f.reports : [])).filter((r) => r.state === "closed");
+    const closed = fake.reports
+      .flatMap((f) => (f.t === "direct-stream" ? f.reports : []))
+      .filter((r) => r.state === "closed");
     return closed.length === 20 && closed.every((r) => r.up === r.down && r.up! >= 1000);
   });
 });
