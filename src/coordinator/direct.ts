@@ -135,9 +135,12 @@ export class DirectBook {
     this.o.audit.append("direct.probe", { ...this.o.actors(s), by, ...counts });
   }
 
-  /** How often the agent reports the bytes of streams whose counts are its own (the idle clock needs them). */
+  /**
+   * How often the agent reports the bytes of streams whose counts are its own: the idle clock needs them, and
+   * live views (admin, the host's) show them, so at least once a second; a report only lists what moved.
+   */
   get reportMs(): number {
-    return Math.round(Math.min(10_000, Math.max(250, this.o.idleTimeoutMs / 4)));
+    return Math.round(Math.min(1_000, Math.max(250, this.o.idleTimeoutMs / 4)));
   }
 
   /** A fresh token for the side that dials to present on its direct connection, if the session is on the direct path. */

@@ -24,6 +24,8 @@ import type { Fence } from "../store/store.ts";
 
 const log = logger("coordinator");
 const ENDED_MEMORY = 1000;
+/** How long a closed session's channel may finish on its own before it is cut (see close). */
+const CHANNEL_GRACE_MS = 2_000;
 /** Data channels a session may hold at once: the one in use and those it replaced, until their streams end. */
 const MAX_CHANNELS = 4;
 
@@ -378,8 +380,13 @@ export class SessionBook {
     if (!this.all.has(s.id)) return;
     // The lease as it is now: the share may be let go of before the agent's final counts come in.
     const fence = this.fence(s);
-    // Streams end first, while the session is still found, so their bytes count in its total.
-    this.cutStreams(s, reason);
+    // Streams end first, while the session is still found, so their bytes count in its total. A channel is
+    // left to its ends for a moment: the last bytes of streams already over both ways (a `y 1` session ends as
+    // its stream does) are still in it; the agent resets the rest and closes it as it hears of the end.
+    for (const st of [...s.streams]) {
+      if (st.kind !== "channel") this.splicer.end(st, reason);
+      else if (!st.ended) setTimeout(() => this.splicer.end(st, reason), CHANNEL_GRACE_MS).unref?.();
+    }
     this.all.delete(s.id);
     s.share.sessions.delete(s);
     if (this.ended.size >= ENDED_MEMORY) this.ended.delete(this.ended.keys().next().value!);

@@ -41,8 +41,13 @@ export class ChannelForward {
     return { host, port: this.server.port };
   }
 
+  /**
+   * No new connections. The ones under way are the channel's to end: a stream already over both ways
+   * still hands its client the last bytes and FIN (a `y 1` session ends the moment its one stream has),
+   * and the channel's close resets the rest.
+   */
   close(): void {
-    this.server?.stop(true);
+    this.server?.stop(false);
     this.server = undefined;
   }
 

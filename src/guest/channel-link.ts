@@ -18,6 +18,8 @@ import { startStream, type StreamContext } from "./stream-context.ts";
 const log = logger("guest:channel");
 /** Channel stream numbers are u32; a channel that used them all is replaced by a fresh one. */
 const LAST_ID = 0xffffffff;
+/** After an `open` frame, the next waits this long, gathering the streams opened meanwhile (see announce). */
+const OPEN_SPACING_MS = 2;
 /** Streams waiting for a channel (being set up, or a move under way); past it new ones are refused. */
 const MAX_WAITING = 4096;
 
@@ -57,6 +59,10 @@ export class ChannelLink {
   private readonly onRefusal = new Map<string, (err: Error) => void>();
   private paused = false;
   private channels = 0;
+  /** When the last `open` frame went (see announce). */
+  private lastOpens = 0;
+  /** Set while the session's end waits for its channels to finish (see settle). */
+  private settled: (() => void) | undefined;
 
   constructor(private readonly ctx: StreamContext) {}
 
@@ -162,6 +168,30 @@ export class ChannelLink {
     if (f.code === "no_channel" && ch === this.current && ch) this.renew(ch.path);
   }
 
+  /**
+   * The session ended at the coordinator: what the host's side already sent (a last answer and its FIN) is
+   * still on its way down the channel, which may come after the control plane's word. Each channel ends once
+   * its streams have (the agent closes its end too), or after `ms`; resolves then. Nothing new is opened.
+   */
+  settle(ms: number, why: Error): Promise<void> {
+    this.generation++;
+    this.asking = undefined;
+    this.failWaiting(why);
+    const all = [this.current, ...this.retired].filter((c): c is Live => !!c && !c.mux.closed);
+    this.current = undefined;
+    for (const c of all) this.retire(c);
+    if (!all.some((c) => !c.mux.closed)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      timer.unref?.();
+      this.settled = () => {
+        if (all.some((c) => !c.mux.closed)) return;
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
   /** The session is over, or detached: every channel goes, and what waits for one fails. */
   drop(why: Error): void {
     this.generation++;
@@ -202,25 +232,27 @@ export class ChannelLink {
   }
 
   /**
-   * Streams opened in one event-loop turn go to the coordinator in one frame (up to its cap): a client's
-   * burst of connections is then a few frames, which its flood guard (frames in flight) takes in its stride.
+   * Streams go to the coordinator batched: one frame at once, then at most one every OPEN_SPACING_MS (a
+   * full frame at once), so a client's burst of connections (accepted over many event-loop turns) is a few
+   * frames, never a flood of them for the coordinator's guard (frames in flight), and a lone connection
+   * waits for nothing.
    */
   private announce(live: Live, id: number): void {
     live.unsent.push(id);
+    if (live.unsent.length >= MAX_OPENS_IN_FRAME) return this.sendOpens(live);
     if (live.unsent.length > 1) return;
-    queueMicrotask(() => {
-      const ids = live.unsent.splice(0);
-      const on = this.ctx.live();
-      if (!on || live.mux.closed) return;
-      for (let i = 0; i < ids.length; i += MAX_OPENS_IN_FRAME)
-        this.ctx.send({
-          t: "open",
-          sessionId: on.approved.sessionId,
-          ref: live.tag,
-          via: live.id,
-          mux: ids.slice(i, i + MAX_OPENS_IN_FRAME),
-        });
-    });
+    const wait = this.lastOpens + OPEN_SPACING_MS - Date.now();
+    if (wait <= 0) queueMicrotask(() => this.sendOpens(live));
+    else setTimeout(() => this.sendOpens(live), wait);
+  }
+
+  private sendOpens(live: Live): void {
+    if (!live.unsent.length) return;
+    const ids = live.unsent.splice(0, MAX_OPENS_IN_FRAME);
+    this.lastOpens = Date.now();
+    const on = this.ctx.live();
+    if (!on || live.mux.closed) return;
+    this.ctx.send({ t: "open", sessionId: on.approved.sessionId, ref: live.tag, via: live.id, mux: ids });
   }
 
   private async viaRelay(
@@ -291,6 +323,7 @@ export class ChannelLink {
   /** A channel ended (network, the host's agent gone, the coordinator cut it): a new one if the session goes on. */
   private lost(live: Live, err?: Error): void {
     this.retired.delete(live);
+    this.settled?.();
     if (!live.inner.data.closed) live.inner.terminate();
     if (this.current !== live) return;
     this.current = undefined;

@@ -52,6 +52,8 @@ export interface DirectOptions {
   hints?: (port: number, coordinatorOnLoopback: boolean) => Hint[];
 }
 
+/** How long a session's end waits for what the host's side already sent to arrive (see ChannelLink.settle). */
+const SETTLE_MS = 2_000;
 /** How long a guest keeps trying to resume its session before it gives up. */
 const RESUME_GIVE_UP_MS = 10 * 60_000;
 /**
@@ -386,15 +388,25 @@ export class Guest {
     }
   }
 
+  /**
+   * `notify`: the session ended elsewhere (the coordinator said so, or could not be reached again). Streams
+   * the host's side already finished still deliver their last bytes (see ChannelLink.settle) before the rest
+   * is cut and the end is reported.
+   */
   private end(reason: string, notify = true): void {
     if (this.ended) return;
     this.ended = true;
     this.reconnect.stop();
     this.ports.close();
     this.directListener?.stop();
-    this.dropStreams(new TesseraError("closed", reason));
-    for (const w of this.resumeWaiters.splice(0)) w.reject(new TesseraError("closed", reason));
-    if (notify) this.events.onClosed?.(reason);
+    const why = new TesseraError("closed", reason);
+    for (const w of this.resumeWaiters.splice(0)) w.reject(why);
+    const finish = () => {
+      this.dropStreams(why);
+      if (notify) this.events.onClosed?.(reason);
+    };
+    if (!notify) return finish();
+    void this.link.settle(SETTLE_MS, why).then(finish);
   }
 
   /**

@@ -49,6 +49,8 @@ export interface AgentOptions
 
 export type { AgentEvents, AgentSession, StreamService } from "./types.ts";
 
+/** How long an ended session's channel connections may take to close by themselves before they are cut. */
+const CHANNEL_GRACE_MS = 2_000;
 /** A move (see Agent.move) tries this often, this far apart, while the old connection stands. */
 const MOVE_ATTEMPTS = 60;
 const MOVE_RETRY_MS = 500;
@@ -236,8 +238,11 @@ export class Agent {
     if (!s) return;
     this.sessions.delete(id);
     this.direct.forget(id);
+    // Channels end with a FIN after what they hold (streams under way are reset in them); their connections
+    // are cut only if still there a moment later (a guest that never closes its end).
     this.channels.closeSession(id);
-    for (const sock of [...s.streams]) sock.terminate();
+    const left = [...s.streams];
+    if (left.length) setTimeout(() => left.forEach((sock) => sock.terminate()), CHANNEL_GRACE_MS).unref?.();
   }
 }
 

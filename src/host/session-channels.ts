@@ -19,7 +19,7 @@ const log = logger("host:channels");
 
 /** Byte reports of open streams at most this often, at least this seldom (the coordinator asks within). */
 const REPORT_MIN_MS = 250;
-const REPORT_MAX_MS = 10_000;
+const REPORT_MAX_MS = 1_000;
 
 interface Held {
   mux: MuxChannel;

@@ -51,7 +51,8 @@ describe("every open gets a close", () => {
     while (!(rowOf(String(openA!.streamId))?.bytes_up ?? 0) && Date.now() < deadline) await Bun.sleep(50);
     const rowA = rowOf(String(openA!.streamId));
     db.close();
-    expect(rowA?.bytes_up).toBeGreaterThan(20_000);
+    // The agent's count of the stream's bytes (the channel's frames are not the stream's).
+    expect(rowA?.bytes_up).toBeGreaterThanOrEqual(20_000);
     // Stream B: opened just before the crash (only the audit log knows it).
     const b = await held(local, randomBytes(5_000));
     await auditEvents(d, "stream.open", 3);
@@ -88,7 +89,7 @@ describe("every open gets a close", () => {
     expect(problems(report)).toEqual([]);
     expect(report.estimated).toBe(2);
     expect(Number(close!.streams)).toBeGreaterThanOrEqual(4);
-    expect(Number(close!.bytesUp)).toBeGreaterThan(short.length * 2 + 20_000);
+    expect(Number(close!.bytesUp)).toBeGreaterThanOrEqual(short.length * 2 + 20_000);
 
     host.kill("SIGTERM");
     await host.exit();
