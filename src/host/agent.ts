@@ -242,7 +242,10 @@ export class Agent {
     // are cut only if still there a moment later (a guest that never closes its end).
     this.channels.closeSession(id);
     const left = [...s.streams];
-    if (left.length) setTimeout(() => left.forEach((sock) => sock.terminate()), CHANNEL_GRACE_MS).unref?.();
+    if (!left.length) return;
+    setTimeout(() => {
+      for (const sock of left) sock.terminate();
+    }, CHANNEL_GRACE_MS).unref?.();
   }
 }
 

@@ -95,11 +95,11 @@ test("one channel per session: up before any connection and reaching nothing; 20
   expect(await metric(d, "tessera_streams_total")).toBe(0);
 
   const first = await held(local, Buffer.from("warm-up"));
-  const before = sockets(d.coordinator.p.pid);
+  const before = sockets(d.coordinator.proc.pid);
   const payloads = Array.from({ length: 20 }, (_, i) => randomBytes(10_000 + i));
   const conns = await Promise.all(payloads.map((p) => held(local, p)));
   // Twenty more streams, and not one more socket at the coordinator (each was two before the channel).
-  expect(sockets(d.coordinator.p.pid)).toBe(before);
+  expect(sockets(d.coordinator.proc.pid)).toBe(before);
   expect(await metric(d, "tessera_channels_open")).toBe(1);
   expect(t.accepted()).toBe(probe + 21);
   for (const c of [first, ...conns]) c.end();
