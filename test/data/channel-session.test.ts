@@ -80,7 +80,7 @@ describe("a session's streams on one channel", async () => {
       const closed = new Promise<void>((r) => c.on("close", () => r()));
       return { c, data, closed };
     };
-    return { target, targetConns, held, reports, server, opens, forward, client, g, a, cut };
+    return { target, targetConns, held, reports, server, opens, forward, port, client, g, a, cut };
   }
 
   test("the guest's first bytes wait at the agent for the word; the target is reached only after it", async () => {
@@ -171,4 +171,45 @@ describe("a session's streams on one channel", async () => {
     expect(reports.every((r) => r.state === "closed" && r.up === 1 && r.down === 1)).toBe(true);
     expect(t.g.mux!.closed && t.a.mux!.closed).toBe(true);
   });
+
+  test("10,000 streams opened and closed on one channel, 100 at a time: every payload byte-exact, every stream reported once", async () => {
+    const t = await setup();
+    // The coordinator's part, played at once: every announced stream is admitted.
+    let admitted = 0;
+    const admitAll = async () => {
+      for (;;) {
+        const id = await t.opens.nth(admitted);
+        t.server.admit(id, `st${id}`, t.target);
+        admitted++;
+      }
+    };
+    void admitAll();
+    const N = 10_000;
+    let next = 0;
+    const worker = async () => {
+      while (next < N) {
+        const i = next++;
+        const payload = Buffer.alloc(1 + (i % 4096), i % 251);
+        const echoed = await new Promise<Buffer>((resolve, reject) => {
+          const c = net.connect(t.port, "127.0.0.1");
+          const parts: Buffer[] = [];
+          c.on("data", (d: Buffer) => parts.push(d));
+          c.on("end", () => resolve(Buffer.concat(parts)));
+          c.on("error", reject);
+          c.end(payload);
+        });
+        if (!echoed.equals(payload)) throw new Error(`stream ${i}: ${echoed.length} bytes back of ${payload.length}`);
+      }
+    };
+    await Promise.all(Array.from({ length: 100 }, worker));
+    await t.reports.nth(N - 1);
+    const closed = t.reports.seen.filter((r) => r.state === "closed");
+    expect(closed).toHaveLength(N);
+    expect(new Set(closed.map((r) => r.streamId)).size).toBe(N);
+    expect(closed.every((r) => r.up === r.down && r.reason === undefined)).toBe(true);
+    // Nothing is left behind on either end of the channel.
+    expect(t.g.mux!.streamCount).toBe(0);
+    expect(t.a.mux!.streamCount).toBe(0);
+    expect(t.a.mux!.buffered).toBe(0);
+  }, 120_000);
 });
