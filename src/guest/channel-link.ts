@@ -4,10 +4,11 @@
 // yes when the network breaks it, and renewed when told (the path went direct, a coordinator node is
 // stopping): new streams take the new channel while the old one ends once its last stream has.
 import type { Socket } from "bun";
-import { ProtocolError, TesseraError, errorMessage } from "../errors.ts";
+import { TesseraError, errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { connectData } from "../data/data-dial.ts";
-import { MuxChannel } from "../data/mux.ts";
+import type { MuxChannel } from "../data/mux.ts";
+import { channelOver } from "../data/channel-socket.ts";
 import type { MuxStream } from "../data/mux-stream.ts";
 import { cut, type End } from "../data/pipe.ts";
 import { MuxReset } from "../wire/mux-frames.ts";
@@ -61,6 +62,8 @@ export class ChannelLink {
   private channels = 0;
   /** When the last `open` frame went (see announce). */
   private lastOpens = 0;
+  /** A renewal asked for while a channel was on its way: done once that one is up (see renew). */
+  private renewOnUp: Path | undefined;
   /** Set while the session's end waits for its channels to finish (see settle). */
   private settled: (() => void) | undefined;
 
@@ -98,6 +101,11 @@ export class ChannelLink {
    * the current one ends once its streams have. A direct channel told "direct" again is kept.
    */
   renew(path: Path): void {
+    // Asked for before this word (under the old routing): once it is up, it gives way in turn.
+    if (this.asking) {
+      this.renewOnUp = path;
+      return;
+    }
     if (this.current?.path === "direct" && path === "direct") return;
     if (this.current) this.retire(this.current);
     this.ensure();
@@ -130,13 +138,11 @@ export class ChannelLink {
     const generation = this.generation;
     const stale = () => generation !== this.generation || !this.ctx.live();
     const failed = (why: string) => {
-      if (stale()) return;
-      this.asking = undefined;
-      this.failWaiting(new TesseraError("stream", `the data channel failed: ${why}`));
+      if (!stale()) this.askFailed(f.ref, new TesseraError("stream", `the data channel failed: ${why}`));
     };
     const up = (inner: Socket<End>, path: Path) => {
       if (stale()) return cut(inner);
-      this.asking = undefined;
+      if (this.asking === f.ref) this.asking = undefined;
       this.up(f.streamId, inner, path);
     };
     const direct = f.direct ? this.ctx.direct?.() : undefined;
@@ -153,10 +159,7 @@ export class ChannelLink {
   /** The coordinator refused the channel or one of its streams (error frames name their ref). */
   refused(f: FrameOf<ServerFrame, "error">): void {
     const ref = f.ref!;
-    if (ref === this.asking) {
-      this.asking = undefined;
-      return this.failWaiting(refusal(f));
-    }
+    if (ref === this.asking) return this.askFailed(ref, refusal(f));
     const [tag, n] = ref.split(".");
     const ch = [this.current, ...this.retired].find((c) => c?.tag === tag);
     const caller = this.onRefusal.get(ref);
@@ -192,10 +195,20 @@ export class ChannelLink {
     });
   }
 
+  /** The channel asked for as `ref` will not come: what waits for it fails; asked again if told to renew meanwhile. */
+  private askFailed(ref: string, err: Error): void {
+    if (this.asking === ref) this.asking = undefined;
+    this.failWaiting(err);
+    const again = this.renewOnUp;
+    this.renewOnUp = undefined;
+    if (again) this.ensure();
+  }
+
   /** The session is over, or detached: every channel goes, and what waits for one fails. */
   drop(why: Error): void {
     this.generation++;
     this.asking = undefined;
+    this.renewOnUp = undefined;
     this.failWaiting(why);
     for (const f of this.onRefusal.values()) f(why);
     this.onRefusal.clear();
@@ -284,33 +297,20 @@ export class ChannelLink {
   /** A verified channel connection: it becomes the session's channel, and the streams waiting go on it. */
   private up(id: string, inner: Socket<End>, path: Path): void {
     const live: Live = { id, tag: `c${++this.channels}`, inner, path, next: 1, unsent: [], mux: undefined! };
-    live.mux = new MuxChannel(
-      { write: (b) => inner.write(b), close: () => inner.end() },
-      {
-        role: "opener",
-        onStreamClose: () => {
-          if (this.retired.has(live) && live.mux.streamCount === 0) live.mux.close();
-        },
-        onClose: (err) => this.lost(live, err),
+    live.mux = channelOver(inner, "host", {
+      role: "opener",
+      onStreamClose: () => {
+        if (this.retired.has(live) && live.mux.streamCount === 0) live.mux.close();
       },
-    );
-    const early = inner.data.early;
-    inner.data.early = [];
-    inner.data.earlyBytes = 0;
-    inner.data.sink = {
-      feed: (c) => live.mux.feed(c),
-      drained: () => live.mux.drained(),
-      ended: () => {
-        live.mux.transportClosed(new ProtocolError("the host closed the data channel", "disconnected"));
-        inner.end();
-      },
-      gone: () => live.mux.transportClosed(),
-    };
-    for (const c of early) live.mux.feed(c);
+      onClose: (err) => this.lost(live, err),
+    });
     if (this.current) this.retire(this.current);
     this.current = live;
     this.ctx.onPath?.(path);
     this.serveWaiting();
+    const again = this.renewOnUp;
+    this.renewOnUp = undefined;
+    if (again) this.renew(again);
   }
 
   private retire(live: Live): void {
@@ -324,7 +324,6 @@ export class ChannelLink {
   private lost(live: Live, err?: Error): void {
     this.retired.delete(live);
     this.settled?.();
-    if (!live.inner.data.closed) live.inner.terminate();
     if (this.current !== live) return;
     this.current = undefined;
     if (err) log.debug(`data channel lost: ${err.message}`);

@@ -4,9 +4,9 @@
 // and the streams opened on the old node are that node's to write in its audit log.
 import type { Duplex } from "node:stream";
 import type { Socket } from "bun";
-import { ProtocolError } from "../errors.ts";
 import { logger } from "../log.ts";
-import { MuxChannel } from "../data/mux.ts";
+import type { MuxChannel } from "../data/mux.ts";
+import { channelOver } from "../data/channel-socket.ts";
 import { MuxDuplex } from "../data/mux-duplex.ts";
 import type { End } from "../data/pipe.ts";
 import type { ControlClient } from "../wire/control-client.ts";
@@ -57,33 +57,15 @@ export class SessionChannels {
 
   /** A verified channel connection of session `sessionId`: from now on its bytes are the channel's. */
   adopt(channelId: string, sessionId: string, inner: Socket<End>): void {
-    const mux = new MuxChannel(
-      { write: (b) => inner.write(b), close: () => inner.end() },
-      {
-        role: "acceptor",
-        onClose: (err) => {
-          this.byId.delete(channelId);
-          if (!inner.data.closed) inner.terminate();
-          if (err) log.debug(`channel ${channelId} closed: ${err.message}`);
-        },
+    const mux = channelOver(inner, "guest", {
+      role: "acceptor",
+      onClose: (err) => {
+        this.byId.delete(channelId);
+        if (err) log.debug(`channel ${channelId} closed: ${err.message}`);
       },
-    );
+    });
     const server = new ChannelServer(mux, { report: (r) => this.report(sessionId, r) });
     this.byId.set(channelId, { mux, server, sessionId });
-    const early = inner.data.early;
-    inner.data.early = [];
-    inner.data.earlyBytes = 0;
-    inner.data.sink = {
-      feed: (c) => mux.feed(c),
-      drained: () => mux.drained(),
-      // A channel is never half-closed: the far end's FIN ends it.
-      ended: () => {
-        mux.transportClosed(new ProtocolError("the guest closed the data channel", "disconnected"));
-        inner.end();
-      },
-      gone: () => mux.transportClosed(),
-    };
-    for (const c of early) mux.feed(c);
     const waiting = this.settingUp.get(channelId);
     this.settingUp.delete(channelId);
     for (const w of waiting ?? []) w(this.byId.get(channelId));
