@@ -74,8 +74,6 @@ export interface DirectAcceptorOptions {
   resume?: { ticket?: Buffer };
   /** Every TLS socket made here while it lives (the owner cuts them at a session's end). */
   socks?: Set<Socket<End>>;
-  /** A stream's direct connection was verified and handed over. */
-  onTaken?(): void;
 }
 
 export class DirectAcceptor {
@@ -234,7 +232,6 @@ export class DirectAcceptor {
         const waiting = this.forget(key);
         if (!waiting || waiting.w.gone()) return cut(inner);
         waiting.w.take(inner);
-        this.o.onTaken?.();
       },
       onClose: (inner) => {
         this.o.socks?.delete(inner);

@@ -6,7 +6,7 @@ import type { Socket } from "bun";
 import { errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import type { ClientFrame, FrameOf, ServerFrame } from "../wire/protocol.ts";
-import { pair, type End } from "../data/pipe.ts";
+import type { End } from "../data/pipe.ts";
 import type { InnerTls } from "../data/data-dial.ts";
 import { DirectAcceptor, type DirectWaiter, type PeerPin } from "../data/direct-accept.ts";
 import { hintsProblem, probeToken, signHints, type Hint } from "../wire/hints.ts";
@@ -34,7 +34,8 @@ export interface DirectListenerOptions {
   send(f: ClientFrame): void;
   /** The coordinator is reached on loopback: a loopback hint of the host's may be dialled. */
   coordinatorOnLoopback: boolean;
-  onPath?(path: "direct" | "relay"): void;
+  /** This guest proved the host's hint (`share --direct-listen`): the session's channel may go direct now. */
+  onProven?(): void;
 }
 
 export class DirectListener {
@@ -44,8 +45,6 @@ export class DirectListener {
   private hostAddr: Hint | undefined;
   private hostHinted = false;
   private readonly reports: StreamReports;
-  /** Whether the last stream went direct: new connections then skip the relay's pre-dial. */
-  active = false;
 
   constructor(private readonly o: DirectListenerOptions) {
     this.pin = { peerSpki: o.hostSpki, checked: o.checked };
@@ -56,10 +55,6 @@ export class DirectListener {
       peerRole: "host",
       resume: o.resume,
       socks: o.socks,
-      onTaken: () => {
-        if (!this.active) o.onPath?.("direct");
-        this.active = true;
-      },
     });
   }
 
@@ -114,9 +109,9 @@ export class DirectListener {
     const { won, why } = await firstProbe(v.dial, this.o.sessionId, this.dialOptions());
     if (!won) return report(false, counts, `no hint reached the host (${why.join("; ")})`);
     this.hostAddr = won;
-    // The report first: the coordinator then routes the spares the pool asks for at once onto the direct path.
+    // The report first: the coordinator then routes the channel asked for at once onto the direct path.
     report(true, counts);
-    this.o.onPath?.("direct");
+    this.o.onProven?.();
   }
 
   /** Dials the host for a stream; a failure is reported, and the stream goes through the relay unseen. */
@@ -131,8 +126,6 @@ export class DirectListener {
       this.hostAddr = undefined;
       log.debug(`stream ${f.streamId}: the direct path failed (${conn.message}); through the coordinator instead`);
       this.reports.add(f.sessionId, { streamId: f.streamId, state: "failed", reason: conn.message.slice(0, 200) });
-      this.active = false;
-      this.o.onPath?.("relay");
       return w.fallback();
     }
     this.o.socks.add(conn.raw);
@@ -141,45 +134,15 @@ export class DirectListener {
     conn.inner.data.onClose = (x) => this.o.socks.delete(x);
     if (w.gone()) return cutBoth(conn);
     w.take(conn.inner);
-    if (!this.active) this.o.onPath?.("direct");
-    this.active = true;
   }
 
   private dialOptions(): DirectDialOptions {
     return { tls: this.o.tls, isServer: false, peerRole: "host", pin: this.pin, resume: this.o.resume };
   }
 
-  /** A local TCP connection waits: paired with the direct connection, or `relay` if the agent cannot reach us. */
-  expectSocket(
-    f: FrameOf<ServerFrame, "stream">,
-    local: Socket<End>,
-    relay: () => void,
-    onError?: (m: string) => void,
-  ): void {
-    const onClose = local.data.onClose;
-    // The local client leaving first: the agent's connection, when it comes, finds nothing and is closed.
-    local.data.onClose = (s, clean) => {
-      if (!s.data.peer) this.acceptor.cancel(f.streamId);
-      onClose?.(s, clean);
-    };
-    this.expect(f, {
-      take: (inner) => pair(local, inner),
-      gone: () => local.data.closed,
-      fallback: relay,
-      fail: (why) => {
-        onError?.(why);
-        local.terminate();
-      },
-    });
-  }
-
   /** The coordinator says the agent could not reach us for this stream: it goes through the relay. */
   fallback(streamId: string): void {
-    const w = this.acceptor.cancel(streamId);
-    if (!w) return;
-    this.active = false;
-    this.o.onPath?.("relay");
-    w.fallback();
+    this.acceptor.cancel(streamId)?.fallback();
   }
 
   stop(): void {

@@ -255,7 +255,7 @@ export class Guest {
       socks: this.socks,
       send: (f) => this.client.send(f),
       coordinatorOnLoopback: onLoopback,
-      onPath: (p) => this.pathIs(p),
+      onProven: () => this.link.renew("direct"),
     });
     try {
       listener.offer(this.keyPem, (port) => (this.directOpts.hints ?? localHints)(port, onLoopback));
