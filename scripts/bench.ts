@@ -4,19 +4,32 @@
 // Options: --runs N  --duration MS  --setup N  --rtt N  --idle N  --paths direct,ssh,tessera,tessera-direct  --json FILE  --quick
 //          --conns N (request/response connections)  --delay MS (delayed link, each way)  --delay-setup N
 //          --only bulk,setup,rtt,rr,redis,delay,idle,help (which workloads; all by default)
-//          --paths may add mux-proto: issue 29's data channel alone (scripts/bench/mux-forward.ts)  --pool N (join --pool)
+//          --before BIN: another tessera binary (an older build) measured in the same run as two more
+//          paths, `before` (relay) and `before-direct`, each also printed as this build's ratio to it
 //          --profile DIR (CPU profiles of coordinator, share and join, written when they exit)
 //          --redis-clients 50,1  --redis-requests N (per client count of 50; scaled down for fewer clients)
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { openIdle, requestResponse, roundTrips, setupTimes, throughput } from "./bench/client.ts";
+import { requestResponse, roundTrips, setupTimes, throughput } from "./bench/client.ts";
 import { cpuMeter, printCpu, type CpuCost } from "./bench/cpu.ts";
 import { measureDelayed, printDelayed, type DelayedResult } from "./bench/delayed.ts";
+import { measureIdle, printIdle, type IdleResult } from "./bench/idle.ts";
 import { haveRedis, measureRedis, printRedis, type RedisResult } from "./bench/redis.ts";
-import { direct, helpTimes, joinFlags, muxProto, ROOT, ssh, startTarget, tessera, type Path } from "./bench/paths.ts";
-import { cpuSeconds, killAll, killOnSignal, peakRssMb, processName, rssMb, socketCount } from "./bench/procs.ts";
+import {
+  BEFORE_OF,
+  direct,
+  helpTimes,
+  ROOT,
+  SHORT,
+  ssh,
+  startTarget,
+  TESSERA_PATHS,
+  tesseraPaths,
+  type Path,
+} from "./bench/paths.ts";
+import { killAll, killOnSignal, peakRssMb, processName } from "./bench/procs.ts";
 import { fmt, median, percentile, table } from "./bench/stats.ts";
 
 const { values: a } = parseArgs({
@@ -37,7 +50,7 @@ const { values: a } = parseArgs({
     only: { type: "string", default: "bulk,setup,rtt,rr,redis,delay,idle,help" },
     "redis-clients": { type: "string", default: "50,1" },
     "redis-requests": { type: "string", default: "100000" },
-    pool: { type: "string", description: "join --pool for the tessera paths (default: join's own)" },
+    before: { type: "string", description: "another tessera binary, measured as the paths before and before-direct" },
   },
 });
 const num = (s: string, name: string, min: number) => {
@@ -64,15 +77,11 @@ const redisClients = a["redis-clients"]!.split(",").map((c) => num(c, "redis-cli
 const redisRequests = a.quick ? 20_000 : num(a["redis-requests"]!, "redis-requests", 100);
 // One client makes far fewer requests a second than fifty: a fifth as many keeps each measurement near a second.
 const redisRequestsFor = (clients: number) => (clients >= 10 ? redisRequests : Math.ceil(redisRequests / 5));
-if (a.pool !== undefined) joinFlags.push("--pool", String(num(a.pool, "pool", 0)));
-
-/** The tessera paths, each compared with ssh -L and direct TCP. */
-const TESSERA_PATHS = ["tessera", "tessera-direct", "mux-proto"] as const;
-const SHORT: Record<(typeof TESSERA_PATHS)[number], string> = {
-  tessera: "relay",
-  "tessera-direct": "t-direct",
-  "mux-proto": "mux",
-};
+const before = a.before;
+if (before !== undefined) {
+  if (!fs.existsSync(before)) throw new Error(`--before ${before}: no such file`);
+  wanted.add("before").add("before-direct");
+}
 
 type Metric = "tp1" | "tp8" | "setupP50" | "setupP99" | "setupGapP50" | "rttP50" | "rttP99" | "rr1" | "rr16";
 /** Connections opened one at a time with this pause between them (a person's psql, a page's next request). */
@@ -113,9 +122,7 @@ try {
     if (fs.existsSync("/usr/sbin/sshd")) paths.push(await ssh(target.port, dir));
     else say("no /usr/sbin/sshd (apt-get install openssh-server): ssh -L skipped");
   }
-  if (wanted.has("tessera")) paths.push(await tessera(target.port, dir, a.profile));
-  if (wanted.has("tessera-direct")) paths.push(await tessera(target.port, dir, a.profile, undefined, "direct"));
-  if (wanted.has("mux-proto")) paths.push(await muxProto(target.port, dir));
+  paths.push(...(await tesseraPaths(target.port, dir, wanted, before, { profileDir: a.profile })));
   say(`paths up: ${paths.map((p) => `${p.name} -> 127.0.0.1:${p.port}`).join(", ")}`);
 
   // Warm-up, the same for every path, not measured: fresh processes are still compiling their hot code.
@@ -211,63 +218,23 @@ try {
       .map((q) => ({ path: p.name, role: q.role, pid: q.pid, cmd: processName(q.pid), peakRssMb: peakRssMb(q.pid) })),
   );
 
-  let idle: Record<string, number> | undefined;
-  const t = paths.find((p) => p.name === "tessera");
-  if (t && opt.idle > 0 && only.has("idle")) {
-    const [coord, agent, guest] = t.processes();
-    const before = rssMb(coord!.pid);
-    const socketsBefore = socketCount(coord!.pid);
-    const cpu0 = cpuSeconds(coord!.pid);
-    const t0 = performance.now();
-    const streams = await openIdle(t.port, opt.idle);
-    const openSecs = (performance.now() - t0) / 1000;
-    const cpu1 = cpuSeconds(coord!.pid);
-    const holdMs = 5000;
-    await Bun.sleep(holdMs);
-    const cpu2 = cpuSeconds(coord!.pid);
-    idle = {
-      streams: streams.open,
-      coordinatorRssBeforeMb: before,
-      coordinatorRssMb: rssMb(coord!.pid),
-      coordinatorSocketsBefore: socketsBefore,
-      coordinatorSockets: socketCount(coord!.pid),
-      coordinatorCpuSecondsToOpen: cpu1 - cpu0,
-      coordinatorCpuPercentIdle: ((cpu2 - cpu1) / (holdMs / 1000)) * 100,
-      openSeconds: openSecs,
-      agentRssMb: rssMb(agent!.pid),
-      guestRssMb: rssMb(guest!.pid),
-    };
-    streams.close();
-    say(
-      `${streams.open} idle streams: coordinator ${fmt(idle.coordinatorRssMb)} MB RSS, ${fmt(idle.coordinatorCpuPercentIdle)}% CPU while idle`,
-    );
-  }
-
-  // The channel alone with as many idle streams: its two processes' memory and sockets (no coordinator in it).
-  let muxIdle: Record<string, number> | undefined;
-  const m = paths.find((p) => p.name === "mux-proto");
-  if (m && opt.idle > 0 && only.has("idle")) {
-    const [guest, agent] = m.processes();
-    const streams = await openIdle(m.port, opt.idle);
-    muxIdle = {
-      streams: streams.open,
-      guestRssMb: rssMb(guest!.pid),
-      agentRssMb: rssMb(agent!.pid),
-      guestSockets: socketCount(guest!.pid),
-      agentSockets: socketCount(agent!.pid),
-    };
-    streams.close();
-    say(
-      `mux-proto, ${streams.open} idle streams: guest ${fmt(muxIdle.guestRssMb)} MB / ${muxIdle.guestSockets} sockets, agent ${fmt(muxIdle.agentRssMb)} MB / ${muxIdle.agentSockets} sockets`,
-    );
-  }
+  // Each tessera path in turn (one path's streams closing is let finish before the next one's open).
+  const idle: Record<string, IdleResult> = {};
+  if (opt.idle > 0 && only.has("idle"))
+    for (const p of paths.filter((q) => (TESSERA_PATHS as readonly string[]).includes(q.name))) {
+      await Bun.sleep(1000);
+      const r = (idle[p.name] = await measureIdle(p, opt.idle));
+      say(
+        `${p.name}, ${r.streams} idle streams: coordinator ${fmt(r.coordinatorRssMb)} MB RSS, ${r.coordinatorSocketsBefore} -> ${r.coordinatorSockets} sockets, ${fmt(r.coordinatorCpuPercentIdle)}% CPU while idle`,
+      );
+    }
 
   // The redis paths are their own processes (the share forwards to redis-server), set up after the others.
   let redis: RedisResult | undefined;
   if (only.has("redis")) {
     if (haveRedis()) {
       say(`redis-benchmark: ${redisClients.join(" and ")} clients`);
-      redis = await measureRedis(dir, wanted, opt.runs, redisClients, redisRequestsFor, say);
+      redis = await measureRedis(dir, wanted, before, opt.runs, redisClients, redisRequestsFor, say);
     } else say("no redis-server/redis-benchmark (apt-get install redis-server redis-tools): redis skipped");
   }
 
@@ -275,25 +242,32 @@ try {
   let delayed: DelayedResult | undefined;
   if (only.has("delay")) {
     say(`delayed link: ${delayMs} ms each way on every hop`);
-    delayed = await measureDelayed(target, dir, wanted, delayMs, delaySetups);
+    delayed = await measureDelayed(target, dir, wanted, before, delayMs, delaySetups);
   }
 
   const help = only.has("help") ? helpTimes(opt.help) : [];
+  const helpBefore = only.has("help") && before ? helpTimes(opt.help, before) : [];
   const summary = summarize(results);
-  // Each tessera path (relay, direct) as a ratio to ssh -L and to direct TCP, from the same runs.
-  const ratioCols = TESSERA_PATHS.flatMap((tp) =>
-    (["ssh", "direct"] as const)
-      .filter((b) => results[tp] && results[b])
-      .map((b) => ({ tp, b, head: `${SHORT[tp]}/${b}` })),
-  );
-  const rows: string[][] = [["metric", ...paths.map((p) => p.name), ...ratioCols.map((c) => c.head)]];
-  for (const m of METRICS) {
-    rows.push([
-      `${m.label} (${m.unit})`,
-      ...paths.map((p) => fmt(summary.medians[p.name]![m.key], m.unit === "ms" ? 3 : 2)),
-      ...ratioCols.map((c) => ratio(summary.ratiosOf[c.tp]?.[c.b]?.[m.key])),
-    ]);
-  }
+  // Each tessera path as a ratio to ssh -L beside the figures; to direct TCP and, with --before, this
+  // build to the other binary in a second table (one table with all of them would not fit a screen).
+  const ratioCols = (bases: readonly ("ssh" | "direct" | "before")[]) =>
+    bases.flatMap((b) =>
+      TESSERA_PATHS.filter((tp) => summary.ratiosOf[tp]?.[b]).map((tp) => ({
+        tp,
+        b,
+        head: b === "before" ? `${SHORT[tp]}/${SHORT[BEFORE_OF[tp as keyof typeof BEFORE_OF]]}` : `${SHORT[tp]}/${b}`,
+      })),
+    );
+  const ratioTable = (first: string[], cols: ReturnType<typeof ratioCols>) => {
+    const rows: string[][] = [["metric", ...first, ...cols.map((c) => c.head)]];
+    for (const m of METRICS)
+      rows.push([
+        `${m.label} (${m.unit})`,
+        ...first.map((name) => fmt(summary.medians[name]![m.key], m.unit === "ms" ? 3 : 2)),
+        ...cols.map((c) => ratio(summary.ratiosOf[c.tp]?.[c.b]?.[m.key])),
+      ]);
+    return table(rows);
+  };
   console.log(`\nmedian of ${opt.runs} run(s); ratios are medians of per-run ratios; MB = 10^6 bytes`);
   console.log(
     `load average at start ${loadAtStart.map((l) => l.toFixed(2)).join(" ")}, at end ${os
@@ -301,7 +275,17 @@ try {
       .map((l) => l.toFixed(2))
       .join(" ")} (${os.cpus().length} cores; other work on the machine lowers every figure)\n`,
   );
-  console.log(table(rows));
+  console.log(
+    ratioTable(
+      paths.map((p) => p.name),
+      ratioCols(["ssh"]),
+    ),
+  );
+  const more = ratioCols(["direct", "before"]);
+  if (more.length) {
+    console.log(`\nratios to direct TCP${before ? ", and of this build's paths to the same path of --before" : ""}:`);
+    console.log(ratioTable([], more));
+  }
   console.log("\npeak RSS (VmHWM) of each process of each path:");
   console.log(
     table([
@@ -309,22 +293,7 @@ try {
       ...rss.map((r) => [r.path, r.role, String(r.pid), fmt(r.peakRssMb, 1)]),
     ]),
   );
-  if (idle) {
-    console.log(`\ntessera with ${idle.streams} concurrent idle streams through one session:`);
-    console.log(
-      table([
-        ["", "value"],
-        ["coordinator RSS before (MB)", fmt(idle.coordinatorRssBeforeMb, 1)],
-        ["coordinator RSS with streams (MB)", fmt(idle.coordinatorRssMb, 1)],
-        ["coordinator sockets before / with streams", `${idle.coordinatorSocketsBefore} / ${idle.coordinatorSockets}`],
-        ["coordinator CPU to open them (s)", fmt(idle.coordinatorCpuSecondsToOpen)],
-        ["coordinator CPU while idle (%)", fmt(idle.coordinatorCpuPercentIdle)],
-        ["agent RSS (MB)", fmt(idle.agentRssMb, 1)],
-        ["guest RSS (MB)", fmt(idle.guestRssMb, 1)],
-        ["time to open all (s)", fmt(idle.openSeconds)],
-      ]),
-    );
-  }
+  printIdle(idle);
   printCpu(cpu, { rr1: "per request (µs)", rr16: "per pipelined request (µs)", setup: "per stream setup (µs)" });
   if (redis) printRedis(redis);
   if (delayed) printDelayed(delayed);
@@ -332,8 +301,12 @@ try {
     console.log(
       `\ntessera --help: median ${fmt(median(help.map((h) => h.wallMs)), 1)} ms wall (min ${fmt(Math.min(...help.map((h) => h.wallMs)), 1)}), median ${fmt(median(help.map((h) => h.cpuMs)), 1)} ms CPU, over ${help.length} runs`,
     );
+  if (helpBefore.length)
+    console.log(
+      `--before's --help: median ${fmt(median(helpBefore.map((h) => h.wallMs)), 1)} ms wall, median ${fmt(median(helpBefore.map((h) => h.cpuMs)), 1)} ms CPU`,
+    );
 
-  const targets = checkTargets(summary, idle, median(help.map((h) => h.wallMs)), delayed, redis);
+  const targets = checkTargets(summary, idle.tessera, median(help.map((h) => h.wallMs)), delayed, redis);
   console.log("\ntargets:");
   for (const tg of targets)
     console.log(`  ${tg.met === undefined ? "n/a " : tg.met ? "MET " : "MISS"}  ${tg.what}: ${tg.value}`);
@@ -355,10 +328,10 @@ try {
     rss,
     cpu,
     idle,
-    muxIdle,
     delayed,
     redis,
     helpMs: help,
+    helpBeforeMs: helpBefore,
     targets,
   };
   fs.mkdirSync(path.dirname(a.json!), { recursive: true });
@@ -377,13 +350,14 @@ function summarize(results: Record<string, Record<Metric, number[]>>) {
   for (const [name, r] of Object.entries(results)) {
     medians[name] = Object.fromEntries(METRICS.map((m) => [m.key, median(r[m.key])])) as Record<Metric, number>;
   }
-  const ratiosOf: Record<string, Partial<Record<"ssh" | "direct", Record<Metric, number>>>> = {};
+  // ratiosOf[path].before: this build's path over the same path of --before's binary.
+  const ratiosOf: Record<string, Partial<Record<"ssh" | "direct" | "before", Record<Metric, number>>>> = {};
   for (const tp of TESSERA_PATHS) {
     const t = results[tp];
     if (!t) continue;
     ratiosOf[tp] = {};
-    for (const base of ["ssh", "direct"] as const) {
-      const b = results[base];
+    for (const base of ["ssh", "direct", "before"] as const) {
+      const b = results[base === "before" ? BEFORE_OF[tp as keyof typeof BEFORE_OF] : base];
       if (!b) continue;
       ratiosOf[tp][base] = Object.fromEntries(
         METRICS.map((m) => [m.key, median(t[m.key].map((x, i) => x / b[m.key][i]!))]),
@@ -396,7 +370,7 @@ function summarize(results: Record<string, Record<Metric, number[]>>) {
 
 function checkTargets(
   s: ReturnType<typeof summarize>,
-  idle: Record<string, number> | undefined,
+  idle: IdleResult | undefined,
   helpMs: number,
   delayed: DelayedResult | undefined,
   redis: RedisResult | undefined,
@@ -465,15 +439,15 @@ function checkTargets(
     (x) => `${fmt(x)}x`,
   );
   add(
-    "stream setup p50 <= 2x ssh -L's (back to back)",
+    "stream setup p50 <= 1.0x ssh -L's (back to back)",
     r.ssh?.setupP50,
-    (x) => x <= 2,
+    (x) => x <= 1,
     (x) => `${fmt(x)}x ssh`,
   );
   add(
-    `stream setup p50 <= 2x ssh -L's (${SETUP_GAP_MS} ms apart)`,
+    `stream setup p50 <= 1.0x ssh -L's (${SETUP_GAP_MS} ms apart)`,
     r.ssh?.setupGapP50,
-    (x) => x <= 2,
+    (x) => x <= 1,
     (x) => `${fmt(x)}x ssh (${fmt(t?.setupGapP50, 3)} vs ${fmt(s.medians.ssh?.setupGapP50, 3)} ms)`,
   );
   const dt = delayed?.paths.tessera;
@@ -491,6 +465,13 @@ function checkTargets(
     idle?.coordinatorRssMb,
     (x) => x < 150,
     (x) => `${fmt(x, 1)} MB`,
+  );
+  // Issue 29: one data channel per session, so idle streams add no coordinator sockets (two each before).
+  add(
+    "1,000 idle streams on the relay: coordinator sockets added <= 2",
+    idle ? idle.coordinatorSockets - idle.coordinatorSocketsBefore : undefined,
+    (x) => x <= 2,
+    (x) => `+${x} (${idle!.coordinatorSocketsBefore} -> ${idle!.coordinatorSockets})`,
   );
   add(
     "tessera --help < 60 ms",
@@ -556,16 +537,31 @@ function checkTargets(
     (x) => `${fmt(x)}x`,
   );
   add(
-    "direct path: stream setup p50 <= 2x ssh -L's (back to back)",
+    "direct path: stream setup p50 <= 1.0x ssh -L's (back to back)",
     d?.ssh?.setupP50,
-    (x) => x <= 2,
+    (x) => x <= 1,
     (x) => `${fmt(x)}x ssh`,
   );
   add(
-    `direct path: stream setup p50 <= 2x ssh -L's (${SETUP_GAP_MS} ms apart)`,
+    `direct path: stream setup p50 <= 1.0x ssh -L's (${SETUP_GAP_MS} ms apart)`,
     d?.ssh?.setupGapP50,
-    (x) => x <= 2,
+    (x) => x <= 1,
     (x) => `${fmt(x)}x ssh`,
   );
+  // Issue 29: bulk no worse than the build given by --before, measured in the same run.
+  for (const [tp, name] of [
+    ["tessera", "relay"],
+    ["tessera-direct", "direct path"],
+  ] as const)
+    for (const [k, n] of [
+      ["tp1", 1],
+      ["tp8", 8],
+    ] as const)
+      add(
+        `${name}: ${n}-stream throughput >= --before's`,
+        s.ratiosOf[tp]?.before?.[k],
+        (x) => x >= 1,
+        (x) => `${fmt(x)}x`,
+      );
   return out;
 }

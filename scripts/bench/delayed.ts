@@ -3,7 +3,7 @@
 // ssh -> sshd for ssh -L, agent -> coordinator and guest -> coordinator for tessera. Reports what a
 // new stream costs there, in milliseconds and in round trips of the forwarder.
 import { roundTrips, setupTimes } from "./client.ts";
-import { delayedLegs, direct, ssh, tessera, type Path } from "./paths.ts";
+import { delayedLegs, direct, ssh, tesseraPaths, type Path } from "./paths.ts";
 import type { Proc } from "./procs.ts";
 import { fmt, percentile, table } from "./stats.ts";
 
@@ -18,14 +18,22 @@ export interface DelayedResult {
   >;
 }
 
-// tessera-direct is not run on the delayed link (its agent -> guest hop bypasses the forwarders); one hop if it were.
-const HOPS: Record<Path["name"], number> = { direct: 1, ssh: 1, tessera: 2, "tessera-direct": 1, "mux-proto": 1 };
+// The direct paths are not run on the delayed link (their agent -> guest hop bypasses the forwarders); one hop if they were.
+const HOPS: Record<Path["name"], number> = {
+  direct: 1,
+  ssh: 1,
+  tessera: 2,
+  "tessera-direct": 1,
+  before: 2,
+  "before-direct": 1,
+};
 
 /** Sets the delayed paths up, measures them one after another, and stops them (and their forwarders). */
 export async function measureDelayed(
   target: { port: number; proc: Proc },
   dir: string,
   wanted: Set<string>,
+  before: string | undefined,
   delayMs: number,
   setups: number,
 ): Promise<DelayedResult> {
@@ -35,7 +43,8 @@ export async function measureDelayed(
   try {
     if (wanted.has("direct")) paths.push(await direct(target, via));
     if (wanted.has("ssh")) paths.push(await ssh(target.port, dir, via));
-    if (wanted.has("tessera")) paths.push(await tessera(target.port, dir, undefined, via));
+    const relays = new Set([...wanted].filter((w) => w === "tessera" || w === "before"));
+    paths.push(...(await tesseraPaths(target.port, dir, relays, before, { via })));
     const out: DelayedResult = { delayMs, legRttMs: 2 * delayMs, paths: {} };
     for (const p of paths) {
       await setupTimes(p.port, 3); // warm-up, not measured
@@ -87,11 +96,12 @@ export function printDelayed(r: DelayedResult): void {
       fmt(p.setupPathRtts),
     ]);
   }
-  const t = r.paths.tessera;
   const s = r.paths.ssh;
-  if (t && s)
+  for (const name of ["tessera", "before"]) {
+    const t = r.paths[name];
+    if (!t || !s) continue;
     rows.push([
-      "tessera/ssh",
+      `${name}/ssh`,
       "",
       `${fmt(t.setupP50 / s.setupP50)}x`,
       `${fmt(t.setupMin / s.setupMin)}x`,
@@ -99,5 +109,6 @@ export function printDelayed(r: DelayedResult): void {
       "",
       "",
     ]);
+  }
   console.log(table(rows));
 }

@@ -1,6 +1,7 @@
 // The paths a guest could use to reach the host's service, each set up on loopback: direct (the
 // machine's limit), ssh -L through a private sshd, tessera through the coordinator (the relay, with
-// --relay-only) and tessera-direct (the agent dials the guest: issue 20's direct path).
+// --relay-only) and tessera-direct (the session's channel straight from the agent to the guest). With
+// bench.ts --before BIN, `before` and `before-direct` are the same two set up with another tessera binary.
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -8,7 +9,7 @@ import { descendants, run, spawn, type Proc } from "./procs.ts";
 import { setupTimes } from "./client.ts";
 
 export interface Path {
-  name: "direct" | "ssh" | "tessera" | "tessera-direct" | "mux-proto";
+  name: "direct" | "ssh" | TesseraPath;
   /** Where the client connects. */
   port: number;
   /** The processes that make up the path (role and pid), read when RSS is reported. */
@@ -18,8 +19,21 @@ export interface Path {
   info: Record<string, string>;
 }
 
+/** The paths through tessera: this build's relay and direct path, and another binary's (--before). */
+export const TESSERA_PATHS = ["tessera", "tessera-direct", "before", "before-direct"] as const;
+export type TesseraPath = (typeof TESSERA_PATHS)[number];
+/** Short names for ratio columns. */
+export const SHORT: Record<TesseraPath, string> = {
+  tessera: "relay",
+  "tessera-direct": "t-direct",
+  before: "before",
+  "before-direct": "b-direct",
+};
+/** Each of this build's paths and the other binary's path it is compared with. */
+export const BEFORE_OF = { tessera: "before", "tessera-direct": "before-direct" } as const;
+
 export const ROOT = path.resolve(import.meta.dir, "../..");
-const TESSERA = path.join(ROOT, "dist/tessera");
+const DEFAULT_BIN = path.join(ROOT, "dist/tessera");
 
 /** A free loopback port (asked of the kernel, then released for the child to bind). */
 export async function freePort(): Promise<number> {
@@ -177,34 +191,49 @@ export async function ssh(targetPort: number, dir: string, via: Leg = noDelay, p
   };
 }
 
-/** Extra flags for every tessera `join` the benchmark starts (bench.ts --pool). */
-export const joinFlags: string[] = [];
+export interface TesseraOptions {
+  /** "relay" pins every stream to the coordinator (join --relay-only); "direct" (default path) waits until the session's streams go straight from the agent to the guest. */
+  mode?: "relay" | "direct";
+  /** Another tessera binary (bench.ts --before): the path is then named before / before-direct. */
+  bin?: string;
+  /** The long-running tessera processes write CPU profiles here when they exit. */
+  profileDir?: string;
+  via?: Leg;
+  probe?: Probe;
+}
 
-/**
- * With `profileDir`, the long-running tessera processes write CPU profiles there when they exit.
- * `mode`: "relay" pins every stream to the coordinator (join --relay-only); "direct" waits until the
- * session's streams go straight from the agent to the guest.
- */
-export async function tessera(
+/** The tessera paths `wanted` names: this build's, then `before`'s (another binary) when given. */
+export async function tesseraPaths(
   targetPort: number,
   dir: string,
-  profileDir?: string,
-  via: Leg = noDelay,
-  mode: "relay" | "direct" = "relay",
-  probe?: Probe,
-): Promise<Path> {
-  if (!fs.existsSync(TESSERA)) throw new Error(`${TESSERA} is missing: run \`bun run build\` first`);
+  wanted: Set<string>,
+  before: string | undefined,
+  o: Omit<TesseraOptions, "mode" | "bin"> = {},
+): Promise<Path[]> {
+  const out: Path[] = [];
+  if (wanted.has("tessera")) out.push(await tessera(targetPort, dir, { ...o, mode: "relay" }));
+  if (wanted.has("tessera-direct")) out.push(await tessera(targetPort, dir, { ...o, mode: "direct" }));
+  if (before && wanted.has("before")) out.push(await tessera(targetPort, dir, { ...o, mode: "relay", bin: before }));
+  if (before && wanted.has("before-direct"))
+    out.push(await tessera(targetPort, dir, { ...o, mode: "direct", bin: before }));
+  return out;
+}
+
+export async function tessera(targetPort: number, dir: string, o: TesseraOptions = {}): Promise<Path> {
+  const { mode = "relay", via = noDelay, probe, profileDir } = o;
+  const bin = o.bin ? path.resolve(o.bin) : DEFAULT_BIN;
+  if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: run \`bun run build\` first`);
   const d = fs.mkdtempSync(path.join(dir, "tessera-"));
   const prof: Record<string, string> = profileDir
     ? { BUN_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.resolve(profileDir)}` }
     : {};
   const hostEnv = { TESSERA_HOME: path.join(d, "host"), ...prof };
   const guestEnv = { TESSERA_HOME: path.join(d, "guest"), ...prof };
-  await run("tessera ca", [TESSERA, "ca", "--coordinator-name", "localhost", "--dir", "pki"], { cwd: d });
+  await run("tessera ca", [bin, "ca", "--coordinator-name", "localhost", "--dir", "pki"], { cwd: d });
   const coordinator = spawn(
     "coordinator",
     [
-      TESSERA,
+      bin,
       "coordinator",
       "--certs",
       "pki",
@@ -224,20 +253,20 @@ export async function tessera(
   const hostAddress = `localhost:${await via("agent -> coordinator", port)}`;
   const guestAddress = `localhost:${await via("guest -> coordinator", port)}`;
   const token = fs.readFileSync(path.join(d, "pki/enroll-token"), "utf8").trim();
-  await run("tessera link (host)", [TESSERA, "link", hostAddress, "--token", token, "--name", "bench-host"], {
+  await run("tessera link (host)", [bin, "link", hostAddress, "--token", token, "--name", "bench-host"], {
     cwd: d,
     env: hostEnv,
   });
-  await run("tessera link (guest)", [TESSERA, "link", guestAddress, "--ca-file", "pki/ca.crt"], {
+  await run("tessera link (guest)", [bin, "link", guestAddress, "--ca-file", "pki/ca.crt"], {
     cwd: d,
     env: guestEnv,
   });
-  const host = spawn("share", [TESSERA, "share", "--port", String(targetPort)], { cwd: d, env: hostEnv });
+  const host = spawn("share", [bin, "share", "--port", String(targetPort)], { cwd: d, env: hostEnv });
   const code = (await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})$/m))[1]!;
   const guest = spawn(
     "join",
     [
-      TESSERA,
+      bin,
       "join",
       code,
       "--name",
@@ -247,7 +276,6 @@ export async function tessera(
       "--local",
       "127.0.0.1:0",
       ...(mode === "relay" ? ["--relay-only"] : []),
-      ...joinFlags,
     ],
     { cwd: d, env: guestEnv },
   );
@@ -263,9 +291,9 @@ export async function tessera(
     await Bun.sleep(50);
   }
   return {
-    name: mode === "direct" ? "tessera-direct" : "tessera",
+    name: o.bin ? (mode === "direct" ? "before-direct" : "before") : mode === "direct" ? "tessera-direct" : "tessera",
     port: local,
-    info: { version: (await run("tessera version", [TESSERA, "--version"])).trim() },
+    info: { version: (await run("tessera version", [bin, "--version"])).trim() },
     processes: () => [
       { role: "coordinator", pid: coordinator.pid },
       { role: "share (agent)", pid: host.pid },
@@ -282,79 +310,14 @@ export async function tessera(
 }
 
 /** `tessera --help` from the compiled binary: wall time and CPU time (user + system; steadier on a busy machine), ms per run. */
-export function helpTimes(n: number): { wallMs: number; cpuMs: number }[] {
+export function helpTimes(n: number, bin = DEFAULT_BIN): { wallMs: number; cpuMs: number }[] {
   const out: { wallMs: number; cpuMs: number }[] = [];
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
-    const r = Bun.spawnSync([TESSERA, "--help"], { stdout: "ignore", stderr: "ignore" });
+    const r = Bun.spawnSync([bin, "--help"], { stdout: "ignore", stderr: "ignore" });
     const wallMs = performance.now() - t0;
     if (r.exitCode !== 0) throw new Error(`tessera --help exited ${r.exitCode}`);
     out.push({ wallMs, cpuMs: Number(r.resourceUsage.cpuTime.total) / 1000 });
   }
   return out;
-}
-
-/**
- * Issue 29's data channel measured on its own (scripts/bench/mux-forward.ts): a guest process and an agent
- * process joined by one TLS 1.3 connection, streams multiplexed inside; no coordinator. A prototype path.
- */
-export async function muxProto(targetPort: number, dir: string, probe?: Probe): Promise<Path> {
-  const d = fs.mkdtempSync(path.join(dir, "mux-"));
-  await run("openssl", [
-    "openssl",
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    path.join(d, "key.pem"),
-    "-out",
-    path.join(d, "cert.pem"),
-    "-days",
-    "1",
-    "-subj",
-    "/CN=localhost",
-    "-addext",
-    "subjectAltName=DNS:localhost",
-  ]);
-  const script = path.join(import.meta.dir, "mux-forward.ts");
-  const agent = spawn("mux agent", [
-    "bun",
-    script,
-    "agent",
-    "--target",
-    String(targetPort),
-    "--cert",
-    path.join(d, "cert.pem"),
-    "--key",
-    path.join(d, "key.pem"),
-  ]);
-  const agentPort = Number((await agent.waitFor(/port (\d+)/))[1]);
-  const guest = spawn("mux guest", [
-    "bun",
-    script,
-    "guest",
-    "--agent",
-    String(agentPort),
-    "--ca",
-    path.join(d, "cert.pem"),
-  ]);
-  const port = Number((await guest.waitFor(/port (\d+)/))[1]);
-  await untilForwarding(port, guest, probe);
-  return {
-    name: "mux-proto",
-    port,
-    info: {},
-    processes: () => [
-      { role: "mux guest", pid: guest.pid },
-      { role: "mux agent", pid: agent.pid },
-    ],
-    stop: async () => {
-      await guest.stop();
-      await agent.stop();
-    },
-  };
 }

@@ -1,9 +1,9 @@
 // A real C client beside the bench's own: redis-benchmark (GET and SET) against a private redis-server,
-// through direct TCP, ssh -L, tessera's relay (--relay-only) and tessera's default (direct) path, with
-// many clients and with one. Each run takes every path back to back, so the ratios compare like with like.
+// through direct TCP, ssh -L, tessera's relay (--relay-only) and tessera's default (direct) path (and
+// another binary's two with --before), with many clients and with one. Each run takes every path back to back, so the ratios compare like with like.
 import fs from "node:fs";
 import path from "node:path";
-import { direct, freePort, muxProto, ssh, tessera, type Path, type Probe } from "./paths.ts";
+import { direct, freePort, SHORT, ssh, TESSERA_PATHS, tesseraPaths, type Path, type Probe } from "./paths.ts";
 import { run, spawn, type Proc } from "./procs.ts";
 import { fmt, median, table } from "./stats.ts";
 
@@ -83,6 +83,7 @@ async function redisBench(port: number, clients: number, requests: number): Prom
 export async function measureRedis(
   dir: string,
   wanted: Set<string>,
+  before: string | undefined,
   runs: number,
   clients: number[],
   requestsFor: (clients: number) => number,
@@ -93,10 +94,7 @@ export async function measureRedis(
   try {
     if (wanted.has("direct")) paths.push(await direct(redis));
     if (wanted.has("ssh")) paths.push(await ssh(redis.port, dir, undefined, pingProbe));
-    if (wanted.has("tessera")) paths.push(await tessera(redis.port, dir, undefined, undefined, "relay", pingProbe));
-    if (wanted.has("tessera-direct"))
-      paths.push(await tessera(redis.port, dir, undefined, undefined, "direct", pingProbe));
-    if (wanted.has("mux-proto")) paths.push(await muxProto(redis.port, dir, pingProbe));
+    paths.push(...(await tesseraPaths(redis.port, dir, wanted, before, { probe: pingProbe })));
     const res: RedisResult = { clients, rps: {}, p50: {}, ratios: {}, version: "" };
     res.version = (await run("redis-server --version", ["redis-server", "--version"])).trim();
     for (const p of paths) {
@@ -120,7 +118,7 @@ export async function measureRedis(
             .join("; "),
       );
     }
-    for (const tp of ["tessera", "tessera-direct", "mux-proto"]) {
+    for (const tp of TESSERA_PATHS) {
       if (!res.rps[tp] || !res.rps.ssh) continue;
       res.ratios[tp] = {};
       for (const c of clients) {
@@ -137,8 +135,7 @@ export async function measureRedis(
 
 export function printRedis(r: RedisResult): void {
   const names = Object.keys(r.rps);
-  const short: Record<string, string> = { tessera: "relay", "tessera-direct": "t-direct", "mux-proto": "mux" };
-  const ratioCols = Object.keys(r.ratios).map((tp) => ({ tp, head: `${short[tp] ?? tp}/ssh` }));
+  const ratioCols = Object.keys(r.ratios).map((tp) => ({ tp, head: `${SHORT[tp as keyof typeof SHORT] ?? tp}/ssh` }));
   const rows: string[][] = [["redis-benchmark GET+SET", ...names, ...ratioCols.map((c) => c.head)]];
   for (const c of r.clients) {
     rows.push([

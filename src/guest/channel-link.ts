@@ -108,6 +108,9 @@ export class ChannelLink {
     }
     if (this.current?.path === "direct" && path === "direct") return;
     if (this.current) this.retire(this.current);
+    // A channel still being set up was asked for before this word (a relay one, while the agent proved the
+    // direct path): asked again, and the old one is cut when it comes up (stale, below).
+    this.asking = undefined;
     this.ensure();
   }
 
@@ -136,7 +139,8 @@ export class ChannelLink {
   ready(f: FrameOf<ServerFrame, "stream">): void {
     if (f.ref !== this.asking) return;
     const generation = this.generation;
-    const stale = () => generation !== this.generation || !this.ctx.live();
+    // Stale also when asked again meanwhile (renew, resume): only the latest asking becomes the channel.
+    const stale = () => generation !== this.generation || !this.ctx.live() || this.asking !== f.ref;
     const failed = (why: string) => {
       if (!stale()) this.askFailed(f.ref, new TesseraError("stream", `the data channel failed: ${why}`));
     };
