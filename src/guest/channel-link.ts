@@ -108,9 +108,6 @@ export class ChannelLink {
     }
     if (this.current?.path === "direct" && path === "direct") return;
     if (this.current) this.retire(this.current);
-    // A channel still being set up was asked for before this word (a relay one, while the agent proved the
-    // direct path): asked again, and the old one is cut when it comes up (stale, below).
-    this.asking = undefined;
     this.ensure();
   }
 
