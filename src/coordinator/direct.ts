@@ -216,6 +216,9 @@ export class DirectBook {
       if (f.up !== undefined || f.down !== undefined) stream.reported = { up: f.up ?? 0, down: f.down ?? 0 };
       if (f.state === "open") return;
       this.agentClosed.add(stream);
+      // A reason is the agent's word that the stream could not be served (its target refused): the guest's
+      // client only sees its connection close, so the guest hears why.
+      if (f.reason) s.guest?.ch.send({ t: "refused", sessionId: s.id, streamId: stream.id, reason: f.reason });
       return this.o.splicer.end(stream, f.reason ?? "closed");
     }
     // Only the side that dials a stream can say it failed.
