@@ -283,49 +283,56 @@ async function shareOn(d: Deployment, target: Awaited<ReturnType<typeof counting
   return { host, code, startup: target.accepted };
 }
 
+/** Sends `payload` on stream `id` (bytes first, then the open, as a real guest may) and half-closes it. */
+function sendThenOpen(g: Awaited<ReturnType<typeof hostileGuest>>, ch: GuestChannel, id: number, payload: Buffer) {
+  const st = ch.stream(id);
+  st.s.write(payload);
+  st.s.end();
+  g.openOn(ch.id, [id]);
+  return st;
+}
+
 test("frames for stream ids the coordinator never opened are held at the agent, never reach the target, and are reset; opened ids on the same channel echo", async () => {
   const d = await deploy();
   const target = await countingTarget();
   const { host, code, startup } = await shareOn(d, target);
   const g = await hostileGuest(d, host, code, "mallory");
   const ch = await g.channel();
-  // Ids 2, 4 and a far one carry bytes (and a half-close) but are never named to the coordinator.
+  const payload = (n: number) => crypto.getRandomValues(Buffer.alloc(100_000 + n));
+  // Stream 1 first: the channel works end to end, and the agent has served this session's target.
+  const p1 = payload(1);
+  const s1 = sendThenOpen(g, ch, 1, p1);
+  await g.until(() => s1.ended !== undefined, "stream 1's end");
+  expect(s1.ended!.reset).toBeUndefined();
+  expect(s1.got().equals(p1)).toBe(true);
+  // Ids 2, 4 and a far one carry bytes (and a half-close) but are never named to the coordinator; id 3,
+  // sent alongside, is. The agent holds all four until the word, which comes for 3 alone.
   const HELD = "held-bytes-never-for-the-target";
   const held = [2, 4, 0xfffffff0].map((n) => ch.stream(n));
   for (const h of held) {
     h.s.write(Buffer.from(`${HELD} ${h.id}`));
     h.s.end();
   }
-  // Ids 1 and 3 send their bytes first too, and only then are they opened: the agent holds them until the word.
-  const payloads = new Map([1, 3].map((n) => [n, crypto.getRandomValues(Buffer.alloc(100_000 + n))]));
-  const opened = [1, 3].map((n) => ch.stream(n));
-  for (const o of opened) {
-    o.s.write(payloads.get(o.id)!);
-    o.s.end();
-  }
-  g.openOn(ch.id, [1, 3]);
-  await g.until(() => opened.every((o) => o.ended !== undefined), "the opened streams' ends");
-  for (const o of opened) {
-    expect(o.ended!.reset).toBeUndefined();
-    expect(o.got().equals(payloads.get(o.id)!)).toBe(true);
-  }
+  const p3 = payload(3);
+  const s3 = sendThenOpen(g, ch, 3, p3);
+  await g.until(() => s3.ended !== undefined, "stream 3's end");
+  expect(s3.ended!.reset).toBeUndefined();
+  expect(s3.got().equals(p3)).toBe(true);
   // Reset by the agent once their hold ran out (MuxReset.refused), each on its own; the channel stays.
   await g.until(() => held.every((h) => h.ended !== undefined), "the held streams' resets");
   for (const h of held) expect(h.ended!.reset).toEqual({ reason: MuxReset.refused, remote: true });
+  expect(held.every((h) => h.got().length === 0)).toBe(true);
   expect(ch.mux.closed).toBe(false);
   // The same channel still serves an opened stream after the resets.
-  const late = ch.stream(5);
-  late.s.write(Buffer.from("after the resets"));
-  late.s.end();
-  g.openOn(ch.id, [5]);
-  await g.until(() => late.ended !== undefined, "stream 5's end");
-  expect(late.ended!.reset).toBeUndefined();
-  expect(late.got().toString()).toBe("after the resets");
+  const s5 = sendThenOpen(g, ch, 5, Buffer.from("after the resets"));
+  await g.until(() => s5.ended !== undefined, "stream 5's end");
+  expect(s5.ended!.reset).toBeUndefined();
+  expect(s5.got().toString()).toBe("after the resets");
   // One target connection per opened stream, none for the held ids (an agent that dialled on the guest's
   // bytes, before the coordinator's word, would show 3 more), and not one held byte reached it.
   expect(target.accepted).toBe(startup + 3);
   expect(target.received().includes(HELD)).toBe(false);
-  expect(target.received().length).toBe(payloads.get(1)!.length + payloads.get(3)!.length + "after the resets".length);
+  expect(target.received().length).toBe(p1.length + p3.length + "after the resets".length);
   // Only the opened streams are in the audit log, each closed with the agent's byte counts.
   const closes = await auditEvents(d, "stream.close", 3);
   expect((await auditEvents(d, "stream.open")).length).toBe(3);
@@ -377,15 +384,17 @@ test("opens are not activity: a guest that only opens streams (no bytes) still i
   const { host, code, startup } = await shareOn(d, target);
   const g = await hostileGuest(d, host, code, "idler");
   const ch = await g.channel();
-  // One open at a time, each waited for at the target (the agent reached it on the coordinator's word), none
-  // sending a byte. On a session that counted opens as activity this would go on to the bound, far past 2s.
+  // One open every 50 ms (the guest's pace: the sleep sets its rate, no outcome is timed by it), each waited
+  // for at the target (the agent reached it on the coordinator's word), none sending a byte. On a session
+  // that counted opens as activity this would go on to the bound, 15 idle timeouts away.
   const bound = Date.now() + 30_000;
   let n = 0;
-  while (g.closed === undefined && Date.now() < bound && n < 3000) {
+  while (g.closed === undefined && Date.now() < bound) {
     n++;
     ch.stream(n);
     g.openOn(ch.id, [n]);
     await g.until(() => target.accepted >= startup + n || g.closed !== undefined, `stream ${n} at the target`);
+    await Bun.sleep(50);
   }
   expect(g.closed).toBe("idle for 2s");
   expect((await auditEvents(d, "session.idle"))[0]!.sessionId).toBe(g.sessionId);
