@@ -19,7 +19,7 @@ import { MuxChannel } from "../../src/data/mux.ts";
 import type { MuxStream } from "../../src/data/mux-stream.ts";
 import type { End } from "../../src/data/pipe.ts";
 import { ProtocolError } from "../../src/errors.ts";
-import { auditEvents, deploy, killAll, share, spawn, type Deployment, type Proc } from "./harness.ts";
+import { agentShare, auditEvents, deploy, killAll, share, type Deployment, type Proc } from "./harness.ts";
 
 setDefaultTimeout(90_000);
 const targets: net.Server[] = [];
@@ -343,10 +343,18 @@ test("frames for stream ids the coordinator never opened are held at the agent, 
   await host.exit();
 });
 
+/** A standalone agent (its own flags) with `share --share-id` answering for it; no start-up check reaches the target. */
+async function agentAndApprover(d: Deployment, targetPort: number, agentArgs: string[]) {
+  const { agent, approver } = await agentShare(d, "db", targetPort, agentArgs);
+  const code = (await approver.waitFor(/code: ([0-9A-Z]{4}-[0-9A-Z]{4})/))[1]!;
+  return { agent, approver, code };
+}
+
 test("channel asks past the caps are refused with a clear error, and channels never connected lapse at the token's lifetime", async () => {
   const d = await deploy(["--stream-token-ttl", "3s", "--max-pending-streams", "2"]);
   const target = await countingTarget();
-  const { host, code, startup } = await shareOn(d, target);
+  // The agent's own setup deadline is far away: only the coordinator's lapse can end a channel never connected.
+  const { agent, approver: host, code } = await agentAndApprover(d, target.port, ["--stream-setup-timeout", "10m"]);
   const g = await hostileGuest(d, host, code, "greedy");
   // Four channels, each connected before the next is asked for: the session's cap.
   const live = [];
@@ -366,16 +374,18 @@ test("channel asks past the caps are refused with a clear error, and channels ne
   const third = answers[2] as FrameOf<ServerFrame, "error">;
   expect(third.code).toBe("limit");
   expect(third.message).toContain("2 connections of this session are still waiting to connect");
-  // They lapse at the token's lifetime (the agent had dialled its end: that goes too), and the gauges come down.
+  // Counted while they wait (within the token's lifetime: a scrape is milliseconds, the lifetime 3s)...
+  await gaugesReach(d, { tessera_channels_open: 3, tessera_streams_pending: 2 });
+  // ...then they lapse at the token's lifetime (the agent had dialled its end: that goes too), and the gauges come down.
   await gaugesReach(d, { tessera_channels_open: 1, tessera_streams_pending: 0 });
   // Lapsed asks no longer count: the guest may ask again.
   const again = await g.answerTo(g.askChannel());
   expect(again.t).toBe("stream");
   // No channel, granted, refused or lapsed, reached the target; the session lives on.
-  expect(target.accepted).toBe(startup);
+  expect(target.accepted).toBe(0);
   expect(g.closed).toBeUndefined();
-  host.kill("SIGINT");
-  await host.exit();
+  for (const p of [host, agent]) p.kill("SIGINT");
+  await Promise.all([host.exit(), agent.exit()]);
 });
 
 test("opens are not activity: a guest that only opens streams (no bytes) still idles out, and every target connection closes", async () => {
@@ -410,13 +420,7 @@ test("a data connection that never starts its TLS: the agent drops the channel a
   // The coordinator's token lifetime is left long: once paired, a channel is the agent's to bound.
   const d = await deploy(["--stream-token-ttl", "60s"]);
   const target = await countingTarget();
-  const agent = spawn(
-    ["agent", "--share-id", "db", "--allow", `127.0.0.1:${target.port}`, "--stream-setup-timeout", "2s"],
-    d.hostEnv,
-  );
-  await agent.waitFor(/serving share db/);
-  const approver = spawn(["share", "--share-id", "db"], d.hostEnv);
-  const code = (await approver.waitFor(/code: ([0-9A-Z]{4}-[0-9A-Z]{4})/))[1]!;
+  const { agent, approver, code } = await agentAndApprover(d, target.port, ["--stream-setup-timeout", "2s"]);
   const g = await hostileGuest(d, approver, code, "stall");
   const st = await g.answerTo(g.askChannel());
   if (st.t !== "stream") throw new Error(`channel refused: ${st.message}`);
