@@ -338,6 +338,30 @@ test("frames for stream ids the coordinator never opened are held at the agent, 
   expect((await auditEvents(d, "stream.open")).length).toBe(3);
   expect(closes.map((e) => e.bytesUp as number).sort((a, b) => a - b)).toEqual([16, 100_001, 100_003]);
   expect(closes.map((e) => e.bytesDown as number).sort((a, b) => a - b)).toEqual([16, 100_001, 100_003]);
+  // A live id named twice is one stream: the second word is turned down (a line of its own, no bytes), and
+  // no second target connection is made for it.
+  const s6 = ch.stream(6);
+  s6.s.write(Buffer.from("six"));
+  g.openOn(ch.id, [6]);
+  await g.until(() => s6.got().length === 3, "stream 6's echo");
+  g.openOn(ch.id, [6]);
+  // Streams 1, 3 and 5 have their lines, 6 is live: the fourth line is the second word's.
+  const twice = (await auditEvents(d, "stream.close", 4))[3]!;
+  expect(twice).toMatchObject({ bytesUp: 0, bytesDown: 0 });
+  expect(String(twice.reason)).toContain("opened twice");
+  s6.s.write(Buffer.from("still six"));
+  s6.s.end();
+  await g.until(() => s6.ended !== undefined, "stream 6's end");
+  expect(s6.ended!.reset).toBeUndefined();
+  expect(s6.got().toString()).toBe("sixstill six");
+  expect(target.accepted).toBe(startup + 4);
+  const last = await auditEvents(d, "stream.close", 5);
+  expect(
+    last
+      .map((e) => e.bytesUp as number)
+      .slice(3)
+      .sort((a, b) => a - b),
+  ).toEqual([0, 12]);
   expect(g.closed).toBeUndefined();
   host.kill("SIGINT");
   await host.exit();
