@@ -131,11 +131,13 @@ export class MuxChannel {
   /**
    * Acceptor: the control plane admitted this id. Returns the stream with whatever the opener already
    * sent held in it (delivered once handlers are attached), or undefined when the id was already
-   * reset here (held too long, or over a cap) or the channel is gone.
+   * reset here (held too long, or over a cap), is admitted already, or the channel is gone.
    */
   accept(id: number): MuxStream | undefined {
     if (this.over || this.recent.has(id)) return undefined;
     let s = this.streams.get(id);
+    // Admitted already (the id named twice): one id is one stream, and a second word must not rebind it.
+    if (s?.admitted) return undefined;
     if (!s) {
       if (this.streams.size >= this.limits.maxStreams) return undefined;
       s = new MuxStream(id, this.host, this.limits.window, true);

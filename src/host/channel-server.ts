@@ -33,12 +33,15 @@ export class ChannelServer {
    * resolved by the agent's own target policy). Bytes the guest sent early are delivered once connected.
    */
   admit(muxId: number, streamId: string, dest: { host: string; port: number; label: string }): void {
+    const twice = this.mux.stream(muxId)?.admitted === true;
     const stream = this.mux.accept(muxId);
     if (!stream) {
       this.o.report({
         streamId,
         state: "failed",
-        reason: "the guest's stream was reset before the word came (held too long, or over the channel's stream cap)",
+        reason: twice
+          ? `stream ${muxId} of the channel is open already (opened twice)`
+          : "the guest's stream was reset before the word came (held too long, or over the channel's stream cap)",
       });
       return;
     }

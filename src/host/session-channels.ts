@@ -109,6 +109,9 @@ export class SessionChannels {
     gone: () => void,
   ): void {
     this.with(f.via, (held) => {
+      // Named twice: the live stream stays as it is (a refusal would reset it); only the second word fails.
+      if (held?.mux.stream(f.mux)?.admitted)
+        return this.report(held.sessionId, { streamId: f.streamId, state: "failed", reason: "opened twice" });
       const stream = held?.mux.accept(f.mux);
       if (!held || !stream) return gone();
       this.openedOn.set(f.streamId, client);
