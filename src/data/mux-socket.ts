@@ -20,6 +20,11 @@ export interface MuxEnd {
   closed: boolean;
   /** The stream's reset reason, when the stream ended it (for the owner's close line). */
   onClose?(clean: boolean): void;
+  /**
+   * Until the host's side first answers (its target reached): what the local client sent, kept (bounded)
+   * so that a stream refused for a reason of the moment can be opened again with it (`again`).
+   */
+  replay?: { chunks: Buffer[]; bytes: number; again(sock: Socket<MuxEnd>): void };
 }
 
 export function newMuxEnd(init: Partial<MuxEnd> = {}): MuxEnd {
@@ -42,7 +47,11 @@ export function bindStream(sock: Socket<MuxEnd>, stream: MuxStream): void {
   if (d.closed) return stream.reset(MuxReset.cancel);
   d.stream = stream;
   stream.attach({
+    ack() {
+      d.replay = undefined;
+    },
     data(chunk) {
+      d.replay = undefined;
       if (d.closed) return stream.reset(MuxReset.cancel);
       if (d.pending.length) {
         d.pending.push(chunk);
@@ -61,6 +70,15 @@ export function bindStream(sock: Socket<MuxEnd>, stream: MuxStream): void {
     },
     close(reset) {
       if (d.closed) return;
+      const replay = d.replay;
+      if (reset && stream.retryable && replay) {
+        // Refused before anything reached the target: the client's bytes go again on a new stream, unseen.
+        d.stream = undefined;
+        d.replay = undefined;
+        d.early = replay.chunks;
+        d.earlyBytes = replay.bytes;
+        return replay.again(sock);
+      }
       if (reset) sock.terminate();
       else finishWrite(sock);
     },
@@ -69,9 +87,21 @@ export function bindStream(sock: Socket<MuxEnd>, stream: MuxStream): void {
   d.early = [];
   d.earlyBytes = 0;
   let more = true;
-  for (const c of early) more = stream.write(c) && more;
+  for (const c of early) {
+    keep(d, c);
+    more = stream.write(c) && more;
+  }
   if (d.readEnded) stream.end();
   else if (more) sock.resume();
+}
+
+/** Keeps a chunk for a replay while one is possible; past the bound there is no going again. */
+function keep(d: MuxEnd, chunk: Uint8Array): void {
+  const r = d.replay;
+  if (!r) return;
+  r.bytes += chunk.length;
+  if (r.bytes > MAX_EARLY_BYTES) d.replay = undefined;
+  else r.chunks.push(chunk as Buffer); // Bun never reuses a data callback's buffer
 }
 
 function finishWrite(sock: Socket<MuxEnd>): void {
@@ -94,6 +124,7 @@ export const MUX_SOCKET_HANDLERS: SocketHandler<MuxEnd> = {
   data(s, chunk) {
     const stream = s.data.stream;
     if (stream) {
+      keep(s.data, chunk);
       if (!stream.write(chunk)) s.pause();
       return;
     }

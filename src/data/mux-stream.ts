@@ -35,6 +35,11 @@ export class MuxStream {
   bytesOut = 0;
   /** Admitted by the accepting side (the coordinator's word came); always true for the opener. */
   admitted: boolean;
+  /**
+   * Opener: set before a reset that refuses the stream for a reason of the moment (its channel is unknown
+   * where the session lives now): nothing reached the target, so its bytes may go again on a new stream.
+   */
+  retryable = false;
   private h: StreamHandlers | undefined;
   /** Received before handlers were attached (a held stream's first bytes). */
   private inbox: Buffer[] = [];

@@ -6,6 +6,9 @@ import { TesseraError, errorMessage } from "../errors.ts";
 import { MUX_SOCKET_HANDLERS, bindStream, newMuxEnd, type MuxEnd } from "../data/mux-socket.ts";
 import type { ChannelLink } from "./channel-link.ts";
 
+/** How many times a local connection's stream is opened when refused for a reason of the moment (a move). */
+const MAX_TRIES = 3;
+
 export interface ChannelForwardOptions {
   link: Pick<ChannelLink, "open">;
   /** Whether the session is live (approved, attached): a connection otherwise closes at once. */
@@ -55,8 +58,17 @@ export class ChannelForward {
     sock.setNoDelay(true);
     sock.data = newMuxEnd();
     if (!this.o.live()) return void sock.terminate();
+    this.open(sock, MAX_TRIES);
+  }
+
+  /** A stream for the local connection; one refused for a reason of the moment is opened again (see MuxEnd.replay). */
+  private open(sock: Socket<MuxEnd>, tries: number): void {
+    if (sock.data.closed) return;
     this.o.link.open({
-      ready: (stream) => bindStream(sock, stream),
+      ready: (stream) => {
+        if (tries > 1) sock.data.replay = { chunks: [], bytes: 0, again: (s) => this.open(s, tries - 1) };
+        bindStream(sock, stream);
+      },
       fail: (err) => {
         this.o.onStreamError?.(`a connection was refused: ${err.message}`);
         sock.terminate();

@@ -19,6 +19,8 @@ import { startStream, type StreamContext } from "./stream-context.ts";
 const log = logger("guest:channel");
 /** Channel stream numbers are u32; a channel that used them all is replaced by a fresh one. */
 const LAST_ID = 0xffffffff;
+/** Refusals of a stream that say nothing of the stream itself, only of where it was asked (a move under way). */
+const MOMENTARY = new Set(["no_channel", "no_session", "unavailable"]);
 /** After an `open` frame, the next waits this long, gathering the streams opened meanwhile (see announce). */
 const OPEN_SPACING_MS = 2;
 /** Streams waiting for a channel (being set up, or a move under way); past it new ones are refused. */
@@ -165,11 +167,15 @@ export class ChannelLink {
     const ch = [this.current, ...this.retired].find((c) => c?.tag === tag);
     const caller = this.onRefusal.get(ref);
     this.onRefusal.delete(ref);
+    const stream = ch?.mux.stream(Number(n));
+    // Its channel is not known where the session lives now (it moved): the stream may go again, unseen.
+    const momentary = MOMENTARY.has(f.code) && !!this.ctx.live();
     if (caller) caller(refusal(f));
-    else this.ctx.onStreamError?.(f.message);
-    ch?.mux.stream(Number(n))?.reset(MuxReset.refused);
-    // The channel is unknown where the session lives now (it moved): a fresh one.
+    else if (!momentary) this.ctx.onStreamError?.(f.message);
+    // The channel is unknown where the session lives now (it moved): a fresh one, before the stream goes again.
     if (f.code === "no_channel" && ch === this.current && ch) this.renew(ch.path);
+    if (stream) stream.retryable = momentary;
+    stream?.reset(MuxReset.refused);
   }
 
   /**
