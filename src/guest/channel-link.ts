@@ -21,6 +21,9 @@ const log = logger("guest:channel");
 const LAST_ID = 0xffffffff;
 /** Refusals of a stream that say nothing of the stream itself, only of where it was asked (a move under way). */
 const MOMENTARY = new Set(["no_channel", "no_session", "unavailable"]);
+/** A channel asked where the session is not now is asked again after this, doubling, this many times at most. */
+const REASK_MS = 50;
+const MAX_REASKS = 12;
 /** After an `open` frame, the next waits this long, gathering the streams opened meanwhile (see announce). */
 const OPEN_SPACING_MS = 2;
 /** Streams waiting for a channel (being set up, or a move under way); past it new ones are refused. */
@@ -64,6 +67,8 @@ export class ChannelLink {
   private channels = 0;
   /** When the last `open` frame went (see announce). */
   private lastOpens = 0;
+  /** Channel asks refused for a reason of the moment in a row (see askAgain); back to 0 once one is up. */
+  private reasks = 0;
   /** A renewal asked for while a channel was on its way: done once that one is up (see renew). */
   private renewOnUp: Path | undefined;
   /** Set while the session's end waits for its channels to finish (see settle). */
@@ -162,7 +167,11 @@ export class ChannelLink {
   /** The coordinator refused the channel or one of its streams (error frames name their ref). */
   refused(f: FrameOf<ServerFrame, "error">): void {
     const ref = f.ref!;
-    if (ref === this.asking) return this.askFailed(ref, refusal(f));
+    if (ref === this.asking) {
+      // Asked where the session is not now (a move under way): asked again shortly; streams keep waiting.
+      if (MOMENTARY.has(f.code) && this.ctx.live() && this.reasks < MAX_REASKS) return this.askAgain(ref);
+      return this.askFailed(ref, refusal(f));
+    }
     const [tag, n] = ref.split(".");
     const ch = [this.current, ...this.retired].find((c) => c?.tag === tag);
     const caller = this.onRefusal.get(ref);
@@ -200,6 +209,12 @@ export class ChannelLink {
         resolve();
       };
     });
+  }
+
+  private askAgain(ref: string): void {
+    if (this.asking === ref) this.asking = undefined;
+    const ms = Math.min(REASK_MS * 2 ** this.reasks++, 1_000);
+    setTimeout(() => this.ensure(), ms).unref?.();
   }
 
   /** The channel asked for as `ref` will not come: what waits for it fails; asked again if told to renew meanwhile. */
@@ -313,6 +328,7 @@ export class ChannelLink {
     });
     if (this.current) this.retire(this.current);
     this.current = live;
+    this.reasks = 0;
     this.ctx.onPath?.(path);
     this.serveWaiting();
     const again = this.renewOnUp;
