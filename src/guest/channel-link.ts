@@ -145,8 +145,15 @@ export class ChannelLink {
     const generation = this.generation;
     // Stale also when asked again meanwhile (renew, resume): only the latest asking becomes the channel.
     const stale = () => generation !== this.generation || !this.ctx.live() || this.asking !== f.ref;
-    const failed = (why: string) => {
-      if (!stale()) this.askFailed(f.ref, new TesseraError("stream", `the data channel failed: ${why}`));
+    /**
+     * `final`: the far end answered and was refused (a wrong key, a failed handshake). Otherwise the
+     * connection did not get through (a balancer still sending it to a node that is stopping, a blip): it is
+     * asked for again a few times before the streams waiting for it are failed.
+     */
+    const failed = (why: string, final = true) => {
+      if (stale()) return;
+      if (!final && this.reasks < MAX_REASKS) return this.askAgain(f.ref);
+      this.askFailed(f.ref, new TesseraError("stream", `the data channel failed: ${why}`));
     };
     const up = (inner: Socket<End>, path: Path) => {
       if (stale()) return cut(inner);
@@ -294,12 +301,12 @@ export class ChannelLink {
     f: FrameOf<ServerFrame, "stream">,
     stale: () => boolean,
     up: (inner: Socket<End>, path: Path) => void,
-    failed: (why: string) => void,
+    failed: (why: string, final?: boolean) => void,
   ): Promise<void> {
     const raw = await connectData(this.ctx.dataAddress()).catch((e: unknown) =>
       e instanceof Error ? e : new Error(String(e)),
     );
-    if (raw instanceof Error) return failed(`cannot reach the coordinator's data port: ${raw.message}`);
+    if (raw instanceof Error) return failed(`cannot reach the coordinator's data port: ${raw.message}`, false);
     if (stale()) return raw.terminate();
     let verified = false;
     try {
@@ -309,7 +316,7 @@ export class ChannelLink {
           up(inner, "relay");
         },
         onRejected: failed,
-        onClose: () => verified || failed("it closed before the host's end answered"),
+        onClose: () => verified || failed("it closed before the host's end answered", false),
       });
     } catch (err) {
       failed(errorMessage(err));
