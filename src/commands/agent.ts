@@ -36,7 +36,7 @@ export default defineCommand({
       type: "string",
       default: "30s",
       description:
-        "Drop a stream (and its target connection) whose guest has not completed the end-to-end TLS within this time; keep it above the coordinator's --stream-token-ttl",
+        "Drop a session's data channel whose guest has not completed the end-to-end TLS within this time; keep it above the coordinator's --stream-token-ttl",
     },
     "allow-requests-by-id": {
       type: "boolean",

@@ -54,7 +54,7 @@ export function pathOf(s: Session): "direct" | "relay" {
 
 /**
  * The session's agent is gone: the path it or the guest proved was that connection's. The guest hears its
- * streams go through the relay, so its pool stops waiting for direct spares nobody will dial.
+ * streams go through the relay, so it stops waiting for a direct channel nobody will dial.
  */
 export function agentGone(s: Session): void {
   const st = paths.get(s);
@@ -63,8 +63,8 @@ export function agentGone(s: Session): void {
 }
 
 /**
- * The session's agent is back on a new connection: the guest hears it now, so its pool fills (through
- * the relay; an agent that kept its direct path says so next, see probed, and the spares follow).
+ * The session's agent is back on a new connection: the guest hears it now, so it opens a channel again
+ * (through the relay; an agent that kept its direct path says so next, see probed, and a direct one follows).
  */
 export function agentBack(s: Session): void {
   s.guest?.ch.send({ t: "path", sessionId: s.id, path: pathOf(s) });
@@ -128,7 +128,7 @@ export class DirectBook {
     // Each side's outcome is its own: the agent's failed probe does not undo the guest's proof (--direct-listen).
     if (by === "host") {
       st.agentDials = f.ok ? peer : undefined;
-      // The guest learns it now, not at its next stream: its spares made through the relay give way.
+      // The guest learns it now, not at its next stream: its channel through the relay gives way to a direct one.
       if (f.ok) s.guest?.ch.send({ t: "path", sessionId: s.id, path: "direct" });
     } else st.guestDials = f.ok && s.share.agent ? { guest: peer, agent: s.share.agent } : undefined;
     const { t: _t, sessionId: _s, ...counts } = f;

@@ -115,7 +115,7 @@ export const metrics = {
   sessionsActive: registry.gauge("tessera_sessions_active", "Sessions currently open."),
   streamsActive: registry.gauge(
     "tessera_streams_active",
-    "Data streams currently paired (guest and agent connected) and in use.",
+    "Streams open inside sessions' data channels.",
   ),
   channelsOpen: registry.gauge(
     "tessera_channels_open",
@@ -123,7 +123,7 @@ export const metrics = {
   ),
   streamsPending: registry.gauge(
     "tessera_streams_pending",
-    "Data streams opened and still waiting for the guest or the agent to connect (each may hold a target connection on the host).",
+    "Data channels asked for and still waiting for the guest or the agent to connect.",
   ),
   agentsConnected: registry.gauge("tessera_agents_connected", "Agents connected and serving a share."),
   sharesAway: registry.gauge("tessera_shares_away", "Shares whose agent is gone, kept for the resume grace period."),
@@ -139,7 +139,7 @@ export const metrics = {
     "tessera_direct_fallbacks_total",
     "Streams offered on the direct path that went through the relay instead (the agent could not reach the guest).",
   ),
-  bytesRelayed: registry.counter("tessera_relayed_bytes_total", "Ciphertext bytes relayed between guests and agents.", [
+  bytesRelayed: registry.counter("tessera_relayed_bytes_total", "Stream bytes carried by relayed data channels (the agent's counts, the sum of the stream.close lines).", [
     { direction: "guest_to_agent" },
     { direction: "agent_to_guest" },
   ]),
@@ -209,7 +209,7 @@ export interface LiveCounts {
 
 export function renderMetrics(live: LiveCounts): string {
   metrics.sessionsActive.set(live.sessions);
-  metrics.streamsActive.set(Math.max(0, live.streams - (live.pendingStreams ?? 0) - (live.channels ?? 0)));
+  metrics.streamsActive.set(Math.max(0, live.streams - (live.channels ?? 0)));
   metrics.channelsOpen.set(live.channels ?? 0);
   metrics.streamsPending.set(live.pendingStreams ?? 0);
   metrics.agentsConnected.set(live.shares);

@@ -343,7 +343,7 @@ export class Guest {
     c.on("error", (f) => this.link.owns(f.ref) && this.link.refused(f));
     c.on("refused", (f) => this.events.onStreamError?.(`a connection was refused by the host's side: ${f.reason}`));
     c.on("fallback", (f) => this.directListener?.fallback(f.streamId));
-    // Only a guest that offered hints goes direct; any guest's pool fills again when told.
+    // Only a guest that offered hints goes direct; any guest renews its channel when told (see pathIs).
     c.on(
       "path",
       (f) => f.sessionId === this.approved?.sessionId && this.pathIs(this.directListener ? f.path : "relay", true),
@@ -357,11 +357,10 @@ export class Guest {
    * The coordinator node is stopping (a graceful stop): resume on a new connection (through the balancer)
    * while the old one still stands, so streams under way are not dropped; the old one's end is then no
    * detach, and it is left to the stopping node to close (answers to opens asked on it still come that
-   * way). Spare streams from the old node go: the new one would not know them. Meanwhile nothing new is
-   * asked or put to work on the old connection: a "use" sent there as it closes is lost without an answer,
-   * and the share may already have left the node it speaks to ("no session"); new local connections wait
-   * and go on the new one. Attempts go on while the old connection stands; once it is gone, the usual
-   * reconnect takes over.
+   * way). Meanwhile nothing new is opened (the share may already have left the node the old connection
+   * speaks to): new local connections wait, and go on a fresh channel of the new node once the move is
+   * through; the old channel ends once its streams have. Attempts go on while the old connection stands;
+   * once it is gone, the usual reconnect takes over.
    */
   private async move(old: ControlClient): Promise<void> {
     if (this.ended || this.detached || this.client !== old || this.moving) return;

@@ -1,5 +1,5 @@
-// What the guest's stream makers (port forward, node streams) share with the session that owns them:
-// the live control connection, the approved session's TLS settings, and every socket to cut at the end.
+// What the guest's data channel (channel-link.ts) shares with the session that owns it: the live control
+// connection, the approved session's TLS settings, and every socket to cut at the end.
 import type { Socket } from "bun";
 import type { InnerTls } from "../data/data-dial.ts";
 import type { End } from "../data/pipe.ts";

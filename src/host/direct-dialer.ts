@@ -1,8 +1,8 @@
 // The agent's end of the direct path. It checks a guest's signed hints (wire/hints.ts) against the key
 // the host approved, applies its deny list and cap (hint-check.ts), probes each allowed hint once with
 // the session's end-to-end TLS, and dials only the address that proved to be the guest for the
-// session's later streams. With `--direct-listen` it also listens and offers its own signed hints, and
-// the guest dials it instead. A stream whose direct connection fails goes through the relay.
+// session's data channels. With `--direct-listen` it also listens and offers its own signed hints, and
+// the guest dials it instead. A channel whose direct connection fails goes through the relay.
 import type { Socket } from "bun";
 import { logger } from "../log.ts";
 import type { ControlClient } from "../wire/control-client.ts";

@@ -294,8 +294,9 @@ export const ServerFrame = v.variant("t", [
   /** A direct stream could not be set up: the side waiting for it takes it through the relay with the stream's own token (version 5). */
   frame("fallback", { sessionId: id, streamId: id }),
   /**
-   * The path the session's new streams take, said when it changes and when the host's agent is back after a
-   * reconnect: on "direct" the guest's pool trades its relayed spares; on either it fills again (version 5).
+   * The path the session's new streams take, said when it changes, when the host's agent is back after a
+   * reconnect, and when a node the channel may pass through is stopping: the guest opens a fresh channel on
+   * it (a direct one it already has is kept), and the old one ends once its streams have (version 9).
    */
   frame("path", { sessionId: id, path: v.picklist(["direct", "relay"]) }),
   frame("closed", { sessionId: id, reason: text(200) }),

@@ -2,10 +2,10 @@
 // Splicer behind a listener that reads each preamble, and both ends dialling it with their channel token,
 // running end-to-end TLS 1.3 and pinning each other's key.
 import type { Socket } from "bun";
-import { startChannel } from "../../src/data/channel-dial.ts";
 import { connectData, TLS_1_3, type InnerTls } from "../../src/data/data-dial.ts";
-import { socketTransport, type ChannelEnd } from "../../src/data/mux-connection.ts";
-import { MuxChannel, type MuxOptions } from "../../src/data/mux.ts";
+import { channelOver } from "../../src/data/channel-socket.ts";
+import type { MuxChannel, MuxOptions } from "../../src/data/mux.ts";
+import { startVerified } from "../../src/data/verified-stream.ts";
 import { newEnd, PIPE_HANDLERS, type End } from "../../src/data/pipe.ts";
 import { Splicer } from "../../src/coordinator/splice.ts";
 import { createCA, exportPrivateKeyPem, generateKeyPair, issueCert, spkiFingerprint } from "../../src/pki/index.ts";
@@ -68,7 +68,7 @@ function relay(splicer: Splicer, seen: Buffer[], stops: (() => void)[]): number 
 
 export interface ChannelSide {
   mux?: MuxChannel;
-  sock?: Socket<ChannelEnd>;
+  sock?: Socket<End>;
   why?: string;
 }
 
@@ -103,7 +103,7 @@ export async function splicedChannel(
     new Promise<ChannelSide>((resolve) => {
       void connectData({ host: "127.0.0.1", port }).then((raw) => {
         stops.push(() => raw.terminate());
-        startChannel(raw, {
+        startVerified(raw, {
           token,
           tls,
           isServer,
@@ -111,12 +111,18 @@ export async function splicedChannel(
           peerSpki,
           checked: {},
           onVerified(inner) {
-            const mux = new MuxChannel(socketTransport(inner), { role, ...(role === "acceptor" ? o.acceptor : {}) });
-            inner.data.mux = mux;
+            // The product's own binding of a verified socket to a channel (guest and agent use it).
+            const mux = channelOver(inner, isServer ? "guest" : "host", {
+              role,
+              ...(role === "acceptor" ? o.acceptor : {}),
+            });
             stops.push(() => inner.terminate());
             resolve({ mux, sock: inner });
           },
           onRejected: (why) => resolve({ why }),
+          // Closed before its own handshake said anything (the other end refused first).
+          onClose: () =>
+            resolve({ why: `the ${isServer ? "guest" : "host"} closed the channel before its TLS handshake finished` }),
         });
       });
     });

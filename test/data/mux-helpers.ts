@@ -1,7 +1,7 @@
 // A data channel over a real loopback TCP connection, both ends in this process: the opener (guest's
 // side) and the acceptor (agent's side), each a MuxChannel on its own socket.
 import type { Socket, TCPSocketListener } from "bun";
-import { CHANNEL_HANDLERS, socketTransport, type ChannelEnd } from "../../src/data/mux-connection.ts";
+import { CHANNEL_HANDLERS, socketTransport, type ChannelEnd } from "./mux-connection.ts";
 import { MuxChannel, type MuxLimits, type MuxOptions } from "../../src/data/mux.ts";
 
 export interface ChannelPair {

@@ -2,7 +2,7 @@
 // a hostile opener's frames for ids never admitted, caps, and a broken peer closing only its channel.
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
-import { CHANNEL_HANDLERS, socketTransport, type ChannelEnd } from "../../src/data/mux-connection.ts";
+import { CHANNEL_HANDLERS, socketTransport, type ChannelEnd } from "./mux-connection.ts";
 import { MuxChannel, type MuxLimits } from "../../src/data/mux.ts";
 import type { MuxStream } from "../../src/data/mux-stream.ts";
 import {

@@ -1,8 +1,8 @@
 // The connection under a data channel: a native socket (TCP in tests, end-to-end TLS in a session)
 // whose reads feed the channel's decoder and whose drains release its batched writes.
 import type { Socket, SocketHandler } from "bun";
-import { ProtocolError } from "../errors.ts";
-import type { MuxChannel, MuxTransport } from "./mux.ts";
+import { ProtocolError } from "../../src/errors.ts";
+import type { MuxChannel, MuxTransport } from "../../src/data/mux.ts";
 
 export interface ChannelEnd {
   mux: MuxChannel | undefined;
