@@ -113,10 +113,7 @@ const ENROL_REASONS = ["bad_token", "token_expired", "token_used", "rate_limited
 export const metrics = {
   registry,
   sessionsActive: registry.gauge("tessera_sessions_active", "Sessions currently open."),
-  streamsActive: registry.gauge(
-    "tessera_streams_active",
-    "Streams open inside sessions' data channels.",
-  ),
+  streamsActive: registry.gauge("tessera_streams_active", "Streams open inside sessions' data channels."),
   channelsOpen: registry.gauge(
     "tessera_channels_open",
     "Sessions' data channels (one connection each, carrying the session's streams) set up or open.",
@@ -139,10 +136,11 @@ export const metrics = {
     "tessera_direct_fallbacks_total",
     "Streams offered on the direct path that went through the relay instead (the agent could not reach the guest).",
   ),
-  bytesRelayed: registry.counter("tessera_relayed_bytes_total", "Stream bytes carried by relayed data channels (the agent's counts, the sum of the stream.close lines).", [
-    { direction: "guest_to_agent" },
-    { direction: "agent_to_guest" },
-  ]),
+  bytesRelayed: registry.counter(
+    "tessera_relayed_bytes_total",
+    "Stream bytes carried by relayed data channels (the agent's counts, the sum of the stream.close lines).",
+    [{ direction: "guest_to_agent" }, { direction: "agent_to_guest" }],
+  ),
   bytesDirect: registry.counter(
     "tessera_direct_bytes_total",
     "Bytes moved on the direct path (the agent's count at each stream's end), guest to host and back.",

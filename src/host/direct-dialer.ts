@@ -19,13 +19,8 @@ import type { AgentSession } from "./types.ts";
 
 const log = logger("agent:direct");
 
-/** How often live direct streams' byte counts go to the coordinator (its idle clock sees them), at most and at least. */
-const REPORT_MAX_MS = 10_000;
-const REPORT_MIN_MS = 250;
 /** Proved addresses kept for sessions to come back after a reconnect (see park). */
 const MAX_PARKED = 1024;
-/** Most activity reports one session sends a tick: enough for the idle clock, bounded whatever the stream count. */
-const REPORTS_PER_TICK = 8;
 
 export interface DirectDialerOptions {
   client(): ControlClient | undefined;
@@ -43,7 +38,6 @@ interface Path {
   addr?: Hint;
   /** The guest's hints came (once a session). */
   hinted: boolean;
-  live: Set<Socket<End>>;
 }
 
 type On = { onVerified(inner: Socket<End>): void; onFailed(why: string): void };
@@ -54,9 +48,6 @@ export class DirectDialer {
   private readonly parked = new Map<string, Hint>();
   private acceptor: DirectAcceptor | undefined;
   private port: number | undefined;
-  private reporter: ReturnType<typeof setInterval> | undefined;
-  private reportMs = REPORT_MAX_MS;
-  private readonly lastReported = new WeakMap<Socket<End>, number>();
   private readonly reports = new StreamReports((f) => this.o.client()?.send(f));
 
   constructor(private readonly o: DirectDialerOptions) {}
@@ -179,7 +170,7 @@ export class DirectDialer {
     }
     s.streams.add(conn.raw);
     conn.raw.data.onClose = (x) => s.streams.delete(x);
-    this.adopt(f, s, path!, conn.inner, on);
+    this.adopt(f, s, conn.inner, on);
   }
 
   /** The guest could not reach this agent for a stream it dials (--direct-listen): the stream goes through the relay. */
@@ -193,7 +184,6 @@ export class DirectDialer {
   }
 
   stop(): void {
-    clearInterval(this.reporter);
     this.acceptor?.stop();
   }
 
@@ -209,7 +199,7 @@ export class DirectDialer {
     this.acceptor.expect(f.direct!, f.streamId, pin(s), {
       take: (inner) => {
         s.streams.add(inner);
-        this.adopt(f, s, path, inner, on);
+        this.adopt(f, s, inner, on);
       },
       gone: () => this.paths.get(f.sessionId) !== path,
       fallback: () => void relay(),
@@ -220,74 +210,33 @@ export class DirectDialer {
     });
   }
 
-  /** A verified direct stream is the session's: cut at its end, its bytes reported to the coordinator. */
-  private adopt(f: FrameOf<ServerFrame, "incoming">, s: AgentSession, path: Path, inner: Socket<End>, on: On): void {
+  /**
+   * A verified direct channel is the session's: cut at its end. The coordinator hears that it is up and when
+   * it ends (it relays none of its bytes; the streams inside are reported by session-channels.ts).
+   */
+  private adopt(f: FrameOf<ServerFrame, "incoming">, s: AgentSession, inner: Socket<End>, on: On): void {
     s.settingUp--;
     s.streams.add(inner);
-    path.live.add(inner);
     inner.data.onClose = (x) => {
       s.streams.delete(x);
-      path.live.delete(inner);
-      // The agent's counts are the stream's: the coordinator relayed none of these bytes.
-      this.reports.add(f.sessionId, {
-        streamId: f.streamId,
-        state: "closed",
-        up: x.data.bytesRead,
-        down: bytesSent(x),
-      });
+      this.reports.add(f.sessionId, { streamId: f.streamId, state: "closed" });
     };
     this.reports.add(f.sessionId, { streamId: f.streamId, state: "open" });
-    this.reportEvery(f.reportMs);
-    (inner.data as End & { streamId?: string }).streamId = f.streamId;
     on.onVerified(inner);
   }
 
   private path(sessionId: string): Path {
     let p = this.paths.get(sessionId);
-    if (!p) this.paths.set(sessionId, (p = { hinted: false, live: new Set() }));
+    if (!p) this.paths.set(sessionId, (p = { hinted: false }));
     return p;
   }
 
   private dialOptions(s: AgentSession): DirectDialOptions {
     return { tls: this.o.tls, isServer: true, peerRole: "guest", pin: pin(s), timeoutMs: this.o.dialTimeoutMs };
   }
-
-  /** Reports as often as the coordinator asks (clamped), on one timer for every session. */
-  private reportEvery(ms: number | undefined): void {
-    const want = Math.min(REPORT_MAX_MS, Math.max(REPORT_MIN_MS, ms ?? REPORT_MAX_MS));
-    if (this.reporter && want >= this.reportMs) return;
-    clearInterval(this.reporter);
-    this.reportMs = want;
-    this.reporter = setInterval(() => this.reportActivity(), want);
-    this.reporter.unref?.();
-  }
-
-  /** Bytes moved on live direct streams since the last report, so the coordinator's idle clock sees them (bounded: REPORTS_PER_TICK a session a tick). */
-  private reportActivity(): void {
-    const c = this.o.client();
-    if (!c) return;
-    for (const [sessionId, path] of this.paths) {
-      let sent = 0;
-      for (const sock of path.live) {
-        if (sent >= REPORTS_PER_TICK) break;
-        const up = sock.data.bytesRead;
-        const down = bytesSent(sock);
-        if (this.lastReported.get(sock) === up + down) continue;
-        this.lastReported.set(sock, up + down);
-        const streamId = (sock.data as End & { streamId?: string }).streamId;
-        if (streamId) this.reports.add(sessionId, { streamId, state: "open", up, down });
-        sent++;
-      }
-    }
-  }
 }
 
 /** The guest key a session was approved for, and its checked-certificate cache. */
 function pin(s: AgentSession): PeerPin {
   return { peerSpki: s.frame.guest.spki, checked: s };
-}
-
-/** Bytes the agent sent the guest on a direct stream: what its target gave (a shell's stream has no peer socket). */
-function bytesSent(inner: Socket<End>): number {
-  return inner.data.peer?.data.bytesRead ?? inner.bytesWritten ?? 0;
 }
