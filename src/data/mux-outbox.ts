@@ -6,6 +6,8 @@ import type { MuxTransport } from "./mux.ts";
 /** The reused join buffer's usual size, and the largest kept for reuse (a rare huge batch is not held). */
 const SPARE = 256 * 1024;
 const MAX_SPARE = 2 << 20;
+/** A payload this large alone in a turn is written as it is, not copied into a batch. */
+const BIG = 16 * 1024;
 
 export class Outbox {
   private frames: Buffer[] = [];
@@ -71,7 +73,20 @@ export class Outbox {
       let batch: Buffer;
       let base: Buffer | undefined;
       if (this.frames.length === 1) batch = this.frames[0]!;
-      else {
+      else if (this.frames.length === 2 && this.frames[1]!.length >= BIG) {
+        // One stream's bulk this turn: its header goes first on its own rather than copying the payload.
+        const [header, payload] = this.frames as [Buffer, Buffer];
+        this.frames = [];
+        this.bytes = 0;
+        if (!this.write(header)) {
+          // The header waits (or the connection is gone): the payload follows it once it drains.
+          this.frames = [payload];
+          this.bytes = payload.length;
+          return;
+        }
+        if (!this.write(payload)) return;
+        return this.emptied();
+      } else {
         base =
           this.spare && this.spare.length >= this.bytes ? this.spare : Buffer.allocUnsafe(Math.max(this.bytes, SPARE));
         this.spare = undefined;

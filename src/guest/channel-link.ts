@@ -24,8 +24,9 @@ const MOMENTARY = new Set(["no_channel", "no_session", "unavailable"]);
 /** A channel asked where the session is not now is asked again after this, doubling, this many times at most. */
 const REASK_MS = 50;
 const MAX_REASKS = 12;
-/** After an `open` frame, the next waits this long, gathering the streams opened meanwhile (see announce). */
-const OPEN_SPACING_MS = 2;
+/** `open` frames sent at once before the pacing starts, and how often one more may go (see announce). */
+const OPEN_BURST = 16;
+const OPEN_REFILL_MS = 1;
 /** Streams waiting for a channel (being set up, or a move under way); past it new ones are refused. */
 const MAX_WAITING = 4096;
 
@@ -65,8 +66,9 @@ export class ChannelLink {
   private readonly onRefusal = new Map<string, (err: Error) => void>();
   private paused = false;
   private channels = 0;
-  /** When the last `open` frame went (see announce). */
-  private lastOpens = 0;
+  /** The `open` frames that may go at once now, and when that was last worked out (see announce). */
+  private openTokens = OPEN_BURST;
+  private openRefilled = 0;
   /** Channel asks refused for a reason of the moment in a row (see askAgain); back to 0 once one is up. */
   private reasks = 0;
   /** A renewal asked for while a channel was on its way: done once that one is up (see renew). */
@@ -274,24 +276,31 @@ export class ChannelLink {
   }
 
   /**
-   * Streams go to the coordinator batched: one frame at once, then at most one every OPEN_SPACING_MS (a
-   * full frame at once), so a client's burst of connections (accepted over many event-loop turns) is a few
-   * frames, never a flood of them for the coordinator's guard (frames in flight), and a lone connection
-   * waits for nothing.
+   * Streams go to the coordinator in `open` frames paced by a token bucket: a lone connection, or a steady
+   * stream of them, is told at once (the streams opened in the same turn share a frame); a burst (a client's
+   * pool of connections, accepted over many turns) spends the bucket and is then gathered, a frame each
+   * OPEN_REFILL_MS, so the coordinator's guard (frames in flight) never sees a flood.
    */
   private announce(live: Live, id: number): void {
     live.unsent.push(id);
     if (live.unsent.length >= MAX_OPENS_IN_FRAME) return this.sendOpens(live);
     if (live.unsent.length > 1) return;
-    const wait = this.lastOpens + OPEN_SPACING_MS - Date.now();
-    if (wait <= 0) queueMicrotask(() => this.sendOpens(live));
-    else setTimeout(() => this.sendOpens(live), wait);
+    const now = performance.now();
+    this.openTokens = Math.min(OPEN_BURST, this.openTokens + (now - this.openRefilled) / OPEN_REFILL_MS);
+    this.openRefilled = now;
+    if (this.openTokens >= 1) {
+      this.openTokens--;
+      queueMicrotask(() => this.sendOpens(live));
+    } else {
+      const wait = (1 - this.openTokens) * OPEN_REFILL_MS;
+      this.openTokens--;
+      setTimeout(() => this.sendOpens(live), wait);
+    }
   }
 
   private sendOpens(live: Live): void {
     if (!live.unsent.length) return;
     const ids = live.unsent.splice(0, MAX_OPENS_IN_FRAME);
-    this.lastOpens = Date.now();
     const on = this.ctx.live();
     if (!on || live.mux.closed) return;
     this.ctx.send({ t: "open", sessionId: on.approved.sessionId, ref: live.tag, via: live.id, mux: ids });

@@ -11,7 +11,7 @@ export const MUX_HEADER = 9;
 /** Largest data frame body: big enough that bulk costs few headers, small enough to interleave streams. */
 export const MAX_MUX_PAYLOAD = 64 * 1024;
 /** Bytes each side may send on a new stream before the receiver grants more (as SSH's initial window). */
-export const INITIAL_WINDOW = 256 * 1024;
+export const INITIAL_WINDOW = 1024 * 1024;
 /** A window never grows past this (HTTP/2's 2^31-1): a larger grant is the peer's error. */
 export const MAX_WINDOW = 0x7fffffff;
 
