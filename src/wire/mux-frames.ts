@@ -122,7 +122,8 @@ const BODY: Record<number, [number, number]> = {
 /**
  * Incremental decoder for one direction of a channel. Everything is checked before a body is
  * buffered (kind, id, length); once it has thrown it keeps throwing, since the framing is lost and the
- * channel must close. Data bodies are views of the received chunks whenever a frame lies within one.
+ * channel must close. Data bodies are views of the received chunks: a data frame that spans reads is
+ * handed on in pieces as they come (the stream's bytes and window are the same either way).
  */
 export class MuxDecoder {
   private chunks: Buffer[] = [];
@@ -144,6 +145,15 @@ export class MuxDecoder {
           this.pendingHead = parseHeader(this.take(MUX_HEADER));
         }
         const h = this.pendingHead;
+        if (h.kind === MuxKind.data && this.have > 0 && this.have < h.len) {
+          // What has come of a data frame goes on as it comes (every chunk buffered is this frame's):
+          // reassembling a 64 KiB frame from the TLS socket's smaller reads would copy every byte once more.
+          for (const c of this.chunks) out.push({ kind: MuxKind.data, id: h.id, data: c });
+          h.len -= this.have;
+          this.chunks = [];
+          this.have = 0;
+          break;
+        }
         if (this.have < h.len) break;
         this.pendingHead = undefined;
         out.push(toFrame(h, this.take(h.len)));

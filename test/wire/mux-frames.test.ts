@@ -28,6 +28,18 @@ const raw = (kind: number, id: number, len: number, body = Buffer.alloc(0)) => {
   return Buffer.concat([h, body]);
 };
 
+/** Adjacent data frames of one stream joined: what a stream reads, however the frames were cut. */
+function joinData(frames: MuxFrame[]): MuxFrame[] {
+  const out: MuxFrame[] = [];
+  for (const f of frames) {
+    const last = out.at(-1);
+    if (f.kind === MuxKind.data && last?.kind === MuxKind.data && last.id === f.id)
+      out[out.length - 1] = { ...last, data: Buffer.concat([last.data, f.data]) };
+    else out.push(f);
+  }
+  return out;
+}
+
 describe("mux frames", () => {
   test("every kind round-trips, whole and one byte at a time", () => {
     const bytes = Buffer.concat(FRAMES.map(encodeMux));
@@ -35,8 +47,25 @@ describe("mux frames", () => {
     const d = new MuxDecoder();
     const out: MuxFrame[] = [];
     for (const b of bytes) out.push(...d.push(Uint8Array.of(b)));
-    expect(out).toEqual(FRAMES);
+    // A data frame split across reads comes in pieces as they arrive: the same bytes, in order.
+    expect(joinData(out)).toEqual(joinData(FRAMES));
+    expect(out.filter((f) => f.kind === MuxKind.data).length).toBeGreaterThan(
+      FRAMES.filter((f) => f.kind === MuxKind.data).length,
+    );
     expect(d.buffered).toBe(0);
+  });
+
+  test("a data frame spanning reads is handed on in pieces that are views of the reads, never copied", () => {
+    const payload = Buffer.alloc(40_000, 7);
+    const bytes = encodeMux({ kind: MuxKind.data, id: 3, data: payload });
+    const d = new MuxDecoder();
+    const reads = [bytes.subarray(0, 16_009), bytes.subarray(16_009, 32_009), bytes.subarray(32_009)];
+    const out = reads.flatMap((r) => d.push(r));
+    expect(out.map((f) => (f.kind === MuxKind.data ? f.data.length : -1))).toEqual([16_000, 16_000, 8_000]);
+    expect(out.every((f, i) => f.kind === MuxKind.data && f.data.buffer === reads[i]!.buffer)).toBe(true);
+    expect(Buffer.concat(out.map((f) => (f.kind === MuxKind.data ? f.data : Buffer.alloc(0)))).equals(payload)).toBe(
+      true,
+    );
   });
 
   test("bad headers are refused before any body is buffered", () => {
