@@ -1,6 +1,6 @@
 // In-process tests of the session rules (open streams, resume, end, revoke, grace sweep) against a real Broker.
 import { afterEach, describe, expect, test } from "bun:test";
-import { refusal, until, World } from "./fake-peers.ts";
+import { refusal, TARGET, until, World } from "./fake-peers.ts";
 
 let w: World;
 afterEach(async () => {
@@ -231,6 +231,27 @@ describe("ending", () => {
     expect(again.code).toBe("no_session");
     await until(async () => (await w.store.openSessions()).length === 0, "the store to close the session");
     expect(w.broker.revoke(s.sessionId, "ops")).toBe(false);
+  });
+
+  test("the agent's word on a session that just ended here (a refusal, a report) is taken quietly; anyone else's is no_session", async () => {
+    w = await World.open();
+    const s = await w.session();
+    const ch = await w.channel(s);
+    const other = await w.session(s.host, "bob");
+    await w.send(s.guest, { t: "end", sessionId: s.sessionId });
+    // Sent before the agent heard: an error frame without a ref would fail whatever it has in flight.
+    await w.send(s.host, { t: "refuse", sessionId: s.sessionId, streamId: ch.streamId, reason: "no such session" });
+    await w.report(s, { streamId: ch.streamId, state: "closed", up: 1, down: 1 });
+    // Another agent, or a guest, saying the same is refused as before.
+    const stranger = await w.agent("other", [TARGET], "box2");
+    const refused = await refusal(
+      w.send(stranger, { t: "refuse", sessionId: s.sessionId, streamId: ch.streamId, reason: "x" }),
+    );
+    expect(refused.code).toBe("no_session");
+    expect((await refusal(w.report(s, { streamId: ch.streamId, state: "failed" }, other.guest))).code).toBe(
+      "no_session",
+    );
+    expect(w.names().filter((n) => n.startsWith("stream."))).toEqual([]);
   });
 
   test("end: the guest or the host may end a session, a stranger may not", async () => {
