@@ -262,7 +262,7 @@ test("an agent that reconnects has forgotten the session's direct path until it 
   await w.send(again, { t: "register", shareId: "web", targets: ["127.0.0.1:22"], approver: true });
   expect((await w.channel(s, "a")).direct).toBeUndefined();
   // Until it says the path it proved before still holds (it dials nothing to say so): new streams go direct
-  // again, the guest is told (its pool follows), and the audit line says the path was kept, not probed.
+  // again, the guest is told (it asks for a direct channel), and the audit line says the path was kept, not probed.
   // The guest heard: direct (the probe), relay (the agent gone), relay (back, nothing kept yet).
   const paths = () => s.guest.ch.of("path").map((f) => f.path);
   expect(paths()).toEqual(["direct", "relay", "relay"]);
@@ -286,7 +286,7 @@ test("an agent that reconnects has forgotten the session's direct path until it 
   expect((await w.channel(s, "b")).direct).toBeString();
 });
 
-test("a session's guest hears when its agent goes and when it is back on a new connection (its pool stops waiting, then fills)", async () => {
+test("a session's guest hears when its agent goes and when it is back on a new connection (its channel follows the path)", async () => {
   w = await World.open();
   const s = await w.session();
   w.broker.drop(s.host);
