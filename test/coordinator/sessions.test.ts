@@ -103,6 +103,31 @@ describe("streams", () => {
     expect((await w.stream(s, ch.streamId, [5], "b")).map((f) => f.mux)).toEqual([5]);
   });
 
+  test("the agent's word ends a stream: a report with a reason, or a refusal, is told to the guest and closes its line", async () => {
+    w = await World.open();
+    const s = await w.session();
+    const ch = await w.channel(s);
+    const [a, b, c] = await w.stream(s, ch.streamId, [1, 2, 3]);
+    // Closed without a reason: no word to the guest; its counts are the line's.
+    await w.report(s, { streamId: a!.streamId, state: "closed", up: 7, down: 8 });
+    await w.report(s, { streamId: b!.streamId, state: "failed", reason: "connection refused" });
+    await w.send(s.host, { t: "refuse", sessionId: s.sessionId, streamId: c!.streamId, reason: "not allowed" });
+    await until(() => w.events().filter((e) => e.event === "stream.close").length === 3, "three close lines");
+    const lines = w.events().filter((e) => e.event === "stream.close");
+    expect(lines.map((e) => [e.streamId, e.bytesUp, e.bytesDown, e.reason])).toEqual([
+      [a!.streamId, 7, 8, "closed"],
+      [b!.streamId, 0, 0, "connection refused"],
+      [c!.streamId, 0, 0, "the host refused the stream: not allowed"],
+    ]);
+    expect(s.guest.ch.of("refused").map((f) => [f.streamId, f.reason])).toEqual([
+      [b!.streamId, "connection refused"],
+      [c!.streamId, "not allowed"],
+    ]);
+    // The channel stays for the next streams; the session's count is of streams only.
+    expect(w.broker.counts).toMatchObject({ streams: 1, channels: 1 });
+    expect(w.broker.sessions.all.get(s.sessionId)!.streamCount).toBe(3);
+  });
+
   test("open while the agent is away is host_offline; the agent's drop cuts the channel and its streams", async () => {
     w = await World.open();
     const s = await w.session();
