@@ -75,6 +75,8 @@ export interface DirectBookOptions {
   splicer: Splicer;
   actors(s: Session): Record<string, unknown>;
   session(id: string): Session | undefined;
+  /** Whether `peer` was the agent of session `id`, which ended here lately (its late reports are taken quietly). */
+  servedLately(id: string, peer: Peer): boolean;
   /** The idle limit: a direct stream's activity must be reported well within it. */
   idleTimeoutMs: number;
   /** Test only (TESSERA_TEST_INJECT_HINT): a hint this coordinator adds to every guest's list, to prove the agent refuses it. */
@@ -200,6 +202,8 @@ export class DirectBook {
     if (!rest.length) return;
     f = { ...f, reports: rest };
     const s = this.o.session(f.sessionId);
+    // Its session ended here before the agent heard (its direct channel's last counts): nothing to do.
+    if (!s && this.o.servedLately(f.sessionId, peer)) return;
     const guest = !!s && s.guest === peer && f.reports.every((r) => r.state === "failed");
     if (!s || (s.share.agent !== peer && !guest))
       throw new RefusedError("no_session", `no session "${f.sessionId}" is served by you`);

@@ -200,13 +200,15 @@ export interface LiveCounts {
   /** Streams offered and not ended, paired or not; pendingStreams of them not paired yet. */
   streams: number;
   pendingStreams?: number;
-  /** Pooled streams paired and not yet used (the unpaired ones are in pendingStreams). */
+  /** Sessions' data channels, connected or not: each still waiting to connect is in pendingStreams too. */
   channels?: number;
   sharesAway?: number;
 }
 
 export function renderMetrics(live: LiveCounts): string {
   metrics.sessionsActive.set(live.sessions);
+  // Only a channel waits to connect (a stream inside one has no connection of its own): subtracting the
+  // waiting ones as well would count each of those channels twice and hide a live stream per channel.
   metrics.streamsActive.set(Math.max(0, live.streams - (live.channels ?? 0)));
   metrics.channelsOpen.set(live.channels ?? 0);
   metrics.streamsPending.set(live.pendingStreams ?? 0);

@@ -41,6 +41,12 @@ export class SessionBook {
   private readonly movedAway = new Set<string>();
   /** Why recent sessions ended (bounded), for a guest that comes back after its session closed. */
   private readonly ended = new Map<string, string>();
+  /**
+   * The agent that served each of those sessions: what it says about one before it heard of the end (a
+   * refusal, a direct channel's final report) is taken quietly, as an error frame without a ref would
+   * answer (reject) whatever request that agent has in flight, a code it is minting.
+   */
+  private readonly endedAgent = new Map<string, Peer>();
 
   /**
    * Open streams and changed totals, for the store. A database write per stream would sit on the
@@ -61,6 +67,7 @@ export class SessionBook {
       splicer: this.splicer,
       actors,
       session: (id) => this.all.get(id),
+      servedLately: (id, peer) => this.servedLately(id, peer),
       idleTimeoutMs: o.limits.idleTimeoutMs,
       injectHint: o.injectHint,
     });
@@ -264,6 +271,7 @@ export class SessionBook {
   /** The agent refused a stream it was offered: it ends now, with the agent's reason in its close line. */
   refuse(peer: Peer, f: { sessionId: string; streamId: string; reason: string }): void {
     const s = this.all.get(f.sessionId);
+    if (!s && this.servedLately(f.sessionId, peer)) return;
     if (!s || s.share.agent !== peer)
       throw new RefusedError("no_session", `no session "${f.sessionId}" is served by you`);
     for (const st of s.streams) {
@@ -272,6 +280,11 @@ export class SessionBook {
       // The guest's client would otherwise only see its connection close, with no word why.
       return s.guest?.ch.send({ t: "refused", sessionId: s.id, streamId: st.id, reason: f.reason });
     }
+  }
+
+  /** Whether `peer` served session `id`, which ended here lately. */
+  private servedLately(id: string, peer: Peer): boolean {
+    return this.endedAgent.get(id) === peer;
   }
 
   /** Ends a session's live streams at once (its guest or agent went away) without ending the session. */
@@ -389,8 +402,13 @@ export class SessionBook {
     }
     this.all.delete(s.id);
     s.share.sessions.delete(s);
-    if (this.ended.size >= ENDED_MEMORY) this.ended.delete(this.ended.keys().next().value!);
+    if (this.ended.size >= ENDED_MEMORY) {
+      const oldest = this.ended.keys().next().value!;
+      this.ended.delete(oldest);
+      this.endedAgent.delete(oldest);
+    }
     this.ended.set(s.id, reason);
+    if (s.share.agent) this.endedAgent.set(s.id, s.share.agent);
     // Its totals are the sum of its streams' lines: after the agent's final counts for direct ones.
     this.direct.afterFinals(s, () => {
       this.o.audit.append("session.close", {

@@ -219,8 +219,11 @@ describe("restart", () => {
     const agent = await w.hello(w.peer({ host: s.host.host }));
     await w.send(agent, { t: "register", shareId: "web", targets: [TARGET], approver: true });
     expect((await agent.ch.wait("session")).sessionId).toBe(s.sessionId);
-    await w.send(guest, { t: "open", sessionId: s.sessionId, ref: "r" });
-    expect((await agent.ch.wait("incoming")).sessionId).toBe(s.sessionId);
+    const again = { ...s, guest, host: agent };
+    const ch = await w.channel(again);
+    expect((await agent.ch.wait("incoming", (f) => f.streamId === ch.streamId)).channel).toBe(true);
+    const [inc] = await w.stream(again, ch.streamId, [1]);
+    expect(inc).toMatchObject({ sessionId: s.sessionId, via: ch.streamId, mux: 1 });
   });
 
   test("a code whose PAKE ran is not given back by a restart, clean or crashed: it was one guess", async () => {

@@ -14,7 +14,13 @@ import { TesseraError } from "../../src/errors.ts";
 import { certFingerprint, certInfo, createCA, createCsr, generateKeyPair } from "../../src/pki/index.ts";
 import { Store } from "../../src/store/store.ts";
 import { hashCode, normalizeCode } from "../../src/wire/codes.ts";
-import { PROTOCOL_VERSION, type ClientFrame, type FrameOf, type ServerFrame } from "../../src/wire/protocol.ts";
+import {
+  PROTOCOL_VERSION,
+  type ClientFrame,
+  type FrameOf,
+  type ServerFrame,
+  type StreamReport,
+} from "../../src/wire/protocol.ts";
 
 export type SF<T extends ServerFrame["t"]> = FrameOf<ServerFrame, T>;
 /** A CPace share's shape: the coordinator relays it without reading it, so these broker tests need no real one. */
@@ -27,6 +33,8 @@ const WAIT_MS = 3_000;
 export class FakeLink implements PeerLink {
   readonly frames: ServerFrame[] = [];
   readonly failures: TesseraError[] = [];
+  /** Error frames that answered one frame (or one stream of it) and kept the connection, with the ref they name. */
+  readonly errors: { code: string; message: string; ref?: string }[] = [];
   private waiters: { test: (f: ServerFrame) => boolean; resolve: (f: ServerFrame) => void }[] = [];
 
   send(frame: ServerFrame): void {
@@ -40,6 +48,15 @@ export class FakeLink implements PeerLink {
 
   fail(err: TesseraError): void {
     this.failures.push(err);
+  }
+
+  sendError(err: TesseraError, ref?: string): void {
+    this.errors.push({ code: err.code, message: err.message, ...(ref === undefined ? {} : { ref }) });
+  }
+
+  /** The error frame naming `ref` (a stream's refusal is "REF.N"), if one came. */
+  errorFor(ref: string): { code: string; message: string; ref?: string } | undefined {
+    return this.errors.find((e) => e.ref === ref);
   }
 
   of<T extends ServerFrame["t"]>(t: T): SF<T>[] {
@@ -281,6 +298,31 @@ export class World {
     await this.send(host, { t: "pake", requestId, msg: "bXNn", hostSpki: host.host!.spki });
     await this.send(g.peer, { t: "confirm", requestId, tag: "Z3Q" });
     await this.send(host, { t: "confirmed", requestId, tag: "aHQ" });
+  }
+
+  /**
+   * The guest asks for its session's data channel: the guest's `stream` frame for it (its id, token, and the
+   * direct token when the path is direct). The agent's `incoming` for it is sent at the same time.
+   */
+  async channel(s: Approved, ref = `ch${++this.n}`): Promise<SF<"stream">> {
+    await this.send(s.guest, { t: "open", sessionId: s.sessionId, ref, channel: true });
+    return s.guest.ch.wait("stream", (f) => f.ref === ref);
+  }
+
+  /**
+   * The guest opens streams `mux` on channel `via` in one frame (ref `ref`): the agent's `incoming` for each
+   * stream the coordinator let through (each comes once its open line is on disk); refused ones are in the
+   * guest's `errors` as "REF.N".
+   */
+  async stream(s: Approved, via: string, mux: number[] = [1], ref = `m${++this.n}`): Promise<SF<"incoming">[]> {
+    await this.send(s.guest, { t: "open", sessionId: s.sessionId, ref, via, mux });
+    const through = mux.filter((n) => !s.guest.ch.errorFor(`${ref}.${n}`));
+    return Promise.all(through.map((n) => s.host.ch.wait("incoming", (f) => f.via === via && f.mux === n)));
+  }
+
+  /** The agent's word on one stream (its state and byte counts so far), as its report batch carries it. */
+  report(s: Approved, r: StreamReport, from: FakePeer = s.host): Promise<void> {
+    return this.send(from, { t: "direct-stream", sessionId: s.sessionId, reports: [r] });
   }
 
   /** A full consent round: a fresh code, a guest asks, the agent approves. */

@@ -13,7 +13,7 @@ const byId = (g: Guest, shareId: string) =>
   w.send(g.peer, { t: "request", shareId, target: TARGET, csr: g.csr, name: g.name, reason: "" });
 /** Everything the coordinator told a peer: frames and refusals. */
 const heard = (p: FakePeer, errs: Error[] = []) =>
-  JSON.stringify([p.ch.frames, p.ch.failures.map((e) => e.message), errs.map((e) => e.message)]);
+  JSON.stringify([p.ch.frames, p.ch.failures.map((e) => e.message), p.ch.errors, errs.map((e) => e.message)]);
 
 describe("requests by share id are opt-in", () => {
   test("a share registered without requestsById refuses them with the answer an unknown share gets; the host hears nothing", async () => {
@@ -53,8 +53,14 @@ describe("the share id does not leak to code holders", () => {
     await w.confirmed(agent, g, requestId);
     await w.send(agent, { t: "decision", requestId, allow: true });
     const ok = await g.peer.ch.wait("approved");
-    await w.send(g.peer, { t: "open", sessionId: ok.sessionId, ref: "r1" });
-    await g.peer.ch.wait("stream");
+    const s = { host: agent, guest: g.peer, sessionId: ok.sessionId, cert: ok.cert, requestId };
+    const ch = await w.channel(s);
+    const [inc] = await w.stream(s, ch.streamId, [1]);
+    // A refused stream's error frame is heard too.
+    await w.stream(s, "c-nope", [2], "x");
+    expect(g.peer.ch.errorFor("x.2")?.code).toBe("no_channel");
+    await w.report(s, { streamId: inc!.streamId, state: "closed", up: 1, down: 1, reason: "the target refused" });
+    await g.peer.ch.wait("refused");
     await w.send(g.peer, { t: "end", sessionId: ok.sessionId });
     expect(heard(g.peer)).not.toContain(shareId);
 

@@ -16,10 +16,10 @@ async function scoped(world: World, scope: { ttlMs?: number; streams?: number })
   await world.confirmed(host, g, requestId);
   await world.send(host, { t: "decision", requestId, allow: true, scope });
   const ok = await g.peer.ch.wait("approved", (f) => f.requestId === requestId);
-  return { host, guest: g.peer, sessionId: ok.sessionId, approved: ok };
+  return { host, guest: g.peer, sessionId: ok.sessionId, cert: ok.cert, requestId, approved: ok };
 }
 
-test("y 1: the guest and the agent are told the scope; a second stream is refused with the reason", async () => {
+test("y 1: the guest and the agent are told the scope; the channel is not the connection, a second stream is refused with the reason", async () => {
   w = await World.open();
   const s = await scoped(w, { streams: 1 });
   expect(s.approved.scope).toEqual({ streams: 1 });
@@ -27,10 +27,24 @@ test("y 1: the guest and the agent are told the scope; a second stream is refuse
   expect(session.scope).toEqual({ streams: 1 });
   expect(typeof session.openedAt).toBe("number");
   expect(w.one("approve").scope).toBe("one connection");
-  await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "a" });
-  const second = await refusal(w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "b" }));
-  expect(second.code).toBe("limit");
-  expect(second.message).toBe("the host allowed one connection in this session, and it is used");
+  // The channel carries the connection; it is not one.
+  const ch = await w.channel(s);
+  // Two in one frame: the first is the one connection, the second is refused on its own, naming REF.2.
+  const through = await w.stream(s, ch.streamId, [1, 2], "a");
+  expect(through.map((f) => f.mux)).toEqual([1]);
+  expect(s.guest.ch.errors).toEqual([
+    { code: "limit", message: "the host allowed one connection in this session, and it is used", ref: "a.2" },
+  ]);
+  expect(w.events().filter((e) => e.event === "stream.open")).toHaveLength(1);
+  // A second channel opens no second connection either.
+  await w.send(s.guest, { t: "open", sessionId: s.sessionId, ref: "c2", channel: true });
+  const again = await s.guest.ch.wait("stream", (f) => f.ref === "c2");
+  expect(await w.stream(s, again.streamId, [3], "b")).toEqual([]);
+  expect(s.guest.ch.errorFor("b.3")?.code).toBe("limit");
+  // The one connection ends (the agent's word): so does the session, whose channels do not count.
+  await w.report(s, { streamId: through[0]!.streamId, state: "closed", up: 1, down: 1 });
+  expect((await s.guest.ch.wait("closed")).reason).toBe("the host allowed one connection, and it has closed");
+  expect(w.one("session.close")).toMatchObject({ condition: "scope", streams: 1 });
 });
 
 test("y 2s: the session ends when its time is over, busy or not, saying so", async () => {

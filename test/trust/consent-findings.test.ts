@@ -138,9 +138,20 @@ test("finding 3: a receipt replayed for a new session id, and a session revived 
   expect((ended as FrameOf<ClientFrame, "end">).reason).toContain(
     `refused by the host: the approval is already used (the host's yes to request ${ok.requestId} already opened session ${ok.sessionId}`,
   );
-  agentPeer!.ch.send({ t: "incoming", sessionId: "s-replayed", streamId: "st-1", token: "A".repeat(43) });
+  agentPeer!.ch.send({
+    t: "incoming",
+    sessionId: "s-replayed",
+    streamId: "st-1",
+    token: "A".repeat(43),
+    channel: true,
+  });
+  agentPeer!.ch.send({ t: "incoming", sessionId: "s-replayed", streamId: "t-1", via: "st-1", mux: 1 });
   await within(
     waitFor(got, (f) => f.t === "refuse" && f.streamId === "st-1"),
+    "the replayed channel's refusal",
+  );
+  await within(
+    waitFor(got, (f) => f.t === "refuse" && f.streamId === "t-1"),
     "the replayed stream's refusal",
   );
   // The session the host saw end, told again: refused too.
@@ -150,11 +161,19 @@ test("finding 3: a receipt replayed for a new session id, and a session revived 
     "the revived session's refusal",
   );
   expect(revived).toBeDefined();
-  agentPeer!.ch.send({ t: "incoming", sessionId: ok.sessionId, streamId: "st-2", token: "B".repeat(43) });
-  await within(
-    waitFor(got, (f) => f.t === "refuse" && f.streamId === "st-2"),
-    "the revived stream's refusal",
-  );
+  agentPeer!.ch.send({
+    t: "incoming",
+    sessionId: ok.sessionId,
+    streamId: "st-2",
+    token: "B".repeat(43),
+    channel: true,
+  });
+  agentPeer!.ch.send({ t: "incoming", sessionId: ok.sessionId, streamId: "t-2", via: "st-2", mux: 1 });
+  for (const id of ["st-2", "t-2"])
+    await within(
+      waitFor(got, (f) => f.t === "refuse" && f.streamId === id),
+      `the revived session's refusal of ${id}`,
+    );
   expect(t.accepted).toBe(1);
 });
 
@@ -162,10 +181,18 @@ test("finding 3: a scope's clock starts no later than the receipt, whatever appr
   live = await Live.start();
   const t = await target();
   let held: { f: FrameOf<ServerFrame, "session">; peer: Peer } | undefined;
+  let approval: { f: ServerFrame; peer: Peer } | undefined;
   lying(live, (f, peer) => {
-    // The coordinator holds the session frame back and tells it later, with a fresh approval time.
+    // The coordinator holds the session frame back and tells it later, with a fresh approval time; it holds
+    // the guest's approval as long (else the guest asks for its channel before the agent knows the session).
     if (f.t === "session" && !held) {
       held = { f, peer };
+      // It forgets the scope itself too: it lets the guest's channel and stream through.
+      live!.coordinator.broker.sessions.all.get(f.sessionId)!.scope = undefined;
+      return undefined;
+    }
+    if (f.t === "approved" && !approval) {
+      approval = { f, peer };
       return undefined;
     }
     return f;
@@ -173,18 +200,33 @@ test("finding 3: a scope's clock starts no later than the receipt, whatever appr
   const got = heard(live);
   const h = await host(live, t.port, { answer: () => ({ allow: true, scope: { ttlMs: 1000 } }) });
   const g = await Guest.connect({ address: live.address, caPem: live.ca.certPem, version: "test" });
-  await g.request({ code: h.code, name: "ana", reason: "a second" });
-  await until(() => !!held, "the held session frame");
+  const approved = g.request({ code: h.code, name: "ana", reason: "a second" });
+  await until(() => !!held && !!approval, "the held session and approval frames");
   const signedAt = held!.f.receipt!.body.at;
   await until(() => Date.now() > signedAt + 1000, "the scope's second to pass");
   held!.peer.ch.send({ ...held!.f, openedAt: Date.now() });
-  held!.peer.ch.send({ t: "incoming", sessionId: held!.f.sessionId, streamId: "st-late", token: "C".repeat(43) });
-  const r = await within(
-    waitFor(got, (f) => f.t === "refuse" && f.streamId === "st-late"),
-    "the late stream's refusal",
-  );
-  expect((r as FrameOf<ClientFrame, "refuse">).reason).toMatch(/allowed this session 1s, and that is over/);
-  expect(t.accepted).toBe(0);
+  approval!.peer.ch.send(approval!.f);
+  const ok = await approved;
+  // The agent's clock ran from the receipt: the session is over as it is told (the agent drops it at once),
+  // so the guest's channel, and with it the stream the coordinator, forgetting the scope, would let through,
+  // is refused. An agent counting from the coordinator's fresh time serves it: a stream.open and an echo.
+  const local = await g.listen("127.0.0.1", 0);
+  const net = await import("node:net");
+  const c = net.connect({ port: local.port, host: "127.0.0.1" }, () => c.write("ping"));
+  let echoed = 0;
+  c.on("data", (d) => (echoed += d.length));
+  c.on("error", () => {});
+  const r = (await within(
+    waitFor(got, (f) => f.t === "refuse" && f.sessionId === ok.sessionId),
+    "the channel's refusal",
+  )) as FrameOf<ClientFrame, "refuse">;
+  expect(r.streamId).toStartWith("c-");
+  expect(r.reason).toBe("this agent holds no such session");
+  const reasons = got.filter((f) => f.t === "refuse").map((f) => (f as FrameOf<ClientFrame, "refuse">).reason);
+  expect(new Set(reasons)).toEqual(new Set(["this agent holds no such session"]));
+  expect(audit(live).filter((e) => e.event === "stream.open")).toEqual([]);
+  expect([echoed, t.accepted]).toEqual([0, 0]);
+  c.destroy();
   await g.close();
 });
 
