@@ -17,7 +17,7 @@ import { NodeMail, nodeTag } from "./node-mail.ts";
 import type { Peer } from "./peer.ts";
 
 const log = logger("coordinator");
-/** After another node says it is stopping, spares are ended again this much later (the balancer's check lags). */
+/** After another node says it is stopping, guests renew their channels again this much later (the balancer's check lags). */
 const SPARES_AGAIN_MS = 1_500;
 
 /** What the cluster needs of the broker. */

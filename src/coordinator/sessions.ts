@@ -229,10 +229,22 @@ export class SessionBook {
     if (s && s.streams.size === 0) this.leaving.delete(s.id);
     // A channel is no stream in the log's eyes: it closes without a line, and its bytes (its streams',
     // and their frames') count in no total (a session's bytes are the sum of its streams' lines).
-    if (stream.kind === "channel") return;
+    if (stream.kind === "channel") return void (s && this.orphaned(s, stream));
     // A direct stream ended here, not by the agent: its line waits for the agent's final counts (direct.ts).
     if (!this.direct.awaitFinal(stream, s, () => this.closeLine(stream, s, reason))) this.closeLine(stream, s, reason);
     if (s) this.closeIfScopeDone(s);
+  }
+
+  /**
+   * A channel ended here: the agent reports its streams' ends as it sees the channel go; any it has not
+   * reported a moment later (an agent gone quiet) are ended here, their lines waiting for its counts as usual.
+   */
+  private orphaned(s: Session, channel: Stream): void {
+    const inside = [...s.streams].filter((st) => st.via === channel.id);
+    if (!inside.length) return;
+    setTimeout(() => {
+      for (const st of inside) this.splicer.end(st, "its data channel ended");
+    }, CHANNEL_GRACE_MS).unref?.();
   }
 
   private closeLine(stream: Stream, s: Session | undefined, reason: string): void {
@@ -374,8 +386,7 @@ export class SessionBook {
 
   /**
    * `keepStreams` (a graceful stop): streams under way run on here until they end, their lines written
-   * here; spares too, until the guest hears it should move (it then drops them), since it may put one to
-   * work meanwhile (see use).
+   * here, and so does their channel, until the guest, moved, lets it go once they have.
    */
   release(s: Session, reason: string, keepStreams = false): void {
     if (keepStreams && s.streams.size) this.leaving.set(s.id, s);
