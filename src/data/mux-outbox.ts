@@ -6,6 +6,8 @@ import type { MuxTransport } from "./mux.ts";
 /** The reused join buffer's usual size, and the largest kept for reuse (a rare huge batch is not held). */
 const SPARE = 256 * 1024;
 const MAX_SPARE = 2 << 20;
+/** Queued after this long without a write: written at the end of the callback, not the loop's turn. */
+const IDLE_MS = 0.5;
 /** A payload this large alone in a turn is written as it is, not copied into a batch. */
 const BIG = 16 * 1024;
 
@@ -23,6 +25,12 @@ export class Outbox {
    */
   private spare: Buffer | undefined;
   private pendingBase: Buffer | undefined;
+  /** When frames were last queued into an empty outbox (performance.now()). */
+  private lastFlush = 0;
+  private readonly flushNow = () => {
+    this.scheduled = false;
+    this.flush();
+  };
 
   constructor(
     private readonly transport: MuxTransport,
@@ -47,11 +55,13 @@ export class Outbox {
     }
     if (this.scheduled) return;
     this.scheduled = true;
-    // One write per event-loop turn: every stream that queued in this turn shares it.
-    setImmediate(() => {
-      this.scheduled = false;
-      this.flush();
-    });
+    const now = performance.now();
+    const idle = now - this.lastFlush > IDLE_MS;
+    this.lastFlush = now;
+    // A lone frame after a quiet spell (one request, one answer) goes at the end of this callback; under
+    // load, one write per event-loop turn: every stream that queued in this turn shares it.
+    if (idle) queueMicrotask(this.flushNow);
+    else setImmediate(this.flushNow);
   }
 
   /** The connection can take more bytes. */
