@@ -10,8 +10,12 @@ export const MUX_VERSION = 1;
 export const MUX_HEADER = 9;
 /** Largest data frame body: big enough that bulk costs few headers, small enough to interleave streams. */
 export const MAX_MUX_PAYLOAD = 64 * 1024;
-/** Bytes each side may send on a new stream before the receiver grants more (as SSH's initial window). */
-export const INITIAL_WINDOW = 1024 * 1024;
+/**
+ * Bytes each side may send on a new stream before the receiver grants more: OpenSSH's channel window. On
+ * loopback one bulk stream moved 545-640 MB/s at 1 MiB, ~690 at 2 MiB and ~740 at 4 MiB (quick benches),
+ * while the channel's cap on unconsumed bytes (64 MiB) then admits 32 stalled streams at full window.
+ */
+export const INITIAL_WINDOW = 2048 * 1024;
 /** A window never grows past this (HTTP/2's 2^31-1): a larger grant is the peer's error. */
 export const MAX_WINDOW = 0x7fffffff;
 
