@@ -8,6 +8,7 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { PG, PgDatabases } from "../pg.ts";
 import { echoServer, killAll, roundTrip, run, spawn, spawnProgram, tmpDir, type Proc } from "./harness.ts";
+import { eventually } from "../coordinator/live.ts";
 
 afterEach(killAll);
 
@@ -109,8 +110,9 @@ async function join(
   host: Proc,
   code: string,
   name: string,
+  extra: string[] = [],
 ): Promise<{ guest: Proc; local: number }> {
-  const guest = spawn(["join", code, "--name", name, "--local", "127.0.0.1:0"], env);
+  const guest = spawn(["join", code, "--name", name, "--local", "127.0.0.1:0", ...extra], env);
   await host.waitFor(new RegExp(`Allow ${name} `));
   host.write("y\n");
   return { guest, local: Number((await guest.waitFor(/forwarding 127\.0\.0\.1:(\d+)/))[1]) };
@@ -223,18 +225,26 @@ describe.skipIf(!PG || !HAPROXY)("three nodes behind HAProxy", () => {
     const guest3Env = await linked(dir, "g3", `localhost:${nodes[2]!.port}`);
     const guestHaEnv = await linked(dir, "gha", `localhost:${ha}`);
 
-    // A host on node 1, a guest on node 2: one splice of ciphertext, forwarded between nodes.
+    // A host on node 1, a guest on node 2 (on the relay): the session's channel is one splice of ciphertext
+    // on node 1, its connection from the guest forwarded by node 2.
     const echo = await echoServer();
     const host = spawn(["share", "--port", String(echo.port)], hostEnv, { cwd: dir });
     const code = (await host.waitFor(/^code: ([0-9A-Z]{4}-[0-9A-Z]{4})\r?$/m))[1]!;
-    const ann = await join(guest2Env, host, code, "ann");
+    const ann = await join(guest2Env, host, code, "ann", ["--relay-only"]);
     const payload = randomBytes(300_000);
     expect((await roundTrip(ann.local, payload)).equals(payload)).toBe(true);
     expect(events(nodes[0]!, "session.open").length).toBe(1);
-    // Each node's /metrics names it; node 1 splices the stream, node 2 only forwards it.
+    // Each node's /metrics names it; node 1 splices the channel (its stream's bytes crossed it), node 2 only forwards it.
     const scrape = async (n: Node) => await (await fetch(`http://127.0.0.1:${n.http}/metrics`)).text();
     expect(await scrape(nodes[0]!)).toMatch(/^tessera_sessions_active\{node="n1"\} 1$/m);
     expect(await scrape(nodes[1]!)).toMatch(/^tessera_sessions_active\{node="n2"\} 0$/m);
+    expect(await scrape(nodes[0]!)).toMatch(/^tessera_channels_open\{node="n1"\} 1$/m);
+    await eventually(async () => {
+      const m = /^tessera_relayed_bytes_total\{[^}]*direction="guest_to_agent"[^}]*\} (\d+)$/m.exec(
+        await scrape(nodes[0]!),
+      );
+      if (Number(m?.[1]) !== payload.length) throw new Error(`relayed ${m?.[1]}`);
+    }, "the stream's bytes counted at node 1's splice");
 
     // The same code on node 3: refused (the claim in PostgreSQL is atomic and single).
     const again = spawn(["join", code, "--name", "eve", "--local", "127.0.0.1:0"], guest3Env);
