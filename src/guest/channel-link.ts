@@ -13,7 +13,8 @@ import type { MuxStream } from "../data/mux-stream.ts";
 import { cut, type End } from "../data/pipe.ts";
 import { MuxReset } from "../wire/mux-frames.ts";
 import { refusal } from "../wire/control-client.ts";
-import { MAX_OPENS_IN_FRAME, type FrameOf, type ServerFrame } from "../wire/protocol.ts";
+import type { FrameOf, ServerFrame } from "../wire/protocol.ts";
+import { OpenPacer } from "./open-pacer.ts";
 import { startStream, type StreamContext } from "./stream-context.ts";
 
 const log = logger("guest:channel");
@@ -24,9 +25,6 @@ const MOMENTARY = new Set(["no_channel", "no_session", "unavailable"]);
 /** A channel asked where the session is not now is asked again after this, doubling, this many times at most. */
 const REASK_MS = 50;
 const MAX_REASKS = 12;
-/** `open` frames sent at once before the pacing starts, and how often one more may go (see announce). */
-const OPEN_BURST = 16;
-const OPEN_REFILL_MS = 1;
 /** Streams waiting for a channel (being set up, or a move under way); past it new ones are refused. */
 const MAX_WAITING = 4096;
 
@@ -41,8 +39,6 @@ interface Live {
   inner: Socket<End>;
   path: Path;
   next: number;
-  /** Streams opened this turn, told to the coordinator together at its end (see announce). */
-  unsent: number[];
 }
 
 export interface StreamWaiter {
@@ -66,9 +62,8 @@ export class ChannelLink {
   private readonly onRefusal = new Map<string, (err: Error) => void>();
   private paused = false;
   private channels = 0;
-  /** The `open` frames that may go at once now, and when that was last worked out (see announce). */
-  private openTokens = OPEN_BURST;
-  private openRefilled = 0;
+  /** New streams go to the coordinator in paced `open` frames (open-pacer.ts). */
+  private readonly opens = new OpenPacer((via, ids) => this.sendOpens(via, ids));
   /** Channel asks refused for a reason of the moment in a row (see askAgain); back to 0 once one is up. */
   private reasks = 0;
   /** A renewal asked for while a channel was on its way: done once that one is up (see renew). */
@@ -271,39 +266,15 @@ export class ChannelLink {
       this.onRefusal.set(ref, refused);
       void stream.whenClosed().then(() => this.onRefusal.delete(ref));
     }
-    this.announce(live, id);
+    this.opens.add(live.id, id);
     w.ready(stream);
   }
 
-  /**
-   * Streams go to the coordinator in `open` frames paced by a token bucket: a lone connection, or a steady
-   * stream of them, is told at once (the streams opened in the same turn share a frame); a burst (a client's
-   * pool of connections, accepted over many turns) spends the bucket and is then gathered, a frame each
-   * OPEN_REFILL_MS, so the coordinator's guard (frames in flight) never sees a flood.
-   */
-  private announce(live: Live, id: number): void {
-    live.unsent.push(id);
-    if (live.unsent.length >= MAX_OPENS_IN_FRAME) return this.sendOpens(live);
-    if (live.unsent.length > 1) return;
-    const now = performance.now();
-    this.openTokens = Math.min(OPEN_BURST, this.openTokens + (now - this.openRefilled) / OPEN_REFILL_MS);
-    this.openRefilled = now;
-    if (this.openTokens >= 1) {
-      this.openTokens--;
-      queueMicrotask(() => this.sendOpens(live));
-    } else {
-      const wait = (1 - this.openTokens) * OPEN_REFILL_MS;
-      this.openTokens--;
-      setTimeout(() => this.sendOpens(live), wait);
-    }
-  }
-
-  private sendOpens(live: Live): void {
-    if (!live.unsent.length) return;
-    const ids = live.unsent.splice(0, MAX_OPENS_IN_FRAME);
+  private sendOpens(via: string, ids: number[]): void {
     const on = this.ctx.live();
-    if (!on || live.mux.closed) return;
-    this.ctx.send({ t: "open", sessionId: on.approved.sessionId, ref: live.tag, via: live.id, mux: ids });
+    const live = [this.current, ...this.retired].find((c) => c?.id === via);
+    if (!on || !live || live.mux.closed) return;
+    this.ctx.send({ t: "open", sessionId: on.approved.sessionId, ref: live.tag, via, mux: ids });
   }
 
   private async viaRelay(
@@ -334,7 +305,7 @@ export class ChannelLink {
 
   /** A verified channel connection: it becomes the session's channel, and the streams waiting go on it. */
   private up(id: string, inner: Socket<End>, path: Path): void {
-    const live: Live = { id, tag: `c${++this.channels}`, inner, path, next: 1, unsent: [], mux: undefined! };
+    const live: Live = { id, tag: `c${++this.channels}`, inner, path, next: 1, mux: undefined! };
     live.mux = channelOver(inner, "host", {
       role: "opener",
       onStreamClose: () => {
@@ -362,6 +333,7 @@ export class ChannelLink {
   /** A channel ended (network, the host's agent gone, the coordinator cut it): a new one if the session goes on. */
   private lost(live: Live, err?: Error): void {
     this.retired.delete(live);
+    this.opens.forget(live.id);
     this.settled?.();
     if (this.current !== live) return;
     this.current = undefined;
