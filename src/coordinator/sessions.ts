@@ -193,6 +193,7 @@ export class SessionBook {
     const direct = this.direct.route(s);
     const { stream, guestToken, agentToken } = this.splicer.create(streamId, s.id, undefined, !!direct);
     stream.kind = "channel";
+    stream.ref = ref;
     this.streamTotal++;
     s.streams.add(stream);
     if (direct)
@@ -229,7 +230,16 @@ export class SessionBook {
     if (s && s.streams.size === 0) this.leaving.delete(s.id);
     // A channel is no stream in the log's eyes: it closes without a line, and its bytes (its streams',
     // and their frames') count in no total (a session's bytes are the sum of its streams' lines).
-    if (stream.kind === "channel") return void (s && this.orphaned(s, stream));
+    if (stream.kind === "channel") {
+      // Ended before it was set up (its agent went, its token lapsed): the guest, which may be waiting for a
+      // direct connection that will never come, asks again rather than wait.
+      if (s && !stream.spliced && stream.ref)
+        s.guest?.ch.sendError?.(
+          new RefusedError("no_channel", `the data channel was not set up: ${reason}`),
+          stream.ref,
+        );
+      return void (s && this.orphaned(s, stream));
+    }
     // A direct stream ended here, not by the agent: its line waits for the agent's final counts (direct.ts).
     if (!this.direct.awaitFinal(stream, s, () => this.closeLine(stream, s, reason))) this.closeLine(stream, s, reason);
     if (s) this.closeIfScopeDone(s);

@@ -24,6 +24,8 @@ export interface Stream {
    * "mux": a stream inside one, with no connection of its own here (`via` names its channel, `mux` its number).
    */
   kind?: "channel" | "mux";
+  /** A channel: the guest's ref for it (told if it ends before it was set up). */
+  ref?: string;
   via?: string;
   mux?: number;
   /** On the direct path (direct.ts): no lapse timer, and its byte counts are the agent's report. */

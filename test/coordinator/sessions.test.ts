@@ -144,6 +144,17 @@ describe("streams", () => {
     expect(s.guest.ch.errorFor("c.1")?.code).toBe("host_offline");
     expect(w.events().filter((e) => e.event === "stream.open")).toHaveLength(1);
   });
+
+  test("a channel that ends before it was set up (its agent went) is said to the guest with its ref, so it asks again", async () => {
+    w = await World.open();
+    const s = await w.session();
+    const ch = await w.channel(s, "k1");
+    expect(s.guest.ch.errorFor("k1")).toBeUndefined();
+    w.broker.drop(s.host);
+    await until(() => s.guest.ch.errorFor("k1") !== undefined, "the guest told its channel will not come");
+    expect(s.guest.ch.errorFor("k1")).toMatchObject({ code: "no_channel" });
+    expect(ch.streamId).toMatch(/^c-/);
+  });
 });
 
 describe("resume", () => {
