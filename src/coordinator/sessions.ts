@@ -133,10 +133,12 @@ export class SessionBook {
         "streams are opened on the session's data channel (this guest is older than the coordinator); update it",
         { ref },
       );
+    // Looked up once for the frame's (up to 256) streams, not once each over every stream of the session.
+    const channel = [...s.streams].find((st) => st.id === f.via && st.kind === "channel" && !st.ended);
     for (const n of f.mux) {
       // Each stream is answered on its own: one refused (a scope spent, a limit) leaves the others.
       try {
-        this.openStream(s, f.via, n);
+        this.openStream(s, f.via, channel, n);
       } catch (err) {
         if (!(err instanceof RefusedError)) throw err;
         peer.ch.sendError?.(err, `${ref}.${n}`);
@@ -155,12 +157,16 @@ export class SessionBook {
     return agent;
   }
 
-  /** Stream `n` of channel `via`: audited durably, then the agent hears it may reach the target. */
-  private openStream(s: Session, via: string, n: number): void {
-    const agent = this.agentOf(s);
+  /** The session's caps on streams (a channel counts as one), before another is added. */
+  private roomFor(s: Session, ref?: string): void {
     if (s.streams.size >= this.o.limits.maxStreamsPerSession || this.streamTotal >= this.o.limits.maxStreams)
-      throw new RefusedError("limit", "stream limit reached for this session");
-    const channel = [...s.streams].find((st) => st.id === via && st.kind === "channel" && !st.ended);
+      throw new RefusedError("limit", "stream limit reached for this session", { ref });
+  }
+
+  /** Stream `n` of channel `via` (`channel`, if it is open): audited durably, then the agent hears it may reach the target. */
+  private openStream(s: Session, via: string, channel: Stream | undefined, n: number): void {
+    const agent = this.agentOf(s);
+    this.roomFor(s);
     if (!channel) throw new RefusedError("no_channel", `data channel "${via}" is not open for this session`);
     scopeCheck(s, "");
     const streamId = newId("t");
@@ -179,8 +185,7 @@ export class SessionBook {
 
   /** The session's data channel: paired here (or direct), never in the audit log as a stream. */
   private openChannel(s: Session, agent: Peer, peer: Peer, ref: string): void {
-    if (s.streams.size >= this.o.limits.maxStreamsPerSession || this.streamTotal >= this.o.limits.maxStreams)
-      throw new RefusedError("limit", "stream limit reached for this session", { ref });
+    this.roomFor(s, ref);
     let live = 0;
     for (const st of s.streams) if (st.kind === "channel" && !st.ended) live++;
     // One in use, and the ones it replaced while their last streams finish (a move, the path going direct).
